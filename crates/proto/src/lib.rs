@@ -1,0 +1,11 @@
+//! Generated code for the `proofmill.v1` protocol (see `proto/` at the repository root).
+
+#![allow(clippy::all)]
+
+pub mod v1 {
+    tonic::include_proto!("proofmill.v1");
+}
+
+/// Encoded `FileDescriptorSet` of the protocol, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/proofmill_descriptor.bin"));

@@ -1,0 +1,62 @@
+use proofmill_types::Millis;
+
+/// Timing and retry policy. Defaults follow ethrex's coordinator where it has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// How often the service sends heartbeats (it does the sending; we only count misses).
+    pub heartbeat_interval_ms: Millis,
+    /// A prover silent for `heartbeat_interval_ms * missed_heartbeats` loses its leases.
+    pub missed_heartbeats: u32,
+    /// Hard limit on one lease, heartbeats or not (ethrex's `prover-timeout`).
+    pub prover_timeout_ms: Millis,
+    /// Failed results (errors, invalid proofs) before a job is marked failed.
+    pub max_attempts: u32,
+    /// Lost leases (prover vanished, timed out) before a job is marked failed; counted apart
+    /// from `max_attempts` because losing a prover is rarely the job's fault.
+    pub max_lost_attempts: u32,
+    /// Retry delay after the n-th failure: `base * 2^(n-1)`, capped at `max`.
+    pub retry_backoff_base_ms: Millis,
+    pub retry_backoff_max_ms: Millis,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            heartbeat_interval_ms: 5_000,
+            missed_heartbeats: 3,
+            prover_timeout_ms: 600_000,
+            max_attempts: 5,
+            max_lost_attempts: 10,
+            retry_backoff_base_ms: 1_000,
+            retry_backoff_max_ms: 60_000,
+        }
+    }
+}
+
+impl SchedulerConfig {
+    pub fn liveness_timeout_ms(&self) -> Millis {
+        self.heartbeat_interval_ms.saturating_mul(self.missed_heartbeats.max(1) as u64)
+    }
+
+    pub fn retry_delay_ms(&self, failures: u32) -> Millis {
+        let shift = failures.saturating_sub(1).min(30);
+        self.retry_backoff_base_ms
+            .saturating_mul(1u64 << shift)
+            .min(self.retry_backoff_max_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let c = SchedulerConfig::default();
+        assert_eq!(c.retry_delay_ms(1), 1_000);
+        assert_eq!(c.retry_delay_ms(2), 2_000);
+        assert_eq!(c.retry_delay_ms(4), 8_000);
+        assert_eq!(c.retry_delay_ms(40), 60_000);
+        assert_eq!(c.liveness_timeout_ms(), 15_000);
+    }
+}

@@ -1,0 +1,23 @@
+//! The scheduler of a coordinator, as a pure state machine.
+//!
+//! It owns the in-memory view of every open job (queued or leased) and of every prover, and
+//! decides who proves what. It performs no IO and never reads a clock: every call takes `now`
+//! and returns [`Effect`]s for the caller to carry out, in order: first make every
+//! [`Effect::Persist`] durable, then send [`Effect::Dispatch`] / [`Effect::Cancel`] /
+//! [`Effect::Disconnect`] to provers. Mechanism (leases, fencing, liveness) lives here; policy
+//! knobs (timeouts, attempts, backoff) come in through [`SchedulerConfig`].
+//!
+//! Invariants (property-tested in `tests/properties.rs`):
+//! - a job has at most one lease; two provers never hold the same (batch, proof type);
+//! - a prover holds at most `capacity` leases;
+//! - a result is accepted only with the fencing token of the job's current lease;
+//! - while a matching prover keeps answering, every job is eventually proven.
+
+mod config;
+mod provers;
+mod queue;
+mod scheduler;
+
+pub use config::SchedulerConfig;
+pub use provers::{ProverInfo, ProverView};
+pub use scheduler::{Effect, ResultCheck, Scheduler, SchedulerError};

@@ -1,0 +1,59 @@
+use proofmill_types::{JobKey, Millis, ProofType, ProverId};
+use std::collections::BTreeSet;
+
+/// What a prover declares when it registers (or reconnects).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProverInfo {
+    pub name: String,
+    pub proof_types: BTreeSet<ProofType>,
+    pub capacity: u32,
+    pub version: String,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct ProverEntry {
+    pub info: ProverInfo,
+    /// False while its stream is down; its leases survive until the liveness timeout.
+    pub connected: bool,
+    pub last_seen: Millis,
+    /// Slots the prover last said it has free (shared with other coordinators), minus what we
+    /// sent since. `None` until it tells us: then only `capacity` limits.
+    pub advertised_free: Option<u32>,
+    pub running: BTreeSet<JobKey>,
+}
+
+impl ProverEntry {
+    pub fn new(info: ProverInfo, now: Millis) -> Self {
+        ProverEntry { info, connected: true, last_seen: now, advertised_free: None, running: BTreeSet::new() }
+    }
+
+    /// A placeholder for a prover that held leases before a coordinator restart: it gets one
+    /// liveness window to reconnect before its leases are requeued.
+    pub fn ghost(now: Millis) -> Self {
+        let info = ProverInfo {
+            name: String::new(),
+            proof_types: BTreeSet::new(),
+            capacity: 0,
+            version: String::new(),
+        };
+        ProverEntry { info, connected: false, last_seen: now, advertised_free: Some(0), running: BTreeSet::new() }
+    }
+
+    pub fn free_slots(&self) -> u32 {
+        if !self.connected {
+            return 0;
+        }
+        let by_capacity = self.info.capacity.saturating_sub(self.running.len() as u32);
+        self.advertised_free.map_or(by_capacity, |adv| adv.min(by_capacity))
+    }
+}
+
+/// A prover as reported to operators.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProverView {
+    pub id: ProverId,
+    pub info: ProverInfo,
+    pub connected: bool,
+    pub last_seen: Millis,
+    pub running: Vec<JobKey>,
+}

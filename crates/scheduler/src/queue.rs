@@ -1,0 +1,79 @@
+//! Jobs waiting for a prover, oldest batch first: scheduling starts from the oldest
+//! unverified batch because it gates settlement.
+
+use proofmill_types::{BatchNumber, JobKey, Millis, ProofType};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Default, Debug)]
+pub(crate) struct ReadyQueue {
+    /// (version, proof type) → batches ready now.
+    ready: BTreeMap<(String, ProofType), BTreeSet<BatchNumber>>,
+    /// Jobs in retry backoff, by the time they become ready.
+    delayed: BTreeSet<(Millis, JobKey, String)>,
+}
+
+impl ReadyQueue {
+    pub fn push(&mut self, key: &JobKey, version: &str, not_before: Millis, now: Millis) {
+        if not_before > now {
+            self.delayed.insert((not_before, key.clone(), version.to_string()));
+        } else {
+            self.ready
+                .entry((version.to_string(), key.proof_type.clone()))
+                .or_default()
+                .insert(key.batch);
+        }
+    }
+
+    pub fn remove(&mut self, key: &JobKey, version: &str, not_before: Millis) {
+        let rk = (version.to_string(), key.proof_type.clone());
+        if let Some(set) = self.ready.get_mut(&rk) {
+            set.remove(&key.batch);
+            if set.is_empty() {
+                self.ready.remove(&rk);
+            }
+        }
+        self.delayed.remove(&(not_before, key.clone(), version.to_string()));
+    }
+
+    /// Moves jobs whose backoff has passed into the ready sets.
+    pub fn promote(&mut self, now: Millis) {
+        while let Some(first) = self.delayed.first() {
+            if first.0 > now {
+                break;
+            }
+            let (_, key, version) = self.delayed.pop_first().expect("non-empty");
+            self.ready.entry((version, key.proof_type)).or_default().insert(key.batch);
+        }
+    }
+
+    /// Oldest ready batch of this version among these proof types.
+    pub fn peek_oldest<'a>(
+        &self,
+        version: &str,
+        proof_types: impl Iterator<Item = &'a ProofType>,
+    ) -> Option<JobKey> {
+        let mut best: Option<JobKey> = None;
+        for pt in proof_types {
+            // Avoid allocating a key per lookup on the hot path: the map is small.
+            let batch = self
+                .ready
+                .iter()
+                .find(|((v, t), _)| v == version && t == pt)
+                .and_then(|(_, set)| set.first().copied());
+            if let Some(b) = batch
+                && best.as_ref().is_none_or(|k| b < k.batch)
+            {
+                best = Some(JobKey::new(b, pt.clone()));
+            }
+        }
+        best
+    }
+
+    pub fn next_delayed_at(&self) -> Option<Millis> {
+        self.delayed.first().map(|d| d.0)
+    }
+
+    pub fn ready_len(&self) -> usize {
+        self.ready.values().map(BTreeSet::len).sum()
+    }
+}

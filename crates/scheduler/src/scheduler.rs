@@ -1,0 +1,471 @@
+use crate::config::SchedulerConfig;
+use crate::provers::{ProverEntry, ProverInfo, ProverView};
+use crate::queue::ReadyQueue;
+use proofmill_types::{FencingToken, Job, JobKey, JobState, Lease, Millis, ProverId};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Something the caller must do. Carry out every `Persist` of one call durably *before* any
+/// message of the same call is sent, so a crash never leaves a prover working on a lease the
+/// store does not know, nor acknowledges a result the store does not have.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Write this job row exactly (state, attempts, lease).
+    Persist(Job),
+    /// Send the task to the prover; `job.lease` holds its token and deadline.
+    Dispatch { prover: ProverId, job: Job },
+    /// Tell the prover to stop a task it should not be running.
+    Cancel { prover: ProverId, key: JobKey, token: FencingToken, reason: String },
+    /// The prover was declared dead: close its stream if one is still open.
+    Disconnect { prover: ProverId, reason: String },
+}
+
+/// Whether a result for (job, token) from a prover may be accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResultCheck {
+    /// It answers the job's current lease: verify it, then call `complete` or `fail`.
+    Current,
+    /// Fenced off: the lease was lost or belongs to someone else.
+    Stale { reason: String },
+    /// The job is not open here (proven, failed, cancelled, or never existed); the caller
+    /// consults the store to tell a duplicate of an accepted result from an unknown job.
+    NotOpen,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SchedulerError {
+    #[error("prover {0} is already registered")]
+    DuplicateProver(ProverId),
+    #[error("unknown prover {0}")]
+    UnknownProver(ProverId),
+    #[error("result for {key} with token {token} is not current: {reason}")]
+    NotCurrent { key: JobKey, token: FencingToken, reason: String },
+    #[error("job {0} is not open")]
+    NotOpen(JobKey),
+}
+
+pub struct Scheduler {
+    config: SchedulerConfig,
+    /// Open jobs only (queued or leased); terminal jobs leave memory and live in the store.
+    jobs: HashMap<JobKey, Job>,
+    provers: BTreeMap<ProverId, ProverEntry>,
+    queue: ReadyQueue,
+    /// Hard lease deadlines.
+    deadlines: BTreeSet<(Millis, JobKey)>,
+    next_token: u64,
+    draining: bool,
+}
+
+impl Scheduler {
+    /// `last_token` is the highest fencing token ever issued (from the store), so tokens stay
+    /// monotonic across restarts.
+    pub fn new(config: SchedulerConfig, last_token: u64) -> Self {
+        Scheduler {
+            config,
+            jobs: HashMap::new(),
+            provers: BTreeMap::new(),
+            queue: ReadyQueue::default(),
+            deadlines: BTreeSet::new(),
+            next_token: last_token.saturating_add(1),
+            draining: false,
+        }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Adds open jobs: new ones from fresh batches, or every open job from the store after a
+    /// restart (leases included: their owners get one liveness window to reconnect). Jobs
+    /// already known and terminal jobs are ignored. New jobs are persisted by the caller
+    /// already, so only dispatches come back.
+    pub fn add_jobs(&mut self, jobs: impl IntoIterator<Item = Job>, now: Millis) -> Vec<Effect> {
+        for job in jobs {
+            if job.state.is_terminal() || self.jobs.contains_key(&job.key) {
+                continue;
+            }
+            self.next_token = self.next_token.max(job.lease.as_ref().map_or(0, |l| l.token.0) + 1);
+            match (&job.state, &job.lease) {
+                (JobState::Leased, Some(lease)) => {
+                    let owner = self
+                        .provers
+                        .entry(lease.prover.clone())
+                        .or_insert_with(|| ProverEntry::ghost(now));
+                    owner.running.insert(job.key.clone());
+                    self.deadlines.insert((lease.deadline, job.key.clone()));
+                    self.jobs.insert(job.key.clone(), job);
+                }
+                _ => {
+                    let mut job = job;
+                    job.state = JobState::Queued;
+                    job.lease = None;
+                    self.queue.push(&job.key, &job.version, job.not_before, now);
+                    self.jobs.insert(job.key.clone(), job);
+                }
+            }
+        }
+        self.dispatch(now)
+    }
+
+    /// Requeues a failed or cancelled job (loaded from the store) with a fresh attempt budget.
+    pub fn retry(&mut self, mut job: Job, now: Millis) -> Vec<Effect> {
+        if self.jobs.contains_key(&job.key) {
+            return Vec::new();
+        }
+        job.state = JobState::Queued;
+        job.lease = None;
+        job.failed_attempts = 0;
+        job.lost_attempts = 0;
+        job.not_before = now;
+        job.updated_at = now;
+        self.queue.push(&job.key, &job.version, now, now);
+        self.jobs.insert(job.key.clone(), job.clone());
+        let mut effects = vec![Effect::Persist(job)];
+        effects.extend(self.dispatch(now));
+        effects
+    }
+
+    /// A new prover with an id chosen by the caller.
+    pub fn register(&mut self, id: ProverId, info: ProverInfo, now: Millis) -> Result<Vec<Effect>, SchedulerError> {
+        if self.provers.contains_key(&id) {
+            return Err(SchedulerError::DuplicateProver(id));
+        }
+        self.provers.insert(id, ProverEntry::new(info, now));
+        Ok(self.dispatch(now))
+    }
+
+    /// A prover presents an id from an earlier registration with the tasks it still runs or
+    /// holds finished results for. Its leases that it reports stay; those it does not report
+    /// are lost; tasks it reports that are not its current leases are cancelled.
+    pub fn reconnect(
+        &mut self,
+        id: ProverId,
+        info: ProverInfo,
+        running: &[(JobKey, FencingToken)],
+        now: Millis,
+    ) -> Vec<Effect> {
+        let entry = self.provers.entry(id.clone()).or_insert_with(|| ProverEntry::ghost(now));
+        entry.info = info;
+        entry.connected = true;
+        entry.last_seen = now;
+        entry.advertised_free = None;
+        let held: Vec<JobKey> = entry.running.iter().cloned().collect();
+        let mut effects = self.cancel_unknown(&id, running);
+        for key in held {
+            let token = self.jobs[&key].lease.as_ref().map(|l| l.token);
+            let reported = running.iter().any(|(k, t)| *k == key && Some(*t) == token);
+            if !reported {
+                self.lose_lease(&key, "prover reconnected without this task", now, &mut effects);
+            }
+        }
+        effects.extend(self.dispatch(now));
+        effects
+    }
+
+    /// The prover's stream closed. Its leases wait for it to reconnect until the liveness
+    /// timeout, so a network blip does not throw away work in progress.
+    pub fn disconnect(&mut self, id: &ProverId) {
+        if let Some(p) = self.provers.get_mut(id) {
+            p.connected = false;
+        }
+    }
+
+    /// The prover answered a heartbeat with the tasks it runs.
+    pub fn heartbeat(&mut self, id: &ProverId, running: &[(JobKey, FencingToken)], now: Millis) -> Vec<Effect> {
+        let Some(p) = self.provers.get_mut(id) else { return Vec::new() };
+        p.last_seen = now;
+        // Only extra tasks are reconciled here: a missing one may simply not have arrived
+        // yet. Missing tasks are settled on reconnect and by the lease deadline.
+        self.cancel_unknown(id, running)
+    }
+
+    /// The prover says how many more tasks it can take (it may serve other coordinators).
+    pub fn availability(&mut self, id: &ProverId, free_slots: u32, now: Millis) -> Vec<Effect> {
+        let Some(p) = self.provers.get_mut(id) else { return Vec::new() };
+        p.last_seen = now;
+        p.advertised_free = Some(free_slots);
+        self.dispatch(now)
+    }
+
+    /// Checks a result's fencing token without changing anything.
+    pub fn check_result(&self, prover: &ProverId, key: &JobKey, token: FencingToken) -> ResultCheck {
+        let Some(job) = self.jobs.get(key) else { return ResultCheck::NotOpen };
+        match &job.lease {
+            Some(l) if l.token == token && l.prover == *prover => ResultCheck::Current,
+            Some(l) if l.token == token => ResultCheck::Stale {
+                reason: format!("lease {token} of {key} belongs to another prover"),
+            },
+            Some(l) => ResultCheck::Stale {
+                reason: format!("token {token} of {key} is stale: the current lease is {}", l.token),
+            },
+            None => ResultCheck::Stale {
+                reason: format!("token {token} of {key} is stale: the job is queued again"),
+            },
+        }
+    }
+
+    /// A verified proof for the current lease: the job is proven and leaves memory.
+    pub fn complete(
+        &mut self,
+        prover: &ProverId,
+        key: &JobKey,
+        token: FencingToken,
+        now: Millis,
+    ) -> Result<Vec<Effect>, SchedulerError> {
+        let mut job = self.take_current(prover, key, token)?;
+        job.state = JobState::Proven;
+        job.last_error = None;
+        job.updated_at = now;
+        let mut effects = vec![Effect::Persist(job)];
+        effects.extend(self.dispatch(now));
+        Ok(effects)
+    }
+
+    /// The current lease ended in an error or an invalid proof: retry with backoff, or mark
+    /// the job failed once `max_attempts` is reached.
+    pub fn fail(
+        &mut self,
+        prover: &ProverId,
+        key: &JobKey,
+        token: FencingToken,
+        error: &str,
+        now: Millis,
+    ) -> Result<Vec<Effect>, SchedulerError> {
+        let mut job = self.take_current(prover, key, token)?;
+        job.failed_attempts += 1;
+        job.last_error = Some(error.to_string());
+        job.updated_at = now;
+        if job.failed_attempts >= self.config.max_attempts {
+            job.state = JobState::Failed;
+        } else {
+            job.state = JobState::Queued;
+            job.not_before = now + self.config.retry_delay_ms(job.failed_attempts);
+            self.queue.push(&job.key, &job.version, job.not_before, now);
+            self.jobs.insert(job.key.clone(), job.clone());
+        }
+        let mut effects = vec![Effect::Persist(job)];
+        effects.extend(self.dispatch(now));
+        Ok(effects)
+    }
+
+    /// The prover could not take the task (no free slot after all): requeue at once, no
+    /// attempt counted, and send it nothing more until it reports availability again.
+    pub fn decline(
+        &mut self,
+        prover: &ProverId,
+        key: &JobKey,
+        token: FencingToken,
+        now: Millis,
+    ) -> Result<Vec<Effect>, SchedulerError> {
+        let mut job = self.take_current(prover, key, token)?;
+        if let Some(p) = self.provers.get_mut(prover) {
+            p.advertised_free = Some(0);
+        }
+        job.state = JobState::Queued;
+        job.not_before = now;
+        job.updated_at = now;
+        self.queue.push(&job.key, &job.version, now, now);
+        self.jobs.insert(job.key.clone(), job.clone());
+        let mut effects = vec![Effect::Persist(job)];
+        effects.extend(self.dispatch(now));
+        Ok(effects)
+    }
+
+    /// An operator cancels an open job.
+    pub fn cancel_job(&mut self, key: &JobKey, reason: &str, now: Millis) -> Result<Vec<Effect>, SchedulerError> {
+        let mut job = self.jobs.remove(key).ok_or_else(|| SchedulerError::NotOpen(key.clone()))?;
+        let mut effects = Vec::new();
+        if let Some(lease) = job.lease.take() {
+            self.release_slot(&lease, key);
+            effects.push(Effect::Cancel {
+                prover: lease.prover,
+                key: key.clone(),
+                token: lease.token,
+                reason: reason.to_string(),
+            });
+        } else {
+            self.queue.remove(key, &job.version, job.not_before);
+        }
+        job.state = JobState::Cancelled;
+        job.last_error = Some(reason.to_string());
+        job.updated_at = now;
+        effects.insert(0, Effect::Persist(job));
+        effects.extend(self.dispatch(now));
+        Ok(effects)
+    }
+
+    /// Advances time: backoffs end, hard deadlines expire, silent provers are declared dead.
+    pub fn tick(&mut self, now: Millis) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        self.queue.promote(now);
+        while let Some((deadline, _)) = self.deadlines.first() {
+            if *deadline > now {
+                break;
+            }
+            let (_, key) = self.deadlines.pop_first().expect("non-empty");
+            let lease = self.jobs.get(&key).and_then(|j| j.lease.clone());
+            if let Some(lease) = lease {
+                effects.push(Effect::Cancel {
+                    prover: lease.prover.clone(),
+                    key: key.clone(),
+                    token: lease.token,
+                    reason: "lease deadline passed (--prover-timeout)".into(),
+                });
+                self.lose_lease(&key, "lease deadline passed (--prover-timeout)", now, &mut effects);
+            }
+        }
+        let liveness = self.config.liveness_timeout_ms();
+        let dead: Vec<ProverId> = self
+            .provers
+            .iter()
+            .filter(|(_, p)| p.last_seen.saturating_add(liveness) <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in dead {
+            let held: Vec<JobKey> = self.provers[&id].running.iter().cloned().collect();
+            for key in held {
+                self.lose_lease(&key, "prover missed its heartbeats", now, &mut effects);
+            }
+            self.provers.remove(&id);
+            effects.push(Effect::Disconnect { prover: id, reason: "missed heartbeats".into() });
+        }
+        effects.extend(self.dispatch(now));
+        effects
+    }
+
+    /// Stops handing out work (graceful shutdown). Results are still accepted.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// When `tick` next has something to do, if ever.
+    pub fn next_wakeup(&self) -> Option<Millis> {
+        let liveness = self.config.liveness_timeout_ms();
+        let prover = self.provers.values().map(|p| p.last_seen.saturating_add(liveness)).min();
+        [self.queue.next_delayed_at(), self.deadlines.first().map(|d| d.0), prover]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub fn job(&self, key: &JobKey) -> Option<&Job> {
+        self.jobs.get(key)
+    }
+
+    pub fn open_jobs(&self) -> impl Iterator<Item = &Job> {
+        self.jobs.values()
+    }
+
+    pub fn ready_len(&self) -> usize {
+        self.queue.ready_len()
+    }
+
+    pub fn is_connected(&self, id: &ProverId) -> bool {
+        self.provers.get(id).is_some_and(|p| p.connected)
+    }
+
+    pub fn provers(&self) -> Vec<ProverView> {
+        self.provers
+            .iter()
+            .map(|(id, p)| ProverView {
+                id: id.clone(),
+                info: p.info.clone(),
+                connected: p.connected,
+                last_seen: p.last_seen,
+                running: p.running.iter().cloned().collect(),
+            })
+            .collect()
+    }
+
+    /// Removes the job's current lease held by `prover` with `token`, returning the job.
+    fn take_current(&mut self, prover: &ProverId, key: &JobKey, token: FencingToken) -> Result<Job, SchedulerError> {
+        match self.check_result(prover, key, token) {
+            ResultCheck::Current => {}
+            ResultCheck::Stale { reason } => {
+                return Err(SchedulerError::NotCurrent { key: key.clone(), token, reason });
+            }
+            ResultCheck::NotOpen => return Err(SchedulerError::NotOpen(key.clone())),
+        }
+        let mut job = self.jobs.remove(key).expect("checked current");
+        let lease = job.lease.take().expect("checked current");
+        self.release_slot(&lease, key);
+        Ok(job)
+    }
+
+    fn release_slot(&mut self, lease: &Lease, key: &JobKey) {
+        self.deadlines.remove(&(lease.deadline, key.clone()));
+        if let Some(p) = self.provers.get_mut(&lease.prover) {
+            p.running.remove(key);
+        }
+    }
+
+    /// The lease ended without a result (prover gone, deadline, reconnect without it).
+    fn lose_lease(&mut self, key: &JobKey, reason: &str, now: Millis, effects: &mut Vec<Effect>) {
+        let Some(mut job) = self.jobs.remove(key) else { return };
+        let Some(lease) = job.lease.take() else {
+            self.jobs.insert(key.clone(), job);
+            return;
+        };
+        self.release_slot(&lease, key);
+        job.lost_attempts += 1;
+        job.last_error = Some(format!("{reason} (prover {})", lease.prover));
+        job.updated_at = now;
+        if job.lost_attempts >= self.config.max_lost_attempts {
+            job.state = JobState::Failed;
+        } else {
+            job.state = JobState::Queued;
+            job.not_before = now;
+            self.queue.push(key, &job.version, now, now);
+            self.jobs.insert(key.clone(), job.clone());
+        }
+        effects.push(Effect::Persist(job));
+    }
+
+    /// Cancels reported tasks that are not this prover's current leases.
+    fn cancel_unknown(&self, id: &ProverId, running: &[(JobKey, FencingToken)]) -> Vec<Effect> {
+        running
+            .iter()
+            .filter(|(key, token)| !matches!(self.check_result(id, key, *token), ResultCheck::Current))
+            .map(|(key, token)| Effect::Cancel {
+                prover: id.clone(),
+                key: key.clone(),
+                token: *token,
+                reason: "not a current lease of this prover".into(),
+            })
+            .collect()
+    }
+
+    /// Push dispatch: every prover with a free slot gets the oldest ready job it can prove.
+    fn dispatch(&mut self, now: Millis) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if self.draining || self.queue.ready_len() == 0 {
+            return effects;
+        }
+        let deadline = now.saturating_add(self.config.prover_timeout_ms);
+        for (id, prover) in self.provers.iter_mut() {
+            while prover.free_slots() > 0 {
+                let Some(key) = self.queue.peek_oldest(&prover.info.version, prover.info.proof_types.iter()) else {
+                    break;
+                };
+                let job = self.jobs.get_mut(&key).expect("queued job is open");
+                self.queue.remove(&key, &job.version, job.not_before);
+                let token = FencingToken(self.next_token);
+                self.next_token += 1;
+                job.state = JobState::Leased;
+                job.lease = Some(Lease { prover: id.clone(), token, leased_at: now, deadline });
+                job.updated_at = now;
+                self.deadlines.insert((deadline, key.clone()));
+                prover.running.insert(key);
+                if let Some(adv) = prover.advertised_free.as_mut() {
+                    *adv = adv.saturating_sub(1);
+                }
+                effects.push(Effect::Persist(job.clone()));
+                effects.push(Effect::Dispatch { prover: id.clone(), job: job.clone() });
+            }
+        }
+        effects
+    }
+}

@@ -1,0 +1,221 @@
+//! The distributed-proving scenarios ethrex tests, and ours, at the state-machine level.
+mod common;
+use common::*;
+use proofmill_scheduler::{Effect, ResultCheck, Scheduler, SchedulerConfig, SchedulerError};
+use proofmill_types::{FencingToken, JobKey, JobState};
+
+fn sched() -> Scheduler {
+    Scheduler::new(SchedulerConfig::default(), 0)
+}
+
+#[test]
+fn two_provers_of_one_type_get_different_batches() {
+    let mut s = sched();
+    s.add_jobs((1..=3).map(|b| job(b, "exec", "v1")), 0);
+    let d1 = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
+    let d2 = dispatches(&s.register(pid("b"), info(&["exec"], 1, "v1"), 0).unwrap());
+    assert_eq!(d1.len(), 1);
+    assert_eq!(d2.len(), 1);
+    assert_eq!(d1[0].1.key.batch, 1, "oldest batch first");
+    assert_eq!(d2[0].1.key.batch, 2);
+    assert_ne!(d1[0].1.lease.as_ref().unwrap().token, d2[0].1.lease.as_ref().unwrap().token);
+}
+
+#[test]
+fn provers_of_different_types_work_the_same_batch() {
+    let mut s = sched();
+    s.add_jobs([job(1, "exec", "v1"), job(1, "stark", "v1")], 0);
+    let d1 = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
+    let d2 = dispatches(&s.register(pid("b"), info(&["stark"], 1, "v1"), 0).unwrap());
+    assert_eq!(d1[0].1.key, JobKey::new(1, pt("exec")));
+    assert_eq!(d2[0].1.key, JobKey::new(1, pt("stark")));
+}
+
+#[test]
+fn capacity_bounds_concurrent_tasks_and_push_refills_on_completion() {
+    let mut s = sched();
+    s.add_jobs((1..=5).map(|b| job(b, "exec", "v1")), 0);
+    let d = dispatches(&s.register(pid("a"), info(&["exec"], 2, "v1"), 0).unwrap());
+    assert_eq!(d.len(), 2);
+    let token = d[0].1.lease.as_ref().unwrap().token;
+    let effects = s.complete(&pid("a"), &d[0].1.key, token, 10).unwrap();
+    assert!(matches!(&effects[0], Effect::Persist(j) if j.state == JobState::Proven));
+    let next = dispatches(&effects);
+    assert_eq!(next.len(), 1, "the freed slot is refilled at once");
+    assert_eq!(next[0].1.key.batch, 3);
+}
+
+#[test]
+fn versions_are_matched() {
+    let mut s = sched();
+    s.add_jobs([job(1, "exec", "v2"), job(2, "exec", "v1")], 0);
+    let d = dispatches(&s.register(pid("old"), info(&["exec"], 2, "v1"), 0).unwrap());
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].1.key.batch, 2, "a v1 prover never gets a v2 batch");
+}
+
+#[test]
+fn silent_prover_loses_lease_and_its_late_result_is_fenced() {
+    let mut s = sched();
+    s.add_jobs([job(1, "exec", "v1")], 0);
+    let d = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
+    let old_token = d[0].1.lease.as_ref().unwrap().token;
+    s.register(pid("b"), info(&["exec"], 1, "v1"), 0).unwrap();
+    // b keeps answering heartbeats, a does not.
+    s.heartbeat(&pid("b"), &[], 14_000);
+    assert!(dispatches(&s.tick(14_999)).is_empty(), "not yet: 3 beats of 5 s");
+    let effects = s.tick(15_000);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Disconnect { prover, .. } if *prover == pid("a"))));
+    let d = dispatches(&effects);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].0, pid("b"));
+    let new_token = d[0].1.lease.as_ref().unwrap().token;
+    assert!(new_token > old_token);
+    assert_eq!(d[0].1.lost_attempts, 1);
+    // a wakes up and submits: fenced off, nothing changes.
+    let key = JobKey::new(1, pt("exec"));
+    assert!(matches!(s.check_result(&pid("a"), &key, old_token), ResultCheck::Stale { .. }));
+    assert!(matches!(s.complete(&pid("a"), &key, old_token, 15_001), Err(SchedulerError::NotCurrent { .. })));
+    assert_eq!(s.job(&key).unwrap().lease.as_ref().unwrap().token, new_token);
+    s.complete(&pid("b"), &key, new_token, 15_002).unwrap();
+    assert_eq!(s.check_result(&pid("b"), &key, new_token), ResultCheck::NotOpen, "duplicate goes to the store");
+}
+
+#[test]
+fn hard_deadline_expires_even_with_heartbeats() {
+    let mut s = Scheduler::new(SchedulerConfig { prover_timeout_ms: 20_000, ..Default::default() }, 0);
+    s.add_jobs([job(1, "exec", "v1")], 0);
+    s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap();
+    for t in (5_000..20_000).step_by(5_000) {
+        s.heartbeat(&pid("a"), &[], t);
+        assert!(s.tick(t).is_empty());
+    }
+    s.heartbeat(&pid("a"), &[], 20_000);
+    let effects = s.tick(20_000);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Cancel { .. })), "prover told to stop");
+    let d = dispatches(&effects);
+    assert_eq!(d.len(), 1, "requeued and (only prover) re-leased: {effects:?}");
+    assert!(d[0].1.lease.as_ref().unwrap().token > FencingToken(1));
+}
+
+#[test]
+fn failures_back_off_then_fail_after_max_attempts() {
+    let cfg = SchedulerConfig { max_attempts: 3, ..Default::default() };
+    let mut s = Scheduler::new(cfg, 0);
+    s.add_jobs([job(1, "exec", "v1")], 0);
+    let mut effects = s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap();
+    let key = JobKey::new(1, pt("exec"));
+    let mut now = 0;
+    for attempt in 1..=3u32 {
+        let d = dispatches(&effects);
+        assert_eq!(d.len(), 1, "attempt {attempt}");
+        let token = d[0].1.lease.as_ref().unwrap().token;
+        effects = s.fail(&pid("a"), &key, token, "boom", now).unwrap();
+        let persisted = match &effects[0] { Effect::Persist(j) => j.clone(), e => panic!("{e:?}") };
+        assert_eq!(persisted.failed_attempts, attempt);
+        if attempt == 3 {
+            assert_eq!(persisted.state, JobState::Failed);
+            assert!(s.job(&key).is_none());
+            return;
+        }
+        assert!(dispatches(&effects).is_empty(), "backoff: no immediate retry");
+        let wait = s.config().retry_delay_ms(attempt);
+        assert_eq!(s.next_wakeup().unwrap().min(now + wait), now + wait);
+        s.heartbeat(&pid("a"), &[], now + wait);
+        now += wait;
+        effects = s.tick(now);
+    }
+}
+
+#[test]
+fn retry_requeues_a_failed_job() {
+    let mut s = Scheduler::new(SchedulerConfig { max_attempts: 1, ..Default::default() }, 0);
+    s.add_jobs([job(1, "exec", "v1")], 0);
+    let d = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
+    let effects = s.fail(&pid("a"), &d[0].1.key, d[0].1.lease.as_ref().unwrap().token, "x", 1).unwrap();
+    let failed = match &effects[0] { Effect::Persist(j) => j.clone(), e => panic!("{e:?}") };
+    assert_eq!(failed.state, JobState::Failed);
+    let d = dispatches(&s.retry(failed, 2));
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].1.failed_attempts, 0);
+}
+
+#[test]
+fn decline_requeues_without_penalty_and_waits_for_availability() {
+    let mut s = sched();
+    s.add_jobs([job(1, "exec", "v1")], 0);
+    let d = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
+    let token = d[0].1.lease.as_ref().unwrap().token;
+    let effects = s.decline(&pid("a"), &d[0].1.key, token, 1).unwrap();
+    assert!(dispatches(&effects).is_empty(), "no free slot advertised");
+    let d = dispatches(&s.availability(&pid("a"), 1, 2));
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].1.failed_attempts, d[0].1.lost_attempts), (0, 0));
+}
+
+#[test]
+fn restart_keeps_leases_for_a_reconnecting_prover_and_requeues_missing_ones() {
+    let mut s = sched();
+    s.add_jobs([job(1, "exec", "v1"), job(2, "exec", "v1")], 0);
+    let d = dispatches(&s.register(pid("a"), info(&["exec"], 2, "v1"), 0).unwrap());
+    let leased: Vec<_> = d.iter().map(|(_, j)| j.clone()).collect();
+    let max_token = leased.iter().map(|j| j.lease.as_ref().unwrap().token.0).max().unwrap();
+
+    // A new coordinator process rebuilt from the store.
+    let mut s2 = Scheduler::new(SchedulerConfig::default(), max_token);
+    assert!(dispatches(&s2.add_jobs(leased.clone(), 100)).is_empty());
+    let keep = (leased[0].key.clone(), leased[0].lease.as_ref().unwrap().token);
+    let effects = s2.reconnect(pid("a"), info(&["exec"], 2, "v1"), &[keep.clone()], 200);
+    let lost: Vec<_> = effects.iter().filter_map(|e| match e { Effect::Persist(j) if j.state == JobState::Queued && j.lost_attempts == 1 => Some(j.key.clone()), _ => None }).collect();
+    assert_eq!(lost, vec![leased[1].key.clone()]);
+    let d = dispatches(&effects);
+    assert_eq!(d.len(), 1, "the missing task is leased again, with a new token");
+    assert!(d[0].1.lease.as_ref().unwrap().token.0 > max_token);
+    assert_eq!(s2.check_result(&pid("a"), &keep.0, keep.1), ResultCheck::Current);
+}
+
+#[test]
+fn ghost_leases_expire_if_the_prover_never_returns() {
+    let mut s = sched();
+    s.add_jobs([job(1, "exec", "v1")], 0);
+    let d = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
+    let mut s2 = sched();
+    s2.add_jobs([d[0].1.clone()], 1_000);
+    s2.register(pid("b"), info(&["exec"], 1, "v1"), 1_000).unwrap();
+    s2.heartbeat(&pid("b"), &[], 16_000);
+    let d = dispatches(&s2.tick(16_000));
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].0, pid("b"));
+}
+
+#[test]
+fn heartbeat_cancels_tasks_the_prover_should_not_run() {
+    let mut s = sched();
+    s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap();
+    let bogus = (JobKey::new(9, pt("exec")), FencingToken(77));
+    let effects = s.heartbeat(&pid("a"), &[bogus], 1);
+    assert!(matches!(&effects[..], [Effect::Cancel { token: FencingToken(77), .. }]));
+}
+
+#[test]
+fn drain_stops_dispatch_but_accepts_results() {
+    let mut s = sched();
+    s.add_jobs((1..=2).map(|b| job(b, "exec", "v1")), 0);
+    let d = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
+    s.drain();
+    let effects = s.complete(&pid("a"), &d[0].1.key, d[0].1.lease.as_ref().unwrap().token, 1).unwrap();
+    assert!(dispatches(&effects).is_empty());
+    assert_eq!(effects.len(), 1);
+}
+
+#[test]
+fn cancel_job_tells_the_owner() {
+    let mut s = sched();
+    s.add_jobs([job(1, "exec", "v1")], 0);
+    s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap();
+    let key = JobKey::new(1, pt("exec"));
+    let effects = s.cancel_job(&key, "operator", 5).unwrap();
+    assert!(matches!(&effects[0], Effect::Persist(j) if j.state == JobState::Cancelled));
+    assert!(matches!(&effects[1], Effect::Cancel { prover, .. } if *prover == pid("a")));
+    assert!(s.cancel_job(&key, "again", 6).is_err());
+}

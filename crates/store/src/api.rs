@@ -1,0 +1,89 @@
+use async_trait::async_trait;
+use proofmill_types::{Batch, BatchNumber, Job, JobKey, JobState, Millis, ProofRecord, ProofType};
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A batch with this number exists with different content (input digest or public values).
+    #[error("batch {0} already exists with different content")]
+    BatchConflict(BatchNumber),
+    #[error("invalid store url {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("blob store error: {0}")]
+    Blob(String),
+    #[error("blob {key:?} not found")]
+    BlobNotFound { key: String },
+    /// Stored data failed to decode (corruption or a newer schema).
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One write, applied atomically with the others of the same [`Store::apply`] call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// Write the job row exactly as given (state, attempts, lease, not_before, last_error).
+    /// The job must exist (created by [`Store::insert_batch`]).
+    Job(Job),
+    /// Record an accepted proof. At most one proof per job key: writing one for a key that has
+    /// a proof replaces it (a re-proof after L1 rejected the old one).
+    Proof(ProofRecord),
+    /// Forget the proof of a job (L1 rejected it); the job is requeued by a `Job` change.
+    DeleteProof(JobKey),
+}
+
+/// Which jobs [`Store::jobs`] lists.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobFilter {
+    pub proof_type: Option<ProofType>,
+    pub state: Option<JobState>,
+    /// Only jobs with batch >= this.
+    pub from_batch: Option<BatchNumber>,
+    /// At most this many, ordered by (batch, proof_type).
+    pub limit: u32,
+}
+
+/// Count of jobs per proof type and state (states with no job may be missing).
+pub type JobCounts = BTreeMap<ProofType, BTreeMap<JobState, u64>>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a batch and one `queued` job per required proof type, atomically.
+    /// Idempotent: returns `Ok(false)` when the same batch (same input digest and public
+    /// values) exists already, and [`StoreError::BatchConflict`] when a different one does.
+    async fn insert_batch(&self, batch: &Batch, now: Millis) -> Result<bool>;
+
+    async fn batch(&self, number: BatchNumber) -> Result<Option<Batch>>;
+
+    /// Highest batch number stored.
+    async fn last_sealed_batch(&self) -> Result<Option<BatchNumber>>;
+
+    /// Highest batch `n` such that `n` and every stored batch before it have all their jobs
+    /// proven, with no gap in numbering from the first stored batch.
+    async fn last_proven_batch(&self) -> Result<Option<BatchNumber>>;
+
+    /// Jobs in state `queued` or `leased`: the scheduler's working set after a restart.
+    async fn open_jobs(&self) -> Result<Vec<Job>>;
+
+    async fn job(&self, key: &JobKey) -> Result<Option<Job>>;
+
+    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>>;
+
+    async fn job_counts(&self) -> Result<JobCounts>;
+
+    /// Applies all changes in one transaction: all or nothing.
+    async fn apply(&self, changes: &[Change]) -> Result<()>;
+
+    async fn proof(&self, key: &JobKey) -> Result<Option<ProofRecord>>;
+
+    /// Highest fencing token in any job lease or proof (0 when none), so tokens stay
+    /// monotonic across restarts.
+    async fn max_fencing_token(&self) -> Result<u64>;
+
+    /// Small durable key/value settings (cursors of batch sources, etc.).
+    async fn get_meta(&self, key: &str) -> Result<Option<String>>;
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+}

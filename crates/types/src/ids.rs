@@ -1,0 +1,146 @@
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdError {
+    #[error("proof type {0:?} is invalid: use 1-32 chars of [a-z0-9_-], starting with a letter")]
+    ProofType(String),
+    #[error("task id {0:?} is invalid: expected <batch>/<proof_type>")]
+    TaskId(String),
+}
+
+/// Name of a proof system a batch must be proven with (`exec`, `groth16`, `stark`, ...).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ProofType(String);
+
+impl ProofType {
+    pub fn new(name: impl Into<String>) -> Result<Self, IdError> {
+        let name = name.into();
+        let valid = (1..=32).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if valid { Ok(Self(name)) } else { Err(IdError::ProofType(name)) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Parses a comma-separated list (`exec,groth16`), rejecting duplicates and empties.
+    pub fn parse_list(list: &str) -> Result<Vec<ProofType>, IdError> {
+        let mut out: Vec<ProofType> = Vec::new();
+        for part in list.split(',').map(str::trim) {
+            let pt = ProofType::new(part)?;
+            if !out.contains(&pt) {
+                out.push(pt);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl TryFrom<String> for ProofType {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        ProofType::new(s)
+    }
+}
+impl From<ProofType> for String {
+    fn from(p: ProofType) -> String {
+        p.0
+    }
+}
+impl std::str::FromStr for ProofType {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        ProofType::new(s)
+    }
+}
+impl fmt::Display for ProofType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for ProofType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// Identity the coordinator gives a prover at registration; the prover presents it again on
+/// reconnect so its leases survive a dropped stream or a coordinator restart.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProverId(pub String);
+
+impl fmt::Display for ProverId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for ProverId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// Monotonic lease number. Every lease gets a fresh one; a result is accepted only with the
+/// token of the job's current lease, so a late result from a lost lease can never overwrite.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct FencingToken(pub u64);
+
+impl fmt::Display for FencingToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A task is one (batch, proof type) job as seen on the wire: `"<batch>/<proof_type>"`.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct TaskId;
+
+impl TaskId {
+    pub fn format(batch: u64, proof_type: &ProofType) -> String {
+        format!("{batch}/{proof_type}")
+    }
+
+    pub fn parse(s: &str) -> Result<(u64, ProofType), IdError> {
+        let err = || IdError::TaskId(s.chars().take(80).collect());
+        let (b, t) = s.split_once('/').ok_or_else(err)?;
+        let batch = b.parse::<u64>().map_err(|_| err())?;
+        let pt = ProofType::new(t).map_err(|_| err())?;
+        Ok((batch, pt))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proof_type_validation() {
+        assert!(ProofType::new("exec").is_ok());
+        assert!(ProofType::new("groth16").is_ok());
+        assert!(ProofType::new("risc0-v2_x").is_ok());
+        for bad in ["", "Exec", "1abc", "a b", "a/b", &"x".repeat(33)] {
+            assert!(ProofType::new(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            ProofType::parse_list("exec, stark,exec").unwrap(),
+            vec![ProofType::new("exec").unwrap(), ProofType::new("stark").unwrap()]
+        );
+        assert!(ProofType::parse_list("exec,,stark").is_err());
+    }
+
+    #[test]
+    fn task_id_round_trip() {
+        let pt = ProofType::new("exec").unwrap();
+        let s = TaskId::format(42, &pt);
+        assert_eq!(TaskId::parse(&s).unwrap(), (42, pt));
+        for bad in ["", "42", "x/exec", "42/", "42/BAD", "-1/exec"] {
+            assert!(TaskId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

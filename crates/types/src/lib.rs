@@ -1,0 +1,18 @@
+//! Domain types shared by every proofmill component.
+//!
+//! Everything here is plain data: no IO, no clocks. Times are milliseconds since the Unix
+//! epoch ([`Millis`]) passed in by whoever owns the clock.
+
+mod batch;
+mod ids;
+mod job;
+
+pub use batch::{Batch, Digest, PublicValues};
+pub use ids::{FencingToken, IdError, ProofType, ProverId, TaskId};
+pub use job::{Job, JobKey, JobState, Lease, ProofRecord};
+
+/// Milliseconds since the Unix epoch. Time is always an input, never read inside libraries.
+pub type Millis = u64;
+
+/// Batch numbers start at 1; 0 means "none yet" in cursors.
+pub type BatchNumber = u64;
