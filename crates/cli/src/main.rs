@@ -1,1 +1,36 @@
-fn main() {}
+//! `proofmill`: the command-line front end. Parsing and configuration live in [`args`] and
+//! [`config`]; each subcommand is a module of [`commands`].
+
+mod args;
+mod commands;
+mod config;
+mod logging;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match config::parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => match e.downcast::<clap::Error>() {
+            // Usage errors, `--help` and `--version`: clap prints them and picks the exit code.
+            Ok(clap_error) => clap_error.exit(),
+            Err(e) => return fail(&e),
+        },
+    };
+    if let Err(e) = logging::init(cli.global.log_format) {
+        return fail(&e);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&anyhow::Error::new(e).context("cannot start the tokio runtime")),
+    };
+    match runtime.block_on(commands::run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::FAILURE
+}

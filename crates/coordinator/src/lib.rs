@@ -1,1 +1,34 @@
+//! The coordinator service.
+//!
+//! Layout: a single **core** task owns the pure [`proofmill_scheduler::Scheduler`] and turns
+//! its effects into store changes and prover messages; a **persister** task group-commits
+//! those changes and only then releases the messages (so nothing a prover sees is ever
+//! unknown to the store); one **session** per prover stream reads its messages, verifies
+//! proofs and feeds the core; the **admin** service and **intake** (API, devnet) sit on top.
 
+mod admin;
+mod config;
+mod core;
+mod devnet_source;
+mod error;
+mod inputs;
+mod intake;
+pub use intake::NewBatch;
+mod persist;
+mod server;
+mod session;
+mod status;
+
+pub use config::CoordinatorConfig;
+pub use devnet_source::DevnetSourceConfig;
+pub use error::CoordinatorError;
+pub use server::Coordinator;
+pub use status::{JobCountsView, StatusView};
+
+/// Wall-clock milliseconds: the only place the service reads the clock for the scheduler.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -4,8 +4,7 @@
 use crate::input::{BatchInput, DecodeError};
 use crate::poseidon::fr_to_digest;
 use crate::transfer::{
-    RejectReason, check_stateless, commitment_start, commitment_step, credit_receiver,
-    debit_sender,
+    RejectReason, check_stateless, commitment_start, commitment_step, credit_receiver, debit_sender,
 };
 use crate::tree::{MAX_DEPTH, MIN_DEPTH, compute_root};
 use ark_bn254::Fr;
@@ -25,7 +24,10 @@ pub enum ExecError {
     #[error("transfer {transfer}: receiver witness does not match the state root")]
     ReceiverPath { transfer: usize },
     #[error("transfer {transfer} is invalid: {reason}")]
-    Rejected { transfer: usize, reason: RejectReason },
+    Rejected {
+        transfer: usize,
+        reason: RejectReason,
+    },
     #[error("cannot replay with {0} pending transfers in the mempool")]
     PendingNotEmpty(usize),
     #[error("replay expected batch {expected}, got batch {got}")]
@@ -39,8 +41,11 @@ pub enum ExecError {
 /// The three public values as field elements (the circuit's public inputs).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ExecOutput {
+    /// State root before the batch.
     pub old_root: Fr,
+    /// State root after the batch.
     pub new_root: Fr,
+    /// Batch commitment (hash chain over number and transfers).
     pub commitment: Fr,
 }
 
@@ -71,9 +76,15 @@ impl BatchInput {
         for (i, w) in self.transfers.iter().enumerate() {
             let t = &w.transfer;
             if w.sender_path.len() != depth || w.receiver_path.len() != depth {
-                return Err(ExecError::PathLength { transfer: i, depth: self.depth });
+                return Err(ExecError::PathLength {
+                    transfer: i,
+                    depth: self.depth,
+                });
             }
-            let rejected = |reason| ExecError::Rejected { transfer: i, reason };
+            let rejected = |reason| ExecError::Rejected {
+                transfer: i,
+                reason,
+            };
             check_stateless(t, self.depth).map_err(rejected)?;
             if compute_root(w.sender.leaf(), t.from, &w.sender_path) != root {
                 return Err(ExecError::SenderPath { transfer: i });
@@ -87,7 +98,11 @@ impl BatchInput {
             root = compute_root(new_receiver.leaf(), t.to, &w.receiver_path);
             commitment = commitment_step(commitment, t);
         }
-        Ok(ExecOutput { old_root: self.old_root, new_root: root, commitment })
+        Ok(ExecOutput {
+            old_root: self.old_root,
+            new_root: root,
+            commitment,
+        })
     }
 }
 

@@ -58,9 +58,13 @@ pub struct TransferWitness {
 /// Everything the `exec` backend and the circuit need to re-execute one batch.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct BatchInput {
+    /// Batch number (bound by the commitment).
     pub number: u64,
+    /// Tree depth; every path has this many siblings.
     pub depth: u8,
+    /// State root before the batch.
     pub old_root: Fr,
+    /// Transfers in execution order, each with its witness.
     pub transfers: Vec<TransferWitness>,
 }
 
@@ -78,7 +82,12 @@ pub enum DecodeError {
     #[error("{0} transfers declared, at most {MAX_TRANSFERS} allowed")]
     TooManyTransfers(u32),
     #[error("body is {got} bytes, but {count} transfers at depth {depth} need {expected}")]
-    LengthMismatch { count: u32, depth: u8, expected: u64, got: u64 },
+    LengthMismatch {
+        count: u32,
+        depth: u8,
+        expected: u64,
+        got: u64,
+    },
     #[error("non-canonical field element at byte offset {offset}")]
     NonCanonical { offset: usize },
 }
@@ -93,7 +102,9 @@ impl<'a> Reader<'a> {
     // callers still get an error rather than a panic.
     fn take<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let end = self.pos.checked_add(N).filter(|&e| e <= self.bytes.len());
-        let end = end.ok_or(DecodeError::TooShort { len: self.bytes.len() })?;
+        let end = end.ok_or(DecodeError::TooShort {
+            len: self.bytes.len(),
+        })?;
         let mut out = [0u8; N];
         out.copy_from_slice(&self.bytes[self.pos..end]);
         self.pos = end;
@@ -113,7 +124,10 @@ impl<'a> Reader<'a> {
         digest_to_fr(&Digest(self.take()?)).ok_or(DecodeError::NonCanonical { offset })
     }
     fn account(&mut self) -> Result<Account, DecodeError> {
-        Ok(Account { balance: self.u64()?, nonce: self.u64()? })
+        Ok(Account {
+            balance: self.u64()?,
+            nonce: self.u64()?,
+        })
     }
     fn path(&mut self, depth: u8) -> Result<Vec<Fr>, DecodeError> {
         (0..depth).map(|_| self.fr()).collect()
@@ -124,7 +138,8 @@ impl BatchInput {
     /// Encodes in the layout described in the module docs. Paths must have `depth` siblings
     /// each (as [`crate::Devnet`] produces them); anything else will not decode.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + self.transfers.len() * record_len(self.depth));
+        let mut out =
+            Vec::with_capacity(HEADER_LEN + self.transfers.len() * record_len(self.depth));
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
         out.push(self.depth);
@@ -175,18 +190,38 @@ impl BatchInput {
         let expected = u64::from(count) * record_len(depth) as u64;
         let got = (bytes.len() - HEADER_LEN) as u64;
         if expected != got {
-            return Err(DecodeError::LengthMismatch { count, depth, expected, got });
+            return Err(DecodeError::LengthMismatch {
+                count,
+                depth,
+                expected,
+                got,
+            });
         }
         let mut transfers = Vec::with_capacity(count as usize);
         for _ in 0..count {
-            let transfer =
-                Transfer { from: r.u32()?, to: r.u32()?, amount: r.u64()?, nonce: r.u64()? };
+            let transfer = Transfer {
+                from: r.u32()?,
+                to: r.u32()?,
+                amount: r.u64()?,
+                nonce: r.u64()?,
+            };
             let sender = r.account()?;
             let sender_path = r.path(depth)?;
             let receiver = r.account()?;
             let receiver_path = r.path(depth)?;
-            transfers.push(TransferWitness { transfer, sender, sender_path, receiver, receiver_path });
+            transfers.push(TransferWitness {
+                transfer,
+                sender,
+                sender_path,
+                receiver,
+                receiver_path,
+            });
         }
-        Ok(BatchInput { number, depth, old_root, transfers })
+        Ok(BatchInput {
+            number,
+            depth,
+            old_root,
+            transfers,
+        })
     }
 }

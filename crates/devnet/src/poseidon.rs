@@ -56,8 +56,9 @@ pub fn poseidon_config() -> &'static PoseidonConfig<Fr> {
 /// `absorb(&inputs)` of all elements in order, then one squeezed native field element.
 ///
 /// In the circuit this is exactly `PoseidonSpongeVar::new(cs, poseidon_config())`,
-/// `absorb(&input_vars)`, `squeeze_field_elements(1)[0]`. No length prefix or domain tag is
-/// added: callers use fixed arities (2 for tree nodes and leaves, 1 and 5 for the commitment).
+/// `absorb(&input_vars)`, `squeeze_field_elements(1)[0]`. No length prefix, padding or domain
+/// tag is added (so e.g. `hash([x]) == hash([x, 0])`); that is safe because every call site
+/// has a fixed arity: 2 for leaves and nodes, 1 and 5 for the commitment chain.
 pub fn hash(inputs: &[Fr]) -> Fr {
     let mut sponge = PoseidonSponge::new(poseidon_config());
     sponge.absorb(&inputs);

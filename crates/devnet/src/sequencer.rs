@@ -31,7 +31,13 @@ pub struct DevnetConfig {
 
 impl Default for DevnetConfig {
     fn default() -> Self {
-        DevnetConfig { seed: 0, depth: 16, accounts: 64, initial_balance: 1_000_000, batch_size: 16 }
+        DevnetConfig {
+            seed: 0,
+            depth: 16,
+            accounts: 64,
+            initial_balance: 1_000_000,
+            batch_size: 16,
+        }
     }
 }
 
@@ -67,7 +73,10 @@ impl DevnetConfig {
         if self.accounts == 0 || self.initial_balance == 0 {
             return Err(ConfigError::NoFunds);
         }
-        if u64::from(self.accounts).checked_mul(self.initial_balance).is_none() {
+        if u64::from(self.accounts)
+            .checked_mul(self.initial_balance)
+            .is_none()
+        {
             return Err(ConfigError::SupplyOverflow {
                 accounts: self.accounts,
                 initial_balance: self.initial_balance,
@@ -83,9 +92,11 @@ impl DevnetConfig {
 /// A sealed batch: its number, encoded [`BatchInput`] and public values.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct SealedBatch {
+    /// Batch number (1, 2, ...).
     pub number: BatchNumber,
     /// [`BatchInput::encode`] of the batch; what provers receive.
     pub input: Vec<u8>,
+    /// What a proof of this batch attests.
     pub public_values: PublicValues,
     /// Number of transfers in the batch.
     pub transfers: usize,
@@ -113,9 +124,13 @@ impl Devnet {
     /// Genesis: accounts `0..accounts` hold `initial_balance` with nonce 0; next batch is 1.
     pub fn new(config: DevnetConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let genesis = Account { balance: config.initial_balance, nonce: 0 };
-        let tree = SparseMerkleTree::with_uniform_prefix(config.depth, config.accounts, genesis.leaf())
-            .ok_or(ConfigError::BadDepth(config.depth))?;
+        let genesis = Account {
+            balance: config.initial_balance,
+            nonce: 0,
+        };
+        let tree =
+            SparseMerkleTree::with_uniform_prefix(config.depth, config.accounts, genesis.leaf())
+                .ok_or(ConfigError::BadDepth(config.depth))?;
         let accounts = (0..config.accounts).map(|i| (i, genesis)).collect();
         Ok(Devnet {
             config,
@@ -159,12 +174,23 @@ impl Devnet {
         self.pending.len()
     }
 
+    /// Test hook: overwrite a committed account (e.g. a near-`u64::MAX` balance that a valid
+    /// config can never reach) to exercise the overflow rules.
+    #[cfg(test)]
+    pub(crate) fn force_account(&mut self, idx: u32, account: Account) {
+        self.tree.set_leaf(idx, account.leaf());
+        self.accounts.insert(idx, account);
+    }
+
     fn committed(&self, idx: u32) -> Account {
         self.accounts.get(&idx).copied().unwrap_or_default()
     }
 
     fn pending_state(&self, idx: u32) -> Account {
-        self.overlay.get(&idx).copied().unwrap_or_else(|| self.committed(idx))
+        self.overlay
+            .get(&idx)
+            .copied()
+            .unwrap_or_else(|| self.committed(idx))
     }
 
     /// Accepts `t` into the mempool if it is valid against the pending state, so an invalid
@@ -207,14 +233,24 @@ impl Devnet {
             }
         }
         let sealed: Vec<Transfer> = witnesses.iter().map(|w| w.transfer).collect();
-        let input = BatchInput { number, depth: self.config.depth, old_root, transfers: witnesses };
+        let input = BatchInput {
+            number,
+            depth: self.config.depth,
+            old_root,
+            transfers: witnesses,
+        };
         let public_values = PublicValues {
             old_state_root: fr_to_digest(old_root),
             new_state_root: fr_to_digest(self.tree.root()),
             batch_commitment: fr_to_digest(batch_commitment(number, &sealed)),
         };
         self.next_batch += 1;
-        SealedBatch { number, input: input.encode(), public_values, transfers: sealed.len() }
+        SealedBatch {
+            number,
+            input: input.encode(),
+            public_values,
+            transfers: sealed.len(),
+        }
     }
 
     /// Applies `t` to the committed state and returns its witness; changes nothing on error.
@@ -230,7 +266,13 @@ impl Devnet {
         self.tree.set_leaf(t.to, new_receiver.leaf());
         self.accounts.insert(t.from, new_sender);
         self.accounts.insert(t.to, new_receiver);
-        Ok(TransferWitness { transfer: *t, sender, sender_path, receiver, receiver_path })
+        Ok(TransferWitness {
+            transfer: *t,
+            sender,
+            sender_path,
+            receiver,
+            receiver_path,
+        })
     }
 
     /// Submits random valid transfers until the mempool holds `batch_size`.
@@ -261,7 +303,14 @@ impl Devnet {
             let to = self.random_receiver(&mut rng, from);
             let amount = 1 + below(&mut rng, (sender.balance / 8).max(1));
             let receiver_was_empty = self.pending_state(to).balance == 0;
-            if self.submit(Transfer { from, to, amount, nonce: sender.nonce }).is_ok()
+            if self
+                .submit(Transfer {
+                    from,
+                    to,
+                    amount,
+                    nonce: sender.nonce,
+                })
+                .is_ok()
                 && receiver_was_empty
             {
                 funded.push(to);
@@ -271,7 +320,12 @@ impl Devnet {
 
     /// Accounts with a positive pending balance, in ascending index order (deterministic).
     fn funded_accounts(&self) -> Vec<u32> {
-        let mut ids: Vec<u32> = self.accounts.keys().chain(self.overlay.keys()).copied().collect();
+        let mut ids: Vec<u32> = self
+            .accounts
+            .keys()
+            .chain(self.overlay.keys())
+            .copied()
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         ids.retain(|&i| self.pending_state(i).balance > 0);
@@ -286,7 +340,11 @@ impl Devnet {
             u64::from(self.config.accounts)
         };
         let to = below(rng, range);
-        let to = if to == u64::from(from) { (to + 1) % cap } else { to };
+        let to = if to == u64::from(from) {
+            (to + 1) % cap
+        } else {
+            to
+        };
         to as u32
     }
 
@@ -310,10 +368,16 @@ impl Devnet {
         }
         let batch = BatchInput::decode(input)?;
         if batch.number != self.next_batch {
-            return Err(ExecError::WrongBatch { expected: self.next_batch, got: batch.number });
+            return Err(ExecError::WrongBatch {
+                expected: self.next_batch,
+                got: batch.number,
+            });
         }
         if batch.depth != self.config.depth {
-            return Err(ExecError::WrongDepth { expected: self.config.depth, got: batch.depth });
+            return Err(ExecError::WrongDepth {
+                expected: self.config.depth,
+                got: batch.depth,
+            });
         }
         if batch.old_root != self.tree.root() {
             return Err(ExecError::OldRootMismatch {
@@ -325,7 +389,10 @@ impl Devnet {
         for (i, w) in batch.transfers.iter().enumerate() {
             // Execution proved every witness against this very state, so this cannot fail.
             self.apply_committed(&w.transfer)
-                .map_err(|reason| ExecError::Rejected { transfer: i, reason })?;
+                .map_err(|reason| ExecError::Rejected {
+                    transfer: i,
+                    reason,
+                })?;
         }
         debug_assert_eq!(self.tree.root(), out.new_root);
         self.next_batch += 1;

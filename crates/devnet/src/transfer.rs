@@ -10,8 +10,11 @@ use ark_bn254::Fr;
 /// A balance transfer between two accounts (indices into the tree).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Transfer {
+    /// Sender index, `< 2^depth`.
     pub from: u32,
+    /// Receiver index, `< 2^depth`, `!= from`.
     pub to: u32,
+    /// Positive amount moved from sender to receiver.
     pub amount: u64,
     /// Must equal the sender's current nonce (replay protection, total order per sender).
     pub nonce: u64,
@@ -20,7 +23,9 @@ pub struct Transfer {
 /// An account's state, the preimage of its leaf.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub struct Account {
+    /// Spendable balance.
     pub balance: u64,
+    /// Number of transfers this account has sent.
     pub nonce: u64,
 }
 
@@ -68,19 +73,34 @@ pub fn check_stateless(t: &Transfer, depth: u8) -> Result<(), RejectReason> {
 /// Callers run [`check_stateless`] first.
 pub fn debit_sender(t: &Transfer, sender: Account) -> Result<Account, RejectReason> {
     if t.nonce != sender.nonce {
-        return Err(RejectReason::BadNonce { expected: sender.nonce, got: t.nonce });
+        return Err(RejectReason::BadNonce {
+            expected: sender.nonce,
+            got: t.nonce,
+        });
     }
     if t.amount > sender.balance {
-        return Err(RejectReason::Overdraft { balance: sender.balance, amount: t.amount });
+        return Err(RejectReason::Overdraft {
+            balance: sender.balance,
+            amount: t.amount,
+        });
     }
     let nonce = sender.nonce.checked_add(1).ok_or(RejectReason::Overflow)?;
-    Ok(Account { balance: sender.balance - t.amount, nonce })
+    Ok(Account {
+        balance: sender.balance - t.amount,
+        nonce,
+    })
 }
 
 /// Receiver side of `t`: the balance must not overflow.
 pub fn credit_receiver(t: &Transfer, receiver: Account) -> Result<Account, RejectReason> {
-    let balance = receiver.balance.checked_add(t.amount).ok_or(RejectReason::Overflow)?;
-    Ok(Account { balance, nonce: receiver.nonce })
+    let balance = receiver
+        .balance
+        .checked_add(t.amount)
+        .ok_or(RejectReason::Overflow)?;
+    Ok(Account {
+        balance,
+        nonce: receiver.nonce,
+    })
 }
 
 /// Applies `t` to two distinct accounts: [`debit_sender`] then [`credit_receiver`].
@@ -110,5 +130,7 @@ pub fn commitment_step(c: Fr, t: &Transfer) -> Fr {
 
 /// Commitment of a whole batch: binds its number and every transfer in order.
 pub fn batch_commitment(batch_number: u64, transfers: &[Transfer]) -> Fr {
-    transfers.iter().fold(commitment_start(batch_number), commitment_step)
+    transfers
+        .iter()
+        .fold(commitment_start(batch_number), commitment_step)
 }

@@ -48,7 +48,11 @@ pub fn compute_root(leaf: Fr, index: u32, siblings: &[Fr]) -> Fr {
     let mut node = leaf;
     for (level, sibling) in siblings.iter().enumerate() {
         let bit = u64::from(index).checked_shr(level as u32).unwrap_or(0) & 1;
-        node = if bit == 0 { hash(&[node, *sibling]) } else { hash(&[*sibling, node]) };
+        node = if bit == 0 {
+            hash(&[node, *sibling])
+        } else {
+            hash(&[*sibling, node])
+        };
     }
     node
 }
@@ -71,7 +75,10 @@ impl SparseMerkleTree {
     pub fn new(depth: u8) -> Option<Self> {
         (MIN_DEPTH..=MAX_DEPTH)
             .contains(&depth)
-            .then(|| SparseMerkleTree { depth, nodes: HashMap::new() })
+            .then(|| SparseMerkleTree {
+                depth,
+                nodes: HashMap::new(),
+            })
     }
 
     /// A tree whose leaves `0..count` all equal `leaf`, the rest empty (genesis). Identical
@@ -86,7 +93,10 @@ impl SparseMerkleTree {
             let next = n.div_ceil(2);
             let mut memo: Option<(Fr, Fr, Fr)> = None;
             for i in 0..next {
-                let (l, r) = (tree.node(h, (2 * i) as u32), tree.node(h, (2 * i + 1) as u32));
+                let (l, r) = (
+                    tree.node(h, (2 * i) as u32),
+                    tree.node(h, (2 * i + 1) as u32),
+                );
                 let v = match memo {
                     Some((ml, mr, mv)) if ml == l && mr == r => mv,
                     _ => hash(&[l, r]),
@@ -107,7 +117,10 @@ impl SparseMerkleTree {
     }
 
     fn node(&self, height: u8, index: u32) -> Fr {
-        self.nodes.get(&(height, index)).copied().unwrap_or_else(|| empty_subtree(height))
+        self.nodes
+            .get(&(height, index))
+            .copied()
+            .unwrap_or_else(|| empty_subtree(height))
     }
 
     /// Current root.
@@ -149,7 +162,11 @@ impl SparseMerkleTree {
                 break;
             }
             let sibling = self.node(h, (at ^ 1) as u32);
-            node = if at & 1 == 0 { hash(&[node, sibling]) } else { hash(&[sibling, node]) };
+            node = if at & 1 == 0 {
+                hash(&[node, sibling])
+            } else {
+                hash(&[sibling, node])
+            };
             at >>= 1;
         }
         true

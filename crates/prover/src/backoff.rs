@@ -13,13 +13,20 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Self {
-        Backoff { min, max: max.max(min), attempt: 0 }
+        Backoff {
+            min,
+            max: max.max(min),
+            attempt: 0,
+        }
     }
 
     /// Next delay: `min * 2^attempt`, capped at `max`, scaled by a random factor in
     /// [0.5, 1.0] so provers restarted together do not reconnect in lockstep.
     pub fn next_delay(&mut self) -> Duration {
-        let base = self.min.saturating_mul(1u32 << self.attempt.min(20)).min(self.max);
+        let base = self
+            .min
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.max);
         self.attempt = self.attempt.saturating_add(1);
         jitter(base)
     }
@@ -67,7 +74,11 @@ mod tests {
         for i in 0..30 {
             let d = b.next_delay();
             let base = min.saturating_mul(1 << i.min(20)).min(max);
-            assert!(d >= base / 2 && d <= base, "attempt {i}: {d:?} not in [{:?}, {base:?}]", base / 2);
+            assert!(
+                d >= base / 2 && d <= base,
+                "attempt {i}: {d:?} not in [{:?}, {base:?}]",
+                base / 2
+            );
             assert!(base >= prev_base);
             prev_base = base;
         }

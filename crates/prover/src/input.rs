@@ -57,7 +57,9 @@ impl ChunkAssembler {
         }
         let have = self.buf.len() as u64;
         if offset < have {
-            return Err(format!("chunk at offset {offset} overlaps data already received up to {have}"));
+            return Err(format!(
+                "chunk at offset {offset} overlaps data already received up to {have}"
+            ));
         }
         if offset == have {
             self.buf.extend_from_slice(&data);
@@ -78,7 +80,9 @@ impl ChunkAssembler {
                 break;
             }
             if at < have {
-                return Err(format!("chunk at offset {at} overlaps data already received up to {have}"));
+                return Err(format!(
+                    "chunk at offset {at} overlaps data already received up to {have}"
+                ));
             }
             let data = entry.remove();
             self.pending_bytes -= data.len() as u64;
@@ -123,9 +127,21 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(ChunkAssembler::new(4).push(2, b"abc".to_vec(), false).is_err());
-        assert!(ChunkAssembler::new(4).push(0, b"abc".to_vec(), true).is_err());
-        assert!(ChunkAssembler::new(4).push(u64::MAX, b"a".to_vec(), false).is_err());
+        assert!(
+            ChunkAssembler::new(4)
+                .push(2, b"abc".to_vec(), false)
+                .is_err()
+        );
+        assert!(
+            ChunkAssembler::new(4)
+                .push(0, b"abc".to_vec(), true)
+                .is_err()
+        );
+        assert!(
+            ChunkAssembler::new(4)
+                .push(u64::MAX, b"a".to_vec(), false)
+                .is_err()
+        );
         let mut a = ChunkAssembler::new(6);
         a.push(0, b"abc".to_vec(), false).unwrap();
         assert!(a.push(2, b"cde".to_vec(), false).is_err());
@@ -135,6 +151,9 @@ mod tests {
         let mut a = ChunkAssembler::new(6);
         a.push(3, b"def".to_vec(), true).unwrap();
         a.push(2, b"xy".to_vec(), false).unwrap();
-        assert!(a.push(0, b"ab".to_vec(), false).is_err(), "pending overlap detected");
+        assert!(
+            a.push(0, b"ab".to_vec(), false).is_err(),
+            "pending overlap detected"
+        );
     }
 }

@@ -95,7 +95,11 @@ impl std::fmt::Debug for ProverConfig {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field(
                 "backends",
-                &self.backends.iter().map(|(pt, b)| format!("{pt}:{}", b.name())).collect::<Vec<_>>(),
+                &self
+                    .backends
+                    .iter()
+                    .map(|(pt, b)| format!("{pt}:{}", b.name()))
+                    .collect::<Vec<_>>(),
             )
             .field("reconnect_min", &self.reconnect_min)
             .field("reconnect_max", &self.reconnect_max)
@@ -272,7 +276,10 @@ impl Prover {
             running,
             stats: StatsInner::default(),
         });
-        Prover { shared, coordinators: config.coordinators }
+        Prover {
+            shared,
+            coordinators: config.coordinators,
+        }
     }
 
     pub fn stats(&self) -> ProverStatsHandle {

@@ -138,7 +138,11 @@ mod tests {
 
     #[test]
     fn modes() {
-        let req = ProveRequest { batch: 7, input: b"x", expected: pv() };
+        let req = ProveRequest {
+            batch: 7,
+            input: b"x",
+            expected: pv(),
+        };
         let b = SimBackend::new();
         let proof = b.prove(&req).unwrap();
         assert_eq!(proof, pv().encode());
@@ -146,7 +150,9 @@ mod tests {
         assert!(b.verify(&PublicValues::default(), &proof).is_err());
         assert_eq!(b.calls(), 1);
 
-        assert!(matches!(SimBackend::failing("boom").prove(&req), Err(BackendError::Failed(m)) if m == "boom"));
+        assert!(
+            matches!(SimBackend::failing("boom").prove(&req), Err(BackendError::Failed(m)) if m == "boom")
+        );
         let g = SimBackend::garbage(1001).prove(&req).unwrap();
         assert_eq!(g.len(), 1001);
         assert_eq!(g, SimBackend::garbage_bytes(7, 1001));

@@ -1,0 +1,367 @@
+//! Command-line schema of every subcommand.
+//!
+//! Every option is a long flag `--some-option`, an environment variable
+//! `PROOFMILL_SOME_OPTION` and a key `some_option` of the `--config` TOML file (see
+//! [`crate::config`]). The `env` names below follow that rule mechanically; a test walks the
+//! whole command tree and fails on any option that does not.
+
+use anyhow::{Context as _, bail};
+use clap::builder::BoolishValueParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use proofmill_types::ProofType;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Proof type with the backend that proves/verifies it: `name` or `name:backend`.
+/// Without `:backend` the backend is the proof type's own name.
+pub type ProofTypeSpec = (ProofType, String);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "proofmill",
+    version,
+    about = "Distributed proving coordinator for ZK rollups",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// TOML file with option values (keys are the long option names with `-` → `_`).
+    /// Precedence: flag > environment > config file > built-in default.
+    #[arg(long, global = true, env = "PROOFMILL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log output format (stderr; filter with RUST_LOG, default `info`).
+    #[arg(long, global = true, env = "PROOFMILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Compact,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a coordinator: stores batches, schedules proof jobs and serves provers.
+    Coordinator(CoordinatorArgs),
+    /// Run a prover that connects to one or more coordinators.
+    Prover(ProverArgs),
+    /// Show the status of a running coordinator.
+    Status(StatusArgs),
+    /// Run a self-contained devnet demo: coordinator, provers and batches in one process.
+    Demo(DemoArgs),
+    /// Benchmarks.
+    #[command(subcommand_required = true)]
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Measure job dispatch throughput of the scheduler and store.
+    Dispatch(BenchDispatchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CoordinatorArgs {
+    /// gRPC listen address.
+    #[arg(long, env = "PROOFMILL_LISTEN", default_value = "127.0.0.1:3900")]
+    pub listen: SocketAddr,
+    /// Database URL (sqlite://PATH?mode=rwc or postgres://...).
+    #[arg(long, env = "PROOFMILL_DB", default_value = "sqlite://./proofmill-data/proofmill.db?mode=rwc", value_parser = parse_db_url)]
+    pub db: String,
+    /// Blob store URL (file://PATH); relative paths are made absolute at startup.
+    #[arg(long, env = "PROOFMILL_BLOBS", default_value = "file://./proofmill-data/blobs", value_parser = parse_blobs_url)]
+    pub blobs: String,
+    /// Proof types every batch needs: comma list of `name` or `name:backend`.
+    #[arg(long, env = "PROOFMILL_PROOF_TYPES", value_delimiter = ',', default_value = "exec", value_parser = parse_proof_type_spec)]
+    pub proof_types: Vec<ProofTypeSpec>,
+    /// Run the devnet rollup as the batch source.
+    #[arg(long, env = "PROOFMILL_DEVNET", value_parser = BoolishValueParser::new())]
+    pub devnet: bool,
+    /// Hard deadline of a lease, ms.
+    #[arg(long, env = "PROOFMILL_PROVER_TIMEOUT", default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub prover_timeout: u64,
+    /// Heartbeat interval asked of provers, ms.
+    #[arg(long, env = "PROOFMILL_HEARTBEAT_INTERVAL", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub heartbeat_interval: u64,
+    /// Heartbeats a prover may miss before it is considered gone.
+    #[arg(long, env = "PROOFMILL_MISSED_HEARTBEATS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub missed_heartbeats: u32,
+    /// Failed attempts (errors, bad proofs) before a job is marked failed.
+    #[arg(long, env = "PROOFMILL_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+    /// Lost leases (prover vanished or timed out) before a job is marked failed.
+    #[arg(long, env = "PROOFMILL_MAX_LOST_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_lost_attempts: u32,
+    /// Interval of L1 settlement transactions, ms.
+    #[arg(long, env = "PROOFMILL_SEND_INTERVAL", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub send_interval: u64,
+    /// gRPC message size limit, bytes.
+    #[arg(long, env = "PROOFMILL_MAX_MESSAGE_BYTES", default_value_t = 64 << 20, value_parser = parse_message_bytes)]
+    pub max_message_bytes: usize,
+    /// Shared secret provers must present when registering.
+    #[arg(long, env = "PROOFMILL_PROVER_TOKEN", value_parser = parse_non_empty)]
+    pub prover_token: Option<String>,
+    /// Time running tasks get to finish on shutdown, ms.
+    #[arg(long, env = "PROOFMILL_SHUTDOWN_GRACE", default_value_t = 10_000)]
+    pub shutdown_grace: u64,
+    /// Devnet: transfers per batch.
+    #[arg(long, env = "PROOFMILL_BATCH_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// Devnet: time between sealed batches, ms.
+    #[arg(long, env = "PROOFMILL_BATCH_INTERVAL", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_interval: u64,
+    /// Devnet: seed of the random traffic.
+    #[arg(long, env = "PROOFMILL_SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// Devnet: state tree depth (1..=32).
+    #[arg(long, env = "PROOFMILL_TREE_DEPTH", default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub tree_depth: u8,
+    /// Devnet: accounts funded at genesis.
+    #[arg(long, env = "PROOFMILL_ACCOUNTS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub accounts: u32,
+    /// Devnet: program version of the batches it seals.
+    #[arg(long, env = "PROOFMILL_VERSION_TAG", default_value = "devnet-v1", value_parser = parse_non_empty)]
+    pub version_tag: String,
+    /// Devnet: stop sealing after this batch number.
+    #[arg(long, env = "PROOFMILL_MAX_BATCHES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_batches: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProverArgs {
+    /// Coordinator gRPC URLs (comma list).
+    #[arg(long, env = "PROOFMILL_COORDINATORS", value_delimiter = ',', default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
+    pub coordinators: Vec<String>,
+    /// Proof types served: comma list of `name` or `name:backend`.
+    #[arg(long, env = "PROOFMILL_BACKEND", value_delimiter = ',', default_value = "exec", value_parser = parse_proof_type_spec)]
+    pub backend: Vec<ProofTypeSpec>,
+    /// Tasks proven concurrently.
+    #[arg(long, env = "PROOFMILL_CAPACITY", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub capacity: u32,
+    /// Display name (default: the hostname).
+    #[arg(long, env = "PROOFMILL_NAME", default_value_t = default_prover_name(), value_parser = parse_non_empty)]
+    pub name: String,
+    /// Program version this prover proves; it only receives batches of this version.
+    #[arg(long, env = "PROOFMILL_VERSION_TAG", default_value = "devnet-v1", value_parser = parse_non_empty)]
+    pub version_tag: String,
+    /// Shared secret presented to coordinators.
+    #[arg(long, env = "PROOFMILL_PROVER_TOKEN", value_parser = parse_non_empty)]
+    pub prover_token: Option<String>,
+    /// gRPC message size limit, bytes.
+    #[arg(long, env = "PROOFMILL_MAX_MESSAGE_BYTES", default_value_t = 64 << 20, value_parser = parse_message_bytes)]
+    pub max_message_bytes: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Coordinator gRPC URL.
+    #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
+    pub coordinator: String,
+    /// Print one JSON object instead of tables.
+    #[arg(long, env = "PROOFMILL_JSON", value_parser = BoolishValueParser::new())]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Batches to seal and prove.
+    #[arg(long, env = "PROOFMILL_BATCHES", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batches: u64,
+    /// Provers to run.
+    #[arg(long, env = "PROOFMILL_PROVERS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub provers: u32,
+    /// Proof types every batch needs: comma list of `name` or `name:backend`.
+    #[arg(long, env = "PROOFMILL_PROOF_TYPES", value_delimiter = ',', default_value = "exec", value_parser = parse_proof_type_spec)]
+    pub proof_types: Vec<ProofTypeSpec>,
+    /// Directory for the database and blobs (made absolute at startup).
+    #[arg(long, env = "PROOFMILL_DATA_DIR", default_value = "./proofmill-data")]
+    pub data_dir: PathBuf,
+    /// Seed of the random traffic.
+    #[arg(long, env = "PROOFMILL_SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// Transfers per batch.
+    #[arg(long, env = "PROOFMILL_BATCH_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// State tree depth (1..=32).
+    #[arg(long, env = "PROOFMILL_TREE_DEPTH", default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub tree_depth: u8,
+    /// Accounts funded at genesis.
+    #[arg(long, env = "PROOFMILL_ACCOUNTS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub accounts: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchDispatchArgs {
+    /// Simulated provers.
+    #[arg(long, env = "PROOFMILL_PROVERS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub provers: u32,
+    /// Jobs to dispatch.
+    #[arg(long, env = "PROOFMILL_JOBS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: u64,
+    /// Database URL; default: a fresh SQLite file in a temporary directory
+    /// (the command creates it when this is `None`).
+    #[arg(long, env = "PROOFMILL_DB", value_parser = parse_db_url)]
+    pub db: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross-field checks and runtime normalisation, run once after parsing.
+
+impl Cli {
+    /// Checks constraints between options and resolves relative paths against the current
+    /// directory.
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        let cwd = std::env::current_dir().context("cannot determine the current directory")?;
+        match &mut self.command {
+            Command::Coordinator(a) => {
+                a.blobs = absolute_blobs_url(&a.blobs, &cwd)?;
+                check_accounts(a.accounts, a.tree_depth)?;
+                check_unique_types("--proof-types", &a.proof_types)?;
+            }
+            Command::Demo(a) => {
+                if a.data_dir.is_relative() {
+                    a.data_dir = cwd.join(&a.data_dir);
+                }
+                check_accounts(a.accounts, a.tree_depth)?;
+                check_unique_types("--proof-types", &a.proof_types)?;
+            }
+            Command::Prover(a) => check_unique_types("--backend", &a.backend)?,
+            Command::Status(_) | Command::Bench { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+fn check_accounts(accounts: u32, tree_depth: u8) -> anyhow::Result<()> {
+    let capacity = 1u64 << tree_depth;
+    if u64::from(accounts) > capacity {
+        bail!(
+            "--accounts {accounts} does not fit in a tree of depth {tree_depth} ({capacity} leaves)"
+        );
+    }
+    Ok(())
+}
+
+fn check_unique_types(option: &str, specs: &[ProofTypeSpec]) -> anyhow::Result<()> {
+    for (i, (pt, _)) in specs.iter().enumerate() {
+        if specs[..i].iter().any(|(other, _)| other == pt) {
+            bail!("{option}: proof type {pt} is listed twice");
+        }
+    }
+    Ok(())
+}
+
+/// `file://PATH` (or a bare path) with a relative `PATH` resolved against `cwd`.
+pub fn absolute_blobs_url(url: &str, cwd: &Path) -> anyhow::Result<String> {
+    let path = blobs_path(url).map_err(anyhow::Error::msg)?;
+    let path = Path::new(path);
+    let abs = if path.is_absolute() { path.to_path_buf() } else { cwd.join(path) };
+    // Drop `.` components so the URL reads cleanly (`/cwd/./data` → `/cwd/data`).
+    let abs: PathBuf = abs
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    Ok(format!("file://{}", abs.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value parsers. They run on flags, environment variables and config values alike.
+
+fn parse_proof_type_spec(spec: &str) -> Result<ProofTypeSpec, String> {
+    let spec = spec.trim();
+    let (name, backend) = match spec.split_once(':') {
+        Some((n, b)) => (n.trim(), b.trim()),
+        None => (spec, spec),
+    };
+    let pt = ProofType::new(name).map_err(|e| e.to_string())?;
+    // Backend names follow the same rules as proof type names.
+    if ProofType::new(backend).is_err() {
+        return Err(format!(
+            "backend {backend:?} of proof type {pt} is invalid: use 1-32 chars of [a-z0-9_-], \
+             starting with a letter"
+        ));
+    }
+    Ok((pt, backend.to_string()))
+}
+
+fn parse_http_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let url = url::Url::parse(s).map_err(|e| format!("{s:?} is not a valid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{s:?}: expected an http:// or https:// URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{s:?}: URL has no host"));
+    }
+    Ok(s.to_string())
+}
+
+fn parse_db_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let ok = s.starts_with("sqlite:")
+        || s.starts_with("postgres://")
+        || s.starts_with("postgresql://");
+    if !ok || s.ends_with(':') || s.ends_with("://") {
+        return Err(format!(
+            "{s:?}: expected sqlite://PATH[?mode=rwc] or postgres://USER@HOST/DB"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+fn blobs_path(s: &str) -> Result<&str, String> {
+    let path = match s.split_once("://") {
+        Some(("file", path)) => path,
+        Some((scheme, _)) => {
+            return Err(format!("{s:?}: unsupported blob store scheme {scheme:?}; expected file://PATH"));
+        }
+        None => s,
+    };
+    if path.is_empty() {
+        return Err(format!("{s:?}: empty blob store path; expected file://PATH"));
+    }
+    Ok(path)
+}
+
+fn parse_blobs_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    blobs_path(s)?;
+    Ok(s.to_string())
+}
+
+fn parse_message_bytes(s: &str) -> Result<usize, String> {
+    let n: usize = s.trim().parse().map_err(|e| format!("{e}"))?;
+    if n < 1024 {
+        return Err(format!("{n} is too small; use at least 1024"));
+    }
+    Ok(n)
+}
+
+fn parse_non_empty(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    Ok(s.to_string())
+}
+
+fn default_prover_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "prover".to_string())
+}

@@ -1,0 +1,19 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod coordinator;
+pub mod demo;
+pub mod prover;
+pub mod status;
+
+use crate::args::{BenchCommand, Command};
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Coordinator(args) => coordinator::run(args).await,
+        Command::Prover(args) => prover::run(args).await,
+        Command::Status(args) => status::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Bench { command: BenchCommand::Dispatch(args) } => bench::dispatch(args).await,
+    }
+}

@@ -1,0 +1,294 @@
+//! `proofmill status`: one `AdminService.SystemStatus` call, printed as tables or JSON.
+
+use crate::args::StatusArgs;
+use anyhow::{Context as _, anyhow};
+use proofmill_proto::v1::admin_service_client::AdminServiceClient;
+use proofmill_proto::v1::{JobCounts, ProverInfo, SystemStatusRequest, SystemStatusResponse};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+use tonic::transport::Endpoint;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let status = fetch(&args.coordinator).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&status_json(&status))?);
+    } else {
+        print!("{}", render(&status));
+    }
+    Ok(())
+}
+
+async fn fetch(url: &str) -> anyhow::Result<SystemStatusResponse> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("invalid coordinator URL {url:?}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT);
+    let channel = tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), endpoint.connect())
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "cannot reach coordinator at {url}: no connection within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            )
+        })?
+        .map_err(|e| anyhow!("cannot reach coordinator at {url}: {}", error_chain(&e)))?;
+    let mut client = AdminServiceClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES);
+    let response = client
+        .system_status(SystemStatusRequest {})
+        .await
+        .map_err(|s| {
+            anyhow!("SystemStatus request to coordinator at {url} failed: {:?}: {}", s.code(), s.message())
+        })?;
+    Ok(response.into_inner())
+}
+
+/// `e: source: source...` (tonic's transport error alone only says "transport error").
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !out.ends_with(&s_text) {
+            let _ = write!(out, ": {s_text}");
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// Provers shown by `status`: the connected ones.
+fn connected(status: &SystemStatusResponse) -> impl Iterator<Item = &ProverInfo> {
+    status.provers.iter().filter(|p| p.connected)
+}
+
+/// Job counts by proof type, including required types that have no jobs yet, sorted.
+fn jobs_by_type(status: &SystemStatusResponse) -> BTreeMap<&str, JobCounts> {
+    let mut jobs: BTreeMap<&str, JobCounts> =
+        status.jobs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    for t in &status.required_proof_types {
+        jobs.entry(t.as_str()).or_default();
+    }
+    jobs
+}
+
+/// The `--json` form of a status response.
+pub fn status_json(status: &SystemStatusResponse) -> Value {
+    let jobs: serde_json::Map<String, Value> = jobs_by_type(status)
+        .into_iter()
+        .map(|(t, c)| {
+            let counts = json!({
+                "queued": c.queued,
+                "leased": c.leased,
+                "proven": c.proven,
+                "failed": c.failed,
+                "cancelled": c.cancelled,
+            });
+            (t.to_string(), counts)
+        })
+        .collect();
+    let provers: Vec<Value> = connected(status)
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "name": p.name,
+                "proof_types": p.proof_types,
+                "capacity": p.capacity,
+                "running_tasks": p.running_tasks,
+            })
+        })
+        .collect();
+    json!({
+        "last_sealed_batch": status.last_sealed_batch,
+        "last_proven_batch": status.last_proven_batch,
+        "last_committed_batch": status.last_committed_batch,
+        "last_verified_batch": status.last_verified_batch,
+        "jobs": jobs,
+        "provers": provers,
+    })
+}
+
+/// The human form of a status response.
+pub fn render(status: &SystemStatusResponse) -> String {
+    let batch = |b: Option<u64>| b.map_or_else(|| "-".to_string(), |b| b.to_string());
+    let mut out = String::new();
+    for (label, value) in [
+        ("last sealed batch", status.last_sealed_batch),
+        ("last proven batch", status.last_proven_batch),
+        ("last committed batch", status.last_committed_batch),
+        ("last verified batch", status.last_verified_batch),
+    ] {
+        let _ = writeln!(out, "{label:<22}{}", batch(value));
+    }
+    if status.draining {
+        let _ = writeln!(out, "{:<22}yes", "draining");
+    }
+
+    let _ = writeln!(out, "\njobs:");
+    let jobs = jobs_by_type(status);
+    if jobs.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    } else {
+        let mut rows = vec![row(["PROOF TYPE", "QUEUED", "LEASED", "PROVEN", "FAILED", "CANCELLED"])];
+        for (t, c) in &jobs {
+            rows.push(vec![
+                t.to_string(),
+                c.queued.to_string(),
+                c.leased.to_string(),
+                c.proven.to_string(),
+                c.failed.to_string(),
+                c.cancelled.to_string(),
+            ]);
+        }
+        table(&mut out, &rows, &[false, true, true, true, true, true]);
+    }
+
+    let provers: Vec<&ProverInfo> = connected(status).collect();
+    let _ = writeln!(out, "\nprovers ({} connected):", provers.len());
+    if provers.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    } else {
+        let mut rows = vec![row(["NAME", "ID", "PROOF TYPES", "CAPACITY", "RUNNING TASKS"])];
+        for p in provers {
+            let running = if p.running_tasks.is_empty() {
+                "-".to_string()
+            } else {
+                p.running_tasks.join(",")
+            };
+            rows.push(vec![
+                p.name.clone(),
+                p.id.clone(),
+                p.proof_types.join(","),
+                p.capacity.to_string(),
+                running,
+            ]);
+        }
+        table(&mut out, &rows, &[false, false, false, true, false]);
+    }
+    out
+}
+
+fn row<const N: usize>(cells: [&str; N]) -> Vec<String> {
+    cells.iter().map(|c| c.to_string()).collect()
+}
+
+/// Writes `rows` as a table indented by two spaces; `right[i]` right-aligns column `i`.
+fn table(out: &mut String, rows: &[Vec<String>], right: &[bool]) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let mut line = String::from(" ");
+        for (i, cell) in r.iter().enumerate() {
+            let w = widths[i];
+            if right.get(i).copied().unwrap_or(false) {
+                let _ = write!(line, " {cell:>w$}");
+            } else {
+                let _ = write!(line, " {cell:<w$}");
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn sample() -> SystemStatusResponse {
+        let mut jobs = HashMap::new();
+        jobs.insert(
+            "exec".to_string(),
+            JobCounts { queued: 2, leased: 1, proven: 10, failed: 0, cancelled: 3 },
+        );
+        SystemStatusResponse {
+            last_sealed_batch: Some(13),
+            last_proven_batch: Some(10),
+            last_committed_batch: None,
+            last_verified_batch: Some(0),
+            jobs,
+            provers: vec![
+                ProverInfo {
+                    id: "p-1".into(),
+                    name: "box-a".into(),
+                    proof_types: vec!["exec".into(), "audit".into()],
+                    capacity: 2,
+                    running_tasks: vec!["11/exec".into()],
+                    version: "devnet-v1".into(),
+                    connected: true,
+                    last_seen_ms: 5,
+                },
+                ProverInfo {
+                    id: "p-2".into(),
+                    name: "gone".into(),
+                    proof_types: vec!["exec".into()],
+                    capacity: 1,
+                    running_tasks: vec![],
+                    version: "devnet-v1".into(),
+                    connected: false,
+                    last_seen_ms: 1,
+                },
+            ],
+            required_proof_types: vec!["exec".into(), "audit".into()],
+            draining: false,
+        }
+    }
+
+    #[test]
+    fn json_conversion() {
+        let expected = json!({
+            "last_sealed_batch": 13,
+            "last_proven_batch": 10,
+            "last_committed_batch": null,
+            "last_verified_batch": 0,
+            "jobs": {
+                "audit": {"queued": 0, "leased": 0, "proven": 0, "failed": 0, "cancelled": 0},
+                "exec": {"queued": 2, "leased": 1, "proven": 10, "failed": 0, "cancelled": 3},
+            },
+            "provers": [{
+                "id": "p-1",
+                "name": "box-a",
+                "proof_types": ["exec", "audit"],
+                "capacity": 2,
+                "running_tasks": ["11/exec"],
+            }],
+        });
+        assert_eq!(status_json(&sample()), expected);
+        // One line, one object.
+        let text = serde_json::to_string(&status_json(&sample())).unwrap();
+        assert!(!text.contains('\n'));
+
+        let empty = status_json(&SystemStatusResponse::default());
+        assert_eq!(
+            empty,
+            json!({
+                "last_sealed_batch": null, "last_proven_batch": null,
+                "last_committed_batch": null, "last_verified_batch": null,
+                "jobs": {}, "provers": [],
+            })
+        );
+    }
+
+    #[test]
+    fn human_rendering() {
+        let text = render(&sample());
+        assert!(text.contains("last sealed batch     13"), "{text}");
+        assert!(text.contains("last committed batch  -"), "{text}");
+        assert!(text.contains("last verified batch   0"), "{text}");
+        assert!(text.contains("PROOF TYPE  QUEUED  LEASED  PROVEN  FAILED  CANCELLED"), "{text}");
+        assert!(text.contains("exec             2       1      10       0          3"), "{text}");
+        assert!(text.contains("provers (1 connected)"), "{text}");
+        assert!(text.contains("box-a  p-1  exec,audit         2  11/exec"), "{text}");
+        assert!(!text.contains("gone"), "{text}");
+        let empty = render(&SystemStatusResponse::default());
+        assert!(empty.contains("last sealed batch     -"), "{empty}");
+        assert!(empty.contains("provers (0 connected):\n  (none)"), "{empty}");
+    }
+}

@@ -1,0 +1,50 @@
+use proofmill_scheduler::SchedulerConfig;
+use proofmill_types::ProofType;
+
+#[derive(Clone, Debug)]
+pub struct CoordinatorConfig {
+    /// Proof types every batch needs, each with the backend that verifies it.
+    pub proof_types: Vec<(ProofType, String)>,
+    pub scheduler: SchedulerConfig,
+    /// gRPC message limit, both directions.
+    pub max_message_bytes: usize,
+    /// Inputs up to this size travel inline in `ExecuteTask`; larger ones in chunks.
+    pub inline_input_max: usize,
+    pub chunk_bytes: usize,
+    /// Largest proof accepted.
+    pub max_proof_bytes: u64,
+    /// Largest batch input accepted through the API.
+    pub max_input_bytes: u64,
+    /// When set, provers must present it in `Register.token`.
+    pub prover_token: Option<String>,
+    /// How long provers get to finish running tasks on shutdown.
+    pub shutdown_grace_ms: u64,
+    /// A prover must send Register/Reconnect within this time after opening its stream.
+    pub register_timeout_ms: u64,
+    /// Bytes of batch inputs kept in memory for dispatch.
+    pub input_cache_bytes: usize,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            proof_types: vec![(ProofType::new("exec").expect("valid"), "exec".into())],
+            scheduler: SchedulerConfig::default(),
+            max_message_bytes: 64 << 20,
+            inline_input_max: 1 << 20,
+            chunk_bytes: 1 << 20,
+            max_proof_bytes: 256 << 20,
+            max_input_bytes: 256 << 20,
+            prover_token: None,
+            shutdown_grace_ms: 10_000,
+            register_timeout_ms: 10_000,
+            input_cache_bytes: 256 << 20,
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    pub fn required_types(&self) -> Vec<ProofType> {
+        self.proof_types.iter().map(|(t, _)| t.clone()).collect()
+    }
+}

@@ -1,0 +1,321 @@
+//! The core actor: sole owner of the scheduler. Everything that changes scheduling state is a
+//! message to this task, so the state machine needs no locks and sees one ordered history.
+
+use crate::now_ms;
+use crate::persist::PersistJob;
+use crate::session::{Outcome, ToProver};
+use proofmill_proto::v1::{
+    coordinator_message::Kind, CoordinatorMessage, ErrorCode, RegisterResponse, ResultAck, TaskCancelled,
+};
+use proofmill_scheduler::{Effect, ProverInfo, ProverView, Scheduler, SchedulerError};
+use proofmill_store::{Change, Store};
+use proofmill_types::{Batch, FencingToken, Job, JobKey, ProverId, TaskId};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use tokio::sync::{mpsc, oneshot};
+
+/// Batches with open jobs, shared read-only with sessions (to verify results and build tasks).
+pub(crate) type BatchCache = Arc<RwLock<HashMap<u64, Arc<Batch>>>>;
+
+pub(crate) struct Conn {
+    pub id: u64,
+    pub tx: mpsc::UnboundedSender<ToProver>,
+}
+
+pub(crate) enum Hello {
+    Register(ProverInfo),
+    Reconnect { id: ProverId, info: ProverInfo, running: Vec<(JobKey, FencingToken)> },
+}
+
+pub(crate) enum CoreMsg {
+    Connect { hello: Hello, conn: Conn, heartbeat_ms: u32, max_message: u32, reply: oneshot::Sender<ProverId> },
+    Disconnect { prover: ProverId, conn_id: u64 },
+    Heartbeat { prover: ProverId, running: Vec<(JobKey, FencingToken)> },
+    Availability { prover: ProverId, free: u32 },
+    Outcome { prover: ProverId, key: JobKey, token: FencingToken, outcome: Outcome, reply_to: mpsc::UnboundedSender<ToProver> },
+    AddBatches { batches: Vec<Arc<Batch>>, jobs: Vec<Job> },
+    Retry { job: Job, reply: oneshot::Sender<()> },
+    Provers { reply: oneshot::Sender<Vec<ProverView>> },
+    Drain { grace_ms: u32, reason: String, reply: oneshot::Sender<()> },
+    OpenLeases { reply: oneshot::Sender<usize> },
+    Flush { reply: oneshot::Sender<()> },
+}
+
+pub(crate) struct Core {
+    scheduler: Scheduler,
+    conns: HashMap<ProverId, Conn>,
+    batches: BatchCache,
+    /// Open jobs per batch, to drop a batch from the cache when it has none.
+    open_per_batch: HashMap<u64, usize>,
+    persist: mpsc::UnboundedSender<PersistJob>,
+    store: Arc<dyn Store>,
+}
+
+impl Core {
+    pub fn new(scheduler: Scheduler, batches: BatchCache, persist: mpsc::UnboundedSender<PersistJob>, store: Arc<dyn Store>) -> Self {
+        Core { scheduler, conns: HashMap::new(), batches, open_per_batch: HashMap::new(), persist, store }
+    }
+
+    /// Restores open jobs (with their leases) loaded from the store.
+    pub fn restore(&mut self, batches: Vec<Arc<Batch>>, jobs: Vec<Job>) {
+        let effects = self.add(batches, jobs);
+        self.run_effects(effects, Vec::new(), Vec::new());
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreMsg>) {
+        loop {
+            let wake = self.scheduler.next_wakeup();
+            let sleep = match wake {
+                Some(at) => tokio::time::Duration::from_millis(at.saturating_sub(now_ms()).min(60_000)),
+                None => tokio::time::Duration::from_secs(60),
+            };
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => return,
+                },
+                _ = tokio::time::sleep(sleep) => {
+                    let effects = self.scheduler.tick(now_ms());
+                    self.run_effects(effects, Vec::new(), Vec::new());
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, batches: Vec<Arc<Batch>>, jobs: Vec<Job>) -> Vec<Effect> {
+        {
+            let mut cache = self.batches.write().expect("batch cache lock");
+            for b in batches {
+                cache.entry(b.number).or_insert(b);
+            }
+        }
+        for j in &jobs {
+            if !j.state.is_terminal() {
+                *self.open_per_batch.entry(j.key.batch).or_default() += 1;
+            }
+        }
+        self.scheduler.add_jobs(jobs, now_ms())
+    }
+
+    fn handle(&mut self, msg: CoreMsg) {
+        let now = now_ms();
+        match msg {
+            CoreMsg::Connect { hello, conn, heartbeat_ms, max_message, reply } => {
+                let (id, effects) = match hello {
+                    Hello::Register(info) => {
+                        let id = ProverId(format!("prv-{:016x}", rand::random::<u64>()));
+                        let effects = self.scheduler.register(id.clone(), info, now).unwrap_or_default();
+                        (id, effects)
+                    }
+                    Hello::Reconnect { id, info, running } => {
+                        let effects = self.scheduler.reconnect(id.clone(), info, &running, now);
+                        (id, effects)
+                    }
+                };
+                // The newest stream wins; an older one still open is told to go away.
+                if let Some(old) = self.conns.insert(id.clone(), Conn { id: conn.id, tx: conn.tx.clone() }) {
+                    let _ = old.tx.send(ToProver::Close("replaced by a newer stream".into()));
+                }
+                let response = CoordinatorMessage {
+                    kind: Some(Kind::RegisterResponse(RegisterResponse {
+                        prover_id: id.0.clone(),
+                        accepted: true,
+                        reason: String::new(),
+                        code: ErrorCode::Unspecified as i32,
+                        heartbeat_interval_ms: heartbeat_ms,
+                        max_message_bytes: max_message,
+                    })),
+                };
+                let _ = reply.send(id);
+                self.run_effects(effects, Vec::new(), vec![(conn.tx, ToProver::Msg(response))]);
+            }
+            CoreMsg::Disconnect { prover, conn_id } => {
+                if self.conns.get(&prover).is_some_and(|c| c.id == conn_id) {
+                    self.conns.remove(&prover);
+                    self.scheduler.disconnect(&prover);
+                }
+            }
+            CoreMsg::Heartbeat { prover, running } => {
+                let effects = self.scheduler.heartbeat(&prover, &running, now);
+                self.run_effects(effects, Vec::new(), Vec::new());
+            }
+            CoreMsg::Availability { prover, free } => {
+                let effects = self.scheduler.availability(&prover, free, now);
+                self.run_effects(effects, Vec::new(), Vec::new());
+            }
+            CoreMsg::Outcome { prover, key, token, outcome, reply_to } => {
+                self.outcome(prover, key, token, outcome, reply_to, now);
+            }
+            CoreMsg::AddBatches { batches, jobs } => {
+                let effects = self.add(batches, jobs);
+                self.run_effects(effects, Vec::new(), Vec::new());
+            }
+            CoreMsg::Retry { job, reply } => {
+                *self.open_per_batch.entry(job.key.batch).or_default() += 1;
+                let effects = self.scheduler.retry(job, now);
+                self.run_effects(effects, Vec::new(), Vec::new());
+                let _ = reply.send(());
+            }
+            CoreMsg::Provers { reply } => {
+                let _ = reply.send(self.scheduler.provers());
+            }
+            CoreMsg::Drain { grace_ms, reason, reply } => {
+                self.scheduler.drain();
+                let sends = self
+                    .conns
+                    .values()
+                    .map(|c| (c.tx.clone(), ToProver::shutdown(&reason, grace_ms)))
+                    .collect();
+                self.persist.send(PersistJob { changes: Vec::new(), sends, flushed: Some(reply) }).ok();
+            }
+            CoreMsg::OpenLeases { reply } => {
+                let n = self.scheduler.provers().iter().filter(|p| p.connected).map(|p| p.running.len()).sum();
+                let _ = reply.send(n);
+            }
+            CoreMsg::Flush { reply } => {
+                self.persist.send(PersistJob { flushed: Some(reply), ..Default::default() }).ok();
+            }
+        }
+    }
+
+    fn outcome(
+        &mut self,
+        prover: ProverId,
+        key: JobKey,
+        token: FencingToken,
+        outcome: Outcome,
+        reply_to: mpsc::UnboundedSender<ToProver>,
+        now: u64,
+    ) {
+        let task_id = TaskId::format(key.batch, &key.proof_type);
+        let ack = move |accepted: bool, code: ErrorCode, reason: String| {
+            ToProver::Msg(CoordinatorMessage {
+                kind: Some(Kind::ResultAck(ResultAck {
+                    task_id: task_id.clone(),
+                    fencing_token: token.0,
+                    accepted,
+                    code: code as i32,
+                    reason,
+                })),
+            })
+        };
+        let leased_at = self.scheduler.job(&key).and_then(|j| j.lease.as_ref()).map(|l| l.leased_at);
+        let (result, extra, reply) = match outcome {
+            Outcome::Proven(mut record) => {
+                record.leased_at = leased_at.unwrap_or(record.received_at);
+                let blob = record.blob_key.clone();
+                let r = self.scheduler.complete(&prover, &key, token, now);
+                if r.is_err() {
+                    self.discard_blob(blob);
+                }
+                (r, vec![Change::Proof(record)], ack(true, ErrorCode::Unspecified, String::new()))
+            }
+            Outcome::Failed(error) => {
+                let r = self.scheduler.fail(&prover, &key, token, &error, now);
+                (r, Vec::new(), ack(true, ErrorCode::Unspecified, String::new()))
+            }
+            Outcome::Invalid(reason) => {
+                let r = self.scheduler.fail(&prover, &key, token, &format!("invalid proof: {reason}"), now);
+                (r, Vec::new(), ack(false, ErrorCode::InvalidProof, reason))
+            }
+            Outcome::Declined(_) => {
+                let r = self.scheduler.decline(&prover, &key, token, now);
+                (r, Vec::new(), ack(true, ErrorCode::Unspecified, String::new()))
+            }
+        };
+        match result {
+            Ok(effects) => self.run_effects(effects, extra, vec![(reply_to, reply)]),
+            Err(SchedulerError::NotCurrent { reason, .. }) => {
+                tracing::warn!(%prover, %key, %token, %reason, "stale result rejected");
+                let msg = ack(false, ErrorCode::StaleFencingToken, reason);
+                self.persist.send(PersistJob { sends: vec![(reply_to, msg)], ..Default::default() }).ok();
+            }
+            Err(_) => {
+                // Not open here: a duplicate of an accepted result, or a job that is done or
+                // unknown. The store knows which; ask it off the core task.
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let msg = match store.proof(&key).await {
+                        Ok(Some(p)) if p.token == token => ack(true, ErrorCode::Unspecified, "duplicate of an accepted result".into()),
+                        Ok(Some(p)) => ack(false, ErrorCode::StaleFencingToken, format!("{key} was proven with token {}", p.token)),
+                        Ok(None) => match store.job(&key).await {
+                            Ok(Some(j)) => ack(false, ErrorCode::StaleFencingToken, format!("{key} is {}", j.state)),
+                            Ok(None) => ack(false, ErrorCode::JobNotFound, format!("no job {key}")),
+                            Err(e) => ack(false, ErrorCode::SystemUnavailable, e.to_string()),
+                        },
+                        Err(e) => ack(false, ErrorCode::SystemUnavailable, e.to_string()),
+                    };
+                    let _ = reply_to.send(msg);
+                });
+            }
+        }
+    }
+
+    fn discard_blob(&self, _key: String) {
+        // Proof blobs of fenced results are left for the blob store's lifecycle rules; the
+        // record that would point at them was never written.
+    }
+
+    /// Turns scheduler effects into one persist job: changes first, then messages.
+    fn run_effects(
+        &mut self,
+        effects: Vec<Effect>,
+        mut changes: Vec<Change>,
+        mut sends: Vec<(mpsc::UnboundedSender<ToProver>, ToProver)>,
+    ) {
+        let mut trailing = std::mem::take(&mut sends);
+        for effect in effects {
+            match effect {
+                Effect::Persist(job) => {
+                    if job.state.is_terminal() {
+                        self.job_closed(job.key.batch);
+                    }
+                    changes.push(Change::Job(job));
+                }
+                Effect::Dispatch { prover, job } => {
+                    let batch = self.batches.read().expect("batch cache lock").get(&job.key.batch).cloned();
+                    match (self.conns.get(&prover), batch) {
+                        (Some(conn), Some(batch)) => sends.push((conn.tx.clone(), ToProver::Dispatch(job, batch))),
+                        (_, None) => tracing::error!(key = %job.key, "dispatched job without its batch"),
+                        (None, _) => {}
+                    }
+                }
+                Effect::Cancel { prover, key, token, reason } => {
+                    if let Some(conn) = self.conns.get(&prover) {
+                        let msg = CoordinatorMessage {
+                            kind: Some(Kind::TaskCancelled(TaskCancelled {
+                                task_id: TaskId::format(key.batch, &key.proof_type),
+                                fencing_token: token.0,
+                                reason,
+                            })),
+                        };
+                        sends.push((conn.tx.clone(), ToProver::Msg(msg)));
+                    }
+                }
+                Effect::Disconnect { prover, reason } => {
+                    tracing::warn!(%prover, %reason, "prover declared dead");
+                    if let Some(conn) = self.conns.remove(&prover) {
+                        sends.push((conn.tx, ToProver::Close(reason)));
+                    }
+                }
+            }
+        }
+        // Acks go after the dispatches of the same step, so a prover has its next task at once.
+        sends.append(&mut trailing);
+        if changes.is_empty() && sends.is_empty() {
+            return;
+        }
+        // Even message-only jobs go through the persister, to keep per-prover order.
+        self.persist.send(PersistJob { changes, sends, flushed: None }).ok();
+    }
+
+    fn job_closed(&mut self, batch: u64) {
+        if let Some(n) = self.open_per_batch.get_mut(&batch) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.open_per_batch.remove(&batch);
+                self.batches.write().expect("batch cache lock").remove(&batch);
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+use proofmill_proto::v1::ErrorCode;
+use proofmill_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("coordinator is shutting down")]
+    Unavailable,
+    #[error("server: {0}")]
+    Transport(String),
+}
+
+impl CoordinatorError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CoordinatorError::InvalidArgument(_) | CoordinatorError::Config(_) => ErrorCode::InvalidArgument,
+            CoordinatorError::Unavailable => ErrorCode::SystemUnavailable,
+            CoordinatorError::Store(StoreError::BatchConflict(_)) => ErrorCode::InvalidArgument,
+            CoordinatorError::Store(_) | CoordinatorError::Transport(_) => ErrorCode::Internal,
+        }
+    }
+}

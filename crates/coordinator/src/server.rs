@@ -1,0 +1,192 @@
+use crate::config::CoordinatorConfig;
+use crate::core::{BatchCache, Core, CoreMsg};
+use crate::error::CoordinatorError;
+use crate::inputs::InputCache;
+use crate::{admin, persist, session};
+use proofmill_backend::{Backend, backend_by_name};
+use proofmill_proto::v1::admin_service_server::AdminServiceServer;
+use proofmill_proto::v1::prover_service_server::{ProverService, ProverServiceServer};
+use proofmill_proto::v1::{CoordinatorMessage, ProverMessage};
+use proofmill_scheduler::{ProverView, Scheduler};
+use proofmill_store::{Blobs, Store};
+use proofmill_types::{Batch, ProofType};
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+
+/// State every part of the service reads.
+pub(crate) struct Shared {
+    pub config: CoordinatorConfig,
+    pub store: Arc<dyn Store>,
+    pub blobs: Blobs,
+    pub inputs: InputCache,
+    pub batches: BatchCache,
+    pub verifiers: HashMap<ProofType, Arc<dyn Backend>>,
+    pub core: mpsc::UnboundedSender<CoreMsg>,
+    pub draining: AtomicBool,
+    /// Serializes batch intake so two submissions of one number cannot race.
+    pub intake_lock: tokio::sync::Mutex<()>,
+    /// Set when batches come from the built-in devnet (then the API does not take batches).
+    pub devnet_source: AtomicBool,
+}
+
+impl Shared {
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> CoreMsg) -> Result<T, CoordinatorError> {
+        let (tx, rx) = oneshot::channel();
+        self.core.send(make(tx)).map_err(|_| CoordinatorError::Unavailable)?;
+        rx.await.map_err(|_| CoordinatorError::Unavailable)
+    }
+}
+
+/// A running coordinator (cheap to clone).
+#[derive(Clone)]
+pub struct Coordinator {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Coordinator {
+    /// Loads every open job (and lease) from the store and starts the core and persister.
+    pub async fn start(config: CoordinatorConfig, store: Arc<dyn Store>, blobs: Blobs) -> Result<Self, CoordinatorError> {
+        if config.proof_types.is_empty() {
+            return Err(CoordinatorError::Config("at least one proof type is required".into()));
+        }
+        let mut verifiers = HashMap::new();
+        for (pt, backend) in &config.proof_types {
+            let b = backend_by_name(backend)
+                .ok_or_else(|| CoordinatorError::Config(format!("unknown backend {backend:?} for proof type {pt}")))?;
+            verifiers.insert(pt.clone(), b);
+        }
+        let last_token = store.max_fencing_token().await?;
+        let open = store.open_jobs().await?;
+        let numbers: BTreeSet<u64> = open.iter().map(|j| j.key.batch).collect();
+        let mut batches = Vec::with_capacity(numbers.len());
+        for n in numbers {
+            let b = store
+                .batch(n)
+                .await?
+                .ok_or_else(|| CoordinatorError::Config(format!("store has jobs of batch {n} but not the batch")))?;
+            batches.push(Arc::new(b));
+        }
+        tracing::info!(open_jobs = open.len(), last_token, "restored scheduler state");
+        let batch_cache: BatchCache = Arc::new(RwLock::new(HashMap::new()));
+        let persist_tx = persist::spawn(store.clone());
+        let (core_tx, core_rx) = mpsc::unbounded_channel();
+        let mut core = Core::new(
+            Scheduler::new(config.scheduler.clone(), last_token),
+            batch_cache.clone(),
+            persist_tx,
+            store.clone(),
+        );
+        core.restore(batches, open);
+        tokio::spawn(core.run(core_rx));
+        let shared = Arc::new(Shared {
+            inputs: InputCache::new(blobs.clone(), config.input_cache_bytes),
+            config,
+            store,
+            blobs,
+            batches: batch_cache,
+            verifiers,
+            core: core_tx,
+            draining: AtomicBool::new(false),
+            intake_lock: tokio::sync::Mutex::new(()),
+            devnet_source: AtomicBool::new(false),
+        });
+        Ok(Coordinator { shared })
+    }
+
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.shared.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    pub fn blobs(&self) -> &Blobs {
+        &self.shared.blobs
+    }
+
+    /// Serves the prover and admin services (plus reflection) until `shutdown` resolves.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), CoordinatorError> {
+        let max = self.shared.config.max_message_bytes;
+        let prover = ProverServiceServer::new(ProverSvc { shared: self.shared.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let admin = AdminServiceServer::new(admin::AdminSvc { shared: self.shared.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proofmill_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| CoordinatorError::Transport(e.to_string()))?;
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+            .add_service(prover)
+            .add_service(admin)
+            .add_service(reflection)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await
+            .map_err(|e| CoordinatorError::Transport(e.to_string()))
+    }
+
+    pub async fn provers(&self) -> Result<Vec<ProverView>, CoordinatorError> {
+        self.shared.ask(|reply| CoreMsg::Provers { reply }).await
+    }
+
+    /// Graceful stop: no new work, provers told to finish within the grace period, results
+    /// that arrive meanwhile are accepted, and every state change is flushed to the store.
+    pub async fn drain(&self, reason: &str) -> Result<(), CoordinatorError> {
+        let grace = self.shared.config.shutdown_grace_ms;
+        self.shared.draining.store(true, Ordering::SeqCst);
+        let grace_ms = grace.min(u32::MAX as u64) as u32;
+        let reason = reason.to_string();
+        self.shared.ask(|reply| CoreMsg::Drain { grace_ms, reason, reply }).await?;
+        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(grace);
+        while tokio::time::Instant::now() < until {
+            if self.shared.ask(|reply| CoreMsg::OpenLeases { reply }).await? == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.flush().await
+    }
+
+    /// Returns once every state change made so far is durable.
+    pub async fn flush(&self) -> Result<(), CoordinatorError> {
+        self.shared.ask(|reply| CoreMsg::Flush { reply }).await
+    }
+
+    pub(crate) fn batch_cached(&self, n: u64) -> Option<Arc<Batch>> {
+        self.shared.batches.read().expect("batch cache lock").get(&n).cloned()
+    }
+}
+
+struct ProverSvc {
+    shared: Arc<Shared>,
+}
+
+type OutStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<CoordinatorMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ProverService for ProverSvc {
+    type ProverStreamStream = OutStream;
+
+    async fn prover_stream(&self, request: Request<Streaming<ProverMessage>>) -> Result<Response<OutStream>, Status> {
+        let (wire_tx, wire_rx) = mpsc::channel(256);
+        session::start(self.shared.clone(), request.into_inner(), wire_tx);
+        Ok(Response::new(Box::pin(ReceiverStream::new(wire_rx))))
+    }
+}

@@ -1,0 +1,367 @@
+//! PostgreSQL backend.
+//!
+//! [`Store::apply`] binds each kind of row as column arrays and writes them with one
+//! `UNNEST` statement per kind (update jobs, delete proofs, upsert proofs), so a call costs a
+//! few network round trips however many changes it carries.
+
+use crate::api::{Change, JobCounts, JobFilter, Result, Store, StoreError};
+use crate::codec::{
+    self, BATCH_COLS, JOB_COLS, PROOF_COLS, Plan, RowExt, db_err, decode_batch, decode_job,
+    decode_proof, to_i64,
+};
+use async_trait::async_trait;
+use proofmill_types::{Batch, BatchNumber, Job, JobKey, Millis, ProofRecord};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Row as _};
+use std::str::FromStr;
+use std::time::Duration;
+
+const POOL_SIZE: u32 = 8;
+
+pub(crate) struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub(crate) async fn open(url: &str) -> Result<PgStore> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl {
+            url: crate::redact(url),
+            reason: e.to_string(),
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(|e| db_err("connecting to postgres", e))?;
+        crate::migrate::postgres()
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migrating postgres: {e}")))?;
+        Ok(PgStore { pool })
+    }
+}
+
+const UPDATE_JOBS: &str = "UPDATE jobs AS j SET state = v.state, version = v.version, \
+    failed_attempts = v.failed_attempts, lost_attempts = v.lost_attempts, \
+    lease_prover = v.lease_prover, lease_token = v.lease_token, leased_at = v.leased_at, \
+    lease_deadline = v.lease_deadline, not_before = v.not_before, last_error = v.last_error, \
+    updated_at = v.updated_at \
+    FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], \
+    $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::text[], $13::int8[]) \
+    AS v(batch, proof_type, state, version, failed_attempts, lost_attempts, lease_prover, \
+    lease_token, leased_at, lease_deadline, not_before, last_error, updated_at) \
+    WHERE j.batch = v.batch AND j.proof_type = v.proof_type";
+
+const MISSING_JOBS: &str = "SELECT v.batch, v.proof_type FROM UNNEST($1::int8[], $2::text[]) \
+    AS v(batch, proof_type) WHERE NOT EXISTS (SELECT 1 FROM jobs AS j \
+    WHERE j.batch = v.batch AND j.proof_type = v.proof_type) LIMIT 5";
+
+const DELETE_PROOFS: &str = "DELETE FROM proofs AS p USING UNNEST($1::int8[], $2::text[]) \
+    AS v(batch, proof_type) WHERE p.batch = v.batch AND p.proof_type = v.proof_type";
+
+const UPSERT_PROOFS: &str = "INSERT INTO proofs (batch, proof_type, blob_key, size, digest, \
+    prover, prover_name, token, leased_at, received_at, prove_ms) \
+    SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::bytea[], \
+    $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::int8[]) \
+    ON CONFLICT (batch, proof_type) DO UPDATE SET blob_key = EXCLUDED.blob_key, \
+    size = EXCLUDED.size, digest = EXCLUDED.digest, prover = EXCLUDED.prover, \
+    prover_name = EXCLUDED.prover_name, token = EXCLUDED.token, leased_at = EXCLUDED.leased_at, \
+    received_at = EXCLUDED.received_at, prove_ms = EXCLUDED.prove_ms";
+
+#[async_trait]
+impl Store for PgStore {
+    async fn insert_batch(&self, batch: &Batch, now: Millis) -> Result<bool> {
+        let number = to_i64(batch.number, "batch number")?;
+        let input_size = to_i64(batch.input_size, "input_size")?;
+        let created_at = to_i64(batch.created_at, "created_at")?;
+        let now = to_i64(now, "now")?;
+        let required = codec::unique_types(&batch.required);
+        let ctx = |what: &str| format!("insert_batch {}: {what}", batch.number);
+        let mut tx = self.pool.begin().await.map_err(|e| db_err(&ctx("begin"), e))?;
+        let inserted = sqlx::query(
+            "INSERT INTO batches (number, version, input_key, input_digest, input_size, old_root, \
+             new_root, commitment, required, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (number) DO NOTHING",
+        )
+        .bind(number)
+        .bind(&batch.version)
+        .bind(&batch.input_key)
+        .bind(&batch.input_digest.0[..])
+        .bind(input_size)
+        .bind(&batch.public_values.old_state_root.0[..])
+        .bind(&batch.public_values.new_state_root.0[..])
+        .bind(&batch.public_values.batch_commitment.0[..])
+        .bind(codec::encode_required(&required))
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_err(&ctx("insert"), e))?
+        .rows_affected();
+        if inserted == 0 {
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {BATCH_COLS} FROM batches WHERE number = $1"
+            )))
+            .bind(number)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| db_err(&ctx("read existing"), e))?;
+            let existing = decode_batch(&row)?;
+            return if codec::same_batch_content(&existing, batch) {
+                Ok(false)
+            } else {
+                Err(StoreError::BatchConflict(batch.number))
+            };
+        }
+        let types: Vec<&str> = required.iter().map(|t| t.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO jobs (batch, proof_type, state, version, failed_attempts, lost_attempts, \
+             not_before, updated_at) SELECT $1, t, 'queued', $2, 0, 0, 0, $3 FROM UNNEST($4::text[]) AS t",
+        )
+        .bind(number)
+        .bind(&batch.version)
+        .bind(now)
+        .bind(&types)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_err(&ctx("insert jobs"), e))?;
+        tx.commit().await.map_err(|e| db_err(&ctx("commit"), e))?;
+        Ok(true)
+    }
+
+    async fn batch(&self, number: BatchNumber) -> Result<Option<Batch>> {
+        let Ok(n) = i64::try_from(number) else { return Ok(None) };
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {BATCH_COLS} FROM batches WHERE number = $1"
+        )))
+        .bind(n)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| db_err("reading batch", e))?;
+        row.as_ref().map(decode_batch).transpose()
+    }
+
+    async fn last_sealed_batch(&self) -> Result<Option<BatchNumber>> {
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(number) FROM batches")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| db_err("last_sealed_batch", e))?;
+        max.map(|v| codec::to_u64(v, "batch number")).transpose()
+    }
+
+    async fn last_proven_batch(&self) -> Result<Option<BatchNumber>> {
+        let ctx = "last_proven_batch";
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(|e| db_err(ctx, e))?;
+        let row = sqlx::query(
+            "SELECT (SELECT MIN(number) FROM batches) AS first, \
+             (SELECT MAX(number) FROM batches) AS last, \
+             LEAST((SELECT MIN(batch) FROM jobs WHERE state = 'queued'), \
+                   (SELECT MIN(batch) FROM jobs WHERE state = 'leased'), \
+                   (SELECT MIN(batch) FROM jobs WHERE state = 'failed'), \
+                   (SELECT MIN(batch) FROM jobs WHERE state = 'cancelled')) AS open",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| db_err(ctx, e))?;
+        let (Some(first), Some(last)) = (row.opt_u64("first")?, row.opt_u64("last")?) else {
+            return Ok(None);
+        };
+        let Some(candidate) = codec::proven_candidate(first, last, row.opt_u64("open")?) else {
+            return Ok(None);
+        };
+        let (lo, hi) = (to_i64(first, "first")?, to_i64(candidate, "candidate")?);
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM batches WHERE number BETWEEN $1 AND $2")
+                .bind(lo)
+                .bind(hi)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| db_err(ctx, e))?;
+        if count == hi - lo + 1 {
+            return Ok(Some(candidate));
+        }
+        let end: i64 = sqlx::query_scalar(
+            "SELECT number FROM batches AS b WHERE number BETWEEN $1 AND $2 AND NOT EXISTS \
+             (SELECT 1 FROM batches AS n WHERE n.number = b.number + 1) ORDER BY number LIMIT 1",
+        )
+        .bind(lo)
+        .bind(hi)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| db_err(ctx, e))?;
+        Ok(Some(codec::to_u64(end, "batch number")?))
+    }
+
+    async fn open_jobs(&self) -> Result<Vec<Job>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE state IN ('queued', 'leased') \
+             ORDER BY batch, proof_type"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_err("open_jobs", e))?;
+        rows.iter().map(decode_job).collect()
+    }
+
+    async fn job(&self, key: &JobKey) -> Result<Option<Job>> {
+        let Ok(batch) = i64::try_from(key.batch) else { return Ok(None) };
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE batch = $1 AND proof_type = $2"
+        )))
+        .bind(batch)
+        .bind(key.proof_type.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| db_err("reading job", e))?;
+        row.as_ref().map(decode_job).transpose()
+    }
+
+    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        let (sql, args) = codec::jobs_query(filter, |i| format!("${i}"))?;
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for arg in args {
+            query = match arg {
+                codec::Arg::Int(v) => query.bind(v),
+                codec::Arg::Text(s) => query.bind(s),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(|e| db_err("listing jobs", e))?;
+        rows.iter().map(decode_job).collect()
+    }
+
+    async fn job_counts(&self) -> Result<JobCounts> {
+        let rows = sqlx::query(
+            "SELECT proof_type, state, COUNT(*) AS n FROM jobs GROUP BY proof_type, state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_err("job_counts", e))?;
+        codec::job_counts(&rows)
+    }
+
+    async fn apply(&self, changes: &[Change]) -> Result<()> {
+        let plan = Plan::new(changes)?;
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| db_err("apply: begin", e))?;
+        if !plan.jobs.is_empty() {
+            let j = &plan.jobs;
+            let batches: Vec<i64> = j.iter().map(|r| r.batch).collect();
+            let types: Vec<&str> = j.iter().map(|r| r.proof_type).collect();
+            let updated = sqlx::query(UPDATE_JOBS)
+                .bind(&batches)
+                .bind(&types)
+                .bind(j.iter().map(|r| r.state).collect::<Vec<_>>())
+                .bind(j.iter().map(|r| r.version).collect::<Vec<_>>())
+                .bind(j.iter().map(|r| r.failed_attempts).collect::<Vec<_>>())
+                .bind(j.iter().map(|r| r.lost_attempts).collect::<Vec<_>>())
+                .bind(j.iter().map(|r| r.lease_prover).collect::<Vec<_>>())
+                .bind(j.iter().map(|r| r.lease_token).collect::<Vec<_>>())
+                .bind(j.iter().map(|r| r.leased_at).collect::<Vec<_>>())
+                .bind(j.iter().map(|r| r.lease_deadline).collect::<Vec<_>>())
+                .bind(j.iter().map(|r| r.not_before).collect::<Vec<_>>())
+                .bind(j.iter().map(|r| r.last_error).collect::<Vec<_>>())
+                .bind(j.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err(&format!("apply: writing {} jobs", j.len()), e))?
+                .rows_affected();
+            if updated != j.len() as u64 {
+                let missing = sqlx::query(MISSING_JOBS)
+                    .bind(&batches)
+                    .bind(&types)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| db_err("apply: checking jobs", e))?;
+                return Err(codec::missing_jobs_error(&missing));
+            }
+        }
+        if !plan.deletes.is_empty() {
+            let d = &plan.deletes;
+            sqlx::query(DELETE_PROOFS)
+                .bind(d.iter().map(|r| r.0).collect::<Vec<_>>())
+                .bind(d.iter().map(|r| r.1).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err("apply: deleting proofs", e))?;
+        }
+        if !plan.proofs.is_empty() {
+            let p = &plan.proofs;
+            sqlx::query(UPSERT_PROOFS)
+                .bind(p.iter().map(|r| r.batch).collect::<Vec<_>>())
+                .bind(p.iter().map(|r| r.proof_type).collect::<Vec<_>>())
+                .bind(p.iter().map(|r| r.blob_key).collect::<Vec<_>>())
+                .bind(p.iter().map(|r| r.size).collect::<Vec<_>>())
+                .bind(p.iter().map(|r| r.digest).collect::<Vec<_>>())
+                .bind(p.iter().map(|r| r.prover).collect::<Vec<_>>())
+                .bind(p.iter().map(|r| r.prover_name).collect::<Vec<_>>())
+                .bind(p.iter().map(|r| r.token).collect::<Vec<_>>())
+                .bind(p.iter().map(|r| r.leased_at).collect::<Vec<_>>())
+                .bind(p.iter().map(|r| r.received_at).collect::<Vec<_>>())
+                .bind(p.iter().map(|r| r.prove_ms).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    db_err(
+                        &format!("apply: writing {} proofs (each needs an existing job)", p.len()),
+                        e,
+                    )
+                })?;
+        }
+        tx.commit().await.map_err(|e| db_err("apply: commit", e))
+    }
+
+    async fn proof(&self, key: &JobKey) -> Result<Option<ProofRecord>> {
+        let Ok(batch) = i64::try_from(key.batch) else { return Ok(None) };
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PROOF_COLS} FROM proofs WHERE batch = $1 AND proof_type = $2"
+        )))
+        .bind(batch)
+        .bind(key.proof_type.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| db_err("reading proof", e))?;
+        row.as_ref().map(decode_proof).transpose()
+    }
+
+    async fn max_fencing_token(&self) -> Result<u64> {
+        let max: Option<i64> = sqlx::query_scalar(
+            "SELECT GREATEST((SELECT MAX(lease_token) FROM jobs), (SELECT MAX(token) FROM proofs))",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| db_err("max_fencing_token", e))?;
+        codec::to_u64(max.unwrap_or(0), "fencing token")
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| db_err("get_meta", e))?;
+        row.map(|r| {
+            r.try_get::<String, _>(0)
+                .map_err(|e| StoreError::Corrupt(format!("meta {key}: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| db_err("set_meta", e))?;
+        Ok(())
+    }
+}
