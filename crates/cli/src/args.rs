@@ -268,7 +268,11 @@ fn check_unique_types(option: &str, specs: &[ProofTypeSpec]) -> anyhow::Result<(
 pub fn absolute_blobs_url(url: &str, cwd: &Path) -> anyhow::Result<String> {
     let path = blobs_path(url).map_err(anyhow::Error::msg)?;
     let path = Path::new(path);
-    let abs = if path.is_absolute() { path.to_path_buf() } else { cwd.join(path) };
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cwd.join(path)
+    };
     // Drop `.` components so the URL reads cleanly (`/cwd/./data` → `/cwd/data`).
     let abs: PathBuf = abs
         .components()
@@ -311,9 +315,8 @@ fn parse_http_url(s: &str) -> Result<String, String> {
 
 fn parse_db_url(s: &str) -> Result<String, String> {
     let s = s.trim();
-    let ok = s.starts_with("sqlite:")
-        || s.starts_with("postgres://")
-        || s.starts_with("postgresql://");
+    let ok =
+        s.starts_with("sqlite:") || s.starts_with("postgres://") || s.starts_with("postgresql://");
     if !ok || s.ends_with(':') || s.ends_with("://") {
         return Err(format!(
             "{s:?}: expected sqlite://PATH[?mode=rwc] or postgres://USER@HOST/DB"
@@ -326,12 +329,16 @@ fn blobs_path(s: &str) -> Result<&str, String> {
     let path = match s.split_once("://") {
         Some(("file", path)) => path,
         Some((scheme, _)) => {
-            return Err(format!("{s:?}: unsupported blob store scheme {scheme:?}; expected file://PATH"));
+            return Err(format!(
+                "{s:?}: unsupported blob store scheme {scheme:?}; expected file://PATH"
+            ));
         }
         None => s,
     };
     if path.is_empty() {
-        return Err(format!("{s:?}: empty blob store path; expected file://PATH"));
+        return Err(format!(
+            "{s:?}: empty blob store path; expected file://PATH"
+        ));
     }
     Ok(path)
 }

@@ -19,14 +19,20 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 /// Prefix of every environment variable.
+#[cfg_attr(not(test), allow(dead_code))]
 pub const ENV_PREFIX: &str = "PROOFMILL_";
 
 /// Id of the `--config` option; it cannot be set from a config file.
 const CONFIG_ID: &str = "config";
 
-/// Environment variable of the option with long name `long`.
+/// Environment variable of the option with long name `long` (the rule the `env` attributes
+/// of [`crate::args`] follow; checked by a test).
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn env_name(long: &str) -> String {
-    format!("{ENV_PREFIX}{}", long.to_ascii_uppercase().replace('-', "_"))
+    format!(
+        "{ENV_PREFIX}{}",
+        long.to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 /// Config-file key of the option with long name `long`.
@@ -59,7 +65,11 @@ where
 
 fn config_path(matches: &ArgMatches) -> Option<PathBuf> {
     // `--config` is global: its value is visible at every level; look at the deepest one.
-    let mut found = matches.try_get_one::<PathBuf>(CONFIG_ID).ok().flatten().cloned();
+    let mut found = matches
+        .try_get_one::<PathBuf>(CONFIG_ID)
+        .ok()
+        .flatten()
+        .cloned();
     let mut m = matches;
     while let Some((_, sub)) = m.subcommand() {
         if let Some(p) = sub.try_get_one::<PathBuf>(CONFIG_ID).ok().flatten() {
@@ -85,8 +95,13 @@ fn subcommand_path(matches: &ArgMatches) -> Vec<String> {
 pub fn load(file: &Path) -> anyhow::Result<toml::Table> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read config file {}", file.display()))?;
-    text.parse::<toml::Table>()
-        .map_err(|e| anyhow!("config file {} is not valid TOML: {}", file.display(), e.to_string().trim_end()))
+    text.parse::<toml::Table>().map_err(|e| {
+        anyhow!(
+            "config file {} is not valid TOML: {}",
+            file.display(),
+            e.to_string().trim_end()
+        )
+    })
 }
 
 /// An option a config key may set.
@@ -148,12 +163,17 @@ fn is_list(arg: &Arg) -> bool {
 fn targets<'a>(root: &'a Command, path: &[String]) -> Vec<Target<'a>> {
     let mut leaf = root;
     for name in path {
-        leaf = leaf.find_subcommand(name).expect("subcommand path comes from matches");
+        leaf = leaf
+            .find_subcommand(name)
+            .expect("subcommand path comes from matches");
     }
     let settable = |a: &&Arg| {
         a.get_long().is_some()
             && a.get_id() != CONFIG_ID
-            && !matches!(a.get_action(), ArgAction::Help | ArgAction::HelpShort | ArgAction::HelpLong | ArgAction::Version)
+            && !matches!(
+                a.get_action(),
+                ArgAction::Help | ArgAction::HelpShort | ArgAction::HelpLong | ArgAction::Version
+            )
     };
     let mut out: Vec<Target<'a>> = root
         .get_arguments()
@@ -162,24 +182,29 @@ fn targets<'a>(root: &'a Command, path: &[String]) -> Vec<Target<'a>> {
         .map(|arg| Target { arg, on_root: true })
         .collect();
     if !path.is_empty() {
-        out.extend(
-            leaf.get_arguments()
-                .filter(settable)
-                .map(|arg| Target { arg, on_root: false }),
-        );
+        out.extend(leaf.get_arguments().filter(settable).map(|arg| Target {
+            arg,
+            on_root: false,
+        }));
     }
     out
 }
 
 /// Returns `root` with the config values of `table` installed as the defaults of the options
 /// of the subcommand at `path`.
-pub fn apply(root: Command, path: &[String], table: &toml::Table, file: &Path) -> anyhow::Result<Command> {
+pub fn apply(
+    root: Command,
+    path: &[String],
+    table: &toml::Table,
+    file: &Path,
+) -> anyhow::Result<Command> {
     let command_name = std::iter::once(root.get_name().to_string())
         .chain(path.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
     let targets = targets(&root, path);
-    let key_of = |t: &Target| toml_key(t.arg.get_long().expect("settable options have a long name"));
+    let key_of =
+        |t: &Target| toml_key(t.arg.get_long().expect("settable options have a long name"));
 
     let mut unknown: Vec<&str> = table
         .keys()
@@ -199,7 +224,11 @@ pub fn apply(root: Command, path: &[String], table: &toml::Table, file: &Path) -
         bail!(
             "config file {}: unknown key{plural} {} for `{command_name}`{config_hint}; valid keys: {}",
             file.display(),
-            unknown.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+            unknown
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
             valid.join(", "),
         );
     }
@@ -207,10 +236,18 @@ pub fn apply(root: Command, path: &[String], table: &toml::Table, file: &Path) -
     // (id, value, on_root) of every default to install.
     let mut defaults: Vec<(String, String, bool)> = Vec::new();
     for (key, value) in table {
-        let target = targets.iter().find(|t| key_of(t) == *key).expect("checked above");
+        let target = targets
+            .iter()
+            .find(|t| key_of(t) == *key)
+            .expect("checked above");
         let value = config_value(target.arg, value)
             .and_then(|v| validate(target.arg, &v).map(|()| v))
-            .map_err(|e| anyhow!("config file {}: invalid value for `{key}`: {e}", file.display()))?;
+            .map_err(|e| {
+                anyhow!(
+                    "config file {}: invalid value for `{key}`: {e}",
+                    file.display()
+                )
+            })?;
         defaults.push((target.arg.get_id().to_string(), value, target.on_root));
     }
     drop(targets);
@@ -218,7 +255,11 @@ pub fn apply(root: Command, path: &[String], table: &toml::Table, file: &Path) -
     let mut root = root;
     for (id, value, on_root) in defaults {
         let set = move |c: Command| c.mut_arg(id, |a| a.default_value(value));
-        root = if on_root { set(root) } else { at_path(root, path, set) };
+        root = if on_root {
+            set(root)
+        } else {
+            at_path(root, path, set)
+        };
     }
     Ok(root)
 }
@@ -256,8 +297,14 @@ fn scalar(kind: Kind, value: &toml::Value) -> Result<String, String> {
         (Kind::Bool, toml::Value::Boolean(b)) => Ok(b.to_string()),
         (Kind::Integer, toml::Value::Integer(i)) => Ok(i.to_string()),
         (Kind::String, toml::Value::String(s)) => Ok(s.clone()),
-        (kind, toml::Value::Table(_)) => Err(format!("expected {}, found a table", kind.describe())),
-        (kind, v) => Err(format!("expected {}, found {} `{v}`", kind.describe(), v.type_str())),
+        (kind, toml::Value::Table(_)) => {
+            Err(format!("expected {}, found a table", kind.describe()))
+        }
+        (kind, v) => Err(format!(
+            "expected {}, found {} `{v}`",
+            kind.describe(),
+            v.type_str()
+        )),
     }
 }
 
@@ -338,19 +385,31 @@ mod tests {
                 if matches!(arg.get_action(), ArgAction::Help | ArgAction::Version) {
                     continue;
                 }
-                let long = arg
-                    .get_long()
-                    .unwrap_or_else(|| panic!("`{path}`: option {} has no long name", arg.get_id()));
-                assert_eq!(long, arg.get_id().as_str(), "`{path}`: id and long name differ");
+                let long = arg.get_long().unwrap_or_else(|| {
+                    panic!("`{path}`: option {} has no long name", arg.get_id())
+                });
+                assert_eq!(
+                    toml_key(long),
+                    arg.get_id().as_str(),
+                    "`{path}`: id is not the config key"
+                );
                 let env = arg
                     .get_env()
                     .unwrap_or_else(|| panic!("`{path}`: --{long} has no environment variable"));
-                assert_eq!(env.to_str(), Some(env_name(long).as_str()), "`{path}`: --{long}");
+                assert_eq!(
+                    env.to_str(),
+                    Some(env_name(long).as_str()),
+                    "`{path}`: --{long}"
+                );
                 checked += 1;
             }
         }
         // Sanity: the walk reached the nested `bench dispatch` and the globals.
-        assert!(commands.iter().any(|(p, _)| p == "proofmill bench dispatch"));
+        assert!(
+            commands
+                .iter()
+                .any(|(p, _)| p == "proofmill bench dispatch")
+        );
         assert!(checked > 40, "only {checked} options checked");
     }
 
@@ -369,7 +428,9 @@ mod tests {
         for path in leaves {
             let mut table = toml::Table::new();
             for t in targets(&root, &path) {
-                let Some(default) = t.arg.get_default_values().first() else { continue };
+                let Some(default) = t.arg.get_default_values().first() else {
+                    continue;
+                };
                 let default = default.to_str().unwrap();
                 let kind = Kind::of(t.arg);
                 let one = |s: &str| match kind {
@@ -399,40 +460,78 @@ mod tests {
         let cli = parse(["proofmill", "coordinator"]).unwrap();
         assert_eq!(cli.global.log_format, LogFormat::Pretty);
         assert!(cli.global.config.is_none());
-        let Sub::Coordinator(c) = cli.command else { panic!() };
+        let Sub::Coordinator(c) = cli.command else {
+            panic!()
+        };
         assert_eq!(c.listen.to_string(), "127.0.0.1:3900");
         assert_eq!(c.db, "sqlite://./proofmill-data/proofmill.db?mode=rwc");
         let cwd = std::env::current_dir().unwrap();
-        assert_eq!(c.blobs, format!("file://{}", cwd.join("proofmill-data/blobs").display()));
+        assert_eq!(
+            c.blobs,
+            format!("file://{}", cwd.join("proofmill-data/blobs").display())
+        );
         assert_eq!(c.proof_types, vec![(pt("exec"), "exec".to_string())]);
         assert!(!c.devnet);
-        assert_eq!((c.prover_timeout, c.heartbeat_interval, c.missed_heartbeats), (600_000, 5_000, 3));
-        assert_eq!((c.max_attempts, c.max_lost_attempts, c.send_interval), (5, 10, 5_000));
+        assert_eq!(
+            (c.prover_timeout, c.heartbeat_interval, c.missed_heartbeats),
+            (600_000, 5_000, 3)
+        );
+        assert_eq!(
+            (c.max_attempts, c.max_lost_attempts, c.send_interval),
+            (5, 10, 5_000)
+        );
         assert_eq!(c.max_message_bytes, 67_108_864);
         assert_eq!(c.prover_token, None);
-        assert_eq!((c.shutdown_grace, c.batch_size, c.batch_interval), (10_000, 16, 2_000));
+        assert_eq!(
+            (c.shutdown_grace, c.batch_size, c.batch_interval),
+            (10_000, 16, 2_000)
+        );
         assert_eq!((c.seed, c.tree_depth, c.accounts), (1, 16, 64));
         assert_eq!(c.version_tag, "devnet-v1");
         assert_eq!(c.max_batches, None);
 
-        let Sub::Prover(p) = parse(["proofmill", "prover"]).unwrap().command else { panic!() };
+        let Sub::Prover(p) = parse(["proofmill", "prover"]).unwrap().command else {
+            panic!()
+        };
         assert_eq!(p.coordinators, vec!["http://127.0.0.1:3900".to_string()]);
         assert_eq!(p.backend, vec![(pt("exec"), "exec".to_string())]);
-        assert_eq!((p.capacity, p.version_tag.as_str(), p.max_message_bytes), (1, "devnet-v1", 67_108_864));
+        assert_eq!(
+            (p.capacity, p.version_tag.as_str(), p.max_message_bytes),
+            (1, "devnet-v1", 67_108_864)
+        );
         assert!(!p.name.is_empty());
         assert_eq!(p.prover_token, None);
 
-        let Sub::Status(s) = parse(["proofmill", "status"]).unwrap().command else { panic!() };
+        let Sub::Status(s) = parse(["proofmill", "status"]).unwrap().command else {
+            panic!()
+        };
         assert_eq!(s.coordinator, "http://127.0.0.1:3900");
         assert!(!s.json);
 
-        let Sub::Demo(d) = parse(["proofmill", "demo"]).unwrap().command else { panic!() };
-        assert_eq!((d.batches, d.provers, d.seed, d.batch_size, d.tree_depth, d.accounts), (10, 2, 1, 16, 16, 64));
+        let Sub::Demo(d) = parse(["proofmill", "demo"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                d.batches,
+                d.provers,
+                d.seed,
+                d.batch_size,
+                d.tree_depth,
+                d.accounts
+            ),
+            (10, 2, 1, 16, 16, 64)
+        );
         assert_eq!(d.proof_types, vec![(pt("exec"), "exec".to_string())]);
         assert_eq!(d.data_dir, cwd.join("./proofmill-data"));
 
         let cli = parse(["proofmill", "bench", "dispatch"]).unwrap();
-        let Sub::Bench { command: crate::args::BenchCommand::Dispatch(b) } = cli.command else { panic!() };
+        let Sub::Bench {
+            command: crate::args::BenchCommand::Dispatch(b),
+        } = cli.command
+        else {
+            panic!()
+        };
         assert_eq!((b.provers, b.jobs, b.db), (8, 20_000, None));
     }
 
@@ -453,11 +552,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cli.global.log_format, LogFormat::Json);
-        let Sub::Coordinator(c) = cli.command else { panic!() };
+        let Sub::Coordinator(c) = cli.command else {
+            panic!()
+        };
         assert_eq!(c.listen.to_string(), "0.0.0.0:4000");
         assert_eq!(
             c.proof_types,
-            vec![(pt("exec"), "exec".to_string()), (pt("audit"), "exec".to_string())]
+            vec![
+                (pt("exec"), "exec".to_string()),
+                (pt("audit"), "exec".to_string())
+            ]
         );
         assert!(c.devnet);
         assert_eq!(c.batch_size, 4);
@@ -473,11 +577,22 @@ mod tests {
             &["prover"],
         )
         .unwrap();
-        let Sub::Prover(p) = cli.command else { panic!() };
+        let Sub::Prover(p) = cli.command else {
+            panic!()
+        };
         assert_eq!(p.coordinators, vec!["http://a:1", "http://b:2"]);
         assert_eq!(p.capacity, 3);
-        let cli = parse_with("jobs = 5\ndb = \"sqlite:///tmp/x.db\"", &["bench", "dispatch"]).unwrap();
-        let Sub::Bench { command: crate::args::BenchCommand::Dispatch(b) } = cli.command else { panic!() };
+        let cli = parse_with(
+            "jobs = 5\ndb = \"sqlite:///tmp/x.db\"",
+            &["bench", "dispatch"],
+        )
+        .unwrap();
+        let Sub::Bench {
+            command: crate::args::BenchCommand::Dispatch(b),
+        } = cli.command
+        else {
+            panic!()
+        };
         assert_eq!((b.jobs, b.db.as_deref()), (5, Some("sqlite:///tmp/x.db")));
     }
 
@@ -485,14 +600,28 @@ mod tests {
     fn flags_override_config() {
         let cli = parse_with(
             "batch_size = 4\ndevnet = false\nproof_types = [\"exec\"]\nlog_format = \"json\"",
-            &["coordinator", "--batch-size", "9", "--devnet", "--proof-types", "a,b:exec", "--log-format", "compact"],
+            &[
+                "coordinator",
+                "--batch-size",
+                "9",
+                "--devnet",
+                "--proof-types",
+                "a,b:exec",
+                "--log-format",
+                "compact",
+            ],
         )
         .unwrap();
         assert_eq!(cli.global.log_format, LogFormat::Compact);
-        let Sub::Coordinator(c) = cli.command else { panic!() };
+        let Sub::Coordinator(c) = cli.command else {
+            panic!()
+        };
         assert_eq!(c.batch_size, 9);
         assert!(c.devnet);
-        assert_eq!(c.proof_types, vec![(pt("a"), "a".to_string()), (pt("b"), "exec".to_string())]);
+        assert_eq!(
+            c.proof_types,
+            vec![(pt("a"), "a".to_string()), (pt("b"), "exec".to_string())]
+        );
     }
 
     #[test]
@@ -501,13 +630,22 @@ mod tests {
         let msg = format!("{err:#}");
         assert!(msg.contains("unknown key `listen_addr`"), "{msg}");
         assert!(msg.contains("proofmill coordinator"), "{msg}");
-        assert!(msg.contains("valid keys:") && msg.contains("listen,") && msg.contains("log_format"), "{msg}");
+        assert!(
+            msg.contains("valid keys:") && msg.contains("listen,") && msg.contains("log_format"),
+            "{msg}"
+        );
         // A valid key of another subcommand is unknown here; dashes are not the key form.
         let msg = format!("{:#}", parse_with("capacity = 2", &["status"]).unwrap_err());
         assert!(msg.contains("unknown key `capacity`"), "{msg}");
         let msg = format!("{:#}", parse_with("batch-size = 2", &["demo"]).unwrap_err());
-        assert!(msg.contains("unknown key `batch-size`") && msg.contains("batch_size"), "{msg}");
-        let msg = format!("{:#}", parse_with("config = \"x.toml\"", &["demo"]).unwrap_err());
+        assert!(
+            msg.contains("unknown key `batch-size`") && msg.contains("batch_size"),
+            "{msg}"
+        );
+        let msg = format!(
+            "{:#}",
+            parse_with("config = \"x.toml\"", &["demo"]).unwrap_err()
+        );
         assert!(msg.contains("`config` cannot be set"), "{msg}");
     }
 
@@ -530,7 +668,10 @@ mod tests {
             ("log_format = \"fancy\"", "invalid value for `log_format`"),
             ("db = \"mysql://x\"", "expected sqlite://"),
             ("blobs = \"s3://bucket\"", "unsupported blob store scheme"),
-            ("[devnet]\nx = 1", "expected a boolean, found a table"),
+            (
+                "[devnet]\nx = 1",
+                "expected a boolean (true or false), found a table",
+            ),
         ] {
             let err = parse_with(toml, &["coordinator"]).expect_err(toml);
             let msg = format!("{err:#}");
@@ -539,9 +680,15 @@ mod tests {
         }
         let msg = format!("{:#}", parse_with("capacity = 0", &["prover"]).unwrap_err());
         assert!(msg.contains("invalid value for `capacity`"), "{msg}");
-        let msg = format!("{:#}", parse_with("coordinators = [\"ftp://x\"]", &["prover"]).unwrap_err());
+        let msg = format!(
+            "{:#}",
+            parse_with("coordinators = [\"ftp://x\"]", &["prover"]).unwrap_err()
+        );
         assert!(msg.contains("expected an http:// or https:// URL"), "{msg}");
-        let msg = format!("{:#}", parse_with("this is = not toml", &["prover"]).unwrap_err());
+        let msg = format!(
+            "{:#}",
+            parse_with("this is = not toml", &["prover"]).unwrap_err()
+        );
         assert!(msg.contains("is not valid TOML"), "{msg}");
     }
 
@@ -557,14 +704,37 @@ mod tests {
             &["proofmill"],
         ] {
             let err = parse(argv.iter().copied()).expect_err(&argv.join(" "));
-            assert!(err.downcast_ref::<clap::Error>().is_some(), "{argv:?}: {err:#}");
+            assert!(
+                err.downcast_ref::<clap::Error>().is_some(),
+                "{argv:?}: {err:#}"
+            );
         }
-        let msg = format!("{:#}", parse(["proofmill", "coordinator", "--tree-depth", "3", "--accounts", "9"]).unwrap_err());
+        let msg = format!(
+            "{:#}",
+            parse([
+                "proofmill",
+                "coordinator",
+                "--tree-depth",
+                "3",
+                "--accounts",
+                "9"
+            ])
+            .unwrap_err()
+        );
         assert!(msg.contains("does not fit"), "{msg}");
-        let msg = format!("{:#}", parse(["proofmill", "prover", "--backend", "exec,exec:exec"]).unwrap_err());
+        let msg = format!(
+            "{:#}",
+            parse(["proofmill", "prover", "--backend", "exec,exec:exec"]).unwrap_err()
+        );
         assert!(msg.contains("listed twice"), "{msg}");
-        let msg = format!("{:#}", parse(["proofmill", "status", "--config", "/nonexistent/p.toml"]).unwrap_err());
-        assert!(msg.contains("cannot read config file /nonexistent/p.toml"), "{msg}");
+        let msg = format!(
+            "{:#}",
+            parse(["proofmill", "status", "--config", "/nonexistent/p.toml"]).unwrap_err()
+        );
+        assert!(
+            msg.contains("cannot read config file /nonexistent/p.toml"),
+            "{msg}"
+        );
     }
 
     /// Environment precedence runs in a child process (this test binary, filtered to
@@ -583,25 +753,41 @@ mod tests {
             }
         }
         let out = child
-            .args(["--exact", "config::tests::env_layering_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "config::tests::env_layering_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("PROOFMILL_TEST_CHILD_CONFIG_FILE", &file)
             .env("PROOFMILL_BATCH_SIZE", "8")
             .env("PROOFMILL_SEED", "9")
             .env("PROOFMILL_DEVNET", "false")
             .env("PROOFMILL_LOG_FORMAT", "compact")
-            .env("PROOFMILL_CONFIG", "/nonexistent/ignored-because-of-the-flag.toml")
+            .env(
+                "PROOFMILL_CONFIG",
+                "/nonexistent/ignored-because-of-the-flag.toml",
+            )
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
-        assert!(stdout.contains("1 passed"), "child test did not run:\n{stdout}");
-        assert!(stdout.contains("env layering child ok"), "child test did not run:\n{stdout}");
+        assert!(
+            stdout.contains("1 passed"),
+            "child test did not run:\n{stdout}"
+        );
+        assert!(
+            stdout.contains("env layering child ok"),
+            "child test did not run:\n{stdout}"
+        );
     }
 
     #[test]
     fn env_layering_child() {
-        let Some(file) = std::env::var_os("PROOFMILL_TEST_CHILD_CONFIG_FILE") else { return };
+        let Some(file) = std::env::var_os("PROOFMILL_TEST_CHILD_CONFIG_FILE") else {
+            return;
+        };
         let mut argv: Vec<OsString> = ["proofmill", "coordinator", "--seed", "10", "--config"]
             .into_iter()
             .map(OsString::from)
@@ -609,7 +795,9 @@ mod tests {
         argv.push(file);
         let cli = parse(argv).unwrap();
         assert_eq!(cli.global.log_format, LogFormat::Compact, "env over config");
-        let Sub::Coordinator(c) = cli.command else { panic!() };
+        let Sub::Coordinator(c) = cli.command else {
+            panic!()
+        };
         assert_eq!(c.batch_size, 8, "env over config");
         assert!(!c.devnet, "env `false` over config `true`");
         assert_eq!(c.seed, 10, "flag over env");

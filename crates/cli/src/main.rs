@@ -20,7 +20,10 @@ fn main() -> ExitCode {
     if let Err(e) = logging::init(cli.global.log_format) {
         return fail(&e);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(&anyhow::Error::new(e).context("cannot start the tokio runtime")),
     };

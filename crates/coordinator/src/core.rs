@@ -127,7 +127,10 @@ impl Core {
                     })),
                 };
                 let _ = reply.send(id);
-                self.run_effects(effects, Vec::new(), vec![(conn.tx, ToProver::Msg(response))]);
+                // The response must precede the first task: queue it on its own, first.
+                let sends = vec![(conn.tx, ToProver::Msg(response))];
+                self.persist.send(PersistJob { sends, ..Default::default() }).ok();
+                self.run_effects(effects, Vec::new(), Vec::new());
             }
             CoreMsg::Disconnect { prover, conn_id } => {
                 if self.conns.get(&prover).is_some_and(|c| c.id == conn_id) {

@@ -451,12 +451,26 @@ impl Conn {
             if let Some(end) = self.check_drain(&s) {
                 return end;
             }
+            // Biased: a finished result is sent before the Availability its freed slot
+            // triggers (the proving thread reports before releasing the slot); both are
+            // bounded by the capacity, so they cannot starve the inbound stream.
             tokio::select! {
+                biased;
                 _ = wait_stop(&mut stop), if !s.local_stop => {
                     info!("prover stopping: declining new tasks, waiting briefly for acks");
                     s.local_stop = true;
                     s.draining = Some(Instant::now() + LOCAL_SHUTDOWN_ACK_WAIT);
                     s.send_availability(0);
+                }
+                Some(done) = self.done_rx.recv() => {
+                    if let Some(key) = self.on_done(done) {
+                        s.send_result(&key, &self.outbox[&key]);
+                    }
+                }
+                r = running_rx.changed() => {
+                    if r.is_ok() {
+                        s.send_availability(self.shared.free_slots());
+                    }
                 }
                 m = inbound.message() => match m {
                     Ok(Some(m)) => {
@@ -480,16 +494,6 @@ impl Conn {
                         return lost(&format!("stream failed: {} ({:?})", status.message(), status.code()));
                     }
                 },
-                Some(done) = self.done_rx.recv() => {
-                    if let Some(key) = self.on_done(done) {
-                        s.send_result(&key, &self.outbox[&key]);
-                    }
-                }
-                r = running_rx.changed() => {
-                    if r.is_ok() {
-                        s.send_availability(self.shared.free_slots());
-                    }
-                }
                 _ = tick.tick() => {
                     if let Some(limit) = s.silence_limit
                         && s.last_rx.elapsed() > limit

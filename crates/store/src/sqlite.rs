@@ -27,6 +27,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row as _};
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 const READ_POOL_SIZE: u32 = 4;
@@ -121,50 +122,70 @@ impl SqliteStore {
     }
 }
 
-/// Job row as a JSON array (the layout `UPSERT_JOBS` reads back with `->>N`).
-type JobJson<'a> = (
-    i64,
-    &'a str,
-    &'a str,
-    &'a str,
-    i64,
-    i64,
-    Option<&'a str>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    Option<&'a str>,
-    i64,
-);
-type ProofJson<'a> = (i64, &'a str, &'a str, i64, String, &'a str, &'a str, i64, i64, i64, i64);
+/// Rows per multi-row statement: a call's rows are written in chunks of these sizes
+/// (largest first), so each statement text is one of a few, prepared once per connection.
+const CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
 
+fn chunk_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let size = CHUNKS.into_iter().find(|&c| c <= n)?;
+        n -= size;
+        Some(size)
+    })
+}
+
+fn values_list(rows: usize, cols: usize) -> String {
+    let row = format!("({})", vec!["?"; cols].join(", "));
+    vec![row; rows].join(", ")
+}
+
+/// Multi-row statements, one per chunk size (index as in [`CHUNKS`]).
+struct Statements {
+    update_jobs: Vec<Arc<str>>,
+    upsert_proofs: Vec<Arc<str>>,
+}
+
+fn statements() -> &'static Statements {
+    static STATEMENTS: OnceLock<Statements> = OnceLock::new();
+    STATEMENTS.get_or_init(|| Statements {
+        update_jobs: CHUNKS
+            .iter()
+            .map(|&n| {
+                format!(
+                    "UPDATE jobs SET state = v.column3, version = v.column4, \
+                     failed_attempts = v.column5, lost_attempts = v.column6, \
+                     lease_prover = v.column7, lease_token = v.column8, leased_at = v.column9, \
+                     lease_deadline = v.column10, not_before = v.column11, \
+                     last_error = v.column12, updated_at = v.column13 \
+                     FROM (VALUES {}) AS v \
+                     WHERE jobs.batch = v.column1 AND jobs.proof_type = v.column2",
+                    values_list(n, 13)
+                )
+                .into()
+            })
+            .collect(),
+        upsert_proofs: CHUNKS
+            .iter()
+            .map(|&n| {
+                format!(
+                    "INSERT INTO proofs ({PROOF_COLS}) VALUES {} \
+                     ON CONFLICT (batch, proof_type) DO UPDATE SET blob_key = excluded.blob_key, \
+                     size = excluded.size, digest = excluded.digest, prover = excluded.prover, \
+                     prover_name = excluded.prover_name, token = excluded.token, \
+                     leased_at = excluded.leased_at, received_at = excluded.received_at, \
+                     prove_ms = excluded.prove_ms",
+                    values_list(n, 11)
+                )
+                .into()
+            })
+            .collect(),
+    })
+}
+
+/// Error path only: which of the keys (a JSON array of `[batch, proof_type]`) have no job.
 const MISSING_JOBS: &str = "SELECT v.value ->> 0 AS batch, v.value ->> 1 AS proof_type \
     FROM json_each(?1) AS v WHERE NOT EXISTS (SELECT 1 FROM jobs AS j \
     WHERE j.batch = v.value ->> 0 AND j.proof_type = v.value ->> 1) LIMIT 5";
-
-const UPSERT_JOBS: &str = "INSERT INTO jobs (batch, proof_type, state, version, failed_attempts, \
-    lost_attempts, lease_prover, lease_token, leased_at, lease_deadline, not_before, last_error, \
-    updated_at) \
-    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-    value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12 \
-    FROM json_each(?1) WHERE true \
-    ON CONFLICT (batch, proof_type) DO UPDATE SET state = excluded.state, \
-    version = excluded.version, failed_attempts = excluded.failed_attempts, \
-    lost_attempts = excluded.lost_attempts, lease_prover = excluded.lease_prover, \
-    lease_token = excluded.lease_token, leased_at = excluded.leased_at, \
-    lease_deadline = excluded.lease_deadline, not_before = excluded.not_before, \
-    last_error = excluded.last_error, updated_at = excluded.updated_at";
-
-const UPSERT_PROOFS: &str = "INSERT INTO proofs (batch, proof_type, blob_key, size, digest, \
-    prover, prover_name, token, leased_at, received_at, prove_ms) \
-    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, unhex(value ->> 4), value ->> 5, \
-    value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10 \
-    FROM json_each(?1) WHERE true \
-    ON CONFLICT (batch, proof_type) DO UPDATE SET blob_key = excluded.blob_key, \
-    size = excluded.size, digest = excluded.digest, prover = excluded.prover, \
-    prover_name = excluded.prover_name, token = excluded.token, leased_at = excluded.leased_at, \
-    received_at = excluded.received_at, prove_ms = excluded.prove_ms";
 
 fn json(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Database(format!("encoding rows: {e}")))
@@ -342,42 +363,44 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(|e| db_err("apply: begin", e))?;
-        if !plan.jobs.is_empty() {
-            let rows: Vec<JobJson> = plan
-                .jobs
-                .iter()
-                .map(|j| {
-                    (
-                        j.batch,
-                        j.proof_type,
-                        j.state,
-                        j.version,
-                        j.failed_attempts,
-                        j.lost_attempts,
-                        j.lease_prover,
-                        j.lease_token,
-                        j.leased_at,
-                        j.lease_deadline,
-                        j.not_before,
-                        j.last_error,
-                        j.updated_at,
-                    )
-                })
-                .collect();
-            let rows = json(&rows)?;
+        let stmts = statements();
+        let mut rest = &plan.jobs[..];
+        let mut updated = 0;
+        for size in chunk_sizes(plan.jobs.len()) {
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
+            let idx = CHUNKS.iter().position(|&c| c == size).expect("chunk size");
+            let mut query = sqlx::query(AssertSqlSafe(stmts.update_jobs[idx].clone()));
+            for j in chunk {
+                query = query
+                    .bind(j.batch)
+                    .bind(j.proof_type)
+                    .bind(j.state)
+                    .bind(j.version)
+                    .bind(j.failed_attempts)
+                    .bind(j.lost_attempts)
+                    .bind(j.lease_prover)
+                    .bind(j.lease_token)
+                    .bind(j.leased_at)
+                    .bind(j.lease_deadline)
+                    .bind(j.not_before)
+                    .bind(j.last_error)
+                    .bind(j.updated_at);
+            }
+            updated += query
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err(&format!("apply: writing {} jobs", plan.jobs.len()), e))?
+                .rows_affected();
+        }
+        if updated != plan.jobs.len() as u64 {
+            let keys: Vec<(i64, &str)> = plan.jobs.iter().map(|j| (j.batch, j.proof_type)).collect();
             let missing: Vec<SqliteRow> = sqlx::query(MISSING_JOBS)
-                .bind(&rows)
+                .bind(json(&keys)?)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| db_err("apply: checking jobs", e))?;
-            if !missing.is_empty() {
-                return Err(codec::missing_jobs_error(&missing));
-            }
-            sqlx::query(UPSERT_JOBS)
-                .bind(&rows)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| db_err(&format!("apply: writing {} jobs", plan.jobs.len()), e))?;
+            return Err(codec::missing_jobs_error(&missing));
         }
         for (batch, proof_type) in &plan.deletes {
             sqlx::query("DELETE FROM proofs WHERE batch = ?1 AND proof_type = ?2")
@@ -387,36 +410,32 @@ impl Store for SqliteStore {
                 .await
                 .map_err(|e| db_err("apply: deleting proof", e))?;
         }
-        if !plan.proofs.is_empty() {
-            let rows: Vec<ProofJson> = plan
-                .proofs
-                .iter()
-                .map(|p| {
-                    (
-                        p.batch,
-                        p.proof_type,
-                        p.blob_key,
-                        p.size,
-                        hex::encode(p.digest),
-                        p.prover,
-                        p.prover_name,
-                        p.token,
-                        p.leased_at,
-                        p.received_at,
-                        p.prove_ms,
-                    )
-                })
-                .collect();
-            sqlx::query(UPSERT_PROOFS)
-                .bind(json(&rows)?)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    db_err(
-                        &format!("apply: writing {} proofs (each needs an existing job)", rows.len()),
-                        e,
-                    )
-                })?;
+        let mut rest = &plan.proofs[..];
+        for size in chunk_sizes(plan.proofs.len()) {
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
+            let idx = CHUNKS.iter().position(|&c| c == size).expect("chunk size");
+            let mut query = sqlx::query(AssertSqlSafe(stmts.upsert_proofs[idx].clone()));
+            for p in chunk {
+                query = query
+                    .bind(p.batch)
+                    .bind(p.proof_type)
+                    .bind(p.blob_key)
+                    .bind(p.size)
+                    .bind(p.digest)
+                    .bind(p.prover)
+                    .bind(p.prover_name)
+                    .bind(p.token)
+                    .bind(p.leased_at)
+                    .bind(p.received_at)
+                    .bind(p.prove_ms);
+            }
+            query.execute(&mut *tx).await.map_err(|e| {
+                db_err(
+                    &format!("apply: writing {} proofs (each needs an existing job)", plan.proofs.len()),
+                    e,
+                )
+            })?;
         }
         tx.commit().await.map_err(|e| db_err("apply: commit", e))
     }

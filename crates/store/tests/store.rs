@@ -89,14 +89,14 @@ fn batch(number: u64, required: &[&str]) -> Batch {
         version: "v1".into(),
         input_key: format!("inputs/{number:012}.bin"),
         input_digest: digest(number),
-        input_size: 1000 + number,
+        input_size: number.wrapping_add(1000),
         public_values: PublicValues {
-            old_state_root: digest(number * 3),
-            new_state_root: digest(number * 3 + 1),
-            batch_commitment: digest(number * 3 + 2),
+            old_state_root: digest(number.wrapping_mul(3)),
+            new_state_root: digest(number.wrapping_mul(3).wrapping_add(1)),
+            batch_commitment: digest(number.wrapping_mul(3).wrapping_add(2)),
         },
         required: required.iter().map(|t| pt(t)).collect(),
-        created_at: 1_700_000_000_000 + number,
+        created_at: number.wrapping_add(1_700_000_000_000),
     }
 }
 

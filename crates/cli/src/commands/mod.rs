@@ -14,6 +14,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Prover(args) => prover::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Bench { command: BenchCommand::Dispatch(args) } => bench::dispatch(args).await,
+        Command::Bench {
+            command: BenchCommand::Dispatch(args),
+        } => bench::dispatch(args).await,
     }
 }

@@ -29,21 +29,26 @@ async fn fetch(url: &str) -> anyhow::Result<SystemStatusResponse> {
         .with_context(|| format!("invalid coordinator URL {url:?}"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT);
-    let channel = tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), endpoint.connect())
-        .await
-        .map_err(|_| {
-            anyhow!(
-                "cannot reach coordinator at {url}: no connection within {} s",
-                CONNECT_TIMEOUT.as_secs()
-            )
-        })?
-        .map_err(|e| anyhow!("cannot reach coordinator at {url}: {}", error_chain(&e)))?;
+    let channel =
+        tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), endpoint.connect())
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "cannot reach coordinator at {url}: no connection within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                )
+            })?
+            .map_err(|e| anyhow!("cannot reach coordinator at {url}: {}", error_chain(&e)))?;
     let mut client = AdminServiceClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES);
     let response = client
         .system_status(SystemStatusRequest {})
         .await
         .map_err(|s| {
-            anyhow!("SystemStatus request to coordinator at {url} failed: {:?}: {}", s.code(), s.message())
+            anyhow!(
+                "SystemStatus request to coordinator at {url} failed: {:?}: {}",
+                s.code(),
+                s.message()
+            )
         })?;
     Ok(response.into_inner())
 }
@@ -134,7 +139,14 @@ pub fn render(status: &SystemStatusResponse) -> String {
     if jobs.is_empty() {
         let _ = writeln!(out, "  (none)");
     } else {
-        let mut rows = vec![row(["PROOF TYPE", "QUEUED", "LEASED", "PROVEN", "FAILED", "CANCELLED"])];
+        let mut rows = vec![row([
+            "PROOF TYPE",
+            "QUEUED",
+            "LEASED",
+            "PROVEN",
+            "FAILED",
+            "CANCELLED",
+        ])];
         for (t, c) in &jobs {
             rows.push(vec![
                 t.to_string(),
@@ -153,7 +165,13 @@ pub fn render(status: &SystemStatusResponse) -> String {
     if provers.is_empty() {
         let _ = writeln!(out, "  (none)");
     } else {
-        let mut rows = vec![row(["NAME", "ID", "PROOF TYPES", "CAPACITY", "RUNNING TASKS"])];
+        let mut rows = vec![row([
+            "NAME",
+            "ID",
+            "PROOF TYPES",
+            "CAPACITY",
+            "RUNNING TASKS",
+        ])];
         for p in provers {
             let running = if p.running_tasks.is_empty() {
                 "-".to_string()
@@ -181,16 +199,22 @@ fn row<const N: usize>(cells: [&str; N]) -> Vec<String> {
 fn table(out: &mut String, rows: &[Vec<String>], right: &[bool]) {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
-        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for r in rows {
-        let mut line = String::from(" ");
+        let mut line = String::new();
         for (i, cell) in r.iter().enumerate() {
             let w = widths[i];
             if right.get(i).copied().unwrap_or(false) {
-                let _ = write!(line, " {cell:>w$}");
+                let _ = write!(line, "  {cell:>w$}");
             } else {
-                let _ = write!(line, " {cell:<w$}");
+                let _ = write!(line, "  {cell:<w$}");
             }
         }
         let _ = writeln!(out, "{}", line.trim_end());
@@ -206,7 +230,13 @@ mod tests {
         let mut jobs = HashMap::new();
         jobs.insert(
             "exec".to_string(),
-            JobCounts { queued: 2, leased: 1, proven: 10, failed: 0, cancelled: 3 },
+            JobCounts {
+                queued: 2,
+                leased: 1,
+                proven: 10,
+                failed: 0,
+                cancelled: 3,
+            },
         );
         SystemStatusResponse {
             last_sealed_batch: Some(13),
@@ -282,13 +312,25 @@ mod tests {
         assert!(text.contains("last sealed batch     13"), "{text}");
         assert!(text.contains("last committed batch  -"), "{text}");
         assert!(text.contains("last verified batch   0"), "{text}");
-        assert!(text.contains("PROOF TYPE  QUEUED  LEASED  PROVEN  FAILED  CANCELLED"), "{text}");
-        assert!(text.contains("exec             2       1      10       0          3"), "{text}");
+        assert!(
+            text.contains("PROOF TYPE  QUEUED  LEASED  PROVEN  FAILED  CANCELLED"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  exec             2       1      10       0          3\n"),
+            "{text}"
+        );
         assert!(text.contains("provers (1 connected)"), "{text}");
-        assert!(text.contains("box-a  p-1  exec,audit         2  11/exec"), "{text}");
+        assert!(
+            text.contains("  box-a  p-1  exec,audit          2  11/exec\n"),
+            "{text}"
+        );
         assert!(!text.contains("gone"), "{text}");
         let empty = render(&SystemStatusResponse::default());
         assert!(empty.contains("last sealed batch     -"), "{empty}");
-        assert!(empty.contains("provers (0 connected):\n  (none)"), "{empty}");
+        assert!(
+            empty.contains("provers (0 connected):\n  (none)"),
+            "{empty}"
+        );
     }
 }

@@ -1,0 +1,133 @@
+//! End-to-end checks of the `proofmill` binary: configuration errors and layering.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The binary with a clean `PROOFMILL_*` environment.
+fn proofmill() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proofmill"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PROOFMILL_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (Output, String) {
+    let out = cmd.output().expect("run proofmill");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
+}
+
+fn write(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("proofmill.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn unknown_config_key_exits_with_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "listen = \"127.0.0.1:1\"\nlisten_port = 3900\n");
+    let (out, stderr) = run(proofmill().arg("coordinator").arg("--config").arg(&file));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: config file"), "{stderr}");
+    assert!(stderr.contains("unknown key `listen_port`"), "{stderr}");
+    assert!(
+        stderr.contains("valid keys:") && stderr.contains("listen"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn bad_config_values_exit_with_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, needle) in [
+        (
+            "capacity = \"two\"",
+            "invalid value for `capacity`: expected an integer, found string",
+        ),
+        ("capacity = 0", "invalid value for `capacity`"),
+        (
+            "coordinators = [\"not a url\"]",
+            "invalid value for `coordinators`",
+        ),
+        ("capacity = ", "is not valid TOML"),
+    ] {
+        let file = write(dir.path(), text);
+        // Also through PROOFMILL_CONFIG instead of the flag.
+        let (out, stderr) = run(proofmill().arg("prover").env("PROOFMILL_CONFIG", &file));
+        assert_eq!(out.status.code(), Some(1), "{text}: {stderr}");
+        assert!(stderr.starts_with("error: config file"), "{text}: {stderr}");
+        assert!(stderr.contains(needle), "{text}: {stderr}");
+    }
+    let (out, stderr) =
+        run(proofmill().args(["status", "--config", "/nonexistent/proofmill.toml"]));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot read config file /nonexistent/proofmill.toml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_flags_and_env_exit_non_zero() {
+    let (out, stderr) = run(proofmill().args(["prover", "--capacity", "0"]));
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("--capacity"), "{stderr}");
+    let (out, stderr) = run(proofmill()
+        .arg("coordinator")
+        .env("PROOFMILL_BATCH_SIZE", "lots"));
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("--batch-size"), "{stderr}");
+    let (out, stderr) = run(proofmill().args(["coordinator", "--proof-types", "Exec"]));
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("proof type \"Exec\" is invalid"),
+        "{stderr}"
+    );
+    let (out, stderr) = run(&mut proofmill());
+    assert!(!out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `status` names the coordinator it tried, which shows which layer won. Nothing listens on
+/// the discard/echo ports of localhost here, so each attempt fails fast.
+#[test]
+fn status_url_layering_and_unreachable_coordinator() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "coordinator = \"http://127.0.0.1:9\"\njson = true\n",
+    );
+    let (out, stderr) = run(proofmill().args(["status", "--config"]).arg(&file));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach coordinator at http://127.0.0.1:9"),
+        "config: {stderr}"
+    );
+    assert!(out.stdout.is_empty());
+
+    let (out, stderr) = run(proofmill()
+        .args(["status", "--config"])
+        .arg(&file)
+        .env("PROOFMILL_COORDINATOR", "http://127.0.0.1:7"));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach coordinator at http://127.0.0.1:7"),
+        "env: {stderr}"
+    );
+
+    let (out, stderr) = run(proofmill()
+        .args(["status", "--coordinator", "http://127.0.0.1:1", "--config"])
+        .arg(&file)
+        .env("PROOFMILL_COORDINATOR", "http://127.0.0.1:7"));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach coordinator at http://127.0.0.1:1"),
+        "flag: {stderr}"
+    );
+}

@@ -1,0 +1,335 @@
+//! The wire protocol against a real coordinator on a loopback socket, on SQLite and Postgres:
+//! dispatch, fencing, duplicates, invalid proofs, bad input of each kind, reconnects, restarts.
+mod support;
+
+use proofmill_proto::v1::{
+    coordinator_message::Kind as Out, execute_task::Input, prover_message::Kind as In, task_result::Outcome,
+    ErrorCode, JobStatusRequest, LaunchProofRequest, Register, RetryJobRequest, RunningTask, SystemStatusRequest,
+    TaskResult,
+};
+use proofmill_types::{JobKey, JobState, ProofType};
+use std::time::Duration;
+use support::*;
+
+fn key(b: u64, t: &str) -> JobKey {
+    JobKey::new(b, ProofType::new(t).unwrap())
+}
+
+async fn dispatch_fencing_and_duplicates(db: Db) {
+    let env = Env::new(db, "fencing");
+    let c = start(&env, fast_config()).await;
+    for n in 1..=2 {
+        submit(&c.coord, n, &[]).await;
+    }
+    let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
+    let mut b = RawProver::register(&c.url(), register("b", &["exec"], 1)).await;
+    let ta = a.task().await;
+    let tb = b.task().await;
+    assert_eq!((ta.batch, tb.batch), (1, 2), "two exec provers get different batches, oldest first");
+    assert!(matches!(ta.input, Some(Input::Inline(ref i)) if i == b"input of batch 1"));
+
+    // Stale token: rejected, nothing changes.
+    let stale = a.submit(&ta.task_id, ta.fencing_token + 100, RawProver::proof_for(&ta)).await;
+    assert!(!stale.accepted);
+    assert_eq!(stale.code, ErrorCode::StaleFencingToken as i32, "{stale:?}");
+    assert_eq!(c.coord.store().job(&key(1, "exec")).await.unwrap().unwrap().state, JobState::Leased);
+
+    // Invalid proof: rejected with a reason, job requeued with the failure counted.
+    let bad = a.submit(&ta.task_id, ta.fencing_token, vec![7u8; 96]).await;
+    assert!(!bad.accepted);
+    assert_eq!(bad.code, ErrorCode::InvalidProof as i32);
+    assert!(bad.reason.contains("root"), "reason says why: {}", bad.reason);
+    let job = c.coord.store().job(&key(1, "exec")).await.unwrap().unwrap();
+    assert_eq!(job.failed_attempts, 1);
+    assert!(job.last_error.unwrap().contains("invalid proof"));
+
+    // After the backoff the job comes back (to a, the only free prover) with a new token.
+    let ta2 = a.task().await;
+    assert_eq!(ta2.batch, 1);
+    assert!(ta2.fencing_token > tb.fencing_token);
+    let ok = a.submit(&ta2.task_id, ta2.fencing_token, RawProver::proof_for(&ta2)).await;
+    assert!(ok.accepted, "{ok:?}");
+    // Push: a new batch goes to the free prover at once, without it asking.
+    submit(&c.coord, 3, &[]).await;
+    let ta3 = a.task().await;
+    assert_eq!(ta3.batch, 3);
+
+    // Duplicate of the accepted result: acknowledged again, stored once.
+    let dup = a.submit(&ta2.task_id, ta2.fencing_token, RawProver::proof_for(&ta2)).await;
+    assert!(dup.accepted, "{dup:?}");
+    let proof = c.coord.store().proof(&key(1, "exec")).await.unwrap().unwrap();
+    assert_eq!(proof.token.0, ta2.fencing_token);
+    assert_eq!(proof.prover_name, "a");
+    // The old token stays fenced off even though the job is proven.
+    let old = a.submit(&ta.task_id, ta.fencing_token, RawProver::proof_for(&ta)).await;
+    assert_eq!(old.code, ErrorCode::StaleFencingToken as i32);
+
+    // Unknown job and malformed task id.
+    let unknown = a.submit("99/exec", 5, vec![0; 96]).await;
+    assert_eq!(unknown.code, ErrorCode::JobNotFound as i32, "{unknown:?}");
+    let malformed = a.submit("not-a-task", 5, vec![0; 96]).await;
+    assert_eq!(malformed.code, ErrorCode::InvalidArgument as i32);
+
+    // An error result counts as a failed attempt and is acknowledged.
+    a.running.clear();
+    let r = TaskResult { task_id: ta3.task_id.clone(), fencing_token: ta3.fencing_token, outcome: Some(Outcome::Error("out of memory".into())), prove_ms: 3 };
+    a.send(In::TaskResult(r)).await;
+    assert!(a.ack_for(&ta3.task_id, ta3.fencing_token).await.accepted);
+    let job = c.coord.store().job(&key(3, "exec")).await.unwrap().unwrap();
+    assert_eq!((job.state, job.failed_attempts), (JobState::Queued, 1));
+    assert_eq!(job.last_error.as_deref(), Some("out of memory"));
+    c.stop().await;
+}
+
+async fn different_types_share_a_batch(db: Db) {
+    let env = Env::new(db, "types");
+    let mut cfg = fast_config();
+    cfg.proof_types = vec![
+        (ProofType::new("exec").unwrap(), "exec".into()),
+        (ProofType::new("audit").unwrap(), "exec".into()),
+    ];
+    let c = start(&env, cfg).await;
+    submit(&c.coord, 1, &[]).await;
+    let mut e = RawProver::register(&c.url(), register("e", &["exec"], 1)).await;
+    let mut a = RawProver::register(&c.url(), register("a", &["audit"], 1)).await;
+    let te = e.task().await;
+    let ta = a.task().await;
+    assert_eq!((te.batch, te.proof_type.as_str()), (1, "exec"));
+    assert_eq!((ta.batch, ta.proof_type.as_str()), (1, "audit"));
+    assert!(e.submit(&te.task_id, te.fencing_token, RawProver::proof_for(&te)).await.accepted);
+    let status = c.coord.status().await.unwrap();
+    assert_eq!(status.last_proven_batch, None, "batch 1 still needs its audit proof");
+    assert!(a.submit(&ta.task_id, ta.fencing_token, RawProver::proof_for(&ta)).await.accepted);
+    wait_for("batch 1 proven", Duration::from_secs(5), || async {
+        c.coord.status().await.unwrap().last_proven_batch == Some(1)
+    })
+    .await;
+    c.stop().await;
+}
+
+async fn registration_is_validated(db: Db) {
+    let env = Env::new(db, "register");
+    let mut cfg = fast_config();
+    cfg.prover_token = Some("s3cret".into());
+    let c = start(&env, cfg).await;
+    let cases: Vec<(Register, ErrorCode)> = vec![
+        (register("x", &["exec"], 1), ErrorCode::Unauthenticated),
+        (Register { token: Some("wrong".into()), ..register("x", &["exec"], 1) }, ErrorCode::Unauthenticated),
+        (Register { token: Some("s3cret".into()), ..register("x", &["groth16"], 1) }, ErrorCode::ProofTypeNotNeeded),
+        (Register { token: Some("s3cret".into()), ..register("x", &["exec"], 0) }, ErrorCode::InvalidArgument),
+        (Register { token: Some("s3cret".into()), ..register("", &["exec"], 1) }, ErrorCode::InvalidArgument),
+        (Register { token: Some("s3cret".into()), ..register("x", &["BAD TYPE"], 1) }, ErrorCode::InvalidArgument),
+    ];
+    for (reg, code) in cases {
+        let (_tx, mut rx) = open(&c.url(), In::Register(reg.clone())).await;
+        let r = first_response(&mut rx).await;
+        assert!(!r.accepted, "{reg:?} accepted");
+        assert_eq!(r.code, code as i32, "{reg:?}: {}", r.reason);
+        assert!(!r.reason.is_empty());
+    }
+    // A first message that is not Register/Reconnect.
+    let hb = In::HeartbeatAck(proofmill_proto::v1::HeartbeatAck { seq: 1, running: vec![] });
+    let (_tx, mut rx) = open(&c.url(), hb).await;
+    assert_eq!(first_response(&mut rx).await.code, ErrorCode::InvalidArgument as i32);
+    assert!(c.coord.provers().await.unwrap().is_empty(), "no prover state from rejected registrations");
+    let ok = Register { token: Some("s3cret".into()), ..register("x", &["exec"], 1) };
+    RawProver::register(&c.url(), ok).await;
+    c.stop().await;
+}
+
+async fn oversized_and_garbage_input_change_nothing(db: Db) {
+    let env = Env::new(db, "oversize");
+    let mut cfg = fast_config();
+    cfg.max_message_bytes = 64 * 1024;
+    let c = start(&env, cfg).await;
+    submit(&c.coord, 1, &[]).await;
+    let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
+    let t = a.task().await;
+    let huge = TaskResult { task_id: t.task_id.clone(), fencing_token: t.fencing_token, outcome: Some(Outcome::Proof(vec![0; 256 * 1024])), prove_ms: 1 };
+    let _ = a.tx.send(proofmill_proto::v1::ProverMessage { kind: Some(In::TaskResult(huge)) }).await;
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match a.rx.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(s) => return Some(s),
+            }
+        }
+    })
+    .await
+    .expect("the stream ends");
+    if let Some(status) = end {
+        assert!(matches!(status.code(), tonic::Code::ResourceExhausted | tonic::Code::OutOfRange | tonic::Code::Internal | tonic::Code::Unavailable | tonic::Code::Cancelled), "{status:?}");
+    }
+    let job = c.coord.store().job(&key(1, "exec")).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Leased, "the oversized result changed nothing");
+    assert!(c.coord.store().proof(&key(1, "exec")).await.unwrap().is_none());
+
+    // Raw garbage on the port: that connection fails, the server keeps serving.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(c.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\x01\x02garbage").await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+    drop(s);
+    // The prover comes back (reconnect with its task) and finishes.
+    let running = vec![RunningTask { task_id: t.task_id.clone(), fencing_token: t.fencing_token }];
+    let mut a2 = RawProver::reconnect(&c.url(), &a.id, register("a", &["exec"], 1), running).await;
+    let ack = a2.submit(&t.task_id, t.fencing_token, RawProver::proof_for(&t)).await;
+    assert!(ack.accepted, "{ack:?}");
+    c.stop().await;
+}
+
+async fn silent_prover_loses_its_lease_and_late_result_is_rejected(db: Db) {
+    let env = Env::new(db, "silent");
+    let mut cfg = fast_config();
+    cfg.scheduler.heartbeat_interval_ms = 100;
+    cfg.scheduler.missed_heartbeats = 3;
+    let c = start(&env, cfg).await;
+    submit(&c.coord, 1, &[]).await;
+    let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
+    a.answer_heartbeats = false;
+    let ta = a.task().await;
+    let mut b = RawProver::register(&c.url(), register("b", &["exec"], 1)).await;
+    let tb = b.task().await;
+    assert_eq!(tb.batch, 1, "b gets the batch after a missed its heartbeats");
+    assert!(tb.fencing_token > ta.fencing_token);
+    let job = c.coord.store().job(&key(1, "exec")).await.unwrap().unwrap();
+    assert_eq!(job.lost_attempts, 1);
+    assert_eq!(job.failed_attempts, 0, "losing a prover is counted apart from failures");
+    // a's stream was closed; it comes back and submits its late result: fenced off.
+    let running = vec![RunningTask { task_id: ta.task_id.clone(), fencing_token: ta.fencing_token }];
+    let mut a2 = RawProver::reconnect(&c.url(), &a.id, register("a", &["exec"], 1), running).await;
+    let late = a2.submit(&ta.task_id, ta.fencing_token, RawProver::proof_for(&ta)).await;
+    assert!(!late.accepted);
+    assert_eq!(late.code, ErrorCode::StaleFencingToken as i32);
+    assert!(b.submit(&tb.task_id, tb.fencing_token, RawProver::proof_for(&tb)).await.accepted);
+    let proof = c.coord.store().proof(&key(1, "exec")).await.unwrap().unwrap();
+    assert_eq!(proof.token.0, tb.fencing_token, "the late result never overwrote");
+    c.stop().await;
+}
+
+async fn leases_survive_a_coordinator_restart(db: Db) {
+    let env = Env::new(db, "restart");
+    let c = start(&env, fast_config()).await;
+    submit(&c.coord, 1, &[]).await;
+    submit(&c.coord, 2, &[]).await;
+    let mut a = RawProver::register(&c.url(), register("a", &["exec"], 2)).await;
+    let t1 = a.task().await;
+    let t2 = a.task().await;
+    let id = a.id.clone();
+    drop(a);
+    c.stop().await;
+
+    let c2 = start(&env, fast_config()).await;
+    let st = c2.coord.store().job(&key(1, "exec")).await.unwrap().unwrap();
+    assert_eq!(st.state, JobState::Leased, "lease is durable");
+    // a reconnects still holding t1 only: t1 stays its lease, t2 is requeued and re-sent.
+    let running = vec![RunningTask { task_id: t1.task_id.clone(), fencing_token: t1.fencing_token }];
+    let mut a = RawProver::reconnect(&c2.url(), &id, register("a", &["exec"], 2), running).await;
+    let again = a.task().await;
+    assert_eq!(again.batch, t2.batch);
+    assert!(again.fencing_token > t2.fencing_token, "tokens stay monotonic across restarts");
+    assert!(a.submit(&t1.task_id, t1.fencing_token, RawProver::proof_for(&t1)).await.accepted);
+    assert!(a.submit(&again.task_id, again.fencing_token, RawProver::proof_for(&again)).await.accepted);
+    wait_for("both proven", Duration::from_secs(5), || async {
+        c2.coord.status().await.unwrap().last_proven_batch == Some(2)
+    })
+    .await;
+    c2.stop().await;
+}
+
+async fn large_inputs_travel_in_chunks(db: Db) {
+    let env = Env::new(db, "chunks");
+    let mut cfg = fast_config();
+    cfg.inline_input_max = 8;
+    cfg.chunk_bytes = 5;
+    let c = start(&env, cfg).await;
+    submit(&c.coord, 1, &[]).await;
+    let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
+    let t = a.task().await;
+    assert_eq!(t.input, Some(Input::Chunked(true)));
+    let mut data = Vec::new();
+    loop {
+        match a.next(Duration::from_secs(5)).await {
+            Some(Out::InputChunk(ch)) => {
+                assert_eq!(ch.offset as usize, data.len());
+                assert_eq!((ch.task_id.as_str(), ch.fencing_token), (t.task_id.as_str(), t.fencing_token));
+                data.extend_from_slice(&ch.data);
+                if ch.last {
+                    break;
+                }
+            }
+            other => panic!("expected a chunk, got {other:?}"),
+        }
+    }
+    assert_eq!(data, b"input of batch 1");
+    assert_eq!(data.len() as u64, t.input_size);
+    assert_eq!(proofmill_types::Digest::sha256(&data).0.to_vec(), t.input_digest);
+    c.stop().await;
+}
+
+async fn admin_api_validates_and_retries(db: Db) {
+    let env = Env::new(db, "admin");
+    let mut cfg = fast_config();
+    cfg.scheduler.max_attempts = 1;
+    let c = start(&env, cfg).await;
+    let mut admin = c.admin().await;
+    let launch = |batch: u64, public: Vec<u8>, types: Vec<String>| LaunchProofRequest {
+        batch,
+        version: "v1".into(),
+        input: b"abc".to_vec(),
+        public_values: public,
+        proof_types: types,
+    };
+    let good = public(1).encode().to_vec();
+    let r = admin.launch_proof(launch(1, good.clone(), vec![])).await.unwrap().into_inner();
+    assert!(r.created && r.error.is_none(), "{r:?}");
+    let r = admin.launch_proof(launch(1, good.clone(), vec![])).await.unwrap().into_inner();
+    assert!(!r.created && r.error.is_none(), "same batch again is a no-op: {r:?}");
+    let bad_cases = vec![
+        launch(1, public(9).encode().to_vec(), vec![]),
+        launch(2, vec![1, 2, 3], vec![]),
+        launch(2, good.clone(), vec!["groth16".into()]),
+        launch(0, good.clone(), vec![]),
+        LaunchProofRequest { input: vec![], ..launch(2, good.clone(), vec![]) },
+    ];
+    for case in bad_cases {
+        let r = admin.launch_proof(case.clone()).await.unwrap().into_inner();
+        let e = r.error.unwrap_or_else(|| panic!("{case:?} accepted"));
+        assert_eq!(e.code, ErrorCode::InvalidArgument as i32, "{}", e.message);
+    }
+    let st = admin.system_status(SystemStatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(st.last_sealed_batch, Some(1), "bad launches stored nothing");
+    assert_eq!(st.jobs["exec"].queued, 1);
+
+    let r = admin.job_status(JobStatusRequest { batch: 7, proof_type: "exec".into() }).await.unwrap().into_inner();
+    assert_eq!(r.error.unwrap().code, ErrorCode::JobNotFound as i32);
+    let r = admin.retry_job(RetryJobRequest { batch: 1, proof_type: "exec".into() }).await.unwrap().into_inner();
+    assert_eq!(r.error.unwrap().code, ErrorCode::InvalidArgument as i32, "queued jobs are not retried");
+
+    // One failure with max_attempts = 1: failed and visible; a retry requeues it.
+    let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
+    let t = a.task().await;
+    assert!(!a.submit(&t.task_id, t.fencing_token, vec![1; 96]).await.accepted);
+    let r = admin.job_status(JobStatusRequest { batch: 1, proof_type: "exec".into() }).await.unwrap().into_inner();
+    let job = r.job.unwrap();
+    assert_eq!(job.state, "failed");
+    assert!(job.last_error.contains("invalid proof"));
+    let r = admin.retry_job(RetryJobRequest { batch: 1, proof_type: "exec".into() }).await.unwrap().into_inner();
+    assert!(r.error.is_none(), "{r:?}");
+    let t2 = a.task().await;
+    assert!(a.submit(&t2.task_id, t2.fencing_token, RawProver::proof_for(&t2)).await.accepted);
+    c.stop().await;
+}
+
+on_both_stores!(
+    dispatch_fencing_and_duplicates,
+    different_types_share_a_batch,
+    registration_is_validated,
+    oversized_and_garbage_input_change_nothing,
+    silent_prover_loses_its_lease_and_late_result_is_rejected,
+    leases_survive_a_coordinator_restart,
+    large_inputs_travel_in_chunks,
+    admin_api_validates_and_retries,
+);
