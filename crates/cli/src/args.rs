@@ -266,6 +266,9 @@ fn check_unique_types(option: &str, specs: &[ProofTypeSpec]) -> anyhow::Result<(
 
 /// `file://PATH` (or a bare path) with a relative `PATH` resolved against `cwd`.
 pub fn absolute_blobs_url(url: &str, cwd: &Path) -> anyhow::Result<String> {
+    if is_remote_blobs(url) {
+        return Ok(url.to_string());
+    }
     let path = blobs_path(url).map_err(anyhow::Error::msg)?;
     let path = Path::new(path);
     let abs = if path.is_absolute() {
@@ -325,28 +328,34 @@ fn parse_db_url(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// Object stores addressed by bucket (configured from the usual AWS_* / GOOGLE_* env vars).
+fn is_remote_blobs(s: &str) -> bool {
+    matches!(s.split_once("://"), Some(("s3" | "gs" | "memory", _)))
+}
+
+fn parse_blobs_url(s: &str) -> Result<String, String> {
+    if is_remote_blobs(s) {
+        return Ok(s.trim().to_string());
+    }
+    blobs_path(s).map(|_| s.trim().to_string())
+}
+
 fn blobs_path(s: &str) -> Result<&str, String> {
     let path = match s.split_once("://") {
         Some(("file", path)) => path,
         Some((scheme, _)) => {
             return Err(format!(
-                "{s:?}: unsupported blob store scheme {scheme:?}; expected file://PATH"
+                "{s:?}: unsupported blob store scheme {scheme:?}; expected file://PATH, s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX]"
             ));
         }
         None => s,
     };
     if path.is_empty() {
         return Err(format!(
-            "{s:?}: empty blob store path; expected file://PATH"
+            "{s:?}: empty blob store path; expected file://PATH, s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX]"
         ));
     }
     Ok(path)
-}
-
-fn parse_blobs_url(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    blobs_path(s)?;
-    Ok(s.to_string())
 }
 
 fn parse_message_bytes(s: &str) -> Result<usize, String> {

@@ -5,9 +5,10 @@ use anyhow::anyhow;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
-pub fn init(format: LogFormat) -> anyhow::Result<()> {
+pub fn init(format: LogFormat, quiet: bool) -> anyhow::Result<()> {
+    let level = if quiet { LevelFilter::WARN } else { LevelFilter::INFO };
     let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
+        .with_default_directive(level.into())
         .from_env()
         .map_err(|e| anyhow!("invalid RUST_LOG: {e}"))?;
     let builder = tracing_subscriber::fmt()

@@ -17,7 +17,9 @@ fn main() -> ExitCode {
             Err(e) => return fail(&e),
         },
     };
-    if let Err(e) = logging::init(cli.global.log_format) {
+    // The demo and benchmarks print their own progress on stdout: keep logs to warnings.
+    let quiet = matches!(cli.command, args::Command::Demo(_) | args::Command::Bench { .. });
+    if let Err(e) = logging::init(cli.global.log_format, quiet) {
         return fail(&e);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -13,6 +13,8 @@ pub struct CoordinatorConfig {
     pub chunk_bytes: usize,
     /// Largest proof accepted.
     pub max_proof_bytes: u64,
+    /// Proofs up to this size are kept in the database row instead of the blob store.
+    pub inline_proof_max: usize,
     /// Largest batch input accepted through the API.
     pub max_input_bytes: u64,
     /// When set, provers must present it in `Register.token`.
@@ -34,6 +36,7 @@ impl Default for CoordinatorConfig {
             inline_input_max: 1 << 20,
             chunk_bytes: 1 << 20,
             max_proof_bytes: 256 << 20,
+            inline_proof_max: 64 << 10,
             max_input_bytes: 256 << 20,
             prover_token: None,
             shutdown_grace_ms: 10_000,

@@ -412,10 +412,12 @@ async fn check_proof(
         tracing::warn!(%prover, %key, %reason, "invalid proof rejected");
         return Ok(Outcome::Invalid(reason));
     }
-    let blob_key = format!("proofs/{:012}/{}/{}.bin", key.batch, key.proof_type, token.0);
+    let inline = proof.len() <= shared.config.inline_proof_max;
+    let blob_key = if inline { String::new() } else { format!("proofs/{:012}/{}/{}.bin", key.batch, key.proof_type, token.0) };
     let record = ProofRecord {
         key: key.clone(),
         blob_key: blob_key.clone(),
+        inline: inline.then(|| proof.to_vec()),
         size: proof.len() as u64,
         digest: Digest::sha256(&proof),
         prover: prover.clone(),
@@ -425,7 +427,9 @@ async fn check_proof(
         received_at: now_ms(),
         prove_ms,
     };
-    shared.blobs.put(&blob_key, proof).await.map_err(|e| (ErrorCode::SystemUnavailable, e.to_string()))?;
+    if !inline {
+        shared.blobs.put(&blob_key, proof).await.map_err(|e| (ErrorCode::SystemUnavailable, e.to_string()))?;
+    }
     Ok(Outcome::Proven(record))
 }
 

@@ -406,7 +406,7 @@ async fn result_is_resent_after_reconnect_until_acked() {
 async fn heartbeats_answered_while_proving_and_full_prover_declines() {
     bounded(async {
         let mut coord = FakeCoordinator::start().await;
-        let backend = Arc::new(SimBackend::new().with_delay(Duration::from_millis(1500)));
+        let backend = Arc::new(SimBackend::new().with_delay(Duration::from_millis(2000)));
         let prover =
             RunningProver::spawn(config(&[&coord.url], 1, vec![("exec", backend.clone())]));
         let mut c = coord.next_conn().await;
@@ -428,8 +428,9 @@ async fn heartbeats_answered_while_proving_and_full_prover_declines() {
         );
         assert!(!declined.reason.is_empty());
 
-        // The backend sleeps 1.5 s; heartbeats are answered promptly meanwhile.
-        for seq in 1..=4u64 {
+        // The backend sleeps 2 s; heartbeats are answered promptly meanwhile (generous bound
+        // for loaded machines: a starved runtime would answer only after the proof).
+        for seq in 1..=3u64 {
             let sent = Instant::now();
             c.send(C::Heartbeat(Heartbeat { seq }));
             let hb = c
@@ -442,10 +443,10 @@ async fn heartbeats_answered_while_proving_and_full_prover_declines() {
             assert_eq!(hb.seq, seq);
             assert_eq!(running(&hb.running), vec![("1/exec".to_string(), 11)]);
             assert!(
-                rtt < Duration::from_millis(300),
+                rtt < Duration::from_millis(500),
                 "heartbeat {seq} took {rtt:?}"
             );
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(
             !skipped.iter().any(|m| matches!(m, P::TaskResult(_))),
@@ -460,7 +461,7 @@ async fn heartbeats_answered_while_proving_and_full_prover_declines() {
         let r = c.recv_result().await;
         assert_eq!((r.task_id.as_str(), r.fencing_token), ("1/exec", 11));
         assert_eq!(proof_of(&r), pv(1).encode());
-        assert!(r.prove_ms >= 1400, "prove_ms {}", r.prove_ms);
+        assert!(r.prove_ms >= 1900, "prove_ms {}", r.prove_ms);
         c.recv_availability(1).await;
         assert_eq!(
             backend.calls(),

@@ -20,11 +20,13 @@ pub(crate) struct ProverEntry {
     /// sent since. `None` until it tells us: then only `capacity` limits.
     pub advertised_free: Option<u32>,
     pub running: BTreeSet<JobKey>,
+    /// Dispatch sequence number of its last assignment (lower = waited longer).
+    pub last_assigned: u64,
 }
 
 impl ProverEntry {
     pub fn new(info: ProverInfo, now: Millis) -> Self {
-        ProverEntry { info, connected: true, last_seen: now, advertised_free: None, running: BTreeSet::new() }
+        ProverEntry { info, connected: true, last_seen: now, advertised_free: None, running: BTreeSet::new(), last_assigned: 0 }
     }
 
     /// A placeholder for a prover that held leases before a coordinator restart: it gets one
@@ -36,7 +38,13 @@ impl ProverEntry {
             capacity: 0,
             version: String::new(),
         };
-        ProverEntry { info, connected: false, last_seen: now, advertised_free: Some(0), running: BTreeSet::new() }
+        ProverEntry { info, connected: false, last_seen: now, advertised_free: Some(0), running: BTreeSet::new(), last_assigned: 0 }
+    }
+
+    /// Dispatch order: least loaded first, then the one that waited longest.
+    pub fn dispatch_rank(&self) -> (u64, u64) {
+        let load = self.running.len() as u64 * 1_000_000 / self.info.capacity.max(1) as u64;
+        (load, self.last_assigned)
     }
 
     pub fn free_slots(&self) -> u32 {

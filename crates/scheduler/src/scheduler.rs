@@ -439,16 +439,30 @@ impl Scheduler {
     }
 
     /// Push dispatch: every prover with a free slot gets the oldest ready job it can prove.
+    /// Slots are filled one per prover per round, least loaded and longest waiting first, so
+    /// work spreads over the fleet instead of piling on whichever prover sorts first.
     fn dispatch(&mut self, now: Millis) -> Vec<Effect> {
         let mut effects = Vec::new();
         if self.draining || self.queue.ready_len() == 0 {
             return effects;
         }
+        let mut candidates: Vec<(ProverId, (u64, u64))> = self
+            .provers
+            .iter()
+            .filter(|(_, p)| p.free_slots() > 0)
+            .map(|(id, p)| (id.clone(), p.dispatch_rank()))
+            .collect();
+        candidates.sort_by_key(|(_, rank)| *rank);
         let deadline = now.saturating_add(self.config.prover_timeout_ms);
-        for (id, prover) in self.provers.iter_mut() {
-            while prover.free_slots() > 0 {
+        loop {
+            let mut progressed = false;
+            for (id, _) in &candidates {
+                let prover = self.provers.get_mut(id).expect("candidate exists");
+                if prover.free_slots() == 0 {
+                    continue;
+                }
                 let Some(key) = self.queue.peek_oldest(&prover.info.version, prover.info.proof_types.iter()) else {
-                    break;
+                    continue;
                 };
                 let job = self.jobs.get_mut(&key).expect("queued job is open");
                 self.queue.remove(&key, &job.version, job.not_before);
@@ -459,13 +473,17 @@ impl Scheduler {
                 job.updated_at = now;
                 self.deadlines.insert((deadline, key.clone()));
                 prover.running.insert(key);
+                prover.last_assigned = token.0;
                 if let Some(adv) = prover.advertised_free.as_mut() {
                     *adv = adv.saturating_sub(1);
                 }
                 effects.push(Effect::Persist(job.clone()));
                 effects.push(Effect::Dispatch { prover: id.clone(), job: job.clone() });
+                progressed = true;
+            }
+            if !progressed || self.queue.ready_len() == 0 {
+                return effects;
             }
         }
-        effects
     }
 }

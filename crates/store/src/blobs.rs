@@ -34,7 +34,10 @@ impl std::fmt::Debug for Blobs {
 }
 
 fn invalid(url: &str, reason: impl Into<String>) -> StoreError {
-    StoreError::InvalidUrl { url: url.to_owned(), reason: reason.into() }
+    StoreError::InvalidUrl {
+        url: url.to_owned(),
+        reason: reason.into(),
+    }
 }
 
 /// Checks that `key` is a safe relative blob path (see the module docs).
@@ -55,7 +58,10 @@ pub fn validate_key(key: &str) -> Result<()> {
             "." | ".." => return bad("`.` or `..` segment"),
             _ => {}
         }
-        if let Some(c) = segment.chars().find(|c| !(c.is_ascii_alphanumeric() || "._=+@,~-".contains(*c))) {
+        if let Some(c) = segment
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "._=+@,~-".contains(*c)))
+        {
             return bad(&format!("character {c:?} not allowed"));
         }
     }
@@ -68,7 +74,9 @@ impl Blobs {
         let parsed = url::Url::parse(url).map_err(|e| invalid(url, e.to_string()))?;
         match parsed.scheme() {
             "memory" => {
-                if !parsed.path().trim_matches('/').is_empty() || parsed.host_str().is_some_and(|h| !h.is_empty()) {
+                if !parsed.path().trim_matches('/').is_empty()
+                    || parsed.host_str().is_some_and(|h| !h.is_empty())
+                {
                     return Err(invalid(url, "memory:// takes no path"));
                 }
                 Ok(Blobs::memory())
@@ -77,7 +85,9 @@ impl Blobs {
             "s3" | "gs" => Self::cloud(url, &parsed),
             other => Err(invalid(
                 url,
-                format!("unsupported scheme {other:?}: use file:///abs/dir, memory://, s3://bucket[/prefix] or gs://bucket[/prefix]"),
+                format!(
+                    "unsupported scheme {other:?}: use file:///abs/dir, memory://, s3://bucket[/prefix] or gs://bucket[/prefix]"
+                ),
             )),
         }
     }
@@ -92,21 +102,33 @@ impl Blobs {
     }
 
     fn local(url: &str, parsed: &url::Url) -> Result<Blobs> {
-        if parsed.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
-            return Err(invalid(url, "file URLs must be local: file:///absolute/dir"));
+        if parsed
+            .host_str()
+            .is_some_and(|h| !h.is_empty() && h != "localhost")
+        {
+            return Err(invalid(
+                url,
+                "file URLs must be local: file:///absolute/dir",
+            ));
         }
         let mut fsync = false;
         for (k, v) in parsed.query_pairs() {
             match (&*k, &*v) {
                 ("fsync", "true" | "1") => fsync = true,
                 ("fsync", "false" | "0") => fsync = false,
-                _ => return Err(invalid(url, format!("unknown parameter {k}={v} (only fsync=true|false)"))),
+                _ => {
+                    return Err(invalid(
+                        url,
+                        format!("unknown parameter {k}={v} (only fsync=true|false)"),
+                    ));
+                }
             }
         }
         let dir = parsed
             .to_file_path()
             .map_err(|_| invalid(url, "not an absolute local path (use file:///abs/dir)"))?;
-        std::fs::create_dir_all(&dir).map_err(|e| invalid(url, format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| invalid(url, format!("creating {}: {e}", dir.display())))?;
         let dir = dir
             .canonicalize()
             .map_err(|e| invalid(url, format!("resolving {}: {e}", dir.display())))?;
@@ -125,14 +147,23 @@ impl Blobs {
 
     #[cfg(not(feature = "cloud"))]
     fn cloud(url: &str, _parsed: &url::Url) -> Result<Blobs> {
-        Err(invalid(url, "this build has no S3/GCS support (enable the `cloud` feature of proofmill-store)"))
+        Err(invalid(
+            url,
+            "this build has no S3/GCS support (enable the `cloud` feature of proofmill-store)",
+        ))
     }
 
     #[cfg(feature = "cloud")]
     fn cloud(url: &str, parsed: &url::Url) -> Result<Blobs> {
-        let bucket = parsed.host_str().filter(|b| !b.is_empty()).ok_or_else(|| invalid(url, "missing bucket"))?;
+        let bucket = parsed
+            .host_str()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| invalid(url, "missing bucket"))?;
         if parsed.query().is_some() || parsed.fragment().is_some() {
-            return Err(invalid(url, "no query parameters: configure the client with environment variables"));
+            return Err(invalid(
+                url,
+                "no query parameters: configure the client with environment variables",
+            ));
         }
         let prefix = parsed.path().trim_matches('/').to_owned();
         if !prefix.is_empty() {
@@ -161,18 +192,29 @@ impl Blobs {
         } else {
             format!("{}://{bucket}/{prefix}", parsed.scheme())
         };
-        Ok(Blobs { store, base: base.into(), prefix: prefix.into() })
+        Ok(Blobs {
+            store,
+            base: base.into(),
+            prefix: prefix.into(),
+        })
     }
 
     fn path(&self, key: &str) -> Result<ObjPath> {
         validate_key(key)?;
-        let full = if self.prefix.is_empty() { key.to_owned() } else { format!("{}/{key}", self.prefix) };
-        ObjPath::parse(&full).map_err(|e| StoreError::Blob(format!("invalid blob key {key:?}: {e}")))
+        let full = if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.prefix)
+        };
+        ObjPath::parse(&full)
+            .map_err(|e| StoreError::Blob(format!("invalid blob key {key:?}: {e}")))
     }
 
     fn map_err(op: &str, key: &str, e: object_store::Error) -> StoreError {
         match e {
-            object_store::Error::NotFound { .. } => StoreError::BlobNotFound { key: key.to_owned() },
+            object_store::Error::NotFound { .. } => StoreError::BlobNotFound {
+                key: key.to_owned(),
+            },
             e => StoreError::Blob(format!("{op} {key:?}: {e}")),
         }
     }
@@ -182,15 +224,25 @@ impl Blobs {
     /// renames it).
     pub async fn put(&self, key: &str, data: Bytes) -> Result<()> {
         let path = self.path(key)?;
-        self.store.put(&path, data.into()).await.map_err(|e| Self::map_err("put", key, e))?;
+        self.store
+            .put(&path, data.into())
+            .await
+            .map_err(|e| Self::map_err("put", key, e))?;
         Ok(())
     }
 
     /// Reads a blob; [`StoreError::BlobNotFound`] when it does not exist.
     pub async fn get(&self, key: &str) -> Result<Bytes> {
         let path = self.path(key)?;
-        let result = self.store.get(&path).await.map_err(|e| Self::map_err("get", key, e))?;
-        result.bytes().await.map_err(|e| Self::map_err("get", key, e))
+        let result = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| Self::map_err("get", key, e))?;
+        result
+            .bytes()
+            .await
+            .map_err(|e| Self::map_err("get", key, e))
     }
 
     /// Deletes a blob. Deleting a missing blob succeeds.
@@ -219,13 +271,18 @@ impl Blobs {
 pub fn parse_blob_url(url: &str) -> Result<(Blobs, String)> {
     let parsed = url::Url::parse(url).map_err(|e| invalid(url, e.to_string()))?;
     if parsed.scheme() == "memory" {
-        return Err(invalid(url, "memory:// blobs are only readable through the Blobs that wrote them"));
+        return Err(invalid(
+            url,
+            "memory:// blobs are only readable through the Blobs that wrote them",
+        ));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err(invalid(url, "blob URLs take no query or fragment"));
     }
     let path = parsed.path();
-    let (dir, key) = path.rsplit_once('/').ok_or_else(|| invalid(url, "no key in the path"))?;
+    let (dir, key) = path
+        .rsplit_once('/')
+        .ok_or_else(|| invalid(url, "no key in the path"))?;
     if key.is_empty() {
         return Err(invalid(url, "URL ends with `/`: no key"));
     }
@@ -241,4 +298,40 @@ pub fn parse_blob_url(url: &str) -> Result<(Blobs, String)> {
 pub async fn get_url(url: &str) -> Result<Bytes> {
     let (blobs, key) = parse_blob_url(url)?;
     blobs.get(&key).await
+}
+
+#[cfg(all(test, feature = "cloud"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_urls() {
+        for (url, key, want) in [
+            ("s3://bucket", "inputs/1.bin", "s3://bucket/inputs/1.bin"),
+            (
+                "s3://bucket/some/prefix/",
+                "p/2.bin",
+                "s3://bucket/some/prefix/p/2.bin",
+            ),
+            ("gs://bucket/pre", "x", "gs://bucket/pre/x"),
+        ] {
+            let blobs = Blobs::from_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(blobs.url(key), want);
+            assert_eq!(
+                blobs.path(key).unwrap().as_ref(),
+                want.split_once("bucket/").unwrap().1
+            );
+        }
+        for bad in [
+            "s3://bucket/a b",
+            "s3://bucket/a//b",
+            "s3://bucket?region=x",
+            "gs:///nobucket",
+        ] {
+            assert!(
+                matches!(Blobs::from_url(bad), Err(StoreError::InvalidUrl { .. })),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -14,7 +14,7 @@ pub(crate) const JOB_COLS: &str = "batch, proof_type, state, version, failed_att
 pub(crate) const BATCH_COLS: &str = "number, version, input_key, input_digest, input_size, \
     old_root, new_root, commitment, required, created_at";
 pub(crate) const PROOF_COLS: &str = "batch, proof_type, blob_key, size, digest, prover, \
-    prover_name, token, leased_at, received_at, prove_ms";
+    prover_name, token, leased_at, received_at, prove_ms, inline_data";
 
 /// u64 → BIGINT. Values above `i64::MAX` are rejected rather than wrapped.
 pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64> {
@@ -71,6 +71,7 @@ pub(crate) trait RowExt {
     fn text(&self, col: &str) -> Result<String>;
     fn opt_text(&self, col: &str) -> Result<Option<String>>;
     fn blob(&self, col: &str) -> Result<Vec<u8>>;
+    fn opt_blob(&self, col: &str) -> Result<Option<Vec<u8>>>;
 
     fn u64(&self, col: &str) -> Result<u64> {
         to_u64(self.i64(col)?, col)
@@ -99,6 +100,9 @@ macro_rules! impl_row_ext {
                 get(self, col)
             }
             fn blob(&self, col: &str) -> Result<Vec<u8>> {
+                get(self, col)
+            }
+            fn opt_blob(&self, col: &str) -> Result<Option<Vec<u8>>> {
                 get(self, col)
             }
         }
@@ -180,6 +184,7 @@ pub(crate) fn decode_proof(row: &impl RowExt) -> Result<ProofRecord> {
         leased_at: row.u64("leased_at")?,
         received_at: row.u64("received_at")?,
         prove_ms: row.u64("prove_ms")?,
+        inline: row.opt_blob("inline_data")?,
     })
 }
 
@@ -211,9 +216,15 @@ impl<'a> JobRow<'a> {
             failed_attempts: i64::from(job.failed_attempts),
             lost_attempts: i64::from(job.lost_attempts),
             lease_prover: lease.map(|l| l.prover.0.as_str()),
-            lease_token: lease.map(|l| to_i64(l.token.0, "lease token")).transpose()?,
-            leased_at: lease.map(|l| to_i64(l.leased_at, "leased_at")).transpose()?,
-            lease_deadline: lease.map(|l| to_i64(l.deadline, "lease deadline")).transpose()?,
+            lease_token: lease
+                .map(|l| to_i64(l.token.0, "lease token"))
+                .transpose()?,
+            leased_at: lease
+                .map(|l| to_i64(l.leased_at, "leased_at"))
+                .transpose()?,
+            lease_deadline: lease
+                .map(|l| to_i64(l.deadline, "lease deadline"))
+                .transpose()?,
             not_before: to_i64(job.not_before, "not_before")?,
             last_error: job.last_error.as_deref(),
             updated_at: to_i64(job.updated_at, "updated_at")?,
@@ -234,6 +245,7 @@ pub(crate) struct ProofRow<'a> {
     pub leased_at: i64,
     pub received_at: i64,
     pub prove_ms: i64,
+    pub inline: Option<&'a [u8]>,
 }
 
 impl<'a> ProofRow<'a> {
@@ -250,6 +262,7 @@ impl<'a> ProofRow<'a> {
             leased_at: to_i64(p.leased_at, "proof leased_at")?,
             received_at: to_i64(p.received_at, "proof received_at")?,
             prove_ms: to_i64(p.prove_ms, "prove_ms")?,
+            inline: p.inline.as_deref(),
         })
     }
 }
@@ -282,7 +295,9 @@ impl<'a> Plan<'a> {
                         jobs.push(job);
                     }
                 },
-                Change::Proof(p) => upsert_slot(&mut proofs, &mut proof_slot, &p.key, ProofOp::Put(p)),
+                Change::Proof(p) => {
+                    upsert_slot(&mut proofs, &mut proof_slot, &p.key, ProofOp::Put(p))
+                }
                 Change::DeleteProof(key) => {
                     upsert_slot(&mut proofs, &mut proof_slot, key, ProofOp::Delete(key))
                 }
@@ -309,9 +324,10 @@ impl<'a> Plan<'a> {
         for op in proofs {
             match op {
                 ProofOp::Put(p) => plan.proofs.push(ProofRow::new(p)?),
-                ProofOp::Delete(k) => plan
-                    .deletes
-                    .push((to_i64(k.batch, "deleted proof batch")?, k.proof_type.as_str())),
+                ProofOp::Delete(k) => plan.deletes.push((
+                    to_i64(k.batch, "deleted proof batch")?,
+                    k.proof_type.as_str(),
+                )),
             }
         }
         Ok(plan)
@@ -323,9 +339,9 @@ pub(crate) fn same_batch_content(a: &Batch, b: &Batch) -> bool {
     a.input_digest == b.input_digest && a.public_values == b.public_values
 }
 
-/// Last proven batch from: `first` (lowest stored batch), `max` (highest), `first_open`
-/// (lowest batch with a job that is not proven). Returns the candidate `c` and whether it
-/// needs a gap check over `[first, c]` (`None` when no batch qualifies).
+/// Candidate for the last proven batch from `first` (lowest stored batch), `max` (highest)
+/// and `first_open` (lowest batch with a job that is not proven): `None` when the first batch
+/// is open. The caller still checks `[first, candidate]` for gaps in numbering.
 pub(crate) fn proven_candidate(first: u64, max: u64, first_open: Option<u64>) -> Option<u64> {
     match first_open {
         Some(open) if open <= first => None,
@@ -358,7 +374,9 @@ pub(crate) fn missing_jobs_error(rows: &[impl RowExt]) -> StoreError {
         .map(|r| {
             format!(
                 "{}/{}",
-                r.i64("batch").map(|b| b.to_string()).unwrap_or_else(|_| "?".into()),
+                r.i64("batch")
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|_| "?".into()),
                 r.text("proof_type").unwrap_or_else(|_| "?".into())
             )
         })

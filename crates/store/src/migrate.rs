@@ -10,16 +10,30 @@ fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
         files
             .iter()
             .map(|&(version, name, sql)| {
-                Migration::new(version, name.into(), MigrationType::Simple, sql.into_sql_str(), false)
+                Migration::new(
+                    version,
+                    name.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
             })
             .collect(),
     )
 }
 
 pub(crate) fn sqlite() -> Migrator {
-    migrator(&[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))])
+    migrator(&[(
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    )])
 }
 
 pub(crate) fn postgres() -> Migrator {
-    migrator(&[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))])
+    migrator(&[(
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    )])
 }

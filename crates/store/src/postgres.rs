@@ -61,13 +61,14 @@ const DELETE_PROOFS: &str = "DELETE FROM proofs AS p USING UNNEST($1::int8[], $2
     AS v(batch, proof_type) WHERE p.batch = v.batch AND p.proof_type = v.proof_type";
 
 const UPSERT_PROOFS: &str = "INSERT INTO proofs (batch, proof_type, blob_key, size, digest, \
-    prover, prover_name, token, leased_at, received_at, prove_ms) \
+    prover, prover_name, token, leased_at, received_at, prove_ms, inline_data) \
     SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::bytea[], \
-    $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::int8[]) \
+    $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::bytea[]) \
     ON CONFLICT (batch, proof_type) DO UPDATE SET blob_key = EXCLUDED.blob_key, \
     size = EXCLUDED.size, digest = EXCLUDED.digest, prover = EXCLUDED.prover, \
     prover_name = EXCLUDED.prover_name, token = EXCLUDED.token, leased_at = EXCLUDED.leased_at, \
-    received_at = EXCLUDED.received_at, prove_ms = EXCLUDED.prove_ms";
+    received_at = EXCLUDED.received_at, prove_ms = EXCLUDED.prove_ms, \
+    inline_data = EXCLUDED.inline_data";
 
 #[async_trait]
 impl Store for PgStore {
@@ -78,7 +79,11 @@ impl Store for PgStore {
         let now = to_i64(now, "now")?;
         let required = codec::unique_types(&batch.required);
         let ctx = |what: &str| format!("insert_batch {}: {what}", batch.number);
-        let mut tx = self.pool.begin().await.map_err(|e| db_err(&ctx("begin"), e))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| db_err(&ctx("begin"), e))?;
         let inserted = sqlx::query(
             "INSERT INTO batches (number, version, input_key, input_digest, input_size, old_root, \
              new_root, commitment, required, created_at) \
@@ -130,7 +135,9 @@ impl Store for PgStore {
     }
 
     async fn batch(&self, number: BatchNumber) -> Result<Option<Batch>> {
-        let Ok(n) = i64::try_from(number) else { return Ok(None) };
+        let Ok(n) = i64::try_from(number) else {
+            return Ok(None);
+        };
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {BATCH_COLS} FROM batches WHERE number = $1"
         )))
@@ -208,7 +215,9 @@ impl Store for PgStore {
     }
 
     async fn job(&self, key: &JobKey) -> Result<Option<Job>> {
-        let Ok(batch) = i64::try_from(key.batch) else { return Ok(None) };
+        let Ok(batch) = i64::try_from(key.batch) else {
+            return Ok(None);
+        };
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {JOB_COLS} FROM jobs WHERE batch = $1 AND proof_type = $2"
         )))
@@ -229,7 +238,10 @@ impl Store for PgStore {
                 codec::Arg::Text(s) => query.bind(s),
             };
         }
-        let rows = query.fetch_all(&self.pool).await.map_err(|e| db_err("listing jobs", e))?;
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_err("listing jobs", e))?;
         rows.iter().map(decode_job).collect()
     }
 
@@ -248,7 +260,11 @@ impl Store for PgStore {
         if plan.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(|e| db_err("apply: begin", e))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| db_err("apply: begin", e))?;
         if !plan.jobs.is_empty() {
             let j = &plan.jobs;
             let batches: Vec<i64> = j.iter().map(|r| r.batch).collect();
@@ -304,11 +320,15 @@ impl Store for PgStore {
                 .bind(p.iter().map(|r| r.leased_at).collect::<Vec<_>>())
                 .bind(p.iter().map(|r| r.received_at).collect::<Vec<_>>())
                 .bind(p.iter().map(|r| r.prove_ms).collect::<Vec<_>>())
+                .bind(p.iter().map(|r| r.inline).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| {
                     db_err(
-                        &format!("apply: writing {} proofs (each needs an existing job)", p.len()),
+                        &format!(
+                            "apply: writing {} proofs (each needs an existing job)",
+                            p.len()
+                        ),
                         e,
                     )
                 })?;
@@ -317,7 +337,9 @@ impl Store for PgStore {
     }
 
     async fn proof(&self, key: &JobKey) -> Result<Option<ProofRecord>> {
-        let Ok(batch) = i64::try_from(key.batch) else { return Ok(None) };
+        let Ok(batch) = i64::try_from(key.batch) else {
+            return Ok(None);
+        };
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {PROOF_COLS} FROM proofs WHERE batch = $1 AND proof_type = $2"
         )))

@@ -16,17 +16,34 @@ async fn round_trip(blobs: &Blobs) {
     blobs.put("proofs/1-exec.bin", Bytes::new()).await.unwrap();
     assert_eq!(blobs.get("proofs/1-exec.bin").await.unwrap(), Bytes::new());
     blobs.delete(key).await.unwrap();
-    assert!(matches!(blobs.get(key).await, Err(StoreError::BlobNotFound { .. })));
+    assert!(matches!(
+        blobs.get(key).await,
+        Err(StoreError::BlobNotFound { .. })
+    ));
     blobs.delete(key).await.unwrap(); // deleting a missing blob is fine
     assert_eq!(blobs.get("proofs/1-exec.bin").await.unwrap(), Bytes::new());
 
-    for bad in ["", "/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "a/", "a b", "a\\b", "ä"] {
+    for bad in [
+        "",
+        "/etc/passwd",
+        "../x",
+        "a/../../x",
+        "a/./b",
+        "a//b",
+        "a/",
+        "a b",
+        "a\\b",
+        "ä",
+    ] {
         for result in [
             blobs.put(bad, Bytes::from_static(b"x")).await.err(),
             blobs.get(bad).await.err(),
             blobs.delete(bad).await.err(),
         ] {
-            assert!(matches!(result, Some(StoreError::Blob(_))), "{bad:?} accepted: {result:?}");
+            assert!(
+                matches!(result, Some(StoreError::Blob(_))),
+                "{bad:?} accepted: {result:?}"
+            );
         }
     }
 }
@@ -52,21 +69,33 @@ async fn file_blobs() {
     assert!(dir.is_dir(), "directory created");
     round_trip(&blobs).await;
 
-    blobs.put("inputs/7.bin", Bytes::from_static(b"seven")).await.unwrap();
+    blobs
+        .put("inputs/7.bin", Bytes::from_static(b"seven"))
+        .await
+        .unwrap();
     let file = dir.canonicalize().unwrap().join("inputs/7.bin");
     assert_eq!(std::fs::read(&file).unwrap(), b"seven");
     // No temporary files left behind by the atomic write.
-    let names: Vec<_> = std::fs::read_dir(file.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("7.bin")]);
 
     // The URL of a key is readable by another process with access to the same directory.
     let blob_url = blobs.url("inputs/7.bin");
     assert_eq!(blob_url, format!("file://{}", file.display()));
-    assert_eq!(get_url(&blob_url).await.unwrap(), Bytes::from_static(b"seven"));
+    assert_eq!(
+        get_url(&blob_url).await.unwrap(),
+        Bytes::from_static(b"seven")
+    );
     let (other, key) = parse_blob_url(&blob_url).unwrap();
     assert_eq!(key, "7.bin");
     assert_eq!(other.get(&key).await.unwrap(), Bytes::from_static(b"seven"));
-    assert!(matches!(get_url(&blobs.url("inputs/8.bin")).await, Err(StoreError::BlobNotFound { .. })));
+    assert!(matches!(
+        get_url(&blobs.url("inputs/8.bin")).await,
+        Err(StoreError::BlobNotFound { .. })
+    ));
 
     // fsync variant also works.
     let synced = Blobs::from_url(&format!("{url}?fsync=true")).unwrap();
@@ -76,8 +105,19 @@ async fn file_blobs() {
 
 #[tokio::test]
 async fn bad_blob_urls() {
-    for url in ["", "ftp://host/x", "file://remotehost/dir", "file:///tmp?bogus=1", "memory:///path", "relative/dir", "s3://"] {
-        assert!(matches!(Blobs::from_url(url), Err(StoreError::InvalidUrl { .. })), "{url:?} accepted");
+    for url in [
+        "",
+        "ftp://host/x",
+        "file://remotehost/dir",
+        "file:///tmp?bogus=1",
+        "memory:///path",
+        "relative/dir",
+        "s3://",
+    ] {
+        assert!(
+            matches!(Blobs::from_url(url), Err(StoreError::InvalidUrl { .. })),
+            "{url:?} accepted"
+        );
     }
 }
 
@@ -93,7 +133,10 @@ async fn s3_blobs_when_enabled() {
     let bucket = std::env::var("PROOFMILL_TEST_S3_BUCKET").unwrap_or_else(|_| "test".into());
     let blobs = Blobs::from_url(&format!("s3://{bucket}/proofmill-test")).unwrap();
     round_trip(&blobs).await;
-    blobs.put("inputs/1.bin", Bytes::from_static(b"one")).await.unwrap();
+    blobs
+        .put("inputs/1.bin", Bytes::from_static(b"one"))
+        .await
+        .unwrap();
     let url = blobs.url("inputs/1.bin");
     assert_eq!(url, format!("s3://{bucket}/proofmill-test/inputs/1.bin"));
     assert_eq!(get_url(&url).await.unwrap(), Bytes::from_static(b"one"));

@@ -20,13 +20,24 @@ struct Backend {
 
 async fn sqlite_backend() -> Backend {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("store.db").display());
-    Backend { store: open_store(&url).await.unwrap(), name: "sqlite", _dir: Some(dir) }
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("store.db").display()
+    );
+    Backend {
+        store: open_store(&url).await.unwrap(),
+        name: "sqlite",
+        _dir: Some(dir),
+    }
 }
 
 async fn postgres_backend(test: &str) -> Backend {
     let url = proofmill_testkit::shared_database(test).expect("test postgres");
-    Backend { store: open_store(&url).await.unwrap(), name: "postgres", _dir: None }
+    Backend {
+        store: open_store(&url).await.unwrap(),
+        name: "postgres",
+        _dir: None,
+    }
 }
 
 macro_rules! store_test {
@@ -136,6 +147,8 @@ fn proof(k: JobKey, token: u64) -> ProofRecord {
         leased_at: 10,
         received_at: 20,
         prove_ms: 3,
+        // Every other proof inline, so both forms round-trip through the same tests.
+        inline: (k.batch % 2 == 0).then(|| vec![k.batch as u8; 96]),
         key: k,
     }
 }
@@ -167,7 +180,15 @@ async fn insert_batch_idempotent_and_conflict(store: Arc<dyn Store>, _: &str) {
 
     // Same content again (even with another `now`): no-op.
     assert!(!store.insert_batch(&b, 999).await.unwrap());
-    assert_eq!(store.job(&key(42, "exec")).await.unwrap().unwrap().updated_at, 100);
+    assert_eq!(
+        store
+            .job(&key(42, "exec"))
+            .await
+            .unwrap()
+            .unwrap()
+            .updated_at,
+        100
+    );
 
     let mut other_input = b.clone();
     other_input.input_digest = digest(1);
@@ -188,7 +209,10 @@ async fn insert_batch_idempotent_and_conflict(store: Arc<dyn Store>, _: &str) {
 }
 
 async fn jobs_created_per_required_type(store: Arc<dyn Store>, _: &str) {
-    store.insert_batch(&batch(3, &["exec", "groth16", "stark"]), 123).await.unwrap();
+    store
+        .insert_batch(&batch(3, &["exec", "groth16", "stark"]), 123)
+        .await
+        .unwrap();
     store.insert_batch(&batch(4, &[]), 124).await.unwrap();
     for t in ["exec", "groth16", "stark"] {
         let job = store.job(&key(3, t)).await.unwrap().expect("job created");
@@ -201,7 +225,10 @@ async fn jobs_created_per_required_type(store: Arc<dyn Store>, _: &str) {
 }
 
 async fn apply_round_trips_every_field(store: Arc<dyn Store>, _: &str) {
-    store.insert_batch(&batch(1, &["exec", "groth16"]), 5).await.unwrap();
+    store
+        .insert_batch(&batch(1, &["exec", "groth16"]), 5)
+        .await
+        .unwrap();
     let max = i64::MAX as u64;
     let job = Job {
         key: key(1, "exec"),
@@ -230,13 +257,17 @@ async fn apply_round_trips_every_field(store: Arc<dyn Store>, _: &str) {
         leased_at: 11,
         received_at: 12,
         prove_ms: max - 6,
+        inline: Some(vec![0, 1, 2, 255]),
     };
     store
         .apply(&[Change::Job(job.clone()), Change::Proof(proof1.clone())])
         .await
         .unwrap();
     assert_eq!(store.job(&job.key).await.unwrap(), Some(job.clone()));
-    assert_eq!(store.proof(&proof1.key).await.unwrap(), Some(proof1.clone()));
+    assert_eq!(
+        store.proof(&proof1.key).await.unwrap(),
+        Some(proof1.clone())
+    );
     assert_eq!(store.proof(&key(1, "exec")).await.unwrap(), None);
 
     // Lease cleared, error cleared, proof replaced, then deleted.
@@ -255,21 +286,34 @@ async fn apply_round_trips_every_field(store: Arc<dyn Store>, _: &str) {
         .unwrap();
     assert_eq!(store.job(&job.key).await.unwrap(), Some(job2));
     assert_eq!(store.proof(&proof1.key).await.unwrap(), Some(proof2));
-    store.apply(&[Change::DeleteProof(proof1.key.clone())]).await.unwrap();
+    store
+        .apply(&[Change::DeleteProof(proof1.key.clone())])
+        .await
+        .unwrap();
     assert_eq!(store.proof(&proof1.key).await.unwrap(), None);
     // Deleting a missing proof is fine; an empty apply is a no-op.
-    store.apply(&[Change::DeleteProof(proof1.key.clone())]).await.unwrap();
+    store
+        .apply(&[Change::DeleteProof(proof1.key.clone())])
+        .await
+        .unwrap();
     store.apply(&[]).await.unwrap();
 }
 
 async fn apply_last_write_wins(store: Arc<dyn Store>, _: &str) {
-    store.insert_batch(&batch(1, &["exec", "groth16"]), 5).await.unwrap();
+    store
+        .insert_batch(&batch(1, &["exec", "groth16"]), 5)
+        .await
+        .unwrap();
     let k = key(1, "exec");
     let first = leased(k.clone(), 1, 10);
     let mut last = leased(k.clone(), 2, 20);
     last.lost_attempts = 1;
     store
-        .apply(&[Change::Job(first), Change::Job(with_state(k.clone(), JobState::Failed, 15)), Change::Job(last.clone())])
+        .apply(&[
+            Change::Job(first),
+            Change::Job(with_state(k.clone(), JobState::Failed, 15)),
+            Change::Job(last.clone()),
+        ])
         .await
         .unwrap();
     assert_eq!(store.job(&k).await.unwrap(), Some(last));
@@ -277,7 +321,10 @@ async fn apply_last_write_wins(store: Arc<dyn Store>, _: &str) {
     let g = key(1, "groth16");
     // Proof then delete: gone. Delete then proof: present (the last one).
     store
-        .apply(&[Change::Proof(proof(k.clone(), 1)), Change::DeleteProof(k.clone())])
+        .apply(&[
+            Change::Proof(proof(k.clone(), 1)),
+            Change::DeleteProof(k.clone()),
+        ])
         .await
         .unwrap();
     assert_eq!(store.proof(&k).await.unwrap(), None);
@@ -295,7 +342,10 @@ async fn apply_last_write_wins(store: Arc<dyn Store>, _: &str) {
 }
 
 async fn apply_is_atomic(store: Arc<dyn Store>, _: &str) {
-    store.insert_batch(&batch(1, &["exec", "groth16"]), 5).await.unwrap();
+    store
+        .insert_batch(&batch(1, &["exec", "groth16"]), 5)
+        .await
+        .unwrap();
     let before = store.job(&key(1, "exec")).await.unwrap();
 
     // A Job change for a job that does not exist fails the whole call.
@@ -312,7 +362,12 @@ async fn apply_is_atomic(store: Arc<dyn Store>, _: &str) {
     assert_eq!(store.proof(&key(1, "groth16")).await.unwrap(), None);
 
     // Same for an unknown proof type of an existing batch.
-    assert!(store.apply(&[Change::Job(leased(key(1, "stark"), 5, 10))]).await.is_err());
+    assert!(
+        store
+            .apply(&[Change::Job(leased(key(1, "stark"), 5, 10))])
+            .await
+            .is_err()
+    );
     assert_eq!(store.job(&key(1, "stark")).await.unwrap(), None);
 
     // A proof for a job that does not exist fails the whole call, too.
@@ -329,8 +384,14 @@ async fn apply_is_atomic(store: Arc<dyn Store>, _: &str) {
     assert_eq!(store.proof(&key(9, "exec")).await.unwrap(), None);
 
     // The store still works after the failures.
-    store.apply(&[Change::Job(leased(key(1, "exec"), 5, 10))]).await.unwrap();
-    assert_eq!(store.job(&key(1, "exec")).await.unwrap().unwrap().state, JobState::Leased);
+    store
+        .apply(&[Change::Job(leased(key(1, "exec"), 5, 10))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.job(&key(1, "exec")).await.unwrap().unwrap().state,
+        JobState::Leased
+    );
 }
 
 async fn open_jobs_are_queued_and_leased(store: Arc<dyn Store>, _: &str) {
@@ -346,7 +407,10 @@ async fn open_jobs_are_queued_and_leased(store: Arc<dyn Store>, _: &str) {
         ],
     )
     .await;
-    store.apply(&[Change::Job(leased(key(3, "groth16"), 8, 50))]).await.unwrap();
+    store
+        .apply(&[Change::Job(leased(key(3, "groth16"), 8, 50))])
+        .await
+        .unwrap();
     let open = store.open_jobs().await.unwrap();
     let keys: Vec<JobKey> = open.iter().map(|j| j.key.clone()).collect();
     assert_eq!(keys, vec![key(2, "groth16"), key(3, "groth16")]);
@@ -356,7 +420,14 @@ async fn open_jobs_are_queued_and_leased(store: Arc<dyn Store>, _: &str) {
 
 async fn jobs_filter_and_limit(store: Arc<dyn Store>, _: &str) {
     insert_all(&*store, [3, 1, 2, 10], &["stark", "exec"]).await;
-    set_states(&*store, &[(2, "exec", JobState::Proven), (10, "stark", JobState::Proven)]).await;
+    set_states(
+        &*store,
+        &[
+            (2, "exec", JobState::Proven),
+            (10, "stark", JobState::Proven),
+        ],
+    )
+    .await;
     let list = |f: JobFilter| {
         let store = store.clone();
         async move {
@@ -370,20 +441,43 @@ async fn jobs_filter_and_limit(store: Arc<dyn Store>, _: &str) {
         }
     };
     assert_eq!(
-        list(JobFilter { limit: 5, ..Default::default() }).await,
+        list(JobFilter {
+            limit: 5,
+            ..Default::default()
+        })
+        .await,
         ["1/exec", "1/stark", "2/exec", "2/stark", "3/exec"]
     );
-    assert_eq!(list(JobFilter::default()).await.len(), 8, "limit 0 = no limit");
     assert_eq!(
-        list(JobFilter { proof_type: Some(pt("exec")), limit: 10, ..Default::default() }).await,
+        list(JobFilter::default()).await.len(),
+        8,
+        "limit 0 = no limit"
+    );
+    assert_eq!(
+        list(JobFilter {
+            proof_type: Some(pt("exec")),
+            limit: 10,
+            ..Default::default()
+        })
+        .await,
         ["1/exec", "2/exec", "3/exec", "10/exec"]
     );
     assert_eq!(
-        list(JobFilter { state: Some(JobState::Proven), limit: 10, ..Default::default() }).await,
+        list(JobFilter {
+            state: Some(JobState::Proven),
+            limit: 10,
+            ..Default::default()
+        })
+        .await,
         ["2/exec", "10/stark"]
     );
     assert_eq!(
-        list(JobFilter { from_batch: Some(3), limit: 3, ..Default::default() }).await,
+        list(JobFilter {
+            from_batch: Some(3),
+            limit: 3,
+            ..Default::default()
+        })
+        .await,
         ["3/exec", "3/stark", "10/exec"]
     );
     assert_eq!(
@@ -396,8 +490,24 @@ async fn jobs_filter_and_limit(store: Arc<dyn Store>, _: &str) {
         .await,
         ["2/stark", "3/stark"]
     );
-    assert!(list(JobFilter { from_batch: Some(u64::MAX), limit: 1, ..Default::default() }).await.is_empty());
-    assert!(list(JobFilter { proof_type: Some(pt("nope")), limit: 1, ..Default::default() }).await.is_empty());
+    assert!(
+        list(JobFilter {
+            from_batch: Some(u64::MAX),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+    assert!(
+        list(JobFilter {
+            proof_type: Some(pt("nope")),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
 }
 
 async fn job_counts_per_type_and_state(store: Arc<dyn Store>, _: &str) {
@@ -405,12 +515,25 @@ async fn job_counts_per_type_and_state(store: Arc<dyn Store>, _: &str) {
     insert_all(&*store, 1..=4, &["exec", "groth16"]).await;
     set_states(
         &*store,
-        &[(1, "exec", JobState::Proven), (2, "exec", JobState::Proven), (1, "groth16", JobState::Failed)],
+        &[
+            (1, "exec", JobState::Proven),
+            (2, "exec", JobState::Proven),
+            (1, "groth16", JobState::Failed),
+        ],
     )
     .await;
-    store.apply(&[Change::Job(leased(key(3, "exec"), 1, 1))]).await.unwrap();
+    store
+        .apply(&[Change::Job(leased(key(3, "exec"), 1, 1))])
+        .await
+        .unwrap();
     let counts = store.job_counts().await.unwrap();
-    let get = |t: &str, s: JobState| counts.get(&pt(t)).and_then(|m| m.get(&s)).copied().unwrap_or(0);
+    let get = |t: &str, s: JobState| {
+        counts
+            .get(&pt(t))
+            .and_then(|m| m.get(&s))
+            .copied()
+            .unwrap_or(0)
+    };
     assert_eq!(get("exec", JobState::Proven), 2);
     assert_eq!(get("exec", JobState::Leased), 1);
     assert_eq!(get("exec", JobState::Queued), 1);
@@ -434,16 +557,37 @@ async fn last_proven_batch_gaps_and_partial(store: Arc<dyn Store>, _: &str) {
     set_states(s, &[(5, "groth16", JobState::Proven)]).await;
     assert_eq!(s.last_proven_batch().await.unwrap(), Some(5));
     // 7 proven but 6 not: stops at 5.
-    set_states(s, &[(7, "exec", JobState::Proven), (7, "groth16", JobState::Proven)]).await;
+    set_states(
+        s,
+        &[
+            (7, "exec", JobState::Proven),
+            (7, "groth16", JobState::Proven),
+        ],
+    )
+    .await;
     assert_eq!(s.last_proven_batch().await.unwrap(), Some(5));
     // A failed job is not proven.
-    set_states(s, &[(6, "exec", JobState::Proven), (6, "groth16", JobState::Failed)]).await;
+    set_states(
+        s,
+        &[
+            (6, "exec", JobState::Proven),
+            (6, "groth16", JobState::Failed),
+        ],
+    )
+    .await;
     assert_eq!(s.last_proven_batch().await.unwrap(), Some(5));
     set_states(s, &[(6, "groth16", JobState::Proven)]).await;
     assert_eq!(s.last_proven_batch().await.unwrap(), Some(7));
     // A gap (8 missing) stops it even when later batches are proven.
     insert_all(s, [9, 10], &["exec"]).await;
-    set_states(s, &[(9, "exec", JobState::Proven), (10, "exec", JobState::Proven)]).await;
+    set_states(
+        s,
+        &[
+            (9, "exec", JobState::Proven),
+            (10, "exec", JobState::Proven),
+        ],
+    )
+    .await;
     assert_eq!(s.last_proven_batch().await.unwrap(), Some(7));
     insert_all(s, [8], &["exec"]).await;
     assert_eq!(s.last_proven_batch().await.unwrap(), Some(7));
@@ -467,15 +611,24 @@ async fn max_fencing_token_over_jobs_and_proofs(store: Arc<dyn Store>, _: &str) 
     assert_eq!(s.max_fencing_token().await.unwrap(), 0);
     insert_all(s, 1..=2, &["exec"]).await;
     assert_eq!(s.max_fencing_token().await.unwrap(), 0);
-    s.apply(&[Change::Job(leased(key(1, "exec"), 7, 1))]).await.unwrap();
-    assert_eq!(s.max_fencing_token().await.unwrap(), 7);
-    s.apply(&[Change::Proof(proof(key(1, "exec"), 12)), Change::Job(with_state(key(1, "exec"), JobState::Proven, 2))])
+    s.apply(&[Change::Job(leased(key(1, "exec"), 7, 1))])
         .await
         .unwrap();
+    assert_eq!(s.max_fencing_token().await.unwrap(), 7);
+    s.apply(&[
+        Change::Proof(proof(key(1, "exec"), 12)),
+        Change::Job(with_state(key(1, "exec"), JobState::Proven, 2)),
+    ])
+    .await
+    .unwrap();
     assert_eq!(s.max_fencing_token().await.unwrap(), 12);
-    s.apply(&[Change::Job(leased(key(2, "exec"), 15, 3))]).await.unwrap();
+    s.apply(&[Change::Job(leased(key(2, "exec"), 15, 3))])
+        .await
+        .unwrap();
     assert_eq!(s.max_fencing_token().await.unwrap(), 15);
-    s.apply(&[Change::Job(with_state(key(2, "exec"), JobState::Queued, 4))]).await.unwrap();
+    s.apply(&[Change::Job(with_state(key(2, "exec"), JobState::Queued, 4))])
+        .await
+        .unwrap();
     assert_eq!(s.max_fencing_token().await.unwrap(), 12);
 }
 
@@ -483,20 +636,41 @@ async fn meta_get_set(store: Arc<dyn Store>, _: &str) {
     assert_eq!(store.get_meta("cursor").await.unwrap(), None);
     store.set_meta("cursor", "41").await.unwrap();
     store.set_meta("other", "").await.unwrap();
-    assert_eq!(store.get_meta("cursor").await.unwrap().as_deref(), Some("41"));
+    assert_eq!(
+        store.get_meta("cursor").await.unwrap().as_deref(),
+        Some("41")
+    );
     store.set_meta("cursor", "42 ✓").await.unwrap();
-    assert_eq!(store.get_meta("cursor").await.unwrap().as_deref(), Some("42 ✓"));
+    assert_eq!(
+        store.get_meta("cursor").await.unwrap().as_deref(),
+        Some("42 ✓")
+    );
     assert_eq!(store.get_meta("other").await.unwrap().as_deref(), Some(""));
 }
 
 async fn values_above_i64_max_rejected(store: Arc<dyn Store>, _: &str) {
     let too_big = i64::MAX as u64 + 1;
-    let err = store.insert_batch(&batch(too_big, &["exec"]), 1).await.unwrap_err();
+    let err = store
+        .insert_batch(&batch(too_big, &["exec"]), 1)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("i64::MAX"), "{err}");
     let mut b = batch(1, &["exec"]);
     b.input_size = u64::MAX;
-    assert!(store.insert_batch(&b, 1).await.unwrap_err().to_string().contains("i64::MAX"));
-    assert!(store.insert_batch(&batch(2, &["exec"]), too_big).await.is_err());
+    assert!(
+        store
+            .insert_batch(&b, 1)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("i64::MAX")
+    );
+    assert!(
+        store
+            .insert_batch(&batch(2, &["exec"]), too_big)
+            .await
+            .is_err()
+    );
     assert_eq!(store.last_sealed_batch().await.unwrap(), None);
 
     insert_all(&*store, [1], &["exec"]).await;
@@ -530,8 +704,9 @@ async fn apply_throughput(store: Arc<dyn Store>, backend: &str) {
         store.insert_batch(&batch(n, &["exec"]), 1).await.unwrap();
     }
     let setup = t0.elapsed();
-    let lease_all: Vec<Change> =
-        (1..=PER_CALL).map(|n| Change::Job(leased(key(n, "exec"), n, 1))).collect();
+    let lease_all: Vec<Change> = (1..=PER_CALL)
+        .map(|n| Change::Job(leased(key(n, "exec"), n, 1)))
+        .collect();
     store.apply(&lease_all).await.unwrap();
     let mut token = PER_CALL;
     let t = Instant::now();
@@ -557,8 +732,50 @@ async fn apply_throughput(store: Arc<dyn Store>, backend: &str) {
         PER_CALL * (CALLS + 1),
         setup.as_secs_f64() * 1e3,
     );
-    assert_eq!(store.last_proven_batch().await.unwrap(), Some(PER_CALL * CALLS));
+    assert_eq!(
+        store.last_proven_batch().await.unwrap(),
+        Some(PER_CALL * CALLS)
+    );
     assert_eq!(store.max_fencing_token().await.unwrap(), token);
+    let last = PER_CALL * CALLS;
+    assert_eq!(
+        store.proof(&key(last, "exec")).await.unwrap(),
+        Some(proof(key(last, "exec"), last))
+    );
+    let open = store.open_jobs().await.unwrap();
+    assert_eq!(open.len() as u64, PER_CALL);
+    assert_eq!(
+        open[0],
+        leased(key(last + 1, "exec"), token - PER_CALL + 1, 2)
+    );
+    assert_eq!(
+        open.last().unwrap(),
+        &leased(key(last + PER_CALL, "exec"), token, 2)
+    );
+
+    // Per-call overhead: one completion per call.
+    let singles = 200;
+    let t = Instant::now();
+    for i in 0..singles {
+        let n = PER_CALL * CALLS + 1 + i;
+        store
+            .apply(&[
+                Change::Proof(proof(key(n, "exec"), n)),
+                Change::Job(with_state(key(n, "exec"), JobState::Proven, 3)),
+            ])
+            .await
+            .unwrap();
+    }
+    let per_call = t.elapsed().as_secs_f64() / singles as f64;
+    println!(
+        "[{backend}] apply: one completion per call: {:.0} us/call ({:.0} calls/s)",
+        per_call * 1e6,
+        1.0 / per_call
+    );
+    assert_eq!(
+        store.last_proven_batch().await.unwrap(),
+        Some(last + singles)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -575,28 +792,112 @@ async fn sqlite_reopen_sees_committed_data() {
         let store = open_store(&url).await.unwrap();
         store.insert_batch(&batch(1, &["exec"]), 5).await.unwrap();
         store
-            .apply(&[Change::Proof(proof(key(1, "exec"), 3)), Change::Job(with_state(key(1, "exec"), JobState::Proven, 6))])
+            .apply(&[
+                Change::Proof(proof(key(1, "exec"), 3)),
+                Change::Job(with_state(key(1, "exec"), JobState::Proven, 6)),
+            ])
             .await
             .unwrap();
         store.set_meta("cursor", "1").await.unwrap();
     }
     assert!(path.exists());
-    for url in [url.clone(), format!("sqlite://{}?mode=rwc&synchronous=full", path.display())] {
+    for url in [
+        url.clone(),
+        format!("sqlite://{}?mode=rwc&synchronous=full", path.display()),
+    ] {
         let store = open_store(&url).await.unwrap();
         assert_eq!(store.batch(1).await.unwrap(), Some(batch(1, &["exec"])));
-        assert_eq!(store.proof(&key(1, "exec")).await.unwrap(), Some(proof(key(1, "exec"), 3)));
+        assert_eq!(
+            store.proof(&key(1, "exec")).await.unwrap(),
+            Some(proof(key(1, "exec"), 3))
+        );
         assert_eq!(store.last_proven_batch().await.unwrap(), Some(1));
-        assert_eq!(store.get_meta("cursor").await.unwrap().as_deref(), Some("1"));
+        assert_eq!(
+            store.get_meta("cursor").await.unwrap().as_deref(),
+            Some("1")
+        );
         assert_eq!(store.max_fencing_token().await.unwrap(), 3);
     }
+}
+
+/// A transaction committed by `apply` survives the process being killed with SIGKILL right
+/// after (the child is this test binary re-run as `sqlite_kill9_child`).
+#[tokio::test]
+async fn sqlite_commit_survives_kill_9() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kill9.db");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sqlite_kill9_child",
+            "--nocapture",
+            "--include-ignored",
+        ])
+        .env("PROOFMILL_KILL9_DB", &path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let committed = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("COMMITTED"));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(committed, "child did not commit");
+    let store = open_store(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.job(&key(1, "exec")).await.unwrap(),
+        Some(leased(key(1, "exec"), 77, 5))
+    );
+    assert_eq!(
+        store.proof(&key(1, "groth16")).await.unwrap(),
+        Some(proof(key(1, "groth16"), 76))
+    );
+}
+
+#[tokio::test]
+#[ignore = "helper process of sqlite_commit_survives_kill_9"]
+async fn sqlite_kill9_child() {
+    let Some(path) = std::env::var_os("PROOFMILL_KILL9_DB") else {
+        return;
+    };
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        std::path::Path::new(&path).display()
+    );
+    let store = open_store(&url).await.unwrap();
+    store
+        .insert_batch(&batch(1, &["exec", "groth16"]), 5)
+        .await
+        .unwrap();
+    store
+        .apply(&[
+            Change::Job(leased(key(1, "exec"), 77, 5)),
+            Change::Proof(proof(key(1, "groth16"), 76)),
+        ])
+        .await
+        .unwrap();
+    println!("COMMITTED");
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
 }
 
 #[tokio::test]
 async fn sqlite_memory_store_works() {
     let store = open_store("sqlite::memory:").await.unwrap();
     store.insert_batch(&batch(1, &["exec"]), 5).await.unwrap();
-    store.apply(&[Change::Job(leased(key(1, "exec"), 4, 5))]).await.unwrap();
-    assert_eq!(store.open_jobs().await.unwrap(), vec![leased(key(1, "exec"), 4, 5)]);
+    store
+        .apply(&[Change::Job(leased(key(1, "exec"), 4, 5))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.open_jobs().await.unwrap(),
+        vec![leased(key(1, "exec"), 4, 5)]
+    );
 }
 
 #[tokio::test]
@@ -608,7 +909,9 @@ async fn postgres_reopen_sees_committed_data() {
         store.set_meta("k", "v").await.unwrap();
     }
     // Opening again re-runs the (already applied) migrations and sees the data.
-    let store = open_store(&url.replace("postgres://", "postgresql://")).await.unwrap();
+    let store = open_store(&url.replace("postgres://", "postgresql://"))
+        .await
+        .unwrap();
     assert_eq!(store.batch(1).await.unwrap(), Some(batch(1, &["exec"])));
     assert_eq!(store.get_meta("k").await.unwrap().as_deref(), Some("v"));
 }
@@ -633,6 +936,9 @@ async fn bad_store_urls_rejected() {
     ] {
         assert_invalid_url(open_store(url).await, url);
     }
-    let err = open_store("redis://user:secret@host/0").await.err().unwrap();
+    let err = open_store("redis://user:secret@host/0")
+        .await
+        .err()
+        .unwrap();
     assert!(!err.to_string().contains("secret"), "{err}");
 }

@@ -80,10 +80,15 @@ impl TestPostgres {
         }
         let data = self.dir.join("data");
         let mut initdb = pg_command(&self.bin, "initdb", as_root);
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args(["--auth=trust", "-U", "postgres", "-E", "UTF8", "--no-locale", "--no-sync"]);
+        initdb.arg("-D").arg(&data).args([
+            "--auth=trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        ]);
         run(&mut initdb).context("initdb")?;
 
         let mut last_err = None;
@@ -131,15 +136,27 @@ impl TestPostgres {
     pub fn create_database(&self, name: &str) -> Result<String> {
         let valid = (1..=63).contains(&name.len())
             && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !valid {
             bail!("invalid database name {name:?}: use 1-63 chars of [a-z0-9_]");
         }
         let port = self.port.to_string();
-        run(Command::new(self.bin.join("createdb"))
-            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", name]))
+        run(Command::new(self.bin.join("createdb")).args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            name,
+        ]))
         .with_context(|| format!("createdb {name}"))?;
-        Ok(format!("postgres://postgres@127.0.0.1:{}/{name}", self.port))
+        Ok(format!(
+            "postgres://postgres@127.0.0.1:{}/{name}",
+            self.port
+        ))
     }
 
     /// Stops the server now (also done on drop).
@@ -195,13 +212,19 @@ fn find_pg_bin() -> Result<PathBuf> {
         if has_tools(&dir) {
             return Ok(dir);
         }
-        bail!("PROOFMILL_PG_BIN={} has no initdb/pg_ctl; {INSTALL_HINT}", dir.display());
+        bail!(
+            "PROOFMILL_PG_BIN={} has no initdb/pg_ctl; {INSTALL_HINT}",
+            dir.display()
+        );
     }
     let mut best: Option<(Vec<u64>, PathBuf)> = None;
     if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Ok(version) = name.split('.').map(str::parse::<u64>).collect::<Result<Vec<_>, _>>()
+            let Ok(version) = name
+                .split('.')
+                .map(str::parse::<u64>)
+                .collect::<Result<Vec<_>, _>>()
             else {
                 continue;
             };

@@ -119,8 +119,11 @@ impl Job {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ProofRecord {
     pub key: JobKey,
-    /// Blob-store key of the proof bytes.
+    /// Blob-store key of the proof bytes; empty when they are `inline`.
     pub blob_key: String,
+    /// The proof bytes themselves when small: kept in the database row, which saves a blob
+    /// write per proof (a file create on a local store) on the hot path.
+    pub inline: Option<Vec<u8>>,
     pub size: u64,
     pub digest: Digest,
     pub prover: ProverId,

@@ -1,7 +1,91 @@
-// WIRE: temporary scaffolding; the body is written by whoever wires the coordinator.
+//! `proofmill coordinator`: the coordinator as a long-running service.
+
 use crate::args::CoordinatorArgs;
+use anyhow::Context as _;
+use proofmill_coordinator::{Coordinator, CoordinatorConfig, DevnetSourceConfig};
+use proofmill_devnet::DevnetConfig;
+use proofmill_scheduler::SchedulerConfig;
+use proofmill_store::{Blobs, open_store};
+
+pub fn coordinator_config(a: &CoordinatorArgs) -> CoordinatorConfig {
+    CoordinatorConfig {
+        proof_types: a.proof_types.clone(),
+        scheduler: SchedulerConfig {
+            heartbeat_interval_ms: a.heartbeat_interval,
+            missed_heartbeats: a.missed_heartbeats,
+            prover_timeout_ms: a.prover_timeout,
+            max_attempts: a.max_attempts,
+            max_lost_attempts: a.max_lost_attempts,
+            ..SchedulerConfig::default()
+        },
+        max_message_bytes: a.max_message_bytes,
+        prover_token: a.prover_token.clone(),
+        shutdown_grace_ms: a.shutdown_grace,
+        ..CoordinatorConfig::default()
+    }
+}
+
+pub fn devnet_config(a: &CoordinatorArgs) -> DevnetSourceConfig {
+    DevnetSourceConfig {
+        devnet: DevnetConfig {
+            seed: a.seed,
+            depth: a.tree_depth,
+            accounts: a.accounts,
+            batch_size: a.batch_size,
+            ..DevnetConfig::default()
+        },
+        batch_interval_ms: a.batch_interval,
+        version: a.version_tag.clone(),
+        max_batches: a.max_batches,
+    }
+}
+
+/// SQLite creates the file but not its directory.
+pub fn ensure_sqlite_dir(db: &str) -> anyhow::Result<()> {
+    let Some(rest) = db.strip_prefix("sqlite://").or_else(|| db.strip_prefix("sqlite:")) else { return Ok(()) };
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(());
+    }
+    if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Opens the store and blobs and starts the coordinator (restoring its state).
+pub async fn open(db: &str, blobs: &str, config: CoordinatorConfig) -> anyhow::Result<Coordinator> {
+    ensure_sqlite_dir(db)?;
+    let store = open_store(db).await.context("opening the store")?;
+    let blobs = Blobs::from_url(blobs).context("opening the blob store")?;
+    Ok(Coordinator::start(config, store, blobs).await?)
+}
 
 pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
-    let _ = args;
-    Err(anyhow::anyhow!("not wired yet"))
+    let coord = open(&args.db, &args.blobs, coordinator_config(&args)).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "coordinator listening");
+    if args.devnet {
+        coord.start_devnet(devnet_config(&args)).await?;
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = {
+        let coord = coord.clone();
+        tokio::spawn(async move {
+            coord
+                .serve(listener, async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+        })
+    };
+    let signal = super::shutdown_signal().await;
+    tracing::info!(%signal, "draining: no new work, provers get the grace period");
+    coord.drain(&format!("coordinator received {signal}")).await?;
+    let _ = stop_tx.send(());
+    server.await.context("server task")??;
+    tracing::info!("coordinator stopped; state flushed");
+    Ok(())
 }

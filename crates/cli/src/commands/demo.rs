@@ -1,7 +1,130 @@
-// WIRE: temporary scaffolding; the body is written by whoever wires the demo.
-use crate::args::DemoArgs;
+//! `proofmill demo`: the whole loop in one process on embedded defaults: a coordinator over
+//! SQLite and a local blob directory, the devnet sealing batches, and local provers over gRPC.
+//! Running it again on the same data directory resumes: nothing is sealed or proven twice.
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let _ = args;
-    Err(anyhow::anyhow!("not wired yet"))
+use super::coordinator;
+use crate::args::DemoArgs;
+use anyhow::{Context as _, bail};
+use proofmill_coordinator::{CoordinatorConfig, DevnetSourceConfig, StatusView};
+use proofmill_devnet::DevnetConfig;
+use proofmill_prover::{Prover, ProverConfig};
+use std::time::{Duration, Instant};
+
+const VERSION: &str = "devnet-v1";
+/// Without progress for this long the demo gives up and says where it stood.
+const STALL: Duration = Duration::from_secs(120);
+
+pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
+    let db = format!("sqlite://{}/proofmill.db?mode=rwc", a.data_dir.display());
+    let blobs = format!("file://{}/blobs", a.data_dir.display());
+    let mut config = CoordinatorConfig { proof_types: a.proof_types.clone(), ..CoordinatorConfig::default() };
+    config.scheduler.heartbeat_interval_ms = 1_000;
+    config.shutdown_grace_ms = 2_000;
+    let coord = coordinator::open(&db, &blobs, config).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = {
+        let coord = coord.clone();
+        tokio::spawn(async move { coord.serve(listener, async { let _ = stop_rx.await; }).await })
+    };
+
+    let before = coord.status().await?;
+    let types: Vec<String> = a.proof_types.iter().map(|(t, _)| t.to_string()).collect();
+    println!("proofmill demo: {} batches of {} transfers, {} provers, proof types {}, data in {}", a.batches, a.batch_size, a.provers, types.join(","), a.data_dir.display());
+    if let Some(n) = before.last_sealed_batch {
+        println!("resuming: {n} batches sealed, {} proven before this run", before.last_proven_batch.unwrap_or(0));
+    }
+    let devnet = DevnetSourceConfig {
+        devnet: DevnetConfig { seed: a.seed, depth: a.tree_depth, accounts: a.accounts, batch_size: a.batch_size, ..DevnetConfig::default() },
+        batch_interval_ms: 100,
+        version: VERSION.into(),
+        max_batches: Some(a.batches),
+    };
+    coord.start_devnet(devnet).await.context("starting the devnet (a data dir is tied to the --seed and devnet settings it was made with)")?;
+
+    let (prover_stop, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut provers = Vec::new();
+    for i in 0..a.provers {
+        let mut backends = Vec::new();
+        for (pt, name) in &a.proof_types {
+            let b = proofmill_backend::backend_by_name(name).with_context(|| format!("unknown backend {name}"))?;
+            backends.push((pt.clone(), b));
+        }
+        let prover = Prover::new(ProverConfig {
+            coordinators: vec![url.clone()],
+            name: format!("demo-prover-{}", i + 1),
+            capacity: 1,
+            version: VERSION.into(),
+            backends,
+            ..ProverConfig::default()
+        });
+        let stats = prover.stats();
+        let mut stop = prover_stop.subscribe();
+        let task = tokio::spawn(prover.run(async move { let _ = stop.recv().await; }));
+        provers.push((format!("demo-prover-{}", i + 1), stats, task));
+    }
+
+    let started = Instant::now();
+    let mut last_line = String::new();
+    let mut last_change = Instant::now();
+    let status = loop {
+        let s = coord.status().await?;
+        let line = progress_line(&s, a.batches);
+        if line != last_line {
+            println!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
+            last_line = line;
+            last_change = Instant::now();
+        }
+        if s.last_proven_batch.unwrap_or(0) >= a.batches {
+            break s;
+        }
+        if last_change.elapsed() > STALL {
+            bail!("no progress for {} s; last status: {last_line}", STALL.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let elapsed = started.elapsed();
+
+    coord.drain("demo finished").await?;
+    let _ = prover_stop.send(());
+    for (_, _, task) in &mut provers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    let _ = stop_tx.send(());
+    let _ = server.await;
+
+    let new = a.batches.saturating_sub(before.last_proven_batch.unwrap_or(0).min(a.batches));
+    println!();
+    println!("done: batches 1..={} proven ({} this run) in {:.1} s", a.batches, new, elapsed.as_secs_f64());
+    for (pt, c) in &status.jobs {
+        println!("  {pt:<10} proven {:>5}  failed {:>3}  queued {:>3}  leased {:>3}", c.proven, c.failed, c.queued, c.leased);
+    }
+    for (name, stats, _) in &provers {
+        let s = stats.snapshot();
+        println!("  {name:<16} tasks completed {:>4}  failed {:>3}", s.tasks_completed, s.tasks_failed);
+    }
+    if new > 0 && elapsed.as_secs_f64() > 0.0 {
+        println!("  throughput: {:.2} batches/s", new as f64 / elapsed.as_secs_f64());
+    }
+    println!("  L1 settlement: not part of this build yet (last committed/verified: -)");
+    println!("  state: {db}");
+    Ok(())
+}
+
+fn progress_line(s: &StatusView, target: u64) -> String {
+    let jobs: Vec<String> = s
+        .jobs
+        .iter()
+        .map(|(pt, c)| format!("{pt}: {} proven, {} running, {} queued", c.proven, c.leased, c.queued))
+        .collect();
+    let busy = s.provers.iter().filter(|p| p.connected && !p.running.is_empty()).count();
+    let connected = s.provers.iter().filter(|p| p.connected).count();
+    format!(
+        "sealed {}/{target}  proven {}/{target}  [{}]  provers busy {busy}/{connected}",
+        s.last_sealed_batch.unwrap_or(0),
+        s.last_proven_batch.unwrap_or(0),
+        jobs.join("; ")
+    )
 }

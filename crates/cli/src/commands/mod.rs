@@ -19,3 +19,19 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         } => bench::dispatch(args).await,
     }
 }
+
+/// Resolves on SIGTERM or Ctrl-C, naming which.
+pub async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}

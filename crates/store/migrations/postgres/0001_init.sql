@@ -39,6 +39,7 @@ CREATE TABLE proofs (
     batch        BIGINT NOT NULL,
     proof_type   TEXT   NOT NULL,
     blob_key     TEXT   NOT NULL,
+    inline_data  BYTEA,
     size         BIGINT NOT NULL,
     digest       BYTEA  NOT NULL CHECK (length(digest) = 32),
     prover       TEXT   NOT NULL,

@@ -39,6 +39,7 @@ CREATE TABLE proofs (
     batch        INTEGER NOT NULL,
     proof_type   TEXT    NOT NULL,
     blob_key     TEXT    NOT NULL,
+    inline_data  BLOB,
     size         INTEGER NOT NULL,
     digest       BLOB    NOT NULL CHECK (length(digest) = 32),
     prover       TEXT    NOT NULL,
