@@ -25,6 +25,9 @@ pub struct CoordinatorConfig {
     pub register_timeout_ms: u64,
     /// Bytes of batch inputs kept in memory for dispatch.
     pub input_cache_bytes: usize,
+    /// Keep every dispatch latency sample (result received → next task sent on that stream)
+    /// for benchmarks; off in production.
+    pub record_dispatch_latency: bool,
 }
 
 impl Default for CoordinatorConfig {
@@ -42,6 +45,7 @@ impl Default for CoordinatorConfig {
             shutdown_grace_ms: 10_000,
             register_timeout_ms: 10_000,
             input_cache_bytes: 256 << 20,
+            record_dispatch_latency: false,
         }
     }
 }

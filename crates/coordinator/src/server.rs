@@ -9,7 +9,7 @@ use proofmill_proto::v1::prover_service_server::{ProverService, ProverServiceSer
 use proofmill_proto::v1::{CoordinatorMessage, ProverMessage};
 use proofmill_scheduler::{ProverView, Scheduler};
 use proofmill_store::{Blobs, Store};
-use proofmill_types::{Batch, ProofType};
+use proofmill_types::ProofType;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub intake_lock: tokio::sync::Mutex<()>,
     /// Set when batches come from the built-in devnet (then the API does not take batches).
     pub devnet_source: AtomicBool,
+    /// Dispatch latencies in microseconds, when `record_dispatch_latency` is on.
+    pub dispatch_latency_us: std::sync::Mutex<Vec<u32>>,
 }
 
 impl Shared {
@@ -99,6 +101,7 @@ impl Coordinator {
             draining: AtomicBool::new(false),
             intake_lock: tokio::sync::Mutex::new(()),
             devnet_source: AtomicBool::new(false),
+            dispatch_latency_us: std::sync::Mutex::new(Vec::new()),
         });
         Ok(Coordinator { shared })
     }
@@ -169,8 +172,9 @@ impl Coordinator {
         self.shared.ask(|reply| CoreMsg::Flush { reply }).await
     }
 
-    pub(crate) fn batch_cached(&self, n: u64) -> Option<Arc<Batch>> {
-        self.shared.batches.read().expect("batch cache lock").get(&n).cloned()
+    /// Dispatch latency samples (µs) recorded so far, when `record_dispatch_latency` is on.
+    pub fn dispatch_latencies_us(&self) -> Vec<u32> {
+        self.shared.dispatch_latency_us.lock().expect("latency lock").clone()
     }
 }
 

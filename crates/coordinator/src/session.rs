@@ -104,8 +104,9 @@ async fn run(shared: Arc<Shared>, mut inbound: Streaming<ProverMessage>, wire: W
         .map_err(|_| "core stopped")?;
     let prover = reply_rx.await.map_err(|_| "core stopped")?;
     tracing::info!(%prover, %name, "prover connected");
-    let writer = tokio::spawn(write_loop(shared.clone(), rx, wire, tx.clone()));
-    let result = read_loop(&shared, &prover, &name, &mut inbound, &tx).await;
+    let last_result = Arc::new(std::sync::Mutex::new(None));
+    let writer = tokio::spawn(write_loop(shared.clone(), rx, wire, tx.clone(), last_result.clone()));
+    let result = read_loop(&shared, &prover, &name, &mut inbound, &tx, &last_result).await;
     writer.abort();
     let _ = shared.core.send(CoreMsg::Disconnect { prover: prover.clone(), conn_id });
     tracing::info!(%prover, "prover disconnected");
@@ -171,7 +172,16 @@ fn parse_register(shared: &Shared, r: &Register) -> Result<ProverInfo, (ErrorCod
     Ok(ProverInfo { name: r.name.clone(), proof_types: useful, capacity: r.compute_capacity, version: r.version.clone() })
 }
 
-async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<ToProver>, wire: Wire, self_tx: mpsc::UnboundedSender<ToProver>) {
+/// When the stream's latest result arrived, until its next task is sent (dispatch latency).
+type LastResult = Arc<std::sync::Mutex<Option<std::time::Instant>>>;
+
+async fn write_loop(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<ToProver>,
+    wire: Wire,
+    self_tx: mpsc::UnboundedSender<ToProver>,
+    last_result: LastResult,
+) {
     let period = std::time::Duration::from_millis(shared.config.scheduler.heartbeat_interval_ms.max(10));
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let mut seq = 0u64;
@@ -196,6 +206,12 @@ async fn write_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<ToProve
             ToProver::Dispatch(job, batch) => {
                 if !send_task(&shared, &wire, &job, &batch, &self_tx).await {
                     return;
+                }
+                if shared.config.record_dispatch_latency
+                    && let Some(at) = last_result.lock().expect("latency lock").take()
+                {
+                    let us = at.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                    shared.dispatch_latency_us.lock().expect("latency lock").push(us);
                 }
             }
         }
@@ -264,6 +280,7 @@ async fn read_loop(
     name: &str,
     inbound: &mut Streaming<ProverMessage>,
     tx: &mpsc::UnboundedSender<ToProver>,
+    last_result: &LastResult,
 ) -> Result<(), String> {
     // Proofs arriving in chunks, by (task id, token).
     let mut partial: HashMap<(String, u64), Vec<u8>> = HashMap::new();
@@ -275,6 +292,9 @@ async fn read_loop(
         };
         match msg.kind {
             Some(In::TaskResult(r)) => {
+                if shared.config.record_dispatch_latency {
+                    *last_result.lock().expect("latency lock") = Some(std::time::Instant::now());
+                }
                 let proof = match take_proof(shared, &mut partial, &r) {
                     Ok(p) => p,
                     Err(reason) => {

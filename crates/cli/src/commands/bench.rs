@@ -23,7 +23,8 @@ pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = a.db.clone().unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()));
     let blobs = format!("file://{}/blobs", dir.path().display());
-    let coord = coordinator::open(&db, &blobs, CoordinatorConfig::default()).await?;
+    let config = CoordinatorConfig { record_dispatch_latency: true, ..CoordinatorConfig::default() };
+    let coord = coordinator::open(&db, &blobs, config).await?;
     if coord.status().await?.last_sealed_batch.is_some() {
         bail!("the bench needs an empty database: {db} already holds batches");
     }
@@ -81,13 +82,13 @@ pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
     if proven != a.jobs {
         bail!("store shows {proven} proven jobs, expected {}", a.jobs);
     }
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
+    let mut server_side: Vec<f64> = coord.dispatch_latencies_us().into_iter().map(|us| us as f64 / 1e3).collect();
+    let (p50, p99) = percentiles(&mut server_side);
+    let (rt50, rt99) = percentiles(&mut latencies);
+    eprintln!("round trip seen by the provers (result sent -> next task received): p50 {rt50:.3} ms, p99 {rt99:.3} ms");
     println!(
-        "completions_per_s={:.1} dispatch_p50_ms={:.3} dispatch_p99_ms={:.3}",
+        "completions_per_s={:.1} dispatch_p50_ms={p50:.3} dispatch_p99_ms={p99:.3}",
         a.jobs as f64 / elapsed.as_secs_f64(),
-        pct(0.5),
-        pct(0.99)
     );
     Ok(())
 }
@@ -150,4 +151,14 @@ async fn sim_prover(
             _ => {}
         }
     }
+}
+
+/// Median and 99th percentile (nearest rank); NaN when there are no samples.
+fn percentiles(samples: &mut [f64]) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        let rank = ((samples.len() as f64) * p).ceil() as usize;
+        samples.get(rank.saturating_sub(1)).copied().unwrap_or(f64::NAN)
+    };
+    (at(0.5), at(0.99))
 }
