@@ -30,7 +30,7 @@ impl Coordinator {
     }
 
     async fn replay_devnet(&self, cfg: &DevnetSourceConfig) -> Result<Devnet, CoordinatorError> {
-        let mut devnet = Devnet::new(cfg.devnet.clone()).map_err(|e| CoordinatorError::Config(e.to_string()))?;
+        let mut devnet = Devnet::new(cfg.devnet).map_err(|e| CoordinatorError::Config(e.to_string()))?;
         let last = self.store().last_sealed_batch().await?.unwrap_or(0);
         for n in 1..=last {
             let batch = self

@@ -165,7 +165,7 @@ fn restart_keeps_leases_for_a_reconnecting_prover_and_requeues_missing_ones() {
     let mut s2 = Scheduler::new(SchedulerConfig::default(), max_token);
     assert!(dispatches(&s2.add_jobs(leased.clone(), 100)).is_empty());
     let keep = (leased[0].key.clone(), leased[0].lease.as_ref().unwrap().token);
-    let effects = s2.reconnect(pid("a"), info(&["exec"], 2, "v1"), &[keep.clone()], 200);
+    let effects = s2.reconnect(pid("a"), info(&["exec"], 2, "v1"), std::slice::from_ref(&keep), 200);
     let lost: Vec<_> = effects.iter().filter_map(|e| match e { Effect::Persist(j) if j.state == JobState::Queued && j.lost_attempts == 1 => Some(j.key.clone()), _ => None }).collect();
     assert_eq!(lost, vec![leased[1].key.clone()]);
     let d = dispatches(&effects);

@@ -148,7 +148,7 @@ fn proof(k: JobKey, token: u64) -> ProofRecord {
         received_at: 20,
         prove_ms: 3,
         // Every other proof inline, so both forms round-trip through the same tests.
-        inline: (k.batch % 2 == 0).then(|| vec![k.batch as u8; 96]),
+        inline: k.batch.is_multiple_of(2).then(|| vec![k.batch as u8; 96]),
         key: k,
     }
 }
