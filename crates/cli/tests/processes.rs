@@ -194,6 +194,65 @@ async fn frozen_prover_loses_its_lease(db: Db) {
     assert_eq!((job.state, job.lost_attempts, job.failed_attempts), (JobState::Proven, 1, 0));
 }
 
+/// `status --json` against a live coordinator, then SIGTERM while a prover is mid-task: the
+/// coordinator stops handing out work, lets the prover finish within the grace period,
+/// stores its proof, tells it to shut down, and exits cleanly; so does the prover.
+async fn sigterm_drains_and_status_reports(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let db_url = db_url(db, dir.path(), "drain");
+    let blobs = format!("file://{}/blobs", dir.path().display());
+    let args = coordinator_args(
+        port,
+        &db_url,
+        &blobs,
+        &["--devnet", "--batch-size", "1024", "--max-batches", "1", "--shutdown-grace", "30000"],
+    );
+    let mut coord = Proc::spawn("coordinator", &args, &dir.path().join("c.log"));
+    let mut prover = Proc::spawn("prover", &prover_args(port, "a"), &dir.path().join("a.log"));
+    wait_status(&url, "a proving batch 1", Duration::from_secs(60), |s| {
+        s.provers.iter().any(|p| p.name == "a" && p.running_tasks == ["1/exec"])
+    })
+    .await;
+
+    let out = Command::new(env!("CARGO_BIN_EXE_proofmill"))
+        .args(["status", "--json", "--coordinator", &url])
+        .env_remove("PROOFMILL_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["last_sealed_batch"], 1);
+    assert!(v["last_proven_batch"].is_null());
+    assert!(v["last_committed_batch"].is_null() && v["last_verified_batch"].is_null());
+    assert_eq!(v["jobs"]["exec"]["leased"], 1);
+    let p = &v["provers"][0];
+    assert_eq!((p["name"].as_str(), p["capacity"].as_u64()), (Some("a"), Some(1)));
+    assert_eq!(p["running_tasks"], serde_json::json!(["1/exec"]));
+    assert_eq!(p["proof_types"], serde_json::json!(["exec"]));
+
+    coord.signal("TERM");
+    let code = wait_exit(&mut coord.child, Duration::from_secs(60));
+    assert_eq!(code, Some(0), "coordinator exits cleanly after draining");
+    let code = wait_exit(&mut prover.child, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "prover told to shut down exits cleanly");
+    let store = open_store(&db_url).await.unwrap();
+    let key = JobKey::new(1, ProofType::new("exec").unwrap());
+    assert_eq!(store.job(&key).await.unwrap().unwrap().state, JobState::Proven, "the in-flight proof was kept");
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("process did not exit within {within:?}");
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),*) => {
         $(mod $name {
@@ -205,4 +264,4 @@ macro_rules! on_both_stores {
     };
 }
 
-on_both_stores!(coordinator_kill9_mid_run, frozen_prover_loses_its_lease);
+on_both_stores!(coordinator_kill9_mid_run, frozen_prover_loses_its_lease, sigterm_drains_and_status_reports);

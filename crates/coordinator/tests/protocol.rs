@@ -333,3 +333,79 @@ on_both_stores!(
     large_inputs_travel_in_chunks,
     admin_api_validates_and_retries,
 );
+
+/// Proofs bigger than a message travel as chunks; the coordinator reassembles them and
+/// checks size and digest before verifying.
+async fn chunked_proofs_are_reassembled_and_checked(db: Db) {
+    use proofmill_proto::v1::{ChunkedProof, DataChunk};
+    let env = Env::new(db, "proofchunks");
+    let c = start(&env, fast_config()).await;
+    submit(&c.coord, 1, &[]).await;
+    submit(&c.coord, 2, &[]).await;
+    let mut a = RawProver::register(&c.url(), register("a", &["exec"], 2)).await;
+    let t1 = a.task().await;
+    let t2 = a.task().await;
+    let send_chunked = |t: &proofmill_proto::v1::ExecuteTask, proof: Vec<u8>, digest: Vec<u8>| {
+        let mut msgs = Vec::new();
+        for (i, part) in proof.chunks(40).enumerate() {
+            msgs.push(In::ProofChunk(DataChunk {
+                task_id: t.task_id.clone(),
+                fencing_token: t.fencing_token,
+                offset: (i * 40) as u64,
+                data: part.to_vec(),
+                last: (i + 1) * 40 >= proof.len(),
+            }));
+        }
+        let close = ChunkedProof { size: proof.len() as u64, digest };
+        msgs.push(In::TaskResult(TaskResult {
+            task_id: t.task_id.clone(),
+            fencing_token: t.fencing_token,
+            outcome: Some(Outcome::ProofChunked(close)),
+            prove_ms: 2,
+        }));
+        msgs
+    };
+    // A wrong digest is refused as malformed and changes nothing.
+    let p1 = RawProver::proof_for(&t1);
+    for m in send_chunked(&t1, p1.clone(), vec![0; 32]) {
+        a.send(m).await;
+    }
+    let ack = a.ack_for(&t1.task_id, t1.fencing_token).await;
+    assert_eq!(ack.code, ErrorCode::InvalidArgument as i32, "{ack:?}");
+    assert_eq!(c.coord.store().job(&key(1, "exec")).await.unwrap().unwrap().state, JobState::Leased);
+    // The right one is accepted.
+    let digest = proofmill_types::Digest::sha256(&p1).0.to_vec();
+    for m in send_chunked(&t1, p1.clone(), digest) {
+        a.send(m).await;
+    }
+    assert!(a.ack_for(&t1.task_id, t1.fencing_token).await.accepted);
+    let stored = c.coord.store().proof(&key(1, "exec")).await.unwrap().unwrap();
+    assert_eq!(stored.inline.as_deref(), Some(&p1[..]));
+    // Chunks out of order are refused.
+    a.send(In::ProofChunk(DataChunk { task_id: t2.task_id.clone(), fencing_token: t2.fencing_token, offset: 40, data: vec![1; 8], last: false })).await;
+    let ack = a.ack_for(&t2.task_id, t2.fencing_token).await;
+    assert_eq!(ack.code, ErrorCode::InvalidArgument as i32);
+    c.stop().await;
+}
+
+on_both_stores!(chunked_proofs_are_reassembled_and_checked);
+
+#[tokio::test]
+async fn server_reflection_lists_the_services() {
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+        server_reflection_response::MessageResponse, ServerReflectionRequest,
+    };
+    let env = Env::new(Db::Sqlite, "reflection");
+    let c = start(&env, fast_config()).await;
+    let channel = tonic::transport::Endpoint::from_shared(c.url()).unwrap().connect().await.unwrap();
+    let mut client = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut stream = client.server_reflection_info(tokio_stream::iter([req])).await.unwrap().into_inner();
+    let resp = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else { panic!("{resp:?}") };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"proofmill.v1.ProverService".to_string()), "{names:?}");
+    assert!(names.contains(&"proofmill.v1.AdminService".to_string()), "{names:?}");
+    c.stop().await;
+}
