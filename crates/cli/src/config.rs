@@ -667,7 +667,7 @@ mod tests {
             ("tree_depth = 40", "invalid value for `tree_depth`"),
             ("log_format = \"fancy\"", "invalid value for `log_format`"),
             ("db = \"mysql://x\"", "expected sqlite://"),
-            ("blobs = \"s3://bucket\"", "unsupported blob store scheme"),
+            ("blobs = \"ftp://host/dir\"", "unsupported blob store scheme"),
             (
                 "[devnet]\nx = 1",
                 "expected a boolean (true or false), found a table",
