@@ -59,6 +59,12 @@ pub enum Command {
     Status(StatusArgs),
     /// Run a self-contained devnet demo: coordinator, provers and batches in one process.
     Demo(DemoArgs),
+    /// L1 contract management.
+    #[command(subcommand_required = true)]
+    L1 {
+        #[command(subcommand)]
+        command: L1Command,
+    },
     /// Benchmarks.
     #[command(subcommand_required = true)]
     Bench {
@@ -71,6 +77,25 @@ pub enum Command {
 pub enum BenchCommand {
     /// Measure job dispatch throughput of the scheduler and store.
     Dispatch(BenchDispatchArgs),
+    /// Measure the L1 gas of settling K batches in one transaction.
+    Settle(BenchSettleArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum L1Command {
+    /// Deploy the rollup contract (with one verifier per proof type); prints its address.
+    Deploy(L1DeployArgs),
+}
+
+/// Where the coordinator settles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum L1Mode {
+    /// No settlement.
+    None,
+    /// In-process EVM with a durable transaction log (`--l1-state`).
+    Embedded,
+    /// An Ethereum JSON-RPC node (`--l1-rpc-url`, `--l1-key-file`, `--l1-rollup-address`).
+    Rpc,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -138,6 +163,30 @@ pub struct CoordinatorArgs {
     /// Devnet: stop sealing after this batch number.
     #[arg(long, env = "PROOFMILL_MAX_BATCHES", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_batches: Option<u64>,
+    /// Settlement layer: none, embedded (in-process EVM) or rpc.
+    #[arg(long, env = "PROOFMILL_L1", value_enum, default_value_t = L1Mode::Embedded)]
+    pub l1: L1Mode,
+    /// Embedded L1: its transaction log (made absolute at startup).
+    #[arg(long, env = "PROOFMILL_L1_STATE", value_name = "FILE", default_value = "./proofmill-data/l1.log")]
+    pub l1_state: PathBuf,
+    /// RPC L1: node URL.
+    #[arg(long, env = "PROOFMILL_L1_RPC_URL", value_parser = parse_http_url)]
+    pub l1_rpc_url: Option<String>,
+    /// RPC L1: file holding the signer's hex private key.
+    #[arg(long, env = "PROOFMILL_L1_KEY_FILE", value_name = "PATH")]
+    pub l1_key_file: Option<PathBuf>,
+    /// RPC L1: the signer's hex private key (prefer the environment or --l1-key-file).
+    #[arg(long, env = "PROOFMILL_L1_KEY", hide_env_values = true, value_parser = parse_non_empty)]
+    pub l1_key: Option<String>,
+    /// RPC L1: address of the deployed rollup contract.
+    #[arg(long, env = "PROOFMILL_L1_ROLLUP_ADDRESS", value_parser = parse_address)]
+    pub l1_rollup_address: Option<String>,
+    /// Most batches settled by one L1 transaction.
+    #[arg(long, env = "PROOFMILL_MAX_BATCHES_PER_TX", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_batches_per_tx: u64,
+    /// Gas cap of one settlement transaction (ranges are halved until they fit).
+    #[arg(long, env = "PROOFMILL_MAX_GAS_PER_TX", default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(21_000..))]
+    pub max_gas_per_tx: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -204,6 +253,44 @@ pub struct DemoArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct L1DeployArgs {
+    /// Node URL.
+    #[arg(long, env = "PROOFMILL_L1_RPC_URL", value_parser = parse_http_url)]
+    pub l1_rpc_url: Option<String>,
+    /// File holding the deployer's (and sequencer's) hex private key.
+    #[arg(long, env = "PROOFMILL_L1_KEY_FILE", value_name = "PATH")]
+    pub l1_key_file: Option<PathBuf>,
+    /// The deployer's hex private key (prefer the environment or --l1-key-file).
+    #[arg(long, env = "PROOFMILL_L1_KEY", hide_env_values = true, value_parser = parse_non_empty)]
+    pub l1_key: Option<String>,
+    /// Proof types the rollup requires, in the coordinator's order (only `exec` has a verifier).
+    #[arg(long, env = "PROOFMILL_PROOF_TYPES", value_delimiter = ',', default_value = "exec", value_parser = parse_proof_type_spec)]
+    pub proof_types: Vec<ProofTypeSpec>,
+    /// Devnet genesis: state tree depth (1..=32).
+    #[arg(long, env = "PROOFMILL_TREE_DEPTH", default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub tree_depth: u8,
+    /// Devnet genesis: accounts funded.
+    #[arg(long, env = "PROOFMILL_ACCOUNTS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub accounts: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchSettleArgs {
+    /// Batches settled by the measured transaction.
+    #[arg(long, env = "PROOFMILL_BATCHES_PER_TX", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub batches_per_tx: u64,
+    /// Node URL; default: the embedded L1 (in memory).
+    #[arg(long, env = "PROOFMILL_L1_RPC_URL", value_parser = parse_http_url)]
+    pub l1_rpc_url: Option<String>,
+    /// File holding the signer's hex private key (with --l1-rpc-url).
+    #[arg(long, env = "PROOFMILL_L1_KEY_FILE", value_name = "PATH")]
+    pub l1_key_file: Option<PathBuf>,
+    /// The signer's hex private key (prefer the environment or --l1-key-file).
+    #[arg(long, env = "PROOFMILL_L1_KEY", hide_env_values = true, value_parser = parse_non_empty)]
+    pub l1_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct BenchDispatchArgs {
     /// Simulated provers.
     #[arg(long, env = "PROOFMILL_PROVERS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
@@ -228,8 +315,17 @@ impl Cli {
         match &mut self.command {
             Command::Coordinator(a) => {
                 a.blobs = absolute_blobs_url(&a.blobs, &cwd)?;
+                if a.l1_state.is_relative() {
+                    a.l1_state = absolute(&cwd, &a.l1_state);
+                }
                 check_accounts(a.accounts, a.tree_depth)?;
                 check_unique_types("--proof-types", &a.proof_types)?;
+                if a.l1 == L1Mode::Rpc && (a.l1_rpc_url.is_none() || a.l1_rollup_address.is_none()) {
+                    bail!("--l1 rpc needs --l1-rpc-url and --l1-rollup-address");
+                }
+                if a.l1 == L1Mode::Rpc && a.l1_key_file.is_none() && a.l1_key.is_none() {
+                    bail!("--l1 rpc needs a signer key: --l1-key-file or PROOFMILL_L1_KEY");
+                }
             }
             Command::Demo(a) => {
                 if a.data_dir.is_relative() {
@@ -239,6 +335,12 @@ impl Cli {
                 check_unique_types("--proof-types", &a.proof_types)?;
             }
             Command::Prover(a) => check_unique_types("--backend", &a.backend)?,
+            Command::L1 {
+                command: L1Command::Deploy(a),
+            } => {
+                check_accounts(a.accounts, a.tree_depth)?;
+                check_unique_types("--proof-types", &a.proof_types)?;
+            }
             Command::Status(_) | Command::Bench { .. } => {}
         }
         Ok(())
@@ -262,6 +364,24 @@ fn check_unique_types(option: &str, specs: &[ProofTypeSpec]) -> anyhow::Result<(
         }
     }
     Ok(())
+}
+
+fn absolute(cwd: &Path, path: &Path) -> PathBuf {
+    cwd.join(path)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}
+
+/// The L1 signer key from `--l1-key-file`, else `--l1-key` / `PROOFMILL_L1_KEY`.
+pub fn l1_key(file: Option<&Path>, key: Option<&str>) -> anyhow::Result<String> {
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading the L1 key file {}", f.display()))?;
+        return Ok(text.trim().to_string());
+    }
+    key.map(|k| k.trim().to_string())
+        .context("no L1 signer key: use --l1-key-file or PROOFMILL_L1_KEY")
 }
 
 /// `file://PATH` (or a bare path) with a relative `PATH` resolved against `cwd`.
@@ -356,6 +476,15 @@ fn blobs_path(s: &str) -> Result<&str, String> {
         ));
     }
     Ok(path)
+}
+
+fn parse_address(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let hex = s.strip_prefix("0x").unwrap_or(s);
+    if hex.len() != 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!("{s:?}: expected a 0x-prefixed 20-byte hex address"));
+    }
+    Ok(format!("0x{hex}"))
 }
 
 fn parse_message_bytes(s: &str) -> Result<usize, String> {

@@ -424,6 +424,8 @@ mod tests {
             vec!["status".into()],
             vec!["demo".into()],
             vec!["bench".into(), "dispatch".into()],
+            vec!["bench".into(), "settle".into()],
+            vec!["l1".into(), "deploy".into()],
         ];
         for path in leaves {
             let mut table = toml::Table::new();

@@ -89,8 +89,14 @@ impl AdminService for AdminSvc {
         Ok(Response::new(SystemStatusResponse {
             last_sealed_batch: s.last_sealed_batch,
             last_proven_batch: s.last_proven_batch,
-            last_committed_batch: None,
-            last_verified_batch: None,
+            last_committed_batch: s.last_committed_batch,
+            last_verified_batch: s.last_verified_batch,
+            last_verify_tx: s.last_verify_tx.map(|r| VerifyTxInfo {
+                tx_hash: r.tx_hash,
+                first_batch: r.first_batch,
+                last_batch: r.last_batch,
+                gas_used: r.gas_used,
+            }),
             jobs,
             provers: s.provers.iter().filter(|p| p.connected).map(prover_info).collect(),
             required_proof_types: self.shared.config.required_types().iter().map(|t| t.to_string()).collect(),

@@ -4,7 +4,8 @@
 //! its effects into store changes and prover messages; a **persister** task group-commits
 //! those changes and only then releases the messages (so nothing a prover sees is ever
 //! unknown to the store); one **session** per prover stream reads its messages, verifies
-//! proofs and feeds the core; the **admin** service and **intake** (API, devnet) sit on top.
+//! proofs and feeds the core; the **admin** service and **intake** (API, devnet) sit on top;
+//! **settlement** commits batches to L1 and sends their proofs there.
 
 mod admin;
 mod config;
@@ -17,12 +18,14 @@ pub use intake::NewBatch;
 mod persist;
 mod server;
 mod session;
+mod settlement;
 mod status;
 
 pub use config::CoordinatorConfig;
 pub use devnet_source::DevnetSourceConfig;
 pub use error::CoordinatorError;
 pub use server::Coordinator;
+pub use settlement::{L1Seen, Settlement, SettlementConfig, VerifyRecord, devnet_genesis_root};
 pub use status::{JobCountsView, StatusView};
 
 /// Wall-clock milliseconds: the only place the service reads the clock for the scheduler.

@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub devnet_source: AtomicBool,
     /// Dispatch latencies in microseconds, when `record_dispatch_latency` is on.
     pub dispatch_latency_us: std::sync::Mutex<Vec<u32>>,
+    /// What the L1 settlement loops last saw; `None` while settlement is off.
+    pub l1_seen: RwLock<Option<crate::settlement::L1Seen>>,
 }
 
 impl Shared {
@@ -102,6 +104,7 @@ impl Coordinator {
             intake_lock: tokio::sync::Mutex::new(()),
             devnet_source: AtomicBool::new(false),
             dispatch_latency_us: std::sync::Mutex::new(Vec::new()),
+            l1_seen: RwLock::new(None),
         });
         Ok(Coordinator { shared })
     }

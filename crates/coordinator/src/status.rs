@@ -1,5 +1,6 @@
 use crate::error::CoordinatorError;
 use crate::server::Coordinator;
+use crate::settlement::VerifyRecord;
 use proofmill_scheduler::ProverView;
 use proofmill_types::JobState;
 use std::collections::BTreeMap;
@@ -21,6 +22,10 @@ pub struct StatusView {
     pub jobs: BTreeMap<String, JobCountsView>,
     pub provers: Vec<ProverView>,
     pub draining: bool,
+    /// From the settlement loops' cache; `None` when settlement is off.
+    pub last_committed_batch: Option<u64>,
+    pub last_verified_batch: Option<u64>,
+    pub last_verify_tx: Option<VerifyRecord>,
 }
 
 impl Coordinator {
@@ -42,12 +47,16 @@ impl Coordinator {
                 }
             }
         }
+        let seen = self.l1_seen();
         Ok(StatusView {
             last_sealed_batch: store.last_sealed_batch().await?,
             last_proven_batch: store.last_proven_batch().await?,
             jobs,
             provers: self.provers().await?,
             draining: self.shared.draining(),
+            last_committed_batch: seen.as_ref().and_then(|s| s.last_committed_batch),
+            last_verified_batch: seen.as_ref().and_then(|s| s.last_verified_batch),
+            last_verify_tx: self.last_verify_tx().await?,
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::args::CoordinatorArgs;
 use anyhow::Context as _;
-use proofmill_coordinator::{Coordinator, CoordinatorConfig, DevnetSourceConfig};
+use proofmill_coordinator::{Coordinator, CoordinatorConfig, DevnetSourceConfig, SettlementConfig};
 use proofmill_devnet::DevnetConfig;
 use proofmill_scheduler::SchedulerConfig;
 use proofmill_store::{Blobs, open_store};
@@ -22,6 +22,14 @@ pub fn coordinator_config(a: &CoordinatorArgs) -> CoordinatorConfig {
         prover_token: a.prover_token.clone(),
         shutdown_grace_ms: a.shutdown_grace,
         ..CoordinatorConfig::default()
+    }
+}
+
+pub fn settlement_config(a: &CoordinatorArgs) -> SettlementConfig {
+    SettlementConfig {
+        send_interval_ms: a.send_interval,
+        max_batches_per_tx: a.max_batches_per_tx,
+        max_gas_per_tx: a.max_gas_per_tx,
     }
 }
 
@@ -67,9 +75,21 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "coordinator listening");
+    let devnet = devnet_config(&args);
+    let l1 = super::l1::open_for_coordinator(&args, devnet.devnet).await?;
     if args.devnet {
-        coord.start_devnet(devnet_config(&args)).await?;
+        coord.start_devnet(devnet).await?;
     }
+    let _settlement = match l1 {
+        Some(l1) => {
+            if !args.devnet {
+                tracing::info!("L1: sending proofs only; the rollup's sequencer commits batches");
+            }
+            tracing::info!(rollup = %l1.rollup_address(), sender = %l1.sender(), "L1 settlement on");
+            Some(coord.start_settlement(l1, args.devnet, Some(settlement_config(&args))).await?)
+        }
+        None => None,
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = {
         let coord = coord.clone();

@@ -5,7 +5,7 @@
 use super::coordinator;
 use crate::args::DemoArgs;
 use anyhow::{Context as _, bail};
-use proofmill_coordinator::{CoordinatorConfig, DevnetSourceConfig, StatusView};
+use proofmill_coordinator::{CoordinatorConfig, DevnetSourceConfig, SettlementConfig, StatusView};
 use proofmill_devnet::DevnetConfig;
 use proofmill_prover::{Prover, ProverConfig};
 use std::time::{Duration, Instant};
@@ -30,6 +30,9 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { coord.serve(listener, async { let _ = stop_rx.await; }).await })
     };
 
+    let devnet_cfg = DevnetConfig { seed: a.seed, depth: a.tree_depth, accounts: a.accounts, batch_size: a.batch_size, ..DevnetConfig::default() };
+    // Settlement on the embedded L1, its transaction log in the data dir.
+    let l1 = super::l1::open_embedded(&a.data_dir.join("l1.log"), devnet_cfg, &a.proof_types)?;
     let before = coord.status().await?;
     let types: Vec<String> = a.proof_types.iter().map(|(t, _)| t.to_string()).collect();
     println!("proofmill demo: {} batches of {} transfers, {} provers, proof types {}, data in {}", a.batches, a.batch_size, a.provers, types.join(","), a.data_dir.display());
@@ -37,12 +40,14 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         println!("resuming: {n} batches sealed, {} proven before this run", before.last_proven_batch.unwrap_or(0));
     }
     let devnet = DevnetSourceConfig {
-        devnet: DevnetConfig { seed: a.seed, depth: a.tree_depth, accounts: a.accounts, batch_size: a.batch_size, ..DevnetConfig::default() },
+        devnet: devnet_cfg,
         batch_interval_ms: 100,
         version: VERSION.into(),
         max_batches: Some(a.batches),
     };
     coord.start_devnet(devnet).await.context("starting the devnet (a data dir is tied to the --seed and devnet settings it was made with)")?;
+    let send = SettlementConfig { send_interval_ms: 300, ..SettlementConfig::default() };
+    let settlement = coord.start_settlement(l1, true, Some(send)).await.context("starting L1 settlement")?;
 
     let (prover_stop, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut provers = Vec::new();
@@ -77,7 +82,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
             last_line = line;
             last_change = Instant::now();
         }
-        if s.last_proven_batch.unwrap_or(0) >= a.batches {
+        if s.last_verified_batch.unwrap_or(0) >= a.batches {
             break s;
         }
         if last_change.elapsed() > STALL {
@@ -86,6 +91,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let elapsed = started.elapsed();
+    settlement.stop();
 
     coord.drain("demo finished").await?;
     let _ = prover_stop.send(());
@@ -97,7 +103,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
 
     let new = a.batches.saturating_sub(before.last_proven_batch.unwrap_or(0).min(a.batches));
     println!();
-    println!("done: batches 1..={} proven ({} this run) in {:.1} s", a.batches, new, elapsed.as_secs_f64());
+    println!("done: batches 1..={} proven and verified on L1 ({} proven this run) in {:.1} s", a.batches, new, elapsed.as_secs_f64());
     for (pt, c) in &status.jobs {
         println!("  {pt:<10} proven {:>5}  failed {:>3}  queued {:>3}  leased {:>3}", c.proven, c.failed, c.queued, c.leased);
     }
@@ -108,7 +114,15 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     if new > 0 && elapsed.as_secs_f64() > 0.0 {
         println!("  throughput: {:.2} batches/s", new as f64 / elapsed.as_secs_f64());
     }
-    println!("  L1 settlement: not part of this build yet (last committed/verified: -)");
+    let opt = |b: Option<u64>| b.map_or_else(|| "-".to_string(), |b| b.to_string());
+    println!("  L1 (embedded): last committed batch {}, last verified batch {}", opt(status.last_committed_batch), opt(status.last_verified_batch));
+    if let Some(tx) = &status.last_verify_tx {
+        let k = tx.last_batch - tx.first_batch + 1;
+        println!(
+            "  last verify tx {} (batches {}..={}): gas {}, {} gas per batch",
+            tx.tx_hash, tx.first_batch, tx.last_batch, tx.gas_used, tx.gas_used / k
+        );
+    }
     println!("  state: {db}");
     Ok(())
 }
@@ -122,9 +136,11 @@ fn progress_line(s: &StatusView, target: u64) -> String {
     let busy = s.provers.iter().filter(|p| p.connected && !p.running.is_empty()).count();
     let connected = s.provers.iter().filter(|p| p.connected).count();
     format!(
-        "sealed {}/{target}  proven {}/{target}  [{}]  provers busy {busy}/{connected}",
+        "sealed {}/{target}  proven {}/{target}  committed {}/{target}  verified {}/{target}  [{}]  provers busy {busy}/{connected}",
         s.last_sealed_batch.unwrap_or(0),
         s.last_proven_batch.unwrap_or(0),
+        s.last_committed_batch.unwrap_or(0),
+        s.last_verified_batch.unwrap_or(0),
         jobs.join("; ")
     )
 }

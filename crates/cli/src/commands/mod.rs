@@ -3,10 +3,11 @@
 pub mod bench;
 pub mod coordinator;
 pub mod demo;
+pub mod l1;
 pub mod prover;
 pub mod status;
 
-use crate::args::{BenchCommand, Command};
+use crate::args::{BenchCommand, Command, L1Command};
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
@@ -17,6 +18,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Dispatch(args),
         } => bench::dispatch(args).await,
+        Command::Bench {
+            command: BenchCommand::Settle(args),
+        } => l1::bench_settle(args).await,
+        Command::L1 {
+            command: L1Command::Deploy(args),
+        } => l1::deploy(args).await,
     }
 }
 

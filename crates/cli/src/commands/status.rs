@@ -113,6 +113,12 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
         "last_proven_batch": status.last_proven_batch,
         "last_committed_batch": status.last_committed_batch,
         "last_verified_batch": status.last_verified_batch,
+        "last_verify_tx": status.last_verify_tx.as_ref().map(|t| json!({
+            "tx_hash": t.tx_hash,
+            "first_batch": t.first_batch,
+            "last_batch": t.last_batch,
+            "gas_used": t.gas_used,
+        })),
         "jobs": jobs,
         "provers": provers,
     })
@@ -129,6 +135,13 @@ pub fn render(status: &SystemStatusResponse) -> String {
         ("last verified batch", status.last_verified_batch),
     ] {
         let _ = writeln!(out, "{label:<22}{}", batch(value));
+    }
+    if let Some(t) = &status.last_verify_tx {
+        let _ = writeln!(
+            out,
+            "{:<22}{} (batches {}..={}, gas {})",
+            "last verify tx", t.tx_hash, t.first_batch, t.last_batch, t.gas_used
+        );
     }
     if status.draining {
         let _ = writeln!(out, "{:<22}yes", "draining");
@@ -224,6 +237,7 @@ fn table(out: &mut String, rows: &[Vec<String>], right: &[bool]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proofmill_proto::v1::VerifyTxInfo;
     use std::collections::HashMap;
 
     fn sample() -> SystemStatusResponse {
@@ -268,6 +282,12 @@ mod tests {
             ],
             required_proof_types: vec!["exec".into(), "audit".into()],
             draining: false,
+            last_verify_tx: Some(VerifyTxInfo {
+                tx_hash: "0xab".into(),
+                first_batch: 1,
+                last_batch: 4,
+                gas_used: 90_000,
+            }),
         }
     }
 
@@ -278,6 +298,7 @@ mod tests {
             "last_proven_batch": 10,
             "last_committed_batch": null,
             "last_verified_batch": 0,
+            "last_verify_tx": {"tx_hash": "0xab", "first_batch": 1, "last_batch": 4, "gas_used": 90_000},
             "jobs": {
                 "audit": {"queued": 0, "leased": 0, "proven": 0, "failed": 0, "cancelled": 0},
                 "exec": {"queued": 2, "leased": 1, "proven": 10, "failed": 0, "cancelled": 3},
@@ -301,7 +322,7 @@ mod tests {
             json!({
                 "last_sealed_batch": null, "last_proven_batch": null,
                 "last_committed_batch": null, "last_verified_batch": null,
-                "jobs": {}, "provers": [],
+                "last_verify_tx": null, "jobs": {}, "provers": [],
             })
         );
     }
@@ -312,6 +333,7 @@ mod tests {
         assert!(text.contains("last sealed batch     13"), "{text}");
         assert!(text.contains("last committed batch  -"), "{text}");
         assert!(text.contains("last verified batch   0"), "{text}");
+        assert!(text.contains("last verify tx        0xab (batches 1..=4, gas 90000)"), "{text}");
         assert!(
             text.contains("PROOF TYPE  QUEUED  LEASED  PROVEN  FAILED  CANCELLED"),
             "{text}"

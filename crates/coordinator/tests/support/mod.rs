@@ -4,11 +4,12 @@
 
 use proofmill_coordinator::{Coordinator, CoordinatorConfig, NewBatch};
 use proofmill_proto::v1::{
-    admin_service_client::AdminServiceClient, coordinator_message::Kind as Out, prover_message::Kind as In,
-    prover_service_client::ProverServiceClient, task_result::Outcome, CoordinatorMessage, ExecuteTask, HeartbeatAck,
-    ProverMessage, Reconnect, Register, RegisterResponse, ResultAck, RunningTask, TaskResult,
+    CoordinatorMessage, ExecuteTask, HeartbeatAck, ProverMessage, Reconnect, Register,
+    RegisterResponse, ResultAck, RunningTask, TaskResult, admin_service_client::AdminServiceClient,
+    coordinator_message::Kind as Out, prover_message::Kind as In,
+    prover_service_client::ProverServiceClient, task_result::Outcome,
 };
-use proofmill_store::{open_store, Blobs};
+use proofmill_store::{Blobs, open_store};
 use proofmill_types::{Digest, ProofType, PublicValues};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -49,7 +50,11 @@ impl Env {
             Db::Postgres => proofmill_testkit::shared_database(label).expect("test postgres"),
         };
         let blobs_url = format!("file://{}/blobs", dir.path().display());
-        Env { dir, db_url, blobs_url }
+        Env {
+            dir,
+            db_url,
+            blobs_url,
+        }
     }
 }
 
@@ -103,7 +108,12 @@ pub async fn start(env: &Env, config: CoordinatorConfig) -> Running {
         .await
         .unwrap();
     });
-    Running { coord, addr, stop: Some(stop), server }
+    Running {
+        coord,
+        addr,
+        stop: Some(stop),
+        server,
+    }
 }
 
 pub fn public(n: u64) -> PublicValues {
@@ -149,17 +159,26 @@ pub struct RawProver {
     pub pending: std::collections::VecDeque<ExecuteTask>,
 }
 
-pub async fn open(url: &str, first: In) -> (mpsc::Sender<ProverMessage>, Streaming<CoordinatorMessage>) {
+pub async fn open(
+    url: &str,
+    first: In,
+) -> (mpsc::Sender<ProverMessage>, Streaming<CoordinatorMessage>) {
     let mut client = ProverServiceClient::connect(url.to_string()).await.unwrap();
     let (tx, rx) = mpsc::channel(64);
     tx.send(ProverMessage { kind: Some(first) }).await.unwrap();
-    let stream = client.prover_stream(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let stream = client
+        .prover_stream(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
     (tx, stream)
 }
 
 pub async fn first_response(rx: &mut Streaming<CoordinatorMessage>) -> RegisterResponse {
     match tokio::time::timeout(Duration::from_secs(10), rx.message()).await {
-        Ok(Ok(Some(CoordinatorMessage { kind: Some(Out::RegisterResponse(r)) }))) => r,
+        Ok(Ok(Some(CoordinatorMessage {
+            kind: Some(Out::RegisterResponse(r)),
+        }))) => r,
         other => panic!("expected RegisterResponse, got {other:?}"),
     }
 }
@@ -169,31 +188,62 @@ impl RawProver {
         let (tx, mut rx) = open(url, In::Register(reg)).await;
         let r = first_response(&mut rx).await;
         assert!(r.accepted, "registration refused: {r:?}");
-        RawProver { tx, rx, id: r.prover_id, answer_heartbeats: true, running: Vec::new(), pending: Default::default() }
+        RawProver {
+            tx,
+            rx,
+            id: r.prover_id,
+            answer_heartbeats: true,
+            running: Vec::new(),
+            pending: Default::default(),
+        }
     }
 
-    pub async fn reconnect(url: &str, id: &str, reg: Register, running: Vec<RunningTask>) -> RawProver {
-        let hello = In::Reconnect(Reconnect { prover_id: id.into(), register: Some(reg), running: running.clone() });
+    pub async fn reconnect(
+        url: &str,
+        id: &str,
+        reg: Register,
+        running: Vec<RunningTask>,
+    ) -> RawProver {
+        let hello = In::Reconnect(Reconnect {
+            prover_id: id.into(),
+            register: Some(reg),
+            running: running.clone(),
+        });
         let (tx, mut rx) = open(url, hello).await;
         let r = first_response(&mut rx).await;
         assert!(r.accepted, "reconnect refused: {r:?}");
         assert_eq!(r.prover_id, id);
-        RawProver { tx, rx, id: r.prover_id, answer_heartbeats: true, running, pending: Default::default() }
+        RawProver {
+            tx,
+            rx,
+            id: r.prover_id,
+            answer_heartbeats: true,
+            running,
+            pending: Default::default(),
+        }
     }
 
     pub async fn send(&self, kind: In) {
-        self.tx.send(ProverMessage { kind: Some(kind) }).await.unwrap();
+        self.tx
+            .send(ProverMessage { kind: Some(kind) })
+            .await
+            .unwrap();
     }
 
     /// Next message that is not a heartbeat (heartbeats are answered if configured).
     pub async fn next(&mut self, within: Duration) -> Option<Out> {
         let until = tokio::time::Instant::now() + within;
         loop {
-            let m = tokio::time::timeout_at(until, self.rx.message()).await.ok()?;
+            let m = tokio::time::timeout_at(until, self.rx.message())
+                .await
+                .ok()?;
             let kind = m.ok()??.kind?;
             if let Out::Heartbeat(h) = &kind {
                 if self.answer_heartbeats {
-                    let ack = HeartbeatAck { seq: h.seq, running: self.running.clone() };
+                    let ack = HeartbeatAck {
+                        seq: h.seq,
+                        running: self.running.clone(),
+                    };
                     self.send(In::HeartbeatAck(ack)).await;
                 }
                 continue;
@@ -204,12 +254,18 @@ impl RawProver {
 
     pub async fn task(&mut self) -> ExecuteTask {
         if let Some(t) = self.pending.pop_front() {
-            self.running.push(RunningTask { task_id: t.task_id.clone(), fencing_token: t.fencing_token });
+            self.running.push(RunningTask {
+                task_id: t.task_id.clone(),
+                fencing_token: t.fencing_token,
+            });
             return t;
         }
         match self.next(Duration::from_secs(10)).await {
             Some(Out::ExecuteTask(t)) => {
-                self.running.push(RunningTask { task_id: t.task_id.clone(), fencing_token: t.fencing_token });
+                self.running.push(RunningTask {
+                    task_id: t.task_id.clone(),
+                    fencing_token: t.fencing_token,
+                });
                 t
             }
             other => panic!("expected ExecuteTask, got {other:?}"),
@@ -226,7 +282,12 @@ impl RawProver {
     /// Submits a proof and returns the coordinator's acknowledgement, skipping other messages.
     pub async fn submit(&mut self, task_id: &str, token: u64, proof: Vec<u8>) -> ResultAck {
         self.running.retain(|r| r.task_id != task_id);
-        let r = TaskResult { task_id: task_id.into(), fencing_token: token, outcome: Some(Outcome::Proof(proof)), prove_ms: 1 };
+        let r = TaskResult {
+            task_id: task_id.into(),
+            fencing_token: token,
+            outcome: Some(Outcome::Proof(proof)),
+            prove_ms: 1,
+        };
         self.send(In::TaskResult(r)).await;
         self.ack_for(task_id, token).await
     }
@@ -234,7 +295,9 @@ impl RawProver {
     pub async fn ack_for(&mut self, task_id: &str, token: u64) -> ResultAck {
         loop {
             match self.next(Duration::from_secs(10)).await {
-                Some(Out::ResultAck(a)) if a.task_id == task_id && a.fencing_token == token => return a,
+                Some(Out::ResultAck(a)) if a.task_id == task_id && a.fencing_token == token => {
+                    return a;
+                }
                 Some(Out::ExecuteTask(t)) => self.pending.push_back(t),
                 Some(_) => continue,
                 None => panic!("no ack for {task_id}/{token}"),

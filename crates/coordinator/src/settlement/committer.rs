@@ -1,0 +1,92 @@
+//! Commits sealed batches to L1 in order, starting after the contract's last committed batch,
+//! so a restart neither double-commits nor skips.
+
+use crate::error::CoordinatorError;
+use crate::server::Coordinator;
+use proofmill_l1::{L1, L1Error, TxStatus};
+use std::sync::Arc;
+use std::time::Duration;
+
+const INTERVAL: Duration = Duration::from_millis(250);
+
+/// Refuses a rollup contract that holds another chain than the store's.
+pub(super) async fn check_chain(coord: &Coordinator, l1: &dyn L1) -> Result<(), CoordinatorError> {
+    let l1_err = |e: L1Error| CoordinatorError::Config(format!("L1: {e}"));
+    let last = l1.last_committed_batch().await.map_err(l1_err)?;
+    let (n, expected) = if last == 0 {
+        match coord.store().batch(1).await? {
+            Some(b) => (0, b.public_values.old_state_root),
+            None => return Ok(()),
+        }
+    } else {
+        match coord.store().batch(last).await? {
+            Some(b) => (last, b.public_values.new_state_root),
+            None => {
+                return Err(CoordinatorError::Config(format!(
+                    "L1 rollup has {last} batches committed but the store does not have batch {last}: \
+                     wrong rollup address or L1 state for this data"
+                )));
+            }
+        }
+    };
+    let on_chain = l1.state_root(n).await.map_err(l1_err)?;
+    if on_chain != expected {
+        return Err(CoordinatorError::Config(format!(
+            "L1 rollup state root after batch {n} is {on_chain}, the store's is {expected}: \
+             the rollup holds another chain (wrong address, genesis or L1 state file)"
+        )));
+    }
+    Ok(())
+}
+
+pub(super) async fn run(coord: Coordinator, l1: Arc<dyn L1>) {
+    loop {
+        if coord.shared.draining() {
+            return;
+        }
+        if let Err(e) = commit_pending(&coord, &*l1).await {
+            tracing::warn!(error = %e, "committing batches to L1 failed; retrying");
+        }
+        tokio::time::sleep(INTERVAL).await;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CommitError {
+    #[error(transparent)]
+    L1(#[from] L1Error),
+    #[error(transparent)]
+    Store(#[from] proofmill_store::StoreError),
+}
+
+async fn commit_pending(coord: &Coordinator, l1: &dyn L1) -> Result<(), CommitError> {
+    let mut last = l1.last_committed_batch().await?;
+    coord.update_l1_seen(|s| s.last_committed_batch = Some(last));
+    let sealed = coord.store().last_sealed_batch().await?.unwrap_or(0);
+    while last < sealed {
+        let n = last + 1;
+        let Some(batch) = coord.store().batch(n).await? else {
+            return Ok(());
+        };
+        let pv = batch.public_values;
+        let out = match l1
+            .commit_batch(n, pv.new_state_root, pv.batch_commitment)
+            .await
+        {
+            Ok(out) => out,
+            Err(L1Error::Reverted(r)) => {
+                tracing::error!(batch = n, revert = %r, "L1 rejected commitBatch; will retry");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let TxStatus::Reverted(r) = &out.status {
+            tracing::error!(batch = n, revert = %r, "commitBatch reverted on L1; will retry");
+            return Ok(());
+        }
+        tracing::info!(batch = n, gas = out.gas_used, "batch committed on L1");
+        last = n;
+        coord.update_l1_seen(|s| s.last_committed_batch = Some(last));
+    }
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! The proof sender: every tick, settles the consecutive proven batches after the contract's
+//! `lastVerifiedBatch` with as few `verifyBatches` transactions as the caps allow. A proof the
+//! contract rejects is deleted and its job requeued; every other rejection deletes nothing.
+
+use super::{LAST_VERIFY_TX_KEY, SettlementConfig, VerifyRecord, hex_hash, verify_key};
+use crate::core::CoreMsg;
+use crate::error::CoordinatorError;
+use crate::server::Coordinator;
+use proofmill_l1::{L1, L1Error, Revert, TxOutcome, TxStatus};
+use proofmill_store::{Change, StoreError};
+use proofmill_types::{JobKey, JobState};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SendError {
+    #[error(transparent)]
+    L1(#[from] L1Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Coordinator(#[from] CoordinatorError),
+}
+
+pub(super) async fn run(coord: Coordinator, l1: Arc<dyn L1>, cfg: SettlementConfig) {
+    let mut tick = tokio::time::interval(Duration::from_millis(cfg.send_interval_ms.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if coord.shared.draining() {
+            return;
+        }
+        let err = match send_once(&coord, &*l1, &cfg).await {
+            Ok(_) => continue,
+            Err(SendError::L1(e)) if e.is_transient() => {
+                tracing::warn!(error = %e, "L1 unavailable; settlement retries next tick");
+                e.to_string()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "settlement failed; retrying next tick");
+                e.to_string()
+            }
+        };
+        coord.update_l1_seen(|s| s.last_error = Some(err));
+    }
+}
+
+/// Outcome of one attempt to settle `batches[start..start + k]`.
+enum Attempt {
+    Settled(TxOutcome),
+    Rejected(Revert),
+}
+
+/// One settlement round; returns the number of batches settled.
+pub(super) async fn send_once(
+    coord: &Coordinator,
+    l1: &dyn L1,
+    cfg: &SettlementConfig,
+) -> Result<u64, SendError> {
+    let verified = l1.last_verified_batch().await?;
+    let committed = l1.last_committed_batch().await?;
+    coord.update_l1_seen(|s| {
+        s.last_verified_batch = Some(verified);
+        s.last_committed_batch = Some(committed);
+    });
+    let first = verified + 1;
+    let last = committed.min(verified.saturating_add(cfg.max_batches_per_tx));
+    // proofs of batch first + i, one per configured proof type, in the contract's order.
+    let mut batches: Vec<Vec<Vec<u8>>> = Vec::new();
+    for n in first..=last {
+        match load_proofs(coord, n).await? {
+            Some(p) => batches.push(p),
+            None => break, // the first gap ends the range
+        }
+    }
+    let mut start = 0usize;
+    // After an unattributed revert: one batch per transaction, to isolate it.
+    let mut single = false;
+    while start < batches.len() {
+        let from = first + start as u64;
+        let mut k = if single { 1 } else { batches.len() - start };
+        let rejected = loop {
+            let proofs = transpose(&batches[start..start + k]);
+            let attempt = match l1.estimate_verify_gas(from, &proofs).await? {
+                Ok(gas) if gas > cfg.max_gas_per_tx && k > 1 => {
+                    k /= 2;
+                    continue;
+                }
+                Ok(_) => send(l1, from, &proofs).await?,
+                Err(r) => Attempt::Rejected(r),
+            };
+            match attempt {
+                Attempt::Settled(out) => {
+                    record(coord, &out, from, from + k as u64 - 1).await?;
+                    coord.update_l1_seen(|s| {
+                        s.last_verified_batch = Some(from + k as u64 - 1);
+                        s.last_error = None;
+                    });
+                    break None;
+                }
+                Attempt::Rejected(Revert::InvalidProof { batch, .. })
+                    if batch > from && batch < from + k as u64 =>
+                {
+                    k = (batch - from) as usize; // settle the valid prefix first
+                }
+                Attempt::Rejected(Revert::Other { .. }) if k > 1 => {
+                    tracing::warn!(
+                        first = from,
+                        batches = k,
+                        "unattributed revert; settling one batch per transaction"
+                    );
+                    single = true;
+                    k = 1;
+                }
+                Attempt::Rejected(r) => break Some(r),
+            }
+        };
+        match rejected {
+            None => start += k,
+            Some(Revert::InvalidProof { batch, proof_type }) => {
+                coord.update_l1_seen(|s| {
+                    s.last_error = Some(format!("L1 rejected the proof of batch {batch}"))
+                });
+                invalidate(coord, batch, proof_type).await?;
+                break;
+            }
+            Some(r) => {
+                let msg = format!(
+                    "L1 rejected verifyBatches({from}..+{k}) from {}: {r}",
+                    l1.sender()
+                );
+                coord.update_l1_seen(|s| s.last_error = Some(msg));
+                tracing::error!(
+                    first = from, batches = k, revert = %r, sender = %l1.sender(),
+                    "L1 rejected verifyBatches (not a proof failure): no proof deleted; retrying next tick"
+                );
+                break;
+            }
+        }
+    }
+    Ok(start as u64)
+}
+
+async fn send(l1: &dyn L1, first: u64, proofs: &[Vec<Vec<u8>>]) -> Result<Attempt, L1Error> {
+    match l1.verify_batches(first, proofs).await {
+        Ok(out) => match &out.status {
+            TxStatus::Success => Ok(Attempt::Settled(out)),
+            TxStatus::Reverted(r) => {
+                tracing::warn!(tx = %hex_hash(&out.tx_hash), revert = %r, "verifyBatches mined but reverted");
+                Ok(Attempt::Rejected(r.clone()))
+            }
+        },
+        Err(L1Error::Reverted(r)) => Ok(Attempt::Rejected(r)),
+        Err(e) => Err(e),
+    }
+}
+
+/// `proofs[t][i]` from per-batch lists.
+fn transpose(batches: &[Vec<Vec<u8>>]) -> Vec<Vec<Vec<u8>>> {
+    let types = batches.first().map_or(0, Vec::len);
+    (0..types)
+        .map(|t| batches.iter().map(|b| b[t].clone()).collect())
+        .collect()
+}
+
+/// Proof bytes of batch `n` per configured proof type, or `None` unless all are proven.
+async fn load_proofs(coord: &Coordinator, n: u64) -> Result<Option<Vec<Vec<u8>>>, SendError> {
+    let mut out = Vec::new();
+    for pt in coord.config().required_types() {
+        let key = JobKey::new(n, pt);
+        match coord.store().job(&key).await? {
+            Some(j) if j.state == JobState::Proven => {}
+            _ => return Ok(None),
+        }
+        let Some(rec) = coord.store().proof(&key).await? else {
+            return Ok(None);
+        };
+        let bytes = match rec.inline {
+            Some(b) => b,
+            None => coord.blobs().get(&rec.blob_key).await?.to_vec(),
+        };
+        out.push(bytes);
+    }
+    Ok(Some(out))
+}
+
+async fn record(
+    coord: &Coordinator,
+    out: &TxOutcome,
+    first: u64,
+    last: u64,
+) -> Result<(), StoreError> {
+    let rec = VerifyRecord {
+        tx_hash: hex_hash(&out.tx_hash),
+        first_batch: first,
+        last_batch: last,
+        gas_used: out.gas_used,
+    };
+    tracing::info!(first, last, tx = %rec.tx_hash, gas = out.gas_used, "batches verified on L1");
+    let json = rec.to_json();
+    for n in first..=last {
+        coord.store().set_meta(&verify_key(n), &json).await?;
+    }
+    coord.store().set_meta(LAST_VERIFY_TX_KEY, &json).await
+}
+
+/// L1 rejected the proof of `(batch, proof type #index)`: delete it and requeue the job
+/// through the admin retry path (which resets its attempt counters).
+async fn invalidate(coord: &Coordinator, batch: u64, index: u64) -> Result<(), SendError> {
+    let types = coord.config().required_types();
+    let Some(pt) = types.get(index as usize).cloned() else {
+        tracing::error!(
+            batch,
+            index,
+            "L1 rejected a proof of an unknown proof type index; check the contract's proof types"
+        );
+        return Ok(());
+    };
+    let key = JobKey::new(batch, pt);
+    let Some(mut job) = coord.store().job(&key).await? else {
+        return Ok(());
+    };
+    let reason = format!(
+        "L1 rejected the proof (InvalidProof for batch {batch}, proof type {})",
+        key.proof_type
+    );
+    tracing::error!(job = %key, "{reason}; deleting it and requeueing the job");
+    job.state = JobState::Failed;
+    job.lease = None;
+    job.last_error = Some(reason);
+    job.updated_at = crate::now_ms();
+    coord
+        .store()
+        .apply(&[Change::DeleteProof(key.clone()), Change::Job(job.clone())])
+        .await?;
+    let Some(b) = coord.store().batch(batch).await? else {
+        return Ok(());
+    };
+    coord
+        .shared
+        .batches
+        .write()
+        .expect("batch cache lock")
+        .entry(batch)
+        .or_insert_with(|| Arc::new(b));
+    coord
+        .shared
+        .ask(|reply| CoreMsg::Retry { job, reply })
+        .await?;
+    Ok(())
+}
