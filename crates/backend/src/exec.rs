@@ -27,13 +27,22 @@ impl Backend for ExecBackend {
         }
         let mut diffs = Vec::new();
         if got.old_state_root != public.old_state_root {
-            diffs.push(format!("old root {} != {}", got.old_state_root, public.old_state_root));
+            diffs.push(format!(
+                "old root {} != {}",
+                got.old_state_root, public.old_state_root
+            ));
         }
         if got.new_state_root != public.new_state_root {
-            diffs.push(format!("new root {} != {}", got.new_state_root, public.new_state_root));
+            diffs.push(format!(
+                "new root {} != {}",
+                got.new_state_root, public.new_state_root
+            ));
         }
         if got.batch_commitment != public.batch_commitment {
-            diffs.push(format!("commitment {} != {}", got.batch_commitment, public.batch_commitment));
+            diffs.push(format!(
+                "commitment {} != {}",
+                got.batch_commitment, public.batch_commitment
+            ));
         }
         Err(VerifyError::Invalid(diffs.join("; ")))
     }

@@ -167,7 +167,12 @@ pub struct CoordinatorArgs {
     #[arg(long, env = "PROOFMILL_L1", value_enum, default_value_t = L1Mode::Embedded)]
     pub l1: L1Mode,
     /// Embedded L1: its transaction log (made absolute at startup).
-    #[arg(long, env = "PROOFMILL_L1_STATE", value_name = "FILE", default_value = "./proofmill-data/l1.log")]
+    #[arg(
+        long,
+        env = "PROOFMILL_L1_STATE",
+        value_name = "FILE",
+        default_value = "./proofmill-data/l1.log"
+    )]
     pub l1_state: PathBuf,
     /// RPC L1: node URL.
     #[arg(long, env = "PROOFMILL_L1_RPC_URL", value_parser = parse_http_url)]
@@ -320,7 +325,8 @@ impl Cli {
                 }
                 check_accounts(a.accounts, a.tree_depth)?;
                 check_unique_types("--proof-types", &a.proof_types)?;
-                if a.l1 == L1Mode::Rpc && (a.l1_rpc_url.is_none() || a.l1_rollup_address.is_none()) {
+                if a.l1 == L1Mode::Rpc && (a.l1_rpc_url.is_none() || a.l1_rollup_address.is_none())
+                {
                     bail!("--l1 rpc needs --l1-rpc-url and --l1-rollup-address");
                 }
                 if a.l1 == L1Mode::Rpc && a.l1_key_file.is_none() && a.l1_key.is_none() {

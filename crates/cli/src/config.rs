@@ -669,7 +669,10 @@ mod tests {
             ("tree_depth = 40", "invalid value for `tree_depth`"),
             ("log_format = \"fancy\"", "invalid value for `log_format`"),
             ("db = \"mysql://x\"", "expected sqlite://"),
-            ("blobs = \"ftp://host/dir\"", "unsupported blob store scheme"),
+            (
+                "blobs = \"ftp://host/dir\"",
+                "unsupported blob store scheme",
+            ),
             (
                 "[devnet]\nx = 1",
                 "expected a boolean (true or false), found a table",

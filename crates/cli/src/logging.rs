@@ -6,7 +6,11 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
 pub fn init(format: LogFormat, quiet: bool) -> anyhow::Result<()> {
-    let level = if quiet { LevelFilter::WARN } else { LevelFilter::INFO };
+    let level = if quiet {
+        LevelFilter::WARN
+    } else {
+        LevelFilter::INFO
+    };
     let filter = EnvFilter::builder()
         .with_default_directive(level.into())
         .from_env()

@@ -18,7 +18,10 @@ fn main() -> ExitCode {
         },
     };
     // The demo and benchmarks print their own progress on stdout: keep logs to warnings.
-    let quiet = matches!(cli.command, args::Command::Demo(_) | args::Command::Bench { .. });
+    let quiet = matches!(
+        cli.command,
+        args::Command::Demo(_) | args::Command::Bench { .. }
+    );
     if let Err(e) = logging::init(cli.global.log_format, quiet) {
         return fail(&e);
     }

@@ -1,7 +1,9 @@
 //! The system as separate processes, the way an operator runs it: a coordinator killed -9
 //! mid-run and restarted, and a prover frozen mid-task. SQLite and Postgres both.
 
-use proofmill_proto::v1::{admin_service_client::AdminServiceClient, SystemStatusRequest, SystemStatusResponse};
+use proofmill_proto::v1::{
+    SystemStatusRequest, SystemStatusResponse, admin_service_client::AdminServiceClient,
+};
 use proofmill_store::open_store;
 use proofmill_types::{JobKey, JobState, ProofType};
 use std::net::TcpListener;
@@ -35,7 +37,11 @@ impl Proc {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(ok.success(), "kill -{sig} {}", self.name);
     }
 
@@ -47,13 +53,20 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-CONT").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-CONT")
+            .arg(self.child.id().to_string())
+            .status();
         self.kill9();
     }
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -70,12 +83,26 @@ fn db_url(db: Db, dir: &std::path::Path, label: &str) -> String {
 }
 
 async fn status(url: &str) -> Option<SystemStatusResponse> {
-    let connect = tokio::time::timeout(Duration::from_secs(2), AdminServiceClient::connect(url.to_string()));
+    let connect = tokio::time::timeout(
+        Duration::from_secs(2),
+        AdminServiceClient::connect(url.to_string()),
+    );
     let mut client = connect.await.ok()?.ok()?;
-    Some(client.system_status(SystemStatusRequest {}).await.ok()?.into_inner())
+    Some(
+        client
+            .system_status(SystemStatusRequest {})
+            .await
+            .ok()?
+            .into_inner(),
+    )
 }
 
-async fn wait_status(url: &str, what: &str, within: Duration, ok: impl Fn(&SystemStatusResponse) -> bool) -> SystemStatusResponse {
+async fn wait_status(
+    url: &str,
+    what: &str,
+    within: Duration,
+    ok: impl Fn(&SystemStatusResponse) -> bool,
+) -> SystemStatusResponse {
     let until = Instant::now() + within;
     let mut last = None;
     while Instant::now() < until {
@@ -91,21 +118,40 @@ async fn wait_status(url: &str, what: &str, within: Duration, ok: impl Fn(&Syste
 }
 
 fn coordinator_args(port: u16, db: &str, blobs: &str, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = ["coordinator", "--listen", &format!("127.0.0.1:{port}"), "--db", db, "--blobs", blobs]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut a: Vec<String> = [
+        "coordinator",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--db",
+        db,
+        "--blobs",
+        blobs,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     // The embedded L1's log next to the blobs, one per test.
-    a.extend(["--l1-state".to_string(), format!("{}-l1.log", blobs.trim_start_matches("file://"))]);
+    a.extend([
+        "--l1-state".to_string(),
+        format!("{}-l1.log", blobs.trim_start_matches("file://")),
+    ]);
     a.extend(extra.iter().map(|s| s.to_string()));
     a
 }
 
 fn prover_args(port: u16, name: &str) -> Vec<String> {
-    ["prover", "--coordinators", &format!("http://127.0.0.1:{port}"), "--name", name, "--capacity", "1"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "prover",
+        "--coordinators",
+        &format!("http://127.0.0.1:{port}"),
+        "--name",
+        name,
+        "--capacity",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 const BATCHES: u64 = 24;
@@ -123,21 +169,57 @@ async fn coordinator_kill9_mid_run(db: Db) {
         port,
         &db_url,
         &blobs,
-        &["--devnet", "--batch-interval", "60", "--max-batches", &BATCHES.to_string(), "--heartbeat-interval", "300"],
+        &[
+            "--devnet",
+            "--batch-interval",
+            "60",
+            "--max-batches",
+            &BATCHES.to_string(),
+            "--heartbeat-interval",
+            "300",
+        ],
     );
     let mut coord = Proc::spawn("coordinator", &args, &dir.path().join("c0.log"));
-    let _p1 = Proc::spawn("prover", &prover_args(port, "p1"), &dir.path().join("p1.log"));
-    let _p2 = Proc::spawn("prover", &prover_args(port, "p2"), &dir.path().join("p2.log"));
+    let _p1 = Proc::spawn(
+        "prover",
+        &prover_args(port, "p1"),
+        &dir.path().join("p1.log"),
+    );
+    let _p2 = Proc::spawn(
+        "prover",
+        &prover_args(port, "p2"),
+        &dir.path().join("p2.log"),
+    );
 
     for (round, at) in [(1, 6u64), (2, 14)] {
-        wait_status(&url, "progress before the kill", Duration::from_secs(60), |s| s.last_proven_batch.unwrap_or(0) >= at).await;
+        wait_status(
+            &url,
+            "progress before the kill",
+            Duration::from_secs(60),
+            |s| s.last_proven_batch.unwrap_or(0) >= at,
+        )
+        .await;
         coord.kill9();
-        coord = Proc::spawn("coordinator", &args, &dir.path().join(format!("c{round}.log")));
+        coord = Proc::spawn(
+            "coordinator",
+            &args,
+            &dir.path().join(format!("c{round}.log")),
+        );
     }
-    let s = wait_status(&url, "all batches proven", Duration::from_secs(120), |s| s.last_proven_batch == Some(BATCHES)).await;
-    assert_eq!(s.last_sealed_batch, Some(BATCHES), "nothing sealed twice or beyond --max-batches");
+    let s = wait_status(&url, "all batches proven", Duration::from_secs(120), |s| {
+        s.last_proven_batch == Some(BATCHES)
+    })
+    .await;
+    assert_eq!(
+        s.last_sealed_batch,
+        Some(BATCHES),
+        "nothing sealed twice or beyond --max-batches"
+    );
     let exec = &s.jobs["exec"];
-    assert_eq!((exec.proven, exec.queued, exec.leased, exec.failed), (BATCHES, 0, 0, 0));
+    assert_eq!(
+        (exec.proven, exec.queued, exec.leased, exec.failed),
+        (BATCHES, 0, 0, 0)
+    );
     coord.kill9();
 
     let store = open_store(&db_url).await.unwrap();
@@ -145,16 +227,31 @@ async fn coordinator_kill9_mid_run(db: Db) {
     let mut tokens = std::collections::HashSet::new();
     let mut prev_root = None;
     for n in 1..=BATCHES {
-        let batch = store.batch(n).await.unwrap().unwrap_or_else(|| panic!("batch {n} missing"));
+        let batch = store
+            .batch(n)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("batch {n} missing"));
         if let Some(prev) = prev_root {
-            assert_eq!(batch.public_values.old_state_root, prev, "batch {n} continues the chain");
+            assert_eq!(
+                batch.public_values.old_state_root, prev,
+                "batch {n} continues the chain"
+            );
         }
         prev_root = Some(batch.public_values.new_state_root);
         let key = JobKey::new(n, exec_type.clone());
         let job = store.job(&key).await.unwrap().unwrap();
         assert_eq!(job.state, JobState::Proven);
-        let proof = store.proof(&key).await.unwrap().unwrap_or_else(|| panic!("proof of {n} missing"));
-        assert!(tokens.insert(proof.token), "token {} used twice", proof.token);
+        let proof = store
+            .proof(&key)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("proof of {n} missing"));
+        assert!(
+            tokens.insert(proof.token),
+            "token {} used twice",
+            proof.token
+        );
         assert!(proof.prover_name == "p1" || proof.prover_name == "p2");
     }
 }
@@ -172,19 +269,41 @@ async fn frozen_prover_loses_its_lease(db: Db) {
         port,
         &db_url,
         &blobs,
-        &["--devnet", "--batch-size", "2048", "--max-batches", "1", "--heartbeat-interval", "200", "--missed-heartbeats", "3"],
+        &[
+            "--devnet",
+            "--batch-size",
+            "2048",
+            "--max-batches",
+            "1",
+            "--heartbeat-interval",
+            "200",
+            "--missed-heartbeats",
+            "3",
+        ],
     );
     let _coord = Proc::spawn("coordinator", &args, &dir.path().join("c.log"));
-    wait_status(&url, "batch 1 sealed", Duration::from_secs(60), |s| s.last_sealed_batch == Some(1)).await;
+    wait_status(&url, "batch 1 sealed", Duration::from_secs(60), |s| {
+        s.last_sealed_batch == Some(1)
+    })
+    .await;
     let a = Proc::spawn("prover", &prover_args(port, "a"), &dir.path().join("a.log"));
     wait_status(&url, "a proving batch 1", Duration::from_secs(30), |s| {
-        s.provers.iter().any(|p| p.name == "a" && p.running_tasks == ["1/exec"])
+        s.provers
+            .iter()
+            .any(|p| p.name == "a" && p.running_tasks == ["1/exec"])
     })
     .await;
     a.signal("STOP");
     let _b = Proc::spawn("prover", &prover_args(port, "b"), &dir.path().join("b.log"));
-    let s = wait_status(&url, "batch 1 proven", Duration::from_secs(60), |s| s.last_proven_batch == Some(1)).await;
-    assert!(s.provers.iter().all(|p| p.name != "a"), "the frozen prover was dropped: {:?}", s.provers);
+    let s = wait_status(&url, "batch 1 proven", Duration::from_secs(60), |s| {
+        s.last_proven_batch == Some(1)
+    })
+    .await;
+    assert!(
+        s.provers.iter().all(|p| p.name != "a"),
+        "the frozen prover was dropped: {:?}",
+        s.provers
+    );
     a.signal("CONT");
     // Give the thawed prover time to finish and try to deliver its stale result.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -193,7 +312,10 @@ async fn frozen_prover_loses_its_lease(db: Db) {
     let proof = store.proof(&key).await.unwrap().unwrap();
     assert_eq!(proof.prover_name, "b", "the late result never overwrote");
     let job = store.job(&key).await.unwrap().unwrap();
-    assert_eq!((job.state, job.lost_attempts, job.failed_attempts), (JobState::Proven, 1, 0));
+    assert_eq!(
+        (job.state, job.lost_attempts, job.failed_attempts),
+        (JobState::Proven, 1, 0)
+    );
 }
 
 /// `status --json` against a live coordinator, then SIGTERM while a prover is mid-task: the
@@ -209,12 +331,22 @@ async fn sigterm_drains_and_status_reports(db: Db) {
         port,
         &db_url,
         &blobs,
-        &["--devnet", "--batch-size", "1024", "--max-batches", "1", "--shutdown-grace", "30000"],
+        &[
+            "--devnet",
+            "--batch-size",
+            "1024",
+            "--max-batches",
+            "1",
+            "--shutdown-grace",
+            "30000",
+        ],
     );
     let mut coord = Proc::spawn("coordinator", &args, &dir.path().join("c.log"));
     let mut prover = Proc::spawn("prover", &prover_args(port, "a"), &dir.path().join("a.log"));
     wait_status(&url, "a proving batch 1", Duration::from_secs(60), |s| {
-        s.provers.iter().any(|p| p.name == "a" && p.running_tasks == ["1/exec"])
+        s.provers
+            .iter()
+            .any(|p| p.name == "a" && p.running_tasks == ["1/exec"])
     })
     .await;
 
@@ -223,17 +355,27 @@ async fn sigterm_drains_and_status_reports(db: Db) {
         .env_remove("PROOFMILL_CONFIG")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["last_sealed_batch"], 1);
     assert!(v["last_proven_batch"].is_null());
     // Settlement on the embedded L1: batch 1 is being proven, so nothing is verified yet.
-    assert!(v["last_committed_batch"].as_u64().is_some_and(|n| n <= 1), "{v}");
+    assert!(
+        v["last_committed_batch"].as_u64().is_some_and(|n| n <= 1),
+        "{v}"
+    );
     assert_eq!(v["last_verified_batch"], 0);
     assert!(v["last_verify_tx"].is_null());
     assert_eq!(v["jobs"]["exec"]["leased"], 1);
     let p = &v["provers"][0];
-    assert_eq!((p["name"].as_str(), p["capacity"].as_u64()), (Some("a"), Some(1)));
+    assert_eq!(
+        (p["name"].as_str(), p["capacity"].as_u64()),
+        (Some("a"), Some(1))
+    );
     assert_eq!(p["running_tasks"], serde_json::json!(["1/exec"]));
     assert_eq!(p["proof_types"], serde_json::json!(["exec"]));
 
@@ -244,7 +386,11 @@ async fn sigterm_drains_and_status_reports(db: Db) {
     assert_eq!(code, Some(0), "prover told to shut down exits cleanly");
     let store = open_store(&db_url).await.unwrap();
     let key = JobKey::new(1, ProofType::new("exec").unwrap());
-    assert_eq!(store.job(&key).await.unwrap().unwrap().state, JobState::Proven, "the in-flight proof was kept");
+    assert_eq!(
+        store.job(&key).await.unwrap().unwrap().state,
+        JobState::Proven,
+        "the in-flight proof was kept"
+    );
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
@@ -269,4 +415,8 @@ macro_rules! on_both_stores {
     };
 }
 
-on_both_stores!(coordinator_kill9_mid_run, frozen_prover_loses_its_lease, sigterm_drains_and_status_reports);
+on_both_stores!(
+    coordinator_kill9_mid_run,
+    frozen_prover_loses_its_lease,
+    sigterm_drains_and_status_reports
+);

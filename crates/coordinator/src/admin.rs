@@ -20,7 +20,10 @@ pub(crate) struct AdminSvc {
 }
 
 fn err(code: ErrorCode, message: impl Into<String>) -> Option<AdminError> {
-    Some(AdminError { code: code as i32, message: message.into() })
+    Some(AdminError {
+        code: code as i32,
+        message: message.into(),
+    })
 }
 
 fn from_coord(e: CoordinatorError) -> Option<AdminError> {
@@ -34,7 +37,11 @@ pub(crate) fn job_info(j: &Job) -> JobInfo {
         state: j.state.to_string(),
         failed_attempts: j.failed_attempts,
         lost_attempts: j.lost_attempts,
-        lease_owner: j.lease.as_ref().map(|l| l.prover.to_string()).unwrap_or_default(),
+        lease_owner: j
+            .lease
+            .as_ref()
+            .map(|l| l.prover.to_string())
+            .unwrap_or_default(),
         fencing_token: j.lease.as_ref().map_or(0, |l| l.token.0),
         deadline_ms: j.lease.as_ref().map_or(0, |l| l.deadline),
         last_error: j.last_error.clone().unwrap_or_default(),
@@ -48,7 +55,11 @@ pub(crate) fn prover_info(p: &ProverView) -> ProverInfo {
         name: p.info.name.clone(),
         proof_types: p.info.proof_types.iter().map(|t| t.to_string()).collect(),
         capacity: p.info.capacity,
-        running_tasks: p.running.iter().map(|k| TaskId::format(k.batch, &k.proof_type)).collect(),
+        running_tasks: p
+            .running
+            .iter()
+            .map(|k| TaskId::format(k.batch, &k.proof_type))
+            .collect(),
         version: p.info.version.clone(),
         connected: p.connected,
         last_seen_ms: p.last_seen,
@@ -56,19 +67,25 @@ pub(crate) fn prover_info(p: &ProverView) -> ProverInfo {
 }
 
 fn parse_key(batch: u64, proof_type: &str) -> Result<JobKey, Option<AdminError>> {
-    let pt = ProofType::new(proof_type).map_err(|e| err(ErrorCode::InvalidArgument, e.to_string()))?;
+    let pt =
+        ProofType::new(proof_type).map_err(|e| err(ErrorCode::InvalidArgument, e.to_string()))?;
     Ok(JobKey::new(batch, pt))
 }
 
 impl AdminSvc {
     fn coordinator(&self) -> Coordinator {
-        Coordinator { shared: self.shared.clone() }
+        Coordinator {
+            shared: self.shared.clone(),
+        }
     }
 }
 
 #[tonic::async_trait]
 impl AdminService for AdminSvc {
-    async fn health_check(&self, _: Request<HealthCheckRequest>) -> Result<Response<HealthCheckResponse>, Status> {
+    async fn health_check(
+        &self,
+        _: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
         let serving = self.shared.store.last_sealed_batch().await.is_ok();
         Ok(Response::new(HealthCheckResponse {
             serving,
@@ -77,13 +94,29 @@ impl AdminService for AdminSvc {
         }))
     }
 
-    async fn system_status(&self, _: Request<SystemStatusRequest>) -> Result<Response<SystemStatusResponse>, Status> {
-        let s = self.coordinator().status().await.map_err(|e| Status::unavailable(e.to_string()))?;
+    async fn system_status(
+        &self,
+        _: Request<SystemStatusRequest>,
+    ) -> Result<Response<SystemStatusResponse>, Status> {
+        let s = self
+            .coordinator()
+            .status()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         let jobs = s
             .jobs
             .into_iter()
             .map(|(pt, c)| {
-                (pt, JobCounts { queued: c.queued, leased: c.leased, proven: c.proven, failed: c.failed, cancelled: c.cancelled })
+                (
+                    pt,
+                    JobCounts {
+                        queued: c.queued,
+                        leased: c.leased,
+                        proven: c.proven,
+                        failed: c.failed,
+                        cancelled: c.cancelled,
+                    },
+                )
             })
             .collect();
         Ok(Response::new(SystemStatusResponse {
@@ -98,27 +131,59 @@ impl AdminService for AdminSvc {
                 gas_used: r.gas_used,
             }),
             jobs,
-            provers: s.provers.iter().filter(|p| p.connected).map(prover_info).collect(),
-            required_proof_types: self.shared.config.required_types().iter().map(|t| t.to_string()).collect(),
+            provers: s
+                .provers
+                .iter()
+                .filter(|p| p.connected)
+                .map(prover_info)
+                .collect(),
+            required_proof_types: self
+                .shared
+                .config
+                .required_types()
+                .iter()
+                .map(|t| t.to_string())
+                .collect(),
             draining: s.draining,
         }))
     }
 
-    async fn jobs_list(&self, req: Request<JobsListRequest>) -> Result<Response<JobsListResponse>, Status> {
+    async fn jobs_list(
+        &self,
+        req: Request<JobsListRequest>,
+    ) -> Result<Response<JobsListResponse>, Status> {
         let r = req.into_inner();
-        let mut filter = JobFilter { limit: if r.limit == 0 { 100 } else { r.limit.min(10_000) }, ..Default::default() };
+        let mut filter = JobFilter {
+            limit: if r.limit == 0 {
+                100
+            } else {
+                r.limit.min(10_000)
+            },
+            ..Default::default()
+        };
         if !r.proof_type.is_empty() {
             match ProofType::new(r.proof_type) {
                 Ok(pt) => filter.proof_type = Some(pt),
-                Err(e) => return Ok(Response::new(JobsListResponse { jobs: vec![], error: err(ErrorCode::InvalidArgument, e.to_string()) })),
+                Err(e) => {
+                    return Ok(Response::new(JobsListResponse {
+                        jobs: vec![],
+                        error: err(ErrorCode::InvalidArgument, e.to_string()),
+                    }));
+                }
             }
         }
         if !r.state.is_empty() {
             match JobState::parse(&r.state) {
                 Some(s) => filter.state = Some(s),
                 None => {
-                    let e = err(ErrorCode::InvalidArgument, format!("unknown state {:?}", r.state));
-                    return Ok(Response::new(JobsListResponse { jobs: vec![], error: e }));
+                    let e = err(
+                        ErrorCode::InvalidArgument,
+                        format!("unknown state {:?}", r.state),
+                    );
+                    return Ok(Response::new(JobsListResponse {
+                        jobs: vec![],
+                        error: e,
+                    }));
                 }
             }
         }
@@ -126,22 +191,46 @@ impl AdminService for AdminSvc {
             filter.from_batch = Some(r.from_batch);
         }
         match self.shared.store.jobs(&filter).await {
-            Ok(jobs) => Ok(Response::new(JobsListResponse { jobs: jobs.iter().map(job_info).collect(), error: None })),
-            Err(e) => Ok(Response::new(JobsListResponse { jobs: vec![], error: err(ErrorCode::SystemUnavailable, e.to_string()) })),
+            Ok(jobs) => Ok(Response::new(JobsListResponse {
+                jobs: jobs.iter().map(job_info).collect(),
+                error: None,
+            })),
+            Err(e) => Ok(Response::new(JobsListResponse {
+                jobs: vec![],
+                error: err(ErrorCode::SystemUnavailable, e.to_string()),
+            })),
         }
     }
 
-    async fn job_status(&self, req: Request<JobStatusRequest>) -> Result<Response<JobStatusResponse>, Status> {
+    async fn job_status(
+        &self,
+        req: Request<JobStatusRequest>,
+    ) -> Result<Response<JobStatusResponse>, Status> {
         let r = req.into_inner();
-        let empty = |error| JobStatusResponse { job: None, proof_size: 0, proof_prover: String::new(), error };
+        let empty = |error| JobStatusResponse {
+            job: None,
+            proof_size: 0,
+            proof_prover: String::new(),
+            error,
+        };
         let key = match parse_key(r.batch, &r.proof_type) {
             Ok(k) => k,
             Err(e) => return Ok(Response::new(empty(e))),
         };
         let job = match self.shared.store.job(&key).await {
             Ok(Some(j)) => j,
-            Ok(None) => return Ok(Response::new(empty(err(ErrorCode::JobNotFound, format!("no job {key}"))))),
-            Err(e) => return Ok(Response::new(empty(err(ErrorCode::SystemUnavailable, e.to_string())))),
+            Ok(None) => {
+                return Ok(Response::new(empty(err(
+                    ErrorCode::JobNotFound,
+                    format!("no job {key}"),
+                ))));
+            }
+            Err(e) => {
+                return Ok(Response::new(empty(err(
+                    ErrorCode::SystemUnavailable,
+                    e.to_string(),
+                ))));
+            }
         };
         let proof = self.shared.store.proof(&key).await.ok().flatten();
         Ok(Response::new(JobStatusResponse {
@@ -152,19 +241,42 @@ impl AdminService for AdminSvc {
         }))
     }
 
-    async fn provers_list(&self, _: Request<ProversListRequest>) -> Result<Response<ProversListResponse>, Status> {
-        let provers = self.coordinator().provers().await.map_err(|e| Status::unavailable(e.to_string()))?;
-        Ok(Response::new(ProversListResponse { provers: provers.iter().map(prover_info).collect() }))
+    async fn provers_list(
+        &self,
+        _: Request<ProversListRequest>,
+    ) -> Result<Response<ProversListResponse>, Status> {
+        let provers = self
+            .coordinator()
+            .provers()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(ProversListResponse {
+            provers: provers.iter().map(prover_info).collect(),
+        }))
     }
 
-    async fn launch_proof(&self, req: Request<LaunchProofRequest>) -> Result<Response<LaunchProofResponse>, Status> {
+    async fn launch_proof(
+        &self,
+        req: Request<LaunchProofRequest>,
+    ) -> Result<Response<LaunchProofResponse>, Status> {
         let r = req.into_inner();
-        let fail = |error| Ok(Response::new(LaunchProofResponse { created: false, error }));
+        let fail = |error| {
+            Ok(Response::new(LaunchProofResponse {
+                created: false,
+                error,
+            }))
+        };
         if self.shared.devnet_source.load(Ordering::SeqCst) {
-            return fail(err(ErrorCode::InvalidArgument, "this coordinator takes its batches from its devnet"));
+            return fail(err(
+                ErrorCode::InvalidArgument,
+                "this coordinator takes its batches from its devnet",
+            ));
         }
         let Some(public_values) = PublicValues::decode(&r.public_values) else {
-            return fail(err(ErrorCode::InvalidArgument, "public_values must be 96 bytes"));
+            return fail(err(
+                ErrorCode::InvalidArgument,
+                "public_values must be 96 bytes",
+            ));
         };
         let mut proof_types = Vec::new();
         for t in r.proof_types {
@@ -173,14 +285,26 @@ impl AdminService for AdminSvc {
                 Err(e) => return fail(err(ErrorCode::InvalidArgument, e.to_string())),
             }
         }
-        let nb = NewBatch { number: r.batch, version: r.version, input: r.input.into(), public_values, proof_types };
+        let nb = NewBatch {
+            number: r.batch,
+            version: r.version,
+            input: r.input.into(),
+            public_values,
+            proof_types,
+        };
         match self.coordinator().submit_batch(nb).await {
-            Ok(created) => Ok(Response::new(LaunchProofResponse { created, error: None })),
+            Ok(created) => Ok(Response::new(LaunchProofResponse {
+                created,
+                error: None,
+            })),
             Err(e) => fail(from_coord(e)),
         }
     }
 
-    async fn retry_job(&self, req: Request<RetryJobRequest>) -> Result<Response<RetryJobResponse>, Status> {
+    async fn retry_job(
+        &self,
+        req: Request<RetryJobRequest>,
+    ) -> Result<Response<RetryJobResponse>, Status> {
         let r = req.into_inner();
         let key = match parse_key(r.batch, &r.proof_type) {
             Ok(k) => k,
@@ -188,22 +312,47 @@ impl AdminService for AdminSvc {
         };
         let job = match self.shared.store.job(&key).await {
             Ok(Some(j)) => j,
-            Ok(None) => return Ok(Response::new(RetryJobResponse { error: err(ErrorCode::JobNotFound, format!("no job {key}")) })),
-            Err(e) => return Ok(Response::new(RetryJobResponse { error: err(ErrorCode::SystemUnavailable, e.to_string()) })),
+            Ok(None) => {
+                return Ok(Response::new(RetryJobResponse {
+                    error: err(ErrorCode::JobNotFound, format!("no job {key}")),
+                }));
+            }
+            Err(e) => {
+                return Ok(Response::new(RetryJobResponse {
+                    error: err(ErrorCode::SystemUnavailable, e.to_string()),
+                }));
+            }
         };
         if !matches!(job.state, JobState::Failed | JobState::Cancelled) {
-            let e = err(ErrorCode::InvalidArgument, format!("{key} is {}; only failed or cancelled jobs can be retried", job.state));
+            let e = err(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "{key} is {}; only failed or cancelled jobs can be retried",
+                    job.state
+                ),
+            );
             return Ok(Response::new(RetryJobResponse { error: e }));
         }
         let batch = match self.shared.store.batch(key.batch).await {
             Ok(Some(b)) => Arc::new(b),
-            _ => return Ok(Response::new(RetryJobResponse { error: err(ErrorCode::JobNotFound, "batch missing") })),
+            _ => {
+                return Ok(Response::new(RetryJobResponse {
+                    error: err(ErrorCode::JobNotFound, "batch missing"),
+                }));
+            }
         };
         let shared = &self.shared;
-        shared.batches.write().expect("batch cache lock").entry(batch.number).or_insert(batch);
+        shared
+            .batches
+            .write()
+            .expect("batch cache lock")
+            .entry(batch.number)
+            .or_insert(batch);
         match shared.ask(|reply| CoreMsg::Retry { job, reply }).await {
             Ok(()) => Ok(Response::new(RetryJobResponse { error: None })),
-            Err(e) => Ok(Response::new(RetryJobResponse { error: from_coord(e) })),
+            Err(e) => Ok(Response::new(RetryJobResponse {
+                error: from_coord(e),
+            })),
         }
     }
 }

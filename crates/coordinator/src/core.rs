@@ -5,7 +5,8 @@ use crate::now_ms;
 use crate::persist::PersistJob;
 use crate::session::{Outcome, ToProver};
 use proofmill_proto::v1::{
-    coordinator_message::Kind, CoordinatorMessage, ErrorCode, RegisterResponse, ResultAck, TaskCancelled,
+    CoordinatorMessage, ErrorCode, RegisterResponse, ResultAck, TaskCancelled,
+    coordinator_message::Kind,
 };
 use proofmill_scheduler::{Effect, ProverInfo, ProverView, Scheduler, SchedulerError};
 use proofmill_store::{Change, Store};
@@ -24,21 +25,62 @@ pub(crate) struct Conn {
 
 pub(crate) enum Hello {
     Register(ProverInfo),
-    Reconnect { id: ProverId, info: ProverInfo, running: Vec<(JobKey, FencingToken)> },
+    Reconnect {
+        id: ProverId,
+        info: ProverInfo,
+        running: Vec<(JobKey, FencingToken)>,
+    },
 }
 
 pub(crate) enum CoreMsg {
-    Connect { hello: Hello, conn: Conn, heartbeat_ms: u32, max_message: u32, reply: oneshot::Sender<ProverId> },
-    Disconnect { prover: ProverId, conn_id: u64 },
-    Heartbeat { prover: ProverId, running: Vec<(JobKey, FencingToken)> },
-    Availability { prover: ProverId, free: u32 },
-    Outcome { prover: ProverId, key: JobKey, token: FencingToken, outcome: Outcome, reply_to: mpsc::UnboundedSender<ToProver> },
-    AddBatches { batches: Vec<Arc<Batch>>, jobs: Vec<Job> },
-    Retry { job: Job, reply: oneshot::Sender<()> },
-    Provers { reply: oneshot::Sender<Vec<ProverView>> },
-    Drain { grace_ms: u32, reason: String, reply: oneshot::Sender<()> },
-    OpenLeases { reply: oneshot::Sender<usize> },
-    Flush { reply: oneshot::Sender<()> },
+    Connect {
+        hello: Hello,
+        conn: Conn,
+        heartbeat_ms: u32,
+        max_message: u32,
+        reply: oneshot::Sender<ProverId>,
+    },
+    Disconnect {
+        prover: ProverId,
+        conn_id: u64,
+    },
+    Heartbeat {
+        prover: ProverId,
+        running: Vec<(JobKey, FencingToken)>,
+    },
+    Availability {
+        prover: ProverId,
+        free: u32,
+    },
+    Outcome {
+        prover: ProverId,
+        key: JobKey,
+        token: FencingToken,
+        outcome: Outcome,
+        reply_to: mpsc::UnboundedSender<ToProver>,
+    },
+    AddBatches {
+        batches: Vec<Arc<Batch>>,
+        jobs: Vec<Job>,
+    },
+    Retry {
+        job: Job,
+        reply: oneshot::Sender<()>,
+    },
+    Provers {
+        reply: oneshot::Sender<Vec<ProverView>>,
+    },
+    Drain {
+        grace_ms: u32,
+        reason: String,
+        reply: oneshot::Sender<()>,
+    },
+    OpenLeases {
+        reply: oneshot::Sender<usize>,
+    },
+    Flush {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 pub(crate) struct Core {
@@ -52,8 +94,20 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub fn new(scheduler: Scheduler, batches: BatchCache, persist: mpsc::UnboundedSender<PersistJob>, store: Arc<dyn Store>) -> Self {
-        Core { scheduler, conns: HashMap::new(), batches, open_per_batch: HashMap::new(), persist, store }
+    pub fn new(
+        scheduler: Scheduler,
+        batches: BatchCache,
+        persist: mpsc::UnboundedSender<PersistJob>,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        Core {
+            scheduler,
+            conns: HashMap::new(),
+            batches,
+            open_per_batch: HashMap::new(),
+            persist,
+            store,
+        }
     }
 
     /// Restores open jobs (with their leases) loaded from the store.
@@ -66,7 +120,9 @@ impl Core {
         loop {
             let wake = self.scheduler.next_wakeup();
             let sleep = match wake {
-                Some(at) => tokio::time::Duration::from_millis(at.saturating_sub(now_ms()).min(60_000)),
+                Some(at) => {
+                    tokio::time::Duration::from_millis(at.saturating_sub(now_ms()).min(60_000))
+                }
                 None => tokio::time::Duration::from_secs(60),
             };
             tokio::select! {
@@ -100,11 +156,20 @@ impl Core {
     fn handle(&mut self, msg: CoreMsg) {
         let now = now_ms();
         match msg {
-            CoreMsg::Connect { hello, conn, heartbeat_ms, max_message, reply } => {
+            CoreMsg::Connect {
+                hello,
+                conn,
+                heartbeat_ms,
+                max_message,
+                reply,
+            } => {
                 let (id, effects) = match hello {
                     Hello::Register(info) => {
                         let id = ProverId(format!("prv-{:016x}", rand::random::<u64>()));
-                        let effects = self.scheduler.register(id.clone(), info, now).unwrap_or_default();
+                        let effects = self
+                            .scheduler
+                            .register(id.clone(), info, now)
+                            .unwrap_or_default();
                         (id, effects)
                     }
                     Hello::Reconnect { id, info, running } => {
@@ -113,8 +178,16 @@ impl Core {
                     }
                 };
                 // The newest stream wins; an older one still open is told to go away.
-                if let Some(old) = self.conns.insert(id.clone(), Conn { id: conn.id, tx: conn.tx.clone() }) {
-                    let _ = old.tx.send(ToProver::Close("replaced by a newer stream".into()));
+                if let Some(old) = self.conns.insert(
+                    id.clone(),
+                    Conn {
+                        id: conn.id,
+                        tx: conn.tx.clone(),
+                    },
+                ) {
+                    let _ = old
+                        .tx
+                        .send(ToProver::Close("replaced by a newer stream".into()));
                 }
                 let response = CoordinatorMessage {
                     kind: Some(Kind::RegisterResponse(RegisterResponse {
@@ -129,7 +202,12 @@ impl Core {
                 let _ = reply.send(id);
                 // The response must precede the first task: queue it on its own, first.
                 let sends = vec![(conn.tx, ToProver::Msg(response))];
-                self.persist.send(PersistJob { sends, ..Default::default() }).ok();
+                self.persist
+                    .send(PersistJob {
+                        sends,
+                        ..Default::default()
+                    })
+                    .ok();
                 self.run_effects(effects, Vec::new(), Vec::new());
             }
             CoreMsg::Disconnect { prover, conn_id } => {
@@ -146,7 +224,13 @@ impl Core {
                 let effects = self.scheduler.availability(&prover, free, now);
                 self.run_effects(effects, Vec::new(), Vec::new());
             }
-            CoreMsg::Outcome { prover, key, token, outcome, reply_to } => {
+            CoreMsg::Outcome {
+                prover,
+                key,
+                token,
+                outcome,
+                reply_to,
+            } => {
                 self.outcome(prover, key, token, outcome, reply_to, now);
             }
             CoreMsg::AddBatches { batches, jobs } => {
@@ -162,21 +246,42 @@ impl Core {
             CoreMsg::Provers { reply } => {
                 let _ = reply.send(self.scheduler.provers());
             }
-            CoreMsg::Drain { grace_ms, reason, reply } => {
+            CoreMsg::Drain {
+                grace_ms,
+                reason,
+                reply,
+            } => {
                 self.scheduler.drain();
                 let sends = self
                     .conns
                     .values()
                     .map(|c| (c.tx.clone(), ToProver::shutdown(&reason, grace_ms)))
                     .collect();
-                self.persist.send(PersistJob { changes: Vec::new(), sends, flushed: Some(reply) }).ok();
+                self.persist
+                    .send(PersistJob {
+                        changes: Vec::new(),
+                        sends,
+                        flushed: Some(reply),
+                    })
+                    .ok();
             }
             CoreMsg::OpenLeases { reply } => {
-                let n = self.scheduler.provers().iter().filter(|p| p.connected).map(|p| p.running.len()).sum();
+                let n = self
+                    .scheduler
+                    .provers()
+                    .iter()
+                    .filter(|p| p.connected)
+                    .map(|p| p.running.len())
+                    .sum();
                 let _ = reply.send(n);
             }
             CoreMsg::Flush { reply } => {
-                self.persist.send(PersistJob { flushed: Some(reply), ..Default::default() }).ok();
+                self.persist
+                    .send(PersistJob {
+                        flushed: Some(reply),
+                        ..Default::default()
+                    })
+                    .ok();
             }
         }
     }
@@ -202,7 +307,11 @@ impl Core {
                 })),
             })
         };
-        let leased_at = self.scheduler.job(&key).and_then(|j| j.lease.as_ref()).map(|l| l.leased_at);
+        let leased_at = self
+            .scheduler
+            .job(&key)
+            .and_then(|j| j.lease.as_ref())
+            .map(|l| l.leased_at);
         let (result, extra, reply) = match outcome {
             Outcome::Proven(mut record) => {
                 record.leased_at = leased_at.unwrap_or(record.received_at);
@@ -211,19 +320,37 @@ impl Core {
                 if r.is_err() {
                     self.discard_blob(blob);
                 }
-                (r, vec![Change::Proof(record)], ack(true, ErrorCode::Unspecified, String::new()))
+                (
+                    r,
+                    vec![Change::Proof(record)],
+                    ack(true, ErrorCode::Unspecified, String::new()),
+                )
             }
             Outcome::Failed(error) => {
                 let r = self.scheduler.fail(&prover, &key, token, &error, now);
-                (r, Vec::new(), ack(true, ErrorCode::Unspecified, String::new()))
+                (
+                    r,
+                    Vec::new(),
+                    ack(true, ErrorCode::Unspecified, String::new()),
+                )
             }
             Outcome::Invalid(reason) => {
-                let r = self.scheduler.fail(&prover, &key, token, &format!("invalid proof: {reason}"), now);
+                let r = self.scheduler.fail(
+                    &prover,
+                    &key,
+                    token,
+                    &format!("invalid proof: {reason}"),
+                    now,
+                );
                 (r, Vec::new(), ack(false, ErrorCode::InvalidProof, reason))
             }
             Outcome::Declined(_) => {
                 let r = self.scheduler.decline(&prover, &key, token, now);
-                (r, Vec::new(), ack(true, ErrorCode::Unspecified, String::new()))
+                (
+                    r,
+                    Vec::new(),
+                    ack(true, ErrorCode::Unspecified, String::new()),
+                )
             }
         };
         match result {
@@ -231,7 +358,12 @@ impl Core {
             Err(SchedulerError::NotCurrent { reason, .. }) => {
                 tracing::warn!(%prover, %key, %token, %reason, "stale result rejected");
                 let msg = ack(false, ErrorCode::StaleFencingToken, reason);
-                self.persist.send(PersistJob { sends: vec![(reply_to, msg)], ..Default::default() }).ok();
+                self.persist
+                    .send(PersistJob {
+                        sends: vec![(reply_to, msg)],
+                        ..Default::default()
+                    })
+                    .ok();
             }
             Err(_) => {
                 // Not open here: a duplicate of an accepted result, or a job that is done or
@@ -239,10 +371,22 @@ impl Core {
                 let store = self.store.clone();
                 tokio::spawn(async move {
                     let msg = match store.proof(&key).await {
-                        Ok(Some(p)) if p.token == token => ack(true, ErrorCode::Unspecified, "duplicate of an accepted result".into()),
-                        Ok(Some(p)) => ack(false, ErrorCode::StaleFencingToken, format!("{key} was proven with token {}", p.token)),
+                        Ok(Some(p)) if p.token == token => ack(
+                            true,
+                            ErrorCode::Unspecified,
+                            "duplicate of an accepted result".into(),
+                        ),
+                        Ok(Some(p)) => ack(
+                            false,
+                            ErrorCode::StaleFencingToken,
+                            format!("{key} was proven with token {}", p.token),
+                        ),
                         Ok(None) => match store.job(&key).await {
-                            Ok(Some(j)) => ack(false, ErrorCode::StaleFencingToken, format!("{key} is {}", j.state)),
+                            Ok(Some(j)) => ack(
+                                false,
+                                ErrorCode::StaleFencingToken,
+                                format!("{key} is {}", j.state),
+                            ),
                             Ok(None) => ack(false, ErrorCode::JobNotFound, format!("no job {key}")),
                             Err(e) => ack(false, ErrorCode::SystemUnavailable, e.to_string()),
                         },
@@ -276,14 +420,28 @@ impl Core {
                     changes.push(Change::Job(job));
                 }
                 Effect::Dispatch { prover, job } => {
-                    let batch = self.batches.read().expect("batch cache lock").get(&job.key.batch).cloned();
+                    let batch = self
+                        .batches
+                        .read()
+                        .expect("batch cache lock")
+                        .get(&job.key.batch)
+                        .cloned();
                     match (self.conns.get(&prover), batch) {
-                        (Some(conn), Some(batch)) => sends.push((conn.tx.clone(), ToProver::Dispatch(job, batch))),
-                        (_, None) => tracing::error!(key = %job.key, "dispatched job without its batch"),
+                        (Some(conn), Some(batch)) => {
+                            sends.push((conn.tx.clone(), ToProver::Dispatch(job, batch)))
+                        }
+                        (_, None) => {
+                            tracing::error!(key = %job.key, "dispatched job without its batch")
+                        }
                         (None, _) => {}
                     }
                 }
-                Effect::Cancel { prover, key, token, reason } => {
+                Effect::Cancel {
+                    prover,
+                    key,
+                    token,
+                    reason,
+                } => {
                     if let Some(conn) = self.conns.get(&prover) {
                         let msg = CoordinatorMessage {
                             kind: Some(Kind::TaskCancelled(TaskCancelled {
@@ -309,7 +467,13 @@ impl Core {
             return;
         }
         // Even message-only jobs go through the persister, to keep per-prover order.
-        self.persist.send(PersistJob { changes, sends, flushed: None }).ok();
+        self.persist
+            .send(PersistJob {
+                changes,
+                sends,
+                flushed: None,
+            })
+            .ok();
     }
 
     fn job_closed(&mut self, batch: u64) {
@@ -317,7 +481,10 @@ impl Core {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.open_per_batch.remove(&batch);
-                self.batches.write().expect("batch cache lock").remove(&batch);
+                self.batches
+                    .write()
+                    .expect("batch cache lock")
+                    .remove(&batch);
             }
         }
     }

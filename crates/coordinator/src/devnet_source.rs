@@ -22,22 +22,26 @@ pub struct DevnetSourceConfig {
 
 impl Coordinator {
     /// Starts the devnet; the API then refuses outside batches (one chain per coordinator).
-    pub async fn start_devnet(&self, cfg: DevnetSourceConfig) -> Result<JoinHandle<()>, CoordinatorError> {
+    pub async fn start_devnet(
+        &self,
+        cfg: DevnetSourceConfig,
+    ) -> Result<JoinHandle<()>, CoordinatorError> {
         self.shared.devnet_source.store(true, Ordering::SeqCst);
         let devnet = self.replay_devnet(&cfg).await?;
         let this = self.clone();
-        Ok(tokio::spawn(async move { this.devnet_loop(devnet, cfg).await }))
+        Ok(tokio::spawn(
+            async move { this.devnet_loop(devnet, cfg).await },
+        ))
     }
 
     async fn replay_devnet(&self, cfg: &DevnetSourceConfig) -> Result<Devnet, CoordinatorError> {
-        let mut devnet = Devnet::new(cfg.devnet).map_err(|e| CoordinatorError::Config(e.to_string()))?;
+        let mut devnet =
+            Devnet::new(cfg.devnet).map_err(|e| CoordinatorError::Config(e.to_string()))?;
         let last = self.store().last_sealed_batch().await?.unwrap_or(0);
         for n in 1..=last {
-            let batch = self
-                .store()
-                .batch(n)
-                .await?
-                .ok_or_else(|| CoordinatorError::Config(format!("devnet replay: batch {n} missing from the store")))?;
+            let batch = self.store().batch(n).await?.ok_or_else(|| {
+                CoordinatorError::Config(format!("devnet replay: batch {n} missing from the store"))
+            })?;
             let input = self.blobs().get(&batch.input_key).await?;
             let (d, public) = tokio::task::spawn_blocking(move || {
                 let r = devnet.replay(&input);
@@ -50,7 +54,9 @@ impl Coordinator {
                 CoordinatorError::Config(format!("devnet replay of batch {n} failed (different --seed or devnet settings than the data dir was made with?): {e}"))
             })?;
             if public != batch.public_values {
-                return Err(CoordinatorError::Config(format!("devnet replay of batch {n} gave different public values")));
+                return Err(CoordinatorError::Config(format!(
+                    "devnet replay of batch {n} gave different public values"
+                )));
             }
         }
         if last > 0 {
@@ -69,7 +75,10 @@ impl Coordinator {
             }
             let number = devnet.next_batch_number();
             if cfg.max_batches.is_some_and(|max| number > max) {
-                tracing::info!(max = number - 1, "devnet reached --max-batches; no more sealing");
+                tracing::info!(
+                    max = number - 1,
+                    "devnet reached --max-batches; no more sealing"
+                );
                 return;
             }
             let (d, sealed) = match tokio::task::spawn_blocking(move || {
@@ -105,7 +114,11 @@ impl Coordinator {
                     }
                 }
             }
-            tracing::info!(batch = sealed.number, transfers = sealed.transfers, "devnet sealed batch");
+            tracing::info!(
+                batch = sealed.number,
+                transfers = sealed.transfers,
+                "devnet sealed batch"
+            );
         }
     }
 }

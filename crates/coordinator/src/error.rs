@@ -18,7 +18,9 @@ pub enum CoordinatorError {
 impl CoordinatorError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            CoordinatorError::InvalidArgument(_) | CoordinatorError::Config(_) => ErrorCode::InvalidArgument,
+            CoordinatorError::InvalidArgument(_) | CoordinatorError::Config(_) => {
+                ErrorCode::InvalidArgument
+            }
             CoordinatorError::Unavailable => ErrorCode::SystemUnavailable,
             CoordinatorError::Store(StoreError::BatchConflict(_)) => ErrorCode::InvalidArgument,
             CoordinatorError::Store(_) | CoordinatorError::Transport(_) => ErrorCode::Internal,

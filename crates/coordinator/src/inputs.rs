@@ -22,7 +22,11 @@ struct CacheInner {
 
 impl InputCache {
     pub fn new(blobs: Blobs, max_bytes: usize) -> Self {
-        InputCache { blobs, max_bytes, inner: Mutex::new(CacheInner::default()) }
+        InputCache {
+            blobs,
+            max_bytes,
+            inner: Mutex::new(CacheInner::default()),
+        }
     }
 
     pub fn insert(&self, batch: u64, data: Bytes) {
@@ -37,7 +41,9 @@ impl InputCache {
         c.map.insert(batch, data);
         c.order.push_back(batch);
         while c.bytes > self.max_bytes {
-            let Some(old) = c.order.pop_front() else { break };
+            let Some(old) = c.order.pop_front() else {
+                break;
+            };
             if let Some(d) = c.map.remove(&old) {
                 c.bytes -= d.len();
             }
@@ -45,7 +51,13 @@ impl InputCache {
     }
 
     pub async fn get(&self, batch: &Batch) -> Result<Bytes, StoreError> {
-        if let Some(d) = self.inner.lock().expect("input cache lock").map.get(&batch.number) {
+        if let Some(d) = self
+            .inner
+            .lock()
+            .expect("input cache lock")
+            .map
+            .get(&batch.number)
+        {
             return Ok(d.clone());
         }
         let data = self.blobs.get(&batch.input_key).await?;

@@ -29,7 +29,9 @@ impl Coordinator {
             return Err(CoordinatorError::Unavailable);
         }
         if nb.number == 0 {
-            return Err(CoordinatorError::InvalidArgument("batch numbers start at 1".into()));
+            return Err(CoordinatorError::InvalidArgument(
+                "batch numbers start at 1".into(),
+            ));
         }
         if nb.input.is_empty() || nb.input.len() as u64 > shared.config.max_input_bytes {
             return Err(CoordinatorError::InvalidArgument(format!(
@@ -39,14 +41,24 @@ impl Coordinator {
             )));
         }
         if nb.version.is_empty() || nb.version.len() > 128 {
-            return Err(CoordinatorError::InvalidArgument("version must be 1-128 bytes".into()));
+            return Err(CoordinatorError::InvalidArgument(
+                "version must be 1-128 bytes".into(),
+            ));
         }
         let configured = shared.config.required_types();
-        let required = if nb.proof_types.is_empty() { configured.clone() } else { nb.proof_types.clone() };
+        let required = if nb.proof_types.is_empty() {
+            configured.clone()
+        } else {
+            nb.proof_types.clone()
+        };
         if let Some(t) = required.iter().find(|t| !configured.contains(t)) {
             return Err(CoordinatorError::InvalidArgument(format!(
                 "proof type {t} is not served here (configured: {})",
-                configured.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(",")
+                configured
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             )));
         }
         let digest = Digest::sha256(&nb.input);
@@ -82,7 +94,10 @@ impl Coordinator {
             .collect();
         shared
             .core
-            .send(CoreMsg::AddBatches { batches: vec![Arc::new(batch)], jobs })
+            .send(CoreMsg::AddBatches {
+                batches: vec![Arc::new(batch)],
+                jobs,
+            })
             .map_err(|_| CoordinatorError::Unavailable)?;
         Ok(true)
     }

@@ -44,9 +44,14 @@ impl Shared {
         self.draining.load(Ordering::SeqCst)
     }
 
-    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> CoreMsg) -> Result<T, CoordinatorError> {
+    pub async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> CoreMsg,
+    ) -> Result<T, CoordinatorError> {
         let (tx, rx) = oneshot::channel();
-        self.core.send(make(tx)).map_err(|_| CoordinatorError::Unavailable)?;
+        self.core
+            .send(make(tx))
+            .map_err(|_| CoordinatorError::Unavailable)?;
         rx.await.map_err(|_| CoordinatorError::Unavailable)
     }
 }
@@ -59,14 +64,21 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// Loads every open job (and lease) from the store and starts the core and persister.
-    pub async fn start(config: CoordinatorConfig, store: Arc<dyn Store>, blobs: Blobs) -> Result<Self, CoordinatorError> {
+    pub async fn start(
+        config: CoordinatorConfig,
+        store: Arc<dyn Store>,
+        blobs: Blobs,
+    ) -> Result<Self, CoordinatorError> {
         if config.proof_types.is_empty() {
-            return Err(CoordinatorError::Config("at least one proof type is required".into()));
+            return Err(CoordinatorError::Config(
+                "at least one proof type is required".into(),
+            ));
         }
         let mut verifiers = HashMap::new();
         for (pt, backend) in &config.proof_types {
-            let b = backend_by_name(backend)
-                .ok_or_else(|| CoordinatorError::Config(format!("unknown backend {backend:?} for proof type {pt}")))?;
+            let b = backend_by_name(backend).ok_or_else(|| {
+                CoordinatorError::Config(format!("unknown backend {backend:?} for proof type {pt}"))
+            })?;
             verifiers.insert(pt.clone(), b);
         }
         let last_token = store.max_fencing_token().await?;
@@ -74,13 +86,16 @@ impl Coordinator {
         let numbers: BTreeSet<u64> = open.iter().map(|j| j.key.batch).collect();
         let mut batches = Vec::with_capacity(numbers.len());
         for n in numbers {
-            let b = store
-                .batch(n)
-                .await?
-                .ok_or_else(|| CoordinatorError::Config(format!("store has jobs of batch {n} but not the batch")))?;
+            let b = store.batch(n).await?.ok_or_else(|| {
+                CoordinatorError::Config(format!("store has jobs of batch {n} but not the batch"))
+            })?;
             batches.push(Arc::new(b));
         }
-        tracing::info!(open_jobs = open.len(), last_token, "restored scheduler state");
+        tracing::info!(
+            open_jobs = open.len(),
+            last_token,
+            "restored scheduler state"
+        );
         let batch_cache: BatchCache = Arc::new(RwLock::new(HashMap::new()));
         let persist_tx = persist::spawn(store.clone());
         let (core_tx, core_rx) = mpsc::unbounded_channel();
@@ -128,12 +143,16 @@ impl Coordinator {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), CoordinatorError> {
         let max = self.shared.config.max_message_bytes;
-        let prover = ProverServiceServer::new(ProverSvc { shared: self.shared.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        let admin = AdminServiceServer::new(admin::AdminSvc { shared: self.shared.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
+        let prover = ProverServiceServer::new(ProverSvc {
+            shared: self.shared.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+        let admin = AdminServiceServer::new(admin::AdminSvc {
+            shared: self.shared.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proofmill_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -159,10 +178,21 @@ impl Coordinator {
         self.shared.draining.store(true, Ordering::SeqCst);
         let grace_ms = grace.min(u32::MAX as u64) as u32;
         let reason = reason.to_string();
-        self.shared.ask(|reply| CoreMsg::Drain { grace_ms, reason, reply }).await?;
+        self.shared
+            .ask(|reply| CoreMsg::Drain {
+                grace_ms,
+                reason,
+                reply,
+            })
+            .await?;
         let until = tokio::time::Instant::now() + std::time::Duration::from_millis(grace);
         while tokio::time::Instant::now() < until {
-            if self.shared.ask(|reply| CoreMsg::OpenLeases { reply }).await? == 0 {
+            if self
+                .shared
+                .ask(|reply| CoreMsg::OpenLeases { reply })
+                .await?
+                == 0
+            {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -177,7 +207,11 @@ impl Coordinator {
 
     /// Dispatch latency samples (µs) recorded so far, when `record_dispatch_latency` is on.
     pub fn dispatch_latencies_us(&self) -> Vec<u32> {
-        self.shared.dispatch_latency_us.lock().expect("latency lock").clone()
+        self.shared
+            .dispatch_latency_us
+            .lock()
+            .expect("latency lock")
+            .clone()
     }
 }
 
@@ -185,13 +219,17 @@ struct ProverSvc {
     shared: Arc<Shared>,
 }
 
-type OutStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<CoordinatorMessage, Status>> + Send>>;
+type OutStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<CoordinatorMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ProverService for ProverSvc {
     type ProverStreamStream = OutStream;
 
-    async fn prover_stream(&self, request: Request<Streaming<ProverMessage>>) -> Result<Response<OutStream>, Status> {
+    async fn prover_stream(
+        &self,
+        request: Request<Streaming<ProverMessage>>,
+    ) -> Result<Response<OutStream>, Status> {
         let (wire_tx, wire_rx) = mpsc::channel(256);
         session::start(self.shared.clone(), request.into_inner(), wire_tx);
         Ok(Response::new(Box::pin(ReceiverStream::new(wire_rx))))

@@ -2,17 +2,19 @@
 //! sends heartbeats), and a reader that checks results and reports them to the core.
 
 use crate::core::{BatchCache, Conn, CoreMsg, Hello};
-use crate::server::Shared;
 use crate::now_ms;
+use crate::server::Shared;
 use bytes::Bytes;
 use proofmill_backend::Backend;
 use proofmill_proto::v1::{
-    coordinator_message::Kind as Out, execute_task::Input, prover_message::Kind as In, task_result::Outcome as Res,
-    CoordinatorMessage, DataChunk, ErrorCode, ExecuteTask, Heartbeat, ProverMessage, Register, RegisterResponse,
-    Shutdown, TaskResult,
+    CoordinatorMessage, DataChunk, ErrorCode, ExecuteTask, Heartbeat, ProverMessage, Register,
+    RegisterResponse, Shutdown, TaskResult, coordinator_message::Kind as Out, execute_task::Input,
+    prover_message::Kind as In, task_result::Outcome as Res,
 };
 use proofmill_scheduler::ProverInfo;
-use proofmill_types::{Batch, Digest, FencingToken, Job, JobKey, ProofRecord, ProofType, ProverId, TaskId};
+use proofmill_types::{
+    Batch, Digest, FencingToken, Job, JobKey, ProofRecord, ProofType, ProverId, TaskId,
+};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +31,12 @@ pub(crate) enum ToProver {
 
 impl ToProver {
     pub fn shutdown(reason: &str, grace_ms: u32) -> Self {
-        ToProver::Msg(CoordinatorMessage { kind: Some(Out::Shutdown(Shutdown { reason: reason.into(), grace_ms })) })
+        ToProver::Msg(CoordinatorMessage {
+            kind: Some(Out::Shutdown(Shutdown {
+                reason: reason.into(),
+                grace_ms,
+            })),
+        })
     }
 }
 
@@ -68,7 +75,11 @@ fn reject(code: ErrorCode, reason: String) -> CoordinatorMessage {
     }
 }
 
-async fn run(shared: Arc<Shared>, mut inbound: Streaming<ProverMessage>, wire: Wire) -> Result<(), String> {
+async fn run(
+    shared: Arc<Shared>,
+    mut inbound: Streaming<ProverMessage>,
+    wire: Wire,
+) -> Result<(), String> {
     let timeout = std::time::Duration::from_millis(shared.config.register_timeout_ms);
     let first = match tokio::time::timeout(timeout, inbound.message()).await {
         Err(_) => return Err("no Register within the timeout".into()),
@@ -85,18 +96,30 @@ async fn run(shared: Arc<Shared>, mut inbound: Streaming<ProverMessage>, wire: W
         }
     };
     if shared.draining() {
-        let _ = wire.send(Ok(reject(ErrorCode::SystemUnavailable, "coordinator is shutting down".into()))).await;
+        let _ = wire
+            .send(Ok(reject(
+                ErrorCode::SystemUnavailable,
+                "coordinator is shutting down".into(),
+            )))
+            .await;
         return Err("draining".into());
     }
     let conn_id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::unbounded_channel();
     let (reply_tx, reply_rx) = oneshot::channel();
-    let hb = shared.config.scheduler.heartbeat_interval_ms.min(u32::MAX as u64) as u32;
+    let hb = shared
+        .config
+        .scheduler
+        .heartbeat_interval_ms
+        .min(u32::MAX as u64) as u32;
     shared
         .core
         .send(CoreMsg::Connect {
             hello,
-            conn: Conn { id: conn_id, tx: tx.clone() },
+            conn: Conn {
+                id: conn_id,
+                tx: tx.clone(),
+            },
             heartbeat_ms: hb,
             max_message: shared.config.max_message_bytes.min(u32::MAX as usize) as u32,
             reply: reply_tx,
@@ -105,22 +128,42 @@ async fn run(shared: Arc<Shared>, mut inbound: Streaming<ProverMessage>, wire: W
     let prover = reply_rx.await.map_err(|_| "core stopped")?;
     tracing::info!(%prover, %name, "prover connected");
     let last_result = Arc::new(std::sync::Mutex::new(None));
-    let writer = tokio::spawn(write_loop(shared.clone(), rx, wire, tx.clone(), last_result.clone()));
+    let writer = tokio::spawn(write_loop(
+        shared.clone(),
+        rx,
+        wire,
+        tx.clone(),
+        last_result.clone(),
+    ));
     let result = read_loop(&shared, &prover, &name, &mut inbound, &tx, &last_result).await;
     writer.abort();
-    let _ = shared.core.send(CoreMsg::Disconnect { prover: prover.clone(), conn_id });
+    let _ = shared.core.send(CoreMsg::Disconnect {
+        prover: prover.clone(),
+        conn_id,
+    });
     tracing::info!(%prover, "prover disconnected");
     result
 }
 
-fn parse_hello(shared: &Shared, msg: ProverMessage) -> Result<(Hello, String), (ErrorCode, String)> {
+fn parse_hello(
+    shared: &Shared,
+    msg: ProverMessage,
+) -> Result<(Hello, String), (ErrorCode, String)> {
     let (register, reconnect) = match msg.kind {
         Some(In::Register(r)) => (r, None),
         Some(In::Reconnect(r)) => {
-            let reg = r.register.ok_or((ErrorCode::InvalidArgument, "Reconnect without its Register fields".to_string()))?;
+            let reg = r.register.ok_or((
+                ErrorCode::InvalidArgument,
+                "Reconnect without its Register fields".to_string(),
+            ))?;
             (reg, Some((r.prover_id, r.running)))
         }
-        _ => return Err((ErrorCode::InvalidArgument, "the first message must be Register or Reconnect".into())),
+        _ => {
+            return Err((
+                ErrorCode::InvalidArgument,
+                "the first message must be Register or Reconnect".into(),
+            ));
+        }
     };
     let info = parse_register(shared, &register)?;
     let name = register.name.clone();
@@ -132,10 +175,17 @@ fn parse_hello(shared: &Shared, msg: ProverMessage) -> Result<(Hello, String), (
             }
             let running = running
                 .iter()
-                .map(|t| TaskId::parse(&t.task_id).map(|(b, pt)| (JobKey::new(b, pt), FencingToken(t.fencing_token))))
+                .map(|t| {
+                    TaskId::parse(&t.task_id)
+                        .map(|(b, pt)| (JobKey::new(b, pt), FencingToken(t.fencing_token)))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| (ErrorCode::InvalidArgument, e.to_string()))?;
-            Hello::Reconnect { id: ProverId(id), info, running }
+            Hello::Reconnect {
+                id: ProverId(id),
+                info,
+                running,
+            }
         }
     };
     Ok((hello, name))
@@ -145,20 +195,34 @@ fn parse_register(shared: &Shared, r: &Register) -> Result<ProverInfo, (ErrorCod
     if let Some(expected) = &shared.config.prover_token
         && r.token.as_deref() != Some(expected.as_str())
     {
-        return Err((ErrorCode::Unauthenticated, "missing or wrong prover token".into()));
+        return Err((
+            ErrorCode::Unauthenticated,
+            "missing or wrong prover token".into(),
+        ));
     }
     if r.name.is_empty() || r.name.len() > 128 {
-        return Err((ErrorCode::InvalidArgument, "name must be 1-128 bytes".into()));
+        return Err((
+            ErrorCode::InvalidArgument,
+            "name must be 1-128 bytes".into(),
+        ));
     }
     if r.compute_capacity == 0 || r.compute_capacity > 4096 {
-        return Err((ErrorCode::InvalidArgument, "compute_capacity must be 1-4096".into()));
+        return Err((
+            ErrorCode::InvalidArgument,
+            "compute_capacity must be 1-4096".into(),
+        ));
     }
     if r.version.is_empty() || r.version.len() > 128 {
-        return Err((ErrorCode::InvalidArgument, "version must be 1-128 bytes".into()));
+        return Err((
+            ErrorCode::InvalidArgument,
+            "version must be 1-128 bytes".into(),
+        ));
     }
     let mut types = BTreeSet::new();
     for t in &r.proof_types {
-        types.insert(ProofType::new(t.clone()).map_err(|e| (ErrorCode::InvalidArgument, e.to_string()))?);
+        types.insert(
+            ProofType::new(t.clone()).map_err(|e| (ErrorCode::InvalidArgument, e.to_string()))?,
+        );
     }
     let needed: BTreeSet<ProofType> = shared.config.required_types().into_iter().collect();
     let useful: BTreeSet<ProofType> = types.intersection(&needed).cloned().collect();
@@ -166,10 +230,19 @@ fn parse_register(shared: &Shared, r: &Register) -> Result<ProverInfo, (ErrorCod
         let needed: Vec<_> = needed.iter().map(|t| t.to_string()).collect();
         return Err((
             ErrorCode::ProofTypeNotNeeded,
-            format!("none of {:?} is needed here; this coordinator needs {}", r.proof_types, needed.join(",")),
+            format!(
+                "none of {:?} is needed here; this coordinator needs {}",
+                r.proof_types,
+                needed.join(",")
+            ),
         ));
     }
-    Ok(ProverInfo { name: r.name.clone(), proof_types: useful, capacity: r.compute_capacity, version: r.version.clone() })
+    Ok(ProverInfo {
+        name: r.name.clone(),
+        proof_types: useful,
+        capacity: r.compute_capacity,
+        version: r.version.clone(),
+    })
 }
 
 /// When the stream's latest result arrived, until its next task is sent (dispatch latency).
@@ -182,7 +255,8 @@ async fn write_loop(
     self_tx: mpsc::UnboundedSender<ToProver>,
     last_result: LastResult,
 ) {
-    let period = std::time::Duration::from_millis(shared.config.scheduler.heartbeat_interval_ms.max(10));
+    let period =
+        std::time::Duration::from_millis(shared.config.scheduler.heartbeat_interval_ms.max(10));
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let mut seq = 0u64;
     loop {
@@ -211,7 +285,11 @@ async fn write_loop(
                     && let Some(at) = last_result.lock().expect("latency lock").take()
                 {
                     let us = at.elapsed().as_micros().min(u32::MAX as u128) as u32;
-                    shared.dispatch_latency_us.lock().expect("latency lock").push(us);
+                    shared
+                        .dispatch_latency_us
+                        .lock()
+                        .expect("latency lock")
+                        .push(us);
                 }
             }
         }
@@ -219,7 +297,13 @@ async fn write_loop(
 }
 
 /// Sends one task (inline or chunked input). Returns false when the stream is gone.
-async fn send_task(shared: &Shared, wire: &Wire, job: &Job, batch: &Batch, self_tx: &mpsc::UnboundedSender<ToProver>) -> bool {
+async fn send_task(
+    shared: &Shared,
+    wire: &Wire,
+    job: &Job,
+    batch: &Batch,
+    self_tx: &mpsc::UnboundedSender<ToProver>,
+) -> bool {
     let lease = job.lease.as_ref().expect("dispatched job is leased");
     let task_id = TaskId::format(job.key.batch, &job.key.proof_type);
     let input = match shared.inputs.get(batch).await {
@@ -247,10 +331,20 @@ async fn send_task(shared: &Shared, wire: &Wire, job: &Job, batch: &Batch, self_
         version: job.version.clone(),
         input_digest: batch.input_digest.0.to_vec(),
         input_size: input.len() as u64,
-        input: Some(if chunked { Input::Chunked(true) } else { Input::Inline(input.to_vec()) }),
+        input: Some(if chunked {
+            Input::Chunked(true)
+        } else {
+            Input::Inline(input.to_vec())
+        }),
         public_values: batch.public_values.encode().to_vec(),
     };
-    if wire.send(Ok(CoordinatorMessage { kind: Some(Out::ExecuteTask(task)) })).await.is_err() {
+    if wire
+        .send(Ok(CoordinatorMessage {
+            kind: Some(Out::ExecuteTask(task)),
+        }))
+        .await
+        .is_err()
+    {
         return false;
     }
     if chunked {
@@ -265,7 +359,13 @@ async fn send_task(shared: &Shared, wire: &Wire, job: &Job, batch: &Batch, self_
                 data: input.slice(offset..end).to_vec(),
                 last: end == input.len(),
             };
-            if wire.send(Ok(CoordinatorMessage { kind: Some(Out::InputChunk(chunk)) })).await.is_err() {
+            if wire
+                .send(Ok(CoordinatorMessage {
+                    kind: Some(Out::InputChunk(chunk)),
+                }))
+                .await
+                .is_err()
+            {
                 return false;
             }
             offset = end;
@@ -291,36 +391,71 @@ async fn read_loop(
             Err(e) => return Err(e.to_string()),
         };
         match msg.kind {
-            Some(In::TaskResult(r)) => {
+            Some(In::TaskResult(mut r)) => {
                 if shared.config.record_dispatch_latency {
                     *last_result.lock().expect("latency lock") = Some(std::time::Instant::now());
                 }
-                let proof = match take_proof(shared, &mut partial, &r) {
+                let proof = match take_proof(shared, &mut partial, &mut r) {
                     Ok(p) => p,
                     Err(reason) => {
-                        nack(tx, &r.task_id, r.fencing_token, ErrorCode::InvalidArgument, reason);
+                        nack(
+                            tx,
+                            &r.task_id,
+                            r.fencing_token,
+                            ErrorCode::InvalidArgument,
+                            reason,
+                        );
                         continue;
                     }
                 };
-                let (shared, prover, name, tx) = (shared.clone(), prover.clone(), name.to_string(), tx.clone());
-                tokio::spawn(async move { handle_result(&shared, prover, name, r, proof, tx).await });
+                // A small proof is verified inline and kept in the database row, so handling it
+                // does no I/O (bar a batch-cache miss): do it here instead of paying for a task
+                // per result on the dispatch path. Larger ones get their own task.
+                let cheap = proof.as_ref().is_none_or(|p| {
+                    p.len() <= VERIFY_INLINE_MAX.min(shared.config.inline_proof_max)
+                });
+                if cheap {
+                    handle_result(shared, prover, name, r, proof, tx).await;
+                } else {
+                    let (shared, prover, name, tx) =
+                        (shared.clone(), prover.clone(), name.to_string(), tx.clone());
+                    tokio::spawn(async move {
+                        handle_result(&shared, &prover, &name, r, proof, &tx).await
+                    });
+                }
             }
             Some(In::ProofChunk(c)) => {
                 let total: usize = partial.values().map(Vec::len).sum();
-                let buf = partial.entry((c.task_id.clone(), c.fencing_token)).or_default();
-                if c.offset != buf.len() as u64 || (total + c.data.len()) as u64 > shared.config.max_proof_bytes {
+                let buf = partial
+                    .entry((c.task_id.clone(), c.fencing_token))
+                    .or_default();
+                if c.offset != buf.len() as u64
+                    || (total + c.data.len()) as u64 > shared.config.max_proof_bytes
+                {
                     partial.remove(&(c.task_id.clone(), c.fencing_token));
-                    nack(tx, &c.task_id, c.fencing_token, ErrorCode::InvalidArgument, "proof chunk out of order or proof too large".into());
+                    nack(
+                        tx,
+                        &c.task_id,
+                        c.fencing_token,
+                        ErrorCode::InvalidArgument,
+                        "proof chunk out of order or proof too large".into(),
+                    );
                     continue;
                 }
                 buf.extend_from_slice(&c.data);
             }
             Some(In::HeartbeatAck(a)) => {
                 let running = parse_running(&a.running);
-                let _ = shared.core.send(CoreMsg::Heartbeat { prover: prover.clone(), running });
+                let _ = shared.core.send(CoreMsg::Heartbeat {
+                    prover: prover.clone(),
+                    running,
+                });
             }
             Some(In::Availability(a)) => {
-                let _ = shared.core.send(CoreMsg::Availability { prover: prover.clone(), free: a.free_slots });
+                let _ = shared.core.send(CoreMsg::Availability {
+                    prover: prover.clone(),
+                    free: a.free_slots,
+                });
             }
             Some(In::TaskDeclined(d)) => match TaskId::parse(&d.task_id) {
                 Ok((b, pt)) => {
@@ -332,9 +467,17 @@ async fn read_loop(
                         reply_to: tx.clone(),
                     });
                 }
-                Err(e) => nack(tx, &d.task_id, d.fencing_token, ErrorCode::InvalidArgument, e.to_string()),
+                Err(e) => nack(
+                    tx,
+                    &d.task_id,
+                    d.fencing_token,
+                    ErrorCode::InvalidArgument,
+                    e.to_string(),
+                ),
             },
-            Some(In::ProverError(e)) => tracing::warn!(%prover, code = e.code, message = %e.message, "prover reported an error"),
+            Some(In::ProverError(e)) => {
+                tracing::warn!(%prover, code = e.code, message = %e.message, "prover reported an error")
+            }
             Some(In::Register(_)) | Some(In::Reconnect(_)) => {
                 return Err("Register/Reconnect sent twice on one stream".into());
             }
@@ -346,11 +489,21 @@ async fn read_loop(
 fn parse_running(running: &[proofmill_proto::v1::RunningTask]) -> Vec<(JobKey, FencingToken)> {
     running
         .iter()
-        .filter_map(|t| TaskId::parse(&t.task_id).ok().map(|(b, pt)| (JobKey::new(b, pt), FencingToken(t.fencing_token))))
+        .filter_map(|t| {
+            TaskId::parse(&t.task_id)
+                .ok()
+                .map(|(b, pt)| (JobKey::new(b, pt), FencingToken(t.fencing_token)))
+        })
         .collect()
 }
 
-fn nack(tx: &mpsc::UnboundedSender<ToProver>, task_id: &str, token: u64, code: ErrorCode, reason: String) {
+fn nack(
+    tx: &mpsc::UnboundedSender<ToProver>,
+    task_id: &str,
+    token: u64,
+    code: ErrorCode,
+    reason: String,
+) {
     let msg = CoordinatorMessage {
         kind: Some(Out::ResultAck(proofmill_proto::v1::ResultAck {
             task_id: task_id.chars().take(128).collect(),
@@ -364,12 +517,21 @@ fn nack(tx: &mpsc::UnboundedSender<ToProver>, task_id: &str, token: u64, code: E
 }
 
 /// The proof bytes of a result (joined from chunks if needed); `None` for an error result.
-fn take_proof(shared: &Shared, partial: &mut HashMap<(String, u64), Vec<u8>>, r: &TaskResult) -> Result<Option<Vec<u8>>, String> {
-    match &r.outcome {
-        Some(Res::Proof(p)) => Ok(Some(p.clone())),
+/// Takes the bytes out of `r` rather than copying them.
+fn take_proof(
+    shared: &Shared,
+    partial: &mut HashMap<(String, u64), Vec<u8>>,
+    r: &mut TaskResult,
+) -> Result<Option<Vec<u8>>, String> {
+    match &mut r.outcome {
+        Some(Res::Proof(p)) => Ok(Some(std::mem::take(p))),
         Some(Res::ProofChunked(c)) => {
-            let data = partial.remove(&(r.task_id.clone(), r.fencing_token)).ok_or("no proof chunks received for this task")?;
-            if data.len() as u64 != c.size || Digest::sha256(&data).0.as_slice() != c.digest.as_slice() {
+            let data = partial
+                .remove(&(r.task_id.clone(), r.fencing_token))
+                .ok_or("no proof chunks received for this task")?;
+            if data.len() as u64 != c.size
+                || Digest::sha256(&data).0.as_slice() != c.digest.as_slice()
+            {
                 return Err("chunked proof does not match its size or digest".into());
             }
             Ok(Some(data))
@@ -378,27 +540,60 @@ fn take_proof(shared: &Shared, partial: &mut HashMap<(String, u64), Vec<u8>>, r:
         None => Err("result without proof or error".into()),
     }
     .and_then(|p| match &p {
-        Some(p) if p.len() as u64 > shared.config.max_proof_bytes => Err(format!("proof of {} bytes is over the limit", p.len())),
+        Some(p) if p.len() as u64 > shared.config.max_proof_bytes => {
+            Err(format!("proof of {} bytes is over the limit", p.len()))
+        }
         _ => Ok(p),
     })
 }
 
-async fn handle_result(shared: &Shared, prover: ProverId, name: String, r: TaskResult, proof: Option<Vec<u8>>, tx: mpsc::UnboundedSender<ToProver>) {
+async fn handle_result(
+    shared: &Shared,
+    prover: &ProverId,
+    name: &str,
+    r: TaskResult,
+    proof: Option<Vec<u8>>,
+    tx: &mpsc::UnboundedSender<ToProver>,
+) {
     let (batch_no, proof_type) = match TaskId::parse(&r.task_id) {
         Ok(k) => k,
-        Err(e) => return nack(&tx, &r.task_id, r.fencing_token, ErrorCode::InvalidArgument, e.to_string()),
+        Err(e) => {
+            return nack(
+                tx,
+                &r.task_id,
+                r.fencing_token,
+                ErrorCode::InvalidArgument,
+                e.to_string(),
+            );
+        }
     };
     let key = JobKey::new(batch_no, proof_type);
     let token = FencingToken(r.fencing_token);
     let outcome = match (proof, &r.outcome) {
         (None, Some(Res::Error(e))) => Outcome::Failed(e.chars().take(4096).collect()),
-        (None, _) => return nack(&tx, &r.task_id, r.fencing_token, ErrorCode::InvalidArgument, "no proof".into()),
-        (Some(proof), _) => match check_proof(shared, &key, token, &prover, &name, r.prove_ms, proof).await {
-            Ok(o) => o,
-            Err((code, reason)) => return nack(&tx, &r.task_id, r.fencing_token, code, reason),
-        },
+        (None, _) => {
+            return nack(
+                tx,
+                &r.task_id,
+                r.fencing_token,
+                ErrorCode::InvalidArgument,
+                "no proof".into(),
+            );
+        }
+        (Some(proof), _) => {
+            match check_proof(shared, &key, token, prover, name, r.prove_ms, proof).await {
+                Ok(o) => o,
+                Err((code, reason)) => return nack(tx, &r.task_id, r.fencing_token, code, reason),
+            }
+        }
     };
-    let _ = shared.core.send(CoreMsg::Outcome { prover, key, token, outcome, reply_to: tx });
+    let _ = shared.core.send(CoreMsg::Outcome {
+        prover: prover.clone(),
+        key,
+        token,
+        outcome,
+        reply_to: tx.clone(),
+    });
 }
 
 /// Verifies a proof against the batch's public values and stores its bytes.
@@ -412,7 +607,10 @@ async fn check_proof(
     proof: Vec<u8>,
 ) -> Result<Outcome, (ErrorCode, String)> {
     let Some(verifier) = shared.verifiers.get(&key.proof_type).cloned() else {
-        return Err((ErrorCode::ProofTypeNotNeeded, format!("proof type {} is not needed here", key.proof_type)));
+        return Err((
+            ErrorCode::ProofTypeNotNeeded,
+            format!("proof type {} is not needed here", key.proof_type),
+        ));
     };
     let batch = match cached_batch(&shared.batches, key.batch) {
         Some(b) => b,
@@ -433,7 +631,14 @@ async fn check_proof(
         return Ok(Outcome::Invalid(reason));
     }
     let inline = proof.len() <= shared.config.inline_proof_max;
-    let blob_key = if inline { String::new() } else { format!("proofs/{:012}/{}/{}.bin", key.batch, key.proof_type, token.0) };
+    let blob_key = if inline {
+        String::new()
+    } else {
+        format!(
+            "proofs/{:012}/{}/{}.bin",
+            key.batch, key.proof_type, token.0
+        )
+    };
     let record = ProofRecord {
         key: key.clone(),
         blob_key: blob_key.clone(),
@@ -448,7 +653,11 @@ async fn check_proof(
         prove_ms,
     };
     if !inline {
-        shared.blobs.put(&blob_key, proof).await.map_err(|e| (ErrorCode::SystemUnavailable, e.to_string()))?;
+        shared
+            .blobs
+            .put(&blob_key, proof)
+            .await
+            .map_err(|e| (ErrorCode::SystemUnavailable, e.to_string()))?;
     }
     Ok(Outcome::Proven(record))
 }
@@ -457,9 +666,16 @@ fn cached_batch(cache: &BatchCache, n: u64) -> Option<Arc<Batch>> {
     cache.read().expect("batch cache lock").get(&n).cloned()
 }
 
+/// Proofs up to this size are verified on the calling task (cheap); larger ones off it.
+const VERIFY_INLINE_MAX: usize = 4096;
+
 /// Small proofs are checked inline; large ones on a blocking thread so sessions keep flowing.
-async fn verify_off_thread(verifier: Arc<dyn Backend>, public: proofmill_types::PublicValues, proof: Bytes) -> Result<(), String> {
-    if proof.len() <= 4096 {
+async fn verify_off_thread(
+    verifier: Arc<dyn Backend>,
+    public: proofmill_types::PublicValues,
+    proof: Bytes,
+) -> Result<(), String> {
+    if proof.len() <= VERIFY_INLINE_MAX {
         return verifier.verify(&public, &proof).map_err(|e| e.to_string());
     }
     tokio::task::spawn_blocking(move || verifier.verify(&public, &proof).map_err(|e| e.to_string()))

@@ -38,7 +38,11 @@ impl Proxy {
                 c.lock().unwrap().push(task);
             }
         });
-        Proxy { addr, conns, accept }
+        Proxy {
+            addr,
+            conns,
+            accept,
+        }
     }
 
     fn cut(&self) -> usize {
@@ -63,7 +67,11 @@ async fn flaky_network(db: Db) {
     let env = Env::new(db, "chaos");
     let c = start(&env, fast_config()).await;
     let devnet = DevnetSourceConfig {
-        devnet: DevnetConfig { batch_size: 8, depth: 8, ..DevnetConfig::default() },
+        devnet: DevnetConfig {
+            batch_size: 8,
+            depth: 8,
+            ..DevnetConfig::default()
+        },
         batch_interval_ms: 40,
         version: "devnet-v1".into(),
         max_batches: Some(BATCHES),
@@ -78,7 +86,10 @@ async fn flaky_network(db: Db) {
             name: format!("p{i}"),
             capacity: 2,
             version: "devnet-v1".into(),
-            backends: vec![(ProofType::new("exec").unwrap(), proofmill_backend::backend_by_name("exec").unwrap())],
+            backends: vec![(
+                ProofType::new("exec").unwrap(),
+                proofmill_backend::backend_by_name("exec").unwrap(),
+            )],
             reconnect_min: Duration::from_millis(20),
             reconnect_max: Duration::from_millis(200),
             ..ProverConfig::default()
@@ -97,16 +108,33 @@ async fn flaky_network(db: Db) {
         if c.coord.status().await.unwrap().last_proven_batch == Some(BATCHES) {
             break;
         }
-        assert!(tokio::time::Instant::now() < until, "not all batches proven: {:?}", c.coord.status().await.unwrap().jobs);
+        assert!(
+            tokio::time::Instant::now() < until,
+            "not all batches proven: {:?}",
+            c.coord.status().await.unwrap().jobs
+        );
         cuts += proxy.cut();
     }
-    assert!(cuts >= 2, "the network was actually flaky ({cuts} connections cut)");
-    let attempts: u64 = provers.iter().map(|(s, _)| s.snapshot().connect_attempts).sum();
-    assert!(attempts > 2, "provers reconnected ({attempts} connection attempts)");
+    assert!(
+        cuts >= 2,
+        "the network was actually flaky ({cuts} connections cut)"
+    );
+    let attempts: u64 = provers
+        .iter()
+        .map(|(s, _)| s.snapshot().connect_attempts)
+        .sum();
+    assert!(
+        attempts > 2,
+        "provers reconnected ({attempts} connection attempts)"
+    );
     let store = c.coord.store().clone();
     let mut tokens = HashSet::new();
     for n in 1..=BATCHES {
-        let proof = store.proof(&JobKey::new(n, ProofType::new("exec").unwrap())).await.unwrap().unwrap();
+        let proof = store
+            .proof(&JobKey::new(n, ProofType::new("exec").unwrap()))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(tokens.insert(proof.token));
     }
     let _ = stop_tx.send(());

@@ -3,9 +3,9 @@
 mod support;
 
 use proofmill_proto::v1::{
-    coordinator_message::Kind as Out, execute_task::Input, prover_message::Kind as In, task_result::Outcome,
-    ErrorCode, JobStatusRequest, LaunchProofRequest, Register, RetryJobRequest, RunningTask, SystemStatusRequest,
-    TaskResult,
+    ErrorCode, JobStatusRequest, LaunchProofRequest, Register, RetryJobRequest, RunningTask,
+    SystemStatusRequest, TaskResult, coordinator_message::Kind as Out, execute_task::Input,
+    prover_message::Kind as In, task_result::Outcome,
 };
 use proofmill_types::{JobKey, JobState, ProofType};
 use std::time::Duration;
@@ -25,20 +25,43 @@ async fn dispatch_fencing_and_duplicates(db: Db) {
     let mut b = RawProver::register(&c.url(), register("b", &["exec"], 1)).await;
     let ta = a.task().await;
     let tb = b.task().await;
-    assert_eq!((ta.batch, tb.batch), (1, 2), "two exec provers get different batches, oldest first");
+    assert_eq!(
+        (ta.batch, tb.batch),
+        (1, 2),
+        "two exec provers get different batches, oldest first"
+    );
     assert!(matches!(ta.input, Some(Input::Inline(ref i)) if i == b"input of batch 1"));
 
     // Stale token: rejected, nothing changes.
-    let stale = a.submit(&ta.task_id, ta.fencing_token + 100, RawProver::proof_for(&ta)).await;
+    let stale = a
+        .submit(
+            &ta.task_id,
+            ta.fencing_token + 100,
+            RawProver::proof_for(&ta),
+        )
+        .await;
     assert!(!stale.accepted);
     assert_eq!(stale.code, ErrorCode::StaleFencingToken as i32, "{stale:?}");
-    assert_eq!(c.coord.store().job(&key(1, "exec")).await.unwrap().unwrap().state, JobState::Leased);
+    assert_eq!(
+        c.coord
+            .store()
+            .job(&key(1, "exec"))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        JobState::Leased
+    );
 
     // Invalid proof: rejected with a reason, job requeued with the failure counted.
     let bad = a.submit(&ta.task_id, ta.fencing_token, vec![7u8; 96]).await;
     assert!(!bad.accepted);
     assert_eq!(bad.code, ErrorCode::InvalidProof as i32);
-    assert!(bad.reason.contains("root"), "reason says why: {}", bad.reason);
+    assert!(
+        bad.reason.contains("root"),
+        "reason says why: {}",
+        bad.reason
+    );
     let job = c.coord.store().job(&key(1, "exec")).await.unwrap().unwrap();
     assert_eq!(job.failed_attempts, 1);
     assert!(job.last_error.unwrap().contains("invalid proof"));
@@ -47,7 +70,9 @@ async fn dispatch_fencing_and_duplicates(db: Db) {
     let ta2 = a.task().await;
     assert_eq!(ta2.batch, 1);
     assert!(ta2.fencing_token > tb.fencing_token);
-    let ok = a.submit(&ta2.task_id, ta2.fencing_token, RawProver::proof_for(&ta2)).await;
+    let ok = a
+        .submit(&ta2.task_id, ta2.fencing_token, RawProver::proof_for(&ta2))
+        .await;
     assert!(ok.accepted, "{ok:?}");
     // Push: a new batch goes to the free prover at once, without it asking.
     submit(&c.coord, 3, &[]).await;
@@ -55,13 +80,23 @@ async fn dispatch_fencing_and_duplicates(db: Db) {
     assert_eq!(ta3.batch, 3);
 
     // Duplicate of the accepted result: acknowledged again, stored once.
-    let dup = a.submit(&ta2.task_id, ta2.fencing_token, RawProver::proof_for(&ta2)).await;
+    let dup = a
+        .submit(&ta2.task_id, ta2.fencing_token, RawProver::proof_for(&ta2))
+        .await;
     assert!(dup.accepted, "{dup:?}");
-    let proof = c.coord.store().proof(&key(1, "exec")).await.unwrap().unwrap();
+    let proof = c
+        .coord
+        .store()
+        .proof(&key(1, "exec"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(proof.token.0, ta2.fencing_token);
     assert_eq!(proof.prover_name, "a");
     // The old token stays fenced off even though the job is proven.
-    let old = a.submit(&ta.task_id, ta.fencing_token, RawProver::proof_for(&ta)).await;
+    let old = a
+        .submit(&ta.task_id, ta.fencing_token, RawProver::proof_for(&ta))
+        .await;
     assert_eq!(old.code, ErrorCode::StaleFencingToken as i32);
 
     // Unknown job and malformed task id.
@@ -72,7 +107,12 @@ async fn dispatch_fencing_and_duplicates(db: Db) {
 
     // An error result counts as a failed attempt and is acknowledged.
     a.running.clear();
-    let r = TaskResult { task_id: ta3.task_id.clone(), fencing_token: ta3.fencing_token, outcome: Some(Outcome::Error("out of memory".into())), prove_ms: 3 };
+    let r = TaskResult {
+        task_id: ta3.task_id.clone(),
+        fencing_token: ta3.fencing_token,
+        outcome: Some(Outcome::Error("out of memory".into())),
+        prove_ms: 3,
+    };
     a.send(In::TaskResult(r)).await;
     assert!(a.ack_for(&ta3.task_id, ta3.fencing_token).await.accepted);
     let job = c.coord.store().job(&key(3, "exec")).await.unwrap().unwrap();
@@ -96,10 +136,21 @@ async fn different_types_share_a_batch(db: Db) {
     let ta = a.task().await;
     assert_eq!((te.batch, te.proof_type.as_str()), (1, "exec"));
     assert_eq!((ta.batch, ta.proof_type.as_str()), (1, "audit"));
-    assert!(e.submit(&te.task_id, te.fencing_token, RawProver::proof_for(&te)).await.accepted);
+    assert!(
+        e.submit(&te.task_id, te.fencing_token, RawProver::proof_for(&te))
+            .await
+            .accepted
+    );
     let status = c.coord.status().await.unwrap();
-    assert_eq!(status.last_proven_batch, None, "batch 1 still needs its audit proof");
-    assert!(a.submit(&ta.task_id, ta.fencing_token, RawProver::proof_for(&ta)).await.accepted);
+    assert_eq!(
+        status.last_proven_batch, None,
+        "batch 1 still needs its audit proof"
+    );
+    assert!(
+        a.submit(&ta.task_id, ta.fencing_token, RawProver::proof_for(&ta))
+            .await
+            .accepted
+    );
     wait_for("batch 1 proven", Duration::from_secs(5), || async {
         c.coord.status().await.unwrap().last_proven_batch == Some(1)
     })
@@ -114,11 +165,41 @@ async fn registration_is_validated(db: Db) {
     let c = start(&env, cfg).await;
     let cases: Vec<(Register, ErrorCode)> = vec![
         (register("x", &["exec"], 1), ErrorCode::Unauthenticated),
-        (Register { token: Some("wrong".into()), ..register("x", &["exec"], 1) }, ErrorCode::Unauthenticated),
-        (Register { token: Some("s3cret".into()), ..register("x", &["groth16"], 1) }, ErrorCode::ProofTypeNotNeeded),
-        (Register { token: Some("s3cret".into()), ..register("x", &["exec"], 0) }, ErrorCode::InvalidArgument),
-        (Register { token: Some("s3cret".into()), ..register("", &["exec"], 1) }, ErrorCode::InvalidArgument),
-        (Register { token: Some("s3cret".into()), ..register("x", &["BAD TYPE"], 1) }, ErrorCode::InvalidArgument),
+        (
+            Register {
+                token: Some("wrong".into()),
+                ..register("x", &["exec"], 1)
+            },
+            ErrorCode::Unauthenticated,
+        ),
+        (
+            Register {
+                token: Some("s3cret".into()),
+                ..register("x", &["groth16"], 1)
+            },
+            ErrorCode::ProofTypeNotNeeded,
+        ),
+        (
+            Register {
+                token: Some("s3cret".into()),
+                ..register("x", &["exec"], 0)
+            },
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            Register {
+                token: Some("s3cret".into()),
+                ..register("", &["exec"], 1)
+            },
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            Register {
+                token: Some("s3cret".into()),
+                ..register("x", &["BAD TYPE"], 1)
+            },
+            ErrorCode::InvalidArgument,
+        ),
     ];
     for (reg, code) in cases {
         let (_tx, mut rx) = open(&c.url(), In::Register(reg.clone())).await;
@@ -128,11 +209,23 @@ async fn registration_is_validated(db: Db) {
         assert!(!r.reason.is_empty());
     }
     // A first message that is not Register/Reconnect.
-    let hb = In::HeartbeatAck(proofmill_proto::v1::HeartbeatAck { seq: 1, running: vec![] });
+    let hb = In::HeartbeatAck(proofmill_proto::v1::HeartbeatAck {
+        seq: 1,
+        running: vec![],
+    });
     let (_tx, mut rx) = open(&c.url(), hb).await;
-    assert_eq!(first_response(&mut rx).await.code, ErrorCode::InvalidArgument as i32);
-    assert!(c.coord.provers().await.unwrap().is_empty(), "no prover state from rejected registrations");
-    let ok = Register { token: Some("s3cret".into()), ..register("x", &["exec"], 1) };
+    assert_eq!(
+        first_response(&mut rx).await.code,
+        ErrorCode::InvalidArgument as i32
+    );
+    assert!(
+        c.coord.provers().await.unwrap().is_empty(),
+        "no prover state from rejected registrations"
+    );
+    let ok = Register {
+        token: Some("s3cret".into()),
+        ..register("x", &["exec"], 1)
+    };
     RawProver::register(&c.url(), ok).await;
     c.stop().await;
 }
@@ -145,8 +238,17 @@ async fn oversized_and_garbage_input_change_nothing(db: Db) {
     submit(&c.coord, 1, &[]).await;
     let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
     let t = a.task().await;
-    let huge = TaskResult { task_id: t.task_id.clone(), fencing_token: t.fencing_token, outcome: Some(Outcome::Proof(vec![0; 256 * 1024])), prove_ms: 1 };
-    let _ = a.tx.send(proofmill_proto::v1::ProverMessage { kind: Some(In::TaskResult(huge)) }).await;
+    let huge = TaskResult {
+        task_id: t.task_id.clone(),
+        fencing_token: t.fencing_token,
+        outcome: Some(Outcome::Proof(vec![0; 256 * 1024])),
+        prove_ms: 1,
+    };
+    let _ =
+        a.tx.send(proofmill_proto::v1::ProverMessage {
+            kind: Some(In::TaskResult(huge)),
+        })
+        .await;
     let end = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match a.rx.message().await {
@@ -159,23 +261,51 @@ async fn oversized_and_garbage_input_change_nothing(db: Db) {
     .await
     .expect("the stream ends");
     if let Some(status) = end {
-        assert!(matches!(status.code(), tonic::Code::ResourceExhausted | tonic::Code::OutOfRange | tonic::Code::Internal | tonic::Code::Unavailable | tonic::Code::Cancelled), "{status:?}");
+        assert!(
+            matches!(
+                status.code(),
+                tonic::Code::ResourceExhausted
+                    | tonic::Code::OutOfRange
+                    | tonic::Code::Internal
+                    | tonic::Code::Unavailable
+                    | tonic::Code::Cancelled
+            ),
+            "{status:?}"
+        );
     }
     let job = c.coord.store().job(&key(1, "exec")).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Leased, "the oversized result changed nothing");
-    assert!(c.coord.store().proof(&key(1, "exec")).await.unwrap().is_none());
+    assert_eq!(
+        job.state,
+        JobState::Leased,
+        "the oversized result changed nothing"
+    );
+    assert!(
+        c.coord
+            .store()
+            .proof(&key(1, "exec"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Raw garbage on the port: that connection fails, the server keeps serving.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(c.addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\x01\x02garbage").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\x01\x02garbage")
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 1024];
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
     drop(s);
     // The prover comes back (reconnect with its task) and finishes.
-    let running = vec![RunningTask { task_id: t.task_id.clone(), fencing_token: t.fencing_token }];
+    let running = vec![RunningTask {
+        task_id: t.task_id.clone(),
+        fencing_token: t.fencing_token,
+    }];
     let mut a2 = RawProver::reconnect(&c.url(), &a.id, register("a", &["exec"], 1), running).await;
-    let ack = a2.submit(&t.task_id, t.fencing_token, RawProver::proof_for(&t)).await;
+    let ack = a2
+        .submit(&t.task_id, t.fencing_token, RawProver::proof_for(&t))
+        .await;
     assert!(ack.accepted, "{ack:?}");
     c.stop().await;
 }
@@ -192,20 +322,44 @@ async fn silent_prover_loses_its_lease_and_late_result_is_rejected(db: Db) {
     let ta = a.task().await;
     let mut b = RawProver::register(&c.url(), register("b", &["exec"], 1)).await;
     let tb = b.task().await;
-    assert_eq!(tb.batch, 1, "b gets the batch after a missed its heartbeats");
+    assert_eq!(
+        tb.batch, 1,
+        "b gets the batch after a missed its heartbeats"
+    );
     assert!(tb.fencing_token > ta.fencing_token);
     let job = c.coord.store().job(&key(1, "exec")).await.unwrap().unwrap();
     assert_eq!(job.lost_attempts, 1);
-    assert_eq!(job.failed_attempts, 0, "losing a prover is counted apart from failures");
+    assert_eq!(
+        job.failed_attempts, 0,
+        "losing a prover is counted apart from failures"
+    );
     // a's stream was closed; it comes back and submits its late result: fenced off.
-    let running = vec![RunningTask { task_id: ta.task_id.clone(), fencing_token: ta.fencing_token }];
+    let running = vec![RunningTask {
+        task_id: ta.task_id.clone(),
+        fencing_token: ta.fencing_token,
+    }];
     let mut a2 = RawProver::reconnect(&c.url(), &a.id, register("a", &["exec"], 1), running).await;
-    let late = a2.submit(&ta.task_id, ta.fencing_token, RawProver::proof_for(&ta)).await;
+    let late = a2
+        .submit(&ta.task_id, ta.fencing_token, RawProver::proof_for(&ta))
+        .await;
     assert!(!late.accepted);
     assert_eq!(late.code, ErrorCode::StaleFencingToken as i32);
-    assert!(b.submit(&tb.task_id, tb.fencing_token, RawProver::proof_for(&tb)).await.accepted);
-    let proof = c.coord.store().proof(&key(1, "exec")).await.unwrap().unwrap();
-    assert_eq!(proof.token.0, tb.fencing_token, "the late result never overwrote");
+    assert!(
+        b.submit(&tb.task_id, tb.fencing_token, RawProver::proof_for(&tb))
+            .await
+            .accepted
+    );
+    let proof = c
+        .coord
+        .store()
+        .proof(&key(1, "exec"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        proof.token.0, tb.fencing_token,
+        "the late result never overwrote"
+    );
     c.stop().await;
 }
 
@@ -222,16 +376,40 @@ async fn leases_survive_a_coordinator_restart(db: Db) {
     c.stop().await;
 
     let c2 = start(&env, fast_config()).await;
-    let st = c2.coord.store().job(&key(1, "exec")).await.unwrap().unwrap();
+    let st = c2
+        .coord
+        .store()
+        .job(&key(1, "exec"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(st.state, JobState::Leased, "lease is durable");
     // a reconnects still holding t1 only: t1 stays its lease, t2 is requeued and re-sent.
-    let running = vec![RunningTask { task_id: t1.task_id.clone(), fencing_token: t1.fencing_token }];
+    let running = vec![RunningTask {
+        task_id: t1.task_id.clone(),
+        fencing_token: t1.fencing_token,
+    }];
     let mut a = RawProver::reconnect(&c2.url(), &id, register("a", &["exec"], 2), running).await;
     let again = a.task().await;
     assert_eq!(again.batch, t2.batch);
-    assert!(again.fencing_token > t2.fencing_token, "tokens stay monotonic across restarts");
-    assert!(a.submit(&t1.task_id, t1.fencing_token, RawProver::proof_for(&t1)).await.accepted);
-    assert!(a.submit(&again.task_id, again.fencing_token, RawProver::proof_for(&again)).await.accepted);
+    assert!(
+        again.fencing_token > t2.fencing_token,
+        "tokens stay monotonic across restarts"
+    );
+    assert!(
+        a.submit(&t1.task_id, t1.fencing_token, RawProver::proof_for(&t1))
+            .await
+            .accepted
+    );
+    assert!(
+        a.submit(
+            &again.task_id,
+            again.fencing_token,
+            RawProver::proof_for(&again)
+        )
+        .await
+        .accepted
+    );
     wait_for("both proven", Duration::from_secs(5), || async {
         c2.coord.status().await.unwrap().last_proven_batch == Some(2)
     })
@@ -254,7 +432,10 @@ async fn large_inputs_travel_in_chunks(db: Db) {
         match a.next(Duration::from_secs(5)).await {
             Some(Out::InputChunk(ch)) => {
                 assert_eq!(ch.offset as usize, data.len());
-                assert_eq!((ch.task_id.as_str(), ch.fencing_token), (t.task_id.as_str(), t.fencing_token));
+                assert_eq!(
+                    (ch.task_id.as_str(), ch.fencing_token),
+                    (t.task_id.as_str(), t.fencing_token)
+                );
                 data.extend_from_slice(&ch.data);
                 if ch.last {
                     break;
@@ -265,7 +446,10 @@ async fn large_inputs_travel_in_chunks(db: Db) {
     }
     assert_eq!(data, b"input of batch 1");
     assert_eq!(data.len() as u64, t.input_size);
-    assert_eq!(proofmill_types::Digest::sha256(&data).0.to_vec(), t.input_digest);
+    assert_eq!(
+        proofmill_types::Digest::sha256(&data).0.to_vec(),
+        t.input_digest
+    );
     c.stop().await;
 }
 
@@ -283,43 +467,101 @@ async fn admin_api_validates_and_retries(db: Db) {
         proof_types: types,
     };
     let good = public(1).encode().to_vec();
-    let r = admin.launch_proof(launch(1, good.clone(), vec![])).await.unwrap().into_inner();
+    let r = admin
+        .launch_proof(launch(1, good.clone(), vec![]))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(r.created && r.error.is_none(), "{r:?}");
-    let r = admin.launch_proof(launch(1, good.clone(), vec![])).await.unwrap().into_inner();
-    assert!(!r.created && r.error.is_none(), "same batch again is a no-op: {r:?}");
+    let r = admin
+        .launch_proof(launch(1, good.clone(), vec![]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !r.created && r.error.is_none(),
+        "same batch again is a no-op: {r:?}"
+    );
     let bad_cases = vec![
         launch(1, public(9).encode().to_vec(), vec![]),
         launch(2, vec![1, 2, 3], vec![]),
         launch(2, good.clone(), vec!["groth16".into()]),
         launch(0, good.clone(), vec![]),
-        LaunchProofRequest { input: vec![], ..launch(2, good.clone(), vec![]) },
+        LaunchProofRequest {
+            input: vec![],
+            ..launch(2, good.clone(), vec![])
+        },
     ];
     for case in bad_cases {
         let r = admin.launch_proof(case.clone()).await.unwrap().into_inner();
         let e = r.error.unwrap_or_else(|| panic!("{case:?} accepted"));
         assert_eq!(e.code, ErrorCode::InvalidArgument as i32, "{}", e.message);
     }
-    let st = admin.system_status(SystemStatusRequest {}).await.unwrap().into_inner();
+    let st = admin
+        .system_status(SystemStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(st.last_sealed_batch, Some(1), "bad launches stored nothing");
     assert_eq!(st.jobs["exec"].queued, 1);
 
-    let r = admin.job_status(JobStatusRequest { batch: 7, proof_type: "exec".into() }).await.unwrap().into_inner();
+    let r = admin
+        .job_status(JobStatusRequest {
+            batch: 7,
+            proof_type: "exec".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(r.error.unwrap().code, ErrorCode::JobNotFound as i32);
-    let r = admin.retry_job(RetryJobRequest { batch: 1, proof_type: "exec".into() }).await.unwrap().into_inner();
-    assert_eq!(r.error.unwrap().code, ErrorCode::InvalidArgument as i32, "queued jobs are not retried");
+    let r = admin
+        .retry_job(RetryJobRequest {
+            batch: 1,
+            proof_type: "exec".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.error.unwrap().code,
+        ErrorCode::InvalidArgument as i32,
+        "queued jobs are not retried"
+    );
 
     // One failure with max_attempts = 1: failed and visible; a retry requeues it.
     let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
     let t = a.task().await;
-    assert!(!a.submit(&t.task_id, t.fencing_token, vec![1; 96]).await.accepted);
-    let r = admin.job_status(JobStatusRequest { batch: 1, proof_type: "exec".into() }).await.unwrap().into_inner();
+    assert!(
+        !a.submit(&t.task_id, t.fencing_token, vec![1; 96])
+            .await
+            .accepted
+    );
+    let r = admin
+        .job_status(JobStatusRequest {
+            batch: 1,
+            proof_type: "exec".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let job = r.job.unwrap();
     assert_eq!(job.state, "failed");
     assert!(job.last_error.contains("invalid proof"));
-    let r = admin.retry_job(RetryJobRequest { batch: 1, proof_type: "exec".into() }).await.unwrap().into_inner();
+    let r = admin
+        .retry_job(RetryJobRequest {
+            batch: 1,
+            proof_type: "exec".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(r.error.is_none(), "{r:?}");
     let t2 = a.task().await;
-    assert!(a.submit(&t2.task_id, t2.fencing_token, RawProver::proof_for(&t2)).await.accepted);
+    assert!(
+        a.submit(&t2.task_id, t2.fencing_token, RawProver::proof_for(&t2))
+            .await
+            .accepted
+    );
     c.stop().await;
 }
 
@@ -356,7 +598,10 @@ async fn chunked_proofs_are_reassembled_and_checked(db: Db) {
                 last: (i + 1) * 40 >= proof.len(),
             }));
         }
-        let close = ChunkedProof { size: proof.len() as u64, digest };
+        let close = ChunkedProof {
+            size: proof.len() as u64,
+            digest,
+        };
         msgs.push(In::TaskResult(TaskResult {
             task_id: t.task_id.clone(),
             fencing_token: t.fencing_token,
@@ -372,17 +617,39 @@ async fn chunked_proofs_are_reassembled_and_checked(db: Db) {
     }
     let ack = a.ack_for(&t1.task_id, t1.fencing_token).await;
     assert_eq!(ack.code, ErrorCode::InvalidArgument as i32, "{ack:?}");
-    assert_eq!(c.coord.store().job(&key(1, "exec")).await.unwrap().unwrap().state, JobState::Leased);
+    assert_eq!(
+        c.coord
+            .store()
+            .job(&key(1, "exec"))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        JobState::Leased
+    );
     // The right one is accepted.
     let digest = proofmill_types::Digest::sha256(&p1).0.to_vec();
     for m in send_chunked(&t1, p1.clone(), digest) {
         a.send(m).await;
     }
     assert!(a.ack_for(&t1.task_id, t1.fencing_token).await.accepted);
-    let stored = c.coord.store().proof(&key(1, "exec")).await.unwrap().unwrap();
+    let stored = c
+        .coord
+        .store()
+        .proof(&key(1, "exec"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.inline.as_deref(), Some(&p1[..]));
     // Chunks out of order are refused.
-    a.send(In::ProofChunk(DataChunk { task_id: t2.task_id.clone(), fencing_token: t2.fencing_token, offset: 40, data: vec![1; 8], last: false })).await;
+    a.send(In::ProofChunk(DataChunk {
+        task_id: t2.task_id.clone(),
+        fencing_token: t2.fencing_token,
+        offset: 40,
+        data: vec![1; 8],
+        last: false,
+    }))
+    .await;
     let ack = a.ack_for(&t2.task_id, t2.fencing_token).await;
     assert_eq!(ack.code, ErrorCode::InvalidArgument as i32);
     c.stop().await;
@@ -393,19 +660,38 @@ on_both_stores!(chunked_proofs_are_reassembled_and_checked);
 #[tokio::test]
 async fn server_reflection_lists_the_services() {
     use tonic_reflection::pb::v1::{
-        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse, ServerReflectionRequest,
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
     let env = Env::new(Db::Sqlite, "reflection");
     let c = start(&env, fast_config()).await;
-    let channel = tonic::transport::Endpoint::from_shared(c.url()).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(c.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut client = ServerReflectionClient::new(channel);
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut stream = client.server_reflection_info(tokio_stream::iter([req])).await.unwrap().into_inner();
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .unwrap()
+        .into_inner();
     let resp = stream.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else { panic!("{resp:?}") };
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("{resp:?}")
+    };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(names.contains(&"proofmill.v1.ProverService".to_string()), "{names:?}");
-    assert!(names.contains(&"proofmill.v1.AdminService".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"proofmill.v1.ProverService".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"proofmill.v1.AdminService".to_string()),
+        "{names:?}"
+    );
     c.stop().await;
 }

@@ -35,7 +35,8 @@ impl Default for SchedulerConfig {
 
 impl SchedulerConfig {
     pub fn liveness_timeout_ms(&self) -> Millis {
-        self.heartbeat_interval_ms.saturating_mul(self.missed_heartbeats.max(1) as u64)
+        self.heartbeat_interval_ms
+            .saturating_mul(self.missed_heartbeats.max(1) as u64)
     }
 
     pub fn retry_delay_ms(&self, failures: u32) -> Millis {

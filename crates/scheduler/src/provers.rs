@@ -26,7 +26,14 @@ pub(crate) struct ProverEntry {
 
 impl ProverEntry {
     pub fn new(info: ProverInfo, now: Millis) -> Self {
-        ProverEntry { info, connected: true, last_seen: now, advertised_free: None, running: BTreeSet::new(), last_assigned: 0 }
+        ProverEntry {
+            info,
+            connected: true,
+            last_seen: now,
+            advertised_free: None,
+            running: BTreeSet::new(),
+            last_assigned: 0,
+        }
     }
 
     /// A placeholder for a prover that held leases before a coordinator restart: it gets one
@@ -38,7 +45,14 @@ impl ProverEntry {
             capacity: 0,
             version: String::new(),
         };
-        ProverEntry { info, connected: false, last_seen: now, advertised_free: Some(0), running: BTreeSet::new(), last_assigned: 0 }
+        ProverEntry {
+            info,
+            connected: false,
+            last_seen: now,
+            advertised_free: Some(0),
+            running: BTreeSet::new(),
+            last_assigned: 0,
+        }
     }
 
     /// Dispatch order: least loaded first, then the one that waited longest.
@@ -52,7 +66,8 @@ impl ProverEntry {
             return 0;
         }
         let by_capacity = self.info.capacity.saturating_sub(self.running.len() as u32);
-        self.advertised_free.map_or(by_capacity, |adv| adv.min(by_capacity))
+        self.advertised_free
+            .map_or(by_capacity, |adv| adv.min(by_capacity))
     }
 }
 

@@ -15,7 +15,8 @@ pub(crate) struct ReadyQueue {
 impl ReadyQueue {
     pub fn push(&mut self, key: &JobKey, version: &str, not_before: Millis, now: Millis) {
         if not_before > now {
-            self.delayed.insert((not_before, key.clone(), version.to_string()));
+            self.delayed
+                .insert((not_before, key.clone(), version.to_string()));
         } else {
             self.ready
                 .entry((version.to_string(), key.proof_type.clone()))
@@ -32,7 +33,8 @@ impl ReadyQueue {
                 self.ready.remove(&rk);
             }
         }
-        self.delayed.remove(&(not_before, key.clone(), version.to_string()));
+        self.delayed
+            .remove(&(not_before, key.clone(), version.to_string()));
     }
 
     /// Moves jobs whose backoff has passed into the ready sets.
@@ -42,7 +44,10 @@ impl ReadyQueue {
                 break;
             }
             let (_, key, version) = self.delayed.pop_first().expect("non-empty");
-            self.ready.entry((version, key.proof_type)).or_default().insert(key.batch);
+            self.ready
+                .entry((version, key.proof_type))
+                .or_default()
+                .insert(key.batch);
         }
     }
 

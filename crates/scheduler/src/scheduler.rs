@@ -14,7 +14,12 @@ pub enum Effect {
     /// Send the task to the prover; `job.lease` holds its token and deadline.
     Dispatch { prover: ProverId, job: Job },
     /// Tell the prover to stop a task it should not be running.
-    Cancel { prover: ProverId, key: JobKey, token: FencingToken, reason: String },
+    Cancel {
+        prover: ProverId,
+        key: JobKey,
+        token: FencingToken,
+        reason: String,
+    },
     /// The prover was declared dead: close its stream if one is still open.
     Disconnect { prover: ProverId, reason: String },
 }
@@ -38,7 +43,11 @@ pub enum SchedulerError {
     #[error("unknown prover {0}")]
     UnknownProver(ProverId),
     #[error("result for {key} with token {token} is not current: {reason}")]
-    NotCurrent { key: JobKey, token: FencingToken, reason: String },
+    NotCurrent {
+        key: JobKey,
+        token: FencingToken,
+        reason: String,
+    },
     #[error("job {0} is not open")]
     NotOpen(JobKey),
 }
@@ -83,7 +92,9 @@ impl Scheduler {
             if job.state.is_terminal() || self.jobs.contains_key(&job.key) {
                 continue;
             }
-            self.next_token = self.next_token.max(job.lease.as_ref().map_or(0, |l| l.token.0) + 1);
+            self.next_token = self
+                .next_token
+                .max(job.lease.as_ref().map_or(0, |l| l.token.0) + 1);
             match (&job.state, &job.lease) {
                 (JobState::Leased, Some(lease)) => {
                     let owner = self
@@ -125,7 +136,12 @@ impl Scheduler {
     }
 
     /// A new prover with an id chosen by the caller.
-    pub fn register(&mut self, id: ProverId, info: ProverInfo, now: Millis) -> Result<Vec<Effect>, SchedulerError> {
+    pub fn register(
+        &mut self,
+        id: ProverId,
+        info: ProverInfo,
+        now: Millis,
+    ) -> Result<Vec<Effect>, SchedulerError> {
         if self.provers.contains_key(&id) {
             return Err(SchedulerError::DuplicateProver(id));
         }
@@ -143,7 +159,10 @@ impl Scheduler {
         running: &[(JobKey, FencingToken)],
         now: Millis,
     ) -> Vec<Effect> {
-        let entry = self.provers.entry(id.clone()).or_insert_with(|| ProverEntry::ghost(now));
+        let entry = self
+            .provers
+            .entry(id.clone())
+            .or_insert_with(|| ProverEntry::ghost(now));
         entry.info = info;
         entry.connected = true;
         entry.last_seen = now;
@@ -154,7 +173,12 @@ impl Scheduler {
             let token = self.jobs[&key].lease.as_ref().map(|l| l.token);
             let reported = running.iter().any(|(k, t)| *k == key && Some(*t) == token);
             if !reported {
-                self.lose_lease(&key, "prover reconnected without this task", now, &mut effects);
+                self.lose_lease(
+                    &key,
+                    "prover reconnected without this task",
+                    now,
+                    &mut effects,
+                );
             }
         }
         effects.extend(self.dispatch(now));
@@ -170,8 +194,15 @@ impl Scheduler {
     }
 
     /// The prover answered a heartbeat with the tasks it runs.
-    pub fn heartbeat(&mut self, id: &ProverId, running: &[(JobKey, FencingToken)], now: Millis) -> Vec<Effect> {
-        let Some(p) = self.provers.get_mut(id) else { return Vec::new() };
+    pub fn heartbeat(
+        &mut self,
+        id: &ProverId,
+        running: &[(JobKey, FencingToken)],
+        now: Millis,
+    ) -> Vec<Effect> {
+        let Some(p) = self.provers.get_mut(id) else {
+            return Vec::new();
+        };
         p.last_seen = now;
         // Only extra tasks are reconciled here: a missing one may simply not have arrived
         // yet. Missing tasks are settled on reconnect and by the lease deadline.
@@ -180,22 +211,34 @@ impl Scheduler {
 
     /// The prover says how many more tasks it can take (it may serve other coordinators).
     pub fn availability(&mut self, id: &ProverId, free_slots: u32, now: Millis) -> Vec<Effect> {
-        let Some(p) = self.provers.get_mut(id) else { return Vec::new() };
+        let Some(p) = self.provers.get_mut(id) else {
+            return Vec::new();
+        };
         p.last_seen = now;
         p.advertised_free = Some(free_slots);
         self.dispatch(now)
     }
 
     /// Checks a result's fencing token without changing anything.
-    pub fn check_result(&self, prover: &ProverId, key: &JobKey, token: FencingToken) -> ResultCheck {
-        let Some(job) = self.jobs.get(key) else { return ResultCheck::NotOpen };
+    pub fn check_result(
+        &self,
+        prover: &ProverId,
+        key: &JobKey,
+        token: FencingToken,
+    ) -> ResultCheck {
+        let Some(job) = self.jobs.get(key) else {
+            return ResultCheck::NotOpen;
+        };
         match &job.lease {
             Some(l) if l.token == token && l.prover == *prover => ResultCheck::Current,
             Some(l) if l.token == token => ResultCheck::Stale {
                 reason: format!("lease {token} of {key} belongs to another prover"),
             },
             Some(l) => ResultCheck::Stale {
-                reason: format!("token {token} of {key} is stale: the current lease is {}", l.token),
+                reason: format!(
+                    "token {token} of {key} is stale: the current lease is {}",
+                    l.token
+                ),
             },
             None => ResultCheck::Stale {
                 reason: format!("token {token} of {key} is stale: the job is queued again"),
@@ -271,8 +314,16 @@ impl Scheduler {
     }
 
     /// An operator cancels an open job.
-    pub fn cancel_job(&mut self, key: &JobKey, reason: &str, now: Millis) -> Result<Vec<Effect>, SchedulerError> {
-        let mut job = self.jobs.remove(key).ok_or_else(|| SchedulerError::NotOpen(key.clone()))?;
+    pub fn cancel_job(
+        &mut self,
+        key: &JobKey,
+        reason: &str,
+        now: Millis,
+    ) -> Result<Vec<Effect>, SchedulerError> {
+        let mut job = self
+            .jobs
+            .remove(key)
+            .ok_or_else(|| SchedulerError::NotOpen(key.clone()))?;
         let mut effects = Vec::new();
         if let Some(lease) = job.lease.take() {
             self.release_slot(&lease, key);
@@ -310,7 +361,12 @@ impl Scheduler {
                     token: lease.token,
                     reason: "lease deadline passed (--prover-timeout)".into(),
                 });
-                self.lose_lease(&key, "lease deadline passed (--prover-timeout)", now, &mut effects);
+                self.lose_lease(
+                    &key,
+                    "lease deadline passed (--prover-timeout)",
+                    now,
+                    &mut effects,
+                );
             }
         }
         let liveness = self.config.liveness_timeout_ms();
@@ -326,7 +382,10 @@ impl Scheduler {
                 self.lose_lease(&key, "prover missed its heartbeats", now, &mut effects);
             }
             self.provers.remove(&id);
-            effects.push(Effect::Disconnect { prover: id, reason: "missed heartbeats".into() });
+            effects.push(Effect::Disconnect {
+                prover: id,
+                reason: "missed heartbeats".into(),
+            });
         }
         effects.extend(self.dispatch(now));
         effects
@@ -344,11 +403,19 @@ impl Scheduler {
     /// When `tick` next has something to do, if ever.
     pub fn next_wakeup(&self) -> Option<Millis> {
         let liveness = self.config.liveness_timeout_ms();
-        let prover = self.provers.values().map(|p| p.last_seen.saturating_add(liveness)).min();
-        [self.queue.next_delayed_at(), self.deadlines.first().map(|d| d.0), prover]
-            .into_iter()
-            .flatten()
-            .min()
+        let prover = self
+            .provers
+            .values()
+            .map(|p| p.last_seen.saturating_add(liveness))
+            .min();
+        [
+            self.queue.next_delayed_at(),
+            self.deadlines.first().map(|d| d.0),
+            prover,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn job(&self, key: &JobKey) -> Option<&Job> {
@@ -381,11 +448,20 @@ impl Scheduler {
     }
 
     /// Removes the job's current lease held by `prover` with `token`, returning the job.
-    fn take_current(&mut self, prover: &ProverId, key: &JobKey, token: FencingToken) -> Result<Job, SchedulerError> {
+    fn take_current(
+        &mut self,
+        prover: &ProverId,
+        key: &JobKey,
+        token: FencingToken,
+    ) -> Result<Job, SchedulerError> {
         match self.check_result(prover, key, token) {
             ResultCheck::Current => {}
             ResultCheck::Stale { reason } => {
-                return Err(SchedulerError::NotCurrent { key: key.clone(), token, reason });
+                return Err(SchedulerError::NotCurrent {
+                    key: key.clone(),
+                    token,
+                    reason,
+                });
             }
             ResultCheck::NotOpen => return Err(SchedulerError::NotOpen(key.clone())),
         }
@@ -404,7 +480,9 @@ impl Scheduler {
 
     /// The lease ended without a result (prover gone, deadline, reconnect without it).
     fn lose_lease(&mut self, key: &JobKey, reason: &str, now: Millis, effects: &mut Vec<Effect>) {
-        let Some(mut job) = self.jobs.remove(key) else { return };
+        let Some(mut job) = self.jobs.remove(key) else {
+            return;
+        };
         let Some(lease) = job.lease.take() else {
             self.jobs.insert(key.clone(), job);
             return;
@@ -428,7 +506,9 @@ impl Scheduler {
     fn cancel_unknown(&self, id: &ProverId, running: &[(JobKey, FencingToken)]) -> Vec<Effect> {
         running
             .iter()
-            .filter(|(key, token)| !matches!(self.check_result(id, key, *token), ResultCheck::Current))
+            .filter(|(key, token)| {
+                !matches!(self.check_result(id, key, *token), ResultCheck::Current)
+            })
             .map(|(key, token)| Effect::Cancel {
                 prover: id.clone(),
                 key: key.clone(),
@@ -461,7 +541,10 @@ impl Scheduler {
                 if prover.free_slots() == 0 {
                     continue;
                 }
-                let Some(key) = self.queue.peek_oldest(&prover.info.version, prover.info.proof_types.iter()) else {
+                let Some(key) = self
+                    .queue
+                    .peek_oldest(&prover.info.version, prover.info.proof_types.iter())
+                else {
                     continue;
                 };
                 let job = self.jobs.get_mut(&key).expect("queued job is open");
@@ -469,7 +552,12 @@ impl Scheduler {
                 let token = FencingToken(self.next_token);
                 self.next_token += 1;
                 job.state = JobState::Leased;
-                job.lease = Some(Lease { prover: id.clone(), token, leased_at: now, deadline });
+                job.lease = Some(Lease {
+                    prover: id.clone(),
+                    token,
+                    leased_at: now,
+                    deadline,
+                });
                 job.updated_at = now;
                 self.deadlines.insert((deadline, key.clone()));
                 prover.running.insert(key);
@@ -478,7 +566,10 @@ impl Scheduler {
                     *adv = adv.saturating_sub(1);
                 }
                 effects.push(Effect::Persist(job.clone()));
-                effects.push(Effect::Dispatch { prover: id.clone(), job: job.clone() });
+                effects.push(Effect::Dispatch {
+                    prover: id.clone(),
+                    job: job.clone(),
+                });
                 progressed = true;
             }
             if !progressed || self.queue.ready_len() == 0 {

@@ -12,16 +12,45 @@ const VERSIONS: [&str; 2] = ["v1", "v2"];
 
 #[derive(Clone, Debug)]
 enum Op {
-    Register { prover: u8, types: u8, capacity: u32, version: u8 },
-    AddBatch { version: u8 },
-    Complete { prover: u8, pick: usize, stale: bool },
-    Fail { prover: u8, pick: usize },
-    Decline { prover: u8, pick: usize },
-    Disconnect { prover: u8 },
-    Reconnect { prover: u8, keep_mask: u8 },
-    Heartbeat { prover: u8 },
-    Availability { prover: u8, free: u32 },
-    Advance { ms: u64 },
+    Register {
+        prover: u8,
+        types: u8,
+        capacity: u32,
+        version: u8,
+    },
+    AddBatch {
+        version: u8,
+    },
+    Complete {
+        prover: u8,
+        pick: usize,
+        stale: bool,
+    },
+    Fail {
+        prover: u8,
+        pick: usize,
+    },
+    Decline {
+        prover: u8,
+        pick: usize,
+    },
+    Disconnect {
+        prover: u8,
+    },
+    Reconnect {
+        prover: u8,
+        keep_mask: u8,
+    },
+    Heartbeat {
+        prover: u8,
+    },
+    Availability {
+        prover: u8,
+        free: u32,
+    },
+    Advance {
+        ms: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -74,7 +103,11 @@ impl Harness {
         for e in effects {
             match e {
                 Effect::Persist(job) => {
-                    assert!(self.store.contains_key(&job.key), "persist of unknown job {:?}", job.key);
+                    assert!(
+                        self.store.contains_key(&job.key),
+                        "persist of unknown job {:?}",
+                        job.key
+                    );
                     self.store.insert(job.key.clone(), job);
                 }
                 Effect::Dispatch { prover, job } => {
@@ -82,17 +115,40 @@ impl Harness {
                     assert_eq!(lease.prover, prover);
                     assert!(lease.token.0 > self.last_token, "tokens strictly increase");
                     self.last_token = lease.token.0;
-                    assert_eq!(self.store.get(&job.key), Some(&job), "dispatch only after its persist");
+                    assert_eq!(
+                        self.store.get(&job.key),
+                        Some(&job),
+                        "dispatch only after its persist"
+                    );
                     let (types, capacity, version) = self.infos[&prover];
-                    assert!(type_set(types).contains(&job.key.proof_type.as_str()), "type matched");
+                    assert!(
+                        type_set(types).contains(&job.key.proof_type.as_str()),
+                        "type matched"
+                    );
                     assert_eq!(job.version, VERSIONS[version as usize], "version matched");
-                    let running = self.s.provers().into_iter().find(|p| p.id == prover).unwrap().running.len();
+                    let running = self
+                        .s
+                        .provers()
+                        .into_iter()
+                        .find(|p| p.id == prover)
+                        .unwrap()
+                        .running
+                        .len();
                     assert!(running as u32 <= capacity, "capacity respected");
-                    assert!(!self.proven_with.contains_key(&job.key), "proven job dispatched again");
-                    self.dispatched.insert(job.key.clone(), (prover.clone(), lease.token));
-                    self.tasks.entry(prover).or_default().push((job.key, lease.token));
+                    assert!(
+                        !self.proven_with.contains_key(&job.key),
+                        "proven job dispatched again"
+                    );
+                    self.dispatched
+                        .insert(job.key.clone(), (prover.clone(), lease.token));
+                    self.tasks
+                        .entry(prover)
+                        .or_default()
+                        .push((job.key, lease.token));
                 }
-                Effect::Cancel { prover, key, token, .. } => {
+                Effect::Cancel {
+                    prover, key, token, ..
+                } => {
                     if let Some(t) = self.tasks.get_mut(&prover) {
                         t.retain(|(k, tok)| !(*k == key && *tok == token));
                     }
@@ -106,7 +162,11 @@ impl Harness {
 
     fn pick(&self, prover: &ProverId, pick: usize) -> Option<(JobKey, FencingToken)> {
         let t = self.tasks.get(prover)?;
-        if t.is_empty() { None } else { Some(t[pick % t.len()].clone()) }
+        if t.is_empty() {
+            None
+        } else {
+            Some(t[pick % t.len()].clone())
+        }
     }
 
     fn forget(&mut self, prover: &ProverId, key: &JobKey, token: FencingToken) {
@@ -117,7 +177,12 @@ impl Harness {
 
     fn step(&mut self, op: &Op) {
         match *op {
-            Op::Register { prover, types, capacity, version } => {
+            Op::Register {
+                prover,
+                types,
+                capacity,
+                version,
+            } => {
                 let id = pid(&format!("p{prover}"));
                 let inf = info(&type_set(types), capacity, VERSIONS[version as usize]);
                 if let Ok(effects) = self.s.register(id.clone(), inf, self.now) {
@@ -128,25 +193,40 @@ impl Harness {
             Op::AddBatch { version } => {
                 let b = self.next_batch;
                 self.next_batch += 1;
-                let jobs: Vec<Job> = TYPES.iter().map(|t| job(b, t, VERSIONS[version as usize])).collect();
+                let jobs: Vec<Job> = TYPES
+                    .iter()
+                    .map(|t| job(b, t, VERSIONS[version as usize]))
+                    .collect();
                 for j in &jobs {
                     self.store.insert(j.key.clone(), j.clone());
                 }
                 let effects = self.s.add_jobs(jobs, self.now);
                 self.apply(effects);
             }
-            Op::Complete { prover, pick, stale } => {
+            Op::Complete {
+                prover,
+                pick,
+                stale,
+            } => {
                 let id = pid(&format!("p{prover}"));
-                let Some((key, mut token)) = self.pick(&id, pick) else { return };
+                let Some((key, mut token)) = self.pick(&id, pick) else {
+                    return;
+                };
                 if stale {
                     token = FencingToken(token.0.wrapping_sub(1));
                 }
                 let current = self.dispatched.get(&key) == Some(&(id.clone(), token));
                 let check = self.s.check_result(&id, &key, token);
                 if check == ResultCheck::Current {
-                    assert!(current, "accepted a token that is not the latest dispatched one");
+                    assert!(
+                        current,
+                        "accepted a token that is not the latest dispatched one"
+                    );
                     let effects = self.s.complete(&id, &key, token, self.now).unwrap();
-                    assert!(self.proven_with.insert(key.clone(), token).is_none(), "proven twice");
+                    assert!(
+                        self.proven_with.insert(key.clone(), token).is_none(),
+                        "proven twice"
+                    );
                     self.apply(effects);
                     assert_eq!(self.store[&key].state, JobState::Proven);
                 } else {
@@ -160,7 +240,9 @@ impl Harness {
             }
             Op::Fail { prover, pick } | Op::Decline { prover, pick } => {
                 let id = pid(&format!("p{prover}"));
-                let Some((key, token)) = self.pick(&id, pick) else { return };
+                let Some((key, token)) = self.pick(&id, pick) else {
+                    return;
+                };
                 let res = if matches!(op, Op::Fail { .. }) {
                     self.s.fail(&id, &key, token, "error", self.now)
                 } else {
@@ -174,9 +256,16 @@ impl Harness {
             Op::Disconnect { prover } => self.s.disconnect(&pid(&format!("p{prover}"))),
             Op::Reconnect { prover, keep_mask } => {
                 let id = pid(&format!("p{prover}"));
-                let Some(&(types, capacity, version)) = self.infos.get(&id) else { return };
+                let Some(&(types, capacity, version)) = self.infos.get(&id) else {
+                    return;
+                };
                 let all = self.tasks.get(&id).cloned().unwrap_or_default();
-                let kept: Vec<_> = all.iter().enumerate().filter(|(i, _)| keep_mask & (1 << (i % 8)) != 0).map(|(_, t)| t.clone()).collect();
+                let kept: Vec<_> = all
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| keep_mask & (1 << (i % 8)) != 0)
+                    .map(|(_, t)| t.clone())
+                    .collect();
                 self.tasks.insert(id.clone(), kept.clone());
                 let inf = info(&type_set(types), capacity, VERSIONS[version as usize]);
                 let effects = self.s.reconnect(id, inf, &kept, self.now);
@@ -189,7 +278,9 @@ impl Harness {
                 self.apply(effects);
             }
             Op::Availability { prover, free } => {
-                let effects = self.s.availability(&pid(&format!("p{prover}")), free, self.now);
+                let effects = self
+                    .s
+                    .availability(&pid(&format!("p{prover}")), free, self.now);
                 self.apply(effects);
             }
             Op::Advance { ms } => {
@@ -205,13 +296,20 @@ impl Harness {
         let mut holders: HashMap<JobKey, ProverId> = HashMap::new();
         for p in self.s.provers() {
             for key in &p.running {
-                assert!(holders.insert(key.clone(), p.id.clone()).is_none(), "{key:?} leased twice");
+                assert!(
+                    holders.insert(key.clone(), p.id.clone()).is_none(),
+                    "{key:?} leased twice"
+                );
                 let job = self.s.job(key).expect("running job is open");
                 assert_eq!(job.lease.as_ref().unwrap().prover, p.id);
             }
         }
         for job in self.s.open_jobs() {
-            assert_eq!(self.store.get(&job.key), Some(job), "store mirror matches the scheduler");
+            assert_eq!(
+                self.store.get(&job.key),
+                Some(job),
+                "store mirror matches the scheduler"
+            );
             match job.state {
                 JobState::Leased => assert!(holders.contains_key(&job.key)),
                 JobState::Queued => assert!(job.lease.is_none()),
@@ -222,7 +320,12 @@ impl Harness {
 }
 
 fn type_set(mask: u8) -> Vec<&'static str> {
-    TYPES.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, t)| *t).collect()
+    TYPES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, t)| *t)
+        .collect()
 }
 
 proptest! {

@@ -18,7 +18,10 @@ fn two_provers_of_one_type_get_different_batches() {
     assert_eq!(d2.len(), 1);
     assert_eq!(d1[0].1.key.batch, 1, "oldest batch first");
     assert_eq!(d2[0].1.key.batch, 2);
-    assert_ne!(d1[0].1.lease.as_ref().unwrap().token, d2[0].1.lease.as_ref().unwrap().token);
+    assert_ne!(
+        d1[0].1.lease.as_ref().unwrap().token,
+        d2[0].1.lease.as_ref().unwrap().token
+    );
 }
 
 #[test]
@@ -63,9 +66,16 @@ fn silent_prover_loses_lease_and_its_late_result_is_fenced() {
     s.register(pid("b"), info(&["exec"], 1, "v1"), 0).unwrap();
     // b keeps answering heartbeats, a does not.
     s.heartbeat(&pid("b"), &[], 14_000);
-    assert!(dispatches(&s.tick(14_999)).is_empty(), "not yet: 3 beats of 5 s");
+    assert!(
+        dispatches(&s.tick(14_999)).is_empty(),
+        "not yet: 3 beats of 5 s"
+    );
     let effects = s.tick(15_000);
-    assert!(effects.iter().any(|e| matches!(e, Effect::Disconnect { prover, .. } if *prover == pid("a"))));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Disconnect { prover, .. } if *prover == pid("a")))
+    );
     let d = dispatches(&effects);
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].0, pid("b"));
@@ -74,16 +84,35 @@ fn silent_prover_loses_lease_and_its_late_result_is_fenced() {
     assert_eq!(d[0].1.lost_attempts, 1);
     // a wakes up and submits: fenced off, nothing changes.
     let key = JobKey::new(1, pt("exec"));
-    assert!(matches!(s.check_result(&pid("a"), &key, old_token), ResultCheck::Stale { .. }));
-    assert!(matches!(s.complete(&pid("a"), &key, old_token, 15_001), Err(SchedulerError::NotCurrent { .. })));
-    assert_eq!(s.job(&key).unwrap().lease.as_ref().unwrap().token, new_token);
+    assert!(matches!(
+        s.check_result(&pid("a"), &key, old_token),
+        ResultCheck::Stale { .. }
+    ));
+    assert!(matches!(
+        s.complete(&pid("a"), &key, old_token, 15_001),
+        Err(SchedulerError::NotCurrent { .. })
+    ));
+    assert_eq!(
+        s.job(&key).unwrap().lease.as_ref().unwrap().token,
+        new_token
+    );
     s.complete(&pid("b"), &key, new_token, 15_002).unwrap();
-    assert_eq!(s.check_result(&pid("b"), &key, new_token), ResultCheck::NotOpen, "duplicate goes to the store");
+    assert_eq!(
+        s.check_result(&pid("b"), &key, new_token),
+        ResultCheck::NotOpen,
+        "duplicate goes to the store"
+    );
 }
 
 #[test]
 fn hard_deadline_expires_even_with_heartbeats() {
-    let mut s = Scheduler::new(SchedulerConfig { prover_timeout_ms: 20_000, ..Default::default() }, 0);
+    let mut s = Scheduler::new(
+        SchedulerConfig {
+            prover_timeout_ms: 20_000,
+            ..Default::default()
+        },
+        0,
+    );
     s.add_jobs([job(1, "exec", "v1")], 0);
     s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap();
     for t in (5_000..20_000).step_by(5_000) {
@@ -92,15 +121,25 @@ fn hard_deadline_expires_even_with_heartbeats() {
     }
     s.heartbeat(&pid("a"), &[], 20_000);
     let effects = s.tick(20_000);
-    assert!(effects.iter().any(|e| matches!(e, Effect::Cancel { .. })), "prover told to stop");
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Cancel { .. })),
+        "prover told to stop"
+    );
     let d = dispatches(&effects);
-    assert_eq!(d.len(), 1, "requeued and (only prover) re-leased: {effects:?}");
+    assert_eq!(
+        d.len(),
+        1,
+        "requeued and (only prover) re-leased: {effects:?}"
+    );
     assert!(d[0].1.lease.as_ref().unwrap().token > FencingToken(1));
 }
 
 #[test]
 fn failures_back_off_then_fail_after_max_attempts() {
-    let cfg = SchedulerConfig { max_attempts: 3, ..Default::default() };
+    let cfg = SchedulerConfig {
+        max_attempts: 3,
+        ..Default::default()
+    };
     let mut s = Scheduler::new(cfg, 0);
     s.add_jobs([job(1, "exec", "v1")], 0);
     let mut effects = s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap();
@@ -111,14 +150,20 @@ fn failures_back_off_then_fail_after_max_attempts() {
         assert_eq!(d.len(), 1, "attempt {attempt}");
         let token = d[0].1.lease.as_ref().unwrap().token;
         effects = s.fail(&pid("a"), &key, token, "boom", now).unwrap();
-        let persisted = match &effects[0] { Effect::Persist(j) => j.clone(), e => panic!("{e:?}") };
+        let persisted = match &effects[0] {
+            Effect::Persist(j) => j.clone(),
+            e => panic!("{e:?}"),
+        };
         assert_eq!(persisted.failed_attempts, attempt);
         if attempt == 3 {
             assert_eq!(persisted.state, JobState::Failed);
             assert!(s.job(&key).is_none());
             return;
         }
-        assert!(dispatches(&effects).is_empty(), "backoff: no immediate retry");
+        assert!(
+            dispatches(&effects).is_empty(),
+            "backoff: no immediate retry"
+        );
         let wait = s.config().retry_delay_ms(attempt);
         assert_eq!(s.next_wakeup().unwrap().min(now + wait), now + wait);
         s.heartbeat(&pid("a"), &[], now + wait);
@@ -129,11 +174,28 @@ fn failures_back_off_then_fail_after_max_attempts() {
 
 #[test]
 fn retry_requeues_a_failed_job() {
-    let mut s = Scheduler::new(SchedulerConfig { max_attempts: 1, ..Default::default() }, 0);
+    let mut s = Scheduler::new(
+        SchedulerConfig {
+            max_attempts: 1,
+            ..Default::default()
+        },
+        0,
+    );
     s.add_jobs([job(1, "exec", "v1")], 0);
     let d = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
-    let effects = s.fail(&pid("a"), &d[0].1.key, d[0].1.lease.as_ref().unwrap().token, "x", 1).unwrap();
-    let failed = match &effects[0] { Effect::Persist(j) => j.clone(), e => panic!("{e:?}") };
+    let effects = s
+        .fail(
+            &pid("a"),
+            &d[0].1.key,
+            d[0].1.lease.as_ref().unwrap().token,
+            "x",
+            1,
+        )
+        .unwrap();
+    let failed = match &effects[0] {
+        Effect::Persist(j) => j.clone(),
+        e => panic!("{e:?}"),
+    };
     assert_eq!(failed.state, JobState::Failed);
     let d = dispatches(&s.retry(failed, 2));
     assert_eq!(d.len(), 1);
@@ -159,19 +221,46 @@ fn restart_keeps_leases_for_a_reconnecting_prover_and_requeues_missing_ones() {
     s.add_jobs([job(1, "exec", "v1"), job(2, "exec", "v1")], 0);
     let d = dispatches(&s.register(pid("a"), info(&["exec"], 2, "v1"), 0).unwrap());
     let leased: Vec<_> = d.iter().map(|(_, j)| j.clone()).collect();
-    let max_token = leased.iter().map(|j| j.lease.as_ref().unwrap().token.0).max().unwrap();
+    let max_token = leased
+        .iter()
+        .map(|j| j.lease.as_ref().unwrap().token.0)
+        .max()
+        .unwrap();
 
     // A new coordinator process rebuilt from the store.
     let mut s2 = Scheduler::new(SchedulerConfig::default(), max_token);
     assert!(dispatches(&s2.add_jobs(leased.clone(), 100)).is_empty());
-    let keep = (leased[0].key.clone(), leased[0].lease.as_ref().unwrap().token);
-    let effects = s2.reconnect(pid("a"), info(&["exec"], 2, "v1"), std::slice::from_ref(&keep), 200);
-    let lost: Vec<_> = effects.iter().filter_map(|e| match e { Effect::Persist(j) if j.state == JobState::Queued && j.lost_attempts == 1 => Some(j.key.clone()), _ => None }).collect();
+    let keep = (
+        leased[0].key.clone(),
+        leased[0].lease.as_ref().unwrap().token,
+    );
+    let effects = s2.reconnect(
+        pid("a"),
+        info(&["exec"], 2, "v1"),
+        std::slice::from_ref(&keep),
+        200,
+    );
+    let lost: Vec<_> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Persist(j) if j.state == JobState::Queued && j.lost_attempts == 1 => {
+                Some(j.key.clone())
+            }
+            _ => None,
+        })
+        .collect();
     assert_eq!(lost, vec![leased[1].key.clone()]);
     let d = dispatches(&effects);
-    assert_eq!(d.len(), 1, "the missing task is leased again, with a new token");
+    assert_eq!(
+        d.len(),
+        1,
+        "the missing task is leased again, with a new token"
+    );
     assert!(d[0].1.lease.as_ref().unwrap().token.0 > max_token);
-    assert_eq!(s2.check_result(&pid("a"), &keep.0, keep.1), ResultCheck::Current);
+    assert_eq!(
+        s2.check_result(&pid("a"), &keep.0, keep.1),
+        ResultCheck::Current
+    );
 }
 
 #[test]
@@ -181,7 +270,8 @@ fn ghost_leases_expire_if_the_prover_never_returns() {
     let d = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
     let mut s2 = sched();
     s2.add_jobs([d[0].1.clone()], 1_000);
-    s2.register(pid("b"), info(&["exec"], 1, "v1"), 1_000).unwrap();
+    s2.register(pid("b"), info(&["exec"], 1, "v1"), 1_000)
+        .unwrap();
     s2.heartbeat(&pid("b"), &[], 16_000);
     let d = dispatches(&s2.tick(16_000));
     assert_eq!(d.len(), 1);
@@ -194,7 +284,13 @@ fn heartbeat_cancels_tasks_the_prover_should_not_run() {
     s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap();
     let bogus = (JobKey::new(9, pt("exec")), FencingToken(77));
     let effects = s.heartbeat(&pid("a"), &[bogus], 1);
-    assert!(matches!(&effects[..], [Effect::Cancel { token: FencingToken(77), .. }]));
+    assert!(matches!(
+        &effects[..],
+        [Effect::Cancel {
+            token: FencingToken(77),
+            ..
+        }]
+    ));
 }
 
 #[test]
@@ -203,7 +299,14 @@ fn drain_stops_dispatch_but_accepts_results() {
     s.add_jobs((1..=2).map(|b| job(b, "exec", "v1")), 0);
     let d = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
     s.drain();
-    let effects = s.complete(&pid("a"), &d[0].1.key, d[0].1.lease.as_ref().unwrap().token, 1).unwrap();
+    let effects = s
+        .complete(
+            &pid("a"),
+            &d[0].1.key,
+            d[0].1.lease.as_ref().unwrap().token,
+            1,
+        )
+        .unwrap();
     assert!(dispatches(&effects).is_empty());
     assert_eq!(effects.len(), 1);
 }

@@ -354,6 +354,61 @@ impl Plan<'_> {
     pub fn is_empty(&self) -> bool {
         self.jobs.is_empty() && self.proofs.is_empty() && self.deletes.is_empty()
     }
+
+    /// The plan as three JSON arrays of row arrays (jobs, deleted proof keys, proofs), columns
+    /// in the order of [`JobRow`] / [`ProofRow`], blobs hex-encoded: SQLite's `apply` binds
+    /// them whole, so one statement text serves any number of rows.
+    pub fn json_rows(&self) -> Result<(String, String, String)> {
+        let jobs: Vec<_> = self
+            .jobs
+            .iter()
+            .map(|j| {
+                (
+                    j.batch,
+                    j.proof_type,
+                    j.state,
+                    j.version,
+                    j.failed_attempts,
+                    j.lost_attempts,
+                    j.lease_prover,
+                    j.lease_token,
+                    j.leased_at,
+                    j.lease_deadline,
+                    j.not_before,
+                    j.last_error,
+                    j.updated_at,
+                )
+            })
+            .collect();
+        let proofs: Vec<_> = self
+            .proofs
+            .iter()
+            .map(|p| {
+                (
+                    p.batch,
+                    p.proof_type,
+                    p.blob_key,
+                    p.size,
+                    hex::encode(p.digest),
+                    p.prover,
+                    p.prover_name,
+                    p.token,
+                    p.leased_at,
+                    p.received_at,
+                    p.prove_ms,
+                    p.inline.map(hex::encode),
+                )
+            })
+            .collect();
+        let json = |v: Result<String, serde_json::Error>| {
+            v.map_err(|e| StoreError::Database(format!("encoding rows: {e}")))
+        };
+        Ok((
+            json(serde_json::to_string(&jobs))?,
+            json(serde_json::to_string(&self.deletes))?,
+            json(serde_json::to_string(&proofs))?,
+        ))
+    }
 }
 
 /// Removes repeated proof types, keeping the first occurrence of each.

@@ -22,7 +22,11 @@ impl ProofType {
             && name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-        if valid { Ok(Self(name)) } else { Err(IdError::ProofType(name)) }
+        if valid {
+            Ok(Self(name))
+        } else {
+            Err(IdError::ProofType(name))
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -129,7 +133,10 @@ mod tests {
         }
         assert_eq!(
             ProofType::parse_list("exec, stark,exec").unwrap(),
-            vec![ProofType::new("exec").unwrap(), ProofType::new("stark").unwrap()]
+            vec![
+                ProofType::new("exec").unwrap(),
+                ProofType::new("stark").unwrap()
+            ]
         );
         assert!(ProofType::parse_list("exec,,stark").is_err());
     }

@@ -62,7 +62,10 @@ impl JobState {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Proven | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Proven | JobState::Failed | JobState::Cancelled
+        )
     }
 }
 

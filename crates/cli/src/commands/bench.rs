@@ -10,8 +10,8 @@ use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
 use proofmill_coordinator::{CoordinatorConfig, NewBatch};
 use proofmill_proto::v1::{
-    coordinator_message::Kind as Out, prover_message::Kind as In, prover_service_client::ProverServiceClient,
-    task_result::Outcome, HeartbeatAck, ProverMessage, Register, TaskResult,
+    HeartbeatAck, ProverMessage, Register, TaskResult, coordinator_message::Kind as Out,
+    prover_message::Kind as In, prover_service_client::ProverServiceClient, task_result::Outcome,
 };
 use proofmill_types::{Digest, PublicValues};
 use std::sync::Arc;
@@ -21,9 +21,14 @@ use tokio_stream::wrappers::ReceiverStream;
 
 pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let db = a.db.clone().unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()));
+    let db =
+        a.db.clone()
+            .unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()));
     let blobs = format!("file://{}/blobs", dir.path().display());
-    let config = CoordinatorConfig { record_dispatch_latency: true, ..CoordinatorConfig::default() };
+    let config = CoordinatorConfig {
+        record_dispatch_latency: true,
+        ..CoordinatorConfig::default()
+    };
     let coord = coordinator::open(&db, &blobs, config).await?;
     if coord.status().await?.last_sealed_batch.is_some() {
         bail!("the bench needs an empty database: {db} already holds batches");
@@ -39,7 +44,15 @@ pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
                     batch_commitment: Digest::sha256(b"bench"),
                 };
                 let input = n.to_be_bytes().to_vec().into();
-                coord.submit_batch(NewBatch { number: n, version: "bench".into(), input, public_values: public, proof_types: vec![] }).await
+                coord
+                    .submit_batch(NewBatch {
+                        number: n,
+                        version: "bench".into(),
+                        input,
+                        public_values: public,
+                        proof_types: vec![],
+                    })
+                    .await
             }
         })
         .buffer_unordered(16)
@@ -54,7 +67,13 @@ pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = {
         let coord = coord.clone();
-        tokio::spawn(async move { coord.serve(listener, async { let _ = stop_rx.await; }).await })
+        tokio::spawn(async move {
+            coord
+                .serve(listener, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+        })
     };
 
     let done = Arc::new(AtomicU64::new(0));
@@ -63,12 +82,22 @@ pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut provers = Vec::new();
     for i in 0..a.provers {
-        provers.push(tokio::spawn(sim_prover(url.clone(), i, a.jobs, done.clone(), done_tx.clone())));
+        provers.push(tokio::spawn(sim_prover(
+            url.clone(),
+            i,
+            a.jobs,
+            done.clone(),
+            done_tx.clone(),
+        )));
     }
     let wait = tokio::time::timeout(Duration::from_secs(600), done_rx.wait_for(|d| *d)).await;
     let elapsed = start.elapsed();
     if wait.is_err() {
-        bail!("timed out: {} of {} jobs completed", done.load(Ordering::SeqCst), a.jobs);
+        bail!(
+            "timed out: {} of {} jobs completed",
+            done.load(Ordering::SeqCst),
+            a.jobs
+        );
     }
     let mut latencies = Vec::new();
     for p in provers {
@@ -82,10 +111,16 @@ pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
     if proven != a.jobs {
         bail!("store shows {proven} proven jobs, expected {}", a.jobs);
     }
-    let mut server_side: Vec<f64> = coord.dispatch_latencies_us().into_iter().map(|us| us as f64 / 1e3).collect();
+    let mut server_side: Vec<f64> = coord
+        .dispatch_latencies_us()
+        .into_iter()
+        .map(|us| us as f64 / 1e3)
+        .collect();
     let (p50, p99) = percentiles(&mut server_side);
     let (rt50, rt99) = percentiles(&mut latencies);
-    eprintln!("round trip seen by the provers (result sent -> next task received): p50 {rt50:.3} ms, p99 {rt99:.3} ms");
+    eprintln!(
+        "round trip seen by the provers (result sent -> next task received): p50 {rt50:.3} ms, p99 {rt99:.3} ms"
+    );
     println!(
         "completions_per_s={:.1} dispatch_p50_ms={p50:.3} dispatch_p99_ms={p99:.3}",
         a.jobs as f64 / elapsed.as_secs_f64(),
@@ -111,8 +146,14 @@ async fn sim_prover(
         token: None,
         blob_access: false,
     };
-    tx.send(ProverMessage { kind: Some(In::Register(register)) }).await?;
-    let mut inbound = client.prover_stream(ReceiverStream::new(rx)).await?.into_inner();
+    tx.send(ProverMessage {
+        kind: Some(In::Register(register)),
+    })
+    .await?;
+    let mut inbound = client
+        .prover_stream(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
     let mut done_rx = done_tx.subscribe();
     let mut sent_at: Option<Instant> = None;
     let mut latencies = Vec::new();
@@ -121,7 +162,9 @@ async fn sim_prover(
             m = inbound.message() => m?,
             _ = done_rx.wait_for(|d| *d) => return Ok(latencies),
         };
-        let Some(kind) = msg.and_then(|m| m.kind) else { return Ok(latencies) };
+        let Some(kind) = msg.and_then(|m| m.kind) else {
+            return Ok(latencies);
+        };
         match kind {
             Out::ExecuteTask(t) => {
                 if let Some(at) = sent_at.take() {
@@ -134,7 +177,10 @@ async fn sim_prover(
                     prove_ms: 0,
                 };
                 sent_at = Some(Instant::now());
-                tx.send(ProverMessage { kind: Some(In::TaskResult(result)) }).await?;
+                tx.send(ProverMessage {
+                    kind: Some(In::TaskResult(result)),
+                })
+                .await?;
             }
             Out::ResultAck(ack) => {
                 if !ack.accepted {
@@ -145,7 +191,13 @@ async fn sim_prover(
                 }
             }
             Out::Heartbeat(h) => {
-                tx.send(ProverMessage { kind: Some(In::HeartbeatAck(HeartbeatAck { seq: h.seq, running: vec![] })) }).await?;
+                tx.send(ProverMessage {
+                    kind: Some(In::HeartbeatAck(HeartbeatAck {
+                        seq: h.seq,
+                        running: vec![],
+                    })),
+                })
+                .await?;
             }
             Out::RegisterResponse(r) if !r.accepted => bail!("registration refused: {}", r.reason),
             _ => {}
@@ -158,7 +210,10 @@ fn percentiles(samples: &mut [f64]) -> (f64, f64) {
     samples.sort_by(f64::total_cmp);
     let at = |p: f64| {
         let rank = ((samples.len() as f64) * p).ceil() as usize;
-        samples.get(rank.saturating_sub(1)).copied().unwrap_or(f64::NAN)
+        samples
+            .get(rank.saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
     };
     (at(0.5), at(0.99))
 }

@@ -50,12 +50,20 @@ pub fn devnet_config(a: &CoordinatorArgs) -> DevnetSourceConfig {
 
 /// SQLite creates the file but not its directory.
 pub fn ensure_sqlite_dir(db: &str) -> anyhow::Result<()> {
-    let Some(rest) = db.strip_prefix("sqlite://").or_else(|| db.strip_prefix("sqlite:")) else { return Ok(()) };
+    let Some(rest) = db
+        .strip_prefix("sqlite://")
+        .or_else(|| db.strip_prefix("sqlite:"))
+    else {
+        return Ok(());
+    };
     let path = rest.split('?').next().unwrap_or("");
     if path.is_empty() || path.starts_with(':') {
         return Ok(());
     }
-    if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     Ok(())
@@ -86,7 +94,11 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
                 tracing::info!("L1: sending proofs only; the rollup's sequencer commits batches");
             }
             tracing::info!(rollup = %l1.rollup_address(), sender = %l1.sender(), "L1 settlement on");
-            Some(coord.start_settlement(l1, args.devnet, Some(settlement_config(&args))).await?)
+            Some(
+                coord
+                    .start_settlement(l1, args.devnet, Some(settlement_config(&args)))
+                    .await?,
+            )
         }
         None => None,
     };
@@ -103,7 +115,9 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
     };
     let signal = super::shutdown_signal().await;
     tracing::info!(%signal, "draining: no new work, provers get the grace period");
-    coord.drain(&format!("coordinator received {signal}")).await?;
+    coord
+        .drain(&format!("coordinator received {signal}"))
+        .await?;
     let _ = stop_tx.send(());
     server.await.context("server task")??;
     tracing::info!("coordinator stopped; state flushed");

@@ -15,10 +15,14 @@ const VERSION: &str = "devnet-v1";
 const STALL: Duration = Duration::from_secs(120);
 
 pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
+    std::fs::create_dir_all(&a.data_dir)
+        .with_context(|| format!("creating {}", a.data_dir.display()))?;
     let db = format!("sqlite://{}/proofmill.db?mode=rwc", a.data_dir.display());
     let blobs = format!("file://{}/blobs", a.data_dir.display());
-    let mut config = CoordinatorConfig { proof_types: a.proof_types.clone(), ..CoordinatorConfig::default() };
+    let mut config = CoordinatorConfig {
+        proof_types: a.proof_types.clone(),
+        ..CoordinatorConfig::default()
+    };
     config.scheduler.heartbeat_interval_ms = 1_000;
     config.shutdown_grace_ms = 2_000;
     let coord = coordinator::open(&db, &blobs, config).await?;
@@ -27,17 +31,39 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = {
         let coord = coord.clone();
-        tokio::spawn(async move { coord.serve(listener, async { let _ = stop_rx.await; }).await })
+        tokio::spawn(async move {
+            coord
+                .serve(listener, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+        })
     };
 
-    let devnet_cfg = DevnetConfig { seed: a.seed, depth: a.tree_depth, accounts: a.accounts, batch_size: a.batch_size, ..DevnetConfig::default() };
+    let devnet_cfg = DevnetConfig {
+        seed: a.seed,
+        depth: a.tree_depth,
+        accounts: a.accounts,
+        batch_size: a.batch_size,
+        ..DevnetConfig::default()
+    };
     // Settlement on the embedded L1, its transaction log in the data dir.
     let l1 = super::l1::open_embedded(&a.data_dir.join("l1.log"), devnet_cfg, &a.proof_types)?;
     let before = coord.status().await?;
     let types: Vec<String> = a.proof_types.iter().map(|(t, _)| t.to_string()).collect();
-    println!("proofmill demo: {} batches of {} transfers, {} provers, proof types {}, data in {}", a.batches, a.batch_size, a.provers, types.join(","), a.data_dir.display());
+    println!(
+        "proofmill demo: {} batches of {} transfers, {} provers, proof types {}, data in {}",
+        a.batches,
+        a.batch_size,
+        a.provers,
+        types.join(","),
+        a.data_dir.display()
+    );
     if let Some(n) = before.last_sealed_batch {
-        println!("resuming: {n} batches sealed, {} proven before this run", before.last_proven_batch.unwrap_or(0));
+        println!(
+            "resuming: {n} batches sealed, {} proven before this run",
+            before.last_proven_batch.unwrap_or(0)
+        );
     }
     let devnet = DevnetSourceConfig {
         devnet: devnet_cfg,
@@ -46,15 +72,22 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         max_batches: Some(a.batches),
     };
     coord.start_devnet(devnet).await.context("starting the devnet (a data dir is tied to the --seed and devnet settings it was made with)")?;
-    let send = SettlementConfig { send_interval_ms: 300, ..SettlementConfig::default() };
-    let settlement = coord.start_settlement(l1, true, Some(send)).await.context("starting L1 settlement")?;
+    let send = SettlementConfig {
+        send_interval_ms: 300,
+        ..SettlementConfig::default()
+    };
+    let settlement = coord
+        .start_settlement(l1, true, Some(send))
+        .await
+        .context("starting L1 settlement")?;
 
     let (prover_stop, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut provers = Vec::new();
     for i in 0..a.provers {
         let mut backends = Vec::new();
         for (pt, name) in &a.proof_types {
-            let b = proofmill_backend::backend_by_name(name).with_context(|| format!("unknown backend {name}"))?;
+            let b = proofmill_backend::backend_by_name(name)
+                .with_context(|| format!("unknown backend {name}"))?;
             backends.push((pt.clone(), b));
         }
         let prover = Prover::new(ProverConfig {
@@ -67,7 +100,9 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         });
         let stats = prover.stats();
         let mut stop = prover_stop.subscribe();
-        let task = tokio::spawn(prover.run(async move { let _ = stop.recv().await; }));
+        let task = tokio::spawn(prover.run(async move {
+            let _ = stop.recv().await;
+        }));
         provers.push((format!("demo-prover-{}", i + 1), stats, task));
     }
 
@@ -86,7 +121,10 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
             break s;
         }
         if last_change.elapsed() > STALL {
-            bail!("no progress for {} s; last status: {last_line}", STALL.as_secs());
+            bail!(
+                "no progress for {} s; last status: {last_line}",
+                STALL.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
@@ -101,26 +139,50 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(());
     let _ = server.await;
 
-    let new = a.batches.saturating_sub(before.last_proven_batch.unwrap_or(0).min(a.batches));
+    let new = a
+        .batches
+        .saturating_sub(before.last_proven_batch.unwrap_or(0).min(a.batches));
     println!();
-    println!("done: batches 1..={} proven and verified on L1 ({} proven this run) in {:.1} s", a.batches, new, elapsed.as_secs_f64());
+    println!(
+        "done: batches 1..={} proven and verified on L1 ({} proven this run) in {:.1} s",
+        a.batches,
+        new,
+        elapsed.as_secs_f64()
+    );
     for (pt, c) in &status.jobs {
-        println!("  {pt:<10} proven {:>5}  failed {:>3}  queued {:>3}  leased {:>3}", c.proven, c.failed, c.queued, c.leased);
+        println!(
+            "  {pt:<10} proven {:>5}  failed {:>3}  queued {:>3}  leased {:>3}",
+            c.proven, c.failed, c.queued, c.leased
+        );
     }
     for (name, stats, _) in &provers {
         let s = stats.snapshot();
-        println!("  {name:<16} tasks completed {:>4}  failed {:>3}", s.tasks_completed, s.tasks_failed);
+        println!(
+            "  {name:<16} tasks completed {:>4}  failed {:>3}",
+            s.tasks_completed, s.tasks_failed
+        );
     }
     if new > 0 && elapsed.as_secs_f64() > 0.0 {
-        println!("  throughput: {:.2} batches/s", new as f64 / elapsed.as_secs_f64());
+        println!(
+            "  throughput: {:.2} batches/s",
+            new as f64 / elapsed.as_secs_f64()
+        );
     }
     let opt = |b: Option<u64>| b.map_or_else(|| "-".to_string(), |b| b.to_string());
-    println!("  L1 (embedded): last committed batch {}, last verified batch {}", opt(status.last_committed_batch), opt(status.last_verified_batch));
+    println!(
+        "  L1 (embedded): last committed batch {}, last verified batch {}",
+        opt(status.last_committed_batch),
+        opt(status.last_verified_batch)
+    );
     if let Some(tx) = &status.last_verify_tx {
         let k = tx.last_batch - tx.first_batch + 1;
         println!(
             "  last verify tx {} (batches {}..={}): gas {}, {} gas per batch",
-            tx.tx_hash, tx.first_batch, tx.last_batch, tx.gas_used, tx.gas_used / k
+            tx.tx_hash,
+            tx.first_batch,
+            tx.last_batch,
+            tx.gas_used,
+            tx.gas_used / k
         );
     }
     println!("  state: {db}");
@@ -131,9 +193,18 @@ fn progress_line(s: &StatusView, target: u64) -> String {
     let jobs: Vec<String> = s
         .jobs
         .iter()
-        .map(|(pt, c)| format!("{pt}: {} proven, {} running, {} queued", c.proven, c.leased, c.queued))
+        .map(|(pt, c)| {
+            format!(
+                "{pt}: {} proven, {} running, {} queued",
+                c.proven, c.leased, c.queued
+            )
+        })
         .collect();
-    let busy = s.provers.iter().filter(|p| p.connected && !p.running.is_empty()).count();
+    let busy = s
+        .provers
+        .iter()
+        .filter(|p| p.connected && !p.running.is_empty())
+        .count();
     let connected = s.provers.iter().filter(|p| p.connected).count();
     format!(
         "sealed {}/{target}  proven {}/{target}  committed {}/{target}  verified {}/{target}  [{}]  provers busy {busy}/{connected}",

@@ -8,7 +8,10 @@ pub fn prover_config(a: &ProverArgs) -> anyhow::Result<ProverConfig> {
     let mut backends = Vec::new();
     for (pt, name) in &a.backend {
         let b = proofmill_backend::backend_by_name(name).ok_or_else(|| {
-            anyhow!("unknown backend {name:?} for proof type {pt}; known: {}", proofmill_backend::BACKENDS.join(", "))
+            anyhow!(
+                "unknown backend {name:?} for proof type {pt}; known: {}",
+                proofmill_backend::BACKENDS.join(", ")
+            )
         })?;
         backends.push((pt.clone(), b));
     }

@@ -333,7 +333,10 @@ mod tests {
         assert!(text.contains("last sealed batch     13"), "{text}");
         assert!(text.contains("last committed batch  -"), "{text}");
         assert!(text.contains("last verified batch   0"), "{text}");
-        assert!(text.contains("last verify tx        0xab (batches 1..=4, gas 90000)"), "{text}");
+        assert!(
+            text.contains("last verify tx        0xab (batches 1..=4, gas 90000)"),
+            "{text}"
+        );
         assert!(
             text.contains("PROOF TYPE  QUEUED  LEASED  PROVEN  FAILED  CANCELLED"),
             "{text}"
