@@ -50,6 +50,7 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at startup; boxing buys nothing
 pub enum Command {
     /// Run a coordinator: stores batches, schedules proof jobs and serves provers.
     Coordinator(CoordinatorArgs),

@@ -344,7 +344,8 @@ impl Core {
                 );
                 (r, Vec::new(), ack(false, ErrorCode::InvalidProof, reason))
             }
-            Outcome::Declined(_) => {
+            Outcome::Declined(reason) => {
+                tracing::debug!(%prover, %key, %reason, "task declined; requeued without penalty");
                 let r = self.scheduler.decline(&prover, &key, token, now);
                 (
                     r,
