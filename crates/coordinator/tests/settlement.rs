@@ -16,9 +16,6 @@ use proofmill_proto::v1::ExecuteTask;
 use proofmill_store::Change;
 use proofmill_types::{Digest, JobKey, JobState, ProofType, PublicValues};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use support::{Db, Env, RawProver, Running, fast_config, register, start, wait_for};
@@ -60,69 +57,10 @@ suite!(
 // ---------------------------------------------------------------------------------------------
 // L1s
 
-/// An anvil child process on a free loopback port, killed (and reaped) on drop.
-struct Anvil {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn anvil_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("PROOFMILL_ANVIL") {
-        return PathBuf::from(p);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tools/node/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
-}
+use proofmill_testkit::TestAnvil as Anvil;
 
 fn spawn_anvil() -> Anvil {
-    let bin = anvil_bin();
-    assert!(
-        bin.is_file(),
-        "anvil not found at {}: run `npm ci --prefix tools/node` (or set PROOFMILL_ANVIL)",
-        bin.display()
-    );
-    let mut child = Command::new(&bin)
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--hardfork",
-            "osaka",
-            "--chain-id",
-            "31337",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // Keep draining stdout so anvil never blocks on a full pipe.
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.trim().strip_prefix("Listening on ") {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let mut anvil = Anvil {
-        child,
-        url: String::new(),
-    };
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("anvil did not report its port within 60 s");
-    anvil.url = format!("http://{addr}");
-    anvil
+    Anvil::start()
 }
 
 /// The rollup deployed for the test devnet's genesis: a sequencer handle and an intruder's.

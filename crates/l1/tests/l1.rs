@@ -10,9 +10,8 @@ use proofmill_l1::{
     synthetic_digest,
 };
 use proofmill_types::{Digest, ProofType};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// Anvil's second dev account (index 1).
@@ -67,69 +66,10 @@ fn ok(res: Result<TxOutcome, L1Error>) -> TxOutcome {
 // ---------------------------------------------------------------------------------------------
 // anvil
 
-/// An anvil child process, killed (and reaped) on drop, panics included.
-struct Anvil {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn anvil_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("PROOFMILL_ANVIL") {
-        return PathBuf::from(p);
-    }
-    workspace_root().join("tools/node/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
-}
+use proofmill_testkit::TestAnvil as Anvil;
 
 fn spawn_anvil() -> Anvil {
-    let bin = anvil_bin();
-    assert!(
-        bin.is_file(),
-        "anvil not found at {}: run `npm ci --prefix tools/node` (or set PROOFMILL_ANVIL)",
-        bin.display()
-    );
-    // `--port 0`: the OS picks a free port; anvil prints it ("Listening on 127.0.0.1:PORT").
-    let mut child = Command::new(&bin)
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--hardfork",
-            "osaka",
-            "--chain-id",
-            "31337",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // Keep draining stdout so anvil never blocks on a full pipe.
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.trim().strip_prefix("Listening on ") {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let mut anvil = Anvil {
-        child,
-        url: String::new(),
-    };
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("anvil did not report its port within 60 s"));
-    anvil.url = format!("http://{addr}");
-    anvil
+    Anvil::start()
 }
 
 fn fast_cfg() -> RpcConfig {

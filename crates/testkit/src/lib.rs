@@ -12,6 +12,9 @@
 //! whose `Drop` never runs), the pipe closes and the watchdog runs
 //! `pg_ctl stop -m immediate` and removes the temporary directory.
 
+mod anvil;
+pub use anvil::{TestAnvil, anvil_bin};
+
 use anyhow::{Context, Result, anyhow, bail};
 use std::io::Write as _;
 use std::net::TcpListener;
