@@ -175,15 +175,8 @@ pub struct CoordinatorArgs {
         default_value = "./proofmill-data/l1.log"
     )]
     pub l1_state: PathBuf,
-    /// RPC L1: node URL.
-    #[arg(long, env = "PROOFMILL_L1_RPC_URL", value_parser = parse_http_url)]
-    pub l1_rpc_url: Option<String>,
-    /// RPC L1: file holding the signer's hex private key.
-    #[arg(long, env = "PROOFMILL_L1_KEY_FILE", value_name = "PATH")]
-    pub l1_key_file: Option<PathBuf>,
-    /// RPC L1: the signer's hex private key (prefer the environment or --l1-key-file).
-    #[arg(long, env = "PROOFMILL_L1_KEY", hide_env_values = true, value_parser = parse_non_empty)]
-    pub l1_key: Option<String>,
+    #[command(flatten)]
+    pub rpc: L1RpcArgs,
     /// RPC L1: address of the deployed rollup contract.
     #[arg(long, env = "PROOFMILL_L1_ROLLUP_ADDRESS", value_parser = parse_address)]
     pub l1_rollup_address: Option<String>,
@@ -260,15 +253,9 @@ pub struct DemoArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct L1DeployArgs {
-    /// Node URL.
-    #[arg(long, env = "PROOFMILL_L1_RPC_URL", value_parser = parse_http_url)]
-    pub l1_rpc_url: Option<String>,
-    /// File holding the deployer's (and sequencer's) hex private key.
-    #[arg(long, env = "PROOFMILL_L1_KEY_FILE", value_name = "PATH")]
-    pub l1_key_file: Option<PathBuf>,
-    /// The deployer's hex private key (prefer the environment or --l1-key-file).
-    #[arg(long, env = "PROOFMILL_L1_KEY", hide_env_values = true, value_parser = parse_non_empty)]
-    pub l1_key: Option<String>,
+    /// Node and deployer (who is also the sequencer).
+    #[command(flatten)]
+    pub rpc: L1RpcArgs,
     /// Proof types the rollup requires, in the coordinator's order (only `exec` has a verifier).
     #[arg(long, env = "PROOFMILL_PROOF_TYPES", value_delimiter = ',', default_value = "exec", value_parser = parse_proof_type_spec)]
     pub proof_types: Vec<ProofTypeSpec>,
@@ -285,15 +272,9 @@ pub struct BenchSettleArgs {
     /// Batches settled by the measured transaction.
     #[arg(long, env = "PROOFMILL_BATCHES_PER_TX", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub batches_per_tx: u64,
-    /// Node URL; default: the embedded L1 (in memory).
-    #[arg(long, env = "PROOFMILL_L1_RPC_URL", value_parser = parse_http_url)]
-    pub l1_rpc_url: Option<String>,
-    /// File holding the signer's hex private key (with --l1-rpc-url).
-    #[arg(long, env = "PROOFMILL_L1_KEY_FILE", value_name = "PATH")]
-    pub l1_key_file: Option<PathBuf>,
-    /// The signer's hex private key (prefer the environment or --l1-key-file).
-    #[arg(long, env = "PROOFMILL_L1_KEY", hide_env_values = true, value_parser = parse_non_empty)]
-    pub l1_key: Option<String>,
+    /// Without --l1-rpc-url: the embedded L1 (in memory).
+    #[command(flatten)]
+    pub rpc: L1RpcArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -326,11 +307,12 @@ impl Cli {
                 }
                 check_accounts(a.accounts, a.tree_depth)?;
                 check_unique_types("--proof-types", &a.proof_types)?;
-                if a.l1 == L1Mode::Rpc && (a.l1_rpc_url.is_none() || a.l1_rollup_address.is_none())
+                if a.l1 == L1Mode::Rpc
+                    && (a.rpc.l1_rpc_url.is_none() || a.l1_rollup_address.is_none())
                 {
                     bail!("--l1 rpc needs --l1-rpc-url and --l1-rollup-address");
                 }
-                if a.l1 == L1Mode::Rpc && a.l1_key_file.is_none() && a.l1_key.is_none() {
+                if a.l1 == L1Mode::Rpc && a.rpc.l1_key_file.is_none() && a.rpc.l1_key.is_none() {
                     bail!("--l1 rpc needs a signer key: --l1-key-file or PROOFMILL_L1_KEY");
                 }
             }
@@ -380,15 +362,34 @@ fn absolute(cwd: &Path, path: &Path) -> PathBuf {
         .collect()
 }
 
-/// The L1 signer key from `--l1-key-file`, else `--l1-key` / `PROOFMILL_L1_KEY`.
-pub fn l1_key(file: Option<&Path>, key: Option<&str>) -> anyhow::Result<String> {
-    if let Some(f) = file {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("reading the L1 key file {}", f.display()))?;
-        return Ok(text.trim().to_string());
+/// How to reach an Ethereum node over JSON-RPC and sign for it (shared by every subcommand
+/// that talks to one).
+#[derive(Debug, Clone, Args)]
+pub struct L1RpcArgs {
+    /// RPC L1: node URL.
+    #[arg(long, env = "PROOFMILL_L1_RPC_URL", value_parser = parse_http_url)]
+    pub l1_rpc_url: Option<String>,
+    /// RPC L1: file holding the signer's hex private key.
+    #[arg(long, env = "PROOFMILL_L1_KEY_FILE", value_name = "PATH")]
+    pub l1_key_file: Option<PathBuf>,
+    /// RPC L1: the signer's hex private key (prefer the environment or --l1-key-file).
+    #[arg(long, env = "PROOFMILL_L1_KEY", hide_env_values = true, value_parser = parse_non_empty)]
+    pub l1_key: Option<String>,
+}
+
+impl L1RpcArgs {
+    /// The signer key from `--l1-key-file`, else `--l1-key` / `PROOFMILL_L1_KEY`.
+    pub fn key(&self) -> anyhow::Result<String> {
+        if let Some(f) = &self.l1_key_file {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the L1 key file {}", f.display()))?;
+            return Ok(text.trim().to_string());
+        }
+        self.l1_key
+            .as_deref()
+            .map(|k| k.trim().to_string())
+            .context("no L1 signer key: use --l1-key-file or PROOFMILL_L1_KEY")
     }
-    key.map(|k| k.trim().to_string())
-        .context("no L1 signer key: use --l1-key-file or PROOFMILL_L1_KEY")
 }
 
 /// `file://PATH` (or a bare path) with a relative `PATH` resolved against `cwd`.

@@ -3,17 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// The binary with a clean `PROOFMILL_*` environment.
-fn proofmill() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proofmill"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PROOFMILL_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env_remove("RUST_LOG");
-    cmd
-}
+mod common;
+use common::proofmill;
 
 fn run(cmd: &mut Command) -> (Output, String) {
     let out = cmd.output().expect("run proofmill");

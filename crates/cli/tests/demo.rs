@@ -1,18 +1,8 @@
 //! `proofmill demo` end to end: every batch verified on the embedded L1, then a second run on
 //! the same data dir resumes without re-proving, and `bench settle` prints its summary line.
 
-use std::process::Command;
-
-fn proofmill() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proofmill"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PROOFMILL_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env_remove("RUST_LOG");
-    cmd
-}
+mod common;
+use common::proofmill;
 
 fn demo(dir: &std::path::Path) -> String {
     let out = proofmill()

@@ -8,6 +8,9 @@ use proofmill_store::open_store;
 use proofmill_types::{JobKey, JobState, ProofType};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+
+mod common;
+use common::proofmill;
 use std::time::{Duration, Instant};
 
 /// A child process killed (SIGKILL) and reaped on drop, so no test leaves one behind.
@@ -19,13 +22,7 @@ struct Proc {
 impl Proc {
     fn spawn(name: &'static str, args: &[String], log: &std::path::Path) -> Proc {
         let log = std::fs::File::create(log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_proofmill"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("PROOFMILL_") {
-                cmd.env_remove(key);
-            }
-        }
-        let child = cmd
+        let child = proofmill()
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -350,9 +347,8 @@ async fn sigterm_drains_and_status_reports(db: Db) {
     })
     .await;
 
-    let out = Command::new(env!("CARGO_BIN_EXE_proofmill"))
+    let out = proofmill()
         .args(["status", "--json", "--coordinator", &url])
-        .env_remove("PROOFMILL_CONFIG")
         .output()
         .unwrap();
     assert!(

@@ -16,6 +16,7 @@ mod inputs;
 mod intake;
 pub use intake::NewBatch;
 mod persist;
+mod results;
 mod server;
 mod session;
 mod settlement;
@@ -24,7 +25,7 @@ mod status;
 pub use config::CoordinatorConfig;
 pub use devnet_source::DevnetSourceConfig;
 pub use error::CoordinatorError;
-pub use server::Coordinator;
+pub use server::{Coordinator, Serving};
 pub use settlement::{L1Seen, Settlement, SettlementConfig, VerifyRecord, devnet_genesis_root};
 pub use status::{JobCountsView, StatusView};
 

@@ -167,6 +167,20 @@ impl Coordinator {
             .map_err(|e| CoordinatorError::Transport(e.to_string()))
     }
 
+    /// Serves in a background task until [`Serving::stop`].
+    pub fn spawn_serve(&self, listener: tokio::net::TcpListener) -> Serving {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let coord = self.clone();
+        let task = tokio::spawn(async move {
+            coord
+                .serve(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Serving { stop, task }
+    }
+
     pub async fn provers(&self) -> Result<Vec<ProverView>, CoordinatorError> {
         self.shared.ask(|reply| CoreMsg::Provers { reply }).await
     }
@@ -212,6 +226,30 @@ impl Coordinator {
             .lock()
             .expect("latency lock")
             .clone()
+    }
+}
+
+/// A server started by [`Coordinator::spawn_serve`].
+pub struct Serving {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), CoordinatorError>>,
+}
+
+impl Serving {
+    /// Stops accepting requests and waits for open streams to end, at most 5 s: a prover
+    /// stream that never closes must not hang shutdown (state is flushed before this).
+    pub async fn stop(self) -> Result<(), CoordinatorError> {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        match tokio::time::timeout(std::time::Duration::from_secs(5), &mut task).await {
+            Ok(joined) => {
+                joined.map_err(|e| CoordinatorError::Transport(format!("server task: {e}")))?
+            }
+            Err(_) => {
+                task.abort();
+                Ok(())
+            }
+        }
     }
 }
 

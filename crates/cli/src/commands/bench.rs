@@ -64,17 +64,7 @@ pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = {
-        let coord = coord.clone();
-        tokio::spawn(async move {
-            coord
-                .serve(listener, async {
-                    let _ = stop_rx.await;
-                })
-                .await
-        })
-    };
+    let server = coord.spawn_serve(listener);
 
     let done = Arc::new(AtomicU64::new(0));
     let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
@@ -106,8 +96,7 @@ pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
     coord.flush().await?;
     let status = coord.status().await?;
     let proven: u64 = status.jobs.values().map(|c| c.proven).sum();
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    let _ = server.stop().await;
     if proven != a.jobs {
         bail!("store shows {proven} proven jobs, expected {}", a.jobs);
     }

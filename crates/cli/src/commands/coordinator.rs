@@ -102,24 +102,13 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = {
-        let coord = coord.clone();
-        tokio::spawn(async move {
-            coord
-                .serve(listener, async move {
-                    let _ = stop_rx.await;
-                })
-                .await
-        })
-    };
+    let server = coord.spawn_serve(listener);
     let signal = super::shutdown_signal().await;
     tracing::info!(%signal, "draining: no new work, provers get the grace period");
     coord
         .drain(&format!("coordinator received {signal}"))
         .await?;
-    let _ = stop_tx.send(());
-    server.await.context("server task")??;
+    server.stop().await?;
     tracing::info!("coordinator stopped; state flushed");
     Ok(())
 }

@@ -28,17 +28,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     let coord = coordinator::open(&db, &blobs, config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = {
-        let coord = coord.clone();
-        tokio::spawn(async move {
-            coord
-                .serve(listener, async {
-                    let _ = stop_rx.await;
-                })
-                .await
-        })
-    };
+    let server = coord.spawn_serve(listener);
 
     let devnet_cfg = DevnetConfig {
         seed: a.seed,
@@ -136,8 +126,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     for (_, _, task) in &mut provers {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    let _ = server.stop().await;
 
     let new = a
         .batches

@@ -1,6 +1,6 @@
 //! `proofmill l1 deploy`, `proofmill bench settle`, and opening the coordinator's L1.
 
-use crate::args::{BenchSettleArgs, CoordinatorArgs, L1DeployArgs, L1Mode, ProofTypeSpec, l1_key};
+use crate::args::{BenchSettleArgs, CoordinatorArgs, L1DeployArgs, L1Mode, ProofTypeSpec};
 use anyhow::{Context as _, bail};
 use proofmill_devnet::DevnetConfig;
 use proofmill_l1::{
@@ -50,6 +50,7 @@ pub async fn open_for_coordinator(
         L1Mode::Embedded => open_embedded(&a.l1_state, devnet, &a.proof_types).map(Some),
         L1Mode::Rpc => {
             let url = a
+                .rpc
                 .l1_rpc_url
                 .as_deref()
                 .context("--l1 rpc needs --l1-rpc-url")?;
@@ -59,7 +60,7 @@ pub async fn open_for_coordinator(
                 .context("--l1 rpc needs --l1-rollup-address")?
                 .parse()
                 .context("bad --l1-rollup-address")?;
-            let key = l1_key(a.l1_key_file.as_deref(), a.l1_key.as_deref())?;
+            let key = a.rpc.key()?;
             let l1 = RpcL1::new(url, &key, rollup, RpcConfig::default())
                 .await
                 .context("connecting to the L1 node")?;
@@ -70,11 +71,12 @@ pub async fn open_for_coordinator(
 
 pub async fn deploy(a: L1DeployArgs) -> anyhow::Result<()> {
     let url = a
+        .rpc
         .l1_rpc_url
         .as_deref()
         .context("l1 deploy needs --l1-rpc-url")?;
     let kinds = verifier_kinds(&a.proof_types, "l1 deploy")?;
-    let key = l1_key(a.l1_key_file.as_deref(), a.l1_key.as_deref())?;
+    let key = a.rpc.key()?;
     let devnet = DevnetConfig {
         depth: a.tree_depth,
         accounts: a.accounts,
@@ -94,10 +96,10 @@ pub async fn deploy(a: L1DeployArgs) -> anyhow::Result<()> {
 
 pub async fn bench_settle(a: BenchSettleArgs) -> anyhow::Result<()> {
     let genesis = synthetic_digest(b"genesis", 0);
-    let l1: Box<dyn L1> = match a.l1_rpc_url.as_deref() {
+    let l1: Box<dyn L1> = match a.rpc.l1_rpc_url.as_deref() {
         None => Box::new(RevmL1::open(None, RevmConfig::dev(genesis))?),
         Some(url) => {
-            let key = l1_key(a.l1_key_file.as_deref(), a.l1_key.as_deref())?;
+            let key = a.rpc.key()?;
             let sequencer = RpcL1::new(url, &key, Address::ZERO, RpcConfig::default())
                 .await?
                 .sender();

@@ -2,7 +2,7 @@
 //! hand-driven prover client that speaks the wire protocol directly.
 #![allow(dead_code)]
 
-use proofmill_coordinator::{Coordinator, CoordinatorConfig, NewBatch};
+use proofmill_coordinator::{Coordinator, CoordinatorConfig, NewBatch, Serving};
 use proofmill_proto::v1::{
     CoordinatorMessage, ExecuteTask, HeartbeatAck, ProverMessage, Reconnect, Register,
     RegisterResponse, ResultAck, RunningTask, TaskResult, admin_service_client::AdminServiceClient,
@@ -13,7 +13,7 @@ use proofmill_store::{Blobs, open_store};
 use proofmill_types::{Digest, ProofType, PublicValues};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
@@ -61,8 +61,7 @@ impl Env {
 pub struct Running {
     pub coord: Coordinator,
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<()>,
+    server: Serving,
 }
 
 impl Running {
@@ -71,13 +70,9 @@ impl Running {
     }
 
     /// Stops serving and waits until every state change is durable.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
         let _ = self.coord.flush().await;
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        self.server.abort();
-        let _ = self.server.await;
+        self.server.stop().await.unwrap();
     }
 
     pub async fn admin(&self) -> AdminServiceClient<tonic::transport::Channel> {
@@ -99,19 +94,10 @@ pub async fn start(env: &Env, config: CoordinatorConfig) -> Running {
     let coord = Coordinator::start(config, store, blobs).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let c = coord.clone();
-    let server = tokio::spawn(async move {
-        c.serve(listener, async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
+    let server = coord.spawn_serve(listener);
     Running {
         coord,
         addr,
-        stop: Some(stop),
         server,
     }
 }

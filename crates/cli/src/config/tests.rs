@@ -1,0 +1,473 @@
+//! Tests of the config schema: the mechanical flag/env/TOML rule, layering, errors.
+use super::*;
+use crate::args::{Command as Sub, LogFormat};
+use proofmill_types::ProofType;
+
+fn pt(s: &str) -> ProofType {
+    ProofType::new(s).unwrap()
+}
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+    let path = dir.path().join("proofmill.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Parses `args` (without the binary name) with a config file holding `toml`.
+fn parse_with(toml: &str, args: &[&str]) -> anyhow::Result<Cli> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, toml);
+    let mut argv: Vec<OsString> = vec!["proofmill".into()];
+    argv.extend(args.iter().map(OsString::from));
+    argv.push("--config".into());
+    argv.push(path.into());
+    parse(argv)
+}
+
+fn all_commands(cmd: &Command, path: String, out: &mut Vec<(String, Command)>) {
+    out.push((path.clone(), cmd.clone()));
+    for sub in cmd.get_subcommands() {
+        all_commands(sub, format!("{path} {}", sub.get_name()), out);
+    }
+}
+
+/// Every option of every subcommand has a long name and the environment variable the
+/// mechanical rule gives; a new option without them fails here.
+#[test]
+fn every_option_has_long_name_and_mechanical_env() {
+    let mut root = Cli::command();
+    root.build();
+    let mut commands = Vec::new();
+    all_commands(&root, "proofmill".into(), &mut commands);
+    let mut checked = 0;
+    for (path, cmd) in &commands {
+        for arg in cmd.get_arguments() {
+            if matches!(arg.get_action(), ArgAction::Help | ArgAction::Version) {
+                continue;
+            }
+            let long = arg
+                .get_long()
+                .unwrap_or_else(|| panic!("`{path}`: option {} has no long name", arg.get_id()));
+            assert_eq!(
+                toml_key(long),
+                arg.get_id().as_str(),
+                "`{path}`: id is not the config key"
+            );
+            let env = arg
+                .get_env()
+                .unwrap_or_else(|| panic!("`{path}`: --{long} has no environment variable"));
+            assert_eq!(
+                env.to_str(),
+                Some(env_name(long).as_str()),
+                "`{path}`: --{long}"
+            );
+            checked += 1;
+        }
+    }
+    // Sanity: the walk reached the nested `bench dispatch` and the globals.
+    assert!(
+        commands
+            .iter()
+            .any(|(p, _)| p == "proofmill bench dispatch")
+    );
+    assert!(checked > 40, "only {checked} options checked");
+}
+
+/// Every option of every runnable subcommand can be set from a config file, and each
+/// built-in default is accepted when given that way.
+#[test]
+fn every_default_round_trips_through_config() {
+    let root = Cli::command();
+    let leaves: Vec<Vec<String>> = vec![
+        vec!["coordinator".into()],
+        vec!["prover".into()],
+        vec!["status".into()],
+        vec!["demo".into()],
+        vec!["bench".into(), "dispatch".into()],
+        vec!["bench".into(), "settle".into()],
+        vec!["l1".into(), "deploy".into()],
+    ];
+    for path in leaves {
+        let mut table = toml::Table::new();
+        for t in targets(&root, &path) {
+            let Some(default) = t.arg.get_default_values().first() else {
+                continue;
+            };
+            let default = default.to_str().unwrap();
+            let kind = Kind::of(t.arg);
+            let one = |s: &str| match kind {
+                Kind::Bool => toml::Value::Boolean(s.parse().unwrap()),
+                Kind::Integer => toml::Value::Integer(s.parse().unwrap()),
+                Kind::String => toml::Value::String(s.to_string()),
+            };
+            let value = if is_list(t.arg) {
+                toml::Value::Array(default.split(',').map(one).collect())
+            } else {
+                one(default)
+            };
+            table.insert(toml_key(t.arg.get_long().unwrap()), value);
+        }
+        assert!(table.len() >= 2, "{path:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = write_config(&dir, &toml::to_string(&table).unwrap());
+        let mut argv = vec!["proofmill".to_string()];
+        argv.extend(path.iter().cloned());
+        argv.extend(["--config".into(), file.display().to_string()]);
+        parse(argv).unwrap_or_else(|e| panic!("{path:?}: {e:#}"));
+    }
+}
+
+#[test]
+fn built_in_defaults() {
+    let cli = parse(["proofmill", "coordinator"]).unwrap();
+    assert_eq!(cli.global.log_format, LogFormat::Pretty);
+    assert!(cli.global.config.is_none());
+    let Sub::Coordinator(c) = cli.command else {
+        panic!()
+    };
+    assert_eq!(c.listen.to_string(), "127.0.0.1:3900");
+    assert_eq!(c.db, "sqlite://./proofmill-data/proofmill.db?mode=rwc");
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(
+        c.blobs,
+        format!("file://{}", cwd.join("proofmill-data/blobs").display())
+    );
+    assert_eq!(c.proof_types, vec![(pt("exec"), "exec".to_string())]);
+    assert!(!c.devnet);
+    assert_eq!(
+        (c.prover_timeout, c.heartbeat_interval, c.missed_heartbeats),
+        (600_000, 5_000, 3)
+    );
+    assert_eq!(
+        (c.max_attempts, c.max_lost_attempts, c.send_interval),
+        (5, 10, 5_000)
+    );
+    assert_eq!(c.max_message_bytes, 67_108_864);
+    assert_eq!(c.prover_token, None);
+    assert_eq!(
+        (c.shutdown_grace, c.batch_size, c.batch_interval),
+        (10_000, 16, 2_000)
+    );
+    assert_eq!((c.seed, c.tree_depth, c.accounts), (1, 16, 64));
+    assert_eq!(c.version_tag, "devnet-v1");
+    assert_eq!(c.max_batches, None);
+
+    let Sub::Prover(p) = parse(["proofmill", "prover"]).unwrap().command else {
+        panic!()
+    };
+    assert_eq!(p.coordinators, vec!["http://127.0.0.1:3900".to_string()]);
+    assert_eq!(p.backend, vec![(pt("exec"), "exec".to_string())]);
+    assert_eq!(
+        (p.capacity, p.version_tag.as_str(), p.max_message_bytes),
+        (1, "devnet-v1", 67_108_864)
+    );
+    assert!(!p.name.is_empty());
+    assert_eq!(p.prover_token, None);
+
+    let Sub::Status(s) = parse(["proofmill", "status"]).unwrap().command else {
+        panic!()
+    };
+    assert_eq!(s.coordinator, "http://127.0.0.1:3900");
+    assert!(!s.json);
+
+    let Sub::Demo(d) = parse(["proofmill", "demo"]).unwrap().command else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            d.batches,
+            d.provers,
+            d.seed,
+            d.batch_size,
+            d.tree_depth,
+            d.accounts
+        ),
+        (10, 2, 1, 16, 16, 64)
+    );
+    assert_eq!(d.proof_types, vec![(pt("exec"), "exec".to_string())]);
+    assert_eq!(d.data_dir, cwd.join("./proofmill-data"));
+
+    let cli = parse(["proofmill", "bench", "dispatch"]).unwrap();
+    let Sub::Bench {
+        command: crate::args::BenchCommand::Dispatch(b),
+    } = cli.command
+    else {
+        panic!()
+    };
+    assert_eq!((b.provers, b.jobs, b.db), (8, 20_000, None));
+}
+
+#[test]
+fn config_values_land_in_the_struct() {
+    let cli = parse_with(
+        r#"
+        listen = "0.0.0.0:4000"
+        proof_types = ["exec", "audit:exec"]
+        devnet = true
+        batch_size = 4
+        max_batches = 7
+        prover_token = "s3cret"
+        blobs = "file:///var/blobs"
+        log_format = "json"
+        "#,
+        &["coordinator"],
+    )
+    .unwrap();
+    assert_eq!(cli.global.log_format, LogFormat::Json);
+    let Sub::Coordinator(c) = cli.command else {
+        panic!()
+    };
+    assert_eq!(c.listen.to_string(), "0.0.0.0:4000");
+    assert_eq!(
+        c.proof_types,
+        vec![
+            (pt("exec"), "exec".to_string()),
+            (pt("audit"), "exec".to_string())
+        ]
+    );
+    assert!(c.devnet);
+    assert_eq!(c.batch_size, 4);
+    assert_eq!(c.max_batches, Some(7));
+    assert_eq!(c.prover_token.as_deref(), Some("s3cret"));
+    assert_eq!(c.blobs, "file:///var/blobs");
+    // Untouched options keep their defaults.
+    assert_eq!(c.accounts, 64);
+
+    // A list may also be one comma-separated string; a nested subcommand works too.
+    let cli = parse_with(
+        "coordinators = \"http://a:1,http://b:2\"\ncapacity = 3",
+        &["prover"],
+    )
+    .unwrap();
+    let Sub::Prover(p) = cli.command else {
+        panic!()
+    };
+    assert_eq!(p.coordinators, vec!["http://a:1", "http://b:2"]);
+    assert_eq!(p.capacity, 3);
+    let cli = parse_with(
+        "jobs = 5\ndb = \"sqlite:///tmp/x.db\"",
+        &["bench", "dispatch"],
+    )
+    .unwrap();
+    let Sub::Bench {
+        command: crate::args::BenchCommand::Dispatch(b),
+    } = cli.command
+    else {
+        panic!()
+    };
+    assert_eq!((b.jobs, b.db.as_deref()), (5, Some("sqlite:///tmp/x.db")));
+}
+
+#[test]
+fn flags_override_config() {
+    let cli = parse_with(
+        "batch_size = 4\ndevnet = false\nproof_types = [\"exec\"]\nlog_format = \"json\"",
+        &[
+            "coordinator",
+            "--batch-size",
+            "9",
+            "--devnet",
+            "--proof-types",
+            "a,b:exec",
+            "--log-format",
+            "compact",
+        ],
+    )
+    .unwrap();
+    assert_eq!(cli.global.log_format, LogFormat::Compact);
+    let Sub::Coordinator(c) = cli.command else {
+        panic!()
+    };
+    assert_eq!(c.batch_size, 9);
+    assert!(c.devnet);
+    assert_eq!(
+        c.proof_types,
+        vec![(pt("a"), "a".to_string()), (pt("b"), "exec".to_string())]
+    );
+}
+
+#[test]
+fn unknown_key_is_an_error_naming_it() {
+    let err = parse_with("batch_size = 4\nlisten_addr = \"x\"", &["coordinator"]).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("unknown key `listen_addr`"), "{msg}");
+    assert!(msg.contains("proofmill coordinator"), "{msg}");
+    assert!(
+        msg.contains("valid keys:") && msg.contains("listen,") && msg.contains("log_format"),
+        "{msg}"
+    );
+    // A valid key of another subcommand is unknown here; dashes are not the key form.
+    let msg = format!("{:#}", parse_with("capacity = 2", &["status"]).unwrap_err());
+    assert!(msg.contains("unknown key `capacity`"), "{msg}");
+    let msg = format!("{:#}", parse_with("batch-size = 2", &["demo"]).unwrap_err());
+    assert!(
+        msg.contains("unknown key `batch-size`") && msg.contains("batch_size"),
+        "{msg}"
+    );
+    let msg = format!(
+        "{:#}",
+        parse_with("config = \"x.toml\"", &["demo"]).unwrap_err()
+    );
+    assert!(msg.contains("`config` cannot be set"), "{msg}");
+}
+
+#[test]
+fn wrong_types_and_bad_values_are_errors() {
+    for (toml, needle) in [
+        ("batch_size = \"4\"", "expected an integer, found string"),
+        ("batch_size = 0", "invalid value for `batch_size`"),
+        ("batch_size = -3", "invalid value for `batch_size`"),
+        ("devnet = \"yes\"", "expected a boolean"),
+        ("devnet = 1", "expected a boolean"),
+        ("version_tag = 2", "expected a string, found integer"),
+        ("listen = \"nowhere\"", "invalid value for `listen`"),
+        ("seed = 1.5", "expected an integer, found float"),
+        ("seed = [1]", "found an array"),
+        ("proof_types = [\"Exec\"]", "proof type \"Exec\" is invalid"),
+        ("proof_types = []", "the list is empty"),
+        ("proof_types = [1]", "list item: expected a string"),
+        ("tree_depth = 40", "invalid value for `tree_depth`"),
+        ("log_format = \"fancy\"", "invalid value for `log_format`"),
+        ("db = \"mysql://x\"", "expected sqlite://"),
+        (
+            "blobs = \"ftp://host/dir\"",
+            "unsupported blob store scheme",
+        ),
+        (
+            "[devnet]\nx = 1",
+            "expected a boolean (true or false), found a table",
+        ),
+    ] {
+        let err = parse_with(toml, &["coordinator"]).expect_err(toml);
+        let msg = format!("{err:#}");
+        assert!(msg.contains(needle), "{toml}: {msg}");
+        assert!(msg.contains("config file"), "{toml}: {msg}");
+    }
+    let msg = format!("{:#}", parse_with("capacity = 0", &["prover"]).unwrap_err());
+    assert!(msg.contains("invalid value for `capacity`"), "{msg}");
+    let msg = format!(
+        "{:#}",
+        parse_with("coordinators = [\"ftp://x\"]", &["prover"]).unwrap_err()
+    );
+    assert!(msg.contains("expected an http:// or https:// URL"), "{msg}");
+    let msg = format!(
+        "{:#}",
+        parse_with("this is = not toml", &["prover"]).unwrap_err()
+    );
+    assert!(msg.contains("is not valid TOML"), "{msg}");
+}
+
+#[test]
+fn bad_flags_and_cross_field_checks() {
+    for argv in [
+        &["proofmill", "prover", "--capacity", "0"][..],
+        &["proofmill", "coordinator", "--batch-size", "0"],
+        &["proofmill", "coordinator", "--proof-types", "exec,,x"],
+        &["proofmill", "coordinator", "--proof-types", "exec:"],
+        &["proofmill", "status", "--coordinator", "not a url"],
+        &["proofmill", "bench"],
+        &["proofmill"],
+    ] {
+        let err = parse(argv.iter().copied()).expect_err(&argv.join(" "));
+        assert!(
+            err.downcast_ref::<clap::Error>().is_some(),
+            "{argv:?}: {err:#}"
+        );
+    }
+    let msg = format!(
+        "{:#}",
+        parse([
+            "proofmill",
+            "coordinator",
+            "--tree-depth",
+            "3",
+            "--accounts",
+            "9"
+        ])
+        .unwrap_err()
+    );
+    assert!(msg.contains("does not fit"), "{msg}");
+    let msg = format!(
+        "{:#}",
+        parse(["proofmill", "prover", "--backend", "exec,exec:exec"]).unwrap_err()
+    );
+    assert!(msg.contains("listed twice"), "{msg}");
+    let msg = format!(
+        "{:#}",
+        parse(["proofmill", "status", "--config", "/nonexistent/p.toml"]).unwrap_err()
+    );
+    assert!(
+        msg.contains("cannot read config file /nonexistent/p.toml"),
+        "{msg}"
+    );
+}
+
+/// Environment precedence runs in a child process (this test binary, filtered to
+/// `env_layering_child`), so no test mutates the environment of this process.
+#[test]
+fn env_overrides_config_and_flags_override_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_config(
+        &dir,
+        "batch_size = 4\nseed = 5\ndevnet = true\naccounts = 6\nproof_types = [\"exec\", \"audit:exec\"]\nlog_format = \"json\"",
+    );
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with(ENV_PREFIX) {
+            child.env_remove(key);
+        }
+    }
+    let out = child
+        .args([
+            "--exact",
+            "config::tests::env_layering_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PROOFMILL_TEST_CHILD_CONFIG_FILE", &file)
+        .env("PROOFMILL_BATCH_SIZE", "8")
+        .env("PROOFMILL_SEED", "9")
+        .env("PROOFMILL_DEVNET", "false")
+        .env("PROOFMILL_LOG_FORMAT", "compact")
+        .env(
+            "PROOFMILL_CONFIG",
+            "/nonexistent/ignored-because-of-the-flag.toml",
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("1 passed"),
+        "child test did not run:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("env layering child ok"),
+        "child test did not run:\n{stdout}"
+    );
+}
+
+#[test]
+fn env_layering_child() {
+    let Some(file) = std::env::var_os("PROOFMILL_TEST_CHILD_CONFIG_FILE") else {
+        return;
+    };
+    let mut argv: Vec<OsString> = ["proofmill", "coordinator", "--seed", "10", "--config"]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    argv.push(file);
+    let cli = parse(argv).unwrap();
+    assert_eq!(cli.global.log_format, LogFormat::Compact, "env over config");
+    let Sub::Coordinator(c) = cli.command else {
+        panic!()
+    };
+    assert_eq!(c.batch_size, 8, "env over config");
+    assert!(!c.devnet, "env `false` over config `true`");
+    assert_eq!(c.seed, 10, "flag over env");
+    assert_eq!(c.accounts, 6, "config over default");
+    assert_eq!(c.proof_types.len(), 2, "config over default");
+    assert_eq!(c.tree_depth, 16, "default");
+    println!("env layering child ok");
+}

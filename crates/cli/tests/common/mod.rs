@@ -1,0 +1,16 @@
+//! Shared by the binary's integration tests.
+
+use std::process::Command;
+
+/// The `proofmill` binary with no `PROOFMILL_*` or `RUST_LOG` inherited from the test's
+/// environment, so a developer's settings never change what a test sees.
+pub fn proofmill() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_proofmill"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PROOFMILL_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env_remove("RUST_LOG");
+    cmd
+}

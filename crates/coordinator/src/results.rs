@@ -1,0 +1,204 @@
+//! Results coming back from provers: proofs reassembled from chunks, checked against the
+//! batch's public values on arrival (before anything is stored), stored inline or as blobs,
+//! and reported to the core; malformed results are refused with a reason.
+
+use crate::core::{BatchCache, CoreMsg};
+use crate::now_ms;
+use crate::server::Shared;
+use crate::session::{Outcome, ToProver};
+use bytes::Bytes;
+use proofmill_backend::Backend;
+use proofmill_proto::v1::{
+    CoordinatorMessage, ErrorCode, TaskResult, coordinator_message::Kind as Out,
+    task_result::Outcome as Res,
+};
+use proofmill_types::{Batch, Digest, FencingToken, JobKey, ProofRecord, ProverId, TaskId};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub(crate) fn nack(
+    tx: &mpsc::UnboundedSender<ToProver>,
+    task_id: &str,
+    token: u64,
+    code: ErrorCode,
+    reason: String,
+) {
+    let msg = CoordinatorMessage {
+        kind: Some(Out::ResultAck(proofmill_proto::v1::ResultAck {
+            task_id: task_id.chars().take(128).collect(),
+            fencing_token: token,
+            accepted: false,
+            code: code as i32,
+            reason,
+        })),
+    };
+    let _ = tx.send(ToProver::Msg(msg));
+}
+
+/// The proof bytes of a result (joined from chunks if needed); `None` for an error result.
+/// Takes the bytes out of `r` rather than copying them.
+pub(crate) fn take_proof(
+    shared: &Shared,
+    partial: &mut HashMap<(String, u64), Vec<u8>>,
+    r: &mut TaskResult,
+) -> Result<Option<Vec<u8>>, String> {
+    match &mut r.outcome {
+        Some(Res::Proof(p)) => Ok(Some(std::mem::take(p))),
+        Some(Res::ProofChunked(c)) => {
+            let data = partial
+                .remove(&(r.task_id.clone(), r.fencing_token))
+                .ok_or("no proof chunks received for this task")?;
+            if data.len() as u64 != c.size
+                || Digest::sha256(&data).0.as_slice() != c.digest.as_slice()
+            {
+                return Err("chunked proof does not match its size or digest".into());
+            }
+            Ok(Some(data))
+        }
+        Some(Res::Error(_)) => Ok(None),
+        None => Err("result without proof or error".into()),
+    }
+    .and_then(|p| match &p {
+        Some(p) if p.len() as u64 > shared.config.max_proof_bytes => {
+            Err(format!("proof of {} bytes is over the limit", p.len()))
+        }
+        _ => Ok(p),
+    })
+}
+
+pub(crate) async fn handle_result(
+    shared: &Shared,
+    prover: &ProverId,
+    name: &str,
+    r: TaskResult,
+    proof: Option<Vec<u8>>,
+    tx: &mpsc::UnboundedSender<ToProver>,
+) {
+    let (batch_no, proof_type) = match TaskId::parse(&r.task_id) {
+        Ok(k) => k,
+        Err(e) => {
+            return nack(
+                tx,
+                &r.task_id,
+                r.fencing_token,
+                ErrorCode::InvalidArgument,
+                e.to_string(),
+            );
+        }
+    };
+    let key = JobKey::new(batch_no, proof_type);
+    let token = FencingToken(r.fencing_token);
+    let outcome = match (proof, &r.outcome) {
+        (None, Some(Res::Error(e))) => Outcome::Failed(e.chars().take(4096).collect()),
+        (None, _) => {
+            return nack(
+                tx,
+                &r.task_id,
+                r.fencing_token,
+                ErrorCode::InvalidArgument,
+                "no proof".into(),
+            );
+        }
+        (Some(proof), _) => {
+            match check_proof(shared, &key, token, prover, name, r.prove_ms, proof).await {
+                Ok(o) => o,
+                Err((code, reason)) => return nack(tx, &r.task_id, r.fencing_token, code, reason),
+            }
+        }
+    };
+    let _ = shared.core.send(CoreMsg::Outcome {
+        prover: prover.clone(),
+        key,
+        token,
+        outcome,
+        reply_to: tx.clone(),
+    });
+}
+
+/// Verifies a proof against the batch's public values and stores its bytes.
+async fn check_proof(
+    shared: &Shared,
+    key: &JobKey,
+    token: FencingToken,
+    prover: &ProverId,
+    name: &str,
+    prove_ms: u64,
+    proof: Vec<u8>,
+) -> Result<Outcome, (ErrorCode, String)> {
+    let Some(verifier) = shared.verifiers.get(&key.proof_type).cloned() else {
+        return Err((
+            ErrorCode::ProofTypeNotNeeded,
+            format!("proof type {} is not needed here", key.proof_type),
+        ));
+    };
+    let batch = match cached_batch(&shared.batches, key.batch) {
+        Some(b) => b,
+        None => match shared.store.batch(key.batch).await {
+            Ok(Some(b)) => Arc::new(b),
+            Ok(None) => return Err((ErrorCode::JobNotFound, format!("no batch {}", key.batch))),
+            Err(e) => return Err((ErrorCode::SystemUnavailable, e.to_string())),
+        },
+    };
+    let public = batch.public_values;
+    let proof = Bytes::from(proof);
+    let verdict = {
+        let proof = proof.clone();
+        verify_off_thread(verifier, public, proof).await
+    };
+    if let Err(reason) = verdict {
+        tracing::warn!(%prover, %key, %reason, "invalid proof rejected");
+        return Ok(Outcome::Invalid(reason));
+    }
+    let inline = proof.len() <= shared.config.inline_proof_max;
+    let blob_key = if inline {
+        String::new()
+    } else {
+        format!(
+            "proofs/{:012}/{}/{}.bin",
+            key.batch, key.proof_type, token.0
+        )
+    };
+    let record = ProofRecord {
+        key: key.clone(),
+        blob_key: blob_key.clone(),
+        inline: inline.then(|| proof.to_vec()),
+        size: proof.len() as u64,
+        digest: Digest::sha256(&proof),
+        prover: prover.clone(),
+        prover_name: name.to_string(),
+        token,
+        leased_at: 0,
+        received_at: now_ms(),
+        prove_ms,
+    };
+    if !inline {
+        shared
+            .blobs
+            .put(&blob_key, proof)
+            .await
+            .map_err(|e| (ErrorCode::SystemUnavailable, e.to_string()))?;
+    }
+    Ok(Outcome::Proven(record))
+}
+
+fn cached_batch(cache: &BatchCache, n: u64) -> Option<Arc<Batch>> {
+    cache.read().expect("batch cache lock").get(&n).cloned()
+}
+
+/// Proofs up to this size are verified on the calling task (cheap); larger ones off it.
+pub(crate) const VERIFY_INLINE_MAX: usize = 4096;
+
+/// Small proofs are checked inline; large ones on a blocking thread so sessions keep flowing.
+async fn verify_off_thread(
+    verifier: Arc<dyn Backend>,
+    public: proofmill_types::PublicValues,
+    proof: Bytes,
+) -> Result<(), String> {
+    if proof.len() <= VERIFY_INLINE_MAX {
+        return verifier.verify(&public, &proof).map_err(|e| e.to_string());
+    }
+    tokio::task::spawn_blocking(move || verifier.verify(&public, &proof).map_err(|e| e.to_string()))
+        .await
+        .map_err(|e| format!("verifier crashed: {e}"))?
+}

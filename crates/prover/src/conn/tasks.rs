@@ -1,0 +1,318 @@
+//! The task lifecycle of one connection: an ExecuteTask arrives (inline or in chunks), takes a
+//! slot, is proven on a blocking thread, and its result waits in the outbox until acked.
+
+use super::*;
+
+impl Conn {
+    pub(super) fn decline(&self, s: &Session, key: &Key, reason: &str) {
+        info!(task = %key.0, token = key.1, reason, "task declined");
+        StatsInner::inc(&self.shared.stats.declined);
+        s.send(prover_message::Kind::TaskDeclined(TaskDeclined {
+            task_id: key.0.clone(),
+            fencing_token: key.1,
+            reason: reason.to_string(),
+        }));
+    }
+
+    /// Records an error result (no proving happened) and sends it.
+    pub(super) fn fail(&mut self, s: &Session, key: Key, error: String) {
+        warn!(task = %key.0, token = key.1, error = %error, "task failed");
+        StatsInner::inc(&self.shared.stats.failed);
+        let f = Finished {
+            outcome: Outcome::Error(error),
+            prove_ms: 0,
+        };
+        s.send_result(&key, &f);
+        self.outbox.insert(key, f);
+    }
+
+    pub(super) fn on_execute(&mut self, s: &mut Session, t: ExecuteTask) {
+        let key: Key = (t.task_id.clone(), t.fencing_token);
+        if self.tasks.contains_key(&key) {
+            debug!(task = %t.task_id, "duplicate ExecuteTask for a running task; ignoring");
+            return;
+        }
+        if let Some(f) = self.outbox.get(&key) {
+            debug!(task = %t.task_id, "ExecuteTask for a finished task; resending its result");
+            s.send_result(&key, f);
+            return;
+        }
+        if s.draining.is_some() {
+            return self.decline(s, &key, "prover is shutting down");
+        }
+        let Some(backend) = self.shared.backends.get(&t.proof_type).cloned() else {
+            return self.decline(
+                s,
+                &key,
+                &format!("proof type {:?} not served", t.proof_type),
+            );
+        };
+        if !t.version.is_empty() && t.version != self.shared.version {
+            let reason = format!(
+                "version {:?} differs from the prover's {:?}",
+                t.version, self.shared.version
+            );
+            return self.decline(s, &key, &reason);
+        }
+        if t.deadline_ms != 0 && now_ms() >= t.deadline_ms {
+            return self.decline(s, &key, "deadline already passed");
+        }
+        let Some(expected) = PublicValues::decode(&t.public_values) else {
+            let e = format!(
+                "public_values must be {} bytes, got {}",
+                PublicValues::ENCODED_LEN,
+                t.public_values.len()
+            );
+            return self.fail(s, key, e);
+        };
+        let Some(input_digest) = Digest::from_slice(&t.input_digest) else {
+            let e = format!(
+                "input_digest must be 32 bytes, got {}",
+                t.input_digest.len()
+            );
+            return self.fail(s, key, e);
+        };
+        let prepared = Prepared {
+            task_id: t.task_id.clone(),
+            token: t.fencing_token,
+            batch: t.batch,
+            deadline_ms: t.deadline_ms,
+            backend,
+            expected,
+            input_digest,
+        };
+        match t.input {
+            None => self.fail(s, key, "task has no input".to_string()),
+            Some(execute_task::Input::BlobUrl(url)) => {
+                let e = format!("blob_url inputs are not supported (blob_access=false): {url}");
+                self.fail(s, key, e)
+            }
+            Some(execute_task::Input::Inline(bytes)) => {
+                if t.input_size != 0 && t.input_size != bytes.len() as u64 {
+                    let e = format!(
+                        "inline input is {} bytes, input_size says {}",
+                        bytes.len(),
+                        t.input_size
+                    );
+                    return self.fail(s, key, e);
+                }
+                let Some(slot) = self.shared.try_acquire() else {
+                    return self.decline(s, &key, "no free slot");
+                };
+                self.start(prepared, bytes, slot);
+            }
+            Some(execute_task::Input::Chunked(_)) => {
+                if t.input_size > MAX_CHUNKED_INPUT_BYTES {
+                    let e = format!(
+                        "input_size {} exceeds the limit {MAX_CHUNKED_INPUT_BYTES}",
+                        t.input_size
+                    );
+                    return self.fail(s, key, e);
+                }
+                let Some(slot) = self.shared.try_acquire() else {
+                    return self.decline(s, &key, "no free slot");
+                };
+                info!(task = %t.task_id, token = t.fencing_token, size = t.input_size, "receiving chunked input");
+                let input = ChunkAssembler::new(t.input_size);
+                self.tasks.insert(
+                    key,
+                    TaskState::Collecting {
+                        prepared,
+                        input,
+                        slot,
+                    },
+                );
+            }
+        }
+    }
+
+    pub(super) fn on_chunk(&mut self, s: &mut Session, c: DataChunk) {
+        let key: Key = (c.task_id.clone(), c.fencing_token);
+        let Some(TaskState::Collecting { input, .. }) = self.tasks.get_mut(&key) else {
+            debug!(task = %c.task_id, token = c.fencing_token, "input chunk for no pending input; ignoring");
+            return;
+        };
+        match input.push(c.offset, c.data, c.last) {
+            Ok(false) => {}
+            Ok(true) => {
+                let Some(TaskState::Collecting {
+                    prepared,
+                    input,
+                    slot,
+                }) = self.tasks.remove(&key)
+                else {
+                    unreachable!("checked above")
+                };
+                if prepared.deadline_ms != 0 && now_ms() >= prepared.deadline_ms {
+                    drop(slot);
+                    return self.decline(s, &key, "deadline passed while receiving the input");
+                }
+                self.start(prepared, input.into_bytes(), slot);
+            }
+            Err(e) => {
+                self.tasks.remove(&key);
+                self.fail(s, key, format!("bad input chunk: {e}"));
+            }
+        }
+    }
+
+    /// Drops inputs still incomplete at their deadline; reports an error result for them.
+    pub(super) fn expire_inputs(&mut self, s: &Session) {
+        let now = now_ms();
+        let expired: Vec<Key> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| {
+                matches!(t, TaskState::Collecting { prepared, .. }
+                    if prepared.deadline_ms != 0 && now >= prepared.deadline_ms)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            let received = match self.tasks.remove(&key) {
+                Some(TaskState::Collecting { input, .. }) => input.received(),
+                _ => 0,
+            };
+            self.fail(
+                s,
+                key,
+                format!("input incomplete at the deadline ({received} bytes received)"),
+            );
+        }
+    }
+
+    /// Runs the task on a blocking thread, which verifies the input digest, proves, hashes
+    /// the proof and reports back through `done_tx`. The slot is freed when the thread ends.
+    pub(super) fn start(&mut self, p: Prepared, input: Vec<u8>, slot: SlotGuard) {
+        let key: Key = (p.task_id.clone(), p.token);
+        info!(
+            task = %p.task_id,
+            token = p.token,
+            backend = p.backend.name(),
+            input_bytes = input.len(),
+            "task started"
+        );
+        self.tasks
+            .insert(key.clone(), TaskState::Proving { cancelled: false });
+        let done_tx = self.done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let started = Instant::now();
+            let outcome = prove(&p, &input);
+            let prove_ms = started.elapsed().as_millis() as u64;
+            drop(input);
+            // Sent before the slot is released, so the result is on its way first.
+            let _ = done_tx.send(Done {
+                key,
+                finished: Finished { outcome, prove_ms },
+            });
+        });
+    }
+
+    /// A proving thread finished. Returns the key when a result went into the outbox.
+    pub(super) fn on_done(&mut self, done: Done) -> Option<Key> {
+        let Done { key, finished } = done;
+        match self.tasks.get(&key) {
+            Some(TaskState::Proving { cancelled: false }) => {
+                self.tasks.remove(&key);
+            }
+            Some(TaskState::Proving { cancelled: true }) => {
+                self.tasks.remove(&key);
+                info!(task = %key.0, token = key.1, "cancelled task finished; result discarded");
+                return None;
+            }
+            _ => {
+                debug!(task = %key.0, token = key.1, "result for a task no longer tracked; discarded");
+                return None;
+            }
+        }
+        match &finished.outcome {
+            Outcome::Proof { bytes, .. } => {
+                StatsInner::inc(&self.shared.stats.completed);
+                info!(task = %key.0, token = key.1, prove_ms = finished.prove_ms, proof_bytes = bytes.len(), "task proven");
+            }
+            Outcome::Error(e) => {
+                StatsInner::inc(&self.shared.stats.failed);
+                warn!(task = %key.0, token = key.1, prove_ms = finished.prove_ms, error = %e, "task failed");
+            }
+        }
+        self.outbox.insert(key.clone(), finished);
+        Some(key)
+    }
+
+    pub(super) fn on_ack(&mut self, a: ResultAck) {
+        let key: Key = (a.task_id, a.fencing_token);
+        if self.outbox.remove(&key).is_none() {
+            debug!(task = %key.0, token = key.1, "ack for no pending result");
+            return;
+        }
+        if a.accepted {
+            StatsInner::inc(&self.shared.stats.acked);
+            info!(task = %key.0, token = key.1, "result acknowledged");
+        } else {
+            StatsInner::inc(&self.shared.stats.rejected);
+            warn!(
+                task = %key.0,
+                token = key.1,
+                code = code_name(a.code),
+                reason = %a.reason,
+                "result rejected by the coordinator; dropped"
+            );
+        }
+    }
+
+    pub(super) fn on_cancel(&mut self, c: TaskCancelled) {
+        let key: Key = (c.task_id, c.fencing_token);
+        let known = match self.tasks.get_mut(&key) {
+            Some(TaskState::Collecting { .. }) => {
+                self.tasks.remove(&key);
+                true
+            }
+            Some(TaskState::Proving { cancelled }) => {
+                let first = !*cancelled;
+                *cancelled = true;
+                first
+            }
+            None => self.outbox.remove(&key).is_some(),
+        };
+        if known {
+            StatsInner::inc(&self.shared.stats.cancelled);
+            info!(task = %key.0, token = key.1, reason = %c.reason, "task cancelled");
+        } else {
+            debug!(task = %key.0, token = key.1, "cancel for an unknown task");
+        }
+    }
+}
+
+/// Blocking: digest check, prove, proof digest.
+fn prove(p: &Prepared, input: &[u8]) -> Outcome {
+    let actual = Digest::sha256(input);
+    if actual != p.input_digest {
+        return Outcome::Error(format!(
+            "input digest mismatch: expected {}, got {actual} ({} bytes)",
+            p.input_digest,
+            input.len()
+        ));
+    }
+    let req = ProveRequest {
+        batch: p.batch,
+        input,
+        expected: p.expected,
+    };
+    let backend = p.backend.clone();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.prove(&req))) {
+        Ok(Ok(bytes)) => {
+            let digest = Digest::sha256(&bytes);
+            Outcome::Proof { bytes, digest }
+        }
+        Ok(Err(e)) => Outcome::Error(e.to_string()),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Outcome::Error(format!("backend panicked: {msg}"))
+        }
+    }
+}
