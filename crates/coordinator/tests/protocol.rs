@@ -3,9 +3,8 @@
 mod support;
 
 use proofmill_proto::v1::{
-    ErrorCode, JobStatusRequest, LaunchProofRequest, Register, RetryJobRequest, RunningTask,
-    SystemStatusRequest, TaskResult, coordinator_message::Kind as Out, execute_task::Input,
-    prover_message::Kind as In, task_result::Outcome,
+    ErrorCode, Register, RunningTask, TaskResult, coordinator_message::Kind as Out,
+    execute_task::Input, prover_message::Kind as In, task_result::Outcome,
 };
 use proofmill_types::{JobKey, JobState, ProofType};
 use std::time::Duration;
@@ -453,118 +452,6 @@ async fn large_inputs_travel_in_chunks(db: Db) {
     c.stop().await;
 }
 
-async fn admin_api_validates_and_retries(db: Db) {
-    let env = Env::new(db, "admin");
-    let mut cfg = fast_config();
-    cfg.scheduler.max_attempts = 1;
-    let c = start(&env, cfg).await;
-    let mut admin = c.admin().await;
-    let launch = |batch: u64, public: Vec<u8>, types: Vec<String>| LaunchProofRequest {
-        batch,
-        version: "v1".into(),
-        input: b"abc".to_vec(),
-        public_values: public,
-        proof_types: types,
-    };
-    let good = public(1).encode().to_vec();
-    let r = admin
-        .launch_proof(launch(1, good.clone(), vec![]))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(r.created && r.error.is_none(), "{r:?}");
-    let r = admin
-        .launch_proof(launch(1, good.clone(), vec![]))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        !r.created && r.error.is_none(),
-        "same batch again is a no-op: {r:?}"
-    );
-    let bad_cases = vec![
-        launch(1, public(9).encode().to_vec(), vec![]),
-        launch(2, vec![1, 2, 3], vec![]),
-        launch(2, good.clone(), vec!["groth16".into()]),
-        launch(0, good.clone(), vec![]),
-        LaunchProofRequest {
-            input: vec![],
-            ..launch(2, good.clone(), vec![])
-        },
-    ];
-    for case in bad_cases {
-        let r = admin.launch_proof(case.clone()).await.unwrap().into_inner();
-        let e = r.error.unwrap_or_else(|| panic!("{case:?} accepted"));
-        assert_eq!(e.code, ErrorCode::InvalidArgument as i32, "{}", e.message);
-    }
-    let st = admin
-        .system_status(SystemStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(st.last_sealed_batch, Some(1), "bad launches stored nothing");
-    assert_eq!(st.jobs["exec"].queued, 1);
-
-    let r = admin
-        .job_status(JobStatusRequest {
-            batch: 7,
-            proof_type: "exec".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(r.error.unwrap().code, ErrorCode::JobNotFound as i32);
-    let r = admin
-        .retry_job(RetryJobRequest {
-            batch: 1,
-            proof_type: "exec".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        r.error.unwrap().code,
-        ErrorCode::InvalidArgument as i32,
-        "queued jobs are not retried"
-    );
-
-    // One failure with max_attempts = 1: failed and visible; a retry requeues it.
-    let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
-    let t = a.task().await;
-    assert!(
-        !a.submit(&t.task_id, t.fencing_token, vec![1; 96])
-            .await
-            .accepted
-    );
-    let r = admin
-        .job_status(JobStatusRequest {
-            batch: 1,
-            proof_type: "exec".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let job = r.job.unwrap();
-    assert_eq!(job.state, "failed");
-    assert!(job.last_error.contains("invalid proof"));
-    let r = admin
-        .retry_job(RetryJobRequest {
-            batch: 1,
-            proof_type: "exec".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(r.error.is_none(), "{r:?}");
-    let t2 = a.task().await;
-    assert!(
-        a.submit(&t2.task_id, t2.fencing_token, RawProver::proof_for(&t2))
-            .await
-            .accepted
-    );
-    c.stop().await;
-}
-
 on_both_stores!(
     dispatch_fencing_and_duplicates,
     different_types_share_a_batch,
@@ -573,7 +460,6 @@ on_both_stores!(
     silent_prover_loses_its_lease_and_late_result_is_rejected,
     leases_survive_a_coordinator_restart,
     large_inputs_travel_in_chunks,
-    admin_api_validates_and_retries,
 );
 
 /// Proofs bigger than a message travel as chunks; the coordinator reassembles them and
@@ -656,42 +542,3 @@ async fn chunked_proofs_are_reassembled_and_checked(db: Db) {
 }
 
 on_both_stores!(chunked_proofs_are_reassembled_and_checked);
-
-#[tokio::test]
-async fn server_reflection_lists_the_services() {
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let env = Env::new(Db::Sqlite, "reflection");
-    let c = start(&env, fast_config()).await;
-    let channel = tonic::transport::Endpoint::from_shared(c.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = ServerReflectionClient::new(channel);
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = client
-        .server_reflection_info(tokio_stream::iter([req]))
-        .await
-        .unwrap()
-        .into_inner();
-    let resp = stream.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
-        panic!("{resp:?}")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(
-        names.contains(&"proofmill.v1.ProverService".to_string()),
-        "{names:?}"
-    );
-    assert!(
-        names.contains(&"proofmill.v1.AdminService".to_string()),
-        "{names:?}"
-    );
-    c.stop().await;
-}
