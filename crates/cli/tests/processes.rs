@@ -114,41 +114,69 @@ async fn wait_status(
     panic!("timed out waiting for {what}; last status: {last:?}");
 }
 
-fn coordinator_args(port: u16, db: &str, blobs: &str, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "coordinator",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--db",
-        db,
-        "--blobs",
-        blobs,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    // The embedded L1's log next to the blobs, one per test.
-    a.extend([
-        "--l1-state".to_string(),
-        format!("{}-l1.log", blobs.trim_start_matches("file://")),
-    ]);
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
+/// One test's world: a temp dir (logs, blobs, SQLite, the embedded L1's log), a free port
+/// for the coordinator, and the database.
+struct Site {
+    dir: tempfile::TempDir,
+    port: u16,
+    url: String,
+    db_url: String,
+    blobs: String,
 }
 
-fn prover_args(port: u16, name: &str) -> Vec<String> {
-    [
-        "prover",
-        "--coordinators",
-        &format!("http://127.0.0.1:{port}"),
-        "--name",
-        name,
-        "--capacity",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+impl Site {
+    fn new(db: Db, label: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        Site {
+            url: format!("http://127.0.0.1:{port}"),
+            db_url: db_url(db, dir.path(), label),
+            blobs: format!("file://{}/blobs", dir.path().display()),
+            dir,
+            port,
+        }
+    }
+
+    fn log(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn coordinator_args(&self, extra: &[&str]) -> Vec<String> {
+        let listen = format!("127.0.0.1:{}", self.port);
+        let l1_state = format!("{}/l1.log", self.dir.path().display());
+        let base = [
+            "coordinator",
+            "--listen",
+            &listen,
+            "--db",
+            &self.db_url,
+            "--blobs",
+            &self.blobs,
+        ];
+        // The embedded L1's log in the test's dir.
+        let l1 = ["--l1-state", &l1_state];
+        base.iter()
+            .chain(&l1)
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    fn prover_args(&self, name: &str) -> Vec<String> {
+        let url = &self.url;
+        [
+            "prover",
+            "--coordinators",
+            url,
+            "--name",
+            name,
+            "--capacity",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
 }
 
 const BATCHES: u64 = 24;
@@ -157,55 +185,37 @@ const BATCHES: u64 = 24;
 /// restart it resumes. In the end every batch is sealed once (an unbroken chain of state
 /// roots) and proven exactly once, by a lease the store knows.
 async fn coordinator_kill9_mid_run(db: Db) {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let db_url = db_url(db, dir.path(), "kill9");
-    let blobs = format!("file://{}/blobs", dir.path().display());
-    let args = coordinator_args(
-        port,
-        &db_url,
-        &blobs,
-        &[
-            "--devnet",
-            "--batch-interval",
-            "60",
-            "--max-batches",
-            &BATCHES.to_string(),
-            "--heartbeat-interval",
-            "300",
-        ],
-    );
-    let mut coord = Proc::spawn("coordinator", &args, &dir.path().join("c0.log"));
-    let _p1 = Proc::spawn(
-        "prover",
-        &prover_args(port, "p1"),
-        &dir.path().join("p1.log"),
-    );
-    let _p2 = Proc::spawn(
-        "prover",
-        &prover_args(port, "p2"),
-        &dir.path().join("p2.log"),
-    );
+    let site = Site::new(db, "kill9");
+    let args = site.coordinator_args(&[
+        "--devnet",
+        "--batch-interval",
+        "60",
+        "--max-batches",
+        &BATCHES.to_string(),
+        "--heartbeat-interval",
+        "300",
+    ]);
+    let mut coord = Proc::spawn("coordinator", &args, &site.log("c0.log"));
+    let _p1 = Proc::spawn("prover", &site.prover_args("p1"), &site.log("p1.log"));
+    let _p2 = Proc::spawn("prover", &site.prover_args("p2"), &site.log("p2.log"));
 
     for (round, at) in [(1, 6u64), (2, 14)] {
         wait_status(
-            &url,
+            &site.url,
             "progress before the kill",
             Duration::from_secs(60),
             |s| s.last_proven_batch.unwrap_or(0) >= at,
         )
         .await;
         coord.kill9();
-        coord = Proc::spawn(
-            "coordinator",
-            &args,
-            &dir.path().join(format!("c{round}.log")),
-        );
+        coord = Proc::spawn("coordinator", &args, &site.log(&format!("c{round}.log")));
     }
-    let s = wait_status(&url, "all batches proven", Duration::from_secs(120), |s| {
-        s.last_proven_batch == Some(BATCHES)
-    })
+    let s = wait_status(
+        &site.url,
+        "all batches proven",
+        Duration::from_secs(120),
+        |s| s.last_proven_batch == Some(BATCHES),
+    )
     .await;
     assert_eq!(
         s.last_sealed_batch,
@@ -219,7 +229,7 @@ async fn coordinator_kill9_mid_run(db: Db) {
     );
     coord.kill9();
 
-    let store = open_store(&db_url).await.unwrap();
+    let store = open_store(&site.db_url).await.unwrap();
     let exec_type = ProofType::new("exec").unwrap();
     let mut tokens = std::collections::HashSet::new();
     let mut prev_root = None;
@@ -256,43 +266,39 @@ async fn coordinator_kill9_mid_run(db: Db) {
 /// A prover frozen (SIGSTOP) mid-task misses its heartbeats and loses the lease; another
 /// prover proves the batch; the frozen one, thawed, never overwrites that proof.
 async fn frozen_prover_loses_its_lease(db: Db) {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let db_url = db_url(db, dir.path(), "frozen");
-    let blobs = format!("file://{}/blobs", dir.path().display());
+    let site = Site::new(db, "frozen");
     // A big batch so that proving (re-execution) takes long enough to freeze the prover in it.
-    let args = coordinator_args(
-        port,
-        &db_url,
-        &blobs,
-        &[
-            "--devnet",
-            "--batch-size",
-            "2048",
-            "--max-batches",
-            "1",
-            "--heartbeat-interval",
-            "200",
-            "--missed-heartbeats",
-            "3",
-        ],
-    );
-    let _coord = Proc::spawn("coordinator", &args, &dir.path().join("c.log"));
-    wait_status(&url, "batch 1 sealed", Duration::from_secs(60), |s| {
+    let args = site.coordinator_args(&[
+        "--devnet",
+        "--batch-size",
+        "2048",
+        "--max-batches",
+        "1",
+        "--heartbeat-interval",
+        "200",
+        "--missed-heartbeats",
+        "3",
+    ]);
+    let _coord = Proc::spawn("coordinator", &args, &site.log("c.log"));
+    wait_status(&site.url, "batch 1 sealed", Duration::from_secs(60), |s| {
         s.last_sealed_batch == Some(1)
     })
     .await;
-    let a = Proc::spawn("prover", &prover_args(port, "a"), &dir.path().join("a.log"));
-    wait_status(&url, "a proving batch 1", Duration::from_secs(30), |s| {
-        s.provers
-            .iter()
-            .any(|p| p.name == "a" && p.running_tasks == ["1/exec"])
-    })
+    let a = Proc::spawn("prover", &site.prover_args("a"), &site.log("a.log"));
+    wait_status(
+        &site.url,
+        "a proving batch 1",
+        Duration::from_secs(30),
+        |s| {
+            s.provers
+                .iter()
+                .any(|p| p.name == "a" && p.running_tasks == ["1/exec"])
+        },
+    )
     .await;
     a.signal("STOP");
-    let _b = Proc::spawn("prover", &prover_args(port, "b"), &dir.path().join("b.log"));
-    let s = wait_status(&url, "batch 1 proven", Duration::from_secs(60), |s| {
+    let _b = Proc::spawn("prover", &site.prover_args("b"), &site.log("b.log"));
+    let s = wait_status(&site.url, "batch 1 proven", Duration::from_secs(60), |s| {
         s.last_proven_batch == Some(1)
     })
     .await;
@@ -304,7 +310,7 @@ async fn frozen_prover_loses_its_lease(db: Db) {
     a.signal("CONT");
     // Give the thawed prover time to finish and try to deliver its stale result.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let store = open_store(&db_url).await.unwrap();
+    let store = open_store(&site.db_url).await.unwrap();
     let key = JobKey::new(1, ProofType::new("exec").unwrap());
     let proof = store.proof(&key).await.unwrap().unwrap();
     assert_eq!(proof.prover_name, "b", "the late result never overwrote");
@@ -319,36 +325,32 @@ async fn frozen_prover_loses_its_lease(db: Db) {
 /// coordinator stops handing out work, lets the prover finish within the grace period,
 /// stores its proof, tells it to shut down, and exits cleanly; so does the prover.
 async fn sigterm_drains_and_status_reports(db: Db) {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let db_url = db_url(db, dir.path(), "drain");
-    let blobs = format!("file://{}/blobs", dir.path().display());
-    let args = coordinator_args(
-        port,
-        &db_url,
-        &blobs,
-        &[
-            "--devnet",
-            "--batch-size",
-            "1024",
-            "--max-batches",
-            "1",
-            "--shutdown-grace",
-            "30000",
-        ],
-    );
-    let mut coord = Proc::spawn("coordinator", &args, &dir.path().join("c.log"));
-    let mut prover = Proc::spawn("prover", &prover_args(port, "a"), &dir.path().join("a.log"));
-    wait_status(&url, "a proving batch 1", Duration::from_secs(60), |s| {
-        s.provers
-            .iter()
-            .any(|p| p.name == "a" && p.running_tasks == ["1/exec"])
-    })
+    let site = Site::new(db, "drain");
+    let args = site.coordinator_args(&[
+        "--devnet",
+        "--batch-size",
+        "1024",
+        "--max-batches",
+        "1",
+        "--shutdown-grace",
+        "30000",
+    ]);
+    let mut coord = Proc::spawn("coordinator", &args, &site.log("c.log"));
+    let mut prover = Proc::spawn("prover", &site.prover_args("a"), &site.log("a.log"));
+    wait_status(
+        &site.url,
+        "a proving batch 1",
+        Duration::from_secs(60),
+        |s| {
+            s.provers
+                .iter()
+                .any(|p| p.name == "a" && p.running_tasks == ["1/exec"])
+        },
+    )
     .await;
 
     let out = proofmill()
-        .args(["status", "--json", "--coordinator", &url])
+        .args(["status", "--json", "--coordinator", &site.url])
         .output()
         .unwrap();
     assert!(
@@ -380,7 +382,7 @@ async fn sigterm_drains_and_status_reports(db: Db) {
     assert_eq!(code, Some(0), "coordinator exits cleanly after draining");
     let code = wait_exit(&mut prover.child, Duration::from_secs(30));
     assert_eq!(code, Some(0), "prover told to shut down exits cleanly");
-    let store = open_store(&db_url).await.unwrap();
+    let store = open_store(&site.db_url).await.unwrap();
     let key = JobKey::new(1, ProofType::new("exec").unwrap());
     assert_eq!(
         store.job(&key).await.unwrap().unwrap().state,
