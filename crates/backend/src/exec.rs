@@ -18,6 +18,10 @@ impl Backend for ExecBackend {
         Ok(public.encode().to_vec())
     }
 
+    fn verify_is_cheap(&self) -> bool {
+        true
+    }
+
     fn verify(&self, public: &PublicValues, proof: &[u8]) -> Result<(), VerifyError> {
         let got = PublicValues::decode(proof).ok_or_else(|| {
             VerifyError::Malformed(format!("exec proof must be 96 bytes, got {}", proof.len()))

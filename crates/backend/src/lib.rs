@@ -5,11 +5,16 @@
 //! [`Backend::prove`]; the coordinator calls [`Backend::verify`] on every result before
 //! storing it.
 
+mod command;
 mod exec;
 
+pub use command::{
+    CommandBackend, CommandConfig, CommandConfigError, DEFAULT_MAX_PROOF_BYTES, DEFAULT_TIMEOUT,
+};
 pub use exec::ExecBackend;
 
-use proofmill_types::{ProofType, PublicValues};
+use proofmill_types::PublicValues;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -48,32 +53,54 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Checks that `proof` attests exactly `public`. Must not need the batch input.
     fn verify(&self, public: &PublicValues, proof: &[u8]) -> Result<(), VerifyError>;
-}
 
-/// Looks a backend up by name; `None` for an unknown name.
-pub fn backend_by_name(name: &str) -> Option<Arc<dyn Backend>> {
-    match name {
-        "exec" => Some(Arc::new(ExecBackend)),
-        _ => None,
+    /// Whether `verify` takes microseconds (no pairing, no subprocess), so callers on an async
+    /// runtime may run it in place instead of on a blocking thread.
+    fn verify_is_cheap(&self) -> bool {
+        false
     }
 }
 
-/// Backend names this build knows.
-pub const BACKENDS: &[&str] = &["exec"];
+/// Backends by name, built once at startup by whoever knows their configuration (the binary)
+/// and shared by the coordinator (verifying) and provers (proving).
+#[derive(Clone, Default)]
+pub struct Backends(BTreeMap<String, Arc<dyn Backend>>);
 
-/// A proof type served by a backend: `name` or `name:backend` (e.g. `audit:exec`, a second,
-/// independent exec attestation). Without `:backend` the backend is the type's own name.
-pub fn parse_proof_type_spec(spec: &str) -> Result<(ProofType, String), String> {
-    let (pt, backend) = match spec.split_once(':') {
-        Some((pt, b)) => (pt.trim(), b.trim()),
-        None => (spec.trim(), spec.trim()),
-    };
-    let pt = ProofType::new(pt).map_err(|e| e.to_string())?;
-    if !BACKENDS.contains(&backend) {
-        return Err(format!(
-            "unknown backend {backend:?} for proof type {pt}; known: {}",
-            BACKENDS.join(", ")
-        ));
+/// A proof type names a backend that was not configured.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("unknown backend {name:?}; configured: {known}")]
+pub struct UnknownBackend {
+    pub name: String,
+    pub known: String,
+}
+
+impl Backends {
+    /// The backends that need no configuration: `exec`.
+    pub fn builtin() -> Self {
+        let mut b = Backends::default();
+        b.insert(Arc::new(ExecBackend));
+        b
     }
-    Ok((pt, backend.to_string()))
+
+    /// Adds (or replaces) a backend under its [`Backend::name`].
+    pub fn insert(&mut self, backend: Arc<dyn Backend>) {
+        self.0.insert(backend.name().to_string(), backend);
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<dyn Backend>, UnknownBackend> {
+        self.0.get(name).cloned().ok_or_else(|| UnknownBackend {
+            name: name.to_string(),
+            known: self.names().join(", "),
+        })
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Backends").field(&self.names()).finish()
+    }
 }

@@ -5,6 +5,7 @@
 //! [`crate::config`]). The `env` names below follow that rule mechanically; a test walks the
 //! whole command tree and fails on any option that does not.
 
+use crate::backends::BackendArgs;
 use anyhow::{Context as _, bail};
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -15,6 +16,9 @@ use std::path::{Path, PathBuf};
 /// Proof type with the backend that proves/verifies it: `name` or `name:backend`.
 /// Without `:backend` the backend is the proof type's own name.
 pub type ProofTypeSpec = (ProofType, String);
+
+/// Where the coordinator's defaults keep their files (`--db`, `--blobs`, `--l1-state`, keys).
+pub const DEFAULT_DATA_DIR: &str = "./proofmill-data";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -80,6 +84,8 @@ pub enum BenchCommand {
     Dispatch(BenchDispatchArgs),
     /// Measure the L1 gas of settling K batches in one transaction.
     Settle(BenchSettleArgs),
+    /// Measure proving and verifying one batch, directly and through a coordinator.
+    Prove(BenchProveArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +119,8 @@ pub struct CoordinatorArgs {
     /// Proof types every batch needs: comma list of `name` or `name:backend`.
     #[arg(long, env = "PROOFMILL_PROOF_TYPES", value_delimiter = ',', default_value = "exec", value_parser = parse_proof_type_spec)]
     pub proof_types: Vec<ProofTypeSpec>,
+    #[command(flatten)]
+    pub backends: BackendArgs,
     /// Run the devnet rollup as the batch source.
     #[arg(long, env = "PROOFMILL_DEVNET", value_parser = BoolishValueParser::new())]
     pub devnet: bool,
@@ -196,6 +204,12 @@ pub struct ProverArgs {
     /// Proof types served: comma list of `name` or `name:backend`.
     #[arg(long, env = "PROOFMILL_BACKEND", value_delimiter = ',', default_value = "exec", value_parser = parse_proof_type_spec)]
     pub backend: Vec<ProofTypeSpec>,
+    #[command(flatten)]
+    pub backends: BackendArgs,
+    /// Read large inputs straight from the coordinator's blob store (file://, s3://, gs://
+    /// URLs it sends) instead of in chunks over the stream.
+    #[arg(long, env = "PROOFMILL_BLOB_ACCESS", value_parser = BoolishValueParser::new())]
+    pub blob_access: bool,
     /// Tasks proven concurrently.
     #[arg(long, env = "PROOFMILL_CAPACITY", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub capacity: u32,
@@ -232,16 +246,18 @@ pub struct DemoArgs {
     #[arg(long, env = "PROOFMILL_PROVERS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub provers: u32,
     /// Proof types every batch needs: comma list of `name` or `name:backend`.
-    #[arg(long, env = "PROOFMILL_PROOF_TYPES", value_delimiter = ',', default_value = "exec", value_parser = parse_proof_type_spec)]
+    #[arg(long, env = "PROOFMILL_PROOF_TYPES", value_delimiter = ',', default_value = "groth16", value_parser = parse_proof_type_spec)]
     pub proof_types: Vec<ProofTypeSpec>,
+    #[command(flatten)]
+    pub backends: BackendArgs,
     /// Directory for the database and blobs (made absolute at startup).
     #[arg(long, env = "PROOFMILL_DATA_DIR", default_value = "./proofmill-data")]
     pub data_dir: PathBuf,
     /// Seed of the random traffic.
     #[arg(long, env = "PROOFMILL_SEED", default_value_t = 1)]
     pub seed: u64,
-    /// Transfers per batch.
-    #[arg(long, env = "PROOFMILL_BATCH_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Transfers per batch (the groth16 circuit's batch size: 4 proves in a few seconds).
+    #[arg(long, env = "PROOFMILL_BATCH_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
     /// State tree depth (1..=32).
     #[arg(long, env = "PROOFMILL_TREE_DEPTH", default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=32))]
@@ -256,9 +272,12 @@ pub struct L1DeployArgs {
     /// Node and deployer (who is also the sequencer).
     #[command(flatten)]
     pub rpc: L1RpcArgs,
-    /// Proof types the rollup requires, in the coordinator's order (only `exec` has a verifier).
+    /// The coordinator's required proof types, in its order; those with an on-chain verifier
+    /// (backends exec and groth16) are deployed, the others are checked off-chain only.
     #[arg(long, env = "PROOFMILL_PROOF_TYPES", value_delimiter = ',', default_value = "exec", value_parser = parse_proof_type_spec)]
     pub proof_types: Vec<ProofTypeSpec>,
+    #[command(flatten)]
+    pub backends: BackendArgs,
     /// Devnet genesis: state tree depth (1..=32).
     #[arg(long, env = "PROOFMILL_TREE_DEPTH", default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=32))]
     pub tree_depth: u8,
@@ -272,9 +291,39 @@ pub struct BenchSettleArgs {
     /// Batches settled by the measured transaction.
     #[arg(long, env = "PROOFMILL_BATCHES_PER_TX", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub batches_per_tx: u64,
+    /// Proofs settled: exec (synthetic batches, DEV verifier) or groth16 (real devnet
+    /// batches of the --groth16-shape, proven first, then settled).
+    #[arg(long, env = "PROOFMILL_PROOF_TYPE", value_enum, default_value_t = SettleProofs::Exec)]
+    pub proof_type: SettleProofs,
+    #[command(flatten)]
+    pub backends: BackendArgs,
     /// Without --l1-rpc-url: the embedded L1 (in memory).
     #[command(flatten)]
     pub rpc: L1RpcArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SettleProofs {
+    Exec,
+    Groth16,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchProveArgs {
+    /// Proof type to measure: `name` or `name:backend`.
+    #[arg(long, env = "PROOFMILL_PROOF_TYPE", default_value = "groth16", value_parser = parse_proof_type_spec)]
+    pub proof_type: ProofTypeSpec,
+    /// Transfers per batch (for groth16, the circuit's batch size).
+    #[arg(long, env = "PROOFMILL_BATCH_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// State tree depth (1..=32).
+    #[arg(long, env = "PROOFMILL_TREE_DEPTH", default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub tree_depth: u8,
+    /// Batches measured each way; the medians are reported.
+    #[arg(long, env = "PROOFMILL_REPEAT", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: u32,
+    #[command(flatten)]
+    pub backends: BackendArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -2,6 +2,7 @@
 //! [`config`]; each subcommand is a module of [`commands`].
 
 mod args;
+mod backends;
 mod commands;
 mod config;
 mod logging;

@@ -1,22 +1,17 @@
-//! `proofmill demo` end to end: every batch verified on the embedded L1, then a second run on
-//! the same data dir resumes without re-proving, and `bench settle` prints its summary line.
+//! `proofmill demo` end to end with real Groth16 proofs: every batch verified on the embedded
+//! L1, then a second run on the same data dir resumes without re-proving. The benchmarks print
+//! their summary lines.
 
 mod common;
-use common::proofmill;
+use common::{groth16_keys, proofmill};
 
-fn demo(dir: &std::path::Path) -> String {
+fn demo(dir: &std::path::Path, extra: &[&str]) -> String {
     let out = proofmill()
-        .args([
-            "demo",
-            "--batches",
-            "3",
-            "--provers",
-            "1",
-            "--batch-size",
-            "4",
-            "--data-dir",
-        ])
+        .args(["demo", "--batches", "3", "--provers", "1", "--data-dir"])
         .arg(dir)
+        .arg("--groth16-keys")
+        .arg(groth16_keys())
+        .args(extra)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -28,10 +23,14 @@ fn demo(dir: &std::path::Path) -> String {
     stdout
 }
 
+/// Two real proof systems on every batch: groth16 (settled on L1) and stark (checked by the
+/// coordinator only); a batch is settled once both are proven.
+const TWO_SYSTEMS: &[&str] = &["--proof-types", "groth16,stark"];
+
 #[test]
 fn demo_settles_every_batch_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
-    let first = demo(dir.path());
+    let first = demo(dir.path(), TWO_SYSTEMS);
     assert!(
         first.contains("done: batches 1..=3 proven and verified on L1 (3 proven this run)"),
         "{first}"
@@ -43,8 +42,10 @@ fn demo_settles_every_batch_and_resumes() {
     assert!(first.contains("last verify tx 0x"), "{first}");
     assert!(first.contains("gas per batch"), "{first}");
     assert!(first.lines().any(|l| l.contains("verified 3/3")), "{first}");
+    assert!(first.contains("groth16    proven     3"), "{first}");
+    assert!(first.contains("stark      proven     3"), "{first}");
 
-    let second = demo(dir.path());
+    let second = demo(dir.path(), TWO_SYSTEMS);
     assert!(
         second.contains("resuming: 3 batches sealed, 3 proven before this run"),
         "{second}"
@@ -54,24 +55,119 @@ fn demo_settles_every_batch_and_resumes() {
     assert!(second.contains("tasks completed    0"), "{second}");
 }
 
+/// An external prover plugged in through the command backend, beside exec: the prove script
+/// writes the public values as its "proof", the verify script checks them.
 #[test]
-fn bench_settle_prints_gas_per_batch() {
+fn demo_with_a_command_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = demo(
+        dir.path(),
+        &[
+            "--proof-types",
+            "exec,ext:command",
+            "--command-prove",
+            "echo proving batch {batch} >&2 && cp {public} {output}",
+            "--command-verify",
+            "cmp -s {proof} {public}",
+        ],
+    );
+    assert!(out.contains("ext        proven     3"), "{out}");
+    assert!(out.contains("last verified batch 3"), "{out}");
+}
+
+/// Runs `proofmill <args>`, expects success, returns the last stdout line.
+fn last_line(args: &[&str]) -> String {
     let out = proofmill()
-        .args(["bench", "settle", "--batches-per-tx", "4"])
+        .args(args)
+        .arg("--groth16-keys")
+        .arg(groth16_keys())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{}",
+        "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let last = stdout.lines().last().unwrap();
-    let gas: u64 = last
-        .strip_prefix("gas_per_batch=")
-        .and_then(|r| r.strip_suffix(" batches_per_tx=4"))
-        .unwrap_or_else(|| panic!("{stdout}"))
-        .parse()
-        .unwrap();
-    assert!(gas > 1_000, "{stdout}");
+    stdout.lines().last().unwrap_or_default().to_string()
+}
+
+/// `key=value` pairs of a summary line, in order.
+fn fields(line: &str) -> Vec<(String, String)> {
+    line.split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("{line}"));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn gas_per_batch(args: &[&str], k: u64) -> u64 {
+    let line = last_line(args);
+    let f = fields(&line);
+    assert_eq!(f[0].0, "gas_per_batch", "{line}");
+    assert_eq!(
+        f[1],
+        ("batches_per_tx".to_string(), k.to_string()),
+        "{line}"
+    );
+    f[0].1.parse().unwrap()
+}
+
+#[test]
+fn bench_settle_prints_gas_per_batch() {
+    let exec = gas_per_batch(&["bench", "settle", "--batches-per-tx", "4"], 4);
+    assert!(exec > 1_000, "{exec}");
+    // Real proofs cost pairings on top of the contract's bookkeeping.
+    let groth16 = &[
+        "bench",
+        "settle",
+        "--proof-type",
+        "groth16",
+        "--groth16-shape",
+        "1x4",
+    ];
+    let one = gas_per_batch(
+        &[groth16.as_slice(), &["--batches-per-tx", "1"]].concat(),
+        1,
+    );
+    let four = gas_per_batch(
+        &[groth16.as_slice(), &["--batches-per-tx", "4"]].concat(),
+        4,
+    );
+    assert!(one > exec + 100_000, "groth16 {one} vs exec {exec}");
+    assert!(four < one, "batching saves nothing: k=4 {four}, k=1 {one}");
+}
+
+#[test]
+fn bench_prove_prints_its_summary() {
+    for pt in ["exec", "groth16", "stark"] {
+        let line = last_line(&[
+            "bench",
+            "prove",
+            "--proof-type",
+            pt,
+            "--batch-size",
+            "2",
+            "--tree-depth",
+            "4",
+            "--repeat",
+            "1",
+        ]);
+        let f = fields(&line);
+        let keys: Vec<&str> = f.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["prove_s", "verify_ms", "proof_bytes", "overhead_ratio"],
+            "{line}"
+        );
+        let num = |i: usize| f[i].1.parse::<f64>().unwrap();
+        assert!(num(0) >= 0.0 && num(1) >= 0.0 && num(3) > 0.0, "{line}");
+        let bytes: usize = f[2].1.parse().unwrap();
+        match pt {
+            "exec" => assert_eq!(bytes, 96, "{line}"),
+            "groth16" => assert_eq!(bytes, 256, "{line}"),
+            _ => assert!(bytes > 10_000, "a STARK proof of {bytes} bytes: {line}"),
+        }
+    }
 }

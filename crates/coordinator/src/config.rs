@@ -1,3 +1,4 @@
+use proofmill_backend::Backends;
 use proofmill_scheduler::SchedulerConfig;
 use proofmill_types::ProofType;
 
@@ -5,6 +6,8 @@ use proofmill_types::ProofType;
 pub struct CoordinatorConfig {
     /// Proof types every batch needs, each with the backend that verifies it.
     pub proof_types: Vec<(ProofType, String)>,
+    /// The backends named by `proof_types` (default: the built-in `exec`).
+    pub backends: Backends,
     pub scheduler: SchedulerConfig,
     /// gRPC message limit, both directions.
     pub max_message_bytes: usize,
@@ -34,6 +37,7 @@ impl Default for CoordinatorConfig {
     fn default() -> Self {
         CoordinatorConfig {
             proof_types: vec![(ProofType::new("exec").expect("valid"), "exec".into())],
+            backends: Backends::builtin(),
             scheduler: SchedulerConfig::default(),
             max_message_bytes: 64 << 20,
             inline_input_max: 1 << 20,

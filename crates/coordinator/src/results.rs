@@ -186,16 +186,18 @@ fn cached_batch(cache: &BatchCache, n: u64) -> Option<Arc<Batch>> {
     cache.read().expect("batch cache lock").get(&n).cloned()
 }
 
-/// Proofs up to this size are verified on the calling task (cheap); larger ones off it.
+/// Proofs up to this size, of a backend whose verification is cheap, are verified on the
+/// calling task; everything else off it.
 pub(crate) const VERIFY_INLINE_MAX: usize = 4096;
 
-/// Small proofs are checked inline; large ones on a blocking thread so sessions keep flowing.
+/// Cheap checks run inline; pairings, subprocesses and large proofs on a blocking thread so
+/// sessions keep flowing.
 async fn verify_off_thread(
     verifier: Arc<dyn Backend>,
     public: proofmill_types::PublicValues,
     proof: Bytes,
 ) -> Result<(), String> {
-    if proof.len() <= VERIFY_INLINE_MAX {
+    if proof.len() <= VERIFY_INLINE_MAX && verifier.verify_is_cheap() {
         return verifier.verify(&public, &proof).map_err(|e| e.to_string());
     }
     tokio::task::spawn_blocking(move || verifier.verify(&public, &proof).map_err(|e| e.to_string()))

@@ -3,7 +3,7 @@ use crate::core::{BatchCache, Core, CoreMsg};
 use crate::error::CoordinatorError;
 use crate::inputs::InputCache;
 use crate::{admin, persist, session};
-use proofmill_backend::{Backend, backend_by_name};
+use proofmill_backend::Backend;
 use proofmill_proto::v1::admin_service_server::AdminServiceServer;
 use proofmill_proto::v1::prover_service_server::{ProverService, ProverServiceServer};
 use proofmill_proto::v1::{CoordinatorMessage, ProverMessage};
@@ -27,6 +27,9 @@ pub(crate) struct Shared {
     pub inputs: InputCache,
     pub batches: BatchCache,
     pub verifiers: HashMap<ProofType, Arc<dyn Backend>>,
+    /// Every verifier is cheap ([`Backend::verify_is_cheap`]): small results may be handled
+    /// on the session's own task.
+    pub verify_inline: bool,
     pub core: mpsc::UnboundedSender<CoreMsg>,
     pub draining: AtomicBool,
     /// Serializes batch intake so two submissions of one number cannot race.
@@ -76,9 +79,10 @@ impl Coordinator {
         }
         let mut verifiers = HashMap::new();
         for (pt, backend) in &config.proof_types {
-            let b = backend_by_name(backend).ok_or_else(|| {
-                CoordinatorError::Config(format!("unknown backend {backend:?} for proof type {pt}"))
-            })?;
+            let b = config
+                .backends
+                .get(backend)
+                .map_err(|e| CoordinatorError::Config(format!("proof type {pt}: {e}")))?;
             verifiers.insert(pt.clone(), b);
         }
         let last_token = store.max_fencing_token().await?;
@@ -113,6 +117,7 @@ impl Coordinator {
             store,
             blobs,
             batches: batch_cache,
+            verify_inline: verifiers.values().all(|v| v.verify_is_cheap()),
             verifiers,
             core: core_tx,
             draining: AtomicBool::new(false),

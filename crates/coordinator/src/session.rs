@@ -83,7 +83,7 @@ async fn run(
         Ok(Ok(None)) => return Err("closed before registering".into()),
         Ok(Ok(Some(m))) => m,
     };
-    let (hello, name) = match parse_hello(&shared, first) {
+    let (hello, name, blob_access) = match parse_hello(&shared, first) {
         Ok(h) => h,
         Err((code, reason)) => {
             tracing::warn!(?code, %reason, "prover registration rejected");
@@ -128,6 +128,7 @@ async fn run(
         shared.clone(),
         rx,
         wire,
+        blob_access,
         tx.clone(),
         last_result.clone(),
     ));
@@ -144,7 +145,7 @@ async fn run(
 fn parse_hello(
     shared: &Shared,
     msg: ProverMessage,
-) -> Result<(Hello, String), (ErrorCode, String)> {
+) -> Result<(Hello, String, bool), (ErrorCode, String)> {
     let (register, reconnect) = match msg.kind {
         Some(In::Register(r)) => (r, None),
         Some(In::Reconnect(r)) => {
@@ -163,6 +164,8 @@ fn parse_hello(
     };
     let info = parse_register(shared, &register)?;
     let name = register.name.clone();
+    // Only URLs another process can open are worth sending (not `memory://`).
+    let blob_access = register.blob_access && !shared.blobs.base_url().starts_with("memory:");
     let hello = match reconnect {
         None => Hello::Register(info),
         Some((id, running)) => {
@@ -184,7 +187,7 @@ fn parse_hello(
             }
         }
     };
-    Ok((hello, name))
+    Ok((hello, name, blob_access))
 }
 
 fn parse_register(shared: &Shared, r: &Register) -> Result<ProverInfo, (ErrorCode, String)> {
@@ -248,6 +251,7 @@ async fn write_loop(
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<ToProver>,
     wire: Wire,
+    blob_access: bool,
     self_tx: mpsc::UnboundedSender<ToProver>,
     last_result: LastResult,
 ) {
@@ -274,7 +278,7 @@ async fn write_loop(
                 return;
             }
             ToProver::Dispatch(job, batch) => {
-                if !send_task(&shared, &wire, &job, &batch, &self_tx).await {
+                if !send_task(&shared, &wire, blob_access, &job, &batch, &self_tx).await {
                     return;
                 }
                 if shared.config.record_dispatch_latency
@@ -292,16 +296,40 @@ async fn write_loop(
     }
 }
 
-/// Sends one task (inline or chunked input). Returns false when the stream is gone.
+/// Sends one task: its input inline, as a blob URL (large inputs, provers with blob access)
+/// or in chunks. Returns false when the stream is gone.
 async fn send_task(
     shared: &Shared,
     wire: &Wire,
+    blob_access: bool,
     job: &Job,
     batch: &Batch,
     self_tx: &mpsc::UnboundedSender<ToProver>,
 ) -> bool {
     let lease = job.lease.as_ref().expect("dispatched job is leased");
     let task_id = TaskId::format(job.key.batch, &job.key.proof_type);
+    let mut task = ExecuteTask {
+        task_id: task_id.clone(),
+        batch: job.key.batch,
+        proof_type: job.key.proof_type.to_string(),
+        fencing_token: lease.token.0,
+        deadline_ms: lease.deadline,
+        version: job.version.clone(),
+        input_digest: batch.input_digest.0.to_vec(),
+        input_size: batch.input_size,
+        input: None,
+        public_values: batch.public_values.encode().to_vec(),
+    };
+    if blob_access && batch.input_size > shared.config.inline_input_max as u64 {
+        // The prover reads it from the blob store itself and checks the digest.
+        task.input = Some(Input::BlobUrl(shared.blobs.url(&batch.input_key)));
+        return wire
+            .send(Ok(CoordinatorMessage {
+                kind: Some(Out::ExecuteTask(task)),
+            }))
+            .await
+            .is_ok();
+    }
     let input = match shared.inputs.get(batch).await {
         Ok(d) => d,
         Err(e) => {
@@ -318,22 +346,12 @@ async fn send_task(
         }
     };
     let chunked = input.len() > shared.config.inline_input_max;
-    let task = ExecuteTask {
-        task_id: task_id.clone(),
-        batch: job.key.batch,
-        proof_type: job.key.proof_type.to_string(),
-        fencing_token: lease.token.0,
-        deadline_ms: lease.deadline,
-        version: job.version.clone(),
-        input_digest: batch.input_digest.0.to_vec(),
-        input_size: input.len() as u64,
-        input: Some(if chunked {
-            Input::Chunked(true)
-        } else {
-            Input::Inline(input.to_vec())
-        }),
-        public_values: batch.public_values.encode().to_vec(),
-    };
+    task.input_size = input.len() as u64;
+    task.input = Some(if chunked {
+        Input::Chunked(true)
+    } else {
+        Input::Inline(input.to_vec())
+    });
     if wire
         .send(Ok(CoordinatorMessage {
             kind: Some(Out::ExecuteTask(task)),
@@ -404,11 +422,13 @@ async fn read_loop(
                         continue;
                     }
                 };
-                // A small proof is verified inline and kept in the database row, so handling it
-                // does no I/O (bar a batch-cache miss): do it here instead of paying for a task
-                // per result on the dispatch path. Larger ones get their own task.
+                // A small proof of a cheap verifier is verified inline and kept in the database
+                // row, so handling it does no I/O (bar a batch-cache miss): do it here instead of
+                // paying for a task per result on the dispatch path. Others get their own task,
+                // so a pairing or a verify command never holds up this prover's heartbeats.
                 let cheap = proof.as_ref().is_none_or(|p| {
-                    p.len() <= VERIFY_INLINE_MAX.min(shared.config.inline_proof_max)
+                    shared.verify_inline
+                        && p.len() <= VERIFY_INLINE_MAX.min(shared.config.inline_proof_max)
                 });
                 if cheap {
                     handle_result(shared, prover, name, r, proof, tx).await;

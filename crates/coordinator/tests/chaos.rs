@@ -88,7 +88,7 @@ async fn flaky_network(db: Db) {
             version: "devnet-v1".into(),
             backends: vec![(
                 ProofType::new("exec").unwrap(),
-                proofmill_backend::backend_by_name("exec").unwrap(),
+                std::sync::Arc::new(proofmill_backend::ExecBackend),
             )],
             reconnect_min: Duration::from_millis(20),
             reconnect_max: Duration::from_millis(200),

@@ -416,6 +416,8 @@ async fn leases_survive_a_coordinator_restart(db: Db) {
     c2.stop().await;
 }
 
+/// Inputs over the inline limit: in chunks on the stream, or as a blob URL for a prover that
+/// registered with blob access.
 async fn large_inputs_travel_in_chunks(db: Db) {
     let env = Env::new(db, "chunks");
     let mut cfg = fast_config();
@@ -444,6 +446,24 @@ async fn large_inputs_travel_in_chunks(db: Db) {
         }
     }
     assert_eq!(data, b"input of batch 1");
+    assert_eq!(data.len() as u64, t.input_size);
+    assert_eq!(
+        proofmill_types::Digest::sha256(&data).0.to_vec(),
+        t.input_digest
+    );
+
+    // A prover that can read the blob store gets a URL instead, and the URL has the input.
+    submit(&c.coord, 2, &[]).await;
+    let mut reg = register("b", &["exec"], 1);
+    reg.blob_access = true;
+    let mut b = RawProver::register(&c.url(), reg).await;
+    let t = b.task().await;
+    assert_eq!(t.batch, 2);
+    let Some(Input::BlobUrl(url)) = &t.input else {
+        panic!("expected a blob URL, got {:?}", t.input)
+    };
+    let data = proofmill_store::get_url(url).await.unwrap();
+    assert_eq!(&data[..], b"input of batch 2");
     assert_eq!(data.len() as u64, t.input_size);
     assert_eq!(
         proofmill_types::Digest::sha256(&data).0.to_vec(),

@@ -200,6 +200,7 @@ fn sender_cfg(max_batches_per_tx: u64) -> SettlementConfig {
         send_interval_ms: 100,
         max_batches_per_tx,
         max_gas_per_tx: 10_000_000,
+        ..SettlementConfig::default()
     }
 }
 

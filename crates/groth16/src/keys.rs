@@ -130,12 +130,14 @@ pub fn dev_setup(shape: Shape) -> Result<Keys, KeyError> {
     Keys::new(shape, pk, vk)
 }
 
-/// Loads the cached keys of `shape` from `dir`, or runs [`dev_setup`] and caches them if
-/// neither file exists. A present but corrupt/mismatched file is an error, not a silent
-/// regeneration (delete it to regenerate).
+/// Loads the cached keys of `shape` from `dir`, or runs [`dev_setup`] and caches them unless
+/// both files exist. A present but corrupt/mismatched pair is an error, not a silent
+/// regeneration (delete it to regenerate). A lone file is a setup that was interrupted, or one
+/// still being written by another process: the setup is deterministic, so generating and
+/// atomically (re)writing the same bytes is safe.
 pub fn load_or_dev_setup(dir: &Path, shape: Shape) -> Result<Keys, KeyError> {
     let (pk_path, vk_path) = key_paths(dir, shape);
-    if pk_path.exists() || vk_path.exists() {
+    if pk_path.exists() && vk_path.exists() {
         let keys = load_keys(&pk_path, &vk_path)?;
         if keys.shape != shape {
             return Err(KeyError::ShapeMismatch {

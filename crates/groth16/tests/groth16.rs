@@ -297,6 +297,13 @@ fn keys_are_cached_reloaded_and_checked() {
     // Dev setup is deterministic per shape.
     assert_eq!(proofmill_groth16::dev_setup(s).unwrap().vk, keys.vk);
 
+    // A lone key file (a setup interrupted between its two writes): set up again.
+    let lone = tempfile::tempdir().unwrap();
+    let (lpk, lvk) = key_paths(lone.path(), s);
+    std::fs::copy(&pk_path, &lpk).unwrap();
+    assert_eq!(load_or_dev_setup(lone.path(), s).unwrap().vk, keys.vk);
+    assert!(lvk.exists());
+
     // Keys of another shape under this shape's name: rejected by the shape check.
     let other = Shape::new(2, 3).unwrap();
     let other_dir = tempfile::tempdir().unwrap();

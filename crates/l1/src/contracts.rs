@@ -18,6 +18,12 @@ sol!(
     "../../contracts/out/DevExecVerifier.json"
 );
 
+sol!(
+    #[derive(Debug, PartialEq, Eq)]
+    Groth16BatchVerifier,
+    "../../contracts/out/Groth16BatchVerifier.json"
+);
+
 pub(crate) fn u64_of(v: U256) -> u64 {
     u64::try_from(v).unwrap_or(u64::MAX)
 }
@@ -61,10 +67,30 @@ pub(crate) fn rollup_deploy_code(
     code
 }
 
+/// Deploy code of `Groth16BatchVerifier` for a verifying key given as
+/// [`GROTH16_VK_WORDS`](crate::GROTH16_VK_WORDS) words.
+pub(crate) fn groth16_deploy_code(vk: &[[u8; 32]]) -> crate::Result<Vec<u8>> {
+    let words: [[u8; 32]; crate::GROTH16_VK_WORDS] = vk.try_into().map_err(|_| {
+        crate::L1Error::Config(format!(
+            "a Groth16 verifying key for 3 public inputs has {} words, got {}",
+            crate::GROTH16_VK_WORDS,
+            vk.len()
+        ))
+    })?;
+    let args = Groth16BatchVerifier::constructorCall {
+        vk: words.map(U256::from_be_bytes),
+    }
+    .abi_encode();
+    let mut code = Groth16BatchVerifier::BYTECODE.to_vec();
+    code.extend_from_slice(&args);
+    Ok(code)
+}
+
+/// Checks the deployment arguments; returns the verifiers' deploy code, in order.
 pub(crate) fn check_deploy_args(
     proof_types: &[ProofType],
     verifier_kinds: &[VerifierKind],
-) -> crate::Result<()> {
+) -> crate::Result<Vec<Vec<u8>>> {
     if proof_types.is_empty() || proof_types.len() != verifier_kinds.len() {
         return Err(crate::L1Error::Config(format!(
             "need one verifier per proof type and at least one: {} proof types, {} verifiers",
@@ -72,7 +98,10 @@ pub(crate) fn check_deploy_args(
             verifier_kinds.len()
         )));
     }
-    Ok(())
+    verifier_kinds
+        .iter()
+        .map(VerifierKind::deploy_code)
+        .collect()
 }
 
 pub(crate) fn commit_calldata(n: u64, new_root: Digest, commitment: Digest) -> Vec<u8> {

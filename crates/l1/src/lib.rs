@@ -17,12 +17,12 @@ mod rpc_l1;
 mod txlog;
 
 use async_trait::async_trait;
-use proofmill_types::Digest;
+use proofmill_types::{Digest, PublicValues};
 use std::fmt;
 use std::time::Duration;
 
 pub use alloy::primitives::Address;
-pub use contracts::{DevExecVerifier, Rollup};
+pub use contracts::{DevExecVerifier, Groth16BatchVerifier, Rollup};
 pub use revm_l1::{RevmConfig, RevmL1, SPEC as EVM_SPEC, dev_sequencer};
 pub use rpc_l1::{RpcConfig, RpcL1, deploy_rollup, deploy_rollup_with};
 
@@ -33,19 +33,28 @@ pub const DEV_CHAIN_ID: u64 = 31337;
 pub const DEV_SEQUENCER_KEY: &str =
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
+/// Number of verifying-key words of a Groth16 circuit with 3 public inputs (what
+/// `proofmill_groth16::vk_words` returns): alpha 2, beta/gamma/delta 4 each, IC 4 x 2.
+pub const GROTH16_VK_WORDS: usize = 22;
+
 /// Which on-chain verifier to deploy for a proof type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VerifierKind {
     /// `DevExecVerifier`: DEV ONLY, checks that the proof restates the public values
     /// (proofmill's `exec` proof format, `PublicValues::encode()`); no cryptography.
     DevExec,
+    /// `Groth16BatchVerifier` for this verifying key: the [`GROTH16_VK_WORDS`] big-endian words
+    /// of `proofmill_groth16::vk_words`. Proofs are `proofmill_groth16::encode_proof`'s 256 bytes.
+    Groth16(Vec<[u8; 32]>),
 }
 
 impl VerifierKind {
-    /// Deploy code of the verifier contract (no constructor arguments).
-    pub fn deploy_code(self) -> Vec<u8> {
+    /// Deploy code of the verifier contract, constructor arguments included. Fails for a
+    /// Groth16 key that does not have [`GROTH16_VK_WORDS`] words.
+    pub fn deploy_code(&self) -> Result<Vec<u8>> {
         match self {
-            VerifierKind::DevExec => DevExecVerifier::BYTECODE.to_vec(),
+            VerifierKind::DevExec => Ok(DevExecVerifier::BYTECODE.to_vec()),
+            VerifierKind::Groth16(vk) => contracts::groth16_deploy_code(vk),
         }
     }
 }
@@ -223,22 +232,55 @@ pub async fn settle_gas(l1: &dyn L1, batches_per_tx: u64) -> Result<u64> {
         return Err(L1Error::Config("batches_per_tx must be at least 1".into()));
     }
     let first = l1.last_committed_batch().await? + 1;
+    let mut prev = l1.state_root(first - 1).await?;
+    let mut batches = Vec::new();
+    for n in first..first + batches_per_tx {
+        let public = PublicValues {
+            old_state_root: prev,
+            new_state_root: synthetic_digest(b"root", n),
+            batch_commitment: synthetic_digest(b"commitment", n),
+        };
+        batches.push((public, public.encode().to_vec()));
+        prev = public.new_state_root;
+    }
+    settle_proofs_gas(l1, &batches).await
+}
+
+/// Benchmark helper: commits `batches` (their new roots and commitments) as the next batches,
+/// settles them in one `verifyBatches` with the given proofs, and returns the verify gas per
+/// batch. The rollup must have a single proof type whose verifier takes these proofs, and
+/// everything committed so far must be verified. The batches must chain from the rollup's
+/// current state root (checked before anything is committed); a proof the contract rejects
+/// is `Err(Reverted(InvalidProof))`, with the batches left committed.
+pub async fn settle_proofs_gas(l1: &dyn L1, batches: &[(PublicValues, Vec<u8>)]) -> Result<u64> {
+    if batches.is_empty() {
+        return Err(L1Error::Config("need at least one batch to settle".into()));
+    }
+    let first = l1.last_committed_batch().await? + 1;
     if l1.last_verified_batch().await? + 1 != first {
         return Err(L1Error::Config(
-            "settle_gas needs every committed batch verified".into(),
+            "settling needs every committed batch verified".into(),
         ));
     }
     let mut prev = l1.state_root(first - 1).await?;
-    let mut proofs = Vec::new();
-    for n in first..first + batches_per_tx {
-        let root = synthetic_digest(b"root", n);
-        let commitment = synthetic_digest(b"commitment", n);
-        expect_success(l1.commit_batch(n, root, commitment).await?)?;
-        proofs.push(exec_proof(prev, root, commitment));
-        prev = root;
+    for (i, (public, _)) in batches.iter().enumerate() {
+        if public.old_state_root != prev {
+            return Err(L1Error::Config(format!(
+                "batch {} does not start from the state root before it",
+                first + i as u64
+            )));
+        }
+        prev = public.new_state_root;
     }
-    let out = expect_success(l1.verify_batches(first, &[proofs]).await?)?;
-    Ok(out.gas_used / batches_per_tx)
+    for (n, (public, _)) in (first..).zip(batches) {
+        expect_success(
+            l1.commit_batch(n, public.new_state_root, public.batch_commitment)
+                .await?,
+        )?;
+    }
+    let proofs = vec![batches.iter().map(|(_, proof)| proof.clone()).collect()];
+    let out = expect_success(l1.verify_batches(first, &proofs).await?)?;
+    Ok(out.gas_used / batches.len() as u64)
 }
 
 fn expect_success(out: TxOutcome) -> Result<TxOutcome> {
@@ -257,7 +299,7 @@ pub fn synthetic_digest(tag: &[u8], n: u64) -> Digest {
 
 /// The `exec` proof of a transition: `PublicValues::encode()` of (old, new, commitment).
 pub fn exec_proof(old_root: Digest, new_root: Digest, commitment: Digest) -> Vec<u8> {
-    proofmill_types::PublicValues {
+    PublicValues {
         old_state_root: old_root,
         new_state_root: new_root,
         batch_commitment: commitment,

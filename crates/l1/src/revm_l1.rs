@@ -93,7 +93,7 @@ impl RevmL1 {
     /// `None` keeps everything in memory. Contract addresses are deterministic:
     /// `CREATE(sequencer, i)` for the `i`-th verifier, then the rollup.
     pub fn open(log: Option<&Path>, cfg: RevmConfig) -> Result<RevmL1> {
-        contracts::check_deploy_args(&cfg.proof_types, &cfg.verifier_kinds)?;
+        let mut deploys = contracts::check_deploy_args(&cfg.proof_types, &cfg.verifier_kinds)?;
         let log_path = log.map(|p| p.display().to_string());
         let (log, records) = match log {
             Some(path) => {
@@ -114,8 +114,6 @@ impl RevmL1 {
             .map(|i| deployer.create(i))
             .collect();
         let rollup = deployer.create(verifiers.len() as u64);
-        let mut deploys: Vec<Vec<u8>> =
-            cfg.verifier_kinds.iter().map(|k| k.deploy_code()).collect();
         deploys.push(contracts::rollup_deploy_code(
             cfg.sequencer,
             cfg.genesis_root,

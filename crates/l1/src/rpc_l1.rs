@@ -418,11 +418,11 @@ pub async fn deploy_rollup_with(
     proof_types: &[ProofType],
     verifier_kinds: &[VerifierKind],
 ) -> Result<Address> {
-    contracts::check_deploy_args(proof_types, verifier_kinds)?;
+    let codes = contracts::check_deploy_args(proof_types, verifier_kinds)?;
     let deployer = RpcL1::new(rpc_url, key, Address::ZERO, cfg).await?;
     let mut verifiers = Vec::new();
-    for kind in verifier_kinds {
-        verifiers.push(deployer.deploy(kind.deploy_code()).await?);
+    for code in codes {
+        verifiers.push(deployer.deploy(code).await?);
     }
     let code = contracts::rollup_deploy_code(sequencer, genesis_root, proof_types, &verifiers);
     let rollup = deployer.deploy(code).await?;

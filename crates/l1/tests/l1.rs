@@ -4,10 +4,12 @@
 //! Anvil and solc come from `tools/node` (`npm ci --prefix tools/node`); when they are missing
 //! the tests fail (they do not skip).
 
+mod common;
+
+use common::{Anvil, deploy_rpc, expect_revert, fast_cfg, ok};
 use proofmill_l1::{
     Address, DEV_SEQUENCER_KEY, L1, L1Error, Revert, RevmConfig, RevmL1, RpcConfig, RpcL1,
-    TxOutcome, TxStatus, VerifierKind, deploy_rollup_with, dev_sequencer, exec_proof, settle_gas,
-    synthetic_digest,
+    TxStatus, VerifierKind, dev_sequencer, exec_proof, settle_gas, synthetic_digest,
 };
 use proofmill_types::{Digest, ProofType};
 use std::path::{Path, PathBuf};
@@ -45,40 +47,6 @@ fn proofs(first: u64, last: u64) -> Vec<Vec<Vec<u8>>> {
     ]
 }
 
-fn expect_revert(res: Result<TxOutcome, L1Error>) -> Revert {
-    match res {
-        Err(L1Error::Reverted(r)) => r,
-        Ok(TxOutcome {
-            status: TxStatus::Reverted(r),
-            ..
-        }) => r,
-        other => panic!("expected a revert, got {other:?}"),
-    }
-}
-
-fn ok(res: Result<TxOutcome, L1Error>) -> TxOutcome {
-    let out = res.unwrap();
-    assert_eq!(out.status, TxStatus::Success, "{out:?}");
-    assert!(out.gas_used > 21_000);
-    out
-}
-
-// ---------------------------------------------------------------------------------------------
-// anvil
-
-use proofmill_testkit::TestAnvil as Anvil;
-
-fn spawn_anvil() -> Anvil {
-    Anvil::start()
-}
-
-fn fast_cfg() -> RpcConfig {
-    RpcConfig {
-        poll_interval: Duration::from_millis(10),
-        ..RpcConfig::default()
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // harnesses
 
@@ -109,22 +77,10 @@ fn revm_harness() -> Harness {
 }
 
 async fn anvil_harness() -> Harness {
-    let anvil = spawn_anvil();
+    let anvil = Anvil::start();
     let exec = vec![ProofType::new("exec").unwrap()];
-    let rollup = deploy_rollup_with(
-        fast_cfg(),
-        &anvil.url,
-        DEV_SEQUENCER_KEY,
-        dev_sequencer(),
-        genesis(),
-        &exec,
-        &[VerifierKind::DevExec],
-    )
-    .await
-    .unwrap();
-    let l1 = RpcL1::new(&anvil.url, DEV_SEQUENCER_KEY, rollup, fast_cfg())
-        .await
-        .unwrap();
+    let l1 = deploy_rpc(&anvil.url, genesis(), &exec, &[VerifierKind::DevExec]).await;
+    let rollup = l1.rollup_address();
     let intruder = RpcL1::new(&anvil.url, OTHER_KEY, rollup, fast_cfg())
         .await
         .unwrap();
@@ -537,7 +493,7 @@ async fn rpc_errors_are_classified_and_timed_out() {
 
 #[tokio::test]
 async fn rpc_debug_redacts_key_and_url_secrets() {
-    let anvil = spawn_anvil();
+    let anvil = Anvil::start();
     let url =
         anvil.url.replace("http://", "http://user:secret-password@") + "/?apikey=secret-api-key";
     let l1 = RpcL1::new(&url, DEV_SEQUENCER_KEY, Address::ZERO, RpcConfig::default()).await;

@@ -3,7 +3,7 @@
 
 use crate::backoff::Backoff;
 use crate::input::ChunkAssembler;
-use crate::{MAX_CHUNKED_INPUT_BYTES, Shared, SlotGuard, StatsInner, now_ms};
+use crate::{BlobReader, MAX_CHUNKED_INPUT_BYTES, Shared, SlotGuard, StatsInner, now_ms};
 use proofmill_backend::{Backend, ProveRequest};
 use proofmill_proto::v1::{
     Availability, ChunkedProof, CoordinatorMessage, DataChunk, ErrorCode, ExecuteTask,
@@ -269,7 +269,7 @@ impl Conn {
             compute_capacity: self.shared.capacity,
             version: self.shared.version.clone(),
             token: self.shared.token.clone(),
-            blob_access: false,
+            blob_access: self.shared.blob_reader.is_some(),
         }
     }
 

@@ -65,7 +65,19 @@ pub struct ProverConfig {
     /// gRPC decode/encode limit; proofs larger than half of it are sent as chunks.
     pub max_message_bytes: usize,
     pub connect_timeout: Duration,
+    /// Reads inputs from the coordinator's blob store. When set, the prover registers with
+    /// `blob_access` and large inputs arrive as URLs instead of chunks on the stream.
+    pub blob_reader: Option<Arc<dyn BlobReader>>,
 }
+
+/// Reads a blob URL of the coordinator's store (`file://`, `s3://`, `gs://`). The prover
+/// checks the input digest itself, so a reader only fetches.
+pub trait BlobReader: Send + Sync + 'static {
+    fn read(&self, url: &str) -> BoxFuture<Result<Vec<u8>, String>>;
+}
+
+/// A boxed `Send` future.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 impl Default for ProverConfig {
     /// No coordinators and no backends (both must be filled in); capacity 1, empty version.
@@ -81,6 +93,7 @@ impl Default for ProverConfig {
             reconnect_max: DEFAULT_RECONNECT_MAX,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            blob_reader: None,
         }
     }
 }
@@ -105,6 +118,7 @@ impl std::fmt::Debug for ProverConfig {
             .field("reconnect_max", &self.reconnect_max)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("connect_timeout", &self.connect_timeout)
+            .field("blob_access", &self.blob_reader.is_some())
             .finish()
     }
 }
@@ -122,6 +136,7 @@ pub(crate) struct Shared {
     pub reconnect_max: Duration,
     pub max_message_bytes: usize,
     pub connect_timeout: Duration,
+    pub blob_reader: Option<Arc<dyn BlobReader>>,
     /// Slots in use across all coordinators. Receivers are notified on every change.
     running: watch::Sender<u32>,
     pub stats: StatsInner,
@@ -273,6 +288,7 @@ impl Prover {
             reconnect_max: config.reconnect_max.max(reconnect_min),
             max_message_bytes: config.max_message_bytes.max(MIN_MESSAGE_BYTES),
             connect_timeout: config.connect_timeout,
+            blob_reader: config.blob_reader,
             running,
             stats: StatsInner::default(),
         });

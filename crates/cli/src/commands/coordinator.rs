@@ -1,15 +1,19 @@
 //! `proofmill coordinator`: the coordinator as a long-running service.
 
-use crate::args::CoordinatorArgs;
+use crate::args::{CoordinatorArgs, DEFAULT_DATA_DIR};
+use crate::backends::{BackendContext, devnet_shape};
 use anyhow::Context as _;
+use proofmill_backend::Backends;
 use proofmill_coordinator::{Coordinator, CoordinatorConfig, DevnetSourceConfig, SettlementConfig};
 use proofmill_devnet::DevnetConfig;
 use proofmill_scheduler::SchedulerConfig;
 use proofmill_store::{Blobs, open_store};
+use std::path::Path;
 
-pub fn coordinator_config(a: &CoordinatorArgs) -> CoordinatorConfig {
+pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> CoordinatorConfig {
     CoordinatorConfig {
         proof_types: a.proof_types.clone(),
+        backends,
         scheduler: SchedulerConfig {
             heartbeat_interval_ms: a.heartbeat_interval,
             missed_heartbeats: a.missed_heartbeats,
@@ -30,6 +34,18 @@ pub fn settlement_config(a: &CoordinatorArgs) -> SettlementConfig {
         send_interval_ms: a.send_interval,
         max_batches_per_tx: a.max_batches_per_tx,
         max_gas_per_tx: a.max_gas_per_tx,
+        l1_proof_types: Some(super::l1::on_chain_types(&a.proof_types)),
+    }
+}
+
+/// Context the backends default from: the devnet's shape when it is the batch source.
+pub fn backend_context(a: &CoordinatorArgs) -> BackendContext<'static> {
+    BackendContext {
+        devnet_shape: a
+            .devnet
+            .then(|| devnet_shape(a.batch_size, a.tree_depth))
+            .flatten(),
+        data_dir: Path::new(DEFAULT_DATA_DIR),
     }
 }
 
@@ -78,13 +94,22 @@ pub async fn open(db: &str, blobs: &str, config: CoordinatorConfig) -> anyhow::R
 }
 
 pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
-    let coord = open(&args.db, &args.blobs, coordinator_config(&args)).await?;
+    let backends = args
+        .backends
+        .build(&args.proof_types, &backend_context(&args))?;
+    backends.warm_up().await?;
+    let coord = open(
+        &args.db,
+        &args.blobs,
+        coordinator_config(&args, backends.all.clone()),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "coordinator listening");
     let devnet = devnet_config(&args);
-    let l1 = super::l1::open_for_coordinator(&args, devnet.devnet).await?;
+    let l1 = super::l1::open_for_coordinator(&args, devnet.devnet, &backends).await?;
     if args.devnet {
         coord.start_devnet(devnet).await?;
     }

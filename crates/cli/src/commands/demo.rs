@@ -4,6 +4,7 @@
 
 use super::coordinator;
 use crate::args::DemoArgs;
+use crate::backends::{BackendContext, devnet_shape};
 use anyhow::{Context as _, bail};
 use proofmill_coordinator::{CoordinatorConfig, DevnetSourceConfig, SettlementConfig, StatusView};
 use proofmill_devnet::DevnetConfig;
@@ -19,8 +20,25 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", a.data_dir.display()))?;
     let db = format!("sqlite://{}/proofmill.db?mode=rwc", a.data_dir.display());
     let blobs = format!("file://{}/blobs", a.data_dir.display());
+    let built = a.backends.build(
+        &a.proof_types,
+        &BackendContext {
+            devnet_shape: devnet_shape(a.batch_size, a.tree_depth),
+            data_dir: &a.data_dir,
+        },
+    )?;
+    if let Some(g) = &built.groth16 {
+        println!(
+            "groth16: circuit {} with DEV-ONLY keys in {} (generated on the first run)",
+            g.shape(),
+            g.key_dir()
+                .map_or_else(String::new, |d| d.display().to_string())
+        );
+    }
+    built.warm_up().await?;
     let mut config = CoordinatorConfig {
         proof_types: a.proof_types.clone(),
+        backends: built.all.clone(),
         ..CoordinatorConfig::default()
     };
     config.scheduler.heartbeat_interval_ms = 1_000;
@@ -38,7 +56,12 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         ..DevnetConfig::default()
     };
     // Settlement on the embedded L1, its transaction log in the data dir.
-    let l1 = super::l1::open_embedded(&a.data_dir.join("l1.log"), devnet_cfg, &a.proof_types)?;
+    let l1 = super::l1::open_embedded(
+        &a.data_dir.join("l1.log"),
+        devnet_cfg,
+        &a.proof_types,
+        &built,
+    )?;
     let before = coord.status().await?;
     let types: Vec<String> = a.proof_types.iter().map(|(t, _)| t.to_string()).collect();
     println!(
@@ -64,6 +87,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     coord.start_devnet(devnet).await.context("starting the devnet (a data dir is tied to the --seed and devnet settings it was made with)")?;
     let send = SettlementConfig {
         send_interval_ms: 300,
+        l1_proof_types: Some(super::l1::on_chain_types(&a.proof_types)),
         ..SettlementConfig::default()
     };
     let settlement = coord
@@ -74,12 +98,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     let (prover_stop, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut provers = Vec::new();
     for i in 0..a.provers {
-        let mut backends = Vec::new();
-        for (pt, name) in &a.proof_types {
-            let b = proofmill_backend::backend_by_name(name)
-                .with_context(|| format!("unknown backend {name}"))?;
-            backends.push((pt.clone(), b));
-        }
+        let backends = built.for_prover(&a.proof_types)?;
         let prover = Prover::new(ProverConfig {
             coordinators: vec![url.clone()],
             name: format!("demo-prover-{}", i + 1),

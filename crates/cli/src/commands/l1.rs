@@ -1,41 +1,82 @@
 //! `proofmill l1 deploy`, `proofmill bench settle`, and opening the coordinator's L1.
 
-use crate::args::{BenchSettleArgs, CoordinatorArgs, L1DeployArgs, L1Mode, ProofTypeSpec};
+use crate::args::{CoordinatorArgs, DEFAULT_DATA_DIR, L1DeployArgs, L1Mode, ProofTypeSpec};
+use crate::backends::{BackendContext, Built};
 use anyhow::{Context as _, bail};
 use proofmill_devnet::DevnetConfig;
+use proofmill_groth16::vk_words;
 use proofmill_l1::{
-    Address, L1, RevmConfig, RevmL1, RpcConfig, RpcL1, VerifierKind, deploy_rollup, settle_gas,
-    synthetic_digest,
+    Address, L1, RevmConfig, RevmL1, RpcConfig, RpcL1, VerifierKind, deploy_rollup,
 };
+use proofmill_types::ProofType;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Only `exec` has an on-chain verifier today.
-fn verifier_kinds(types: &[ProofTypeSpec], what: &str) -> anyhow::Result<Vec<VerifierKind>> {
-    types
+/// Backends whose proofs the rollup contract can verify.
+const ON_CHAIN_BACKENDS: &[&str] = &["exec", "groth16"];
+
+/// The required proof types that go to L1, in order; the others (e.g. `stark`) are checked by
+/// the coordinator only.
+pub fn on_chain_types(specs: &[ProofTypeSpec]) -> Vec<ProofType> {
+    specs
         .iter()
-        .map(|(pt, _)| match pt.as_str() {
-            "exec" => Ok(VerifierKind::DevExec),
-            other => bail!(
-                "{what}: proof type {other} has no on-chain verifier (only exec has one); \
-                 use --proof-types exec or --l1 none"
-            ),
-        })
+        .filter(|(_, b)| ON_CHAIN_BACKENDS.contains(&b.as_str()))
+        .map(|(t, _)| t.clone())
         .collect()
+}
+
+/// The rollup's proof types and their verifiers: one per on-chain proof type.
+fn rollup_verifiers(
+    specs: &[ProofTypeSpec],
+    built: &Built,
+    what: &str,
+) -> anyhow::Result<(Vec<ProofType>, Vec<VerifierKind>)> {
+    let mut types = Vec::new();
+    let mut kinds = Vec::new();
+    for (pt, backend) in specs {
+        let kind = match backend.as_str() {
+            "exec" => VerifierKind::DevExec,
+            "groth16" => {
+                let g = built
+                    .groth16
+                    .as_ref()
+                    .context("groth16 backend not built")?;
+                let keys = g.keys().context("groth16 keys for the on-chain verifier")?;
+                VerifierKind::Groth16(vk_words(&keys.vk))
+            }
+            _ => continue,
+        };
+        types.push(pt.clone());
+        kinds.push(kind);
+    }
+    if types.is_empty() {
+        bail!(
+            "{what}: none of the proof types has an on-chain verifier (those of backends {}); \
+             add one or use --l1 none",
+            ON_CHAIN_BACKENDS.join(", ")
+        );
+    }
+    Ok((types, kinds))
 }
 
 /// The embedded L1 for a devnet genesis, its transaction log at `state`.
 pub fn open_embedded(
     state: &Path,
     devnet: DevnetConfig,
-    types: &[ProofTypeSpec],
+    specs: &[ProofTypeSpec],
+    built: &Built,
 ) -> anyhow::Result<Arc<dyn L1>> {
-    verifier_kinds(types, "--l1 embedded")?;
+    let (proof_types, verifier_kinds) = rollup_verifiers(specs, built, "--l1 embedded")?;
     if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let genesis = proofmill_coordinator::devnet_genesis_root(devnet)?;
-    let l1 = RevmL1::open(Some(state), RevmConfig::dev(genesis))
+    let cfg = RevmConfig {
+        proof_types,
+        verifier_kinds,
+        ..RevmConfig::dev(genesis)
+    };
+    let l1 = RevmL1::open(Some(state), cfg)
         .with_context(|| format!("opening the embedded L1 at {}", state.display()))?;
     Ok(Arc::new(l1))
 }
@@ -44,10 +85,11 @@ pub fn open_embedded(
 pub async fn open_for_coordinator(
     a: &CoordinatorArgs,
     devnet: DevnetConfig,
+    built: &Built,
 ) -> anyhow::Result<Option<Arc<dyn L1>>> {
     match a.l1 {
         L1Mode::None => Ok(None),
-        L1Mode::Embedded => open_embedded(&a.l1_state, devnet, &a.proof_types).map(Some),
+        L1Mode::Embedded => open_embedded(&a.l1_state, devnet, &a.proof_types, built).map(Some),
         L1Mode::Rpc => {
             let url = a
                 .rpc
@@ -75,7 +117,15 @@ pub async fn deploy(a: L1DeployArgs) -> anyhow::Result<()> {
         .l1_rpc_url
         .as_deref()
         .context("l1 deploy needs --l1-rpc-url")?;
-    let kinds = verifier_kinds(&a.proof_types, "l1 deploy")?;
+    let built = a.backends.build(
+        &a.proof_types,
+        &BackendContext {
+            devnet_shape: None,
+            data_dir: Path::new(DEFAULT_DATA_DIR),
+        },
+    )?;
+    built.warm_up().await?;
+    let (types, kinds) = rollup_verifiers(&a.proof_types, &built, "l1 deploy")?;
     let key = a.rpc.key()?;
     let devnet = DevnetConfig {
         depth: a.tree_depth,
@@ -86,39 +136,9 @@ pub async fn deploy(a: L1DeployArgs) -> anyhow::Result<()> {
     let sequencer = RpcL1::new(url, &key, Address::ZERO, RpcConfig::default())
         .await?
         .sender();
-    let types: Vec<_> = a.proof_types.iter().map(|(t, _)| t.clone()).collect();
     let rollup = deploy_rollup(url, &key, sequencer, genesis, &types, &kinds)
         .await
         .context("deploying the rollup")?;
     println!("{rollup}");
-    Ok(())
-}
-
-pub async fn bench_settle(a: BenchSettleArgs) -> anyhow::Result<()> {
-    let genesis = synthetic_digest(b"genesis", 0);
-    let l1: Box<dyn L1> = match a.rpc.l1_rpc_url.as_deref() {
-        None => Box::new(RevmL1::open(None, RevmConfig::dev(genesis))?),
-        Some(url) => {
-            let key = a.rpc.key()?;
-            let sequencer = RpcL1::new(url, &key, Address::ZERO, RpcConfig::default())
-                .await?
-                .sender();
-            let exec = proofmill_types::ProofType::new("exec").expect("valid");
-            let rollup = deploy_rollup(
-                url,
-                &key,
-                sequencer,
-                genesis,
-                &[exec],
-                &[VerifierKind::DevExec],
-            )
-            .await?;
-            Box::new(RpcL1::new(url, &key, rollup, RpcConfig::default()).await?)
-        }
-    };
-    let gas = settle_gas(&*l1, a.batches_per_tx)
-        .await
-        .context("settling")?;
-    println!("gas_per_batch={gas} batches_per_tx={}", a.batches_per_tx);
     Ok(())
 }

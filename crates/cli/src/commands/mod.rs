@@ -20,7 +20,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         } => bench::dispatch(args).await,
         Command::Bench {
             command: BenchCommand::Settle(args),
-        } => l1::bench_settle(args).await,
+        } => bench::settle(args).await,
+        Command::Bench {
+            command: BenchCommand::Prove(args),
+        } => bench::prove(args).await,
         Command::L1 {
             command: L1Command::Deploy(args),
         } => l1::deploy(args).await,

@@ -1,38 +1,61 @@
 //! `proofmill prover`: proves tasks for one or more coordinators.
 
-use crate::args::ProverArgs;
-use anyhow::anyhow;
-use proofmill_prover::{Prover, ProverConfig};
+use crate::args::{DEFAULT_DATA_DIR, ProverArgs};
+use crate::backends::{BackendContext, Built};
+use proofmill_prover::{BlobReader, BoxFuture, Prover, ProverConfig};
+use std::path::Path;
+use std::sync::Arc;
 
-pub fn prover_config(a: &ProverArgs) -> anyhow::Result<ProverConfig> {
-    let mut backends = Vec::new();
-    for (pt, name) in &a.backend {
-        let b = proofmill_backend::backend_by_name(name).ok_or_else(|| {
-            anyhow!(
-                "unknown backend {name:?} for proof type {pt}; known: {}",
-                proofmill_backend::BACKENDS.join(", ")
-            )
-        })?;
-        backends.push((pt.clone(), b));
-    }
-    Ok(ProverConfig {
-        coordinators: a.coordinators.clone(),
-        name: a.name.clone(),
-        capacity: a.capacity,
-        version: a.version_tag.clone(),
-        token: a.prover_token.clone(),
-        backends,
-        max_message_bytes: a.max_message_bytes,
-        ..ProverConfig::default()
-    })
+pub fn prover_config(a: &ProverArgs) -> anyhow::Result<(ProverConfig, Built)> {
+    let built = a.backends.build(
+        &a.backend,
+        &BackendContext {
+            devnet_shape: None,
+            data_dir: Path::new(DEFAULT_DATA_DIR),
+        },
+    )?;
+    let backends = built.for_prover(&a.backend)?;
+    Ok((
+        ProverConfig {
+            coordinators: a.coordinators.clone(),
+            name: a.name.clone(),
+            capacity: a.capacity,
+            version: a.version_tag.clone(),
+            token: a.prover_token.clone(),
+            backends,
+            max_message_bytes: a.max_message_bytes,
+            blob_reader: a
+                .blob_access
+                .then(|| Arc::new(StoreBlobReader) as Arc<dyn BlobReader>),
+            ..ProverConfig::default()
+        },
+        built,
+    ))
 }
 
 pub async fn run(args: ProverArgs) -> anyhow::Result<()> {
-    let prover = Prover::new(prover_config(&args)?);
+    let (config, built) = prover_config(&args)?;
+    built.warm_up().await?;
+    let prover = Prover::new(config);
     prover
         .run(async {
             let signal = super::shutdown_signal().await;
             tracing::info!(%signal, "prover stopping");
         })
         .await
+}
+
+/// Reads inputs through the same object-store client as the coordinator.
+struct StoreBlobReader;
+
+impl BlobReader for StoreBlobReader {
+    fn read(&self, url: &str) -> BoxFuture<Result<Vec<u8>, String>> {
+        let url = url.to_string();
+        Box::pin(async move {
+            proofmill_store::get_url(&url)
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| e.to_string())
+        })
+    }
 }

@@ -182,9 +182,11 @@ fn built_in_defaults() {
             d.tree_depth,
             d.accounts
         ),
-        (10, 2, 1, 16, 16, 64)
+        (10, 2, 1, 4, 16, 64)
     );
-    assert_eq!(d.proof_types, vec![(pt("exec"), "exec".to_string())]);
+    // Real proofs by default: groth16 on the 4x16 demo circuit.
+    assert_eq!(d.proof_types, vec![(pt("groth16"), "groth16".to_string())]);
+    assert_eq!(d.backends.groth16_shape, None);
     assert_eq!(d.data_dir, cwd.join("./proofmill-data"));
 
     let cli = parse(["proofmill", "bench", "dispatch"]).unwrap();

@@ -14,3 +14,10 @@ pub fn proofmill() -> Command {
     cmd.env_remove("RUST_LOG");
     cmd
 }
+
+/// Groth16 keys shared by every test of this crate (the DEV setup is deterministic and its
+/// files are written atomically, so concurrent tests may race to create them).
+#[allow(dead_code)] // not every test binary proves
+pub fn groth16_keys() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("groth16-keys")
+}

@@ -10,7 +10,7 @@ use crate::error::CoordinatorError;
 use crate::server::Coordinator;
 use proofmill_devnet::{Devnet, DevnetConfig, fr_to_digest};
 use proofmill_l1::L1;
-use proofmill_types::Digest;
+use proofmill_types::{Digest, ProofType};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
@@ -23,6 +23,10 @@ pub struct SettlementConfig {
     pub max_batches_per_tx: u64,
     /// A range whose estimated gas exceeds this is halved until it fits.
     pub max_gas_per_tx: u64,
+    /// Proof types the rollup contract verifies, in its order. `None`: every required type.
+    /// Types left out (e.g. `stark`, which has no EVM verifier) are still required: a batch
+    /// is settled only once all its required proofs are proven and checked on arrival.
+    pub l1_proof_types: Option<Vec<ProofType>>,
 }
 
 impl Default for SettlementConfig {
@@ -31,6 +35,7 @@ impl Default for SettlementConfig {
             send_interval_ms: 5_000,
             max_batches_per_tx: 32,
             max_gas_per_tx: 10_000_000,
+            l1_proof_types: None,
         }
     }
 }
@@ -136,6 +141,15 @@ impl Coordinator {
                 return Err(CoordinatorError::Config(
                     "max_batches_per_tx must be at least 1".into(),
                 ));
+            }
+            if let Some(l1_types) = &cfg.l1_proof_types {
+                let required = self.config().required_types();
+                let stray = l1_types.iter().find(|t| !required.contains(t));
+                if l1_types.is_empty() || stray.is_some() {
+                    return Err(CoordinatorError::Config(format!(
+                        "L1 proof types {l1_types:?} must be a non-empty subset of the required ones {required:?}"
+                    )));
+                }
             }
             tasks.push(tokio::spawn(sender::run(self.clone(), l1, cfg)));
         }

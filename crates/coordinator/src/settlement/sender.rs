@@ -8,7 +8,7 @@ use crate::error::CoordinatorError;
 use crate::server::Coordinator;
 use proofmill_l1::{L1, L1Error, Revert, TxOutcome, TxStatus};
 use proofmill_store::{Change, StoreError};
-use proofmill_types::{JobKey, JobState};
+use proofmill_types::{JobKey, JobState, ProofType};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,7 +68,7 @@ pub(super) async fn send_once(
     // proofs of batch first + i, one per configured proof type, in the contract's order.
     let mut batches: Vec<Vec<Vec<u8>>> = Vec::new();
     for n in first..=last {
-        match load_proofs(coord, n).await? {
+        match load_proofs(coord, cfg, n).await? {
             Some(p) => batches.push(p),
             None => break, // the first gap ends the range
         }
@@ -121,7 +121,7 @@ pub(super) async fn send_once(
                 coord.update_l1_seen(|s| {
                     s.last_error = Some(format!("L1 rejected the proof of batch {batch}"))
                 });
-                invalidate(coord, batch, proof_type).await?;
+                invalidate(coord, cfg, batch, proof_type).await?;
                 break;
             }
             Some(r) => {
@@ -163,15 +163,29 @@ fn transpose(batches: &[Vec<Vec<u8>>]) -> Vec<Vec<Vec<u8>>> {
         .collect()
 }
 
-/// Proof bytes of batch `n` per configured proof type, or `None` unless all are proven.
-async fn load_proofs(coord: &Coordinator, n: u64) -> Result<Option<Vec<Vec<u8>>>, SendError> {
-    let mut out = Vec::new();
+/// Proof types sent to L1, in the contract's order.
+fn l1_types(coord: &Coordinator, cfg: &SettlementConfig) -> Vec<ProofType> {
+    cfg.l1_proof_types
+        .clone()
+        .unwrap_or_else(|| coord.config().required_types())
+}
+
+/// Proof bytes of batch `n` per L1 proof type, or `None` unless every required type (sent to
+/// L1 or not) is proven.
+async fn load_proofs(
+    coord: &Coordinator,
+    cfg: &SettlementConfig,
+    n: u64,
+) -> Result<Option<Vec<Vec<u8>>>, SendError> {
     for pt in coord.config().required_types() {
-        let key = JobKey::new(n, pt);
-        match coord.store().job(&key).await? {
+        match coord.store().job(&JobKey::new(n, pt)).await? {
             Some(j) if j.state == JobState::Proven => {}
             _ => return Ok(None),
         }
+    }
+    let mut out = Vec::new();
+    for pt in l1_types(coord, cfg) {
+        let key = JobKey::new(n, pt);
         let Some(rec) = coord.store().proof(&key).await? else {
             return Ok(None);
         };
@@ -206,8 +220,13 @@ async fn record(
 
 /// L1 rejected the proof of `(batch, proof type #index)`: delete it and requeue the job
 /// through the admin retry path (which resets its attempt counters).
-async fn invalidate(coord: &Coordinator, batch: u64, index: u64) -> Result<(), SendError> {
-    let types = coord.config().required_types();
+async fn invalidate(
+    coord: &Coordinator,
+    cfg: &SettlementConfig,
+    batch: u64,
+    index: u64,
+) -> Result<(), SendError> {
+    let types = l1_types(coord, cfg);
     let Some(pt) = types.get(index as usize).cloned() else {
         tracing::error!(
             batch,

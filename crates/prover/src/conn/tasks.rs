@@ -84,8 +84,14 @@ impl Conn {
         match t.input {
             None => self.fail(s, key, "task has no input".to_string()),
             Some(execute_task::Input::BlobUrl(url)) => {
-                let e = format!("blob_url inputs are not supported (blob_access=false): {url}");
-                self.fail(s, key, e)
+                let Some(reader) = self.shared.blob_reader.clone() else {
+                    let e = format!("blob_url input, but this prover has no blob access: {url}");
+                    return self.fail(s, key, e);
+                };
+                let Some(slot) = self.shared.try_acquire() else {
+                    return self.decline(s, &key, "no free slot");
+                };
+                self.start(prepared, Input::Url(reader, url), slot);
             }
             Some(execute_task::Input::Inline(bytes)) => {
                 if t.input_size != 0 && t.input_size != bytes.len() as u64 {
@@ -99,7 +105,7 @@ impl Conn {
                 let Some(slot) = self.shared.try_acquire() else {
                     return self.decline(s, &key, "no free slot");
                 };
-                self.start(prepared, bytes, slot);
+                self.start(prepared, Input::Bytes(bytes), slot);
             }
             Some(execute_task::Input::Chunked(_)) => {
                 if t.input_size > MAX_CHUNKED_INPUT_BYTES {
@@ -147,7 +153,7 @@ impl Conn {
                     drop(slot);
                     return self.decline(s, &key, "deadline passed while receiving the input");
                 }
-                self.start(prepared, input.into_bytes(), slot);
+                self.start(prepared, Input::Bytes(input.into_bytes()), slot);
             }
             Err(e) => {
                 self.tasks.remove(&key);
@@ -183,22 +189,33 @@ impl Conn {
 
     /// Runs the task on a blocking thread, which verifies the input digest, proves, hashes
     /// the proof and reports back through `done_tx`. The slot is freed when the thread ends.
-    pub(super) fn start(&mut self, p: Prepared, input: Vec<u8>, slot: SlotGuard) {
+    pub(super) fn start(&mut self, p: Prepared, input: Input, slot: SlotGuard) {
         let key: Key = (p.task_id.clone(), p.token);
         info!(
             task = %p.task_id,
             token = p.token,
             backend = p.backend.name(),
-            input_bytes = input.len(),
+            input = %input,
             "task started"
         );
         self.tasks
             .insert(key.clone(), TaskState::Proving { cancelled: false });
         let done_tx = self.done_tx.clone();
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
             let started = Instant::now();
-            let outcome = prove(&p, &input);
+            let input = match input {
+                Input::Bytes(b) => Ok(b),
+                // This is a blocking-pool thread: waiting on the runtime here is allowed.
+                Input::Url(reader, url) => runtime
+                    .block_on(reader.read(&url))
+                    .map_err(|e| format!("reading the input from {url}: {e}")),
+            };
+            let outcome = match &input {
+                Ok(input) => prove(&p, input),
+                Err(e) => Outcome::Error(e.clone()),
+            };
             let prove_ms = started.elapsed().as_millis() as u64;
             drop(input);
             // Sent before the slot is released, so the result is on its way first.
@@ -313,6 +330,22 @@ fn prove(p: &Prepared, input: &[u8]) -> Outcome {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
             Outcome::Error(format!("backend panicked: {msg}"))
+        }
+    }
+}
+
+/// Where a task's input comes from.
+pub(super) enum Input {
+    Bytes(Vec<u8>),
+    /// Read from the coordinator's blob store by this prover (`--blob-access`).
+    Url(Arc<dyn BlobReader>, String),
+}
+
+impl std::fmt::Display for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Bytes(b) => write!(f, "{} bytes", b.len()),
+            Input::Url(_, url) => write!(f, "{url}"),
         }
     }
 }

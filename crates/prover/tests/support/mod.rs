@@ -256,6 +256,7 @@ pub fn config(
         reconnect_max: Duration::from_millis(400),
         max_message_bytes: 4 << 20,
         connect_timeout: Duration::from_secs(2),
+        blob_reader: None,
     }
 }
 

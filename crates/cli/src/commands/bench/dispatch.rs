@@ -4,8 +4,8 @@
 //! to receiving its next task (an upper bound of the coordinator's result → next-task time,
 //! including two loopback hops).
 
-use super::coordinator;
 use crate::args::BenchDispatchArgs;
+use crate::commands::coordinator;
 use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
 use proofmill_coordinator::{CoordinatorConfig, NewBatch};
