@@ -159,3 +159,15 @@ impl View {
 pub(crate) fn word_u64(w: [u8; 32]) -> u64 {
     u64_of(U256::from_be_bytes(w))
 }
+
+/// `(first, last)` of a rollup log if it is a `BatchesVerified` event.
+pub(crate) fn batches_verified(topics: &[B256]) -> Option<(u64, u64)> {
+    use alloy::sol_types::SolEvent;
+    match topics {
+        [sig, first, last] if *sig == Rollup::BatchesVerified::SIGNATURE_HASH => Some((
+            u64_of(U256::from_be_bytes(first.0)),
+            u64_of(U256::from_be_bytes(last.0)),
+        )),
+        _ => None,
+    }
+}

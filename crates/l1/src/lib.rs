@@ -221,6 +221,19 @@ pub trait L1: Send + Sync {
         proofs: &[Vec<Vec<u8>>],
     ) -> Result<std::result::Result<u64, Revert>>;
     async fn verify_batches(&self, first: u64, proofs: &[Vec<Vec<u8>>]) -> Result<TxOutcome>;
+    /// The settled ranges (`BatchesVerified` events) whose last batch is at least
+    /// `from_batch`, oldest first: how a restarted sender learns what a transaction it sent
+    /// but never saw mined (or saw only as a fee-bumped replacement) settled.
+    async fn verified_ranges(&self, from_batch: u64) -> Result<Vec<VerifiedRange>>;
+}
+
+/// One settling transaction, as the chain recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedRange {
+    pub first: u64,
+    pub last: u64,
+    pub tx_hash: [u8; 32],
+    pub gas_used: u64,
 }
 
 /// Benchmark helper (`proofmill bench settle`): commits `batches_per_tx` new batches with

@@ -3,7 +3,8 @@
 use crate::contracts::{self, View};
 use crate::txlog::{LogRecord, TxLog};
 use crate::{
-    DEV_CHAIN_ID, DEV_SEQUENCER_KEY, L1, L1Error, Result, Revert, TxOutcome, TxStatus, VerifierKind,
+    DEV_CHAIN_ID, DEV_SEQUENCER_KEY, L1, L1Error, Result, Revert, TxOutcome, TxStatus,
+    VerifiedRange, VerifierKind,
 };
 use alloy::primitives::{Address, Bytes, TxKind, keccak256};
 use alloy::signers::local::PrivateKeySigner;
@@ -67,6 +68,8 @@ struct Inner {
     /// Number of the last block (= number of executed transactions).
     block: u64,
     log: Option<TxLog>,
+    /// Every `BatchesVerified` event so far (rebuilt by the replay on open).
+    verified: Vec<VerifiedRange>,
 }
 
 /// In-process L1. Clones made with [`RevmL1::with_sender`] share the chain.
@@ -106,6 +109,7 @@ impl RevmL1 {
             db: Db::default(),
             block: 0,
             log,
+            verified: Vec::new(),
         };
 
         // The deployment this configuration asks for.
@@ -348,8 +352,19 @@ impl Inner {
         }
         self.db.commit(res.state);
         self.block = block;
+        let hash = tx_hash(&rec);
+        for log in res.result.logs() {
+            if let Some((first, last)) = contracts::batches_verified(log.topics()) {
+                self.verified.push(VerifiedRange {
+                    first,
+                    last,
+                    tx_hash: hash,
+                    gas_used,
+                });
+            }
+        }
         Ok(TxOutcome {
-            tx_hash: tx_hash(&rec),
+            tx_hash: hash,
             gas_used,
             block,
             status: match revert {
@@ -425,5 +440,15 @@ impl L1 for RevmL1 {
 
     async fn verify_batches(&self, first: u64, proofs: &[Vec<Vec<u8>>]) -> Result<TxOutcome> {
         self.send(contracts::verify_calldata(first, proofs))
+    }
+
+    async fn verified_ranges(&self, from_batch: u64) -> Result<Vec<VerifiedRange>> {
+        let inner = self.lock();
+        Ok(inner
+            .verified
+            .iter()
+            .filter(|r| r.last >= from_batch)
+            .cloned()
+            .collect())
     }
 }

@@ -2,12 +2,12 @@
 //! transactions, a timeout on every call, receipt status checked, reverts decoded.
 
 use crate::contracts::{self, View};
-use crate::{L1, L1Error, Result, Revert, TxOutcome, TxStatus, VerifierKind};
+use crate::{L1, L1Error, Result, Revert, TxOutcome, TxStatus, VerifiedRange, VerifierKind};
 use alloy::eips::BlockId;
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes};
 use alloy::providers::{Provider, RootProvider};
-use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
+use alloy::rpc::types::{Filter, TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::transports::http::reqwest::Url;
 use alloy::transports::{RpcError, TransportError, TransportErrorKind};
@@ -39,6 +39,8 @@ pub struct RpcConfig {
     /// Skip the pre-flight `eth_estimateGas` and send with this gas limit: a transaction that
     /// reverts is then mined (and paid for). Mostly for tests of the mined-revert path.
     pub fixed_gas_limit: Option<u64>,
+    /// How far back (blocks) [`L1::verified_ranges`] searches the rollup's events.
+    pub log_lookback_blocks: u64,
 }
 
 impl Default for RpcConfig {
@@ -52,6 +54,8 @@ impl Default for RpcConfig {
             gas_margin_percent: 25,
             poll_interval: Duration::from_millis(500),
             fixed_gas_limit: None,
+            // About two weeks of 12 s blocks: longer than any sensible downtime.
+            log_lookback_blocks: 100_000,
         }
     }
 }
@@ -497,5 +501,49 @@ impl L1 for RpcL1 {
     async fn verify_batches(&self, first: u64, proofs: &[Vec<Vec<u8>>]) -> Result<TxOutcome> {
         let data = contracts::verify_calldata(first, proofs);
         Ok(self.send(Some(self.rollup), data).await?.0)
+    }
+
+    async fn verified_ranges(&self, from_batch: u64) -> Result<Vec<VerifiedRange>> {
+        use alloy::sol_types::SolEvent;
+        let latest = self
+            .rpc(
+                "eth_blockNumber",
+                self.provider.get_block_number().into_future(),
+            )
+            .await?;
+        let filter = Filter::new()
+            .address(self.rollup)
+            .event_signature(contracts::Rollup::BatchesVerified::SIGNATURE_HASH)
+            .from_block(latest.saturating_sub(self.cfg.log_lookback_blocks))
+            .to_block(latest);
+        let logs = self
+            .rpc("eth_getLogs", self.provider.get_logs(&filter).into_future())
+            .await?;
+        let mut out = Vec::new();
+        for log in logs {
+            let Some((first, last)) = contracts::batches_verified(log.topics()) else {
+                continue;
+            };
+            if last < from_batch || log.removed {
+                continue;
+            }
+            let hash = log
+                .transaction_hash
+                .ok_or_else(|| L1Error::Rpc("BatchesVerified log without a transaction".into()))?;
+            let receipt = self
+                .rpc(
+                    "eth_getTransactionReceipt",
+                    self.provider.get_transaction_receipt(hash).into_future(),
+                )
+                .await?
+                .ok_or_else(|| L1Error::Rpc(format!("no receipt for {hash}")))?;
+            out.push(VerifiedRange {
+                first,
+                last,
+                tx_hash: hash.0,
+                gas_used: receipt.gas_used,
+            });
+        }
+        Ok(out)
     }
 }

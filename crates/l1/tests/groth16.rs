@@ -196,8 +196,11 @@ fn g2_off_subgroup() -> [[u8; 32]; 4] {
     unreachable!()
 }
 
+/// A way to break a valid 256-byte proof.
+type Tamper = Box<dyn Fn(&mut Vec<u8>)>;
+
 /// Ways to break a valid 256-byte proof: each yields a proof both verifiers must reject.
-fn tampers() -> Vec<(&'static str, Box<dyn Fn(&mut Vec<u8>)>)> {
+fn tampers() -> Vec<(&'static str, Tamper)> {
     vec![
         ("A.x low byte flipped", Box::new(|p| p[31] ^= 1)),
         ("B.y.c0 low byte flipped", Box::new(|p| p[191] ^= 1)),
@@ -286,28 +289,27 @@ async fn tampered_proofs_are_attributed(l1: &dyn L1, name: &str) {
 /// naming batch 3, and batches 1..=2 still settle.
 async fn forged_public_inputs_are_attributed(chain: &Chain) {
     let name = chain.name();
-    let bump = |d: Digest| {
+    fn bump(d: Digest) -> Digest {
         let x = proofmill_devnet::digest_to_fr(&d).unwrap();
         fr_to_digest(x + ark_bn254::Fr::from(1u64))
-    };
-    let forgeries: [(&str, fn(&mut PublicValues, &dyn Fn(Digest) -> Digest)); 4] = [
-        ("new root + 1", |pv, bump| {
+    }
+    type Forge = fn(&mut PublicValues);
+    let forgeries: [(&str, Forge); 4] = [
+        ("new root + 1", |pv| {
             pv.new_state_root = bump(pv.new_state_root)
         }),
-        ("commitment + 1", |pv, bump| {
+        ("commitment + 1", |pv| {
             pv.batch_commitment = bump(pv.batch_commitment)
         }),
-        ("new root >= R", |pv, _| {
-            pv.new_state_root = Digest([0xff; 32])
-        }),
-        ("commitment >= R", |pv, _| {
+        ("new root >= R", |pv| pv.new_state_root = Digest([0xff; 32])),
+        ("commitment >= R", |pv| {
             pv.batch_commitment = Digest([0xff; 32])
         }),
     ];
     for (what, forge) in forgeries {
         let l1 = deploy(chain).await;
         let mut forged = batches(1, 4);
-        forge(&mut forged[2].0, &bump);
+        forge(&mut forged[2].0);
         // The rollup rebuilds batch 4's old root from batch 3's committed new root.
         forged[3].0.old_state_root = forged[2].0.new_state_root;
         commit(&*l1, 1, &forged).await;
@@ -519,7 +521,44 @@ async fn gas_report() {
             chain.name()
         );
         results.push(per_batch);
+        if let Chain::Anvil(anvil) = &chain {
+            let gas = verifier_gas(&*l1, &anvil.url, &all[0]).await;
+            println!("verifier alone, one proof: {gas} gas");
+        }
     }
     assert_eq!(results[0], results[1]);
     assert_eq!(all[0].1.len(), PROOF_LEN);
+}
+
+/// `eth_estimateGas` of calling the rollup's verifier directly with one batch (21,000 of it
+/// is the transaction base cost).
+async fn verifier_gas(l1: &dyn L1, url: &str, (pv, proof): &Batch) -> u64 {
+    use alloy::network::TransactionBuilder;
+    use alloy::primitives::B256;
+    use alloy::providers::{Provider, RootProvider};
+    use alloy::sol_types::SolCall;
+    use proofmill_l1::{Groth16BatchVerifier, Rollup};
+    let provider = RootProvider::<alloy::network::Ethereum>::new_http(url.parse().unwrap());
+    let call = |to, data: Vec<u8>| {
+        alloy::rpc::types::TransactionRequest::default()
+            .with_from(l1.sender())
+            .with_to(to)
+            .with_input(data)
+    };
+    let out = provider
+        .call(call(
+            l1.rollup_address(),
+            Rollup::verifiersCall {}.abi_encode(),
+        ))
+        .await
+        .unwrap();
+    let verifier = Rollup::verifiersCall::abi_decode_returns(&out).unwrap()[0];
+    let data = Groth16BatchVerifier::verifyBatchesCall {
+        publicInputs: [pv.old_state_root, pv.new_state_root, pv.batch_commitment]
+            .map(|d| B256::from(d.0))
+            .to_vec(),
+        proofs: vec![proof.clone().into()],
+    }
+    .abi_encode();
+    provider.estimate_gas(call(verifier, data)).await.unwrap()
 }

@@ -9,7 +9,8 @@ mod common;
 use common::{Anvil, deploy_rpc, expect_revert, fast_cfg, ok};
 use proofmill_l1::{
     Address, DEV_SEQUENCER_KEY, L1, L1Error, Revert, RevmConfig, RevmL1, RpcConfig, RpcL1,
-    TxStatus, VerifierKind, dev_sequencer, exec_proof, settle_gas, synthetic_digest,
+    TxOutcome, TxStatus, VerifiedRange, VerifierKind, dev_sequencer, exec_proof, settle_gas,
+    synthetic_digest,
 };
 use proofmill_types::{Digest, ProofType};
 use std::path::{Path, PathBuf};
@@ -169,7 +170,7 @@ async fn suite(h: &Harness) {
         Revert::NotSequencer { .. }
     ));
     // One batch.
-    ok(l1.verify_batches(1, &proofs(1, 1)).await);
+    let first_tx = ok(l1.verify_batches(1, &proofs(1, 1)).await);
     assert_eq!(l1.last_verified_batch().await.unwrap(), 1);
     // Ranges start right after the last verified batch.
     assert_eq!(
@@ -257,6 +258,18 @@ async fn suite(h: &Harness) {
         expect_revert(l1.verify_batches(7, &proofs(7, 7)).await),
         Revert::BatchNotCommitted(7)
     );
+
+    // The chain's record of what settled: every successful range once, with its receipt.
+    let range = |first, last, o: &TxOutcome| VerifiedRange {
+        first,
+        last,
+        tx_hash: o.tx_hash,
+        gas_used: o.gas_used,
+    };
+    let all = vec![range(1, 1, &first_tx), range(2, 6, &out)];
+    assert_eq!(l1.verified_ranges(0).await.unwrap(), all, "{name}");
+    assert_eq!(l1.verified_ranges(2).await.unwrap(), all[1..], "{name}");
+    assert!(l1.verified_ranges(7).await.unwrap().is_empty(), "{name}");
 }
 
 /// Verify gas of k = 1, 4, 16 batches in one transaction each, on a fresh deployment.

@@ -61,6 +61,9 @@ pub struct VerifyRecord {
 }
 
 pub(crate) const LAST_VERIFY_TX_KEY: &str = "l1/last_verify_tx";
+/// The range of a `verifyBatches` about to be sent, cleared once its outcome is recorded
+/// (empty: none). After a crash it says what was in flight.
+pub(crate) const PENDING_VERIFY_KEY: &str = "l1/pending_verify";
 
 pub(crate) fn verify_key(batch: u64) -> String {
     format!("l1/verify/{batch:012}")
@@ -178,6 +181,17 @@ impl Coordinator {
             .await?
             .as_deref()
             .and_then(VerifyRecord::from_json))
+    }
+
+    /// The range of a settling transaction sent but not yet recorded, if any.
+    pub async fn pending_verify(&self) -> Result<Option<(u64, u64)>, CoordinatorError> {
+        Ok(self
+            .store()
+            .get_meta(PENDING_VERIFY_KEY)
+            .await?
+            .as_deref()
+            .and_then(VerifyRecord::from_json)
+            .map(|r| (r.first_batch, r.last_batch)))
     }
 
     /// The latest settling transaction.

@@ -2,7 +2,9 @@
 //! `lastVerifiedBatch` with as few `verifyBatches` transactions as the caps allow. A proof the
 //! contract rejects is deleted and its job requeued; every other rejection deletes nothing.
 
-use super::{LAST_VERIFY_TX_KEY, SettlementConfig, VerifyRecord, hex_hash, verify_key};
+use super::{
+    LAST_VERIFY_TX_KEY, PENDING_VERIFY_KEY, SettlementConfig, VerifyRecord, hex_hash, verify_key,
+};
 use crate::core::CoreMsg;
 use crate::error::CoordinatorError;
 use crate::server::Coordinator;
@@ -63,6 +65,7 @@ pub(super) async fn send_once(
         s.last_verified_batch = Some(verified);
         s.last_committed_batch = Some(committed);
     });
+    recover_records(coord, l1, verified).await?;
     let first = verified + 1;
     let last = committed.min(verified.saturating_add(cfg.max_batches_per_tx));
     // proofs of batch first + i, one per configured proof type, in the contract's order.
@@ -86,7 +89,24 @@ pub(super) async fn send_once(
                     k /= 2;
                     continue;
                 }
-                Ok(_) => send(l1, from, &proofs).await?,
+                Ok(_) => {
+                    let pending = VerifyRecord {
+                        tx_hash: String::new(),
+                        first_batch: from,
+                        last_batch: from + k as u64 - 1,
+                        gas_used: 0,
+                    };
+                    coord
+                        .store()
+                        .set_meta(PENDING_VERIFY_KEY, &pending.to_json())
+                        .await?;
+                    // Kept on a transport error: the outcome is unknown until the chain says.
+                    let attempt = send(l1, from, &proofs).await?;
+                    if matches!(attempt, Attempt::Rejected(_)) {
+                        coord.store().set_meta(PENDING_VERIFY_KEY, "").await?;
+                    }
+                    attempt
+                }
                 Err(r) => Attempt::Rejected(r),
             };
             match attempt {
@@ -211,11 +231,43 @@ async fn record(
         gas_used: out.gas_used,
     };
     tracing::info!(first, last, tx = %rec.tx_hash, gas = out.gas_used, "batches verified on L1");
+    store_record(coord, &rec).await?;
+    coord.store().set_meta(PENDING_VERIFY_KEY, "").await
+}
+
+async fn store_record(coord: &Coordinator, rec: &VerifyRecord) -> Result<(), StoreError> {
     let json = rec.to_json();
-    for n in first..=last {
+    for n in rec.first_batch..=rec.last_batch {
         coord.store().set_meta(&verify_key(n), &json).await?;
     }
     coord.store().set_meta(LAST_VERIFY_TX_KEY, &json).await
+}
+
+/// Batches the chain verified past the last recorded one were settled by a transaction whose
+/// receipt this sender never saw (it stopped between send and receipt, or a fee-bumped
+/// replacement got mined): record them from the chain's `BatchesVerified` events, so nothing
+/// is sent twice and every batch keeps its transaction, gas and range.
+async fn recover_records(coord: &Coordinator, l1: &dyn L1, verified: u64) -> Result<(), SendError> {
+    let recorded = coord.last_verify_tx().await?.map_or(0, |r| r.last_batch);
+    if verified <= recorded {
+        return Ok(());
+    }
+    let pending = coord.store().get_meta(PENDING_VERIFY_KEY).await?;
+    for r in l1.verified_ranges(recorded + 1).await? {
+        let rec = VerifyRecord {
+            tx_hash: hex_hash(&r.tx_hash),
+            first_batch: r.first,
+            last_batch: r.last,
+            gas_used: r.gas_used,
+        };
+        tracing::warn!(
+            first = r.first, last = r.last, tx = %rec.tx_hash, pending = ?pending,
+            "recorded a settlement found on L1 whose receipt was not seen"
+        );
+        store_record(coord, &rec).await?;
+    }
+    coord.store().set_meta(PENDING_VERIFY_KEY, "").await?;
+    Ok(())
 }
 
 /// L1 rejected the proof of `(batch, proof type #index)`: delete it and requeue the job

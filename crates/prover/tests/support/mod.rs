@@ -1,6 +1,7 @@
 //! A scripted fake coordinator for the prover's tests: a tonic `ProverService` on
 //! 127.0.0.1:0 whose every stream is handed to the test.
-#![allow(dead_code)]
+// Shared by several test binaries: each uses a different part.
+#![allow(dead_code, unused_imports)]
 
 pub use proofmill_backend::Backend;
 pub use proofmill_proto::v1::coordinator_message::Kind as C;

@@ -2,35 +2,23 @@
 //! prover) settling on the embedded revm L1 and on a real anvil, over SQLite and Postgres.
 //! One suite, every case run per (L1, store) combination.
 
+#[path = "../support/mod.rs"]
 mod support;
 
-use proofmill_coordinator::{
-    CoordinatorConfig, DevnetSourceConfig, Settlement, SettlementConfig, devnet_genesis_root,
-};
-use proofmill_devnet::DevnetConfig;
-use proofmill_l1::{
-    Address, DEV_SEQUENCER_KEY, L1, RevmConfig, RevmL1, RpcConfig, RpcL1, VerifierKind,
-    deploy_rollup_with, dev_sequencer,
-};
-use proofmill_proto::v1::ExecuteTask;
+mod faults;
+mod rig;
+
+use faults::{Fault, Faulty};
+use proofmill_coordinator::SettlementConfig;
+use proofmill_l1::L1;
 use proofmill_store::Change;
-use proofmill_types::{Digest, JobKey, JobState, ProofType, PublicValues};
-use std::collections::BTreeSet;
+use proofmill_types::{Digest, JobState, ProofType, PublicValues};
+use rig::*;
 use std::sync::Arc;
 use std::time::Duration;
-use support::{Db, Env, RawProver, Running, fast_config, register, start, wait_for};
+use support::{Db, RawProver, fast_config, register, start, wait_for};
 
-/// Anvil's second dev account: not the sequencer.
-const OTHER_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-const LONG: Duration = Duration::from_secs(30);
-
-#[derive(Clone, Copy, Debug)]
-enum Chain {
-    Revm,
-    Anvil,
-}
-
-/// Runs each case on revm+SQLite, anvil+SQLite and revm+Postgres.
+/// Runs each case on every (L1, store) pair.
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         $(mod $name {
@@ -41,6 +29,8 @@ macro_rules! suite {
             async fn anvil_sqlite() { super::$name(Chain::Anvil, Db::Sqlite).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn revm_postgres() { super::$name(Chain::Revm, Db::Postgres).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn anvil_postgres() { super::$name(Chain::Anvil, Db::Postgres).await }
         })*
     };
 }
@@ -52,221 +42,12 @@ suite!(
     cap_splits_into_transactions,
     restart_between_sends,
     non_proof_revert_deletes_nothing,
+    crash_between_send_and_receipt,
+    unattributed_revert_isolates_one_batch_per_transaction,
+    gas_cap_halves_the_range,
+    mined_revert_deletes_nothing,
+    offchain_proof_types_gate_settlement,
 );
-
-// ---------------------------------------------------------------------------------------------
-// L1s
-
-use proofmill_testkit::TestAnvil as Anvil;
-
-fn spawn_anvil() -> Anvil {
-    Anvil::start()
-}
-
-/// The rollup deployed for the test devnet's genesis: a sequencer handle and an intruder's.
-struct Chainside {
-    l1: Arc<dyn L1>,
-    intruder: Arc<dyn L1>,
-    _anvil: Option<Anvil>,
-}
-
-fn devnet_cfg() -> DevnetConfig {
-    DevnetConfig {
-        seed: 7,
-        depth: 8,
-        accounts: 16,
-        batch_size: 4,
-        ..DevnetConfig::default()
-    }
-}
-
-async fn open_l1(chain: Chain) -> Chainside {
-    let genesis = devnet_genesis_root(devnet_cfg()).unwrap();
-    match chain {
-        Chain::Revm => {
-            let revm = RevmL1::open(None, RevmConfig::dev(genesis)).unwrap();
-            let other: Address = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-                .parse()
-                .unwrap();
-            let intruder = Arc::new(revm.with_sender(other));
-            Chainside {
-                l1: Arc::new(revm),
-                intruder,
-                _anvil: None,
-            }
-        }
-        Chain::Anvil => {
-            let anvil = spawn_anvil();
-            let cfg = RpcConfig {
-                poll_interval: Duration::from_millis(10),
-                ..RpcConfig::default()
-            };
-            let exec = ProofType::new("exec").unwrap();
-            let rollup = deploy_rollup_with(
-                cfg.clone(),
-                &anvil.url,
-                DEV_SEQUENCER_KEY,
-                dev_sequencer(),
-                genesis,
-                &[exec],
-                &[VerifierKind::DevExec],
-            )
-            .await
-            .unwrap();
-            let l1 = Arc::new(
-                RpcL1::new(&anvil.url, DEV_SEQUENCER_KEY, rollup, cfg.clone())
-                    .await
-                    .unwrap(),
-            );
-            let intruder = Arc::new(
-                RpcL1::new(&anvil.url, OTHER_KEY, rollup, cfg)
-                    .await
-                    .unwrap(),
-            );
-            Chainside {
-                l1,
-                intruder,
-                _anvil: Some(anvil),
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// helpers
-
-struct Rig {
-    env: Env,
-    run: Running,
-    chain: Chainside,
-    committer: Settlement,
-}
-
-/// Coordinator with the devnet sealing `batches` batches, all of them committed on L1.
-async fn rig(chain: Chain, db: Db, label: &str, batches: u64) -> Rig {
-    rig_with(chain, db, label, batches, |_| {}).await
-}
-
-async fn rig_with(
-    chain: Chain,
-    db: Db,
-    label: &str,
-    batches: u64,
-    tweak: impl FnOnce(&mut CoordinatorConfig),
-) -> Rig {
-    let chain = open_l1(chain).await;
-    let env = Env::new(db, label);
-    let mut config = fast_config();
-    tweak(&mut config);
-    let run = start(&env, config).await;
-    devnet(&run, batches).await;
-    let committer = run
-        .coord
-        .start_settlement(chain.l1.clone(), true, None)
-        .await
-        .unwrap();
-    let l1 = chain.l1.clone();
-    wait_for("batches committed on L1", LONG, || {
-        let l1 = l1.clone();
-        async move { l1.last_committed_batch().await.unwrap() == batches }
-    })
-    .await;
-    Rig {
-        env,
-        run,
-        chain,
-        committer,
-    }
-}
-
-async fn devnet(run: &Running, batches: u64) {
-    let cfg = DevnetSourceConfig {
-        devnet: devnet_cfg(),
-        batch_interval_ms: 10,
-        version: "v1".into(),
-        max_batches: Some(batches),
-    };
-    run.coord.start_devnet(cfg).await.unwrap();
-    let c = run.coord.clone();
-    wait_for("batches sealed", LONG, || {
-        let c = c.clone();
-        async move { c.status().await.unwrap().last_sealed_batch == Some(batches) }
-    })
-    .await;
-}
-
-fn sender_cfg(max_batches_per_tx: u64) -> SettlementConfig {
-    SettlementConfig {
-        send_interval_ms: 100,
-        max_batches_per_tx,
-        max_gas_per_tx: 10_000_000,
-        ..SettlementConfig::default()
-    }
-}
-
-async fn prover(run: &Running, capacity: u32) -> RawProver {
-    RawProver::register(&run.url(), register("p", &["exec"], capacity)).await
-}
-
-async fn prove(p: &mut RawProver, t: &ExecuteTask) {
-    let ack = p
-        .submit(&t.task_id, t.fencing_token, RawProver::proof_for(t))
-        .await;
-    assert!(ack.accepted, "{ack:?}");
-}
-
-/// Proves the next `n` tasks the coordinator hands out (capacity 1: in batch order).
-async fn prove_next(p: &mut RawProver, n: u64) {
-    for _ in 0..n {
-        let t = p.task().await;
-        prove(p, &t).await;
-    }
-}
-
-async fn wait_verified(l1: &Arc<dyn L1>, n: u64) {
-    let l1 = l1.clone();
-    wait_for(&format!("batch {n} verified on L1"), LONG, || {
-        let l1 = l1.clone();
-        async move { l1.last_verified_batch().await.unwrap() >= n }
-    })
-    .await;
-    assert_eq!(l1.last_verified_batch().await.unwrap(), n);
-}
-
-/// The per-batch records of `1..=last`: (first, last, tx) each, checked to be consistent.
-async fn records(run: &Running, last: u64) -> Vec<(u64, u64, String)> {
-    // Written right after the transaction is mined, in batch order.
-    let c = run.coord.clone();
-    wait_for("verify records", LONG, || {
-        let c = c.clone();
-        async move { c.verify_record(last).await.unwrap().is_some() }
-    })
-    .await;
-    let mut out = Vec::new();
-    for b in 1..=last {
-        let r = run
-            .coord
-            .verify_record(b)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("no verify record of batch {b}"));
-        assert!(r.first_batch <= b && b <= r.last_batch, "{r:?}");
-        assert!(
-            r.tx_hash.starts_with("0x") && r.tx_hash.len() == 66 && r.gas_used > 21_000,
-            "{r:?}"
-        );
-        out.push((r.first_batch, r.last_batch, r.tx_hash));
-    }
-    out
-}
-
-fn distinct_txs(recs: &[(u64, u64, String)]) -> usize {
-    recs.iter().map(|r| &r.2).collect::<BTreeSet<_>>().len()
-}
-
-fn exec_key(batch: u64) -> JobKey {
-    JobKey::new(batch, ProofType::new("exec").unwrap())
-}
 
 // ---------------------------------------------------------------------------------------------
 // cases
@@ -442,13 +223,26 @@ async fn restart_between_sends(chain: Chain, db: Db) {
 
 async fn non_proof_revert_deletes_nothing(chain: Chain, db: Db) {
     let r = rig(chain, db, "settle_intruder", 3).await;
+    let intruder = r.chain.intruder.clone();
+    rejected_sender_keeps_every_proof(r, intruder).await;
+}
+
+/// The same with the intruder's transaction mined and reverted (no pre-flight): the receipt
+/// status is what tells, and it deletes nothing either.
+async fn mined_revert_deletes_nothing(chain: Chain, db: Db) {
+    let r = rig(chain, db, "settle_mined_revert", 3).await;
+    let intruder = r.chain.intruder_mined.clone();
+    rejected_sender_keeps_every_proof(r, intruder).await;
+}
+
+async fn rejected_sender_keeps_every_proof(r: Rig, intruder: Arc<dyn L1>) {
     let mut p = prover(&r.run, 1).await;
     prove_next(&mut p, 3).await;
     // The sender signs with a key that is not the sequencer's: NotSequencer, not a proof failure.
     let bad = r
         .run
         .coord
-        .start_settlement(r.chain.intruder.clone(), false, Some(sender_cfg(32)))
+        .start_settlement(intruder, false, Some(sender_cfg(32)))
         .await
         .unwrap();
     let c = r.run.coord.clone();
@@ -483,5 +277,171 @@ async fn non_proof_revert_deletes_nothing(chain: Chain, db: Db) {
         .await
         .unwrap();
     wait_verified(&r.chain.l1, 3).await;
+    r.run.stop().await;
+}
+
+/// The sender sends `verifyBatches`, the chain mines it, and the coordinator dies before it
+/// sees the receipt. After the restart the range is recorded from the chain's events (with the
+/// transaction that settled it), nothing is sent twice and the next batches settle.
+async fn crash_between_send_and_receipt(chain: Chain, db: Db) {
+    let r = rig(chain, db, "settle_lost_receipt", 5).await;
+    let mut p = prover(&r.run, 1).await;
+    prove_next(&mut p, 3).await;
+    let lossy = Faulty::new(r.chain.l1.clone(), Fault::LoseReceipt);
+    let sender = r
+        .run
+        .coord
+        .start_settlement(lossy, false, Some(sender_cfg(32)))
+        .await
+        .unwrap();
+    wait_verified(&r.chain.l1, 3).await;
+    // Mined, but the sender still waits for its receipt: in flight, not recorded.
+    assert_eq!(r.run.coord.pending_verify().await.unwrap(), Some((1, 3)));
+    assert!(r.run.coord.verify_record(1).await.unwrap().is_none());
+
+    sender.stop();
+    drop(r.committer);
+    drop(p);
+    r.run.stop().await;
+    let run = start(&r.env, fast_config()).await;
+    devnet(&run, 5).await;
+    let _s = run
+        .coord
+        .start_settlement(r.chain.l1.clone(), true, Some(sender_cfg(32)))
+        .await
+        .unwrap();
+    let mut p = prover(&run, 1).await;
+    prove_next(&mut p, 2).await;
+    wait_verified(&r.chain.l1, 5).await;
+    let recs = records(&run, 5).await;
+    let on_chain = r.chain.l1.verified_ranges(1).await.unwrap();
+    let ranges: Vec<(u64, u64)> = on_chain.iter().map(|v| (v.first, v.last)).collect();
+    assert_eq!(ranges, [(1, 3), (4, 5)], "a range settled twice or skipped");
+    let first_tx = format!("0x{}", hex::encode(on_chain[0].tx_hash));
+    assert!(
+        recs[..3]
+            .iter()
+            .all(|x| (x.0, x.1) == (1, 3) && x.2 == first_tx),
+        "{recs:?}"
+    );
+    assert!(recs[3..].iter().all(|x| (x.0, x.1) == (4, 5)), "{recs:?}");
+    assert_eq!(run.coord.pending_verify().await.unwrap(), None);
+    run.stop().await;
+}
+
+/// A revert that names no batch: the sender falls back to one batch per transaction.
+async fn unattributed_revert_isolates_one_batch_per_transaction(chain: Chain, db: Db) {
+    let r = rig(chain, db, "settle_unattributed", 3).await;
+    let mut p = prover(&r.run, 1).await;
+    prove_next(&mut p, 3).await;
+    let l1 = Faulty::new(r.chain.l1.clone(), Fault::NoAttribution);
+    let _s = r
+        .run
+        .coord
+        .start_settlement(l1, false, Some(sender_cfg(32)))
+        .await
+        .unwrap();
+    wait_verified(&r.chain.l1, 3).await;
+    let recs = records(&r.run, 3).await;
+    assert!(recs.iter().all(|x| x.0 == x.1), "{recs:?}");
+    assert_eq!(distinct_txs(&recs), 3, "{recs:?}");
+    r.run.stop().await;
+}
+
+/// `max_gas_per_tx` set to what the first two batches cost: a run of five is halved until it
+/// fits.
+async fn gas_cap_halves_the_range(chain: Chain, db: Db) {
+    let r = rig(chain, db, "settle_gas_cap", 5).await;
+    let mut p = prover(&r.run, 1).await;
+    prove_next(&mut p, 5).await;
+    let store = r.run.coord.store();
+    let mut two = Vec::new();
+    for b in 1..=2 {
+        let rec = store.proof(&exec_key(b)).await.unwrap().unwrap();
+        two.push(rec.inline.expect("exec proofs are kept inline"));
+    }
+    let gas_of_two = r
+        .chain
+        .l1
+        .estimate_verify_gas(1, &[two])
+        .await
+        .unwrap()
+        .unwrap();
+    let cfg = SettlementConfig {
+        max_gas_per_tx: gas_of_two,
+        ..sender_cfg(32)
+    };
+    let _s = r
+        .run
+        .coord
+        .start_settlement(r.chain.l1.clone(), false, Some(cfg))
+        .await
+        .unwrap();
+    wait_verified(&r.chain.l1, 5).await;
+    let recs = records(&r.run, 5).await;
+    // The first run is halved to fit; later ones are cheaper (the contract's counters are
+    // warm), so they may hold more batches, but never more gas.
+    assert_eq!((recs[0].0, recs[0].1), (1, 2), "{recs:?}");
+    assert!(distinct_txs(&recs) >= 2, "{recs:?}");
+    for b in 1..=5 {
+        let used = r
+            .run
+            .coord
+            .verify_record(b)
+            .await
+            .unwrap()
+            .unwrap()
+            .gas_used;
+        assert!(
+            used <= gas_of_two,
+            "batch {b}: {used} gas > cap {gas_of_two}"
+        );
+    }
+    r.run.stop().await;
+}
+
+/// Two required proof types, one verified on L1 (`exec`) and one by the coordinator only
+/// (`audit`, standing in for `stark`): a batch settles only once both are proven.
+async fn offchain_proof_types_gate_settlement(chain: Chain, db: Db) {
+    let exec = ProofType::new("exec").unwrap();
+    let audit = ProofType::new("audit").unwrap();
+    let types = vec![
+        (exec.clone(), "exec".into()),
+        (audit.clone(), "exec".into()),
+    ];
+    let r = rig_with(chain, db, "settle_offchain", 3, |c| c.proof_types = types).await;
+    let not_required = SettlementConfig {
+        l1_proof_types: Some(vec![ProofType::new("stark").unwrap()]),
+        ..sender_cfg(32)
+    };
+    assert!(
+        r.run
+            .coord
+            .start_settlement(r.chain.l1.clone(), false, Some(not_required))
+            .await
+            .is_err()
+    );
+    let mut p = prover(&r.run, 1).await;
+    prove_next(&mut p, 3).await;
+    let cfg = SettlementConfig {
+        l1_proof_types: Some(vec![exec]),
+        ..sender_cfg(32)
+    };
+    let _s = r
+        .run
+        .coord
+        .start_settlement(r.chain.l1.clone(), false, Some(cfg))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        r.chain.l1.last_verified_batch().await.unwrap(),
+        0,
+        "settled before the off-chain proof type was proven"
+    );
+    let mut a = RawProver::register(&r.run.url(), register("a", &["audit"], 1)).await;
+    prove_next(&mut a, 3).await;
+    wait_verified(&r.chain.l1, 3).await;
+    assert_eq!(distinct_txs(&records(&r.run, 3).await), 1);
     r.run.stop().await;
 }
