@@ -56,12 +56,7 @@ async fn several_batches_in_one_transaction(chain: Chain, db: Db) {
     let r = rig(chain, db, "settle_many", 5).await;
     let mut p = prover(&r.run, 1).await;
     prove_next(&mut p, 5).await;
-    let _s = r
-        .run
-        .coord
-        .start_settlement(r.chain.l1.clone(), false, Some(sender_cfg(32)))
-        .await
-        .unwrap();
+    let _s = start_sender(&r.run, r.chain.l1.clone(), sender_cfg(32)).await;
     wait_verified(&r.chain.l1, 5).await;
     let recs = records(&r.run, 5).await;
     assert!(recs.iter().all(|x| (x.0, x.1) == (1, 5)), "{recs:?}");
@@ -101,12 +96,7 @@ async fn gap_stops_the_range(chain: Chain, db: Db) {
         prove(&mut p, &t).await;
         proven += 1;
     }
-    let _s = r
-        .run
-        .coord
-        .start_settlement(r.chain.l1.clone(), false, Some(sender_cfg(32)))
-        .await
-        .unwrap();
+    let _s = start_sender(&r.run, r.chain.l1.clone(), sender_cfg(32)).await;
     wait_verified(&r.chain.l1, 2).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
@@ -139,12 +129,7 @@ async fn invalid_proof_is_isolated_and_reproven(chain: Chain, db: Db) {
     rec.blob_key = String::new();
     store.apply(&[Change::Proof(rec)]).await.unwrap();
 
-    let _s = r
-        .run
-        .coord
-        .start_settlement(r.chain.l1.clone(), false, Some(sender_cfg(32)))
-        .await
-        .unwrap();
+    let _s = start_sender(&r.run, r.chain.l1.clone(), sender_cfg(32)).await;
     // The prefix settles, the bad proof is deleted and its job requeued with the reason.
     let t = p.task().await;
     assert_eq!(t.batch, 3);
@@ -174,12 +159,7 @@ async fn cap_splits_into_transactions(chain: Chain, db: Db) {
     let r = rig(chain, db, "settle_cap", 5).await;
     let mut p = prover(&r.run, 1).await;
     prove_next(&mut p, 5).await;
-    let _s = r
-        .run
-        .coord
-        .start_settlement(r.chain.l1.clone(), false, Some(sender_cfg(2)))
-        .await
-        .unwrap();
+    let _s = start_sender(&r.run, r.chain.l1.clone(), sender_cfg(2)).await;
     wait_verified(&r.chain.l1, 5).await;
     let recs = records(&r.run, 5).await;
     assert!(recs.iter().all(|x| x.1 - x.0 < 2), "{recs:?}");
@@ -191,12 +171,7 @@ async fn restart_between_sends(chain: Chain, db: Db) {
     let r = rig(chain, db, "settle_restart", 5).await;
     let mut p = prover(&r.run, 1).await;
     prove_next(&mut p, 3).await;
-    let sender = r
-        .run
-        .coord
-        .start_settlement(r.chain.l1.clone(), false, Some(sender_cfg(32)))
-        .await
-        .unwrap();
+    let sender = start_sender(&r.run, r.chain.l1.clone(), sender_cfg(32)).await;
     wait_verified(&r.chain.l1, 3).await;
     // Restart the coordinator (the L1 stays up, as a real chain would).
     sender.stop();
@@ -239,12 +214,7 @@ async fn rejected_sender_keeps_every_proof(r: Rig, intruder: Arc<dyn L1>) {
     let mut p = prover(&r.run, 1).await;
     prove_next(&mut p, 3).await;
     // The sender signs with a key that is not the sequencer's: NotSequencer, not a proof failure.
-    let bad = r
-        .run
-        .coord
-        .start_settlement(intruder, false, Some(sender_cfg(32)))
-        .await
-        .unwrap();
+    let bad = start_sender(&r.run, intruder, sender_cfg(32)).await;
     let c = r.run.coord.clone();
     wait_for("the rejection reported", LONG, || {
         let c = c.clone();
@@ -270,12 +240,7 @@ async fn rejected_sender_keeps_every_proof(r: Rig, intruder: Arc<dyn L1>) {
     }
     // The same proofs settle once the right key sends them.
     bad.stop();
-    let _s = r
-        .run
-        .coord
-        .start_settlement(r.chain.l1.clone(), false, Some(sender_cfg(32)))
-        .await
-        .unwrap();
+    let _s = start_sender(&r.run, r.chain.l1.clone(), sender_cfg(32)).await;
     wait_verified(&r.chain.l1, 3).await;
     r.run.stop().await;
 }
@@ -288,12 +253,7 @@ async fn crash_between_send_and_receipt(chain: Chain, db: Db) {
     let mut p = prover(&r.run, 1).await;
     prove_next(&mut p, 3).await;
     let lossy = Faulty::new(r.chain.l1.clone(), Fault::LoseReceipt);
-    let sender = r
-        .run
-        .coord
-        .start_settlement(lossy, false, Some(sender_cfg(32)))
-        .await
-        .unwrap();
+    let sender = start_sender(&r.run, lossy, sender_cfg(32)).await;
     wait_verified(&r.chain.l1, 3).await;
     // Mined, but the sender still waits for its receipt: in flight, not recorded.
     assert_eq!(r.run.coord.pending_verify().await.unwrap(), Some((1, 3)));
@@ -335,12 +295,7 @@ async fn unattributed_revert_isolates_one_batch_per_transaction(chain: Chain, db
     let mut p = prover(&r.run, 1).await;
     prove_next(&mut p, 3).await;
     let l1 = Faulty::new(r.chain.l1.clone(), Fault::NoAttribution);
-    let _s = r
-        .run
-        .coord
-        .start_settlement(l1, false, Some(sender_cfg(32)))
-        .await
-        .unwrap();
+    let _s = start_sender(&r.run, l1, sender_cfg(32)).await;
     wait_verified(&r.chain.l1, 3).await;
     let recs = records(&r.run, 3).await;
     assert!(recs.iter().all(|x| x.0 == x.1), "{recs:?}");
@@ -371,12 +326,7 @@ async fn gas_cap_halves_the_range(chain: Chain, db: Db) {
         max_gas_per_tx: gas_of_two,
         ..sender_cfg(32)
     };
-    let _s = r
-        .run
-        .coord
-        .start_settlement(r.chain.l1.clone(), false, Some(cfg))
-        .await
-        .unwrap();
+    let _s = start_sender(&r.run, r.chain.l1.clone(), cfg).await;
     wait_verified(&r.chain.l1, 5).await;
     let recs = records(&r.run, 5).await;
     // The first run is halved to fit; later ones are cheaper (the contract's counters are
@@ -427,12 +377,7 @@ async fn offchain_proof_types_gate_settlement(chain: Chain, db: Db) {
         l1_proof_types: Some(vec![exec]),
         ..sender_cfg(32)
     };
-    let _s = r
-        .run
-        .coord
-        .start_settlement(r.chain.l1.clone(), false, Some(cfg))
-        .await
-        .unwrap();
+    let _s = start_sender(&r.run, r.chain.l1.clone(), cfg).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
         r.chain.l1.last_verified_batch().await.unwrap(),

@@ -191,6 +191,14 @@ pub fn sender_cfg(max_batches_per_tx: u64) -> SettlementConfig {
     }
 }
 
+/// Starts only the proof sender, on `l1`.
+pub async fn start_sender(run: &Running, l1: Arc<dyn L1>, cfg: SettlementConfig) -> Settlement {
+    run.coord
+        .start_settlement(l1, false, Some(cfg))
+        .await
+        .unwrap()
+}
+
 pub async fn prover(run: &Running, capacity: u32) -> RawProver {
     RawProver::register(&run.url(), register("p", &["exec"], capacity)).await
 }
