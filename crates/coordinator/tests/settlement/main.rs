@@ -9,7 +9,7 @@ mod faults;
 mod rig;
 
 use faults::{Fault, Faulty};
-use proofmill_coordinator::SettlementConfig;
+use proofmill_coordinator::{Settlement, SettlementConfig};
 use proofmill_l1::L1;
 use proofmill_store::Change;
 use proofmill_types::{Digest, JobState, ProofType, PublicValues};
@@ -174,26 +174,39 @@ async fn restart_between_sends(chain: Chain, db: Db) {
     let sender = start_sender(&r.run, r.chain.l1.clone(), sender_cfg(32)).await;
     wait_verified(&r.chain.l1, 3).await;
     // Restart the coordinator (the L1 stays up, as a real chain would).
-    sender.stop();
-    drop(r.committer);
     drop(p);
-    r.run.stop().await;
-    let run = start(&r.env, fast_config()).await;
-    devnet(&run, 5).await;
-    let _s = run
-        .coord
-        .start_settlement(r.chain.l1.clone(), true, Some(sender_cfg(32)))
-        .await
-        .unwrap();
-    let mut p = prover(&run, 1).await;
-    prove_next(&mut p, 2).await;
-    wait_verified(&r.chain.l1, 5).await;
+    let (run, _s) = restart_and_prove_the_rest(&r.env, &r.chain, sender, r.committer, r.run).await;
     assert_eq!(r.chain.l1.last_committed_batch().await.unwrap(), 5);
     let recs = records(&run, 5).await;
     assert!(recs[..3].iter().all(|x| (x.0, x.1) == (1, 3)), "{recs:?}");
     assert!(recs[3..].iter().all(|x| (x.0, x.1) == (4, 5)), "{recs:?}");
     assert_eq!(distinct_txs(&recs), 2, "{recs:?}");
     run.stop().await;
+}
+
+/// Stops the sender and the coordinator, starts a new coordinator on the same store with its
+/// committer and sender, and proves batches 4 and 5; returns once all 5 are verified on L1.
+async fn restart_and_prove_the_rest(
+    env: &support::Env,
+    chain: &Chainside,
+    sender: Settlement,
+    committer: Settlement,
+    run: support::Running,
+) -> (support::Running, Settlement) {
+    sender.stop();
+    drop(committer);
+    run.stop().await;
+    let run = start(env, fast_config()).await;
+    devnet(&run, 5).await;
+    let settlement = run
+        .coord
+        .start_settlement(chain.l1.clone(), true, Some(sender_cfg(32)))
+        .await
+        .unwrap();
+    let mut p = prover(&run, 1).await;
+    prove_next(&mut p, 2).await;
+    wait_verified(&chain.l1, 5).await;
+    (run, settlement)
 }
 
 async fn non_proof_revert_deletes_nothing(chain: Chain, db: Db) {
@@ -259,20 +272,8 @@ async fn crash_between_send_and_receipt(chain: Chain, db: Db) {
     assert_eq!(r.run.coord.pending_verify().await.unwrap(), Some((1, 3)));
     assert!(r.run.coord.verify_record(1).await.unwrap().is_none());
 
-    sender.stop();
-    drop(r.committer);
     drop(p);
-    r.run.stop().await;
-    let run = start(&r.env, fast_config()).await;
-    devnet(&run, 5).await;
-    let _s = run
-        .coord
-        .start_settlement(r.chain.l1.clone(), true, Some(sender_cfg(32)))
-        .await
-        .unwrap();
-    let mut p = prover(&run, 1).await;
-    prove_next(&mut p, 2).await;
-    wait_verified(&r.chain.l1, 5).await;
+    let (run, _s) = restart_and_prove_the_rest(&r.env, &r.chain, sender, r.committer, r.run).await;
     let recs = records(&run, 5).await;
     let on_chain = r.chain.l1.verified_ranges(1).await.unwrap();
     let ranges: Vec<(u64, u64)> = on_chain.iter().map(|v| (v.first, v.last)).collect();
