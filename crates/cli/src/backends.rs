@@ -111,9 +111,7 @@ impl BackendArgs {
         }
         Ok(built)
     }
-}
 
-impl BackendArgs {
     fn command_backend(&self) -> anyhow::Result<CommandBackend> {
         // A coordinator only verifies: without a prove template, proving fails clearly.
         let prove = self.command_prove.clone().unwrap_or_else(|| {
