@@ -86,6 +86,9 @@ pub enum BenchCommand {
     Settle(BenchSettleArgs),
     /// Measure proving and verifying one batch, directly and through a coordinator.
     Prove(BenchProveArgs),
+    /// The simulated provers of `bench dispatch`, run by it in a process of their own.
+    #[command(hide = true)]
+    SimProvers(BenchSimProversArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -338,6 +341,19 @@ pub struct BenchDispatchArgs {
     /// (the command creates it when this is `None`).
     #[arg(long, env = "PROOFMILL_DB", value_parser = parse_db_url)]
     pub db: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchSimProversArgs {
+    /// The coordinator under test.
+    #[arg(long, env = "PROOFMILL_COORDINATOR", value_parser = parse_http_url)]
+    pub coordinator: String,
+    /// Simulated provers.
+    #[arg(long, env = "PROOFMILL_PROVERS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub provers: u32,
+    /// Completions to wait for before stopping.
+    #[arg(long, env = "PROOFMILL_JOBS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: u64,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -167,7 +167,7 @@ impl Coordinator {
             .add_service(prover)
             .add_service(admin)
             .add_service(reflection)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(no_delay(listener), shutdown)
             .await
             .map_err(|e| CoordinatorError::Transport(e.to_string()))
     }
@@ -277,4 +277,20 @@ impl ProverService for ProverSvc {
         session::start(self.shared.clone(), request.into_inner(), wire_tx);
         Ok(Response::new(Box::pin(ReceiverStream::new(wire_rx))))
     }
+}
+
+/// Accepted connections with Nagle's algorithm off. tonic applies its `tcp_nodelay` only to
+/// listeners it binds itself; without this, a task and the ack written right after it wait
+/// for the peer's delayed ACK (up to 40 ms on Linux).
+fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt as _;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        if let Err(e) = conn.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        Ok(conn)
+    })
 }

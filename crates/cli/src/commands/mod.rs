@@ -24,6 +24,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Prove(args),
         } => bench::prove(args).await,
+        Command::Bench {
+            command: BenchCommand::SimProvers(args),
+        } => bench::sim_provers(args).await,
         Command::L1 {
             command: L1Command::Deploy(args),
         } => l1::deploy(args).await,

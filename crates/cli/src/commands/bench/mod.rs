@@ -4,10 +4,12 @@
 mod dispatch;
 mod prove;
 mod settle;
+mod sim;
 
 pub use dispatch::dispatch;
 pub use prove::prove;
 pub use settle::settle;
+pub use sim::sim_provers;
 
 /// Median of a non-empty sample (the mean of the middle two for an even count).
 fn median(xs: &mut [f64]) -> f64 {
@@ -21,4 +23,17 @@ fn median(xs: &mut [f64]) -> f64 {
     } else {
         (xs[n / 2 - 1] + xs[n / 2]) / 2.0
     }
+}
+
+/// Median and 99th percentile (nearest rank); NaN when there are no samples.
+fn percentiles(samples: &mut [f64]) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        let rank = ((samples.len() as f64) * p).ceil() as usize;
+        samples
+            .get(rank.saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    (at(0.5), at(0.99))
 }
