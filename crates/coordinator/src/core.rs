@@ -2,8 +2,9 @@
 //! message to this task, so the state machine needs no locks and sees one ordered history.
 
 use crate::now_ms;
-use crate::persist::PersistJob;
-use crate::session::{Outcome, ToProver};
+use crate::outbox::{Outbox, ToProver};
+use crate::persist::{PersistJob, Persister};
+use crate::session::Outcome;
 use proofmill_proto::v1::{
     CoordinatorMessage, ErrorCode, RegisterResponse, ResultAck, TaskCancelled,
     coordinator_message::Kind,
@@ -12,15 +13,22 @@ use proofmill_scheduler::{Effect, ProverInfo, ProverView, Scheduler, SchedulerEr
 use proofmill_store::{Change, Store};
 use proofmill_types::{Batch, FencingToken, Job, JobKey, ProverId, TaskId};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot};
+
+/// Most tasks sent whose leases are not committed yet; beyond it tasks wait for the commit.
+const EARLY_DISPATCH_MAX: usize = 1024;
+
+/// Messages handled per wakeup of the core task at most.
+const BURST: usize = 256;
 
 /// Batches with open jobs, shared read-only with sessions (to verify results and build tasks).
 pub(crate) type BatchCache = Arc<RwLock<HashMap<u64, Arc<Batch>>>>;
 
 pub(crate) struct Conn {
     pub id: u64,
-    pub tx: mpsc::UnboundedSender<ToProver>,
+    pub outbox: Outbox,
 }
 
 pub(crate) enum Hello {
@@ -57,7 +65,7 @@ pub(crate) enum CoreMsg {
         key: JobKey,
         token: FencingToken,
         outcome: Outcome,
-        reply_to: mpsc::UnboundedSender<ToProver>,
+        reply_to: Outbox,
     },
     AddBatches {
         batches: Vec<Arc<Batch>>,
@@ -90,6 +98,9 @@ pub(crate) struct Core {
     /// Open jobs per batch, to drop a batch from the cache when it has none.
     open_per_batch: HashMap<u64, usize>,
     persist: mpsc::UnboundedSender<PersistJob>,
+    /// Tasks sent ahead of the commit of their lease, not yet committed (shared with the
+    /// persister, which counts them down).
+    unconfirmed: Arc<AtomicUsize>,
     store: Arc<dyn Store>,
 }
 
@@ -97,7 +108,7 @@ impl Core {
     pub fn new(
         scheduler: Scheduler,
         batches: BatchCache,
-        persist: mpsc::UnboundedSender<PersistJob>,
+        persist: Persister,
         store: Arc<dyn Store>,
     ) -> Self {
         Core {
@@ -105,7 +116,8 @@ impl Core {
             conns: HashMap::new(),
             batches,
             open_per_batch: HashMap::new(),
-            persist,
+            persist: persist.tx,
+            unconfirmed: persist.unconfirmed,
             store,
         }
     }
@@ -127,7 +139,16 @@ impl Core {
             };
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(msg) => self.handle(msg),
+                    Some(msg) => {
+                        self.handle(msg);
+                        // Take what else is waiting before recomputing the next wakeup.
+                        for _ in 0..BURST {
+                            match rx.try_recv() {
+                                Ok(msg) => self.handle(msg),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => return,
                 },
                 _ = tokio::time::sleep(sleep) => {
@@ -182,11 +203,10 @@ impl Core {
                     id.clone(),
                     Conn {
                         id: conn.id,
-                        tx: conn.tx.clone(),
+                        outbox: conn.outbox.clone(),
                     },
                 ) {
-                    let _ = old
-                        .tx
+                    old.outbox
                         .send(ToProver::Close("replaced by a newer stream".into()));
                 }
                 let response = CoordinatorMessage {
@@ -200,14 +220,9 @@ impl Core {
                     })),
                 };
                 let _ = reply.send(id);
-                // The response must precede the first task: queue it on its own, first.
-                let sends = vec![(conn.tx, ToProver::Msg(response))];
-                self.persist
-                    .send(PersistJob {
-                        sends,
-                        ..Default::default()
-                    })
-                    .ok();
+                // Nothing about it needs to be durable, and queued first it precedes the first
+                // task (the outbox writes around nothing that is queued).
+                conn.outbox.send(ToProver::Msg(response));
                 self.run_effects(effects, Vec::new(), Vec::new());
             }
             CoreMsg::Disconnect { prover, conn_id } => {
@@ -255,13 +270,13 @@ impl Core {
                 let sends = self
                     .conns
                     .values()
-                    .map(|c| (c.tx.clone(), ToProver::shutdown(&reason, grace_ms)))
+                    .map(|c| (c.outbox.clone(), ToProver::shutdown(&reason, grace_ms)))
                     .collect();
                 self.persist
                     .send(PersistJob {
-                        changes: Vec::new(),
                         sends,
                         flushed: Some(reply),
+                        ..Default::default()
                     })
                     .ok();
             }
@@ -292,7 +307,7 @@ impl Core {
         key: JobKey,
         token: FencingToken,
         outcome: Outcome,
-        reply_to: mpsc::UnboundedSender<ToProver>,
+        reply_to: Outbox,
         now: u64,
     ) {
         let task_id = TaskId::format(key.batch, &key.proof_type);
@@ -393,7 +408,7 @@ impl Core {
                         },
                         Err(e) => ack(false, ErrorCode::SystemUnavailable, e.to_string()),
                     };
-                    let _ = reply_to.send(msg);
+                    reply_to.send(msg);
                 });
             }
         }
@@ -404,14 +419,20 @@ impl Core {
         // record that would point at them was never written.
     }
 
-    /// Turns scheduler effects into one persist job: changes first, then messages.
+    /// Turns scheduler effects into one persist job: changes first, then messages. Tasks go
+    /// out at once, before their lease is durable: a restart that loses such a lease gives it
+    /// back to the prover when it reconnects with the task (see
+    /// `Scheduler::set_orphan_tokens`), and at most [`EARLY_DISPATCH_MAX`] can be uncommitted
+    /// (a stalled store stops dispatch instead of letting it run ahead). Acks still wait for
+    /// the commit: a prover drops a proof only once it is durable.
     fn run_effects(
         &mut self,
         effects: Vec<Effect>,
         mut changes: Vec<Change>,
-        mut sends: Vec<(mpsc::UnboundedSender<ToProver>, ToProver)>,
+        mut sends: Vec<(Outbox, ToProver)>,
     ) {
         let mut trailing = std::mem::take(&mut sends);
+        let mut early = 0;
         for effect in effects {
             match effect {
                 Effect::Persist(job) => {
@@ -429,7 +450,15 @@ impl Core {
                         .cloned();
                     match (self.conns.get(&prover), batch) {
                         (Some(conn), Some(batch)) => {
-                            sends.push((conn.tx.clone(), ToProver::Dispatch(job, batch)))
+                            if self.unconfirmed.load(Ordering::SeqCst) + early < EARLY_DISPATCH_MAX
+                            {
+                                early += 1;
+                                if !conn.outbox.try_task(&job, &batch) {
+                                    conn.outbox.send(ToProver::Dispatch(job, batch));
+                                }
+                            } else {
+                                sends.push((conn.outbox.clone(), ToProver::Dispatch(job, batch)))
+                            }
                         }
                         (_, None) => {
                             tracing::error!(key = %job.key, "dispatched job without its batch")
@@ -451,13 +480,13 @@ impl Core {
                                 reason,
                             })),
                         };
-                        sends.push((conn.tx.clone(), ToProver::Msg(msg)));
+                        sends.push((conn.outbox.clone(), ToProver::Msg(msg)));
                     }
                 }
                 Effect::Disconnect { prover, reason } => {
                     tracing::warn!(%prover, %reason, "prover declared dead");
                     if let Some(conn) = self.conns.remove(&prover) {
-                        sends.push((conn.tx, ToProver::Close(reason)));
+                        sends.push((conn.outbox, ToProver::Close(reason)));
                     }
                 }
             }
@@ -467,12 +496,16 @@ impl Core {
         if changes.is_empty() && sends.is_empty() {
             return;
         }
+        if early > 0 {
+            self.unconfirmed.fetch_add(early, Ordering::SeqCst);
+        }
         // Even message-only jobs go through the persister, to keep per-prover order.
         self.persist
             .send(PersistJob {
                 changes,
                 sends,
                 flushed: None,
+                early_dispatches: early,
             })
             .ok();
     }

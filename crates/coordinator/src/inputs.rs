@@ -50,6 +50,12 @@ impl InputCache {
         }
     }
 
+    /// The input if it is cached; never reads the blob store.
+    pub fn cached(&self, batch: u64) -> Option<Bytes> {
+        let cache = self.inner.lock().expect("input cache lock");
+        cache.map.get(&batch).cloned()
+    }
+
     pub async fn get(&self, batch: &Batch) -> Result<Bytes, StoreError> {
         if let Some(d) = self
             .inner

@@ -14,6 +14,7 @@ mod devnet_source;
 mod error;
 mod inputs;
 mod intake;
+mod outbox;
 pub use intake::NewBatch;
 mod persist;
 mod results;

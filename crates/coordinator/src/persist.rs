@@ -1,9 +1,10 @@
 //! Group commit: many scheduler transitions, one transaction. Messages that depend on a
 //! transition are released only after it is durable, in the order they were produced.
 
-use crate::session::ToProver;
+use crate::outbox::{Outbox, ToProver};
 use proofmill_store::{Change, Store};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -11,21 +12,35 @@ use tokio::sync::{mpsc, oneshot};
 #[derive(Default)]
 pub(crate) struct PersistJob {
     pub changes: Vec<Change>,
-    pub sends: Vec<(mpsc::UnboundedSender<ToProver>, ToProver)>,
+    pub sends: Vec<(Outbox, ToProver)>,
     /// Signalled once this job (and everything before it) is durable and sent.
     pub flushed: Option<oneshot::Sender<()>>,
+    /// Tasks already sent whose leases are among `changes`.
+    pub early_dispatches: usize,
+}
+
+/// The core's handle on the persister.
+pub(crate) struct Persister {
+    pub tx: mpsc::UnboundedSender<PersistJob>,
+    /// Early dispatches not yet committed: raised by the core, lowered here after commit.
+    pub unconfirmed: Arc<AtomicUsize>,
 }
 
 /// Most jobs folded into one transaction; bounds transaction size under a burst.
 const MAX_GROUP: usize = 4096;
 
-pub(crate) fn spawn(store: Arc<dyn Store>) -> mpsc::UnboundedSender<PersistJob> {
+pub(crate) fn spawn(store: Arc<dyn Store>) -> Persister {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(store, rx));
-    tx
+    let unconfirmed = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(run(store, rx, unconfirmed.clone()));
+    Persister { tx, unconfirmed }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<PersistJob>) {
+async fn run(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<PersistJob>,
+    unconfirmed: Arc<AtomicUsize>,
+) {
     let mut group: Vec<PersistJob> = Vec::new();
     let mut changes: Vec<Change> = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -43,10 +58,12 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<PersistJob>)
             commit(store.as_ref(), &changes).await;
             changes.clear();
         }
+        let early: usize = group.iter().map(|j| j.early_dispatches).sum();
+        unconfirmed.fetch_sub(early, Ordering::SeqCst);
         for job in group.drain(..) {
             for (tx, msg) in job.sends {
                 // A closed session only means that prover is gone; its state is durable.
-                let _ = tx.send(msg);
+                tx.send(msg);
             }
             if let Some(done) = job.flushed {
                 let _ = done.send(());

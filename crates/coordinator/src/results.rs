@@ -4,8 +4,9 @@
 
 use crate::core::{BatchCache, CoreMsg};
 use crate::now_ms;
+use crate::outbox::{Outbox, ToProver};
 use crate::server::Shared;
-use crate::session::{Outcome, ToProver};
+use crate::session::Outcome;
 use bytes::Bytes;
 use proofmill_backend::Backend;
 use proofmill_proto::v1::{
@@ -15,15 +16,8 @@ use proofmill_proto::v1::{
 use proofmill_types::{Batch, Digest, FencingToken, JobKey, ProofRecord, ProverId, TaskId};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
-pub(crate) fn nack(
-    tx: &mpsc::UnboundedSender<ToProver>,
-    task_id: &str,
-    token: u64,
-    code: ErrorCode,
-    reason: String,
-) {
+pub(crate) fn nack(tx: &Outbox, task_id: &str, token: u64, code: ErrorCode, reason: String) {
     let msg = CoordinatorMessage {
         kind: Some(Out::ResultAck(proofmill_proto::v1::ResultAck {
             task_id: task_id.chars().take(128).collect(),
@@ -33,7 +27,7 @@ pub(crate) fn nack(
             reason,
         })),
     };
-    let _ = tx.send(ToProver::Msg(msg));
+    tx.send(ToProver::Msg(msg));
 }
 
 /// The proof bytes of a result (joined from chunks if needed); `None` for an error result.
@@ -73,7 +67,7 @@ pub(crate) async fn handle_result(
     name: &str,
     r: TaskResult,
     proof: Option<Vec<u8>>,
-    tx: &mpsc::UnboundedSender<ToProver>,
+    tx: &Outbox,
 ) {
     let (batch_no, proof_type) = match TaskId::parse(&r.task_id) {
         Ok(k) => k,

@@ -24,7 +24,7 @@ pub(crate) struct Shared {
     pub config: CoordinatorConfig,
     pub store: Arc<dyn Store>,
     pub blobs: Blobs,
-    pub inputs: InputCache,
+    pub inputs: Arc<InputCache>,
     pub batches: BatchCache,
     pub verifiers: HashMap<ProofType, Arc<dyn Backend>>,
     /// Every verifier is cheap ([`Backend::verify_is_cheap`]): small results may be handled
@@ -37,7 +37,7 @@ pub(crate) struct Shared {
     /// Set when batches come from the built-in devnet (then the API does not take batches).
     pub devnet_source: AtomicBool,
     /// Dispatch latencies in microseconds, when `record_dispatch_latency` is on.
-    pub dispatch_latency_us: std::sync::Mutex<Vec<u32>>,
+    pub dispatch_latency_us: Arc<std::sync::Mutex<Vec<u32>>>,
     /// What the L1 settlement loops last saw; `None` while settlement is off.
     pub l1_seen: RwLock<Option<crate::settlement::L1Seen>>,
 }
@@ -85,7 +85,7 @@ impl Coordinator {
                 .map_err(|e| CoordinatorError::Config(format!("proof type {pt}: {e}")))?;
             verifiers.insert(pt.clone(), b);
         }
-        let last_token = store.max_fencing_token().await?;
+        let (last_token, orphan_tokens) = token_epoch(store.as_ref()).await?;
         let open = store.open_jobs().await?;
         let numbers: BTreeSet<u64> = open.iter().map(|j| j.key.batch).collect();
         let mut batches = Vec::with_capacity(numbers.len());
@@ -103,16 +103,13 @@ impl Coordinator {
         let batch_cache: BatchCache = Arc::new(RwLock::new(HashMap::new()));
         let persist_tx = persist::spawn(store.clone());
         let (core_tx, core_rx) = mpsc::unbounded_channel();
-        let mut core = Core::new(
-            Scheduler::new(config.scheduler.clone(), last_token),
-            batch_cache.clone(),
-            persist_tx,
-            store.clone(),
-        );
+        let mut scheduler = Scheduler::new(config.scheduler.clone(), last_token);
+        scheduler.set_orphan_tokens(orphan_tokens);
+        let mut core = Core::new(scheduler, batch_cache.clone(), persist_tx, store.clone());
         core.restore(batches, open);
         tokio::spawn(core.run(core_rx));
         let shared = Arc::new(Shared {
-            inputs: InputCache::new(blobs.clone(), config.input_cache_bytes),
+            inputs: Arc::new(InputCache::new(blobs.clone(), config.input_cache_bytes)),
             config,
             store,
             blobs,
@@ -123,7 +120,7 @@ impl Coordinator {
             draining: AtomicBool::new(false),
             intake_lock: tokio::sync::Mutex::new(()),
             devnet_source: AtomicBool::new(false),
-            dispatch_latency_us: std::sync::Mutex::new(Vec::new()),
+            dispatch_latency_us: Default::default(),
             l1_seen: RwLock::new(None),
         });
         Ok(Coordinator { shared })
@@ -293,4 +290,31 @@ fn no_delay(
         }
         Ok(conn)
     })
+}
+
+/// Meta key of the floor of this run's fencing tokens.
+const TOKEN_FLOOR: &str = "scheduler/token_floor";
+/// Each run issues its tokens above a fresh multiple of this.
+const TOKEN_EPOCH: u64 = 1 << 32;
+
+/// Starts a token epoch: returns the floor above which this run issues tokens (recorded
+/// before any is issued) and the tokens the previous run may have sent without making them
+/// durable: those above both the store's highest token and the previous floor.
+async fn token_epoch(
+    store: &dyn Store,
+) -> Result<(u64, std::ops::RangeInclusive<u64>), CoordinatorError> {
+    let durable = store.max_fencing_token().await?;
+    let previous = match store.get_meta(TOKEN_FLOOR).await? {
+        None => 0,
+        Some(v) => v.parse::<u64>().map_err(|e| {
+            CoordinatorError::Config(format!("stored {TOKEN_FLOOR} {v:?} is not a number: {e}"))
+        })?,
+    };
+    let known = durable.max(previous);
+    let floor = (known / TOKEN_EPOCH + 1)
+        .checked_mul(TOKEN_EPOCH)
+        .filter(|f| *f <= i64::MAX as u64)
+        .ok_or_else(|| CoordinatorError::Config("fencing tokens exhausted".into()))?;
+    store.set_meta(TOKEN_FLOOR, &floor.to_string()).await?;
+    Ok((floor, known + 1..=floor))
 }

@@ -1,40 +1,21 @@
-//! One prover stream: handshake, a writer that turns core decisions into wire messages (and
-//! sends heartbeats), and a reader that checks results and reports them to the core.
+//! One prover stream: handshake, then a reader that checks results and reports them to the
+//! core, beside the writer of [`crate::outbox`].
 
 use crate::core::{Conn, CoreMsg, Hello};
+use crate::outbox::{LatencyProbe, Outbox, Wire, outbox, write_loop};
 use crate::results::{VERIFY_INLINE_MAX, handle_result, nack, take_proof};
 use crate::server::Shared;
 use proofmill_proto::v1::{
-    CoordinatorMessage, DataChunk, ErrorCode, ExecuteTask, Heartbeat, ProverMessage, Register,
-    RegisterResponse, Shutdown, coordinator_message::Kind as Out, execute_task::Input,
-    prover_message::Kind as In,
+    CoordinatorMessage, ErrorCode, ProverMessage, Register, RegisterResponse,
+    coordinator_message::Kind as Out, prover_message::Kind as In,
 };
 use proofmill_scheduler::ProverInfo;
-use proofmill_types::{Batch, FencingToken, Job, JobKey, ProofRecord, ProofType, ProverId, TaskId};
+use proofmill_types::{FencingToken, JobKey, ProofRecord, ProofType, ProverId, TaskId};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::{mpsc, oneshot};
-use tonic::{Status, Streaming};
-
-/// What the core (via the persister) asks a session to send.
-pub(crate) enum ToProver {
-    Msg(CoordinatorMessage),
-    Dispatch(Job, Arc<Batch>),
-    /// End the stream (prover declared dead or replaced).
-    Close(String),
-}
-
-impl ToProver {
-    pub fn shutdown(reason: &str, grace_ms: u32) -> Self {
-        ToProver::Msg(CoordinatorMessage {
-            kind: Some(Out::Shutdown(Shutdown {
-                reason: reason.into(),
-                grace_ms,
-            })),
-        })
-    }
-}
+use tokio::sync::oneshot;
+use tonic::Streaming;
 
 /// A result after it was checked by the session.
 pub(crate) enum Outcome {
@@ -47,8 +28,6 @@ pub(crate) enum Outcome {
 }
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
-
-type Wire = mpsc::Sender<Result<CoordinatorMessage, Status>>;
 
 pub(crate) fn start(shared: Arc<Shared>, inbound: Streaming<ProverMessage>, wire: Wire) {
     tokio::spawn(async move {
@@ -101,7 +80,11 @@ async fn run(
         return Err("draining".into());
     }
     let conn_id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = mpsc::unbounded_channel();
+    let probe = shared
+        .config
+        .record_dispatch_latency
+        .then(|| LatencyProbe::new(shared.dispatch_latency_us.clone()));
+    let (tx, writer) = outbox(&shared, wire, blob_access, probe.clone());
     let (reply_tx, reply_rx) = oneshot::channel();
     let hb = shared
         .config
@@ -114,7 +97,7 @@ async fn run(
             hello,
             conn: Conn {
                 id: conn_id,
-                tx: tx.clone(),
+                outbox: tx.clone(),
             },
             heartbeat_ms: hb,
             max_message: shared.config.max_message_bytes.min(u32::MAX as usize) as u32,
@@ -123,16 +106,8 @@ async fn run(
         .map_err(|_| "core stopped")?;
     let prover = reply_rx.await.map_err(|_| "core stopped")?;
     tracing::info!(%prover, %name, "prover connected");
-    let last_result = Arc::new(std::sync::Mutex::new(None));
-    let writer = tokio::spawn(write_loop(
-        shared.clone(),
-        rx,
-        wire,
-        blob_access,
-        tx.clone(),
-        last_result.clone(),
-    ));
-    let result = read_loop(&shared, &prover, &name, &mut inbound, &tx, &last_result).await;
+    let writer = tokio::spawn(write_loop(shared.clone(), writer, tx.clone()));
+    let result = read_loop(&shared, &prover, &name, &mut inbound, &tx, probe.as_ref()).await;
     writer.abort();
     let _ = shared.core.send(CoreMsg::Disconnect {
         prover: prover.clone(),
@@ -244,157 +219,13 @@ fn parse_register(shared: &Shared, r: &Register) -> Result<ProverInfo, (ErrorCod
     })
 }
 
-/// When the stream's latest result arrived, until its next task is sent (dispatch latency).
-type LastResult = Arc<std::sync::Mutex<Option<std::time::Instant>>>;
-
-async fn write_loop(
-    shared: Arc<Shared>,
-    mut rx: mpsc::UnboundedReceiver<ToProver>,
-    wire: Wire,
-    blob_access: bool,
-    self_tx: mpsc::UnboundedSender<ToProver>,
-    last_result: LastResult,
-) {
-    let period =
-        std::time::Duration::from_millis(shared.config.scheduler.heartbeat_interval_ms.max(10));
-    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let mut seq = 0u64;
-    loop {
-        let item = tokio::select! {
-            m = rx.recv() => match m { Some(m) => m, None => return },
-            _ = beat.tick() => {
-                seq += 1;
-                ToProver::Msg(CoordinatorMessage { kind: Some(Out::Heartbeat(Heartbeat { seq })) })
-            }
-        };
-        match item {
-            ToProver::Msg(m) => {
-                if wire.send(Ok(m)).await.is_err() {
-                    return;
-                }
-            }
-            ToProver::Close(reason) => {
-                let _ = wire.send(Err(Status::unavailable(reason))).await;
-                return;
-            }
-            ToProver::Dispatch(job, batch) => {
-                if !send_task(&shared, &wire, blob_access, &job, &batch, &self_tx).await {
-                    return;
-                }
-                if shared.config.record_dispatch_latency
-                    && let Some(at) = last_result.lock().expect("latency lock").take()
-                {
-                    let us = at.elapsed().as_micros().min(u32::MAX as u128) as u32;
-                    shared
-                        .dispatch_latency_us
-                        .lock()
-                        .expect("latency lock")
-                        .push(us);
-                }
-            }
-        }
-    }
-}
-
-/// Sends one task: its input inline, as a blob URL (large inputs, provers with blob access)
-/// or in chunks. Returns false when the stream is gone.
-async fn send_task(
-    shared: &Shared,
-    wire: &Wire,
-    blob_access: bool,
-    job: &Job,
-    batch: &Batch,
-    self_tx: &mpsc::UnboundedSender<ToProver>,
-) -> bool {
-    let lease = job.lease.as_ref().expect("dispatched job is leased");
-    let task_id = TaskId::format(job.key.batch, &job.key.proof_type);
-    let mut task = ExecuteTask {
-        task_id: task_id.clone(),
-        batch: job.key.batch,
-        proof_type: job.key.proof_type.to_string(),
-        fencing_token: lease.token.0,
-        deadline_ms: lease.deadline,
-        version: job.version.clone(),
-        input_digest: batch.input_digest.0.to_vec(),
-        input_size: batch.input_size,
-        input: None,
-        public_values: batch.public_values.encode().to_vec(),
-    };
-    if blob_access && batch.input_size > shared.config.inline_input_max as u64 {
-        // The prover reads it from the blob store itself and checks the digest.
-        task.input = Some(Input::BlobUrl(shared.blobs.url(&batch.input_key)));
-        return wire
-            .send(Ok(CoordinatorMessage {
-                kind: Some(Out::ExecuteTask(task)),
-            }))
-            .await
-            .is_ok();
-    }
-    let input = match shared.inputs.get(batch).await {
-        Ok(d) => d,
-        Err(e) => {
-            // The lease fails like any attempt: retried with backoff, then visible as failed.
-            tracing::error!(key = %job.key, error = %e, "cannot read batch input");
-            let _ = shared.core.send(CoreMsg::Outcome {
-                prover: lease.prover.clone(),
-                key: job.key.clone(),
-                token: lease.token,
-                outcome: Outcome::Failed(format!("coordinator could not read the input: {e}")),
-                reply_to: self_tx.clone(),
-            });
-            return true;
-        }
-    };
-    let chunked = input.len() > shared.config.inline_input_max;
-    task.input_size = input.len() as u64;
-    task.input = Some(if chunked {
-        Input::Chunked(true)
-    } else {
-        Input::Inline(input.to_vec())
-    });
-    if wire
-        .send(Ok(CoordinatorMessage {
-            kind: Some(Out::ExecuteTask(task)),
-        }))
-        .await
-        .is_err()
-    {
-        return false;
-    }
-    if chunked {
-        let size = shared.config.chunk_bytes.max(1);
-        let mut offset = 0;
-        while offset < input.len() {
-            let end = (offset + size).min(input.len());
-            let chunk = DataChunk {
-                task_id: task_id.clone(),
-                fencing_token: lease.token.0,
-                offset: offset as u64,
-                data: input.slice(offset..end).to_vec(),
-                last: end == input.len(),
-            };
-            if wire
-                .send(Ok(CoordinatorMessage {
-                    kind: Some(Out::InputChunk(chunk)),
-                }))
-                .await
-                .is_err()
-            {
-                return false;
-            }
-            offset = end;
-        }
-    }
-    true
-}
-
 async fn read_loop(
     shared: &Arc<Shared>,
     prover: &ProverId,
     name: &str,
     inbound: &mut Streaming<ProverMessage>,
-    tx: &mpsc::UnboundedSender<ToProver>,
-    last_result: &LastResult,
+    tx: &Outbox,
+    probe: Option<&LatencyProbe>,
 ) -> Result<(), String> {
     // Proofs arriving in chunks, by (task id, token).
     let mut partial: HashMap<(String, u64), Vec<u8>> = HashMap::new();
@@ -406,8 +237,8 @@ async fn read_loop(
         };
         match msg.kind {
             Some(In::TaskResult(mut r)) => {
-                if shared.config.record_dispatch_latency {
-                    *last_result.lock().expect("latency lock") = Some(std::time::Instant::now());
+                if let Some(probe) = probe {
+                    probe.result_received();
                 }
                 let proof = match take_proof(shared, &mut partial, &mut r) {
                     Ok(p) => p,

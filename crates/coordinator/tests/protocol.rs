@@ -272,6 +272,8 @@ async fn oversized_and_garbage_input_change_nothing(db: Db) {
             "{status:?}"
         );
     }
+    // A task goes out before its lease is committed: wait for the commit.
+    c.coord.flush().await.unwrap();
     let job = c.coord.store().job(&key(1, "exec")).await.unwrap().unwrap();
     assert_eq!(
         job.state,
@@ -326,6 +328,8 @@ async fn silent_prover_loses_its_lease_and_late_result_is_rejected(db: Db) {
         "b gets the batch after a missed its heartbeats"
     );
     assert!(tb.fencing_token > ta.fencing_token);
+    // A task goes out before its lease is committed: wait for the commit.
+    c.coord.flush().await.unwrap();
     let job = c.coord.store().job(&key(1, "exec")).await.unwrap().unwrap();
     assert_eq!(job.lost_attempts, 1);
     assert_eq!(
@@ -523,6 +527,7 @@ async fn chunked_proofs_are_reassembled_and_checked(db: Db) {
     }
     let ack = a.ack_for(&t1.task_id, t1.fencing_token).await;
     assert_eq!(ack.code, ErrorCode::InvalidArgument as i32, "{ack:?}");
+    c.coord.flush().await.unwrap();
     assert_eq!(
         c.coord
             .store()

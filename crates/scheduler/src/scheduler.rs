@@ -3,6 +3,7 @@ use crate::provers::{ProverEntry, ProverInfo, ProverView};
 use crate::queue::ReadyQueue;
 use proofmill_types::{FencingToken, Job, JobKey, JobState, Lease, Millis, ProverId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::RangeInclusive;
 
 /// Something the caller must do. Carry out every `Persist` of one call durably *before* any
 /// message of the same call is sent, so a crash never leaves a prover working on a lease the
@@ -61,6 +62,8 @@ pub struct Scheduler {
     /// Hard lease deadlines.
     deadlines: BTreeSet<(Millis, JobKey)>,
     next_token: u64,
+    /// Tokens an earlier run issued that the store never saw (see [`Self::set_orphan_tokens`]).
+    orphan_tokens: Option<RangeInclusive<u64>>,
     draining: bool,
 }
 
@@ -75,8 +78,20 @@ impl Scheduler {
             queue: ReadyQueue::default(),
             deadlines: BTreeSet::new(),
             next_token: last_token.saturating_add(1),
+            orphan_tokens: None,
             draining: false,
         }
+    }
+
+    /// Declares tokens an earlier run of the coordinator issued but never made durable (it
+    /// sends tasks before their leases are committed, and stopped in between). A prover that
+    /// reconnects reporting a task with such a token, for a job that is still queued and that
+    /// it may run, keeps that task as its lease instead of having it cancelled: no work is
+    /// lost to the restart. The range must lie above every token in the store and at or
+    /// below `last_token`, so none of these tokens is issued again.
+    pub fn set_orphan_tokens(&mut self, range: RangeInclusive<u64>) {
+        self.next_token = self.next_token.max(range.end().saturating_add(1));
+        self.orphan_tokens = Some(range);
     }
 
     pub fn config(&self) -> &SchedulerConfig {
@@ -168,7 +183,8 @@ impl Scheduler {
         entry.last_seen = now;
         entry.advertised_free = None;
         let held: Vec<JobKey> = entry.running.iter().cloned().collect();
-        let mut effects = self.cancel_unknown(&id, running);
+        let mut effects = self.adopt_orphans(&id, running, now);
+        effects.extend(self.cancel_unknown(&id, running));
         for key in held {
             let token = self.jobs[&key].lease.as_ref().map(|l| l.token);
             let reported = running.iter().any(|(k, t)| *k == key && Some(*t) == token);
@@ -500,6 +516,47 @@ impl Scheduler {
             self.jobs.insert(key.clone(), job.clone());
         }
         effects.push(Effect::Persist(job));
+    }
+
+    /// Leases to `id` the reported tasks that carry orphan tokens of queued jobs it may run.
+    fn adopt_orphans(
+        &mut self,
+        id: &ProverId,
+        running: &[(JobKey, FencingToken)],
+        now: Millis,
+    ) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let Some(orphans) = self.orphan_tokens.clone() else {
+            return effects;
+        };
+        let deadline = now.saturating_add(self.config.prover_timeout_ms);
+        for (key, token) in running {
+            let Some(prover) = self.provers.get_mut(id) else {
+                break;
+            };
+            let Some(job) = self.jobs.get_mut(key) else {
+                continue;
+            };
+            let fits = prover.free_slots() > 0
+                && prover.info.proof_types.contains(&key.proof_type)
+                && prover.info.version == job.version;
+            if !orphans.contains(&token.0) || job.state != JobState::Queued || !fits {
+                continue;
+            }
+            self.queue.remove(key, &job.version, job.not_before);
+            job.state = JobState::Leased;
+            job.lease = Some(Lease {
+                prover: id.clone(),
+                token: *token,
+                leased_at: now,
+                deadline,
+            });
+            job.updated_at = now;
+            self.deadlines.insert((deadline, key.clone()));
+            prover.running.insert(key.clone());
+            effects.push(Effect::Persist(job.clone()));
+        }
+        effects
     }
 
     /// Cancels reported tasks that are not this prover's current leases.

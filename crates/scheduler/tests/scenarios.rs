@@ -322,3 +322,81 @@ fn cancel_job_tells_the_owner() {
     assert!(matches!(&effects[1], Effect::Cancel { prover, .. } if *prover == pid("a")));
     assert!(s.cancel_job(&key, "again", 6).is_err());
 }
+
+/// A restarted coordinator whose last run sent tasks before their leases were committed.
+fn restarted_with_orphans() -> Scheduler {
+    let mut s = Scheduler::new(SchedulerConfig::default(), 0);
+    s.set_orphan_tokens(11..=100);
+    // The store shows these jobs queued: their leases (tokens 11..) never became durable.
+    s.add_jobs(
+        [
+            job(1, "exec", "v1"),
+            job(2, "exec", "v1"),
+            job(3, "exec", "v2"),
+        ],
+        0,
+    );
+    s
+}
+
+#[test]
+fn restart_gives_back_tasks_sent_before_their_lease_was_durable() {
+    let mut s = restarted_with_orphans();
+    let orphan = (JobKey::new(1, pt("exec")), FencingToken(42));
+    let stale = (JobKey::new(2, pt("exec")), FencingToken(7));
+    let effects = s.reconnect(
+        pid("a"),
+        info(&["exec"], 2, "v1"),
+        &[orphan.clone(), stale.clone()],
+        50,
+    );
+    let adopted: Vec<_> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Persist(j) if j.key == orphan.0 => j.lease.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(adopted.len(), 1, "{effects:?}");
+    assert_eq!(adopted[0].token, orphan.1);
+    assert_eq!(adopted[0].prover, pid("a"));
+    assert_eq!(
+        s.check_result(&pid("a"), &orphan.0, orphan.1),
+        ResultCheck::Current
+    );
+    // A token below the window was durable once and then superseded: fenced as before.
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Cancel { key, token, .. } if *key == stale.0 && *token == stale.1
+    )));
+    // The free slot gets job 2 again, with a token above the window.
+    let d = dispatches(&effects);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].1.key, stale.0);
+    assert!(d[0].1.lease.as_ref().unwrap().token.0 > 100);
+    s.complete(&pid("a"), &orphan.0, orphan.1, 60).unwrap();
+}
+
+#[test]
+fn orphan_tasks_are_cancelled_when_the_job_went_elsewhere_or_does_not_fit() {
+    let mut s = restarted_with_orphans();
+    let d = dispatches(&s.register(pid("b"), info(&["exec"], 1, "v1"), 10).unwrap());
+    assert_eq!(d[0].1.key, JobKey::new(1, pt("exec")));
+    // `a` comes back later with its orphan of job 1 (now leased to `b`) and one of job 3,
+    // whose version it does not run.
+    let late = [
+        (JobKey::new(1, pt("exec")), FencingToken(12)),
+        (JobKey::new(3, pt("exec")), FencingToken(13)),
+    ];
+    let effects = s.reconnect(pid("a"), info(&["exec"], 2, "v1"), &late, 20);
+    for (key, token) in &late {
+        assert!(
+            effects.iter().any(|e| matches!(
+                e,
+                Effect::Cancel { key: k, token: t, .. } if k == key && t == token
+            )),
+            "{key} not cancelled: {effects:?}"
+        );
+        assert_ne!(s.check_result(&pid("a"), key, *token), ResultCheck::Current);
+    }
+}

@@ -1,0 +1,144 @@
+//! Tasks go out before their leases are committed. A coordinator that stops in between (its
+//! store stalled here, so the window stays open) leaves provers holding tasks the database
+//! never saw; the next run gives those tasks back to the provers that report them.
+mod support;
+use async_trait::async_trait;
+use proofmill_coordinator::Coordinator;
+use proofmill_proto::v1::RunningTask;
+use proofmill_store::{Blobs, Change, JobCounts, JobFilter, Result, Store, StoreError, open_store};
+use proofmill_types::{Batch, BatchNumber, Job, JobKey, JobState, Millis, ProofRecord};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use support::*;
+
+fn key(batch: u64, proof_type: &str) -> JobKey {
+    JobKey::new(batch, proofmill_types::ProofType::new(proof_type).unwrap())
+}
+
+/// A store whose writes never finish once `stalled` is set (a disk that stopped answering).
+struct StallingStore {
+    inner: Arc<dyn Store>,
+    stalled: AtomicBool,
+}
+
+#[async_trait]
+impl Store for StallingStore {
+    async fn insert_batch(&self, batch: &Batch, now: Millis) -> Result<bool> {
+        self.inner.insert_batch(batch, now).await
+    }
+    async fn batch(&self, number: BatchNumber) -> Result<Option<Batch>> {
+        self.inner.batch(number).await
+    }
+    async fn last_sealed_batch(&self) -> Result<Option<BatchNumber>> {
+        self.inner.last_sealed_batch().await
+    }
+    async fn last_proven_batch(&self) -> Result<Option<BatchNumber>> {
+        self.inner.last_proven_batch().await
+    }
+    async fn open_jobs(&self) -> Result<Vec<Job>> {
+        self.inner.open_jobs().await
+    }
+    async fn job(&self, key: &JobKey) -> Result<Option<Job>> {
+        self.inner.job(key).await
+    }
+    async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        self.inner.jobs(filter).await
+    }
+    async fn job_counts(&self) -> Result<JobCounts> {
+        self.inner.job_counts().await
+    }
+    async fn apply(&self, changes: &[Change]) -> Result<()> {
+        if self.stalled.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+            return Err(StoreError::Database("unreachable".into()));
+        }
+        self.inner.apply(changes).await
+    }
+    async fn proof(&self, key: &JobKey) -> Result<Option<ProofRecord>> {
+        self.inner.proof(key).await
+    }
+    async fn max_fencing_token(&self) -> Result<u64> {
+        self.inner.max_fencing_token().await
+    }
+    async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        self.inner.get_meta(key).await
+    }
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.inner.set_meta(key, value).await
+    }
+}
+
+async fn tasks_sent_before_their_lease_was_durable_survive_a_restart(db: Db) {
+    let env = Env::new(db, "orphans");
+    let store = Arc::new(StallingStore {
+        inner: open_store(&env.db_url).await.unwrap(),
+        stalled: AtomicBool::new(false),
+    });
+    let blobs = Blobs::from_url(&env.blobs_url).unwrap();
+    let coord = Coordinator::start(fast_config(), store.clone(), blobs)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = coord.spawn_serve(listener);
+    submit(&coord, 1, &[]).await;
+    submit(&coord, 2, &[]).await;
+    coord.flush().await.unwrap();
+
+    store.stalled.store(true, Ordering::SeqCst);
+    let mut a = RawProver::register(&url, register("a", &["exec"], 2)).await;
+    let t1 = a.task().await;
+    let t2 = a.task().await;
+    // The prover proved t1; its result is never acknowledged (the commit never happens).
+    a.send(proofmill_proto::v1::prover_message::Kind::TaskResult(
+        proofmill_proto::v1::TaskResult {
+            task_id: t1.task_id.clone(),
+            fencing_token: t1.fencing_token,
+            outcome: Some(proofmill_proto::v1::task_result::Outcome::Proof(
+                RawProver::proof_for(&t1),
+            )),
+            prove_ms: 1,
+        },
+    ))
+    .await;
+    let id = a.id.clone();
+    drop(a);
+    drop(server);
+    drop(coord);
+
+    // The database never saw the leases.
+    let c2 = start(&env, fast_config()).await;
+    for t in [&t1, &t2] {
+        let job = c2.coord.store().job(&key(t.batch, "exec")).await.unwrap();
+        assert_eq!(job.unwrap().state, JobState::Queued, "{}", t.task_id);
+    }
+    let running = [&t1, &t2]
+        .iter()
+        .map(|t| RunningTask {
+            task_id: t.task_id.clone(),
+            fencing_token: t.fencing_token,
+        })
+        .collect();
+    let mut a = RawProver::reconnect(&c2.url(), &id, register("a", &["exec"], 2), running).await;
+    for t in [&t1, &t2] {
+        let ack = a
+            .submit(&t.task_id, t.fencing_token, RawProver::proof_for(t))
+            .await;
+        assert!(ack.accepted, "{}: {ack:?}", t.task_id);
+        let proof = c2.coord.store().proof(&key(t.batch, "exec")).await;
+        let proof = proof.unwrap().expect("proof stored");
+        assert_eq!(proof.token.0, t.fencing_token, "kept under its first token");
+    }
+    assert!(
+        a.pending.is_empty(),
+        "nothing was sent twice: {:?}",
+        a.pending
+    );
+    // New tokens stay above every token of the stopped run.
+    submit(&c2.coord, 3, &[]).await;
+    let t3 = a.task().await;
+    assert!(t3.fencing_token > t1.fencing_token.max(t2.fencing_token));
+    c2.stop().await;
+}
+
+on_both_stores!(tasks_sent_before_their_lease_was_durable_survive_a_restart);
