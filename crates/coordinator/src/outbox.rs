@@ -82,8 +82,23 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// Queues an item for the writer task; false when the session is gone.
+    /// Sends an item: a message straight to the stream when nothing is queued ahead of it
+    /// and the stream has room, anything else through the writer task. False when the
+    /// session is gone.
     pub fn send(&self, item: ToProver) -> bool {
+        let item = match item {
+            ToProver::Msg(m) if self.queued.load(Ordering::SeqCst) == 0 => {
+                match self.wire.try_send(Ok(m)) {
+                    Ok(()) => return true,
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                    Err(mpsc::error::TrySendError::Full(back)) => match back {
+                        Ok(m) => ToProver::Msg(m),
+                        Err(_) => return false,
+                    },
+                }
+            }
+            other => other,
+        };
         self.queued.fetch_add(1, Ordering::SeqCst);
         if self.queue.send(item).is_err() {
             self.queued.fetch_sub(1, Ordering::SeqCst);
