@@ -5,6 +5,8 @@ use proofmill_types::{FencingToken, Job, JobKey, JobState, Lease, Millis, Prover
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::RangeInclusive;
 
+mod reconcile;
+
 /// Something the caller must do. Carry out every `Persist` of one call durably *before* any
 /// message of the same call is sent, so a crash never leaves a prover working on a lease the
 /// store does not know, nor acknowledges a result the store does not have.
@@ -516,63 +518,6 @@ impl Scheduler {
             self.jobs.insert(key.clone(), job.clone());
         }
         effects.push(Effect::Persist(job));
-    }
-
-    /// Leases to `id` the reported tasks that carry orphan tokens of queued jobs it may run.
-    fn adopt_orphans(
-        &mut self,
-        id: &ProverId,
-        running: &[(JobKey, FencingToken)],
-        now: Millis,
-    ) -> Vec<Effect> {
-        let mut effects = Vec::new();
-        let Some(orphans) = self.orphan_tokens.clone() else {
-            return effects;
-        };
-        let deadline = now.saturating_add(self.config.prover_timeout_ms);
-        for (key, token) in running {
-            let Some(prover) = self.provers.get_mut(id) else {
-                break;
-            };
-            let Some(job) = self.jobs.get_mut(key) else {
-                continue;
-            };
-            let fits = prover.free_slots() > 0
-                && prover.info.proof_types.contains(&key.proof_type)
-                && prover.info.version == job.version;
-            if !orphans.contains(&token.0) || job.state != JobState::Queued || !fits {
-                continue;
-            }
-            self.queue.remove(key, &job.version, job.not_before);
-            job.state = JobState::Leased;
-            job.lease = Some(Lease {
-                prover: id.clone(),
-                token: *token,
-                leased_at: now,
-                deadline,
-            });
-            job.updated_at = now;
-            self.deadlines.insert((deadline, key.clone()));
-            prover.running.insert(key.clone());
-            effects.push(Effect::Persist(job.clone()));
-        }
-        effects
-    }
-
-    /// Cancels reported tasks that are not this prover's current leases.
-    fn cancel_unknown(&self, id: &ProverId, running: &[(JobKey, FencingToken)]) -> Vec<Effect> {
-        running
-            .iter()
-            .filter(|(key, token)| {
-                !matches!(self.check_result(id, key, *token), ResultCheck::Current)
-            })
-            .map(|(key, token)| Effect::Cancel {
-                prover: id.clone(),
-                key: key.clone(),
-                token: *token,
-                reason: "not a current lease of this prover".into(),
-            })
-            .collect()
     }
 
     /// Push dispatch: every prover with a free slot gets the oldest ready job it can prove.
