@@ -453,9 +453,7 @@ impl Core {
                             if self.unconfirmed.load(Ordering::SeqCst) + early < EARLY_DISPATCH_MAX
                             {
                                 early += 1;
-                                if !conn.outbox.try_task(&job, &batch) {
-                                    conn.outbox.send(ToProver::Dispatch(job, batch));
-                                }
+                                conn.outbox.dispatch(job, batch);
                             } else {
                                 sends.push((conn.outbox.clone(), ToProver::Dispatch(job, batch)))
                             }

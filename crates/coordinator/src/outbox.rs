@@ -1,7 +1,7 @@
 //! The way out to one prover. Everything bound for a prover goes through its [`Outbox`], a
 //! queue drained by the session's writer task (which also sends heartbeats and reads or
-//! chunks large inputs). The core may instead hand a ready task straight to the stream
-//! ([`Outbox::try_task`]) when nothing is queued ahead of it: one task hop less on the
+//! chunks large inputs). A message, or a task whose input is cached, skips the queue and goes
+//! straight to the stream when nothing is queued ahead of it: one task hop less on the
 //! dispatch path, and per-prover order is kept because the direct path is taken only when
 //! the queue is empty.
 
@@ -86,19 +86,53 @@ impl Outbox {
     /// and the stream has room, anything else through the writer task. False when the
     /// session is gone.
     pub fn send(&self, item: ToProver) -> bool {
-        let item = match item {
-            ToProver::Msg(m) if self.queued.load(Ordering::SeqCst) == 0 => {
-                match self.wire.try_send(Ok(m)) {
-                    Ok(()) => return true,
-                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
-                    Err(mpsc::error::TrySendError::Full(back)) => match back {
-                        Ok(m) => ToProver::Msg(m),
-                        Err(_) => return false,
-                    },
+        match item {
+            ToProver::Msg(m) => match self.write_now(m) {
+                Written::Sent => true,
+                Written::Closed => false,
+                Written::Busy(m) => self.enqueue(ToProver::Msg(m)),
+            },
+            other => self.enqueue(other),
+        }
+    }
+
+    /// Sends a task: straight to the stream when its input is cached and small enough to go
+    /// inline (and nothing is queued ahead), otherwise through the writer task, which reads
+    /// the input, chunks it or sends its blob URL.
+    pub fn dispatch(&self, job: Job, batch: Arc<Batch>) -> bool {
+        let ready = self.queued.load(Ordering::SeqCst) == 0
+            && self.wire.capacity() > 0
+            && batch.input_size <= self.inline_input_max as u64;
+        if let Some(input) = ready.then(|| self.inputs.cached(batch.number)).flatten() {
+            let task = task_message(&job, &batch, input.len(), Input::Inline(input.to_vec()));
+            match self.write_now(task) {
+                Written::Sent => {
+                    if let Some(probe) = &self.latency {
+                        probe.task_sent();
+                    }
+                    return true;
                 }
+                Written::Closed => return false,
+                Written::Busy(_) => {}
             }
-            other => other,
-        };
+        }
+        self.enqueue(ToProver::Dispatch(job, batch))
+    }
+
+    /// Writes to the stream now if nothing is queued ahead and there is room.
+    fn write_now(&self, m: CoordinatorMessage) -> Written {
+        if self.queued.load(Ordering::SeqCst) != 0 {
+            return Written::Busy(m);
+        }
+        match self.wire.try_send(Ok(m)) {
+            Ok(()) => Written::Sent,
+            Err(mpsc::error::TrySendError::Full(Ok(m))) => Written::Busy(m),
+            // Only `Ok` items are written here, so a full stream gives back nothing else.
+            Err(_) => Written::Closed,
+        }
+    }
+
+    fn enqueue(&self, item: ToProver) -> bool {
         self.queued.fetch_add(1, Ordering::SeqCst);
         if self.queue.send(item).is_err() {
             self.queued.fetch_sub(1, Ordering::SeqCst);
@@ -106,29 +140,13 @@ impl Outbox {
         }
         true
     }
+}
 
-    /// Writes the task to the stream now if nothing is queued ahead of it, its input is in
-    /// the cache and small enough to go inline, and the stream has room. Otherwise returns
-    /// false and the caller queues it.
-    pub fn try_task(&self, job: &Job, batch: &Batch) -> bool {
-        if self.queued.load(Ordering::SeqCst) != 0 || self.wire.capacity() == 0 {
-            return false;
-        }
-        let Some(input) = self.inputs.cached(batch.number) else {
-            return false;
-        };
-        if input.len() > self.inline_input_max {
-            return false;
-        }
-        let task = task_message(job, batch, input.len(), Input::Inline(input.to_vec()));
-        if self.wire.try_send(Ok(task)).is_err() {
-            return false;
-        }
-        if let Some(probe) = &self.latency {
-            probe.task_sent();
-        }
-        true
-    }
+enum Written {
+    Sent,
+    Closed,
+    /// Not written: something is queued ahead or the stream is full.
+    Busy(CoordinatorMessage),
 }
 
 /// The writer task's half of an [`Outbox`].
