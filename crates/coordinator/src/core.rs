@@ -98,6 +98,9 @@ pub(crate) struct Core {
     /// Open jobs per batch, to drop a batch from the cache when it has none.
     open_per_batch: HashMap<u64, usize>,
     persist: mpsc::UnboundedSender<PersistJob>,
+    /// What this wakeup produced for the persister, handed over in one piece when the wakeup
+    /// ends: one channel send and one persister wakeup per burst instead of per message.
+    pending: PersistJob,
     /// Tasks sent ahead of the commit of their lease, not yet committed (shared with the
     /// persister, which counts them down).
     unconfirmed: Arc<AtomicUsize>,
@@ -117,6 +120,7 @@ impl Core {
             batches,
             open_per_batch: HashMap::new(),
             persist: persist.tx,
+            pending: PersistJob::default(),
             unconfirmed: persist.unconfirmed,
             store,
         }
@@ -126,6 +130,19 @@ impl Core {
     pub fn restore(&mut self, batches: Vec<Arc<Batch>>, jobs: Vec<Job>) {
         let effects = self.add(batches, jobs);
         self.run_effects(effects, Vec::new(), Vec::new());
+        self.hand_over();
+    }
+
+    /// Queues work for the persister; it leaves with the rest of this wakeup's work.
+    fn persist(&mut self, job: PersistJob) {
+        self.pending.append(job);
+    }
+
+    fn hand_over(&mut self) {
+        if !self.pending.is_empty() {
+            let job = std::mem::take(&mut self.pending);
+            self.persist.send(job).ok();
+        }
     }
 
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreMsg>) {
@@ -156,6 +173,7 @@ impl Core {
                     self.run_effects(effects, Vec::new(), Vec::new());
                 }
             }
+            self.hand_over();
         }
     }
 
@@ -272,13 +290,11 @@ impl Core {
                     .values()
                     .map(|c| (c.outbox.clone(), ToProver::shutdown(&reason, grace_ms)))
                     .collect();
-                self.persist
-                    .send(PersistJob {
-                        sends,
-                        flushed: Some(reply),
-                        ..Default::default()
-                    })
-                    .ok();
+                self.persist(PersistJob {
+                    sends,
+                    flushed: vec![reply],
+                    ..Default::default()
+                });
             }
             CoreMsg::OpenLeases { reply } => {
                 let n = self
@@ -291,12 +307,10 @@ impl Core {
                 let _ = reply.send(n);
             }
             CoreMsg::Flush { reply } => {
-                self.persist
-                    .send(PersistJob {
-                        flushed: Some(reply),
-                        ..Default::default()
-                    })
-                    .ok();
+                self.persist(PersistJob {
+                    flushed: vec![reply],
+                    ..Default::default()
+                });
             }
         }
     }
@@ -374,12 +388,10 @@ impl Core {
             Err(SchedulerError::NotCurrent { reason, .. }) => {
                 tracing::warn!(%prover, %key, %token, %reason, "stale result rejected");
                 let msg = ack(false, ErrorCode::StaleFencingToken, reason);
-                self.persist
-                    .send(PersistJob {
-                        sends: vec![(reply_to, msg)],
-                        ..Default::default()
-                    })
-                    .ok();
+                self.persist(PersistJob {
+                    sends: vec![(reply_to, msg)],
+                    ..Default::default()
+                });
             }
             Err(_) => {
                 // Not open here: a duplicate of an accepted result, or a job that is done or
@@ -498,14 +510,12 @@ impl Core {
             self.unconfirmed.fetch_add(early, Ordering::SeqCst);
         }
         // Even message-only jobs go through the persister, to keep per-prover order.
-        self.persist
-            .send(PersistJob {
-                changes,
-                sends,
-                flushed: None,
-                early_dispatches: early,
-            })
-            .ok();
+        self.persist(PersistJob {
+            changes,
+            sends,
+            flushed: Vec::new(),
+            early_dispatches: early,
+        });
     }
 
     fn job_closed(&mut self, batch: u64) {

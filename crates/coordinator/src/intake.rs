@@ -7,7 +7,49 @@ use crate::now_ms;
 use crate::server::Coordinator;
 use bytes::Bytes;
 use proofmill_types::{Batch, Digest, Job, JobKey, ProofType, PublicValues};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Batch numbers being taken in right now. Two submissions of one number must not race
+/// (both would write the input blob under the same key); different numbers go in parallel.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    numbers: Mutex<HashSet<u64>>,
+    released: Notify,
+}
+
+impl InFlight {
+    /// Waits until no other submission holds `number`, then holds it until the claim drops.
+    async fn claim(&self, number: u64) -> Claim<'_> {
+        loop {
+            // Registered before the check, so a release between the two is not missed.
+            let released = self.released.notified();
+            let mut released = std::pin::pin!(released);
+            released.as_mut().enable();
+            if self.numbers.lock().expect("intake lock").insert(number) {
+                return Claim { set: self, number };
+            }
+            released.await;
+        }
+    }
+}
+
+struct Claim<'a> {
+    set: &'a InFlight,
+    number: u64,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.set
+            .numbers
+            .lock()
+            .expect("intake lock")
+            .remove(&self.number);
+        self.set.released.notify_waiters();
+    }
+}
 
 /// A batch to be proven.
 #[derive(Clone, Debug)]
@@ -62,7 +104,7 @@ impl Coordinator {
             )));
         }
         let digest = Digest::sha256(&nb.input);
-        let _guard = shared.intake_lock.lock().await;
+        let _claim = shared.intake.claim(nb.number).await;
         if let Some(existing) = shared.store.batch(nb.number).await? {
             if existing.input_digest == digest && existing.public_values == nb.public_values {
                 return Ok(false);

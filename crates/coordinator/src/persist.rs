@@ -14,9 +14,23 @@ pub(crate) struct PersistJob {
     pub changes: Vec<Change>,
     pub sends: Vec<(Outbox, ToProver)>,
     /// Signalled once this job (and everything before it) is durable and sent.
-    pub flushed: Option<oneshot::Sender<()>>,
+    pub flushed: Vec<oneshot::Sender<()>>,
     /// Tasks already sent whose leases are among `changes`.
     pub early_dispatches: usize,
+}
+
+impl PersistJob {
+    /// Appends `later` to this job; its messages still follow every change before them.
+    pub fn append(&mut self, mut later: PersistJob) {
+        self.changes.append(&mut later.changes);
+        self.sends.append(&mut later.sends);
+        self.flushed.append(&mut later.flushed);
+        self.early_dispatches += later.early_dispatches;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.sends.is_empty() && self.flushed.is_empty()
+    }
 }
 
 /// The core's handle on the persister.
@@ -65,7 +79,7 @@ async fn run(
                 // A closed session only means that prover is gone; its state is durable.
                 tx.send(msg);
             }
-            if let Some(done) = job.flushed {
+            for done in job.flushed {
                 let _ = done.send(());
             }
         }

@@ -32,8 +32,8 @@ pub(crate) struct Shared {
     pub verify_inline: bool,
     pub core: mpsc::UnboundedSender<CoreMsg>,
     pub draining: AtomicBool,
-    /// Serializes batch intake so two submissions of one number cannot race.
-    pub intake_lock: tokio::sync::Mutex<()>,
+    /// Batch numbers being taken in (two submissions of one number must not race).
+    pub intake: crate::intake::InFlight,
     /// Set when batches come from the built-in devnet (then the API does not take batches).
     pub devnet_source: AtomicBool,
     /// Dispatch latencies in microseconds, when `record_dispatch_latency` is on.
@@ -118,7 +118,7 @@ impl Coordinator {
             verifiers,
             core: core_tx,
             draining: AtomicBool::new(false),
-            intake_lock: tokio::sync::Mutex::new(()),
+            intake: Default::default(),
             devnet_source: AtomicBool::new(false),
             dispatch_latency_us: Default::default(),
             l1_seen: RwLock::new(None),

@@ -121,6 +121,50 @@ async fn admin_api_validates_and_retries(db: Db) {
 
 on_both_stores!(admin_api_validates_and_retries);
 
+/// Submissions run in parallel: racing submissions of one number with different inputs
+/// leave exactly one winner whose input blob is the one stored (both write the same blob
+/// key), and distinct numbers all go in.
+async fn concurrent_submissions(db: Db) {
+    use proofmill_coordinator::NewBatch;
+    let env = Env::new(db, "intake_race");
+    let c = start(&env, fast_config()).await;
+    let batch = |number: u64, input: String| NewBatch {
+        number,
+        version: "v1".into(),
+        input: input.into_bytes().into(),
+        public_values: public(number),
+        proof_types: vec![],
+    };
+    let mut racing = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let coord = c.coord.clone();
+        racing.spawn(async move { coord.submit_batch(batch(5, format!("contender {i}"))).await });
+    }
+    for n in 10..40 {
+        let coord = c.coord.clone();
+        racing.spawn(async move { coord.submit_batch(batch(n, format!("batch {n}"))).await });
+    }
+    let results = racing.join_all().await;
+    let won = results.iter().filter(|r| matches!(r, Ok(true))).count();
+    let refused = results.iter().filter(|r| r.is_err()).count();
+    assert_eq!((won, refused), (31, 7), "{results:?}");
+
+    let store = proofmill_store::open_store(&env.db_url).await.unwrap();
+    let blobs = proofmill_store::Blobs::from_url(&env.blobs_url).unwrap();
+    for n in std::iter::once(5).chain(10..40) {
+        let stored = store.batch(n).await.unwrap().expect("batch stored");
+        let input = blobs.get(&stored.input_key).await.unwrap();
+        assert_eq!(
+            proofmill_types::Digest::sha256(&input),
+            stored.input_digest,
+            "input blob of batch {n} is the submission that won"
+        );
+    }
+    c.stop().await;
+}
+
+on_both_stores!(concurrent_submissions);
+
 #[tokio::test]
 async fn server_reflection_lists_the_services() {
     use tonic_reflection::pb::v1::{

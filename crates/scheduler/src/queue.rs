@@ -26,12 +26,20 @@ impl ReadyQueue {
     }
 
     pub fn remove(&mut self, key: &JobKey, version: &str, not_before: Millis) {
-        let rk = (version.to_string(), key.proof_type.clone());
-        if let Some(set) = self.ready.get_mut(&rk) {
-            set.remove(&key.batch);
+        // A job is either ready or delayed. Look the ready set up without building an owned
+        // key: this runs once per dispatch and the map is small.
+        let ready = self
+            .ready
+            .iter_mut()
+            .find(|((v, t), _)| v == version && *t == key.proof_type);
+        if let Some((rk, set)) = ready
+            && set.remove(&key.batch)
+        {
             if set.is_empty() {
+                let rk = rk.clone();
                 self.ready.remove(&rk);
             }
+            return;
         }
         self.delayed
             .remove(&(not_before, key.clone(), version.to_string()));
