@@ -133,6 +133,8 @@ async fn invalid_proof_is_isolated_and_reproven(chain: Chain, db: Db) {
     // The prefix settles, the bad proof is deleted and its job requeued with the reason.
     let t = p.task().await;
     assert_eq!(t.batch, 3);
+    // A task goes out before its lease is committed: wait for the commit before reading.
+    r.run.coord.flush().await.unwrap();
     assert_eq!(r.chain.l1.last_verified_batch().await.unwrap(), 2);
     assert!(
         store.proof(&key).await.unwrap().is_none(),
