@@ -328,6 +328,13 @@ impl Conn {
         Ok((client, resp.into_inner()))
     }
 
+    /// Records a finished task and sends its result on the open session.
+    fn forward_done(&mut self, s: &Session, done: Done) {
+        if let Some(key) = self.on_done(done) {
+            s.send_result(&key, &self.outbox[&key]);
+        }
+    }
+
     async fn session(&mut self) -> SessionEnd {
         StatsInner::inc(&self.shared.stats.connect_attempts);
         while let Ok(done) = self.done_rx.try_recv() {
@@ -455,7 +462,9 @@ impl Conn {
             }
             // Biased: a finished result is sent before the Availability its freed slot
             // triggers (the proving thread reports before releasing the slot); both are
-            // bounded by the capacity, so they cannot starve the inbound stream.
+            // bounded by the capacity, so they cannot starve the inbound stream. The
+            // Availability branch also drains results first: the slot count it reads may
+            // include a release whose report arrived after `done_rx` was polled.
             tokio::select! {
                 biased;
                 _ = wait_stop(&mut stop), if !s.local_stop => {
@@ -464,14 +473,14 @@ impl Conn {
                     s.draining = Some(Instant::now() + LOCAL_SHUTDOWN_ACK_WAIT);
                     s.send_availability(0);
                 }
-                Some(done) = self.done_rx.recv() => {
-                    if let Some(key) = self.on_done(done) {
-                        s.send_result(&key, &self.outbox[&key]);
-                    }
-                }
+                Some(done) = self.done_rx.recv() => self.forward_done(&s, done),
                 r = running_rx.changed() => {
                     if r.is_ok() {
-                        s.send_availability(self.shared.free_slots());
+                        let free = self.shared.free_slots();
+                        while let Ok(done) = self.done_rx.try_recv() {
+                            self.forward_done(&s, done);
+                        }
+                        s.send_availability(free);
                     }
                 }
                 m = inbound.message() => match m {
