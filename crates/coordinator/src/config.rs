@@ -28,6 +28,13 @@ pub struct CoordinatorConfig {
     pub register_timeout_ms: u64,
     /// Bytes of batch inputs kept in memory for dispatch.
     pub input_cache_bytes: usize,
+    /// Most tasks sent ahead of the commit of their lease. Beyond it, tasks wait for the
+    /// commit, so a stalled store stops dispatch. The default fits group commit on Postgres:
+    /// at 30k completions/s one transaction of ~13k changes takes 110–220 ms, with up to
+    /// ~8.5k leases in flight (BENCHMARKS.md, session 5); a cap of 1024 stalled dispatch on
+    /// every commit. A lease lost to a crash is recovered from the prover's `Reconnect`, so
+    /// the cap bounds memory and redone work, not correctness.
+    pub max_uncommitted_dispatches: usize,
     /// Keep every dispatch latency sample (result received → next task sent on that stream)
     /// for benchmarks; off in production.
     pub record_dispatch_latency: bool,
@@ -49,6 +56,7 @@ impl Default for CoordinatorConfig {
             shutdown_grace_ms: 10_000,
             register_timeout_ms: 10_000,
             input_cache_bytes: 256 << 20,
+            max_uncommitted_dispatches: 16 * 1024,
             record_dispatch_latency: false,
         }
     }

@@ -17,9 +17,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot};
 
-/// Most tasks sent whose leases are not committed yet; beyond it tasks wait for the commit.
-const EARLY_DISPATCH_MAX: usize = 1024;
-
 /// Messages handled per wakeup of the core task at most.
 const BURST: usize = 256;
 
@@ -104,6 +101,8 @@ pub(crate) struct Core {
     /// Tasks sent ahead of the commit of their lease, not yet committed (shared with the
     /// persister, which counts them down).
     unconfirmed: Arc<AtomicUsize>,
+    /// Cap on `unconfirmed` (`CoordinatorConfig::max_uncommitted_dispatches`).
+    max_unconfirmed: usize,
     store: Arc<dyn Store>,
 }
 
@@ -113,6 +112,7 @@ impl Core {
         batches: BatchCache,
         persist: Persister,
         store: Arc<dyn Store>,
+        max_unconfirmed: usize,
     ) -> Self {
         Core {
             scheduler,
@@ -122,6 +122,7 @@ impl Core {
             persist: persist.tx,
             pending: PersistJob::default(),
             unconfirmed: persist.unconfirmed,
+            max_unconfirmed,
             store,
         }
     }
@@ -434,7 +435,7 @@ impl Core {
     /// Turns scheduler effects into one persist job: changes first, then messages. Tasks go
     /// out at once, before their lease is durable: a restart that loses such a lease gives it
     /// back to the prover when it reconnects with the task (see
-    /// `Scheduler::set_orphan_tokens`), and at most [`EARLY_DISPATCH_MAX`] can be uncommitted
+    /// `Scheduler::set_orphan_tokens`), and at most `max_unconfirmed` can be uncommitted
     /// (a stalled store stops dispatch instead of letting it run ahead). Acks still wait for
     /// the commit: a prover drops a proof only once it is durable.
     fn run_effects(
@@ -462,7 +463,8 @@ impl Core {
                         .cloned();
                     match (self.conns.get(&prover), batch) {
                         (Some(conn), Some(batch)) => {
-                            if self.unconfirmed.load(Ordering::SeqCst) + early < EARLY_DISPATCH_MAX
+                            if self.unconfirmed.load(Ordering::SeqCst) + early
+                                < self.max_unconfirmed
                             {
                                 early += 1;
                                 conn.outbox.dispatch(job, batch);

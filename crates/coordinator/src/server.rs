@@ -105,7 +105,13 @@ impl Coordinator {
         let (core_tx, core_rx) = mpsc::unbounded_channel();
         let mut scheduler = Scheduler::new(config.scheduler.clone(), last_token);
         scheduler.set_orphan_tokens(orphan_tokens);
-        let mut core = Core::new(scheduler, batch_cache.clone(), persist_tx, store.clone());
+        let mut core = Core::new(
+            scheduler,
+            batch_cache.clone(),
+            persist_tx,
+            store.clone(),
+            config.max_uncommitted_dispatches,
+        );
         core.restore(batches, open);
         tokio::spawn(core.run(core_rx));
         let shared = Arc::new(Shared {

@@ -1,6 +1,7 @@
 //! Tasks go out before their leases are committed. A coordinator that stops in between (its
 //! store stalled here, so the window stays open) leaves provers holding tasks the database
-//! never saw; the next run gives those tasks back to the provers that report them.
+//! never saw; the next run gives those tasks back to the provers that report them. How far
+//! dispatch may run ahead of the store is capped.
 mod support;
 use async_trait::async_trait;
 use proofmill_coordinator::Coordinator;
@@ -8,17 +9,30 @@ use proofmill_proto::v1::RunningTask;
 use proofmill_store::{Blobs, Change, JobCounts, JobFilter, Result, Store, StoreError, open_store};
 use proofmill_types::{Batch, BatchNumber, Job, JobKey, JobState, Millis, ProofRecord};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use support::*;
 
 fn key(batch: u64, proof_type: &str) -> JobKey {
     JobKey::new(batch, proofmill_types::ProofType::new(proof_type).unwrap())
 }
 
-/// A store whose writes never finish once `stalled` is set (a disk that stopped answering).
+/// A store whose writes wait while `stalled` is set (a disk that stopped answering).
 struct StallingStore {
     inner: Arc<dyn Store>,
-    stalled: AtomicBool,
+    stalled: tokio::sync::watch::Sender<bool>,
+}
+
+impl StallingStore {
+    async fn open(env: &Env) -> Arc<Self> {
+        Arc::new(StallingStore {
+            inner: open_store(&env.db_url).await.unwrap(),
+            stalled: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    fn stall(&self, on: bool) {
+        self.stalled.send_replace(on);
+    }
 }
 
 #[async_trait]
@@ -48,10 +62,11 @@ impl Store for StallingStore {
         self.inner.job_counts().await
     }
     async fn apply(&self, changes: &[Change]) -> Result<()> {
-        if self.stalled.load(Ordering::SeqCst) {
-            std::future::pending::<()>().await;
-            return Err(StoreError::Database("unreachable".into()));
-        }
+        let mut stalled = self.stalled.subscribe();
+        stalled
+            .wait_for(|on| !on)
+            .await
+            .map_err(|_| StoreError::Database("stall switch gone".into()))?;
         self.inner.apply(changes).await
     }
     async fn proof(&self, key: &JobKey) -> Result<Option<ProofRecord>> {
@@ -70,10 +85,7 @@ impl Store for StallingStore {
 
 async fn tasks_sent_before_their_lease_was_durable_survive_a_restart(db: Db) {
     let env = Env::new(db, "orphans");
-    let store = Arc::new(StallingStore {
-        inner: open_store(&env.db_url).await.unwrap(),
-        stalled: AtomicBool::new(false),
-    });
+    let store = StallingStore::open(&env).await;
     let blobs = Blobs::from_url(&env.blobs_url).unwrap();
     let coord = Coordinator::start(fast_config(), store.clone(), blobs)
         .await
@@ -85,7 +97,7 @@ async fn tasks_sent_before_their_lease_was_durable_survive_a_restart(db: Db) {
     submit(&coord, 2, &[]).await;
     coord.flush().await.unwrap();
 
-    store.stalled.store(true, Ordering::SeqCst);
+    store.stall(true);
     let mut a = RawProver::register(&url, register("a", &["exec"], 2)).await;
     let t1 = a.task().await;
     let t2 = a.task().await;
@@ -141,4 +153,46 @@ async fn tasks_sent_before_their_lease_was_durable_survive_a_restart(db: Db) {
     c2.stop().await;
 }
 
-on_both_stores!(tasks_sent_before_their_lease_was_durable_survive_a_restart);
+async fn a_stalled_store_stops_dispatch_at_the_cap(db: Db) {
+    let env = Env::new(db, "dispatch-cap");
+    let store = StallingStore::open(&env).await;
+    let blobs = Blobs::from_url(&env.blobs_url).unwrap();
+    let mut config = fast_config();
+    config.max_uncommitted_dispatches = 2;
+    let coord = Coordinator::start(config, store.clone(), blobs)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = coord.spawn_serve(listener);
+    for n in 1..=5 {
+        submit(&coord, n, &[]).await;
+    }
+    coord.flush().await.unwrap();
+
+    store.stall(true);
+    let mut a = RawProver::register(&url, register("a", &["exec"], 5)).await;
+    let mut batches = vec![a.task().await.batch, a.task().await.batch];
+    let third = a.next(Duration::from_millis(500)).await;
+    assert!(third.is_none(), "a third task went out uncommitted: {third:?}");
+
+    // Once the store answers again, the held tasks follow their commit.
+    store.stall(false);
+    for _ in 0..3 {
+        batches.push(a.task().await.batch);
+    }
+    batches.sort();
+    assert_eq!(batches, [1, 2, 3, 4, 5]);
+    coord.flush().await.unwrap();
+    for n in 1..=5 {
+        let job = store.inner.job(&key(n, "exec")).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Leased, "batch {n}");
+    }
+    drop(a);
+    server.stop().await.unwrap();
+}
+
+on_both_stores!(
+    tasks_sent_before_their_lease_was_durable_survive_a_restart,
+    a_stalled_store_stops_dispatch_at_the_cap
+);
