@@ -98,14 +98,7 @@ struct SimReport {
 /// Runs `proofmill bench sim-provers` against `url` until `jobs` results are accepted.
 async fn run_sim_provers(url: &str, provers: u32, jobs: u64) -> anyhow::Result<SimReport> {
     let exe = std::env::current_exe().context("locating the proofmill binary")?;
-    let mut cmd = if std::env::var("NICE").is_ok() {
-        let mut c = tokio::process::Command::new("nice");
-        c.args(["-n", "19"]).arg(&exe);
-        c
-    } else {
-        tokio::process::Command::new(&exe)
-    };
-    let child = cmd
+    let child = tokio::process::Command::new(&exe)
         .args(["bench", "sim-provers", "--coordinator", url])
         .args([
             "--provers",
@@ -115,6 +108,10 @@ async fn run_sim_provers(url: &str, provers: u32, jobs: u64) -> anyhow::Result<S
         ])
         // A config file meant for `bench dispatch` would hold keys the child does not know.
         .env_remove("PROOFMILL_CONFIG")
+        // Real provers run on other machines. The load generator shares this one, so it keeps
+        // to one runtime thread: more throughput and a shorter tail than with two (BENCHMARKS.md,
+        // session 5).
+        .env("TOKIO_WORKER_THREADS", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
