@@ -174,7 +174,10 @@ async fn a_stalled_store_stops_dispatch_at_the_cap(db: Db) {
     let mut a = RawProver::register(&url, register("a", &["exec"], 5)).await;
     let mut batches = vec![a.task().await.batch, a.task().await.batch];
     let third = a.next(Duration::from_millis(500)).await;
-    assert!(third.is_none(), "a third task went out uncommitted: {third:?}");
+    assert!(
+        third.is_none(),
+        "a third task went out uncommitted: {third:?}"
+    );
 
     // Once the store answers again, the held tasks follow their commit.
     store.stall(false);
