@@ -341,6 +341,11 @@ pub struct BenchDispatchArgs {
     /// (the command creates it when this is `None`).
     #[arg(long, env = "PROOFMILL_DB", value_parser = parse_db_url)]
     pub db: Option<String>,
+    /// Offered load: results per second the simulated provers send in all, each prover
+    /// pacing its answers. Unset: every prover answers at once (a closed loop that saturates
+    /// the machine, so latencies there are queueing).
+    #[arg(long, env = "PROOFMILL_RATE", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -354,6 +359,9 @@ pub struct BenchSimProversArgs {
     /// Completions to wait for before stopping.
     #[arg(long, env = "PROOFMILL_JOBS", value_parser = clap::value_parser!(u64).range(1..))]
     pub jobs: u64,
+    /// Results per second sent in all, paced; unset: answer every task at once.
+    #[arg(long, env = "PROOFMILL_RATE", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 //! `proofmill demo` end to end with real Groth16 proofs: every batch verified on the embedded
 //! L1, then a second run on the same data dir resumes without re-proving. The benchmarks print
-//! their summary lines.
+//! their summary lines (on small inputs: the numbers themselves live in BENCHMARKS.md).
 
 mod common;
 use common::{groth16_keys, proofmill};
@@ -75,14 +75,17 @@ fn demo_with_a_command_backend() {
     assert!(out.contains("last verified batch 3"), "{out}");
 }
 
-/// Runs `proofmill <args>`, expects success, returns the last stdout line.
+/// Runs `proofmill <args> --groth16-keys <shared keys>`, expects success, returns the last
+/// stdout line.
 fn last_line(args: &[&str]) -> String {
-    let out = proofmill()
-        .args(args)
-        .arg("--groth16-keys")
-        .arg(groth16_keys())
-        .output()
-        .unwrap();
+    let keys = groth16_keys();
+    let keys = keys.to_str().expect("utf-8 path");
+    last_line_of(&[args, &["--groth16-keys", keys]].concat())
+}
+
+/// Runs `proofmill <args>`, expects success, returns the last stdout line.
+fn last_line_of(args: &[&str]) -> String {
+    let out = proofmill().args(args).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -170,4 +173,35 @@ fn bench_prove_prints_its_summary() {
             _ => assert!(bytes > 10_000, "a STARK proof of {bytes} bytes: {line}"),
         }
     }
+}
+
+#[test]
+fn bench_dispatch_prints_its_summary_and_paces_an_offered_load() {
+    let summary = |extra: &[&str]| {
+        let args = [
+            &["bench", "dispatch", "--provers", "4", "--jobs", "300"],
+            extra,
+        ]
+        .concat();
+        let line = last_line_of(&args);
+        let f = fields(&line);
+        let keys: Vec<&str> = f.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["completions_per_s", "dispatch_p50_ms", "dispatch_p99_ms"],
+            "{line}"
+        );
+        let num = |i: usize| f[i].1.parse::<f64>().unwrap();
+        let (rate, p50, p99) = (num(0), num(1), num(2));
+        assert!(rate > 0.0 && 0.0 <= p50 && p50 <= p99, "{line}");
+        rate
+    };
+    summary(&[]);
+    // Four provers answering once every 4 ms each: 300 results take at least 0.3 s less one
+    // period, so no more than about 1,000 per second can be counted.
+    let paced = summary(&["--rate", "1000"]);
+    assert!(
+        paced <= 1_100.0,
+        "an offered load of 1,000/s completed {paced}/s"
+    );
 }

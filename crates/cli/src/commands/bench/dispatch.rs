@@ -62,7 +62,7 @@ pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
     let server = coord.spawn_serve(listener);
 
     eprintln!("bench dispatch: {} simulated provers ...", a.provers);
-    let sims = run_sim_provers(&url, a.provers, a.jobs).await;
+    let sims = run_sim_provers(&url, a.provers, a.jobs, a.rate).await;
     coord.flush().await?;
     let status = coord.status().await?;
     let proven: u64 = status.jobs.values().map(|c| c.proven).sum();
@@ -81,11 +81,26 @@ pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
         "round trip seen by the provers (result sent -> next task received): p50 {:.3} ms, p99 {:.3} ms",
         sims.round_trip_p50_ms, sims.round_trip_p99_ms
     );
+    eprintln!("dispatches slower than: {}", tail_shares(&server_side));
     println!(
         "completions_per_s={:.1} dispatch_p50_ms={p50:.3} dispatch_p99_ms={p99:.3}",
         a.jobs as f64 / sims.elapsed_s,
     );
     Ok(())
+}
+
+/// The share of samples above a few thresholds, e.g. `0.1 ms 12.1% · 1 ms 2.3%`: where the
+/// tail starts, which two percentiles do not show.
+fn tail_shares(samples_ms: &[f64]) -> String {
+    let n = samples_ms.len().max(1) as f64;
+    [0.05, 0.1, 0.5, 1.0, 2.0, 5.0]
+        .iter()
+        .map(|&t| {
+            let over = samples_ms.iter().filter(|&&x| x > t).count() as f64;
+            format!("{t} ms {:.2}%", 100.0 * over / n)
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 /// What the simulated provers' process reports.
@@ -96,16 +111,26 @@ struct SimReport {
 }
 
 /// Runs `proofmill bench sim-provers` against `url` until `jobs` results are accepted.
-async fn run_sim_provers(url: &str, provers: u32, jobs: u64) -> anyhow::Result<SimReport> {
+async fn run_sim_provers(
+    url: &str,
+    provers: u32,
+    jobs: u64,
+    rate: Option<u32>,
+) -> anyhow::Result<SimReport> {
     let exe = std::env::current_exe().context("locating the proofmill binary")?;
-    let child = tokio::process::Command::new(&exe)
+    let mut command = tokio::process::Command::new(&exe);
+    command
         .args(["bench", "sim-provers", "--coordinator", url])
         .args([
             "--provers",
             &provers.to_string(),
             "--jobs",
             &jobs.to_string(),
-        ])
+        ]);
+    if let Some(rate) = rate {
+        command.args(["--rate", &rate.to_string()]);
+    }
+    let child = command
         // A config file meant for `bench dispatch` would hold keys the child does not know.
         .env_remove("PROOFMILL_CONFIG")
         // Real provers run on other machines. The load generator shares this one, so it keeps

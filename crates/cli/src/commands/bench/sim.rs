@@ -1,6 +1,7 @@
 //! The simulated provers of `bench dispatch`: M provers of capacity 1 that answer every task
-//! at once with the expected public values. `bench dispatch` runs them in a process of their
-//! own, as real provers are, so the coordinator's runtime serves only the coordinator.
+//! with the expected public values, at once or paced to an offered load (`--rate`).
+//! `bench dispatch` runs them in a process of their own, as real provers are, so the
+//! coordinator's runtime serves only the coordinator.
 //! Prints one line: `elapsed_s= round_trip_p50_ms= round_trip_p99_ms=`, where the round trip
 //! is from sending a result to receiving the next task, seen by the prover.
 
@@ -28,7 +29,8 @@ pub async fn sim_provers(a: BenchSimProversArgs) -> anyhow::Result<()> {
                 done_tx: done_tx.clone(),
                 total: a.jobs,
             };
-            tokio::spawn(sim_prover(a.coordinator.clone(), i, state))
+            let pace = a.rate.map(|rate| Pace::new(rate, a.provers, i));
+            tokio::spawn(sim_prover(a.coordinator.clone(), i, state, pace))
         })
         .collect();
     let wait = tokio::time::timeout(Duration::from_secs(600), done_rx.wait_for(|d| *d)).await;
@@ -60,8 +62,43 @@ struct Progress {
     total: u64,
 }
 
+/// When one prover of a paced run answers: every `period` (M / rate), the provers' first
+/// answers spread evenly over one period so that they do not arrive together.
+struct Pace {
+    period: Duration,
+    next: tokio::time::Instant,
+}
+
+impl Pace {
+    fn new(rate: u32, provers: u32, index: u32) -> Self {
+        let period = Duration::from_secs_f64(f64::from(provers) / f64::from(rate));
+        let offset = period.mul_f64(f64::from(index) / f64::from(provers));
+        Pace {
+            period,
+            next: tokio::time::Instant::now() + offset,
+        }
+    }
+
+    /// Waits for this prover's next slot. A prover that fell a period behind (its task came
+    /// late) answers at once and starts its schedule again from now, rather than catching up
+    /// in a burst the offered load does not have.
+    async fn wait(&mut self) {
+        let now = tokio::time::Instant::now();
+        if self.next + self.period < now {
+            self.next = now;
+        }
+        tokio::time::sleep_until(self.next).await;
+        self.next += self.period;
+    }
+}
+
 /// One prover of capacity 1; returns its round-trip samples in milliseconds.
-async fn sim_prover(url: String, index: u32, progress: Progress) -> anyhow::Result<Vec<f64>> {
+async fn sim_prover(
+    url: String,
+    index: u32,
+    progress: Progress,
+    mut pace: Option<Pace>,
+) -> anyhow::Result<Vec<f64>> {
     let mut client = ProverServiceClient::connect(url).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let register = Register {
@@ -95,6 +132,9 @@ async fn sim_prover(url: String, index: u32, progress: Progress) -> anyhow::Resu
             Out::ExecuteTask(t) => {
                 if let Some(at) = sent_at.take() {
                     latencies.push(at.elapsed().as_secs_f64() * 1e3);
+                }
+                if let Some(pace) = &mut pace {
+                    pace.wait().await;
                 }
                 sent_at = Some(Instant::now());
                 In::TaskResult(TaskResult {
