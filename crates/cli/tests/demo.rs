@@ -196,12 +196,13 @@ fn bench_dispatch_prints_its_summary_and_paces_an_offered_load() {
         assert!(rate > 0.0 && 0.0 <= p50 && p50 <= p99, "{line}");
         rate
     };
-    summary(&[]);
-    // Four provers answering once every 4 ms each: 300 results take at least 0.3 s less one
-    // period, so no more than about 1,000 per second can be counted.
-    let paced = summary(&["--rate", "1000"]);
+    let unpaced = summary(&[]);
+    // Four provers answering once every 20 ms each: 300 results take at least 1.5 s less one
+    // period, so no more than about 200 per second can be counted (unpaced, even a debug
+    // build on a busy machine does over a thousand).
+    let paced = summary(&["--rate", "200"]);
     assert!(
-        paced <= 1_100.0,
-        "an offered load of 1,000/s completed {paced}/s"
+        paced <= 220.0,
+        "an offered load of 200/s completed {paced}/s (unpaced: {unpaced}/s)"
     );
 }
