@@ -71,12 +71,40 @@ enum Outcome {
 struct Finished {
     outcome: Outcome,
     prove_ms: u64,
+    /// Set when the coordinator could not take the result for a passing reason
+    /// (`SYSTEM_UNAVAILABLE`, `INTERNAL`): when to send it again on the open stream.
+    resend: Option<Resend>,
 }
+
+impl Finished {
+    fn new(outcome: Outcome, prove_ms: u64) -> Self {
+        Finished {
+            outcome,
+            prove_ms,
+            resend: None,
+        }
+    }
+}
+
+/// A result the coordinator could not take: when to send it again (`None` once sent, until
+/// the next answer), and the last wait, which doubles up to [`RESEND_MAX`] on each refusal.
+#[derive(Clone, Copy)]
+struct Resend {
+    due: Option<Instant>,
+    wait: Duration,
+}
+
+const RESEND_FIRST: Duration = Duration::from_millis(500);
+const RESEND_MAX: Duration = Duration::from_secs(30);
 
 /// Sent by a proving thread when it finishes.
 struct Done {
     key: Key,
     finished: Finished,
+    /// Released by the connection right after it sends the result: a coordinator that
+    /// answers the result with a new task then always finds the slot free, and the
+    /// Availability the release triggers still follows the result.
+    slot: SlotGuard,
 }
 
 enum SessionEnd {
@@ -330,7 +358,7 @@ impl Conn {
 
     /// Records a finished task and sends its result on the open session.
     fn forward_done(&mut self, s: &Session, done: Done) {
-        if let Some(key) = self.on_done(done) {
+        if let Some((key, _slot)) = self.on_done(done) {
             s.send_result(&key, &self.outbox[&key]);
         }
     }
@@ -461,7 +489,7 @@ impl Conn {
                 return end;
             }
             // Biased: a finished result is sent before the Availability its freed slot
-            // triggers (the proving thread reports before releasing the slot); both are
+            // triggers (the slot is released once the result is sent); both are
             // bounded by the capacity, so they cannot starve the inbound stream. The
             // Availability branch also drains results first: the slot count it reads may
             // include a release whose report arrived after `done_rx` was polled.
@@ -515,6 +543,7 @@ impl Conn {
                         return lost(&format!("coordinator silent for {:?}", s.last_rx.elapsed()));
                     }
                     self.expire_inputs(&s);
+                    self.resend_due(&s);
                 }
             }
         }

@@ -18,10 +18,7 @@ impl Conn {
     pub(super) fn fail(&mut self, s: &Session, key: Key, error: String) {
         warn!(task = %key.0, token = key.1, error = %error, "task failed");
         StatsInner::inc(&self.shared.stats.failed);
-        let f = Finished {
-            outcome: Outcome::Error(error),
-            prove_ms: 0,
-        };
+        let f = Finished::new(Outcome::Error(error), 0);
         s.send_result(&key, &f);
         self.outbox.insert(key, f);
     }
@@ -188,7 +185,7 @@ impl Conn {
     }
 
     /// Runs the task on a blocking thread, which verifies the input digest, proves, hashes
-    /// the proof and reports back through `done_tx`. The slot is freed when the thread ends.
+    /// the proof and reports back through `done_tx`, handing the slot back with the result.
     pub(super) fn start(&mut self, p: Prepared, input: Input, slot: SlotGuard) {
         let key: Key = (p.task_id.clone(), p.token);
         info!(
@@ -203,7 +200,6 @@ impl Conn {
         let done_tx = self.done_tx.clone();
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let _slot = slot;
             let started = Instant::now();
             let input = match input {
                 Input::Bytes(b) => Ok(b),
@@ -218,17 +214,23 @@ impl Conn {
             };
             let prove_ms = started.elapsed().as_millis() as u64;
             drop(input);
-            // Sent before the slot is released, so the result is on its way first.
+            // A connection that is gone drops the message, and with it the slot.
             let _ = done_tx.send(Done {
                 key,
-                finished: Finished { outcome, prove_ms },
+                finished: Finished::new(outcome, prove_ms),
+                slot,
             });
         });
     }
 
-    /// A proving thread finished. Returns the key when a result went into the outbox.
-    pub(super) fn on_done(&mut self, done: Done) -> Option<Key> {
-        let Done { key, finished } = done;
+    /// A proving thread finished. Returns the key when a result went into the outbox, with
+    /// the task's slot for the caller to release once the result is sent.
+    pub(super) fn on_done(&mut self, done: Done) -> Option<(Key, SlotGuard)> {
+        let Done {
+            key,
+            finished,
+            slot,
+        } = done;
         match self.tasks.get(&key) {
             Some(TaskState::Proving { cancelled: false }) => {
                 self.tasks.remove(&key);
@@ -254,15 +256,33 @@ impl Conn {
             }
         }
         self.outbox.insert(key.clone(), finished);
-        Some(key)
+        Some((key, slot))
     }
 
     pub(super) fn on_ack(&mut self, a: ResultAck) {
         let key: Key = (a.task_id, a.fencing_token);
-        if self.outbox.remove(&key).is_none() {
+        let Some(finished) = self.outbox.get_mut(&key) else {
             debug!(task = %key.0, token = key.1, "ack for no pending result");
             return;
+        };
+        let passing = matches!(
+            ErrorCode::try_from(a.code),
+            Ok(ErrorCode::SystemUnavailable | ErrorCode::Internal)
+        );
+        if !a.accepted && passing {
+            // The coordinator could not take it now (a store or blob write failed): keep the
+            // proof and offer it again; only a final answer lets it go.
+            let wait = finished
+                .resend
+                .map_or(RESEND_FIRST, |r| (r.wait * 2).min(RESEND_MAX));
+            finished.resend = Some(Resend {
+                due: Some(Instant::now() + wait),
+                wait,
+            });
+            warn!(task = %key.0, token = key.1, code = code_name(a.code), reason = %a.reason, ?wait, "coordinator could not take the result; will resend");
+            return;
         }
+        self.outbox.remove(&key);
         if a.accepted {
             StatsInner::inc(&self.shared.stats.acked);
             info!(task = %key.0, token = key.1, "result acknowledged");
@@ -275,6 +295,19 @@ impl Conn {
                 reason = %a.reason,
                 "result rejected by the coordinator; dropped"
             );
+        }
+    }
+
+    /// Sends again the results whose resend time has come.
+    pub(super) fn resend_due(&mut self, s: &Session) {
+        let now = Instant::now();
+        for (key, f) in &mut self.outbox {
+            if let Some(r) = &mut f.resend
+                && r.due.is_some_and(|due| due <= now)
+            {
+                r.due = None;
+                s.send_result(key, f);
+            }
         }
     }
 
