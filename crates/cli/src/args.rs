@@ -19,6 +19,8 @@ pub type ProofTypeSpec = (ProofType, String);
 
 /// Where the coordinator's defaults keep their files (`--db`, `--blobs`, `--l1-state`, keys).
 pub const DEFAULT_DATA_DIR: &str = "./proofmill-data";
+/// Longest duration option, ms (a year): a deadline, now plus one, always fits the store.
+const MAX_MS: u64 = 365 * 24 * 3_600_000;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -128,10 +130,10 @@ pub struct CoordinatorArgs {
     #[arg(long, env = "PROOFMILL_DEVNET", value_parser = BoolishValueParser::new())]
     pub devnet: bool,
     /// Hard deadline of a lease, ms.
-    #[arg(long, env = "PROOFMILL_PROVER_TIMEOUT", default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "PROOFMILL_PROVER_TIMEOUT", default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     pub prover_timeout: u64,
     /// Heartbeat interval asked of provers, ms.
-    #[arg(long, env = "PROOFMILL_HEARTBEAT_INTERVAL", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "PROOFMILL_HEARTBEAT_INTERVAL", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     pub heartbeat_interval: u64,
     /// Heartbeats a prover may miss before it is considered gone.
     #[arg(long, env = "PROOFMILL_MISSED_HEARTBEATS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
@@ -143,22 +145,22 @@ pub struct CoordinatorArgs {
     #[arg(long, env = "PROOFMILL_MAX_LOST_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_lost_attempts: u32,
     /// Interval of L1 settlement transactions, ms.
-    #[arg(long, env = "PROOFMILL_SEND_INTERVAL", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "PROOFMILL_SEND_INTERVAL", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     pub send_interval: u64,
     /// gRPC message size limit, bytes.
     #[arg(long, env = "PROOFMILL_MAX_MESSAGE_BYTES", default_value_t = 64 << 20, value_parser = parse_message_bytes)]
     pub max_message_bytes: usize,
     /// Shared secret provers must present when registering.
-    #[arg(long, env = "PROOFMILL_PROVER_TOKEN", value_parser = parse_non_empty)]
+    #[arg(long, env = "PROOFMILL_PROVER_TOKEN", hide_env_values = true, value_parser = parse_non_empty)]
     pub prover_token: Option<String>,
     /// Time running tasks get to finish on shutdown, ms.
-    #[arg(long, env = "PROOFMILL_SHUTDOWN_GRACE", default_value_t = 10_000)]
+    #[arg(long, env = "PROOFMILL_SHUTDOWN_GRACE", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=MAX_MS))]
     pub shutdown_grace: u64,
     /// Devnet: transfers per batch.
     #[arg(long, env = "PROOFMILL_BATCH_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
     /// Devnet: time between sealed batches, ms.
-    #[arg(long, env = "PROOFMILL_BATCH_INTERVAL", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "PROOFMILL_BATCH_INTERVAL", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     pub batch_interval: u64,
     /// Devnet: seed of the random traffic.
     #[arg(long, env = "PROOFMILL_SEED", default_value_t = 1)]
@@ -214,7 +216,7 @@ pub struct ProverArgs {
     #[arg(long, env = "PROOFMILL_BLOB_ACCESS", value_parser = BoolishValueParser::new())]
     pub blob_access: bool,
     /// Tasks proven concurrently.
-    #[arg(long, env = "PROOFMILL_CAPACITY", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "PROOFMILL_CAPACITY", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub capacity: u32,
     /// Display name (default: the hostname).
     #[arg(long, env = "PROOFMILL_NAME", default_value_t = default_prover_name(), value_parser = parse_non_empty)]
@@ -223,7 +225,7 @@ pub struct ProverArgs {
     #[arg(long, env = "PROOFMILL_VERSION_TAG", default_value = "devnet-v1", value_parser = parse_non_empty)]
     pub version_tag: String,
     /// Shared secret presented to coordinators.
-    #[arg(long, env = "PROOFMILL_PROVER_TOKEN", value_parser = parse_non_empty)]
+    #[arg(long, env = "PROOFMILL_PROVER_TOKEN", hide_env_values = true, value_parser = parse_non_empty)]
     pub prover_token: Option<String>,
     /// gRPC message size limit, bytes.
     #[arg(long, env = "PROOFMILL_MAX_MESSAGE_BYTES", default_value_t = 64 << 20, value_parser = parse_message_bytes)]

@@ -4,6 +4,7 @@
 use crate::now_ms;
 use crate::outbox::{Outbox, ToProver};
 use crate::persist::{PersistJob, Persister};
+use crate::results::storable_text;
 use crate::session::Outcome;
 use proofmill_proto::v1::{
     CoordinatorMessage, ErrorCode, RegisterResponse, ResultAck, TaskCancelled,
@@ -272,8 +273,13 @@ impl Core {
                 self.run_effects(effects, Vec::new(), Vec::new());
             }
             CoreMsg::Retry { job, reply } => {
-                *self.open_per_batch.entry(job.key.batch).or_default() += 1;
+                let batch = job.key.batch;
                 let effects = self.scheduler.retry(job, now);
+                // Counted only when the job was reopened (a second retry is a no-op), or the
+                // batch would never leave the cache.
+                if !effects.is_empty() {
+                    *self.open_per_batch.entry(batch).or_default() += 1;
+                }
                 self.run_effects(effects, Vec::new(), Vec::new());
                 let _ = reply.send(());
             }
@@ -365,13 +371,8 @@ impl Core {
                 )
             }
             Outcome::Invalid(reason) => {
-                let r = self.scheduler.fail(
-                    &prover,
-                    &key,
-                    token,
-                    &format!("invalid proof: {reason}"),
-                    now,
-                );
+                let error = storable_text(&format!("invalid proof: {reason}"), 4096);
+                let r = self.scheduler.fail(&prover, &key, token, &error, now);
                 (r, Vec::new(), ack(false, ErrorCode::InvalidProof, reason))
             }
             Outcome::Declined(reason) => {
@@ -396,9 +397,19 @@ impl Core {
             }
             Err(_) => {
                 // Not open here: a duplicate of an accepted result, or a job that is done or
-                // unknown. The store knows which; ask it off the core task.
+                // unknown. The store knows which once the writes queued so far are durable
+                // (a duplicate may arrive before its original's commit); ask it then, off the
+                // core task.
                 let store = self.store.clone();
+                let (flushed, durable) = oneshot::channel();
+                self.persist(PersistJob {
+                    flushed: vec![flushed],
+                    ..Default::default()
+                });
                 tokio::spawn(async move {
+                    if durable.await.is_err() {
+                        return; // The persister stopped: the coordinator is going down.
+                    }
                     let msg = match store.proof(&key).await {
                         Ok(Some(p)) if p.token == token => ack(
                             true,

@@ -82,17 +82,17 @@ impl Coordinator {
                 nb.input.len()
             )));
         }
-        if nb.version.is_empty() || nb.version.len() > 128 {
-            return Err(CoordinatorError::InvalidArgument(
-                "version must be 1-128 bytes".into(),
-            ));
-        }
+        crate::results::check_label("version", &nb.version)
+            .map_err(CoordinatorError::InvalidArgument)?;
         let configured = shared.config.required_types();
-        let required = if nb.proof_types.is_empty() {
+        let mut required = if nb.proof_types.is_empty() {
             configured.clone()
         } else {
             nb.proof_types.clone()
         };
+        // One job per type: a type named twice must not count as two open jobs.
+        let mut seen = std::collections::HashSet::new();
+        required.retain(|t| seen.insert(t.clone()));
         if let Some(t) = required.iter().find(|t| !configured.contains(t)) {
             return Err(CoordinatorError::InvalidArgument(format!(
                 "proof type {t} is not served here (configured: {})",

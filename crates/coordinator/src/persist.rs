@@ -2,7 +2,7 @@
 //! transition are released only after it is durable, in the order they were produced.
 
 use crate::outbox::{Outbox, ToProver};
-use proofmill_store::{Change, Store};
+use proofmill_store::{Change, Store, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -87,12 +87,34 @@ async fn run(
 }
 
 /// Retries until the store takes the changes: dropping them would lose state, and sending
-/// their messages first would let provers act on state the store does not have.
+/// their messages first would let provers act on state the store does not have. A change no
+/// retry can store (inputs are checked before they get here, so this is a bug) must not hold
+/// up every write after it: the others are committed one by one and the culprit is dropped,
+/// loudly.
 async fn commit(store: &dyn Store, changes: &[Change]) {
+    let Err(e) = apply_retrying(store, changes).await else {
+        return;
+    };
+    tracing::error!(error = %e, changes = changes.len(), "a change cannot be stored; committing the others one by one");
+    for change in changes {
+        if let Err(e) = apply_retrying(store, std::slice::from_ref(change)).await {
+            let key = match change {
+                Change::Job(j) => &j.key,
+                Change::Proof(p) => &p.key,
+                Change::DeleteProof(k) => k,
+            };
+            tracing::error!(error = %e, %key, "change dropped: the store cannot hold it");
+        }
+    }
+}
+
+/// Applies the changes, retrying with backoff on any error but [`StoreError::Unstorable`].
+async fn apply_retrying(store: &dyn Store, changes: &[Change]) -> Result<(), StoreError> {
     let mut delay = Duration::from_millis(50);
     loop {
         match store.apply(changes).await {
-            Ok(()) => return,
+            Ok(()) => return Ok(()),
+            Err(e @ StoreError::Unstorable(_)) => return Err(e),
             Err(e) => {
                 tracing::error!(error = %e, changes = changes.len(), "store write failed; retrying");
                 tokio::time::sleep(delay).await;

@@ -10,12 +10,38 @@ use crate::session::Outcome;
 use bytes::Bytes;
 use proofmill_backend::Backend;
 use proofmill_proto::v1::{
-    CoordinatorMessage, ErrorCode, TaskResult, coordinator_message::Kind as Out,
+    CoordinatorMessage, DataChunk, ErrorCode, TaskResult, coordinator_message::Kind as Out,
     task_result::Outcome as Res,
 };
 use proofmill_types::{Batch, Digest, FencingToken, JobKey, ProofRecord, ProverId, TaskId};
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Text from a prover made fit to store: at most `max` characters, and NUL (which PostgreSQL
+/// text cannot hold) replaced.
+pub(crate) fn storable_text(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .map(|c| {
+            if c == '\0' {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Names and versions a prover or client gives: printable, 1 to 128 bytes.
+pub(crate) fn check_label(what: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() || value.len() > 128 {
+        return Err(format!("{what} must be 1-128 bytes"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{what} must not contain control characters"));
+    }
+    Ok(())
+}
 
 pub(crate) fn nack(tx: &Outbox, task_id: &str, token: u64, code: ErrorCode, reason: String) {
     let msg = CoordinatorMessage {
@@ -30,11 +56,62 @@ pub(crate) fn nack(tx: &Outbox, task_id: &str, token: u64, code: ErrorCode, reas
     tx.send(ToProver::Msg(msg));
 }
 
+/// Proofs arriving in chunks on one stream, by (task id, token). Bounded: at most
+/// `max_entries` proofs at once (the prover's capacity and one more) and `max_bytes` in all,
+/// counted as chunks arrive.
+pub(crate) struct PartialProofs {
+    buffers: HashMap<(String, u64), Vec<u8>>,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: u64,
+}
+
+impl PartialProofs {
+    pub fn new(capacity: u32, max_bytes: u64) -> Self {
+        PartialProofs {
+            buffers: HashMap::new(),
+            bytes: 0,
+            max_entries: capacity as usize + 1,
+            max_bytes,
+        }
+    }
+
+    /// Appends a chunk; on error the task's partial proof is dropped.
+    pub fn push(&mut self, c: &DataChunk) -> Result<(), String> {
+        TaskId::parse(&c.task_id).map_err(|e| e.to_string())?;
+        let key = (c.task_id.clone(), c.fencing_token);
+        if !self.buffers.contains_key(&key) && self.buffers.len() >= self.max_entries {
+            return Err(format!(
+                "more than {} proofs in chunks at once",
+                self.max_entries
+            ));
+        }
+        let buf = self.buffers.entry(key.clone()).or_default();
+        if c.offset != buf.len() as u64 {
+            self.remove(&key);
+            return Err("proof chunk out of order".into());
+        }
+        if (self.bytes + c.data.len()) as u64 > self.max_bytes {
+            self.remove(&key);
+            return Err("proof too large".into());
+        }
+        buf.extend_from_slice(&c.data);
+        self.bytes += c.data.len();
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &(String, u64)) -> Option<Vec<u8>> {
+        let buf = self.buffers.remove(key)?;
+        self.bytes -= buf.len();
+        Some(buf)
+    }
+}
+
 /// The proof bytes of a result (joined from chunks if needed); `None` for an error result.
 /// Takes the bytes out of `r` rather than copying them.
 pub(crate) fn take_proof(
     shared: &Shared,
-    partial: &mut HashMap<(String, u64), Vec<u8>>,
+    partial: &mut PartialProofs,
     r: &mut TaskResult,
 ) -> Result<Option<Vec<u8>>, String> {
     match &mut r.outcome {
@@ -84,7 +161,7 @@ pub(crate) async fn handle_result(
     let key = JobKey::new(batch_no, proof_type);
     let token = FencingToken(r.fencing_token);
     let outcome = match (proof, &r.outcome) {
-        (None, Some(Res::Error(e))) => Outcome::Failed(e.chars().take(4096).collect()),
+        (None, Some(Res::Error(e))) => Outcome::Failed(storable_text(e, 4096)),
         (None, _) => {
             return nack(
                 tx,
@@ -95,7 +172,9 @@ pub(crate) async fn handle_result(
             );
         }
         (Some(proof), _) => {
-            match check_proof(shared, &key, token, prover, name, r.prove_ms, proof).await {
+            // A timing the prover reports; beyond i64 it is nonsense the store cannot hold.
+            let prove_ms = r.prove_ms.min(i64::MAX as u64);
+            match check_proof(shared, &key, token, prover, name, prove_ms, proof).await {
                 Ok(o) => o,
                 Err((code, reason)) => return nack(tx, &r.task_id, r.fencing_token, code, reason),
             }
@@ -145,12 +224,18 @@ async fn check_proof(
         return Ok(Outcome::Invalid(reason));
     }
     let inline = proof.len() <= shared.config.inline_proof_max;
+    let digest = Digest::sha256(&proof);
+    // Named by content too: a duplicate result with other bytes (another valid proof of the
+    // same statement) must not overwrite the blob an accepted record points at.
     let blob_key = if inline {
         String::new()
     } else {
         format!(
-            "proofs/{:012}/{}/{}.bin",
-            key.batch, key.proof_type, token.0
+            "proofs/{:012}/{}/{}-{}.bin",
+            key.batch,
+            key.proof_type,
+            token.0,
+            &digest.to_hex()[..16]
         )
     };
     let record = ProofRecord {
@@ -158,7 +243,7 @@ async fn check_proof(
         blob_key: blob_key.clone(),
         inline: inline.then(|| proof.to_vec()),
         size: proof.len() as u64,
-        digest: Digest::sha256(&proof),
+        digest,
         prover: prover.clone(),
         prover_name: name.to_string(),
         token,

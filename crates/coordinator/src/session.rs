@@ -3,7 +3,9 @@
 
 use crate::core::{Conn, CoreMsg, Hello};
 use crate::outbox::{LatencyProbe, Outbox, Wire, outbox, write_loop};
-use crate::results::{VERIFY_INLINE_MAX, handle_result, nack, take_proof};
+use crate::results::{
+    PartialProofs, VERIFY_INLINE_MAX, check_label, handle_result, nack, take_proof,
+};
 use crate::server::Shared;
 use proofmill_proto::v1::{
     CoordinatorMessage, ErrorCode, ProverMessage, Register, RegisterResponse,
@@ -11,7 +13,7 @@ use proofmill_proto::v1::{
 };
 use proofmill_scheduler::ProverInfo;
 use proofmill_types::{FencingToken, JobKey, ProofRecord, ProofType, ProverId, TaskId};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::oneshot;
@@ -28,6 +30,14 @@ pub(crate) enum Outcome {
 }
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// Most running tasks a prover may list (the largest capacity a prover may register): each
+/// entry can cost the core a lookup and the prover a cancel, so the list is bounded.
+const MAX_RUNNING_REPORTED: usize = 4096;
+
+fn too_many_running(n: usize) -> String {
+    format!("{n} running tasks listed; at most {MAX_RUNNING_REPORTED}")
+}
 
 pub(crate) fn start(shared: Arc<Shared>, inbound: Streaming<ProverMessage>, wire: Wire) {
     tokio::spawn(async move {
@@ -79,6 +89,9 @@ async fn run(
             .await;
         return Err("draining".into());
     }
+    let capacity = match &hello {
+        Hello::Register(info) | Hello::Reconnect { info, .. } => info.capacity,
+    };
     let conn_id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let probe = shared
         .config
@@ -107,7 +120,14 @@ async fn run(
     let prover = reply_rx.await.map_err(|_| "core stopped")?;
     tracing::info!(%prover, %name, "prover connected");
     let writer = tokio::spawn(write_loop(shared.clone(), writer, tx.clone()));
-    let result = read_loop(&shared, &prover, &name, &mut inbound, &tx, probe.as_ref()).await;
+    let result = read_loop(
+        &shared,
+        (&prover, &name, capacity),
+        &mut inbound,
+        &tx,
+        probe.as_ref(),
+    )
+    .await;
     writer.abort();
     let _ = shared.core.send(CoreMsg::Disconnect {
         prover: prover.clone(),
@@ -144,8 +164,11 @@ fn parse_hello(
     let hello = match reconnect {
         None => Hello::Register(info),
         Some((id, running)) => {
-            if id.is_empty() || id.len() > 64 {
+            if id.is_empty() || id.len() > 64 || id.chars().any(char::is_control) {
                 return Err((ErrorCode::InvalidArgument, "invalid prover id".into()));
+            }
+            if running.len() > MAX_RUNNING_REPORTED {
+                return Err((ErrorCode::InvalidArgument, too_many_running(running.len())));
             }
             let running = running
                 .iter()
@@ -174,24 +197,14 @@ fn parse_register(shared: &Shared, r: &Register) -> Result<ProverInfo, (ErrorCod
             "missing or wrong prover token".into(),
         ));
     }
-    if r.name.is_empty() || r.name.len() > 128 {
-        return Err((
-            ErrorCode::InvalidArgument,
-            "name must be 1-128 bytes".into(),
-        ));
-    }
-    if r.compute_capacity == 0 || r.compute_capacity > 4096 {
+    check_label("name", &r.name).map_err(|e| (ErrorCode::InvalidArgument, e))?;
+    if r.compute_capacity == 0 || r.compute_capacity as usize > MAX_RUNNING_REPORTED {
         return Err((
             ErrorCode::InvalidArgument,
             "compute_capacity must be 1-4096".into(),
         ));
     }
-    if r.version.is_empty() || r.version.len() > 128 {
-        return Err((
-            ErrorCode::InvalidArgument,
-            "version must be 1-128 bytes".into(),
-        ));
-    }
+    check_label("version", &r.version).map_err(|e| (ErrorCode::InvalidArgument, e))?;
     let mut types = BTreeSet::new();
     for t in &r.proof_types {
         types.insert(
@@ -221,14 +234,12 @@ fn parse_register(shared: &Shared, r: &Register) -> Result<ProverInfo, (ErrorCod
 
 async fn read_loop(
     shared: &Arc<Shared>,
-    prover: &ProverId,
-    name: &str,
+    (prover, name, capacity): (&ProverId, &str, u32),
     inbound: &mut Streaming<ProverMessage>,
     tx: &Outbox,
     probe: Option<&LatencyProbe>,
 ) -> Result<(), String> {
-    // Proofs arriving in chunks, by (task id, token).
-    let mut partial: HashMap<(String, u64), Vec<u8>> = HashMap::new();
+    let mut partial = PartialProofs::new(capacity, shared.config.max_proof_bytes);
     loop {
         let msg = match inbound.message().await {
             Ok(Some(m)) => m,
@@ -272,26 +283,20 @@ async fn read_loop(
                 }
             }
             Some(In::ProofChunk(c)) => {
-                let total: usize = partial.values().map(Vec::len).sum();
-                let buf = partial
-                    .entry((c.task_id.clone(), c.fencing_token))
-                    .or_default();
-                if c.offset != buf.len() as u64
-                    || (total + c.data.len()) as u64 > shared.config.max_proof_bytes
-                {
-                    partial.remove(&(c.task_id.clone(), c.fencing_token));
+                if let Err(reason) = partial.push(&c) {
                     nack(
                         tx,
                         &c.task_id,
                         c.fencing_token,
                         ErrorCode::InvalidArgument,
-                        "proof chunk out of order or proof too large".into(),
+                        reason,
                     );
-                    continue;
                 }
-                buf.extend_from_slice(&c.data);
             }
             Some(In::HeartbeatAck(a)) => {
+                if a.running.len() > MAX_RUNNING_REPORTED {
+                    return Err(too_many_running(a.running.len()));
+                }
                 let running = parse_running(&a.running);
                 let _ = shared.core.send(CoreMsg::Heartbeat {
                     prover: prover.clone(),

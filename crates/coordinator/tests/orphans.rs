@@ -195,7 +195,57 @@ async fn a_stalled_store_stops_dispatch_at_the_cap(db: Db) {
     server.stop().await.unwrap();
 }
 
+/// A prover may resend a result (after a reconnect) before the original's commit. The store
+/// does not know the proof yet; the answer waits for the commit and is then "accepted", not
+/// "stale": a prover drops a proof on any final answer, so "stale" here would lose it if the
+/// coordinator then crashed.
+async fn a_duplicate_sent_before_the_commit_is_answered_after_it(db: Db) {
+    let env = Env::new(db, "early-duplicate");
+    let store = StallingStore::open(&env).await;
+    let blobs = Blobs::from_url(&env.blobs_url).unwrap();
+    let coord = Coordinator::start(fast_config(), store.clone(), blobs)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = coord.spawn_serve(listener);
+    submit(&coord, 1, &[]).await;
+    coord.flush().await.unwrap();
+    let mut a = RawProver::register(&url, register("a", &["exec"], 1)).await;
+    let t = a.task().await;
+    coord.flush().await.unwrap();
+
+    store.stall(true);
+    a.running.clear();
+    let result = proofmill_proto::v1::TaskResult {
+        task_id: t.task_id.clone(),
+        fencing_token: t.fencing_token,
+        outcome: Some(proofmill_proto::v1::task_result::Outcome::Proof(
+            RawProver::proof_for(&t),
+        )),
+        prove_ms: 1,
+    };
+    for _ in 0..2 {
+        a.send(proofmill_proto::v1::prover_message::Kind::TaskResult(
+            result.clone(),
+        ))
+        .await;
+    }
+    let early = a.next(Duration::from_millis(500)).await;
+    assert!(early.is_none(), "answered before the commit: {early:?}");
+    store.stall(false);
+    for n in 0..2 {
+        let ack = a.ack_for(&t.task_id, t.fencing_token).await;
+        assert!(ack.accepted, "answer {n}: {ack:?}");
+    }
+    let proof = store.inner.proof(&key(1, "exec")).await.unwrap();
+    assert_eq!(proof.unwrap().token.0, t.fencing_token);
+    drop(a);
+    server.stop().await.unwrap();
+}
+
 on_both_stores!(
     tasks_sent_before_their_lease_was_durable_survive_a_restart,
-    a_stalled_store_stops_dispatch_at_the_cap
+    a_stalled_store_stops_dispatch_at_the_cap,
+    a_duplicate_sent_before_the_commit_is_answered_after_it,
 );

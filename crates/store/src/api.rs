@@ -11,6 +11,10 @@ pub enum StoreError {
     InvalidUrl { url: String, reason: String },
     #[error("database error: {0}")]
     Database(String),
+    /// A value the store cannot hold (a number over i64::MAX, a NUL in text): writing it
+    /// again fails the same way, so it is not worth retrying.
+    #[error("value cannot be stored: {0}")]
+    Unstorable(String),
     #[error("blob store error: {0}")]
     Blob(String),
     #[error("blob {key:?} not found")]

@@ -19,7 +19,7 @@ pub(crate) const PROOF_COLS: &str = "batch, proof_type, blob_key, size, digest, 
 /// u64 → BIGINT. Values above `i64::MAX` are rejected rather than wrapped.
 pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64> {
     i64::try_from(value).map_err(|_| {
-        StoreError::Database(format!(
+        StoreError::Unstorable(format!(
             "{what} = {value} is larger than the largest storable value {} (i64::MAX)",
             i64::MAX
         ))
@@ -212,10 +212,12 @@ impl<'a> JobRow<'a> {
             batch: to_i64(job.key.batch, "job batch")?,
             proof_type: job.key.proof_type.as_str(),
             state: job.state.as_str(),
-            version: &job.version,
+            version: text(&job.version, "job version")?,
             failed_attempts: i64::from(job.failed_attempts),
             lost_attempts: i64::from(job.lost_attempts),
-            lease_prover: lease.map(|l| l.prover.0.as_str()),
+            lease_prover: lease
+                .map(|l| text(&l.prover.0, "lease prover"))
+                .transpose()?,
             lease_token: lease
                 .map(|l| to_i64(l.token.0, "lease token"))
                 .transpose()?,
@@ -226,10 +228,25 @@ impl<'a> JobRow<'a> {
                 .map(|l| to_i64(l.deadline, "lease deadline"))
                 .transpose()?,
             not_before: to_i64(job.not_before, "not_before")?,
-            last_error: job.last_error.as_deref(),
+            last_error: job
+                .last_error
+                .as_deref()
+                .map(|e| text(e, "last_error"))
+                .transpose()?,
             updated_at: to_i64(job.updated_at, "updated_at")?,
         })
     }
+}
+
+/// Text as bound to SQL. PostgreSQL text cannot hold NUL; SQLite refuses it too, so that
+/// both stores take the same values.
+fn text<'a>(value: &'a str, what: &str) -> Result<&'a str> {
+    if value.contains('\0') {
+        return Err(StoreError::Unstorable(format!(
+            "{what} contains a NUL character"
+        )));
+    }
+    Ok(value)
 }
 
 /// A proof row as bound to SQL.
@@ -253,11 +270,11 @@ impl<'a> ProofRow<'a> {
         Ok(ProofRow {
             batch: to_i64(p.key.batch, "proof batch")?,
             proof_type: p.key.proof_type.as_str(),
-            blob_key: &p.blob_key,
+            blob_key: text(&p.blob_key, "proof blob key")?,
             size: to_i64(p.size, "proof size")?,
             digest: &p.digest.0[..],
-            prover: &p.prover.0,
-            prover_name: &p.prover_name,
+            prover: text(&p.prover.0, "proof prover")?,
+            prover_name: text(&p.prover_name, "proof prover_name")?,
             token: to_i64(p.token.0, "proof token")?,
             leased_at: to_i64(p.leased_at, "proof leased_at")?,
             received_at: to_i64(p.received_at, "proof received_at")?,

@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use proofmill_store::StoreError;
 use std::time::Instant;
 
 store_test!(
@@ -13,6 +14,7 @@ store_test!(
     apply_last_write_wins,
     apply_is_atomic,
     values_above_i64_max_rejected,
+    text_with_nul_rejected,
     apply_throughput,
 );
 
@@ -216,6 +218,7 @@ async fn values_above_i64_max_rejected(store: Arc<dyn Store>, _: &str) {
     let mut job = leased(key(1, "exec"), too_big, 1);
     let err = store.apply(&[Change::Job(job.clone())]).await.unwrap_err();
     assert!(err.to_string().contains("i64::MAX"), "{err}");
+    assert!(matches!(err, StoreError::Unstorable(_)), "{err:?}");
     job.lease.as_mut().unwrap().token = FencingToken(3);
     job.not_before = u64::MAX;
     assert!(store.apply(&[Change::Job(job)]).await.is_err());
@@ -230,6 +233,37 @@ async fn values_above_i64_max_rejected(store: Arc<dyn Store>, _: &str) {
     assert_eq!(store.job(&key(1, "exec")).await.unwrap(), before);
     assert_eq!(store.proof(&key(1, "exec")).await.unwrap(), None);
     assert_eq!(store.max_fencing_token().await.unwrap(), 0);
+}
+
+/// PostgreSQL text cannot hold NUL: both stores refuse it the same way, as a value that no
+/// retry will store, and write nothing of the call.
+async fn text_with_nul_rejected(store: Arc<dyn Store>, _: &str) {
+    insert_all(&*store, [1, 2], &["exec"]).await;
+    let before = store.job(&key(1, "exec")).await.unwrap();
+    let mut failed = leased(key(1, "exec"), 3, 1);
+    failed.state = JobState::Queued;
+    failed.lease = None;
+    failed.last_error = Some("boom\0".into());
+    let fine = leased(key(2, "exec"), 4, 1);
+    let err = store
+        .apply(&[Change::Job(fine.clone()), Change::Job(failed)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unstorable(_)), "{err:?}");
+    assert!(err.to_string().contains("NUL"), "{err}");
+    let mut p = proof(key(2, "exec"), 4);
+    p.prover_name = "p\01".into();
+    let err = store
+        .apply(&[Change::Job(fine), Change::Proof(p)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unstorable(_)), "{err:?}");
+    assert_eq!(store.job(&key(1, "exec")).await.unwrap(), before);
+    assert_eq!(
+        store.job(&key(2, "exec")).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    assert_eq!(store.proof(&key(2, "exec")).await.unwrap(), None);
 }
 
 /// Not asserted: prints how many job completions per second `apply` sustains when the

@@ -1,0 +1,186 @@
+//! Input that a store cannot hold or that would grow without bound, from a prover on a real
+//! socket, on SQLite and Postgres: refused or made storable, and never stalls the writes of
+//! everyone else.
+mod support;
+
+use proofmill_proto::v1::{
+    DataChunk, ErrorCode, HeartbeatAck, Reconnect, RunningTask, TaskResult,
+    coordinator_message::Kind as Out, prover_message::Kind as In, task_result::Outcome,
+};
+use proofmill_types::{JobKey, ProofType};
+use std::time::Duration;
+use support::*;
+
+fn key(b: u64, t: &str) -> JobKey {
+    JobKey::new(b, ProofType::new(t).unwrap())
+}
+
+fn running(n: usize) -> Vec<RunningTask> {
+    (0..n)
+        .map(|i| RunningTask {
+            task_id: format!("{}/exec", i + 1),
+            fencing_token: 1,
+        })
+        .collect()
+}
+
+async fn text_and_numbers_a_store_cannot_hold_never_stall_writes(db: Db) {
+    let env = Env::new(db, "unstorable");
+    let c = start(&env, fast_config()).await;
+    for reg in [register("a\0b", &["exec"], 1), {
+        let mut r = register("a", &["exec"], 1);
+        r.version = "v\u{7}1".into();
+        r
+    }] {
+        let (_tx, mut rx) = open(&c.url(), In::Register(reg.clone())).await;
+        let r = first_response(&mut rx).await;
+        assert!(!r.accepted, "{reg:?} accepted");
+        assert_eq!(r.code, ErrorCode::InvalidArgument as i32, "{}", r.reason);
+        assert!(r.reason.contains("control characters"), "{}", r.reason);
+    }
+    let (_tx, mut rx) = open(
+        &c.url(),
+        In::Reconnect(Reconnect {
+            prover_id: "p\0".into(),
+            register: Some(register("a", &["exec"], 1)),
+            running: vec![],
+        }),
+    )
+    .await;
+    assert_eq!(
+        first_response(&mut rx).await.code,
+        ErrorCode::InvalidArgument as i32
+    );
+
+    submit(&c.coord, 1, &[]).await;
+    let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
+    let t = a.task().await;
+    // An error text with a NUL (PostgreSQL text cannot hold one): stored with it replaced.
+    a.running.clear();
+    a.send(In::TaskResult(TaskResult {
+        task_id: t.task_id.clone(),
+        fencing_token: t.fencing_token,
+        outcome: Some(Outcome::Error("boom\0 at byte 4".into())),
+        prove_ms: 1,
+    }))
+    .await;
+    assert!(a.ack_for(&t.task_id, t.fencing_token).await.accepted);
+    let job = c.coord.store().job(&key(1, "exec")).await.unwrap().unwrap();
+    assert_eq!(job.last_error.as_deref(), Some("boom\u{FFFD} at byte 4"));
+
+    // A prove time beyond what the store holds: kept as the largest it can hold.
+    let t = a.task().await;
+    a.running.clear();
+    a.send(In::TaskResult(TaskResult {
+        task_id: t.task_id.clone(),
+        fencing_token: t.fencing_token,
+        outcome: Some(Outcome::Proof(RawProver::proof_for(&t))),
+        prove_ms: u64::MAX,
+    }))
+    .await;
+    let ack = a.ack_for(&t.task_id, t.fencing_token).await;
+    assert!(ack.accepted, "{ack:?}");
+    let proof = c
+        .coord
+        .store()
+        .proof(&key(1, "exec"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(proof.prove_ms, i64::MAX as u64);
+
+    // Writes still flow: a new batch is proven and committed.
+    submit(&c.coord, 2, &[]).await;
+    let t = a.task().await;
+    assert!(
+        a.submit(&t.task_id, t.fencing_token, RawProver::proof_for(&t))
+            .await
+            .accepted
+    );
+    tokio::time::timeout(Duration::from_secs(10), c.coord.flush())
+        .await
+        .expect("the store keeps taking writes")
+        .unwrap();
+    c.stop().await;
+}
+
+async fn proof_chunks_are_bounded(db: Db) {
+    let env = Env::new(db, "chunks_bounded");
+    let c = start(&env, fast_config()).await;
+    let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
+    let chunk = |task_id: &str, token: u64, data: Vec<u8>| {
+        In::ProofChunk(DataChunk {
+            task_id: task_id.into(),
+            fencing_token: token,
+            offset: 0,
+            data,
+            last: false,
+        })
+    };
+    a.send(chunk("not-a-task", 1, vec![1])).await;
+    let ack = a.ack_for("not-a-task", 1).await;
+    assert_eq!(ack.code, ErrorCode::InvalidArgument as i32, "{ack:?}");
+
+    // Capacity 1: one proof in chunks at a time, and one more (a resend) may overlap.
+    a.send(chunk("1/exec", 1, vec![])).await;
+    a.send(chunk("2/exec", 1, vec![])).await;
+    a.send(chunk("3/exec", 1, vec![])).await;
+    let ack = a.ack_for("3/exec", 1).await;
+    assert!(!ack.accepted);
+    assert!(ack.reason.contains("at once"), "{ack:?}");
+    // Only the third was refused.
+    assert!(
+        a.next(Duration::from_millis(300)).await.is_none(),
+        "nothing else answered"
+    );
+    c.stop().await;
+}
+
+async fn running_lists_are_bounded(db: Db) {
+    let env = Env::new(db, "running_bounded");
+    let c = start(&env, fast_config()).await;
+    let (_tx, mut rx) = open(
+        &c.url(),
+        In::Reconnect(Reconnect {
+            prover_id: "p-1".into(),
+            register: Some(register("a", &["exec"], 1)),
+            running: running(4097),
+        }),
+    )
+    .await;
+    let r = first_response(&mut rx).await;
+    assert_eq!(r.code, ErrorCode::InvalidArgument as i32, "{}", r.reason);
+    assert!(r.reason.contains("at most 4096"), "{}", r.reason);
+
+    let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
+    a.send(In::HeartbeatAck(HeartbeatAck {
+        seq: 1,
+        running: running(4097),
+    }))
+    .await;
+    // The stream ends; nothing is sent for the bogus tasks.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match a.rx.message().await {
+                Ok(Some(m)) => assert!(
+                    matches!(m.kind, Some(Out::Heartbeat(_))),
+                    "unexpected {m:?}"
+                ),
+                Ok(None) | Err(_) => return,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "stream still open");
+    wait_for("the prover to be gone", Duration::from_secs(10), || async {
+        c.coord.provers().await.unwrap().is_empty()
+    })
+    .await;
+    c.stop().await;
+}
+
+on_both_stores!(
+    text_and_numbers_a_store_cannot_hold_never_stall_writes,
+    proof_chunks_are_bounded,
+    running_lists_are_bounded,
+);
