@@ -252,7 +252,7 @@ async fn text_with_nul_rejected(store: Arc<dyn Store>, _: &str) {
     assert!(matches!(err, StoreError::Unstorable(_)), "{err:?}");
     assert!(err.to_string().contains("NUL"), "{err}");
     let mut p = proof(key(2, "exec"), 4);
-    p.prover_name = "p\01".into();
+    p.prover_name = "p\0-1".into();
     let err = store
         .apply(&[Change::Job(fine), Change::Proof(p)])
         .await
