@@ -244,7 +244,68 @@ async fn a_duplicate_sent_before_the_commit_is_answered_after_it(db: Db) {
     server.stop().await.unwrap();
 }
 
+/// A token whose lease ended (here by an error result) stays fenced after a restart, even as
+/// the highest token issued: it is not taken for one sent but never committed. The prover that
+/// still reports it is told to cancel it, and a resent result counts nothing.
+async fn a_revoked_token_stays_fenced_after_a_restart(db: Db) {
+    use proofmill_proto::v1::{
+        TaskResult, coordinator_message::Kind as Out, prover_message::Kind as In,
+        task_result::Outcome,
+    };
+    let env = Env::new(db, "revoked-restart");
+    // A long backoff keeps the failed job queued and its token the highest issued.
+    let mut config = fast_config();
+    config.scheduler.retry_backoff_base_ms = 60_000;
+    config.scheduler.retry_backoff_max_ms = 60_000;
+    let c = start(&env, config.clone()).await;
+    submit(&c.coord, 1, &[]).await;
+    let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
+    let t = a.task().await;
+    a.running.clear();
+    let failed = TaskResult {
+        task_id: t.task_id.clone(),
+        fencing_token: t.fencing_token,
+        outcome: Some(Outcome::Error("out of memory".into())),
+        prove_ms: 1,
+    };
+    a.send(In::TaskResult(failed.clone())).await;
+    assert!(a.ack_for(&t.task_id, t.fencing_token).await.accepted);
+    let id = a.id.clone();
+    drop(a);
+    c.stop().await;
+
+    let c2 = start(&env, config).await;
+    let running = vec![RunningTask {
+        task_id: t.task_id.clone(),
+        fencing_token: t.fencing_token,
+    }];
+    let mut a = RawProver::reconnect(&c2.url(), &id, register("a", &["exec"], 1), running).await;
+    match a.next(Duration::from_secs(10)).await {
+        Some(Out::TaskCancelled(x)) => {
+            assert_eq!(
+                (x.task_id, x.fencing_token),
+                (t.task_id.clone(), t.fencing_token)
+            )
+        }
+        other => panic!("expected TaskCancelled, got {other:?}"),
+    }
+    a.running.clear();
+    a.send(In::TaskResult(failed)).await;
+    let ack = a.ack_for(&t.task_id, t.fencing_token).await;
+    assert!(!ack.accepted, "{ack:?}");
+    let job = c2
+        .coord
+        .store()
+        .job(&key(1, "exec"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((job.state, job.failed_attempts), (JobState::Queued, 1));
+    c2.stop().await;
+}
+
 on_both_stores!(
+    a_revoked_token_stays_fenced_after_a_restart,
     tasks_sent_before_their_lease_was_durable_survive_a_restart,
     a_stalled_store_stops_dispatch_at_the_cap,
     a_duplicate_sent_before_the_commit_is_answered_after_it,

@@ -2,9 +2,11 @@
 //!
 //! It owns the in-memory view of every open job (queued or leased) and of every prover, and
 //! decides who proves what. It performs no IO and never reads a clock: every call takes `now`
-//! and returns [`Effect`]s for the caller to carry out, in order: first make every
-//! [`Effect::Persist`] durable, then send [`Effect::Dispatch`] / [`Effect::Cancel`] /
-//! [`Effect::Disconnect`] to provers. Mechanism (leases, fencing, liveness) lives here; policy
+//! and returns [`Effect`]s for the caller to carry out, in order: make every
+//! [`Effect::Persist`] durable before sending the [`Effect::Cancel`] / [`Effect::Disconnect`]
+//! and acknowledgements that follow it. An [`Effect::Dispatch`] may go out before its lease is
+//! durable if a restart hands the tokens that may have been sent, and never committed, to
+//! [`Scheduler::set_orphan_tokens`]. Mechanism (leases, fencing, liveness) lives here; policy
 //! knobs (timeouts, attempts, backoff) come in through [`SchedulerConfig`].
 //!
 //! Invariants (property-tested in `tests/properties.rs`):

@@ -83,8 +83,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn proof(&self, key: &JobKey) -> Result<Option<ProofRecord>>;
 
-    /// Highest fencing token in any job lease or proof (0 when none), so tokens stay
-    /// monotonic across restarts.
+    /// Highest fencing token ever written in a job lease or proof, including leases that
+    /// have since ended (0 when none), so tokens stay monotonic across restarts and a revoked
+    /// token is never taken for one that was issued but not committed.
     async fn max_fencing_token(&self) -> Result<u64>;
 
     /// Small durable key/value settings (cursors of batch sources, etc.).

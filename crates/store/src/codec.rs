@@ -291,6 +291,9 @@ pub(crate) struct Plan<'a> {
     pub jobs: Vec<JobRow<'a>>,
     pub proofs: Vec<ProofRow<'a>>,
     pub deletes: Vec<(i64, &'a str)>,
+    /// The highest fencing token among all the changes, including leases a later change
+    /// of the same job replaced: the store's high-water mark never misses a token it saw.
+    pub token_high: i64,
 }
 
 impl<'a> Plan<'a> {
@@ -303,7 +306,14 @@ impl<'a> Plan<'a> {
         let mut job_slot: HashMap<&'a JobKey, usize> = HashMap::new();
         let mut proofs: Vec<ProofOp<'a>> = Vec::new();
         let mut proof_slot: HashMap<&'a JobKey, usize> = HashMap::new();
+        let mut token_high = 0;
         for change in changes {
+            let token = match change {
+                Change::Job(job) => job.lease.as_ref().map_or(0, |l| l.token.0),
+                Change::Proof(p) => p.token.0,
+                Change::DeleteProof(_) => 0,
+            };
+            token_high = token_high.max(token);
             match change {
                 Change::Job(job) => match job_slot.get(&job.key) {
                     Some(&i) => jobs[i] = job,
@@ -336,6 +346,7 @@ impl<'a> Plan<'a> {
         }
         let mut plan = Plan {
             jobs: jobs.into_iter().map(JobRow::new).collect::<Result<_>>()?,
+            token_high: to_i64(token_high, "fencing token")?,
             ..Plan::default()
         };
         for op in proofs {

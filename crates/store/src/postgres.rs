@@ -53,6 +53,9 @@ const UPDATE_JOBS: &str = "UPDATE jobs AS j SET state = v.state, version = v.ver
     lease_token, leased_at, lease_deadline, not_before, last_error, updated_at) \
     WHERE j.batch = v.batch AND j.proof_type = v.proof_type";
 
+/// The highest fencing token ever written, kept when its lease ends (see migration 0002).
+const RAISE_TOKEN_HIGH: &str = "UPDATE token_high SET value = $1 WHERE id = 1 AND value < $1";
+
 const MISSING_JOBS: &str = "SELECT v.batch, v.proof_type FROM UNNEST($1::int8[], $2::text[]) \
     AS v(batch, proof_type) WHERE NOT EXISTS (SELECT 1 FROM jobs AS j \
     WHERE j.batch = v.batch AND j.proof_type = v.proof_type) LIMIT 5";
@@ -333,6 +336,13 @@ impl Store for PgStore {
                     )
                 })?;
         }
+        if plan.token_high > 0 {
+            sqlx::query(RAISE_TOKEN_HIGH)
+                .bind(plan.token_high)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err("apply: raising the token high-water mark", e))?;
+        }
         tx.commit().await.map_err(|e| db_err("apply: commit", e))
     }
 
@@ -353,7 +363,8 @@ impl Store for PgStore {
 
     async fn max_fencing_token(&self) -> Result<u64> {
         let max: Option<i64> = sqlx::query_scalar(
-            "SELECT GREATEST((SELECT MAX(lease_token) FROM jobs), (SELECT MAX(token) FROM proofs))",
+            "SELECT GREATEST((SELECT MAX(lease_token) FROM jobs), (SELECT MAX(token) FROM proofs), \
+             (SELECT value FROM token_high))",
         )
         .fetch_one(&self.pool)
         .await

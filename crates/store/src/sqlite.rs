@@ -254,6 +254,12 @@ const APPLY: &str = "UPDATE jobs SET state = v.value ->> 2, version = v.value ->
     leased_at = excluded.leased_at, received_at = excluded.received_at, \
     prove_ms = excluded.prove_ms, inline_data = excluded.inline_data";
 
+/// The highest fencing token ever written, kept when its lease ends (see migration 0002). A
+/// statement of its own: in a multi-statement command sqlx binds a statement's unnamed
+/// leading parameters positionally, so a `?4` after statements using `?2` and `?3` would stay
+/// unbound.
+const RAISE_TOKEN_HIGH: &str = "UPDATE token_high SET value = ?1 WHERE id = 1 AND value < ?1";
+
 /// Error path only: which of the keys (a JSON array of `[batch, proof_type]`) have no job.
 const MISSING_JOBS: &str = "SELECT v.value ->> 0 AS batch, v.value ->> 1 AS proof_type \
     FROM json_each(?1) AS v WHERE NOT EXISTS (SELECT 1 FROM jobs AS j \
@@ -490,6 +496,13 @@ impl Store for SqliteStore {
                 Ok(_) => StoreError::Database(format!("{what}: {updated:?} jobs updated")),
             });
         }
+        if plan.token_high > 0 {
+            sqlx::query(RAISE_TOKEN_HIGH)
+                .bind(plan.token_high)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err("apply: raising the token high-water mark", e))?;
+        }
         tx.commit().await.map_err(|e| db_err("apply: commit", e))?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -513,7 +526,7 @@ impl Store for SqliteStore {
     async fn max_fencing_token(&self) -> Result<u64> {
         let max: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(t) FROM (SELECT MAX(lease_token) AS t FROM jobs \
-             UNION ALL SELECT MAX(token) FROM proofs)",
+             UNION ALL SELECT MAX(token) FROM proofs UNION ALL SELECT value FROM token_high)",
         )
         .fetch_one(&self.read)
         .await

@@ -308,10 +308,21 @@ async fn max_fencing_token_over_jobs_and_proofs(store: Arc<dyn Store>, _: &str) 
         .await
         .unwrap();
     assert_eq!(s.max_fencing_token().await.unwrap(), 15);
+    // A lease that ends clears the row's token, but the token is still counted: a restart
+    // must never take it for one that was issued and never committed.
     s.apply(&[Change::Job(with_state(key(2, "exec"), JobState::Queued, 4))])
         .await
         .unwrap();
-    assert_eq!(s.max_fencing_token().await.unwrap(), 12);
+    assert_eq!(s.max_fencing_token().await.unwrap(), 15);
+    // Even when the lease and its end come in one call (the last write per job wins).
+    s.apply(&[
+        Change::Job(leased(key(2, "exec"), 20, 5)),
+        Change::Job(with_state(key(2, "exec"), JobState::Queued, 6)),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.job(&key(2, "exec")).await.unwrap().unwrap().lease, None);
+    assert_eq!(s.max_fencing_token().await.unwrap(), 20);
 }
 
 async fn meta_get_set(store: Arc<dyn Store>, _: &str) {
