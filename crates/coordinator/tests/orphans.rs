@@ -83,16 +83,31 @@ impl Store for StallingStore {
     }
 }
 
-async fn tasks_sent_before_their_lease_was_durable_survive_a_restart(db: Db) {
-    let env = Env::new(db, "orphans");
-    let store = StallingStore::open(&env).await;
+/// A coordinator over a [`StallingStore`], serving on a loopback port: (store, coordinator,
+/// URL, server).
+async fn start_stalling(
+    env: &Env,
+    config: proofmill_coordinator::CoordinatorConfig,
+) -> (
+    Arc<StallingStore>,
+    Coordinator,
+    String,
+    proofmill_coordinator::Serving,
+) {
+    let store = StallingStore::open(env).await;
     let blobs = Blobs::from_url(&env.blobs_url).unwrap();
-    let coord = Coordinator::start(fast_config(), store.clone(), blobs)
+    let coord = Coordinator::start(config, store.clone(), blobs)
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = coord.spawn_serve(listener);
+    (store, coord, url, server)
+}
+
+async fn tasks_sent_before_their_lease_was_durable_survive_a_restart(db: Db) {
+    let env = Env::new(db, "orphans");
+    let (store, coord, url, server) = start_stalling(&env, fast_config()).await;
     submit(&coord, 1, &[]).await;
     submit(&coord, 2, &[]).await;
     coord.flush().await.unwrap();
@@ -155,16 +170,9 @@ async fn tasks_sent_before_their_lease_was_durable_survive_a_restart(db: Db) {
 
 async fn a_stalled_store_stops_dispatch_at_the_cap(db: Db) {
     let env = Env::new(db, "dispatch-cap");
-    let store = StallingStore::open(&env).await;
-    let blobs = Blobs::from_url(&env.blobs_url).unwrap();
     let mut config = fast_config();
     config.max_uncommitted_dispatches = 2;
-    let coord = Coordinator::start(config, store.clone(), blobs)
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = coord.spawn_serve(listener);
+    let (store, coord, url, server) = start_stalling(&env, config).await;
     for n in 1..=5 {
         submit(&coord, n, &[]).await;
     }
@@ -201,14 +209,7 @@ async fn a_stalled_store_stops_dispatch_at_the_cap(db: Db) {
 /// coordinator then crashed.
 async fn a_duplicate_sent_before_the_commit_is_answered_after_it(db: Db) {
     let env = Env::new(db, "early-duplicate");
-    let store = StallingStore::open(&env).await;
-    let blobs = Blobs::from_url(&env.blobs_url).unwrap();
-    let coord = Coordinator::start(fast_config(), store.clone(), blobs)
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = coord.spawn_serve(listener);
+    let (store, coord, url, server) = start_stalling(&env, fast_config()).await;
     submit(&coord, 1, &[]).await;
     coord.flush().await.unwrap();
     let mut a = RawProver::register(&url, register("a", &["exec"], 1)).await;

@@ -73,29 +73,8 @@ struct Finished {
     prove_ms: u64,
     /// Set when the coordinator could not take the result for a passing reason
     /// (`SYSTEM_UNAVAILABLE`, `INTERNAL`): when to send it again on the open stream.
-    resend: Option<Resend>,
+    resend: Option<tasks::Resend>,
 }
-
-impl Finished {
-    fn new(outcome: Outcome, prove_ms: u64) -> Self {
-        Finished {
-            outcome,
-            prove_ms,
-            resend: None,
-        }
-    }
-}
-
-/// A result the coordinator could not take: when to send it again (`None` once sent, until
-/// the next answer), and the last wait, which doubles up to [`RESEND_MAX`] on each refusal.
-#[derive(Clone, Copy)]
-struct Resend {
-    due: Option<Instant>,
-    wait: Duration,
-}
-
-const RESEND_FIRST: Duration = Duration::from_millis(500);
-const RESEND_MAX: Duration = Duration::from_secs(30);
 
 /// Sent by a proving thread when it finishes.
 struct Done {

@@ -27,17 +27,23 @@ async fn assert_no_result_for(c: &mut FakeConn, quiet: Duration) {
     assert!(waited.is_err());
 }
 
+/// A fake coordinator and a registered exec prover of capacity 1.
+async fn one_prover() -> (FakeCoordinator, RunningProver, FakeConn) {
+    let mut coord = FakeCoordinator::start().await;
+    let prover = RunningProver::spawn(config(
+        &[&coord.url],
+        1,
+        vec![("exec", Arc::new(SimBackend::new()))],
+    ));
+    let mut c = coord.next_conn().await;
+    c.accept("p-1").await;
+    (coord, prover, c)
+}
+
 #[tokio::test]
 async fn result_refused_for_a_passing_reason_is_resent_on_the_same_stream() {
     bounded(async {
-        let mut coord = FakeCoordinator::start().await;
-        let prover = RunningProver::spawn(config(
-            &[&coord.url],
-            1,
-            vec![("exec", Arc::new(SimBackend::new()))],
-        ));
-        let mut c = coord.next_conn().await;
-        c.accept("p-1").await;
+        let (coord, prover, mut c) = one_prover().await;
 
         c.send(C::ExecuteTask(task(5, "exec", 7, b"batch five")));
         let first = c.recv_result().await;
@@ -62,14 +68,7 @@ async fn result_refused_for_a_passing_reason_is_resent_on_the_same_stream() {
 #[tokio::test]
 async fn result_refused_for_good_is_dropped() {
     bounded(async {
-        let mut coord = FakeCoordinator::start().await;
-        let prover = RunningProver::spawn(config(
-            &[&coord.url],
-            1,
-            vec![("exec", Arc::new(SimBackend::new()))],
-        ));
-        let mut c = coord.next_conn().await;
-        c.accept("p-1").await;
+        let (coord, prover, mut c) = one_prover().await;
 
         c.send(C::ExecuteTask(task(5, "exec", 7, b"batch five")));
         let r = c.recv_result().await;
@@ -90,14 +89,7 @@ async fn result_refused_for_good_is_dropped() {
 #[tokio::test]
 async fn next_task_right_after_the_ack_finds_the_slot_free() {
     bounded(async {
-        let mut coord = FakeCoordinator::start().await;
-        let prover = RunningProver::spawn(config(
-            &[&coord.url],
-            1,
-            vec![("exec", Arc::new(SimBackend::new()))],
-        ));
-        let mut c = coord.next_conn().await;
-        c.accept("p-1").await;
+        let (coord, prover, mut c) = one_prover().await;
         for n in 1..=200u64 {
             c.send(C::ExecuteTask(task(n, "exec", n, b"input")));
             let mut skipped = Vec::new();

@@ -3,6 +3,27 @@
 
 use super::*;
 
+impl Finished {
+    pub(super) fn new(outcome: Outcome, prove_ms: u64) -> Self {
+        Finished {
+            outcome,
+            prove_ms,
+            resend: None,
+        }
+    }
+}
+
+/// A result the coordinator could not take: when to send it again (`None` once sent, until
+/// the next answer), and the last wait, which doubles up to [`RESEND_MAX`] on each refusal.
+#[derive(Clone, Copy)]
+pub(super) struct Resend {
+    due: Option<Instant>,
+    wait: Duration,
+}
+
+const RESEND_FIRST: Duration = Duration::from_millis(500);
+const RESEND_MAX: Duration = Duration::from_secs(30);
+
 impl Conn {
     pub(super) fn decline(&self, s: &Session, key: &Key, reason: &str) {
         info!(task = %key.0, token = key.1, reason, "task declined");
