@@ -215,6 +215,10 @@ pub struct ProverArgs {
     /// URLs it sends) instead of in chunks over the stream.
     #[arg(long, env = "PROOFMILL_BLOB_ACCESS", value_parser = BoolishValueParser::new())]
     pub blob_access: bool,
+    /// Stop serving a coordinator that sends Shutdown (exit once none is left), instead of
+    /// draining and reconnecting when it is back.
+    #[arg(long, env = "PROOFMILL_EXIT_ON_SHUTDOWN", value_parser = BoolishValueParser::new())]
+    pub exit_on_shutdown: bool,
     /// Tasks proven concurrently.
     #[arg(long, env = "PROOFMILL_CAPACITY", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub capacity: u32,

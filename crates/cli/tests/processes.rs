@@ -6,7 +6,7 @@ use proofmill_proto::v1::{
 };
 use proofmill_store::open_store;
 use proofmill_types::{JobKey, JobState, ProofType};
-use std::net::TcpListener;
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
 mod common;
@@ -22,9 +22,11 @@ struct Proc {
 impl Proc {
     fn spawn(name: &'static str, args: &[String], log: &std::path::Path) -> Proc {
         let log = std::fs::File::create(log).unwrap();
+        // JSON logs, so tests can read what a process did (its address, its acks).
         let child = proofmill()
             .args(args)
             .env("RUST_LOG", "info")
+            .env("PROOFMILL_LOG_FORMAT", "json")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -58,12 +60,34 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The JSON log lines of a process written so far.
+fn log_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn message(line: &serde_json::Value) -> &str {
+    line["fields"]["message"].as_str().unwrap_or("")
+}
+
+/// The address a coordinator started with `--listen 127.0.0.1:0` bound, from its log.
+fn bound_port(log: &std::path::Path) -> u16 {
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
+        let found = log_lines(log).iter().find_map(|l| {
+            (message(l) == "coordinator listening")
+                .then(|| l["fields"]["addr"].as_str()?.parse::<SocketAddr>().ok())
+                .flatten()
+        });
+        if let Some(addr) = found {
+            return addr.port();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no 'coordinator listening' line in {}", log.display());
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -114,8 +138,9 @@ async fn wait_status(
     panic!("timed out waiting for {what}; last status: {last:?}");
 }
 
-/// One test's world: a temp dir (logs, blobs, SQLite, the embedded L1's log), a free port
-/// for the coordinator, and the database.
+/// One test's world: a temp dir (logs, blobs, SQLite, the embedded L1's log), the
+/// database, and the coordinator's port: bound by the first coordinator on port 0 (no race
+/// with other tests for a port picked in advance), then kept across restarts.
 struct Site {
     dir: tempfile::TempDir,
     port: u16,
@@ -127,18 +152,27 @@ struct Site {
 impl Site {
     fn new(db: Db, label: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         Site {
-            url: format!("http://127.0.0.1:{port}"),
+            url: String::new(),
             db_url: db_url(db, dir.path(), label),
             blobs: format!("file://{}/blobs", dir.path().display()),
             dir,
-            port,
+            port: 0,
         }
     }
 
     fn log(&self, name: &str) -> std::path::PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// Starts a coordinator logging to `log`; the first one fixes the site's port and URL.
+    fn start_coordinator(&mut self, extra: &[&str], log: &str) -> Proc {
+        let proc = Proc::spawn("coordinator", &self.coordinator_args(extra), &self.log(log));
+        if self.port == 0 {
+            self.port = bound_port(&self.log(log));
+            self.url = format!("http://127.0.0.1:{}", self.port);
+        }
+        proc
     }
 
     fn coordinator_args(&self, extra: &[&str]) -> Vec<String> {
@@ -185,17 +219,18 @@ const BATCHES: u64 = 24;
 /// restart it resumes. In the end every batch is sealed once (an unbroken chain of state
 /// roots) and proven exactly once, by a lease the store knows.
 async fn coordinator_kill9_mid_run(db: Db) {
-    let site = Site::new(db, "kill9");
-    let args = site.coordinator_args(&[
+    let mut site = Site::new(db, "kill9");
+    let max_batches = BATCHES.to_string();
+    let args = [
         "--devnet",
         "--batch-interval",
         "60",
         "--max-batches",
-        &BATCHES.to_string(),
+        &max_batches,
         "--heartbeat-interval",
         "300",
-    ]);
-    let mut coord = Proc::spawn("coordinator", &args, &site.log("c0.log"));
+    ];
+    let mut coord = site.start_coordinator(&args, "c0.log");
     let _p1 = Proc::spawn("prover", &site.prover_args("p1"), &site.log("p1.log"));
     let _p2 = Proc::spawn("prover", &site.prover_args("p2"), &site.log("p2.log"));
 
@@ -208,7 +243,7 @@ async fn coordinator_kill9_mid_run(db: Db) {
         )
         .await;
         coord.kill9();
-        coord = Proc::spawn("coordinator", &args, &site.log(&format!("c{round}.log")));
+        coord = site.start_coordinator(&args, &format!("c{round}.log"));
     }
     let s = wait_status(
         &site.url,
@@ -229,9 +264,38 @@ async fn coordinator_kill9_mid_run(db: Db) {
     );
     coord.kill9();
 
+    // Exactly once, from the provers' side: each prover logs an accepted proof once per task
+    // and token, so across both logs every batch must have exactly one, under the token the
+    // store holds. (The last acks may still be on their way when the last proof is durable.)
+    let accepted = || {
+        let mut by_task = std::collections::BTreeMap::<String, Vec<u64>>::new();
+        for log in ["p1.log", "p2.log"] {
+            for l in log_lines(&site.log(log)) {
+                let f = &l["fields"];
+                if message(&l) == "result acknowledged" && f["proof"] == true {
+                    let task = f["task"].as_str().unwrap().to_string();
+                    by_task
+                        .entry(task)
+                        .or_default()
+                        .push(f["token"].as_u64().unwrap());
+                }
+            }
+        }
+        by_task
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    while accepted().len() < BATCHES as usize && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let accepted = accepted();
+    assert_eq!(
+        accepted.len(),
+        BATCHES as usize,
+        "accepted proofs: {accepted:?}"
+    );
+
     let store = open_store(&site.db_url).await.unwrap();
     let exec_type = ProofType::new("exec").unwrap();
-    let mut tokens = std::collections::HashSet::new();
     let mut prev_root = None;
     for n in 1..=BATCHES {
         let batch = store
@@ -254,10 +318,10 @@ async fn coordinator_kill9_mid_run(db: Db) {
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("proof of {n} missing"));
-        assert!(
-            tokens.insert(proof.token),
-            "token {} used twice",
-            proof.token
+        assert_eq!(
+            accepted.get(&format!("{n}/exec")),
+            Some(&vec![proof.token.0]),
+            "batch {n}: one accepted proof, the stored one"
         );
         assert!(proof.prover_name == "p1" || proof.prover_name == "p2");
     }
@@ -266,20 +330,22 @@ async fn coordinator_kill9_mid_run(db: Db) {
 /// A prover frozen (SIGSTOP) mid-task misses its heartbeats and loses the lease; another
 /// prover proves the batch; the frozen one, thawed, never overwrites that proof.
 async fn frozen_prover_loses_its_lease(db: Db) {
-    let site = Site::new(db, "frozen");
+    let mut site = Site::new(db, "frozen");
     // A big batch so that proving (re-execution) takes long enough to freeze the prover in it.
-    let args = site.coordinator_args(&[
-        "--devnet",
-        "--batch-size",
-        "2048",
-        "--max-batches",
-        "1",
-        "--heartbeat-interval",
-        "200",
-        "--missed-heartbeats",
-        "3",
-    ]);
-    let _coord = Proc::spawn("coordinator", &args, &site.log("c.log"));
+    let _coord = site.start_coordinator(
+        &[
+            "--devnet",
+            "--batch-size",
+            "2048",
+            "--max-batches",
+            "1",
+            "--heartbeat-interval",
+            "200",
+            "--missed-heartbeats",
+            "3",
+        ],
+        "c.log",
+    );
     wait_status(&site.url, "batch 1 sealed", Duration::from_secs(60), |s| {
         s.last_sealed_batch == Some(1)
     })
@@ -325,8 +391,8 @@ async fn frozen_prover_loses_its_lease(db: Db) {
 /// coordinator stops handing out work, lets the prover finish within the grace period,
 /// stores its proof, tells it to shut down, and exits cleanly; so does the prover.
 async fn sigterm_drains_and_status_reports(db: Db) {
-    let site = Site::new(db, "drain");
-    let args = site.coordinator_args(&[
+    let mut site = Site::new(db, "drain");
+    let args = [
         "--devnet",
         "--batch-size",
         "1024",
@@ -334,8 +400,8 @@ async fn sigterm_drains_and_status_reports(db: Db) {
         "1",
         "--shutdown-grace",
         "30000",
-    ]);
-    let mut coord = Proc::spawn("coordinator", &args, &site.log("c.log"));
+    ];
+    let mut coord = site.start_coordinator(&args, "c.log");
     let mut prover = Proc::spawn("prover", &site.prover_args("a"), &site.log("a.log"));
     wait_status(
         &site.url,
@@ -380,8 +446,6 @@ async fn sigterm_drains_and_status_reports(db: Db) {
     coord.signal("TERM");
     let code = wait_exit(&mut coord.child, Duration::from_secs(60));
     assert_eq!(code, Some(0), "coordinator exits cleanly after draining");
-    let code = wait_exit(&mut prover.child, Duration::from_secs(30));
-    assert_eq!(code, Some(0), "prover told to shut down exits cleanly");
     let store = open_store(&site.db_url).await.unwrap();
     let key = JobKey::new(1, ProofType::new("exec").unwrap());
     assert_eq!(
@@ -389,6 +453,22 @@ async fn sigterm_drains_and_status_reports(db: Db) {
         JobState::Proven,
         "the in-flight proof was kept"
     );
+    drop(store);
+
+    // The prover waits the shutdown out and serves the coordinator once it is back (a
+    // restart or upgrade keeps the fleet); a SIGTERM of its own stops it cleanly.
+    assert!(
+        prover.child.try_wait().unwrap().is_none(),
+        "the prover outlives the coordinator's shutdown"
+    );
+    let _coord = site.start_coordinator(&args, "c-after.log");
+    wait_status(&site.url, "the prover back", Duration::from_secs(30), |s| {
+        s.provers.iter().any(|p| p.name == "a" && p.connected)
+    })
+    .await;
+    prover.signal("TERM");
+    let code = wait_exit(&mut prover.child, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "prover exits cleanly on SIGTERM");
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {

@@ -1,6 +1,7 @@
 //! The core actor: sole owner of the scheduler. Everything that changes scheduling state is a
 //! message to this task, so the state machine needs no locks and sees one ordered history.
 
+use crate::identity::ProverKeys;
 use crate::now_ms;
 use crate::outbox::{Outbox, ToProver};
 use crate::persist::{PersistJob, Persister};
@@ -10,7 +11,7 @@ use proofmill_proto::v1::{
     CoordinatorMessage, ErrorCode, RegisterResponse, ResultAck, TaskCancelled,
     coordinator_message::Kind,
 };
-use proofmill_scheduler::{Effect, ProverInfo, ProverView, Scheduler, SchedulerError};
+use proofmill_scheduler::{Effect, ProverInfo, ProverView, ResultCheck, Scheduler, SchedulerError};
 use proofmill_store::{Change, Store};
 use proofmill_types::{Batch, FencingToken, Job, JobKey, ProverId, TaskId};
 use std::collections::HashMap;
@@ -57,6 +58,18 @@ pub(crate) enum CoreMsg {
     Availability {
         prover: ProverId,
         free: u32,
+    },
+    /// The prover is sending (proof chunks): alive, though its heartbeat answers may be
+    /// queued behind the data.
+    Alive {
+        prover: ProverId,
+    },
+    /// Whether a result would be fenced off, asked before paying for its verification.
+    CheckResult {
+        prover: ProverId,
+        key: JobKey,
+        token: FencingToken,
+        reply: oneshot::Sender<ResultCheck>,
     },
     Outcome {
         prover: ProverId,
@@ -105,6 +118,7 @@ pub(crate) struct Core {
     /// Cap on `unconfirmed` (`CoordinatorConfig::max_uncommitted_dispatches`).
     max_unconfirmed: usize,
     store: Arc<dyn Store>,
+    prover_keys: Arc<ProverKeys>,
 }
 
 impl Core {
@@ -114,6 +128,7 @@ impl Core {
         persist: Persister,
         store: Arc<dyn Store>,
         max_unconfirmed: usize,
+        prover_keys: Arc<ProverKeys>,
     ) -> Self {
         Core {
             scheduler,
@@ -125,6 +140,7 @@ impl Core {
             unconfirmed: persist.unconfirmed,
             max_unconfirmed,
             store,
+            prover_keys,
         }
     }
 
@@ -206,7 +222,7 @@ impl Core {
             } => {
                 let (id, effects) = match hello {
                     Hello::Register(info) => {
-                        let id = ProverId(format!("prv-{:016x}", rand::random::<u64>()));
+                        let id = ProverKeys::new_id();
                         let effects = self
                             .scheduler
                             .register(id.clone(), info, now)
@@ -237,6 +253,7 @@ impl Core {
                         code: ErrorCode::Unspecified as i32,
                         heartbeat_interval_ms: heartbeat_ms,
                         max_message_bytes: max_message,
+                        reconnect_secret: self.prover_keys.secret(&id),
                     })),
                 };
                 let _ = reply.send(id);
@@ -258,6 +275,15 @@ impl Core {
             CoreMsg::Availability { prover, free } => {
                 let effects = self.scheduler.availability(&prover, free, now);
                 self.run_effects(effects, Vec::new(), Vec::new());
+            }
+            CoreMsg::Alive { prover } => self.scheduler.alive(&prover, now),
+            CoreMsg::CheckResult {
+                prover,
+                key,
+                token,
+                reply,
+            } => {
+                let _ = reply.send(self.scheduler.check_result(&prover, &key, token));
             }
             CoreMsg::Outcome {
                 prover,

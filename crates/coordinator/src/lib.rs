@@ -12,6 +12,7 @@ mod config;
 mod core;
 mod devnet_source;
 mod error;
+mod identity;
 mod inputs;
 mod intake;
 mod outbox;

@@ -17,11 +17,43 @@ use proofmill_types::{Batch, Job, TaskId};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tonic::Status;
 
 /// The gRPC response stream of one prover.
 pub(crate) type Wire = mpsc::Sender<Result<CoordinatorMessage, Status>>;
+
+/// Messages the wire holds before a writer waits.
+const WIRE_CAPACITY: usize = 256;
+/// Input chunks a writer may have on the wire ahead of the gRPC stream. Few, so the
+/// heartbeats it sends between chunks are not stuck behind a whole input: a prover busy
+/// downloading a large input keeps answering them and keeps its lease.
+const CHUNKS_AHEAD: usize = 4;
+
+/// Credits for input chunks on the wire: taken by the writer, given back as the gRPC
+/// stream takes each chunk off the wire.
+pub(crate) type ChunkCredits = Arc<Semaphore>;
+
+/// A wire, its chunk credits, and the stream the gRPC response is served from.
+pub(crate) fn wire() -> (
+    Wire,
+    ChunkCredits,
+    impl futures::Stream<Item = Result<CoordinatorMessage, Status>> + Send + 'static,
+) {
+    use futures::StreamExt as _;
+    let (tx, rx) = mpsc::channel(WIRE_CAPACITY);
+    let credits = Arc::new(Semaphore::new(CHUNKS_AHEAD));
+    let given_back = credits.clone();
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx).inspect(move |m| {
+        if let Ok(CoordinatorMessage {
+            kind: Some(Out::InputChunk(_)),
+        }) = m
+        {
+            given_back.add_permits(1);
+        }
+    });
+    (tx, credits, stream)
+}
 
 /// What the core (directly or via the persister) asks a session to send.
 pub(crate) enum ToProver {
@@ -69,6 +101,31 @@ impl LatencyProbe {
     }
 }
 
+/// Sizes of what goes to one prover: the coordinator's settings, lowered to fit the
+/// largest message the prover said it accepts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SendLimits {
+    /// Inputs up to this size go inline in `ExecuteTask`.
+    pub inline_input_max: usize,
+    /// Larger inputs go in chunks of this size.
+    pub chunk_bytes: usize,
+}
+
+impl SendLimits {
+    /// `prover_max` is `Register.max_message_bytes` (0: none given). Half of a limit leaves
+    /// room for the message's other fields and framing, as the prover does for its proofs.
+    pub fn new(inline_input_max: usize, chunk_bytes: usize, prover_max: u32) -> Self {
+        let room = match prover_max {
+            0 => usize::MAX,
+            n => n as usize / 2,
+        };
+        SendLimits {
+            inline_input_max: inline_input_max.min(room),
+            chunk_bytes: chunk_bytes.min(room).max(1),
+        }
+    }
+}
+
 /// Sending side of one prover's stream (cheap to clone).
 #[derive(Clone)]
 pub(crate) struct Outbox {
@@ -77,7 +134,7 @@ pub(crate) struct Outbox {
     queued: Arc<AtomicUsize>,
     wire: Wire,
     inputs: Arc<InputCache>,
-    inline_input_max: usize,
+    limits: SendLimits,
     latency: Option<LatencyProbe>,
 }
 
@@ -102,7 +159,7 @@ impl Outbox {
     pub fn dispatch(&self, job: Job, batch: Arc<Batch>) -> bool {
         let ready = self.queued.load(Ordering::SeqCst) == 0
             && self.wire.capacity() > 0
-            && batch.input_size <= self.inline_input_max as u64;
+            && batch.input_size <= self.limits.inline_input_max as u64;
         if let Some(input) = ready.then(|| self.inputs.cached(batch.number)).flatten() {
             let task = task_message(&job, &batch, input.len(), Input::Inline(input.to_vec()));
             match self.write_now(task) {
@@ -155,13 +212,15 @@ pub(crate) struct Writer {
     queued: Arc<AtomicUsize>,
     wire: Wire,
     blob_access: bool,
+    limits: SendLimits,
+    credits: ChunkCredits,
     latency: Option<LatencyProbe>,
 }
 
 pub(crate) fn outbox(
     shared: &Shared,
-    wire: Wire,
-    blob_access: bool,
+    (wire, credits): (Wire, ChunkCredits),
+    (blob_access, limits): (bool, SendLimits),
     latency: Option<LatencyProbe>,
 ) -> (Outbox, Writer) {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -171,7 +230,7 @@ pub(crate) fn outbox(
         queued: queued.clone(),
         wire: wire.clone(),
         inputs: shared.inputs.clone(),
-        inline_input_max: shared.config.inline_input_max,
+        limits,
         latency: latency.clone(),
     };
     let writer = Writer {
@@ -179,25 +238,40 @@ pub(crate) fn outbox(
         queued,
         wire,
         blob_access,
+        limits,
+        credits,
         latency,
     };
     (outbox, writer)
+}
+
+/// Heartbeats of one stream: due every interval, numbered.
+struct Beat {
+    interval: tokio::time::Interval,
+    seq: u64,
+}
+
+impl Beat {
+    fn message(&mut self) -> CoordinatorMessage {
+        self.seq += 1;
+        CoordinatorMessage {
+            kind: Some(Out::Heartbeat(Heartbeat { seq: self.seq })),
+        }
+    }
 }
 
 /// Drains the queue onto the stream and sends heartbeats, until the stream or queue closes.
 pub(crate) async fn write_loop(shared: Arc<Shared>, mut w: Writer, self_tx: Outbox) {
     let period =
         std::time::Duration::from_millis(shared.config.scheduler.heartbeat_interval_ms.max(10));
-    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let mut seq = 0u64;
+    let mut beat = Beat {
+        interval: tokio::time::interval_at(tokio::time::Instant::now() + period, period),
+        seq: 0,
+    };
     loop {
         let (item, queued) = tokio::select! {
             m = w.rx.recv() => match m { Some(m) => (m, true), None => return },
-            _ = beat.tick() => {
-                seq += 1;
-                let beat = CoordinatorMessage { kind: Some(Out::Heartbeat(Heartbeat { seq })) };
-                (ToProver::Msg(beat), false)
-            }
+            _ = beat.interval.tick() => (ToProver::Msg(beat.message()), false),
         };
         let open = match item {
             ToProver::Msg(m) => w.wire.send(Ok(m)).await.is_ok(),
@@ -206,7 +280,7 @@ pub(crate) async fn write_loop(shared: Arc<Shared>, mut w: Writer, self_tx: Outb
                 false
             }
             ToProver::Dispatch(job, batch) => {
-                let open = send_task(&shared, &w.wire, w.blob_access, &job, &batch, &self_tx).await;
+                let open = send_task(&shared, &w, &mut beat, (&job, &batch), &self_tx).await;
                 if let Some(probe) = w.latency.as_ref().filter(|_| open) {
                     probe.task_sent();
                 }
@@ -243,21 +317,20 @@ fn task_message(job: &Job, batch: &Batch, input_size: usize, input: Input) -> Co
 }
 
 /// Sends one task: its input inline, as a blob URL (large inputs, provers with blob access)
-/// or in chunks. Returns false when the stream is gone.
+/// or in chunks, with heartbeats in between. Returns false when the stream is gone.
 async fn send_task(
     shared: &Shared,
-    wire: &Wire,
-    blob_access: bool,
-    job: &Job,
-    batch: &Batch,
+    w: &Writer,
+    beat: &mut Beat,
+    (job, batch): (&Job, &Batch),
     self_tx: &Outbox,
 ) -> bool {
     let lease = job.lease.as_ref().expect("dispatched job is leased");
-    if blob_access && batch.input_size > shared.config.inline_input_max as u64 {
+    if w.blob_access && batch.input_size > w.limits.inline_input_max as u64 {
         // The prover reads it from the blob store itself and checks the digest.
         let url = Input::BlobUrl(shared.blobs.url(&batch.input_key));
         let task = task_message(job, batch, batch.input_size as usize, url);
-        return wire.send(Ok(task)).await.is_ok();
+        return w.wire.send(Ok(task)).await.is_ok();
     }
     let input = match shared.inputs.get(batch).await {
         Ok(d) => d,
@@ -274,43 +347,56 @@ async fn send_task(
             return true;
         }
     };
-    let chunked = input.len() > shared.config.inline_input_max;
+    let chunked = input.len() > w.limits.inline_input_max;
     let how = if chunked {
         Input::Chunked(true)
     } else {
         Input::Inline(input.to_vec())
     };
-    if wire
-        .send(Ok(task_message(job, batch, input.len(), how)))
-        .await
-        .is_err()
-    {
+    let task = task_message(job, batch, input.len(), how);
+    if w.wire.send(Ok(task)).await.is_err() {
         return false;
     }
-    if chunked {
-        let task_id = TaskId::format(job.key.batch, &job.key.proof_type);
-        let size = shared.config.chunk_bytes.max(1);
-        let mut offset = 0;
-        while offset < input.len() {
-            let end = (offset + size).min(input.len());
-            let chunk = DataChunk {
-                task_id: task_id.clone(),
-                fencing_token: lease.token.0,
-                offset: offset as u64,
-                data: input.slice(offset..end).to_vec(),
-                last: end == input.len(),
-            };
-            if wire
-                .send(Ok(CoordinatorMessage {
-                    kind: Some(Out::InputChunk(chunk)),
-                }))
-                .await
-                .is_err()
-            {
-                return false;
+    if !chunked {
+        return true;
+    }
+    let task_id = TaskId::format(job.key.batch, &job.key.proof_type);
+    let size = w.limits.chunk_bytes;
+    let mut offset = 0;
+    while offset < input.len() {
+        // Wait for the stream to take an earlier chunk; beat meanwhile.
+        loop {
+            tokio::select! {
+                biased;
+                _ = beat.interval.tick() => {
+                    if w.wire.send(Ok(beat.message())).await.is_err() {
+                        return false;
+                    }
+                }
+                credit = w.credits.acquire() => match credit {
+                    Ok(credit) => {
+                        credit.forget();
+                        break;
+                    }
+                    Err(_) => return false,
+                },
             }
-            offset = end;
         }
+        let end = (offset + size).min(input.len());
+        let chunk = DataChunk {
+            task_id: task_id.clone(),
+            fencing_token: lease.token.0,
+            offset: offset as u64,
+            data: input.slice(offset..end).to_vec(),
+            last: end == input.len(),
+        };
+        let msg = CoordinatorMessage {
+            kind: Some(Out::InputChunk(chunk)),
+        };
+        if w.wire.send(Ok(msg)).await.is_err() {
+            return false;
+        }
+        offset = end;
     }
     true
 }

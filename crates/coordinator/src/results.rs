@@ -13,6 +13,7 @@ use proofmill_proto::v1::{
     CoordinatorMessage, DataChunk, ErrorCode, TaskResult, coordinator_message::Kind as Out,
     task_result::Outcome as Res,
 };
+use proofmill_scheduler::ResultCheck;
 use proofmill_types::{Batch, Digest, FencingToken, JobKey, ProofRecord, ProverId, TaskId};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -136,6 +137,30 @@ pub(crate) fn take_proof(
         }
         _ => Ok(p),
     })
+}
+
+/// Why a result would be fenced off, if it would: asked of the core before the costly part
+/// of handling it. The core checks again when the outcome arrives (the lease may end in
+/// between); this only saves a verification and a blob for results already stale.
+pub(crate) async fn fenced_off(
+    shared: &Shared,
+    prover: &ProverId,
+    r: &TaskResult,
+) -> Option<String> {
+    let (batch, proof_type) = TaskId::parse(&r.task_id).ok()?;
+    let check = shared
+        .ask(|reply| CoreMsg::CheckResult {
+            prover: prover.clone(),
+            key: JobKey::new(batch, proof_type),
+            token: FencingToken(r.fencing_token),
+            reply,
+        })
+        .await
+        .ok()?;
+    match check {
+        ResultCheck::Stale { reason } => Some(reason),
+        ResultCheck::Current | ResultCheck::NotOpen => None,
+    }
 }
 
 pub(crate) async fn handle_result(

@@ -1,6 +1,7 @@
 use crate::config::CoordinatorConfig;
 use crate::core::{BatchCache, Core, CoreMsg};
 use crate::error::CoordinatorError;
+use crate::identity::ProverKeys;
 use crate::inputs::InputCache;
 use crate::{admin, persist, session};
 use proofmill_backend::Backend;
@@ -16,7 +17,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// State every part of the service reads.
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     /// on the session's own task.
     pub verify_inline: bool,
     pub core: mpsc::UnboundedSender<CoreMsg>,
+    /// Issues prover ids and checks the secrets of reconnecting provers.
+    pub prover_keys: Arc<ProverKeys>,
     pub draining: AtomicBool,
     /// Batch numbers being taken in (two submissions of one number must not race).
     pub intake: crate::intake::InFlight,
@@ -86,6 +89,7 @@ impl Coordinator {
             verifiers.insert(pt.clone(), b);
         }
         let (last_token, orphan_tokens) = token_epoch(store.as_ref()).await?;
+        let prover_keys = Arc::new(ProverKeys::load_or_create(store.as_ref()).await?);
         let open = store.open_jobs().await?;
         let numbers: BTreeSet<u64> = open.iter().map(|j| j.key.batch).collect();
         let mut batches = Vec::with_capacity(numbers.len());
@@ -111,6 +115,7 @@ impl Coordinator {
             persist_tx,
             store.clone(),
             config.max_uncommitted_dispatches,
+            prover_keys.clone(),
         );
         core.restore(batches, open);
         tokio::spawn(core.run(core_rx));
@@ -123,6 +128,7 @@ impl Coordinator {
             verify_inline: verifiers.values().all(|v| v.verify_is_cheap()),
             verifiers,
             core: core_tx,
+            prover_keys,
             draining: AtomicBool::new(false),
             intake: Default::default(),
             devnet_source: AtomicBool::new(false),
@@ -276,9 +282,9 @@ impl ProverService for ProverSvc {
         &self,
         request: Request<Streaming<ProverMessage>>,
     ) -> Result<Response<OutStream>, Status> {
-        let (wire_tx, wire_rx) = mpsc::channel(256);
-        session::start(self.shared.clone(), request.into_inner(), wire_tx);
-        Ok(Response::new(Box::pin(ReceiverStream::new(wire_rx))))
+        let (wire, credits, stream) = crate::outbox::wire();
+        session::start(self.shared.clone(), request.into_inner(), (wire, credits));
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

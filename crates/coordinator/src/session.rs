@@ -2,9 +2,9 @@
 //! core, beside the writer of [`crate::outbox`].
 
 use crate::core::{Conn, CoreMsg, Hello};
-use crate::outbox::{LatencyProbe, Outbox, Wire, outbox, write_loop};
+use crate::outbox::{ChunkCredits, LatencyProbe, Outbox, SendLimits, Wire, outbox, write_loop};
 use crate::results::{
-    PartialProofs, VERIFY_INLINE_MAX, check_label, handle_result, nack, take_proof,
+    PartialProofs, VERIFY_INLINE_MAX, check_label, fenced_off, handle_result, nack, take_proof,
 };
 use crate::server::Shared;
 use proofmill_proto::v1::{
@@ -16,6 +16,7 @@ use proofmill_types::{FencingToken, JobKey, ProofRecord, ProofType, ProverId, Ta
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tonic::Streaming;
 
@@ -35,13 +36,21 @@ static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 /// entry can cost the core a lookup and the prover a cancel, so the list is bounded.
 const MAX_RUNNING_REPORTED: usize = 4096;
 
+/// Smallest message limit a prover may register: a task with its fields and a chunk of
+/// input must fit.
+const MIN_PROVER_MESSAGE_BYTES: u32 = 4096;
+
 fn too_many_running(n: usize) -> String {
     format!("{n} running tasks listed; at most {MAX_RUNNING_REPORTED}")
 }
 
-pub(crate) fn start(shared: Arc<Shared>, inbound: Streaming<ProverMessage>, wire: Wire) {
+pub(crate) fn start(
+    shared: Arc<Shared>,
+    inbound: Streaming<ProverMessage>,
+    wire: (Wire, ChunkCredits),
+) {
     tokio::spawn(async move {
-        if let Err(reason) = run(shared, inbound, wire.clone()).await {
+        if let Err(reason) = run(shared, inbound, wire).await {
             tracing::debug!(%reason, "prover stream ended");
         }
     });
@@ -56,6 +65,7 @@ fn reject(code: ErrorCode, reason: String) -> CoordinatorMessage {
             code: code as i32,
             heartbeat_interval_ms: 0,
             max_message_bytes: 0,
+            reconnect_secret: String::new(),
         })),
     }
 }
@@ -63,7 +73,7 @@ fn reject(code: ErrorCode, reason: String) -> CoordinatorMessage {
 async fn run(
     shared: Arc<Shared>,
     mut inbound: Streaming<ProverMessage>,
-    wire: Wire,
+    (wire, credits): (Wire, ChunkCredits),
 ) -> Result<(), String> {
     let timeout = std::time::Duration::from_millis(shared.config.register_timeout_ms);
     let first = match tokio::time::timeout(timeout, inbound.message()).await {
@@ -72,7 +82,7 @@ async fn run(
         Ok(Ok(None)) => return Err("closed before registering".into()),
         Ok(Ok(Some(m))) => m,
     };
-    let (hello, name, blob_access) = match parse_hello(&shared, first) {
+    let (hello, name, (blob_access, limits)) = match parse_hello(&shared, first) {
         Ok(h) => h,
         Err((code, reason)) => {
             tracing::warn!(?code, %reason, "prover registration rejected");
@@ -97,7 +107,12 @@ async fn run(
         .config
         .record_dispatch_latency
         .then(|| LatencyProbe::new(shared.dispatch_latency_us.clone()));
-    let (tx, writer) = outbox(&shared, wire, blob_access, probe.clone());
+    let (tx, writer) = outbox(
+        &shared,
+        (wire, credits),
+        (blob_access, limits),
+        probe.clone(),
+    );
     let (reply_tx, reply_rx) = oneshot::channel();
     let hb = shared
         .config
@@ -137,10 +152,10 @@ async fn run(
     result
 }
 
-fn parse_hello(
-    shared: &Shared,
-    msg: ProverMessage,
-) -> Result<(Hello, String, bool), (ErrorCode, String)> {
+/// What a prover's first message says: who it is, its name, and how to send to it.
+type ParsedHello = (Hello, String, (bool, SendLimits));
+
+fn parse_hello(shared: &Shared, msg: ProverMessage) -> Result<ParsedHello, (ErrorCode, String)> {
     let (register, reconnect) = match msg.kind {
         Some(In::Register(r)) => (r, None),
         Some(In::Reconnect(r)) => {
@@ -148,7 +163,7 @@ fn parse_hello(
                 ErrorCode::InvalidArgument,
                 "Reconnect without its Register fields".to_string(),
             ))?;
-            (reg, Some((r.prover_id, r.running)))
+            (reg, Some((r.prover_id, r.running, r.secret)))
         }
         _ => {
             return Err((
@@ -161,12 +176,18 @@ fn parse_hello(
     let name = register.name.clone();
     // Only URLs another process can open are worth sending (not `memory://`).
     let blob_access = register.blob_access && !shared.blobs.base_url().starts_with("memory:");
+    let limits = SendLimits::new(
+        shared.config.inline_input_max,
+        shared.config.chunk_bytes,
+        register.max_message_bytes,
+    );
     let hello = match reconnect {
         None => Hello::Register(info),
-        Some((id, running)) => {
+        Some((id, running, secret)) => {
             if id.is_empty() || id.len() > 64 || id.chars().any(char::is_control) {
                 return Err((ErrorCode::InvalidArgument, "invalid prover id".into()));
             }
+            let id = ProverId(id);
             if running.len() > MAX_RUNNING_REPORTED {
                 return Err((ErrorCode::InvalidArgument, too_many_running(running.len())));
             }
@@ -178,14 +199,20 @@ fn parse_hello(
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| (ErrorCode::InvalidArgument, e.to_string()))?;
-            Hello::Reconnect {
-                id: ProverId(id),
-                info,
-                running,
+            // Without this, anyone who can reach the port could take over a listed id and
+            // close its prover's stream.
+            if !shared.prover_keys.check(&id, &secret) {
+                return Err((
+                    ErrorCode::ReconnectRefused,
+                    format!(
+                        "prover id {id} was not issued here or its secret is wrong; register anew"
+                    ),
+                ));
             }
+            Hello::Reconnect { id, info, running }
         }
     };
-    Ok((hello, name, blob_access))
+    Ok((hello, name, (blob_access, limits)))
 }
 
 fn parse_register(shared: &Shared, r: &Register) -> Result<ProverInfo, (ErrorCode, String)> {
@@ -205,6 +232,12 @@ fn parse_register(shared: &Shared, r: &Register) -> Result<ProverInfo, (ErrorCod
         ));
     }
     check_label("version", &r.version).map_err(|e| (ErrorCode::InvalidArgument, e))?;
+    if r.max_message_bytes != 0 && r.max_message_bytes < MIN_PROVER_MESSAGE_BYTES {
+        return Err((
+            ErrorCode::InvalidArgument,
+            format!("max_message_bytes must be 0 (none) or at least {MIN_PROVER_MESSAGE_BYTES}"),
+        ));
+    }
     let mut types = BTreeSet::new();
     for t in &r.proof_types {
         types.insert(
@@ -240,6 +273,8 @@ async fn read_loop(
     probe: Option<&LatencyProbe>,
 ) -> Result<(), String> {
     let mut partial = PartialProofs::new(capacity, shared.config.max_proof_bytes);
+    let alive_every = Duration::from_millis(shared.config.scheduler.heartbeat_interval_ms / 2);
+    let mut last_alive = Instant::now();
     loop {
         let msg = match inbound.message().await {
             Ok(Some(m)) => m,
@@ -278,11 +313,24 @@ async fn read_loop(
                     let (shared, prover, name, tx) =
                         (shared.clone(), prover.clone(), name.to_string(), tx.clone());
                     tokio::spawn(async move {
+                        // A stale result is refused before its verification and blob write.
+                        if let Some(reason) = fenced_off(&shared, &prover, &r).await {
+                            let code = ErrorCode::StaleFencingToken;
+                            return nack(&tx, &r.task_id, r.fencing_token, code, reason);
+                        }
                         handle_result(&shared, &prover, &name, r, proof, &tx).await
                     });
                 }
             }
             Some(In::ProofChunk(c)) => {
+                // Heartbeat answers queue behind a large proof on the prover's side: data
+                // arriving is a sign of life too (told to the core twice a heartbeat interval at most).
+                if last_alive.elapsed() >= alive_every {
+                    last_alive = Instant::now();
+                    let _ = shared.core.send(CoreMsg::Alive {
+                        prover: prover.clone(),
+                    });
+                }
                 if let Err(reason) = partial.push(&c) {
                     nack(
                         tx,

@@ -1,6 +1,6 @@
 //! Input that a store cannot hold or that would grow without bound, from a prover on a real
 //! socket, on SQLite and Postgres: refused or made storable, and never stalls the writes of
-//! everyone else.
+//! everyone else. Also a stranger taking over a prover's id, and a prover's own limits.
 mod support;
 
 use proofmill_proto::v1::{
@@ -44,6 +44,7 @@ async fn text_and_numbers_a_store_cannot_hold_never_stall_writes(db: Db) {
             prover_id: "p\0".into(),
             register: Some(register("a", &["exec"], 1)),
             running: vec![],
+            secret: String::new(),
         }),
     )
     .await;
@@ -145,6 +146,7 @@ async fn running_lists_are_bounded(db: Db) {
             prover_id: "p-1".into(),
             register: Some(register("a", &["exec"], 1)),
             running: running(4097),
+            secret: String::new(),
         }),
     )
     .await;
@@ -179,8 +181,87 @@ async fn running_lists_are_bounded(db: Db) {
     c.stop().await;
 }
 
+/// A prover id is listed by the admin API, so knowing one must not be enough to take it
+/// over: a Reconnect needs the secret issued with the id. A refused one changes nothing, and
+/// the real prover's stream stays open.
+async fn reconnect_needs_the_secret_of_its_id(db: Db) {
+    let env = Env::new(db, "takeover");
+    let c = start(&env, fast_config()).await;
+    let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
+    let b = RawProver::register(&c.url(), register("b", &["exec"], 1)).await;
+    assert_ne!(a.secret, b.secret);
+    for secret in [String::new(), "00".repeat(32), b.secret.clone()] {
+        let (_tx, mut rx) = open(
+            &c.url(),
+            In::Reconnect(Reconnect {
+                prover_id: a.id.clone(),
+                register: Some(register("a", &["exec"], 1)),
+                running: vec![],
+                secret,
+            }),
+        )
+        .await;
+        let r = first_response(&mut rx).await;
+        assert!(!r.accepted);
+        assert_eq!(r.code, ErrorCode::ReconnectRefused as i32, "{}", r.reason);
+    }
+    // a still holds its stream: it gets the next task and its result is accepted.
+    submit(&c.coord, 1, &[]).await;
+    let t = a.task().await;
+    let ack = a
+        .submit(&t.task_id, t.fencing_token, RawProver::proof_for(&t))
+        .await;
+    assert!(ack.accepted, "{ack:?}");
+    drop(b);
+    c.stop().await;
+}
+
+/// Inputs sent to a prover fit the message limit it registered: inline only below half of
+/// it, otherwise chunks of at most half. A limit too small for any task is refused.
+async fn a_provers_message_limit_is_respected(db: Db) {
+    let env = Env::new(db, "prover_limit");
+    let c = start(&env, fast_config()).await;
+    let mut reg = register("tiny", &["exec"], 1);
+    reg.max_message_bytes = 100;
+    let (_tx, mut rx) = open(&c.url(), In::Register(reg)).await;
+    let r = first_response(&mut rx).await;
+    assert_eq!(r.code, ErrorCode::InvalidArgument as i32, "{}", r.reason);
+
+    let input: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
+    let nb = proofmill_coordinator::NewBatch {
+        number: 1,
+        version: "v1".into(),
+        input: input.clone().into(),
+        public_values: public(1),
+        proof_types: vec![],
+    };
+    assert!(c.coord.submit_batch(nb).await.unwrap());
+    let mut reg = register("small", &["exec"], 1);
+    reg.max_message_bytes = 8192;
+    let mut a = RawProver::register(&c.url(), reg).await;
+    let t = a.task().await;
+    assert_eq!(
+        t.input,
+        Some(proofmill_proto::v1::execute_task::Input::Chunked(true))
+    );
+    let mut data = Vec::new();
+    while data.len() < input.len() {
+        match a.next(Duration::from_secs(10)).await {
+            Some(Out::InputChunk(ch)) => {
+                assert!(ch.data.len() <= 4096, "chunk of {}", ch.data.len());
+                data.extend_from_slice(&ch.data);
+            }
+            other => panic!("expected an input chunk, got {other:?}"),
+        }
+    }
+    assert!(data == input);
+    c.stop().await;
+}
+
 on_both_stores!(
     text_and_numbers_a_store_cannot_hold_never_stall_writes,
     proof_chunks_are_bounded,
     running_lists_are_bounded,
+    reconnect_needs_the_secret_of_its_id,
+    a_provers_message_limit_is_respected,
 );

@@ -128,7 +128,7 @@ async fn tasks_sent_before_their_lease_was_durable_survive_a_restart(db: Db) {
         },
     ))
     .await;
-    let id = a.id.clone();
+    let id = a.who();
     drop(a);
     drop(server);
     drop(coord);
@@ -271,7 +271,7 @@ async fn a_revoked_token_stays_fenced_after_a_restart(db: Db) {
     };
     a.send(In::TaskResult(failed.clone())).await;
     assert!(a.ack_for(&t.task_id, t.fencing_token).await.accepted);
-    let id = a.id.clone();
+    let id = a.who();
     drop(a);
     c.stop().await;
 

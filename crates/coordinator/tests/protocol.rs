@@ -303,7 +303,8 @@ async fn oversized_and_garbage_input_change_nothing(db: Db) {
         task_id: t.task_id.clone(),
         fencing_token: t.fencing_token,
     }];
-    let mut a2 = RawProver::reconnect(&c.url(), &a.id, register("a", &["exec"], 1), running).await;
+    let mut a2 =
+        RawProver::reconnect(&c.url(), &a.who(), register("a", &["exec"], 1), running).await;
     let ack = a2
         .submit(&t.task_id, t.fencing_token, RawProver::proof_for(&t))
         .await;
@@ -341,7 +342,8 @@ async fn silent_prover_loses_its_lease_and_late_result_is_rejected(db: Db) {
         task_id: ta.task_id.clone(),
         fencing_token: ta.fencing_token,
     }];
-    let mut a2 = RawProver::reconnect(&c.url(), &a.id, register("a", &["exec"], 1), running).await;
+    let mut a2 =
+        RawProver::reconnect(&c.url(), &a.who(), register("a", &["exec"], 1), running).await;
     let late = a2
         .submit(&ta.task_id, ta.fencing_token, RawProver::proof_for(&ta))
         .await;
@@ -374,7 +376,7 @@ async fn leases_survive_a_coordinator_restart(db: Db) {
     let mut a = RawProver::register(&c.url(), register("a", &["exec"], 2)).await;
     let t1 = a.task().await;
     let t2 = a.task().await;
-    let id = a.id.clone();
+    let id = a.who();
     drop(a);
     c.stop().await;
 

@@ -91,8 +91,11 @@ enum SessionEnd {
     Lost { registered_for: Option<Duration> },
     /// Registration refused; `operator` means only an operator can fix it (max backoff).
     Rejected { operator: bool },
-    /// Coordinator shut us down or the prover is stopping: do not reconnect.
+    /// The prover is stopping (or was told to stop serving this coordinator): do not
+    /// reconnect.
     Finished,
+    /// The coordinator shut down and we drained: come back when it is up again.
+    Drained,
 }
 
 pub(crate) struct Conn {
@@ -100,6 +103,8 @@ pub(crate) struct Conn {
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
     prover_id: Option<String>,
+    /// The `reconnect_secret` issued with `prover_id`.
+    reconnect_secret: String,
     tasks: HashMap<Key, TaskState>,
     outbox: BTreeMap<Key, Finished>,
     done_tx: mpsc::UnboundedSender<Done>,
@@ -204,6 +209,7 @@ impl Conn {
             shared,
             stop,
             prover_id: None,
+            reconnect_secret: String::new(),
             tasks: HashMap::new(),
             outbox: BTreeMap::new(),
             done_tx,
@@ -220,6 +226,10 @@ impl Conn {
             }
             let delay = match self.session().await {
                 SessionEnd::Finished => break,
+                SessionEnd::Drained => {
+                    self.backoff.reset();
+                    self.backoff.next_delay()
+                }
                 SessionEnd::Rejected { operator: true } => self.backoff.max_delay(),
                 SessionEnd::Rejected { operator: false } => self.backoff.next_delay(),
                 SessionEnd::Lost { registered_for } => {
@@ -277,6 +287,7 @@ impl Conn {
             version: self.shared.version.clone(),
             token: self.shared.token.clone(),
             blob_access: self.shared.blob_reader.is_some(),
+            max_message_bytes: self.shared.max_message_bytes.min(u32::MAX as usize) as u32,
         }
     }
 
@@ -354,6 +365,7 @@ impl Conn {
                 prover_id: id.clone(),
                 register: Some(register),
                 running: self.running_list(),
+                secret: self.reconnect_secret.clone(),
             }),
         };
         let reconnecting = self.prover_id.is_some();
@@ -407,6 +419,15 @@ impl Conn {
                 };
             }
         };
+        if !resp.accepted && resp.code == ErrorCode::ReconnectRefused as i32 {
+            // The coordinator does not know this id (another store) or its secret: become
+            // a new prover. Tasks still proving are the old id's; their results get refused
+            // as stale and dropped.
+            warn!(reason = %resp.reason, "reconnect refused; registering anew");
+            self.prover_id = None;
+            self.reconnect_secret.clear();
+            return SessionEnd::Rejected { operator: false };
+        }
         if !resp.accepted {
             let operator = matches!(
                 ErrorCode::try_from(resp.code),
@@ -420,6 +441,7 @@ impl Conn {
         }
         if !resp.prover_id.is_empty() {
             self.prover_id = Some(resp.prover_id.clone());
+            self.reconnect_secret = resp.reconnect_secret.clone();
         }
         info!(
             prover_id = %resp.prover_id,
@@ -500,14 +522,14 @@ impl Conn {
                     Ok(None) => {
                         if s.draining.is_some() {
                             info!("coordinator closed the stream during shutdown");
-                            return SessionEnd::Finished;
+                            return self.drained(&s);
                         }
                         return lost("coordinator closed the stream");
                     }
                     Err(status) => {
                         if s.draining.is_some() {
                             info!(code = ?status.code(), "stream ended during shutdown");
-                            return SessionEnd::Finished;
+                            return self.drained(&s);
                         }
                         return lost(&format!("stream failed: {} ({:?})", status.message(), status.code()));
                     }
@@ -517,7 +539,7 @@ impl Conn {
                         && s.last_rx.elapsed() > limit
                     {
                         if s.draining.is_some() {
-                            return SessionEnd::Finished;
+                            return self.drained(&s);
                         }
                         return lost(&format!("coordinator silent for {:?}", s.last_rx.elapsed()));
                     }
@@ -538,7 +560,7 @@ impl Conn {
                 .any(|t| !matches!(t, TaskState::Proving { cancelled: true }));
         if !busy && self.outbox.is_empty() {
             info!("shutdown complete; closing the stream");
-            return Some(SessionEnd::Finished);
+            return Some(self.drained(s));
         }
         if Instant::now() >= deadline {
             let running = self
@@ -549,11 +571,23 @@ impl Conn {
             warn!(
                 running,
                 unacknowledged = self.outbox.len(),
-                "shutdown grace over; abandoning the rest"
+                "shutdown grace over; closing the stream"
             );
-            return Some(SessionEnd::Finished);
+            return Some(self.drained(s));
         }
         None
+    }
+
+    /// How a drained session ends: a local stop (or `exit_on_shutdown`) ends this
+    /// connection; a coordinator's shutdown is waited out. Tasks still proving keep running
+    /// and their results go to the coordinator once it is back.
+    fn drained(&self, s: &Session) -> SessionEnd {
+        if s.local_stop || self.shared.exit_on_shutdown {
+            SessionEnd::Finished
+        } else {
+            info!("coordinator shut down; reconnecting when it is back");
+            SessionEnd::Drained
+        }
     }
 
     fn on_message(&mut self, s: &mut Session, kind: coordinator_message::Kind) {

@@ -68,6 +68,10 @@ pub struct ProverConfig {
     /// Reads inputs from the coordinator's blob store. When set, the prover registers with
     /// `blob_access` and large inputs arrive as URLs instead of chunks on the stream.
     pub blob_reader: Option<Arc<dyn BlobReader>>,
+    /// Stop serving a coordinator once it sends `Shutdown` (and, with one coordinator, return
+    /// from `run`). Off by default: a prover drains, then reconnects with backoff, so a
+    /// coordinator restart or upgrade does not take the fleet down with it.
+    pub exit_on_shutdown: bool,
 }
 
 /// Reads a blob URL of the coordinator's store (`file://`, `s3://`, `gs://`). The prover
@@ -94,6 +98,7 @@ impl Default for ProverConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             blob_reader: None,
+            exit_on_shutdown: false,
         }
     }
 }
@@ -119,6 +124,7 @@ impl std::fmt::Debug for ProverConfig {
             .field("max_message_bytes", &self.max_message_bytes)
             .field("connect_timeout", &self.connect_timeout)
             .field("blob_access", &self.blob_reader.is_some())
+            .field("exit_on_shutdown", &self.exit_on_shutdown)
             .finish()
     }
 }
@@ -137,6 +143,7 @@ pub(crate) struct Shared {
     pub max_message_bytes: usize,
     pub connect_timeout: Duration,
     pub blob_reader: Option<Arc<dyn BlobReader>>,
+    pub exit_on_shutdown: bool,
     /// Slots in use across all coordinators. Receivers are notified on every change.
     running: watch::Sender<u32>,
     pub stats: StatsInner,
@@ -182,6 +189,7 @@ pub(crate) struct StatsInner {
     pub declined: AtomicU64,
     pub cancelled: AtomicU64,
     pub acked: AtomicU64,
+    pub proofs_acked: AtomicU64,
     pub rejected: AtomicU64,
     pub connected: AtomicU64,
     pub connect_attempts: AtomicU64,
@@ -206,6 +214,9 @@ pub struct ProverStats {
     pub tasks_cancelled: u64,
     /// Results acknowledged as accepted / rejected by a coordinator.
     pub results_acked: u64,
+    /// Of `results_acked`, those that carried a proof (not an error). Each (task, token)
+    /// counts once, so across provers it is the number of proofs coordinators accepted.
+    pub proofs_acked: u64,
     pub results_rejected: u64,
     /// Coordinators with a live, registered stream.
     pub connected_coordinators: u64,
@@ -231,6 +242,7 @@ impl ProverStatsHandle {
             tasks_declined: get(&s.declined),
             tasks_cancelled: get(&s.cancelled),
             results_acked: get(&s.acked),
+            proofs_acked: get(&s.proofs_acked),
             results_rejected: get(&s.rejected),
             connected_coordinators: get(&s.connected),
             connect_attempts: get(&s.connect_attempts),
@@ -289,6 +301,7 @@ impl Prover {
             max_message_bytes: config.max_message_bytes.max(MIN_MESSAGE_BYTES),
             connect_timeout: config.connect_timeout,
             blob_reader: config.blob_reader,
+            exit_on_shutdown: config.exit_on_shutdown,
             running,
             stats: StatsInner::default(),
         });

@@ -409,11 +409,13 @@ async fn cancelled_task_result_is_discarded() {
 }
 
 #[tokio::test]
-async fn shutdown_finishes_running_task_and_stops_reconnecting() {
+async fn shutdown_finishes_running_task_and_stops_reconnecting_when_asked_to() {
     bounded(async {
         let mut coord = FakeCoordinator::start().await;
         let backend = Arc::new(SimBackend::new().with_delay(Duration::from_millis(400)));
-        let mut prover = RunningProver::spawn(config(&[&coord.url], 2, vec![("exec", backend)]));
+        let mut cfg = config(&[&coord.url], 2, vec![("exec", backend)]);
+        cfg.exit_on_shutdown = true;
+        let mut prover = RunningProver::spawn(cfg);
         let mut c = coord.next_conn().await;
         c.accept("p-1").await;
         c.recv_availability(2).await;
@@ -459,6 +461,58 @@ async fn shutdown_finishes_running_task_and_stops_reconnecting() {
             .unwrap()
             .unwrap();
         assert_eq!(prover.stats.snapshot().connected_coordinators, 0);
+        drop(c);
+        coord.stop().await;
+    })
+    .await;
+}
+
+/// By default a coordinator's Shutdown is waited out: the prover drains, closes the stream,
+/// and comes back with the same id (a restarted or upgraded coordinator keeps its fleet).
+/// A task still proving when the grace ends keeps running; its result goes to the
+/// coordinator that is back.
+#[tokio::test]
+async fn shutdown_is_waited_out_and_the_prover_comes_back() {
+    bounded(async {
+        let mut coord = FakeCoordinator::start().await;
+        let backend = Arc::new(SimBackend::new().with_delay(Duration::from_millis(600)));
+        let mut cfg = config(&[&coord.url], 1, vec![("exec", backend)]);
+        cfg.reconnect_min = Duration::from_millis(50);
+        let prover = RunningProver::spawn(cfg);
+        let mut c = coord.next_conn().await;
+        c.accept("p-1").await;
+        c.recv_availability(1).await;
+        c.send(C::ExecuteTask(task(1, "exec", 3, b"x")));
+        c.recv_availability(0).await;
+        // A grace shorter than the proof: the stream closes with the task still running.
+        c.send(C::Shutdown(Shutdown {
+            reason: "upgrade".to_string(),
+            grace_ms: 100,
+        }));
+        while c.try_recv().await.is_some() {}
+        drop(c);
+
+        let mut c = coord.next_conn().await;
+        let hello = c.accept("p-1").await;
+        let P::Reconnect(r) = hello else {
+            panic!("expected Reconnect, got {hello:?}")
+        };
+        assert_eq!(r.prover_id, "p-1");
+        assert_eq!(
+            r.running
+                .iter()
+                .map(|t| (t.task_id.as_str(), t.fencing_token))
+                .collect::<Vec<_>>(),
+            [("1/exec", 3)],
+            "the task that outlived the grace is still reported"
+        );
+        let r = c.recv_result().await;
+        assert_eq!(r.task_id, "1/exec");
+        assert_eq!(proof_of(&r), pv(1).encode());
+        ack(&c, &r);
+        assert_eq!(prover.stats.snapshot().connected_coordinators, 1);
+
+        prover.stop().await;
         drop(c);
         coord.stop().await;
     })

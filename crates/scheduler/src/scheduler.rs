@@ -227,6 +227,14 @@ impl Scheduler {
         self.cancel_unknown(id, running)
     }
 
+    /// The prover showed it is alive by other means than a heartbeat answer (it is sending
+    /// data that its answers queue behind).
+    pub fn alive(&mut self, id: &ProverId, now: Millis) {
+        if let Some(p) = self.provers.get_mut(id) {
+            p.last_seen = p.last_seen.max(now);
+        }
+    }
+
     /// The prover says how many more tasks it can take (it may serve other coordinators).
     pub fn availability(&mut self, id: &ProverId, free_slots: u32, now: Millis) -> Vec<Effect> {
         let Some(p) = self.provers.get_mut(id) else {

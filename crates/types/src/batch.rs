@@ -16,6 +16,36 @@ impl Digest {
         <[u8; 32]>::try_from(bytes).ok().map(Digest)
     }
 
+    /// HMAC-SHA-256 (RFC 2104) of `data` under `key`: secrets derived from a stored key.
+    pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Self {
+        const BLOCK: usize = 64;
+        let mut k = [0u8; BLOCK];
+        if key.len() > BLOCK {
+            k[..32].copy_from_slice(&Sha256::digest(key));
+        } else {
+            k[..key.len()].copy_from_slice(key);
+        }
+        let pad = |byte: u8| k.map(|b| b ^ byte);
+        let inner = Sha256::new()
+            .chain_update(pad(0x36))
+            .chain_update(data)
+            .finalize();
+        let outer = Sha256::new()
+            .chain_update(pad(0x5c))
+            .chain_update(inner)
+            .finalize();
+        Digest(outer.into())
+    }
+
+    /// Equality in time independent of where the values differ (for secrets).
+    pub fn ct_eq(&self, other: &Digest) -> bool {
+        self.0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -86,4 +116,36 @@ pub struct Batch {
     /// Proof types this batch needs before it counts as proven.
     pub required: Vec<ProofType>,
     pub created_at: Millis,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Digest;
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        // RFC 4231, test cases 2 (short key) and 6 (key longer than the block).
+        let mac = Digest::hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            mac.to_hex(),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        let mac = Digest::hmac_sha256(
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+        );
+        assert_eq!(
+            mac.to_hex(),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn ct_eq_compares_every_byte() {
+        let a = Digest([7; 32]);
+        let mut b = a;
+        assert!(a.ct_eq(&b));
+        b.0[31] ^= 1;
+        assert!(!a.ct_eq(&b));
+    }
 }

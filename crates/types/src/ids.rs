@@ -113,6 +113,13 @@ impl TaskId {
     pub fn parse(s: &str) -> Result<(u64, ProofType), IdError> {
         let err = || IdError::TaskId(s.chars().take(80).collect());
         let (b, t) = s.split_once('/').ok_or_else(err)?;
+        // Only the canonical form `format` writes: digits, no sign, no leading zero.
+        let canonical = !b.is_empty()
+            && b.bytes().all(|c| c.is_ascii_digit())
+            && (b == "0" || !b.starts_with('0'));
+        if !canonical {
+            return Err(err());
+        }
         let batch = b.parse::<u64>().map_err(|_| err())?;
         let pt = ProofType::new(t).map_err(|_| err())?;
         Ok((batch, pt))
@@ -146,7 +153,9 @@ mod tests {
         let pt = ProofType::new("exec").unwrap();
         let s = TaskId::format(42, &pt);
         assert_eq!(TaskId::parse(&s).unwrap(), (42, pt));
-        for bad in ["", "42", "x/exec", "42/", "42/BAD", "-1/exec"] {
+        for bad in [
+            "", "42", "x/exec", "42/", "42/BAD", "-1/exec", "+1/exec", "01/exec", " 1/exec",
+        ] {
             assert!(TaskId::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

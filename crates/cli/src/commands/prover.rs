@@ -27,6 +27,7 @@ pub fn prover_config(a: &ProverArgs) -> anyhow::Result<(ProverConfig, Built)> {
             blob_reader: a
                 .blob_access
                 .then(|| Arc::new(StoreBlobReader) as Arc<dyn BlobReader>),
+            exit_on_shutdown: a.exit_on_shutdown,
             ..ProverConfig::default()
         },
         built,

@@ -130,7 +130,15 @@ pub fn register(name: &str, types: &[&str], capacity: u32) -> Register {
         version: "v1".into(),
         token: None,
         blob_access: false,
+        max_message_bytes: 0,
     }
+}
+
+/// A prover id with the secret that lets it reconnect.
+#[derive(Clone, Debug)]
+pub struct Who {
+    pub id: String,
+    pub secret: String,
 }
 
 /// A prover driven step by step by the test.
@@ -138,6 +146,7 @@ pub struct RawProver {
     pub tx: mpsc::Sender<ProverMessage>,
     pub rx: Streaming<CoordinatorMessage>,
     pub id: String,
+    pub secret: String,
     /// Answer heartbeats automatically while waiting for other messages.
     pub answer_heartbeats: bool,
     pub running: Vec<RunningTask>,
@@ -178,31 +187,42 @@ impl RawProver {
             tx,
             rx,
             id: r.prover_id,
+            secret: r.reconnect_secret,
             answer_heartbeats: true,
             running: Vec::new(),
             pending: Default::default(),
         }
     }
 
+    pub fn who(&self) -> Who {
+        Who {
+            id: self.id.clone(),
+            secret: self.secret.clone(),
+        }
+    }
+
     pub async fn reconnect(
         url: &str,
-        id: &str,
+        who: &Who,
         reg: Register,
         running: Vec<RunningTask>,
     ) -> RawProver {
         let hello = In::Reconnect(Reconnect {
-            prover_id: id.into(),
+            prover_id: who.id.clone(),
             register: Some(reg),
             running: running.clone(),
+            secret: who.secret.clone(),
         });
         let (tx, mut rx) = open(url, hello).await;
         let r = first_response(&mut rx).await;
         assert!(r.accepted, "reconnect refused: {r:?}");
-        assert_eq!(r.prover_id, id);
+        assert_eq!(r.prover_id, who.id);
+        assert_eq!(r.reconnect_secret, who.secret, "the same secret for the id");
         RawProver {
             tx,
             rx,
             id: r.prover_id,
+            secret: r.reconnect_secret,
             answer_heartbeats: true,
             running,
             pending: Default::default(),

@@ -303,10 +303,16 @@ impl Conn {
             warn!(task = %key.0, token = key.1, code = code_name(a.code), reason = %a.reason, ?wait, "coordinator could not take the result; will resend");
             return;
         }
-        self.outbox.remove(&key);
+        let Some(finished) = self.outbox.remove(&key) else {
+            return;
+        };
         if a.accepted {
+            let proof = matches!(finished.outcome, Outcome::Proof { .. });
             StatsInner::inc(&self.shared.stats.acked);
-            info!(task = %key.0, token = key.1, "result acknowledged");
+            if proof {
+                StatsInner::inc(&self.shared.stats.proofs_acked);
+            }
+            info!(task = %key.0, token = key.1, proof, "result acknowledged");
         } else {
             StatsInner::inc(&self.shared.stats.rejected);
             warn!(
@@ -344,7 +350,15 @@ impl Conn {
                 *cancelled = true;
                 first
             }
-            None => self.outbox.remove(&key).is_some(),
+            // A finished result stays until its ResultAck: the coordinator may hold it as
+            // accepted already (a lost ack, then a Reconnect listing the task), or not yet
+            // durably; only the ack to the result it resends says which.
+            None => {
+                if self.outbox.contains_key(&key) {
+                    debug!(task = %key.0, token = key.1, "cancel for a finished result; keeping it until acknowledged");
+                }
+                false
+            }
         };
         if known {
             StatsInner::inc(&self.shared.stats.cancelled);

@@ -258,6 +258,7 @@ pub fn config(
         max_message_bytes: 4 << 20,
         connect_timeout: Duration::from_secs(2),
         blob_reader: None,
+        exit_on_shutdown: false,
     }
 }
 

@@ -108,6 +108,7 @@ async fn sim_prover(
         version: "bench".into(),
         token: None,
         blob_access: false,
+        max_message_bytes: 0,
     };
     tx.send(ProverMessage {
         kind: Some(In::Register(register)),
