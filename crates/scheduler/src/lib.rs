@@ -13,6 +13,9 @@
 //! - a job has at most one lease; two provers never hold the same (batch, proof type);
 //! - a prover holds at most `capacity` leases;
 //! - a result is accepted only with the fencing token of the job's current lease;
+//! - across crashes and restarts, a token once superseded (a later lease of its job, or a
+//!   requeue, made durable) never becomes a lease again, nor does a token sent by a run
+//!   before the last one and never made durable;
 //! - while a matching prover keeps answering, every job is eventually proven.
 
 mod config;

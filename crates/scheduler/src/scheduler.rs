@@ -2,7 +2,7 @@ use crate::config::SchedulerConfig;
 use crate::provers::{ProverEntry, ProverInfo, ProverView};
 use crate::queue::ReadyQueue;
 use proofmill_types::{FencingToken, Job, JobKey, JobState, Lease, Millis, ProverId};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::RangeInclusive;
 
 mod reconcile;
@@ -66,6 +66,9 @@ pub struct Scheduler {
     next_token: u64,
     /// Tokens an earlier run issued that the store never saw (see [`Self::set_orphan_tokens`]).
     orphan_tokens: Option<RangeInclusive<u64>>,
+    /// Jobs that may still take back an orphan: queued when added, never leased by this run.
+    /// Once this run leased a job, its orphans are older than a token it issued itself.
+    orphan_jobs: HashSet<JobKey>,
     draining: bool,
 }
 
@@ -81,6 +84,7 @@ impl Scheduler {
             deadlines: BTreeSet::new(),
             next_token: last_token.saturating_add(1),
             orphan_tokens: None,
+            orphan_jobs: HashSet::new(),
             draining: false,
         }
     }
@@ -90,7 +94,9 @@ impl Scheduler {
     /// reconnects reporting a task with such a token, for a job that is still queued and that
     /// it may run, keeps that task as its lease instead of having it cancelled: no work is
     /// lost to the restart. The range must lie above every token in the store and at or
-    /// below `last_token`, so none of these tokens is issued again.
+    /// below `last_token`, so none of these tokens is issued again. Call it before
+    /// [`Self::add_jobs`]: only jobs added queued after it, and not leased since (a token
+    /// this run issued supersedes every orphan), take orphans back.
     pub fn set_orphan_tokens(&mut self, range: RangeInclusive<u64>) {
         self.next_token = self.next_token.max(range.end().saturating_add(1));
         self.orphan_tokens = Some(range);
@@ -126,6 +132,9 @@ impl Scheduler {
                     let mut job = job;
                     job.state = JobState::Queued;
                     job.lease = None;
+                    if self.orphan_tokens.is_some() {
+                        self.orphan_jobs.insert(job.key.clone());
+                    }
                     self.queue.push(&job.key, &job.version, job.not_before, now);
                     self.jobs.insert(job.key.clone(), job);
                 }
@@ -361,6 +370,7 @@ impl Scheduler {
             });
         } else {
             self.queue.remove(key, &job.version, job.not_before);
+            self.orphan_jobs.remove(key);
         }
         job.state = JobState::Cancelled;
         job.last_error = Some(reason.to_string());
@@ -559,6 +569,7 @@ impl Scheduler {
                 };
                 let job = self.jobs.get_mut(&key).expect("queued job is open");
                 self.queue.remove(&key, &job.version, job.not_before);
+                self.orphan_jobs.remove(&key);
                 let token = FencingToken(self.next_token);
                 self.next_token += 1;
                 job.state = JobState::Leased;

@@ -400,3 +400,36 @@ fn orphan_tasks_are_cancelled_when_the_job_went_elsewhere_or_does_not_fit() {
         assert_ne!(s.check_result(&pid("a"), key, *token), ResultCheck::Current);
     }
 }
+
+#[test]
+fn an_orphan_is_not_taken_back_once_this_run_leased_its_job() {
+    let mut s = restarted_with_orphans();
+    let key = JobKey::new(1, pt("exec"));
+    // This run leases job 1 itself, above the window, and the lease fails: queued again.
+    let d = dispatches(&s.register(pid("b"), info(&["exec"], 1, "v1"), 10).unwrap());
+    assert_eq!(d[0].1.key, key);
+    let newer = d[0].1.lease.as_ref().unwrap().token;
+    s.fail(&pid("b"), &key, newer, "error", 20).unwrap();
+    assert!(matches!(s.job(&key), Some(j) if j.state == JobState::Queued));
+    // `a` comes back with the task the last run sent: superseded by `newer`, so cancelled.
+    let orphan = FencingToken(12);
+    let effects = s.reconnect(
+        pid("a"),
+        info(&["exec"], 1, "v1"),
+        &[(key.clone(), orphan)],
+        30,
+    );
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Persist(j) if j.lease.as_ref().is_some_and(|l| l.token == orphan))),
+        "a token older than one this run issued became the lease again: {effects:?}"
+    );
+    assert!(effects.iter().any(
+        |e| matches!(e, Effect::Cancel { key: k, token, .. } if *k == key && *token == orphan)
+    ));
+    assert_ne!(
+        s.check_result(&pid("a"), &key, orphan),
+        ResultCheck::Current
+    );
+}

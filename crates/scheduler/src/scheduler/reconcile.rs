@@ -4,7 +4,8 @@ use super::{Effect, ResultCheck, Scheduler};
 use proofmill_types::{FencingToken, JobKey, JobState, Lease, Millis, ProverId};
 
 impl Scheduler {
-    /// Leases to `id` the reported tasks that carry orphan tokens of queued jobs it may run.
+    /// Leases to `id` the reported tasks that carry orphan tokens of jobs it may run that are
+    /// still queued as the restart found them (never leased by this run).
     pub(super) fn adopt_orphans(
         &mut self,
         id: &ProverId,
@@ -26,7 +27,11 @@ impl Scheduler {
             let fits = prover.free_slots() > 0
                 && prover.info.proof_types.contains(&key.proof_type)
                 && prover.info.version == job.version;
-            if !orphans.contains(&token.0) || job.state != JobState::Queued || !fits {
+            if !orphans.contains(&token.0)
+                || job.state != JobState::Queued
+                || !fits
+                || !self.orphan_jobs.remove(key)
+            {
                 continue;
             }
             self.queue.remove(key, &job.version, job.not_before);
