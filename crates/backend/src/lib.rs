@@ -16,6 +16,7 @@ pub use exec::ExecBackend;
 use proofmill_types::PublicValues;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum BackendError {
@@ -44,12 +45,39 @@ pub struct ProveRequest<'a> {
     pub expected: PublicValues,
 }
 
+/// Asks a running proof to stop (the task was cancelled or passed its deadline); cheap to
+/// clone, shared by the prover and the proving thread.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// One proof system. `prove` is blocking and CPU-heavy: call it from a blocking thread.
 pub trait Backend: Send + Sync + 'static {
     /// Name of the backend implementation (`exec`, `groth16`, ...).
     fn name(&self) -> &str;
 
     fn prove(&self, req: &ProveRequest<'_>) -> Result<Vec<u8>, BackendError>;
+
+    /// `prove` that may stop early once `cancel` is set, returning an error (the caller
+    /// discards the result then). Backends that can stop (an external process) override it,
+    /// so a cancelled task frees its slot at once; in-process proof systems run to the end.
+    fn prove_cancellable(
+        &self,
+        req: &ProveRequest<'_>,
+        cancel: &Cancel,
+    ) -> Result<Vec<u8>, BackendError> {
+        let _ = cancel;
+        self.prove(req)
+    }
 
     /// Checks that `proof` attests exactly `public`. Must not need the batch input.
     fn verify(&self, public: &PublicValues, proof: &[u8]) -> Result<(), VerifyError>;

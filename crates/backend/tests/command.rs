@@ -1,7 +1,7 @@
 //! The `command` backend against small POSIX sh scripts standing in for zkVM provers.
 
 use proofmill_backend::{
-    Backend, BackendError, CommandBackend, CommandConfig, ProveRequest, VerifyError,
+    Backend, BackendError, Cancel, CommandBackend, CommandConfig, ProveRequest, VerifyError,
 };
 use proofmill_types::{Digest, PublicValues};
 use std::path::{Path, PathBuf};
@@ -207,6 +207,37 @@ fn hanging_prover_is_killed_with_its_child() {
     );
     assert!(m.contains("timed out after 500ms"), "{m}");
     assert!(m.contains("started"), "{m}");
+    let child = read_pid(&pidfile);
+    assert!(wait_gone(child), "background child {child} still running");
+    site.assert_clean();
+}
+
+/// A cancelled task stops its external prover at once (process group and all), so the
+/// prover's slot is free again long before the command would have ended.
+#[test]
+fn cancel_kills_a_running_prover_with_its_child() {
+    let site = Site::new();
+    let pidfile = site.path("child.pid");
+    let mut c = site.config("sleep 1000 & echo $! > \"$PIDFILE\"; sleep 1000");
+    c.env = vec![("PIDFILE".into(), pidfile.to_str().unwrap().into())];
+    let b = CommandBackend::new(c).unwrap();
+    let cancel = Cancel::default();
+    let start = Instant::now();
+    let result = std::thread::scope(|scope| {
+        let proving = scope.spawn(|| b.prove_cancellable(&req(b""), &cancel));
+        while !pidfile.exists() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        cancel.cancel();
+        proving.join().unwrap()
+    });
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    let m = failed(result);
+    assert!(m.contains("cancelled"), "{m}");
     let child = read_pid(&pidfile);
     assert!(wait_gone(child), "background child {child} still running");
     site.assert_clean();

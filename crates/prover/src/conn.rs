@@ -4,12 +4,11 @@
 use crate::backoff::Backoff;
 use crate::input::ChunkAssembler;
 use crate::{BlobReader, MAX_CHUNKED_INPUT_BYTES, Shared, SlotGuard, StatsInner, now_ms};
-use proofmill_backend::{Backend, ProveRequest};
+use proofmill_backend::{Backend, Cancel, ProveRequest};
 use proofmill_proto::v1::{
-    Availability, ChunkedProof, CoordinatorMessage, DataChunk, ErrorCode, ExecuteTask,
-    HeartbeatAck, ProverMessage, Reconnect, Register, RegisterResponse, ResultAck, RunningTask,
-    TaskCancelled, TaskDeclined, TaskResult, coordinator_message, execute_task, prover_message,
-    prover_service_client::ProverServiceClient, task_result,
+    CoordinatorMessage, DataChunk, ErrorCode, ExecuteTask, HeartbeatAck, ProverMessage, Reconnect,
+    Register, RegisterResponse, ResultAck, RunningTask, TaskCancelled, TaskDeclined,
+    coordinator_message, execute_task, prover_message, prover_service_client::ProverServiceClient,
 };
 use proofmill_types::{Digest, PublicValues};
 use std::collections::{BTreeMap, HashMap};
@@ -23,7 +22,10 @@ use tonic::Streaming;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
+mod session;
 mod tasks;
+
+use session::Session;
 
 /// (task id, fencing token).
 type Key = (String, u64);
@@ -58,8 +60,13 @@ enum TaskState {
         input: ChunkAssembler,
         slot: SlotGuard,
     },
-    /// On a blocking thread, which holds the slot. A cancelled task's result is discarded.
-    Proving { cancelled: bool },
+    /// On a blocking thread, which holds the slot. A cancelled task's result is discarded;
+    /// `cancel` asks the backend to stop early (at a TaskCancelled or the deadline).
+    Proving {
+        cancelled: bool,
+        cancel: Cancel,
+        deadline_ms: u64,
+    },
 }
 
 enum Outcome {
@@ -110,67 +117,6 @@ pub(crate) struct Conn {
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
     backoff: Backoff,
-}
-
-/// State of one open, registered stream.
-struct Session {
-    out: mpsc::UnboundedSender<ProverMessage>,
-    /// Proofs larger than this go as chunks of this size.
-    chunk_size: usize,
-    last_free_sent: Option<u32>,
-    /// Set by the coordinator's `Shutdown` (grace deadline) or a local stop.
-    draining: Option<Instant>,
-    local_stop: bool,
-    last_rx: Instant,
-    silence_limit: Option<Duration>,
-}
-
-impl Session {
-    fn send(&self, kind: prover_message::Kind) {
-        // A failed send means the stream is gone; the read side notices and ends the session.
-        let _ = self.out.send(ProverMessage { kind: Some(kind) });
-    }
-
-    fn send_availability(&mut self, free: u32) {
-        let free = if self.draining.is_some() { 0 } else { free };
-        if self.last_free_sent != Some(free) {
-            self.last_free_sent = Some(free);
-            debug!(free_slots = free, "availability");
-            self.send(prover_message::Kind::Availability(Availability {
-                free_slots: free,
-            }));
-        }
-    }
-
-    fn send_result(&self, key: &Key, f: &Finished) {
-        let (task_id, token) = key;
-        let outcome = match &f.outcome {
-            Outcome::Error(e) => task_result::Outcome::Error(e.clone()),
-            Outcome::Proof { bytes, digest } if bytes.len() > self.chunk_size => {
-                let n = bytes.len().div_ceil(self.chunk_size);
-                for (i, chunk) in bytes.chunks(self.chunk_size).enumerate() {
-                    self.send(prover_message::Kind::ProofChunk(DataChunk {
-                        task_id: task_id.clone(),
-                        fencing_token: *token,
-                        offset: (i * self.chunk_size) as u64,
-                        data: chunk.to_vec(),
-                        last: i + 1 == n,
-                    }));
-                }
-                task_result::Outcome::ProofChunked(ChunkedProof {
-                    size: bytes.len() as u64,
-                    digest: digest.0.to_vec(),
-                })
-            }
-            Outcome::Proof { bytes, .. } => task_result::Outcome::Proof(bytes.clone()),
-        };
-        self.send(prover_message::Kind::TaskResult(TaskResult {
-            task_id: task_id.clone(),
-            fencing_token: *token,
-            outcome: Some(outcome),
-            prove_ms: f.prove_ms,
-        }));
-    }
 }
 
 /// Counts a live registered stream in the stats while it exists.
@@ -264,7 +210,15 @@ impl Conn {
         let running = self
             .tasks
             .values()
-            .filter(|t| matches!(t, TaskState::Proving { cancelled: false }))
+            .filter(|t| {
+                matches!(
+                    t,
+                    TaskState::Proving {
+                        cancelled: false,
+                        ..
+                    }
+                )
+            })
             .count();
         if running > 0 || !self.outbox.is_empty() {
             warn!(
@@ -297,7 +251,15 @@ impl Conn {
         let mut keys: Vec<&Key> = self
             .tasks
             .iter()
-            .filter(|(_, t)| !matches!(t, TaskState::Proving { cancelled: true }))
+            .filter(|(_, t)| {
+                !matches!(
+                    t,
+                    TaskState::Proving {
+                        cancelled: true,
+                        ..
+                    }
+                )
+            })
             .map(|(k, _)| k)
             .chain(self.outbox.keys())
             .collect();
@@ -554,10 +516,15 @@ impl Conn {
     fn check_drain(&mut self, s: &Session) -> Option<SessionEnd> {
         let deadline = s.draining?;
         let busy = !s.local_stop
-            && self
-                .tasks
-                .values()
-                .any(|t| !matches!(t, TaskState::Proving { cancelled: true }));
+            && self.tasks.values().any(|t| {
+                !matches!(
+                    t,
+                    TaskState::Proving {
+                        cancelled: true,
+                        ..
+                    }
+                )
+            });
         if !busy && self.outbox.is_empty() {
             info!("shutdown complete; closing the stream");
             return Some(self.drained(s));
@@ -566,7 +533,15 @@ impl Conn {
             let running = self
                 .tasks
                 .values()
-                .filter(|t| !matches!(t, TaskState::Proving { cancelled: true }))
+                .filter(|t| {
+                    !matches!(
+                        t,
+                        TaskState::Proving {
+                            cancelled: true,
+                            ..
+                        }
+                    )
+                })
                 .count();
             warn!(
                 running,

@@ -5,7 +5,7 @@
 //! prover can be exercised without the devnet. It can also be configured to fail or to return
 //! garbage of a chosen size (e.g. to exercise chunked proof upload).
 
-use proofmill_backend::{Backend, BackendError, ProveRequest, VerifyError};
+use proofmill_backend::{Backend, BackendError, Cancel, ProveRequest, VerifyError};
 use proofmill_types::PublicValues;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -99,9 +99,23 @@ impl Backend for SimBackend {
     }
 
     fn prove(&self, req: &ProveRequest<'_>) -> Result<Vec<u8>, BackendError> {
+        self.prove_cancellable(req, &Cancel::default())
+    }
+
+    /// The delay ends early on a cancel, as an external prover's would.
+    fn prove_cancellable(
+        &self,
+        req: &ProveRequest<'_>,
+        cancel: &Cancel,
+    ) -> Result<Vec<u8>, BackendError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        if !self.delay.is_zero() {
-            std::thread::sleep(self.delay);
+        let until = std::time::Instant::now() + self.delay;
+        while std::time::Instant::now() < until {
+            if cancel.is_cancelled() {
+                return Err(BackendError::Failed("cancelled".into()));
+            }
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            std::thread::sleep(left.min(std::time::Duration::from_millis(10)));
         }
         match &self.mode {
             SimMode::Correct => Ok(req.expected.encode().to_vec()),

@@ -486,11 +486,13 @@ pub(crate) enum Arg {
     Text(String),
 }
 
-/// SQL and arguments for [`crate::Store::jobs`]; `ph(i)` renders placeholder number `i`.
-/// A `limit` of 0 means no limit.
+/// SQL and arguments for [`crate::Store::jobs`]; `ph(i)` renders placeholder number `i`,
+/// `order` the ORDER BY list (byte order of proof types on both stores). A `limit` of 0
+/// means no limit.
 pub(crate) fn jobs_query(
     filter: &crate::api::JobFilter,
     ph: impl Fn(usize) -> String,
+    order: &str,
 ) -> Result<(String, Vec<Arg>)> {
     let mut sql = format!("SELECT {JOB_COLS} FROM jobs WHERE true");
     let mut args = Vec::new();
@@ -510,7 +512,7 @@ pub(crate) fn jobs_query(
         args.push(Arg::Int(from));
         sql += &format!(" AND batch >= {}", ph(args.len()));
     }
-    sql += " ORDER BY batch, proof_type";
+    sql += &format!(" ORDER BY {order}");
     if filter.limit > 0 {
         args.push(Arg::Int(i64::from(filter.limit)));
         sql += &format!(" LIMIT {}", ph(args.len()));

@@ -16,6 +16,10 @@ use sqlx::{AssertSqlSafe, Row as _};
 use std::str::FromStr;
 use std::time::Duration;
 
+/// Jobs in batch order, then proof types in byte order (as SQLite's), whatever the
+/// database's locale.
+const JOB_ORDER: &str = "batch, proof_type COLLATE \"C\"";
+
 const POOL_SIZE: u32 = 8;
 
 pub(crate) struct PgStore {
@@ -208,8 +212,7 @@ impl Store for PgStore {
 
     async fn open_jobs(&self) -> Result<Vec<Job>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {JOB_COLS} FROM jobs WHERE state IN ('queued', 'leased') \
-             ORDER BY batch, proof_type"
+            "SELECT {JOB_COLS} FROM jobs WHERE state IN ('queued', 'leased') ORDER BY {JOB_ORDER}"
         )))
         .fetch_all(&self.pool)
         .await
@@ -233,7 +236,7 @@ impl Store for PgStore {
     }
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        let (sql, args) = codec::jobs_query(filter, |i| format!("${i}"))?;
+        let (sql, args) = codec::jobs_query(filter, |i| format!("${i}"), JOB_ORDER)?;
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for arg in args {
             query = match arg {

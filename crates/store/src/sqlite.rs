@@ -427,7 +427,7 @@ impl Store for SqliteStore {
     }
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        let (sql, args) = codec::jobs_query(filter, |i| format!("?{i}"))?;
+        let (sql, args) = codec::jobs_query(filter, |i| format!("?{i}"), "batch, proof_type")?;
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for arg in args {
             query = match arg {

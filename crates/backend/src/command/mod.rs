@@ -27,7 +27,7 @@
 mod run;
 mod template;
 
-use crate::{Backend, BackendError, ProveRequest, VerifyError};
+use crate::{Backend, BackendError, Cancel, ProveRequest, VerifyError};
 use proofmill_types::PublicValues;
 use run::{Finished, Outcome, Spec};
 use std::io::Read;
@@ -194,12 +194,13 @@ impl CommandBackend {
         }
     }
 
-    fn spec<'a>(&'a self, script: &'a str, timeout: Duration) -> Spec<'a> {
+    fn spec<'a>(&'a self, script: &'a str, timeout: Duration, cancel: &'a Cancel) -> Spec<'a> {
         Spec {
             script,
             env: &self.cfg.env,
             cwd: self.cfg.cwd.as_deref(),
             timeout,
+            cancel,
         }
     }
 
@@ -277,6 +278,15 @@ impl Backend for CommandBackend {
     }
 
     fn prove(&self, req: &ProveRequest<'_>) -> Result<Vec<u8>, BackendError> {
+        self.prove_cancellable(req, &Cancel::default())
+    }
+
+    /// A cancel kills the command's process group within about 50 ms.
+    fn prove_cancellable(
+        &self,
+        req: &ProveRequest<'_>,
+        cancel: &Cancel,
+    ) -> Result<Vec<u8>, BackendError> {
         let name = &self.cfg.name;
         let fail = |msg: String| BackendError::Failed(format!("{name} prove command: {msg}"));
         let (dir, script) = self
@@ -292,9 +302,10 @@ impl Backend for CommandBackend {
                 },
             )
             .map_err(fail)?;
-        let done = run::run(&self.spec(&script, self.cfg.timeout))
+        let done = run::run(&self.spec(&script, self.cfg.timeout, cancel))
             .map_err(|e| fail(format!("cannot start /bin/sh: {e}{}", self.cwd_hint())))?;
         let result = match done.outcome {
+            Outcome::Cancelled => Err("cancelled (process group killed)".to_string()),
             Outcome::TimedOut => Err(format!(
                 "timed out after {:?} (process group killed); {}",
                 self.cfg.timeout,
@@ -347,7 +358,7 @@ impl Backend for CommandBackend {
             )
             .map_err(undecided)?;
         let timeout = self.cfg.verify_timeout.unwrap_or(self.cfg.timeout);
-        let done: Finished = run::run(&self.spec(&script, timeout))
+        let done: Finished = run::run(&self.spec(&script, timeout, &Cancel::default()))
             .map_err(|e| undecided(format!("cannot start /bin/sh: {e}{}", self.cwd_hint())))?;
         drop(dir);
         match done.outcome {
@@ -365,6 +376,8 @@ impl Backend for CommandBackend {
                 "timed out after {timeout:?}; {}",
                 done.output_summary()
             ))),
+            // Verification is never cancelled (its flag is never set).
+            Outcome::Cancelled => Err(undecided("cancelled".into())),
         }
     }
 }

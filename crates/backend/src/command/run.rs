@@ -2,6 +2,7 @@
 //! stdout/stderr tails. The whole group is killed when the command ends or times out, so
 //! helper processes a prover started do not outlive its task.
 
+use crate::Cancel;
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
@@ -23,12 +24,17 @@ pub(crate) struct Spec<'a> {
     pub env: &'a [(String, String)],
     pub cwd: Option<&'a Path>,
     pub timeout: Duration,
+    pub cancel: &'a Cancel,
 }
 
 pub(crate) enum Outcome {
     Exited(ExitStatus),
     TimedOut,
+    Cancelled,
 }
+
+/// How often a running command looks at its cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
 
 pub(crate) struct Finished {
     pub outcome: Outcome,
@@ -122,9 +128,19 @@ pub(crate) fn run(spec: &Spec<'_>) -> std::io::Result<Finished> {
         wait_exited_no_reap(pid);
         let _ = exit_tx.send(());
     });
-    let timed_out = match exit_rx.recv_timeout(spec.timeout) {
-        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => false,
-        Err(mpsc::RecvTimeoutError::Timeout) => true,
+    let deadline = Instant::now() + spec.timeout;
+    let stopped = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match exit_rx.recv_timeout(left.min(CANCEL_POLL)) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break None,
+            Err(mpsc::RecvTimeoutError::Timeout) if spec.cancel.is_cancelled() => {
+                break Some(Outcome::Cancelled);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if left.is_zero() => {
+                break Some(Outcome::TimedOut);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
     };
     kill_group(pid);
     let status = reap(&mut child);
@@ -139,11 +155,7 @@ pub(crate) fn run(spec: &Spec<'_>) -> std::io::Result<Finished> {
     }
     let snapshot = |t: &Arc<Mutex<Tail>>| t.lock().map(|t| t.clone()).unwrap_or_default();
     Ok(Finished {
-        outcome: if timed_out {
-            Outcome::TimedOut
-        } else {
-            Outcome::Exited(status)
-        },
+        outcome: stopped.unwrap_or(Outcome::Exited(status)),
         stdout: snapshot(&stdout),
         stderr: snapshot(&stderr),
     })

@@ -180,9 +180,26 @@ impl Conn {
         }
     }
 
-    /// Drops inputs still incomplete at their deadline; reports an error result for them.
+    /// Drops inputs still incomplete at their deadline (reporting an error result for
+    /// them), and stops proofs past theirs: the lease is gone, so the result would be
+    /// refused, and a backend that can stop frees the slot now.
     pub(super) fn expire_inputs(&mut self, s: &Session) {
         let now = now_ms();
+        for (key, task) in &mut self.tasks {
+            if let TaskState::Proving {
+                cancelled: cancelled @ false,
+                cancel,
+                deadline_ms,
+            } = task
+                && *deadline_ms != 0
+                && now >= *deadline_ms
+            {
+                *cancelled = true;
+                cancel.cancel();
+                StatsInner::inc(&self.shared.stats.cancelled);
+                warn!(task = %key.0, token = key.1, "deadline passed while proving; task stopped");
+            }
+        }
         let expired: Vec<Key> = self
             .tasks
             .iter()
@@ -216,8 +233,15 @@ impl Conn {
             input = %input,
             "task started"
         );
-        self.tasks
-            .insert(key.clone(), TaskState::Proving { cancelled: false });
+        let cancel = Cancel::default();
+        self.tasks.insert(
+            key.clone(),
+            TaskState::Proving {
+                cancelled: false,
+                cancel: cancel.clone(),
+                deadline_ms: p.deadline_ms,
+            },
+        );
         let done_tx = self.done_tx.clone();
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
@@ -230,7 +254,7 @@ impl Conn {
                     .map_err(|e| format!("reading the input from {url}: {e}")),
             };
             let outcome = match &input {
-                Ok(input) => prove(&p, input),
+                Ok(input) => prove(&p, input, &cancel),
                 Err(e) => Outcome::Error(e.clone()),
             };
             let prove_ms = started.elapsed().as_millis() as u64;
@@ -253,10 +277,14 @@ impl Conn {
             slot,
         } = done;
         match self.tasks.get(&key) {
-            Some(TaskState::Proving { cancelled: false }) => {
+            Some(TaskState::Proving {
+                cancelled: false, ..
+            }) => {
                 self.tasks.remove(&key);
             }
-            Some(TaskState::Proving { cancelled: true }) => {
+            Some(TaskState::Proving {
+                cancelled: true, ..
+            }) => {
                 self.tasks.remove(&key);
                 info!(task = %key.0, token = key.1, "cancelled task finished; result discarded");
                 return None;
@@ -345,9 +373,12 @@ impl Conn {
                 self.tasks.remove(&key);
                 true
             }
-            Some(TaskState::Proving { cancelled }) => {
+            Some(TaskState::Proving {
+                cancelled, cancel, ..
+            }) => {
                 let first = !*cancelled;
                 *cancelled = true;
+                cancel.cancel();
                 first
             }
             // A finished result stays until its ResultAck: the coordinator may hold it as
@@ -370,7 +401,7 @@ impl Conn {
 }
 
 /// Blocking: digest check, prove, proof digest.
-fn prove(p: &Prepared, input: &[u8]) -> Outcome {
+fn prove(p: &Prepared, input: &[u8], cancel: &Cancel) -> Outcome {
     let actual = Digest::sha256(input);
     if actual != p.input_digest {
         return Outcome::Error(format!(
@@ -385,7 +416,9 @@ fn prove(p: &Prepared, input: &[u8]) -> Outcome {
         expected: p.expected,
     };
     let backend = p.backend.clone();
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.prove(&req))) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        backend.prove_cancellable(&req, cancel)
+    })) {
         Ok(Ok(bytes)) => {
             let digest = Digest::sha256(&bytes);
             Outcome::Proof { bytes, digest }
