@@ -6,7 +6,7 @@ mod support;
 use proofmill_backend::{Backend, BackendError, ProveRequest, VerifyError};
 use proofmill_coordinator::NewBatch;
 use proofmill_proto::v1::{
-    ChunkedProof, DataChunk, ErrorCode, RunningTask, TaskResult, coordinator_message::Kind as Out,
+    ChunkedProof, DataChunk, ErrorCode, TaskResult, coordinator_message::Kind as Out,
     execute_task::Input, prover_message::Kind as In, task_result::Outcome,
 };
 use proofmill_types::{JobKey, ProofType, PublicValues};
@@ -155,10 +155,7 @@ async fn stale_result_is_refused_before_verification(db: Db) {
     let mut b = RawProver::register(&c.url(), register("b", &["exec"], 1)).await;
     let tb = b.task().await;
     assert_eq!(tb.batch, 1);
-    let running = vec![RunningTask {
-        task_id: ta.task_id.clone(),
-        fencing_token: ta.fencing_token,
-    }];
+    let running = running_of(&[&ta]);
     let mut a2 =
         RawProver::reconnect(&c.url(), &a.who(), register("a", &["exec"], 1), running).await;
     let late = a2

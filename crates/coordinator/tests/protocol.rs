@@ -299,10 +299,7 @@ async fn oversized_and_garbage_input_change_nothing(db: Db) {
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
     drop(s);
     // The prover comes back (reconnect with its task) and finishes.
-    let running = vec![RunningTask {
-        task_id: t.task_id.clone(),
-        fencing_token: t.fencing_token,
-    }];
+    let running = running_of(&[&t]);
     let mut a2 =
         RawProver::reconnect(&c.url(), &a.who(), register("a", &["exec"], 1), running).await;
     let ack = a2
@@ -338,10 +335,7 @@ async fn silent_prover_loses_its_lease_and_late_result_is_rejected(db: Db) {
         "losing a prover is counted apart from failures"
     );
     // a's stream was closed; it comes back and submits its late result: fenced off.
-    let running = vec![RunningTask {
-        task_id: ta.task_id.clone(),
-        fencing_token: ta.fencing_token,
-    }];
+    let running = running_of(&[&ta]);
     let mut a2 =
         RawProver::reconnect(&c.url(), &a.who(), register("a", &["exec"], 1), running).await;
     let late = a2
@@ -390,10 +384,7 @@ async fn leases_survive_a_coordinator_restart(db: Db) {
         .unwrap();
     assert_eq!(st.state, JobState::Leased, "lease is durable");
     // a reconnects still holding t1 only: t1 stays its lease, t2 is requeued and re-sent.
-    let running = vec![RunningTask {
-        task_id: t1.task_id.clone(),
-        fencing_token: t1.fencing_token,
-    }];
+    let running = running_of(&[&t1]);
     let mut a = RawProver::reconnect(&c2.url(), &id, register("a", &["exec"], 2), running).await;
     let again = a.task().await;
     assert_eq!(again.batch, t2.batch);

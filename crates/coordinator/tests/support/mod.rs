@@ -134,6 +134,17 @@ pub fn register(name: &str, types: &[&str], capacity: u32) -> Register {
     }
 }
 
+/// What a prover reports running when it holds these tasks.
+pub fn running_of(tasks: &[&ExecuteTask]) -> Vec<RunningTask> {
+    tasks
+        .iter()
+        .map(|t| RunningTask {
+            task_id: t.task_id.clone(),
+            fencing_token: t.fencing_token,
+        })
+        .collect()
+}
+
 /// A prover id with the secret that lets it reconnect.
 #[derive(Clone, Debug)]
 pub struct Who {
