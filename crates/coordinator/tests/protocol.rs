@@ -3,8 +3,8 @@
 mod support;
 
 use proofmill_proto::v1::{
-    ErrorCode, Register, RunningTask, TaskResult, coordinator_message::Kind as Out,
-    execute_task::Input, prover_message::Kind as In, task_result::Outcome,
+    ErrorCode, Register, TaskResult, coordinator_message::Kind as Out, execute_task::Input,
+    prover_message::Kind as In, task_result::Outcome,
 };
 use proofmill_types::{JobKey, JobState, ProofType};
 use std::time::Duration;
