@@ -332,7 +332,21 @@ async fn send_task(
         let task = task_message(job, batch, batch.input_size as usize, url);
         return w.wire.send(Ok(task)).await.is_ok();
     }
-    let input = match shared.inputs.get(batch).await {
+    // A slow blob read must not silence the stream either.
+    let read = shared.inputs.get(batch);
+    tokio::pin!(read);
+    let read = loop {
+        tokio::select! {
+            biased;
+            r = &mut read => break r,
+            _ = beat.interval.tick() => {
+                if w.wire.send(Ok(beat.message())).await.is_err() {
+                    return false;
+                }
+            }
+        }
+    };
+    let input = match read {
         Ok(d) => d,
         Err(e) => {
             // The lease fails like any attempt: retried with backoff, then visible as failed.

@@ -61,12 +61,8 @@ enum TaskState {
         slot: SlotGuard,
     },
     /// On a blocking thread, which holds the slot. A cancelled task's result is discarded;
-    /// `cancel` asks the backend to stop early (at a TaskCancelled or the deadline).
-    Proving {
-        cancelled: bool,
-        cancel: Cancel,
-        deadline_ms: u64,
-    },
+    /// `cancel` asks the backend to stop early (at a TaskCancelled).
+    Proving { cancelled: bool, cancel: Cancel },
 }
 
 enum Outcome {

@@ -128,9 +128,10 @@ pub(crate) fn run(spec: &Spec<'_>) -> std::io::Result<Finished> {
         wait_exited_no_reap(pid);
         let _ = exit_tx.send(());
     });
-    let deadline = Instant::now() + spec.timeout;
+    // No deadline for a timeout too large to add (it would never pass anyway).
+    let deadline = Instant::now().checked_add(spec.timeout);
     let stopped = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.map_or(CANCEL_POLL, |d| d.saturating_duration_since(Instant::now()));
         match exit_rx.recv_timeout(left.min(CANCEL_POLL)) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break None,
             Err(mpsc::RecvTimeoutError::Timeout) if spec.cancel.is_cancelled() => {

@@ -180,26 +180,12 @@ impl Conn {
         }
     }
 
-    /// Drops inputs still incomplete at their deadline (reporting an error result for
-    /// them), and stops proofs past theirs: the lease is gone, so the result would be
-    /// refused, and a backend that can stop frees the slot now.
+    /// Drops inputs still incomplete at their deadline; reports an error result for them.
+    /// (A proof past its deadline is stopped by the coordinator's TaskCancelled, not here:
+    /// the coordinator may have extended the lease, e.g. when it adopted it after a restart,
+    /// and the two clocks differ.)
     pub(super) fn expire_inputs(&mut self, s: &Session) {
         let now = now_ms();
-        for (key, task) in &mut self.tasks {
-            if let TaskState::Proving {
-                cancelled: cancelled @ false,
-                cancel,
-                deadline_ms,
-            } = task
-                && *deadline_ms != 0
-                && now >= *deadline_ms
-            {
-                *cancelled = true;
-                cancel.cancel();
-                StatsInner::inc(&self.shared.stats.cancelled);
-                warn!(task = %key.0, token = key.1, "deadline passed while proving; task stopped");
-            }
-        }
         let expired: Vec<Key> = self
             .tasks
             .iter()
@@ -239,7 +225,6 @@ impl Conn {
             TaskState::Proving {
                 cancelled: false,
                 cancel: cancel.clone(),
-                deadline_ms: p.deadline_ms,
             },
         );
         let done_tx = self.done_tx.clone();
