@@ -236,8 +236,7 @@ impl Scheduler {
         self.cancel_unknown(id, running)
     }
 
-    /// The prover showed it is alive by other means than a heartbeat answer (it is sending
-    /// data that its answers queue behind).
+    /// Alive by other means than a heartbeat answer (data its answers queue behind).
     pub fn alive(&mut self, id: &ProverId, now: Millis) {
         if let Some(p) = self.provers.get_mut(id) {
             p.last_seen = p.last_seen.max(now);
