@@ -18,17 +18,20 @@ pub(crate) struct ProverKeys {
 }
 
 impl ProverKeys {
-    /// The store's key, created on first start.
+    /// The store's key, created on first start. Created by an atomic insert-if-absent, so
+    /// coordinators starting together on one empty store all end up with the same key.
     pub async fn load_or_create(store: &dyn Store) -> Result<Self, CoordinatorError> {
-        if let Some(hex) = store.get_meta(KEY_META).await? {
-            let key = Digest::from_hex(&hex).ok_or_else(|| {
-                CoordinatorError::Config(format!("stored {KEY_META} is not 32 hex bytes"))
-            })?;
-            return Ok(ProverKeys { key: key.0 });
-        }
-        let key: [u8; 32] = rand::random();
-        store.set_meta(KEY_META, &hex::encode(key)).await?;
-        Ok(ProverKeys { key })
+        let hex = match store.get_meta(KEY_META).await? {
+            Some(hex) => hex,
+            None => {
+                let fresh: [u8; 32] = rand::random();
+                store.init_meta(KEY_META, &hex::encode(fresh)).await?
+            }
+        };
+        let key = Digest::from_hex(&hex).ok_or_else(|| {
+            CoordinatorError::Config(format!("stored {KEY_META} is not 32 hex bytes"))
+        })?;
+        Ok(ProverKeys { key: key.0 })
     }
 
     pub fn new_id() -> ProverId {
@@ -62,5 +65,23 @@ mod tests {
         for bad in ["", "zz", &secret[..62]] {
             assert!(!keys.check(&id, bad), "{bad:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn coordinators_starting_together_share_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        let (a, b) = (
+            proofmill_store::open_store(&url).await.unwrap(),
+            proofmill_store::open_store(&url).await.unwrap(),
+        );
+        let (ka, kb) = tokio::join!(
+            ProverKeys::load_or_create(a.as_ref()),
+            ProverKeys::load_or_create(b.as_ref())
+        );
+        let (ka, kb) = (ka.unwrap(), kb.unwrap());
+        assert_eq!(ka.key, kb.key, "a secret from one must pass the other");
+        let again = ProverKeys::load_or_create(a.as_ref()).await.unwrap();
+        assert_eq!(again.key, ka.key, "kept across restarts");
     }
 }

@@ -81,6 +81,9 @@ impl Store for StallingStore {
     async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.inner.set_meta(key, value).await
     }
+    async fn init_meta(&self, key: &str, value: &str) -> Result<String> {
+        self.inner.init_meta(key, value).await
+    }
 }
 
 /// A coordinator over a [`StallingStore`], serving on a loopback port: (store, coordinator,

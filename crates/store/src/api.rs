@@ -91,4 +91,8 @@ pub trait Store: Send + Sync + 'static {
     /// Small durable key/value settings (cursors of batch sources, etc.).
     async fn get_meta(&self, key: &str) -> Result<Option<String>>;
     async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+    /// Stores `value` unless `key` already has one, and returns what `key` holds afterwards,
+    /// atomically: when several coordinators start on one store, all of them get the value
+    /// of whichever wrote first.
+    async fn init_meta(&self, key: &str, value: &str) -> Result<String>;
 }

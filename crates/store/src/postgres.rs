@@ -400,4 +400,20 @@ impl Store for PgStore {
         .map_err(|e| db_err("set_meta", e))?;
         Ok(())
     }
+
+    async fn init_meta(&self, key: &str, value: &str) -> Result<String> {
+        // `DO UPDATE` to itself rather than `DO NOTHING`, so that `RETURNING` also yields the
+        // value that was already there.
+        let row = sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = meta.value RETURNING value",
+        )
+        .bind(key)
+        .bind(value)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| db_err("init_meta", e))?;
+        row.try_get::<String, _>(0)
+            .map_err(|e| StoreError::Corrupt(format!("meta {key}: {e}")))
+    }
 }

@@ -17,6 +17,7 @@ store_test!(
     last_proven_batch_gaps_and_partial,
     max_fencing_token_over_jobs_and_proofs,
     meta_get_set,
+    meta_init_keeps_the_first_value,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -339,4 +340,26 @@ async fn meta_get_set(store: Arc<dyn Store>, _: &str) {
         Some("42 ✓")
     );
     assert_eq!(store.get_meta("other").await.unwrap().as_deref(), Some(""));
+}
+
+async fn meta_init_keeps_the_first_value(store: Arc<dyn Store>, _: &str) {
+    // Racing writers (on Postgres, over several pooled connections): one value wins and
+    // every writer is told which.
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.init_meta("key", &format!("v{i}")).await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for racer in racers {
+        seen.push(racer.await.unwrap());
+    }
+    let stored = store.get_meta("key").await.unwrap().unwrap();
+    assert!(seen.iter().all(|v| *v == stored), "{seen:?} vs {stored}");
+    assert!(stored.starts_with('v'));
+    // An existing value (even an empty one) is kept, not replaced.
+    store.set_meta("empty", "").await.unwrap();
+    assert_eq!(store.init_meta("empty", "x").await.unwrap(), "");
+    assert_eq!(store.get_meta("empty").await.unwrap().as_deref(), Some(""));
 }
