@@ -379,9 +379,9 @@ impl Conn {
         };
         if !resp.accepted && resp.code == ErrorCode::ReconnectRefused as i32 {
             // The coordinator does not know this id (another store) or its secret: become
-            // a new prover. Tasks still proving are the old id's; their results get refused
-            // as stale and dropped.
+            // a new prover, without the old id's work, which it would refuse.
             warn!(reason = %resp.reason, "reconnect refused; registering anew");
+            self.abandon_all("reconnect refused");
             self.prover_id = None;
             self.reconnect_secret.clear();
             return SessionEnd::Rejected { operator: false };

@@ -210,7 +210,7 @@ pub struct ProverStats {
     pub tasks_failed: u64,
     /// Tasks answered with `TaskDeclined`.
     pub tasks_declined: u64,
-    /// Tasks cancelled by a coordinator.
+    /// Tasks cancelled by a coordinator, or abandoned when it refused the prover's id.
     pub tasks_cancelled: u64,
     /// Results acknowledged as accepted / rejected by a coordinator.
     pub results_acked: u64,

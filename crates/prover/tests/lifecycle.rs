@@ -237,3 +237,77 @@ async fn shutdown_is_waited_out_and_the_prover_comes_back() {
     })
     .await;
 }
+
+/// A refused Reconnect (the coordinator does not know the id, or its secret) leaves nothing
+/// of the old id behind: its running task is stopped and its unacknowledged result dropped
+/// (both are fenced to the old id), so the new registration starts with every slot free.
+#[tokio::test]
+async fn a_refused_reconnect_abandons_the_old_ids_work() {
+    bounded(async {
+        let mut coord = FakeCoordinator::start().await;
+        let slow = Arc::new(SimBackend::new().with_delay(Duration::from_secs(20)));
+        let fast = Arc::new(SimBackend::new());
+        let prover = RunningProver::spawn(config(
+            &[&coord.url],
+            2,
+            vec![("exec", slow.clone()), ("fast", fast)],
+        ));
+        let mut c = coord.next_conn().await;
+        c.accept("p-1").await;
+        c.recv_availability(2).await;
+        c.send(C::ExecuteTask(task(1, "exec", 5, b"x")));
+        c.send(C::ExecuteTask(task(2, "fast", 6, b"y")));
+        let r = c.recv_result().await;
+        assert_eq!(r.task_id, "2/fast");
+        drop(c); // unacknowledged
+
+        let mut c = coord.next_conn().await;
+        let P::Reconnect(rc) = c.recv().await else {
+            panic!("expected Reconnect")
+        };
+        let mut listed = running(&rc.running);
+        listed.sort();
+        assert_eq!(
+            listed,
+            [("1/exec".to_string(), 5), ("2/fast".to_string(), 6)]
+        );
+        c.send(C::RegisterResponse(RegisterResponse {
+            accepted: false,
+            code: ErrorCode::ReconnectRefused as i32,
+            reason: "unknown prover id".to_string(),
+            ..Default::default()
+        }));
+        drop(c);
+
+        let mut c = coord.next_conn().await;
+        let refused_at = Instant::now();
+        let hello = c.accept("p-2").await;
+        assert!(
+            matches!(hello, P::Register(_)),
+            "a fresh Register: {hello:?}"
+        );
+        c.recv_availability(2).await;
+        assert!(
+            refused_at.elapsed() < Duration::from_secs(5),
+            "slot freed after {:?}",
+            refused_at.elapsed()
+        );
+        let quiet = timeout(Duration::from_millis(400), async {
+            loop {
+                let m = c.recv().await;
+                assert!(
+                    !matches!(m, P::TaskResult(_) | P::ProofChunk(_)),
+                    "old id's result sent to the new id: {m:?}"
+                );
+            }
+        })
+        .await;
+        assert!(quiet.is_err(), "the stream stayed open");
+        let s = prover.stats.snapshot();
+        assert_eq!((s.tasks_cancelled, s.running_tasks), (1, 0));
+        prover.stop().await;
+        drop(c);
+        coord.stop().await;
+    })
+    .await;
+}

@@ -385,6 +385,43 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// The coordinator refused this connection's prover id: whatever runs or waits under it
+    /// can never be accepted (results are fenced by prover as well as token), so stop it
+    /// and free the slots for the work the new id will get.
+    pub(super) fn abandon_all(&mut self, why: &str) {
+        let (mut stopped, dropped) = (0usize, self.outbox.len());
+        for (_, task) in self.tasks.iter_mut() {
+            match task {
+                TaskState::Collecting { .. } => stopped += 1,
+                TaskState::Proving { cancelled, cancel } => {
+                    if !*cancelled {
+                        *cancelled = true;
+                        stopped += 1;
+                    }
+                    cancel.cancel();
+                }
+            }
+        }
+        // Collecting tasks hold their slots: dropping them frees the slots now. Proving ones
+        // free theirs when their thread reports back (at once if the backend can stop).
+        self.tasks
+            .retain(|_, t| matches!(t, TaskState::Proving { .. }));
+        self.outbox.clear();
+        for _ in 0..stopped {
+            StatsInner::inc(&self.shared.stats.cancelled);
+        }
+        if stopped + dropped > 0 {
+            warn!(
+                stopped,
+                results_dropped = dropped,
+                reason = why,
+                "work of the old prover id abandoned"
+            );
+        }
+    }
+}
+
 /// Blocking: digest check, prove, proof digest.
 fn prove(p: &Prepared, input: &[u8], cancel: &Cancel) -> Outcome {
     let actual = Digest::sha256(input);
