@@ -17,7 +17,7 @@ use proofmill_types::{Batch, Job, TaskId};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tonic::Status;
 
 /// The gRPC response stream of one prover.
@@ -59,7 +59,8 @@ pub(crate) fn wire() -> (
 pub(crate) enum ToProver {
     Msg(CoordinatorMessage),
     Dispatch(Job, Arc<Batch>),
-    /// End the stream (prover declared dead or replaced).
+    /// End the stream (prover declared dead or replaced). Not queued: it overtakes whatever
+    /// is, and interrupts a writer waiting on a stalled stream.
     Close(String),
 }
 
@@ -136,14 +137,44 @@ pub(crate) struct Outbox {
     inputs: Arc<InputCache>,
     limits: SendLimits,
     latency: Option<LatencyProbe>,
+    closing: Arc<watch::Sender<Option<String>>>,
+}
+
+/// Resolves with the reason once the stream is closed by [`ToProver::Close`].
+pub(crate) async fn closed(closing: &watch::Receiver<Option<String>>) -> String {
+    let mut rx = closing.clone();
+    let reason = match rx.wait_for(Option::is_some).await {
+        Ok(reason) => reason.clone(),
+        Err(_) => None,
+    };
+    match reason {
+        Some(reason) => reason,
+        // Every outbox is gone: so is the queue, which ends the writer anyway.
+        None => std::future::pending().await,
+    }
 }
 
 impl Outbox {
+    /// The close signal, for the session's reader to stop with the writer.
+    pub fn closing(&self) -> watch::Receiver<Option<String>> {
+        self.closing.subscribe()
+    }
+
     /// Sends an item: a message straight to the stream when nothing is queued ahead of it
     /// and the stream has room, anything else through the writer task. False when the
     /// session is gone.
     pub fn send(&self, item: ToProver) -> bool {
         match item {
+            ToProver::Close(reason) => {
+                self.closing.send_if_modified(|c| {
+                    let first = c.is_none();
+                    if first {
+                        *c = Some(reason);
+                    }
+                    first
+                });
+                true
+            }
             ToProver::Msg(m) => match self.write_now(m) {
                 Written::Sent => true,
                 Written::Closed => false,
@@ -178,6 +209,9 @@ impl Outbox {
 
     /// Writes to the stream now if nothing is queued ahead and there is room.
     fn write_now(&self, m: CoordinatorMessage) -> Written {
+        if self.closing.borrow().is_some() {
+            return Written::Closed;
+        }
         if self.queued.load(Ordering::SeqCst) != 0 {
             return Written::Busy(m);
         }
@@ -190,6 +224,9 @@ impl Outbox {
     }
 
     fn enqueue(&self, item: ToProver) -> bool {
+        if self.closing.borrow().is_some() {
+            return false;
+        }
         self.queued.fetch_add(1, Ordering::SeqCst);
         if self.queue.send(item).is_err() {
             self.queued.fetch_sub(1, Ordering::SeqCst);
@@ -215,6 +252,18 @@ pub(crate) struct Writer {
     limits: SendLimits,
     credits: ChunkCredits,
     latency: Option<LatencyProbe>,
+    closing: watch::Receiver<Option<String>>,
+}
+
+impl Writer {
+    /// Writes to the stream, waiting for room unless the stream is closed meanwhile. False
+    /// when the stream is gone or closed.
+    async fn put(&self, m: CoordinatorMessage) -> bool {
+        tokio::select! {
+            sent = self.wire.send(Ok(m)) => sent.is_ok(),
+            _ = closed(&self.closing) => false,
+        }
+    }
 }
 
 pub(crate) fn outbox(
@@ -225,7 +274,9 @@ pub(crate) fn outbox(
 ) -> (Outbox, Writer) {
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
+    let (closing, closing_rx) = watch::channel(None);
     let outbox = Outbox {
+        closing: Arc::new(closing),
         queue: tx,
         queued: queued.clone(),
         wire: wire.clone(),
@@ -241,6 +292,7 @@ pub(crate) fn outbox(
         limits,
         credits,
         latency,
+        closing: closing_rx,
     };
     (outbox, writer)
 }
@@ -270,15 +322,19 @@ pub(crate) async fn write_loop(shared: Arc<Shared>, mut w: Writer, self_tx: Outb
     };
     loop {
         let (item, queued) = tokio::select! {
+            biased;
+            reason = closed(&w.closing) => {
+                // Without waiting: a stalled stream has no room, and is dropped anyway.
+                let _ = w.wire.try_send(Err(Status::unavailable(reason)));
+                return;
+            }
             m = w.rx.recv() => match m { Some(m) => (m, true), None => return },
             _ = beat.interval.tick() => (ToProver::Msg(beat.message()), false),
         };
         let open = match item {
-            ToProver::Msg(m) => w.wire.send(Ok(m)).await.is_ok(),
-            ToProver::Close(reason) => {
-                let _ = w.wire.send(Err(Status::unavailable(reason))).await;
-                false
-            }
+            ToProver::Msg(m) => w.put(m).await,
+            // Never queued (see `Outbox::send`).
+            ToProver::Close(_) => true,
             ToProver::Dispatch(job, batch) => {
                 let open = send_task(&shared, &w, &mut beat, (&job, &batch), &self_tx).await;
                 if let Some(probe) = w.latency.as_ref().filter(|_| open) {
@@ -330,7 +386,7 @@ async fn send_task(
         // The prover reads it from the blob store itself and checks the digest.
         let url = Input::BlobUrl(shared.blobs.url(&batch.input_key));
         let task = task_message(job, batch, batch.input_size as usize, url);
-        return w.wire.send(Ok(task)).await.is_ok();
+        return w.put(task).await;
     }
     // A slow blob read must not silence the stream either.
     let read = shared.inputs.get(batch);
@@ -339,8 +395,9 @@ async fn send_task(
         tokio::select! {
             biased;
             r = &mut read => break r,
+            _ = closed(&w.closing) => return false,
             _ = beat.interval.tick() => {
-                if w.wire.send(Ok(beat.message())).await.is_err() {
+                if !w.put(beat.message()).await {
                     return false;
                 }
             }
@@ -368,7 +425,7 @@ async fn send_task(
         Input::Inline(input.to_vec())
     };
     let task = task_message(job, batch, input.len(), how);
-    if w.wire.send(Ok(task)).await.is_err() {
+    if !w.put(task).await {
         return false;
     }
     if !chunked {
@@ -383,10 +440,11 @@ async fn send_task(
             tokio::select! {
                 biased;
                 _ = beat.interval.tick() => {
-                    if w.wire.send(Ok(beat.message())).await.is_err() {
+                    if !w.put(beat.message()).await {
                         return false;
                     }
                 }
+                _ = closed(&w.closing) => return false,
                 credit = w.credits.acquire() => match credit {
                     Ok(credit) => {
                         credit.forget();
@@ -407,7 +465,7 @@ async fn send_task(
         let msg = CoordinatorMessage {
             kind: Some(Out::InputChunk(chunk)),
         };
-        if w.wire.send(Ok(msg)).await.is_err() {
+        if !w.put(msg).await {
             return false;
         }
         offset = end;

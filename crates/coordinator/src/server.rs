@@ -14,7 +14,7 @@ use proofmill_types::ProofType;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub devnet_source: AtomicBool,
     /// Dispatch latencies in microseconds, when `record_dispatch_latency` is on.
     pub dispatch_latency_us: Arc<std::sync::Mutex<Vec<u32>>>,
+    /// Prover sessions whose task still runs.
+    pub open_sessions: AtomicUsize,
     /// What the L1 settlement loops last saw; `None` while settlement is off.
     pub l1_seen: RwLock<Option<crate::settlement::L1Seen>>,
 }
@@ -133,6 +135,7 @@ impl Coordinator {
             intake: Default::default(),
             devnet_source: AtomicBool::new(false),
             dispatch_latency_us: Default::default(),
+            open_sessions: AtomicUsize::new(0),
             l1_seen: RwLock::new(None),
         });
         Ok(Coordinator { shared })
@@ -231,6 +234,13 @@ impl Coordinator {
     /// Returns once every state change made so far is durable.
     pub async fn flush(&self) -> Result<(), CoordinatorError> {
         self.shared.ask(|reply| CoreMsg::Flush { reply }).await
+    }
+
+    /// Prover sessions still running, registered or not: one per stream until it ends or
+    /// this coordinator closes it (a prover declared dead is let go even if it keeps its
+    /// stream open).
+    pub fn open_sessions(&self) -> usize {
+        self.shared.open_sessions.load(Ordering::SeqCst)
     }
 
     /// Dispatch latency samples (µs) recorded so far, when `record_dispatch_latency` is on.

@@ -49,10 +49,13 @@ pub(crate) fn start(
     inbound: Streaming<ProverMessage>,
     wire: (Wire, ChunkCredits),
 ) {
+    shared.open_sessions.fetch_add(1, Ordering::SeqCst);
     tokio::spawn(async move {
+        let counted = shared.clone();
         if let Err(reason) = run(shared, inbound, wire).await {
             tracing::debug!(%reason, "prover stream ended");
         }
+        counted.open_sessions.fetch_sub(1, Ordering::SeqCst);
     });
 }
 
@@ -275,11 +278,20 @@ async fn read_loop(
     let mut partial = PartialProofs::new(capacity, shared.config.max_proof_bytes);
     let alive_every = Duration::from_millis(shared.config.scheduler.heartbeat_interval_ms / 2);
     let mut last_alive = Instant::now();
+    // A closed stream (prover declared dead or replaced) ends the session even while the
+    // prover keeps it open.
+    let closing = tx.closing();
+    let closed = crate::outbox::closed(&closing);
+    tokio::pin!(closed);
     loop {
-        let msg = match inbound.message().await {
-            Ok(Some(m)) => m,
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+        let msg = tokio::select! {
+            biased;
+            m = inbound.message() => match m {
+                Ok(Some(m)) => m,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e.to_string()),
+            },
+            reason = &mut closed => return Err(format!("closed: {reason}")),
         };
         match msg.kind {
             Some(In::TaskResult(mut r)) => {

@@ -115,6 +115,37 @@ async fn slow_proof_upload_keeps_the_lease(db: Db) {
     c.stop().await;
 }
 
+/// A prover that stops reading in the middle of a large input (its HTTP/2 window full, the
+/// writer waiting for it) stops answering heartbeats too: it is declared dead and let go.
+/// Its session ends, with the input it held, although the prover keeps the stream open.
+async fn a_stalled_prover_is_let_go(db: Db) {
+    let env = Env::new(db, "stalled");
+    let mut cfg = short_liveness();
+    cfg.inline_input_max = 64 << 10;
+    cfg.chunk_bytes = 64 << 10;
+    let c = start(&env, cfg).await;
+    submit_input(&c, 1, vec![7; 16 << 20]).await;
+    let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
+    let t = a.task().await;
+    assert_eq!(t.input, Some(Input::Chunked(true)));
+    assert_eq!(c.coord.open_sessions(), 1);
+    // From here on nothing is read.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while c.coord.open_sessions() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled session is still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.coord.flush().await.unwrap();
+    let job = c.coord.store().job(&key(1)).await.unwrap().unwrap();
+    assert_eq!(job.lost_attempts, 1, "{job:?}");
+    assert!(c.coord.provers().await.unwrap().is_empty());
+    drop(a);
+    c.stop().await;
+}
+
 /// The exec check, counted, and not cheap (so results take the verification path that
 /// costs: a blocking thread, a blob write for large proofs).
 #[derive(Default)]
@@ -174,5 +205,6 @@ async fn stale_result_is_refused_before_verification(db: Db) {
 on_both_stores!(
     slow_input_download_keeps_the_lease,
     slow_proof_upload_keeps_the_lease,
+    a_stalled_prover_is_let_go,
     stale_result_is_refused_before_verification
 );
