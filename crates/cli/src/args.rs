@@ -13,6 +13,9 @@ use proofmill_types::ProofType;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod parse;
+use parse::*;
+
 /// Proof type with the backend that proves/verifies it: `name` or `name:backend`.
 /// Without `:backend` the backend is the proof type's own name.
 pub type ProofTypeSpec = (ProofType, String);
@@ -64,6 +67,10 @@ pub enum Command {
     Prover(ProverArgs),
     /// Show the status of a running coordinator.
     Status(StatusArgs),
+    /// Take a prover out of rotation: it finishes what it runs but gets no new tasks.
+    Cordon(CordonArgs),
+    /// Put a cordoned prover back in rotation.
+    Uncordon(CordonArgs),
     /// Run a self-contained devnet demo: coordinator, provers and batches in one process.
     Demo(DemoArgs),
     /// L1 contract management.
@@ -247,6 +254,16 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct CordonArgs {
+    /// Coordinator gRPC URL.
+    #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
+    pub coordinator: String,
+    /// The prover's id, as `status` lists it.
+    #[arg(long, env = "PROOFMILL_PROVER_ID", value_parser = parse_non_empty)]
+    pub prover_id: String,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// Batches to seal and prove.
     #[arg(long, env = "PROOFMILL_BATCHES", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
@@ -409,7 +426,10 @@ impl Cli {
                 check_accounts(a.accounts, a.tree_depth)?;
                 check_unique_types("--proof-types", &a.proof_types)?;
             }
-            Command::Status(_) | Command::Bench { .. } => {}
+            Command::Status(_)
+            | Command::Cordon(_)
+            | Command::Uncordon(_)
+            | Command::Bench { .. } => {}
         }
         Ok(())
     }
@@ -489,111 +509,4 @@ pub fn absolute_blobs_url(url: &str, cwd: &Path) -> anyhow::Result<String> {
         .filter(|c| !matches!(c, std::path::Component::CurDir))
         .collect();
     Ok(format!("file://{}", abs.display()))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Value parsers. They run on flags, environment variables and config values alike.
-
-fn parse_proof_type_spec(spec: &str) -> Result<ProofTypeSpec, String> {
-    let spec = spec.trim();
-    let (name, backend) = match spec.split_once(':') {
-        Some((n, b)) => (n.trim(), b.trim()),
-        None => (spec, spec),
-    };
-    let pt = ProofType::new(name).map_err(|e| e.to_string())?;
-    // Backend names follow the same rules as proof type names.
-    if ProofType::new(backend).is_err() {
-        return Err(format!(
-            "backend {backend:?} of proof type {pt} is invalid: use 1-32 chars of [a-z0-9_-], \
-             starting with a letter"
-        ));
-    }
-    Ok((pt, backend.to_string()))
-}
-
-fn parse_http_url(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    let url = url::Url::parse(s).map_err(|e| format!("{s:?} is not a valid URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{s:?}: expected an http:// or https:// URL"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{s:?}: URL has no host"));
-    }
-    Ok(s.to_string())
-}
-
-fn parse_db_url(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    let ok =
-        s.starts_with("sqlite:") || s.starts_with("postgres://") || s.starts_with("postgresql://");
-    if !ok || s.ends_with(':') || s.ends_with("://") {
-        return Err(format!(
-            "{s:?}: expected sqlite://PATH[?mode=rwc] or postgres://USER@HOST/DB"
-        ));
-    }
-    Ok(s.to_string())
-}
-
-/// Object stores addressed by bucket (configured from the usual AWS_* / GOOGLE_* env vars).
-fn is_remote_blobs(s: &str) -> bool {
-    matches!(s.split_once("://"), Some(("s3" | "gs" | "memory", _)))
-}
-
-fn parse_blobs_url(s: &str) -> Result<String, String> {
-    if is_remote_blobs(s) {
-        return Ok(s.trim().to_string());
-    }
-    blobs_path(s).map(|_| s.trim().to_string())
-}
-
-fn blobs_path(s: &str) -> Result<&str, String> {
-    let path = match s.split_once("://") {
-        Some(("file", path)) => path,
-        Some((scheme, _)) => {
-            return Err(format!(
-                "{s:?}: unsupported blob store scheme {scheme:?}; expected file://PATH, s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX]"
-            ));
-        }
-        None => s,
-    };
-    if path.is_empty() {
-        return Err(format!(
-            "{s:?}: empty blob store path; expected file://PATH, s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX]"
-        ));
-    }
-    Ok(path)
-}
-
-fn parse_address(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    let hex = s.strip_prefix("0x").unwrap_or(s);
-    if hex.len() != 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(format!("{s:?}: expected a 0x-prefixed 20-byte hex address"));
-    }
-    Ok(format!("0x{hex}"))
-}
-
-fn parse_message_bytes(s: &str) -> Result<usize, String> {
-    let n: usize = s.trim().parse().map_err(|e| format!("{e}"))?;
-    if n < 1024 {
-        return Err(format!("{n} is too small; use at least 1024"));
-    }
-    Ok(n)
-}
-
-fn parse_non_empty(s: &str) -> Result<String, String> {
-    if s.trim().is_empty() {
-        return Err("must not be empty".to_string());
-    }
-    Ok(s.to_string())
-}
-
-fn default_prover_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "prover".to_string())
 }

@@ -49,9 +49,10 @@ where
     T: Into<OsString>,
 {
     let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
-    let first = Cli::command().try_get_matches_from(&argv)?;
+    // Only to find the config file and the subcommand: a required option may be in the file.
+    let first = lenient(Cli::command()).try_get_matches_from(&argv)?;
     let matches = match config_path(&first) {
-        None => first,
+        None => Cli::command().try_get_matches_from(&argv)?,
         Some(file) => {
             let table = load(&file)?;
             let cmd = apply(Cli::command(), &subcommand_path(&first), &table, &file)?;
@@ -61,6 +62,26 @@ where
     let mut cli = Cli::from_arg_matches(&matches)?;
     cli.finish()?;
     Ok(cli)
+}
+
+/// `cmd` with no option required, at any depth.
+fn lenient(mut cmd: Command) -> Command {
+    let required: Vec<_> = cmd
+        .get_arguments()
+        .filter(|a| a.is_required_set())
+        .map(|a| a.get_id().clone())
+        .collect();
+    for id in required {
+        cmd = cmd.mut_arg(id, |a| a.required(false));
+    }
+    let subs: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for sub in subs {
+        cmd = cmd.mut_subcommand(sub, lenient);
+    }
+    cmd
 }
 
 fn config_path(matches: &ArgMatches) -> Option<PathBuf> {
@@ -254,7 +275,8 @@ pub fn apply(
 
     let mut root = root;
     for (id, value, on_root) in defaults {
-        let set = move |c: Command| c.mut_arg(id, |a| a.default_value(value));
+        // A value from the file satisfies a required option (clap does not count defaults).
+        let set = move |c: Command| c.mut_arg(id, |a| a.default_value(value).required(false));
         root = if on_root {
             set(root)
         } else {

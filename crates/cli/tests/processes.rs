@@ -442,6 +442,33 @@ async fn sigterm_drains_and_status_reports(db: Db) {
     );
     assert_eq!(p["running_tasks"], serde_json::json!(["1/exec"]));
     assert_eq!(p["proof_types"], serde_json::json!(["exec"]));
+    assert_eq!(p["cordoned"], false);
+
+    // An operator takes the prover out of rotation; an unknown id is a clear error.
+    let id = p["id"].as_str().unwrap().to_string();
+    let cordon = |id: &str| {
+        proofmill()
+            .args(["cordon", "--coordinator", &site.url, "--prover-id", id])
+            .output()
+            .unwrap()
+    };
+    let out = cordon(&id);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cordoned"));
+    let out = cordon("prv-unknown");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("PROVER_UNAVAILABLE"), "{stderr}");
+    let out = proofmill()
+        .args(["status", "--json", "--coordinator", &site.url])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["provers"][0]["cordoned"], true, "{v}");
 
     coord.signal("TERM");
     let code = wait_exit(&mut coord.child, Duration::from_secs(60));

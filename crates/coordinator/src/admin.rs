@@ -63,6 +63,7 @@ pub(crate) fn prover_info(p: &ProverView) -> ProverInfo {
         version: p.info.version.clone(),
         connected: p.connected,
         last_seen_ms: p.last_seen,
+        cordoned: p.cordoned,
     }
 }
 
@@ -354,5 +355,22 @@ impl AdminService for AdminSvc {
                 error: from_coord(e),
             })),
         }
+    }
+
+    async fn cordon_prover(
+        &self,
+        req: Request<CordonProverRequest>,
+    ) -> Result<Response<CordonProverResponse>, Status> {
+        let r = req.into_inner();
+        if r.prover_id.is_empty() || r.prover_id.len() > 64 {
+            return Ok(Response::new(CordonProverResponse {
+                error: err(ErrorCode::InvalidArgument, "prover_id must be 1-64 bytes"),
+            }));
+        }
+        let id = proofmill_types::ProverId(r.prover_id);
+        let error = self.coordinator().cordon(&id, r.cordoned).await.err();
+        Ok(Response::new(CordonProverResponse {
+            error: error.and_then(from_coord),
+        }))
     }
 }

@@ -89,6 +89,12 @@ pub(crate) enum CoreMsg {
     Provers {
         reply: oneshot::Sender<Vec<ProverView>>,
     },
+    /// Ok, or the prover is unknown here.
+    Cordon {
+        prover: ProverId,
+        on: bool,
+        reply: oneshot::Sender<Result<(), SchedulerError>>,
+    },
     Drain {
         grace_ms: u32,
         reason: String,
@@ -311,6 +317,13 @@ impl Core {
             }
             CoreMsg::Provers { reply } => {
                 let _ = reply.send(self.scheduler.provers());
+            }
+            CoreMsg::Cordon { prover, on, reply } => {
+                let done = self.scheduler.cordon(&prover, on, now).map(|effects| {
+                    tracing::info!(%prover, cordoned = on, "prover cordon set by an operator");
+                    self.run_effects(effects, Vec::new(), Vec::new());
+                });
+                let _ = reply.send(done);
             }
             CoreMsg::Drain {
                 grace_ms,

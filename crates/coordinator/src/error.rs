@@ -13,6 +13,8 @@ pub enum CoordinatorError {
     Unavailable,
     #[error("server: {0}")]
     Transport(String),
+    #[error("prover {0} is not known here")]
+    UnknownProver(String),
 }
 
 impl CoordinatorError {
@@ -22,6 +24,7 @@ impl CoordinatorError {
                 ErrorCode::InvalidArgument
             }
             CoordinatorError::Unavailable => ErrorCode::SystemUnavailable,
+            CoordinatorError::UnknownProver(_) => ErrorCode::ProverUnavailable,
             CoordinatorError::Store(StoreError::BatchConflict(_)) => ErrorCode::InvalidArgument,
             CoordinatorError::Store(_) | CoordinatorError::Transport(_) => ErrorCode::Internal,
         }

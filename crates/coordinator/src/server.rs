@@ -10,7 +10,7 @@ use proofmill_proto::v1::prover_service_server::{ProverService, ProverServiceSer
 use proofmill_proto::v1::{CoordinatorMessage, ProverMessage};
 use proofmill_scheduler::{ProverView, Scheduler};
 use proofmill_store::{Blobs, Store};
-use proofmill_types::ProofType;
+use proofmill_types::{ProofType, ProverId};
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
@@ -200,6 +200,20 @@ impl Coordinator {
 
     pub async fn provers(&self) -> Result<Vec<ProverView>, CoordinatorError> {
         self.shared.ask(|reply| CoreMsg::Provers { reply }).await
+    }
+
+    /// Takes a prover out of rotation or puts it back ([`proofmill_scheduler::Scheduler::cordon`]).
+    pub async fn cordon(&self, prover: &ProverId, on: bool) -> Result<(), CoordinatorError> {
+        let prover = prover.clone();
+        self.shared
+            .ask(|reply| CoreMsg::Cordon { prover, on, reply })
+            .await?
+            .map_err(|e| match e {
+                proofmill_scheduler::SchedulerError::UnknownProver(id) => {
+                    CoordinatorError::UnknownProver(id.to_string())
+                }
+                other => CoordinatorError::InvalidArgument(other.to_string()),
+            })
     }
 
     /// Graceful stop: no new work, provers told to finish within the grace period, results

@@ -3,7 +3,8 @@
 mod support;
 
 use proofmill_proto::v1::{
-    ErrorCode, JobStatusRequest, LaunchProofRequest, RetryJobRequest, SystemStatusRequest,
+    CordonProverRequest, ErrorCode, JobStatusRequest, LaunchProofRequest, ProversListRequest,
+    RetryJobRequest, SystemStatusRequest, coordinator_message::Kind as Out,
 };
 use support::*;
 
@@ -120,6 +121,62 @@ async fn admin_api_validates_and_retries(db: Db) {
 }
 
 on_both_stores!(admin_api_validates_and_retries);
+
+/// A cordoned prover finishes (and is credited for) the task it runs but gets no new one
+/// until it is put back; other provers are unaffected. An unknown id is PROVER_UNAVAILABLE.
+async fn cordon_takes_a_prover_out_of_rotation(db: Db) {
+    let env = Env::new(db, "cordon");
+    let c = start(&env, fast_config()).await;
+    let mut admin = c.admin().await;
+    let cordon = |id: &str, on: bool| CordonProverRequest {
+        prover_id: id.into(),
+        cordoned: on,
+    };
+    let code = |r: proofmill_proto::v1::CordonProverResponse| r.error.map(|e| e.code);
+    let r = admin.cordon_prover(cordon("prv-nobody", true)).await;
+    assert_eq!(
+        code(r.unwrap().into_inner()),
+        Some(ErrorCode::ProverUnavailable as i32)
+    );
+    let r = admin.cordon_prover(cordon("", true)).await;
+    assert_eq!(
+        code(r.unwrap().into_inner()),
+        Some(ErrorCode::InvalidArgument as i32)
+    );
+
+    let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
+    submit(&c.coord, 1, &[]).await;
+    let t1 = a.task().await;
+    let r = admin.cordon_prover(cordon(&a.id, true)).await;
+    assert_eq!(code(r.unwrap().into_inner()), None);
+    let listed = admin
+        .provers_list(ProversListRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.provers.iter().any(|p| p.id == a.id && p.cordoned));
+
+    submit(&c.coord, 2, &[]).await;
+    assert!(
+        a.submit(&t1.task_id, t1.fencing_token, RawProver::proof_for(&t1))
+            .await
+            .accepted
+    );
+    match a.next(std::time::Duration::from_millis(600)).await {
+        Some(Out::ExecuteTask(t)) => panic!("a cordoned prover got {}", t.task_id),
+        _ => assert!(a.pending.is_empty()),
+    }
+    // Another prover takes the waiting batch... until a is back, which gets the next one.
+    let mut b = RawProver::register(&c.url(), register("b", &["exec"], 1)).await;
+    assert_eq!(b.task().await.batch, 2);
+    let r = admin.cordon_prover(cordon(&a.id, false)).await;
+    assert_eq!(code(r.unwrap().into_inner()), None);
+    submit(&c.coord, 3, &[]).await;
+    assert_eq!(a.task().await.batch, 3);
+    c.stop().await;
+}
+
+on_both_stores!(cordon_takes_a_prover_out_of_rotation);
 
 /// Submissions run in parallel: racing submissions of one number with different inputs
 /// leave exactly one winner whose input blob is the one stored (both write the same blob

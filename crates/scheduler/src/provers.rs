@@ -79,4 +79,6 @@ pub struct ProverView {
     pub connected: bool,
     pub last_seen: Millis,
     pub running: Vec<JobKey>,
+    /// Taken out of rotation by an operator: gets no new tasks.
+    pub cordoned: bool,
 }

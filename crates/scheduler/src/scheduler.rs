@@ -1,10 +1,11 @@
 use crate::config::SchedulerConfig;
-use crate::provers::{ProverEntry, ProverInfo, ProverView};
+use crate::provers::{ProverEntry, ProverInfo};
 use crate::queue::ReadyQueue;
 use proofmill_types::{FencingToken, Job, JobKey, JobState, Lease, Millis, ProverId};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::RangeInclusive;
 
+mod operator;
 mod reconcile;
 
 /// Something the caller must do. Carry out every `Persist` of one call durably *before* any
@@ -69,6 +70,8 @@ pub struct Scheduler {
     /// Jobs that may still take back an orphan: queued when added, never leased by this run.
     /// Once this run leased a job, its orphans are older than a token it issued itself.
     orphan_jobs: HashSet<JobKey>,
+    /// Provers an operator took out of rotation: no new tasks (see [`Self::cordon`]).
+    cordoned: BTreeSet<ProverId>,
     draining: bool,
 }
 
@@ -85,6 +88,7 @@ impl Scheduler {
             next_token: last_token.saturating_add(1),
             orphan_tokens: None,
             orphan_jobs: HashSet::new(),
+            cordoned: BTreeSet::new(),
             draining: false,
         }
     }
@@ -469,19 +473,6 @@ impl Scheduler {
         self.provers.get(id).is_some_and(|p| p.connected)
     }
 
-    pub fn provers(&self) -> Vec<ProverView> {
-        self.provers
-            .iter()
-            .map(|(id, p)| ProverView {
-                id: id.clone(),
-                info: p.info.clone(),
-                connected: p.connected,
-                last_seen: p.last_seen,
-                running: p.running.iter().cloned().collect(),
-            })
-            .collect()
-    }
-
     /// Removes the job's current lease held by `prover` with `token`, returning the job.
     fn take_current(
         &mut self,
@@ -548,7 +539,7 @@ impl Scheduler {
         let mut candidates: Vec<(ProverId, (u64, u64))> = self
             .provers
             .iter()
-            .filter(|(_, p)| p.free_slots() > 0)
+            .filter(|(id, p)| p.free_slots() > 0 && !self.cordoned.contains(*id))
             .map(|(id, p)| (id.clone(), p.dispatch_rank()))
             .collect();
         candidates.sort_by_key(|(_, rank)| *rank);

@@ -433,3 +433,33 @@ fn an_orphan_is_not_taken_back_once_this_run_leased_its_job() {
         ResultCheck::Current
     );
 }
+
+#[test]
+fn a_cordoned_prover_gets_no_new_tasks_but_finishes_its_own() {
+    let mut s = sched();
+    s.add_jobs((1..=3).map(|b| job(b, "exec", "v1")), 0);
+    assert!(matches!(
+        s.cordon(&pid("nobody"), true, 0),
+        Err(SchedulerError::UnknownProver(_))
+    ));
+    let d = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
+    let token = d[0].1.lease.as_ref().unwrap().token;
+    assert!(s.cordon(&pid("a"), true, 1).unwrap().is_empty());
+    assert!(s.provers()[0].cordoned);
+    // Its running task still completes, and its slot is not refilled.
+    let effects = s.complete(&pid("a"), &d[0].1.key, token, 2).unwrap();
+    assert!(matches!(&effects[0], Effect::Persist(j) if j.state == JobState::Proven));
+    assert!(dispatches(&effects).is_empty());
+    // Other provers still get work; the cordon survives a reconnect.
+    let d = dispatches(&s.register(pid("b"), info(&["exec"], 1, "v1"), 3).unwrap());
+    assert_eq!(d[0].1.key.batch, 2);
+    s.disconnect(&pid("a"));
+    assert!(dispatches(&s.reconnect(pid("a"), info(&["exec"], 1, "v1"), &[], 4)).is_empty());
+    // Back in rotation: the waiting job goes out at once.
+    let d = dispatches(&s.cordon(&pid("a"), false, 5).unwrap());
+    assert_eq!(
+        (d.len(), d[0].0.clone(), d[0].1.key.batch),
+        (1, pid("a"), 3)
+    );
+    assert!(!s.provers()[0].cordoned);
+}

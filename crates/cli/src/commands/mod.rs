@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod coordinator;
+pub mod cordon;
 pub mod demo;
 pub mod l1;
 pub mod prover;
@@ -14,6 +15,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Coordinator(args) => coordinator::run(args).await,
         Command::Prover(args) => prover::run(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Cordon(args) => cordon::run(args, true).await,
+        Command::Uncordon(args) => cordon::run(args, false).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Bench {
             command: BenchCommand::Dispatch(args),

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -24,7 +24,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn fetch(url: &str) -> anyhow::Result<SystemStatusResponse> {
+/// An admin client of the coordinator at `url`, connected (or a clear error).
+pub async fn connect(url: &str) -> anyhow::Result<AdminServiceClient<Channel>> {
     let endpoint = Endpoint::from_shared(url.to_string())
         .with_context(|| format!("invalid coordinator URL {url:?}"))?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -39,17 +40,24 @@ async fn fetch(url: &str) -> anyhow::Result<SystemStatusResponse> {
                 )
             })?
             .map_err(|e| anyhow!("cannot reach coordinator at {url}: {}", error_chain(&e)))?;
-    let mut client = AdminServiceClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES);
-    let response = client
+    Ok(AdminServiceClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES))
+}
+
+/// A failed admin request, naming the call and the coordinator.
+pub fn request_failed(call: &str, url: &str, s: tonic::Status) -> anyhow::Error {
+    anyhow!(
+        "{call} request to coordinator at {url} failed: {:?}: {}",
+        s.code(),
+        s.message()
+    )
+}
+
+async fn fetch(url: &str) -> anyhow::Result<SystemStatusResponse> {
+    let response = connect(url)
+        .await?
         .system_status(SystemStatusRequest {})
         .await
-        .map_err(|s| {
-            anyhow!(
-                "SystemStatus request to coordinator at {url} failed: {:?}: {}",
-                s.code(),
-                s.message()
-            )
-        })?;
+        .map_err(|s| request_failed("SystemStatus", url, s))?;
     Ok(response.into_inner())
 }
 
@@ -105,6 +113,7 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
                 "proof_types": p.proof_types,
                 "capacity": p.capacity,
                 "running_tasks": p.running_tasks,
+                "cordoned": p.cordoned,
             })
         })
         .collect();
@@ -191,8 +200,13 @@ pub fn render(status: &SystemStatusResponse) -> String {
             } else {
                 p.running_tasks.join(",")
             };
+            let name = if p.cordoned {
+                format!("{} (cordoned)", p.name)
+            } else {
+                p.name.clone()
+            };
             rows.push(vec![
-                p.name.clone(),
+                name,
                 p.id.clone(),
                 p.proof_types.join(","),
                 p.capacity.to_string(),
@@ -268,6 +282,7 @@ mod tests {
                     version: "devnet-v1".into(),
                     connected: true,
                     last_seen_ms: 5,
+                    cordoned: true,
                 },
                 ProverInfo {
                     id: "p-2".into(),
@@ -278,6 +293,7 @@ mod tests {
                     version: "devnet-v1".into(),
                     connected: false,
                     last_seen_ms: 1,
+                    cordoned: false,
                 },
             ],
             required_proof_types: vec!["exec".into(), "audit".into()],
@@ -309,6 +325,7 @@ mod tests {
                 "proof_types": ["exec", "audit"],
                 "capacity": 2,
                 "running_tasks": ["11/exec"],
+                "cordoned": true,
             }],
         });
         assert_eq!(status_json(&sample()), expected);
@@ -347,7 +364,7 @@ mod tests {
         );
         assert!(text.contains("provers (1 connected)"), "{text}");
         assert!(
-            text.contains("  box-a  p-1  exec,audit          2  11/exec\n"),
+            text.contains("  box-a (cordoned)  p-1  exec,audit          2  11/exec\n"),
             "{text}"
         );
         assert!(!text.contains("gone"), "{text}");

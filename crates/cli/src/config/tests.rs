@@ -473,3 +473,25 @@ fn env_layering_child() {
     assert_eq!(c.tree_depth, 16, "default");
     println!("env layering child ok");
 }
+
+/// A required option (`cordon --prover-id`) may come from any of the three sources, and
+/// its absence from all of them is clap's usual error.
+#[test]
+fn required_option_from_any_source() {
+    let cli = parse_with("prover_id = \"prv-file\"", &["cordon"]).unwrap();
+    let Sub::Cordon(c) = cli.command else {
+        panic!()
+    };
+    assert_eq!(c.prover_id, "prv-file");
+    let cli = parse_with(
+        "prover_id = \"prv-file\"",
+        &["cordon", "--prover-id", "prv-flag"],
+    )
+    .unwrap();
+    let Sub::Cordon(c) = cli.command else {
+        panic!()
+    };
+    assert_eq!(c.prover_id, "prv-flag");
+    let err = parse(["proofmill", "uncordon"]).unwrap_err();
+    assert!(format!("{err:#}").contains("--prover-id"), "{err:#}");
+}

@@ -1,0 +1,30 @@
+//! `proofmill cordon` / `uncordon`: one `AdminService.CordonProver` call.
+
+use super::status::{connect, request_failed};
+use crate::args::CordonArgs;
+use anyhow::bail;
+use proofmill_proto::v1::{CordonProverRequest, ErrorCode};
+
+pub async fn run(args: CordonArgs, cordoned: bool) -> anyhow::Result<()> {
+    let url = &args.coordinator;
+    let response = connect(url)
+        .await?
+        .cordon_prover(CordonProverRequest {
+            prover_id: args.prover_id.clone(),
+            cordoned,
+        })
+        .await
+        .map_err(|s| request_failed("CordonProver", url, s))?
+        .into_inner();
+    if let Some(e) = response.error {
+        let code = ErrorCode::try_from(e.code).map_or("UNKNOWN", |c| c.as_str_name());
+        bail!("{code}: {}", e.message);
+    }
+    let what = if cordoned {
+        "cordoned: it gets no new tasks"
+    } else {
+        "back in rotation"
+    };
+    println!("prover {} {what}", args.prover_id);
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! What operators see of the provers and how they steer them.
+
+use super::{Effect, Scheduler, SchedulerError};
+use crate::provers::ProverView;
+use proofmill_types::{Millis, ProverId};
+
+impl Scheduler {
+    pub fn provers(&self) -> Vec<ProverView> {
+        self.provers
+            .iter()
+            .map(|(id, p)| ProverView {
+                id: id.clone(),
+                info: p.info.clone(),
+                connected: p.connected,
+                last_seen: p.last_seen,
+                running: p.running.iter().cloned().collect(),
+                cordoned: self.cordoned.contains(id),
+            })
+            .collect()
+    }
+
+    /// Takes a known prover out of rotation (`on`) or puts it back. A cordoned prover keeps
+    /// its stream and its leases, and its results count as ever; it only gets no new tasks,
+    /// so it can be drained for maintenance without losing the work it runs. The cordon
+    /// holds across the prover's reconnects for as long as this scheduler runs.
+    pub fn cordon(
+        &mut self,
+        id: &ProverId,
+        on: bool,
+        now: Millis,
+    ) -> Result<Vec<Effect>, SchedulerError> {
+        if !self.provers.contains_key(id) {
+            return Err(SchedulerError::UnknownProver(id.clone()));
+        }
+        if on {
+            self.cordoned.insert(id.clone());
+            Ok(Vec::new())
+        } else {
+            self.cordoned.remove(id);
+            Ok(self.dispatch(now))
+        }
+    }
+}
