@@ -5,7 +5,8 @@
 //! `some_option`. Config values are injected as the options' default values, so clap's own
 //! precedence (command line, then environment, then default) gives the layering.
 //!
-//! Parsing runs in two passes: the first (without the config file) finds the subcommand and
+//! Parsing runs in two passes: the first (without the config file, and with no option
+//! required, since the file may hold one) finds the subcommand and
 //! `--config`/`PROOFMILL_CONFIG`; the second runs on a command tree whose defaults were
 //! replaced by the file's values. Keys that are not options of the invoked subcommand (or
 //! global options) are an error, and so are values of the wrong TOML type or values the
@@ -50,7 +51,16 @@ where
 {
     let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
     // Only to find the config file and the subcommand: a required option may be in the file.
-    let first = lenient(Cli::command()).try_get_matches_from(&argv)?;
+    let first = match lenient(Cli::command()).try_get_matches_from(&argv) {
+        Ok(m) => m,
+        // Usage errors and `--help` come from the real command, which marks required options.
+        Err(lenient_error) => {
+            return Err(match Cli::command().try_get_matches_from(&argv) {
+                Err(e) => e.into(),
+                Ok(_) => lenient_error.into(),
+            });
+        }
+    };
     let matches = match config_path(&first) {
         None => Cli::command().try_get_matches_from(&argv)?,
         Some(file) => {

@@ -362,9 +362,15 @@ impl AdminService for AdminSvc {
         req: Request<CordonProverRequest>,
     ) -> Result<Response<CordonProverResponse>, Status> {
         let r = req.into_inner();
-        if r.prover_id.is_empty() || r.prover_id.len() > 64 {
+        if r.prover_id.is_empty()
+            || r.prover_id.len() > 64
+            || r.prover_id.chars().any(char::is_control)
+        {
             return Ok(Response::new(CordonProverResponse {
-                error: err(ErrorCode::InvalidArgument, "prover_id must be 1-64 bytes"),
+                error: err(
+                    ErrorCode::InvalidArgument,
+                    "prover_id must be 1-64 bytes without control characters",
+                ),
             }));
         }
         let id = proofmill_types::ProverId(r.prover_id);

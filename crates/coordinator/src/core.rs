@@ -240,7 +240,7 @@ impl Core {
                         (id, effects)
                     }
                 };
-                // The newest stream wins; an older one still open is told to go away.
+                // The newest stream wins; an older one still open is closed (its session ends).
                 if let Some(old) = self.conns.insert(
                     id.clone(),
                     Conn {

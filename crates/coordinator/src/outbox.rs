@@ -149,7 +149,7 @@ pub(crate) async fn closed(closing: &watch::Receiver<Option<String>>) -> String 
     };
     match reason {
         Some(reason) => reason,
-        // Every outbox is gone: so is the queue, which ends the writer anyway.
+        // Every outbox is gone (cannot happen while a writer holds its own): never closed.
         None => std::future::pending().await,
     }
 }
@@ -162,7 +162,7 @@ impl Outbox {
 
     /// Sends an item: a message straight to the stream when nothing is queued ahead of it
     /// and the stream has room, anything else through the writer task. False when the
-    /// session is gone.
+    /// session is gone or closed (a `Close` itself always succeeds).
     pub fn send(&self, item: ToProver) -> bool {
         match item {
             ToProver::Close(reason) => {
@@ -312,7 +312,8 @@ impl Beat {
     }
 }
 
-/// Drains the queue onto the stream and sends heartbeats, until the stream or queue closes.
+/// Drains the queue onto the stream and sends heartbeats, until the stream or queue ends or
+/// the outbox is closed.
 pub(crate) async fn write_loop(shared: Arc<Shared>, mut w: Writer, self_tx: Outbox) {
     let period =
         std::time::Duration::from_millis(shared.config.scheduler.heartbeat_interval_ms.max(10));
@@ -324,7 +325,9 @@ pub(crate) async fn write_loop(shared: Arc<Shared>, mut w: Writer, self_tx: Outb
         let (item, queued) = tokio::select! {
             biased;
             reason = closed(&w.closing) => {
-                // Without waiting: a stalled stream has no room, and is dropped anyway.
+                // Without waiting: a stalled stream has no room. What it already holds (at
+                // most the wire's capacity and CHUNKS_AHEAD chunks) stays with the
+                // connection until it closes; the input and the session go now.
                 let _ = w.wire.try_send(Err(Status::unavailable(reason)));
                 return;
             }

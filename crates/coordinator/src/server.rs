@@ -41,7 +41,7 @@ pub(crate) struct Shared {
     pub devnet_source: AtomicBool,
     /// Dispatch latencies in microseconds, when `record_dispatch_latency` is on.
     pub dispatch_latency_us: Arc<std::sync::Mutex<Vec<u32>>>,
-    /// Prover sessions whose task still runs.
+    /// Prover sessions whose task still runs (a closed one ends at once).
     pub open_sessions: AtomicUsize,
     /// What the L1 settlement loops last saw; `None` while settlement is off.
     pub l1_seen: RwLock<Option<crate::settlement::L1Seen>>,

@@ -49,14 +49,29 @@ pub(crate) fn start(
     inbound: Streaming<ProverMessage>,
     wire: (Wire, ChunkCredits),
 ) {
-    shared.open_sessions.fetch_add(1, Ordering::SeqCst);
+    let counted = SessionCount::new(shared.clone());
     tokio::spawn(async move {
-        let counted = shared.clone();
+        let _counted = counted;
         if let Err(reason) = run(shared, inbound, wire).await {
             tracing::debug!(%reason, "prover stream ended");
         }
-        counted.open_sessions.fetch_sub(1, Ordering::SeqCst);
     });
+}
+
+/// Counts a session in [`Shared::open_sessions`] while it lives, however it ends.
+struct SessionCount(Arc<Shared>);
+
+impl SessionCount {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.open_sessions.fetch_add(1, Ordering::SeqCst);
+        SessionCount(shared)
+    }
+}
+
+impl Drop for SessionCount {
+    fn drop(&mut self) {
+        self.0.open_sessions.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn reject(code: ErrorCode, reason: String) -> CoordinatorMessage {
@@ -284,14 +299,15 @@ async fn read_loop(
     let closed = crate::outbox::closed(&closing);
     tokio::pin!(closed);
     loop {
+        // Close first: nothing read after it (a replaced stream's answers) may count.
         let msg = tokio::select! {
             biased;
+            reason = &mut closed => return Err(format!("closed: {reason}")),
             m = inbound.message() => match m {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(e.to_string()),
             },
-            reason = &mut closed => return Err(format!("closed: {reason}")),
         };
         match msg.kind {
             Some(In::TaskResult(mut r)) => {

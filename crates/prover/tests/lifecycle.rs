@@ -286,7 +286,17 @@ async fn a_refused_reconnect_abandons_the_old_ids_work() {
             matches!(hello, P::Register(_)),
             "a fresh Register: {hello:?}"
         );
-        c.recv_availability(2).await;
+        let mut skipped = Vec::new();
+        c.recv_until(&mut skipped, |m| {
+            matches!(m, P::Availability(a) if a.free_slots == 2).then_some(())
+        })
+        .await;
+        assert!(
+            !skipped
+                .iter()
+                .any(|m| matches!(m, P::TaskResult(_) | P::ProofChunk(_))),
+            "old id's result sent to the new id: {skipped:?}"
+        );
         assert!(
             refused_at.elapsed() < Duration::from_secs(5),
             "slot freed after {:?}",

@@ -462,4 +462,8 @@ fn a_cordoned_prover_gets_no_new_tasks_but_finishes_its_own() {
         (1, pid("a"), 3)
     );
     assert!(!s.provers()[0].cordoned);
+    assert!(
+        s.cordon(&pid("nobody"), false, 6).is_err(),
+        "only ids cordoned earlier may be put back unseen"
+    );
 }

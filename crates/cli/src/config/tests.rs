@@ -474,10 +474,11 @@ fn env_layering_child() {
     println!("env layering child ok");
 }
 
-/// A required option (`cordon --prover-id`) may come from any of the three sources, and
-/// its absence from all of them is clap's usual error.
+/// A required option (`cordon --prover-id`) may come from the config file (or a flag over
+/// it; the environment variable is clap's own), and its absence is clap's usual error,
+/// with the usage line that marks it required.
 #[test]
-fn required_option_from_any_source() {
+fn required_option_from_file_or_flag() {
     let cli = parse_with("prover_id = \"prv-file\"", &["cordon"]).unwrap();
     let Sub::Cordon(c) = cli.command else {
         panic!()
@@ -493,5 +494,13 @@ fn required_option_from_any_source() {
     };
     assert_eq!(c.prover_id, "prv-flag");
     let err = parse(["proofmill", "uncordon"]).unwrap_err();
-    assert!(format!("{err:#}").contains("--prover-id"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("required arguments were not provided"),
+        "{err:#}"
+    );
+    let help = parse(["proofmill", "cordon", "--help"]).unwrap_err();
+    assert!(
+        format!("{help:#}").contains("Usage: proofmill cordon [OPTIONS] --prover-id <PROVER_ID>"),
+        "{help:#}"
+    );
 }
