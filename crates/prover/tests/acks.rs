@@ -15,18 +15,6 @@ fn refuse(conn: &FakeConn, r: &TaskResult, code: ErrorCode) {
     }));
 }
 
-/// Messages from the prover until `quiet` passes without one; fails on a TaskResult.
-async fn assert_no_result_for(c: &mut FakeConn, quiet: Duration) {
-    let waited = timeout(quiet, async {
-        loop {
-            let m = c.recv().await;
-            assert!(!matches!(m, P::TaskResult(_)), "result sent again: {m:?}");
-        }
-    })
-    .await;
-    assert!(waited.is_err());
-}
-
 /// A fake coordinator and a registered exec prover of capacity 1.
 async fn one_prover() -> (FakeCoordinator, RunningProver, FakeConn) {
     let mut coord = FakeCoordinator::start().await;
@@ -54,7 +42,8 @@ async fn result_refused_for_a_passing_reason_is_resent_on_the_same_stream() {
         let third = c.recv_result().await;
         assert_eq!(third, first);
         ack(&c, &third);
-        assert_no_result_for(&mut c, Duration::from_millis(1500)).await;
+        c.assert_no_result_for(Duration::from_millis(1500), "result sent again")
+            .await;
 
         let s = prover.stats.snapshot();
         assert_eq!((s.results_acked, s.results_rejected), (1, 0));
@@ -73,7 +62,8 @@ async fn result_refused_for_good_is_dropped() {
         c.send(C::ExecuteTask(task(5, "exec", 7, b"batch five")));
         let r = c.recv_result().await;
         refuse(&c, &r, ErrorCode::StaleFencingToken);
-        assert_no_result_for(&mut c, Duration::from_millis(1500)).await;
+        c.assert_no_result_for(Duration::from_millis(1500), "result sent again")
+            .await;
 
         let s = prover.stats.snapshot();
         assert_eq!((s.results_acked, s.results_rejected), (0, 1));

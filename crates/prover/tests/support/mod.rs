@@ -113,6 +113,22 @@ impl FakeConn {
         .await;
     }
 
+    /// Reads until `quiet` passes without a result (a TaskResult or ProofChunk), which
+    /// fails the test (`what` says why none was expected); the stream must stay open.
+    pub async fn assert_no_result_for(&mut self, quiet: Duration, what: &str) {
+        let waited = timeout(quiet, async {
+            loop {
+                let m = self.recv().await;
+                assert!(
+                    !matches!(m, P::TaskResult(_) | P::ProofChunk(_)),
+                    "{what}: {m:?}"
+                );
+            }
+        })
+        .await;
+        assert!(waited.is_err(), "the stream stayed open");
+    }
+
     /// Expects a Register or Reconnect first and accepts it.
     pub async fn accept(&mut self, prover_id: &str) -> P {
         let hello = self.recv().await;
