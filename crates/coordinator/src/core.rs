@@ -89,11 +89,13 @@ pub(crate) enum CoreMsg {
     Provers {
         reply: oneshot::Sender<Vec<ProverView>>,
     },
-    /// Ok, or the prover is unknown here.
+    /// Ok, or the prover is unknown here; once Ok, `durable` is signalled when the cordon
+    /// is in the store.
     Cordon {
         prover: ProverId,
         on: bool,
         reply: oneshot::Sender<Result<(), SchedulerError>>,
+        durable: oneshot::Sender<()>,
     },
     Drain {
         grace_ms: u32,
@@ -318,9 +320,23 @@ impl Core {
             CoreMsg::Provers { reply } => {
                 let _ = reply.send(self.scheduler.provers());
             }
-            CoreMsg::Cordon { prover, on, reply } => {
+            CoreMsg::Cordon {
+                prover,
+                on,
+                reply,
+                durable,
+            } => {
                 let done = self.scheduler.cordon(&prover, on, now).map(|effects| {
                     tracing::info!(%prover, cordoned = on, "prover cordon set by an operator");
+                    self.persist(PersistJob {
+                        changes: vec![Change::Cordon {
+                            prover,
+                            on,
+                            at: now,
+                        }],
+                        flushed: vec![durable],
+                        ..Default::default()
+                    });
                     self.run_effects(effects, Vec::new(), Vec::new());
                 });
                 let _ = reply.send(done);

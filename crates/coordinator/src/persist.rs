@@ -99,9 +99,10 @@ async fn commit(store: &dyn Store, changes: &[Change]) {
     for change in changes {
         if let Err(e) = apply_retrying(store, std::slice::from_ref(change)).await {
             let key = match change {
-                Change::Job(j) => &j.key,
-                Change::Proof(p) => &p.key,
-                Change::DeleteProof(k) => k,
+                Change::Job(j) => j.key.to_string(),
+                Change::Proof(p) => p.key.to_string(),
+                Change::DeleteProof(k) => k.to_string(),
+                Change::Cordon { prover, .. } => format!("cordon of {prover}"),
             };
             tracing::error!(error = %e, %key, "change dropped: the store cannot hold it");
         }

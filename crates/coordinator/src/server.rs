@@ -111,6 +111,7 @@ impl Coordinator {
         let (core_tx, core_rx) = mpsc::unbounded_channel();
         let mut scheduler = Scheduler::new(config.scheduler.clone(), last_token);
         scheduler.set_orphan_tokens(orphan_tokens);
+        scheduler.restore_cordons(store.cordoned_provers().await?);
         let mut core = Core::new(
             scheduler,
             batch_cache.clone(),
@@ -203,17 +204,25 @@ impl Coordinator {
     }
 
     /// Takes a prover out of rotation or puts it back ([`proofmill_scheduler::Scheduler::cordon`]).
+    /// Returns once the change is in the store, so the cordon outlives a restart.
     pub async fn cordon(&self, prover: &ProverId, on: bool) -> Result<(), CoordinatorError> {
         let prover = prover.clone();
+        let (durable, stored) = oneshot::channel();
         self.shared
-            .ask(|reply| CoreMsg::Cordon { prover, on, reply })
+            .ask(|reply| CoreMsg::Cordon {
+                prover,
+                on,
+                reply,
+                durable,
+            })
             .await?
             .map_err(|e| match e {
                 proofmill_scheduler::SchedulerError::UnknownProver(id) => {
                     CoordinatorError::UnknownProver(id.to_string())
                 }
                 other => CoordinatorError::InvalidArgument(other.to_string()),
-            })
+            })?;
+        stored.await.map_err(|_| CoordinatorError::Unavailable)
     }
 
     /// Graceful stop: no new work, provers told to finish within the grace period, results

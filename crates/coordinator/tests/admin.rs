@@ -6,6 +6,7 @@ use proofmill_proto::v1::{
     CordonProverRequest, ErrorCode, JobStatusRequest, LaunchProofRequest, ProversListRequest,
     RetryJobRequest, SystemStatusRequest, coordinator_message::Kind as Out,
 };
+use proofmill_types::ProverId;
 use support::*;
 
 async fn admin_api_validates_and_retries(db: Db) {
@@ -260,3 +261,51 @@ async fn server_reflection_lists_the_services() {
     );
     c.stop().await;
 }
+
+/// A cordon is in the store before the admin call returns: a restarted coordinator keeps the
+/// prover out of rotation when it reconnects, until it is put back.
+async fn a_cordon_outlives_a_restart(db: Db) {
+    let env = Env::new(db, "cordon_restart");
+    let c = start(&env, fast_config()).await;
+    let a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
+    let who = a.who();
+    c.coord
+        .cordon(&ProverId(who.id.clone()), true)
+        .await
+        .unwrap();
+    drop(a);
+    c.stop().await;
+
+    let c = start(&env, fast_config()).await;
+    let mut a = RawProver::reconnect(&c.url(), &who, register("a", &["exec"], 1), vec![]).await;
+    let mut admin = c.admin().await;
+    let listed = admin
+        .provers_list(ProversListRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.provers.iter().any(|p| p.id == who.id && p.cordoned));
+    submit(&c.coord, 1, &[]).await;
+    match a.next(std::time::Duration::from_millis(600)).await {
+        Some(Out::ExecuteTask(t)) => panic!("the cordon was lost: a got {}", t.task_id),
+        _ => assert!(a.pending.is_empty()),
+    }
+    let r = admin.cordon_prover(CordonProverRequest {
+        prover_id: who.id.clone(),
+        cordoned: false,
+    });
+    assert!(r.await.unwrap().into_inner().error.is_none());
+    assert_eq!(a.task().await.batch, 1);
+    drop(a);
+    c.stop().await;
+
+    // Lifted for good: a third start does not bring it back.
+    let c = start(&env, fast_config()).await;
+    let mut a = RawProver::reconnect(&c.url(), &who, register("a", &["exec"], 1), vec![]).await;
+    submit(&c.coord, 2, &[]).await;
+    let first = a.task().await;
+    assert!([1, 2].contains(&first.batch), "{first:?}");
+    c.stop().await;
+}
+
+on_both_stores!(a_cordon_outlives_a_restart);

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use proofmill_coordinator::Coordinator;
 use proofmill_proto::v1::RunningTask;
 use proofmill_store::{Blobs, Change, JobCounts, JobFilter, Result, Store, StoreError, open_store};
-use proofmill_types::{Batch, BatchNumber, Job, JobKey, JobState, Millis, ProofRecord};
+use proofmill_types::{Batch, BatchNumber, Job, JobKey, JobState, Millis, ProofRecord, ProverId};
 use std::sync::Arc;
 use std::time::Duration;
 use support::*;
@@ -74,6 +74,9 @@ impl Store for StallingStore {
     }
     async fn max_fencing_token(&self) -> Result<u64> {
         self.inner.max_fencing_token().await
+    }
+    async fn cordoned_provers(&self) -> Result<Vec<ProverId>> {
+        self.inner.cordoned_provers().await
     }
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {
         self.inner.get_meta(key).await

@@ -467,3 +467,24 @@ fn a_cordoned_prover_gets_no_new_tasks_but_finishes_its_own() {
         "only ids cordoned earlier may be put back unseen"
     );
 }
+
+/// Cordons restored from the store (a restart) hold for provers not yet reconnected.
+#[test]
+fn restored_cordons_hold_when_their_provers_reconnect() {
+    let mut s = sched();
+    s.restore_cordons([pid("a"), pid("gone")]);
+    s.add_jobs((1..=2).map(|b| job(b, "exec", "v1")), 0);
+    assert!(
+        s.cordon(&pid("gone"), true, 1).unwrap().is_empty(),
+        "idempotent"
+    );
+    assert!(dispatches(&s.reconnect(pid("a"), info(&["exec"], 1, "v1"), &[], 2)).is_empty());
+    assert!(s.provers()[0].cordoned);
+    assert!(s.cordon(&pid("gone"), false, 3).unwrap().is_empty());
+    let d = dispatches(&s.cordon(&pid("a"), false, 4).unwrap());
+    assert_eq!((d.len(), d[0].1.key.batch), (1, 1));
+    assert!(
+        s.cordon(&pid("gone"), true, 5).is_err(),
+        "lifted: unknown again"
+    );
+}

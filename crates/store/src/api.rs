@@ -1,5 +1,7 @@
 use async_trait::async_trait;
-use proofmill_types::{Batch, BatchNumber, Job, JobKey, JobState, Millis, ProofRecord, ProofType};
+use proofmill_types::{
+    Batch, BatchNumber, Job, JobKey, JobState, Millis, ProofRecord, ProofType, ProverId,
+};
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,13 @@ pub enum Change {
     Proof(ProofRecord),
     /// Forget the proof of a job (L1 rejected it); the job is requeued by a `Job` change.
     DeleteProof(JobKey),
+    /// Take a prover out of rotation (`on`, kept with the time it was first set) or put it
+    /// back. Committed with the group, so an operator's cordon is as durable as a lease.
+    Cordon {
+        prover: ProverId,
+        on: bool,
+        at: Millis,
+    },
 }
 
 /// Which jobs [`Store::jobs`] lists.
@@ -87,6 +96,9 @@ pub trait Store: Send + Sync + 'static {
     /// have since ended (0 when none), so tokens stay monotonic across restarts and a revoked
     /// token is never taken for one that was issued but not committed.
     async fn max_fencing_token(&self) -> Result<u64>;
+
+    /// Provers cordoned by [`Change::Cordon`] and not put back, in id order.
+    async fn cordoned_provers(&self) -> Result<Vec<ProverId>>;
 
     /// Small durable key/value settings (cursors of batch sources, etc.).
     async fn get_meta(&self, key: &str) -> Result<Option<String>>;

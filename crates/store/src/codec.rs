@@ -291,6 +291,8 @@ pub(crate) struct Plan<'a> {
     pub jobs: Vec<JobRow<'a>>,
     pub proofs: Vec<ProofRow<'a>>,
     pub deletes: Vec<(i64, &'a str)>,
+    /// The last cordon change per prover: (prover id, on, since).
+    pub cordons: Vec<(&'a str, bool, i64)>,
     /// The highest fencing token among all the changes, including leases a later change
     /// of the same job replaced: the store's high-water mark never misses a token it saw.
     pub token_high: i64,
@@ -306,12 +308,14 @@ impl<'a> Plan<'a> {
         let mut job_slot: HashMap<&'a JobKey, usize> = HashMap::new();
         let mut proofs: Vec<ProofOp<'a>> = Vec::new();
         let mut proof_slot: HashMap<&'a JobKey, usize> = HashMap::new();
+        let mut cordons: Vec<(&'a str, bool, i64)> = Vec::new();
+        let mut cordon_slot: HashMap<&'a str, usize> = HashMap::new();
         let mut token_high = 0;
         for change in changes {
             let token = match change {
                 Change::Job(job) => job.lease.as_ref().map_or(0, |l| l.token.0),
                 Change::Proof(p) => p.token.0,
-                Change::DeleteProof(_) => 0,
+                Change::DeleteProof(_) | Change::Cordon { .. } => 0,
             };
             token_high = token_high.max(token);
             match change {
@@ -327,6 +331,16 @@ impl<'a> Plan<'a> {
                 }
                 Change::DeleteProof(key) => {
                     upsert_slot(&mut proofs, &mut proof_slot, key, ProofOp::Delete(key))
+                }
+                Change::Cordon { prover, on, at } => {
+                    let row = (prover.0.as_str(), *on, to_i64(*at, "cordon time")?);
+                    match cordon_slot.get(prover.0.as_str()) {
+                        Some(&i) => cordons[i] = row,
+                        None => {
+                            cordon_slot.insert(prover.0.as_str(), cordons.len());
+                            cordons.push(row);
+                        }
+                    }
                 }
             }
         }
@@ -347,6 +361,7 @@ impl<'a> Plan<'a> {
         let mut plan = Plan {
             jobs: jobs.into_iter().map(JobRow::new).collect::<Result<_>>()?,
             token_high: to_i64(token_high, "fencing token")?,
+            cordons,
             ..Plan::default()
         };
         for op in proofs {
@@ -380,7 +395,10 @@ pub(crate) fn proven_candidate(first: u64, max: u64, first_open: Option<u64>) ->
 
 impl Plan<'_> {
     pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty() && self.proofs.is_empty() && self.deletes.is_empty()
+        self.jobs.is_empty()
+            && self.proofs.is_empty()
+            && self.deletes.is_empty()
+            && self.cordons.is_empty()
     }
 
     /// The plan as three JSON arrays of row arrays (jobs, deleted proof keys, proofs), columns

@@ -34,6 +34,11 @@ pub(crate) fn sqlite() -> Migrator {
             "token_high",
             include_str!("../migrations/sqlite/0002_token_high.sql"),
         ),
+        (
+            3,
+            "cordons",
+            include_str!("../migrations/sqlite/0003_cordons.sql"),
+        ),
     ])
 }
 
@@ -48,6 +53,11 @@ pub(crate) fn postgres() -> Migrator {
             2,
             "token_high",
             include_str!("../migrations/postgres/0002_token_high.sql"),
+        ),
+        (
+            3,
+            "cordons",
+            include_str!("../migrations/postgres/0003_cordons.sql"),
         ),
     ])
 }

@@ -10,7 +10,7 @@ use crate::codec::{
     decode_proof, to_i64,
 };
 use async_trait::async_trait;
-use proofmill_types::{Batch, BatchNumber, Job, JobKey, Millis, ProofRecord};
+use proofmill_types::{Batch, BatchNumber, Job, JobKey, Millis, ProofRecord, ProverId};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row as _};
 use std::str::FromStr;
@@ -59,6 +59,11 @@ const UPDATE_JOBS: &str = "UPDATE jobs AS j SET state = v.state, version = v.ver
 
 /// The highest fencing token ever written, kept when its lease ends (see migration 0002).
 const RAISE_TOKEN_HIGH: &str = "UPDATE token_high SET value = $1 WHERE id = 1 AND value < $1";
+
+/// Operator actions, rare: one statement per prover. A cordon keeps the time it was first set.
+const CORDON: &str =
+    "INSERT INTO cordons (prover_id, since) VALUES ($1, $2) ON CONFLICT (prover_id) DO NOTHING";
+const UNCORDON: &str = "DELETE FROM cordons WHERE prover_id = $1";
 
 const MISSING_JOBS: &str = "SELECT v.batch, v.proof_type FROM UNNEST($1::int8[], $2::text[]) \
     AS v(batch, proof_type) WHERE NOT EXISTS (SELECT 1 FROM jobs AS j \
@@ -346,6 +351,17 @@ impl Store for PgStore {
                 .await
                 .map_err(|e| db_err("apply: raising the token high-water mark", e))?;
         }
+        for &(prover, on, since) in &plan.cordons {
+            let write = if on {
+                sqlx::query(CORDON).bind(prover).bind(since)
+            } else {
+                sqlx::query(UNCORDON).bind(prover)
+            };
+            write
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err("apply: writing a cordon", e))?;
+        }
         tx.commit().await.map_err(|e| db_err("apply: commit", e))
     }
 
@@ -373,6 +389,15 @@ impl Store for PgStore {
         .await
         .map_err(|e| db_err("max_fencing_token", e))?;
         codec::to_u64(max.unwrap_or(0), "fencing token")
+    }
+
+    async fn cordoned_provers(&self) -> Result<Vec<ProverId>> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT prover_id FROM cordons ORDER BY prover_id COLLATE \"C\"")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| db_err("cordoned_provers", e))?;
+        Ok(ids.into_iter().map(ProverId).collect())
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {

@@ -28,17 +28,16 @@ use crate::codec::{
     decode_proof, to_i64,
 };
 use async_trait::async_trait;
-use proofmill_types::{Batch, BatchNumber, Job, JobKey, Millis, ProofRecord};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
-};
+use proofmill_types::{Batch, BatchNumber, Job, JobKey, Millis, ProofRecord, ProverId};
+use sqlx::sqlite::{SqliteConnection, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _, Row as _};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::time::Duration;
+
+mod url;
+use url::parse_url;
 
 const READ_POOL_SIZE: u32 = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,72 +54,6 @@ pub(crate) struct SqliteStore {
     commits: Arc<AtomicU64>,
     /// Dropping it stops the checkpointer thread (none for in-memory databases).
     _checkpointer: Option<Sender<()>>,
-}
-
-fn invalid(url: &str, reason: impl Into<String>) -> StoreError {
-    StoreError::InvalidUrl {
-        url: url.to_owned(),
-        reason: reason.into(),
-    }
-}
-
-/// Splits our own parameters (`synchronous`) off the URL; the rest goes to sqlx.
-fn parse_url(url: &str) -> Result<(SqliteConnectOptions, bool)> {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut synchronous = SqliteSynchronous::Normal;
-    let mut passed = Vec::new();
-    let mut has_mode = false;
-    let mut memory = base.ends_with(":memory:");
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
-            "synchronous" => {
-                synchronous = match v.to_ascii_lowercase().as_str() {
-                    "normal" => SqliteSynchronous::Normal,
-                    "full" => SqliteSynchronous::Full,
-                    "extra" => SqliteSynchronous::Extra,
-                    other => {
-                        return Err(invalid(
-                            url,
-                            format!("synchronous={other:?}: use normal, full or extra"),
-                        ));
-                    }
-                }
-            }
-            _ => {
-                if k == "mode" {
-                    has_mode = true;
-                    memory |= v == "memory";
-                }
-                passed.push(pair);
-            }
-        }
-    }
-    let rest = if passed.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", passed.join("&"))
-    };
-    if !memory {
-        let path = base.trim_start_matches("sqlite:").trim_start_matches("//");
-        if path.is_empty() {
-            return Err(invalid(
-                url,
-                "no database file path (use sqlite://path/to/db or sqlite::memory:)",
-            ));
-        }
-    }
-    let mut options =
-        SqliteConnectOptions::from_str(&rest).map_err(|e| invalid(url, e.to_string()))?;
-    if !has_mode && !memory {
-        options = options.create_if_missing(true);
-    }
-    let options = options
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(synchronous)
-        .busy_timeout(BUSY_TIMEOUT)
-        .foreign_keys(true);
-    Ok((options, memory))
 }
 
 impl SqliteStore {
@@ -259,6 +192,11 @@ const APPLY: &str = "UPDATE jobs SET state = v.value ->> 2, version = v.value ->
 /// leading parameters positionally, so a `?4` after statements using `?2` and `?3` would stay
 /// unbound.
 const RAISE_TOKEN_HIGH: &str = "UPDATE token_high SET value = ?1 WHERE id = 1 AND value < ?1";
+
+/// Operator actions, rare: one statement per prover. A cordon keeps the time it was first set.
+const CORDON: &str =
+    "INSERT INTO cordons (prover_id, since) VALUES (?1, ?2) ON CONFLICT (prover_id) DO NOTHING";
+const UNCORDON: &str = "DELETE FROM cordons WHERE prover_id = ?1";
 
 /// Error path only: which of the keys (a JSON array of `[batch, proof_type]`) have no job.
 const MISSING_JOBS: &str = "SELECT v.value ->> 0 AS batch, v.value ->> 1 AS proof_type \
@@ -503,6 +441,17 @@ impl Store for SqliteStore {
                 .await
                 .map_err(|e| db_err("apply: raising the token high-water mark", e))?;
         }
+        for &(prover, on, since) in &plan.cordons {
+            let write = if on {
+                sqlx::query(CORDON).bind(prover).bind(since)
+            } else {
+                sqlx::query(UNCORDON).bind(prover)
+            };
+            write
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err("apply: writing a cordon", e))?;
+        }
         tx.commit().await.map_err(|e| db_err("apply: commit", e))?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -532,6 +481,15 @@ impl Store for SqliteStore {
         .await
         .map_err(|e| db_err("max_fencing_token", e))?;
         codec::to_u64(max.unwrap_or(0), "fencing token")
+    }
+
+    async fn cordoned_provers(&self) -> Result<Vec<ProverId>> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT prover_id FROM cordons ORDER BY prover_id")
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_err("cordoned_provers", e))?;
+        Ok(ids.into_iter().map(ProverId).collect())
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {
@@ -574,24 +532,5 @@ impl Store for SqliteStore {
         .map_err(|e| db_err("init_meta", e))?;
         row.try_get::<String, _>(0)
             .map_err(|e| StoreError::Corrupt(format!("meta {key}: {e}")))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn url_parsing() {
-        assert!(parse_url("sqlite::memory:").unwrap().1);
-        assert!(
-            !parse_url("sqlite:///tmp/x.db?mode=rwc&synchronous=full")
-                .unwrap()
-                .1
-        );
-        assert!(!parse_url("sqlite:x.db").unwrap().1);
-        assert!(parse_url("sqlite:x.db?synchronous=off").is_err());
-        assert!(parse_url("sqlite://").is_err());
-        assert!(parse_url("sqlite:x.db?bogus=1").is_err());
     }
 }

@@ -18,6 +18,7 @@ store_test!(
     max_fencing_token_over_jobs_and_proofs,
     meta_get_set,
     meta_init_keeps_the_first_value,
+    cordons_are_kept_until_lifted,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -362,4 +363,45 @@ async fn meta_init_keeps_the_first_value(store: Arc<dyn Store>, _: &str) {
     store.set_meta("empty", "").await.unwrap();
     assert_eq!(store.init_meta("empty", "x").await.unwrap(), "");
     assert_eq!(store.get_meta("empty").await.unwrap().as_deref(), Some(""));
+}
+
+async fn cordons_are_kept_until_lifted(store: Arc<dyn Store>, _: &str) {
+    let cordon = |id: &str, on: bool| Change::Cordon {
+        prover: ProverId(id.into()),
+        on,
+        at: 7,
+    };
+    let listed = || async {
+        let ids = store.cordoned_provers().await.unwrap();
+        ids.into_iter().map(|p| p.0).collect::<Vec<_>>()
+    };
+    assert!(listed().await.is_empty());
+    store
+        .apply(&[cordon("prv-b", true), cordon("prv-a ✓", true)])
+        .await
+        .unwrap();
+    assert_eq!(listed().await, ["prv-a ✓", "prv-b"]);
+    // Within one call the last change per prover wins; cordoning twice is a no-op.
+    store
+        .apply(&[
+            cordon("prv-a ✓", false),
+            cordon("prv-a ✓", true),
+            cordon("prv-c", true),
+            cordon("prv-c", false),
+            cordon("prv-b", true),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(listed().await, ["prv-a ✓", "prv-b"]);
+    store.apply(&[cordon("prv-b", false)]).await.unwrap();
+    assert_eq!(listed().await, ["prv-a ✓"]);
+    // A failing change in the same call writes no cordon either.
+    store
+        .apply(&[
+            cordon("prv-d", true),
+            Change::Job(leased(key(9, "exec"), 1, 1)),
+        ])
+        .await
+        .expect_err("job 9/exec does not exist");
+    assert_eq!(listed().await, ["prv-a ✓"]);
 }

@@ -19,19 +19,25 @@ impl Scheduler {
             .collect()
     }
 
+    /// Cordons read back from the store at start, before their provers reconnect.
+    pub fn restore_cordons(&mut self, ids: impl IntoIterator<Item = ProverId>) {
+        self.cordoned.extend(ids);
+    }
+
     /// Takes a known prover out of rotation (`on`) or puts it back. A cordoned prover keeps
     /// its stream and its leases, and its results count as ever; it only gets no new tasks,
     /// so it can be drained for maintenance without losing the work it runs. The cordon
-    /// holds across the prover's reconnects (with its id) for as long as this scheduler
-    /// runs; a prover that registers anew gets a new id, uncordoned. Putting back an id
-    /// cordoned earlier always works, even once the prover is gone.
+    /// holds across the prover's reconnects (with its id; the service keeps it in the store
+    /// so it also holds across restarts); a prover that registers anew gets a new id,
+    /// uncordoned. Setting or lifting the cordon of an id cordoned earlier always works,
+    /// even while the prover is gone.
     pub fn cordon(
         &mut self,
         id: &ProverId,
         on: bool,
         now: Millis,
     ) -> Result<Vec<Effect>, SchedulerError> {
-        if !self.provers.contains_key(id) && !(self.cordoned.contains(id) && !on) {
+        if !self.provers.contains_key(id) && !self.cordoned.contains(id) {
             return Err(SchedulerError::UnknownProver(id.clone()));
         }
         if on {
