@@ -151,6 +151,16 @@ pub struct CoordinatorArgs {
     /// Lost leases (prover vanished or timed out) before a job is marked failed.
     #[arg(long, env = "PROOFMILL_MAX_LOST_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_lost_attempts: u32,
+    /// Invalid proofs in a row after which a prover is cordoned automatically (0: never).
+    #[arg(long, env = "PROOFMILL_CORDON_AFTER_INVALID", default_value_t = 3)]
+    pub cordon_after_invalid: u32,
+    /// Different provers that fail one job before it is failed as a problem of its batch
+    /// (0: never).
+    #[arg(long, env = "PROOFMILL_BATCH_FAILURE_PROVERS", default_value_t = 3)]
+    pub batch_failure_provers: u32,
+    /// How long a prover whose stream closed keeps its leases to reconnect, ms.
+    #[arg(long, env = "PROOFMILL_RECONNECT_GRACE", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(0..=MAX_MS))]
+    pub reconnect_grace: u64,
     /// Interval of L1 settlement transactions, ms.
     #[arg(long, env = "PROOFMILL_SEND_INTERVAL", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     pub send_interval: u64,

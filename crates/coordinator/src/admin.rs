@@ -63,7 +63,11 @@ pub(crate) fn prover_info(p: &ProverView) -> ProverInfo {
         version: p.info.version.clone(),
         connected: p.connected,
         last_seen_ms: p.last_seen,
-        cordoned: p.cordoned,
+        cordoned: p.cordoned.is_some(),
+        cordon_reason: p.cordoned.clone().unwrap_or_default(),
+        proofs_accepted: p.stats.proven,
+        task_errors: p.stats.errors,
+        invalid_proofs: p.stats.invalid,
     }
 }
 

@@ -1,15 +1,15 @@
 //! The core actor: sole owner of the scheduler. Everything that changes scheduling state is a
 //! message to this task, so the state machine needs no locks and sees one ordered history.
 
+mod outcome;
+
 use crate::identity::ProverKeys;
 use crate::now_ms;
 use crate::outbox::{Outbox, ToProver};
 use crate::persist::{PersistJob, Persister};
-use crate::results::storable_text;
 use crate::session::Outcome;
 use proofmill_proto::v1::{
-    CoordinatorMessage, ErrorCode, RegisterResponse, ResultAck, TaskCancelled,
-    coordinator_message::Kind,
+    CoordinatorMessage, ErrorCode, RegisterResponse, TaskCancelled, coordinator_message::Kind,
 };
 use proofmill_scheduler::{Effect, ProverInfo, ProverView, ResultCheck, Scheduler, SchedulerError};
 use proofmill_store::{Change, Store};
@@ -273,7 +273,7 @@ impl Core {
             CoreMsg::Disconnect { prover, conn_id } => {
                 if self.conns.get(&prover).is_some_and(|c| c.id == conn_id) {
                     self.conns.remove(&prover);
-                    self.scheduler.disconnect(&prover);
+                    self.scheduler.disconnect(&prover, now);
                 }
             }
             CoreMsg::Heartbeat { prover, running } => {
@@ -326,19 +326,24 @@ impl Core {
                 reply,
                 durable,
             } => {
-                let done = self.scheduler.cordon(&prover, on, now).map(|effects| {
-                    tracing::info!(%prover, cordoned = on, "prover cordon set by an operator");
-                    self.persist(PersistJob {
-                        changes: vec![Change::Cordon {
-                            prover,
-                            on,
-                            at: now,
-                        }],
-                        flushed: vec![durable],
-                        ..Default::default()
+                let reason = "cordoned by an operator";
+                let done = self
+                    .scheduler
+                    .cordon(&prover, on, reason, now)
+                    .map(|effects| {
+                        tracing::info!(%prover, cordoned = on, "prover cordon set by an operator");
+                        self.persist(PersistJob {
+                            changes: vec![Change::Cordon {
+                                prover,
+                                on,
+                                at: now,
+                                reason: reason.into(),
+                            }],
+                            flushed: vec![durable],
+                            ..Default::default()
+                        });
+                        self.run_effects(effects, Vec::new(), Vec::new());
                     });
-                    self.run_effects(effects, Vec::new(), Vec::new());
-                });
                 let _ = reply.send(done);
             }
             CoreMsg::Drain {
@@ -372,122 +377,6 @@ impl Core {
                 self.persist(PersistJob {
                     flushed: vec![reply],
                     ..Default::default()
-                });
-            }
-        }
-    }
-
-    fn outcome(
-        &mut self,
-        prover: ProverId,
-        key: JobKey,
-        token: FencingToken,
-        outcome: Outcome,
-        reply_to: Outbox,
-        now: u64,
-    ) {
-        let task_id = TaskId::format(key.batch, &key.proof_type);
-        let ack = move |accepted: bool, code: ErrorCode, reason: String| {
-            ToProver::Msg(CoordinatorMessage {
-                kind: Some(Kind::ResultAck(ResultAck {
-                    task_id: task_id.clone(),
-                    fencing_token: token.0,
-                    accepted,
-                    code: code as i32,
-                    reason,
-                })),
-            })
-        };
-        let leased_at = self
-            .scheduler
-            .job(&key)
-            .and_then(|j| j.lease.as_ref())
-            .map(|l| l.leased_at);
-        let (result, extra, reply) = match outcome {
-            Outcome::Proven(mut record) => {
-                record.leased_at = leased_at.unwrap_or(record.received_at);
-                let blob = record.blob_key.clone();
-                let r = self.scheduler.complete(&prover, &key, token, now);
-                if r.is_err() {
-                    self.discard_blob(blob);
-                }
-                (
-                    r,
-                    vec![Change::Proof(record)],
-                    ack(true, ErrorCode::Unspecified, String::new()),
-                )
-            }
-            Outcome::Failed(error) => {
-                let r = self.scheduler.fail(&prover, &key, token, &error, now);
-                (
-                    r,
-                    Vec::new(),
-                    ack(true, ErrorCode::Unspecified, String::new()),
-                )
-            }
-            Outcome::Invalid(reason) => {
-                let error = storable_text(&format!("invalid proof: {reason}"), 4096);
-                let r = self.scheduler.fail(&prover, &key, token, &error, now);
-                (r, Vec::new(), ack(false, ErrorCode::InvalidProof, reason))
-            }
-            Outcome::Declined(reason) => {
-                tracing::debug!(%prover, %key, %reason, "task declined; requeued without penalty");
-                let r = self.scheduler.decline(&prover, &key, token, now);
-                (
-                    r,
-                    Vec::new(),
-                    ack(true, ErrorCode::Unspecified, String::new()),
-                )
-            }
-        };
-        match result {
-            Ok(effects) => self.run_effects(effects, extra, vec![(reply_to, reply)]),
-            Err(SchedulerError::NotCurrent { reason, .. }) => {
-                tracing::warn!(%prover, %key, %token, %reason, "stale result rejected");
-                let msg = ack(false, ErrorCode::StaleFencingToken, reason);
-                self.persist(PersistJob {
-                    sends: vec![(reply_to, msg)],
-                    ..Default::default()
-                });
-            }
-            Err(_) => {
-                // Not open here: a duplicate of an accepted result, or a job that is done or
-                // unknown. The store knows which once the writes queued so far are durable
-                // (a duplicate may arrive before its original's commit); ask it then, off the
-                // core task.
-                let store = self.store.clone();
-                let (flushed, durable) = oneshot::channel();
-                self.persist(PersistJob {
-                    flushed: vec![flushed],
-                    ..Default::default()
-                });
-                tokio::spawn(async move {
-                    if durable.await.is_err() {
-                        return; // The persister stopped: the coordinator is going down.
-                    }
-                    let msg = match store.proof(&key).await {
-                        Ok(Some(p)) if p.token == token => ack(
-                            true,
-                            ErrorCode::Unspecified,
-                            "duplicate of an accepted result".into(),
-                        ),
-                        Ok(Some(p)) => ack(
-                            false,
-                            ErrorCode::StaleFencingToken,
-                            format!("{key} was proven with token {}", p.token),
-                        ),
-                        Ok(None) => match store.job(&key).await {
-                            Ok(Some(j)) => ack(
-                                false,
-                                ErrorCode::StaleFencingToken,
-                                format!("{key} is {}", j.state),
-                            ),
-                            Ok(None) => ack(false, ErrorCode::JobNotFound, format!("no job {key}")),
-                            Err(e) => ack(false, ErrorCode::SystemUnavailable, e.to_string()),
-                        },
-                        Err(e) => ack(false, ErrorCode::SystemUnavailable, e.to_string()),
-                    };
-                    reply_to.send(msg);
                 });
             }
         }
@@ -560,6 +449,15 @@ impl Core {
                         };
                         sends.push((conn.outbox.clone(), ToProver::Msg(msg)));
                     }
+                }
+                Effect::Cordon { prover, reason } => {
+                    tracing::warn!(%prover, %reason, "prover taken out of rotation");
+                    changes.push(Change::Cordon {
+                        prover,
+                        on: true,
+                        at: now_ms(),
+                        reason,
+                    });
                 }
                 Effect::Disconnect { prover, reason } => {
                     tracing::warn!(%prover, %reason, "prover declared dead");

@@ -75,7 +75,7 @@ impl Store for StallingStore {
     async fn max_fencing_token(&self) -> Result<u64> {
         self.inner.max_fencing_token().await
     }
-    async fn cordoned_provers(&self) -> Result<Vec<ProverId>> {
+    async fn cordoned_provers(&self) -> Result<Vec<(ProverId, String)>> {
         self.inner.cordoned_provers().await
     }
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {

@@ -65,22 +65,29 @@ async fn dispatch_fencing_and_duplicates(db: Db) {
     assert_eq!(job.failed_attempts, 1);
     assert!(job.last_error.unwrap().contains("invalid proof"));
 
-    // After the backoff the job comes back (to a, the only free prover) with a new token.
-    let ta2 = a.task().await;
-    assert_eq!(ta2.batch, 1);
-    assert!(ta2.fencing_token > tb.fencing_token);
-    let ok = a
-        .submit(&ta2.task_id, ta2.fencing_token, RawProver::proof_for(&ta2))
+    // Not handed back to a while b, which has not failed it, is connected: b gets it as
+    // soon as it has finished batch 2, with a new token.
+    assert!(a.next(Duration::from_millis(300)).await.is_none());
+    let ok = b
+        .submit(&tb.task_id, tb.fencing_token, RawProver::proof_for(&tb))
         .await;
     assert!(ok.accepted, "{ok:?}");
-    // Push: a new batch goes to the free prover at once, without it asking.
+    let tb2 = b.task().await;
+    assert_eq!(tb2.batch, 1);
+    assert!(tb2.fencing_token > tb.fencing_token);
+    let ok = b
+        .submit(&tb2.task_id, tb2.fencing_token, RawProver::proof_for(&tb2))
+        .await;
+    assert!(ok.accepted, "{ok:?}");
+    // Push: a new batch goes to the free prover that waited longest at once, without it
+    // asking.
     submit(&c.coord, 3, &[]).await;
     let ta3 = a.task().await;
     assert_eq!(ta3.batch, 3);
 
     // Duplicate of the accepted result: acknowledged again, stored once.
-    let dup = a
-        .submit(&ta2.task_id, ta2.fencing_token, RawProver::proof_for(&ta2))
+    let dup = b
+        .submit(&tb2.task_id, tb2.fencing_token, RawProver::proof_for(&tb2))
         .await;
     assert!(dup.accepted, "{dup:?}");
     let proof = c
@@ -90,8 +97,8 @@ async fn dispatch_fencing_and_duplicates(db: Db) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(proof.token.0, ta2.fencing_token);
-    assert_eq!(proof.prover_name, "a");
+    assert_eq!(proof.token.0, tb2.fencing_token);
+    assert_eq!(proof.prover_name, "b");
     // The old token stays fenced off even though the job is proven.
     let old = a
         .submit(&ta.task_id, ta.fencing_token, RawProver::proof_for(&ta))
@@ -114,8 +121,14 @@ async fn dispatch_fencing_and_duplicates(db: Db) {
     };
     a.send(In::TaskResult(r)).await;
     assert!(a.ack_for(&ta3.task_id, ta3.fencing_token).await.accepted);
+    // Counted, and at once with b, which has not failed it (in the same commit as the
+    // failure, so before the ack).
     let job = c.coord.store().job(&key(3, "exec")).await.unwrap().unwrap();
-    assert_eq!((job.state, job.failed_attempts), (JobState::Queued, 1));
+    let holder = job.lease.as_ref().map(|l| l.prover.0.clone());
+    assert_eq!(
+        (job.state, job.failed_attempts, holder),
+        (JobState::Leased, 1, Some(b.id.clone()))
+    );
     assert_eq!(job.last_error.as_deref(), Some("out of memory"));
     c.stop().await;
 }

@@ -17,6 +17,15 @@ pub struct SchedulerConfig {
     /// Retry delay after the n-th failure: `base * 2^(n-1)`, capped at `max`.
     pub retry_backoff_base_ms: Millis,
     pub retry_backoff_max_ms: Millis,
+    /// Invalid proofs in a row after which a prover is cordoned by itself (0: never). An
+    /// operator's `uncordon` puts it back.
+    pub cordon_after_invalid: u32,
+    /// Different provers that fail one job before it is marked failed as a problem of its
+    /// batch rather than of a prover (0: never).
+    pub batch_failure_provers: u32,
+    /// How long the leases of a prover whose stream closed wait for it to reconnect before
+    /// they go back to the queue.
+    pub reconnect_grace_ms: Millis,
 }
 
 impl Default for SchedulerConfig {
@@ -29,6 +38,9 @@ impl Default for SchedulerConfig {
             max_lost_attempts: 10,
             retry_backoff_base_ms: 1_000,
             retry_backoff_max_ms: 60_000,
+            cordon_after_invalid: 3,
+            batch_failure_provers: 3,
+            reconnect_grace_ms: 1_000,
         }
     }
 }

@@ -24,5 +24,5 @@ mod queue;
 mod scheduler;
 
 pub use config::SchedulerConfig;
-pub use provers::{ProverInfo, ProverView};
-pub use scheduler::{Effect, ResultCheck, Scheduler, SchedulerError};
+pub use provers::{ProverInfo, ProverStats, ProverView};
+pub use scheduler::{Effect, Failure, ResultCheck, Scheduler, SchedulerError};

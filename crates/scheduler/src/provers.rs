@@ -13,8 +13,12 @@ pub struct ProverInfo {
 #[derive(Clone, Debug)]
 pub(crate) struct ProverEntry {
     pub info: ProverInfo,
-    /// False while its stream is down; its leases survive until the liveness timeout.
+    /// False while its stream is down; its leases wait `reconnect_grace_ms` for it (or, for a
+    /// prover known only from leases found at a restart, the liveness timeout).
     pub connected: bool,
+    /// When its stream closed, if it is down and was connected to this run.
+    pub disconnected_at: Option<Millis>,
+    pub stats: ProverStats,
     pub last_seen: Millis,
     /// Slots the prover last said it has free (shared with other coordinators), minus what we
     /// sent since. `None` until it tells us: then only `capacity` limits.
@@ -29,6 +33,8 @@ impl ProverEntry {
         ProverEntry {
             info,
             connected: true,
+            disconnected_at: None,
+            stats: ProverStats::default(),
             last_seen: now,
             advertised_free: None,
             running: BTreeSet::new(),
@@ -48,6 +54,8 @@ impl ProverEntry {
         ProverEntry {
             info,
             connected: false,
+            disconnected_at: None,
+            stats: ProverStats::default(),
             last_seen: now,
             advertised_free: Some(0),
             running: BTreeSet::new(),
@@ -71,6 +79,19 @@ impl ProverEntry {
     }
 }
 
+/// What a prover's results came to while this coordinator ran.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProverStats {
+    /// Results accepted (verified proofs).
+    pub proven: u64,
+    /// Results that were errors: the prover could not prove the task.
+    pub errors: u64,
+    /// Proofs that failed verification.
+    pub invalid: u64,
+    /// Invalid proofs since its last accepted one.
+    pub invalid_in_a_row: u32,
+}
+
 /// A prover as reported to operators.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProverView {
@@ -79,6 +100,8 @@ pub struct ProverView {
     pub connected: bool,
     pub last_seen: Millis,
     pub running: Vec<JobKey>,
-    /// Taken out of rotation by an operator: gets no new tasks.
-    pub cordoned: bool,
+    /// Why it is out of rotation (an operator's cordon, or one it earned by invalid proofs);
+    /// `None`: in rotation.
+    pub cordoned: Option<String>,
+    pub stats: ProverStats,
 }

@@ -82,6 +82,35 @@ impl ReadyQueue {
         best
     }
 
+    /// Like [`Self::peek_oldest`], among the ready jobs that `take` accepts.
+    pub fn peek_oldest_where<'a>(
+        &self,
+        version: &str,
+        proof_types: impl Iterator<Item = &'a ProofType>,
+        take: impl Fn(&JobKey) -> bool,
+    ) -> Option<JobKey> {
+        let mut best: Option<JobKey> = None;
+        for pt in proof_types {
+            let Some(set) = self
+                .ready
+                .iter()
+                .find(|((v, t), _)| v == version && t == pt)
+                .map(|(_, set)| set)
+            else {
+                continue;
+            };
+            let first = set
+                .iter()
+                .take_while(|b| best.as_ref().is_none_or(|k| **b < k.batch))
+                .map(|b| JobKey::new(*b, pt.clone()))
+                .find(&take);
+            if first.is_some() {
+                best = first;
+            }
+        }
+        best
+    }
+
     pub fn next_delayed_at(&self) -> Option<Millis> {
         self.delayed.first().map(|d| d.0)
     }

@@ -5,8 +5,11 @@ use proofmill_types::{FencingToken, Job, JobKey, JobState, Lease, Millis, Prover
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::RangeInclusive;
 
+mod faults;
 mod operator;
 mod reconcile;
+
+pub use faults::Failure;
 
 /// Something the caller must do. Carry out every `Persist` of one call durably *before* any
 /// message of the same call is sent, so a crash never leaves a prover working on a lease the
@@ -26,6 +29,9 @@ pub enum Effect {
     },
     /// The prover was declared dead: close its stream if one is still open.
     Disconnect { prover: ProverId, reason: String },
+    /// The scheduler took the prover out of rotation by itself (it kept sending invalid
+    /// proofs): store the cordon with its reason, as an operator's would be.
+    Cordon { prover: ProverId, reason: String },
 }
 
 /// Whether a result for (job, token) from a prover may be accepted.
@@ -70,8 +76,11 @@ pub struct Scheduler {
     /// Jobs that may still take back an orphan: queued when added, never leased by this run.
     /// Once this run leased a job, its orphans are older than a token it issued itself.
     orphan_jobs: HashSet<JobKey>,
-    /// Provers an operator took out of rotation: no new tasks (see [`Self::cordon`]).
-    cordoned: BTreeSet<ProverId>,
+    /// Provers out of rotation, with the reason: no new tasks (see [`Self::cordon`]).
+    cordoned: BTreeMap<ProverId, String>,
+    /// Provers that failed each open job (an error or an invalid proof): the job goes to
+    /// another prover while one that has not failed it can take it.
+    failed_by: HashMap<JobKey, BTreeSet<ProverId>>,
     draining: bool,
 }
 
@@ -88,7 +97,8 @@ impl Scheduler {
             next_token: last_token.saturating_add(1),
             orphan_tokens: None,
             orphan_jobs: HashSet::new(),
-            cordoned: BTreeSet::new(),
+            cordoned: BTreeMap::new(),
+            failed_by: HashMap::new(),
             draining: false,
         }
     }
@@ -156,6 +166,7 @@ impl Scheduler {
         job.lease = None;
         job.failed_attempts = 0;
         job.lost_attempts = 0;
+        self.failed_by.remove(&job.key);
         job.not_before = now;
         job.updated_at = now;
         self.queue.push(&job.key, &job.version, now, now);
@@ -195,6 +206,7 @@ impl Scheduler {
             .or_insert_with(|| ProverEntry::ghost(now));
         entry.info = info;
         entry.connected = true;
+        entry.disconnected_at = None;
         entry.last_seen = now;
         entry.advertised_free = None;
         let held: Vec<JobKey> = entry.running.iter().cloned().collect();
@@ -216,11 +228,13 @@ impl Scheduler {
         effects
     }
 
-    /// The prover's stream closed. Its leases wait for it to reconnect until the liveness
-    /// timeout, so a network blip does not throw away work in progress.
-    pub fn disconnect(&mut self, id: &ProverId) {
+    /// The prover's stream closed. Its leases wait `reconnect_grace_ms` for it to reconnect,
+    /// so a network blip does not throw away work in progress, and then go back to the queue
+    /// (a killed prover does not hold the oldest batch for a whole liveness window).
+    pub fn disconnect(&mut self, id: &ProverId, now: Millis) {
         if let Some(p) = self.provers.get_mut(id) {
             p.connected = false;
+            p.disconnected_at = Some(now);
         }
     }
 
@@ -296,32 +310,10 @@ impl Scheduler {
         job.state = JobState::Proven;
         job.last_error = None;
         job.updated_at = now;
-        let mut effects = vec![Effect::Persist(job)];
-        effects.extend(self.dispatch(now));
-        Ok(effects)
-    }
-
-    /// The current lease ended in an error or an invalid proof: retry with backoff, or mark
-    /// the job failed once `max_attempts` is reached.
-    pub fn fail(
-        &mut self,
-        prover: &ProverId,
-        key: &JobKey,
-        token: FencingToken,
-        error: &str,
-        now: Millis,
-    ) -> Result<Vec<Effect>, SchedulerError> {
-        let mut job = self.take_current(prover, key, token)?;
-        job.failed_attempts += 1;
-        job.last_error = Some(error.to_string());
-        job.updated_at = now;
-        if job.failed_attempts >= self.config.max_attempts {
-            job.state = JobState::Failed;
-        } else {
-            job.state = JobState::Queued;
-            job.not_before = now + self.config.retry_delay_ms(job.failed_attempts);
-            self.queue.push(&job.key, &job.version, job.not_before, now);
-            self.jobs.insert(job.key.clone(), job.clone());
+        self.failed_by.remove(key);
+        if let Some(p) = self.provers.get_mut(prover) {
+            p.stats.proven += 1;
+            p.stats.invalid_in_a_row = 0;
         }
         let mut effects = vec![Effect::Persist(job)];
         effects.extend(self.dispatch(now));
@@ -375,6 +367,7 @@ impl Scheduler {
             self.queue.remove(key, &job.version, job.not_before);
             self.orphan_jobs.remove(key);
         }
+        self.failed_by.remove(key);
         job.state = JobState::Cancelled;
         job.last_error = Some(reason.to_string());
         job.updated_at = now;
@@ -403,6 +396,28 @@ impl Scheduler {
                 self.lose_lease(
                     &key,
                     "lease deadline passed (--prover-timeout)",
+                    now,
+                    &mut effects,
+                );
+            }
+        }
+        let grace = self.config.reconnect_grace_ms;
+        let gone: Vec<ProverId> = self
+            .provers
+            .iter()
+            .filter(|(_, p)| {
+                !p.running.is_empty()
+                    && p.disconnected_at
+                        .is_some_and(|at| at.saturating_add(grace) <= now)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            let held: Vec<JobKey> = self.provers[&id].running.iter().cloned().collect();
+            for key in held {
+                self.lose_lease(
+                    &key,
+                    "prover's stream closed and it did not reconnect in time",
                     now,
                     &mut effects,
                 );
@@ -447,10 +462,18 @@ impl Scheduler {
             .values()
             .map(|p| p.last_seen.saturating_add(liveness))
             .min();
+        let grace = self
+            .provers
+            .values()
+            .filter(|p| !p.running.is_empty())
+            .filter_map(|p| p.disconnected_at)
+            .map(|at| at.saturating_add(self.config.reconnect_grace_ms))
+            .min();
         [
             self.queue.next_delayed_at(),
             self.deadlines.first().map(|d| d.0),
             prover,
+            grace,
         ]
         .into_iter()
         .flatten()
@@ -519,6 +542,7 @@ impl Scheduler {
         job.updated_at = now;
         if job.lost_attempts >= self.config.max_lost_attempts {
             job.state = JobState::Failed;
+            self.failed_by.remove(key);
         } else {
             job.state = JobState::Queued;
             job.not_before = now;
@@ -539,7 +563,7 @@ impl Scheduler {
         let mut candidates: Vec<(ProverId, (u64, u64))> = self
             .provers
             .iter()
-            .filter(|(id, p)| p.free_slots() > 0 && !self.cordoned.contains(*id))
+            .filter(|(id, p)| p.free_slots() > 0 && !self.cordoned.contains_key(*id))
             .map(|(id, p)| (id.clone(), p.dispatch_rank()))
             .collect();
         candidates.sort_by_key(|(_, rank)| *rank);
@@ -547,16 +571,23 @@ impl Scheduler {
         loop {
             let mut progressed = false;
             for (id, _) in &candidates {
-                let prover = self.provers.get_mut(id).expect("candidate exists");
-                if prover.free_slots() == 0 {
-                    continue;
-                }
-                let Some(key) = self
-                    .queue
-                    .peek_oldest(&prover.info.version, prover.info.proof_types.iter())
-                else {
+                let key = {
+                    let prover = &self.provers[id];
+                    if prover.free_slots() == 0 {
+                        continue;
+                    }
+                    let (version, types) = (&prover.info.version, prover.info.proof_types.iter());
+                    if self.failed_by.is_empty() {
+                        self.queue.peek_oldest(version, types)
+                    } else {
+                        self.queue
+                            .peek_oldest_where(version, types, |key| !self.passes_over(id, key))
+                    }
+                };
+                let Some(key) = key else {
                     continue;
                 };
+                let prover = self.provers.get_mut(id).expect("candidate exists");
                 let job = self.jobs.get_mut(&key).expect("queued job is open");
                 self.queue.remove(&key, &job.version, job.not_before);
                 self.orphan_jobs.remove(&key);

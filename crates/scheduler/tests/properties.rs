@@ -13,7 +13,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..5u8, 1..4u8, 1..4u32, 0..2u8).prop_map(|(prover, types, capacity, version)| Op::Register { prover, types, capacity, version }),
         1 => (0..2u8).prop_map(|version| Op::AddBatch { version }),
         3 => (0..5u8, any::<usize>(), any::<bool>()).prop_map(|(prover, pick, stale)| Op::Complete { prover, pick, stale }),
-        1 => (0..5u8, any::<usize>()).prop_map(|(prover, pick)| Op::Fail { prover, pick }),
+        1 => (0..5u8, any::<usize>(), any::<bool>()).prop_map(|(prover, pick, invalid)| Op::Fail { prover, pick, invalid }),
         1 => (0..5u8, any::<usize>()).prop_map(|(prover, pick)| Op::Decline { prover, pick }),
         1 => (0..5u8).prop_map(|prover| Op::Disconnect { prover }),
         2 => (0..5u8, any::<u8>()).prop_map(|(prover, keep_mask)| Op::Reconnect { prover, keep_mask }),
@@ -88,7 +88,9 @@ proptest! {
         ops in prop::collection::vec(op(), 1..80),
         crash_at in prop::option::of((0..6usize, any::<usize>())),
     ) {
-        let mut h = Harness::new(SchedulerConfig { max_attempts: 1_000, max_lost_attempts: 1_000, ..Default::default() });
+        // No prover is cordoned for its invalid proofs nor a batch given up for its failures
+        // here: liveness is asked of a fleet that keeps answering.
+        let mut h = Harness::new(SchedulerConfig { max_attempts: 1_000, max_lost_attempts: 1_000, cordon_after_invalid: 0, batch_failure_provers: 0, ..Default::default() });
         for op in &ops {
             h.step(op);
         }

@@ -1,7 +1,9 @@
 //! The distributed-proving scenarios ethrex tests, and ours, at the state-machine level.
 mod common;
 use common::*;
-use proofmill_scheduler::{Effect, ResultCheck, Scheduler, SchedulerConfig, SchedulerError};
+use proofmill_scheduler::{
+    Effect, Failure, ResultCheck, Scheduler, SchedulerConfig, SchedulerError,
+};
 use proofmill_types::{FencingToken, JobKey, JobState};
 
 fn sched() -> Scheduler {
@@ -149,7 +151,9 @@ fn failures_back_off_then_fail_after_max_attempts() {
         let d = dispatches(&effects);
         assert_eq!(d.len(), 1, "attempt {attempt}");
         let token = d[0].1.lease.as_ref().unwrap().token;
-        effects = s.fail(&pid("a"), &key, token, "boom", now).unwrap();
+        effects = s
+            .fail(&pid("a"), &key, token, "boom", Failure::Error, now)
+            .unwrap();
         let persisted = match &effects[0] {
             Effect::Persist(j) => j.clone(),
             e => panic!("{e:?}"),
@@ -189,6 +193,7 @@ fn retry_requeues_a_failed_job() {
             &d[0].1.key,
             d[0].1.lease.as_ref().unwrap().token,
             "x",
+            Failure::Error,
             1,
         )
         .unwrap();
@@ -409,7 +414,8 @@ fn an_orphan_is_not_taken_back_once_this_run_leased_its_job() {
     let d = dispatches(&s.register(pid("b"), info(&["exec"], 1, "v1"), 10).unwrap());
     assert_eq!(d[0].1.key, key);
     let newer = d[0].1.lease.as_ref().unwrap().token;
-    s.fail(&pid("b"), &key, newer, "error", 20).unwrap();
+    s.fail(&pid("b"), &key, newer, "error", Failure::Error, 20)
+        .unwrap();
     assert!(matches!(s.job(&key), Some(j) if j.state == JobState::Queued));
     // `a` comes back with the task the last run sent: superseded by `newer`, so cancelled.
     let orphan = FencingToken(12);
@@ -439,13 +445,17 @@ fn a_cordoned_prover_gets_no_new_tasks_but_finishes_its_own() {
     let mut s = sched();
     s.add_jobs((1..=3).map(|b| job(b, "exec", "v1")), 0);
     assert!(matches!(
-        s.cordon(&pid("nobody"), true, 0),
+        s.cordon(&pid("nobody"), true, "maintenance", 0),
         Err(SchedulerError::UnknownProver(_))
     ));
     let d = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
     let token = d[0].1.lease.as_ref().unwrap().token;
-    assert!(s.cordon(&pid("a"), true, 1).unwrap().is_empty());
-    assert!(s.provers()[0].cordoned);
+    assert!(
+        s.cordon(&pid("a"), true, "maintenance", 1)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.provers()[0].cordoned.is_some());
     // Its running task still completes, and its slot is not refilled.
     let effects = s.complete(&pid("a"), &d[0].1.key, token, 2).unwrap();
     assert!(matches!(&effects[0], Effect::Persist(j) if j.state == JobState::Proven));
@@ -453,17 +463,17 @@ fn a_cordoned_prover_gets_no_new_tasks_but_finishes_its_own() {
     // Other provers still get work; the cordon survives a reconnect.
     let d = dispatches(&s.register(pid("b"), info(&["exec"], 1, "v1"), 3).unwrap());
     assert_eq!(d[0].1.key.batch, 2);
-    s.disconnect(&pid("a"));
+    s.disconnect(&pid("a"), 3);
     assert!(dispatches(&s.reconnect(pid("a"), info(&["exec"], 1, "v1"), &[], 4)).is_empty());
     // Back in rotation: the waiting job goes out at once.
-    let d = dispatches(&s.cordon(&pid("a"), false, 5).unwrap());
+    let d = dispatches(&s.cordon(&pid("a"), false, "maintenance", 5).unwrap());
     assert_eq!(
         (d.len(), d[0].0.clone(), d[0].1.key.batch),
         (1, pid("a"), 3)
     );
-    assert!(!s.provers()[0].cordoned);
+    assert!(s.provers()[0].cordoned.is_none());
     assert!(
-        s.cordon(&pid("nobody"), false, 6).is_err(),
+        s.cordon(&pid("nobody"), false, "maintenance", 6).is_err(),
         "only ids cordoned earlier may be put back unseen"
     );
 }
@@ -472,19 +482,28 @@ fn a_cordoned_prover_gets_no_new_tasks_but_finishes_its_own() {
 #[test]
 fn restored_cordons_hold_when_their_provers_reconnect() {
     let mut s = sched();
-    s.restore_cordons([pid("a"), pid("gone")]);
+    s.restore_cordons([
+        (pid("a"), "maintenance".into()),
+        (pid("gone"), "maintenance".into()),
+    ]);
     s.add_jobs((1..=2).map(|b| job(b, "exec", "v1")), 0);
     assert!(
-        s.cordon(&pid("gone"), true, 1).unwrap().is_empty(),
+        s.cordon(&pid("gone"), true, "maintenance", 1)
+            .unwrap()
+            .is_empty(),
         "idempotent"
     );
     assert!(dispatches(&s.reconnect(pid("a"), info(&["exec"], 1, "v1"), &[], 2)).is_empty());
-    assert!(s.provers()[0].cordoned);
-    assert!(s.cordon(&pid("gone"), false, 3).unwrap().is_empty());
-    let d = dispatches(&s.cordon(&pid("a"), false, 4).unwrap());
+    assert!(s.provers()[0].cordoned.is_some());
+    assert!(
+        s.cordon(&pid("gone"), false, "maintenance", 3)
+            .unwrap()
+            .is_empty()
+    );
+    let d = dispatches(&s.cordon(&pid("a"), false, "maintenance", 4).unwrap());
     assert_eq!((d.len(), d[0].1.key.batch), (1, 1));
     assert!(
-        s.cordon(&pid("gone"), true, 5).is_err(),
+        s.cordon(&pid("gone"), true, "maintenance", 5).is_err(),
         "lifted: unknown again"
     );
 }

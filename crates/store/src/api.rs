@@ -39,12 +39,14 @@ pub enum Change {
     Proof(ProofRecord),
     /// Forget the proof of a job (L1 rejected it); the job is requeued by a `Job` change.
     DeleteProof(JobKey),
-    /// Take a prover out of rotation (`on`, kept with the time it was first set) or put it
-    /// back. Committed with the group, so an operator's cordon is as durable as a lease.
+    /// Take a prover out of rotation (`on`, kept with the time it was first set and the
+    /// latest reason) or put it back. Committed with the group, so a cordon is as durable as
+    /// a lease.
     Cordon {
         prover: ProverId,
         on: bool,
         at: Millis,
+        reason: String,
     },
 }
 
@@ -97,8 +99,8 @@ pub trait Store: Send + Sync + 'static {
     /// token is never taken for one that was issued but not committed.
     async fn max_fencing_token(&self) -> Result<u64>;
 
-    /// Provers cordoned by [`Change::Cordon`] and not put back, in id order.
-    async fn cordoned_provers(&self) -> Result<Vec<ProverId>>;
+    /// Provers cordoned by [`Change::Cordon`] and not put back, with the reason, in id order.
+    async fn cordoned_provers(&self) -> Result<Vec<(ProverId, String)>>;
 
     /// Small durable key/value settings (cursors of batch sources, etc.).
     async fn get_meta(&self, key: &str) -> Result<Option<String>>;

@@ -292,7 +292,7 @@ pub(crate) struct Plan<'a> {
     pub proofs: Vec<ProofRow<'a>>,
     pub deletes: Vec<(i64, &'a str)>,
     /// The last cordon change per prover: (prover id, on, since).
-    pub cordons: Vec<(&'a str, bool, i64)>,
+    pub cordons: Vec<(&'a str, bool, i64, &'a str)>,
     /// The highest fencing token among all the changes, including leases a later change
     /// of the same job replaced: the store's high-water mark never misses a token it saw.
     pub token_high: i64,
@@ -308,7 +308,7 @@ impl<'a> Plan<'a> {
         let mut job_slot: HashMap<&'a JobKey, usize> = HashMap::new();
         let mut proofs: Vec<ProofOp<'a>> = Vec::new();
         let mut proof_slot: HashMap<&'a JobKey, usize> = HashMap::new();
-        let mut cordons: Vec<(&'a str, bool, i64)> = Vec::new();
+        let mut cordons: Vec<(&'a str, bool, i64, &'a str)> = Vec::new();
         let mut cordon_slot: HashMap<&'a str, usize> = HashMap::new();
         let mut token_high = 0;
         for change in changes {
@@ -332,8 +332,18 @@ impl<'a> Plan<'a> {
                 Change::DeleteProof(key) => {
                     upsert_slot(&mut proofs, &mut proof_slot, key, ProofOp::Delete(key))
                 }
-                Change::Cordon { prover, on, at } => {
-                    let row = (prover.0.as_str(), *on, to_i64(*at, "cordon time")?);
+                Change::Cordon {
+                    prover,
+                    on,
+                    at,
+                    reason,
+                } => {
+                    let row = (
+                        prover.0.as_str(),
+                        *on,
+                        to_i64(*at, "cordon time")?,
+                        reason.as_str(),
+                    );
                     match cordon_slot.get(prover.0.as_str()) {
                         Some(&i) => cordons[i] = row,
                         None => {

@@ -39,6 +39,11 @@ pub(crate) fn sqlite() -> Migrator {
             "cordons",
             include_str!("../migrations/sqlite/0003_cordons.sql"),
         ),
+        (
+            4,
+            "cordon_reason",
+            include_str!("../migrations/sqlite/0004_cordon_reason.sql"),
+        ),
     ])
 }
 
@@ -58,6 +63,11 @@ pub(crate) fn postgres() -> Migrator {
             3,
             "cordons",
             include_str!("../migrations/postgres/0003_cordons.sql"),
+        ),
+        (
+            4,
+            "cordon_reason",
+            include_str!("../migrations/postgres/0004_cordon_reason.sql"),
         ),
     ])
 }

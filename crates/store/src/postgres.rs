@@ -60,9 +60,10 @@ const UPDATE_JOBS: &str = "UPDATE jobs AS j SET state = v.state, version = v.ver
 /// The highest fencing token ever written, kept when its lease ends (see migration 0002).
 const RAISE_TOKEN_HIGH: &str = "UPDATE token_high SET value = $1 WHERE id = 1 AND value < $1";
 
-/// Operator actions, rare: one statement per prover. A cordon keeps the time it was first set.
-const CORDON: &str =
-    "INSERT INTO cordons (prover_id, since) VALUES ($1, $2) ON CONFLICT (prover_id) DO NOTHING";
+/// Operator actions, rare: one statement per prover. A cordon keeps the time it was first set
+/// and takes the latest reason.
+const CORDON: &str = "INSERT INTO cordons (prover_id, since, reason) VALUES ($1, $2, $3) \
+     ON CONFLICT (prover_id) DO UPDATE SET reason = excluded.reason";
 const UNCORDON: &str = "DELETE FROM cordons WHERE prover_id = $1";
 
 const MISSING_JOBS: &str = "SELECT v.batch, v.proof_type FROM UNNEST($1::int8[], $2::text[]) \
@@ -351,9 +352,9 @@ impl Store for PgStore {
                 .await
                 .map_err(|e| db_err("apply: raising the token high-water mark", e))?;
         }
-        for &(prover, on, since) in &plan.cordons {
+        for &(prover, on, since, reason) in &plan.cordons {
             let write = if on {
-                sqlx::query(CORDON).bind(prover).bind(since)
+                sqlx::query(CORDON).bind(prover).bind(since).bind(reason)
             } else {
                 sqlx::query(UNCORDON).bind(prover)
             };
@@ -391,13 +392,17 @@ impl Store for PgStore {
         codec::to_u64(max.unwrap_or(0), "fencing token")
     }
 
-    async fn cordoned_provers(&self) -> Result<Vec<ProverId>> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT prover_id FROM cordons ORDER BY prover_id COLLATE \"C\"")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| db_err("cordoned_provers", e))?;
-        Ok(ids.into_iter().map(ProverId).collect())
+    async fn cordoned_provers(&self) -> Result<Vec<(ProverId, String)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT prover_id, reason FROM cordons ORDER BY prover_id COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_err("cordoned_provers", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, reason)| (ProverId(id), reason))
+            .collect())
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {

@@ -193,9 +193,10 @@ const APPLY: &str = "UPDATE jobs SET state = v.value ->> 2, version = v.value ->
 /// unbound.
 const RAISE_TOKEN_HIGH: &str = "UPDATE token_high SET value = ?1 WHERE id = 1 AND value < ?1";
 
-/// Operator actions, rare: one statement per prover. A cordon keeps the time it was first set.
-const CORDON: &str =
-    "INSERT INTO cordons (prover_id, since) VALUES (?1, ?2) ON CONFLICT (prover_id) DO NOTHING";
+/// Operator actions, rare: one statement per prover. A cordon keeps the time it was first set
+/// and takes the latest reason.
+const CORDON: &str = "INSERT INTO cordons (prover_id, since, reason) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (prover_id) DO UPDATE SET reason = excluded.reason";
 const UNCORDON: &str = "DELETE FROM cordons WHERE prover_id = ?1";
 
 /// Error path only: which of the keys (a JSON array of `[batch, proof_type]`) have no job.
@@ -441,9 +442,9 @@ impl Store for SqliteStore {
                 .await
                 .map_err(|e| db_err("apply: raising the token high-water mark", e))?;
         }
-        for &(prover, on, since) in &plan.cordons {
+        for &(prover, on, since, reason) in &plan.cordons {
             let write = if on {
-                sqlx::query(CORDON).bind(prover).bind(since)
+                sqlx::query(CORDON).bind(prover).bind(since).bind(reason)
             } else {
                 sqlx::query(UNCORDON).bind(prover)
             };
@@ -483,13 +484,16 @@ impl Store for SqliteStore {
         codec::to_u64(max.unwrap_or(0), "fencing token")
     }
 
-    async fn cordoned_provers(&self) -> Result<Vec<ProverId>> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT prover_id FROM cordons ORDER BY prover_id")
+    async fn cordoned_provers(&self) -> Result<Vec<(ProverId, String)>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT prover_id, reason FROM cordons ORDER BY prover_id")
                 .fetch_all(&self.read)
                 .await
                 .map_err(|e| db_err("cordoned_provers", e))?;
-        Ok(ids.into_iter().map(ProverId).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, reason)| (ProverId(id), reason))
+            .collect())
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {

@@ -370,10 +370,14 @@ async fn cordons_are_kept_until_lifted(store: Arc<dyn Store>, _: &str) {
         prover: ProverId(id.into()),
         on,
         at: 7,
+        reason: format!("reason of {id}"),
     };
     let listed = || async {
         let ids = store.cordoned_provers().await.unwrap();
-        ids.into_iter().map(|p| p.0).collect::<Vec<_>>()
+        for (id, reason) in &ids {
+            assert_eq!(*reason, format!("reason of {}", id.0));
+        }
+        ids.into_iter().map(|p| p.0.0).collect::<Vec<_>>()
     };
     assert!(listed().await.is_empty());
     store
@@ -395,6 +399,23 @@ async fn cordons_are_kept_until_lifted(store: Arc<dyn Store>, _: &str) {
     assert_eq!(listed().await, ["prv-a ✓", "prv-b"]);
     store.apply(&[cordon("prv-b", false)]).await.unwrap();
     assert_eq!(listed().await, ["prv-a ✓"]);
+    // Cordoned again for another reason: the reason is the latest one.
+    let again = Change::Cordon {
+        prover: ProverId("prv-a ✓".into()),
+        on: true,
+        at: 9,
+        reason: "operator: disk swap".into(),
+    };
+    store.apply(&[again]).await.unwrap();
+    let ids = store.cordoned_provers().await.unwrap();
+    assert_eq!(
+        ids,
+        [(
+            ProverId("prv-a ✓".into()),
+            "operator: disk swap".to_string()
+        )]
+    );
+    store.apply(&[cordon("prv-a ✓", true)]).await.unwrap();
     // A failing change in the same call writes no cordon either.
     store
         .apply(&[

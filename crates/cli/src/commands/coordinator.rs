@@ -20,6 +20,9 @@ pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> Coordinato
             prover_timeout_ms: a.prover_timeout,
             max_attempts: a.max_attempts,
             max_lost_attempts: a.max_lost_attempts,
+            cordon_after_invalid: a.cordon_after_invalid,
+            batch_failure_provers: a.batch_failure_provers,
+            reconnect_grace_ms: a.reconnect_grace,
             ..SchedulerConfig::default()
         },
         max_message_bytes: a.max_message_bytes,

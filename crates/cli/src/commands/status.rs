@@ -114,6 +114,10 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
                 "capacity": p.capacity,
                 "running_tasks": p.running_tasks,
                 "cordoned": p.cordoned,
+                "cordon_reason": (!p.cordon_reason.is_empty()).then_some(&p.cordon_reason),
+                "proofs_accepted": p.proofs_accepted,
+                "task_errors": p.task_errors,
+                "invalid_proofs": p.invalid_proofs,
             })
         })
         .collect();
@@ -193,7 +197,11 @@ pub fn render(status: &SystemStatusResponse) -> String {
             "PROOF TYPES",
             "CAPACITY",
             "RUNNING TASKS",
+            "PROVEN",
+            "ERRORS",
+            "INVALID",
         ])];
+        let mut reasons = Vec::new();
         for p in provers {
             let running = if p.running_tasks.is_empty() {
                 "-".to_string()
@@ -201,6 +209,9 @@ pub fn render(status: &SystemStatusResponse) -> String {
                 p.running_tasks.join(",")
             };
             let name = if p.cordoned {
+                if !p.cordon_reason.is_empty() {
+                    reasons.push(format!("{} {}: {}", p.name, p.id, p.cordon_reason));
+                }
                 format!("{} (cordoned)", p.name)
             } else {
                 p.name.clone()
@@ -211,9 +222,19 @@ pub fn render(status: &SystemStatusResponse) -> String {
                 p.proof_types.join(","),
                 p.capacity.to_string(),
                 running,
+                p.proofs_accepted.to_string(),
+                p.task_errors.to_string(),
+                p.invalid_proofs.to_string(),
             ]);
         }
-        table(&mut out, &rows, &[false, false, false, true, false]);
+        table(
+            &mut out,
+            &rows,
+            &[false, false, false, true, false, true, true, true],
+        );
+        for reason in reasons {
+            let _ = writeln!(out, "  {reason}");
+        }
     }
     out
 }
@@ -283,6 +304,10 @@ mod tests {
                     connected: true,
                     last_seen_ms: 5,
                     cordoned: true,
+                    cordon_reason: "cordoned automatically: 3 invalid proofs in a row".into(),
+                    proofs_accepted: 7,
+                    task_errors: 1,
+                    invalid_proofs: 3,
                 },
                 ProverInfo {
                     id: "p-2".into(),
@@ -294,6 +319,7 @@ mod tests {
                     connected: false,
                     last_seen_ms: 1,
                     cordoned: false,
+                    ..Default::default()
                 },
             ],
             required_proof_types: vec!["exec".into(), "audit".into()],
@@ -326,6 +352,10 @@ mod tests {
                 "capacity": 2,
                 "running_tasks": ["11/exec"],
                 "cordoned": true,
+                "cordon_reason": "cordoned automatically: 3 invalid proofs in a row",
+                "proofs_accepted": 7,
+                "task_errors": 1,
+                "invalid_proofs": 3,
             }],
         });
         assert_eq!(status_json(&sample()), expected);
@@ -364,7 +394,13 @@ mod tests {
         );
         assert!(text.contains("provers (1 connected)"), "{text}");
         assert!(
-            text.contains("  box-a (cordoned)  p-1  exec,audit          2  11/exec\n"),
+            text.contains(
+                "  box-a (cordoned)  p-1  exec,audit          2  11/exec             7       1        3\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  box-a p-1: cordoned automatically: 3 invalid proofs in a row\n"),
             "{text}"
         );
         assert!(!text.contains("gone"), "{text}");

@@ -142,6 +142,14 @@ fn built_in_defaults() {
         (c.max_attempts, c.max_lost_attempts, c.send_interval),
         (5, 10, 5_000)
     );
+    assert_eq!(
+        (
+            c.cordon_after_invalid,
+            c.batch_failure_provers,
+            c.reconnect_grace
+        ),
+        (3, 3, 1_000)
+    );
     assert_eq!(c.max_message_bytes, 67_108_864);
     assert_eq!(c.prover_token, None);
     assert_eq!(

@@ -14,14 +14,16 @@ impl Scheduler {
                 connected: p.connected,
                 last_seen: p.last_seen,
                 running: p.running.iter().cloned().collect(),
-                cordoned: self.cordoned.contains(id),
+                cordoned: self.cordoned.get(id).cloned(),
+                stats: p.stats,
             })
             .collect()
     }
 
-    /// Cordons read back from the store at start, before their provers reconnect.
-    pub fn restore_cordons(&mut self, ids: impl IntoIterator<Item = ProverId>) {
-        self.cordoned.extend(ids);
+    /// Cordons (with their reasons) read back from the store at start, before their provers
+    /// reconnect.
+    pub fn restore_cordons(&mut self, cordons: impl IntoIterator<Item = (ProverId, String)>) {
+        self.cordoned.extend(cordons);
     }
 
     /// Takes a known prover out of rotation (`on`) or puts it back. A cordoned prover keeps
@@ -30,21 +32,26 @@ impl Scheduler {
     /// holds across the prover's reconnects (with its id; the service keeps it in the store
     /// so it also holds across restarts); a prover that registers anew gets a new id,
     /// uncordoned. Setting or lifting the cordon of an id cordoned earlier always works,
-    /// even while the prover is gone.
+    /// even while the prover is gone. Lifting a cordon also forgets the prover's run of
+    /// invalid proofs, so one it earned by itself is not earned again by the next one.
     pub fn cordon(
         &mut self,
         id: &ProverId,
         on: bool,
+        reason: &str,
         now: Millis,
     ) -> Result<Vec<Effect>, SchedulerError> {
-        if !self.provers.contains_key(id) && !self.cordoned.contains(id) {
+        if !self.provers.contains_key(id) && !self.cordoned.contains_key(id) {
             return Err(SchedulerError::UnknownProver(id.clone()));
         }
         if on {
-            self.cordoned.insert(id.clone());
+            self.cordoned.insert(id.clone(), reason.to_string());
             Ok(Vec::new())
         } else {
             self.cordoned.remove(id);
+            if let Some(p) = self.provers.get_mut(id) {
+                p.stats.invalid_in_a_row = 0;
+            }
             Ok(self.dispatch(now))
         }
     }

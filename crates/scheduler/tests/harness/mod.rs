@@ -4,7 +4,7 @@
 mod store;
 
 use crate::common::*;
-use proofmill_scheduler::{Effect, ResultCheck, Scheduler, SchedulerConfig};
+use proofmill_scheduler::{Effect, Failure, ResultCheck, Scheduler, SchedulerConfig};
 use proofmill_types::{FencingToken, Job, JobKey, JobState, ProverId};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::RangeInclusive;
@@ -31,9 +31,11 @@ pub enum Op {
         pick: usize,
         stale: bool,
     },
+    /// An error (or, `invalid`, a proof that failed verification) for a task it runs.
     Fail {
         prover: u8,
         pick: usize,
+        invalid: bool,
     },
     Decline {
         prover: u8,
@@ -99,6 +101,8 @@ pub struct Harness {
     /// This run's floor and orphan window, as `token_epoch` set them.
     floor: u64,
     orphans: RangeInclusive<u64>,
+    /// Provers the scheduler cordoned by itself, with the reason.
+    cordoned: BTreeMap<ProverId, String>,
     /// Every token ever sent, per job, in every run.
     issued: BTreeMap<JobKey, Vec<Issue>>,
     /// Tokens no run can take back any more: sent by a run before the last one that died,
@@ -130,6 +134,7 @@ impl Harness {
             orphans: 0..=0, // set by `start`
             issued: BTreeMap::new(),
             dead: HashSet::new(),
+            cordoned: BTreeMap::new(),
             tasks: BTreeMap::new(),
             given: BTreeMap::new(),
             infos: BTreeMap::new(),
@@ -152,6 +157,8 @@ impl Harness {
         self.orphans = known + 1..=floor;
         self.s = Scheduler::new(self.config.clone(), floor);
         self.s.set_orphan_tokens(self.orphans.clone());
+        // Stored with the group of the failure that earned them; committed at once here.
+        self.s.restore_cordons(self.cordoned.clone());
         let open = self.store.open_jobs();
         let effects = self.s.add_jobs(open, self.now);
         self.apply(effects, Vec::new());
@@ -206,6 +213,12 @@ impl Harness {
                     // The stream closes; the prover keeps what it runs and may come back.
                     self.session.remove(&prover);
                 }
+                Effect::Cordon { prover, reason } => {
+                    assert!(
+                        self.cordoned.insert(prover, reason).is_none(),
+                        "cordoned twice"
+                    );
+                }
             }
         }
         if self.group().is_empty() {
@@ -254,6 +267,10 @@ impl Harness {
     fn dispatch(&mut self, prover: ProverId, job: Job) {
         let lease = job.lease.clone().expect("dispatched job has a lease");
         assert_eq!(lease.prover, prover);
+        assert!(
+            !self.cordoned.contains_key(&prover),
+            "a cordoned prover gets no new task"
+        );
         assert!(
             lease.token.0 > self.last_token,
             "tokens strictly increase, across restarts too"
@@ -416,7 +433,7 @@ impl Harness {
                     self.forget(&id, &key, token);
                 }
             }
-            Op::Fail { prover, pick } | Op::Decline { prover, pick } => {
+            Op::Fail { prover, pick, .. } | Op::Decline { prover, pick } => {
                 let id = prover_id(prover);
                 if !self.session.contains(&id) {
                     return;
@@ -427,8 +444,13 @@ impl Harness {
                 if self.s.check_result(&id, &key, token) == ResultCheck::Current {
                     self.assert_legit(&id, &key, token, "accepted failure");
                 }
-                let res = if matches!(op, Op::Fail { .. }) {
-                    self.s.fail(&id, &key, token, "error", self.now)
+                let res = if let Op::Fail { invalid, .. } = op {
+                    let failure = if *invalid {
+                        Failure::InvalidProof
+                    } else {
+                        Failure::Error
+                    };
+                    self.s.fail(&id, &key, token, "error", failure, self.now)
                 } else {
                     self.s.decline(&id, &key, token, self.now)
                 };
@@ -439,7 +461,7 @@ impl Harness {
             }
             Op::Disconnect { prover } => {
                 let id = prover_id(prover);
-                self.s.disconnect(&id);
+                self.s.disconnect(&id, self.now);
                 self.session.remove(&id);
             }
             Op::Reconnect { prover, keep_mask } => {

@@ -1,0 +1,136 @@
+//! What a prover's result does: a verified proof completes its job, an error or an invalid
+//! proof fails it (counted against the prover), a decline requeues it; a stale or duplicate
+//! result is answered without changing anything.
+
+use super::Core;
+use crate::outbox::{Outbox, ToProver};
+use crate::persist::PersistJob;
+use crate::results::storable_text;
+use crate::session::Outcome;
+use proofmill_proto::v1::{CoordinatorMessage, ErrorCode, ResultAck, coordinator_message::Kind};
+use proofmill_scheduler::{Failure, SchedulerError};
+use proofmill_store::Change;
+use proofmill_types::{FencingToken, JobKey, ProverId, TaskId};
+use tokio::sync::oneshot;
+
+impl Core {
+    pub(super) fn outcome(
+        &mut self,
+        prover: ProverId,
+        key: JobKey,
+        token: FencingToken,
+        outcome: Outcome,
+        reply_to: Outbox,
+        now: u64,
+    ) {
+        let task_id = TaskId::format(key.batch, &key.proof_type);
+        let ack = move |accepted: bool, code: ErrorCode, reason: String| {
+            ToProver::Msg(CoordinatorMessage {
+                kind: Some(Kind::ResultAck(ResultAck {
+                    task_id: task_id.clone(),
+                    fencing_token: token.0,
+                    accepted,
+                    code: code as i32,
+                    reason,
+                })),
+            })
+        };
+        let leased_at = self
+            .scheduler
+            .job(&key)
+            .and_then(|j| j.lease.as_ref())
+            .map(|l| l.leased_at);
+        let (result, extra, reply) = match outcome {
+            Outcome::Proven(mut record) => {
+                record.leased_at = leased_at.unwrap_or(record.received_at);
+                let blob = record.blob_key.clone();
+                let r = self.scheduler.complete(&prover, &key, token, now);
+                if r.is_err() {
+                    self.discard_blob(blob);
+                }
+                (
+                    r,
+                    vec![Change::Proof(record)],
+                    ack(true, ErrorCode::Unspecified, String::new()),
+                )
+            }
+            Outcome::Failed(error) => {
+                let r = self
+                    .scheduler
+                    .fail(&prover, &key, token, &error, Failure::Error, now);
+                (
+                    r,
+                    Vec::new(),
+                    ack(true, ErrorCode::Unspecified, String::new()),
+                )
+            }
+            Outcome::Invalid(reason) => {
+                let error = storable_text(&format!("invalid proof: {reason}"), 4096);
+                let r =
+                    self.scheduler
+                        .fail(&prover, &key, token, &error, Failure::InvalidProof, now);
+                (r, Vec::new(), ack(false, ErrorCode::InvalidProof, reason))
+            }
+            Outcome::Declined(reason) => {
+                tracing::debug!(%prover, %key, %reason, "task declined; requeued without penalty");
+                let r = self.scheduler.decline(&prover, &key, token, now);
+                (
+                    r,
+                    Vec::new(),
+                    ack(true, ErrorCode::Unspecified, String::new()),
+                )
+            }
+        };
+        match result {
+            Ok(effects) => self.run_effects(effects, extra, vec![(reply_to, reply)]),
+            Err(SchedulerError::NotCurrent { reason, .. }) => {
+                tracing::warn!(%prover, %key, %token, %reason, "stale result rejected");
+                let msg = ack(false, ErrorCode::StaleFencingToken, reason);
+                self.persist(PersistJob {
+                    sends: vec![(reply_to, msg)],
+                    ..Default::default()
+                });
+            }
+            Err(_) => {
+                // Not open here: a duplicate of an accepted result, or a job that is done or
+                // unknown. The store knows which once the writes queued so far are durable
+                // (a duplicate may arrive before its original's commit); ask it then, off the
+                // core task.
+                let store = self.store.clone();
+                let (flushed, durable) = oneshot::channel();
+                self.persist(PersistJob {
+                    flushed: vec![flushed],
+                    ..Default::default()
+                });
+                tokio::spawn(async move {
+                    if durable.await.is_err() {
+                        return; // The persister stopped: the coordinator is going down.
+                    }
+                    let msg = match store.proof(&key).await {
+                        Ok(Some(p)) if p.token == token => ack(
+                            true,
+                            ErrorCode::Unspecified,
+                            "duplicate of an accepted result".into(),
+                        ),
+                        Ok(Some(p)) => ack(
+                            false,
+                            ErrorCode::StaleFencingToken,
+                            format!("{key} was proven with token {}", p.token),
+                        ),
+                        Ok(None) => match store.job(&key).await {
+                            Ok(Some(j)) => ack(
+                                false,
+                                ErrorCode::StaleFencingToken,
+                                format!("{key} is {}", j.state),
+                            ),
+                            Ok(None) => ack(false, ErrorCode::JobNotFound, format!("no job {key}")),
+                            Err(e) => ack(false, ErrorCode::SystemUnavailable, e.to_string()),
+                        },
+                        Err(e) => ack(false, ErrorCode::SystemUnavailable, e.to_string()),
+                    };
+                    reply_to.send(msg);
+                });
+            }
+        }
+    }
+}

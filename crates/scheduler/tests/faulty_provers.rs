@@ -1,0 +1,322 @@
+//! One faulty prover, one bad batch or one killed prover must not stall the others.
+mod common;
+use common::*;
+use proofmill_scheduler::{Effect, Failure, Scheduler, SchedulerConfig};
+use proofmill_types::{FencingToken, Job, JobKey, JobState};
+
+fn sched() -> Scheduler {
+    Scheduler::new(SchedulerConfig::default(), 0)
+}
+
+fn token(job: &Job) -> FencingToken {
+    job.lease.as_ref().unwrap().token
+}
+
+fn persisted(effects: &[Effect]) -> Job {
+    match &effects[0] {
+        Effect::Persist(j) => j.clone(),
+        e => panic!("expected a persist first: {e:?}"),
+    }
+}
+
+fn cordons(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Cordon { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The outside tester's garbage prover got the same two jobs five times each: whenever a
+/// backoff ended it was the idle prover that had waited longest.
+#[test]
+fn a_failed_job_goes_to_another_prover_not_back_to_the_one_that_failed_it() {
+    let mut s = sched();
+    s.add_jobs((1..=2).map(|b| job(b, "exec", "v1")), 0);
+    let bad = dispatches(&s.register(pid("bad"), info(&["exec"], 1, "v1"), 0).unwrap());
+    let good = dispatches(
+        &s.register(pid("good"), info(&["exec"], 1, "v1"), 0)
+            .unwrap(),
+    );
+    assert_eq!((bad[0].1.key.batch, good[0].1.key.batch), (1, 2));
+    let key1 = bad[0].1.key.clone();
+    let effects = s
+        .fail(
+            &pid("bad"),
+            &key1,
+            token(&bad[0].1),
+            "garbage",
+            Failure::InvalidProof,
+            10,
+        )
+        .unwrap();
+    let job = persisted(&effects);
+    assert_eq!(
+        (job.state, job.not_before),
+        (JobState::Queued, 10),
+        "no backoff: another prover can take it"
+    );
+    assert!(
+        dispatches(&effects).is_empty(),
+        "not handed back to the prover that failed it"
+    );
+    // The good prover finishes its batch and gets the failed one next.
+    let effects = s
+        .complete(&pid("good"), &good[0].1.key, token(&good[0].1), 20)
+        .unwrap();
+    let d = dispatches(&effects);
+    assert_eq!(
+        (d.len(), d[0].0.clone(), d[0].1.key.clone()),
+        (1, pid("good"), key1.clone())
+    );
+    s.complete(&pid("good"), &key1, token(&d[0].1), 30).unwrap();
+    let views = s.provers();
+    let bad_view = views.iter().find(|p| p.id == pid("bad")).unwrap();
+    let good_view = views.iter().find(|p| p.id == pid("good")).unwrap();
+    assert_eq!((bad_view.stats.invalid, bad_view.stats.proven), (1, 0));
+    assert_eq!((good_view.stats.invalid, good_view.stats.proven), (0, 2));
+}
+
+#[test]
+fn one_prover_alone_cannot_exhaust_the_attempts_while_another_is_connected() {
+    let cfg = SchedulerConfig {
+        max_attempts: 1,
+        ..Default::default()
+    };
+    let mut s = Scheduler::new(cfg, 0);
+    s.add_jobs([job(1, "exec", "v1")], 0);
+    let d = dispatches(&s.register(pid("bad"), info(&["exec"], 1, "v1"), 0).unwrap());
+    s.register(pid("good"), info(&["exec"], 1, "v1"), 0)
+        .unwrap();
+    let key = d[0].1.key.clone();
+    let effects = s
+        .fail(&pid("bad"), &key, token(&d[0].1), "oom", Failure::Error, 5)
+        .unwrap();
+    assert_eq!(
+        persisted(&effects).state,
+        JobState::Queued,
+        "another prover has not tried it"
+    );
+    let d = dispatches(&effects);
+    assert_eq!(d[0].0, pid("good"));
+    // Once every connected prover has failed it, the attempt budget rules again.
+    let effects = s
+        .fail(&pid("good"), &key, token(&d[0].1), "oom", Failure::Error, 6)
+        .unwrap();
+    let job = persisted(&effects);
+    assert_eq!((job.state, job.failed_attempts), (JobState::Failed, 2));
+}
+
+#[test]
+fn the_only_prover_still_gets_its_failed_job_back_after_the_backoff() {
+    let mut s = sched();
+    s.add_jobs([job(1, "exec", "v1")], 0);
+    let d = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
+    let effects = s
+        .fail(
+            &pid("a"),
+            &d[0].1.key,
+            token(&d[0].1),
+            "flaky",
+            Failure::Error,
+            0,
+        )
+        .unwrap();
+    assert!(dispatches(&effects).is_empty(), "backoff first");
+    s.heartbeat(&pid("a"), &[], 1_000);
+    let d = dispatches(&s.tick(1_000));
+    assert_eq!(
+        (d.len(), d[0].0.clone()),
+        (1, pid("a")),
+        "no one else can take it"
+    );
+}
+
+#[test]
+fn a_prover_sending_invalid_proofs_is_cordoned_by_itself_until_uncordoned() {
+    let mut s = sched();
+    s.add_jobs((1..=6).map(|b| job(b, "exec", "v1")), 0);
+    let mut d = dispatches(&s.register(pid("bad"), info(&["exec"], 1, "v1"), 0).unwrap());
+    // A valid proof in between resets the run: only invalid proofs in a row count.
+    let effects = s
+        .fail(
+            &pid("bad"),
+            &d[0].1.key,
+            token(&d[0].1),
+            "bad",
+            Failure::InvalidProof,
+            1,
+        )
+        .unwrap();
+    // Only prover: the next batch goes to it while the failed one backs off.
+    d = dispatches(&effects);
+    assert!(cordons(&effects).is_empty());
+    let effects = s
+        .complete(&pid("bad"), &d[0].1.key, token(&d[0].1), 1_001)
+        .unwrap();
+    d = dispatches(&effects);
+    let mut now = 1_002;
+    let mut earned = Vec::new();
+    for _ in 0..3 {
+        let effects = s
+            .fail(
+                &pid("bad"),
+                &d[0].1.key,
+                token(&d[0].1),
+                "bad",
+                Failure::InvalidProof,
+                now,
+            )
+            .unwrap();
+        earned.extend(cordons(&effects));
+        d = dispatches(&effects);
+        if !earned.is_empty() {
+            break;
+        }
+        assert_eq!(d.len(), 1, "still in rotation");
+        now += 1;
+    }
+    assert_eq!(earned.len(), 1, "cordoned after 3 invalid proofs in a row");
+    assert!(
+        earned[0].contains("3 invalid proofs in a row"),
+        "{earned:?}"
+    );
+    assert!(d.is_empty(), "no new task once cordoned");
+    let view = &s.provers()[0];
+    assert_eq!(view.cordoned.as_deref(), Some(earned[0].as_str()));
+    assert_eq!(
+        (
+            view.stats.invalid,
+            view.stats.invalid_in_a_row,
+            view.stats.proven
+        ),
+        (4, 3, 1)
+    );
+    // Errors are the prover saying it could not prove: they never cordon.
+    let mut s2 = sched();
+    s2.add_jobs((1..=5).map(|b| job(b, "exec", "v1")), 0);
+    let mut d2 = dispatches(
+        &s2.register(pid("err"), info(&["exec"], 1, "v1"), 0)
+            .unwrap(),
+    );
+    for i in 0..4u64 {
+        let effects = s2
+            .fail(
+                &pid("err"),
+                &d2[0].1.key,
+                token(&d2[0].1),
+                "oom",
+                Failure::Error,
+                i,
+            )
+            .unwrap();
+        assert!(cordons(&effects).is_empty());
+        d2 = dispatches(&effects);
+    }
+    assert_eq!(s2.provers()[0].stats.errors, 4);
+    assert!(s2.provers()[0].cordoned.is_none());
+    // Uncordon puts the first prover back, with a fresh run.
+    let d = dispatches(&s.cordon(&pid("bad"), false, "", now).unwrap());
+    assert_eq!(d.len(), 1);
+    assert_eq!(s.provers()[0].stats.invalid_in_a_row, 0);
+    let effects = s
+        .fail(
+            &pid("bad"),
+            &d[0].1.key,
+            token(&d[0].1),
+            "bad",
+            Failure::InvalidProof,
+            now,
+        )
+        .unwrap();
+    assert!(
+        cordons(&effects).is_empty(),
+        "one more invalid proof is not three in a row"
+    );
+}
+
+#[test]
+fn a_job_failed_on_several_provers_is_failed_as_a_problem_of_its_batch() {
+    let mut s = sched();
+    s.add_jobs([job(1, "exec", "v1")], 0);
+    let key = JobKey::new(1, pt("exec"));
+    for p in ["a", "b", "c", "d"] {
+        s.register(pid(p), info(&["exec"], 1, "v1"), 0).unwrap();
+    }
+    let mut holder = s.job(&key).unwrap().lease.clone().unwrap();
+    for (i, _) in ["first", "second"].iter().enumerate() {
+        let effects = s
+            .fail(
+                &holder.prover,
+                &key,
+                holder.token,
+                "input does not parse",
+                Failure::Error,
+                i as u64,
+            )
+            .unwrap();
+        assert_eq!(persisted(&effects).state, JobState::Queued);
+        let d = dispatches(&effects);
+        assert_ne!(d[0].0, holder.prover);
+        holder = d[0].1.lease.clone().unwrap();
+    }
+    let effects = s
+        .fail(
+            &holder.prover,
+            &key,
+            holder.token,
+            "input does not parse",
+            Failure::Error,
+            3,
+        )
+        .unwrap();
+    let job = persisted(&effects);
+    assert_eq!(
+        job.state,
+        JobState::Failed,
+        "three different provers failed it, a fourth is idle"
+    );
+    let why = job.last_error.unwrap();
+    assert!(
+        why.contains("3 different provers") && why.contains("batch"),
+        "{why}"
+    );
+    assert!(why.contains("input does not parse"), "{why}");
+    assert_eq!(job.failed_attempts, 3);
+}
+
+/// A killed prover's stream closes at once; its leases must not wait out three heartbeats.
+#[test]
+fn a_closed_stream_gets_a_short_grace_then_its_leases_go_back_to_the_queue() {
+    let mut s = sched();
+    s.add_jobs((1..=2).map(|b| job(b, "exec", "v1")), 0);
+    let d = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
+    let held = d[0].1.clone();
+    s.register(pid("b"), info(&["exec"], 1, "v1"), 0).unwrap();
+    s.disconnect(&pid("a"), 100);
+    assert_eq!(s.next_wakeup(), Some(1_100), "woken when the grace ends");
+    assert!(s.tick(1_099).is_empty(), "still within the grace");
+    // A reconnect within the grace keeps the lease.
+    s.reconnect(
+        pid("a"),
+        info(&["exec"], 1, "v1"),
+        &[(held.key.clone(), token(&held))],
+        1_050,
+    );
+    assert!(s.tick(2_000).is_empty(), "reconnected: no grace running");
+    s.disconnect(&pid("a"), 3_000);
+    let effects = s.tick(4_000);
+    let job = persisted(&effects);
+    assert_eq!(
+        (job.key.clone(), job.state, job.lost_attempts),
+        (held.key.clone(), JobState::Queued, 1)
+    );
+    assert!(job.last_error.unwrap().contains("did not reconnect"));
+    // The restarted prover comes back later under its id, without the task: nothing to lose.
+    let effects = s.reconnect(pid("a"), info(&["exec"], 1, "v1"), &[], 4_500);
+    assert!(effects.iter().all(
+        |e| !matches!(e, Effect::Persist(j) if j.key == held.key && j.state == JobState::Queued)
+    ));
+}
