@@ -236,6 +236,10 @@ pub struct ProverArgs {
     /// draining and reconnecting when it is back.
     #[arg(long, env = "PROOFMILL_EXIT_ON_SHUTDOWN", value_parser = BoolishValueParser::new())]
     pub exit_on_shutdown: bool,
+    /// Keep the prover's id and its unacknowledged results in this directory, so that a
+    /// restarted prover reconnects as the same prover and resends what it finished.
+    #[arg(long, env = "PROOFMILL_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
     /// Tasks proven concurrently.
     #[arg(long, env = "PROOFMILL_CAPACITY", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub capacity: u32,

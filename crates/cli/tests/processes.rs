@@ -500,6 +500,50 @@ async fn sigterm_drains_and_status_reports(db: Db) {
     assert_eq!(code, Some(0), "prover exits cleanly on SIGTERM");
 }
 
+/// A prover killed -9 and started again on the same `--state-dir` comes back as the same
+/// prover (its id, so its cordon and counters, follow it) and goes on proving.
+async fn a_killed_prover_with_a_state_dir_comes_back_as_itself(db: Db) {
+    let mut site = Site::new(db, "state-dir");
+    let args = [
+        "--devnet",
+        "--batch-interval",
+        "100",
+        "--heartbeat-interval",
+        "300",
+    ];
+    let _coord = site.start_coordinator(&args, "c.log");
+    let state = site.dir.path().join("p1-state").display().to_string();
+    let mut prover_args = site.prover_args("p1");
+    prover_args.extend(["--state-dir".to_string(), state]);
+    let mut p1 = Proc::spawn("prover", &prover_args, &site.log("p1a.log"));
+    let s = wait_status(&site.url, "p1 proving", Duration::from_secs(60), |s| {
+        s.last_proven_batch.unwrap_or(0) >= 2
+    })
+    .await;
+    let id = s
+        .provers
+        .iter()
+        .find(|p| p.name == "p1")
+        .unwrap()
+        .id
+        .clone();
+    p1.kill9();
+    let _p1 = Proc::spawn("prover", &prover_args, &site.log("p1b.log"));
+    let before = s.last_proven_batch.unwrap();
+    let s = wait_status(
+        &site.url,
+        "p1 back under its id, proving",
+        Duration::from_secs(60),
+        |s| {
+            s.provers.iter().any(|p| p.id == id && p.connected)
+                && s.last_proven_batch.unwrap_or(0) >= before + 2
+        },
+    )
+    .await;
+    let names: Vec<_> = s.provers.iter().map(|p| (&p.name, &p.id)).collect();
+    assert_eq!(names.len(), 1, "one prover, not a second id: {names:?}");
+}
+
 fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
     let until = Instant::now() + within;
     while Instant::now() < until {
@@ -525,5 +569,6 @@ macro_rules! on_both_stores {
 on_both_stores!(
     coordinator_kill9_mid_run,
     frozen_prover_loses_its_lease,
-    sigterm_drains_and_status_reports
+    sigterm_drains_and_status_reports,
+    a_killed_prover_with_a_state_dir_comes_back_as_itself
 );

@@ -3,6 +3,7 @@
 
 use crate::backoff::Backoff;
 use crate::input::ChunkAssembler;
+use crate::state::CoordinatorState;
 use crate::{BlobReader, MAX_CHUNKED_INPUT_BYTES, Shared, SlotGuard, StatsInner, now_ms};
 use proofmill_backend::{Backend, Cancel, ProveRequest};
 use proofmill_proto::v1::{
@@ -65,15 +66,15 @@ enum TaskState {
     Proving { cancelled: bool, cancel: Cancel },
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Proof { bytes: Vec<u8>, digest: Digest },
     Error(String),
 }
 
 /// A finished result waiting for its `ResultAck`.
-struct Finished {
-    outcome: Outcome,
-    prove_ms: u64,
+pub(crate) struct Finished {
+    pub outcome: Outcome,
+    pub prove_ms: u64,
     /// Set when the coordinator could not take the result for a passing reason
     /// (`SYSTEM_UNAVAILABLE`, `INTERNAL`): when to send it again on the open stream.
     resend: Option<tasks::Resend>,
@@ -108,6 +109,8 @@ pub(crate) struct Conn {
     prover_id: Option<String>,
     /// The `reconnect_secret` issued with `prover_id`.
     reconnect_secret: String,
+    /// Where the id and unacknowledged results are kept across restarts, if anywhere.
+    state: Option<CoordinatorState>,
     tasks: HashMap<Key, TaskState>,
     outbox: BTreeMap<Key, Finished>,
     done_tx: mpsc::UnboundedSender<Done>,
@@ -143,17 +146,40 @@ async fn wait_stop(stop: &mut watch::Receiver<bool>) {
 }
 
 impl Conn {
-    pub fn new(url: String, shared: Arc<Shared>, stop: watch::Receiver<bool>) -> Self {
+    /// A connection to `url`; with `state`, it comes back as the prover the last process
+    /// was, with the results that process finished and never had acknowledged.
+    pub fn new(
+        url: String,
+        shared: Arc<Shared>,
+        stop: watch::Receiver<bool>,
+        state: Option<CoordinatorState>,
+    ) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let backoff = Backoff::new(shared.reconnect_min, shared.reconnect_max);
+        let (prover_id, reconnect_secret) = match state.as_ref().and_then(|s| s.identity()) {
+            Some((id, secret)) => (Some(id), secret),
+            None => (None, String::new()),
+        };
+        let outbox: BTreeMap<Key, Finished> = state
+            .as_ref()
+            .map(|s| s.results().into_iter().collect())
+            .unwrap_or_default();
+        if prover_id.is_some() || !outbox.is_empty() {
+            info!(
+                prover_id = prover_id.as_deref().unwrap_or(""),
+                results = outbox.len(),
+                "resuming from the state dir"
+            );
+        }
         Conn {
             url,
             shared,
             stop,
-            prover_id: None,
-            reconnect_secret: String::new(),
+            prover_id,
+            reconnect_secret,
+            state,
             tasks: HashMap::new(),
-            outbox: BTreeMap::new(),
+            outbox,
             done_tx,
             done_rx,
             backoff,
@@ -384,6 +410,9 @@ impl Conn {
             self.abandon_all("reconnect refused");
             self.prover_id = None;
             self.reconnect_secret.clear();
+            if let Some(state) = &self.state {
+                state.forget_identity();
+            }
             return SessionEnd::Rejected { operator: false };
         }
         if !resp.accepted {
@@ -398,6 +427,12 @@ impl Conn {
             return SessionEnd::Rejected { operator };
         }
         if !resp.prover_id.is_empty() {
+            if let Some(state) = &self.state
+                && (self.prover_id.as_ref() != Some(&resp.prover_id)
+                    || self.reconnect_secret != resp.reconnect_secret)
+            {
+                state.save_identity(&resp.prover_id, &resp.reconnect_secret);
+            }
             self.prover_id = Some(resp.prover_id.clone());
             self.reconnect_secret = resp.reconnect_secret.clone();
         }

@@ -23,6 +23,9 @@ mod backoff;
 mod conn;
 mod input;
 pub mod sim;
+mod state;
+
+pub use state::{StateDir, StateDirError};
 
 use anyhow::{Context as _, bail};
 use proofmill_backend::Backend;
@@ -72,6 +75,10 @@ pub struct ProverConfig {
     /// from `run`). Off by default: a prover drains, then reconnects with backoff, so a
     /// coordinator restart or upgrade does not take the fleet down with it.
     pub exit_on_shutdown: bool,
+    /// Keep the prover's id and its unacknowledged results here, so that a restarted
+    /// process reconnects as the same prover and still offers what it finished. `None`: a
+    /// restart registers anew.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Reads a blob URL of the coordinator's store (`file://`, `s3://`, `gs://`). The prover
@@ -99,6 +106,7 @@ impl Default for ProverConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             blob_reader: None,
             exit_on_shutdown: false,
+            state_dir: None,
         }
     }
 }
@@ -125,6 +133,7 @@ impl std::fmt::Debug for ProverConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("blob_access", &self.blob_reader.is_some())
             .field("exit_on_shutdown", &self.exit_on_shutdown)
+            .field("state_dir", &self.state_dir)
             .finish()
     }
 }
@@ -274,6 +283,7 @@ impl std::fmt::Debug for ProverStatsHandle {
 pub struct Prover {
     shared: Arc<Shared>,
     coordinators: Vec<String>,
+    state_dir: Option<std::path::PathBuf>,
 }
 
 impl Prover {
@@ -308,6 +318,7 @@ impl Prover {
         Prover {
             shared,
             coordinators: config.coordinators,
+            state_dir: config.state_dir,
         }
     }
 
@@ -327,6 +338,10 @@ impl Prover {
     /// prover is retried with backoff, never fatal.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let urls = self.validate()?;
+        let state = match &self.state_dir {
+            Some(dir) => Some(StateDir::open(dir)?),
+            None => None,
+        };
         let shared = self.shared;
         info!(
             name = %shared.name,
@@ -334,6 +349,7 @@ impl Prover {
             version = %shared.version,
             proof_types = ?shared.proof_types,
             coordinators = ?urls,
+            state_dir = ?state.as_ref().map(|s| s.path()),
             "prover starting"
         );
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -350,7 +366,7 @@ impl Prover {
                     .build()
                     .context("building the prover runtime")
                     .map(|rt| {
-                        rt.block_on(run_connections(shared, urls, stop_rx));
+                        rt.block_on(run_connections(shared, urls, state, stop_rx));
                         // Abandoned proving threads keep running until their backend returns;
                         // do not wait for them.
                         rt.shutdown_background();
@@ -400,11 +416,23 @@ impl Prover {
     }
 }
 
-async fn run_connections(shared: Arc<Shared>, urls: Vec<String>, stop: watch::Receiver<bool>) {
+async fn run_connections(
+    shared: Arc<Shared>,
+    urls: Vec<String>,
+    state: Option<StateDir>,
+    stop: watch::Receiver<bool>,
+) {
     let mut set = tokio::task::JoinSet::new();
     for url in urls {
         let span = info_span!("coordinator", url = %url);
-        let conn = conn::Conn::new(url, shared.clone(), stop.clone());
+        let kept = state.as_ref().and_then(|s| match s.coordinator(&url) {
+            Ok(kept) => Some(kept),
+            Err(e) => {
+                error!(%url, error = %e, "state dir unusable for this coordinator; a restart will register anew");
+                None
+            }
+        });
+        let conn = conn::Conn::new(url, shared.clone(), stop.clone(), kept);
         set.spawn(conn.run().instrument(span));
     }
     while let Some(res) = set.join_next().await {

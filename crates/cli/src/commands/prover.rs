@@ -28,6 +28,7 @@ pub fn prover_config(a: &ProverArgs) -> anyhow::Result<(ProverConfig, Built)> {
                 .blob_access
                 .then(|| Arc::new(StoreBlobReader) as Arc<dyn BlobReader>),
             exit_on_shutdown: a.exit_on_shutdown,
+            state_dir: a.state_dir.clone(),
             ..ProverConfig::default()
         },
         built,

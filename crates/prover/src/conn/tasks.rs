@@ -4,7 +4,7 @@
 use super::*;
 
 impl Finished {
-    pub(super) fn new(outcome: Outcome, prove_ms: u64) -> Self {
+    pub(crate) fn new(outcome: Outcome, prove_ms: u64) -> Self {
         Finished {
             outcome,
             prove_ms,
@@ -35,13 +35,22 @@ impl Conn {
         }));
     }
 
+    /// Keeps a finished result until it is acknowledged: in memory, and in the state dir
+    /// when there is one, so that a restarted prover still offers it.
+    fn keep(&mut self, key: Key, finished: Finished) {
+        if let Some(state) = &self.state {
+            state.save_result(&key, &finished);
+        }
+        self.outbox.insert(key, finished);
+    }
+
     /// Records an error result (no proving happened) and sends it.
     pub(super) fn fail(&mut self, s: &Session, key: Key, error: String) {
         warn!(task = %key.0, token = key.1, error = %error, "task failed");
         StatsInner::inc(&self.shared.stats.failed);
         let f = Finished::new(Outcome::Error(error), 0);
         s.send_result(&key, &f);
-        self.outbox.insert(key, f);
+        self.keep(key, f);
     }
 
     pub(super) fn on_execute(&mut self, s: &mut Session, t: ExecuteTask) {
@@ -289,7 +298,7 @@ impl Conn {
                 warn!(task = %key.0, token = key.1, prove_ms = finished.prove_ms, error = %e, "task failed");
             }
         }
-        self.outbox.insert(key.clone(), finished);
+        self.keep(key.clone(), finished);
         Some((key, slot))
     }
 
@@ -319,6 +328,9 @@ impl Conn {
         let Some(finished) = self.outbox.remove(&key) else {
             return;
         };
+        if let Some(state) = &self.state {
+            state.remove_result(&key);
+        }
         if a.accepted {
             let proof = matches!(finished.outcome, Outcome::Proof { .. });
             StatsInner::inc(&self.shared.stats.acked);
@@ -408,6 +420,9 @@ impl Conn {
         self.tasks
             .retain(|_, t| matches!(t, TaskState::Proving { .. }));
         self.outbox.clear();
+        if let Some(state) = &self.state {
+            state.remove_all_results();
+        }
         for _ in 0..stopped {
             StatsInner::inc(&self.shared.stats.cancelled);
         }

@@ -275,6 +275,7 @@ pub fn config(
         connect_timeout: Duration::from_secs(2),
         blob_reader: None,
         exit_on_shutdown: false,
+        state_dir: None,
     }
 }
 
