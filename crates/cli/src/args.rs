@@ -161,6 +161,11 @@ pub struct CoordinatorArgs {
     /// How long a prover whose stream closed keeps its leases to reconnect, ms.
     #[arg(long, env = "PROOFMILL_RECONNECT_GRACE", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(0..=MAX_MS))]
     pub reconnect_grace: u64,
+    /// A task running longer than this many times the 90th percentile of its proof type's
+    /// recent durations gets a backup copy on an idle prover; the first valid result wins
+    /// (0: never).
+    #[arg(long, env = "PROOFMILL_STRAGGLER_FACTOR", default_value_t = 3)]
+    pub straggler_factor: u32,
     /// Interval of L1 settlement transactions, ms.
     #[arg(long, env = "PROOFMILL_SEND_INTERVAL", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     pub send_interval: u64,

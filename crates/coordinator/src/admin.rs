@@ -68,6 +68,7 @@ pub(crate) fn prover_info(p: &ProverView) -> ProverInfo {
         proofs_accepted: p.stats.proven,
         task_errors: p.stats.errors,
         invalid_proofs: p.stats.invalid,
+        superseded: p.stats.superseded,
     }
 }
 

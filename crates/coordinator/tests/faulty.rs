@@ -215,7 +215,79 @@ async fn a_killed_provers_lease_returns_after_the_grace_not_the_heartbeats(db: D
     c.stop().await;
 }
 
+/// A prover that heart-beats and never answers held the oldest batch, and settlement, for
+/// `--prover-timeout` (10 minutes).
+async fn a_hung_provers_task_gets_a_backup_copy_that_wins(db: Db) {
+    let env = Env::new(db, "straggler");
+    let c = start(&env, patient_config()).await;
+    for n in 1..=5 {
+        submit(&c.coord, n, &[]).await;
+    }
+    // The normal duration of `exec`: a few ms.
+    let mut good = RawProver::register(&c.url(), register("good", &["exec"], 1)).await;
+    for _ in 1..=5 {
+        let t = good.task().await;
+        let ack = good
+            .submit(&t.task_id, t.fencing_token, RawProver::proof_for(&t))
+            .await;
+        assert!(ack.accepted, "{}", ack.reason);
+    }
+    let mut hung = RawProver::register(&c.url(), register("hung", &["exec"], 1)).await;
+    submit(&c.coord, 6, &[]).await;
+    let held = hung.task().await;
+    assert_eq!(batch_of(&held.task_id), 6, "the prover that waited longest");
+    let started = std::time::Instant::now();
+    // The good prover is idle: after about a second it gets a backup copy of batch 6.
+    let backup = good.task().await;
+    assert_eq!(backup.task_id, held.task_id);
+    assert!(backup.fencing_token > held.fencing_token);
+    let ack = good
+        .submit(
+            &backup.task_id,
+            backup.fencing_token,
+            RawProver::proof_for(&backup),
+        )
+        .await;
+    assert!(ack.accepted, "{}", ack.reason);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    // The hung copy is told to stop, and its late proof counts nothing.
+    match hung.next(Duration::from_secs(5)).await {
+        Some(Out::TaskCancelled(tc)) => {
+            assert_eq!(
+                (tc.task_id, tc.fencing_token),
+                (held.task_id.clone(), held.fencing_token)
+            )
+        }
+        other => panic!("expected TaskCancelled, got {other:?}"),
+    }
+    let late = hung
+        .submit(
+            &held.task_id,
+            held.fencing_token,
+            RawProver::proof_for(&held),
+        )
+        .await;
+    assert_eq!(late.code, ErrorCode::StaleFencingToken as i32, "{late:?}");
+    let proof = c.coord.store().proof(&key(6)).await.unwrap().unwrap();
+    assert_eq!(proof.token.0, backup.fencing_token);
+    let mut admin = c.admin().await;
+    let st = admin
+        .system_status(SystemStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(st.last_proven_batch, Some(6));
+    let hung_view = st.provers.iter().find(|p| p.id == hung.id).unwrap();
+    assert_eq!((hung_view.superseded, hung_view.proofs_accepted), (1, 0));
+    c.stop().await;
+}
+
 on_both_stores!(
+    a_hung_provers_task_gets_a_backup_copy_that_wins,
     a_garbage_prover_is_routed_around_and_cordoned,
     a_batch_that_fails_on_several_provers_is_failed_with_the_reason,
     a_killed_provers_lease_returns_after_the_grace_not_the_heartbeats,

@@ -26,6 +26,9 @@ pub struct SchedulerConfig {
     /// How long the leases of a prover whose stream closed wait for it to reconnect before
     /// they go back to the queue.
     pub reconnect_grace_ms: Millis,
+    /// A task running longer than this many times the 90th percentile of its proof type's
+    /// recent durations gets a backup copy on an idle prover (0: never).
+    pub straggler_factor: u32,
 }
 
 impl Default for SchedulerConfig {
@@ -41,6 +44,7 @@ impl Default for SchedulerConfig {
             cordon_after_invalid: 3,
             batch_failure_provers: 3,
             reconnect_grace_ms: 1_000,
+            straggler_factor: 3,
         }
     }
 }

@@ -90,6 +90,9 @@ pub struct ProverStats {
     pub invalid: u64,
     /// Invalid proofs since its last accepted one.
     pub invalid_in_a_row: u32,
+    /// Copies of tasks it ran that were cancelled because the other copy (speculative
+    /// execution) finished first.
+    pub superseded: u64,
 }
 
 /// A prover as reported to operators.

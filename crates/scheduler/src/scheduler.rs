@@ -8,6 +8,7 @@ use std::ops::RangeInclusive;
 mod faults;
 mod operator;
 mod reconcile;
+mod speculation;
 
 pub use faults::Failure;
 
@@ -81,6 +82,10 @@ pub struct Scheduler {
     /// Provers that failed each open job (an error or an invalid proof): the job goes to
     /// another prover while one that has not failed it can take it.
     failed_by: HashMap<JobKey, BTreeSet<ProverId>>,
+    /// Backup copies of straggling tasks (see [`speculation`]), not in the job's row.
+    backups: HashMap<JobKey, Lease>,
+    durations: speculation::Durations,
+    last_straggler_check: Millis,
     draining: bool,
 }
 
@@ -99,6 +104,9 @@ impl Scheduler {
             orphan_jobs: HashSet::new(),
             cordoned: BTreeMap::new(),
             failed_by: HashMap::new(),
+            backups: HashMap::new(),
+            durations: Default::default(),
+            last_straggler_check: 0,
             draining: false,
         }
     }
@@ -213,10 +221,14 @@ impl Scheduler {
         let mut effects = self.adopt_orphans(&id, running, now);
         effects.extend(self.cancel_unknown(&id, running));
         for key in held {
-            let token = self.jobs[&key].lease.as_ref().map(|l| l.token);
+            let token = match self.backups.get(&key) {
+                Some(b) if b.prover == id => Some(b.token),
+                _ => self.jobs[&key].lease.as_ref().map(|l| l.token),
+            };
             let reported = running.iter().any(|(k, t)| *k == key && Some(*t) == token);
             if !reported {
-                self.lose_lease(
+                self.lose_task(
+                    &id,
                     &key,
                     "prover reconnected without this task",
                     now,
@@ -281,6 +293,9 @@ impl Scheduler {
         let Some(job) = self.jobs.get(key) else {
             return ResultCheck::NotOpen;
         };
+        if self.is_backup(prover, key, token) {
+            return ResultCheck::Current;
+        }
         match &job.lease {
             Some(l) if l.token == token && l.prover == *prover => ResultCheck::Current,
             Some(l) if l.token == token => ResultCheck::Stale {
@@ -298,7 +313,8 @@ impl Scheduler {
         }
     }
 
-    /// A verified proof for the current lease: the job is proven and leaves memory.
+    /// A verified proof for the current lease (or its backup copy): the job is proven and
+    /// leaves memory; the other copy, if any, is cancelled.
     pub fn complete(
         &mut self,
         prover: &ProverId,
@@ -306,7 +322,31 @@ impl Scheduler {
         token: FencingToken,
         now: Millis,
     ) -> Result<Vec<Effect>, SchedulerError> {
-        let mut job = self.take_current(prover, key, token)?;
+        let mut effects = Vec::new();
+        let lost = "another copy of the task finished first";
+        let (mut job, won) = if self.is_backup(prover, key, token) {
+            let backup = self.drop_backup(key, None, &mut effects).expect("checked");
+            let mut job = self.jobs.remove(key).expect("a job with a backup is open");
+            let primary = job.lease.take().expect("a job with a backup is leased");
+            self.release_slot(&primary, key);
+            if let Some(p) = self.provers.get_mut(&primary.prover) {
+                p.stats.superseded += 1;
+            }
+            effects.push(Effect::Cancel {
+                prover: primary.prover,
+                key: key.clone(),
+                token: primary.token,
+                reason: lost.into(),
+            });
+            (job, backup)
+        } else {
+            let leased = self.jobs.get(key).and_then(|j| j.lease.clone());
+            let job = self.take_current(prover, key, token)?;
+            self.drop_backup(key, Some(lost), &mut effects);
+            (job, leased.expect("a current result has a lease"))
+        };
+        self.durations
+            .record(&key.proof_type, now.saturating_sub(won.leased_at));
         job.state = JobState::Proven;
         job.last_error = None;
         job.updated_at = now;
@@ -315,7 +355,7 @@ impl Scheduler {
             p.stats.proven += 1;
             p.stats.invalid_in_a_row = 0;
         }
-        let mut effects = vec![Effect::Persist(job)];
+        effects.insert(0, Effect::Persist(job));
         effects.extend(self.dispatch(now));
         Ok(effects)
     }
@@ -329,16 +369,27 @@ impl Scheduler {
         token: FencingToken,
         now: Millis,
     ) -> Result<Vec<Effect>, SchedulerError> {
-        let mut job = self.take_current(prover, key, token)?;
+        let mut effects = Vec::new();
+        let backup = self.is_backup(prover, key, token);
+        let job = if backup {
+            self.drop_backup(key, None, &mut effects);
+            None
+        } else {
+            Some(self.take_current(prover, key, token)?)
+        };
         if let Some(p) = self.provers.get_mut(prover) {
             p.advertised_free = Some(0);
         }
-        job.state = JobState::Queued;
-        job.not_before = now;
-        job.updated_at = now;
-        self.queue.push(&job.key, &job.version, now, now);
-        self.jobs.insert(job.key.clone(), job.clone());
-        let mut effects = vec![Effect::Persist(job)];
+        if let Some(mut job) = job {
+            job.updated_at = now;
+            if !self.promote_backup(&mut job) {
+                job.state = JobState::Queued;
+                job.not_before = now;
+                self.queue.push(&job.key, &job.version, now, now);
+                self.jobs.insert(job.key.clone(), job.clone());
+            }
+            effects.push(Effect::Persist(job));
+        }
         effects.extend(self.dispatch(now));
         Ok(effects)
     }
@@ -355,6 +406,7 @@ impl Scheduler {
             .remove(key)
             .ok_or_else(|| SchedulerError::NotOpen(key.clone()))?;
         let mut effects = Vec::new();
+        self.drop_backup(key, Some(reason), &mut effects);
         if let Some(lease) = job.lease.take() {
             self.release_slot(&lease, key);
             effects.push(Effect::Cancel {
@@ -415,7 +467,8 @@ impl Scheduler {
         for id in gone {
             let held: Vec<JobKey> = self.provers[&id].running.iter().cloned().collect();
             for key in held {
-                self.lose_lease(
+                self.lose_task(
+                    &id,
                     &key,
                     "prover's stream closed and it did not reconnect in time",
                     now,
@@ -433,7 +486,7 @@ impl Scheduler {
         for id in dead {
             let held: Vec<JobKey> = self.provers[&id].running.iter().cloned().collect();
             for key in held {
-                self.lose_lease(&key, "prover missed its heartbeats", now, &mut effects);
+                self.lose_task(&id, &key, "prover missed its heartbeats", now, &mut effects);
             }
             self.provers.remove(&id);
             effects.push(Effect::Disconnect {
@@ -442,6 +495,7 @@ impl Scheduler {
             });
         }
         effects.extend(self.dispatch(now));
+        self.speculate(now, &mut effects);
         effects
     }
 
@@ -474,6 +528,7 @@ impl Scheduler {
             self.deadlines.first().map(|d| d.0),
             prover,
             grace,
+            self.next_straggler_check(),
         ]
         .into_iter()
         .flatten()
@@ -527,6 +582,22 @@ impl Scheduler {
         }
     }
 
+    /// `id` no longer runs `key`: its backup copy ends, or its lease is lost.
+    fn lose_task(
+        &mut self,
+        id: &ProverId,
+        key: &JobKey,
+        reason: &str,
+        now: Millis,
+        effects: &mut Vec<Effect>,
+    ) {
+        if self.backups.get(key).is_some_and(|b| b.prover == *id) {
+            self.drop_backup(key, None, effects);
+        } else {
+            self.lose_lease(key, reason, now, effects);
+        }
+    }
+
     /// The lease ended without a result (prover gone, deadline, reconnect without it).
     fn lose_lease(&mut self, key: &JobKey, reason: &str, now: Millis, effects: &mut Vec<Effect>) {
         let Some(mut job) = self.jobs.remove(key) else {
@@ -543,6 +614,9 @@ impl Scheduler {
         if job.lost_attempts >= self.config.max_lost_attempts {
             job.state = JobState::Failed;
             self.failed_by.remove(key);
+            self.drop_backup(key, Some("the job failed"), effects);
+        } else if self.promote_backup(&mut job) {
+            // Its backup copy runs on: it is the lease now.
         } else {
             job.state = JobState::Queued;
             job.not_before = now;

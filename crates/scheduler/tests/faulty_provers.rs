@@ -320,3 +320,155 @@ fn a_closed_stream_gets_a_short_grace_then_its_leases_go_back_to_the_queue() {
         |e| !matches!(e, Effect::Persist(j) if j.key == held.key && j.state == JobState::Queued)
     ));
 }
+
+/// Five 100 ms tasks of `exec` proven by `a`, then job 6 leased to `a` at t = 10 000 and `b`
+/// registered idle: the scheduler knows the normal duration (p90 100 ms, so a task is a
+/// straggler after max(3 × 100 ms, 1 s)).
+fn with_a_straggler() -> (Scheduler, Job) {
+    let mut s = sched();
+    s.add_jobs((1..=6).map(|b| job(b, "exec", "v1")), 0);
+    let mut d = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
+    let mut now = 0;
+    for _ in 0..5 {
+        now += 100;
+        let effects = s
+            .complete(&pid("a"), &d[0].1.key, token(&d[0].1), now)
+            .unwrap();
+        d = dispatches(&effects);
+        if d.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(d[0].1.key.batch, 6);
+    // Leased at 500; `b` comes to nothing to do.
+    s.register(pid("b"), info(&["exec"], 1, "v1"), 500).unwrap();
+    (s, d[0].1.clone())
+}
+
+fn keep_alive(s: &mut Scheduler, now: u64) {
+    s.heartbeat(&pid("a"), &[], now);
+    s.heartbeat(&pid("b"), &[], now);
+}
+
+#[test]
+fn a_straggler_gets_a_backup_copy_and_the_first_valid_result_wins() {
+    let (mut s, primary) = with_a_straggler();
+    keep_alive(&mut s, 1_400);
+    assert!(
+        dispatches(&s.tick(1_400)).is_empty(),
+        "900 ms: not yet a straggler"
+    );
+    // Checked every 500 ms.
+    keep_alive(&mut s, 1_900);
+    let effects = s.tick(1_900);
+    let d = dispatches(&effects);
+    assert_eq!(d.len(), 1, "{effects:?}");
+    let backup = d[0].1.clone();
+    assert_eq!(
+        (d[0].0.clone(), backup.key.clone()),
+        (pid("b"), primary.key.clone())
+    );
+    assert!(token(&backup) > token(&primary));
+    assert!(
+        effects.iter().all(|e| !matches!(e, Effect::Persist(_))),
+        "the job's row keeps its lease"
+    );
+    assert!(dispatches(&s.tick(3_000)).is_empty(), "one backup per task");
+    // Both copies are current; the backup finishes first and wins.
+    let effects = s
+        .complete(&pid("b"), &backup.key, token(&backup), 3_100)
+        .unwrap();
+    let job = persisted(&effects);
+    assert_eq!(job.state, JobState::Proven);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Cancel { prover, token: t, .. } if *prover == pid("a") && *t == token(&primary))));
+    assert!(
+        s.complete(&pid("a"), &primary.key, token(&primary), 3_200)
+            .is_err(),
+        "the loser's late proof counts nothing"
+    );
+    let views = s.provers();
+    let (a, b) = (&views[0], &views[1]);
+    assert_eq!(
+        (a.stats.proven, a.stats.superseded, a.running.len()),
+        (5, 1, 0)
+    );
+    assert_eq!(
+        (b.stats.proven, b.stats.superseded, b.running.len()),
+        (1, 0, 0)
+    );
+}
+
+#[test]
+fn when_the_first_copy_wins_the_backup_is_cancelled() {
+    let (mut s, primary) = with_a_straggler();
+    keep_alive(&mut s, 1_600);
+    let backup = dispatches(&s.tick(1_600))[0].1.clone();
+    let effects = s
+        .complete(&pid("a"), &primary.key, token(&primary), 1_700)
+        .unwrap();
+    assert_eq!(persisted(&effects).state, JobState::Proven);
+    assert!(effects.iter().any(|e| matches!(e, Effect::Cancel { prover, token: t, .. } if *prover == pid("b") && *t == token(&backup))));
+    assert_eq!(s.provers()[1].stats.superseded, 1);
+    assert!(
+        s.provers()[1].running.is_empty(),
+        "the backup's slot is free"
+    );
+}
+
+#[test]
+fn a_backup_takes_over_when_the_first_copy_is_lost_and_is_dropped_when_it_fails() {
+    let (mut s, primary) = with_a_straggler();
+    keep_alive(&mut s, 1_600);
+    let backup = dispatches(&s.tick(1_600))[0].1.clone();
+    // The holder's stream closes and it does not come back: the backup is now the lease,
+    // the job is not requeued.
+    s.disconnect(&pid("a"), 1_700);
+    s.heartbeat(&pid("b"), &[], 3_000);
+    let effects = s.tick(3_000);
+    let job = persisted(&effects);
+    assert_eq!(job.state, JobState::Leased);
+    assert_eq!(
+        job.lease.as_ref().map(|l| (l.prover.clone(), l.token)),
+        Some((pid("b"), token(&backup)))
+    );
+    assert!(dispatches(&effects).is_empty());
+    s.complete(&pid("b"), &backup.key, token(&backup), 3_100)
+        .unwrap();
+    let _ = primary;
+
+    // A failing backup ends; the first copy runs on untouched.
+    let (mut s, primary) = with_a_straggler();
+    keep_alive(&mut s, 1_600);
+    let backup = dispatches(&s.tick(1_600))[0].1.clone();
+    let effects = s
+        .fail(
+            &pid("b"),
+            &backup.key,
+            token(&backup),
+            "oom",
+            Failure::Error,
+            1_700,
+        )
+        .unwrap();
+    assert!(
+        effects.iter().all(|e| !matches!(e, Effect::Persist(_))),
+        "{effects:?}"
+    );
+    assert_eq!(
+        s.job(&primary.key).unwrap().lease.as_ref().map(|l| l.token),
+        Some(token(&primary))
+    );
+    keep_alive(&mut s, 5_000);
+    assert!(
+        dispatches(&s.tick(5_000)).is_empty(),
+        "not backed up again on the prover that failed it"
+    );
+    assert_eq!(
+        persisted(
+            &s.complete(&pid("a"), &primary.key, token(&primary), 5_100)
+                .unwrap()
+        )
+        .state,
+        JobState::Proven
+    );
+}

@@ -23,6 +23,7 @@ pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> Coordinato
             cordon_after_invalid: a.cordon_after_invalid,
             batch_failure_provers: a.batch_failure_provers,
             reconnect_grace_ms: a.reconnect_grace,
+            straggler_factor: a.straggler_factor,
             ..SchedulerConfig::default()
         },
         max_message_bytes: a.max_message_bytes,

@@ -118,6 +118,7 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
                 "proofs_accepted": p.proofs_accepted,
                 "task_errors": p.task_errors,
                 "invalid_proofs": p.invalid_proofs,
+                "superseded": p.superseded,
             })
         })
         .collect();
@@ -308,6 +309,7 @@ mod tests {
                     proofs_accepted: 7,
                     task_errors: 1,
                     invalid_proofs: 3,
+                    superseded: 0,
                 },
                 ProverInfo {
                     id: "p-2".into(),
@@ -356,6 +358,7 @@ mod tests {
                 "proofs_accepted": 7,
                 "task_errors": 1,
                 "invalid_proofs": 3,
+                "superseded": 0,
             }],
         });
         assert_eq!(status_json(&sample()), expected);

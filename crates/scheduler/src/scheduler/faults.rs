@@ -32,14 +32,29 @@ impl Scheduler {
         failure: Failure,
         now: Millis,
     ) -> Result<Vec<Effect>, SchedulerError> {
-        let mut job = self.take_current(prover, key, token)?;
         let mut effects = Vec::new();
+        let backup = self.is_backup(prover, key, token);
+        let job = if backup {
+            // The other copy runs on; the job's row does not change.
+            self.drop_backup(key, None, &mut effects);
+            None
+        } else {
+            Some(self.take_current(prover, key, token)?)
+        };
         if let Some(reason) = self.count_failure(prover, failure) {
             effects.push(Effect::Cordon {
                 prover: prover.clone(),
                 reason,
             });
         }
+        self.failed_by
+            .entry(key.clone())
+            .or_default()
+            .insert(prover.clone());
+        let Some(mut job) = job else {
+            effects.extend(self.dispatch(now));
+            return Ok(effects);
+        };
         let failed_by = self.failed_by.entry(key.clone()).or_default();
         failed_by.insert(prover.clone());
         let distinct = failed_by.len();
@@ -56,6 +71,8 @@ impl Scheduler {
             ));
         } else if job.failed_attempts >= self.config.max_attempts && !untried {
             job.state = JobState::Failed;
+        } else if self.promote_backup(&mut job) {
+            // Its backup copy runs on: it is the lease now.
         } else {
             job.state = JobState::Queued;
             job.not_before = if untried {
@@ -68,6 +85,7 @@ impl Scheduler {
         }
         if job.state == JobState::Failed {
             self.failed_by.remove(key);
+            self.drop_backup(key, Some("the job failed"), &mut effects);
         }
         effects.insert(0, Effect::Persist(job));
         effects.extend(self.dispatch(now));
