@@ -3,6 +3,16 @@
 mod support;
 use support::*;
 
+fn with_state(coord: &FakeCoordinator, dir: &tempfile::TempDir) -> ProverConfig {
+    let mut cfg = config(
+        &[&coord.url],
+        1,
+        vec![("exec", Arc::new(SimBackend::new()))],
+    );
+    cfg.state_dir = Some(dir.path().to_path_buf());
+    cfg
+}
+
 fn accept_with_secret(c: &FakeConn, id: &str, secret: &str) {
     c.send(C::RegisterResponse(RegisterResponse {
         prover_id: id.to_string(),

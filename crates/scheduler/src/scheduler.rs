@@ -370,13 +370,7 @@ impl Scheduler {
         now: Millis,
     ) -> Result<Vec<Effect>, SchedulerError> {
         let mut effects = Vec::new();
-        let backup = self.is_backup(prover, key, token);
-        let job = if backup {
-            self.drop_backup(key, None, &mut effects);
-            None
-        } else {
-            Some(self.take_current(prover, key, token)?)
-        };
+        let job = self.end_copy(prover, key, token, &mut effects)?;
         if let Some(p) = self.provers.get_mut(prover) {
             p.advertised_free = Some(0);
         }
@@ -549,6 +543,23 @@ impl Scheduler {
 
     pub fn is_connected(&self, id: &ProverId) -> bool {
         self.provers.get(id).is_some_and(|p| p.connected)
+    }
+
+    /// Ends the copy of `key` that `prover` runs with `token`, which ended without a proof:
+    /// a backup copy just ends (`None`: the job and its row do not change); the lease is
+    /// taken off the job, which is returned for the caller to requeue or close.
+    fn end_copy(
+        &mut self,
+        prover: &ProverId,
+        key: &JobKey,
+        token: FencingToken,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Option<Job>, SchedulerError> {
+        if self.is_backup(prover, key, token) {
+            self.drop_backup(key, None, effects);
+            return Ok(None);
+        }
+        self.take_current(prover, key, token).map(Some)
     }
 
     /// Removes the job's current lease held by `prover` with `token`, returning the job.

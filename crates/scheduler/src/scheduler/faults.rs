@@ -33,14 +33,7 @@ impl Scheduler {
         now: Millis,
     ) -> Result<Vec<Effect>, SchedulerError> {
         let mut effects = Vec::new();
-        let backup = self.is_backup(prover, key, token);
-        let job = if backup {
-            // The other copy runs on; the job's row does not change.
-            self.drop_backup(key, None, &mut effects);
-            None
-        } else {
-            Some(self.take_current(prover, key, token)?)
-        };
+        let job = self.end_copy(prover, key, token, &mut effects)?;
         if let Some(reason) = self.count_failure(prover, failure) {
             effects.push(Effect::Cordon {
                 prover: prover.clone(),
