@@ -251,7 +251,9 @@ impl Core {
                     },
                 ) {
                     old.outbox
-                        .send(ToProver::Close("replaced by a newer stream".into()));
+                        .send(ToProver::Close(tonic::Status::aborted(format!(
+                            "prover {id} is replaced by a newer stream"
+                        ))));
                 }
                 let response = CoordinatorMessage {
                     kind: Some(Kind::RegisterResponse(RegisterResponse {
@@ -431,7 +433,7 @@ impl Core {
                 (r, Vec::new(), ack(false, ErrorCode::InvalidProof, reason))
             }
             Outcome::Declined(reason) => {
-                tracing::debug!(%prover, %key, %reason, "task declined; requeued without penalty");
+                tracing::debug!(%prover, %key, reason = %reason.escape_debug(), "task declined; requeued without penalty");
                 let r = self.scheduler.decline(&prover, &key, token, now);
                 (
                     r,
@@ -443,7 +445,7 @@ impl Core {
         match result {
             Ok(effects) => self.run_effects(effects, extra, vec![(reply_to, reply)]),
             Err(SchedulerError::NotCurrent { reason, .. }) => {
-                tracing::warn!(%prover, %key, %token, %reason, "stale result rejected");
+                tracing::warn!(%prover, %key, %token, reason = %reason.escape_debug(), "stale result rejected");
                 let msg = ack(false, ErrorCode::StaleFencingToken, reason);
                 self.persist(PersistJob {
                     sends: vec![(reply_to, msg)],
@@ -564,7 +566,10 @@ impl Core {
                 Effect::Disconnect { prover, reason } => {
                     tracing::warn!(%prover, %reason, "prover declared dead");
                     if let Some(conn) = self.conns.remove(&prover) {
-                        sends.push((conn.outbox, ToProver::Close(reason)));
+                        let status = tonic::Status::unavailable(format!(
+                            "prover {prover} declared dead: {reason}"
+                        ));
+                        sends.push((conn.outbox, ToProver::Close(status)));
                     }
                 }
             }

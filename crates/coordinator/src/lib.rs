@@ -12,6 +12,7 @@ mod config;
 mod core;
 mod devnet_source;
 mod error;
+mod health;
 mod identity;
 mod inputs;
 mod intake;
@@ -23,6 +24,7 @@ mod server;
 mod session;
 mod settlement;
 mod status;
+mod wire;
 
 pub use config::CoordinatorConfig;
 pub use devnet_source::DevnetSourceConfig;

@@ -9,6 +9,7 @@ use crate::core::CoreMsg;
 use crate::inputs::InputCache;
 use crate::server::Shared;
 use crate::session::Outcome;
+use crate::wire::{ChunkCredits, Wire, WireEnd};
 use proofmill_proto::v1::{
     CoordinatorMessage, DataChunk, ExecuteTask, Heartbeat, Shutdown,
     coordinator_message::Kind as Out, execute_task::Input,
@@ -17,51 +18,16 @@ use proofmill_types::{Batch, Job, TaskId};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tonic::Status;
-
-/// The gRPC response stream of one prover.
-pub(crate) type Wire = mpsc::Sender<Result<CoordinatorMessage, Status>>;
-
-/// Messages the wire holds before a writer waits.
-const WIRE_CAPACITY: usize = 256;
-/// Input chunks a writer may have on the wire ahead of the gRPC stream. Few, so the
-/// heartbeats it sends between chunks are not stuck behind a whole input: a prover busy
-/// downloading a large input keeps answering them and keeps its lease.
-const CHUNKS_AHEAD: usize = 4;
-
-/// Credits for input chunks on the wire: taken by the writer, given back as the gRPC
-/// stream takes each chunk off the wire.
-pub(crate) type ChunkCredits = Arc<Semaphore>;
-
-/// A wire, its chunk credits, and the stream the gRPC response is served from.
-pub(crate) fn wire() -> (
-    Wire,
-    ChunkCredits,
-    impl futures::Stream<Item = Result<CoordinatorMessage, Status>> + Send + 'static,
-) {
-    use futures::StreamExt as _;
-    let (tx, rx) = mpsc::channel(WIRE_CAPACITY);
-    let credits = Arc::new(Semaphore::new(CHUNKS_AHEAD));
-    let given_back = credits.clone();
-    let stream = tokio_stream::wrappers::ReceiverStream::new(rx).inspect(move |m| {
-        if let Ok(CoordinatorMessage {
-            kind: Some(Out::InputChunk(_)),
-        }) = m
-        {
-            given_back.add_permits(1);
-        }
-    });
-    (tx, credits, stream)
-}
 
 /// What the core (directly or via the persister) asks a session to send.
 pub(crate) enum ToProver {
     Msg(CoordinatorMessage),
     Dispatch(Job, Arc<Batch>),
-    /// End the stream (prover declared dead or replaced). Not queued: it overtakes whatever
-    /// is, and interrupts a writer waiting on a stalled stream.
-    Close(String),
+    /// End the stream with this status (prover declared dead or replaced). Not queued: it
+    /// overtakes whatever is, drops it, and interrupts a writer waiting on a stalled stream.
+    Close(Status),
 }
 
 impl ToProver {
@@ -138,6 +104,7 @@ pub(crate) struct Outbox {
     limits: SendLimits,
     latency: Option<LatencyProbe>,
     closing: Arc<watch::Sender<Option<String>>>,
+    end: WireEnd,
 }
 
 /// Resolves with the reason once the stream is closed by [`ToProver::Close`].
@@ -165,14 +132,15 @@ impl Outbox {
     /// session is gone or closed (a `Close` itself always succeeds).
     pub fn send(&self, item: ToProver) -> bool {
         match item {
-            ToProver::Close(reason) => {
+            ToProver::Close(status) => {
                 self.closing.send_if_modified(|c| {
                     let first = c.is_none();
                     if first {
-                        *c = Some(reason);
+                        *c = Some(status.message().to_string());
                     }
                     first
                 });
+                self.end.abort(status);
                 true
             }
             ToProver::Msg(m) => match self.write_now(m) {
@@ -268,7 +236,7 @@ impl Writer {
 
 pub(crate) fn outbox(
     shared: &Shared,
-    (wire, credits): (Wire, ChunkCredits),
+    (wire, credits, end): (Wire, ChunkCredits, WireEnd),
     (blob_access, limits): (bool, SendLimits),
     latency: Option<LatencyProbe>,
 ) -> (Outbox, Writer) {
@@ -283,6 +251,7 @@ pub(crate) fn outbox(
         inputs: shared.inputs.clone(),
         limits,
         latency: latency.clone(),
+        end,
     };
     let writer = Writer {
         rx,
@@ -324,13 +293,9 @@ pub(crate) async fn write_loop(shared: Arc<Shared>, mut w: Writer, self_tx: Outb
     loop {
         let (item, queued) = tokio::select! {
             biased;
-            reason = closed(&w.closing) => {
-                // Without waiting: a stalled stream has no room. What it already holds (at
-                // most the wire's capacity and CHUNKS_AHEAD chunks) stays with the
-                // connection until it closes; the input and the session go now.
-                let _ = w.wire.try_send(Err(Status::unavailable(reason)));
-                return;
-            }
+            // The stream has ended already (`Outbox::send` aborts it, dropping what it
+            // holds): the input and the session go now.
+            _ = closed(&w.closing) => return,
             m = w.rx.recv() => match m { Some(m) => (m, true), None => return },
             _ = beat.interval.tick() => (ToProver::Msg(beat.message()), false),
         };

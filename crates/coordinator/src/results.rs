@@ -245,7 +245,7 @@ async fn check_proof(
         verify_off_thread(verifier, public, proof).await
     };
     if let Err(reason) = verdict {
-        tracing::warn!(%prover, %key, %reason, "invalid proof rejected");
+        tracing::warn!(%prover, %key, reason = %reason.escape_debug(), "invalid proof rejected");
         return Ok(Outcome::Invalid(reason));
     }
     let inline = proof.len() <= shared.config.inline_proof_max;

@@ -171,18 +171,30 @@ impl Coordinator {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proofmill_proto::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| CoordinatorError::Transport(e.to_string()))?;
-        tonic::transport::Server::builder()
+        // Both versions: grpcurl speaks v1, many clients (Python's stock one) only v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proofmill_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let transport = |e: tonic_reflection::server::Error| {
+            CoordinatorError::Transport(format!("reflection: {e}"))
+        };
+        let reflection_v1 = reflection().build_v1().map_err(transport)?;
+        let reflection_v1alpha = reflection().build_v1alpha().map_err(transport)?;
+        let (health, refresh) = crate::health::service(&self.shared).await;
+        let served = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
             .add_service(prover)
             .add_service(admin)
-            .add_service(reflection)
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(no_delay(listener), shutdown)
             .await
-            .map_err(|e| CoordinatorError::Transport(e.to_string()))
+            .map_err(|e| CoordinatorError::Transport(e.to_string()));
+        refresh.abort();
+        served
     }
 
     /// Serves in a background task until [`Serving::stop`].
@@ -300,7 +312,7 @@ impl Serving {
     }
 }
 
-struct ProverSvc {
+pub(crate) struct ProverSvc {
     shared: Arc<Shared>,
 }
 
@@ -315,8 +327,12 @@ impl ProverService for ProverSvc {
         &self,
         request: Request<Streaming<ProverMessage>>,
     ) -> Result<Response<OutStream>, Status> {
-        let (wire, credits, stream) = crate::outbox::wire();
-        session::start(self.shared.clone(), request.into_inner(), (wire, credits));
+        let (wire, credits, end, stream) = crate::wire::wire();
+        session::start(
+            self.shared.clone(),
+            request.into_inner(),
+            (wire, credits, end),
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 }

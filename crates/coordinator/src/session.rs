@@ -2,13 +2,14 @@
 //! core, beside the writer of [`crate::outbox`].
 
 use crate::core::{Conn, CoreMsg, Hello};
-use crate::outbox::{ChunkCredits, LatencyProbe, Outbox, SendLimits, Wire, outbox, write_loop};
+use crate::outbox::{LatencyProbe, Outbox, SendLimits, ToProver, outbox, write_loop};
 use crate::results::{
     PartialProofs, VERIFY_INLINE_MAX, check_label, fenced_off, handle_result, nack, take_proof,
 };
 use crate::server::Shared;
+use crate::wire::{ChunkCredits, Wire, WireEnd, refusal_status, unreadable};
 use proofmill_proto::v1::{
-    CoordinatorMessage, ErrorCode, ProverMessage, Register, RegisterResponse,
+    CoordinatorMessage, ErrorCode, ProverMessage, Register, RegisterResponse, Unsupported,
     coordinator_message::Kind as Out, prover_message::Kind as In,
 };
 use proofmill_scheduler::ProverInfo;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use tonic::Streaming;
+use tonic::{Status, Streaming};
 
 /// A result after it was checked by the session.
 pub(crate) enum Outcome {
@@ -47,14 +48,19 @@ fn too_many_running(n: usize) -> String {
 pub(crate) fn start(
     shared: Arc<Shared>,
     inbound: Streaming<ProverMessage>,
-    wire: (Wire, ChunkCredits),
+    (wire, credits, end): (Wire, ChunkCredits, WireEnd),
 ) {
     let counted = SessionCount::new(shared.clone());
     tokio::spawn(async move {
         let _counted = counted;
-        if let Err(reason) = run(shared, inbound, wire).await {
-            tracing::debug!(%reason, "prover stream ended");
+        // Every stream this side ends says why; only one the prover closed ends OK.
+        let status = run(shared, inbound, (wire, credits, end.clone()))
+            .await
+            .err();
+        if let Some(s) = &status {
+            tracing::debug!(code = ?s.code(), reason = %s.message().escape_debug(), "prover stream ended");
         }
+        end.finish(status);
     });
 }
 
@@ -91,31 +97,37 @@ fn reject(code: ErrorCode, reason: String) -> CoordinatorMessage {
 async fn run(
     shared: Arc<Shared>,
     mut inbound: Streaming<ProverMessage>,
-    (wire, credits): (Wire, ChunkCredits),
-) -> Result<(), String> {
-    let timeout = std::time::Duration::from_millis(shared.config.register_timeout_ms);
-    let first = match tokio::time::timeout(timeout, inbound.message()).await {
-        Err(_) => return Err("no Register within the timeout".into()),
-        Ok(Err(e)) => return Err(e.to_string()),
-        Ok(Ok(None)) => return Err("closed before registering".into()),
+    (wire, credits, end): (Wire, ChunkCredits, WireEnd),
+) -> Result<(), Status> {
+    let ms = shared.config.register_timeout_ms;
+    let first = match tokio::time::timeout(Duration::from_millis(ms), inbound.message()).await {
+        Err(_) => {
+            return Err(Status::deadline_exceeded(format!(
+                "no Register or Reconnect within {ms} ms of opening the stream"
+            )));
+        }
+        Ok(Err(e)) => return Err(unreadable(&e)),
+        Ok(Ok(None)) => {
+            return Err(Status::failed_precondition(
+                "the stream closed before Register or Reconnect",
+            ));
+        }
         Ok(Ok(Some(m))) => m,
     };
     let (hello, name, (blob_access, limits)) = match parse_hello(&shared, first) {
         Ok(h) => h,
         Err((code, reason)) => {
-            tracing::warn!(?code, %reason, "prover registration rejected");
+            tracing::warn!(?code, reason = %reason.escape_debug(), "prover registration rejected");
             let _ = wire.send(Ok(reject(code, reason.clone()))).await;
-            return Err(reason);
+            return Err(refusal_status(code, &reason));
         }
     };
     if shared.draining() {
+        let reason = "coordinator is shutting down";
         let _ = wire
-            .send(Ok(reject(
-                ErrorCode::SystemUnavailable,
-                "coordinator is shutting down".into(),
-            )))
+            .send(Ok(reject(ErrorCode::SystemUnavailable, reason.into())))
             .await;
-        return Err("draining".into());
+        return Err(Status::unavailable(reason));
     }
     let capacity = match &hello {
         Hello::Register(info) | Hello::Reconnect { info, .. } => info.capacity,
@@ -127,7 +139,7 @@ async fn run(
         .then(|| LatencyProbe::new(shared.dispatch_latency_us.clone()));
     let (tx, writer) = outbox(
         &shared,
-        (wire, credits),
+        (wire, credits, end),
         (blob_access, limits),
         probe.clone(),
     );
@@ -149,9 +161,9 @@ async fn run(
             max_message: shared.config.max_message_bytes.min(u32::MAX as usize) as u32,
             reply: reply_tx,
         })
-        .map_err(|_| "core stopped")?;
-    let prover = reply_rx.await.map_err(|_| "core stopped")?;
-    tracing::info!(%prover, %name, "prover connected");
+        .map_err(|_| core_stopped())?;
+    let prover = reply_rx.await.map_err(|_| core_stopped())?;
+    tracing::info!(%prover, name = %name.escape_debug(), "prover connected");
     let writer = tokio::spawn(write_loop(shared.clone(), writer, tx.clone()));
     let result = read_loop(
         &shared,
@@ -168,6 +180,10 @@ async fn run(
     });
     tracing::info!(%prover, "prover disconnected");
     result
+}
+
+fn core_stopped() -> Status {
+    Status::unavailable("coordinator is stopping")
 }
 
 /// What a prover's first message says: who it is, its name, and how to send to it.
@@ -289,7 +305,7 @@ async fn read_loop(
     inbound: &mut Streaming<ProverMessage>,
     tx: &Outbox,
     probe: Option<&LatencyProbe>,
-) -> Result<(), String> {
+) -> Result<(), Status> {
     let mut partial = PartialProofs::new(capacity, shared.config.max_proof_bytes);
     let alive_every = Duration::from_millis(shared.config.scheduler.heartbeat_interval_ms / 2);
     let mut last_alive = Instant::now();
@@ -302,11 +318,12 @@ async fn read_loop(
         // Close first: nothing read after it (a replaced stream's answers) may count.
         let msg = tokio::select! {
             biased;
-            reason = &mut closed => return Err(format!("closed: {reason}")),
+            // The stream has its status already (see `Outbox::send`).
+            reason = &mut closed => return Err(Status::unavailable(reason)),
             m = inbound.message() => match m {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(unreadable(&e)),
             },
         };
         match msg.kind {
@@ -371,7 +388,7 @@ async fn read_loop(
             }
             Some(In::HeartbeatAck(a)) => {
                 if a.running.len() > MAX_RUNNING_REPORTED {
-                    return Err(too_many_running(a.running.len()));
+                    return Err(Status::invalid_argument(too_many_running(a.running.len())));
                 }
                 let running = parse_running(&a.running);
                 let _ = shared.core.send(CoreMsg::Heartbeat {
@@ -404,12 +421,26 @@ async fn read_loop(
                 ),
             },
             Some(In::ProverError(e)) => {
-                tracing::warn!(%prover, code = e.code, message = %e.message, "prover reported an error")
+                tracing::warn!(%prover, code = e.code, message = %e.message.escape_debug(), "prover reported an error")
             }
             Some(In::Register(_)) | Some(In::Reconnect(_)) => {
-                return Err("Register/Reconnect sent twice on one stream".into());
+                return Err(Status::failed_precondition(
+                    "Register or Reconnect sent again on a registered stream",
+                ));
             }
-            None => return Err("empty message".into()),
+            // A kind this coordinator does not know (protobuf leaves it out): answered, so a
+            // newer prover can fall back, and the stream stays.
+            None => {
+                tracing::debug!(%prover, "message of an unknown kind answered as unsupported");
+                tx.send(ToProver::Msg(CoordinatorMessage {
+                    kind: Some(Out::Unsupported(Unsupported {
+                        reason: format!(
+                            "message kind not supported by this coordinator (proofmill {})",
+                            env!("CARGO_PKG_VERSION")
+                        ),
+                    })),
+                }));
+            }
         }
     }
 }
