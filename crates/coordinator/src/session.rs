@@ -2,17 +2,18 @@
 //! core, beside the writer of [`crate::outbox`].
 
 use crate::core::{Conn, CoreMsg, Hello};
+use crate::limits::Slot;
 use crate::outbox::{LatencyProbe, Outbox, SendLimits, ToProver, outbox, write_loop};
-use crate::results::{
-    PartialProofs, VERIFY_INLINE_MAX, check_label, fenced_off, handle_result, nack, take_proof,
-};
+use crate::partial::PartialProofs;
+use crate::results::{VERIFY_INLINE_MAX, check_label, fenced_off, handle_result, nack, take_proof};
 use crate::server::Shared;
 use crate::wire::{ChunkCredits, Wire, WireEnd, refusal_status, unreadable};
+use proofmill_proto::v1::task_result::Outcome as Res;
 use proofmill_proto::v1::{
     CoordinatorMessage, ErrorCode, ProverMessage, Register, RegisterResponse, Unsupported,
     coordinator_message::Kind as Out, prover_message::Kind as In,
 };
-use proofmill_scheduler::ProverInfo;
+use proofmill_scheduler::{ProverInfo, ResultCheck};
 use proofmill_types::{FencingToken, JobKey, ProofRecord, ProofType, ProverId, TaskId};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -45,16 +46,18 @@ fn too_many_running(n: usize) -> String {
     format!("{n} running tasks listed; at most {MAX_RUNNING_REPORTED}")
 }
 
+/// Serves one prover stream. `open` holds the stream's slot while the session lives;
+/// `unregistered` is given back once the prover is registered.
 pub(crate) fn start(
     shared: Arc<Shared>,
     inbound: Streaming<ProverMessage>,
     (wire, credits, end): (Wire, ChunkCredits, WireEnd),
+    (open, unregistered): (Slot, Slot),
 ) {
-    let counted = SessionCount::new(shared.clone());
     tokio::spawn(async move {
-        let _counted = counted;
+        let _open = open;
         // Every stream this side ends says why; only one the prover closed ends OK.
-        let status = run(shared, inbound, (wire, credits, end.clone()))
+        let status = run(shared, inbound, (wire, credits, end.clone()), unregistered)
             .await
             .err();
         if let Some(s) = &status {
@@ -62,22 +65,6 @@ pub(crate) fn start(
         }
         end.finish(status);
     });
-}
-
-/// Counts a session in [`Shared::open_sessions`] while it lives, however it ends.
-struct SessionCount(Arc<Shared>);
-
-impl SessionCount {
-    fn new(shared: Arc<Shared>) -> Self {
-        shared.open_sessions.fetch_add(1, Ordering::SeqCst);
-        SessionCount(shared)
-    }
-}
-
-impl Drop for SessionCount {
-    fn drop(&mut self) {
-        self.0.open_sessions.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 fn reject(code: ErrorCode, reason: String) -> CoordinatorMessage {
@@ -98,6 +85,7 @@ async fn run(
     shared: Arc<Shared>,
     mut inbound: Streaming<ProverMessage>,
     (wire, credits, end): (Wire, ChunkCredits, WireEnd),
+    unregistered: Slot,
 ) -> Result<(), Status> {
     let ms = shared.config.register_timeout_ms;
     let first = match tokio::time::timeout(Duration::from_millis(ms), inbound.message()).await {
@@ -140,7 +128,7 @@ async fn run(
     let (tx, writer) = outbox(
         &shared,
         (wire, credits, end),
-        (blob_access, limits),
+        (blob_access, limits, capacity),
         probe.clone(),
     );
     let (reply_tx, reply_rx) = oneshot::channel();
@@ -163,6 +151,7 @@ async fn run(
         })
         .map_err(|_| core_stopped())?;
     let prover = reply_rx.await.map_err(|_| core_stopped())?;
+    drop(unregistered);
     tracing::info!(%prover, name = %name.escape_debug(), "prover connected");
     let writer = tokio::spawn(write_loop(shared.clone(), writer, tx.clone()));
     let result = read_loop(
@@ -331,6 +320,14 @@ async fn read_loop(
                 if let Some(probe) = probe {
                     probe.result_received();
                 }
+                let key = (r.task_id.clone(), r.fencing_token);
+                if matches!(r.outcome, Some(Res::ProofChunked(_)))
+                    && !partial.receiving(&key)
+                    && partial.was_refused(&key)
+                {
+                    // Its chunks were refused, and the prover told why already.
+                    continue;
+                }
                 let proof = match take_proof(shared, &mut partial, &mut r) {
                     Ok(p) => p,
                     Err(reason) => {
@@ -350,20 +347,31 @@ async fn read_loop(
                 // so a pairing or a verify command never holds up this prover's heartbeats.
                 let cheap = proof.as_ref().is_none_or(|p| {
                     shared.verify_inline
-                        && p.len() <= VERIFY_INLINE_MAX.min(shared.config.inline_proof_max)
+                        && p.data.len() <= VERIFY_INLINE_MAX.min(shared.config.inline_proof_max)
                 });
                 if cheap {
+                    let proof = proof.map(|p| p.into_parts().0);
                     handle_result(shared, prover, name, r, proof, tx).await;
                 } else {
+                    // Its bytes stay in memory until it is verified and stored: they count
+                    // in the proof budget until then, or it is offered again later.
+                    let mut proof = proof.expect("a result without a proof is cheap");
+                    if let Err(reason) = proof.hold(&shared.proof_budget) {
+                        let code = ErrorCode::SystemUnavailable;
+                        nack(tx, &r.task_id, r.fencing_token, code, reason);
+                        continue;
+                    }
+                    let (proof, held) = proof.into_parts();
                     let (shared, prover, name, tx) =
                         (shared.clone(), prover.clone(), name.to_string(), tx.clone());
                     tokio::spawn(async move {
+                        let _held = held;
                         // A stale result is refused before its verification and blob write.
                         if let Some(reason) = fenced_off(&shared, &prover, &r).await {
                             let code = ErrorCode::StaleFencingToken;
                             return nack(&tx, &r.task_id, r.fencing_token, code, reason);
                         }
-                        handle_result(&shared, &prover, &name, r, proof, &tx).await
+                        handle_result(&shared, &prover, &name, r, Some(proof), &tx).await
                     });
                 }
             }
@@ -376,14 +384,23 @@ async fn read_loop(
                         prover: prover.clone(),
                     });
                 }
-                if let Err(reason) = partial.push(&c) {
-                    nack(
-                        tx,
-                        &c.task_id,
-                        c.fencing_token,
-                        ErrorCode::InvalidArgument,
-                        reason,
-                    );
+                let key = (c.task_id.clone(), c.fencing_token);
+                if !partial.receiving(&key) {
+                    if c.offset != 0 && partial.was_refused(&key) {
+                        continue; // The rest of a refused proof: answered already.
+                    }
+                    // A proof's first chunk: kept only for a lease this prover holds.
+                    if c.offset == 0 {
+                        partial.forgive(&key);
+                        if let Err((code, reason)) = leased(shared, prover, &key).await {
+                            nack(tx, &key.0, key.1, code, reason);
+                            partial.refuse(key);
+                            continue;
+                        }
+                    }
+                }
+                if let Err((code, reason)) = partial.push(&shared.proof_budget, c) {
+                    nack(tx, &key.0, key.1, code, reason);
                 }
             }
             Some(In::HeartbeatAck(a)) => {
@@ -442,6 +459,34 @@ async fn read_loop(
                 }));
             }
         }
+    }
+}
+
+/// Whether `prover` holds the current lease of a task: the only proofs whose chunks are kept.
+async fn leased(
+    shared: &Shared,
+    prover: &ProverId,
+    (task_id, token): &crate::partial::Key,
+) -> Result<(), (ErrorCode, String)> {
+    let (batch, proof_type) =
+        TaskId::parse(task_id).map_err(|e| (ErrorCode::InvalidArgument, e.to_string()))?;
+    let key = JobKey::new(batch, proof_type);
+    let check = shared
+        .ask(|reply| CoreMsg::CheckResult {
+            prover: prover.clone(),
+            key: key.clone(),
+            token: FencingToken(*token),
+            reply,
+        })
+        .await
+        .map_err(|e| (ErrorCode::SystemUnavailable, e.to_string()))?;
+    match check {
+        ResultCheck::Current => Ok(()),
+        ResultCheck::Stale { reason } => Err((ErrorCode::StaleFencingToken, reason)),
+        ResultCheck::NotOpen => Err((
+            ErrorCode::JobNotFound,
+            format!("{key} is not open here: no proof of it is taken"),
+        )),
     }
 }
 
