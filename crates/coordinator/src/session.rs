@@ -167,7 +167,12 @@ async fn run(
         prover: prover.clone(),
         conn_id,
     });
-    tracing::info!(%prover, "prover disconnected");
+    match &result {
+        Ok(()) => tracing::info!(%prover, "prover closed its stream"),
+        Err(s) => {
+            tracing::info!(%prover, code = ?s.code(), reason = %s.message().escape_debug(), "prover disconnected")
+        }
+    }
     result
 }
 
