@@ -105,6 +105,8 @@ async fn run(
     let (hello, name, (blob_access, limits)) = match parse_hello(&shared, first) {
         Ok(h) => h,
         Err((code, reason)) => {
+            // It may quote what the prover sent, of any size.
+            let reason: String = reason.chars().take(1024).collect();
             tracing::warn!(?code, reason = %reason.escape_debug(), "prover registration rejected");
             let _ = wire.send(Ok(reject(code, reason.clone()))).await;
             return Err(refusal_status(code, &reason));
