@@ -175,6 +175,17 @@ pub struct CoordinatorArgs {
     /// Shared secret provers must present when registering.
     #[arg(long, env = "PROOFMILL_PROVER_TOKEN", hide_env_values = true, value_parser = parse_non_empty)]
     pub prover_token: Option<String>,
+    /// Memory for proofs in flight across all provers (chunks received, proofs being
+    /// verified), bytes; at least the largest proof (256 MiB). A proof that does not fit is
+    /// refused for now, and its prover offers it again later.
+    #[arg(long, env = "PROOFMILL_PROOF_MEMORY_BYTES", default_value_t = 1 << 30, value_parser = parse_message_bytes)]
+    pub proof_memory_bytes: usize,
+    /// Prover streams open at once, registered or not; more are refused (RESOURCE_EXHAUSTED).
+    #[arg(long, env = "PROOFMILL_MAX_PROVER_STREAMS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_prover_streams: u64,
+    /// Prover streams open at once that have not registered yet.
+    #[arg(long, env = "PROOFMILL_MAX_UNREGISTERED_STREAMS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_unregistered_streams: u64,
     /// Time running tasks get to finish on shutdown, ms.
     #[arg(long, env = "PROOFMILL_SHUTDOWN_GRACE", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=MAX_MS))]
     pub shutdown_grace: u64,

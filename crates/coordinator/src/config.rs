@@ -35,6 +35,16 @@ pub struct CoordinatorConfig {
     /// every commit. A lease lost to a crash is recovered from the prover's `Reconnect`, so
     /// the cap bounds memory and redone work, not correctness.
     pub max_uncommitted_dispatches: usize,
+    /// Bytes of proofs in flight across every stream: chunks received so far, and proofs
+    /// waiting for their verification. A proof that does not fit is refused with
+    /// `SYSTEM_UNAVAILABLE` (the prover keeps it and offers it again later). At least
+    /// `max_proof_bytes`.
+    pub proof_memory_bytes: usize,
+    /// Prover streams open at once, registered or not; more are refused with
+    /// `RESOURCE_EXHAUSTED`.
+    pub max_prover_streams: usize,
+    /// Streams open at once that have not registered yet.
+    pub max_unregistered_streams: usize,
     /// Keep every dispatch latency sample (result received → next task sent on that stream)
     /// for benchmarks; off in production.
     pub record_dispatch_latency: bool,
@@ -57,6 +67,9 @@ impl Default for CoordinatorConfig {
             register_timeout_ms: 10_000,
             input_cache_bytes: 256 << 20,
             max_uncommitted_dispatches: 16 * 1024,
+            proof_memory_bytes: 1 << 30,
+            max_prover_streams: 10_000,
+            max_unregistered_streams: 1024,
             record_dispatch_latency: false,
         }
     }

@@ -251,7 +251,9 @@ impl Core {
                     },
                 ) {
                     old.outbox
-                        .send(ToProver::Close("replaced by a newer stream".into()));
+                        .send(ToProver::Close(tonic::Status::aborted(format!(
+                            "prover {id} is replaced by a newer stream"
+                        ))));
                 }
                 let response = CoordinatorMessage {
                     kind: Some(Kind::RegisterResponse(RegisterResponse {
@@ -462,7 +464,10 @@ impl Core {
                 Effect::Disconnect { prover, reason } => {
                     tracing::warn!(%prover, %reason, "prover declared dead");
                     if let Some(conn) = self.conns.remove(&prover) {
-                        sends.push((conn.outbox, ToProver::Close(reason)));
+                        let status = tonic::Status::unavailable(format!(
+                            "prover {prover} declared dead: {reason}"
+                        ));
+                        sends.push((conn.outbox, ToProver::Close(status)));
                     }
                 }
             }

@@ -9,6 +9,7 @@ use crate::core::CoreMsg;
 use crate::inputs::InputCache;
 use crate::server::Shared;
 use crate::session::Outcome;
+use crate::wire::{ChunkCredits, Wire, WireEnd};
 use proofmill_proto::v1::{
     CoordinatorMessage, DataChunk, ExecuteTask, Heartbeat, Shutdown,
     coordinator_message::Kind as Out, execute_task::Input,
@@ -17,51 +18,16 @@ use proofmill_types::{Batch, Job, TaskId};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tonic::Status;
-
-/// The gRPC response stream of one prover.
-pub(crate) type Wire = mpsc::Sender<Result<CoordinatorMessage, Status>>;
-
-/// Messages the wire holds before a writer waits.
-const WIRE_CAPACITY: usize = 256;
-/// Input chunks a writer may have on the wire ahead of the gRPC stream. Few, so the
-/// heartbeats it sends between chunks are not stuck behind a whole input: a prover busy
-/// downloading a large input keeps answering them and keeps its lease.
-const CHUNKS_AHEAD: usize = 4;
-
-/// Credits for input chunks on the wire: taken by the writer, given back as the gRPC
-/// stream takes each chunk off the wire.
-pub(crate) type ChunkCredits = Arc<Semaphore>;
-
-/// A wire, its chunk credits, and the stream the gRPC response is served from.
-pub(crate) fn wire() -> (
-    Wire,
-    ChunkCredits,
-    impl futures::Stream<Item = Result<CoordinatorMessage, Status>> + Send + 'static,
-) {
-    use futures::StreamExt as _;
-    let (tx, rx) = mpsc::channel(WIRE_CAPACITY);
-    let credits = Arc::new(Semaphore::new(CHUNKS_AHEAD));
-    let given_back = credits.clone();
-    let stream = tokio_stream::wrappers::ReceiverStream::new(rx).inspect(move |m| {
-        if let Ok(CoordinatorMessage {
-            kind: Some(Out::InputChunk(_)),
-        }) = m
-        {
-            given_back.add_permits(1);
-        }
-    });
-    (tx, credits, stream)
-}
 
 /// What the core (directly or via the persister) asks a session to send.
 pub(crate) enum ToProver {
     Msg(CoordinatorMessage),
     Dispatch(Job, Arc<Batch>),
-    /// End the stream (prover declared dead or replaced). Not queued: it overtakes whatever
-    /// is, and interrupts a writer waiting on a stalled stream.
-    Close(String),
+    /// End the stream with this status (prover declared dead or replaced). Not queued: it
+    /// overtakes whatever is, drops it, and interrupts a writer waiting on a stalled stream.
+    Close(Status),
 }
 
 impl ToProver {
@@ -132,12 +98,15 @@ impl SendLimits {
 pub(crate) struct Outbox {
     queue: mpsc::UnboundedSender<ToProver>,
     /// Items queued and not yet written by the writer task.
-    queued: Arc<AtomicUsize>,
+    queued: Queued,
+    /// Most items queued before the stream is closed as not reading.
+    max_queued: usize,
     wire: Wire,
     inputs: Arc<InputCache>,
     limits: SendLimits,
     latency: Option<LatencyProbe>,
     closing: Arc<watch::Sender<Option<String>>>,
+    end: WireEnd,
 }
 
 /// Resolves with the reason once the stream is closed by [`ToProver::Close`].
@@ -165,14 +134,15 @@ impl Outbox {
     /// session is gone or closed (a `Close` itself always succeeds).
     pub fn send(&self, item: ToProver) -> bool {
         match item {
-            ToProver::Close(reason) => {
+            ToProver::Close(status) => {
                 self.closing.send_if_modified(|c| {
                     let first = c.is_none();
                     if first {
-                        *c = Some(reason);
+                        *c = Some(status.message().to_string());
                     }
                     first
                 });
+                self.end.abort(status);
                 true
             }
             ToProver::Msg(m) => match self.write_now(m) {
@@ -188,7 +158,7 @@ impl Outbox {
     /// inline (and nothing is queued ahead), otherwise through the writer task, which reads
     /// the input, chunks it or sends its blob URL.
     pub fn dispatch(&self, job: Job, batch: Arc<Batch>) -> bool {
-        let ready = self.queued.load(Ordering::SeqCst) == 0
+        let ready = self.queued.get() == 0
             && self.wire.capacity() > 0
             && batch.input_size <= self.limits.inline_input_max as u64;
         if let Some(input) = ready.then(|| self.inputs.cached(batch.number)).flatten() {
@@ -212,7 +182,7 @@ impl Outbox {
         if self.closing.borrow().is_some() {
             return Written::Closed;
         }
-        if self.queued.load(Ordering::SeqCst) != 0 {
+        if self.queued.get() != 0 {
             return Written::Busy(m);
         }
         match self.wire.try_send(Ok(m)) {
@@ -227,12 +197,53 @@ impl Outbox {
         if self.closing.borrow().is_some() {
             return false;
         }
-        self.queued.fetch_add(1, Ordering::SeqCst);
+        if self.queued.get() >= self.max_queued {
+            // It does not read what it is sent (an honest prover reads all the time): close
+            // it rather than grow its queue.
+            self.send(ToProver::Close(Status::resource_exhausted(format!(
+                "the prover does not read its stream: {} replies queued",
+                self.max_queued
+            ))));
+            return false;
+        }
+        self.queued.add();
         if self.queue.send(item).is_err() {
-            self.queued.fetch_sub(1, Ordering::SeqCst);
+            self.queued.sub(1);
             return false;
         }
         true
+    }
+}
+
+/// Items queued for one stream and not yet written, also counted for all streams together.
+#[derive(Clone)]
+struct Queued {
+    stream: Arc<AtomicUsize>,
+    all: Arc<AtomicUsize>,
+}
+
+impl Queued {
+    fn get(&self) -> usize {
+        self.stream.load(Ordering::SeqCst)
+    }
+
+    fn add(&self) {
+        self.stream.fetch_add(1, Ordering::SeqCst);
+        self.all.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn sub(&self, n: usize) {
+        self.stream.fetch_sub(n, Ordering::SeqCst);
+        self.all.fetch_sub(n, Ordering::SeqCst);
+    }
+}
+
+/// Uncounts a queued item once it is written, or dropped unwritten with its writer.
+struct Dequeued(Queued);
+
+impl Drop for Dequeued {
+    fn drop(&mut self) {
+        self.0.sub(1);
     }
 }
 
@@ -246,7 +257,7 @@ enum Written {
 /// The writer task's half of an [`Outbox`].
 pub(crate) struct Writer {
     rx: mpsc::UnboundedReceiver<ToProver>,
-    queued: Arc<AtomicUsize>,
+    queued: Queued,
     wire: Wire,
     blob_access: bool,
     limits: SendLimits,
@@ -266,23 +277,47 @@ impl Writer {
     }
 }
 
+impl Drop for Writer {
+    /// What is still queued will not be written: uncount it.
+    fn drop(&mut self) {
+        self.rx.close();
+        let mut left = 0;
+        while self.rx.try_recv().is_ok() {
+            left += 1;
+        }
+        self.queued.sub(left);
+    }
+}
+
+/// Replies queued per stream, beyond which a prover is taken not to read them: room for
+/// what an honest prover of `capacity` can have coming at once (its tasks, their
+/// cancellations, acks of the results it resends on a reconnect) and then some.
+fn max_queued(capacity: u32) -> usize {
+    4 * capacity as usize + 1024
+}
+
 pub(crate) fn outbox(
     shared: &Shared,
-    (wire, credits): (Wire, ChunkCredits),
-    (blob_access, limits): (bool, SendLimits),
+    (wire, credits, end): (Wire, ChunkCredits, WireEnd),
+    (blob_access, limits, capacity): (bool, SendLimits, u32),
     latency: Option<LatencyProbe>,
 ) -> (Outbox, Writer) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
+    let queued = Queued {
+        stream: Default::default(),
+        all: shared.replies_queued.clone(),
+    };
     let (closing, closing_rx) = watch::channel(None);
     let outbox = Outbox {
         closing: Arc::new(closing),
         queue: tx,
         queued: queued.clone(),
+        max_queued: max_queued(capacity),
         wire: wire.clone(),
         inputs: shared.inputs.clone(),
         limits,
         latency: latency.clone(),
+        end,
     };
     let writer = Writer {
         rx,
@@ -324,15 +359,14 @@ pub(crate) async fn write_loop(shared: Arc<Shared>, mut w: Writer, self_tx: Outb
     loop {
         let (item, queued) = tokio::select! {
             biased;
-            reason = closed(&w.closing) => {
-                // Without waiting: a stalled stream has no room. What it already holds (at
-                // most the wire's capacity and CHUNKS_AHEAD chunks) stays with the
-                // connection until it closes; the input and the session go now.
-                let _ = w.wire.try_send(Err(Status::unavailable(reason)));
-                return;
-            }
-            m = w.rx.recv() => match m { Some(m) => (m, true), None => return },
-            _ = beat.interval.tick() => (ToProver::Msg(beat.message()), false),
+            // The stream has ended already (`Outbox::send` aborts it, dropping what it
+            // holds): the input and the session go now.
+            _ = closed(&w.closing) => return,
+            m = w.rx.recv() => match m {
+                Some(m) => (m, Some(Dequeued(w.queued.clone()))),
+                None => return,
+            },
+            _ = beat.interval.tick() => (ToProver::Msg(beat.message()), None),
         };
         let open = match item {
             ToProver::Msg(m) => w.put(m).await,
@@ -347,9 +381,7 @@ pub(crate) async fn write_loop(shared: Arc<Shared>, mut w: Writer, self_tx: Outb
             }
         };
         // Only once it is written: until then the core must not write around it.
-        if queued {
-            w.queued.fetch_sub(1, Ordering::SeqCst);
-        }
+        drop(queued);
         if !open {
             return;
         }

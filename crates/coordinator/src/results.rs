@@ -5,17 +5,17 @@
 use crate::core::{BatchCache, CoreMsg};
 use crate::now_ms;
 use crate::outbox::{Outbox, ToProver};
+use crate::partial::{PartialProofs, ProofBytes};
 use crate::server::Shared;
 use crate::session::Outcome;
 use bytes::Bytes;
 use proofmill_backend::Backend;
 use proofmill_proto::v1::{
-    CoordinatorMessage, DataChunk, ErrorCode, TaskResult, coordinator_message::Kind as Out,
+    CoordinatorMessage, ErrorCode, TaskResult, coordinator_message::Kind as Out,
     task_result::Outcome as Res,
 };
 use proofmill_scheduler::ResultCheck;
 use proofmill_types::{Batch, Digest, FencingToken, JobKey, ProofRecord, ProverId, TaskId};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Text from a prover made fit to store: at most `max` characters, and NUL (which PostgreSQL
@@ -51,89 +51,39 @@ pub(crate) fn nack(tx: &Outbox, task_id: &str, token: u64, code: ErrorCode, reas
             fencing_token: token,
             accepted: false,
             code: code as i32,
-            reason,
+            // It may quote what the prover sent: bounded, as the reply queue counts messages.
+            reason: reason.chars().take(1024).collect(),
         })),
     };
     tx.send(ToProver::Msg(msg));
 }
 
-/// Proofs arriving in chunks on one stream, by (task id, token). Bounded: at most
-/// `max_entries` proofs at once (the prover's capacity and one more) and `max_bytes` in all,
-/// counted as chunks arrive.
-pub(crate) struct PartialProofs {
-    buffers: HashMap<(String, u64), Vec<u8>>,
-    bytes: usize,
-    max_entries: usize,
-    max_bytes: u64,
-}
-
-impl PartialProofs {
-    pub fn new(capacity: u32, max_bytes: u64) -> Self {
-        PartialProofs {
-            buffers: HashMap::new(),
-            bytes: 0,
-            max_entries: capacity as usize + 1,
-            max_bytes,
-        }
-    }
-
-    /// Appends a chunk; on error the task's partial proof is dropped.
-    pub fn push(&mut self, c: &DataChunk) -> Result<(), String> {
-        TaskId::parse(&c.task_id).map_err(|e| e.to_string())?;
-        let key = (c.task_id.clone(), c.fencing_token);
-        if !self.buffers.contains_key(&key) && self.buffers.len() >= self.max_entries {
-            return Err(format!(
-                "more than {} proofs in chunks at once",
-                self.max_entries
-            ));
-        }
-        let buf = self.buffers.entry(key.clone()).or_default();
-        if c.offset != buf.len() as u64 {
-            self.remove(&key);
-            return Err("proof chunk out of order".into());
-        }
-        if (self.bytes + c.data.len()) as u64 > self.max_bytes {
-            self.remove(&key);
-            return Err("proof too large".into());
-        }
-        buf.extend_from_slice(&c.data);
-        self.bytes += c.data.len();
-        Ok(())
-    }
-
-    fn remove(&mut self, key: &(String, u64)) -> Option<Vec<u8>> {
-        let buf = self.buffers.remove(key)?;
-        self.bytes -= buf.len();
-        Some(buf)
-    }
-}
-
-/// The proof bytes of a result (joined from chunks if needed); `None` for an error result.
-/// Takes the bytes out of `r` rather than copying them.
+/// The proof bytes of a result (joined from chunks if needed, with their share of the proof
+/// budget); `None` for an error result. Takes the bytes out of `r` rather than copying them.
 pub(crate) fn take_proof(
     shared: &Shared,
     partial: &mut PartialProofs,
     r: &mut TaskResult,
-) -> Result<Option<Vec<u8>>, String> {
+) -> Result<Option<ProofBytes>, String> {
     match &mut r.outcome {
-        Some(Res::Proof(p)) => Ok(Some(std::mem::take(p))),
+        Some(Res::Proof(p)) => Ok(Some(ProofBytes::new(std::mem::take(p), None))),
         Some(Res::ProofChunked(c)) => {
-            let data = partial
-                .remove(&(r.task_id.clone(), r.fencing_token))
+            let proof = partial
+                .take(&(r.task_id.clone(), r.fencing_token))
                 .ok_or("no proof chunks received for this task")?;
-            if data.len() as u64 != c.size
-                || Digest::sha256(&data).0.as_slice() != c.digest.as_slice()
+            if proof.data.len() as u64 != c.size
+                || Digest::sha256(&proof.data).0.as_slice() != c.digest.as_slice()
             {
                 return Err("chunked proof does not match its size or digest".into());
             }
-            Ok(Some(data))
+            Ok(Some(proof))
         }
         Some(Res::Error(_)) => Ok(None),
         None => Err("result without proof or error".into()),
     }
     .and_then(|p| match &p {
-        Some(p) if p.len() as u64 > shared.config.max_proof_bytes => {
-            Err(format!("proof of {} bytes is over the limit", p.len()))
+        Some(p) if p.data.len() as u64 > shared.config.max_proof_bytes => {
+            Err(format!("proof of {} bytes is over the limit", p.data.len()))
         }
         _ => Ok(p),
     })
@@ -245,7 +195,7 @@ async fn check_proof(
         verify_off_thread(verifier, public, proof).await
     };
     if let Err(reason) = verdict {
-        tracing::warn!(%prover, %key, %reason, "invalid proof rejected");
+        tracing::warn!(%prover, %key, reason = %reason.escape_debug(), "invalid proof rejected");
         return Ok(Outcome::Invalid(reason));
     }
     let inline = proof.len() <= shared.config.inline_proof_max;

@@ -3,6 +3,7 @@ use crate::core::{BatchCache, Core, CoreMsg};
 use crate::error::CoordinatorError;
 use crate::identity::ProverKeys;
 use crate::inputs::InputCache;
+use crate::limits::InFlight;
 use crate::{admin, persist, session};
 use proofmill_backend::Backend;
 use proofmill_proto::v1::admin_service_server::AdminServiceServer;
@@ -41,8 +42,12 @@ pub(crate) struct Shared {
     pub devnet_source: AtomicBool,
     /// Dispatch latencies in microseconds, when `record_dispatch_latency` is on.
     pub dispatch_latency_us: Arc<std::sync::Mutex<Vec<u32>>>,
-    /// Prover sessions whose task still runs (a closed one ends at once).
-    pub open_sessions: AtomicUsize,
+    /// Prover streams open, and those not registered yet (a closed one ends at once).
+    pub slots: crate::limits::StreamSlots,
+    /// Bytes of proofs in flight, across every stream.
+    pub proof_budget: crate::limits::ProofBudget,
+    /// Replies queued for provers and not yet written, across every stream.
+    pub replies_queued: Arc<AtomicUsize>,
     /// What the L1 settlement loops last saw; `None` while settlement is off.
     pub l1_seen: RwLock<Option<crate::settlement::L1Seen>>,
 }
@@ -81,6 +86,12 @@ impl Coordinator {
             return Err(CoordinatorError::Config(
                 "at least one proof type is required".into(),
             ));
+        }
+        if (config.proof_memory_bytes as u64) < config.max_proof_bytes {
+            return Err(CoordinatorError::Config(format!(
+                "proof memory of {} bytes cannot hold the largest proof ({} bytes)",
+                config.proof_memory_bytes, config.max_proof_bytes
+            )));
         }
         let mut verifiers = HashMap::new();
         for (pt, backend) in &config.proof_types {
@@ -122,6 +133,11 @@ impl Coordinator {
         );
         core.restore(batches, open);
         tokio::spawn(core.run(core_rx));
+        let slots = crate::limits::StreamSlots::new(
+            config.max_prover_streams,
+            config.max_unregistered_streams,
+        );
+        let proof_budget = crate::limits::ProofBudget::new(config.proof_memory_bytes);
         let shared = Arc::new(Shared {
             inputs: Arc::new(InputCache::new(blobs.clone(), config.input_cache_bytes)),
             config,
@@ -136,7 +152,9 @@ impl Coordinator {
             intake: Default::default(),
             devnet_source: AtomicBool::new(false),
             dispatch_latency_us: Default::default(),
-            open_sessions: AtomicUsize::new(0),
+            slots,
+            proof_budget,
+            replies_queued: Default::default(),
             l1_seen: RwLock::new(None),
         });
         Ok(Coordinator { shared })
@@ -171,18 +189,30 @@ impl Coordinator {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proofmill_proto::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| CoordinatorError::Transport(e.to_string()))?;
-        tonic::transport::Server::builder()
+        // Both versions: grpcurl speaks v1, many clients (Python's stock one) only v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proofmill_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let transport = |e: tonic_reflection::server::Error| {
+            CoordinatorError::Transport(format!("reflection: {e}"))
+        };
+        let reflection_v1 = reflection().build_v1().map_err(transport)?;
+        let reflection_v1alpha = reflection().build_v1alpha().map_err(transport)?;
+        let (health, refresh) = crate::health::service(&self.shared).await;
+        let served = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
             .add_service(prover)
             .add_service(admin)
-            .add_service(reflection)
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(no_delay(listener), shutdown)
             .await
-            .map_err(|e| CoordinatorError::Transport(e.to_string()))
+            .map_err(|e| CoordinatorError::Transport(e.to_string()));
+        refresh.abort();
+        served
     }
 
     /// Serves in a background task until [`Serving::stop`].
@@ -263,7 +293,17 @@ impl Coordinator {
     /// this coordinator closes it (a prover declared dead is let go even if it keeps its
     /// stream open).
     pub fn open_sessions(&self) -> usize {
-        self.shared.open_sessions.load(Ordering::SeqCst)
+        self.shared.slots.open()
+    }
+
+    /// What clients hold of this coordinator now (see [`InFlight`]).
+    pub fn in_flight(&self) -> InFlight {
+        InFlight {
+            proof_bytes: self.shared.proof_budget.in_use(),
+            replies_queued: self.shared.replies_queued.load(Ordering::SeqCst),
+            streams: self.shared.slots.open(),
+            unregistered_streams: self.shared.slots.unregistered(),
+        }
     }
 
     /// Dispatch latency samples (µs) recorded so far, when `record_dispatch_latency` is on.
@@ -300,7 +340,7 @@ impl Serving {
     }
 }
 
-struct ProverSvc {
+pub(crate) struct ProverSvc {
     shared: Arc<Shared>,
 }
 
@@ -315,8 +355,15 @@ impl ProverService for ProverSvc {
         &self,
         request: Request<Streaming<ProverMessage>>,
     ) -> Result<Response<OutStream>, Status> {
-        let (wire, credits, stream) = crate::outbox::wire();
-        session::start(self.shared.clone(), request.into_inner(), (wire, credits));
+        // Refused before anything is allocated for the stream.
+        let slots = self.shared.slots.admit()?;
+        let (wire, credits, end, stream) = crate::wire::wire();
+        session::start(
+            self.shared.clone(),
+            request.into_inner(),
+            (wire, credits, end),
+            slots,
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 }

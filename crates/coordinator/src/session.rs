@@ -2,23 +2,25 @@
 //! core, beside the writer of [`crate::outbox`].
 
 use crate::core::{Conn, CoreMsg, Hello};
-use crate::outbox::{ChunkCredits, LatencyProbe, Outbox, SendLimits, Wire, outbox, write_loop};
-use crate::results::{
-    PartialProofs, VERIFY_INLINE_MAX, check_label, fenced_off, handle_result, nack, take_proof,
-};
+use crate::limits::Slot;
+use crate::outbox::{LatencyProbe, Outbox, SendLimits, ToProver, outbox, write_loop};
+use crate::partial::PartialProofs;
+use crate::results::{VERIFY_INLINE_MAX, check_label, fenced_off, handle_result, nack, take_proof};
 use crate::server::Shared;
+use crate::wire::{ChunkCredits, Wire, WireEnd, refusal_status, unreadable};
+use proofmill_proto::v1::task_result::Outcome as Res;
 use proofmill_proto::v1::{
-    CoordinatorMessage, ErrorCode, ProverMessage, Register, RegisterResponse,
+    CoordinatorMessage, ErrorCode, ProverMessage, Register, RegisterResponse, Unsupported,
     coordinator_message::Kind as Out, prover_message::Kind as In,
 };
-use proofmill_scheduler::ProverInfo;
+use proofmill_scheduler::{ProverInfo, ResultCheck};
 use proofmill_types::{FencingToken, JobKey, ProofRecord, ProofType, ProverId, TaskId};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use tonic::Streaming;
+use tonic::{Status, Streaming};
 
 /// A result after it was checked by the session.
 pub(crate) enum Outcome {
@@ -44,34 +46,25 @@ fn too_many_running(n: usize) -> String {
     format!("{n} running tasks listed; at most {MAX_RUNNING_REPORTED}")
 }
 
+/// Serves one prover stream. `open` holds the stream's slot while the session lives;
+/// `unregistered` is given back once the prover is registered.
 pub(crate) fn start(
     shared: Arc<Shared>,
     inbound: Streaming<ProverMessage>,
-    wire: (Wire, ChunkCredits),
+    (wire, credits, end): (Wire, ChunkCredits, WireEnd),
+    (open, unregistered): (Slot, Slot),
 ) {
-    let counted = SessionCount::new(shared.clone());
     tokio::spawn(async move {
-        let _counted = counted;
-        if let Err(reason) = run(shared, inbound, wire).await {
-            tracing::debug!(%reason, "prover stream ended");
+        let _open = open;
+        // Every stream this side ends says why; only one the prover closed ends OK.
+        let status = run(shared, inbound, (wire, credits, end.clone()), unregistered)
+            .await
+            .err();
+        if let Some(s) = &status {
+            tracing::debug!(code = ?s.code(), reason = %s.message().escape_debug(), "prover stream ended");
         }
+        end.finish(status);
     });
-}
-
-/// Counts a session in [`Shared::open_sessions`] while it lives, however it ends.
-struct SessionCount(Arc<Shared>);
-
-impl SessionCount {
-    fn new(shared: Arc<Shared>) -> Self {
-        shared.open_sessions.fetch_add(1, Ordering::SeqCst);
-        SessionCount(shared)
-    }
-}
-
-impl Drop for SessionCount {
-    fn drop(&mut self) {
-        self.0.open_sessions.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 fn reject(code: ErrorCode, reason: String) -> CoordinatorMessage {
@@ -91,31 +84,40 @@ fn reject(code: ErrorCode, reason: String) -> CoordinatorMessage {
 async fn run(
     shared: Arc<Shared>,
     mut inbound: Streaming<ProverMessage>,
-    (wire, credits): (Wire, ChunkCredits),
-) -> Result<(), String> {
-    let timeout = std::time::Duration::from_millis(shared.config.register_timeout_ms);
-    let first = match tokio::time::timeout(timeout, inbound.message()).await {
-        Err(_) => return Err("no Register within the timeout".into()),
-        Ok(Err(e)) => return Err(e.to_string()),
-        Ok(Ok(None)) => return Err("closed before registering".into()),
+    (wire, credits, end): (Wire, ChunkCredits, WireEnd),
+    unregistered: Slot,
+) -> Result<(), Status> {
+    let ms = shared.config.register_timeout_ms;
+    let first = match tokio::time::timeout(Duration::from_millis(ms), inbound.message()).await {
+        Err(_) => {
+            return Err(Status::deadline_exceeded(format!(
+                "no Register or Reconnect within {ms} ms of opening the stream"
+            )));
+        }
+        Ok(Err(e)) => return Err(unreadable(&e)),
+        Ok(Ok(None)) => {
+            return Err(Status::failed_precondition(
+                "the stream closed before Register or Reconnect",
+            ));
+        }
         Ok(Ok(Some(m))) => m,
     };
     let (hello, name, (blob_access, limits)) = match parse_hello(&shared, first) {
         Ok(h) => h,
         Err((code, reason)) => {
-            tracing::warn!(?code, %reason, "prover registration rejected");
+            // It may quote what the prover sent, of any size.
+            let reason: String = reason.chars().take(1024).collect();
+            tracing::warn!(?code, reason = %reason.escape_debug(), "prover registration rejected");
             let _ = wire.send(Ok(reject(code, reason.clone()))).await;
-            return Err(reason);
+            return Err(refusal_status(code, &reason));
         }
     };
     if shared.draining() {
+        let reason = "coordinator is shutting down";
         let _ = wire
-            .send(Ok(reject(
-                ErrorCode::SystemUnavailable,
-                "coordinator is shutting down".into(),
-            )))
+            .send(Ok(reject(ErrorCode::SystemUnavailable, reason.into())))
             .await;
-        return Err("draining".into());
+        return Err(Status::unavailable(reason));
     }
     let capacity = match &hello {
         Hello::Register(info) | Hello::Reconnect { info, .. } => info.capacity,
@@ -127,8 +129,8 @@ async fn run(
         .then(|| LatencyProbe::new(shared.dispatch_latency_us.clone()));
     let (tx, writer) = outbox(
         &shared,
-        (wire, credits),
-        (blob_access, limits),
+        (wire, credits, end),
+        (blob_access, limits, capacity),
         probe.clone(),
     );
     let (reply_tx, reply_rx) = oneshot::channel();
@@ -149,9 +151,10 @@ async fn run(
             max_message: shared.config.max_message_bytes.min(u32::MAX as usize) as u32,
             reply: reply_tx,
         })
-        .map_err(|_| "core stopped")?;
-    let prover = reply_rx.await.map_err(|_| "core stopped")?;
-    tracing::info!(%prover, %name, "prover connected");
+        .map_err(|_| core_stopped())?;
+    let prover = reply_rx.await.map_err(|_| core_stopped())?;
+    drop(unregistered);
+    tracing::info!(%prover, name = %name.escape_debug(), "prover connected");
     let writer = tokio::spawn(write_loop(shared.clone(), writer, tx.clone()));
     let result = read_loop(
         &shared,
@@ -166,8 +169,17 @@ async fn run(
         prover: prover.clone(),
         conn_id,
     });
-    tracing::info!(%prover, "prover disconnected");
+    match &result {
+        Ok(()) => tracing::info!(%prover, "prover closed its stream"),
+        Err(s) => {
+            tracing::info!(%prover, code = ?s.code(), reason = %s.message().escape_debug(), "prover disconnected")
+        }
+    }
     result
+}
+
+fn core_stopped() -> Status {
+    Status::unavailable("coordinator is stopping")
 }
 
 /// What a prover's first message says: who it is, its name, and how to send to it.
@@ -289,7 +301,7 @@ async fn read_loop(
     inbound: &mut Streaming<ProverMessage>,
     tx: &Outbox,
     probe: Option<&LatencyProbe>,
-) -> Result<(), String> {
+) -> Result<(), Status> {
     let mut partial = PartialProofs::new(capacity, shared.config.max_proof_bytes);
     let alive_every = Duration::from_millis(shared.config.scheduler.heartbeat_interval_ms / 2);
     let mut last_alive = Instant::now();
@@ -302,17 +314,26 @@ async fn read_loop(
         // Close first: nothing read after it (a replaced stream's answers) may count.
         let msg = tokio::select! {
             biased;
-            reason = &mut closed => return Err(format!("closed: {reason}")),
+            // The stream has its status already (see `Outbox::send`).
+            reason = &mut closed => return Err(Status::unavailable(reason)),
             m = inbound.message() => match m {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(unreadable(&e)),
             },
         };
         match msg.kind {
             Some(In::TaskResult(mut r)) => {
                 if let Some(probe) = probe {
                     probe.result_received();
+                }
+                let key = (r.task_id.clone(), r.fencing_token);
+                if matches!(r.outcome, Some(Res::ProofChunked(_)))
+                    && !partial.receiving(&key)
+                    && partial.was_refused(&key)
+                {
+                    // Its chunks were refused, and the prover told why already.
+                    continue;
                 }
                 let proof = match take_proof(shared, &mut partial, &mut r) {
                     Ok(p) => p,
@@ -333,20 +354,31 @@ async fn read_loop(
                 // so a pairing or a verify command never holds up this prover's heartbeats.
                 let cheap = proof.as_ref().is_none_or(|p| {
                     shared.verify_inline
-                        && p.len() <= VERIFY_INLINE_MAX.min(shared.config.inline_proof_max)
+                        && p.data.len() <= VERIFY_INLINE_MAX.min(shared.config.inline_proof_max)
                 });
                 if cheap {
+                    let proof = proof.map(|p| p.into_parts().0);
                     handle_result(shared, prover, name, r, proof, tx).await;
                 } else {
+                    // Its bytes stay in memory until it is verified and stored: they count
+                    // in the proof budget until then, or it is offered again later.
+                    let mut proof = proof.expect("a result without a proof is cheap");
+                    if let Err(reason) = proof.hold(&shared.proof_budget) {
+                        let code = ErrorCode::SystemUnavailable;
+                        nack(tx, &r.task_id, r.fencing_token, code, reason);
+                        continue;
+                    }
+                    let (proof, held) = proof.into_parts();
                     let (shared, prover, name, tx) =
                         (shared.clone(), prover.clone(), name.to_string(), tx.clone());
                     tokio::spawn(async move {
+                        let _held = held;
                         // A stale result is refused before its verification and blob write.
                         if let Some(reason) = fenced_off(&shared, &prover, &r).await {
                             let code = ErrorCode::StaleFencingToken;
                             return nack(&tx, &r.task_id, r.fencing_token, code, reason);
                         }
-                        handle_result(&shared, &prover, &name, r, proof, &tx).await
+                        handle_result(&shared, &prover, &name, r, Some(proof), &tx).await
                     });
                 }
             }
@@ -359,19 +391,28 @@ async fn read_loop(
                         prover: prover.clone(),
                     });
                 }
-                if let Err(reason) = partial.push(&c) {
-                    nack(
-                        tx,
-                        &c.task_id,
-                        c.fencing_token,
-                        ErrorCode::InvalidArgument,
-                        reason,
-                    );
+                let key = (c.task_id.clone(), c.fencing_token);
+                if !partial.receiving(&key) {
+                    if c.offset != 0 && partial.was_refused(&key) {
+                        continue; // The rest of a refused proof: answered already.
+                    }
+                    // A proof's first chunk: kept only for a lease this prover holds.
+                    if c.offset == 0 {
+                        partial.forgive(&key);
+                        if let Err((code, reason)) = leased(shared, prover, &key).await {
+                            nack(tx, &key.0, key.1, code, reason);
+                            partial.refuse(key);
+                            continue;
+                        }
+                    }
+                }
+                if let Err((code, reason)) = partial.push(&shared.proof_budget, c) {
+                    nack(tx, &key.0, key.1, code, reason);
                 }
             }
             Some(In::HeartbeatAck(a)) => {
                 if a.running.len() > MAX_RUNNING_REPORTED {
-                    return Err(too_many_running(a.running.len()));
+                    return Err(Status::invalid_argument(too_many_running(a.running.len())));
                 }
                 let running = parse_running(&a.running);
                 let _ = shared.core.send(CoreMsg::Heartbeat {
@@ -404,13 +445,55 @@ async fn read_loop(
                 ),
             },
             Some(In::ProverError(e)) => {
-                tracing::warn!(%prover, code = e.code, message = %e.message, "prover reported an error")
+                tracing::warn!(%prover, code = e.code, message = %e.message.escape_debug(), "prover reported an error")
             }
             Some(In::Register(_)) | Some(In::Reconnect(_)) => {
-                return Err("Register/Reconnect sent twice on one stream".into());
+                return Err(Status::failed_precondition(
+                    "Register or Reconnect sent again on a registered stream",
+                ));
             }
-            None => return Err("empty message".into()),
+            // A kind this coordinator does not know (protobuf leaves it out): answered, so a
+            // newer prover can fall back, and the stream stays.
+            None => {
+                tracing::debug!(%prover, "message of an unknown kind answered as unsupported");
+                tx.send(ToProver::Msg(CoordinatorMessage {
+                    kind: Some(Out::Unsupported(Unsupported {
+                        reason: format!(
+                            "message kind not supported by this coordinator (proofmill {})",
+                            env!("CARGO_PKG_VERSION")
+                        ),
+                    })),
+                }));
+            }
         }
+    }
+}
+
+/// Whether `prover` holds the current lease of a task: the only proofs whose chunks are kept.
+async fn leased(
+    shared: &Shared,
+    prover: &ProverId,
+    (task_id, token): &crate::partial::Key,
+) -> Result<(), (ErrorCode, String)> {
+    let (batch, proof_type) =
+        TaskId::parse(task_id).map_err(|e| (ErrorCode::InvalidArgument, e.to_string()))?;
+    let key = JobKey::new(batch, proof_type);
+    let check = shared
+        .ask(|reply| CoreMsg::CheckResult {
+            prover: prover.clone(),
+            key: key.clone(),
+            token: FencingToken(*token),
+            reply,
+        })
+        .await
+        .map_err(|e| (ErrorCode::SystemUnavailable, e.to_string()))?;
+    match check {
+        ResultCheck::Current => Ok(()),
+        ResultCheck::Stale { reason } => Err((ErrorCode::StaleFencingToken, reason)),
+        ResultCheck::NotOpen => Err((
+            ErrorCode::JobNotFound,
+            format!("{key} is not open here: no proof of it is taken"),
+        )),
     }
 }
 

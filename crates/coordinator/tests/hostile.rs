@@ -109,31 +109,35 @@ async fn proof_chunks_are_bounded(db: Db) {
     let env = Env::new(db, "chunks_bounded");
     let c = start(&env, fast_config()).await;
     let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
-    let chunk = |task_id: &str, token: u64, data: Vec<u8>| {
+    let chunk = |task_id: &str, token: u64, offset: u64, data: Vec<u8>| {
         In::ProofChunk(DataChunk {
             task_id: task_id.into(),
             fencing_token: token,
-            offset: 0,
+            offset,
             data,
             last: false,
         })
     };
-    a.send(chunk("not-a-task", 1, vec![1])).await;
+    a.send(chunk("not-a-task", 1, 0, vec![1])).await;
     let ack = a.ack_for("not-a-task", 1).await;
     assert_eq!(ack.code, ErrorCode::InvalidArgument as i32, "{ack:?}");
 
-    // Capacity 1: one proof in chunks at a time, and one more (a resend) may overlap.
-    a.send(chunk("1/exec", 1, vec![])).await;
-    a.send(chunk("2/exec", 1, vec![])).await;
-    a.send(chunk("3/exec", 1, vec![])).await;
-    let ack = a.ack_for("3/exec", 1).await;
-    assert!(!ack.accepted);
-    assert!(ack.reason.contains("at once"), "{ack:?}");
-    // Only the third was refused.
+    // Chunks of a task it holds no lease of: refused, whatever follows of it unanswered.
+    a.send(chunk("1/exec", 1, 0, vec![1])).await;
+    let ack = a.ack_for("1/exec", 1).await;
+    assert_eq!(ack.code, ErrorCode::JobNotFound as i32, "{ack:?}");
+    a.send(chunk("1/exec", 1, 1, vec![2])).await;
+    // A first chunk that does not start at 0.
+    submit(&c.coord, 1, &[]).await;
+    let t = a.task().await;
+    a.send(chunk(&t.task_id, t.fencing_token, 5, vec![1])).await;
+    let ack = a.ack_for(&t.task_id, t.fencing_token).await;
+    assert!(ack.reason.contains("out of order"), "{ack:?}");
     assert!(
         a.next(Duration::from_millis(300)).await.is_none(),
         "nothing else answered"
     );
+    assert_eq!(c.coord.in_flight().proof_bytes, 0);
     c.stop().await;
 }
 

@@ -616,6 +616,9 @@ impl Conn {
                 s.send_availability(0);
             }
             Kind::RegisterResponse(_) => debug!("ignoring a second RegisterResponse"),
+            Kind::Unsupported(u) => {
+                warn!(reason = %u.reason.escape_debug(), "the coordinator did not understand a message")
+            }
         }
     }
 }
@@ -630,5 +633,6 @@ fn kind_name(k: &coordinator_message::Kind) -> &'static str {
         Kind::Shutdown(_) => "Shutdown",
         Kind::InputChunk(_) => "InputChunk",
         Kind::ResultAck(_) => "ResultAck",
+        Kind::Unsupported(_) => "Unsupported",
     }
 }

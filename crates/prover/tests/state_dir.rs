@@ -27,13 +27,7 @@ async fn a_restarted_prover_reconnects_under_its_id_with_its_unacknowledged_resu
     bounded(async {
         let dir = tempfile::tempdir().unwrap();
         let mut coord = FakeCoordinator::start().await;
-        let mut cfg = config(
-            &[&coord.url],
-            1,
-            vec![("exec", Arc::new(SimBackend::new()))],
-        );
-        cfg.state_dir = Some(dir.path().to_path_buf());
-        let prover = RunningProver::spawn(cfg);
+        let prover = RunningProver::spawn(with_state(&coord, &dir));
         let mut c = coord.next_conn().await;
         assert!(matches!(c.recv().await, P::Register(_)));
         accept_with_secret(&c, "prv-kept", "s3cret");
@@ -43,13 +37,7 @@ async fn a_restarted_prover_reconnects_under_its_id_with_its_unacknowledged_resu
         prover.stop().await;
         drop(c);
 
-        let mut cfg = config(
-            &[&coord.url],
-            1,
-            vec![("exec", Arc::new(SimBackend::new()))],
-        );
-        cfg.state_dir = Some(dir.path().to_path_buf());
-        let second = RunningProver::spawn(cfg);
+        let second = RunningProver::spawn(with_state(&coord, &dir));
         let mut c = coord.next_conn().await;
         let P::Reconnect(rc) = c.recv().await else {
             panic!("expected a Reconnect under the stored id")
@@ -73,13 +61,7 @@ async fn a_restarted_prover_reconnects_under_its_id_with_its_unacknowledged_resu
         tokio::time::sleep(Duration::from_millis(200)).await;
         second.stop().await;
         drop(c);
-        let mut cfg = config(
-            &[&coord.url],
-            1,
-            vec![("exec", Arc::new(SimBackend::new()))],
-        );
-        cfg.state_dir = Some(dir.path().to_path_buf());
-        let third = RunningProver::spawn(cfg);
+        let third = RunningProver::spawn(with_state(&coord, &dir));
         let mut c = coord.next_conn().await;
         let P::Reconnect(rc) = c.recv().await else {
             panic!("expected a Reconnect")
@@ -99,13 +81,7 @@ async fn a_restarted_prover_reconnects_under_its_id_with_its_unacknowledged_resu
         tokio::time::sleep(Duration::from_millis(200)).await;
         third.stop().await;
         drop(c);
-        let mut cfg = config(
-            &[&coord.url],
-            1,
-            vec![("exec", Arc::new(SimBackend::new()))],
-        );
-        cfg.state_dir = Some(dir.path().to_path_buf());
-        let fourth = RunningProver::spawn(cfg);
+        let fourth = RunningProver::spawn(with_state(&coord, &dir));
         let mut c = coord.next_conn().await;
         let P::Reconnect(rc) = c.recv().await else {
             panic!("expected a Reconnect")
@@ -123,22 +99,10 @@ async fn two_provers_cannot_share_a_state_dir() {
     bounded(async {
         let dir = tempfile::tempdir().unwrap();
         let mut coord = FakeCoordinator::start().await;
-        let mut cfg = config(
-            &[&coord.url],
-            1,
-            vec![("exec", Arc::new(SimBackend::new()))],
-        );
-        cfg.state_dir = Some(dir.path().to_path_buf());
-        let first = RunningProver::spawn(cfg);
+        let first = RunningProver::spawn(with_state(&coord, &dir));
         let mut c = coord.next_conn().await;
         c.accept("prv-1").await;
-        let mut cfg = config(
-            &[&coord.url],
-            1,
-            vec![("exec", Arc::new(SimBackend::new()))],
-        );
-        cfg.state_dir = Some(dir.path().to_path_buf());
-        let err = Prover::new(cfg)
+        let err = Prover::new(with_state(&coord, &dir))
             .run(std::future::pending())
             .await
             .expect_err("a second prover on the same state dir");

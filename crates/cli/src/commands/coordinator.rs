@@ -29,6 +29,9 @@ pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> Coordinato
         max_message_bytes: a.max_message_bytes,
         prover_token: a.prover_token.clone(),
         shutdown_grace_ms: a.shutdown_grace,
+        proof_memory_bytes: a.proof_memory_bytes,
+        max_prover_streams: usize::try_from(a.max_prover_streams).unwrap_or(usize::MAX),
+        max_unregistered_streams: usize::try_from(a.max_unregistered_streams).unwrap_or(usize::MAX),
         ..CoordinatorConfig::default()
     }
 }

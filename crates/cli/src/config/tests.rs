@@ -154,6 +154,14 @@ fn built_in_defaults() {
     assert_eq!(c.max_message_bytes, 67_108_864);
     assert_eq!(c.prover_token, None);
     assert_eq!(
+        (
+            c.proof_memory_bytes,
+            c.max_prover_streams,
+            c.max_unregistered_streams
+        ),
+        (1 << 30, 10_000, 1024)
+    );
+    assert_eq!(
         (c.shutdown_grace, c.batch_size, c.batch_interval),
         (10_000, 16, 2_000)
     );
@@ -218,6 +226,9 @@ fn config_values_land_in_the_struct() {
         batch_size = 4
         max_batches = 7
         prover_token = "s3cret"
+        proof_memory_bytes = 536870912
+        max_prover_streams = 50
+        max_unregistered_streams = 5
         blobs = "file:///var/blobs"
         log_format = "json"
         "#,
@@ -240,6 +251,18 @@ fn config_values_land_in_the_struct() {
     assert_eq!(c.batch_size, 4);
     assert_eq!(c.max_batches, Some(7));
     assert_eq!(c.prover_token.as_deref(), Some("s3cret"));
+    let config = crate::commands::coordinator::coordinator_config(
+        &c,
+        proofmill_backend::Backends::builtin(),
+    );
+    assert_eq!(
+        (
+            config.proof_memory_bytes,
+            config.max_prover_streams,
+            config.max_unregistered_streams
+        ),
+        (512 << 20, 50, 5)
+    );
     assert_eq!(c.blobs, "file:///var/blobs");
     // Untouched options keep their defaults.
     assert_eq!(c.accounts, 64);

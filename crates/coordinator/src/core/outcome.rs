@@ -72,7 +72,7 @@ impl Core {
                 (r, Vec::new(), ack(false, ErrorCode::InvalidProof, reason))
             }
             Outcome::Declined(reason) => {
-                tracing::debug!(%prover, %key, %reason, "task declined; requeued without penalty");
+                tracing::debug!(%prover, %key, reason = %reason.escape_debug(), "task declined; requeued without penalty");
                 let r = self.scheduler.decline(&prover, &key, token, now);
                 (
                     r,
@@ -84,7 +84,7 @@ impl Core {
         match result {
             Ok(effects) => self.run_effects(effects, extra, vec![(reply_to, reply)]),
             Err(SchedulerError::NotCurrent { reason, .. }) => {
-                tracing::warn!(%prover, %key, %token, %reason, "stale result rejected");
+                tracing::warn!(%prover, %key, %token, reason = %reason.escape_debug(), "stale result rejected");
                 let msg = ack(false, ErrorCode::StaleFencingToken, reason);
                 self.persist(PersistJob {
                     sends: vec![(reply_to, msg)],
