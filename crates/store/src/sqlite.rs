@@ -1,9 +1,10 @@
 //! SQLite backend.
 //!
-//! Durability: WAL journal with `synchronous=NORMAL` by default. A committed transaction
-//! survives the process being killed (`kill -9`); an OS crash or power loss may lose the last
-//! few committed transactions (never corrupts the database). Add `?synchronous=full` to the
-//! URL to also survive power loss, at the cost of an fsync per commit.
+//! Durability: WAL journal with `synchronous=FULL` by default: a committed transaction
+//! survives the process being killed (`kill -9`), an OS crash and a power loss (the WAL is
+//! fsynced at every commit; group commit makes that one fsync per group). `?synchronous=normal`
+//! fsyncs only at checkpoints: a committed transaction still survives `kill -9`, but an OS
+//! crash or power loss may lose the last few (never corrupting the database).
 //!
 //! Connections: one pool with a single connection for writes (SQLite has one writer, so
 //! writers queue in the pool instead of spinning on `SQLITE_BUSY`) and a small `query_only`
