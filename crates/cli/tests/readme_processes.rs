@@ -6,11 +6,11 @@
 //! type. Each run must prove a batch within a bound, with both processes' memory staying
 //! sane throughout, and `status` (text and `--json`) and `cordon`/`uncordon` must answer.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 mod common;
+use common::procs::{Proc, find_listening_addr, tail};
 use common::{groth16_keys, proofmill};
 
 /// Generous: a debug build on loaded cores, including a first DEV key setup for groth16.
@@ -19,89 +19,16 @@ const SERVE_WITHIN: Duration = Duration::from_secs(300);
 /// arkworks span leak passed 3 GB while loading the groth16 keys.
 const MAX_RSS_KB: u64 = 1 << 20;
 
-/// A child process killed (SIGKILL) and reaped on drop, so no test leaves one behind.
-struct Proc {
-    child: Child,
-    name: &'static str,
-    log: PathBuf,
-}
-
-impl Proc {
-    /// `args` run in `cwd`, with the environment `common::proofmill` leaves (no `RUST_LOG`,
-    /// no `PROOFMILL_*`), stdout and stderr to `log`.
-    fn spawn(name: &'static str, args: &[String], cwd: &Path, log: PathBuf) -> Proc {
-        let file = std::fs::File::create(&log).unwrap();
-        let child = proofmill()
-            .args(args)
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        Proc { child, name, log }
-    }
-
-    fn log(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
-    }
-
-    /// Fails (with the log's tail) if the process exited or holds too much memory.
-    fn check_alive_and_sane(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("{} exited ({status}):\n{}", self.name, tail(&self.log()));
-        }
-        let (rss, peak) = memory_kb(self.child.id());
-        assert!(
-            peak <= MAX_RSS_KB,
-            "{} reached {peak} kB resident (now {rss} kB), over {MAX_RSS_KB} kB:\n{}",
-            self.name,
-            tail(&self.log())
-        );
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Current and peak resident set of `pid`, kB (`VmRSS`, `VmHWM` of /proc/PID/status).
-fn memory_kb(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ params final-byte (a letter).
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+/// Fails (with the log's tail) if the process exited or reached too much memory.
+fn check_alive_and_sane(p: &mut Proc) {
+    p.check_alive();
+    let (rss, peak) = p.memory_kb();
+    assert!(
+        peak <= MAX_RSS_KB,
+        "{} reached {peak} kB resident (now {rss} kB), over {MAX_RSS_KB} kB:\n{}",
+        p.name,
+        tail(&p.log())
+    );
 }
 
 /// The `proofmill …` commands of the README's "Running it as separate processes" block, as
@@ -145,31 +72,6 @@ fn set_flag(args: &mut [String], flag: &str, value: &str) {
     args[i + 1] = value.to_string();
 }
 
-/// The address the coordinator logged in its "coordinator listening" line (default format).
-fn bound_addr(coord: &mut Proc) -> String {
-    let until = Instant::now() + SERVE_WITHIN;
-    while Instant::now() < until {
-        coord.check_alive_and_sane();
-        let log = coord.log();
-        if let Some(at) = log.find("coordinator listening") {
-            let rest = &log[at..];
-            if let Some(a) = rest.find("addr: ").or_else(|| rest.find("addr=")) {
-                let addr: String = rest[a..]
-                    .trim_start_matches("addr: ")
-                    .trim_start_matches("addr=")
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect();
-                if addr.parse::<std::net::SocketAddr>().is_ok() {
-                    return addr;
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("no 'coordinator listening' line:\n{}", tail(&coord.log()));
-}
-
 /// `proofmill <args>` (a one-shot command): its stdout, or a panic with its stderr.
 fn run_ok(args: &[String], cwd: &Path) -> String {
     let out = proofmill().args(args).current_dir(cwd).output().unwrap();
@@ -197,13 +99,27 @@ fn readme_recipe_serves(proof_type: &str) {
     let mut args = readme_command("coordinator");
     set_flag(&mut args, "--listen", "127.0.0.1:0");
     set_flag(&mut args, "--proof-types", proof_type);
-    let mut coord = Proc::spawn("coordinator", &args, &cwd, dir.path().join("c.log"));
-    let url = format!("http://{}", bound_addr(&mut coord));
+    let mut coord = Proc::spawn("coordinator", &args, &cwd, dir.path().join("c.log"), &[]);
+    // Keys load before the coordinator listens: watch its memory meanwhile.
+    let until = Instant::now() + SERVE_WITHIN;
+    let addr = loop {
+        check_alive_and_sane(&mut coord);
+        if let Some(addr) = find_listening_addr(&coord.log()) {
+            break addr;
+        }
+        assert!(
+            Instant::now() < until,
+            "{proof_type}: the coordinator does not listen within {SERVE_WITHIN:?}:\n{}",
+            tail(&coord.log())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let url = format!("http://{addr}");
 
     let mut args = readme_command("prover");
     set_flag(&mut args, "--coordinators", &url);
     set_flag(&mut args, "--backend", proof_type);
-    let mut prover = Proc::spawn("prover", &args, &cwd, dir.path().join("p.log"));
+    let mut prover = Proc::spawn("prover", &args, &cwd, dir.path().join("p.log"), &[]);
 
     let mut status_json = readme_command("status");
     set_flag(&mut status_json, "--coordinator", &url);
@@ -219,8 +135,8 @@ fn readme_recipe_serves(proof_type: &str) {
 
     let until = Instant::now() + SERVE_WITHIN;
     let status = loop {
-        coord.check_alive_and_sane();
-        prover.check_alive_and_sane();
+        check_alive_and_sane(&mut coord);
+        check_alive_and_sane(&mut prover);
         let out = run_ok(&status_json, &cwd);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         if v["last_proven_batch"].as_u64().is_some_and(|n| n >= 1) {
@@ -250,8 +166,8 @@ fn readme_recipe_serves(proof_type: &str) {
         set_flag(&mut args, "--prover-id", &id);
         run_ok(&args, &cwd);
     }
-    coord.check_alive_and_sane();
-    prover.check_alive_and_sane();
+    check_alive_and_sane(&mut coord);
+    check_alive_and_sane(&mut prover);
 }
 
 #[test]

@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub open_sessions: AtomicUsize,
     /// What the L1 settlement loops last saw; `None` while settlement is off.
     pub l1_seen: RwLock<Option<crate::settlement::L1Seen>>,
+    /// The last status read from the store, answered when the store does not answer.
+    pub last_status: crate::status::LastStatus,
 }
 
 impl Shared {
@@ -138,6 +140,7 @@ impl Coordinator {
             dispatch_latency_us: Default::default(),
             open_sessions: AtomicUsize::new(0),
             l1_seen: RwLock::new(None),
+            last_status: Default::default(),
         });
         Ok(Coordinator { shared })
     }
