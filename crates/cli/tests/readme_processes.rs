@@ -34,10 +34,9 @@ fn check_alive_and_sane(p: &mut Proc) {
 /// The `proofmill …` commands of the README's "Running it as separate processes" block, as
 /// argument lists (continuation lines joined), keyed by subcommand.
 fn readme_commands() -> Vec<Vec<String>> {
-    let readme = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
-    )
-    .unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
     let section = readme
         .split("## Running it as separate processes")
         .nth(1)

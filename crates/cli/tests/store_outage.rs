@@ -175,7 +175,11 @@ async fn postgres_outage_is_visible_and_loses_nothing() {
         "{v}"
     );
     assert!(v["as_of_ms"].as_u64().is_some(), "{v}");
-    assert_eq!(v["provers"].as_array().unwrap().len(), 2, "live provers: {v}");
+    assert_eq!(
+        v["provers"].as_array().unwrap().len(),
+        2,
+        "live provers: {v}"
+    );
     let (text, took) = status(&url, false);
     assert!(took < STATUS_BOUND, "status took {took:?}");
     assert!(text.starts_with("STORE NOT ANSWERING: "), "{text}");
@@ -200,11 +204,16 @@ async fn postgres_outage_is_visible_and_loses_nothing() {
     coord.check_alive();
     pg.restart().unwrap();
     let restarted = Instant::now();
-    wait_for("status from the store again", Duration::from_secs(60), || {
-        status_json(&url)["from_memory"] == false
-    })
+    wait_for(
+        "status from the store again",
+        Duration::from_secs(60),
+        || status_json(&url)["from_memory"] == false,
+    )
     .await;
-    println!("status from the store {:?} after the restart", restarted.elapsed());
+    println!(
+        "status from the store {:?} after the restart",
+        restarted.elapsed()
+    );
     let (h, _) = health(&url).await;
     assert!(h.serving && h.store_error.is_empty(), "{h:?}");
 
@@ -216,7 +225,12 @@ async fn postgres_outage_is_visible_and_loses_nothing() {
     assert_eq!(s["last_sealed_batch"], BATCHES, "{s}");
     let exec = &s["jobs"]["exec"];
     assert_eq!(
-        (&exec["proven"], &exec["queued"], &exec["leased"], &exec["failed"]),
+        (
+            &exec["proven"],
+            &exec["queued"],
+            &exec["leased"],
+            &exec["failed"]
+        ),
         (
             &serde_json::json!(BATCHES),
             &serde_json::json!(0),
@@ -259,7 +273,10 @@ async fn postgres_outage_is_visible_and_loses_nothing() {
         }
         prev_root = Some(batch.public_values.new_state_root);
         let key = JobKey::new(n, exec_type.clone());
-        assert_eq!(store.job(&key).await.unwrap().unwrap().state, JobState::Proven);
+        assert_eq!(
+            store.job(&key).await.unwrap().unwrap().state,
+            JobState::Proven
+        );
         let proof = store.proof(&key).await.unwrap().unwrap();
         assert_eq!(
             acked.get(&format!("{n}/exec")),

@@ -158,7 +158,11 @@ impl AdminService for AdminSvc {
                 .collect(),
             draining: s.draining,
             from_memory: s.store_outage.is_some(),
-            as_of_ms: s.store_outage.as_ref().and_then(|o| o.as_of_ms).unwrap_or(0),
+            as_of_ms: s
+                .store_outage
+                .as_ref()
+                .and_then(|o| o.as_of_ms)
+                .unwrap_or(0),
             store_error: s.store_outage.map(|o| o.error).unwrap_or_default(),
         }))
     }

@@ -148,7 +148,7 @@ async fn apply_retrying(store: &dyn Store, changes: &[Change]) -> Result<(), Sto
                     tracing::error!(
                         store = %store.endpoint(),
                         error = %e,
-                        cause,
+                        cause = %cause,
                         changes = changes.len(),
                         attempts = failed + 1,
                         "store write failed; retrying"

@@ -199,7 +199,9 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| self.db_err(&ctx("insert jobs"), e))?;
-        tx.commit().await.map_err(|e| self.db_err(&ctx("commit"), e))?;
+        tx.commit()
+            .await
+            .map_err(|e| self.db_err(&ctx("commit"), e))?;
         Ok(true)
     }
 
@@ -419,7 +421,9 @@ impl Store for PgStore {
                 .await
                 .map_err(|e| self.db_err("apply: writing a cordon", e))?;
         }
-        tx.commit().await.map_err(|e| self.db_err("apply: commit", e))
+        tx.commit()
+            .await
+            .map_err(|e| self.db_err("apply: commit", e))
     }
 
     async fn proof(&self, key: &JobKey) -> Result<Option<ProofRecord>> {

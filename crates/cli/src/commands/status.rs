@@ -379,7 +379,10 @@ mod tests {
         };
         let v = status_json(&stale);
         assert_eq!(v["from_memory"], true);
-        assert_eq!(v["store_error"], "postgres://u@db:5432/p: connection refused");
+        assert_eq!(
+            v["store_error"],
+            "postgres://u@db:5432/p: connection refused"
+        );
         assert_eq!(v["as_of_ms"], 1_700_000_000_000u64);
         assert_eq!(v["last_sealed_batch"], 13);
     }

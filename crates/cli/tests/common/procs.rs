@@ -51,8 +51,8 @@ impl Proc {
 
     /// Current and peak resident set, kB (`VmRSS`, `VmHWM` of /proc/PID/status).
     pub fn memory_kb(&self) -> (u64, u64) {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         let field = |name: &str| {
             status
                 .lines()
