@@ -328,6 +328,7 @@ mod tests {
                 last_batch: 4,
                 gas_used: 90_000,
             }),
+            ..Default::default()
         }
     }
 
