@@ -36,8 +36,8 @@ pub struct StatusView {
     pub last_committed_batch: Option<u64>,
     pub last_verified_batch: Option<u64>,
     pub last_verify_tx: Option<VerifyRecord>,
-    /// Set when the store did not answer: the figures above (but `provers` and `draining`,
-    /// which are live) are the last ones read from it.
+    /// Set when the store did not answer: the batch, job and verify-tx figures above are
+    /// the last ones read from it (`provers`, `draining` and the L1 figures are live).
     pub store_outage: Option<StoreOutage>,
 }
 
@@ -85,6 +85,10 @@ impl Coordinator {
             .await
             .map_err(|_| CoordinatorError::Unavailable)??;
         view.draining = self.shared.draining();
+        // The settlement loops' cache is memory too: live.
+        let seen = self.l1_seen();
+        view.last_committed_batch = seen.as_ref().and_then(|s| s.last_committed_batch);
+        view.last_verified_batch = seen.as_ref().and_then(|s| s.last_verified_batch);
         view.store_outage = Some(StoreOutage { error, as_of_ms });
         Ok(view)
     }
@@ -103,15 +107,14 @@ impl Coordinator {
     }
 
     fn empty_status(&self) -> StatusView {
-        let seen = self.l1_seen();
         StatusView {
             last_sealed_batch: None,
             last_proven_batch: None,
             jobs: BTreeMap::new(),
             provers: Vec::new(),
             draining: false,
-            last_committed_batch: seen.as_ref().and_then(|s| s.last_committed_batch),
-            last_verified_batch: seen.as_ref().and_then(|s| s.last_verified_batch),
+            last_committed_batch: None,
+            last_verified_batch: None,
             last_verify_tx: None,
             store_outage: None,
         }
