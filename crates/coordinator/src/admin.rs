@@ -13,7 +13,11 @@ use proofmill_store::JobFilter;
 use proofmill_types::{Job, JobKey, JobState, ProofType, PublicValues, TaskId};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 use tonic::{Request, Response, Status};
+
+/// Longest a health check waits for the store's probe.
+const HEALTH_WAIT: Duration = Duration::from_secs(2);
 
 pub(crate) struct AdminSvc {
     pub shared: Arc<Shared>,
@@ -92,11 +96,18 @@ impl AdminService for AdminSvc {
         &self,
         _: Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, Status> {
-        let serving = self.shared.store.last_sealed_batch().await.is_ok();
+        // Bounded: a load balancer's probe must get an answer while the store is down.
+        let store = &self.shared.store;
+        let store_error = match tokio::time::timeout(HEALTH_WAIT, store.probe()).await {
+            Ok(Ok(())) => String::new(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("{}: no answer within {HEALTH_WAIT:?}", store.endpoint()),
+        };
         Ok(Response::new(HealthCheckResponse {
-            serving,
+            serving: store_error.is_empty(),
             draining: self.shared.draining(),
             version: env!("CARGO_PKG_VERSION").into(),
+            store_error,
         }))
     }
 
@@ -106,7 +117,7 @@ impl AdminService for AdminSvc {
     ) -> Result<Response<SystemStatusResponse>, Status> {
         let s = self
             .coordinator()
-            .status()
+            .status_or_memory()
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let jobs = s
@@ -151,6 +162,13 @@ impl AdminService for AdminSvc {
                 .map(|t| t.to_string())
                 .collect(),
             draining: s.draining,
+            from_memory: s.store_outage.is_some(),
+            as_of_ms: s
+                .store_outage
+                .as_ref()
+                .and_then(|o| o.as_of_ms)
+                .unwrap_or(0),
+            store_error: s.store_outage.map(|o| o.error).unwrap_or_default(),
         }))
     }
 

@@ -110,7 +110,8 @@ impl Coordinator {
                     Err(e) => {
                         tracing::error!(batch = nb.number, error = %e, "could not store sealed batch; retrying");
                         tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
+                        // Capped low: once the store is back, sealing resumes within 1 s.
+                        delay = (delay * 2).min(Duration::from_secs(1));
                     }
                 }
             }

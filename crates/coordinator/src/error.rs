@@ -23,7 +23,9 @@ impl CoordinatorError {
             CoordinatorError::InvalidArgument(_) | CoordinatorError::Config(_) => {
                 ErrorCode::InvalidArgument
             }
-            CoordinatorError::Unavailable => ErrorCode::SystemUnavailable,
+            CoordinatorError::Unavailable | CoordinatorError::Store(StoreError::Unavailable(_)) => {
+                ErrorCode::SystemUnavailable
+            }
             CoordinatorError::UnknownProver(_) => ErrorCode::ProverUnavailable,
             CoordinatorError::Store(StoreError::BatchConflict(_)) => ErrorCode::InvalidArgument,
             CoordinatorError::Store(_) | CoordinatorError::Transport(_) => ErrorCode::Internal,

@@ -34,7 +34,7 @@ pub use error::CoordinatorError;
 pub use limits::InFlight;
 pub use server::{Coordinator, Serving};
 pub use settlement::{L1Seen, Settlement, SettlementConfig, VerifyRecord, devnet_genesis_root};
-pub use status::{JobCountsView, StatusView};
+pub use status::{JobCountsView, StatusView, StoreOutage};
 
 /// Wall-clock milliseconds: the only place the service reads the clock for the scheduler.
 pub(crate) fn now_ms() -> u64 {

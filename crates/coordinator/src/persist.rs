@@ -109,17 +109,54 @@ async fn commit(store: &dyn Store, changes: &[Change]) {
     }
 }
 
+/// Longest pause between two attempts: once the store is back, the next commit goes out
+/// within this.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Failed attempts between two log lines of one outage (the first is always logged).
+const LOG_EVERY: u32 = 10;
+
 /// Applies the changes, retrying with backoff on any error but [`StoreError::Unstorable`].
+/// A failure is logged at once with the store's endpoint and, when it cannot be reached,
+/// the cause its probe finds; then every [`LOG_EVERY`] attempts, and the recovery.
 async fn apply_retrying(store: &dyn Store, changes: &[Change]) -> Result<(), StoreError> {
     let mut delay = Duration::from_millis(50);
+    let mut failed = 0u32;
+    let started = std::time::Instant::now();
     loop {
         match store.apply(changes).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                if failed > 0 {
+                    tracing::warn!(
+                        store = %store.endpoint(),
+                        attempts = failed + 1,
+                        after_ms = started.elapsed().as_millis() as u64,
+                        "store write succeeded again"
+                    );
+                }
+                return Ok(());
+            }
             Err(e @ StoreError::Unstorable(_)) => return Err(e),
             Err(e) => {
-                tracing::error!(error = %e, changes = changes.len(), "store write failed; retrying");
+                if failed % LOG_EVERY == 0 {
+                    let cause = match &e {
+                        StoreError::Unavailable(_) => match store.probe().await {
+                            Err(p) => p.to_string(),
+                            Ok(()) => "it answers a probe now".into(),
+                        },
+                        _ => String::new(),
+                    };
+                    tracing::error!(
+                        store = %store.endpoint(),
+                        error = %e,
+                        cause = %cause,
+                        changes = changes.len(),
+                        attempts = failed + 1,
+                        "store write failed; retrying"
+                    );
+                }
+                failed = failed.saturating_add(1);
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
             }
         }
     }

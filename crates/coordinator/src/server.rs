@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub replies_queued: Arc<AtomicUsize>,
     /// What the L1 settlement loops last saw; `None` while settlement is off.
     pub l1_seen: RwLock<Option<crate::settlement::L1Seen>>,
+    /// The last status read from the store, answered when the store does not answer.
+    pub last_status: crate::status::LastStatus,
 }
 
 impl Shared {
@@ -156,6 +158,7 @@ impl Coordinator {
             proof_budget,
             replies_queued: Default::default(),
             l1_seen: RwLock::new(None),
+            last_status: Default::default(),
         });
         Ok(Coordinator { shared })
     }

@@ -293,7 +293,29 @@ fn path_root(
 }
 
 impl ConstraintSynthesizer<Fr> for BatchCircuit {
+    /// Synthesizes with no tracing subscriber on this thread, whatever the process installed
+    /// (see [`untraced`]). Every synthesis goes through here: key setup, key checks, proving,
+    /// counting.
     fn generate_constraints(self, cs: ConstraintSystemRef<Fr>) -> Result<(), SynthesisError> {
+        untraced(|| self.constrain(cs))
+    }
+}
+
+/// Runs `f` with no tracing dispatcher on the current thread.
+///
+/// arkworks' gadgets open an INFO span (target `gr1cs`) per namespace and never close it
+/// (`ark_relations::ns!` forgets it), and the constraint system keeps a clone of the current
+/// span for every constraint. Under a subscriber that enables INFO for `gr1cs`, the default,
+/// synthesizing the demo circuit keeps millions of spans alive: gigabytes, and minutes.
+/// Without a dispatcher no span exists, so the cost no longer depends on `RUST_LOG`. (What is
+/// lost: constraint traces naming the gadget of an unsatisfied constraint, a debugging aid
+/// that needs arkworks' own `ConstraintLayer` anyway.)
+fn untraced<R>(f: impl FnOnce() -> R) -> R {
+    tracing::dispatcher::with_default(&tracing::Dispatch::none(), f)
+}
+
+impl BatchCircuit {
+    fn constrain(self, cs: ConstraintSystemRef<Fr>) -> Result<(), SynthesisError> {
         let depth = usize::from(self.shape.depth);
         if self.slots.len() != self.shape.batch_size
             || self

@@ -13,6 +13,10 @@ pub enum StoreError {
     InvalidUrl { url: String, reason: String },
     #[error("database error: {0}")]
     Database(String),
+    /// The database could not be reached: connection refused or lost, no connection within
+    /// the pool's timeout. Transient: the same call may succeed once the server is back.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     /// A value the store cannot hold (a number over i64::MAX, a NUL in text): writing it
     /// again fails the same way, so it is not worth retrying.
     #[error("value cannot be stored: {0}")]
@@ -109,4 +113,16 @@ pub trait Store: Send + Sync + 'static {
     /// atomically: when several coordinators start on one store, all of them get the value
     /// of whichever wrote first.
     async fn init_meta(&self, key: &str, value: &str) -> Result<String>;
+
+    /// Where the data lives, for messages and health reports (`postgres://user@host:port/db`,
+    /// `sqlite:///path/file.db`); never a password.
+    fn endpoint(&self) -> String {
+        "store".into()
+    }
+
+    /// Whether the store answers now, within about a second: for health checks. The error
+    /// names the endpoint and the cause (e.g. the connection refused).
+    async fn probe(&self) -> Result<()> {
+        self.last_sealed_batch().await.map(|_| ())
+    }
 }

@@ -60,8 +60,26 @@ pub(crate) fn decode_required(s: &str) -> Result<Vec<ProofType>> {
     s.split(',').map(|p| to_proof_type(p.to_owned())).collect()
 }
 
+/// A database error with what was being done; one that means the database could not be
+/// reached is [`StoreError::Unavailable`].
 pub(crate) fn db_err(context: &str, e: sqlx::Error) -> StoreError {
-    StoreError::Database(format!("{context}: {e}"))
+    if is_unreachable(&e) {
+        StoreError::Unavailable(format!("{context}: {e}"))
+    } else {
+        StoreError::Database(format!("{context}: {e}"))
+    }
+}
+
+/// The connection failed or none could be had, as opposed to the database refusing the work.
+pub(crate) fn is_unreachable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed
+    )
 }
 
 /// Typed column access with decode failures mapped to [`StoreError::Corrupt`].

@@ -7,7 +7,8 @@
 //! without losing a batch, job, lease or proof.
 //!
 //! [`open_store`] opens SQLite (`sqlite://path?mode=rwc`, `sqlite:path`, `sqlite::memory:`;
-//! see [`sqlite`](crate::sqlite) docs for durability, `?synchronous=full`) or PostgreSQL
+//! see [`sqlite`](crate::sqlite) docs for durability: `synchronous=full` by default,
+//! `?synchronous=normal`) or PostgreSQL
 //! (`postgres://…`, `postgresql://…`) and runs the embedded migrations. Both backends have
 //! the same behaviour. Unsigned 64-bit values are stored as signed BIGINTs: values above
 //! `i64::MAX` are rejected with [`StoreError::Database`] instead of wrapping.

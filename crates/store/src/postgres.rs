@@ -7,12 +7,12 @@
 use crate::api::{Change, JobCounts, JobFilter, Result, Store, StoreError};
 use crate::codec::{
     self, BATCH_COLS, JOB_COLS, PROOF_COLS, Plan, RowExt, db_err, decode_batch, decode_job,
-    decode_proof, to_i64,
+    decode_proof, is_unreachable, to_i64,
 };
 use async_trait::async_trait;
 use proofmill_types::{Batch, BatchNumber, Job, JobKey, Millis, ProofRecord, ProverId};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Row as _};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -21,9 +21,21 @@ use std::time::Duration;
 const JOB_ORDER: &str = "batch, proof_type COLLATE \"C\"";
 
 const POOL_SIZE: u32 = 8;
+/// Longest a call waits for a pooled connection, connecting included. The pool retries a
+/// refused connection with a backoff capped at a fifth of this, so it is also about how
+/// long the pool takes to notice that the server is back.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bounds of [`Store::probe`]'s steps: a query through the pool (which may just be busy),
+/// then a direct connection attempt.
+const PROBE_POOL_TIMEOUT: Duration = Duration::from_millis(500);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(crate) struct PgStore {
     pool: PgPool,
+    /// To ask the server directly why the pool has no connection (the pool only says it
+    /// timed out).
+    options: PgConnectOptions,
+    endpoint: String,
 }
 
 impl PgStore {
@@ -32,17 +44,62 @@ impl PgStore {
             url: crate::redact(url),
             reason: e.to_string(),
         })?;
-        let pool = PgPoolOptions::new()
+        let endpoint = endpoint(&options);
+        let pool = match PgPoolOptions::new()
             .max_connections(POOL_SIZE)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
             .await
-            .map_err(|e| db_err("connecting to postgres", e))?;
+        {
+            Ok(pool) => pool,
+            Err(e) if is_unreachable(&e) => {
+                let cause = connect_cause(&options).await;
+                let cause = cause.unwrap_or_else(|| format!("{e} (it connects now)"));
+                return Err(StoreError::Unavailable(format!(
+                    "connecting to {endpoint}: {cause}"
+                )));
+            }
+            Err(e) => return Err(db_err(&format!("connecting to {endpoint}"), e)),
+        };
         crate::migrate::postgres()
             .run(&pool)
             .await
-            .map_err(|e| StoreError::Database(format!("migrating postgres: {e}")))?;
-        Ok(PgStore { pool })
+            .map_err(|e| StoreError::Database(format!("migrating {endpoint}: {e}")))?;
+        Ok(PgStore {
+            pool,
+            options,
+            endpoint,
+        })
+    }
+
+    /// [`db_err`] naming the server.
+    fn db_err(&self, context: &str, e: sqlx::Error) -> StoreError {
+        db_err(&format!("{}: {context}", self.endpoint), e)
+    }
+}
+
+/// `postgres://user@host:port/db` (or the socket path), without the password.
+fn endpoint(o: &PgConnectOptions) -> String {
+    let at = match o.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None => format!("{}:{}", o.get_host(), o.get_port()),
+    };
+    let db = o.get_database().unwrap_or(o.get_username());
+    format!("postgres://{}@{at}/{db}", o.get_username())
+}
+
+/// Why no connection can be made right now: one direct attempt, bounded. `None` when it
+/// connects after all.
+async fn connect_cause(options: &PgConnectOptions) -> Option<String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect_with(options)).await {
+        Err(_) => Some(format!(
+            "no answer to a connection attempt within {PROBE_TIMEOUT:?}"
+        )),
+        Ok(Err(e)) => Some(e.to_string()),
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            None
+        }
     }
 }
 
@@ -96,7 +153,7 @@ impl Store for PgStore {
             .pool
             .begin()
             .await
-            .map_err(|e| db_err(&ctx("begin"), e))?;
+            .map_err(|e| self.db_err(&ctx("begin"), e))?;
         let inserted = sqlx::query(
             "INSERT INTO batches (number, version, input_key, input_digest, input_size, old_root, \
              new_root, commitment, required, created_at) \
@@ -114,7 +171,7 @@ impl Store for PgStore {
         .bind(created_at)
         .execute(&mut *tx)
         .await
-        .map_err(|e| db_err(&ctx("insert"), e))?
+        .map_err(|e| self.db_err(&ctx("insert"), e))?
         .rows_affected();
         if inserted == 0 {
             let row = sqlx::query(AssertSqlSafe(format!(
@@ -123,7 +180,7 @@ impl Store for PgStore {
             .bind(number)
             .fetch_one(&mut *tx)
             .await
-            .map_err(|e| db_err(&ctx("read existing"), e))?;
+            .map_err(|e| self.db_err(&ctx("read existing"), e))?;
             let existing = decode_batch(&row)?;
             return if codec::same_batch_content(&existing, batch) {
                 Ok(false)
@@ -142,8 +199,10 @@ impl Store for PgStore {
         .bind(&types)
         .execute(&mut *tx)
         .await
-        .map_err(|e| db_err(&ctx("insert jobs"), e))?;
-        tx.commit().await.map_err(|e| db_err(&ctx("commit"), e))?;
+        .map_err(|e| self.db_err(&ctx("insert jobs"), e))?;
+        tx.commit()
+            .await
+            .map_err(|e| self.db_err(&ctx("commit"), e))?;
         Ok(true)
     }
 
@@ -157,7 +216,7 @@ impl Store for PgStore {
         .bind(n)
         .fetch_optional(&self.pool)
         .await
-        .map_err(|e| db_err("reading batch", e))?;
+        .map_err(|e| self.db_err("reading batch", e))?;
         row.as_ref().map(decode_batch).transpose()
     }
 
@@ -165,7 +224,7 @@ impl Store for PgStore {
         let max: Option<i64> = sqlx::query_scalar("SELECT MAX(number) FROM batches")
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| db_err("last_sealed_batch", e))?;
+            .map_err(|e| self.db_err("last_sealed_batch", e))?;
         max.map(|v| codec::to_u64(v, "batch number")).transpose()
     }
 
@@ -175,7 +234,7 @@ impl Store for PgStore {
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
-            .map_err(|e| db_err(ctx, e))?;
+            .map_err(|e| self.db_err(ctx, e))?;
         let row = sqlx::query(
             "SELECT (SELECT MIN(number) FROM batches) AS first, \
              (SELECT MAX(number) FROM batches) AS last, \
@@ -186,7 +245,7 @@ impl Store for PgStore {
         )
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| db_err(ctx, e))?;
+        .map_err(|e| self.db_err(ctx, e))?;
         let (Some(first), Some(last)) = (row.opt_u64("first")?, row.opt_u64("last")?) else {
             return Ok(None);
         };
@@ -200,7 +259,7 @@ impl Store for PgStore {
                 .bind(hi)
                 .fetch_one(&mut *tx)
                 .await
-                .map_err(|e| db_err(ctx, e))?;
+                .map_err(|e| self.db_err(ctx, e))?;
         if count == hi - lo + 1 {
             return Ok(Some(candidate));
         }
@@ -212,7 +271,7 @@ impl Store for PgStore {
         .bind(hi)
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| db_err(ctx, e))?;
+        .map_err(|e| self.db_err(ctx, e))?;
         Ok(Some(codec::to_u64(end, "batch number")?))
     }
 
@@ -222,7 +281,7 @@ impl Store for PgStore {
         )))
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| db_err("open_jobs", e))?;
+        .map_err(|e| self.db_err("open_jobs", e))?;
         rows.iter().map(decode_job).collect()
     }
 
@@ -237,7 +296,7 @@ impl Store for PgStore {
         .bind(key.proof_type.as_str())
         .fetch_optional(&self.pool)
         .await
-        .map_err(|e| db_err("reading job", e))?;
+        .map_err(|e| self.db_err("reading job", e))?;
         row.as_ref().map(decode_job).transpose()
     }
 
@@ -253,7 +312,7 @@ impl Store for PgStore {
         let rows = query
             .fetch_all(&self.pool)
             .await
-            .map_err(|e| db_err("listing jobs", e))?;
+            .map_err(|e| self.db_err("listing jobs", e))?;
         rows.iter().map(decode_job).collect()
     }
 
@@ -263,7 +322,7 @@ impl Store for PgStore {
         )
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| db_err("job_counts", e))?;
+        .map_err(|e| self.db_err("job_counts", e))?;
         codec::job_counts(&rows)
     }
 
@@ -276,7 +335,7 @@ impl Store for PgStore {
             .pool
             .begin()
             .await
-            .map_err(|e| db_err("apply: begin", e))?;
+            .map_err(|e| self.db_err("apply: begin", e))?;
         if !plan.jobs.is_empty() {
             let j = &plan.jobs;
             let batches: Vec<i64> = j.iter().map(|r| r.batch).collect();
@@ -297,7 +356,7 @@ impl Store for PgStore {
                 .bind(j.iter().map(|r| r.updated_at).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| db_err(&format!("apply: writing {} jobs", j.len()), e))?
+                .map_err(|e| self.db_err(&format!("apply: writing {} jobs", j.len()), e))?
                 .rows_affected();
             if updated != j.len() as u64 {
                 let missing = sqlx::query(MISSING_JOBS)
@@ -305,7 +364,7 @@ impl Store for PgStore {
                     .bind(&types)
                     .fetch_all(&mut *tx)
                     .await
-                    .map_err(|e| db_err("apply: checking jobs", e))?;
+                    .map_err(|e| self.db_err("apply: checking jobs", e))?;
                 return Err(codec::missing_jobs_error(&missing));
             }
         }
@@ -316,7 +375,7 @@ impl Store for PgStore {
                 .bind(d.iter().map(|r| r.1).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| db_err("apply: deleting proofs", e))?;
+                .map_err(|e| self.db_err("apply: deleting proofs", e))?;
         }
         if !plan.proofs.is_empty() {
             let p = &plan.proofs;
@@ -336,7 +395,7 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| {
-                    db_err(
+                    self.db_err(
                         &format!(
                             "apply: writing {} proofs (each needs an existing job)",
                             p.len()
@@ -350,7 +409,7 @@ impl Store for PgStore {
                 .bind(plan.token_high)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| db_err("apply: raising the token high-water mark", e))?;
+                .map_err(|e| self.db_err("apply: raising the token high-water mark", e))?;
         }
         for &(prover, on, since, reason) in &plan.cordons {
             let write = if on {
@@ -361,9 +420,11 @@ impl Store for PgStore {
             write
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| db_err("apply: writing a cordon", e))?;
+                .map_err(|e| self.db_err("apply: writing a cordon", e))?;
         }
-        tx.commit().await.map_err(|e| db_err("apply: commit", e))
+        tx.commit()
+            .await
+            .map_err(|e| self.db_err("apply: commit", e))
     }
 
     async fn proof(&self, key: &JobKey) -> Result<Option<ProofRecord>> {
@@ -377,7 +438,7 @@ impl Store for PgStore {
         .bind(key.proof_type.as_str())
         .fetch_optional(&self.pool)
         .await
-        .map_err(|e| db_err("reading proof", e))?;
+        .map_err(|e| self.db_err("reading proof", e))?;
         row.as_ref().map(decode_proof).transpose()
     }
 
@@ -388,7 +449,7 @@ impl Store for PgStore {
         )
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| db_err("max_fencing_token", e))?;
+        .map_err(|e| self.db_err("max_fencing_token", e))?;
         codec::to_u64(max.unwrap_or(0), "fencing token")
     }
 
@@ -398,7 +459,7 @@ impl Store for PgStore {
         )
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| db_err("cordoned_provers", e))?;
+        .map_err(|e| self.db_err("cordoned_provers", e))?;
         Ok(rows
             .into_iter()
             .map(|(id, reason)| (ProverId(id), reason))
@@ -410,7 +471,7 @@ impl Store for PgStore {
             .bind(key)
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| db_err("get_meta", e))?;
+            .map_err(|e| self.db_err("get_meta", e))?;
         row.map(|r| {
             r.try_get::<String, _>(0)
                 .map_err(|e| StoreError::Corrupt(format!("meta {key}: {e}")))
@@ -427,7 +488,7 @@ impl Store for PgStore {
         .bind(value)
         .execute(&self.pool)
         .await
-        .map_err(|e| db_err("set_meta", e))?;
+        .map_err(|e| self.db_err("set_meta", e))?;
         Ok(())
     }
 
@@ -442,8 +503,29 @@ impl Store for PgStore {
         .bind(value)
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| db_err("init_meta", e))?;
+        .map_err(|e| self.db_err("init_meta", e))?;
         row.try_get::<String, _>(0)
             .map_err(|e| StoreError::Corrupt(format!("meta {key}: {e}")))
+    }
+
+    fn endpoint(&self) -> String {
+        self.endpoint.clone()
+    }
+
+    /// `SELECT 1` through the pool; if that gets no answer, one direct connection attempt
+    /// says why (a busy pool on a server that accepts connections counts as up).
+    async fn probe(&self) -> Result<()> {
+        let query = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&self.pool);
+        match tokio::time::timeout(PROBE_POOL_TIMEOUT, query).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if !is_unreachable(&e) => Err(self.db_err("probe", e)),
+            _ => match connect_cause(&self.options).await {
+                None => Ok(()),
+                Some(cause) => Err(StoreError::Unavailable(format!(
+                    "{}: {cause}",
+                    self.endpoint
+                ))),
+            },
+        }
     }
 }

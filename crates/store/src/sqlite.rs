@@ -1,9 +1,10 @@
 //! SQLite backend.
 //!
-//! Durability: WAL journal with `synchronous=NORMAL` by default. A committed transaction
-//! survives the process being killed (`kill -9`); an OS crash or power loss may lose the last
-//! few committed transactions (never corrupts the database). Add `?synchronous=full` to the
-//! URL to also survive power loss, at the cost of an fsync per commit.
+//! Durability: WAL journal with `synchronous=FULL` by default: a committed transaction
+//! survives the process being killed (`kill -9`), an OS crash and a power loss (the WAL is
+//! fsynced at every commit; group commit makes that one fsync per group). `?synchronous=normal`
+//! fsyncs only at checkpoints: a committed transaction still survives `kill -9`, but an OS
+//! crash or power loss may lose the last few (never corrupting the database).
 //!
 //! Connections: one pool with a single connection for writes (SQLite has one writer, so
 //! writers queue in the pool instead of spinning on `SQLITE_BUSY`) and a small `query_only`
@@ -41,6 +42,8 @@ use url::parse_url;
 
 const READ_POOL_SIZE: u32 = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound of [`Store::probe`].
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the background checkpointer runs while writes happen.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// WAL pages after which the writer checkpoints by itself: only a fallback (should the
@@ -54,11 +57,17 @@ pub(crate) struct SqliteStore {
     commits: Arc<AtomicU64>,
     /// Dropping it stops the checkpointer thread (none for in-memory databases).
     _checkpointer: Option<Sender<()>>,
+    endpoint: String,
 }
 
 impl SqliteStore {
     pub(crate) async fn open(url: &str) -> Result<SqliteStore> {
         let (options, memory) = parse_url(url)?;
+        let endpoint = if memory {
+            "sqlite::memory:".to_owned()
+        } else {
+            format!("sqlite://{}", options.get_filename().display())
+        };
         let writer_options = if memory {
             options.clone()
         } else {
@@ -101,6 +110,7 @@ impl SqliteStore {
             read,
             commits,
             _checkpointer: checkpointer,
+            endpoint,
         })
     }
 }
@@ -536,5 +546,21 @@ impl Store for SqliteStore {
         .map_err(|e| db_err("init_meta", e))?;
         row.try_get::<String, _>(0)
             .map_err(|e| StoreError::Corrupt(format!("meta {key}: {e}")))
+    }
+
+    fn endpoint(&self) -> String {
+        self.endpoint.clone()
+    }
+
+    async fn probe(&self) -> Result<()> {
+        let query = sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(&self.read);
+        match tokio::time::timeout(PROBE_TIMEOUT, query).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(db_err(&self.endpoint, e)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "{}: no answer within {PROBE_TIMEOUT:?}",
+                self.endpoint
+            ))),
+        }
     }
 }

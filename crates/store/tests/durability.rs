@@ -167,3 +167,27 @@ async fn bad_store_urls_rejected() {
         .unwrap();
     assert!(!err.to_string().contains("secret"), "{err}");
 }
+
+/// Opening a Postgres store whose server is not there fails within the pool's acquire
+/// timeout (5 s, not 30) with an error naming the server and the cause, never a password.
+#[tokio::test]
+async fn unreachable_postgres_is_named_with_its_cause() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // closed again: nothing listens there
+    let url = format!("postgres://proofmill:secret@127.0.0.1:{port}/pm");
+    let started = std::time::Instant::now();
+    let err = open_store(&url).await.err().expect("no server");
+    let took = started.elapsed();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        text.contains(&format!("postgres://proofmill@127.0.0.1:{port}/pm")),
+        "{text}"
+    );
+    assert!(text.contains("refused"), "{text}");
+    assert!(!text.contains("secret"), "{text}");
+    assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+}

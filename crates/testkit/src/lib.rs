@@ -34,6 +34,9 @@ pub struct TestPostgres {
     pub dir: PathBuf,
     bin: PathBuf,
     watchdog: Option<(Child, ChildStdin)>,
+    /// `synchronous_commit=on`: a commit is in the WAL (written, not fsynced) before it
+    /// returns, so it survives the server being killed (not the machine).
+    durable: bool,
 }
 
 impl std::fmt::Debug for TestPostgres {
@@ -49,6 +52,16 @@ impl TestPostgres {
     /// Initializes and starts a server (about 2 s). Errors (never skips) when the PostgreSQL
     /// binaries cannot be found.
     pub fn start() -> Result<TestPostgres> {
+        Self::start_with(false)
+    }
+
+    /// A server whose commits survive [`TestPostgres::crash`] (`synchronous_commit=on`;
+    /// `fsync` stays off: only the server dies, not the machine). For outage tests.
+    pub fn start_durable() -> Result<TestPostgres> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<TestPostgres> {
         let bin = find_pg_bin()?;
         let as_root = running_as_root();
         let dir = tempfile::Builder::new()
@@ -70,6 +83,7 @@ impl TestPostgres {
             dir,
             bin,
             watchdog: Some(watchdog),
+            durable,
         };
         pg.init_and_start(as_root)?;
         Ok(pg)
@@ -98,18 +112,7 @@ impl TestPostgres {
         for _attempt in 0..5 {
             let port = free_port()?;
             let log = self.dir.join("server.log");
-            let opts = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-                self.dir.display()
-            );
-            let mut ctl = pg_command(&self.bin, "pg_ctl", as_root);
-            ctl.arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(&log)
-                .args(["-w", "-t", "60", "-o", &opts, "start"]);
-            match run(&mut ctl) {
+            match run(&mut self.pg_ctl_start(port, as_root)) {
                 Ok(_) => {
                     self.port = port;
                     self.url = self.create_database("test")?;
@@ -132,6 +135,38 @@ impl TestPostgres {
         }
         Err(last_err.unwrap_or_else(|| anyhow!("pg_ctl start failed")))
             .context("starting the test PostgreSQL server")
+    }
+
+    fn pg_ctl_start(&self, port: u16, as_root: bool) -> Command {
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
+             -c synchronous_commit={} -c full_page_writes=off -c max_connections=200",
+            self.dir.display(),
+            if self.durable { "on" } else { "off" }
+        );
+        let mut ctl = pg_command(&self.bin, "pg_ctl", as_root);
+        ctl.arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-w", "-t", "60", "-o", &opts, "start"]);
+        ctl
+    }
+
+    /// Stops the server the way a crash does (`pg_ctl stop -m immediate`: no checkpoint,
+    /// clients cut off), keeping its data for [`TestPostgres::restart`].
+    pub fn crash(&self) -> Result<()> {
+        let mut ctl = pg_command(&self.bin, "pg_ctl", running_as_root());
+        ctl.arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"]);
+        run(&mut ctl).context("pg_ctl stop -m immediate")
+    }
+
+    /// Starts the server again after [`TestPostgres::crash`], on the same port and data
+    /// (recovering from its WAL).
+    pub fn restart(&self) -> Result<()> {
+        run(&mut self.pg_ctl_start(self.port, running_as_root())).context("pg_ctl start again")
     }
 
     /// Creates a database on this server and returns its URL. Names are 1-63 chars of

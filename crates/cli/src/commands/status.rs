@@ -135,6 +135,9 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
         })),
         "jobs": jobs,
         "provers": provers,
+        "from_memory": status.from_memory,
+        "store_error": (!status.store_error.is_empty()).then_some(&status.store_error),
+        "as_of_ms": (status.as_of_ms > 0).then_some(status.as_of_ms),
     })
 }
 
@@ -142,6 +145,18 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
 pub fn render(status: &SystemStatusResponse) -> String {
     let batch = |b: Option<u64>| b.map_or_else(|| "-".to_string(), |b| b.to_string());
     let mut out = String::new();
+    if status.from_memory {
+        let _ = writeln!(out, "STORE NOT ANSWERING: {}", status.store_error);
+        let _ = match status.as_of_ms {
+            0 => writeln!(out, "figures below: none read from the store since start"),
+            at => writeln!(
+                out,
+                "figures below: from memory, as read from the store {} s ago (provers are live)",
+                age_s(at)
+            ),
+        };
+        let _ = writeln!(out);
+    }
     for (label, value) in [
         ("last sealed batch", status.last_sealed_batch),
         ("last proven batch", status.last_proven_batch),
@@ -240,6 +255,15 @@ pub fn render(status: &SystemStatusResponse) -> String {
     out
 }
 
+/// Seconds since `at_ms` (Unix ms), 0 if the clock says it is in the future.
+fn age_s(at_ms: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    now.saturating_sub(at_ms) / 1000
+}
+
 fn row<const N: usize>(cells: [&str; N]) -> Vec<String> {
     cells.iter().map(|c| c.to_string()).collect()
 }
@@ -332,6 +356,7 @@ mod tests {
                 last_batch: 4,
                 gas_used: 90_000,
             }),
+            ..Default::default()
         }
     }
 
@@ -360,6 +385,9 @@ mod tests {
                 "invalid_proofs": 3,
                 "superseded": 0,
             }],
+            "from_memory": false,
+            "store_error": null,
+            "as_of_ms": null,
         });
         assert_eq!(status_json(&sample()), expected);
         // One line, one object.
@@ -373,7 +401,51 @@ mod tests {
                 "last_sealed_batch": null, "last_proven_batch": null,
                 "last_committed_batch": null, "last_verified_batch": null,
                 "last_verify_tx": null, "jobs": {}, "provers": [],
+                "from_memory": false, "store_error": null, "as_of_ms": null,
             })
+        );
+
+        let stale = SystemStatusResponse {
+            from_memory: true,
+            store_error: "postgres://u@db:5432/p: connection refused".into(),
+            as_of_ms: 1_700_000_000_000,
+            ..sample()
+        };
+        let v = status_json(&stale);
+        assert_eq!(v["from_memory"], true);
+        assert_eq!(
+            v["store_error"],
+            "postgres://u@db:5432/p: connection refused"
+        );
+        assert_eq!(v["as_of_ms"], 1_700_000_000_000u64);
+        assert_eq!(v["last_sealed_batch"], 13);
+    }
+
+    #[test]
+    fn rendering_flags_figures_from_memory() {
+        assert!(!render(&sample()).contains("STORE"));
+        let stale = SystemStatusResponse {
+            from_memory: true,
+            store_error: "postgres://u@db:5432/p: connection refused".into(),
+            as_of_ms: 1,
+            ..sample()
+        };
+        let text = render(&stale);
+        assert!(
+            text.starts_with(
+                "STORE NOT ANSWERING: postgres://u@db:5432/p: connection refused\n\
+                 figures below: from memory, as read from the store "
+            ),
+            "{text}"
+        );
+        assert!(text.contains("last sealed batch     13"), "{text}");
+        let never = render(&SystemStatusResponse {
+            as_of_ms: 0,
+            ..stale
+        });
+        assert!(
+            never.contains("figures below: none read from the store since start"),
+            "{never}"
         );
     }
 

@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+pub mod procs;
+
 /// The `proofmill` binary with no `PROOFMILL_*` or `RUST_LOG` inherited from the test's
 /// environment, so a developer's settings never change what a test sees.
 pub fn proofmill() -> Command {

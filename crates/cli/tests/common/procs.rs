@@ -1,0 +1,125 @@
+//! Child processes for tests that run the binary the way an operator does.
+#![allow(dead_code)] // not every test binary uses every helper
+
+use super::proofmill;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `proofmill` child process, killed (SIGKILL) and reaped on drop, so no test leaves one
+/// behind. Its stdout and stderr go to a log file.
+pub struct Proc {
+    pub child: Child,
+    pub name: &'static str,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// `proofmill <args>` in `cwd`, with the environment [`proofmill`] leaves (no `RUST_LOG`,
+    /// no `PROOFMILL_*`) plus `envs`.
+    pub fn spawn(
+        name: &'static str,
+        args: &[String],
+        cwd: &Path,
+        log: PathBuf,
+        envs: &[(&str, &str)],
+    ) -> Proc {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = proofmill()
+            .args(args)
+            .envs(envs.iter().copied())
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Proc { child, name, log }
+    }
+
+    /// What it logged so far, without terminal colours.
+    pub fn log(&self) -> String {
+        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+
+    /// Panics (with the log's tail) if the process has exited.
+    pub fn check_alive(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("{} exited ({status}):\n{}", self.name, tail(&self.log()));
+        }
+    }
+
+    /// Current and peak resident set, kB (`VmRSS`, `VmHWM` of /proc/PID/status).
+    pub fn memory_kb(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address a coordinator logged in its "coordinator listening" line, waiting for it.
+pub fn listening_addr(coord: &mut Proc, within: Duration) -> String {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        coord.check_alive();
+        if let Some(addr) = find_listening_addr(&coord.log()) {
+            return addr;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("no 'coordinator listening' line:\n{}", tail(&coord.log()));
+}
+
+/// The address in a coordinator's "coordinator listening" line, in any log format: pretty
+/// and compact print `addr: A` / `addr=A` (pretty may put it on the next line), JSON
+/// `"addr":"A"`.
+pub fn find_listening_addr(log: &str) -> Option<String> {
+    let at = log.find("coordinator listening")?;
+    let rest = &log[at..];
+    let rest = &rest[..rest.len().min(300)];
+    let a = rest.find("addr")?;
+    let addr: String = rest[a + 4..]
+        .trim_start_matches([':', '=', ' ', '"'])
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    addr.parse::<std::net::SocketAddr>().is_ok().then_some(addr)
+}
+
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters, then a letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The last 40 lines of a log.
+pub fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
