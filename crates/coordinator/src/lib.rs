@@ -10,6 +10,7 @@
 mod admin;
 mod config;
 mod core;
+mod devnet_snapshot;
 mod devnet_source;
 mod error;
 mod identity;
@@ -25,7 +26,8 @@ mod settlement;
 mod status;
 
 pub use config::CoordinatorConfig;
-pub use devnet_source::DevnetSourceConfig;
+pub use devnet_snapshot::{DevnetSnapshots, SNAPSHOTS_META};
+pub use devnet_source::{DEFAULT_SNAPSHOT_EVERY, DevnetSource, DevnetSourceConfig};
 pub use error::CoordinatorError;
 pub use server::{Coordinator, Serving};
 pub use settlement::{L1Seen, Settlement, SettlementConfig, VerifyRecord, devnet_genesis_root};
