@@ -390,6 +390,55 @@ async fn restart_rebuilds_in_the_background(db: Db) {
     }
 }
 
+/// A chain the devnet settings given cannot rebuild (other genesis accounts): the
+/// coordinator, serving meanwhile, stops with an error that says why, and seals nothing.
+async fn failed_rebuild_stops_the_coordinator(db: Db) {
+    let mut site = Site::new(db, "badrebuild");
+    let store = open_store(&site.db_url).await.unwrap();
+    let mut c = site.coordinator("0", "c0.log");
+    wait_status(&site.url(), "batches sealed", |s| {
+        s.last_sealed_batch.unwrap_or(0) >= 5
+    })
+    .await;
+    c.kill9();
+    let last = store.last_sealed_batch().await.unwrap();
+    let log = site.log("c1.log");
+    let args: Vec<String> = [
+        "coordinator",
+        "--listen",
+        &site.listen,
+        "--db",
+        &site.db_url,
+        "--blobs",
+        &site.blobs,
+        "--devnet",
+        "--l1",
+        "none",
+        "--accounts",
+        "32",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut c = Proc::spawn(&args, &log);
+    let until = Instant::now() + Duration::from_secs(60);
+    let code = loop {
+        if let Some(s) = c.0.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(Instant::now() < until, "the coordinator kept running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_ne!(code, Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("coordinator listening") && text.contains("devnet replay of batch 1 failed"),
+        "{text}"
+    );
+    assert!(text.contains("rebuilding the devnet"), "{text}");
+    assert_eq!(store.last_sealed_batch().await.unwrap(), last);
+}
+
 /// `bench restart` at a small N, in this (debug) build: the line it ends with.
 #[test]
 fn bench_restart_prints_restart_ms() {
@@ -436,4 +485,7 @@ macro_rules! on_both_stores {
     };
 }
 
-on_both_stores!(restart_rebuilds_in_the_background);
+on_both_stores!(
+    restart_rebuilds_in_the_background,
+    failed_rebuild_stops_the_coordinator
+);
