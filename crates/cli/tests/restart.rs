@@ -295,11 +295,12 @@ async fn restart_rebuilds_in_the_background(db: Db) {
     // Jobs of stored batches are dispatched (and proven) before the rebuild is done.
     let mut proven_early = false;
     while logged(&log1, "devnet state rebuilt").is_none() {
-        if let Some(s) = status(&site.url()).await {
-            if s.jobs["exec"].proven > 0 && logged(&log1, "devnet state rebuilt").is_none() {
-                proven_early = true;
-                break;
-            }
+        if let Some(s) = status(&site.url()).await
+            && s.jobs["exec"].proven > 0
+            && logged(&log1, "devnet state rebuilt").is_none()
+        {
+            proven_early = true;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -141,10 +141,10 @@ impl Coordinator {
             "devnet state rebuilt"
         );
         // So that the next restart does not replay these again (a crash loop would).
-        if replayed > 0 {
-            if let Err(e) = snapshots.save(&devnet).await {
-                tracing::warn!(error = %e, "could not save a devnet snapshot");
-            }
+        if replayed > 0
+            && let Err(e) = snapshots.save(&devnet).await
+        {
+            tracing::warn!(error = %e, "could not save a devnet snapshot");
         }
         Ok(devnet)
     }
@@ -208,10 +208,11 @@ impl Coordinator {
                 transfers = sealed.transfers,
                 "devnet sealed batch"
             );
-            if cfg.snapshot_every > 0 && sealed.number % cfg.snapshot_every == 0 {
-                if let Err(e) = snapshots.save(&devnet).await {
-                    tracing::warn!(error = %e, "could not save a devnet snapshot");
-                }
+            if cfg.snapshot_every > 0
+                && sealed.number % cfg.snapshot_every == 0
+                && let Err(e) = snapshots.save(&devnet).await
+            {
+                tracing::warn!(error = %e, "could not save a devnet snapshot");
             }
         }
         // A clean stop: every batch the devnet sealed is stored.

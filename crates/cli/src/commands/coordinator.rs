@@ -160,10 +160,10 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
 async fn rebuild_failure(
     source: &mut Option<DevnetSource>,
 ) -> proofmill_coordinator::CoordinatorError {
-    if let Some(s) = source {
-        if let Err(e) = s.rebuilt().await {
-            return e;
-        }
+    if let Some(s) = source
+        && let Err(e) = s.rebuilt().await
+    {
+        return e;
     }
     std::future::pending().await
 }
