@@ -95,6 +95,8 @@ pub enum BenchCommand {
     Settle(BenchSettleArgs),
     /// Measure proving and verifying one batch, directly and through a coordinator.
     Prove(BenchProveArgs),
+    /// Measure a devnet coordinator's restart after kill -9 with N batches stored.
+    Restart(BenchRestartArgs),
     /// The simulated provers of `bench dispatch`, run by it in a process of their own.
     #[command(hide = true)]
     SimProvers(BenchSimProversArgs),
@@ -210,6 +212,10 @@ pub struct CoordinatorArgs {
     /// Devnet: stop sealing after this batch number.
     #[arg(long, env = "PROOFMILL_MAX_BATCHES", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_batches: Option<u64>,
+    /// Devnet: save a state snapshot every this many batches, so a restart replays at most
+    /// that many (0: only at a clean stop and after a rebuild).
+    #[arg(long, env = "PROOFMILL_SNAPSHOT_EVERY", default_value_t = proofmill_coordinator::DEFAULT_SNAPSHOT_EVERY)]
+    pub snapshot_every: u64,
     /// Settlement layer: none, embedded (in-process EVM) or rpc.
     #[arg(long, env = "PROOFMILL_L1", value_enum, default_value_t = L1Mode::Embedded)]
     pub l1: L1Mode,
@@ -380,6 +386,19 @@ pub struct BenchProveArgs {
     pub repeat: u32,
     #[command(flatten)]
     pub backends: BackendArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchRestartArgs {
+    /// Batches in the store before the measured restart.
+    #[arg(long, env = "PROOFMILL_BATCHES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub batches: u64,
+    /// Batches sealed after the newest snapshot before the kill (replayed by the restart).
+    #[arg(long, env = "PROOFMILL_REPLAY_BATCHES", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub replay_batches: u64,
+    /// Database URL; default: a fresh SQLite file in a temporary directory.
+    #[arg(long, env = "PROOFMILL_DB", value_parser = parse_db_url)]
+    pub db: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -10,6 +10,7 @@
 mod admin;
 mod config;
 mod core;
+mod devnet_snapshot;
 mod devnet_source;
 mod error;
 mod health;
@@ -29,7 +30,8 @@ mod status;
 mod wire;
 
 pub use config::CoordinatorConfig;
-pub use devnet_source::DevnetSourceConfig;
+pub use devnet_snapshot::{DevnetSnapshots, SNAPSHOTS_META};
+pub use devnet_source::{DEFAULT_SNAPSHOT_EVERY, DevnetSource, DevnetSourceConfig};
 pub use error::CoordinatorError;
 pub use limits::InFlight;
 pub use server::{Coordinator, Serving};

@@ -74,6 +74,7 @@ async fn flaky_network(db: Db) {
         batch_interval_ms: 40,
         version: "devnet-v1".into(),
         max_batches: Some(BATCHES),
+        snapshot_every: proofmill_coordinator::DEFAULT_SNAPSHOT_EVERY,
     };
     c.coord.start_devnet(devnet).await.unwrap();
     let proxy = Proxy::start(c.addr).await;

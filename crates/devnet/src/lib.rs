@@ -12,6 +12,7 @@ pub mod exec;
 pub mod input;
 pub mod poseidon;
 pub mod sequencer;
+pub mod snapshot;
 pub mod transfer;
 pub mod tree;
 
@@ -23,6 +24,7 @@ pub use exec::{ExecError, ExecOutput, execute_batch_input};
 pub use input::{BatchInput, DecodeError, TransferWitness};
 pub use poseidon::{digest_to_fr, fr_from_u64, fr_to_digest, hash, poseidon_config};
 pub use sequencer::{ConfigError, Devnet, DevnetConfig, SealedBatch};
+pub use snapshot::SnapshotError;
 pub use transfer::{Account, RejectReason, Transfer, batch_commitment};
 pub use tree::{SparseMerkleTree, compute_root, leaf_hash, verify_path};
 

@@ -109,15 +109,15 @@ pub struct SealedBatch {
 /// clocks and fully deterministic.
 #[derive(Clone, Debug)]
 pub struct Devnet {
-    config: DevnetConfig,
-    tree: SparseMerkleTree,
+    pub(crate) config: DevnetConfig,
+    pub(crate) tree: SparseMerkleTree,
     /// Committed state of every account ever touched (absent = `(0, 0)`).
-    accounts: BTreeMap<u32, Account>,
+    pub(crate) accounts: BTreeMap<u32, Account>,
     /// Accepted transfers not yet sealed, in submission order.
-    pending: VecDeque<Transfer>,
+    pub(crate) pending: VecDeque<Transfer>,
     /// State after all pending transfers, for accounts they touch; the mempool validates here.
-    overlay: BTreeMap<u32, Account>,
-    next_batch: BatchNumber,
+    pub(crate) overlay: BTreeMap<u32, Account>,
+    pub(crate) next_batch: BatchNumber,
 }
 
 impl Devnet {
@@ -346,6 +346,12 @@ impl Devnet {
             to
         };
         to as u32
+    }
+
+    /// Seals an empty batch (roots unchanged) with the next number, leaving the mempool
+    /// alone. A valid batch like any other; tools use it to make long chains cheaply.
+    pub fn seal_empty(&mut self) -> SealedBatch {
+        self.seal_transfers(Vec::new())
     }
 
     /// [`Devnet::fill_random`] then [`Devnet::seal`]: one full batch of random traffic.

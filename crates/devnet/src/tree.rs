@@ -172,3 +172,56 @@ impl SparseMerkleTree {
         true
     }
 }
+
+impl SparseMerkleTree {
+    /// A tree holding `leaves` (`(index, leaf)`, strictly ascending indices below `2^depth`),
+    /// the rest empty; `None` on a bad depth, an index out of range or out of order. Builds
+    /// level by level, so it costs one hash per non-empty node (identical sibling pairs, as
+    /// in a genesis prefix, are hashed once), instead of `depth` hashes per leaf.
+    pub fn from_leaves(depth: u8, leaves: impl IntoIterator<Item = (u32, Fr)>) -> Option<Self> {
+        let mut tree = Self::new(depth)?;
+        let mut level: Vec<(u64, Fr)> = Vec::new();
+        for (i, leaf) in leaves {
+            let i = u64::from(i);
+            if i >= capacity(depth) || level.last().is_some_and(|(prev, _)| *prev >= i) {
+                return None;
+            }
+            level.push((i, leaf));
+        }
+        level.retain(|(_, leaf)| *leaf != empty_subtree(0));
+        for (i, leaf) in &level {
+            tree.nodes.insert((0, *i as u32), *leaf);
+        }
+        for h in 0..depth {
+            let mut next = Vec::with_capacity(level.len().div_ceil(2));
+            let mut memo: Option<(Fr, Fr, Fr)> = None;
+            let mut k = 0;
+            while k < level.len() {
+                let (i, node) = level[k];
+                let (l, r) = if i & 1 == 0 {
+                    match level.get(k + 1) {
+                        Some(&(j, right)) if j == i + 1 => {
+                            k += 1;
+                            (node, right)
+                        }
+                        _ => (node, empty_subtree(h)),
+                    }
+                } else {
+                    (empty_subtree(h), node)
+                };
+                k += 1;
+                let v = match memo {
+                    Some((ml, mr, mv)) if ml == l && mr == r => mv,
+                    _ => hash(&[l, r]),
+                };
+                memo = Some((l, r, v));
+                if v != empty_subtree(h + 1) {
+                    tree.nodes.insert((h + 1, (i >> 1) as u32), v);
+                    next.push((i >> 1, v));
+                }
+            }
+            level = next;
+        }
+        Some(tree)
+    }
+}

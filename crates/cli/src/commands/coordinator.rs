@@ -4,7 +4,9 @@ use crate::args::{CoordinatorArgs, DEFAULT_DATA_DIR};
 use crate::backends::{BackendContext, devnet_shape};
 use anyhow::Context as _;
 use proofmill_backend::Backends;
-use proofmill_coordinator::{Coordinator, CoordinatorConfig, DevnetSourceConfig, SettlementConfig};
+use proofmill_coordinator::{
+    Coordinator, CoordinatorConfig, DevnetSource, DevnetSourceConfig, SettlementConfig,
+};
 use proofmill_devnet::DevnetConfig;
 use proofmill_scheduler::SchedulerConfig;
 use proofmill_store::{Blobs, open_store};
@@ -68,6 +70,7 @@ pub fn devnet_config(a: &CoordinatorArgs) -> DevnetSourceConfig {
         batch_interval_ms: a.batch_interval,
         version: a.version_tag.clone(),
         max_batches: a.max_batches,
+        snapshot_every: a.snapshot_every,
     }
 }
 
@@ -115,11 +118,14 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "coordinator listening");
+    // Served before any rollup state is rebuilt: jobs of stored batches need only the store.
+    let server = coord.spawn_serve(listener);
     let devnet = devnet_config(&args);
+    let mut source = match args.devnet {
+        true => Some(coord.start_devnet(devnet.clone()).await?),
+        false => None,
+    };
     let l1 = super::l1::open_for_coordinator(&args, devnet.devnet, &backends).await?;
-    if args.devnet {
-        coord.start_devnet(devnet).await?;
-    }
     let _settlement = match l1 {
         Some(l1) => {
             if !args.devnet {
@@ -134,13 +140,37 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let server = coord.spawn_serve(listener);
-    let signal = super::shutdown_signal().await;
+    let signal = tokio::select! {
+        signal = super::shutdown_signal() => signal,
+        e = rebuild_failure(&mut source) => {
+            coord.drain("the devnet could not be rebuilt").await?;
+            server.stop().await?;
+            return Err(anyhow::Error::new(e).context(
+                "rebuilding the devnet (a data dir is tied to the --seed and devnet settings it was made with)",
+            ));
+        }
+    };
     tracing::info!(%signal, "draining: no new work, provers get the grace period");
+    // First, so its last batch is stored and snapshotted before the store is flushed.
+    if let Some(source) = source {
+        source.stop().await;
+    }
     coord
         .drain(&format!("coordinator received {signal}"))
         .await?;
     server.stop().await?;
     tracing::info!("coordinator stopped; state flushed");
     Ok(())
+}
+
+/// Resolves only if the devnet's state rebuild fails.
+async fn rebuild_failure(
+    source: &mut Option<DevnetSource>,
+) -> proofmill_coordinator::CoordinatorError {
+    if let Some(s) = source
+        && let Err(e) = s.rebuilt().await
+    {
+        return e;
+    }
+    std::future::pending().await
 }

@@ -6,7 +6,9 @@ use super::coordinator;
 use crate::args::DemoArgs;
 use crate::backends::{BackendContext, devnet_shape};
 use anyhow::{Context as _, bail};
-use proofmill_coordinator::{CoordinatorConfig, DevnetSourceConfig, SettlementConfig, StatusView};
+use proofmill_coordinator::{
+    CoordinatorConfig, DEFAULT_SNAPSHOT_EVERY, DevnetSourceConfig, SettlementConfig, StatusView,
+};
 use proofmill_devnet::DevnetConfig;
 use proofmill_prover::{Prover, ProverConfig};
 use std::time::{Duration, Instant};
@@ -83,8 +85,10 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         batch_interval_ms: 100,
         version: VERSION.into(),
         max_batches: Some(a.batches),
+        snapshot_every: DEFAULT_SNAPSHOT_EVERY,
     };
-    coord.start_devnet(devnet).await.context("starting the devnet (a data dir is tied to the --seed and devnet settings it was made with)")?;
+    let mut source = coord.start_devnet(devnet).await?;
+    source.rebuilt().await.context("starting the devnet (a data dir is tied to the --seed and devnet settings it was made with)")?;
     let send = SettlementConfig {
         send_interval_ms: 300,
         l1_proof_types: Some(super::l1::on_chain_types(&a.proof_types)),
@@ -140,6 +144,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     settlement.stop();
 
+    source.stop().await;
     coord.drain("demo finished").await?;
     let _ = prover_stop.send(());
     for (_, _, task) in &mut provers {

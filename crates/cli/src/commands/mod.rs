@@ -28,6 +28,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             command: BenchCommand::Prove(args),
         } => bench::prove(args).await,
         Command::Bench {
+            command: BenchCommand::Restart(args),
+        } => bench::restart(args).await,
+        Command::Bench {
             command: BenchCommand::SimProvers(args),
         } => bench::sim_provers(args).await,
         Command::L1 {

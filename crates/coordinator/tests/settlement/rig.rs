@@ -172,6 +172,7 @@ pub async fn devnet(run: &Running, batches: u64) {
         batch_interval_ms: 10,
         version: "v1".into(),
         max_batches: Some(batches),
+        snapshot_every: proofmill_coordinator::DEFAULT_SNAPSHOT_EVERY,
     };
     run.coord.start_devnet(cfg).await.unwrap();
     let c = run.coord.clone();

@@ -3,6 +3,7 @@
 mod exec;
 mod hashing;
 mod sequencer;
+mod snapshot;
 
 use crate::{Devnet, DevnetConfig};
 

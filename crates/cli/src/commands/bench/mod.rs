@@ -3,11 +3,13 @@
 
 mod dispatch;
 mod prove;
+mod restart;
 mod settle;
 mod sim;
 
 pub use dispatch::dispatch;
 pub use prove::prove;
+pub use restart::restart;
 pub use settle::settle;
 pub use sim::sim_provers;
 
