@@ -8,8 +8,8 @@ use crate::{BlobReader, MAX_CHUNKED_INPUT_BYTES, Shared, SlotGuard, StatsInner, 
 use proofmill_backend::{Backend, Cancel, ProveRequest};
 use proofmill_proto::v1::{
     CoordinatorMessage, DataChunk, ErrorCode, ExecuteTask, HeartbeatAck, ProverMessage, Reconnect,
-    Register, RegisterResponse, ResultAck, RunningTask, TaskCancelled, TaskDeclined,
-    coordinator_message, execute_task, prover_message, prover_service_client::ProverServiceClient,
+    RegisterResponse, ResultAck, TaskCancelled, TaskDeclined, coordinator_message, execute_task,
+    prover_message, prover_service_client::ProverServiceClient,
 };
 use proofmill_types::{Digest, PublicValues};
 use std::collections::{BTreeMap, HashMap};
@@ -23,13 +23,14 @@ use tonic::Streaming;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
+mod hello;
 mod session;
 mod tasks;
 
 use session::Session;
 
 /// (task id, fencing token).
-type Key = (String, u64);
+pub(crate) type Key = (String, u64);
 
 /// A session that stayed registered this long resets the reconnect backoff.
 const HEALTHY_SESSION: Duration = Duration::from_secs(1);
@@ -253,46 +254,6 @@ impl Conn {
         }
         self.tasks.clear();
         self.outbox.clear();
-    }
-
-    fn register_msg(&self) -> Register {
-        Register {
-            name: self.shared.name.clone(),
-            proof_types: self.shared.proof_types.clone(),
-            compute_capacity: self.shared.capacity,
-            version: self.shared.version.clone(),
-            token: self.shared.token.clone(),
-            blob_access: self.shared.blob_reader.is_some(),
-            max_message_bytes: self.shared.max_message_bytes.min(u32::MAX as usize) as u32,
-        }
-    }
-
-    /// Tasks the coordinator should consider ours: running (not cancelled) and finished but
-    /// unacknowledged.
-    fn running_list(&self) -> Vec<RunningTask> {
-        let mut keys: Vec<&Key> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| {
-                !matches!(
-                    t,
-                    TaskState::Proving {
-                        cancelled: true,
-                        ..
-                    }
-                )
-            })
-            .map(|(k, _)| k)
-            .chain(self.outbox.keys())
-            .collect();
-        keys.sort();
-        keys.dedup();
-        keys.into_iter()
-            .map(|(id, token)| RunningTask {
-                task_id: id.clone(),
-                fencing_token: *token,
-            })
-            .collect()
     }
 
     async fn open(

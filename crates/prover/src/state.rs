@@ -10,7 +10,7 @@
 //! proof bytes or error text). Every file is written whole to a temporary name, synced, and
 //! renamed into place, so a crash leaves the old file or the new one.
 
-use crate::conn::{Finished, Outcome};
+use crate::conn::{Finished, Key, Outcome};
 use proofmill_types::Digest;
 use std::fs::{self, File, TryLockError};
 use std::io::{self, Write as _};
@@ -84,8 +84,6 @@ pub(crate) struct CoordinatorState {
     dir: PathBuf,
     results: PathBuf,
 }
-
-type Key = (String, u64);
 
 const PROOF: u8 = b'P';
 const ERROR: u8 = b'E';
