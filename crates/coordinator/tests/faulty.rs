@@ -3,7 +3,7 @@
 mod support;
 
 use proofmill_proto::v1::{
-    ErrorCode, ProversListRequest, SystemStatusRequest, TaskResult,
+    ErrorCode, ExecuteTask, ProversListRequest, SystemStatusRequest, TaskResult,
     coordinator_message::Kind as Out, prover_message::Kind as In, task_result::Outcome,
 };
 use proofmill_types::{JobKey, JobState, ProofType};
@@ -20,6 +20,14 @@ fn patient_config() -> proofmill_coordinator::CoordinatorConfig {
     let mut c = fast_config();
     c.scheduler.heartbeat_interval_ms = 5_000;
     c
+}
+
+/// Sends the correct proof of `t` and expects it accepted.
+async fn prove(p: &mut RawProver, t: &ExecuteTask) {
+    let ack = p
+        .submit(&t.task_id, t.fencing_token, RawProver::proof_for(t))
+        .await;
+    assert!(ack.accepted, "{}", ack.reason);
 }
 
 fn batch_of(task_id: &str) -> u64 {
@@ -61,21 +69,11 @@ async fn a_garbage_prover_is_routed_around_and_cordoned(db: Db) {
     );
     // The good prover proves everything, the failed batches included; nothing is failed.
     let mut proven = vec![batch_of(&held.task_id)];
-    let ack = good
-        .submit(
-            &held.task_id,
-            held.fencing_token,
-            RawProver::proof_for(&held),
-        )
-        .await;
-    assert!(ack.accepted, "{}", ack.reason);
+    prove(&mut good, &held).await;
     while proven.len() < 6 {
         let t = good.task().await;
         proven.push(batch_of(&t.task_id));
-        let ack = good
-            .submit(&t.task_id, t.fencing_token, RawProver::proof_for(&t))
-            .await;
-        assert!(ack.accepted, "{}", ack.reason);
+        prove(&mut good, &t).await;
     }
     proven.sort();
     assert_eq!(proven, [1, 2, 3, 4, 5, 6]);
@@ -227,10 +225,7 @@ async fn a_hung_provers_task_gets_a_backup_copy_that_wins(db: Db) {
     let mut good = RawProver::register(&c.url(), register("good", &["exec"], 1)).await;
     for _ in 1..=5 {
         let t = good.task().await;
-        let ack = good
-            .submit(&t.task_id, t.fencing_token, RawProver::proof_for(&t))
-            .await;
-        assert!(ack.accepted, "{}", ack.reason);
+        prove(&mut good, &t).await;
     }
     let mut hung = RawProver::register(&c.url(), register("hung", &["exec"], 1)).await;
     submit(&c.coord, 6, &[]).await;
@@ -241,14 +236,7 @@ async fn a_hung_provers_task_gets_a_backup_copy_that_wins(db: Db) {
     let backup = good.task().await;
     assert_eq!(backup.task_id, held.task_id);
     assert!(backup.fencing_token > held.fencing_token);
-    let ack = good
-        .submit(
-            &backup.task_id,
-            backup.fencing_token,
-            RawProver::proof_for(&backup),
-        )
-        .await;
-    assert!(ack.accepted, "{}", ack.reason);
+    prove(&mut good, &backup).await;
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "{:?}",

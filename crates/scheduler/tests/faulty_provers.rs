@@ -19,6 +19,19 @@ fn persisted(effects: &[Effect]) -> Job {
     }
 }
 
+/// The prover reports that the task it was dispatched (`job`, with its lease) failed.
+fn fail_task(
+    s: &mut Scheduler,
+    prover: &str,
+    job: &Job,
+    error: &str,
+    failure: Failure,
+    now: u64,
+) -> Vec<Effect> {
+    s.fail(&pid(prover), &job.key, token(job), error, failure, now)
+        .unwrap()
+}
+
 fn cordons(effects: &[Effect]) -> Vec<String> {
     effects
         .iter()
@@ -114,16 +127,7 @@ fn the_only_prover_still_gets_its_failed_job_back_after_the_backoff() {
     let mut s = sched();
     s.add_jobs([job(1, "exec", "v1")], 0);
     let d = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
-    let effects = s
-        .fail(
-            &pid("a"),
-            &d[0].1.key,
-            token(&d[0].1),
-            "flaky",
-            Failure::Error,
-            0,
-        )
-        .unwrap();
+    let effects = fail_task(&mut s, "a", &d[0].1, "flaky", Failure::Error, 0);
     assert!(dispatches(&effects).is_empty(), "backoff first");
     s.heartbeat(&pid("a"), &[], 1_000);
     let d = dispatches(&s.tick(1_000));
@@ -140,16 +144,7 @@ fn a_prover_sending_invalid_proofs_is_cordoned_by_itself_until_uncordoned() {
     s.add_jobs((1..=6).map(|b| job(b, "exec", "v1")), 0);
     let mut d = dispatches(&s.register(pid("bad"), info(&["exec"], 1, "v1"), 0).unwrap());
     // A valid proof in between resets the run: only invalid proofs in a row count.
-    let effects = s
-        .fail(
-            &pid("bad"),
-            &d[0].1.key,
-            token(&d[0].1),
-            "bad",
-            Failure::InvalidProof,
-            1,
-        )
-        .unwrap();
+    let effects = fail_task(&mut s, "bad", &d[0].1, "bad", Failure::InvalidProof, 1);
     // Only prover: the next batch goes to it while the failed one backs off.
     d = dispatches(&effects);
     assert!(cordons(&effects).is_empty());
@@ -160,16 +155,7 @@ fn a_prover_sending_invalid_proofs_is_cordoned_by_itself_until_uncordoned() {
     let mut now = 1_002;
     let mut earned = Vec::new();
     for _ in 0..3 {
-        let effects = s
-            .fail(
-                &pid("bad"),
-                &d[0].1.key,
-                token(&d[0].1),
-                "bad",
-                Failure::InvalidProof,
-                now,
-            )
-            .unwrap();
+        let effects = fail_task(&mut s, "bad", &d[0].1, "bad", Failure::InvalidProof, now);
         earned.extend(cordons(&effects));
         d = dispatches(&effects);
         if !earned.is_empty() {
@@ -202,16 +188,7 @@ fn a_prover_sending_invalid_proofs_is_cordoned_by_itself_until_uncordoned() {
             .unwrap(),
     );
     for i in 0..4u64 {
-        let effects = s2
-            .fail(
-                &pid("err"),
-                &d2[0].1.key,
-                token(&d2[0].1),
-                "oom",
-                Failure::Error,
-                i,
-            )
-            .unwrap();
+        let effects = fail_task(&mut s2, "err", &d2[0].1, "oom", Failure::Error, i);
         assert!(cordons(&effects).is_empty());
         d2 = dispatches(&effects);
     }
@@ -221,16 +198,7 @@ fn a_prover_sending_invalid_proofs_is_cordoned_by_itself_until_uncordoned() {
     let d = dispatches(&s.cordon(&pid("bad"), false, "", now).unwrap());
     assert_eq!(d.len(), 1);
     assert_eq!(s.provers()[0].stats.invalid_in_a_row, 0);
-    let effects = s
-        .fail(
-            &pid("bad"),
-            &d[0].1.key,
-            token(&d[0].1),
-            "bad",
-            Failure::InvalidProof,
-            now,
-        )
-        .unwrap();
+    let effects = fail_task(&mut s, "bad", &d[0].1, "bad", Failure::InvalidProof, now);
     assert!(
         cordons(&effects).is_empty(),
         "one more invalid proof is not three in a row"
@@ -440,16 +408,7 @@ fn a_backup_takes_over_when_the_first_copy_is_lost_and_is_dropped_when_it_fails(
     let (mut s, primary) = with_a_straggler();
     keep_alive(&mut s, 1_600);
     let backup = dispatches(&s.tick(1_600))[0].1.clone();
-    let effects = s
-        .fail(
-            &pid("b"),
-            &backup.key,
-            token(&backup),
-            "oom",
-            Failure::Error,
-            1_700,
-        )
-        .unwrap();
+    let effects = fail_task(&mut s, "b", &backup, "oom", Failure::Error, 1_700);
     assert!(
         effects.iter().all(|e| !matches!(e, Effect::Persist(_))),
         "{effects:?}"
