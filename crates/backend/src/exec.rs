@@ -18,6 +18,10 @@ impl Backend for ExecBackend {
         Ok(public.encode().to_vec())
     }
 
+    fn check_input(&self, req: &ProveRequest<'_>) -> Result<(), BackendError> {
+        check_devnet_input(req)
+    }
+
     fn verify_is_cheap(&self) -> bool {
         true
     }
@@ -50,4 +54,27 @@ impl Backend for ExecBackend {
         }
         Err(VerifyError::Invalid(diffs.join("; ")))
     }
+}
+
+/// The cheap checks of a devnet batch input (the input of `exec`, `stark` and `groth16`):
+/// it decodes, names `req.batch`, and starts from the expected old state root. Whether it
+/// executes to the expected new root and commitment is known only by executing it, which is
+/// the proving.
+pub fn check_devnet_input(req: &ProveRequest<'_>) -> Result<(), BackendError> {
+    let input = proofmill_devnet::BatchInput::decode(req.input)
+        .map_err(|e| BackendError::BadInput(format!("malformed batch input: {e}")))?;
+    if input.number != req.batch {
+        return Err(BackendError::BadInput(format!(
+            "the input is for batch {}, not {}",
+            input.number, req.batch
+        )));
+    }
+    let old_root = proofmill_devnet::fr_to_digest(input.old_root);
+    if old_root != req.expected.old_state_root {
+        return Err(BackendError::BadInput(format!(
+            "the input starts from state root {old_root}, but the public values say {}",
+            req.expected.old_state_root
+        )));
+    }
+    Ok(())
 }

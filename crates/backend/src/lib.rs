@@ -11,7 +11,7 @@ mod exec;
 pub use command::{
     CommandBackend, CommandConfig, CommandConfigError, DEFAULT_MAX_PROOF_BYTES, DEFAULT_TIMEOUT,
 };
-pub use exec::ExecBackend;
+pub use exec::{ExecBackend, check_devnet_input};
 
 use proofmill_types::PublicValues;
 use std::collections::BTreeMap;
@@ -81,6 +81,15 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Checks that `proof` attests exactly `public`. Must not need the batch input.
     fn verify(&self, public: &PublicValues, proof: &[u8]) -> Result<(), VerifyError>;
+
+    /// Checks an input before a coordinator takes it in, without proving: only what is cheap
+    /// to know (it decodes, it is for `req.batch`, it starts from `req.expected`'s old
+    /// root). `Err` says why the input can never be proven to `req.expected`, so the
+    /// submission is refused instead of failing at every prover. Default: accepts all.
+    fn check_input(&self, req: &ProveRequest<'_>) -> Result<(), BackendError> {
+        let _ = req;
+        Ok(())
+    }
 
     /// Whether `verify` takes microseconds (no pairing, no subprocess), so callers on an async
     /// runtime may run it in place instead of on a blocking thread.

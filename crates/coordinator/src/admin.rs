@@ -82,6 +82,34 @@ fn parse_key(batch: u64, proof_type: &str) -> Result<JobKey, Option<AdminError>>
     Ok(JobKey::new(batch, pt))
 }
 
+/// A batch as LaunchProof and ReplaceBatchInput take it, or why it is malformed.
+fn new_batch(
+    number: u64,
+    version: String,
+    input: Vec<u8>,
+    public_values: &[u8],
+    proof_types: Vec<String>,
+) -> Result<NewBatch, Option<AdminError>> {
+    let Some(public_values) = PublicValues::decode(public_values) else {
+        return Err(err(
+            ErrorCode::InvalidArgument,
+            "public_values must be 96 bytes",
+        ));
+    };
+    let proof_types = proof_types
+        .into_iter()
+        .map(ProofType::new)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(ErrorCode::InvalidArgument, e.to_string()))?;
+    Ok(NewBatch {
+        number,
+        version,
+        input: input.into(),
+        public_values,
+        proof_types,
+    })
+}
+
 impl AdminSvc {
     fn coordinator(&self) -> Coordinator {
         Coordinator {
@@ -169,6 +197,23 @@ impl AdminService for AdminSvc {
                 .and_then(|o| o.as_of_ms)
                 .unwrap_or(0),
             store_error: s.store_outage.map(|o| o.error).unwrap_or_default(),
+            warnings: s
+                .warnings
+                .iter()
+                .map(|w| StatusWarning {
+                    kind: w.kind.as_str().into(),
+                    message: w.message.clone(),
+                    version: w.version.clone().unwrap_or_default(),
+                    proof_type: w
+                        .proof_type
+                        .as_ref()
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                    first_batch: w.first_batch,
+                    last_batch: w.last_batch,
+                })
+                .collect(),
+            intake_window: s.intake_window,
         }))
     }
 
@@ -296,25 +341,9 @@ impl AdminService for AdminSvc {
                 "this coordinator takes its batches from its devnet",
             ));
         }
-        let Some(public_values) = PublicValues::decode(&r.public_values) else {
-            return fail(err(
-                ErrorCode::InvalidArgument,
-                "public_values must be 96 bytes",
-            ));
-        };
-        let mut proof_types = Vec::new();
-        for t in r.proof_types {
-            match ProofType::new(t) {
-                Ok(pt) => proof_types.push(pt),
-                Err(e) => return fail(err(ErrorCode::InvalidArgument, e.to_string())),
-            }
-        }
-        let nb = NewBatch {
-            number: r.batch,
-            version: r.version,
-            input: r.input.into(),
-            public_values,
-            proof_types,
+        let nb = match new_batch(r.batch, r.version, r.input, &r.public_values, r.proof_types) {
+            Ok(nb) => nb,
+            Err(e) => return fail(e),
         };
         match self.coordinator().submit_batch(nb).await {
             Ok(created) => Ok(Response::new(LaunchProofResponse {
@@ -401,5 +430,57 @@ impl AdminService for AdminSvc {
         Ok(Response::new(CordonProverResponse {
             error: error.and_then(from_coord),
         }))
+    }
+
+    async fn replace_batch_input(
+        &self,
+        req: Request<ReplaceBatchInputRequest>,
+    ) -> Result<Response<ReplaceBatchInputResponse>, Status> {
+        let r = req.into_inner();
+        let error = if self.shared.devnet_source.load(Ordering::SeqCst) {
+            err(
+                ErrorCode::InvalidArgument,
+                "this coordinator takes its batches from its devnet",
+            )
+        } else {
+            match new_batch(r.batch, r.version, r.input, &r.public_values, r.proof_types) {
+                Ok(nb) => self
+                    .coordinator()
+                    .replace_batch_input(nb)
+                    .await
+                    .err()
+                    .and_then(from_coord),
+                Err(e) => e,
+            }
+        };
+        Ok(Response::new(ReplaceBatchInputResponse { error }))
+    }
+
+    async fn cancel_batch(
+        &self,
+        req: Request<CancelBatchRequest>,
+    ) -> Result<Response<CancelBatchResponse>, Status> {
+        let r = req.into_inner();
+        if r.reason.len() > 1024 || r.reason.chars().any(char::is_control) {
+            return Ok(Response::new(CancelBatchResponse {
+                cancelled: 0,
+                error: err(
+                    ErrorCode::InvalidArgument,
+                    "reason must be at most 1024 bytes without control characters",
+                ),
+            }));
+        }
+        Ok(Response::new(
+            match self.coordinator().cancel_batch(r.batch, &r.reason).await {
+                Ok(n) => CancelBatchResponse {
+                    cancelled: n.min(u32::MAX as usize) as u32,
+                    error: None,
+                },
+                Err(e) => CancelBatchResponse {
+                    cancelled: 0,
+                    error: from_coord(e),
+                },
+            },
+        ))
     }
 }

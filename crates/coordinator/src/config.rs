@@ -48,6 +48,10 @@ pub struct CoordinatorConfig {
     /// Keep every dispatch latency sample (result received → next task sent on that stream)
     /// for benchmarks; off in production.
     pub record_dispatch_latency: bool,
+    /// The API refuses a batch more than this many numbers above the end of the gap-free
+    /// run of stored batches (counted from the lowest stored batch); gaps within it are
+    /// accepted and shown as warnings in status. 0: no limit.
+    pub intake_window: u64,
 }
 
 impl Default for CoordinatorConfig {
@@ -71,6 +75,7 @@ impl Default for CoordinatorConfig {
             max_prover_streams: 10_000,
             max_unregistered_streams: 1024,
             record_dispatch_latency: false,
+            intake_window: 1024,
         }
     }
 }

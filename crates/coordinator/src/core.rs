@@ -108,6 +108,30 @@ pub(crate) enum CoreMsg {
     Flush {
         reply: oneshot::Sender<()>,
     },
+    /// Cancels the batch's open jobs (their provers told, their tokens fenced) and marks
+    /// `closed` (its failed jobs, read from the store) cancelled; `reply` gets how many jobs
+    /// were cancelled, `durable` is signalled once that is in the store.
+    CancelBatch {
+        batch: u64,
+        closed: Vec<Job>,
+        reason: String,
+        reply: oneshot::Sender<usize>,
+        durable: oneshot::Sender<()>,
+    },
+    /// Queued jobs per (version, proof type): count and batch range, for status warnings.
+    Backlog {
+        reply: oneshot::Sender<Vec<Backlog>>,
+    },
+}
+
+/// Queued jobs of one version and proof type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Backlog {
+    pub version: String,
+    pub proof_type: proofmill_types::ProofType,
+    pub jobs: u64,
+    pub first_batch: u64,
+    pub last_batch: u64,
 }
 
 pub(crate) struct Core {
@@ -206,8 +230,9 @@ impl Core {
     fn add(&mut self, batches: Vec<Arc<Batch>>, jobs: Vec<Job>) -> Vec<Effect> {
         {
             let mut cache = self.batches.write().expect("batch cache lock");
+            // Inserted over an entry left from before a replacement of the batch's input.
             for b in batches {
-                cache.entry(b.number).or_insert(b);
+                cache.insert(b.number, b);
             }
         }
         for j in &jobs {
@@ -381,7 +406,79 @@ impl Core {
                     ..Default::default()
                 });
             }
+            CoreMsg::CancelBatch {
+                batch,
+                closed,
+                reason,
+                reply,
+                durable,
+            } => {
+                let _ = reply.send(self.cancel_batch(batch, closed, &reason, now));
+                self.persist(PersistJob {
+                    flushed: vec![durable],
+                    ..Default::default()
+                });
+            }
+            CoreMsg::Backlog { reply } => {
+                let _ = reply.send(self.backlog());
+            }
         }
+    }
+
+    /// See [`CoreMsg::CancelBatch`]; returns how many jobs it cancelled.
+    fn cancel_batch(&mut self, batch: u64, closed: Vec<Job>, reason: &str, now: u64) -> usize {
+        let open: Vec<JobKey> = self
+            .scheduler
+            .open_jobs()
+            .filter(|j| j.key.batch == batch)
+            .map(|j| j.key.clone())
+            .collect();
+        let mut effects = Vec::new();
+        for key in &open {
+            if let Ok(e) = self.scheduler.cancel_job(key, reason, now) {
+                effects.extend(e);
+            }
+        }
+        let mut changes = Vec::new();
+        for mut job in closed {
+            if job.key.batch != batch || self.scheduler.job(&job.key).is_some() {
+                continue;
+            }
+            job.state = proofmill_types::JobState::Cancelled;
+            job.lease = None;
+            job.last_error = Some(reason.to_string());
+            job.updated_at = now;
+            changes.push(Change::Job(job));
+        }
+        let n = open.len() + changes.len();
+        if n > 0 {
+            tracing::info!(batch, jobs = n, %reason, "batch cancelled");
+        }
+        self.run_effects(effects, changes, Vec::new());
+        n
+    }
+
+    fn backlog(&self) -> Vec<Backlog> {
+        let mut by: std::collections::BTreeMap<(String, proofmill_types::ProofType), Backlog> =
+            Default::default();
+        for j in self.scheduler.open_jobs() {
+            if j.state != proofmill_types::JobState::Queued {
+                continue;
+            }
+            let b = by
+                .entry((j.version.clone(), j.key.proof_type.clone()))
+                .or_insert_with(|| Backlog {
+                    version: j.version.clone(),
+                    proof_type: j.key.proof_type.clone(),
+                    jobs: 0,
+                    first_batch: j.key.batch,
+                    last_batch: j.key.batch,
+                });
+            b.jobs += 1;
+            b.first_batch = b.first_batch.min(j.key.batch);
+            b.last_batch = b.last_batch.max(j.key.batch);
+        }
+        by.into_values().collect()
     }
 
     fn discard_blob(&self, _key: String) {

@@ -15,6 +15,9 @@ pub enum CoordinatorError {
     Transport(String),
     #[error("prover {0} is not known here")]
     UnknownProver(String),
+    /// A valid call the target's state does not allow (e.g. replacing a proven batch).
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
 }
 
 impl CoordinatorError {
@@ -28,6 +31,11 @@ impl CoordinatorError {
             }
             CoordinatorError::UnknownProver(_) => ErrorCode::ProverUnavailable,
             CoordinatorError::Store(StoreError::BatchConflict(_)) => ErrorCode::InvalidArgument,
+            CoordinatorError::Store(StoreError::BatchNotFound(_)) => ErrorCode::JobNotFound,
+            CoordinatorError::FailedPrecondition(_)
+            | CoordinatorError::Store(StoreError::BatchProven(_) | StoreError::BatchOpen(_)) => {
+                ErrorCode::FailedPrecondition
+            }
             CoordinatorError::Store(_) | CoordinatorError::Transport(_) => ErrorCode::Internal,
         }
     }

@@ -50,6 +50,15 @@ impl InputCache {
         }
     }
 
+    /// Drops a batch's input (its batch got a new one).
+    pub fn forget(&self, batch: u64) {
+        let mut c = self.inner.lock().expect("input cache lock");
+        if let Some(d) = c.map.remove(&batch) {
+            c.bytes -= d.len();
+            c.order.retain(|b| *b != batch);
+        }
+    }
+
     /// The input if it is cached; never reads the blob store.
     pub fn cached(&self, batch: u64) -> Option<Bytes> {
         let cache = self.inner.lock().expect("input cache lock");

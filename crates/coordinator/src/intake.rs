@@ -6,7 +6,7 @@ use crate::error::CoordinatorError;
 use crate::now_ms;
 use crate::server::Coordinator;
 use bytes::Bytes;
-use proofmill_types::{Batch, Digest, Job, JobKey, ProofType, PublicValues};
+use proofmill_types::{Batch, Digest, Job, JobKey, JobState, ProofType, PublicValues};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
@@ -62,14 +62,18 @@ pub struct NewBatch {
     pub proof_types: Vec<ProofType>,
 }
 
+/// Input key of a batch's replacement input: beside the first one (`inputs/NNN.bin`), named
+/// by its digest so the old input is not overwritten under a prover still reading it.
+fn replacement_key(number: u64, digest: &Digest) -> String {
+    let hex: String = digest.0[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("inputs/{number:012}-{hex}.bin")
+}
+
 impl Coordinator {
-    /// Takes a batch in. Idempotent: the same batch again returns `Ok(false)`; a different
-    /// batch with a known number is an error and changes nothing.
-    pub async fn submit_batch(&self, nb: NewBatch) -> Result<bool, CoordinatorError> {
+    /// Everything about a submission that needs no store: number, size, version, proof
+    /// types, and the backends' input checks. Returns the proof types to prove.
+    async fn check_submission(&self, nb: &NewBatch) -> Result<Vec<ProofType>, CoordinatorError> {
         let shared = &self.shared;
-        if shared.draining() {
-            return Err(CoordinatorError::Unavailable);
-        }
         if nb.number == 0 {
             return Err(CoordinatorError::InvalidArgument(
                 "batch numbers start at 1".into(),
@@ -103,17 +107,117 @@ impl Coordinator {
                     .join(",")
             )));
         }
+        self.check_input(nb, &required).await?;
+        Ok(required)
+    }
+
+    /// The backends' own input checks ([`proofmill_backend::Backend::check_input`]), once
+    /// per backend, off the async threads (decoding a large input takes a while).
+    async fn check_input(
+        &self,
+        nb: &NewBatch,
+        required: &[ProofType],
+    ) -> Result<(), CoordinatorError> {
+        let mut backends: Vec<(ProofType, Arc<dyn proofmill_backend::Backend>)> = Vec::new();
+        for t in required {
+            if let Some(b) = self.shared.verifiers.get(t)
+                && !backends.iter().any(|(_, seen)| seen.name() == b.name())
+            {
+                backends.push((t.clone(), b.clone()));
+            }
+        }
+        let (number, input, expected) = (nb.number, nb.input.clone(), nb.public_values);
+        let refused = tokio::task::spawn_blocking(move || {
+            backends.into_iter().find_map(|(t, b)| {
+                let req = proofmill_backend::ProveRequest {
+                    batch: number,
+                    input: &input,
+                    expected,
+                };
+                b.check_input(&req).err().map(|e| (t, e))
+            })
+        })
+        .await
+        .map_err(|e| CoordinatorError::Transport(format!("input check: {e}")))?;
+        match refused {
+            Some((t, e)) => Err(CoordinatorError::InvalidArgument(format!(
+                "input refused by the {t} backend: {e}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a number more than the intake window above the end of the gap-free run of
+    /// stored batches. Only a number that opens a new gap (above the highest stored batch
+    /// plus one) is looked at, so taking the next batch in order costs one index lookup.
+    async fn check_window(&self, number: u64) -> Result<(), CoordinatorError> {
+        let window = self.shared.config.intake_window;
+        let store = &self.shared.store;
+        if window == 0 {
+            return Ok(());
+        }
+        let Some(highest) = store.last_sealed_batch().await? else {
+            return Ok(()); // The first batch may have any number.
+        };
+        if number <= highest.saturating_add(1) {
+            return Ok(());
+        }
+        let run_end = match store.batch_gaps(1).await?.first() {
+            Some(&(first_missing, _)) => first_missing - 1,
+            None => highest,
+        };
+        if number > run_end.saturating_add(window) {
+            return Err(CoordinatorError::InvalidArgument(format!(
+                "batch {number} is more than {window} (the intake window) above batch \
+                 {run_end}, where the gap-free run of stored batches ends: submit batch {} \
+                 and the ones after it first",
+                run_end + 1
+            )));
+        }
+        Ok(())
+    }
+
+    /// The jobs of one batch, from the store.
+    async fn batch_jobs(&self, number: u64) -> Result<Vec<Job>, CoordinatorError> {
+        let filter = proofmill_store::JobFilter {
+            from_batch: Some(number),
+            limit: 1024,
+            ..Default::default()
+        };
+        let mut jobs = self.shared.store.jobs(&filter).await?;
+        jobs.retain(|j| j.key.batch == number);
+        Ok(jobs)
+    }
+
+    /// Takes a batch in. Idempotent: the same batch again returns `Ok(false)`; a different
+    /// batch with a known number is an error and changes nothing, unless that batch was
+    /// cancelled ([`Coordinator::cancel_batch`]): then it starts over with this content.
+    pub async fn submit_batch(&self, nb: NewBatch) -> Result<bool, CoordinatorError> {
+        let shared = &self.shared;
+        if shared.draining() {
+            return Err(CoordinatorError::Unavailable);
+        }
+        let required = self.check_submission(&nb).await?;
         let digest = Digest::sha256(&nb.input);
         let _claim = shared.intake.claim(nb.number).await;
         if let Some(existing) = shared.store.batch(nb.number).await? {
+            let jobs = self.batch_jobs(nb.number).await?;
+            let cancelled = jobs.iter().any(|j| j.state == JobState::Cancelled)
+                && jobs.iter().all(|j| j.state.is_terminal());
+            if cancelled {
+                self.store_replacement(nb, required).await?;
+                return Ok(true);
+            }
             if existing.input_digest == digest && existing.public_values == nb.public_values {
                 return Ok(false);
             }
             return Err(CoordinatorError::InvalidArgument(format!(
-                "batch {} already exists with different content",
+                "batch {} already exists with different content (`proofmill batch replace` \
+                 gives it a new input; after `proofmill batch cancel` it can be submitted anew)",
                 nb.number
             )));
         }
+        self.check_window(nb.number).await?;
         let now = now_ms();
         let batch = Batch {
             number: nb.number,
@@ -142,5 +246,119 @@ impl Coordinator {
             })
             .map_err(|_| CoordinatorError::Unavailable)?;
         Ok(true)
+    }
+
+    /// Gives a batch that is not fully proven a new input: its open jobs are cancelled
+    /// (provers told; a later result with their tokens is refused as stale), its proofs
+    /// dropped, and its jobs queued afresh, all durable when this returns. A fully proven
+    /// batch is refused with [`CoordinatorError::FailedPrecondition`], changing nothing.
+    pub async fn replace_batch_input(&self, nb: NewBatch) -> Result<(), CoordinatorError> {
+        let shared = &self.shared;
+        if shared.draining() {
+            return Err(CoordinatorError::Unavailable);
+        }
+        let required = self.check_submission(&nb).await?;
+        let _claim = shared.intake.claim(nb.number).await;
+        let jobs = self.proven_check(nb.number).await?;
+        self.cancel_jobs(
+            nb.number,
+            jobs,
+            "the batch input was replaced by an operator",
+        )
+        .await?;
+        self.store_replacement(nb, required).await
+    }
+
+    /// Cancels every job of a batch that is not fully proven (provers told, leases ended),
+    /// durably. The batch then waits, blocking settlement, until [`Self::submit_batch`]
+    /// takes its number again. Returns how many jobs this cancelled.
+    pub async fn cancel_batch(&self, number: u64, reason: &str) -> Result<usize, CoordinatorError> {
+        let reason = if reason.is_empty() {
+            "cancelled by an operator".to_string()
+        } else {
+            crate::results::storable_text(reason, 1024)
+        };
+        let _claim = self.shared.intake.claim(number).await;
+        let jobs = self.proven_check(number).await?;
+        self.cancel_jobs(number, jobs, &reason).await
+    }
+
+    /// The batch's jobs; an error if there is no such batch or every job is proven.
+    async fn proven_check(&self, number: u64) -> Result<Vec<Job>, CoordinatorError> {
+        if self.shared.store.batch(number).await?.is_none() {
+            return Err(proofmill_store::StoreError::BatchNotFound(number).into());
+        }
+        let jobs = self.batch_jobs(number).await?;
+        if !jobs.is_empty() && jobs.iter().all(|j| j.state == JobState::Proven) {
+            return Err(CoordinatorError::FailedPrecondition(format!(
+                "batch {number} is proven: its input can no longer change"
+            )));
+        }
+        Ok(jobs)
+    }
+
+    /// Cancels the batch's open jobs in the scheduler and its failed ones in the store;
+    /// returns once that is durable.
+    async fn cancel_jobs(
+        &self,
+        number: u64,
+        jobs: Vec<Job>,
+        reason: &str,
+    ) -> Result<usize, CoordinatorError> {
+        let closed = jobs
+            .into_iter()
+            .filter(|j| j.state == JobState::Failed)
+            .collect();
+        let (durable, stored) = tokio::sync::oneshot::channel();
+        let n = self
+            .shared
+            .ask(|reply| CoreMsg::CancelBatch {
+                batch: number,
+                closed,
+                reason: reason.to_string(),
+                reply,
+                durable,
+            })
+            .await?;
+        stored.await.map_err(|_| CoordinatorError::Unavailable)?;
+        Ok(n)
+    }
+
+    /// Stores a batch's new content over its old one (whose jobs are closed) and queues its
+    /// fresh jobs.
+    async fn store_replacement(
+        &self,
+        nb: NewBatch,
+        required: Vec<ProofType>,
+    ) -> Result<(), CoordinatorError> {
+        let shared = &self.shared;
+        let now = now_ms();
+        let digest = Digest::sha256(&nb.input);
+        let batch = Batch {
+            number: nb.number,
+            version: nb.version,
+            input_key: replacement_key(nb.number, &digest),
+            input_digest: digest,
+            input_size: nb.input.len() as u64,
+            public_values: nb.public_values,
+            required: required.clone(),
+            created_at: now,
+        };
+        shared.blobs.put(&batch.input_key, nb.input.clone()).await?;
+        shared.store.replace_batch(&batch, now).await?;
+        shared.inputs.forget(batch.number);
+        shared.inputs.insert(batch.number, nb.input);
+        tracing::info!(batch = batch.number, digest = %batch.input_digest, "batch input replaced");
+        let jobs: Vec<Job> = required
+            .into_iter()
+            .map(|pt| Job::new_queued(JobKey::new(batch.number, pt), batch.version.clone(), now))
+            .collect();
+        shared
+            .core
+            .send(CoreMsg::AddBatches {
+                batches: vec![Arc::new(batch)],
+                jobs,
+            })
+            .map_err(|_| CoordinatorError::Unavailable)
     }
 }

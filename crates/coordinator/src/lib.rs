@@ -27,6 +27,7 @@ mod server;
 mod session;
 mod settlement;
 mod status;
+mod warnings;
 mod wire;
 
 pub use config::CoordinatorConfig;
@@ -37,6 +38,7 @@ pub use limits::InFlight;
 pub use server::{Coordinator, Serving};
 pub use settlement::{L1Seen, Settlement, SettlementConfig, VerifyRecord, devnet_genesis_root};
 pub use status::{JobCountsView, StatusView, StoreOutage};
+pub use warnings::{StatusWarning, WarningKind};
 
 /// Wall-clock milliseconds: the only place the service reads the clock for the scheduler.
 pub(crate) fn now_ms() -> u64 {

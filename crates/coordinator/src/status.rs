@@ -1,6 +1,7 @@
 //! What `proofmill status` shows: read from the store, or from memory (flagged) when the
 //! store does not answer in time.
 
+use crate::core::CoreMsg;
 use crate::error::CoordinatorError;
 use crate::server::Coordinator;
 use crate::settlement::VerifyRecord;
@@ -14,6 +15,8 @@ use std::time::Duration;
 const STORE_WAIT: Duration = Duration::from_millis(1500);
 /// Bound of the probe that says why the store did not answer, and of asking the core.
 const PROBE_WAIT: Duration = Duration::from_secs(2);
+/// Missing batch ranges shown at most (lowest first).
+const MAX_GAP_WARNINGS: u32 = 8;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JobCountsView {
@@ -39,6 +42,10 @@ pub struct StatusView {
     /// Set when the store did not answer: the batch, job and verify-tx figures above are
     /// the last ones read from it (`provers`, `draining` and the L1 figures are live).
     pub store_outage: Option<StoreOutage>,
+    /// What cannot progress as things stand (from the store's figures of the same read).
+    pub warnings: Vec<crate::StatusWarning>,
+    /// [`crate::CoordinatorConfig::intake_window`].
+    pub intake_window: u64,
 }
 
 /// Why a status came from memory, and how old its store figures are.
@@ -117,6 +124,8 @@ impl Coordinator {
             last_verified_batch: None,
             last_verify_tx: None,
             store_outage: None,
+            warnings: Vec::new(),
+            intake_window: self.shared.config.intake_window,
         }
     }
 
@@ -140,16 +149,27 @@ impl Coordinator {
             }
         }
         let seen = self.l1_seen();
+        let provers = self.provers().await?;
+        let backlog = self.shared.ask(|reply| CoreMsg::Backlog { reply }).await?;
+        let gaps = store.batch_gaps(MAX_GAP_WARNINGS).await?;
+        let warnings = crate::warnings::warnings(
+            &backlog,
+            &provers,
+            &self.shared.config.required_types(),
+            &gaps,
+        );
         Ok(StatusView {
             last_sealed_batch: store.last_sealed_batch().await?,
             last_proven_batch: store.last_proven_batch().await?,
             jobs,
-            provers: self.provers().await?,
+            provers,
             draining: self.shared.draining(),
             last_committed_batch: seen.as_ref().and_then(|s| s.last_committed_batch),
             last_verified_batch: seen.as_ref().and_then(|s| s.last_verified_batch),
             last_verify_tx: self.last_verify_tx().await?,
             store_outage: None,
+            warnings,
+            intake_window: self.shared.config.intake_window,
         })
     }
 }

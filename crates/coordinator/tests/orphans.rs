@@ -87,6 +87,12 @@ impl Store for StallingStore {
     async fn init_meta(&self, key: &str, value: &str) -> Result<String> {
         self.inner.init_meta(key, value).await
     }
+    async fn replace_batch(&self, batch: &Batch, now: Millis) -> Result<()> {
+        self.inner.replace_batch(batch, now).await
+    }
+    async fn batch_gaps(&self, limit: u32) -> Result<Vec<(BatchNumber, BatchNumber)>> {
+        self.inner.batch_gaps(limit).await
+    }
 }
 
 /// A coordinator over a [`StallingStore`], serving on a loopback port: (store, coordinator,

@@ -85,6 +85,10 @@ impl Backend for Groth16Backend {
         "groth16"
     }
 
+    fn check_input(&self, req: &ProveRequest<'_>) -> Result<(), BackendError> {
+        proofmill_backend::check_devnet_input(req)
+    }
+
     fn prove(&self, req: &ProveRequest<'_>) -> Result<Vec<u8>, BackendError> {
         let input =
             BatchInput::decode(req.input).map_err(|e| BackendError::BadInput(e.to_string()))?;

@@ -40,6 +40,10 @@ impl Backend for StarkBackend {
         prove_batch(&input, &req.expected)
     }
 
+    fn check_input(&self, req: &ProveRequest<'_>) -> Result<(), BackendError> {
+        proofmill_backend::check_devnet_input(req)
+    }
+
     fn verify(&self, public: &PublicValues, proof: &[u8]) -> Result<(), VerifyError> {
         verify_proof(public, proof)
     }

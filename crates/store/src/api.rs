@@ -28,6 +28,14 @@ pub enum StoreError {
     /// Stored data failed to decode (corruption or a newer schema).
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    #[error("batch {0} does not exist")]
+    BatchNotFound(BatchNumber),
+    /// [`Store::replace_batch`] of a batch whose jobs are all proven.
+    #[error("batch {0} is proven: its input can no longer change")]
+    BatchProven(BatchNumber),
+    /// [`Store::replace_batch`] of a batch with a job still queued or leased.
+    #[error("batch {0} has open jobs: cancel them first")]
+    BatchOpen(BatchNumber),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -113,6 +121,18 @@ pub trait Store: Send + Sync + 'static {
     /// atomically: when several coordinators start on one store, all of them get the value
     /// of whichever wrote first.
     async fn init_meta(&self, key: &str, value: &str) -> Result<String>;
+
+    /// Gives an existing batch new content (version, input, public values, required types)
+    /// in one transaction: its proofs are deleted and its jobs start over, `queued` with no
+    /// attempts, one per required type. Refused ([`StoreError::BatchOpen`]) while a job of
+    /// the batch is queued or leased (the caller cancels them first, so their leases are
+    /// fenced), and ([`StoreError::BatchProven`]) once every job is proven. The tokens of
+    /// the old jobs stay counted by [`Store::max_fencing_token`].
+    async fn replace_batch(&self, batch: &Batch, now: Millis) -> Result<()>;
+
+    /// Numbers missing between the lowest and the highest stored batch, as inclusive
+    /// ranges, lowest first, at most `limit` ranges.
+    async fn batch_gaps(&self, limit: u32) -> Result<Vec<(BatchNumber, BatchNumber)>>;
 
     /// Where the data lives, for messages and health reports (`postgres://user@host:port/db`,
     /// `sqlite:///path/file.db`); never a password.

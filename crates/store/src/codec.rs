@@ -2,8 +2,8 @@
 
 use crate::api::{Change, Result, StoreError};
 use proofmill_types::{
-    Batch, Digest, FencingToken, Job, JobKey, JobState, Lease, ProofRecord, ProofType, ProverId,
-    PublicValues,
+    Batch, BatchNumber, Digest, FencingToken, Job, JobKey, JobState, Lease, ProofRecord, ProofType,
+    ProverId, PublicValues,
 };
 use std::collections::HashMap;
 
@@ -564,4 +564,29 @@ pub(crate) fn jobs_query(
         sql += &format!(" LIMIT {}", ph(args.len()));
     }
     Ok((sql, args))
+}
+
+/// Whether [`crate::Store::replace_batch`] may go on, from the batch's job counts (`None`:
+/// no such batch).
+pub(crate) fn replaceable(number: BatchNumber, counts: Option<(i64, i64, i64)>) -> Result<()> {
+    match counts {
+        None => Err(StoreError::BatchNotFound(number)),
+        Some((_, open, _)) if open > 0 => Err(StoreError::BatchOpen(number)),
+        Some((total, _, proven)) if total > 0 && proven == total => {
+            Err(StoreError::BatchProven(number))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Missing ranges from the rows of a gaps query (`first`, `last`).
+pub(crate) fn gap_ranges(rows: Vec<(i64, i64)>) -> Result<Vec<(BatchNumber, BatchNumber)>> {
+    rows.into_iter()
+        .map(|(first, last)| {
+            Ok((
+                to_u64(first, "batch number")?,
+                to_u64(last, "batch number")?,
+            ))
+        })
+        .collect()
 }

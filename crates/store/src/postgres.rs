@@ -508,6 +508,92 @@ impl Store for PgStore {
             .map_err(|e| StoreError::Corrupt(format!("meta {key}: {e}")))
     }
 
+    async fn replace_batch(&self, batch: &Batch, now: Millis) -> Result<()> {
+        let number = to_i64(batch.number, "batch number")?;
+        let input_size = to_i64(batch.input_size, "input_size")?;
+        let created_at = to_i64(batch.created_at, "created_at")?;
+        let now = to_i64(now, "now")?;
+        let required = codec::unique_types(&batch.required);
+        let ctx = |what: &str| format!("replace_batch {}: {what}", batch.number);
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.db_err(&ctx("begin"), e))?;
+        // The batch row locked first: a concurrent replace of the same batch waits here.
+        let counts: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE batch = b.number), \
+             (SELECT COUNT(*) FROM jobs WHERE batch = b.number AND state IN ('queued', 'leased')), \
+             (SELECT COUNT(*) FROM jobs WHERE batch = b.number AND state = 'proven') \
+             FROM batches AS b WHERE b.number = $1 FOR UPDATE",
+        )
+        .bind(number)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(&ctx("reading jobs"), e))?;
+        codec::replaceable(batch.number, counts)?;
+        for sql in [
+            "UPDATE token_high SET value = GREATEST(value, \
+             (SELECT COALESCE(MAX(lease_token), 0) FROM jobs WHERE batch = $1)) WHERE id = 1",
+            "DELETE FROM proofs WHERE batch = $1",
+            "DELETE FROM jobs WHERE batch = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(number)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db_err(&ctx("clearing jobs"), e))?;
+        }
+        sqlx::query(
+            "UPDATE batches SET version = $2, input_key = $3, input_digest = $4, \
+             input_size = $5, old_root = $6, new_root = $7, commitment = $8, required = $9, \
+             created_at = $10 WHERE number = $1",
+        )
+        .bind(number)
+        .bind(&batch.version)
+        .bind(&batch.input_key)
+        .bind(&batch.input_digest.0[..])
+        .bind(input_size)
+        .bind(&batch.public_values.old_state_root.0[..])
+        .bind(&batch.public_values.new_state_root.0[..])
+        .bind(&batch.public_values.batch_commitment.0[..])
+        .bind(codec::encode_required(&required))
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(&ctx("update"), e))?;
+        let types: Vec<&str> = required.iter().map(|t| t.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO jobs (batch, proof_type, state, version, failed_attempts, lost_attempts, \
+             not_before, updated_at) SELECT $1, t, 'queued', $2, 0, 0, 0, $3 FROM UNNEST($4::text[]) AS t",
+        )
+        .bind(number)
+        .bind(&batch.version)
+        .bind(now)
+        .bind(&types)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(&ctx("insert jobs"), e))?;
+        tx.commit()
+            .await
+            .map_err(|e| self.db_err(&ctx("commit"), e))
+    }
+
+    async fn batch_gaps(&self, limit: u32) -> Result<Vec<(BatchNumber, BatchNumber)>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT b.number + 1 AS first, \
+             (SELECT MIN(n.number) FROM batches AS n WHERE n.number > b.number) - 1 AS last \
+             FROM batches AS b WHERE b.number < (SELECT MAX(number) FROM batches) \
+             AND NOT EXISTS (SELECT 1 FROM batches AS n WHERE n.number = b.number + 1) \
+             ORDER BY b.number LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db_err("batch_gaps", e))?;
+        codec::gap_ranges(rows)
+    }
+
     fn endpoint(&self) -> String {
         self.endpoint.clone()
     }

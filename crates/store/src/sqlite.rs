@@ -214,6 +214,14 @@ const MISSING_JOBS: &str = "SELECT v.value ->> 0 AS batch, v.value ->> 1 AS proo
     FROM json_each(?1) AS v WHERE NOT EXISTS (SELECT 1 FROM jobs AS j \
     WHERE j.batch = v.value ->> 0 AND j.proof_type = v.value ->> 1) LIMIT 5";
 
+/// Ranges missing below the highest batch: each stored batch whose successor is not stored
+/// starts one (ends before the next stored batch).
+const BATCH_GAPS_SQLITE: &str = "SELECT b.number + 1 AS first, \
+    (SELECT MIN(n.number) FROM batches AS n WHERE n.number > b.number) - 1 AS last \
+    FROM batches AS b WHERE b.number < (SELECT MAX(number) FROM batches) \
+    AND NOT EXISTS (SELECT 1 FROM batches AS n WHERE n.number = b.number + 1) \
+    ORDER BY b.number LIMIT ?1";
+
 fn json(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Database(format!("encoding rows: {e}")))
 }
@@ -546,6 +554,85 @@ impl Store for SqliteStore {
         .map_err(|e| db_err("init_meta", e))?;
         row.try_get::<String, _>(0)
             .map_err(|e| StoreError::Corrupt(format!("meta {key}: {e}")))
+    }
+
+    async fn replace_batch(&self, batch: &Batch, now: Millis) -> Result<()> {
+        let number = to_i64(batch.number, "batch number")?;
+        let input_size = to_i64(batch.input_size, "input_size")?;
+        let created_at = to_i64(batch.created_at, "created_at")?;
+        let now = to_i64(now, "now")?;
+        let required = codec::unique_types(&batch.required);
+        let ctx = |what: &str| format!("replace_batch {}: {what}", batch.number);
+        let mut tx = self
+            .write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| db_err(&ctx("begin"), e))?;
+        let counts: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT COUNT(j.state), COALESCE(SUM(j.state IN ('queued', 'leased')), 0), \
+             COALESCE(SUM(j.state = 'proven'), 0) FROM batches AS b \
+             LEFT JOIN jobs AS j ON j.batch = b.number WHERE b.number = ?1 GROUP BY b.number",
+        )
+        .bind(number)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| db_err(&ctx("reading jobs"), e))?;
+        codec::replaceable(batch.number, counts)?;
+        for sql in [
+            "UPDATE token_high SET value = (SELECT MAX(lease_token) FROM jobs WHERE batch = ?1) \
+             WHERE id = 1 AND value < (SELECT MAX(lease_token) FROM jobs WHERE batch = ?1)",
+            "DELETE FROM proofs WHERE batch = ?1",
+            "DELETE FROM jobs WHERE batch = ?1",
+        ] {
+            sqlx::query(sql)
+                .bind(number)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err(&ctx("clearing jobs"), e))?;
+        }
+        sqlx::query(
+            "UPDATE batches SET version = ?2, input_key = ?3, input_digest = ?4, \
+             input_size = ?5, old_root = ?6, new_root = ?7, commitment = ?8, required = ?9, \
+             created_at = ?10 WHERE number = ?1",
+        )
+        .bind(number)
+        .bind(&batch.version)
+        .bind(&batch.input_key)
+        .bind(&batch.input_digest.0[..])
+        .bind(input_size)
+        .bind(&batch.public_values.old_state_root.0[..])
+        .bind(&batch.public_values.new_state_root.0[..])
+        .bind(&batch.public_values.batch_commitment.0[..])
+        .bind(codec::encode_required(&required))
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_err(&ctx("update"), e))?;
+        for pt in &required {
+            sqlx::query(
+                "INSERT INTO jobs (batch, proof_type, state, version, failed_attempts, \
+                 lost_attempts, not_before, updated_at) VALUES (?1, ?2, 'queued', ?3, 0, 0, 0, ?4)",
+            )
+            .bind(number)
+            .bind(pt.as_str())
+            .bind(&batch.version)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_err(&ctx(&format!("insert job {pt}")), e))?;
+        }
+        tx.commit().await.map_err(|e| db_err(&ctx("commit"), e))?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn batch_gaps(&self, limit: u32) -> Result<Vec<(BatchNumber, BatchNumber)>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(BATCH_GAPS_SQLITE)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(|e| db_err("batch_gaps", e))?;
+        codec::gap_ranges(rows)
     }
 
     fn endpoint(&self) -> String {

@@ -19,6 +19,8 @@ store_test!(
     meta_get_set,
     meta_init_keeps_the_first_value,
     cordons_are_kept_until_lifted,
+    replace_batch_starts_its_jobs_over,
+    batch_gaps_between_lowest_and_highest,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -425,4 +427,75 @@ async fn cordons_are_kept_until_lifted(store: Arc<dyn Store>, _: &str) {
         .await
         .expect_err("job 9/exec does not exist");
     assert_eq!(listed().await, ["prv-a ✓"]);
+}
+
+async fn replace_batch_starts_its_jobs_over(store: Arc<dyn Store>, _: &str) {
+    let s = &*store;
+    let mut new = batch(3, &["exec", "groth16"]);
+    new.input_digest = digest(99);
+    new.input_key = "inputs/3-new.bin".into();
+    new.version = "v2".into();
+    assert!(matches!(
+        s.replace_batch(&new, 5).await,
+        Err(StoreError::BatchNotFound(3))
+    ));
+    insert_all(s, [3], &["exec", "groth16"]).await;
+    // Open jobs: refused, nothing changes.
+    assert!(matches!(
+        s.replace_batch(&new, 5).await,
+        Err(StoreError::BatchOpen(3))
+    ));
+    assert_eq!(
+        s.batch(3).await.unwrap().unwrap(),
+        batch(3, &["exec", "groth16"])
+    );
+    // One proof type proven with a lease token, the other cancelled: replaced, the proof
+    // goes, both jobs start over, the token stays counted.
+    s.apply(&[
+        Change::Job(leased(key(3, "exec"), 40, 2)),
+        Change::Job(with_state(key(3, "groth16"), JobState::Cancelled, 2)),
+    ])
+    .await
+    .unwrap();
+    let mut done = with_state(key(3, "exec"), JobState::Proven, 3);
+    done.lease = None;
+    s.apply(&[Change::Job(done), Change::Proof(proof(key(3, "exec"), 40))])
+        .await
+        .unwrap();
+    s.replace_batch(&new, 5).await.unwrap();
+    assert_eq!(s.batch(3).await.unwrap().unwrap(), new);
+    assert_eq!(s.proof(&key(3, "exec")).await.unwrap(), None);
+    for t in ["exec", "groth16"] {
+        let j = s.job(&key(3, t)).await.unwrap().unwrap();
+        assert_eq!(
+            (j.state, j.version.as_str(), j.failed_attempts),
+            (JobState::Queued, "v2", 0)
+        );
+        assert_eq!(j.lease, None);
+    }
+    assert!(s.max_fencing_token().await.unwrap() >= 40);
+    // Fully proven: refused.
+    set_states(
+        s,
+        &[
+            (3, "exec", JobState::Proven),
+            (3, "groth16", JobState::Proven),
+        ],
+    )
+    .await;
+    assert!(matches!(
+        s.replace_batch(&batch(3, &["exec"]), 6).await,
+        Err(StoreError::BatchProven(3))
+    ));
+    assert_eq!(s.batch(3).await.unwrap().unwrap(), new);
+}
+
+async fn batch_gaps_between_lowest_and_highest(store: Arc<dyn Store>, _: &str) {
+    let s = &*store;
+    assert_eq!(s.batch_gaps(10).await.unwrap(), vec![]);
+    insert_all(s, [4, 5, 8, 12, 13], &["exec"]).await;
+    assert_eq!(s.batch_gaps(10).await.unwrap(), vec![(6, 7), (9, 11)]);
+    assert_eq!(s.batch_gaps(1).await.unwrap(), vec![(6, 7)]);
+    insert_all(s, [6, 7], &["exec"]).await;
+    assert_eq!(s.batch_gaps(10).await.unwrap(), vec![(9, 11)]);
 }
