@@ -71,6 +71,12 @@ pub enum Command {
     Cordon(CordonArgs),
     /// Put a cordoned prover back in rotation.
     Uncordon(CordonArgs),
+    /// Replace the input of a batch that is not proven yet, or cancel its jobs.
+    #[command(subcommand_required = true)]
+    Batch {
+        #[command(subcommand)]
+        command: BatchCommand,
+    },
     /// Run a self-contained devnet demo: coordinator, provers and batches in one process.
     Demo(DemoArgs),
     /// L1 contract management.
@@ -100,6 +106,16 @@ pub enum BenchCommand {
     /// The simulated provers of `bench dispatch`, run by it in a process of their own.
     #[command(hide = true)]
     SimProvers(BenchSimProversArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// Give a batch that is not fully proven a new input: its running tasks are cancelled
+    /// (their late results refused), its proofs dropped, and it is proven afresh.
+    Replace(BatchReplaceArgs),
+    /// Cancel the jobs of a batch that is not fully proven; `LaunchProof` of its number then
+    /// takes it anew, with any input.
+    Cancel(BatchCancelArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +204,10 @@ pub struct CoordinatorArgs {
     /// Prover streams open at once that have not registered yet.
     #[arg(long, env = "PROOFMILL_MAX_UNREGISTERED_STREAMS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_unregistered_streams: u64,
+    /// Batch numbers the API may take above the end of the gap-free run of stored batches;
+    /// a batch further ahead is refused (gaps within it are shown by `status`). 0: no limit.
+    #[arg(long, env = "PROOFMILL_INTAKE_WINDOW", default_value_t = 1024)]
+    pub intake_window: u64,
     /// Time running tasks get to finish on shutdown, ms.
     #[arg(long, env = "PROOFMILL_SHUTDOWN_GRACE", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=MAX_MS))]
     pub shutdown_grace: u64,
@@ -287,6 +307,57 @@ pub struct StatusArgs {
     /// Print one JSON object instead of tables.
     #[arg(long, env = "PROOFMILL_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BatchReplaceArgs {
+    /// Coordinator gRPC URL.
+    #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
+    pub coordinator: String,
+    /// The batch number.
+    #[arg(long, env = "PROOFMILL_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
+    /// File holding the new input.
+    #[arg(long, env = "PROOFMILL_INPUT", value_name = "FILE")]
+    pub input: PathBuf,
+    /// Public values of the new input: 96 bytes in hex (old root, new root, commitment).
+    #[arg(long, env = "PROOFMILL_PUBLIC_VALUES", value_parser = parse_public_values)]
+    pub public_values: PublicValuesArg,
+    /// Program version of the new input.
+    #[arg(long, env = "PROOFMILL_VERSION_TAG", default_value = "devnet-v1", value_parser = parse_non_empty)]
+    pub version_tag: String,
+    /// Proof types to prove (comma list; default: the coordinator's).
+    #[arg(long, env = "PROOFMILL_PROOF_TYPES", value_delimiter = ',')]
+    pub proof_types: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BatchCancelArgs {
+    /// Coordinator gRPC URL.
+    #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
+    pub coordinator: String,
+    /// The batch number.
+    #[arg(long, env = "PROOFMILL_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
+    /// Why, kept as the jobs' last error (default: "cancelled by an operator").
+    #[arg(long, env = "PROOFMILL_REASON", default_value = "")]
+    pub reason: String,
+}
+
+/// The 96 bytes of `--public-values`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicValuesArg(pub Vec<u8>);
+
+/// 96 bytes in hex, with or without `0x`.
+fn parse_public_values(s: &str) -> Result<PublicValuesArg, String> {
+    let hex = s.strip_prefix("0x").unwrap_or(s);
+    if hex.len() != 192 || !hex.is_ascii() {
+        return Err(format!("want 96 bytes as 192 hex digits, got {} characters", hex.len()));
+    }
+    (0..96)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()
+        .map(PublicValuesArg)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -478,6 +549,7 @@ impl Cli {
             Command::Status(_)
             | Command::Cordon(_)
             | Command::Uncordon(_)
+            | Command::Batch { .. }
             | Command::Bench { .. } => {}
         }
         Ok(())

@@ -34,6 +34,7 @@ pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> Coordinato
         proof_memory_bytes: a.proof_memory_bytes,
         max_prover_streams: usize::try_from(a.max_prover_streams).unwrap_or(usize::MAX),
         max_unregistered_streams: usize::try_from(a.max_unregistered_streams).unwrap_or(usize::MAX),
+        intake_window: a.intake_window,
         ..CoordinatorConfig::default()
     }
 }

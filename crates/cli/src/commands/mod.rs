@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod batch;
 pub mod bench;
 pub mod coordinator;
 pub mod cordon;
@@ -8,7 +9,7 @@ pub mod l1;
 pub mod prover;
 pub mod status;
 
-use crate::args::{BenchCommand, Command, L1Command};
+use crate::args::{BatchCommand, BenchCommand, Command, L1Command};
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
@@ -18,6 +19,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Cordon(args) => cordon::run(args, true).await,
         Command::Uncordon(args) => cordon::run(args, false).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Batch {
+            command: BatchCommand::Replace(args),
+        } => batch::replace(args).await,
+        Command::Batch {
+            command: BatchCommand::Cancel(args),
+        } => batch::cancel(args).await,
         Command::Bench {
             command: BenchCommand::Dispatch(args),
         } => bench::dispatch(args).await,

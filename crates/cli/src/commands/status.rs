@@ -138,6 +138,15 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
         "from_memory": status.from_memory,
         "store_error": (!status.store_error.is_empty()).then_some(&status.store_error),
         "as_of_ms": (status.as_of_ms > 0).then_some(status.as_of_ms),
+        "warnings": status.warnings.iter().map(|w| json!({
+            "kind": w.kind,
+            "message": w.message,
+            "version": (!w.version.is_empty()).then_some(&w.version),
+            "proof_type": (!w.proof_type.is_empty()).then_some(&w.proof_type),
+            "first_batch": w.first_batch,
+            "last_batch": w.last_batch,
+        })).collect::<Vec<_>>(),
+        "intake_window": status.intake_window,
     })
 }
 
@@ -174,6 +183,12 @@ pub fn render(status: &SystemStatusResponse) -> String {
     }
     if status.draining {
         let _ = writeln!(out, "{:<22}yes", "draining");
+    }
+    if !status.warnings.is_empty() {
+        let _ = writeln!(out, "\nwarnings:");
+        for w in &status.warnings {
+            let _ = writeln!(out, "  {}: {}", w.kind, w.message);
+        }
     }
 
     let _ = writeln!(out, "\njobs:");
@@ -297,7 +312,7 @@ fn table(out: &mut String, rows: &[Vec<String>], right: &[bool]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proofmill_proto::v1::VerifyTxInfo;
+    use proofmill_proto::v1::{StatusWarning, VerifyTxInfo};
     use std::collections::HashMap;
 
     fn sample() -> SystemStatusResponse {
@@ -356,6 +371,15 @@ mod tests {
                 last_batch: 4,
                 gas_used: 90_000,
             }),
+            warnings: vec![StatusWarning {
+                kind: "batch_gap".into(),
+                message: "batch 12 is missing: settlement stops before 12 until they are submitted"
+                    .into(),
+                first_batch: 12,
+                last_batch: 12,
+                ..Default::default()
+            }],
+            intake_window: 1024,
             ..Default::default()
         }
     }
@@ -388,6 +412,15 @@ mod tests {
             "from_memory": false,
             "store_error": null,
             "as_of_ms": null,
+            "warnings": [{
+                "kind": "batch_gap",
+                "message": "batch 12 is missing: settlement stops before 12 until they are submitted",
+                "version": null,
+                "proof_type": null,
+                "first_batch": 12,
+                "last_batch": 12,
+            }],
+            "intake_window": 1024,
         });
         assert_eq!(status_json(&sample()), expected);
         // One line, one object.
@@ -402,6 +435,7 @@ mod tests {
                 "last_committed_batch": null, "last_verified_batch": null,
                 "last_verify_tx": null, "jobs": {}, "provers": [],
                 "from_memory": false, "store_error": null, "as_of_ms": null,
+                "warnings": [], "intake_window": 0,
             })
         );
 
@@ -479,7 +513,15 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("gone"), "{text}");
+        assert!(
+            text.contains(
+                "\nwarnings:\n  batch_gap: batch 12 is missing: settlement stops before 12 \
+                 until they are submitted\n"
+            ),
+            "{text}"
+        );
         let empty = render(&SystemStatusResponse::default());
+        assert!(!empty.contains("warnings"), "{empty}");
         assert!(empty.contains("last sealed batch     -"), "{empty}");
         assert!(
             empty.contains("provers (0 connected):\n  (none)"),

@@ -151,6 +151,7 @@ fn built_in_defaults() {
         (3, 3, 1_000)
     );
     assert_eq!(c.straggler_factor, 3);
+    assert_eq!(c.intake_window, 1024);
     assert_eq!(c.max_message_bytes, 67_108_864);
     assert_eq!(c.prover_token, None);
     assert_eq!(

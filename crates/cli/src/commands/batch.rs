@@ -1,0 +1,58 @@
+//! `proofmill batch replace|cancel`: one `AdminService.ReplaceBatchInput` or `CancelBatch`
+//! call.
+
+use super::status::{connect, request_failed};
+use crate::args::{BatchCancelArgs, BatchReplaceArgs};
+use anyhow::{Context as _, bail};
+use proofmill_proto::v1::{AdminError, CancelBatchRequest, ErrorCode, ReplaceBatchInputRequest};
+
+fn check(error: Option<AdminError>) -> anyhow::Result<()> {
+    if let Some(e) = error {
+        let code = ErrorCode::try_from(e.code).map_or("UNKNOWN", |c| c.as_str_name());
+        bail!("{code}: {}", e.message);
+    }
+    Ok(())
+}
+
+pub async fn replace(args: BatchReplaceArgs) -> anyhow::Result<()> {
+    let url = &args.coordinator;
+    let input = std::fs::read(&args.input)
+        .with_context(|| format!("reading the input {}", args.input.display()))?;
+    let response = connect(url)
+        .await?
+        .replace_batch_input(ReplaceBatchInputRequest {
+            batch: args.batch,
+            version: args.version_tag.clone(),
+            input,
+            public_values: args.public_values.0.clone(),
+            proof_types: args.proof_types.clone(),
+        })
+        .await
+        .map_err(|s| request_failed("ReplaceBatchInput", url, s))?
+        .into_inner();
+    check(response.error)?;
+    println!(
+        "batch {}: input replaced; its earlier tasks are cancelled and it is proven afresh",
+        args.batch
+    );
+    Ok(())
+}
+
+pub async fn cancel(args: BatchCancelArgs) -> anyhow::Result<()> {
+    let url = &args.coordinator;
+    let response = connect(url)
+        .await?
+        .cancel_batch(CancelBatchRequest {
+            batch: args.batch,
+            reason: args.reason.clone(),
+        })
+        .await
+        .map_err(|s| request_failed("CancelBatch", url, s))?
+        .into_inner();
+    check(response.error)?;
+    println!(
+        "batch {}: {} jobs cancelled; submit its number again (LaunchProof) to prove it anew",
+        args.batch, response.cancelled
+    );
+    Ok(())
+}
