@@ -18,7 +18,7 @@ async fn admin_api_validates_and_retries(db: Db) {
     let launch = |batch: u64, public: Vec<u8>, types: Vec<String>| LaunchProofRequest {
         batch,
         version: "v1".into(),
-        input: b"abc".to_vec(),
+        input: input_for(batch, 0, 0),
         public_values: public,
         proof_types: types,
     };
@@ -186,21 +186,21 @@ async fn concurrent_submissions(db: Db) {
     use proofmill_coordinator::NewBatch;
     let env = Env::new(db, "intake_race");
     let c = start(&env, fast_config()).await;
-    let batch = |number: u64, input: String| NewBatch {
+    let batch = |number: u64, input: Vec<u8>| NewBatch {
         number,
         version: "v1".into(),
-        input: input.into_bytes().into(),
+        input: input.into(),
         public_values: public(number),
         proof_types: vec![],
     };
     let mut racing = tokio::task::JoinSet::new();
     for i in 0..8 {
         let coord = c.coord.clone();
-        racing.spawn(async move { coord.submit_batch(batch(5, format!("contender {i}"))).await });
+        racing.spawn(async move { coord.submit_batch(batch(5, input_for(5, 0, i))).await });
     }
     for n in 10..40 {
         let coord = c.coord.clone();
-        racing.spawn(async move { coord.submit_batch(batch(n, format!("batch {n}"))).await });
+        racing.spawn(async move { coord.submit_batch(batch(n, input_for(n, 0, 0))).await });
     }
     let results = racing.join_all().await;
     let won = results.iter().filter(|r| matches!(r, Ok(true))).count();

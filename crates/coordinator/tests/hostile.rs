@@ -231,7 +231,7 @@ async fn a_provers_message_limit_is_respected(db: Db) {
     let r = first_response(&mut rx).await;
     assert_eq!(r.code, ErrorCode::InvalidArgument as i32, "{}", r.reason);
 
-    let input: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
+    let input = input_for(1, 20_000, 0);
     let nb = proofmill_coordinator::NewBatch {
         number: 1,
         version: "v1".into(),

@@ -48,7 +48,7 @@ async fn slow_input_download_keeps_the_lease(db: Db) {
     cfg.inline_input_max = 64 << 10;
     cfg.chunk_bytes = 64 << 10;
     let c = start(&env, cfg).await;
-    let input: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
+    let input = input_for(1, 16 << 20, 0);
     submit_input(&c, 1, input.clone()).await;
     let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
     let t = a.task().await;

@@ -29,7 +29,7 @@ async fn dispatch_fencing_and_duplicates(db: Db) {
         (1, 2),
         "two exec provers get different batches, oldest first"
     );
-    assert!(matches!(ta.input, Some(Input::Inline(ref i)) if i == b"input of batch 1"));
+    assert!(matches!(ta.input, Some(Input::Inline(ref i)) if *i == input_for(1, 0, 0)));
 
     // Stale token: rejected, nothing changes.
     let stale = a
@@ -455,7 +455,7 @@ async fn large_inputs_travel_in_chunks(db: Db) {
             other => panic!("expected a chunk, got {other:?}"),
         }
     }
-    assert_eq!(data, b"input of batch 1");
+    assert_eq!(data, input_for(1, 0, 0));
     assert_eq!(data.len() as u64, t.input_size);
     assert_eq!(
         proofmill_types::Digest::sha256(&data).0.to_vec(),
@@ -473,7 +473,7 @@ async fn large_inputs_travel_in_chunks(db: Db) {
         panic!("expected a blob URL, got {:?}", t.input)
     };
     let data = proofmill_store::get_url(url).await.unwrap();
-    assert_eq!(&data[..], b"input of batch 2");
+    assert_eq!(&data[..], &input_for(2, 0, 0)[..]);
     assert_eq!(data.len() as u64, t.input_size);
     assert_eq!(
         proofmill_types::Digest::sha256(&data).0.to_vec(),

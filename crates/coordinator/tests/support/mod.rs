@@ -102,20 +102,49 @@ pub async fn start(env: &Env, config: CoordinatorConfig) -> Running {
     }
 }
 
+/// Public values of batch `n` in tests: the old root is a field element (the `exec`
+/// backend's intake check compares it with the input's), the rest arbitrary.
 pub fn public(n: u64) -> PublicValues {
     PublicValues {
-        old_state_root: Digest::sha256(&n.to_be_bytes()),
+        old_state_root: proofmill_devnet::fr_to_digest(proofmill_devnet::fr_from_u64(n)),
         new_state_root: Digest::sha256(&(n + 1).to_be_bytes()),
         batch_commitment: Digest::sha256(b"commit"),
     }
 }
 
-/// A batch with arbitrary input: the exec verifier only compares public values.
+/// An input of batch `n` that passes the `exec` backend's intake check for [`public`]`(n)`
+/// (it decodes, names `n`, starts from the old root) without executing to those values
+/// (the exec verifier only compares public values): a depth-1 devnet batch input with at
+/// least `min_len` bytes of transfer records whose bytes follow `seed`.
+pub fn input_for(n: u64, min_len: usize, seed: u32) -> Vec<u8> {
+    use proofmill_devnet::input::{BatchInput, HEADER_LEN, record_len};
+    let mut out = BatchInput {
+        number: n,
+        depth: 1,
+        old_root: proofmill_devnet::fr_from_u64(n),
+        transfers: vec![],
+    }
+    .encode();
+    let len = record_len(1);
+    let records = min_len.saturating_sub(HEADER_LEN).div_ceil(len).max(1);
+    out[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&(records as u32).to_le_bytes());
+    for r in 0..records {
+        let start = out.len();
+        out.extend((0..len).map(|i| ((r * len + i) as u32).wrapping_add(seed) as u8 % 251));
+        // The two path siblings (field elements) start at these offsets: a zero top byte
+        // keeps them below the field modulus.
+        out[start + 40] = 0;
+        out[start + 88] = 0;
+    }
+    out
+}
+
+/// A batch with an input the exec verifier does not care about (it compares public values).
 pub async fn submit(coord: &Coordinator, n: u64, types: &[&str]) {
     let nb = NewBatch {
         number: n,
         version: "v1".into(),
-        input: format!("input of batch {n}").into_bytes().into(),
+        input: input_for(n, 0, 0).into(),
         public_values: public(n),
         proof_types: types.iter().map(|t| ProofType::new(*t).unwrap()).collect(),
     };

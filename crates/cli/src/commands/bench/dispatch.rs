@@ -33,12 +33,22 @@ pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
         .map(|n| {
             let coord = coord.clone();
             async move {
+                // An input the exec backend's intake check takes (it decodes, names batch n,
+                // starts from the old root); the simulated provers never execute it.
+                let old_root = proofmill_devnet::fr_from_u64(n);
                 let public = PublicValues {
-                    old_state_root: Digest::sha256(&n.to_be_bytes()),
+                    old_state_root: proofmill_devnet::fr_to_digest(old_root),
                     new_state_root: Digest::sha256(&(n + 1).to_be_bytes()),
                     batch_commitment: Digest::sha256(b"bench"),
                 };
-                let input = n.to_be_bytes().to_vec().into();
+                let input = proofmill_devnet::BatchInput {
+                    number: n,
+                    depth: 1,
+                    old_root,
+                    transfers: vec![],
+                }
+                .encode()
+                .into();
                 coord
                     .submit_batch(NewBatch {
                         number: n,
