@@ -8,15 +8,20 @@ use crate::server::Coordinator;
 use bytes::Bytes;
 use proofmill_types::{Batch, Digest, Job, JobKey, JobState, ProofType, PublicValues};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
-/// Batch numbers being taken in right now. Two submissions of one number must not race
-/// (both would write the input blob under the same key); different numbers go in parallel.
+/// What submissions share: the batch numbers being taken in right now (two submissions of
+/// one number must not race: both would write the input blob under the same key; different
+/// numbers go in parallel), and the end of the gap-free run the intake window counts from.
 #[derive(Default)]
 pub(crate) struct InFlight {
     numbers: Mutex<HashSet<u64>>,
     released: Notify,
+    /// A stored batch that ends a gap-free run from the lowest one (0: none known), for the
+    /// intake window; only grows.
+    run_end: AtomicU64,
 }
 
 impl InFlight {
@@ -148,24 +153,25 @@ impl Coordinator {
     }
 
     /// Refuses a number more than the intake window above the end of the gap-free run of
-    /// stored batches. Only a number that opens a new gap (above the highest stored batch
-    /// plus one) is looked at, so taking the next batch in order costs one index lookup.
+    /// stored batches (from the lowest one up). The run end last seen is kept: batches are
+    /// never deleted, so it only grows, a number within the window of it needs no read, and
+    /// a read starts from it.
     async fn check_window(&self, number: u64) -> Result<(), CoordinatorError> {
         let window = self.shared.config.intake_window;
         let store = &self.shared.store;
-        if window == 0 {
+        let known = &self.shared.intake.run_end;
+        if window == 0 || number <= known.load(Ordering::SeqCst).saturating_add(window) {
             return Ok(());
         }
         let Some(highest) = store.last_sealed_batch().await? else {
             return Ok(()); // The first batch may have any number.
         };
-        if number <= highest.saturating_add(1) {
-            return Ok(());
-        }
-        let run_end = match store.batch_gaps(1).await?.first() {
+        let from = known.load(Ordering::SeqCst);
+        let run_end = match store.batch_gaps(from, 1).await?.first() {
             Some(&(first_missing, _)) => first_missing - 1,
             None => highest,
         };
+        known.fetch_max(run_end, Ordering::SeqCst);
         if number > run_end.saturating_add(window) {
             return Err(CoordinatorError::InvalidArgument(format!(
                 "batch {number} is more than {window} (the intake window) above batch \

@@ -151,7 +151,7 @@ impl Coordinator {
         let seen = self.l1_seen();
         let provers = self.provers().await?;
         let backlog = self.shared.ask(|reply| CoreMsg::Backlog { reply }).await?;
-        let gaps = store.batch_gaps(MAX_GAP_WARNINGS).await?;
+        let gaps = store.batch_gaps(0, MAX_GAP_WARNINGS).await?;
         let warnings = crate::warnings::warnings(
             &backlog,
             &provers,

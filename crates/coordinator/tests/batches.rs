@@ -53,7 +53,7 @@ async fn job_state(admin: &mut Admin, batch: u64) -> String {
         .await
         .unwrap()
         .into_inner();
-    r.job.unwrap_or_else(|| panic!("{r:?}")).state
+    r.job.clone().unwrap_or_else(|| panic!("{r:?}")).state
 }
 
 fn inline(t: &proofmill_proto::v1::ExecuteTask) -> Vec<u8> {
@@ -147,6 +147,7 @@ async fn replace_fences_the_old_tasks(db: Db) {
         .error
         .expect("unknown batch refused");
     assert_eq!(e.code, ErrorCode::JobNotFound as i32, "{}", e.message);
+    c.coord.flush().await.unwrap(); // The lease is sent before it is committed.
     assert_eq!(job_state(&mut admin, 1).await, "leased");
 
     let r = admin.replace_batch_input(replace(1, new.clone())).await;

@@ -90,8 +90,12 @@ impl Store for StallingStore {
     async fn replace_batch(&self, batch: &Batch, now: Millis) -> Result<()> {
         self.inner.replace_batch(batch, now).await
     }
-    async fn batch_gaps(&self, limit: u32) -> Result<Vec<(BatchNumber, BatchNumber)>> {
-        self.inner.batch_gaps(limit).await
+    async fn batch_gaps(
+        &self,
+        from: BatchNumber,
+        limit: u32,
+    ) -> Result<Vec<(BatchNumber, BatchNumber)>> {
+        self.inner.batch_gaps(from, limit).await
     }
 }
 

@@ -131,8 +131,14 @@ pub trait Store: Send + Sync + 'static {
     async fn replace_batch(&self, batch: &Batch, now: Millis) -> Result<()>;
 
     /// Numbers missing between the lowest and the highest stored batch, as inclusive
-    /// ranges, lowest first, at most `limit` ranges.
-    async fn batch_gaps(&self, limit: u32) -> Result<Vec<(BatchNumber, BatchNumber)>>;
+    /// ranges, lowest first, at most `limit` ranges, starting with the first range above
+    /// stored batch `from` or above (0: from the lowest; a batch known to end a gap-free
+    /// run from the lowest spares reading the run again).
+    async fn batch_gaps(
+        &self,
+        from: BatchNumber,
+        limit: u32,
+    ) -> Result<Vec<(BatchNumber, BatchNumber)>>;
 
     /// Where the data lives, for messages and health reports (`postgres://user@host:port/db`,
     /// `sqlite:///path/file.db`); never a password.

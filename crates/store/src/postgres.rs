@@ -579,14 +579,21 @@ impl Store for PgStore {
             .map_err(|e| self.db_err(&ctx("commit"), e))
     }
 
-    async fn batch_gaps(&self, limit: u32) -> Result<Vec<(BatchNumber, BatchNumber)>> {
+    async fn batch_gaps(
+        &self,
+        from: BatchNumber,
+        limit: u32,
+    ) -> Result<Vec<(BatchNumber, BatchNumber)>> {
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
         let rows: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT b.number + 1 AS first, \
              (SELECT MIN(n.number) FROM batches AS n WHERE n.number > b.number) - 1 AS last \
-             FROM batches AS b WHERE b.number < (SELECT MAX(number) FROM batches) \
+             FROM batches AS b WHERE b.number >= $1 \
+             AND b.number < (SELECT MAX(number) FROM batches) \
              AND NOT EXISTS (SELECT 1 FROM batches AS n WHERE n.number = b.number + 1) \
-             ORDER BY b.number LIMIT $1",
+             ORDER BY b.number LIMIT $2",
         )
+        .bind(from)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await

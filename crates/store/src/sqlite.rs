@@ -214,13 +214,13 @@ const MISSING_JOBS: &str = "SELECT v.value ->> 0 AS batch, v.value ->> 1 AS proo
     FROM json_each(?1) AS v WHERE NOT EXISTS (SELECT 1 FROM jobs AS j \
     WHERE j.batch = v.value ->> 0 AND j.proof_type = v.value ->> 1) LIMIT 5";
 
-/// Ranges missing below the highest batch: each stored batch whose successor is not stored
-/// starts one (ends before the next stored batch).
+/// Ranges missing below the highest batch: each stored batch (from `?1` up) whose successor
+/// is not stored starts one (ends before the next stored batch).
 const BATCH_GAPS_SQLITE: &str = "SELECT b.number + 1 AS first, \
     (SELECT MIN(n.number) FROM batches AS n WHERE n.number > b.number) - 1 AS last \
-    FROM batches AS b WHERE b.number < (SELECT MAX(number) FROM batches) \
+    FROM batches AS b WHERE b.number >= ?1 AND b.number < (SELECT MAX(number) FROM batches) \
     AND NOT EXISTS (SELECT 1 FROM batches AS n WHERE n.number = b.number + 1) \
-    ORDER BY b.number LIMIT ?1";
+    ORDER BY b.number LIMIT ?2";
 
 fn json(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Database(format!("encoding rows: {e}")))
@@ -626,8 +626,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn batch_gaps(&self, limit: u32) -> Result<Vec<(BatchNumber, BatchNumber)>> {
+    async fn batch_gaps(
+        &self,
+        from: BatchNumber,
+        limit: u32,
+    ) -> Result<Vec<(BatchNumber, BatchNumber)>> {
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
         let rows: Vec<(i64, i64)> = sqlx::query_as(BATCH_GAPS_SQLITE)
+            .bind(from)
             .bind(i64::from(limit))
             .fetch_all(&self.read)
             .await

@@ -492,10 +492,13 @@ async fn replace_batch_starts_its_jobs_over(store: Arc<dyn Store>, _: &str) {
 
 async fn batch_gaps_between_lowest_and_highest(store: Arc<dyn Store>, _: &str) {
     let s = &*store;
-    assert_eq!(s.batch_gaps(10).await.unwrap(), vec![]);
+    assert_eq!(s.batch_gaps(0, 10).await.unwrap(), vec![]);
     insert_all(s, [4, 5, 8, 12, 13], &["exec"]).await;
-    assert_eq!(s.batch_gaps(10).await.unwrap(), vec![(6, 7), (9, 11)]);
-    assert_eq!(s.batch_gaps(1).await.unwrap(), vec![(6, 7)]);
+    assert_eq!(s.batch_gaps(0, 10).await.unwrap(), vec![(6, 7), (9, 11)]);
+    assert_eq!(s.batch_gaps(0, 1).await.unwrap(), vec![(6, 7)]);
+    assert_eq!(s.batch_gaps(5, 10).await.unwrap(), vec![(6, 7), (9, 11)]);
+    assert_eq!(s.batch_gaps(6, 10).await.unwrap(), vec![(9, 11)]);
+    assert_eq!(s.batch_gaps(13, 10).await.unwrap(), vec![]);
     insert_all(s, [6, 7], &["exec"]).await;
-    assert_eq!(s.batch_gaps(10).await.unwrap(), vec![(9, 11)]);
+    assert_eq!(s.batch_gaps(0, 10).await.unwrap(), vec![(9, 11)]);
 }
