@@ -124,7 +124,7 @@ async fn a_stalled_prover_is_let_go(db: Db) {
     cfg.inline_input_max = 64 << 10;
     cfg.chunk_bytes = 64 << 10;
     let c = start(&env, cfg).await;
-    submit_input(&c, 1, vec![7; 16 << 20]).await;
+    submit_input(&c, 1, input_for(1, 16 << 20, 7)).await;
     let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
     let t = a.task().await;
     assert_eq!(t.input, Some(Input::Chunked(true)));
