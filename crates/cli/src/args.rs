@@ -352,7 +352,10 @@ pub struct PublicValuesArg(pub Vec<u8>);
 fn parse_public_values(s: &str) -> Result<PublicValuesArg, String> {
     let hex = s.strip_prefix("0x").unwrap_or(s);
     if hex.len() != 192 || !hex.is_ascii() {
-        return Err(format!("want 96 bytes as 192 hex digits, got {} characters", hex.len()));
+        return Err(format!(
+            "want 96 bytes as 192 hex digits, got {} characters",
+            hex.len()
+        ));
     }
     (0..96)
         .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string()))
