@@ -92,6 +92,10 @@ pub struct LeaseClaim {
     pub url: String,
     /// How long the lease lasts without a renewal.
     pub ttl_ms: u64,
+    /// Also take a lease that has not expired when its holder has this claim's `url`: a
+    /// previous run of this coordinator that died without releasing it (the new run holds the
+    /// address now). Only for a coordinator's first claim after it starts.
+    pub reclaim: bool,
 }
 
 /// Count of jobs per proof type and state (states with no job may be missing).
@@ -143,7 +147,8 @@ pub trait Store: Send + Sync + 'static {
     /// of whichever wrote first.
     async fn init_meta(&self, key: &str, value: &str) -> Result<String>;
 
-    /// Takes the coordinator lease if it is free (never taken, expired or released):
+    /// Takes the coordinator lease if it is free (never taken, expired or released, or
+    /// reclaimed: [`LeaseClaim::reclaim`]):
     /// returns the new epoch, one above the last, or whoever holds it. Atomic: of
     /// coordinators asking at once, one gets it.
     async fn acquire_lease(&self, claim: &LeaseClaim) -> Result<Result<u64, LeaseHolder>>;

@@ -95,12 +95,13 @@ impl PgStore {
             .map_err(|e| self.db_err(&format!("{what}: begin"), e))?;
         let epoch = self.fence.load(Ordering::SeqCst);
         if epoch != 0 {
-            let current: Option<i64> = sqlx::query_scalar(
-                "SELECT epoch FROM coordinator_lease WHERE id = 1 FOR SHARE",
-            )
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| self.db_err(&format!("{what}: checking the coordinator lease"), e))?;
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT epoch FROM coordinator_lease WHERE id = 1 FOR SHARE")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        self.db_err(&format!("{what}: checking the coordinator lease"), e)
+                    })?;
             let current = current.map(|c| c as u64);
             if current != Some(epoch) {
                 return Err(StoreError::Fenced { epoch, current });
@@ -579,11 +580,13 @@ impl Store for PgStore {
              VALUES (1, 1, $1, $2, {NOW_MS} + $3) \
              ON CONFLICT (id) DO UPDATE SET epoch = coordinator_lease.epoch + 1, \
              holder = EXCLUDED.holder, url = EXCLUDED.url, expires_at = EXCLUDED.expires_at \
-             WHERE coordinator_lease.expires_at <= {NOW_MS} RETURNING epoch"
+             WHERE coordinator_lease.expires_at <= {NOW_MS} \
+             OR ($4 AND coordinator_lease.url = EXCLUDED.url) RETURNING epoch"
         )))
         .bind(&claim.holder)
         .bind(&claim.url)
         .bind(ttl)
+        .bind(claim.reclaim)
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| self.db_err("acquire_lease", e))?;

@@ -565,7 +565,9 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| db_err("set_meta", e))?;
-        tx.commit().await.map_err(|e| db_err("set_meta: commit", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| db_err("set_meta: commit", e))?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -583,7 +585,9 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| db_err("init_meta", e))?;
-        tx.commit().await.map_err(|e| db_err("init_meta: commit", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| db_err("init_meta: commit", e))?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         row.try_get::<String, _>(0)
             .map_err(|e| StoreError::Corrupt(format!("meta {key}: {e}")))
@@ -601,11 +605,13 @@ impl Store for SqliteStore {
              VALUES (1, 1, ?1, ?2, {NOW_MS} + ?3) \
              ON CONFLICT (id) DO UPDATE SET epoch = coordinator_lease.epoch + 1, \
              holder = excluded.holder, url = excluded.url, expires_at = excluded.expires_at \
-             WHERE coordinator_lease.expires_at <= {NOW_MS} RETURNING epoch"
+             WHERE coordinator_lease.expires_at <= {NOW_MS} \
+             OR (?4 AND coordinator_lease.url = excluded.url) RETURNING epoch"
         )))
         .bind(&claim.holder)
         .bind(&claim.url)
         .bind(ttl)
+        .bind(claim.reclaim)
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| db_err("acquire_lease", e))?;
