@@ -83,6 +83,14 @@ fn parse_key(batch: u64, proof_type: &str) -> Result<JobKey, Option<AdminError>>
 }
 
 impl AdminSvc {
+    fn lease_url(&self) -> String {
+        self.shared.lease.get().map(|l| l.url.clone()).unwrap_or_default()
+    }
+
+    fn lease_epoch(&self) -> u64 {
+        self.shared.lease.get().map_or(0, |l| l.epoch)
+    }
+
     fn coordinator(&self) -> Coordinator {
         Coordinator {
             shared: self.shared.clone(),
@@ -108,6 +116,9 @@ impl AdminService for AdminSvc {
             draining: self.shared.draining(),
             version: env!("CARGO_PKG_VERSION").into(),
             store_error,
+            standby: false,
+            active_url: self.lease_url(),
+            lease_epoch: self.lease_epoch(),
         }))
     }
 
@@ -169,6 +180,9 @@ impl AdminService for AdminSvc {
                 .and_then(|o| o.as_of_ms)
                 .unwrap_or(0),
             store_error: s.store_outage.map(|o| o.error).unwrap_or_default(),
+            standby: false,
+            active_url: self.lease_url(),
+            lease_epoch: self.lease_epoch(),
         }))
     }
 
