@@ -184,6 +184,16 @@ pub struct CoordinatorArgs {
     /// (0: never).
     #[arg(long, env = "PROOFMILL_STRAGGLER_FACTOR", default_value_t = 3)]
     pub straggler_factor: u32,
+    /// How long the store's coordinator lease lasts without a renewal, ms. Of coordinators
+    /// on one store, the lease holder is active and the others stand by; a standby takes
+    /// over this long after the active one stops renewing (it renews every quarter of it).
+    #[arg(long, env = "PROOFMILL_LEASE_TTL", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(200..=MAX_MS))]
+    pub lease_ttl: u64,
+    /// The URL provers and admin clients reach this coordinator at, which a standby names
+    /// when it refuses them (default: `http://` and the listen address; for 0.0.0.0 or ::,
+    /// the host name).
+    #[arg(long, env = "PROOFMILL_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
     /// Interval of L1 settlement transactions, ms.
     #[arg(long, env = "PROOFMILL_SEND_INTERVAL", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     pub send_interval: u64,

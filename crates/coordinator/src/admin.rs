@@ -111,6 +111,18 @@ fn new_batch(
 }
 
 impl AdminSvc {
+    fn lease_url(&self) -> String {
+        self.shared
+            .lease
+            .get()
+            .map(|l| l.url.clone())
+            .unwrap_or_default()
+    }
+
+    fn lease_epoch(&self) -> u64 {
+        self.shared.lease.get().map_or(0, |l| l.epoch)
+    }
+
     fn coordinator(&self) -> Coordinator {
         Coordinator {
             shared: self.shared.clone(),
@@ -136,6 +148,9 @@ impl AdminService for AdminSvc {
             draining: self.shared.draining(),
             version: env!("CARGO_PKG_VERSION").into(),
             store_error,
+            standby: false,
+            active_url: self.lease_url(),
+            lease_epoch: self.lease_epoch(),
         }))
     }
 
@@ -214,6 +229,9 @@ impl AdminService for AdminSvc {
                 })
                 .collect(),
             intake_window: s.intake_window,
+            standby: false,
+            active_url: self.lease_url(),
+            lease_epoch: self.lease_epoch(),
         }))
     }
 

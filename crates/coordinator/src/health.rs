@@ -24,7 +24,7 @@ pub(crate) fn serving_status(shared: &Shared) -> ServingStatus {
     }
 }
 
-fn names() -> [&'static str; 3] {
+pub(crate) fn names() -> [&'static str; 3] {
     [
         "",
         <ProverServiceServer<crate::server::ProverSvc> as NamedService>::NAME,

@@ -6,7 +6,7 @@ use proofmill_store::{Change, Store, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Writes to make durable, then messages to send.
 #[derive(Default)]
@@ -43,10 +43,13 @@ pub(crate) struct Persister {
 /// Most jobs folded into one transaction; bounds transaction size under a burst.
 const MAX_GROUP: usize = 4096;
 
-pub(crate) fn spawn(store: Arc<dyn Store>) -> Persister {
+/// Starts the persister. When a commit is fenced (another coordinator took over the store),
+/// it says why on `fenced` and stops: the messages of that group and every later one are
+/// never sent, since their changes will never be durable.
+pub(crate) fn spawn(store: Arc<dyn Store>, fenced: watch::Sender<Option<String>>) -> Persister {
     let (tx, rx) = mpsc::unbounded_channel();
     let unconfirmed = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(run(store, rx, unconfirmed.clone()));
+    tokio::spawn(run(store, rx, unconfirmed.clone(), fenced));
     Persister { tx, unconfirmed }
 }
 
@@ -54,6 +57,7 @@ async fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<PersistJob>,
     unconfirmed: Arc<AtomicUsize>,
+    fenced: watch::Sender<Option<String>>,
 ) {
     let mut group: Vec<PersistJob> = Vec::new();
     let mut changes: Vec<Change> = Vec::new();
@@ -69,7 +73,11 @@ async fn run(
             changes.append(&mut job.changes);
         }
         if !changes.is_empty() {
-            commit(store.as_ref(), &changes).await;
+            if let Err(e) = commit(store.as_ref(), &changes).await {
+                tracing::error!(error = %e, changes = changes.len(), "write fenced: another coordinator is active on this store; this one stops writing");
+                fenced.send_replace(Some(e.to_string()));
+                return;
+            }
             changes.clear();
         }
         let early: usize = group.iter().map(|j| j.early_dispatches).sum();
@@ -91,13 +99,19 @@ async fn run(
 /// retry can store (inputs are checked before they get here, so this is a bug) must not hold
 /// up every write after it: the others are committed one by one and the culprit is dropped,
 /// loudly.
-async fn commit(store: &dyn Store, changes: &[Change]) {
-    let Err(e) = apply_retrying(store, changes).await else {
-        return;
+/// Fails only when fenced ([`StoreError::Fenced`]).
+async fn commit(store: &dyn Store, changes: &[Change]) -> Result<(), StoreError> {
+    let e = match apply_retrying(store, changes).await {
+        Ok(()) => return Ok(()),
+        Err(e @ StoreError::Fenced { .. }) => return Err(e),
+        Err(e) => e,
     };
     tracing::error!(error = %e, changes = changes.len(), "a change cannot be stored; committing the others one by one");
     for change in changes {
         if let Err(e) = apply_retrying(store, std::slice::from_ref(change)).await {
+            if matches!(e, StoreError::Fenced { .. }) {
+                return Err(e);
+            }
             let key = match change {
                 Change::Job(j) => j.key.to_string(),
                 Change::Proof(p) => p.key.to_string(),
@@ -107,6 +121,7 @@ async fn commit(store: &dyn Store, changes: &[Change]) {
             tracing::error!(error = %e, %key, "change dropped: the store cannot hold it");
         }
     }
+    Ok(())
 }
 
 /// Longest pause between two attempts: once the store is back, the next commit goes out
@@ -115,7 +130,8 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Failed attempts between two log lines of one outage (the first is always logged).
 const LOG_EVERY: u32 = 10;
 
-/// Applies the changes, retrying with backoff on any error but [`StoreError::Unstorable`].
+/// Applies the changes, retrying with backoff on any error but [`StoreError::Unstorable`]
+/// and [`StoreError::Fenced`].
 /// A failure is logged at once with the store's endpoint and, when it cannot be reached,
 /// the cause its probe finds; then every [`LOG_EVERY`] attempts, and the recovery.
 async fn apply_retrying(store: &dyn Store, changes: &[Change]) -> Result<(), StoreError> {
@@ -135,7 +151,7 @@ async fn apply_retrying(store: &dyn Store, changes: &[Change]) -> Result<(), Sto
                 }
                 return Ok(());
             }
-            Err(e @ StoreError::Unstorable(_)) => return Err(e),
+            Err(e @ (StoreError::Unstorable(_) | StoreError::Fenced { .. })) => return Err(e),
             Err(e) => {
                 if failed % LOG_EVERY == 0 {
                     let cause = match &e {

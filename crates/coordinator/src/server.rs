@@ -52,11 +52,29 @@ pub(crate) struct Shared {
     pub l1_seen: RwLock<Option<crate::settlement::L1Seen>>,
     /// The last status read from the store, answered when the store does not answer.
     pub last_status: crate::status::LastStatus,
+    /// The store's coordinator lease this coordinator holds, once attached.
+    pub lease: std::sync::OnceLock<HeldLease>,
+    /// Set (with why) when a write was fenced: another coordinator took over the store.
+    pub fenced: tokio::sync::watch::Sender<Option<String>>,
+}
+
+/// The lease a coordinator holds and where it is reached (see [`crate::leadership`]).
+pub(crate) struct HeldLease {
+    pub url: String,
+    pub epoch: u64,
+    pub check: crate::leadership::LeaseCheck,
 }
 
 impl Shared {
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Whether this coordinator surely holds the store's lease (always, when none was
+    /// attached: a coordinator alone on its store by design). Work outside the store that
+    /// two coordinators must not both do (L1 transactions) is done only then.
+    pub fn holds_lease(&self) -> bool {
+        self.fenced.borrow().is_none() && self.lease.get().is_none_or(|l| l.check.is_held())
     }
 
     pub async fn ask<T>(
@@ -120,7 +138,8 @@ impl Coordinator {
             "restored scheduler state"
         );
         let batch_cache: BatchCache = Arc::new(RwLock::new(HashMap::new()));
-        let persist_tx = persist::spawn(store.clone());
+        let fenced = tokio::sync::watch::channel(None).0;
+        let persist_tx = persist::spawn(store.clone(), fenced.clone());
         let (core_tx, core_rx) = mpsc::unbounded_channel();
         let mut scheduler = Scheduler::new(config.scheduler.clone(), last_token);
         scheduler.set_orphan_tokens(orphan_tokens);
@@ -159,6 +178,8 @@ impl Coordinator {
             replies_queued: Default::default(),
             l1_seen: RwLock::new(None),
             last_status: Default::default(),
+            lease: Default::default(),
+            fenced,
         });
         Ok(Coordinator { shared })
     }
@@ -181,6 +202,15 @@ impl Coordinator {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), CoordinatorError> {
+        self.serve_incoming(no_delay(listener), shutdown).await
+    }
+
+    /// [`Coordinator::serve`] on connections accepted elsewhere (a [`crate::Listener`]).
+    pub async fn serve_incoming(
+        &self,
+        incoming: impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), CoordinatorError> {
         let max = self.shared.config.max_message_bytes;
         let prover = ProverServiceServer::new(ProverSvc {
             shared: self.shared.clone(),
@@ -192,17 +222,7 @@ impl Coordinator {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-        // Both versions: grpcurl speaks v1, many clients (Python's stock one) only v1alpha.
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(proofmill_proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
-        let transport = |e: tonic_reflection::server::Error| {
-            CoordinatorError::Transport(format!("reflection: {e}"))
-        };
-        let reflection_v1 = reflection().build_v1().map_err(transport)?;
-        let reflection_v1alpha = reflection().build_v1alpha().map_err(transport)?;
+        let (reflection_v1, reflection_v1alpha) = reflection()?;
         let (health, refresh) = crate::health::service(&self.shared).await;
         let served = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
@@ -211,7 +231,7 @@ impl Coordinator {
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(no_delay(listener), shutdown)
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .map_err(|e| CoordinatorError::Transport(e.to_string()));
         refresh.abort();
@@ -220,16 +240,37 @@ impl Coordinator {
 
     /// Serves in a background task until [`Serving::stop`].
     pub fn spawn_serve(&self, listener: tokio::net::TcpListener) -> Serving {
-        let (stop, stopped) = oneshot::channel::<()>();
+        self.spawn_serve_incoming(no_delay(listener))
+    }
+
+    /// [`Coordinator::spawn_serve`] on connections accepted elsewhere (a [`crate::Listener`]).
+    pub fn spawn_serve_incoming(
+        &self,
+        incoming: impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static,
+    ) -> Serving {
         let coord = self.clone();
-        let task = tokio::spawn(async move {
-            coord
-                .serve(listener, async move {
-                    let _ = stopped.await;
-                })
-                .await
+        Serving::spawn(move |stopped| async move { coord.serve_incoming(incoming, stopped).await })
+    }
+
+    /// Records the store's lease this coordinator holds (its store handle must be fenced
+    /// with its epoch, [`Store::fence_writes`]): status and health name it, and L1
+    /// transactions go out only while it surely holds.
+    pub fn attach_lease(&self, url: &str, leadership: &crate::leadership::Leadership) {
+        let _ = self.shared.lease.set(HeldLease {
+            url: url.to_string(),
+            epoch: leadership.epoch(),
+            check: leadership.check(),
         });
-        Serving { stop, task }
+    }
+
+    /// Resolves when a write of this coordinator was fenced (another coordinator took over
+    /// the store), with the store's error. It writes nothing from then on.
+    pub async fn fenced(&self) -> String {
+        let mut rx = self.shared.fenced.subscribe();
+        match rx.wait_for(|f| f.is_some()).await {
+            Ok(why) => why.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
     }
 
     pub async fn provers(&self) -> Result<Vec<ProverView>, CoordinatorError> {
@@ -326,6 +367,18 @@ pub struct Serving {
 }
 
 impl Serving {
+    /// Runs `serve` (given the future that resolves on stop) in a background task.
+    pub(crate) fn spawn<F>(serve: impl FnOnce(BoxFuture) -> F) -> Serving
+    where
+        F: Future<Output = Result<(), CoordinatorError>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(Box::pin(async move {
+            let _ = stopped.await;
+        })));
+        Serving { stop, task }
+    }
+
     /// Stops accepting requests and waits for open streams to end, at most 5 s: a prover
     /// stream that never closes must not hang shutdown (state is flushed before this).
     pub async fn stop(self) -> Result<(), CoordinatorError> {
@@ -385,6 +438,35 @@ fn no_delay(
         }
         Ok(conn)
     })
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Server reflection, in both versions: grpcurl speaks v1, many clients (Python's stock one)
+/// only v1alpha.
+pub(crate) fn reflection() -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    CoordinatorError,
+> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proofmill_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let transport = |e: tonic_reflection::server::Error| {
+        CoordinatorError::Transport(format!("reflection: {e}"))
+    };
+    Ok((
+        builder().build_v1().map_err(transport)?,
+        builder().build_v1alpha().map_err(transport)?,
+    ))
 }
 
 /// Meta key of the floor of this run's fencing tokens.

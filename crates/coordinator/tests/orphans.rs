@@ -87,6 +87,24 @@ impl Store for StallingStore {
     async fn init_meta(&self, key: &str, value: &str) -> Result<String> {
         self.inner.init_meta(key, value).await
     }
+    async fn acquire_lease(
+        &self,
+        claim: &proofmill_store::LeaseClaim,
+    ) -> Result<Result<u64, proofmill_store::LeaseHolder>> {
+        self.inner.acquire_lease(claim).await
+    }
+    async fn renew_lease(&self, epoch: u64, ttl_ms: u64) -> Result<bool> {
+        self.inner.renew_lease(epoch, ttl_ms).await
+    }
+    async fn release_lease(&self, epoch: u64) -> Result<()> {
+        self.inner.release_lease(epoch).await
+    }
+    async fn lease_holder(&self) -> Result<Option<proofmill_store::LeaseHolder>> {
+        self.inner.lease_holder().await
+    }
+    fn fence_writes(&self, epoch: u64) {
+        self.inner.fence_writes(epoch)
+    }
     async fn replace_batch(&self, batch: &Batch, now: Millis) -> Result<()> {
         self.inner.replace_batch(batch, now).await
     }

@@ -23,14 +23,24 @@ use tonic::Streaming;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
+mod group;
 mod hello;
 mod session;
 mod tasks;
+
+pub(crate) use group::Groups;
+use group::same_url;
 
 use session::Session;
 
 /// (task id, fencing token).
 pub(crate) type Key = (String, u64);
+
+/// Delay before asking again after a standby's refusal, or before trying the next URL of a
+/// group: a takeover takes a few seconds, and provers should find the new active one soon.
+const FAILOVER_RETRY: Duration = Duration::from_millis(250);
+/// Longest delay between two attempts while a connection has several URLs.
+const FAILOVER_MAX_DELAY: Duration = Duration::from_secs(1);
 
 /// A session that stayed registered this long resets the reconnect backoff.
 const HEALTHY_SESSION: Duration = Duration::from_secs(1);
@@ -91,11 +101,20 @@ struct Done {
     slot: SlotGuard,
 }
 
+/// Why a stream could not be opened.
+enum OpenError {
+    Failed(String),
+    /// A standby coordinator refused it, naming the active one.
+    Standby { active: String, message: String },
+}
+
 enum SessionEnd {
     /// Stream closed, failed, or never opened: reconnect after backoff.
     Lost { registered_for: Option<Duration> },
     /// Registration refused; `operator` means only an operator can fix it (max backoff).
     Rejected { operator: bool },
+    /// Refused by a standby coordinator, which named the active one's URL.
+    Standby { active: String },
     /// The prover is stopping (or was told to stop serving this coordinator): do not
     /// reconnect.
     Finished,
@@ -104,7 +123,13 @@ enum SessionEnd {
 }
 
 pub(crate) struct Conn {
-    url: String,
+    /// The URLs of one coordinator group (see [`group`]): the first one it was given, and
+    /// those handed over by connections to its standbys.
+    urls: Vec<String>,
+    /// Which of `urls` it connects to.
+    at: usize,
+    groups: Arc<Groups>,
+    handed_over: mpsc::UnboundedReceiver<String>,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
     prover_id: Option<String>,
@@ -151,6 +176,7 @@ impl Conn {
     /// was, with the results that process finished and never had acknowledged.
     pub fn new(
         url: String,
+        groups: Arc<Groups>,
         shared: Arc<Shared>,
         stop: watch::Receiver<bool>,
         state: Option<CoordinatorState>,
@@ -172,8 +198,12 @@ impl Conn {
                 "resuming from the state dir"
             );
         }
+        let handed_over = groups.join(&url);
         Conn {
-            url,
+            urls: vec![url],
+            at: 0,
+            groups,
+            handed_over,
             shared,
             stop,
             prover_id,
@@ -195,6 +225,13 @@ impl Conn {
             }
             let delay = match self.session().await {
                 SessionEnd::Finished => break,
+                SessionEnd::Standby { active } => match self.follow(&active) {
+                    Some(delay) => delay,
+                    None => {
+                        self.groups.leave(&self.urls[0]);
+                        return;
+                    }
+                },
                 SessionEnd::Drained => {
                     self.backoff.reset();
                     self.backoff.next_delay()
@@ -205,7 +242,14 @@ impl Conn {
                     if registered_for.is_some_and(|d| d >= HEALTHY_SESSION) {
                         self.backoff.reset();
                     }
-                    self.backoff.next_delay()
+                    self.take_handed_over();
+                    if self.urls.len() > 1 {
+                        // The coordinator may have died: its standby takes over soon.
+                        self.at = (self.at + 1) % self.urls.len();
+                        self.backoff.next_delay().min(FAILOVER_MAX_DELAY)
+                    } else {
+                        self.backoff.next_delay()
+                    }
                 }
             };
             // Inputs being streamed cannot resume on a new stream: give their slots back.
@@ -226,7 +270,41 @@ impl Conn {
                 }
             }
         }
+        self.groups.leave(&self.urls[0]);
         self.abandon("connection closed");
+    }
+
+    fn url(&self) -> &str {
+        &self.urls[self.at]
+    }
+
+    fn take_handed_over(&mut self) {
+        while let Ok(url) = self.handed_over.try_recv() {
+            if !self.urls.iter().any(|u| same_url(u, &url)) {
+                info!(%url, "standby of this coordinator: failing over there when it takes over");
+                self.urls.push(url);
+            }
+        }
+    }
+
+    /// After a standby named `active`: the delay before connecting again (to `active` when
+    /// it is one of this connection's URLs), or `None` when this connection, holding
+    /// nothing, handed its URLs to the connection to `active` and ends.
+    fn follow(&mut self, active: &str) -> Option<Duration> {
+        self.take_handed_over();
+        if let Some(i) = self.urls.iter().position(|u| same_url(u, active)) {
+            if i != self.at {
+                info!(standby = %self.url(), %active, "following the active coordinator");
+                self.at = i;
+            }
+            return Some(FAILOVER_RETRY);
+        }
+        let holds_nothing = self.tasks.is_empty() && self.outbox.is_empty();
+        if holds_nothing && self.groups.hand_over(active, &self.urls) {
+            info!(standby = %self.url(), %active, "a standby of another coordinator given: its connection takes this URL over");
+            return None;
+        }
+        Some(FAILOVER_RETRY.max(self.backoff.next_delay().min(FAILOVER_MAX_DELAY)))
     }
 
     fn abandon(&mut self, why: &str) {
@@ -259,10 +337,10 @@ impl Conn {
     async fn open(
         &self,
         out_rx: mpsc::UnboundedReceiver<ProverMessage>,
-    ) -> Result<(ProverServiceClient<Channel>, Streaming<CoordinatorMessage>), String> {
+    ) -> Result<(ProverServiceClient<Channel>, Streaming<CoordinatorMessage>), OpenError> {
         let t = self.shared.connect_timeout;
-        let endpoint = Endpoint::from_shared(self.url.clone())
-            .map_err(|e| format!("invalid URL: {e}"))?
+        let endpoint = Endpoint::from_shared(self.url().to_string())
+            .map_err(|e| OpenError::Failed(format!("invalid URL: {e}")))?
             .connect_timeout(t)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(15))
@@ -270,8 +348,8 @@ impl Conn {
             .keep_alive_while_idle(true);
         let channel = timeout(t, endpoint.connect())
             .await
-            .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| format!("connect failed: {e}"))?;
+            .map_err(|_| OpenError::Failed("connect timed out".into()))?
+            .map_err(|e| OpenError::Failed(format!("connect failed: {e}")))?;
         let mut client = ProverServiceClient::new(channel)
             .max_decoding_message_size(self.shared.max_message_bytes)
             .max_encoding_message_size(self.shared.max_message_bytes);
@@ -280,13 +358,23 @@ impl Conn {
             client.prover_stream(UnboundedReceiverStream::new(out_rx)),
         )
         .await
-        .map_err(|_| "opening the stream timed out".to_string())?
+        .map_err(|_| OpenError::Failed("opening the stream timed out".into()))?
         .map_err(|s| {
-            format!(
-                "opening the stream failed: {} ({:?})",
-                s.message(),
-                s.code()
-            )
+            let active = s
+                .metadata()
+                .get(proofmill_proto::ACTIVE_URL_HEADER)
+                .and_then(|v| v.to_str().ok());
+            match active {
+                Some(active) if s.code() == tonic::Code::Unavailable => OpenError::Standby {
+                    active: active.to_string(),
+                    message: s.message().to_string(),
+                },
+                _ => OpenError::Failed(format!(
+                    "opening the stream failed: {} ({:?})",
+                    s.message(),
+                    s.code()
+                )),
+            }
         })?;
         Ok((client, resp.into_inner()))
     }
@@ -324,7 +412,11 @@ impl Conn {
         };
         let (_client, mut inbound) = match opened {
             Ok(x) => x,
-            Err(e) => {
+            Err(OpenError::Standby { active, message }) => {
+                debug!(%message, "refused by a standby coordinator");
+                return SessionEnd::Standby { active };
+            }
+            Err(OpenError::Failed(e)) => {
                 warn!(error = %e, "coordinator unreachable");
                 return SessionEnd::Lost {
                     registered_for: None,

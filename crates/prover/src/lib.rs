@@ -423,6 +423,7 @@ async fn run_connections(
     stop: watch::Receiver<bool>,
 ) {
     let mut set = tokio::task::JoinSet::new();
+    let groups = Arc::new(conn::Groups::default());
     for url in urls {
         let span = info_span!("coordinator", url = %url);
         let kept = state.as_ref().and_then(|s| match s.coordinator(&url) {
@@ -432,7 +433,7 @@ async fn run_connections(
                 None
             }
         });
-        let conn = conn::Conn::new(url, shared.clone(), stop.clone(), kept);
+        let conn = conn::Conn::new(url, groups.clone(), shared.clone(), stop.clone(), kept);
         set.spawn(conn.run().instrument(span));
     }
     while let Some(res) = set.join_next().await {

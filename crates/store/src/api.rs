@@ -36,6 +36,14 @@ pub enum StoreError {
     /// [`Store::replace_batch`] of a batch with a job still queued or leased.
     #[error("batch {0} has open jobs: cancel them first")]
     BatchOpen(BatchNumber),
+    /// This handle writes for a coordinator lease epoch that is no longer the store's: another
+    /// coordinator took over. Nothing was written, and nothing written through this handle
+    /// ever will be.
+    #[error(
+        "fenced: this coordinator's lease (epoch {epoch}) was taken over{}; it may not write",
+        current.map(|c| format!(" (now epoch {c})")).unwrap_or_default()
+    )]
+    Fenced { epoch: u64, current: Option<u64> },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -71,6 +79,31 @@ pub struct JobFilter {
     pub from_batch: Option<BatchNumber>,
     /// At most this many, ordered by (batch, proof_type).
     pub limit: u32,
+}
+
+/// Who holds the coordinator lease of a store (see [`Store::acquire_lease`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseHolder {
+    /// The holder's instance id (unique per coordinator process and run).
+    pub holder: String,
+    /// Where provers and admin clients reach it.
+    pub url: String,
+    pub epoch: u64,
+    /// Milliseconds until the lease expires (by the database's clock); negative once expired.
+    pub expires_in_ms: i64,
+}
+
+/// A coordinator asking for the lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseClaim {
+    pub holder: String,
+    pub url: String,
+    /// How long the lease lasts without a renewal.
+    pub ttl_ms: u64,
+    /// Also take a lease that has not expired when its holder has this claim's `url`: a
+    /// previous run of this coordinator that died without releasing it (the new run holds the
+    /// address now). Only for a coordinator's first claim after it starts.
+    pub reclaim: bool,
 }
 
 /// Count of jobs per proof type and state (states with no job may be missing).
@@ -139,6 +172,28 @@ pub trait Store: Send + Sync + 'static {
         from: BatchNumber,
         limit: u32,
     ) -> Result<Vec<(BatchNumber, BatchNumber)>>;
+    /// Takes the coordinator lease if it is free (never taken, expired or released, or
+    /// reclaimed: [`LeaseClaim::reclaim`]):
+    /// returns the new epoch, one above the last, or whoever holds it. Atomic: of
+    /// coordinators asking at once, one gets it.
+    async fn acquire_lease(&self, claim: &LeaseClaim) -> Result<Result<u64, LeaseHolder>>;
+
+    /// Extends the lease held with `epoch` by `ttl_ms` from now; `false` when another
+    /// coordinator has taken it since (even after it expired, the lease is its holder's
+    /// until someone else takes it).
+    async fn renew_lease(&self, epoch: u64, ttl_ms: u64) -> Result<bool>;
+
+    /// Ends the lease held with `epoch` at once, so that a standby takes over without
+    /// waiting for it to expire. Nothing happens if the epoch is no longer current.
+    async fn release_lease(&self, epoch: u64) -> Result<()>;
+
+    /// Who holds the lease now (possibly expired), if it was ever taken.
+    async fn lease_holder(&self) -> Result<Option<LeaseHolder>>;
+
+    /// From now on, every write through this handle commits only while the lease's epoch is
+    /// `epoch`, checked inside the write's transaction; otherwise it fails with
+    /// [`StoreError::Fenced`] and writes nothing. Handles never fenced write unchecked.
+    fn fence_writes(&self, epoch: u64);
 
     /// Where the data lives, for messages and health reports (`postgres://user@host:port/db`,
     /// `sqlite:///path/file.db`); never a password.

@@ -44,6 +44,11 @@ pub(crate) fn sqlite() -> Migrator {
             "cordon_reason",
             include_str!("../migrations/sqlite/0004_cordon_reason.sql"),
         ),
+        (
+            6,
+            "coordinator_lease",
+            include_str!("../migrations/sqlite/0006_coordinator_lease.sql"),
+        ),
     ])
 }
 
@@ -68,6 +73,11 @@ pub(crate) fn postgres() -> Migrator {
             4,
             "cordon_reason",
             include_str!("../migrations/postgres/0004_cordon_reason.sql"),
+        ),
+        (
+            6,
+            "coordinator_lease",
+            include_str!("../migrations/postgres/0006_coordinator_lease.sql"),
         ),
     ])
 }

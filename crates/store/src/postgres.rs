@@ -4,7 +4,9 @@
 //! `UNNEST` statement per kind (update jobs, delete proofs, upsert proofs), so a call costs a
 //! few network round trips however many changes it carries.
 
-use crate::api::{Change, JobCounts, JobFilter, Result, Store, StoreError};
+use crate::api::{
+    Change, JobCounts, JobFilter, LeaseClaim, LeaseHolder, Result, Store, StoreError,
+};
 use crate::codec::{
     self, BATCH_COLS, JOB_COLS, PROOF_COLS, Plan, RowExt, db_err, decode_batch, decode_job,
     decode_proof, is_unreachable, to_i64,
@@ -14,6 +16,7 @@ use proofmill_types::{Batch, BatchNumber, Job, JobKey, Millis, ProofRecord, Prov
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Jobs in batch order, then proof types in byte order (as SQLite's), whatever the
@@ -36,6 +39,8 @@ pub(crate) struct PgStore {
     /// timed out).
     options: PgConnectOptions,
     endpoint: String,
+    /// Lease epoch every write must find current ([`Store::fence_writes`]); 0: unchecked.
+    fence: AtomicU64,
 }
 
 impl PgStore {
@@ -69,12 +74,40 @@ impl PgStore {
             pool,
             options,
             endpoint,
+            fence: AtomicU64::new(0),
         })
     }
 
     /// [`db_err`] naming the server.
     fn db_err(&self, context: &str, e: sqlx::Error) -> StoreError {
         db_err(&format!("{}: {context}", self.endpoint), e)
+    }
+
+    /// Begins a write transaction, failing with [`StoreError::Fenced`] unless the lease epoch
+    /// this handle writes for is still current. The check takes a share lock on the lease
+    /// row until commit, so a takeover (an update of that row) waits for this transaction and
+    /// no write of a deposed coordinator commits after it.
+    async fn begin_write(&self, what: &str) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.db_err(&format!("{what}: begin"), e))?;
+        let epoch = self.fence.load(Ordering::SeqCst);
+        if epoch != 0 {
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT epoch FROM coordinator_lease WHERE id = 1 FOR SHARE")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        self.db_err(&format!("{what}: checking the coordinator lease"), e)
+                    })?;
+            let current = current.map(|c| c as u64);
+            if current != Some(epoch) {
+                return Err(StoreError::Fenced { epoch, current });
+            }
+        }
+        Ok(tx)
     }
 }
 
@@ -140,6 +173,31 @@ const UPSERT_PROOFS: &str = "INSERT INTO proofs (batch, proof_type, blob_key, si
     received_at = EXCLUDED.received_at, prove_ms = EXCLUDED.prove_ms, \
     inline_data = EXCLUDED.inline_data";
 
+/// The database's clock, Unix ms (the lease's expiry is kept in it, so coordinators'
+/// clocks do not matter).
+const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+
+impl PgStore {
+    async fn read_lease(&self, conn: &mut PgConnection) -> Result<Option<LeaseHolder>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT holder, url, epoch, expires_at - {NOW_MS} AS expires_in_ms \
+             FROM coordinator_lease WHERE id = 1"
+        )))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| self.db_err("reading the coordinator lease", e))?;
+        row.map(|r| {
+            Ok(LeaseHolder {
+                holder: r.text("holder")?,
+                url: r.text("url")?,
+                epoch: r.u64("epoch")?,
+                expires_in_ms: r.i64("expires_in_ms")?,
+            })
+        })
+        .transpose()
+    }
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn insert_batch(&self, batch: &Batch, now: Millis) -> Result<bool> {
@@ -150,10 +208,8 @@ impl Store for PgStore {
         let required = codec::unique_types(&batch.required);
         let ctx = |what: &str| format!("insert_batch {}: {what}", batch.number);
         let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| self.db_err(&ctx("begin"), e))?;
+            .begin_write(&format!("insert_batch {}", batch.number))
+            .await?;
         let inserted = sqlx::query(
             "INSERT INTO batches (number, version, input_key, input_digest, input_size, old_root, \
              new_root, commitment, required, created_at) \
@@ -331,11 +387,7 @@ impl Store for PgStore {
         if plan.is_empty() {
             return Ok(());
         }
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| self.db_err("apply: begin", e))?;
+        let mut tx = self.begin_write("apply").await?;
         if !plan.jobs.is_empty() {
             let j = &plan.jobs;
             let batches: Vec<i64> = j.iter().map(|r| r.batch).collect();
@@ -480,19 +532,24 @@ impl Store for PgStore {
     }
 
     async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        let mut tx = self.begin_write("set_meta").await?;
         sqlx::query(
             "INSERT INTO meta (key, value) VALUES ($1, $2) \
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
         )
         .bind(key)
         .bind(value)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| self.db_err("set_meta", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| self.db_err("set_meta: commit", e))?;
         Ok(())
     }
 
     async fn init_meta(&self, key: &str, value: &str) -> Result<String> {
+        let mut tx = self.begin_write("init_meta").await?;
         // `DO UPDATE` to itself rather than `DO NOTHING`, so that `RETURNING` also yields the
         // value that was already there.
         let row = sqlx::query(
@@ -501,11 +558,84 @@ impl Store for PgStore {
         )
         .bind(key)
         .bind(value)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| self.db_err("init_meta", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| self.db_err("init_meta: commit", e))?;
         row.try_get::<String, _>(0)
             .map_err(|e| StoreError::Corrupt(format!("meta {key}: {e}")))
+    }
+
+    async fn acquire_lease(&self, claim: &LeaseClaim) -> Result<Result<u64, LeaseHolder>> {
+        let ttl = to_i64(claim.ttl_ms, "lease ttl")?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.db_err("acquire_lease: begin", e))?;
+        let taken: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "INSERT INTO coordinator_lease (id, epoch, holder, url, expires_at) \
+             VALUES (1, 1, $1, $2, {NOW_MS} + $3) \
+             ON CONFLICT (id) DO UPDATE SET epoch = coordinator_lease.epoch + 1, \
+             holder = EXCLUDED.holder, url = EXCLUDED.url, expires_at = EXCLUDED.expires_at \
+             WHERE coordinator_lease.expires_at <= {NOW_MS} \
+             OR ($4 AND coordinator_lease.url = EXCLUDED.url) RETURNING epoch"
+        )))
+        .bind(&claim.holder)
+        .bind(&claim.url)
+        .bind(ttl)
+        .bind(claim.reclaim)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| self.db_err("acquire_lease", e))?;
+        let outcome = match taken {
+            Some(epoch) => Ok(codec::to_u64(epoch, "lease epoch")?),
+            None => Err(self
+                .read_lease(&mut tx)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("coordinator lease row vanished".into()))?),
+        };
+        tx.commit()
+            .await
+            .map_err(|e| self.db_err("acquire_lease: commit", e))?;
+        Ok(outcome)
+    }
+
+    async fn renew_lease(&self, epoch: u64, ttl_ms: u64) -> Result<bool> {
+        let renewed = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE coordinator_lease SET expires_at = {NOW_MS} + $2 WHERE id = 1 AND epoch = $1"
+        )))
+        .bind(to_i64(epoch, "lease epoch")?)
+        .bind(to_i64(ttl_ms, "lease ttl")?)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.db_err("renew_lease", e))?
+        .rows_affected();
+        Ok(renewed == 1)
+    }
+
+    async fn release_lease(&self, epoch: u64) -> Result<()> {
+        sqlx::query("UPDATE coordinator_lease SET expires_at = 0 WHERE id = 1 AND epoch = $1")
+            .bind(to_i64(epoch, "lease epoch")?)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db_err("release_lease", e))?;
+        Ok(())
+    }
+
+    async fn lease_holder(&self) -> Result<Option<LeaseHolder>> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| self.db_err("lease_holder", e))?;
+        self.read_lease(&mut conn).await
+    }
+
+    fn fence_writes(&self, epoch: u64) {
+        self.fence.store(epoch, Ordering::SeqCst);
     }
 
     async fn replace_batch(&self, batch: &Batch, now: Millis) -> Result<()> {
@@ -516,10 +646,8 @@ impl Store for PgStore {
         let required = codec::unique_types(&batch.required);
         let ctx = |what: &str| format!("replace_batch {}: {what}", batch.number);
         let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| self.db_err(&ctx("begin"), e))?;
+            .begin_write(&format!("replace_batch {}", batch.number))
+            .await?;
         // The batch row locked first: a concurrent replace of the same batch waits here.
         let counts: Option<(i64, i64, i64)> = sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM jobs WHERE batch = b.number), \

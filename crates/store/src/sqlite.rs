@@ -23,7 +23,9 @@
 //! Whether every changed job exists is checked by counting the updated rows, without per-row
 //! reads.
 
-use crate::api::{Change, JobCounts, JobFilter, Result, Store, StoreError};
+use crate::api::{
+    Change, JobCounts, JobFilter, LeaseClaim, LeaseHolder, Result, Store, StoreError,
+};
 use crate::codec::{
     self, BATCH_COLS, JOB_COLS, PROOF_COLS, Plan, RowExt, db_err, decode_batch, decode_job,
     decode_proof, to_i64,
@@ -58,6 +60,8 @@ pub(crate) struct SqliteStore {
     /// Dropping it stops the checkpointer thread (none for in-memory databases).
     _checkpointer: Option<Sender<()>>,
     endpoint: String,
+    /// Lease epoch every write must find current ([`Store::fence_writes`]); 0: unchecked.
+    fence: AtomicU64,
 }
 
 impl SqliteStore {
@@ -111,6 +115,7 @@ impl SqliteStore {
             commits,
             _checkpointer: checkpointer,
             endpoint,
+            fence: AtomicU64::new(0),
         })
     }
 }
@@ -226,6 +231,42 @@ fn json(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Database(format!("encoding rows: {e}")))
 }
 
+/// The database's clock, Unix ms (the lease's expiry is kept in it).
+const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+
+impl SqliteStore {
+    /// Fails with [`StoreError::Fenced`] unless the lease epoch this handle writes for is
+    /// still current. Run inside the write transaction: `BEGIN IMMEDIATE` holds the write
+    /// lock, so no takeover can commit between the check and the write.
+    async fn check_fence(&self, tx: &mut sqlx::SqliteConnection) -> Result<()> {
+        let epoch = self.fence.load(Ordering::SeqCst);
+        if epoch == 0 {
+            return Ok(());
+        }
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT epoch FROM coordinator_lease WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| db_err("checking the coordinator lease", e))?;
+        let current = current.map(|c| c as u64);
+        if current == Some(epoch) {
+            Ok(())
+        } else {
+            Err(StoreError::Fenced { epoch, current })
+        }
+    }
+
+    async fn begin_write(&self, what: &str) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        let mut tx = self
+            .write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| db_err(&format!("{what}: begin"), e))?;
+        self.check_fence(&mut tx).await?;
+        Ok(tx)
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_batch(&self, batch: &Batch, now: Millis) -> Result<bool> {
@@ -236,10 +277,8 @@ impl Store for SqliteStore {
         let required = codec::unique_types(&batch.required);
         let ctx = |what: &str| format!("insert_batch {}: {what}", batch.number);
         let mut tx = self
-            .write
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| db_err(&ctx("begin"), e))?;
+            .begin_write(&format!("insert_batch {}", batch.number))
+            .await?;
         let inserted = sqlx::query(
             "INSERT INTO batches (number, version, input_key, input_digest, input_size, old_root, \
              new_root, commitment, required, created_at) \
@@ -415,11 +454,7 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let (jobs, deletes, proofs) = plan.json_rows()?;
-        let mut tx = self
-            .write
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| db_err("apply: begin", e))?;
+        let mut tx = self.begin_write("apply").await?;
         let written = sqlx::query(APPLY)
             .bind(jobs)
             .bind(deletes)
@@ -528,19 +563,25 @@ impl Store for SqliteStore {
     }
 
     async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        let mut tx = self.begin_write("set_meta").await?;
         sqlx::query(
             "INSERT INTO meta (key, value) VALUES (?1, ?2) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )
         .bind(key)
         .bind(value)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(|e| db_err("set_meta", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| db_err("set_meta: commit", e))?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     async fn init_meta(&self, key: &str, value: &str) -> Result<String> {
+        let mut tx = self.begin_write("init_meta").await?;
         // `DO UPDATE` to itself rather than `DO NOTHING`, so that `RETURNING` also yields the
         // value that was already there.
         let row = sqlx::query(
@@ -549,11 +590,87 @@ impl Store for SqliteStore {
         )
         .bind(key)
         .bind(value)
-        .fetch_one(&self.write)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| db_err("init_meta", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| db_err("init_meta: commit", e))?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
         row.try_get::<String, _>(0)
             .map_err(|e| StoreError::Corrupt(format!("meta {key}: {e}")))
+    }
+
+    async fn acquire_lease(&self, claim: &LeaseClaim) -> Result<Result<u64, LeaseHolder>> {
+        let ttl = to_i64(claim.ttl_ms, "lease ttl")?;
+        let mut tx = self
+            .write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| db_err("acquire_lease: begin", e))?;
+        let taken: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "INSERT INTO coordinator_lease (id, epoch, holder, url, expires_at) \
+             VALUES (1, 1, ?1, ?2, {NOW_MS} + ?3) \
+             ON CONFLICT (id) DO UPDATE SET epoch = coordinator_lease.epoch + 1, \
+             holder = excluded.holder, url = excluded.url, expires_at = excluded.expires_at \
+             WHERE coordinator_lease.expires_at <= {NOW_MS} \
+             OR (?4 AND coordinator_lease.url = excluded.url) RETURNING epoch"
+        )))
+        .bind(&claim.holder)
+        .bind(&claim.url)
+        .bind(ttl)
+        .bind(claim.reclaim)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| db_err("acquire_lease", e))?;
+        let outcome = match taken {
+            Some(epoch) => Ok(codec::to_u64(epoch, "lease epoch")?),
+            None => Err(lease_holder(&mut tx)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("coordinator lease row vanished".into()))?),
+        };
+        tx.commit()
+            .await
+            .map_err(|e| db_err("acquire_lease: commit", e))?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(outcome)
+    }
+
+    async fn renew_lease(&self, epoch: u64, ttl_ms: u64) -> Result<bool> {
+        let renewed = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE coordinator_lease SET expires_at = {NOW_MS} + ?2 WHERE id = 1 AND epoch = ?1"
+        )))
+        .bind(to_i64(epoch, "lease epoch")?)
+        .bind(to_i64(ttl_ms, "lease ttl")?)
+        .execute(&self.write)
+        .await
+        .map_err(|e| db_err("renew_lease", e))?
+        .rows_affected();
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(renewed == 1)
+    }
+
+    async fn release_lease(&self, epoch: u64) -> Result<()> {
+        sqlx::query("UPDATE coordinator_lease SET expires_at = 0 WHERE id = 1 AND epoch = ?1")
+            .bind(to_i64(epoch, "lease epoch")?)
+            .execute(&self.write)
+            .await
+            .map_err(|e| db_err("release_lease", e))?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn lease_holder(&self) -> Result<Option<LeaseHolder>> {
+        let mut conn = self
+            .read
+            .acquire()
+            .await
+            .map_err(|e| db_err("lease_holder", e))?;
+        lease_holder(&mut conn).await
+    }
+
+    fn fence_writes(&self, epoch: u64) {
+        self.fence.store(epoch, Ordering::SeqCst);
     }
 
     async fn replace_batch(&self, batch: &Batch, now: Millis) -> Result<()> {
@@ -564,10 +681,8 @@ impl Store for SqliteStore {
         let required = codec::unique_types(&batch.required);
         let ctx = |what: &str| format!("replace_batch {}: {what}", batch.number);
         let mut tx = self
-            .write
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| db_err(&ctx("begin"), e))?;
+            .begin_write(&format!("replace_batch {}", batch.number))
+            .await?;
         let counts: Option<(i64, i64, i64)> = sqlx::query_as(
             "SELECT COUNT(j.state), COALESCE(SUM(j.state IN ('queued', 'leased')), 0), \
              COALESCE(SUM(j.state = 'proven'), 0) FROM batches AS b \
@@ -656,4 +771,23 @@ impl Store for SqliteStore {
             ))),
         }
     }
+}
+
+async fn lease_holder(conn: &mut sqlx::SqliteConnection) -> Result<Option<LeaseHolder>> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT holder, url, epoch, expires_at - {NOW_MS} AS expires_in_ms \
+         FROM coordinator_lease WHERE id = 1"
+    )))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| db_err("reading the coordinator lease", e))?;
+    row.map(|r| {
+        Ok(LeaseHolder {
+            holder: r.text("holder")?,
+            url: r.text("url")?,
+            epoch: r.u64("epoch")?,
+            expires_in_ms: r.i64("expires_in_ms")?,
+        })
+    })
+    .transpose()
 }

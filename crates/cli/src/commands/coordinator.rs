@@ -1,16 +1,19 @@
 //! `proofmill coordinator`: the coordinator as a long-running service.
 
 use crate::args::{CoordinatorArgs, DEFAULT_DATA_DIR};
-use crate::backends::{BackendContext, devnet_shape};
+use crate::backends::{BackendContext, Built, devnet_shape};
 use anyhow::Context as _;
 use proofmill_backend::Backends;
 use proofmill_coordinator::{
-    Coordinator, CoordinatorConfig, DevnetSource, DevnetSourceConfig, SettlementConfig,
+    Candidate, Coordinator, CoordinatorConfig, CoordinatorError, DevnetSource, DevnetSourceConfig,
+    Leadership, LeaseSettings, Listener, Serving, Settlement, SettlementConfig, Standby,
+    default_url,
 };
 use proofmill_devnet::DevnetConfig;
 use proofmill_scheduler::SchedulerConfig;
-use proofmill_store::{Blobs, open_store};
+use proofmill_store::{Blobs, StoreError, open_store};
 use std::path::Path;
+use std::time::Duration;
 
 pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> CoordinatorConfig {
     CoordinatorConfig {
@@ -109,25 +112,89 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         .backends
         .build(&args.proof_types, &backend_context(&args))?;
     backends.warm_up().await?;
-    let coord = open(
-        &args.db,
-        &args.blobs,
-        coordinator_config(&args, backends.all.clone()),
-    )
-    .await?;
+    ensure_sqlite_dir(&args.db)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "coordinator listening");
+    let listener = Listener::new(listener)?;
+    let url = args
+        .advertise_url
+        .clone()
+        .unwrap_or_else(|| default_url(listener.local_addr()));
+    tracing::info!(addr = %listener.local_addr(), %url, "coordinator listening");
+    // This handle is never fenced: it only asks for the lease and reads for the standby.
+    let store = open_store(&args.db).await.context("opening the store")?;
+    let settings = LeaseSettings {
+        url: url.clone(),
+        ttl: Duration::from_millis(args.lease_ttl),
+    };
+    let mut candidate = Candidate::new(store.clone(), &settings);
+    let required = args.proof_types.iter().map(|(t, _)| t.to_string()).collect();
+    let standby = Standby::new(store, candidate.holder(), required);
+    let mut signal = std::pin::pin!(super::shutdown_signal());
+    loop {
+        let serving = standby.spawn_serve(listener.incoming());
+        let leadership = tokio::select! {
+            leadership = candidate.acquire() => leadership,
+            signal = &mut signal => {
+                tracing::info!(%signal, "standby coordinator stopping");
+                serving.stop().await?;
+                return Ok(());
+            }
+        };
+        serving.stop().await?;
+        match run_active(&args, &backends, &listener, &url, leadership, &mut signal).await? {
+            Ended::Stopped => return Ok(()),
+            Ended::Deposed(why) => {
+                tracing::warn!(%why, "no longer the active coordinator: standing by");
+            }
+        }
+    }
+}
+
+/// How a coordinator's turn as the active one ended.
+enum Ended {
+    /// By a signal: the process exits.
+    Stopped,
+    /// Another coordinator took the store over: this one stands by again.
+    Deposed(String),
+}
+
+/// One turn as the active coordinator, on a store handle fenced with the lease's epoch.
+async fn run_active(
+    args: &CoordinatorArgs,
+    backends: &Built,
+    listener: &Listener,
+    url: &str,
+    leadership: Leadership,
+    signal: &mut (impl std::future::Future<Output = &'static str> + Unpin),
+) -> anyhow::Result<Ended> {
+    let store = open_store(&args.db).await.context("opening the store")?;
+    store.fence_writes(leadership.epoch());
+    let blobs = Blobs::from_url(&args.blobs).context("opening the blob store")?;
+    let coord = match Coordinator::start(
+        coordinator_config(args, backends.all.clone()),
+        store,
+        blobs,
+    )
+    .await
+    {
+        Ok(coord) => coord,
+        Err(CoordinatorError::Store(e @ StoreError::Fenced { .. })) => {
+            return Ok(Ended::Deposed(e.to_string()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    coord.attach_lease(url, &leadership);
     // Served before any rollup state is rebuilt: jobs of stored batches need only the store.
-    let server = coord.spawn_serve(listener);
-    let devnet = devnet_config(&args);
+    let server = coord.spawn_serve_incoming(listener.incoming());
+    let devnet = devnet_config(args);
     let mut source = match args.devnet {
         true => Some(coord.start_devnet(devnet.clone()).await?),
         false => None,
     };
-    let l1 = super::l1::open_for_coordinator(&args, devnet.devnet, &backends).await?;
-    let _settlement = match l1 {
+    let l1 = super::l1::open_for_coordinator(args, devnet.devnet, backends).await?;
+    let settlement = match l1 {
         Some(l1) => {
             if !args.devnet {
                 tracing::info!("L1: sending proofs only; the rollup's sequencer commits batches");
@@ -135,14 +202,16 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
             tracing::info!(rollup = %l1.rollup_address(), sender = %l1.sender(), "L1 settlement on");
             Some(
                 coord
-                    .start_settlement(l1, args.devnet, Some(settlement_config(&args)))
+                    .start_settlement(l1, args.devnet, Some(settlement_config(args)))
                     .await?,
             )
         }
         None => None,
     };
     let signal = tokio::select! {
-        signal = super::shutdown_signal() => signal,
+        signal = signal => signal,
+        why = leadership.lost() => return Ok(step_down(why, source, settlement, server).await),
+        why = coord.fenced() => return Ok(step_down(why, source, settlement, server).await),
         e = rebuild_failure(&mut source) => {
             coord.drain("the devnet could not be rebuilt").await?;
             server.stop().await?;
@@ -160,8 +229,32 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         .drain(&format!("coordinator received {signal}"))
         .await?;
     server.stop().await?;
+    drop(settlement);
+    if let Err(e) = leadership.release().await {
+        tracing::warn!(error = %e, "cannot release the coordinator lease; a standby takes over when it expires");
+    }
     tracing::info!("coordinator stopped; state flushed");
-    Ok(())
+    Ok(Ended::Stopped)
+}
+
+/// Stops everything of a turn whose lease another coordinator has taken. Nothing is drained
+/// or flushed: this one's writes are fenced, and what it did not commit never happened.
+/// Prover streams are closed, so provers go to the active coordinator.
+async fn step_down(
+    why: String,
+    source: Option<DevnetSource>,
+    settlement: Option<Settlement>,
+    server: Serving,
+) -> Ended {
+    tracing::error!(%why, "stepping down");
+    drop(settlement);
+    if let Some(source) = source {
+        source.stop().await;
+    }
+    if let Err(e) = server.stop().await {
+        tracing::warn!(error = %e, "stopping the server");
+    }
+    Ended::Deposed(why)
 }
 
 /// Resolves only if the devnet's state rebuild fails.

@@ -44,6 +44,11 @@ pub(super) async fn run(coord: Coordinator, l1: Arc<dyn L1>) {
         if coord.shared.draining() {
             return;
         }
+        if !coord.shared.holds_lease() {
+            // Another coordinator may be active: two committers must not both commit.
+            tokio::time::sleep(INTERVAL).await;
+            continue;
+        }
         if let Err(e) = commit_pending(&coord, &*l1).await {
             tracing::warn!(error = %e, "committing batches to L1 failed; retrying");
         }

@@ -32,6 +32,10 @@ pub(super) async fn run(coord: Coordinator, l1: Arc<dyn L1>, cfg: SettlementConf
         if coord.shared.draining() {
             return;
         }
+        if !coord.shared.holds_lease() {
+            // Another coordinator may be active: two senders must not both settle.
+            continue;
+        }
         let err = match send_once(&coord, &*l1, &cfg).await {
             Ok(_) => continue,
             Err(SendError::L1(e)) if e.is_transient() => {

@@ -102,6 +102,8 @@ pub async fn set_states(store: &dyn Store, jobs: &[(u64, &str, JobState)]) {
 pub struct Backend {
     pub store: Arc<dyn Store>,
     pub name: &'static str,
+    /// To open more handles on the same data.
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -114,6 +116,7 @@ pub async fn sqlite_backend() -> Backend {
     Backend {
         store: open_store(&url).await.unwrap(),
         name: "sqlite",
+        url,
         _dir: Some(dir),
     }
 }
@@ -123,6 +126,7 @@ pub async fn postgres_backend(test: &str) -> Backend {
     Backend {
         store: open_store(&url).await.unwrap(),
         name: "postgres",
+        url,
         _dir: None,
     }
 }

@@ -1,0 +1,288 @@
+//! Two coordinators on one store, as an operator runs them: one is active, the other stands
+//! by (refuses provers and writes, names the active one) and takes over when the active one
+//! is killed -9 or hangs (SIGSTOP); a hung one that comes back finds itself deposed and
+//! stands by. A prover given both URLs follows the active one under one identity. SQLite
+//! (two processes on one file) and Postgres both.
+
+mod common;
+
+use common::procs::{Proc, listening_addr, tail};
+use proofmill_proto::v1::{
+    ProversListRequest, SystemStatusRequest, SystemStatusResponse,
+    admin_service_client::AdminServiceClient,
+};
+use proofmill_store::open_store;
+use proofmill_types::{JobKey, JobState, ProofType};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Short, so the test sees takeovers quickly; a standby takes over within about this.
+const LEASE_TTL_MS: &str = "1500";
+/// A takeover's bound: the lease's ttl, the standby's poll, the new active's start.
+const TAKEOVER: Duration = Duration::from_secs(20);
+
+async fn status(url: &str) -> Option<SystemStatusResponse> {
+    let connect = tokio::time::timeout(
+        Duration::from_secs(2),
+        AdminServiceClient::connect(url.to_string()),
+    );
+    let mut client = connect.await.ok()?.ok()?;
+    let call = client.system_status(SystemStatusRequest {});
+    Some(
+        tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .ok()?
+            .ok()?
+            .into_inner(),
+    )
+}
+
+async fn wait_status(
+    url: &str,
+    what: &str,
+    within: Duration,
+    ok: impl Fn(&SystemStatusResponse) -> bool,
+) -> SystemStatusResponse {
+    let until = Instant::now() + within;
+    let mut last = None;
+    while Instant::now() < until {
+        if let Some(s) = status(url).await {
+            if ok(&s) {
+                return s;
+            }
+            last = Some(s);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what} at {url}; last status: {last:?}");
+}
+
+fn proven(s: &SystemStatusResponse) -> u64 {
+    s.last_proven_batch.unwrap_or(0)
+}
+
+/// Ids of the provers connected to the coordinator at `url`.
+async fn prover_ids(url: &str) -> Vec<String> {
+    let mut client = AdminServiceClient::connect(url.to_string()).await.unwrap();
+    let list = client
+        .provers_list(ProversListRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    list.provers
+        .into_iter()
+        .filter(|p| p.connected)
+        .map(|p| p.id)
+        .collect()
+}
+
+/// How many times the prover proved each task, from its JSON log.
+fn proofs_per_task(prover: &Proc) -> BTreeMap<String, u32> {
+    let mut seen = BTreeMap::new();
+    for line in prover.log().lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["fields"]["message"] == "task proven" {
+            let task = v["fields"]["task"].as_str().unwrap_or("").to_string();
+            *seen.entry(task).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+    db: String,
+}
+
+impl Site {
+    fn coordinator(&self, name: &'static str, port: u16, log: &str) -> Proc {
+        let args: Vec<String> = [
+            "coordinator",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--db",
+            &self.db,
+            "--blobs",
+            &format!("file://{}/blobs", self.dir.path().display()),
+            "--devnet",
+            "--batch-interval",
+            "200",
+            "--l1",
+            "none",
+            "--lease-ttl",
+            LEASE_TTL_MS,
+            "--reconnect-grace",
+            "500",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Proc::spawn(name, &args, self.dir.path(), self.dir.path().join(log), &json_logs())
+    }
+}
+
+fn json_logs() -> [(&'static str, &'static str); 2] {
+    [("RUST_LOG", "info"), ("PROOFMILL_LOG_FORMAT", "json")]
+}
+
+fn port_of(proc: &mut Proc) -> u16 {
+    let addr = listening_addr(proc, Duration::from_secs(60));
+    addr.parse::<std::net::SocketAddr>().unwrap().port()
+}
+
+async fn active_and_standby(db_url: impl FnOnce(&std::path::Path) -> String) {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site {
+        db: db_url(dir.path()),
+        dir,
+    };
+    let mut a = site.coordinator("coordinator a", 0, "a.log");
+    let port_a = port_of(&mut a);
+    let url_a = format!("http://127.0.0.1:{port_a}");
+    wait_status(&url_a, "a active", TAKEOVER, |s| !s.standby && s.lease_epoch > 0).await;
+    let mut b = site.coordinator("coordinator b", 0, "b.log");
+    let port_b = port_of(&mut b);
+    let url_b = format!("http://127.0.0.1:{port_b}");
+
+    // b stands by, naming a; its status comes from the store.
+    let sb = wait_status(&url_b, "b standing by", TAKEOVER, |s| s.standby).await;
+    assert_eq!(sb.active_url, url_a, "{sb:?}");
+    let sa = status(&url_a).await.unwrap();
+    assert!(!sa.standby && sa.active_url == url_a, "{sa:?}");
+    let epoch_a = sa.lease_epoch;
+
+    let prover_args: Vec<String> = [
+        "prover",
+        "--coordinators",
+        &format!("{url_a},{url_b}"),
+        "--name",
+        "p1",
+        "--capacity",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut prover = Proc::spawn(
+        "prover",
+        &prover_args,
+        site.dir.path(),
+        site.dir.path().join("prover.log"),
+        &json_logs(),
+    );
+
+    // While a is active, b hands it no work: every task is proven once.
+    wait_status(&url_a, "a proving", Duration::from_secs(60), |s| proven(s) >= 6).await;
+    let ids = prover_ids(&url_a).await;
+    assert_eq!(ids.len(), 1, "one registration, at the active one: {ids:?}");
+    let prover_id = ids[0].clone();
+    let twice: Vec<_> = proofs_per_task(&prover)
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .collect();
+    assert!(twice.is_empty(), "tasks proven twice: {twice:?}");
+    // Standby refuses admin writes and prover streams, naming a.
+    let mut admin_b = AdminServiceClient::connect(url_b.clone()).await.unwrap();
+    let refused = admin_b
+        .provers_list(ProversListRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    assert!(refused.message().contains(&url_a), "{refused:?}");
+    assert_eq!(
+        refused.metadata().get("proofmill-active-url").unwrap(),
+        url_a.as_str()
+    );
+
+    // kill -9 of the active one: b takes over, the prover follows as the same prover.
+    let before = proven(&status(&url_a).await.unwrap());
+    a.kill9();
+    let killed = Instant::now();
+    let sb = wait_status(&url_b, "b taking over", TAKEOVER, |s| !s.standby).await;
+    let took = killed.elapsed();
+    assert!(sb.lease_epoch > epoch_a, "{sb:?}");
+    assert_eq!(sb.active_url, url_b);
+    wait_status(&url_b, "b proving", Duration::from_secs(60), |s| {
+        proven(s) >= before + 4
+    })
+    .await;
+    assert_eq!(prover_ids(&url_b).await, [prover_id.clone()], "same identity");
+    eprintln!("takeover after kill -9: {took:?}");
+
+    // a, restarted on its port, stands by: the lease is b's now.
+    let mut a = site.coordinator("coordinator a", port_a, "a2.log");
+    a.check_alive();
+    let sa = wait_status(&url_a, "a standing by", TAKEOVER, |s| s.standby).await;
+    assert_eq!(sa.active_url, url_b, "{sa:?}");
+
+    // b hangs: a takes over, and the prover goes back to a.
+    let before = proven(&status(&url_b).await.unwrap());
+    b.signal("STOP");
+    let sa = wait_status(&url_a, "a taking over from a hung b", TAKEOVER, |s| {
+        !s.standby
+    })
+    .await;
+    let epoch_hang = sa.lease_epoch;
+    wait_status(&url_a, "a proving again", Duration::from_secs(60), |s| {
+        proven(s) >= before + 4
+    })
+    .await;
+    // b comes back: its lease is gone, it writes nothing and stands by.
+    b.signal("CONT");
+    let sb = wait_status(&url_b, "b deposed, standing by", TAKEOVER, |s| s.standby).await;
+    assert_eq!((sb.active_url.as_str(), sb.lease_epoch), (url_a.as_str(), epoch_hang));
+    assert!(
+        b.log().contains("stepping down") || b.log().contains("fenced"),
+        "b did not say it stepped down:\n{}",
+        tail(&b.log())
+    );
+    let last = proven(
+        &wait_status(&url_a, "a proving after b came back", Duration::from_secs(60), |s| {
+            proven(s) >= before + 8
+        })
+        .await,
+    );
+    prover.check_alive();
+    b.check_alive();
+    a.check_alive();
+    assert_eq!(prover_ids(&url_a).await, [prover_id], "same identity again");
+
+    // Every batch is sealed once and proven once, by a proof the store holds.
+    let store = open_store(&site.db).await.unwrap();
+    let exec = ProofType::new("exec").unwrap();
+    let mut prev_root = None;
+    for n in 1..=last {
+        let batch = store.batch(n).await.unwrap().unwrap();
+        if let Some(prev) = prev_root {
+            assert_eq!(batch.public_values.old_state_root, prev, "chain broken at {n}");
+        }
+        prev_root = Some(batch.public_values.new_state_root);
+        let key = JobKey::new(n, exec.clone());
+        let job = store.job(&key).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Proven, "batch {n}");
+        assert!(store.proof(&key).await.unwrap().is_some(), "proof of {n}");
+    }
+    let twice: Vec<_> = proofs_per_task(&prover)
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .collect();
+    eprintln!(
+        "batches proven: {last}; tasks proven twice across two takeovers: {}",
+        twice.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_and_standby_on_sqlite() {
+    active_and_standby(|dir| format!("sqlite://{}/c.db?mode=rwc", dir.display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_and_standby_on_postgres() {
+    active_and_standby(|_| {
+        proofmill_testkit::shared_database("active_and_standby").expect("test postgres")
+    })
+    .await;
+}

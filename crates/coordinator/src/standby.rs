@@ -1,0 +1,238 @@
+//! What a standby coordinator serves while another one holds the store's lease: nothing that
+//! writes. Prover streams and every admin call but `HealthCheck` and `SystemStatus` are
+//! refused with `UNAVAILABLE`, naming the active coordinator (in the message and in the
+//! [`ACTIVE_URL_HEADER`] response header) so that provers and people go there; health says
+//! NOT_SERVING (so load balancers and probes pick the active one); status is read from the
+//! store.
+
+use crate::error::CoordinatorError;
+use crate::server::{Serving, reflection};
+use proofmill_proto::ACTIVE_URL_HEADER;
+use proofmill_proto::v1::admin_service_server::{AdminService, AdminServiceServer};
+use proofmill_proto::v1::prover_service_server::{ProverService, ProverServiceServer};
+use proofmill_proto::v1::*;
+use proofmill_store::{LeaseHolder, Store};
+use proofmill_types::JobState;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Code, Request, Response, Status, Streaming};
+
+/// Bound of a standby's store reads (health, status).
+const STORE_WAIT: Duration = Duration::from_secs(2);
+
+/// A standby's view: the store, and who holds its lease.
+#[derive(Clone)]
+pub struct Standby {
+    store: Arc<dyn Store>,
+    holder: watch::Receiver<Option<LeaseHolder>>,
+    /// Proof types every batch needs (for status).
+    required: Vec<String>,
+}
+
+impl Standby {
+    pub fn new(
+        store: Arc<dyn Store>,
+        holder: watch::Receiver<Option<LeaseHolder>>,
+        required: Vec<String>,
+    ) -> Standby {
+        Standby {
+            store,
+            holder,
+            required,
+        }
+    }
+
+    /// Serves in a background task until [`Serving::stop`].
+    pub fn spawn_serve(
+        &self,
+        incoming: impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static,
+    ) -> Serving {
+        let standby = self.clone();
+        Serving::spawn(move |stopped| async move {
+            let (reflection_v1, reflection_v1alpha) = reflection()?;
+            let (reporter, health) = tonic_health::server::health_reporter();
+            for name in crate::health::names() {
+                reporter
+                    .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+            tonic::transport::Server::builder()
+                .add_service(ProverServiceServer::new(standby.clone()))
+                .add_service(AdminServiceServer::new(standby))
+                .add_service(health)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha)
+                .serve_with_incoming_shutdown(incoming, stopped)
+                .await
+                .map_err(|e| CoordinatorError::Transport(e.to_string()))
+        })
+    }
+
+    fn active(&self) -> Option<LeaseHolder> {
+        self.holder.borrow().clone()
+    }
+
+    /// The refusal of everything a standby does not serve.
+    fn refusal(&self) -> Status {
+        let mut metadata = MetadataMap::new();
+        let message = match self.active() {
+            Some(active) => {
+                if let Ok(v) = MetadataValue::try_from(active.url.as_str()) {
+                    metadata.insert(ACTIVE_URL_HEADER, v);
+                }
+                format!(
+                    "standby coordinator: the active one is {} (lease epoch {})",
+                    active.url, active.epoch
+                )
+            }
+            None => "standby coordinator: no active coordinator known yet".to_string(),
+        };
+        Status::with_metadata(Code::Unavailable, message, metadata)
+    }
+
+    async fn read<T>(
+        &self,
+        read: impl Future<Output = Result<T, proofmill_store::StoreError>>,
+    ) -> Result<T, Status> {
+        match tokio::time::timeout(STORE_WAIT, read).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Status::unavailable(e.to_string())),
+            Err(_) => Err(Status::unavailable(format!(
+                "{}: no answer within {STORE_WAIT:?}",
+                self.store.endpoint()
+            ))),
+        }
+    }
+}
+
+type OutStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<CoordinatorMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ProverService for Standby {
+    type ProverStreamStream = OutStream;
+
+    async fn prover_stream(
+        &self,
+        _: Request<Streaming<ProverMessage>>,
+    ) -> Result<Response<OutStream>, Status> {
+        Err(self.refusal())
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for Standby {
+    async fn health_check(
+        &self,
+        _: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        let store_error = match self.read(self.store.probe()).await {
+            Ok(()) => String::new(),
+            Err(e) => e.message().to_string(),
+        };
+        let active = self.active();
+        Ok(Response::new(HealthCheckResponse {
+            serving: false,
+            draining: false,
+            version: env!("CARGO_PKG_VERSION").into(),
+            store_error,
+            standby: true,
+            active_url: active.as_ref().map(|a| a.url.clone()).unwrap_or_default(),
+            lease_epoch: active.map_or(0, |a| a.epoch),
+        }))
+    }
+
+    async fn system_status(
+        &self,
+        _: Request<SystemStatusRequest>,
+    ) -> Result<Response<SystemStatusResponse>, Status> {
+        let store = &self.store;
+        let mut jobs: std::collections::HashMap<String, JobCounts> = self
+            .required
+            .iter()
+            .map(|t| (t.clone(), JobCounts::default()))
+            .collect();
+        for (pt, by_state) in self.read(store.job_counts()).await? {
+            let c = jobs.entry(pt.to_string()).or_default();
+            for (state, n) in by_state {
+                match state {
+                    JobState::Queued => c.queued = n,
+                    JobState::Leased => c.leased = n,
+                    JobState::Proven => c.proven = n,
+                    JobState::Failed => c.failed = n,
+                    JobState::Cancelled => c.cancelled = n,
+                }
+            }
+        }
+        let active = self.active();
+        Ok(Response::new(SystemStatusResponse {
+            last_sealed_batch: self.read(store.last_sealed_batch()).await?,
+            last_proven_batch: self.read(store.last_proven_batch()).await?,
+            jobs,
+            required_proof_types: self.required.clone(),
+            standby: true,
+            active_url: active.as_ref().map(|a| a.url.clone()).unwrap_or_default(),
+            lease_epoch: active.map_or(0, |a| a.epoch),
+            ..Default::default()
+        }))
+    }
+
+    async fn jobs_list(
+        &self,
+        _: Request<JobsListRequest>,
+    ) -> Result<Response<JobsListResponse>, Status> {
+        Err(self.refusal())
+    }
+
+    async fn job_status(
+        &self,
+        _: Request<JobStatusRequest>,
+    ) -> Result<Response<JobStatusResponse>, Status> {
+        Err(self.refusal())
+    }
+
+    async fn provers_list(
+        &self,
+        _: Request<ProversListRequest>,
+    ) -> Result<Response<ProversListResponse>, Status> {
+        Err(self.refusal())
+    }
+
+    async fn launch_proof(
+        &self,
+        _: Request<LaunchProofRequest>,
+    ) -> Result<Response<LaunchProofResponse>, Status> {
+        Err(self.refusal())
+    }
+
+    async fn retry_job(
+        &self,
+        _: Request<RetryJobRequest>,
+    ) -> Result<Response<RetryJobResponse>, Status> {
+        Err(self.refusal())
+    }
+
+    async fn cordon_prover(
+        &self,
+        _: Request<CordonProverRequest>,
+    ) -> Result<Response<CordonProverResponse>, Status> {
+        Err(self.refusal())
+    }
+
+    async fn replace_batch_input(
+        &self,
+        _: Request<ReplaceBatchInputRequest>,
+    ) -> Result<Response<ReplaceBatchInputResponse>, Status> {
+        Err(self.refusal())
+    }
+
+    async fn cancel_batch(
+        &self,
+        _: Request<CancelBatchRequest>,
+    ) -> Result<Response<CancelBatchResponse>, Status> {
+        Err(self.refusal())
+    }
+}
