@@ -5,8 +5,8 @@
 mod common;
 use common::procs::{Proc, listening_addr};
 use common::proofmill;
-use proofmill_proto::v1::LaunchProofRequest;
 use proofmill_proto::v1::admin_service_client::AdminServiceClient;
+use proofmill_proto::v1::{HealthCheckRequest, LaunchProofRequest};
 use proofmill_types::{Digest, PublicValues};
 use std::time::Duration;
 
@@ -77,6 +77,20 @@ fn batch_commands_and_intake_refusals() {
         listening_addr(&mut coord, Duration::from_secs(60))
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
+    // It listens first, as a standby, until it holds the store's lease.
+    rt.block_on(async {
+        for _ in 0..600 {
+            if let Ok(mut admin) = AdminServiceClient::connect(url.clone()).await
+                && let Ok(h) = admin.health_check(HealthCheckRequest {}).await
+                && h.get_ref().serving
+                && !h.get_ref().standby
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the coordinator did not become active:\n{}", coord.log());
+    });
     let launch = |n: u64, root: u64| {
         let (input, public) = batch(n, root);
         rt.block_on(async {
