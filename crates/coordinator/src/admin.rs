@@ -84,7 +84,11 @@ fn parse_key(batch: u64, proof_type: &str) -> Result<JobKey, Option<AdminError>>
 
 impl AdminSvc {
     fn lease_url(&self) -> String {
-        self.shared.lease.get().map(|l| l.url.clone()).unwrap_or_default()
+        self.shared
+            .lease
+            .get()
+            .map(|l| l.url.clone())
+            .unwrap_or_default()
     }
 
     fn lease_epoch(&self) -> u64 {

@@ -229,7 +229,8 @@ async fn renew(
                     Ok(Some(h)) => format!("{} (epoch {})", h.url, h.epoch),
                     _ => "another coordinator".into(),
                 };
-                let why = format!("the store's coordinator lease (epoch {epoch}) was taken over by {by}");
+                let why =
+                    format!("the store's coordinator lease (epoch {epoch}) was taken over by {by}");
                 tracing::error!("{why}; no longer active");
                 lost.send_replace(Some(why));
                 return;

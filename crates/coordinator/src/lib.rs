@@ -27,8 +27,8 @@ mod persist;
 mod results;
 mod server;
 mod session;
-mod standby;
 mod settlement;
+mod standby;
 mod status;
 mod wire;
 
@@ -36,12 +36,12 @@ pub use config::CoordinatorConfig;
 pub use devnet_snapshot::{DevnetSnapshots, SNAPSHOTS_META};
 pub use devnet_source::{DEFAULT_SNAPSHOT_EVERY, DevnetSource, DevnetSourceConfig};
 pub use error::CoordinatorError;
-pub use leadership::{Candidate, LeaseCheck, LeaseSettings, Leadership, default_url};
+pub use leadership::{Candidate, Leadership, LeaseCheck, LeaseSettings, default_url};
 pub use limits::InFlight;
 pub use listener::Listener;
-pub use standby::Standby;
 pub use server::{Coordinator, Serving};
 pub use settlement::{L1Seen, Settlement, SettlementConfig, VerifyRecord, devnet_genesis_root};
+pub use standby::Standby;
 pub use status::{JobCountsView, StatusView, StoreOutage};
 
 /// Wall-clock milliseconds: the only place the service reads the clock for the scheduler.

@@ -208,9 +208,7 @@ impl Coordinator {
     /// [`Coordinator::serve`] on connections accepted elsewhere (a [`crate::Listener`]).
     pub async fn serve_incoming(
         &self,
-        incoming: impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>>
-        + Send
-        + 'static,
+        incoming: impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), CoordinatorError> {
         let max = self.shared.config.max_message_bytes;
@@ -248,9 +246,7 @@ impl Coordinator {
     /// [`Coordinator::spawn_serve`] on connections accepted elsewhere (a [`crate::Listener`]).
     pub fn spawn_serve_incoming(
         &self,
-        incoming: impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>>
-        + Send
-        + 'static,
+        incoming: impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static,
     ) -> Serving {
         let coord = self.clone();
         Serving::spawn(move |stopped| async move { coord.serve_incoming(incoming, stopped).await })
@@ -464,8 +460,9 @@ pub(crate) fn reflection() -> Result<
             .register_encoded_file_descriptor_set(proofmill_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let transport =
-        |e: tonic_reflection::server::Error| CoordinatorError::Transport(format!("reflection: {e}"));
+    let transport = |e: tonic_reflection::server::Error| {
+        CoordinatorError::Transport(format!("reflection: {e}"))
+    };
     Ok((
         builder().build_v1().map_err(transport)?,
         builder().build_v1alpha().map_err(transport)?,

@@ -128,7 +128,11 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         ttl: Duration::from_millis(args.lease_ttl),
     };
     let mut candidate = Candidate::new(store.clone(), &settings);
-    let required = args.proof_types.iter().map(|(t, _)| t.to_string()).collect();
+    let required = args
+        .proof_types
+        .iter()
+        .map(|(t, _)| t.to_string())
+        .collect();
     let standby = Standby::new(store, candidate.holder(), required);
     let mut signal = std::pin::pin!(super::shutdown_signal());
     loop {

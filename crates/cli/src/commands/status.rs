@@ -138,6 +138,9 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
         "from_memory": status.from_memory,
         "store_error": (!status.store_error.is_empty()).then_some(&status.store_error),
         "as_of_ms": (status.as_of_ms > 0).then_some(status.as_of_ms),
+        "standby": status.standby,
+        "active_url": (!status.active_url.is_empty()).then_some(&status.active_url),
+        "lease_epoch": (status.lease_epoch > 0).then_some(status.lease_epoch),
     })
 }
 
@@ -145,6 +148,18 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
 pub fn render(status: &SystemStatusResponse) -> String {
     let batch = |b: Option<u64>| b.map_or_else(|| "-".to_string(), |b| b.to_string());
     let mut out = String::new();
+    if status.standby {
+        let active = match status.active_url.as_str() {
+            "" => "none known yet".to_string(),
+            url => format!("{url} (lease epoch {})", status.lease_epoch),
+        };
+        let _ = writeln!(out, "STANDBY: the active coordinator is {active}");
+        let _ = writeln!(
+            out,
+            "figures below: read from the store; provers are at the active one"
+        );
+        let _ = writeln!(out);
+    }
     if status.from_memory {
         let _ = writeln!(out, "STORE NOT ANSWERING: {}", status.store_error);
         let _ = match status.as_of_ms {
@@ -388,6 +403,9 @@ mod tests {
             "from_memory": false,
             "store_error": null,
             "as_of_ms": null,
+            "standby": false,
+            "active_url": null,
+            "lease_epoch": null,
         });
         assert_eq!(status_json(&sample()), expected);
         // One line, one object.
@@ -402,6 +420,7 @@ mod tests {
                 "last_committed_batch": null, "last_verified_batch": null,
                 "last_verify_tx": null, "jobs": {}, "provers": [],
                 "from_memory": false, "store_error": null, "as_of_ms": null,
+                "standby": false, "active_url": null, "lease_epoch": null,
             })
         );
 
