@@ -238,7 +238,7 @@ async fn active_and_standby(db_url: impl FnOnce(&std::path::Path) -> String, han
     .await;
     assert_eq!(
         prover_ids(&url_b).await,
-        [prover_id.clone()],
+        std::slice::from_ref(&prover_id),
         "same identity"
     );
     eprintln!("takeover after kill -9: {took:?}");
