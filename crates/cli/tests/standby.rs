@@ -119,7 +119,13 @@ impl Site {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        Proc::spawn(name, &args, self.dir.path(), self.dir.path().join(log), &json_logs())
+        Proc::spawn(
+            name,
+            &args,
+            self.dir.path(),
+            self.dir.path().join(log),
+            &json_logs(),
+        )
     }
 }
 
@@ -132,7 +138,10 @@ fn port_of(proc: &mut Proc) -> u16 {
     addr.parse::<std::net::SocketAddr>().unwrap().port()
 }
 
-async fn active_and_standby(db_url: impl FnOnce(&std::path::Path) -> String) {
+/// `hang`: also SIGSTOP the active one. Not on SQLite: a process stopped inside a write
+/// transaction keeps the file's write lock, which blocks every other writer of the file, a
+/// standby's takeover included (a kill -9 releases it).
+async fn active_and_standby(db_url: impl FnOnce(&std::path::Path) -> String, hang: bool) {
     let dir = tempfile::tempdir().unwrap();
     let site = Site {
         db: db_url(dir.path()),
@@ -141,7 +150,10 @@ async fn active_and_standby(db_url: impl FnOnce(&std::path::Path) -> String) {
     let mut a = site.coordinator("coordinator a", 0, "a.log");
     let port_a = port_of(&mut a);
     let url_a = format!("http://127.0.0.1:{port_a}");
-    wait_status(&url_a, "a active", TAKEOVER, |s| !s.standby && s.lease_epoch > 0).await;
+    wait_status(&url_a, "a active", TAKEOVER, |s| {
+        !s.standby && s.lease_epoch > 0
+    })
+    .await;
     let mut b = site.coordinator("coordinator b", 0, "b.log");
     let port_b = port_of(&mut b);
     let url_b = format!("http://127.0.0.1:{port_b}");
@@ -152,6 +164,19 @@ async fn active_and_standby(db_url: impl FnOnce(&std::path::Path) -> String) {
     let sa = status(&url_a).await.unwrap();
     assert!(!sa.standby && sa.active_url == url_a, "{sa:?}");
     let epoch_a = sa.lease_epoch;
+    // As an operator sees it.
+    let shown = common::proofmill()
+        .args(["status", "--coordinator", &url_b])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{shown:?}");
+    assert!(
+        text.contains(&format!(
+            "STANDBY: the active coordinator is {url_a} (lease epoch {epoch_a})"
+        )),
+        "{text}"
+    );
 
     let prover_args: Vec<String> = [
         "prover",
@@ -174,7 +199,10 @@ async fn active_and_standby(db_url: impl FnOnce(&std::path::Path) -> String) {
     );
 
     // While a is active, b hands it no work: every task is proven once.
-    wait_status(&url_a, "a proving", Duration::from_secs(60), |s| proven(s) >= 6).await;
+    wait_status(&url_a, "a proving", Duration::from_secs(60), |s| {
+        proven(s) >= 6
+    })
+    .await;
     let ids = prover_ids(&url_a).await;
     assert_eq!(ids.len(), 1, "one registration, at the active one: {ids:?}");
     let prover_id = ids[0].clone();
@@ -208,7 +236,11 @@ async fn active_and_standby(db_url: impl FnOnce(&std::path::Path) -> String) {
         proven(s) >= before + 4
     })
     .await;
-    assert_eq!(prover_ids(&url_b).await, [prover_id.clone()], "same identity");
+    assert_eq!(
+        prover_ids(&url_b).await,
+        std::slice::from_ref(&prover_id),
+        "same identity"
+    );
     eprintln!("takeover after kill -9: {took:?}");
 
     // a, restarted on its port, stands by: the lease is b's now.
@@ -217,6 +249,11 @@ async fn active_and_standby(db_url: impl FnOnce(&std::path::Path) -> String) {
     let sa = wait_status(&url_a, "a standing by", TAKEOVER, |s| s.standby).await;
     assert_eq!(sa.active_url, url_b, "{sa:?}");
 
+    if !hang {
+        let last = proven(&status(&url_b).await.unwrap());
+        check_store(&site.db, last).await;
+        return;
+    }
     // b hangs: a takes over, and the prover goes back to a.
     let before = proven(&status(&url_b).await.unwrap());
     b.signal("STOP");
@@ -232,16 +269,22 @@ async fn active_and_standby(db_url: impl FnOnce(&std::path::Path) -> String) {
     // b comes back: its lease is gone, it writes nothing and stands by.
     b.signal("CONT");
     let sb = wait_status(&url_b, "b deposed, standing by", TAKEOVER, |s| s.standby).await;
-    assert_eq!((sb.active_url.as_str(), sb.lease_epoch), (url_a.as_str(), epoch_hang));
+    assert_eq!(
+        (sb.active_url.as_str(), sb.lease_epoch),
+        (url_a.as_str(), epoch_hang)
+    );
     assert!(
         b.log().contains("stepping down") || b.log().contains("fenced"),
         "b did not say it stepped down:\n{}",
         tail(&b.log())
     );
     let last = proven(
-        &wait_status(&url_a, "a proving after b came back", Duration::from_secs(60), |s| {
-            proven(s) >= before + 8
-        })
+        &wait_status(
+            &url_a,
+            "a proving after b came back",
+            Duration::from_secs(60),
+            |s| proven(s) >= before + 8,
+        )
         .await,
     );
     prover.check_alive();
@@ -249,21 +292,7 @@ async fn active_and_standby(db_url: impl FnOnce(&std::path::Path) -> String) {
     a.check_alive();
     assert_eq!(prover_ids(&url_a).await, [prover_id], "same identity again");
 
-    // Every batch is sealed once and proven once, by a proof the store holds.
-    let store = open_store(&site.db).await.unwrap();
-    let exec = ProofType::new("exec").unwrap();
-    let mut prev_root = None;
-    for n in 1..=last {
-        let batch = store.batch(n).await.unwrap().unwrap();
-        if let Some(prev) = prev_root {
-            assert_eq!(batch.public_values.old_state_root, prev, "chain broken at {n}");
-        }
-        prev_root = Some(batch.public_values.new_state_root);
-        let key = JobKey::new(n, exec.clone());
-        let job = store.job(&key).await.unwrap().unwrap();
-        assert_eq!(job.state, JobState::Proven, "batch {n}");
-        assert!(store.proof(&key).await.unwrap().is_some(), "proof of {n}");
-    }
+    check_store(&site.db, last).await;
     let twice: Vec<_> = proofs_per_task(&prover)
         .into_iter()
         .filter(|(_, n)| *n > 1)
@@ -274,15 +303,42 @@ async fn active_and_standby(db_url: impl FnOnce(&std::path::Path) -> String) {
     );
 }
 
+/// Every batch up to `last` is sealed once (an unbroken chain of roots) and proven, with a
+/// proof the store holds.
+async fn check_store(db: &str, last: u64) {
+    let store = open_store(db).await.unwrap();
+    let exec = ProofType::new("exec").unwrap();
+    let mut prev_root = None;
+    for n in 1..=last {
+        let batch = store.batch(n).await.unwrap().unwrap();
+        if let Some(prev) = prev_root {
+            assert_eq!(
+                batch.public_values.old_state_root, prev,
+                "chain broken at {n}"
+            );
+        }
+        prev_root = Some(batch.public_values.new_state_root);
+        let key = JobKey::new(n, exec.clone());
+        let job = store.job(&key).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Proven, "batch {n}");
+        assert!(store.proof(&key).await.unwrap().is_some(), "proof of {n}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_and_standby_on_sqlite() {
-    active_and_standby(|dir| format!("sqlite://{}/c.db?mode=rwc", dir.display())).await;
+    active_and_standby(
+        |dir| format!("sqlite://{}/c.db?mode=rwc", dir.display()),
+        false,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_and_standby_on_postgres() {
-    active_and_standby(|_| {
-        proofmill_testkit::shared_database("active_and_standby").expect("test postgres")
-    })
+    active_and_standby(
+        |_| proofmill_testkit::shared_database("active_and_standby").expect("test postgres"),
+        true,
+    )
     .await;
 }

@@ -29,6 +29,8 @@ pub struct Candidate {
     claim: LeaseClaim,
     first_claim: bool,
     holder: watch::Sender<Option<LeaseHolder>>,
+    /// The holder last logged, so a standby says who is active once, not at every poll.
+    told: Option<(String, u64)>,
 }
 
 impl Candidate {
@@ -44,6 +46,7 @@ impl Candidate {
             },
             first_claim: true,
             holder: watch::channel(None).0,
+            told: None,
         }
     }
 
@@ -57,40 +60,55 @@ impl Candidate {
         self.holder.subscribe()
     }
 
-    /// Waits until this coordinator holds the lease. The first attempt after start also
-    /// reclaims a lease left at this coordinator's own URL by a previous run (which died:
-    /// this run holds its address now), so a restart does not wait for the lease to expire.
-    /// Store errors are logged and retried.
+    /// Waits until this coordinator holds the lease ([`Candidate::try_acquire`] until it
+    /// succeeds).
     pub async fn acquire(&mut self) -> Leadership {
-        let ttl = Duration::from_millis(self.claim.ttl_ms);
-        let poll = (ttl / 5).clamp(Duration::from_millis(50), Duration::from_millis(500));
-        let mut told: Option<(String, u64)> = None;
         loop {
-            let claim = LeaseClaim {
-                reclaim: self.first_claim,
-                ..self.claim.clone()
-            };
-            let asked = Instant::now();
-            match self.store.acquire_lease(&claim).await {
-                Ok(Ok(epoch)) => {
-                    self.first_claim = false;
-                    tracing::info!(epoch, url = %self.claim.url, "coordinator lease taken: this coordinator is active");
-                    return Leadership::start(self.store.clone(), epoch, ttl, asked);
-                }
-                Ok(Err(holder)) => {
-                    self.first_claim = false;
-                    let now = (holder.url.clone(), holder.epoch);
-                    if told.as_ref() != Some(&now) {
-                        tracing::info!(active = %holder.url, epoch = holder.epoch, expires_in_ms = holder.expires_in_ms, "standing by: another coordinator holds the store's lease");
-                        told = Some(now);
-                    }
-                    self.holder.send_replace(Some(holder));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot ask for the coordinator lease; retrying");
-                }
+            if let Some(leadership) = self.try_acquire().await {
+                return leadership;
             }
-            tokio::time::sleep(poll).await;
+            tokio::time::sleep(self.poll()).await;
+        }
+    }
+
+    /// How often a standby asks for the lease.
+    fn poll(&self) -> Duration {
+        (Duration::from_millis(self.claim.ttl_ms) / 5)
+            .clamp(Duration::from_millis(50), Duration::from_millis(500))
+    }
+
+    /// Asks for the lease once. The first attempt after start also reclaims a lease left at
+    /// this coordinator's own URL by a previous run (which died: this run holds its address
+    /// now), so a restart does not wait for the lease to expire. A store error is logged
+    /// (and is a `None`).
+    pub async fn try_acquire(&mut self) -> Option<Leadership> {
+        let claim = LeaseClaim {
+            reclaim: self.first_claim,
+            ..self.claim.clone()
+        };
+        let asked = Instant::now();
+        match self.store.acquire_lease(&claim).await {
+            Ok(Ok(epoch)) => {
+                self.first_claim = false;
+                self.told = None;
+                tracing::info!(epoch, url = %self.claim.url, "coordinator lease taken: this coordinator is active");
+                let ttl = Duration::from_millis(self.claim.ttl_ms);
+                Some(Leadership::start(self.store.clone(), epoch, ttl, asked))
+            }
+            Ok(Err(holder)) => {
+                self.first_claim = false;
+                let now = (holder.url.clone(), holder.epoch);
+                if self.told.as_ref() != Some(&now) {
+                    tracing::info!(active = %holder.url, epoch = holder.epoch, expires_in_ms = holder.expires_in_ms, "standing by: another coordinator holds the store's lease");
+                    self.told = Some(now);
+                }
+                self.holder.send_replace(Some(holder));
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask for the coordinator lease; retrying");
+                None
+            }
         }
     }
 }

@@ -153,7 +153,7 @@ async fn apply_retrying(store: &dyn Store, changes: &[Change]) -> Result<(), Sto
             }
             Err(e @ (StoreError::Unstorable(_) | StoreError::Fenced { .. })) => return Err(e),
             Err(e) => {
-                if failed % LOG_EVERY == 0 {
+                if failed.is_multiple_of(LOG_EVERY) {
                     let cause = match &e {
                         StoreError::Unavailable(_) => match store.probe().await {
                             Err(p) => p.to_string(),

@@ -71,14 +71,20 @@ impl Standby {
         })
     }
 
-    fn active(&self) -> Option<LeaseHolder> {
-        self.holder.borrow().clone()
+    /// Who holds the lease: as the candidate last saw it, else (before its first look) as
+    /// the store says.
+    async fn active(&self) -> Option<LeaseHolder> {
+        let seen = self.holder.borrow().clone();
+        match seen {
+            Some(holder) => Some(holder),
+            None => self.read(self.store.lease_holder()).await.ok().flatten(),
+        }
     }
 
     /// The refusal of everything a standby does not serve.
-    fn refusal(&self) -> Status {
+    async fn refusal(&self) -> Status {
         let mut metadata = MetadataMap::new();
-        let message = match self.active() {
+        let message = match self.active().await {
             Some(active) => {
                 if let Ok(v) = MetadataValue::try_from(active.url.as_str()) {
                     metadata.insert(ACTIVE_URL_HEADER, v);
@@ -119,7 +125,7 @@ impl ProverService for Standby {
         &self,
         _: Request<Streaming<ProverMessage>>,
     ) -> Result<Response<OutStream>, Status> {
-        Err(self.refusal())
+        Err(self.refusal().await)
     }
 }
 
@@ -133,7 +139,7 @@ impl AdminService for Standby {
             Ok(()) => String::new(),
             Err(e) => e.message().to_string(),
         };
-        let active = self.active();
+        let active = self.active().await;
         Ok(Response::new(HealthCheckResponse {
             serving: false,
             draining: false,
@@ -167,7 +173,7 @@ impl AdminService for Standby {
                 }
             }
         }
-        let active = self.active();
+        let active = self.active().await;
         Ok(Response::new(SystemStatusResponse {
             last_sealed_batch: self.read(store.last_sealed_batch()).await?,
             last_proven_batch: self.read(store.last_proven_batch()).await?,
@@ -184,42 +190,42 @@ impl AdminService for Standby {
         &self,
         _: Request<JobsListRequest>,
     ) -> Result<Response<JobsListResponse>, Status> {
-        Err(self.refusal())
+        Err(self.refusal().await)
     }
 
     async fn job_status(
         &self,
         _: Request<JobStatusRequest>,
     ) -> Result<Response<JobStatusResponse>, Status> {
-        Err(self.refusal())
+        Err(self.refusal().await)
     }
 
     async fn provers_list(
         &self,
         _: Request<ProversListRequest>,
     ) -> Result<Response<ProversListResponse>, Status> {
-        Err(self.refusal())
+        Err(self.refusal().await)
     }
 
     async fn launch_proof(
         &self,
         _: Request<LaunchProofRequest>,
     ) -> Result<Response<LaunchProofResponse>, Status> {
-        Err(self.refusal())
+        Err(self.refusal().await)
     }
 
     async fn retry_job(
         &self,
         _: Request<RetryJobRequest>,
     ) -> Result<Response<RetryJobResponse>, Status> {
-        Err(self.refusal())
+        Err(self.refusal().await)
     }
 
     async fn cordon_prover(
         &self,
         _: Request<CordonProverRequest>,
     ) -> Result<Response<CordonProverResponse>, Status> {
-        Err(self.refusal())
+        Err(self.refusal().await)
     }
 
     async fn replace_batch_input(

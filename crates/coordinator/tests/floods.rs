@@ -320,7 +320,7 @@ async fn streams_are_capped(db: Db) {
         silent.push((tx, r.expect("within the caps").into_inner()));
     }
     let (_tx, refused) = open_silent().await;
-    let s = refused.err().expect("over the cap of unregistered streams");
+    let s = refused.expect_err("over the cap of unregistered streams");
     assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
     assert!(
         s.message()
@@ -349,7 +349,7 @@ async fn streams_are_capped(db: Db) {
     let (_tx1, r) = open_silent().await;
     let rx = r.expect("within the caps").into_inner();
     let (_tx, refused) = open_silent().await;
-    let s = refused.err().expect("over the stream cap");
+    let s = refused.expect_err("over the stream cap");
     assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
     assert!(s.message().contains("4 prover streams are open"), "{s:?}");
     let v = c.coord.in_flight();

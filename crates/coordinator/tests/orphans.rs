@@ -6,7 +6,10 @@ mod support;
 use async_trait::async_trait;
 use proofmill_coordinator::Coordinator;
 use proofmill_proto::v1::RunningTask;
-use proofmill_store::{Blobs, Change, JobCounts, JobFilter, Result, Store, StoreError, open_store};
+use proofmill_store::{
+    Blobs, Change, JobCounts, JobFilter, LeaseClaim, LeaseHolder, Result, Store, StoreError,
+    open_store,
+};
 use proofmill_types::{Batch, BatchNumber, Job, JobKey, JobState, Millis, ProofRecord, ProverId};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,10 +90,7 @@ impl Store for StallingStore {
     async fn init_meta(&self, key: &str, value: &str) -> Result<String> {
         self.inner.init_meta(key, value).await
     }
-    async fn acquire_lease(
-        &self,
-        claim: &proofmill_store::LeaseClaim,
-    ) -> Result<Result<u64, proofmill_store::LeaseHolder>> {
+    async fn acquire_lease(&self, claim: &LeaseClaim) -> Result<Result<u64, LeaseHolder>> {
         self.inner.acquire_lease(claim).await
     }
     async fn renew_lease(&self, epoch: u64, ttl_ms: u64) -> Result<bool> {
@@ -99,7 +99,7 @@ impl Store for StallingStore {
     async fn release_lease(&self, epoch: u64) -> Result<()> {
         self.inner.release_lease(epoch).await
     }
-    async fn lease_holder(&self) -> Result<Option<proofmill_store::LeaseHolder>> {
+    async fn lease_holder(&self) -> Result<Option<LeaseHolder>> {
         self.inner.lease_holder().await
     }
     fn fence_writes(&self, epoch: u64) {

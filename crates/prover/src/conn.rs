@@ -105,7 +105,10 @@ struct Done {
 enum OpenError {
     Failed(String),
     /// A standby coordinator refused it, naming the active one.
-    Standby { active: String, message: String },
+    Standby {
+        active: String,
+        message: String,
+    },
 }
 
 enum SessionEnd {

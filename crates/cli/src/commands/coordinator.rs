@@ -129,20 +129,32 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         ttl: Duration::from_millis(args.lease_ttl),
     };
     let mut candidate = Candidate::new(store.clone(), &settings);
-    let required = args.proof_types.iter().map(|(t, _)| t.to_string()).collect();
+    let required = args
+        .proof_types
+        .iter()
+        .map(|(t, _)| t.to_string())
+        .collect();
     let standby = Standby::new(store, candidate.holder(), required);
     let mut signal = std::pin::pin!(super::shutdown_signal());
     loop {
-        let serving = standby.spawn_serve(listener.incoming());
-        let leadership = tokio::select! {
-            leadership = candidate.acquire() => leadership,
-            signal = &mut signal => {
-                tracing::info!(%signal, "standby coordinator stopping");
+        // Asked first, so that a coordinator that gets the lease at once (alone, or
+        // restarted at its address) never answers as a standby.
+        let leadership = match candidate.try_acquire().await {
+            Some(leadership) => leadership,
+            None => {
+                let serving = standby.spawn_serve(listener.incoming());
+                let leadership = tokio::select! {
+                    leadership = candidate.acquire() => leadership,
+                    signal = &mut signal => {
+                        tracing::info!(%signal, "standby coordinator stopping");
+                        serving.stop().await?;
+                        return Ok(());
+                    }
+                };
                 serving.stop().await?;
-                return Ok(());
+                leadership
             }
         };
-        serving.stop().await?;
         match run_active(&args, &backends, &listener, &url, leadership, &mut signal).await? {
             Ended::Stopped => return Ok(()),
             Ended::Deposed(why) => {

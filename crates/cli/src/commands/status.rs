@@ -147,6 +147,9 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
             "last_batch": w.last_batch,
         })).collect::<Vec<_>>(),
         "intake_window": status.intake_window,
+        "standby": status.standby,
+        "active_url": (!status.active_url.is_empty()).then_some(&status.active_url),
+        "lease_epoch": (status.lease_epoch > 0).then_some(status.lease_epoch),
     })
 }
 
@@ -154,6 +157,18 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
 pub fn render(status: &SystemStatusResponse) -> String {
     let batch = |b: Option<u64>| b.map_or_else(|| "-".to_string(), |b| b.to_string());
     let mut out = String::new();
+    if status.standby {
+        let active = match status.active_url.as_str() {
+            "" => "none known yet".to_string(),
+            url => format!("{url} (lease epoch {})", status.lease_epoch),
+        };
+        let _ = writeln!(out, "STANDBY: the active coordinator is {active}");
+        let _ = writeln!(
+            out,
+            "figures below: read from the store; provers are at the active one"
+        );
+        let _ = writeln!(out);
+    }
     if status.from_memory {
         let _ = writeln!(out, "STORE NOT ANSWERING: {}", status.store_error);
         let _ = match status.as_of_ms {
@@ -421,6 +436,9 @@ mod tests {
                 "last_batch": 12,
             }],
             "intake_window": 1024,
+            "standby": false,
+            "active_url": null,
+            "lease_epoch": null,
         });
         assert_eq!(status_json(&sample()), expected);
         // One line, one object.
@@ -436,6 +454,7 @@ mod tests {
                 "last_verify_tx": null, "jobs": {}, "provers": [],
                 "from_memory": false, "store_error": null, "as_of_ms": null,
                 "warnings": [], "intake_window": 0,
+                "standby": false, "active_url": null, "lease_epoch": null,
             })
         );
 

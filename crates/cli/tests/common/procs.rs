@@ -86,6 +86,7 @@ impl Drop for Proc {
         let _ = std::process::Command::new("kill")
             .arg("-CONT")
             .arg(self.child.id().to_string())
+            .stderr(Stdio::null())
             .status();
         self.kill9();
     }

@@ -1,0 +1,97 @@
+//! One active coordinator per store, in process: a coordinator whose lease another one
+//! takes learns it, and its writes are fenced: a result it receives is never acknowledged
+//! nor recorded, a batch it is given is refused, and it says it was fenced.
+mod support;
+
+use proofmill_coordinator::{Candidate, Coordinator, LeaseSettings, NewBatch};
+use proofmill_proto::v1::{
+    TaskResult, coordinator_message::Kind as Out, prover_message::Kind as In, task_result::Outcome,
+};
+use proofmill_store::{Blobs, StoreError, open_store};
+use proofmill_types::{JobKey, JobState, ProofType};
+use std::time::Duration;
+use support::*;
+
+on_both_stores!(a_deposed_coordinator_writes_nothing);
+
+async fn a_deposed_coordinator_writes_nothing(db: Db) {
+    let env = Env::new(db, "deposed");
+    let settings = LeaseSettings {
+        url: "http://a.example:3900".into(),
+        ttl: Duration::from_millis(800),
+    };
+    let store_a = open_store(&env.db_url).await.unwrap();
+    let mut candidate_a = Candidate::new(store_a.clone(), &settings);
+    let lease_a = candidate_a.acquire().await;
+    store_a.fence_writes(lease_a.epoch());
+    let coord = Coordinator::start(
+        fast_config(),
+        store_a,
+        Blobs::from_url(&env.blobs_url).unwrap(),
+    )
+    .await
+    .unwrap();
+    coord.attach_lease(&settings.url, &lease_a);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = coord.spawn_serve(listener);
+    submit(&coord, 1, &["exec"]).await;
+    let mut prover = RawProver::register(&url, register("p", &["exec"], 1)).await;
+    let task = prover.task().await;
+
+    // Another coordinator (a run at the same address: it reclaims the lease at once).
+    let store_b = open_store(&env.db_url).await.unwrap();
+    let mut candidate_b = Candidate::new(store_b.clone(), &settings);
+    let lease_b = candidate_b.try_acquire().await.expect("reclaimed");
+    assert_eq!(lease_b.epoch(), lease_a.epoch() + 1);
+
+    // The deposed one learns it from its next renewal.
+    let why = tokio::time::timeout(Duration::from_secs(5), lease_a.lost())
+        .await
+        .expect("lease loss noticed");
+    assert!(
+        why.contains("taken over") && why.contains("http://a.example:3900"),
+        "{why}"
+    );
+
+    // Its result is neither recorded nor acknowledged, and it says it is fenced.
+    let result = TaskResult {
+        task_id: task.task_id.clone(),
+        fencing_token: task.fencing_token,
+        outcome: Some(Outcome::Proof(RawProver::proof_for(&task))),
+        prove_ms: 1,
+    };
+    prover.send(In::TaskResult(result)).await;
+    let fenced = tokio::time::timeout(Duration::from_secs(10), coord.fenced())
+        .await
+        .expect("fenced");
+    assert!(fenced.contains("fenced"), "{fenced}");
+    while let Some(msg) = prover.next(Duration::from_secs(1)).await {
+        assert!(!matches!(msg, Out::ResultAck(_)), "acknowledged: {msg:?}");
+    }
+    let key = JobKey::new(1, ProofType::new("exec").unwrap());
+    let job = store_b.job(&key).await.unwrap().unwrap();
+    assert_ne!(job.state, JobState::Proven);
+    assert!(store_b.proof(&key).await.unwrap().is_none());
+
+    // A batch given to it is refused with the reason, and not stored.
+    let refused = coord
+        .submit_batch(NewBatch {
+            number: 2,
+            version: "v1".into(),
+            input: b"input of batch 2".to_vec().into(),
+            public_values: public(2),
+            proof_types: vec![ProofType::new("exec").unwrap()],
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            proofmill_coordinator::CoordinatorError::Store(StoreError::Fenced { .. })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(store_b.last_sealed_batch().await.unwrap(), Some(1));
+    server.stop().await.unwrap();
+}
