@@ -232,13 +232,13 @@ impl AdminService for Standby {
         &self,
         _: Request<ReplaceBatchInputRequest>,
     ) -> Result<Response<ReplaceBatchInputResponse>, Status> {
-        Err(self.refusal())
+        Err(self.refusal().await)
     }
 
     async fn cancel_batch(
         &self,
         _: Request<CancelBatchRequest>,
     ) -> Result<Response<CancelBatchResponse>, Status> {
-        Err(self.refusal())
+        Err(self.refusal().await)
     }
 }
