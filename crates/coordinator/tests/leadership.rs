@@ -79,7 +79,7 @@ async fn a_deposed_coordinator_writes_nothing(db: Db) {
         .submit_batch(NewBatch {
             number: 2,
             version: "v1".into(),
-            input: b"input of batch 2".to_vec().into(),
+            input: input_for(2, 0, 0).into(),
             public_values: public(2),
             proof_types: vec![ProofType::new("exec").unwrap()],
         })
