@@ -107,8 +107,24 @@ pub async fn open(
     blobs: &str,
     config: CoordinatorConfig,
 ) -> anyhow::Result<(Coordinator, Leadership)> {
+    let (coord, lease) = open_with(db, blobs, config, true).await?;
+    Ok((coord, lease.expect("leased")))
+}
+
+/// [`open`], or without the lease (`leased` false: writes unchecked; only for measuring
+/// what the lease costs).
+pub async fn open_with(
+    db: &str,
+    blobs: &str,
+    config: CoordinatorConfig,
+    leased: bool,
+) -> anyhow::Result<(Coordinator, Option<Leadership>)> {
     ensure_sqlite_dir(db)?;
     let store = open_store(db).await.context("opening the store")?;
+    let blobs = Blobs::from_url(blobs).context("opening the blob store")?;
+    if !leased {
+        return Ok((Coordinator::start(config, store, blobs).await?, None));
+    }
     // One name per store: a demo or bench run again after a kill reclaims its lease at once.
     let settings = LeaseSettings {
         url: format!("in-process {}", store.endpoint()),
@@ -123,10 +139,9 @@ pub async fn open(
         );
     };
     store.fence_writes(lease.epoch());
-    let blobs = Blobs::from_url(blobs).context("opening the blob store")?;
     let coord = Coordinator::start(config, store, blobs).await?;
     coord.attach_lease(&settings.url, &lease);
-    Ok((coord, lease))
+    Ok((coord, Some(lease)))
 }
 
 pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
