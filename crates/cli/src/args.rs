@@ -502,6 +502,10 @@ pub struct BenchDispatchArgs {
     /// the machine, so latencies there are queueing).
     #[arg(long, env = "PROOFMILL_RATE", value_parser = clap::value_parser!(u32).range(1..))]
     pub rate: Option<u32>,
+    /// Run the coordinator without the store's lease, its writes unchecked (not fenced):
+    /// to measure what the lease costs.
+    #[arg(long, env = "PROOFMILL_NO_LEASE", value_parser = BoolishValueParser::new())]
+    pub no_lease: bool,
 }
 
 #[derive(Debug, Clone, Args)]

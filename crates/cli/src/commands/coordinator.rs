@@ -99,12 +99,50 @@ pub fn ensure_sqlite_dir(db: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the store and blobs and starts the coordinator (restoring its state).
-pub async fn open(db: &str, blobs: &str, config: CoordinatorConfig) -> anyhow::Result<Coordinator> {
+/// Opens the store and blobs, takes the store's lease (refusing a store another coordinator
+/// is active on) and starts the coordinator (restoring its state), writing under the lease.
+/// For the in-process coordinators of `demo` and `bench`; keep the lease as long as the
+/// coordinator.
+pub async fn open(
+    db: &str,
+    blobs: &str,
+    config: CoordinatorConfig,
+) -> anyhow::Result<(Coordinator, Leadership)> {
+    let (coord, lease) = open_with(db, blobs, config, true).await?;
+    Ok((coord, lease.expect("leased")))
+}
+
+/// [`open`], or without the lease (`leased` false: writes unchecked; only for measuring
+/// what the lease costs).
+pub async fn open_with(
+    db: &str,
+    blobs: &str,
+    config: CoordinatorConfig,
+    leased: bool,
+) -> anyhow::Result<(Coordinator, Option<Leadership>)> {
     ensure_sqlite_dir(db)?;
     let store = open_store(db).await.context("opening the store")?;
     let blobs = Blobs::from_url(blobs).context("opening the blob store")?;
-    Ok(Coordinator::start(config, store, blobs).await?)
+    if !leased {
+        return Ok((Coordinator::start(config, store, blobs).await?, None));
+    }
+    // One name per store: a demo or bench run again after a kill reclaims its lease at once.
+    let settings = LeaseSettings {
+        url: format!("in-process {}", store.endpoint()),
+        ttl: Duration::from_millis(5_000),
+    };
+    let mut candidate = Candidate::new(store.clone(), &settings);
+    let Some(lease) = candidate.try_acquire().await else {
+        let active = candidate.holder().borrow().clone();
+        anyhow::bail!(
+            "{db} is in use: another coordinator is active on it ({})",
+            active.map_or_else(|| "unknown".to_string(), |h| h.url)
+        );
+    };
+    store.fence_writes(lease.epoch());
+    let coord = Coordinator::start(config, store, blobs).await?;
+    coord.attach_lease(&settings.url, &lease);
+    Ok((coord, Some(lease)))
 }
 
 pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {

@@ -45,7 +45,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     };
     config.scheduler.heartbeat_interval_ms = 1_000;
     config.shutdown_grace_ms = 2_000;
-    let coord = coordinator::open(&db, &blobs, config).await?;
+    let (coord, _lease) = coordinator::open(&db, &blobs, config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let server = coord.spawn_serve(listener);

@@ -22,19 +22,19 @@ impl Groups {
     /// Registers the connection that started with `url`; it receives URLs handed over to it.
     pub fn join(&self, url: &str) -> mpsc::UnboundedReceiver<String> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.lock().insert(url.to_string(), tx);
+        self.lock().insert(key(url).to_string(), tx);
         rx
     }
 
     pub fn leave(&self, url: &str) {
-        self.lock().remove(url);
+        self.lock().remove(key(url));
     }
 
     /// Hands `urls` to the connection that started with `active`; false if there is none
     /// (then the caller keeps them).
     pub fn hand_over(&self, active: &str, urls: &[String]) -> bool {
         let conns = self.lock();
-        let Some(tx) = conns.get(active) else {
+        let Some(tx) = conns.get(key(active)) else {
             return false;
         };
         urls.iter().all(|u| tx.send(u.clone()).is_ok())
@@ -46,6 +46,10 @@ impl Groups {
 }
 
 /// URLs compare without a trailing slash.
+fn key(url: &str) -> &str {
+    url.trim_end_matches('/')
+}
+
 pub(crate) fn same_url(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/') == b.trim_end_matches('/')
+    key(a) == key(b)
 }

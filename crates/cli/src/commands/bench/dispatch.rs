@@ -24,7 +24,7 @@ pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
         record_dispatch_latency: true,
         ..CoordinatorConfig::default()
     };
-    let coord = coordinator::open(&db, &blobs, config).await?;
+    let (coord, _lease) = coordinator::open_with(&db, &blobs, config, !a.no_lease).await?;
     if coord.status().await?.last_sealed_batch.is_some() {
         bail!("the bench needs an empty database: {db} already holds batches");
     }

@@ -47,7 +47,7 @@ pub async fn prove(a: BenchProveArgs) -> anyhow::Result<()> {
     };
     let db = format!("sqlite://{}/bench.db?mode=rwc", dir.path().display());
     let blobs = format!("file://{}/blobs", dir.path().display());
-    let coord = coordinator::open(&db, &blobs, config).await?;
+    let (coord, _lease) = coordinator::open(&db, &blobs, config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let server = coord.spawn_serve(listener);
