@@ -16,9 +16,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The required proof types: two, so "once per proof type" means something, both cheap
-/// (`exec` re-executes the batch) and both settled on L1 (the DEV exec verifier).
-const PROOF_TYPES: &str = "exec,audit:exec";
+/// The required proof types: two, so "once per proof type" means something. `exec`
+/// re-executes the batch (settled on L1 by the DEV exec verifier); `slow` is an external
+/// command that takes half a second (checked by the coordinator only), so kills often hit a
+/// task in flight and leases get lost, re-leased and answered late.
+const PROOF_TYPES: &str = "exec,slow:command";
+/// The `slow` proof: the public values, after a pause.
+const SLOW_PROVE: &str = "sleep 0.5 && cp {public} {output}";
+const SLOW_VERIFY: &str = "cmp -s {proof} {public}";
+
+/// The command backend's options, for every process that builds the proof types.
+fn slow_args() -> Vec<String> {
+    vec![
+        format!("--command-prove={SLOW_PROVE}"),
+        format!("--command-verify={SLOW_VERIFY}"),
+    ]
+}
 const JSON_LOGS: &[(&str, &str)] = &[("RUST_LOG", "info"), ("PROOFMILL_LOG_FORMAT", "json")];
 
 #[derive(Clone, Debug)]
@@ -274,6 +287,7 @@ pub fn run(cfg: &Config) -> Report {
         .collect();
         a.push(format!("--l1-key-file={}", key_file.display()));
         a.push(format!("--batch-interval={}", cfg.batch_interval_ms));
+        a.extend(slow_args());
         a
     };
 
@@ -316,6 +330,7 @@ pub fn run(cfg: &Config) -> Report {
             .iter()
             .map(|s| s.to_string())
             .collect();
+            args.extend(slow_args());
             // Half of them keep their id and unacknowledged results across kills.
             if i % 2 == 0 {
                 args.push(format!("--state-dir={}/{name}-state", d.display()));
@@ -534,6 +549,7 @@ fn deploy(dir: &Path, rpc: &str, key_file: &Path) -> String {
         .current_dir(dir)
         .args(["l1", "deploy", "--l1-rpc-url", rpc, "--proof-types", PROOF_TYPES])
         .arg(format!("--l1-key-file={}", key_file.display()))
+        .args(slow_args())
         .output()
         .expect("running proofmill l1 deploy");
     assert!(
