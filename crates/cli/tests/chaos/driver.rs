@@ -25,6 +25,12 @@ const PROOF_TYPES: &str = "exec,slow:command";
 const SLOW_PROVE: &str = "sleep 0.5 && cp {public} {output}";
 const SLOW_VERIFY: &str = "cmp -s {proof} {public}";
 
+/// Heartbeats asked of provers, ms; three missed lose a prover's leases.
+const HEARTBEAT_MS: u64 = 1_000;
+/// A paused prover stays stopped this long (ms, uniform), beyond the 3 heartbeats.
+const PAUSE_MS: (u64, u64) = (4 * HEARTBEAT_MS, 7 * HEARTBEAT_MS);
+const PAUSE_LONGEST: Duration = Duration::from_millis(PAUSE_MS.1);
+
 /// The command backend's options, for every process that builds the proof types.
 fn slow_args() -> Vec<String> {
     vec![
@@ -82,6 +88,9 @@ impl Config {
 pub struct Kills {
     pub coordinator: u32,
     pub prover: u32,
+    /// SIGSTOP for longer than the heartbeat timeout, then SIGCONT: the prover loses its
+    /// lease while alive and answers late, under a stale token.
+    pub prover_pause: u32,
     pub postgres: u32,
 }
 
@@ -121,9 +130,10 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "chaos: kills coordinator={} prover={} postgres={} unexpected_exits={} status_polls={} failed_polls={} settle_s={:.1}",
+            "chaos: kills coordinator={} prover={} prover_pause={} postgres={} unexpected_exits={} status_polls={} failed_polls={} settle_s={:.1}",
             self.kills.coordinator,
             self.kills.prover,
+            self.kills.prover_pause,
             self.kills.postgres,
             self.exits.len(),
             self.polls,
@@ -175,6 +185,8 @@ struct Member {
     log: PathBuf,
     proc: Option<Proc>,
     restart_at: Option<Instant>,
+    /// Stopped (SIGSTOP) until then.
+    paused_until: Option<Instant>,
 }
 
 impl Member {
@@ -198,7 +210,25 @@ impl Member {
         if let Some(mut p) = self.proc.take() {
             p.kill9();
         }
+        self.paused_until = None;
         self.restart_at = Some(Instant::now() + down);
+    }
+
+    /// SIGSTOP, for `pause` (then SIGCONT by [`Member::resume_if_due`]).
+    fn pause(&mut self, pause: Duration) {
+        if let Some(p) = &self.proc {
+            signal(p, "STOP");
+            self.paused_until = Some(Instant::now() + pause);
+        }
+    }
+
+    fn resume_if_due(&mut self, now: Instant) {
+        if self.paused_until.is_some_and(|t| now >= t) {
+            if let Some(p) = &self.proc {
+                signal(p, "CONT");
+            }
+            self.paused_until = None;
+        }
     }
 
     /// If it exited without being killed: the reason it printed, and a restart in a second.
@@ -217,6 +247,19 @@ impl Member {
         self.proc = None;
         self.restart_at = Some(Instant::now() + Duration::from_secs(1));
         Some(format!("{} ({status}): {why}", self.name))
+    }
+
+    /// Its log's last task line is `task started`: it is proving now.
+    fn proving(&self) -> bool {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|l| {
+                let m = l["fields"]["message"].as_str()?.to_string();
+                m.starts_with("task ").then_some(m)
+            })
+            .is_some_and(|m| m == "task started")
     }
 
     fn due(&self) -> bool {
@@ -287,6 +330,8 @@ pub fn run(cfg: &Config) -> Report {
         .collect();
         a.push(format!("--l1-key-file={}", key_file.display()));
         a.push(format!("--batch-interval={}", cfg.batch_interval_ms));
+        // A paused prover (see PAUSE_MS) misses its heartbeats and loses its leases.
+        a.push(format!("--heartbeat-interval={HEARTBEAT_MS}"));
         a.extend(slow_args());
         a
     };
@@ -311,6 +356,7 @@ pub fn run(cfg: &Config) -> Report {
             log,
             proc: Some(first),
             restart_at: None,
+            paused_until: None,
         });
     }
     let mut provers: Vec<Member> = (0..cfg.provers)
@@ -341,6 +387,7 @@ pub fn run(cfg: &Config) -> Report {
                 args,
                 proc: None,
                 restart_at: None,
+                paused_until: None,
             };
             m.start(d);
             m
@@ -368,6 +415,7 @@ pub fn run(cfg: &Config) -> Report {
     let mut next_kill = Instant::now() + rng.millis(mean / 2, mean * 3 / 2);
     let restarts = |members: &mut [Member], exits: &mut Vec<String>| {
         for m in members.iter_mut() {
+            m.resume_if_due(Instant::now());
             if let Some(e) = m.exited() {
                 println!("chaos: {e}");
                 exits.push(e);
@@ -403,6 +451,20 @@ pub fn run(cfg: &Config) -> Report {
                 kills.coordinator += 1;
                 println!("chaos: {:>5.1} s: kill -9 {}", started.elapsed().as_secs_f64(), m.name);
             }
+        } else if r < 0.60 {
+            // Pausing an idle prover tests little: prefer one that is proving.
+            let busy: Vec<usize> = (0..provers.len())
+                .filter(|&i| provers[i].up() && provers[i].proving())
+                .collect();
+            let pick = match busy.len() {
+                0 => pick_up(&mut provers, &mut rng),
+                n => Some(&mut provers[busy[rng.below(n as u64) as usize]]),
+            };
+            if let Some(m) = pick {
+                m.pause(rng.millis(PAUSE_MS.0, PAUSE_MS.1));
+                kills.prover_pause += 1;
+                println!("chaos: {:>5.1} s: kill -STOP {}", started.elapsed().as_secs_f64(), m.name);
+            }
         } else if let Some(m) = pick_up(&mut provers, &mut rng) {
             m.kill(rng.millis(0, 2_000));
             kills.prover += 1;
@@ -415,6 +477,7 @@ pub fn run(cfg: &Config) -> Report {
         pg.restart().expect("restarting Postgres after its crash");
     }
     for m in coordinators.iter_mut().chain(provers.iter_mut()) {
+        m.resume_if_due(chaos_until + PAUSE_LONGEST);
         if !m.up() {
             m.start(d);
         }
@@ -517,10 +580,12 @@ pub fn run(cfg: &Config) -> Report {
         settle,
         violations,
     };
-    if !report.violations.is_empty() {
+    if !report.violations.is_empty() || std::env::var_os("PROOFMILL_CHAOS_KEEP_LOGS").is_some() {
         // Keep the logs for the post-mortem.
         let kept = dir.keep();
         println!("chaos: logs kept in {}", kept.display());
+    }
+    if !report.violations.is_empty() {
         for m in coordinators.iter().chain(provers.iter()) {
             let log = crate::common::procs::strip_ansi(
                 &std::fs::read_to_string(&m.log).unwrap_or_default(),
@@ -531,6 +596,14 @@ pub fn run(cfg: &Config) -> Report {
     drop(pg);
     drop(anvil);
     report
+}
+
+/// `kill -SIG pid`.
+fn signal(p: &Proc, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(p.child.id().to_string())
+        .status();
 }
 
 /// A random member that is up.
