@@ -87,7 +87,10 @@ fn task(key: &Key) -> String {
 fn check_proven(h: &History, v: &mut Vec<String>) {
     for n in 1..=h.last_sealed {
         let Some(required) = h.required.get(&n) else {
-            v.push(format!("batch {n}: not in the store (sealed up to {})", h.last_sealed));
+            v.push(format!(
+                "batch {n}: not in the store (sealed up to {})",
+                h.last_sealed
+            ));
             continue;
         };
         for pt in required {
@@ -106,10 +109,16 @@ fn check_proven(h: &History, v: &mut Vec<String>) {
             }
             if let Some(j) = job {
                 if j.state == "proven" && j.proof.is_none() {
-                    v.push(format!("{}: proven but no proof record (lost proof)", task(&key)));
+                    v.push(format!(
+                        "{}: proven but no proof record (lost proof)",
+                        task(&key)
+                    ));
                 }
                 if let Some(Err(why)) = j.proof.as_ref().map(|p| &p.readable) {
-                    v.push(format!("{}: proof not readable (lost proof): {why}", task(&key)));
+                    v.push(format!(
+                        "{}: proof not readable (lost proof): {why}",
+                        task(&key)
+                    ));
                 }
             }
         }
@@ -163,7 +172,11 @@ fn check_fencing(h: &History, v: &mut Vec<String>) {
                 p.prover_name
             ));
         }
-        if let Some((name, later)) = issued.iter().filter(|(_, t)| *t > p.token).max_by_key(|(_, t)| *t) {
+        if let Some((name, later)) = issued
+            .iter()
+            .filter(|(_, t)| *t > p.token)
+            .max_by_key(|(_, t)| *t)
+        {
             v.push(format!(
                 "{}: stale result accepted: stored token {} (from {}), but a later lease {later} went to {name}",
                 task(key),
@@ -212,7 +225,10 @@ fn check_l1(h: &History, v: &mut Vec<String>) {
         for pt in h.required.get(&n).map(Vec::as_slice).unwrap_or_default() {
             let key = (n, pt.clone());
             if h.jobs.get(&key).is_none_or(|j| j.state != "proven") {
-                v.push(format!("{}: verified on L1 but not proven in the store", task(&key)));
+                v.push(format!(
+                    "{}: verified on L1 but not proven in the store",
+                    task(&key)
+                ));
             }
         }
     }
@@ -363,7 +379,8 @@ mod tests {
             .push(("p1".into(), 12));
         let v = check(&h);
         assert!(
-            v.iter().any(|l| l.contains("2/exec: proven more than once")),
+            v.iter()
+                .any(|l| l.contains("2/exec: proven more than once")),
             "{v:#?}"
         );
     }
@@ -386,7 +403,13 @@ mod tests {
     fn a_proof_from_no_lease_is_caught() {
         let mut h = good();
         let key = (3, "exec".to_string());
-        h.jobs.get_mut(&key).unwrap().proof.as_mut().unwrap().prover_name = "p9".into();
+        h.jobs
+            .get_mut(&key)
+            .unwrap()
+            .proof
+            .as_mut()
+            .unwrap()
+            .prover_name = "p9".into();
         only(&h, "3/exec: stored proof under token");
     }
 
@@ -396,11 +419,24 @@ mod tests {
         let key = (2, "audit".to_string());
         h.jobs.get_mut(&key).unwrap().proof = None;
         let v = check(&h);
-        assert!(v.iter().any(|l| l.contains("2/audit: proven but no proof record")), "{v:#?}");
-        assert!(v.iter().any(|l| l.contains("2/audit: acknowledged to p2 but not in the store")), "{v:#?}");
+        assert!(
+            v.iter()
+                .any(|l| l.contains("2/audit: proven but no proof record")),
+            "{v:#?}"
+        );
+        assert!(
+            v.iter()
+                .any(|l| l.contains("2/audit: acknowledged to p2 but not in the store")),
+            "{v:#?}"
+        );
         let mut h = good();
-        h.jobs.get_mut(&key).unwrap().proof.as_mut().unwrap().readable =
-            Err("digest mismatch".into());
+        h.jobs
+            .get_mut(&key)
+            .unwrap()
+            .proof
+            .as_mut()
+            .unwrap()
+            .readable = Err("digest mismatch".into());
         only(&h, "2/audit: proof not readable");
     }
 
@@ -417,7 +453,14 @@ mod tests {
         );
         h.acked.remove(&key);
         let v = check(&h);
-        assert!(v.iter().any(|l| l.contains("3/audit: queued at the end")), "{v:#?}");
-        assert!(v.iter().any(|l| l.contains("3/audit: verified on L1 but not proven")), "{v:#?}");
+        assert!(
+            v.iter().any(|l| l.contains("3/audit: queued at the end")),
+            "{v:#?}"
+        );
+        assert!(
+            v.iter()
+                .any(|l| l.contains("3/audit: verified on L1 but not proven")),
+            "{v:#?}"
+        );
     }
 }

@@ -76,7 +76,9 @@ impl Config {
             coordinators: var("COORDINATORS", 2),
             provers: var("PROVERS", 4),
             seed: var("SEED", 1),
-            db: std::env::var("PROOFMILL_CHAOS_DB").ok().filter(|s| !s.is_empty()),
+            db: std::env::var("PROOFMILL_CHAOS_DB")
+                .ok()
+                .filter(|s| !s.is_empty()),
             batch_interval_ms: var("BATCH_INTERVAL_MS", 500),
             mean_kill_interval: Duration::from_millis(var("KILL_INTERVAL_MS", 2_500)),
             settle_within: Duration::from_secs(var("SETTLE_S", 300)),
@@ -281,10 +283,7 @@ pub fn run(cfg: &Config) -> Report {
         .tempdir()
         .unwrap();
     let d = dir.path();
-    println!(
-        "chaos: {cfg:?}; logs in {} (kept on failure)",
-        d.display()
-    );
+    println!("chaos: {cfg:?}; logs in {} (kept on failure)", d.display());
 
     let pg = match &cfg.db {
         Some(_) => None,
@@ -440,16 +439,26 @@ pub fn run(cfg: &Config) -> Report {
         }
         next_kill = Instant::now() + rng.millis(mean / 2, mean * 3 / 2);
         let r = rng.unit();
-        if r < 0.06 && pg.is_some() && pg_back_at.is_none() {
-            pg.as_ref().unwrap().crash().expect("crashing Postgres");
+        if r < 0.06
+            && let Some(pg) = &pg
+            && pg_back_at.is_none()
+        {
+            pg.crash().expect("crashing Postgres");
             kills.postgres += 1;
             pg_back_at = Some(Instant::now() + rng.millis(1_000, 5_000));
-            println!("chaos: {:>5.1} s: postgres crashed", started.elapsed().as_secs_f64());
+            println!(
+                "chaos: {:>5.1} s: postgres crashed",
+                started.elapsed().as_secs_f64()
+            );
         } else if r < 0.40 {
             if let Some(m) = pick_up(&mut coordinators, &mut rng) {
                 m.kill(rng.millis(0, 3_000));
                 kills.coordinator += 1;
-                println!("chaos: {:>5.1} s: kill -9 {}", started.elapsed().as_secs_f64(), m.name);
+                println!(
+                    "chaos: {:>5.1} s: kill -9 {}",
+                    started.elapsed().as_secs_f64(),
+                    m.name
+                );
             }
         } else if r < 0.60 {
             // Pausing an idle prover tests little: prefer one that is proving.
@@ -463,12 +472,20 @@ pub fn run(cfg: &Config) -> Report {
             if let Some(m) = pick {
                 m.pause(rng.millis(PAUSE_MS.0, PAUSE_MS.1));
                 kills.prover_pause += 1;
-                println!("chaos: {:>5.1} s: kill -STOP {}", started.elapsed().as_secs_f64(), m.name);
+                println!(
+                    "chaos: {:>5.1} s: kill -STOP {}",
+                    started.elapsed().as_secs_f64(),
+                    m.name
+                );
             }
         } else if let Some(m) = pick_up(&mut provers, &mut rng) {
             m.kill(rng.millis(0, 2_000));
             kills.prover += 1;
-            println!("chaos: {:>5.1} s: kill -9 {}", started.elapsed().as_secs_f64(), m.name);
+            println!(
+                "chaos: {:>5.1} s: kill -9 {}",
+                started.elapsed().as_secs_f64(),
+                m.name
+            );
         }
     }
 
@@ -567,11 +584,7 @@ pub fn run(cfg: &Config) -> Report {
         l1_txs: ranges.len(),
         kills,
         exits,
-        proofs: h
-            .jobs
-            .values()
-            .filter(|j| j.proof.is_some())
-            .count(),
+        proofs: h.jobs.values().filter(|j| j.proof.is_some()).count(),
         leases: h.issued.values().map(Vec::len).sum(),
         acks: h.acked.values().map(Vec::len).sum(),
         stale_rejected,
@@ -620,7 +633,14 @@ fn pick_up<'a>(members: &'a mut [Member], rng: &mut Rng) -> Option<&'a mut Membe
 fn deploy(dir: &Path, rpc: &str, key_file: &Path) -> String {
     let out = crate::common::proofmill()
         .current_dir(dir)
-        .args(["l1", "deploy", "--l1-rpc-url", rpc, "--proof-types", PROOF_TYPES])
+        .args([
+            "l1",
+            "deploy",
+            "--l1-rpc-url",
+            rpc,
+            "--proof-types",
+            PROOF_TYPES,
+        ])
         .arg(format!("--l1-key-file={}", key_file.display()))
         .args(slow_args())
         .output()
