@@ -109,7 +109,9 @@ pub struct Report {
     pub proofs: usize,
     pub leases: usize,
     pub acks: usize,
-    pub stale_rejected: usize,
+    /// Results the coordinators refused, as the provers logged them, by error code
+    /// (`STALE_FENCING_TOKEN`: a lease lost while its prover lived).
+    pub rejected: std::collections::BTreeMap<String, usize>,
     pub polls: usize,
     pub failed_polls: usize,
     pub settle: Duration,
@@ -120,7 +122,7 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "chaos: batches={} sealed_at_chaos_end={} verified_on_l1={} l1_verify_txs={} proofs={} leases={} acks={} stale_rejected={}",
+            "chaos: batches={} sealed_at_chaos_end={} verified_on_l1={} l1_verify_txs={} proofs={} leases={} acks={} rejected={:?}",
             self.batches,
             self.sealed_at_chaos_end,
             self.verified,
@@ -128,7 +130,7 @@ impl std::fmt::Display for Report {
             self.proofs,
             self.leases,
             self.acks,
-            self.stale_rejected
+            self.rejected
         )?;
         writeln!(
             f,
@@ -463,7 +465,9 @@ pub fn run(cfg: &Config) -> Report {
         } else if r < 0.60 {
             // Pausing an idle prover tests little: prefer one that is proving.
             let busy: Vec<usize> = (0..provers.len())
-                .filter(|&i| provers[i].up() && provers[i].proving())
+                .filter(|&i| {
+                    provers[i].up() && provers[i].paused_until.is_none() && provers[i].proving()
+                })
                 .collect();
             let pick = match busy.len() {
                 0 => pick_up(&mut provers, &mut rng),
@@ -561,10 +565,7 @@ pub fn run(cfg: &Config) -> Report {
     }
 
     let mut h = rt.block_on(gather_store(&store, &db, d, sealed_at_chaos_end));
-    let stale_rejected = coordinators
-        .iter()
-        .map(|c| count_messages(&c.log, "stale result rejected"))
-        .sum();
+    let rejected = rejections(&provers);
     gather_logs(&mut h, &provers);
     let ranges = rt
         .block_on(l1.verified_ranges(0))
@@ -587,7 +588,7 @@ pub fn run(cfg: &Config) -> Report {
         proofs: h.jobs.values().filter(|j| j.proof.is_some()).count(),
         leases: h.issued.values().map(Vec::len).sum(),
         acks: h.acked.values().map(Vec::len).sum(),
-        stale_rejected,
+        rejected,
         polls: h.polls.len(),
         failed_polls,
         settle,
@@ -802,11 +803,19 @@ fn gather_logs(h: &mut History, provers: &[Member]) {
     }
 }
 
-fn count_messages(log: &Path, message: &str) -> usize {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|l| l["fields"]["message"] == message)
-        .count()
+/// `result rejected by the coordinator; dropped` lines of the provers, by code.
+fn rejections(provers: &[Member]) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in provers {
+        for l in std::fs::read_to_string(&p.log).unwrap_or_default().lines() {
+            let Ok(l) = serde_json::from_str::<serde_json::Value>(l) else {
+                continue;
+            };
+            if l["fields"]["message"] == "result rejected by the coordinator; dropped" {
+                let code = l["fields"]["code"].as_str().unwrap_or("?").to_string();
+                *out.entry(code).or_insert(0) += 1;
+            }
+        }
+    }
+    out
 }
