@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 /// behind. Its stdout and stderr go to a log file.
 pub struct Proc {
     pub child: Child,
-    pub name: &'static str,
+    pub name: String,
     log: PathBuf,
 }
 
@@ -18,13 +18,42 @@ impl Proc {
     /// `proofmill <args>` in `cwd`, with the environment [`proofmill`] leaves (no `RUST_LOG`,
     /// no `PROOFMILL_*`) plus `envs`.
     pub fn spawn(
-        name: &'static str,
+        name: impl Into<String>,
         args: &[String],
         cwd: &Path,
         log: PathBuf,
         envs: &[(&str, &str)],
     ) -> Proc {
-        let file = std::fs::File::create(&log).unwrap();
+        let file = std::fs::File::create(&log)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        Self::start(name.into(), args, cwd, log, envs, file)
+    }
+
+    /// Like [`Proc::spawn`], but appends to `log`: a process started again after a kill
+    /// keeps one log with the lines of all its runs.
+    pub fn spawn_appending(
+        name: impl Into<String>,
+        args: &[String],
+        cwd: &Path,
+        log: PathBuf,
+        envs: &[(&str, &str)],
+    ) -> Proc {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", log.display()));
+        Self::start(name.into(), args, cwd, log, envs, file)
+    }
+
+    fn start(
+        name: String,
+        args: &[String],
+        cwd: &Path,
+        log: PathBuf,
+        envs: &[(&str, &str)],
+        file: std::fs::File,
+    ) -> Proc {
         let child = proofmill()
             .args(args)
             .envs(envs.iter().copied())
@@ -33,8 +62,30 @@ impl Proc {
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()
-            .unwrap();
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         Proc { child, name, log }
+    }
+
+    /// `kill -9` and reap. False when it had already exited.
+    pub fn kill9(&mut self) -> bool {
+        let alive = self.is_alive();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        alive
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its log's lines that are JSON objects (`PROOFMILL_LOG_FORMAT=json`); a line cut short
+    /// by a kill is skipped.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// What it logged so far, without terminal colours.
