@@ -40,10 +40,8 @@ fn run_and_assert(cfg: &Config) {
 fn short_run() {
     let mut cfg = Config::from_env();
     cfg.duration = Duration::from_secs(120);
-    // TODO(standby): 2 once a second coordinator on the same store is a standby (one active
-    // coordinator per store). Today two coordinators on one store would both dispatch and
-    // both run the devnet, which the invariants rightly reject.
-    cfg.coordinators = 1;
+    // An active coordinator and a standby on one store: kills of either, takeovers.
+    cfg.coordinators = 2;
     cfg.provers = 4;
     cfg.seed = std::env::var("PROOFMILL_CHAOS_SEED")
         .ok()

@@ -110,12 +110,6 @@ impl Proc {
         assert!(ok.success(), "kill -{sig} {}", self.name);
     }
 
-    /// Kills it (SIGKILL) and reaps it.
-    pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
     /// Current and peak resident set, kB (`VmRSS`, `VmHWM` of /proc/PID/status).
     pub fn memory_kb(&self) -> (u64, u64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
