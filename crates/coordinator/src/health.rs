@@ -17,7 +17,7 @@ const REFRESH: Duration = Duration::from_millis(200);
 
 /// What the coordinator reports: the one place that decides whether it serves.
 pub(crate) fn serving_status(shared: &Shared) -> ServingStatus {
-    if shared.draining() {
+    if shared.draining() || shared.deposed().is_some() {
         ServingStatus::NotServing
     } else {
         ServingStatus::Serving

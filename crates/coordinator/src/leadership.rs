@@ -146,6 +146,11 @@ impl LeaseCheck {
         self.base.elapsed() < renewed + self.ttl
     }
 
+    /// Why the lease was lost, once it is known lost (taken by another coordinator).
+    pub fn lost(&self) -> Option<String> {
+        self.lost.borrow().clone()
+    }
+
     /// A check that always holds, for a coordinator that is alone on its store by design
     /// (tests, tools).
     pub fn always() -> LeaseCheck {

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
 /// State every part of the service reads.
@@ -75,6 +76,13 @@ impl Shared {
     /// two coordinators must not both do (L1 transactions) is done only then.
     pub fn holds_lease(&self) -> bool {
         self.fenced.borrow().is_none() && self.lease.get().is_none_or(|l| l.check.is_held())
+    }
+
+    /// Why this coordinator is no longer active, once it knows: a write was fenced, or its
+    /// lease was found taken.
+    pub fn deposed(&self) -> Option<String> {
+        let fenced = self.fenced.borrow().clone();
+        fenced.or_else(|| self.lease.get().and_then(|l| l.check.lost()))
     }
 
     pub async fn ask<T>(
@@ -222,6 +230,18 @@ impl Coordinator {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+        // A deposed coordinator answers nothing more as if it were active (its figures are
+        // stale, its writes fenced) while it stops.
+        let gate = |shared: Arc<Shared>| {
+            move |request: Request<()>| match shared.deposed() {
+                Some(why) => Err(Status::unavailable(format!(
+                    "this coordinator is no longer active ({why}); it stands by shortly"
+                ))),
+                None => Ok(request),
+            }
+        };
+        let prover = InterceptedService::new(prover, gate(self.shared.clone()));
+        let admin = InterceptedService::new(admin, gate(self.shared.clone()));
         let (reflection_v1, reflection_v1alpha) = reflection()?;
         let (health, refresh) = crate::health::service(&self.shared).await;
         let served = tonic::transport::Server::builder()

@@ -53,6 +53,20 @@ async fn a_deposed_coordinator_writes_nothing(db: Db) {
         why.contains("taken over") && why.contains("http://a.example:3900"),
         "{why}"
     );
+    // It no longer answers as if it were active: its figures are stale.
+    let mut admin =
+        proofmill_proto::v1::admin_service_client::AdminServiceClient::connect(url.clone())
+            .await
+            .unwrap();
+    let refused = admin
+        .system_status(proofmill_proto::v1::SystemStatusRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    assert!(
+        refused.message().contains("no longer active"),
+        "{refused:?}"
+    );
 
     // Its result is neither recorded nor acknowledged, and it says it is fenced.
     let result = TaskResult {

@@ -172,9 +172,14 @@ fn check_fencing(h: &History, v: &mut Vec<String>) {
                 p.prover_name
             ));
         }
+        // Only a later lease of a later coordinator run (tokens of a run lie above a fresh
+        // multiple of 2^32) proves the stored one stale. Within a run, a coordinator sends
+        // tasks before their lease is durable (up to `max_uncommitted_dispatches`); when it
+        // is killed or fenced before that commit, the earlier lease is still the durable
+        // one, and its result is rightly accepted by the next active coordinator.
         if let Some((name, later)) = issued
             .iter()
-            .filter(|(_, t)| *t > p.token)
+            .filter(|(_, t)| *t >> 32 > p.token >> 32)
             .max_by_key(|(_, t)| *t)
         {
             v.push(format!(
@@ -391,12 +396,28 @@ mod tests {
         // The stored proof answered p1's lease, but p2 got a later one.
         let key = (1, "audit".to_string());
         let stale = h.issued[&key][0].clone();
+        // The later lease is from a later coordinator run.
+        h.issued.get_mut(&key).unwrap()[1].1 = stale.1 + (1 << 32);
         let job = h.jobs.get_mut(&key).unwrap();
         let p = job.proof.as_mut().unwrap();
         p.prover_name = stale.0.clone();
         p.token = stale.1;
         h.acked.insert(key, vec![stale]);
         only(&h, "1/audit: stale result accepted");
+    }
+
+    #[test]
+    fn a_later_lease_of_the_same_run_may_have_been_lost_uncommitted() {
+        let mut h = good();
+        // p1's durable lease proved it; p2's later lease of the same run was sent ahead of
+        // its commit by a coordinator killed before committing it.
+        let key = (1, "audit".to_string());
+        let first = h.issued[&key][0].clone();
+        let p = h.jobs.get_mut(&key).unwrap().proof.as_mut().unwrap();
+        p.prover_name = first.0.clone();
+        p.token = first.1;
+        h.acked.insert(key, vec![first]);
+        assert_eq!(check(&h), Vec::<String>::new());
     }
 
     #[test]

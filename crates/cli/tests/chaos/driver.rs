@@ -30,6 +30,10 @@ const HEARTBEAT_MS: u64 = 1_000;
 /// A paused prover stays stopped this long (ms, uniform), beyond the 3 heartbeats.
 const PAUSE_MS: (u64, u64) = (4 * HEARTBEAT_MS, 7 * HEARTBEAT_MS);
 const PAUSE_LONGEST: Duration = Duration::from_millis(PAUSE_MS.1);
+/// The coordinators' lease: a standby takes over this long after the active one stops.
+const LEASE_TTL_MS: u64 = 2_000;
+/// A paused coordinator stays stopped this long (ms, uniform): below or past its lease.
+const COORDINATOR_PAUSE_MS: (u64, u64) = (LEASE_TTL_MS / 2, 3 * LEASE_TTL_MS);
 
 /// The command backend's options, for every process that builds the proof types.
 fn slow_args() -> Vec<String> {
@@ -93,6 +97,9 @@ pub struct Kills {
     /// SIGSTOP for longer than the heartbeat timeout, then SIGCONT: the prover loses its
     /// lease while alive and answers late, under a stale token.
     pub prover_pause: u32,
+    /// SIGSTOP of a coordinator, sometimes past its lease (a standby takes over and the
+    /// paused one, continued, finds itself deposed), sometimes not.
+    pub coordinator_pause: u32,
     pub postgres: u32,
 }
 
@@ -134,10 +141,11 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "chaos: kills coordinator={} prover={} prover_pause={} postgres={} unexpected_exits={} status_polls={} failed_polls={} settle_s={:.1}",
+            "chaos: kills coordinator={} prover={} prover_pause={} coordinator_pause={} postgres={} unexpected_exits={} status_polls={} failed_polls={} settle_s={:.1}",
             self.kills.coordinator,
             self.kills.prover,
             self.kills.prover_pause,
+            self.kills.coordinator_pause,
             self.kills.postgres,
             self.exits.len(),
             self.polls,
@@ -333,6 +341,7 @@ pub fn run(cfg: &Config) -> Report {
         a.push(format!("--batch-interval={}", cfg.batch_interval_ms));
         // A paused prover (see PAUSE_MS) misses its heartbeats and loses its leases.
         a.push(format!("--heartbeat-interval={HEARTBEAT_MS}"));
+        a.push(format!("--lease-ttl={LEASE_TTL_MS}"));
         a.extend(slow_args());
         a
     };
@@ -452,6 +461,20 @@ pub fn run(cfg: &Config) -> Report {
                 "chaos: {:>5.1} s: postgres crashed",
                 started.elapsed().as_secs_f64()
             );
+        } else if r < 0.14 && coordinators.len() > 1 {
+            let pick = (0..coordinators.len())
+                .filter(|&i| coordinators[i].up() && coordinators[i].paused_until.is_none())
+                .collect::<Vec<_>>();
+            if !pick.is_empty() {
+                let m = &mut coordinators[pick[rng.below(pick.len() as u64) as usize]];
+                m.pause(rng.millis(COORDINATOR_PAUSE_MS.0, COORDINATOR_PAUSE_MS.1));
+                kills.coordinator_pause += 1;
+                println!(
+                    "chaos: {:>5.1} s: kill -STOP {}",
+                    started.elapsed().as_secs_f64(),
+                    m.name
+                );
+            }
         } else if r < 0.40 {
             if let Some(m) = pick_up(&mut coordinators, &mut rng) {
                 m.kill(rng.millis(0, 3_000));
