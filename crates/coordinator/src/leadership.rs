@@ -10,7 +10,7 @@
 use crate::error::CoordinatorError;
 use proofmill_store::{LeaseClaim, LeaseHolder, Store};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -122,6 +122,8 @@ pub struct Leadership {
     /// When the last renewal that succeeded was asked for, as ms since `base`: the lease is
     /// surely ours until that plus the ttl.
     renewed: Arc<AtomicU64>,
+    /// Set while renewals fail (the store does not answer), cleared by one that succeeds.
+    failing: Arc<AtomicBool>,
     base: Instant,
     renewal: tokio::task::JoinHandle<()>,
 }
@@ -131,6 +133,7 @@ pub struct Leadership {
 #[derive(Clone)]
 pub struct LeaseCheck {
     renewed: Arc<AtomicU64>,
+    failing: Arc<AtomicBool>,
     base: Instant,
     ttl: Duration,
     lost: watch::Receiver<Option<String>>,
@@ -146,6 +149,13 @@ impl LeaseCheck {
         self.base.elapsed() < renewed + self.ttl
     }
 
+    /// The lease's lifetime has passed since the last renewal although no renewal failed:
+    /// this process did not run (it was paused, or starved) and another coordinator may
+    /// have taken over meanwhile; the renewal due now will tell.
+    pub fn overdue(&self) -> bool {
+        !self.failing.load(Ordering::SeqCst) && !self.is_held()
+    }
+
     /// Why the lease was lost, once it is known lost (taken by another coordinator).
     pub fn lost(&self) -> Option<String> {
         self.lost.borrow().clone()
@@ -156,6 +166,7 @@ impl LeaseCheck {
     pub fn always() -> LeaseCheck {
         LeaseCheck {
             renewed: Arc::new(AtomicU64::new(u64::MAX / 4)),
+            failing: Arc::new(AtomicBool::new(false)),
             base: Instant::now(),
             ttl: Duration::ZERO,
             lost: watch::channel(None).1,
@@ -167,13 +178,14 @@ impl Leadership {
     fn start(store: Arc<dyn Store>, epoch: u64, ttl: Duration, asked: Instant) -> Leadership {
         let base = asked;
         let renewed = Arc::new(AtomicU64::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
         let (lost_tx, lost) = watch::channel(None);
         let renewal = tokio::spawn(renew(
             store.clone(),
             epoch,
             ttl,
             base,
-            renewed.clone(),
+            (renewed.clone(), failing.clone()),
             lost_tx,
         ));
         Leadership {
@@ -182,6 +194,7 @@ impl Leadership {
             ttl,
             lost,
             renewed,
+            failing,
             base,
             renewal,
         }
@@ -194,6 +207,7 @@ impl Leadership {
     pub fn check(&self) -> LeaseCheck {
         LeaseCheck {
             renewed: self.renewed.clone(),
+            failing: self.failing.clone(),
             base: self.base,
             ttl: self.ttl,
             lost: self.lost.clone(),
@@ -230,7 +244,7 @@ async fn renew(
     epoch: u64,
     ttl: Duration,
     base: Instant,
-    renewed: Arc<AtomicU64>,
+    (renewed, failing): (Arc<AtomicU64>, Arc<AtomicBool>),
     lost: watch::Sender<Option<String>>,
 ) {
     let ttl_ms = ttl.as_millis().min(u64::MAX as u128) as u64;
@@ -242,6 +256,7 @@ async fn renew(
         match store.renew_lease(epoch, ttl_ms).await {
             Ok(true) => {
                 renewed.store(asked.as_millis() as u64, Ordering::SeqCst);
+                failing.store(false, Ordering::SeqCst);
                 if warned {
                     tracing::info!(epoch, "coordinator lease renewed again");
                     warned = false;
@@ -259,6 +274,7 @@ async fn renew(
                 return;
             }
             Err(e) => {
+                failing.store(true, Ordering::SeqCst);
                 if !warned {
                     tracing::warn!(error = %e, epoch, "cannot renew the coordinator lease; retrying (a standby takes over if it expires)");
                     warned = true;

@@ -78,11 +78,20 @@ impl Shared {
         self.fenced.borrow().is_none() && self.lease.get().is_none_or(|l| l.check.is_held())
     }
 
-    /// Why this coordinator is no longer active, once it knows: a write was fenced, or its
-    /// lease was found taken.
+    /// Why this coordinator is no longer active, once it knows (a write was fenced, its
+    /// lease was found taken), or may not be (its lease overdue: it did not run for a while).
     pub fn deposed(&self) -> Option<String> {
         let fenced = self.fenced.borrow().clone();
-        fenced.or_else(|| self.lease.get().and_then(|l| l.check.lost()))
+        fenced.or_else(|| {
+            let check = &self.lease.get()?.check;
+            check.lost().or_else(|| {
+                check.overdue().then(|| {
+                    "its lease was not renewed in time (the process was paused?); \
+                     another coordinator may hold it"
+                        .to_string()
+                })
+            })
+        })
     }
 
     pub async fn ask<T>(
