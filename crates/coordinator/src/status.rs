@@ -74,15 +74,27 @@ impl LastStatus {
 impl Coordinator {
     /// [`Coordinator::status`] when the store answers within a second or two; otherwise the
     /// last status read from it, with live provers, flagged with the store's error. Answers
-    /// within about 4 s whatever the store does.
+    /// within about 4 s whatever the store does. Also flagged (and not read from the store)
+    /// while this coordinator's lease is not surely held: another one may be active.
     pub async fn status_or_memory(&self) -> Result<StatusView, CoordinatorError> {
-        let error = match tokio::time::timeout(STORE_WAIT, self.status()).await {
-            Ok(Ok(view)) => {
-                self.shared.last_status.set(&view);
-                return Ok(view);
+        let error = if !self.shared.holds_lease() {
+            // Another coordinator may be active and ahead: what this one holds is not news.
+            // Said as the store's error when the store is why.
+            match tokio::time::timeout(PROBE_WAIT, self.shared.store.probe()).await {
+                Ok(Err(e)) => e.to_string(),
+                _ => "this coordinator's lease on the store is not surely held (not renewed \
+                      in time): a standby may be active"
+                    .to_string(),
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => self.store_error().await,
+        } else {
+            match tokio::time::timeout(STORE_WAIT, self.status()).await {
+                Ok(Ok(view)) => {
+                    self.shared.last_status.set(&view);
+                    return Ok(view);
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => self.store_error().await,
+            }
         };
         let (mut view, as_of_ms) = match self.shared.last_status.get() {
             Some((view, at)) => (view, Some(at)),

@@ -704,9 +704,11 @@ async fn poll_status(
                 .ok()
                 .flatten();
             let mut out = out.lock().unwrap();
-            match answer {
+            match answer.map(|s| s.into_inner()) {
+                // Figures flagged as from memory (the store did not answer, or the
+                // coordinator's lease is in doubt) are not live: skipped like a failed poll.
+                Some(s) if s.from_memory => out.1 += 1,
                 Some(s) => {
-                    let s = s.into_inner();
                     out.0.push(Poll {
                         at_ms: started.elapsed().as_millis() as u64,
                         coordinator: i,
