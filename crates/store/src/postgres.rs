@@ -12,7 +12,7 @@ use crate::codec::{
     decode_proof, is_unreachable, to_i64,
 };
 use async_trait::async_trait;
-use proofmill_types::{Batch, BatchNumber, Job, JobKey, Millis, ProofRecord, ProverId};
+use proofmill_types::{Batch, BatchNumber, Job, JobKey, Millis, ProofRecord, ProofType, ProverId};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 use std::str::FromStr;
@@ -244,18 +244,9 @@ impl Store for PgStore {
                 Err(StoreError::BatchConflict(batch.number))
             };
         }
-        let types: Vec<&str> = required.iter().map(|t| t.as_str()).collect();
-        sqlx::query(
-            "INSERT INTO jobs (batch, proof_type, state, version, failed_attempts, lost_attempts, \
-             not_before, updated_at) SELECT $1, t, 'queued', $2, 0, 0, 0, $3 FROM UNNEST($4::text[]) AS t",
-        )
-        .bind(number)
-        .bind(&batch.version)
-        .bind(now)
-        .bind(&types)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(&ctx("insert jobs"), e))?;
+        insert_queued_jobs(&mut tx, number, &required, &batch.version, now)
+            .await
+            .map_err(|e| self.db_err(&ctx("insert jobs"), e))?;
         tx.commit()
             .await
             .map_err(|e| self.db_err(&ctx("commit"), e))?;
@@ -690,18 +681,9 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| self.db_err(&ctx("update"), e))?;
-        let types: Vec<&str> = required.iter().map(|t| t.as_str()).collect();
-        sqlx::query(
-            "INSERT INTO jobs (batch, proof_type, state, version, failed_attempts, lost_attempts, \
-             not_before, updated_at) SELECT $1, t, 'queued', $2, 0, 0, 0, $3 FROM UNNEST($4::text[]) AS t",
-        )
-        .bind(number)
-        .bind(&batch.version)
-        .bind(now)
-        .bind(&types)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.db_err(&ctx("insert jobs"), e))?;
+        insert_queued_jobs(&mut tx, number, &required, &batch.version, now)
+            .await
+            .map_err(|e| self.db_err(&ctx("insert jobs"), e))?;
         tx.commit()
             .await
             .map_err(|e| self.db_err(&ctx("commit"), e))
@@ -749,4 +731,26 @@ impl Store for PgStore {
             },
         }
     }
+}
+
+/// One `queued` job per proof type of a new (or replaced) batch.
+async fn insert_queued_jobs(
+    tx: &mut PgConnection,
+    number: i64,
+    required: &[ProofType],
+    version: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    let types: Vec<&str> = required.iter().map(|t| t.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO jobs (batch, proof_type, state, version, failed_attempts, lost_attempts, \
+         not_before, updated_at) SELECT $1, t, 'queued', $2, 0, 0, 0, $3 FROM UNNEST($4::text[]) AS t",
+    )
+    .bind(number)
+    .bind(version)
+    .bind(now)
+    .bind(&types)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }

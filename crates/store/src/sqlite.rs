@@ -31,7 +31,7 @@ use crate::codec::{
     decode_proof, to_i64,
 };
 use async_trait::async_trait;
-use proofmill_types::{Batch, BatchNumber, Job, JobKey, Millis, ProofRecord, ProverId};
+use proofmill_types::{Batch, BatchNumber, Job, JobKey, Millis, ProofRecord, ProofType, ProverId};
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _, Row as _};
 use std::sync::Arc;
@@ -313,19 +313,9 @@ impl Store for SqliteStore {
                 Err(StoreError::BatchConflict(batch.number))
             };
         }
-        for pt in &required {
-            sqlx::query(
-                "INSERT INTO jobs (batch, proof_type, state, version, failed_attempts, \
-                 lost_attempts, not_before, updated_at) VALUES (?1, ?2, 'queued', ?3, 0, 0, 0, ?4)",
-            )
-            .bind(number)
-            .bind(pt.as_str())
-            .bind(&batch.version)
-            .bind(now)
-            .execute(&mut *tx)
+        insert_queued_jobs(&mut tx, number, &required, &batch.version, now)
             .await
-            .map_err(|e| db_err(&ctx(&format!("insert job {pt}")), e))?;
-        }
+            .map_err(|e| db_err(&ctx("insert jobs"), e))?;
         tx.commit().await.map_err(|e| db_err(&ctx("commit"), e))?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(true)
@@ -723,19 +713,9 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| db_err(&ctx("update"), e))?;
-        for pt in &required {
-            sqlx::query(
-                "INSERT INTO jobs (batch, proof_type, state, version, failed_attempts, \
-                 lost_attempts, not_before, updated_at) VALUES (?1, ?2, 'queued', ?3, 0, 0, 0, ?4)",
-            )
-            .bind(number)
-            .bind(pt.as_str())
-            .bind(&batch.version)
-            .bind(now)
-            .execute(&mut *tx)
+        insert_queued_jobs(&mut tx, number, &required, &batch.version, now)
             .await
-            .map_err(|e| db_err(&ctx(&format!("insert job {pt}")), e))?;
-        }
+            .map_err(|e| db_err(&ctx("insert jobs"), e))?;
         tx.commit().await.map_err(|e| db_err(&ctx("commit"), e))?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -790,4 +770,27 @@ async fn lease_holder(conn: &mut sqlx::SqliteConnection) -> Result<Option<LeaseH
         })
     })
     .transpose()
+}
+
+/// One `queued` job per proof type of a new (or replaced) batch.
+async fn insert_queued_jobs(
+    tx: &mut SqliteConnection,
+    number: i64,
+    required: &[ProofType],
+    version: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    for pt in required {
+        sqlx::query(
+            "INSERT INTO jobs (batch, proof_type, state, version, failed_attempts, \
+             lost_attempts, not_before, updated_at) VALUES (?1, ?2, 'queued', ?3, 0, 0, 0, ?4)",
+        )
+        .bind(number)
+        .bind(pt.as_str())
+        .bind(version)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
