@@ -1,15 +1,13 @@
 //! The system as separate processes, the way an operator runs it: a coordinator killed -9
 //! mid-run and restarted, and a prover frozen mid-task. SQLite and Postgres both.
 
-use proofmill_proto::v1::{
-    SystemStatusRequest, SystemStatusResponse, admin_service_client::AdminServiceClient,
-};
 use proofmill_store::open_store;
 use proofmill_types::{JobKey, JobState, ProofType};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
 mod common;
+use common::admin::wait_status;
 use common::proofmill;
 use std::time::{Duration, Instant};
 
@@ -101,41 +99,6 @@ fn db_url(db: Db, dir: &std::path::Path, label: &str) -> String {
         Db::Sqlite => format!("sqlite://{}/c.db?mode=rwc", dir.display()),
         Db::Postgres => proofmill_testkit::shared_database(label).expect("test postgres"),
     }
-}
-
-async fn status(url: &str) -> Option<SystemStatusResponse> {
-    let connect = tokio::time::timeout(
-        Duration::from_secs(2),
-        AdminServiceClient::connect(url.to_string()),
-    );
-    let mut client = connect.await.ok()?.ok()?;
-    Some(
-        client
-            .system_status(SystemStatusRequest {})
-            .await
-            .ok()?
-            .into_inner(),
-    )
-}
-
-async fn wait_status(
-    url: &str,
-    what: &str,
-    within: Duration,
-    ok: impl Fn(&SystemStatusResponse) -> bool,
-) -> SystemStatusResponse {
-    let until = Instant::now() + within;
-    let mut last = None;
-    while Instant::now() < until {
-        if let Some(s) = status(url).await {
-            if ok(&s) {
-                return s;
-            }
-            last = Some(s);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}; last status: {last:?}");
 }
 
 /// One test's world: a temp dir (logs, blobs, SQLite, the embedded L1's log), the

@@ -4,7 +4,7 @@
 //! `bench restart` at a small N. SQLite and Postgres both.
 
 use proofmill_proto::v1::admin_service_client::AdminServiceClient;
-use proofmill_proto::v1::{HealthCheckRequest, SystemStatusRequest, SystemStatusResponse};
+use proofmill_proto::v1::{HealthCheckRequest, SystemStatusResponse};
 use proofmill_store::{Blobs, Store, open_store};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
+use common::admin::status;
 use common::proofmill;
 
 /// A child process killed -9 and reaped on drop.
@@ -178,33 +179,13 @@ async fn client(url: &str) -> Option<AdminServiceClient<tonic::transport::Channe
     .ok()
 }
 
-async fn status(url: &str) -> Option<SystemStatusResponse> {
-    let mut c = client(url).await?;
-    Some(
-        c.system_status(SystemStatusRequest {})
-            .await
-            .ok()?
-            .into_inner(),
-    )
-}
-
+/// [`common::admin::wait_status`] with this file's bound.
 async fn wait_status(
     url: &str,
     what: &str,
     ok: impl Fn(&SystemStatusResponse) -> bool,
 ) -> SystemStatusResponse {
-    let until = Instant::now() + Duration::from_secs(180);
-    let mut last = None;
-    while Instant::now() < until {
-        if let Some(s) = status(url).await {
-            if ok(&s) {
-                return s;
-            }
-            last = Some(s);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}; last status: {last:?}");
+    common::admin::wait_status(url, what, Duration::from_secs(180), ok).await
 }
 
 /// The devnet snapshots the store lists: (batch, blob key), newest first.

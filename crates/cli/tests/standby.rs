@@ -6,10 +6,10 @@
 
 mod common;
 
+use common::admin::{status, wait_status};
 use common::procs::{Proc, listening_addr, tail};
 use proofmill_proto::v1::{
-    ProversListRequest, SystemStatusRequest, SystemStatusResponse,
-    admin_service_client::AdminServiceClient,
+    ProversListRequest, SystemStatusResponse, admin_service_client::AdminServiceClient,
 };
 use proofmill_store::open_store;
 use proofmill_types::{JobKey, JobState, ProofType};
@@ -20,42 +20,6 @@ use std::time::{Duration, Instant};
 const LEASE_TTL_MS: &str = "1500";
 /// A takeover's bound: the lease's ttl, the standby's poll, the new active's start.
 const TAKEOVER: Duration = Duration::from_secs(20);
-
-async fn status(url: &str) -> Option<SystemStatusResponse> {
-    let connect = tokio::time::timeout(
-        Duration::from_secs(2),
-        AdminServiceClient::connect(url.to_string()),
-    );
-    let mut client = connect.await.ok()?.ok()?;
-    let call = client.system_status(SystemStatusRequest {});
-    Some(
-        tokio::time::timeout(Duration::from_secs(5), call)
-            .await
-            .ok()?
-            .ok()?
-            .into_inner(),
-    )
-}
-
-async fn wait_status(
-    url: &str,
-    what: &str,
-    within: Duration,
-    ok: impl Fn(&SystemStatusResponse) -> bool,
-) -> SystemStatusResponse {
-    let until = Instant::now() + within;
-    let mut last = None;
-    while Instant::now() < until {
-        if let Some(s) = status(url).await {
-            if ok(&s) {
-                return s;
-            }
-            last = Some(s);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what} at {url}; last status: {last:?}");
-}
 
 fn proven(s: &SystemStatusResponse) -> u64 {
     s.last_proven_batch.unwrap_or(0)
@@ -115,6 +79,9 @@ impl Site {
             LEASE_TTL_MS,
             "--reconnect-grace",
             "500",
+            // A prover gives up on a silent (hung) coordinator after 4 heartbeats.
+            "--heartbeat-interval",
+            "1000",
         ]
         .iter()
         .map(|s| s.to_string())

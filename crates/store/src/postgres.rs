@@ -177,7 +177,46 @@ const UPSERT_PROOFS: &str = "INSERT INTO proofs (batch, proof_type, blob_key, si
 /// clocks do not matter).
 const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
+/// How long taking the lease waits for the row's lock.
+const LEASE_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '1s'";
+
+/// Postgres' `lock_not_available`, which a `lock_timeout` raises.
+fn is_lock_timeout(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "55P03")
+}
+
 impl PgStore {
+    /// The lease row stayed locked past [`LEASE_LOCK_TIMEOUT`]: its holder is inside a write
+    /// (every write takes a share lock on the row, the fence) and does not finish it. If the
+    /// lease has expired, that holder is hung (or paused): its database sessions that hold a
+    /// lock on the row are terminated, which rolls its write back, so that the next attempt
+    /// takes the lease. Returns who holds it meanwhile.
+    async fn break_hung_holder(&self) -> Result<Result<u64, LeaseHolder>> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| self.db_err("acquire_lease: reading the lease", e))?;
+        let holder = self
+            .read_lease(&mut conn)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("coordinator lease row vanished".into()))?;
+        if holder.expires_in_ms <= 0 {
+            let _ended: Vec<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
+                 JOIN pg_class c ON c.oid = l.relation \
+                 WHERE c.relname = 'coordinator_lease' AND l.granted \
+                 AND l.pid <> pg_backend_pid()",
+            )
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| self.db_err("acquire_lease: ending a hung holder's sessions", e))?;
+        }
+        Ok(Err(holder))
+    }
+
     async fn read_lease(&self, conn: &mut PgConnection) -> Result<Option<LeaseHolder>> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT holder, url, epoch, expires_at - {NOW_MS} AS expires_in_ms \
@@ -566,7 +605,13 @@ impl Store for PgStore {
             .begin()
             .await
             .map_err(|e| self.db_err("acquire_lease: begin", e))?;
-        let taken: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        // A holder hung inside a write keeps its share lock on the row (the fence): do not
+        // wait on it for good, see below.
+        sqlx::query(LEASE_LOCK_TIMEOUT)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err("acquire_lease: lock timeout", e))?;
+        let taken: sqlx::Result<Option<i64>> = sqlx::query_scalar(AssertSqlSafe(format!(
             "INSERT INTO coordinator_lease (id, epoch, holder, url, expires_at) \
              VALUES (1, 1, $1, $2, {NOW_MS} + $3) \
              ON CONFLICT (id) DO UPDATE SET epoch = coordinator_lease.epoch + 1, \
@@ -579,8 +624,14 @@ impl Store for PgStore {
         .bind(ttl)
         .bind(claim.reclaim)
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| self.db_err("acquire_lease", e))?;
+        .await;
+        let taken = match taken {
+            Err(e) if is_lock_timeout(&e) => {
+                drop(tx);
+                return self.break_hung_holder().await;
+            }
+            other => other.map_err(|e| self.db_err("acquire_lease", e))?,
+        };
         let outcome = match taken {
             Some(epoch) => Ok(codec::to_u64(epoch, "lease epoch")?),
             None => Err(self

@@ -210,3 +210,33 @@ async fn a_restarted_coordinator_reclaims_its_own_lease(url: &str) {
     };
     assert!(b.acquire_lease(&third).await.unwrap().is_err());
 }
+
+/// A holder hung inside a write keeps the row's share lock (the fence): once its lease has
+/// expired, the next claim ends that holder's database session and takes the lease. Postgres
+/// only: on SQLite a hung writer holds the file's write lock, which nothing can take away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_hung_inside_a_write_does_not_block_a_takeover() {
+    use sqlx::Connection as _;
+    let url = proofmill_testkit::shared_database("hung_holder").expect("test postgres");
+    let a = open_store(&url).await.unwrap();
+    let b = open_store(&url).await.unwrap();
+    let ea = a.acquire_lease(&claim("a", 300)).await.unwrap().unwrap();
+    // What a's write transaction holds at its fence check, never committed (a is stopped).
+    let mut hung = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut hung).await.unwrap();
+    sqlx::query("SELECT epoch FROM coordinator_lease WHERE id = 1 FOR SHARE")
+        .execute(&mut hung)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut taken = None;
+    for _ in 0..5 {
+        if let Ok(epoch) = b.acquire_lease(&claim("b", 60_000)).await.unwrap() {
+            taken = Some(epoch);
+            break;
+        }
+    }
+    assert_eq!(taken, Some(ea + 1), "b takes the lease from the hung a");
+    // a's transaction was rolled back with its session.
+    assert!(sqlx::query("SELECT 1").execute(&mut hung).await.is_err());
+}
