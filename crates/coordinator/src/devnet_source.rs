@@ -80,9 +80,25 @@ impl Coordinator {
         let this = self.clone();
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
-            let devnet = tokio::select! {
-                r = this.rebuild_devnet(&cfg) => r,
-                _ = stopped.notified() => return,
+            // A store that does not answer (Postgres restarting) is waited out: only a chain
+            // the settings cannot rebuild ends the rebuild.
+            let devnet = loop {
+                let attempt = tokio::select! {
+                    r = this.rebuild_devnet(&cfg) => r,
+                    _ = stopped.notified() => return,
+                };
+                match attempt {
+                    Err(CoordinatorError::Store(
+                        e @ proofmill_store::StoreError::Unavailable(_),
+                    )) => {
+                        tracing::warn!(error = %e, "devnet state rebuild: store unavailable; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                            _ = stopped.notified() => return,
+                        }
+                    }
+                    other => break other,
+                }
             };
             match devnet {
                 Ok(devnet) => {
