@@ -1,17 +1,16 @@
 //! Proving backends.
 //!
-//! A backend proves that a batch input moves the state from `old_state_root` to
-//! `new_state_root` with `batch_commitment`, and checks such proofs. Provers call
+//! A backend proves that a batch input yields the batch's public values (the statement, in
+//! the rollup's own encoding: only backends read it), and checks such proofs. Provers call
 //! [`Backend::prove`]; the coordinator calls [`Backend::verify`] on every result before
-//! storing it.
+//! storing it. The reference rollup's backends live with it (`proofmill_devnet::ExecBackend`,
+//! the groth16 and stark crates); [`CommandBackend`] runs any external prover.
 
 mod command;
-mod exec;
 
 pub use command::{
     CommandBackend, CommandConfig, CommandConfigError, DEFAULT_MAX_PROOF_BYTES, DEFAULT_TIMEOUT,
 };
-pub use exec::{ExecBackend, check_devnet_input};
 
 use proofmill_types::PublicValues;
 use std::collections::BTreeMap;
@@ -42,7 +41,7 @@ pub struct ProveRequest<'a> {
     pub batch: u64,
     pub input: &'a [u8],
     /// What the coordinator expects the proof to attest.
-    pub expected: PublicValues,
+    pub expected: &'a PublicValues,
 }
 
 /// Asks a running proof to stop (the task was cancelled or passed its deadline); cheap to
@@ -82,10 +81,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Checks that `proof` attests exactly `public`. Must not need the batch input.
     fn verify(&self, public: &PublicValues, proof: &[u8]) -> Result<(), VerifyError>;
 
-    /// Checks an input before a coordinator takes it in, without proving: only what is cheap
-    /// to know (it decodes, it is for `req.batch`, it starts from `req.expected`'s old
-    /// root). `Err` says why the input can never be proven to `req.expected`, so the
-    /// submission is refused instead of failing at every prover. Default: accepts all.
+    /// Checks an input and its public values before a coordinator takes them in, without
+    /// proving: only what is cheap to know (the public values have this proof system's
+    /// layout, the input decodes, is for `req.batch`, starts where `req.expected` says).
+    /// `Err` says why the input can never be proven to `req.expected`, so the submission is
+    /// refused instead of failing at every prover. Default: accepts all.
     fn check_input(&self, req: &ProveRequest<'_>) -> Result<(), BackendError> {
         let _ = req;
         Ok(())
@@ -112,13 +112,6 @@ pub struct UnknownBackend {
 }
 
 impl Backends {
-    /// The backends that need no configuration: `exec`.
-    pub fn builtin() -> Self {
-        let mut b = Backends::default();
-        b.insert(Arc::new(ExecBackend));
-        b
-    }
-
     /// Adds (or replaces) a backend under its [`Backend::name`].
     pub fn insert(&mut self, backend: Arc<dyn Backend>) {
         self.0.insert(backend.name().to_string(), backend);

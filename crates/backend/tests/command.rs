@@ -7,19 +7,28 @@ use proofmill_types::{Digest, PublicValues};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The three words of the devnet's layout (what `{old_root}`, `{new_root}`, `{commitment}`
+/// name).
+const WORDS: [&[u8]; 3] = [b"old", b"new", b"commitment"];
+
+static PUBLIC: std::sync::LazyLock<PublicValues> = std::sync::LazyLock::new(|| {
+    PublicValues::new(
+        WORDS
+            .iter()
+            .flat_map(|w| Digest::sha256(w).0)
+            .collect::<Vec<u8>>(),
+    )
+});
+
 fn public() -> PublicValues {
-    PublicValues {
-        old_state_root: Digest::sha256(b"old"),
-        new_state_root: Digest::sha256(b"new"),
-        batch_commitment: Digest::sha256(b"commitment"),
-    }
+    PUBLIC.clone()
 }
 
 fn req(input: &[u8]) -> ProveRequest<'_> {
     ProveRequest {
         batch: 42,
         input,
-        expected: public(),
+        expected: &PUBLIC,
     }
 }
 
@@ -154,7 +163,7 @@ fn good_prover_round_trips_and_verifier_rejects_tampering() {
     assert_eq!(b.name(), "command");
     let proof = b.prove(&req(b"the batch input")).unwrap();
     let mut want = b"PROOF".to_vec();
-    want.extend_from_slice(&public().encode());
+    want.extend_from_slice(public().as_bytes());
     want.extend_from_slice(b"the batch input");
     assert_eq!(proof, want);
     b.verify(&public(), &proof).unwrap();
@@ -165,8 +174,9 @@ fn good_prover_round_trips_and_verifier_rejects_tampering() {
     assert!(m.contains("rejected the proof"), "{m}");
     assert!(m.contains("does not match the public values"), "{m}");
 
-    let mut other = public();
-    other.new_state_root = Digest::sha256(b"elsewhere");
+    let mut other = public().into_bytes();
+    other[32..64].copy_from_slice(&Digest::sha256(b"elsewhere").0);
+    let other = PublicValues::new(other);
     let m = invalid(b.verify(&other, &proof));
     assert!(m.contains("does not match the public values"), "{m}");
     site.assert_clean();
@@ -180,14 +190,30 @@ fn placeholders_are_substituted() {
          cmp -s {public} {tmpdir}/public.bin && test -f {input} && echo same >> {output}",
     );
     let out = String::from_utf8(b.prove(&req(b"x")).unwrap()).unwrap();
-    let p = public();
-    let want = format!(
-        "42\n0x{}\n0x{}\n0x{}\nsame\n",
-        p.old_state_root.to_hex(),
-        p.new_state_root.to_hex(),
-        p.batch_commitment.to_hex()
-    );
+    let [old, new, commitment] = WORDS.map(|w| Digest::sha256(w).to_hex());
+    let want = format!("42\n0x{old}\n0x{new}\n0x{commitment}\nsame\n");
     assert_eq!(out, want);
+}
+
+/// Public values are the rollup's: `{public}` carries any length; the devnet's word
+/// placeholders refuse values of another layout with a reason instead of a wrong value.
+#[test]
+fn public_values_of_another_layout() {
+    let site = Site::new();
+    let other = PublicValues::new(b"a statement of another rollup".to_vec());
+    let req = ProveRequest {
+        batch: 42,
+        input: b"x",
+        expected: &other,
+    };
+    let b = site.backend("cat {public} > {output}");
+    assert_eq!(b.prove(&req).unwrap(), other.as_bytes());
+    let b = site.backend("printf '%s' {new_root} > {output}");
+    let e = match b.prove(&req) {
+        Err(BackendError::Failed(e) | BackendError::BadInput(e)) => e,
+        other => panic!("{other:?}"),
+    };
+    assert!(e.contains("{new_root}") && e.contains("{public}"), "{e}");
 }
 
 #[test]
@@ -335,8 +361,8 @@ fn awkward_temp_paths_are_quoted_safely() {
     c.verify = Some("cmp -s {proof} {public}".into());
     c.temp_dir = Some(tmp.clone());
     let b = CommandBackend::new(c).unwrap();
-    let proof = b.prove(&req(&public().encode())).unwrap();
-    assert_eq!(proof, public().encode());
+    let proof = b.prove(&req(public().as_bytes())).unwrap();
+    assert_eq!(proof, public().as_bytes());
     b.verify(&public(), &proof).unwrap();
     assert!(!site.path("pwned").exists());
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);

@@ -244,7 +244,7 @@ pub struct CoordinatorArgs {
     pub max_batches: Option<u64>,
     /// Devnet: save a state snapshot every this many batches, so a restart replays at most
     /// that many (0: only at a clean stop and after a rebuild).
-    #[arg(long, env = "PROOFMILL_SNAPSHOT_EVERY", default_value_t = proofmill_coordinator::DEFAULT_SNAPSHOT_EVERY)]
+    #[arg(long, env = "PROOFMILL_SNAPSHOT_EVERY", default_value_t = proofmill_devnet_node::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
     /// Settlement layer: none, embedded (in-process EVM) or rpc.
     #[arg(long, env = "PROOFMILL_L1", value_enum, default_value_t = L1Mode::Embedded)]
@@ -354,23 +354,22 @@ pub struct BatchCancelArgs {
     pub reason: String,
 }
 
-/// The 96 bytes of `--public-values`.
+/// The bytes of `--public-values`: opaque, in the rollup's own layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicValuesArg(pub Vec<u8>);
 
-/// 96 bytes in hex, with or without `0x`.
+/// Bytes in hex, with or without `0x` (the devnet's are 96: old root, new root, commitment).
 fn parse_public_values(s: &str) -> Result<PublicValuesArg, String> {
-    let hex = s.strip_prefix("0x").unwrap_or(s);
-    if hex.len() != 192 || !hex.is_ascii() {
+    let digits = s.strip_prefix("0x").unwrap_or(s);
+    if digits.is_empty() || digits.len() % 2 != 0 {
         return Err(format!(
-            "want 96 bytes as 192 hex digits, got {} characters",
-            hex.len()
+            "want bytes as an even, non-zero number of hex digits, got {} characters",
+            digits.len()
         ));
     }
-    (0..96)
-        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string()))
-        .collect::<Result<_, _>>()
+    hex::decode(digits)
         .map(PublicValuesArg)
+        .map_err(|e| format!("not hex: {e}"))
 }
 
 #[derive(Debug, Clone, Args)]

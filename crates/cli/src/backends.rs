@@ -72,7 +72,7 @@ impl BackendArgs {
         ctx: &BackendContext<'_>,
     ) -> anyhow::Result<Built> {
         let mut built = Built {
-            all: Backends::builtin(),
+            all: builtin(),
             groth16: None,
         };
         for (pt, name) in specs {
@@ -191,4 +191,11 @@ fn parse_env_pair(s: &str) -> Result<(String, String), String> {
 
 fn parse_shape(s: &str) -> Result<Shape, String> {
     s.parse()
+}
+
+/// The backends that need no configuration: the devnet's `exec`.
+pub fn builtin() -> Backends {
+    let mut b = Backends::default();
+    b.insert(std::sync::Arc::new(proofmill_devnet::ExecBackend));
+    b
 }

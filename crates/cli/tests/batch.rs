@@ -28,11 +28,12 @@ fn batch(n: u64, root: u64) -> (Vec<u8>, PublicValues) {
         transfers: vec![],
     }
     .encode();
-    let public = PublicValues {
+    let public = proofmill_devnet::StateTransition {
         old_state_root: proofmill_devnet::fr_to_digest(old_root),
         new_state_root: Digest::sha256(b"new"),
         batch_commitment: Digest::sha256(b"commitment"),
-    };
+    }
+    .to_public_values();
     (input, public)
 }
 
@@ -99,7 +100,7 @@ fn batch_commands_and_intake_refusals() {
                 batch: n,
                 version: "v1".into(),
                 input,
-                public_values: public.encode().to_vec(),
+                public_values: public.as_bytes().to_vec(),
                 proof_types: vec![],
             };
             admin.launch_proof(req).await.unwrap().into_inner()
@@ -144,7 +145,7 @@ fn batch_commands_and_intake_refusals() {
     let (input, public) = batch(1, 7);
     let good = dir.path().join("good.bin");
     std::fs::write(&good, input).unwrap();
-    let public = hex(&public.encode());
+    let public = hex(public.as_bytes());
     for (file, expect) in [(&junk, Err("malformed batch input")), (&good, Ok(()))] {
         let (ok, out, err) = run(&[
             "batch",

@@ -191,7 +191,7 @@ async fn wait_status(
 /// The devnet snapshots the store lists: (batch, blob key), newest first.
 async fn snapshots(store: &Arc<dyn Store>) -> Vec<(u64, String)> {
     let text = store
-        .get_meta(proofmill_coordinator::SNAPSHOTS_META)
+        .get_meta(proofmill_devnet_node::SNAPSHOTS_META)
         .await
         .unwrap()
         .unwrap_or_else(|| "[]".into());
@@ -220,11 +220,18 @@ async fn assert_one_chain(store: &Arc<dyn Store>, last: u64) {
             .unwrap_or_else(|| panic!("batch {n} missing"));
         if let Some(prev) = prev {
             assert_eq!(
-                b.public_values.old_state_root, prev,
+                proofmill_devnet::StateTransition::from_public_values(&b.public_values)
+                    .unwrap()
+                    .old_state_root,
+                prev,
                 "batch {n} continues the chain"
             );
         }
-        prev = Some(b.public_values.new_state_root);
+        prev = Some(
+            proofmill_devnet::StateTransition::from_public_values(&b.public_values)
+                .unwrap()
+                .new_state_root,
+        );
     }
 }
 

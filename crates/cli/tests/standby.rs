@@ -280,11 +280,18 @@ async fn check_store(db: &str, last: u64) {
         let batch = store.batch(n).await.unwrap().unwrap();
         if let Some(prev) = prev_root {
             assert_eq!(
-                batch.public_values.old_state_root, prev,
+                proofmill_devnet::StateTransition::from_public_values(&batch.public_values)
+                    .unwrap()
+                    .old_state_root,
+                prev,
                 "chain broken at {n}"
             );
         }
-        prev_root = Some(batch.public_values.new_state_root);
+        prev_root = Some(
+            proofmill_devnet::StateTransition::from_public_values(&batch.public_values)
+                .unwrap()
+                .new_state_root,
+        );
         let key = JobKey::new(n, exec.clone());
         let job = store.job(&key).await.unwrap().unwrap();
         assert_eq!(job.state, JobState::Proven, "batch {n}");

@@ -12,7 +12,6 @@ use proofmill_scheduler::ProverView;
 use proofmill_store::JobFilter;
 use proofmill_types::{Job, JobKey, JobState, ProofType, PublicValues, TaskId};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
 
@@ -90,12 +89,7 @@ fn new_batch(
     public_values: &[u8],
     proof_types: Vec<String>,
 ) -> Result<NewBatch, Option<AdminError>> {
-    let Some(public_values) = PublicValues::decode(public_values) else {
-        return Err(err(
-            ErrorCode::InvalidArgument,
-            "public_values must be 96 bytes",
-        ));
-    };
+    let public_values = PublicValues::new(public_values);
     let proof_types = proof_types
         .into_iter()
         .map(ProofType::new)
@@ -353,17 +347,11 @@ impl AdminService for AdminSvc {
                 error,
             }))
         };
-        if self.shared.devnet_source.load(Ordering::SeqCst) {
-            return fail(err(
-                ErrorCode::InvalidArgument,
-                "this coordinator takes its batches from its devnet",
-            ));
-        }
         let nb = match new_batch(r.batch, r.version, r.input, &r.public_values, r.proof_types) {
             Ok(nb) => nb,
             Err(e) => return fail(e),
         };
-        match self.coordinator().submit_batch(nb).await {
+        match self.coordinator().intake().submit_batch(nb).await {
             Ok(created) => Ok(Response::new(LaunchProofResponse {
                 created,
                 error: None,
@@ -412,14 +400,11 @@ impl AdminService for AdminSvc {
                 }));
             }
         };
-        let shared = &self.shared;
-        shared
-            .batches
-            .write()
-            .expect("batch cache lock")
-            .entry(batch.number)
-            .or_insert(batch);
-        match shared.ask(|reply| CoreMsg::Retry { job, reply }).await {
+        match self
+            .shared
+            .ask(|reply| CoreMsg::Retry { job, batch, reply })
+            .await
+        {
             Ok(()) => Ok(Response::new(RetryJobResponse { error: None })),
             Err(e) => Ok(Response::new(RetryJobResponse {
                 error: from_coord(e),
@@ -455,21 +440,15 @@ impl AdminService for AdminSvc {
         req: Request<ReplaceBatchInputRequest>,
     ) -> Result<Response<ReplaceBatchInputResponse>, Status> {
         let r = req.into_inner();
-        let error = if self.shared.devnet_source.load(Ordering::SeqCst) {
-            err(
-                ErrorCode::InvalidArgument,
-                "this coordinator takes its batches from its devnet",
-            )
-        } else {
-            match new_batch(r.batch, r.version, r.input, &r.public_values, r.proof_types) {
-                Ok(nb) => self
-                    .coordinator()
-                    .replace_batch_input(nb)
-                    .await
-                    .err()
-                    .and_then(from_coord),
-                Err(e) => e,
-            }
+        let error = match new_batch(r.batch, r.version, r.input, &r.public_values, r.proof_types) {
+            Ok(nb) => self
+                .coordinator()
+                .intake()
+                .replace_batch_input(nb)
+                .await
+                .err()
+                .and_then(from_coord),
+            Err(e) => e,
         };
         Ok(Response::new(ReplaceBatchInputResponse { error }))
     }
@@ -489,7 +468,12 @@ impl AdminService for AdminSvc {
             }));
         }
         Ok(Response::new(
-            match self.coordinator().cancel_batch(r.batch, &r.reason).await {
+            match self
+                .coordinator()
+                .intake()
+                .cancel_batch(r.batch, &r.reason)
+                .await
+            {
                 Ok(n) => CancelBatchResponse {
                     cancelled: n.min(u32::MAX as usize) as u32,
                     error: None,

@@ -1,12 +1,15 @@
-use proofmill_backend::Backends;
+use proofmill_backend::{Backend, Backends};
 use proofmill_scheduler::SchedulerConfig;
 use proofmill_types::ProofType;
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub struct CoordinatorConfig {
-    /// Proof types every batch needs, each with the backend that verifies it.
+    /// Proof types every batch needs, each with the name of the backend that verifies it
+    /// (none by default: the rollup's backends are the deployment's to choose, see
+    /// [`CoordinatorConfig::prove_with`]).
     pub proof_types: Vec<(ProofType, String)>,
-    /// The backends named by `proof_types` (default: the built-in `exec`).
+    /// The backends named by `proof_types`.
     pub backends: Backends,
     pub scheduler: SchedulerConfig,
     /// gRPC message limit, both directions.
@@ -57,8 +60,8 @@ pub struct CoordinatorConfig {
 impl Default for CoordinatorConfig {
     fn default() -> Self {
         CoordinatorConfig {
-            proof_types: vec![(ProofType::new("exec").expect("valid"), "exec".into())],
-            backends: Backends::builtin(),
+            proof_types: Vec::new(),
+            backends: Backends::default(),
             scheduler: SchedulerConfig::default(),
             max_message_bytes: 64 << 20,
             inline_input_max: 1 << 20,
@@ -81,6 +84,14 @@ impl Default for CoordinatorConfig {
 }
 
 impl CoordinatorConfig {
+    /// Adds a proof type every batch needs, verified by `backend`.
+    pub fn prove_with(mut self, proof_type: ProofType, backend: Arc<dyn Backend>) -> Self {
+        self.proof_types
+            .push((proof_type, backend.name().to_string()));
+        self.backends.insert(backend);
+        self
+    }
+
     pub fn required_types(&self) -> Vec<ProofType> {
         self.proof_types.iter().map(|(t, _)| t.clone()).collect()
     }

@@ -82,9 +82,21 @@ pub(crate) enum CoreMsg {
         batches: Vec<Arc<Batch>>,
         jobs: Vec<Job>,
     },
+    /// Queues a failed or cancelled job again (`batch` is its batch, read from the store).
     Retry {
         job: Job,
+        batch: Arc<Batch>,
         reply: oneshot::Sender<()>,
+    },
+    /// L1 rejected the proof of `job` (as read from the store): its proof is deleted and the
+    /// job failed with `reason`, then queued again; `durable` is signalled once that is in
+    /// the store.
+    ProofRejected {
+        job: Job,
+        batch: Arc<Batch>,
+        reason: String,
+        reply: oneshot::Sender<()>,
+        durable: oneshot::Sender<()>,
     },
     Provers {
         reply: oneshot::Sender<Vec<ProverView>>,
@@ -333,15 +345,25 @@ impl Core {
                 let effects = self.add(batches, jobs);
                 self.run_effects(effects, Vec::new(), Vec::new());
             }
-            CoreMsg::Retry { job, reply } => {
-                let batch = job.key.batch;
-                let effects = self.scheduler.retry(job, now);
-                // Counted only when the job was reopened (a second retry is a no-op), or the
-                // batch would never leave the cache.
-                if !effects.is_empty() {
-                    *self.open_per_batch.entry(batch).or_default() += 1;
-                }
-                self.run_effects(effects, Vec::new(), Vec::new());
+            CoreMsg::Retry { job, batch, reply } => {
+                self.retry(job, batch, Vec::new(), now);
+                let _ = reply.send(());
+            }
+            CoreMsg::ProofRejected {
+                mut job,
+                batch,
+                reason,
+                reply,
+                durable,
+            } => {
+                tracing::error!(job = %job.key, %reason, "deleting the proof and queueing the job again");
+                job.last_error = Some(reason);
+                let changes = vec![Change::DeleteProof(job.key.clone())];
+                self.retry(job, batch, changes, now);
+                self.persist(PersistJob {
+                    flushed: vec![durable],
+                    ..Default::default()
+                });
                 let _ = reply.send(());
             }
             CoreMsg::Provers { reply } => {
@@ -423,6 +445,23 @@ impl Core {
                 let _ = reply.send(self.backlog());
             }
         }
+    }
+
+    /// Queues a closed job again, after `changes` (which go to the store first).
+    fn retry(&mut self, job: Job, batch: Arc<Batch>, changes: Vec<Change>, now: u64) {
+        let number = job.key.batch;
+        self.batches
+            .write()
+            .expect("batch cache lock")
+            .entry(number)
+            .or_insert(batch);
+        let effects = self.scheduler.retry(job, now);
+        // Counted only when the job was reopened (a second retry is a no-op), or the batch
+        // would never leave the cache.
+        if !effects.is_empty() {
+            *self.open_per_batch.entry(number).or_default() += 1;
+        }
+        self.run_effects(effects, changes, Vec::new());
     }
 
     /// See [`CoreMsg::CancelBatch`]; returns how many jobs it cancelled.

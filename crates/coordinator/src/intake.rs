@@ -1,10 +1,12 @@
-//! Batches coming in (API, devnet): input to the blob store, batch and jobs to the store,
-//! jobs to the scheduler, in that order, so a crash at any point leaves nothing half-known.
+//! Batches coming in: input to the blob store, batch and jobs to the store, jobs to the
+//! scheduler, in that order, so a crash at any point leaves nothing half-known. Every batch
+//! source comes through an [`Intake`]: the API, a rollup's own sealer (the devnet's), a
+//! gateway to a rollup's core API.
 
 use crate::core::CoreMsg;
 use crate::error::CoordinatorError;
 use crate::now_ms;
-use crate::server::Coordinator;
+use crate::server::Shared;
 use bytes::Bytes;
 use proofmill_types::{Batch, Digest, Job, JobKey, JobState, ProofType, PublicValues};
 use std::collections::HashSet;
@@ -22,6 +24,9 @@ pub(crate) struct InFlight {
     /// A stored batch that ends a gap-free run from the lowest one (0: none known), for the
     /// intake window; only grows.
     run_end: AtomicU64,
+    /// The source that numbers every batch here, when one does (see
+    /// [`Intake::reserve_numbering`]).
+    numbered_by: Mutex<Option<String>>,
 }
 
 impl InFlight {
@@ -74,7 +79,55 @@ fn replacement_key(number: u64, digest: &Digest) -> String {
     format!("inputs/{number:012}-{hex}.bin")
 }
 
-impl Coordinator {
+/// Where batches come in (cheap to clone). See the module doc.
+#[derive(Clone)]
+pub struct Intake {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Intake {
+    /// Reserves the batch numbering for one source (a rollup's sealer: its batches chain, so
+    /// no one else may take a number): submissions of other sources are then refused, naming
+    /// `source`. Batches the source submits itself go through [`Intake::submit_own`].
+    pub fn reserve_numbering(&self, source: &str) {
+        *self.shared.intake.numbered_by.lock().expect("intake lock") = Some(source.to_string());
+    }
+
+    /// The source that reserved the numbering, if one did.
+    pub fn numbered_by(&self) -> Option<String> {
+        self.shared
+            .intake
+            .numbered_by
+            .lock()
+            .expect("intake lock")
+            .clone()
+    }
+
+    /// The coordinator's store, to read (a source rebuilding its state from its batches).
+    pub fn store(&self) -> &Arc<dyn proofmill_store::Store> {
+        &self.shared.store
+    }
+
+    /// The coordinator's blob store (batch inputs; a source's own blobs).
+    pub fn blobs(&self) -> &proofmill_store::Blobs {
+        &self.shared.blobs
+    }
+
+    /// The coordinator's shutdown signal: a source stops taking batches in once it is given.
+    pub fn shutdown(&self) -> crate::Shutdown {
+        self.shared.shutdown.clone()
+    }
+
+    /// Refused while another source owns the numbering.
+    fn check_source(&self) -> Result<(), CoordinatorError> {
+        match self.numbered_by() {
+            Some(source) => Err(CoordinatorError::InvalidArgument(format!(
+                "this coordinator takes its batches from its {source}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Everything about a submission that needs no store: number, size, version, proof
     /// types, and the backends' input checks. Returns the proof types to prove.
     async fn check_submission(&self, nb: &NewBatch) -> Result<Vec<ProofType>, CoordinatorError> {
@@ -93,6 +146,14 @@ impl Coordinator {
         }
         crate::results::check_label("version", &nb.version)
             .map_err(CoordinatorError::InvalidArgument)?;
+        // Opaque here: their layout is the rollup's, checked by the proof types' backends.
+        let public = nb.public_values.len();
+        if public == 0 || public > PublicValues::MAX_LEN {
+            return Err(CoordinatorError::InvalidArgument(format!(
+                "public values must be 1-{} bytes, got {public}",
+                PublicValues::MAX_LEN
+            )));
+        }
         let configured = shared.config.required_types();
         let mut required = if nb.proof_types.is_empty() {
             configured.clone()
@@ -131,13 +192,13 @@ impl Coordinator {
                 backends.push((t.clone(), b.clone()));
             }
         }
-        let (number, input, expected) = (nb.number, nb.input.clone(), nb.public_values);
+        let (number, input, expected) = (nb.number, nb.input.clone(), nb.public_values.clone());
         let refused = tokio::task::spawn_blocking(move || {
             backends.into_iter().find_map(|(t, b)| {
                 let req = proofmill_backend::ProveRequest {
                     batch: number,
                     input: &input,
-                    expected,
+                    expected: &expected,
                 };
                 b.check_input(&req).err().map(|e| (t, e))
             })
@@ -197,8 +258,15 @@ impl Coordinator {
 
     /// Takes a batch in. Idempotent: the same batch again returns `Ok(false)`; a different
     /// batch with a known number is an error and changes nothing, unless that batch was
-    /// cancelled ([`Coordinator::cancel_batch`]): then it starts over with this content.
+    /// cancelled ([`Intake::cancel_batch`]): then it starts over with this content. Refused
+    /// while a source reserved the numbering ([`Intake::reserve_numbering`]).
     pub async fn submit_batch(&self, nb: NewBatch) -> Result<bool, CoordinatorError> {
+        self.check_source()?;
+        self.submit_own(nb).await
+    }
+
+    /// [`Intake::submit_batch`] for the source that reserved the numbering.
+    pub async fn submit_own(&self, nb: NewBatch) -> Result<bool, CoordinatorError> {
         let shared = &self.shared;
         if shared.draining() {
             return Err(CoordinatorError::Unavailable);
@@ -259,6 +327,7 @@ impl Coordinator {
     /// dropped, and its jobs queued afresh, all durable when this returns. A fully proven
     /// batch is refused with [`CoordinatorError::FailedPrecondition`], changing nothing.
     pub async fn replace_batch_input(&self, nb: NewBatch) -> Result<(), CoordinatorError> {
+        self.check_source()?;
         let shared = &self.shared;
         if shared.draining() {
             return Err(CoordinatorError::Unavailable);

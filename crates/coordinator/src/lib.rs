@@ -4,14 +4,15 @@
 //! its effects into store changes and prover messages; a **persister** task group-commits
 //! those changes and only then releases the messages (so nothing a prover sees is ever
 //! unknown to the store); one **session** per prover stream reads its messages, verifies
-//! proofs and feeds the core; the **admin** service and **intake** (API, devnet) sit on top;
-//! **settlement** commits batches to L1 and sends their proofs there.
+//! proofs and feeds the core; the **admin** service and **intake** sit on top. Batch sources
+//! (the API, a rollup's sealer such as `proofmill-devnet-node`) bring batches in through an
+//! [`Intake`]; L1 settlement (`proofmill-settlement`) is a component apart that gets a
+//! [`SettlementPort`]. Nothing here knows a rollup's layout: public values are opaque bytes,
+//! read only by the proof types' backends.
 
 mod admin;
 mod config;
 mod core;
-mod devnet_snapshot;
-mod devnet_source;
 mod error;
 mod health;
 mod identity;
@@ -22,26 +23,28 @@ mod limits;
 mod listener;
 mod outbox;
 mod partial;
-pub use intake::NewBatch;
 mod persist;
 mod results;
 mod server;
 mod session;
-mod settlement;
+mod settled;
+mod settlement_port;
+mod shutdown;
 mod standby;
 mod status;
 mod warnings;
 mod wire;
 
 pub use config::CoordinatorConfig;
-pub use devnet_snapshot::{DevnetSnapshots, SNAPSHOTS_META};
-pub use devnet_source::{DEFAULT_SNAPSHOT_EVERY, DevnetSource, DevnetSourceConfig};
 pub use error::CoordinatorError;
+pub use intake::{Intake, NewBatch};
 pub use leadership::{Candidate, Leadership, LeaseCheck, LeaseSettings, default_url};
 pub use limits::InFlight;
 pub use listener::Listener;
 pub use server::{Coordinator, Serving};
-pub use settlement::{L1Seen, Settlement, SettlementConfig, VerifyRecord, devnet_genesis_root};
+pub use settled::{LAST_VERIFY_TX_KEY, PENDING_VERIFY_KEY, VerifyRecord, verify_key};
+pub use settlement_port::{L1Seen, SettlementPort};
+pub use shutdown::Shutdown;
 pub use standby::Standby;
 pub use status::{JobCountsView, StatusView, StoreOutage};
 pub use warnings::{StatusWarning, WarningKind};

@@ -400,7 +400,7 @@ fn task_message(job: &Job, batch: &Batch, input_size: usize, input: Input) -> Co
         input_digest: batch.input_digest.0.to_vec(),
         input_size: input_size as u64,
         input: Some(input),
-        public_values: batch.public_values.encode().to_vec(),
+        public_values: batch.public_values.as_bytes().to_vec(),
     };
     CoordinatorMessage {
         kind: Some(Out::ExecuteTask(task)),

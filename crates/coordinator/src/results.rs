@@ -188,7 +188,7 @@ async fn check_proof(
             Err(e) => return Err((ErrorCode::SystemUnavailable, e.to_string())),
         },
     };
-    let public = batch.public_values;
+    let public = batch.public_values.clone();
     let proof = Bytes::from(proof);
     let verdict = {
         let proof = proof.clone();

@@ -15,7 +15,7 @@ use proofmill_types::{ProofType, ProverId};
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -36,11 +36,10 @@ pub(crate) struct Shared {
     pub core: mpsc::UnboundedSender<CoreMsg>,
     /// Issues prover ids and checks the secrets of reconnecting provers.
     pub prover_keys: Arc<ProverKeys>,
-    pub draining: AtomicBool,
+    /// Given once by [`Coordinator::drain`]; every task stops on it.
+    pub shutdown: crate::shutdown::Shutdown,
     /// Batch numbers being taken in (two submissions of one number must not race).
     pub intake: crate::intake::InFlight,
-    /// Set when batches come from the built-in devnet (then the API does not take batches).
-    pub devnet_source: AtomicBool,
     /// Dispatch latencies in microseconds, when `record_dispatch_latency` is on.
     pub dispatch_latency_us: Arc<std::sync::Mutex<Vec<u32>>>,
     /// Prover streams open, and those not registered yet (a closed one ends at once).
@@ -49,8 +48,8 @@ pub(crate) struct Shared {
     pub proof_budget: crate::limits::ProofBudget,
     /// Replies queued for provers and not yet written, across every stream.
     pub replies_queued: Arc<AtomicUsize>,
-    /// What the L1 settlement loops last saw; `None` while settlement is off.
-    pub l1_seen: RwLock<Option<crate::settlement::L1Seen>>,
+    /// What settlement last saw on L1; `None` until it reports (or when it is off).
+    pub l1_seen: RwLock<Option<crate::settlement_port::L1Seen>>,
     /// The last status read from the store, answered when the store does not answer.
     pub last_status: crate::status::LastStatus,
     /// The store's coordinator lease this coordinator holds, once attached.
@@ -68,7 +67,7 @@ pub(crate) struct HeldLease {
 
 impl Shared {
     pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+        self.shutdown.is_begun()
     }
 
     /// Whether this coordinator surely holds the store's lease (always, when none was
@@ -186,9 +185,8 @@ impl Coordinator {
             verifiers,
             core: core_tx,
             prover_keys,
-            draining: AtomicBool::new(false),
+            shutdown: Default::default(),
             intake: Default::default(),
-            devnet_source: AtomicBool::new(false),
             dispatch_latency_us: Default::default(),
             slots,
             proof_budget,
@@ -211,6 +209,35 @@ impl Coordinator {
 
     pub fn blobs(&self) -> &Blobs {
         &self.shared.blobs
+    }
+
+    /// Where batches come in (see [`crate::Intake`]).
+    pub fn intake(&self) -> crate::Intake {
+        crate::Intake {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// What L1 settlement gets of this coordinator (see [`crate::SettlementPort`]).
+    pub fn settlement_port(&self) -> crate::SettlementPort {
+        crate::SettlementPort {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// This coordinator's shutdown signal (given by [`Coordinator::drain`]).
+    pub fn shutdown(&self) -> crate::Shutdown {
+        self.shared.shutdown.clone()
+    }
+
+    /// What settlement last reported of L1 (`None`: it has not, or it is off).
+    pub fn l1_seen(&self) -> Option<crate::L1Seen> {
+        self.shared.l1_seen.read().expect("l1 cache lock").clone()
+    }
+
+    /// [`crate::Intake::submit_batch`].
+    pub async fn submit_batch(&self, nb: crate::NewBatch) -> Result<bool, CoordinatorError> {
+        self.intake().submit_batch(nb).await
     }
 
     /// Serves the prover and admin services (plus reflection) until `shutdown` resolves.
@@ -332,7 +359,7 @@ impl Coordinator {
     /// that arrive meanwhile are accepted, and every state change is flushed to the store.
     pub async fn drain(&self, reason: &str) -> Result<(), CoordinatorError> {
         let grace = self.shared.config.shutdown_grace_ms;
-        self.shared.draining.store(true, Ordering::SeqCst);
+        self.shared.shutdown.begin();
         let grace_ms = grace.min(u32::MAX as u64) as u32;
         let reason = reason.to_string();
         self.shared

@@ -4,7 +4,7 @@
 use crate::core::CoreMsg;
 use crate::error::CoordinatorError;
 use crate::server::Coordinator;
-use crate::settlement::VerifyRecord;
+use crate::settled::VerifyRecord;
 use proofmill_scheduler::ProverView;
 use proofmill_types::{JobState, Millis};
 use std::collections::BTreeMap;

@@ -22,7 +22,7 @@ async fn admin_api_validates_and_retries(db: Db) {
         public_values: public,
         proof_types: types,
     };
-    let good = public(1).encode().to_vec();
+    let good = public(1).into_bytes();
     let r = admin
         .launch_proof(launch(1, good.clone(), vec![]))
         .await
@@ -39,7 +39,7 @@ async fn admin_api_validates_and_retries(db: Db) {
         "same batch again is a no-op: {r:?}"
     );
     let bad_cases = vec![
-        launch(1, public(9).encode().to_vec(), vec![]),
+        launch(1, public(9).into_bytes(), vec![]),
         launch(2, vec![1, 2, 3], vec![]),
         launch(2, good.clone(), vec!["groth16".into()]),
         launch(0, good.clone(), vec![]),

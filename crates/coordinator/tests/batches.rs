@@ -21,7 +21,7 @@ fn launch(batch: u64, input: Vec<u8>) -> LaunchProofRequest {
         batch,
         version: "v1".into(),
         input,
-        public_values: public(batch).encode().to_vec(),
+        public_values: public(batch).into_bytes(),
         proof_types: vec![],
     }
 }
@@ -31,7 +31,7 @@ fn replace(batch: u64, input: Vec<u8>) -> ReplaceBatchInputRequest {
         batch,
         version: "v1".into(),
         input,
-        public_values: public(batch).encode().to_vec(),
+        public_values: public(batch).into_bytes(),
         proof_types: vec![],
     }
 }
@@ -82,7 +82,7 @@ async fn malformed_input_is_refused_at_intake(db: Db) {
     let c = start(&env, fast_config()).await;
     let mut admin = c.admin().await;
     let mut other_root = input_for(1, 0, 0);
-    other_root[14..46].copy_from_slice(&public(7).old_state_root.0);
+    other_root[14..46].copy_from_slice(&transition(7).old_state_root.0);
     for (input, reason) in [
         (b"not a batch input".to_vec(), "malformed batch input"),
         (input_for(2, 0, 0), "the input is for batch 2, not 1"),

@@ -3,8 +3,8 @@
 //! every batch is still proven exactly once.
 mod support;
 
-use proofmill_coordinator::DevnetSourceConfig;
 use proofmill_devnet::DevnetConfig;
+use proofmill_devnet_node::{DevnetSource, DevnetSourceConfig};
 use proofmill_prover::{Prover, ProverConfig};
 use proofmill_types::{JobKey, ProofType};
 use std::net::SocketAddr;
@@ -74,9 +74,9 @@ async fn flaky_network(db: Db) {
         batch_interval_ms: 40,
         version: "devnet-v1".into(),
         max_batches: Some(BATCHES),
-        snapshot_every: proofmill_coordinator::DEFAULT_SNAPSHOT_EVERY,
+        snapshot_every: proofmill_devnet_node::DEFAULT_SNAPSHOT_EVERY,
     };
-    c.coord.start_devnet(devnet).await.unwrap();
+    DevnetSource::start(c.coord.intake(), devnet).await.unwrap();
     let proxy = Proxy::start(c.addr).await;
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut provers = Vec::new();
@@ -88,7 +88,7 @@ async fn flaky_network(db: Db) {
             version: "devnet-v1".into(),
             backends: vec![(
                 ProofType::new("exec").unwrap(),
-                std::sync::Arc::new(proofmill_backend::ExecBackend),
+                std::sync::Arc::new(proofmill_devnet::ExecBackend),
             )],
             reconnect_min: Duration::from_millis(20),
             reconnect_max: Duration::from_millis(200),

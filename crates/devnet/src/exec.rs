@@ -6,9 +6,10 @@ use crate::poseidon::fr_to_digest;
 use crate::transfer::{
     RejectReason, check_stateless, commitment_start, commitment_step, credit_receiver, debit_sender,
 };
+use crate::transition::StateTransition;
 use crate::tree::{MAX_DEPTH, MIN_DEPTH, compute_root};
 use ark_bn254::Fr;
-use proofmill_types::{Digest, PublicValues};
+use proofmill_types::Digest;
 
 /// Why a batch input does not execute (or cannot be replayed).
 #[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
@@ -51,8 +52,8 @@ pub struct ExecOutput {
 
 impl ExecOutput {
     /// As the 32-byte digests the coordinator and L1 use.
-    pub fn public_values(&self) -> PublicValues {
-        PublicValues {
+    pub fn transition(&self) -> StateTransition {
+        StateTransition {
             old_state_root: fr_to_digest(self.old_root),
             new_state_root: fr_to_digest(self.new_root),
             batch_commitment: fr_to_digest(self.commitment),
@@ -106,8 +107,8 @@ impl BatchInput {
     }
 }
 
-/// Decodes and statelessly re-executes an encoded [`BatchInput`], returning its public
-/// values. Never panics: malformed or inconsistent input is an [`ExecError`].
-pub fn execute_batch_input(bytes: &[u8]) -> Result<PublicValues, ExecError> {
-    Ok(BatchInput::decode(bytes)?.execute()?.public_values())
+/// Decodes and statelessly re-executes an encoded [`BatchInput`], returning the transition
+/// it makes. Never panics: malformed or inconsistent input is an [`ExecError`].
+pub fn execute_batch_input(bytes: &[u8]) -> Result<StateTransition, ExecError> {
+    Ok(BatchInput::decode(bytes)?.execute()?.transition())
 }

@@ -7,9 +7,10 @@ use crate::transfer::{
     Account, RejectReason, Transfer, batch_commitment, check_stateless, credit_receiver,
     debit_sender,
 };
+use crate::transition::StateTransition;
 use crate::tree::{MAX_DEPTH, MIN_DEPTH, SparseMerkleTree, capacity};
 use ark_bn254::Fr;
-use proofmill_types::{BatchNumber, PublicValues};
+use proofmill_types::BatchNumber;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
@@ -96,8 +97,9 @@ pub struct SealedBatch {
     pub number: BatchNumber,
     /// [`BatchInput::encode`] of the batch; what provers receive.
     pub input: Vec<u8>,
-    /// What a proof of this batch attests.
-    pub public_values: PublicValues,
+    /// What a proof of this batch attests (`transition.to_public_values()` for the
+    /// coordinator).
+    pub transition: StateTransition,
     /// Number of transfers in the batch.
     pub transfers: usize,
 }
@@ -239,7 +241,7 @@ impl Devnet {
             old_root,
             transfers: witnesses,
         };
-        let public_values = PublicValues {
+        let transition = StateTransition {
             old_state_root: fr_to_digest(old_root),
             new_state_root: fr_to_digest(self.tree.root()),
             batch_commitment: fr_to_digest(batch_commitment(number, &sealed)),
@@ -248,7 +250,7 @@ impl Devnet {
         SealedBatch {
             number,
             input: input.encode(),
-            public_values,
+            transition,
             transfers: sealed.len(),
         }
     }
@@ -368,7 +370,7 @@ impl Devnet {
     /// Applies an already-sealed batch (restart: rebuild state from stored inputs). It must
     /// be batch [`Devnet::next_batch_number`] at this depth, start from [`Devnet::state_root`],
     /// and the mempool must be empty. The batch is fully re-executed before the state changes.
-    pub fn replay(&mut self, input: &[u8]) -> Result<PublicValues, ExecError> {
+    pub fn replay(&mut self, input: &[u8]) -> Result<StateTransition, ExecError> {
         if !self.pending.is_empty() {
             return Err(ExecError::PendingNotEmpty(self.pending.len()));
         }
@@ -402,7 +404,7 @@ impl Devnet {
         }
         debug_assert_eq!(self.tree.root(), out.new_root);
         self.next_batch += 1;
-        Ok(out.public_values())
+        Ok(out.transition())
     }
 }
 
@@ -419,4 +421,10 @@ fn rng_seed(seed: u64, number: BatchNumber) -> [u8; 32] {
 /// reproducible across `rand` versions, not unbiased.
 fn below(rng: &mut ChaCha8Rng, n: u64) -> u64 {
     rng.next_u64() % n.max(1)
+}
+
+/// The state root before batch 1 of a devnet with `config` (what its L1 rollup contract is
+/// deployed with).
+pub fn genesis_root(config: DevnetConfig) -> Result<proofmill_types::Digest, ConfigError> {
+    Ok(fr_to_digest(Devnet::new(config)?.state_root()))
 }

@@ -11,6 +11,7 @@ use ark_snark::SNARK;
 use ark_std::rand::SeedableRng;
 use ark_std::rand::rngs::StdRng;
 use proofmill_backend::{Backend, BackendError, ProveRequest, VerifyError};
+use proofmill_devnet::StateTransition;
 use proofmill_devnet::{BatchInput, fr_to_digest};
 use proofmill_types::PublicValues;
 use std::path::{Path, PathBuf};
@@ -86,7 +87,7 @@ impl Backend for Groth16Backend {
     }
 
     fn check_input(&self, req: &ProveRequest<'_>) -> Result<(), BackendError> {
-        proofmill_backend::check_devnet_input(req)
+        proofmill_devnet::backend::check_input(req)
     }
 
     fn prove(&self, req: &ProveRequest<'_>) -> Result<Vec<u8>, BackendError> {
@@ -94,15 +95,17 @@ impl Backend for Groth16Backend {
             BatchInput::decode(req.input).map_err(|e| BackendError::BadInput(e.to_string()))?;
         let circuit = BatchCircuit::from_input(self.shape, &input)
             .map_err(|e| BackendError::BadInput(e.to_string()))?;
-        let public = PublicValues {
+        let public = StateTransition {
             old_state_root: fr_to_digest(circuit.public.old_root),
             new_state_root: fr_to_digest(circuit.public.new_root),
             batch_commitment: fr_to_digest(circuit.public.commitment),
         };
-        if public != req.expected {
+        let expected = StateTransition::from_public_values(req.expected)
+            .map_err(|e| BackendError::BadInput(e.to_string()))?;
+        if public != expected {
             return Err(BackendError::BadInput(format!(
-                "batch {} executes to {public:?}, but the request expects {:?}",
-                req.batch, req.expected
+                "batch {} executes to {public:?}, but the request expects {expected:?}",
+                req.batch
             )));
         }
         let keys = self
@@ -138,8 +141,10 @@ impl Backend for Groth16Backend {
     }
 
     fn verify(&self, public: &PublicValues, proof: &[u8]) -> Result<(), VerifyError> {
+        let public = StateTransition::from_public_values(public)
+            .map_err(|e| VerifyError::Invalid(format!("the batch's {e}")))?;
         let proof = decode_proof(proof).map_err(|e| VerifyError::Malformed(e.to_string()))?;
-        let inputs = public_inputs(public).map_err(|e| VerifyError::Invalid(e.to_string()))?;
+        let inputs = public_inputs(&public).map_err(|e| VerifyError::Invalid(e.to_string()))?;
         let keys = self
             .keys()
             .map_err(|e| VerifyError::Invalid(format!("verifying key unavailable: {e}")))?;

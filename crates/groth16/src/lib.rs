@@ -19,7 +19,7 @@ pub use evm::{PROOF_LEN, ProofDecodeError, decode_proof, encode_proof, vk_words}
 pub use keys::{KeyError, Keys, dev_setup, load_keys, load_or_dev_setup};
 
 use ark_bn254::Fr;
-use proofmill_types::PublicValues;
+use proofmill_devnet::StateTransition;
 
 /// Largest batch size a shape may have (bounds key size and setup time).
 pub const MAX_BATCH_SIZE: usize = 4096;
@@ -92,7 +92,7 @@ pub struct NonCanonicalPublicValue(pub &'static str);
 
 /// The circuit's public inputs `[old_root, new_root, batch_commitment]` from the 32-byte
 /// digests (via `proofmill_devnet::digest_to_fr`, which rejects values `>= r`).
-pub fn public_inputs(public: &PublicValues) -> Result<[Fr; 3], NonCanonicalPublicValue> {
+pub fn public_inputs(public: &StateTransition) -> Result<[Fr; 3], NonCanonicalPublicValue> {
     let f = |d, name| proofmill_devnet::digest_to_fr(d).ok_or(NonCanonicalPublicValue(name));
     Ok([
         f(&public.old_state_root, "old_state_root")?,

@@ -6,6 +6,7 @@
 use ark_bn254::Fr;
 use ark_ff::{BigInteger, One, PrimeField, Zero};
 use proofmill_backend::{Backend, BackendError, ProveRequest, VerifyError};
+use proofmill_devnet::StateTransition;
 use proofmill_devnet::{
     BatchInput, Devnet, DevnetConfig, SealedBatch, Transfer, execute_batch_input, fr_to_digest,
 };
@@ -14,7 +15,6 @@ use proofmill_groth16::{
     BatchCircuit, DEMO_SHAPE, Groth16Backend, KeyError, PROOF_LEN, Shape, constraint_count,
     decode_proof, encode_proof, public_inputs, vk_words,
 };
-use proofmill_types::PublicValues;
 use std::sync::LazyLock;
 use std::time::Instant;
 
@@ -54,7 +54,7 @@ fn prove(b: &Groth16Backend, batch: &SealedBatch) -> Result<Vec<u8>, BackendErro
     b.prove(&ProveRequest {
         batch: batch.number,
         input: &batch.input,
-        expected: batch.public_values,
+        expected: &batch.transition.to_public_values(),
     })
 }
 
@@ -78,16 +78,13 @@ fn real_batches_prove_and_verify() {
         let batch = net.produce_batch();
         assert_eq!(batch.transfers, N);
         // The devnet's stateless executor and the sequencer agree...
-        assert_eq!(
-            execute_batch_input(&batch.input).unwrap(),
-            batch.public_values
-        );
+        assert_eq!(execute_batch_input(&batch.input).unwrap(), batch.transition);
         // ...and the circuit's public inputs are exactly those values (satisfied system).
         let input = BatchInput::decode(&batch.input).unwrap();
         let circuit = BatchCircuit::from_input(shape(), &input).unwrap();
         assert_eq!(
             circuit.public.to_array(),
-            public_inputs(&batch.public_values).unwrap()
+            public_inputs(&batch.transition).unwrap()
         );
         assert!(circuit.synthesize().unwrap().is_satisfied().unwrap());
 
@@ -96,7 +93,8 @@ fn real_batches_prove_and_verify() {
         let prove_time = t.elapsed();
         assert_eq!(proof.len(), PROOF_LEN);
         let t = Instant::now();
-        b.verify(&batch.public_values, &proof).unwrap();
+        b.verify(&batch.transition.to_public_values(), &proof)
+            .unwrap();
         println!(
             "batch {} ({} transfers): prove {prove_time:?}, verify {:?}",
             batch.number,
@@ -120,7 +118,8 @@ fn padded_and_empty_batches_prove() {
     let batch = net.seal().unwrap();
     assert_eq!(batch.transfers, 1);
     let proof = prove(b, &batch).unwrap();
-    b.verify(&batch.public_values, &proof).unwrap();
+    b.verify(&batch.transition.to_public_values(), &proof)
+        .unwrap();
 
     // No transfers at all: roots unchanged, commitment = hash([number]).
     let empty = BatchInput {
@@ -136,45 +135,52 @@ fn padded_and_empty_batches_prove() {
         .prove(&ProveRequest {
             batch: 9,
             input: &input,
-            expected,
+            expected: &expected.to_public_values(),
         })
         .unwrap();
-    b.verify(&expected, &proof).unwrap();
+    b.verify(&expected.to_public_values(), &proof).unwrap();
     // A padded proof does not verify for the other batch's values.
-    assert!(b.verify(&batch.public_values, &proof).is_err());
+    assert!(
+        b.verify(&batch.transition.to_public_values(), &proof)
+            .is_err()
+    );
 }
 
 #[test]
 fn forged_public_inputs_are_rejected() {
     let b = backend();
     let (batch, proof) = &*PROOF;
-    b.verify(&batch.public_values, proof).unwrap();
-    let pv = batch.public_values;
+    b.verify(&batch.transition.to_public_values(), proof)
+        .unwrap();
+    let pv = batch.transition;
     let forged = [
-        PublicValues {
+        StateTransition {
             new_state_root: bump(&pv.new_state_root),
             ..pv
         },
-        PublicValues {
+        StateTransition {
             batch_commitment: bump(&pv.batch_commitment),
             ..pv
         },
-        PublicValues {
+        StateTransition {
             old_state_root: bump(&pv.old_state_root),
             ..pv
         },
-        PublicValues {
+        StateTransition {
             new_state_root: pv.old_state_root,
             ..pv
         },
     ];
     for f in forged {
-        assert!(matches!(b.verify(&f, proof), Err(VerifyError::Invalid(_))));
+        assert!(matches!(
+            b.verify(&f.to_public_values(), proof),
+            Err(VerifyError::Invalid(_))
+        ));
     }
     // A public value >= r cannot be attested.
     let mut bad = pv;
     bad.new_state_root = proofmill_types::Digest([0xff; 32]);
-    assert!(b.verify(&bad, proof).is_err());
+    assert!(b.verify(&bad.to_public_values(), proof).is_err());
 }
 
 #[test]
@@ -186,7 +192,7 @@ fn tampered_proofs_are_rejected_without_panic() {
         for bit in [0u8, 7] {
             let mut p = proof.clone();
             p[32 * word + 31] ^= 1 << bit;
-            let r = b.verify(&batch.public_values, &p);
+            let r = b.verify(&batch.transition.to_public_values(), &p);
             assert!(r.is_err(), "word {word} bit {bit} accepted");
         }
     }
@@ -195,7 +201,7 @@ fn tampered_proofs_are_rejected_without_panic() {
         let mut p = proof.clone();
         p[offset] ^= 0x80;
         assert!(matches!(
-            b.verify(&batch.public_values, &p),
+            b.verify(&batch.transition.to_public_values(), &p),
             Err(VerifyError::Malformed(_))
         ));
     }
@@ -207,7 +213,7 @@ fn tampered_proofs_are_rejected_without_panic() {
         vec![0u8; 256],
         vec![0xff; 256],
     ] {
-        assert!(b.verify(&batch.public_values, &p).is_err());
+        assert!(b.verify(&batch.transition.to_public_values(), &p).is_err());
     }
     // Swapping A and C keeps both points valid but breaks the pairing equation.
     let mut p = proof.clone();
@@ -215,7 +221,7 @@ fn tampered_proofs_are_rejected_without_panic() {
     p[..64].copy_from_slice(&c);
     p[192..].copy_from_slice(&a);
     assert!(matches!(
-        b.verify(&batch.public_values, &p),
+        b.verify(&batch.transition.to_public_values(), &p),
         Err(VerifyError::Invalid(_))
     ));
 }
@@ -264,7 +270,7 @@ fn prove_rejects_bad_requests() {
     ));
     // Expected values that differ from the execution.
     let mut batch = devnet(N as u32).produce_batch();
-    batch.public_values.new_state_root = bump(&batch.public_values.new_state_root);
+    batch.transition.new_state_root = bump(&batch.transition.new_state_root);
     assert!(matches!(prove(b, &batch), Err(BackendError::BadInput(_))));
     // Garbage input.
     batch.input = b"not a batch".to_vec();
@@ -356,12 +362,12 @@ fn keys_are_cached_reloaded_and_checked() {
         );
         // The backend surfaces it as a clean error too.
         let b = Groth16Backend::new(bad.path(), s);
-        let pv = PublicValues {
+        let pv = StateTransition {
             old_state_root: fr_to_digest(Fr::zero()),
             new_state_root: fr_to_digest(Fr::zero()),
             batch_commitment: fr_to_digest(Fr::zero()),
         };
-        assert!(b.verify(&pv, &[0u8; 256]).is_err());
+        assert!(b.verify(&pv.to_public_values(), &[0u8; 256]).is_err());
     }
     // A valid file with a re-computed checksum but a garbage vk body is still caught.
     let mut body = vk_bytes[52..].to_vec();
@@ -425,7 +431,8 @@ fn demo_shape_timings() {
         let proof = prove(&b, &batch).unwrap();
         let prove_time = t.elapsed();
         let t = Instant::now();
-        b.verify(&batch.public_values, &proof).unwrap();
+        b.verify(&batch.transition.to_public_values(), &proof)
+            .unwrap();
         println!(
             "batch {} ({} transfers): prove {prove_time:?}, verify {:?}",
             batch.number,

@@ -69,10 +69,12 @@ fn setup_key_check_and_proving_create_no_gr1cs_span() {
             .prove(&ProveRequest {
                 batch: batch.number,
                 input: &batch.input,
-                expected: batch.public_values,
+                expected: &batch.transition.to_public_values(),
             })
             .unwrap();
-        backend.verify(&batch.public_values, &proof).unwrap();
+        backend
+            .verify(&batch.transition.to_public_values(), &proof)
+            .unwrap();
     });
     assert_eq!(
         counts.gr1cs.load(Ordering::Relaxed),

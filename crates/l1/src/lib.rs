@@ -17,7 +17,8 @@ mod rpc_l1;
 mod txlog;
 
 use async_trait::async_trait;
-use proofmill_types::{Digest, PublicValues};
+use proofmill_devnet::StateTransition;
+use proofmill_types::Digest;
 use std::fmt;
 use std::time::Duration;
 
@@ -41,7 +42,7 @@ pub const GROTH16_VK_WORDS: usize = 22;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VerifierKind {
     /// `DevExecVerifier`: DEV ONLY, checks that the proof restates the public values
-    /// (proofmill's `exec` proof format, `PublicValues::encode()`); no cryptography.
+    /// (proofmill's `exec` proof format, `StateTransition::encode()`); no cryptography.
     DevExec,
     /// `Groth16BatchVerifier` for this verifying key: the [`GROTH16_VK_WORDS`] big-endian words
     /// of `proofmill_groth16::vk_words`. Proofs are `proofmill_groth16::encode_proof`'s 256 bytes.
@@ -248,7 +249,7 @@ pub async fn settle_gas(l1: &dyn L1, batches_per_tx: u64) -> Result<u64> {
     let mut prev = l1.state_root(first - 1).await?;
     let mut batches = Vec::new();
     for n in first..first + batches_per_tx {
-        let public = PublicValues {
+        let public = StateTransition {
             old_state_root: prev,
             new_state_root: synthetic_digest(b"root", n),
             batch_commitment: synthetic_digest(b"commitment", n),
@@ -265,7 +266,7 @@ pub async fn settle_gas(l1: &dyn L1, batches_per_tx: u64) -> Result<u64> {
 /// everything committed so far must be verified. The batches must chain from the rollup's
 /// current state root (checked before anything is committed); a proof the contract rejects
 /// is `Err(Reverted(InvalidProof))`, with the batches left committed.
-pub async fn settle_proofs_gas(l1: &dyn L1, batches: &[(PublicValues, Vec<u8>)]) -> Result<u64> {
+pub async fn settle_proofs_gas(l1: &dyn L1, batches: &[(StateTransition, Vec<u8>)]) -> Result<u64> {
     if batches.is_empty() {
         return Err(L1Error::Config("need at least one batch to settle".into()));
     }
@@ -310,9 +311,9 @@ pub fn synthetic_digest(tag: &[u8], n: u64) -> Digest {
     Digest(alloy::primitives::keccak256(&buf).0)
 }
 
-/// The `exec` proof of a transition: `PublicValues::encode()` of (old, new, commitment).
+/// The `exec` proof of a transition: `StateTransition::encode()` of (old, new, commitment).
 pub fn exec_proof(old_root: Digest, new_root: Digest, commitment: Digest) -> Vec<u8> {
-    PublicValues {
+    StateTransition {
         old_state_root: old_root,
         new_state_root: new_root,
         batch_commitment: commitment,

@@ -14,17 +14,18 @@ use ark_ec::AffineRepr;
 use ark_ff::{BigInteger, PrimeField};
 use common::{Chain, expect_revert, ok};
 use proofmill_backend::{Backend, ProveRequest};
+use proofmill_devnet::StateTransition;
 use proofmill_devnet::{Devnet, DevnetConfig, fr_to_digest};
 use proofmill_groth16::{Groth16Backend, PROOF_LEN, Shape, dev_setup, vk_words};
 use proofmill_l1::{
     GROTH16_VK_WORDS, L1, L1Error, Revert, RevmConfig, RevmL1, VerifierKind, settle_proofs_gas,
 };
-use proofmill_types::{Digest, ProofType, PublicValues};
+use proofmill_types::{Digest, ProofType};
 use std::sync::LazyLock;
 use std::time::Instant;
 
 /// A batch as committed on L1 (public values) with its proof.
-type Batch = (PublicValues, Vec<u8>);
+type Batch = (StateTransition, Vec<u8>);
 
 const DEPTH: u8 = 4;
 const BATCH_SIZE: usize = 2;
@@ -58,9 +59,9 @@ fn prove_chain(count: usize) -> (Digest, Vec<Batch>) {
             let req = ProveRequest {
                 batch: b.number,
                 input: &b.input,
-                expected: b.public_values,
+                expected: &b.transition.to_public_values(),
             };
-            (b.public_values, BACKEND.prove(&req).unwrap())
+            (b.transition, BACKEND.prove(&req).unwrap())
         })
         .collect();
     println!("proved {count} batches in {:?}", t.elapsed());
@@ -110,7 +111,7 @@ async fn commit(l1: &dyn L1, first: u64, batches: &[Batch]) {
 fn native_first_invalid(batches: &[Batch]) -> Option<usize> {
     batches
         .iter()
-        .position(|(pv, proof)| BACKEND.verify(pv, proof).is_err())
+        .position(|(pv, proof)| BACKEND.verify(&pv.to_public_values(), proof).is_err())
 }
 
 /// Index of the first proof the rollup rejects when settling from `first` (pre-flight only).
@@ -293,7 +294,7 @@ async fn forged_public_inputs_are_attributed(chain: &Chain) {
         let x = proofmill_devnet::digest_to_fr(&d).unwrap();
         fr_to_digest(x + ark_bn254::Fr::from(1u64))
     }
-    type Forge = fn(&mut PublicValues);
+    type Forge = fn(&mut StateTransition);
     let forgeries: [(&str, Forge); 4] = [
         ("new root + 1", |pv| {
             pv.new_state_root = bump(pv.new_state_root)

@@ -1,7 +1,7 @@
 //! A zero-work backend for tests and benchmarks.
 //!
 //! [`SimBackend`] does not look at the input: it "proves" by returning the expected public
-//! values in the exec proof format (`PublicValues::encode`), optionally after sleeping, so a
+//! values verbatim (for the devnet's public values, the exec proof format), optionally after sleeping, so a
 //! prover can be exercised without the devnet. It can also be configured to fail or to return
 //! garbage of a chosen size (e.g. to exercise chunked proof upload).
 
@@ -118,7 +118,7 @@ impl Backend for SimBackend {
             std::thread::sleep(left.min(std::time::Duration::from_millis(10)));
         }
         match &self.mode {
-            SimMode::Correct => Ok(req.expected.encode().to_vec()),
+            SimMode::Correct => Ok(req.expected.as_bytes().to_vec()),
             SimMode::Fail(msg) => Err(BackendError::Failed(msg.clone())),
             SimMode::BadInput(msg) => Err(BackendError::BadInput(msg.clone())),
             SimMode::Garbage(len) => Ok(SimBackend::garbage_bytes(req.batch, *len)),
@@ -126,10 +126,7 @@ impl Backend for SimBackend {
     }
 
     fn verify(&self, public: &PublicValues, proof: &[u8]) -> Result<(), VerifyError> {
-        let got = PublicValues::decode(proof).ok_or_else(|| {
-            VerifyError::Malformed(format!("sim proof must be 96 bytes, got {}", proof.len()))
-        })?;
-        if got == *public {
+        if proof == public.as_bytes() {
             Ok(())
         } else {
             Err(VerifyError::Invalid("public values differ".to_string()))
@@ -140,14 +137,9 @@ impl Backend for SimBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proofmill_types::Digest;
 
     fn pv() -> PublicValues {
-        PublicValues {
-            old_state_root: Digest([1; 32]),
-            new_state_root: Digest([2; 32]),
-            batch_commitment: Digest([3; 32]),
-        }
+        PublicValues::new([[1u8; 32], [2; 32], [3; 32]].concat())
     }
 
     #[test]
@@ -155,11 +147,11 @@ mod tests {
         let req = ProveRequest {
             batch: 7,
             input: b"x",
-            expected: pv(),
+            expected: &pv(),
         };
         let b = SimBackend::new();
         let proof = b.prove(&req).unwrap();
-        assert_eq!(proof, pv().encode());
+        assert_eq!(proof, pv().as_bytes());
         assert!(b.verify(&pv(), &proof).is_ok());
         assert!(b.verify(&PublicValues::default(), &proof).is_err());
         assert_eq!(b.calls(), 1);

@@ -52,7 +52,7 @@ async fn prover_with_blob_access_reads_url_inputs() {
         c.send(C::ExecuteTask(t));
         let r = c.recv_result().await;
         assert_eq!((r.task_id.as_str(), r.fencing_token), ("1/exec", 11));
-        assert_eq!(proof_of(&r), pv(1).encode());
+        assert_eq!(proof_of(&r), pv(1).as_bytes());
         ack(&c, &r);
 
         // The blob's bytes are not what the task's digest says: refused, nothing proven.

@@ -8,6 +8,7 @@ use crate::{
 };
 use proofmill_backend::{Backend, BackendError, ProveRequest, VerifyError};
 use proofmill_devnet::BatchInput;
+use proofmill_devnet::StateTransition;
 use proofmill_types::PublicValues;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use winter_utils::{ByteReader, Serializable, SliceReader};
@@ -30,29 +31,33 @@ impl Backend for StarkBackend {
         let public = input
             .execute()
             .map_err(|e| BackendError::BadInput(e.to_string()))?
-            .public_values();
-        if public != req.expected {
+            .transition();
+        let expected = StateTransition::from_public_values(req.expected)
+            .map_err(|e| BackendError::BadInput(e.to_string()))?;
+        if public != expected {
             return Err(BackendError::BadInput(format!(
-                "batch {} executes to {public:?}, but the request expects {:?}",
-                req.batch, req.expected
+                "batch {} executes to {public:?}, but the request expects {expected:?}",
+                req.batch
             )));
         }
-        prove_batch(&input, &req.expected)
+        prove_batch(&input, &expected)
     }
 
     fn check_input(&self, req: &ProveRequest<'_>) -> Result<(), BackendError> {
-        proofmill_backend::check_devnet_input(req)
+        proofmill_devnet::backend::check_input(req)
     }
 
     fn verify(&self, public: &PublicValues, proof: &[u8]) -> Result<(), VerifyError> {
-        verify_proof(public, proof)
+        let public = StateTransition::from_public_values(public)
+            .map_err(|e| VerifyError::Invalid(format!("the batch's {e}")))?;
+        verify_proof(&public, proof)
     }
 }
 
 /// Seed, trace and public inputs for `input` under `public`.
 pub(crate) fn witness(
     input: &BatchInput,
-    public: &PublicValues,
+    public: &StateTransition,
 ) -> Result<(TraceTable<Felt>, [Felt; 2], PublicInputs), SlotError> {
     if input.transfers.len() > crate::MAX_TRANSFERS as usize {
         return Err(SlotError::TooMany(input.transfers.len()));
@@ -76,7 +81,7 @@ pub(crate) fn witness(
 
 /// Proves `input`'s records bound to `public` (no execution or public-value check: callers
 /// wanting those use [`StarkBackend::prove`]). Pure and blocking; handy for benchmarks.
-pub fn prove_batch(input: &BatchInput, public: &PublicValues) -> Result<Vec<u8>, BackendError> {
+pub fn prove_batch(input: &BatchInput, public: &StateTransition) -> Result<Vec<u8>, BackendError> {
     let (trace, digest, inputs) =
         witness(input, public).map_err(|e| BackendError::BadInput(e.to_string()))?;
     let head = Header {
@@ -103,7 +108,7 @@ pub fn prove_batch(input: &BatchInput, public: &PublicValues) -> Result<Vec<u8>,
 /// Checks that `proof` is a `stark` proof bound to exactly `public` (see the crate docs for
 /// what that means). Neither unwinds nor aborts on any input: lengths are bounds-checked
 /// before winterfell parses, and a panic inside winterfell is caught and reported.
-pub fn verify_proof(public: &PublicValues, proof: &[u8]) -> Result<(), VerifyError> {
+pub fn verify_proof(public: &StateTransition, proof: &[u8]) -> Result<(), VerifyError> {
     let (head, body) = header(proof)?;
     let malformed = |m: &str| VerifyError::Malformed(m.to_string());
     // winterfell's parser asserts on some option values; the context (trace shape, field,

@@ -2,7 +2,7 @@
 //!
 //! # The statement a `stark` proof proves
 //!
-//! The coordinator verifies with nothing but the [`PublicValues`] `P` (old state root, new
+//! The coordinator verifies with nothing but the [`StateTransition`] `P` (old state root, new
 //! state root, batch commitment: Poseidon digests over BN254, which a 128-bit-field AIR cannot
 //! recompute). So this STARK proves a weaker, arithmetic statement and *binds* it to `P`.
 //!
@@ -61,7 +61,8 @@ pub use prover::SlotError;
 
 use proofmill_backend::VerifyError;
 use proofmill_devnet::BatchInput;
-use proofmill_types::{Digest, PublicValues};
+use proofmill_devnet::StateTransition;
+use proofmill_types::Digest;
 use winterfell::math::fields::f128::BaseElement as Felt;
 use winterfell::math::{FieldElement, StarkField};
 use winterfell::{BatchingMethod, FieldExtension, ProofOptions};
@@ -147,7 +148,7 @@ pub fn header(proof: &[u8]) -> Result<(Header, &[u8]), VerifyError> {
 }
 
 /// The public values as the AIR's 12 limbs (64-bit big-endian chunks of each digest).
-pub fn public_limbs(public: &PublicValues) -> [Felt; 12] {
+pub fn public_limbs(public: &StateTransition) -> [Felt; 12] {
     let digests: [&Digest; 3] = [
         &public.old_state_root,
         &public.new_state_root,
@@ -166,7 +167,7 @@ pub fn public_limbs(public: &PublicValues) -> [Felt; 12] {
 
 /// The digest `h` an honest proof of `input` under `public` carries in its header (for
 /// audits by whoever holds the input). Errors exactly when the records cannot be proven.
-pub fn input_digest(input: &BatchInput, public: &PublicValues) -> Result<[u128; 2], SlotError> {
+pub fn input_digest(input: &BatchInput, public: &StateTransition) -> Result<[u128; 2], SlotError> {
     let (_, digest, _) = backend::witness(input, public)?;
     Ok(digest.map(|x| x.as_int()))
 }

@@ -4,6 +4,7 @@
 //! Run with `--nocapture` for timings; `-- --ignored` runs the measurement test.
 
 use proofmill_backend::{Backend, BackendError, ProveRequest, VerifyError};
+use proofmill_devnet::StateTransition;
 use proofmill_devnet::{BatchInput, Devnet, DevnetConfig, SealedBatch, execute_batch_input};
 use proofmill_stark::air::{PublicInputs, SLOT_ROWS, TRACE_WIDTH, slots_for};
 use proofmill_stark::prover::{BatchProver, SlotValues, build_trace};
@@ -11,7 +12,7 @@ use proofmill_stark::{
     HEADER_LEN, MAX_TRANSFERS, StarkBackend, header, input_digest, proof_options, prove_batch,
     public_limbs, verify_proof,
 };
-use proofmill_types::{Digest, PublicValues};
+use proofmill_types::Digest;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 use winterfell::Prover;
@@ -33,7 +34,7 @@ fn prove(batch: &SealedBatch) -> Result<Vec<u8>, BackendError> {
     StarkBackend.prove(&ProveRequest {
         batch: batch.number,
         input: &batch.input,
-        expected: batch.public_values,
+        expected: &batch.transition.to_public_values(),
     })
 }
 
@@ -49,12 +50,14 @@ fn real_batches_prove_and_verify() {
     let (batch, proof) = &*PROOF;
     assert_eq!(StarkBackend.name(), "stark");
     assert_eq!(batch.transfers, 4);
-    StarkBackend.verify(&batch.public_values, proof).unwrap();
+    StarkBackend
+        .verify(&batch.transition.to_public_values(), proof)
+        .unwrap();
     let (head, _) = header(proof).unwrap();
     assert_eq!(head.n, 4);
     // The header digest is what anyone holding the input recomputes.
     let input = BatchInput::decode(&batch.input).unwrap();
-    assert_eq!(input_digest(&input, &batch.public_values).unwrap(), head.h);
+    assert_eq!(input_digest(&input, &batch.transition).unwrap(), head.h);
 
     // Consecutive batches of one devnet (accounts reused across batches).
     let mut net = devnet(16, 16);
@@ -64,7 +67,9 @@ fn real_batches_prove_and_verify() {
         let proof = prove(&batch).unwrap();
         let prove_time = t.elapsed();
         let t = Instant::now();
-        StarkBackend.verify(&batch.public_values, &proof).unwrap();
+        StarkBackend
+            .verify(&batch.transition.to_public_values(), &proof)
+            .unwrap();
         println!(
             "batch {} ({} transfers): prove {prove_time:?}, verify {:?}, {} bytes",
             batch.number,
@@ -81,13 +86,17 @@ fn batch_sizes_with_padding() {
         let batch = devnet(size, 8).produce_batch();
         assert_eq!(batch.transfers, size as usize);
         let proof = prove(&batch).unwrap();
-        StarkBackend.verify(&batch.public_values, &proof).unwrap();
+        StarkBackend
+            .verify(&batch.transition.to_public_values(), &proof)
+            .unwrap();
         assert_eq!(header(&proof).unwrap().0.n, size);
     }
     // 8 transfers fill all 8 slots: no padding slot at all.
     let batch = devnet(8, 8).produce_batch();
     let proof = prove(&batch).unwrap();
-    StarkBackend.verify(&batch.public_values, &proof).unwrap();
+    StarkBackend
+        .verify(&batch.transition.to_public_values(), &proof)
+        .unwrap();
 
     // An empty batch: all slots are padding.
     let net = devnet(4, 8);
@@ -103,10 +112,12 @@ fn batch_sizes_with_padding() {
         .prove(&ProveRequest {
             batch: 1,
             input: &empty,
-            expected,
+            expected: &expected.to_public_values(),
         })
         .unwrap();
-    StarkBackend.verify(&expected, &proof).unwrap();
+    StarkBackend
+        .verify(&expected.to_public_values(), &proof)
+        .unwrap();
 }
 
 fn flip(d: &Digest, byte: usize) -> Digest {
@@ -118,25 +129,28 @@ fn flip(d: &Digest, byte: usize) -> Digest {
 #[test]
 fn forged_public_values_are_rejected() {
     let (batch, proof) = &*PROOF;
-    let pv = batch.public_values;
+    let pv = batch.transition;
     for byte in [0, 17, 31] {
         let forged = [
-            PublicValues {
+            StateTransition {
                 old_state_root: flip(&pv.old_state_root, byte),
                 ..pv
             },
-            PublicValues {
+            StateTransition {
                 new_state_root: flip(&pv.new_state_root, byte),
                 ..pv
             },
-            PublicValues {
+            StateTransition {
                 batch_commitment: flip(&pv.batch_commitment, byte),
                 ..pv
             },
         ];
         for f in forged {
             assert!(
-                matches!(StarkBackend.verify(&f, proof), Err(VerifyError::Invalid(_))),
+                matches!(
+                    StarkBackend.verify(&f.to_public_values(), proof),
+                    Err(VerifyError::Invalid(_))
+                ),
                 "forged {f:?} accepted"
             );
         }
@@ -145,13 +159,17 @@ fn forged_public_values_are_rejected() {
     let mut net = devnet(4, 16);
     net.produce_batch();
     let second = net.produce_batch();
-    assert!(StarkBackend.verify(&second.public_values, proof).is_err());
+    assert!(
+        StarkBackend
+            .verify(&second.transition.to_public_values(), proof)
+            .is_err()
+    );
 }
 
 #[test]
 fn tampered_proofs_are_rejected_without_panicking() {
     let (batch, proof) = &*PROOF;
-    let pv = &batch.public_values;
+    let pv = &batch.transition.to_public_values();
     let b = StarkBackend;
     let body = proof.len() - HEADER_LEN;
     // Header fields (magic, version, n, both digest words) and spread-out body positions.
@@ -198,7 +216,7 @@ fn tampered_proofs_are_rejected_without_panicking() {
     garbage_body.extend(&garbage[..garbage.len() - HEADER_LEN]);
     assert!(b.verify(pv, &garbage_body).is_err());
     // An exec proof (the 96-byte public values) is not a stark proof.
-    assert!(b.verify(pv, &pv.encode()).is_err());
+    assert!(b.verify(pv, pv.as_bytes()).is_err());
 }
 
 /// A huge node count in a Merkle opening must be rejected before winterfell allocates it.
@@ -218,7 +236,10 @@ fn forged_opening_counts_are_malformed() {
         let end = (at + huge.len()).min(t.len());
         t[at..end].copy_from_slice(&huge[..end - at]);
         tried += 1;
-        if StarkBackend.verify(&batch.public_values, &t).is_err() {
+        if StarkBackend
+            .verify(&batch.transition.to_public_values(), &t)
+            .is_err()
+        {
             rejected += 1;
         }
     }
@@ -228,15 +249,15 @@ fn forged_opening_counts_are_malformed() {
 #[test]
 fn prove_refuses_inputs_that_do_not_match() {
     let (batch, _) = &*PROOF;
-    let pv = batch.public_values;
-    let wrong = PublicValues {
+    let pv = batch.transition;
+    let wrong = StateTransition {
         new_state_root: flip(&pv.new_state_root, 31),
         ..pv
     };
     let r = StarkBackend.prove(&ProveRequest {
         batch: batch.number,
         input: &batch.input,
-        expected: wrong,
+        expected: &wrong.to_public_values(),
     });
     assert!(matches!(r, Err(BackendError::BadInput(_))), "{r:?}");
 
@@ -245,7 +266,7 @@ fn prove_refuses_inputs_that_do_not_match() {
         let r = StarkBackend.prove(&ProveRequest {
             batch: 1,
             input: &input,
-            expected: pv,
+            expected: &pv.to_public_values(),
         });
         assert!(matches!(r, Err(BackendError::BadInput(_))), "{r:?}");
     }
@@ -254,7 +275,7 @@ fn prove_refuses_inputs_that_do_not_match() {
     let r = StarkBackend.prove(&ProveRequest {
         batch: 1,
         input: &input.encode(),
-        expected: pv,
+        expected: &pv.to_public_values(),
     });
     assert!(matches!(r, Err(BackendError::BadInput(_))), "{r:?}");
     // prove_batch skips execution but still refuses records the AIR cannot satisfy.
@@ -275,7 +296,9 @@ fn prove_refuses_inputs_that_do_not_match() {
 fn proving_is_deterministic() {
     let (batch, proof) = &*PROOF;
     let again = prove(batch).unwrap();
-    StarkBackend.verify(&batch.public_values, &again).unwrap();
+    StarkBackend
+        .verify(&batch.transition.to_public_values(), &again)
+        .unwrap();
     assert_eq!(&again, proof);
 }
 
@@ -294,7 +317,7 @@ fn good_slot() -> SlotValues {
 /// Proves an arbitrary (possibly rule-breaking) record list, bypassing every input check,
 /// and returns whether the result verifies.
 fn forge(slots: &[SlotValues]) -> bool {
-    let public = PROOF.0.public_values;
+    let public = PROOF.0.transition;
     let mut inputs = PublicInputs {
         n: slots.len() as u32,
         limbs: public_limbs(&public),
@@ -375,7 +398,9 @@ fn measure() {
             let proof = prove(&batch).unwrap();
             p.push(t.elapsed());
             let t = Instant::now();
-            StarkBackend.verify(&batch.public_values, &proof).unwrap();
+            StarkBackend
+                .verify(&batch.transition.to_public_values(), &proof)
+                .unwrap();
             v.push(t.elapsed());
             len = proof.len();
         }

@@ -12,7 +12,7 @@ pub(crate) const JOB_COLS: &str = "batch, proof_type, state, version, failed_att
     lost_attempts, lease_prover, lease_token, leased_at, lease_deadline, not_before, \
     last_error, updated_at";
 pub(crate) const BATCH_COLS: &str = "number, version, input_key, input_digest, input_size, \
-    old_root, new_root, commitment, required, created_at";
+    public_values, required, created_at";
 pub(crate) const PROOF_COLS: &str = "batch, proof_type, blob_key, size, digest, prover, \
     prover_name, token, leased_at, received_at, prove_ms, inline_data";
 
@@ -146,11 +146,7 @@ pub(crate) fn decode_batch(row: &impl RowExt) -> Result<Batch> {
         input_key: row.text("input_key")?,
         input_digest: row.digest("input_digest")?,
         input_size: row.u64("input_size")?,
-        public_values: PublicValues {
-            old_state_root: row.digest("old_root")?,
-            new_state_root: row.digest("new_root")?,
-            batch_commitment: row.digest("commitment")?,
-        },
+        public_values: PublicValues::new(row.blob("public_values")?),
         required: decode_required(&row.text("required")?)?,
         created_at: row.u64("created_at")?,
     })

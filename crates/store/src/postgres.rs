@@ -250,18 +250,16 @@ impl Store for PgStore {
             .begin_write(&format!("insert_batch {}", batch.number))
             .await?;
         let inserted = sqlx::query(
-            "INSERT INTO batches (number, version, input_key, input_digest, input_size, old_root, \
-             new_root, commitment, required, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (number) DO NOTHING",
+            "INSERT INTO batches (number, version, input_key, input_digest, input_size, \
+             public_values, required, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (number) DO NOTHING",
         )
         .bind(number)
         .bind(&batch.version)
         .bind(&batch.input_key)
         .bind(&batch.input_digest.0[..])
         .bind(input_size)
-        .bind(&batch.public_values.old_state_root.0[..])
-        .bind(&batch.public_values.new_state_root.0[..])
-        .bind(&batch.public_values.batch_commitment.0[..])
+        .bind(batch.public_values.as_bytes())
         .bind(codec::encode_required(&required))
         .bind(created_at)
         .execute(&mut *tx)
@@ -716,17 +714,15 @@ impl Store for PgStore {
         }
         sqlx::query(
             "UPDATE batches SET version = $2, input_key = $3, input_digest = $4, \
-             input_size = $5, old_root = $6, new_root = $7, commitment = $8, required = $9, \
-             created_at = $10 WHERE number = $1",
+             input_size = $5, public_values = $6, required = $7, \
+             created_at = $8 WHERE number = $1",
         )
         .bind(number)
         .bind(&batch.version)
         .bind(&batch.input_key)
         .bind(&batch.input_digest.0[..])
         .bind(input_size)
-        .bind(&batch.public_values.old_state_root.0[..])
-        .bind(&batch.public_values.new_state_root.0[..])
-        .bind(&batch.public_values.batch_commitment.0[..])
+        .bind(batch.public_values.as_bytes())
         .bind(codec::encode_required(&required))
         .bind(created_at)
         .execute(&mut *tx)

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use proofmill_store::{JobFilter, StoreError};
+use proofmill_types::PublicValues;
 use std::sync::Arc;
 
 store_test!(
@@ -53,7 +54,7 @@ async fn insert_batch_idempotent_and_conflict(store: Arc<dyn Store>, _: &str) {
         Err(StoreError::BatchConflict(42))
     ));
     let mut other_root = b.clone();
-    other_root.public_values.new_state_root = digest(2);
+    other_root.public_values = PublicValues::new(b"other statement".to_vec());
     assert!(matches!(
         store.insert_batch(&other_root, 100).await,
         Err(StoreError::BatchConflict(42))

@@ -67,36 +67,42 @@ impl fmt::Display for Digest {
     }
 }
 
-/// What a proof of a batch attests: the state transition and the batch's content commitment.
-/// These are the public inputs of every proof system and what L1 settles.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
-pub struct PublicValues {
-    pub old_state_root: Digest,
-    pub new_state_root: Digest,
-    pub batch_commitment: Digest,
-}
+/// What a proof of a batch attests, in the rollup's own encoding. Opaque to proofmill: its
+/// length and meaning are set by the rollup, and only the backend of a proof type reads it
+/// (to prove it and to check a proof against it). The reference rollup's layout is
+/// `proofmill_devnet::StateTransition`.
+#[derive(Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct PublicValues(Vec<u8>);
 
 impl PublicValues {
-    pub const ENCODED_LEN: usize = 96;
+    /// Longest public values a coordinator takes in: they travel with every task and are
+    /// kept in every batch row, so they are a statement, not data.
+    pub const MAX_LEN: usize = 64 * 1024;
 
-    /// Canonical encoding: the three 32-byte words concatenated (the ABI layout on L1).
-    pub fn encode(&self) -> [u8; 96] {
-        let mut out = [0u8; 96];
-        out[..32].copy_from_slice(&self.old_state_root.0);
-        out[32..64].copy_from_slice(&self.new_state_root.0);
-        out[64..].copy_from_slice(&self.batch_commitment.0);
-        out
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        PublicValues(bytes.into())
     }
 
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != Self::ENCODED_LEN {
-            return None;
-        }
-        Some(PublicValues {
-            old_state_root: Digest::from_slice(&bytes[..32])?,
-            new_state_root: Digest::from_slice(&bytes[32..64])?,
-            batch_commitment: Digest::from_slice(&bytes[64..])?,
-        })
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for PublicValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicValues(0x{})", hex::encode(&self.0))
     }
 }
 

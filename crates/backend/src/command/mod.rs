@@ -220,15 +220,33 @@ impl CommandBackend {
         if path.to_str().is_none() {
             return Err(format!("temp directory {path:?} is not valid UTF-8"));
         }
-        std::fs::write(path.join("public.bin"), public.encode())
+        let words = [
+            Placeholder::OldRoot,
+            Placeholder::NewRoot,
+            Placeholder::Commitment,
+        ];
+        if public.len() != 96
+            && let Some(p) = words.iter().find(|p| template.uses(**p))
+        {
+            return Err(format!(
+                "{{{}}} names a 32-byte word of 96-byte public values (the devnet layout), \
+                 but these are {} bytes: use {{public}} (the file of the public values)",
+                p.name(),
+                public.len()
+            ));
+        }
+        std::fs::write(path.join("public.bin"), public.as_bytes())
             .and_then(|()| extra(path))
             .map_err(|e| format!("cannot write temp files in {path:?}: {e}"))?;
-        let hex = |d: &proofmill_types::Digest| format!("0x{}", d.to_hex());
+        let word = |i: usize| match public.as_bytes().get(32 * i..32 * (i + 1)) {
+            Some(w) => format!("0x{}", hex::encode(w)),
+            None => String::new(),
+        };
         let script = template.render(|p| match p {
             Placeholder::Public => file(path, "public.bin"),
-            Placeholder::OldRoot => hex(&public.old_state_root),
-            Placeholder::NewRoot => hex(&public.new_state_root),
-            Placeholder::Commitment => hex(&public.batch_commitment),
+            Placeholder::OldRoot => word(0),
+            Placeholder::NewRoot => word(1),
+            Placeholder::Commitment => word(2),
             Placeholder::Tmpdir => path.to_string_lossy().into_owned(),
             other => value(other, path),
         });
@@ -292,7 +310,7 @@ impl Backend for CommandBackend {
         let (dir, script) = self
             .prepare(
                 &self.prove,
-                &req.expected,
+                req.expected,
                 |dir| std::fs::write(dir.join("input.bin"), req.input),
                 |p, dir| match p {
                     Placeholder::Input => file(dir, "input.bin"),

@@ -155,6 +155,11 @@ impl Template {
     }
 
     /// The shell command line, each value from `value` shell-quoted.
+    /// Whether the template names `p`.
+    pub(crate) fn uses(&self, p: Placeholder) -> bool {
+        self.pieces.contains(&Piece::Value(p))
+    }
+
     pub(crate) fn render(&self, value: impl Fn(Placeholder) -> String) -> String {
         let mut out = String::new();
         for piece in &self.pieces {

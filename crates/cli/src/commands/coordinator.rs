@@ -5,12 +5,13 @@ use crate::backends::{BackendContext, Built, devnet_shape};
 use anyhow::Context as _;
 use proofmill_backend::Backends;
 use proofmill_coordinator::{
-    Candidate, Coordinator, CoordinatorConfig, CoordinatorError, DevnetSource, DevnetSourceConfig,
-    Leadership, LeaseSettings, Listener, Serving, Settlement, SettlementConfig, Standby,
-    default_url,
+    Candidate, Coordinator, CoordinatorConfig, CoordinatorError, Leadership, LeaseSettings,
+    Listener, Serving, Standby, default_url,
 };
 use proofmill_devnet::DevnetConfig;
+use proofmill_devnet_node::{DevnetSource, DevnetSourceConfig};
 use proofmill_scheduler::SchedulerConfig;
+use proofmill_settlement::{Settlement, SettlementConfig};
 use proofmill_store::{Blobs, StoreError, open_store};
 use std::path::Path;
 use std::time::Duration;
@@ -240,7 +241,7 @@ async fn run_active(
     let server = coord.spawn_serve_incoming(listener.incoming());
     let devnet = devnet_config(args);
     let mut source = match args.devnet {
-        true => Some(coord.start_devnet(devnet.clone()).await?),
+        true => Some(DevnetSource::start(coord.intake(), devnet.clone()).await?),
         false => None,
     };
     let l1 = super::l1::open_for_coordinator(args, devnet.devnet, backends).await?;
@@ -251,9 +252,13 @@ async fn run_active(
             }
             tracing::info!(rollup = %l1.rollup_address(), sender = %l1.sender(), "L1 settlement on");
             Some(
-                coord
-                    .start_settlement(l1, args.devnet, Some(settlement_config(args)))
-                    .await?,
+                proofmill_settlement::start(
+                    coord.settlement_port(),
+                    l1,
+                    args.devnet,
+                    Some(settlement_config(args)),
+                )
+                .await?,
             )
         }
         None => None,

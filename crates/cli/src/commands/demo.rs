@@ -6,11 +6,11 @@ use super::coordinator;
 use crate::args::DemoArgs;
 use crate::backends::{BackendContext, devnet_shape};
 use anyhow::{Context as _, bail};
-use proofmill_coordinator::{
-    CoordinatorConfig, DEFAULT_SNAPSHOT_EVERY, DevnetSourceConfig, SettlementConfig, StatusView,
-};
+use proofmill_coordinator::{CoordinatorConfig, StatusView};
 use proofmill_devnet::DevnetConfig;
+use proofmill_devnet_node::{DEFAULT_SNAPSHOT_EVERY, DevnetSource, DevnetSourceConfig};
 use proofmill_prover::{Prover, ProverConfig};
+use proofmill_settlement::SettlementConfig;
 use std::time::{Duration, Instant};
 
 const VERSION: &str = "devnet-v1";
@@ -87,15 +87,14 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         max_batches: Some(a.batches),
         snapshot_every: DEFAULT_SNAPSHOT_EVERY,
     };
-    let mut source = coord.start_devnet(devnet).await?;
+    let mut source = DevnetSource::start(coord.intake(), devnet).await?;
     source.rebuilt().await.context("starting the devnet (a data dir is tied to the --seed and devnet settings it was made with)")?;
     let send = SettlementConfig {
         send_interval_ms: 300,
         l1_proof_types: Some(super::l1::on_chain_types(&a.proof_types)),
         ..SettlementConfig::default()
     };
-    let settlement = coord
-        .start_settlement(l1, true, Some(send))
+    let settlement = proofmill_settlement::start(coord.settlement_port(), l1, true, Some(send))
         .await
         .context("starting L1 settlement")?;
 

@@ -70,7 +70,7 @@ pub fn open_embedded(
     if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let genesis = proofmill_coordinator::devnet_genesis_root(devnet)?;
+    let genesis = proofmill_devnet::genesis_root(devnet)?;
     let cfg = RevmConfig {
         proof_types,
         verifier_kinds,
@@ -132,7 +132,7 @@ pub async fn deploy(a: L1DeployArgs) -> anyhow::Result<()> {
         accounts: a.accounts,
         ..DevnetConfig::default()
     };
-    let genesis = proofmill_coordinator::devnet_genesis_root(devnet)?;
+    let genesis = proofmill_devnet::genesis_root(devnet)?;
     let sequencer = RpcL1::new(url, &key, Address::ZERO, RpcConfig::default())
         .await?
         .sender();

@@ -252,10 +252,7 @@ fn config_values_land_in_the_struct() {
     assert_eq!(c.batch_size, 4);
     assert_eq!(c.max_batches, Some(7));
     assert_eq!(c.prover_token.as_deref(), Some("s3cret"));
-    let config = crate::commands::coordinator::coordinator_config(
-        &c,
-        proofmill_backend::Backends::builtin(),
-    );
+    let config = crate::commands::coordinator::coordinator_config(&c, crate::backends::builtin());
     assert_eq!(
         (
             config.proof_memory_bytes,

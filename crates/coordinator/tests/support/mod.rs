@@ -80,8 +80,12 @@ impl Running {
     }
 }
 
+/// The devnet's `exec` proof type, with fast retries and heartbeats.
 pub fn fast_config() -> CoordinatorConfig {
-    let mut c = CoordinatorConfig::default();
+    let mut c = CoordinatorConfig::default().prove_with(
+        proofmill_types::ProofType::new("exec").unwrap(),
+        std::sync::Arc::new(proofmill_devnet::ExecBackend),
+    );
     c.scheduler.heartbeat_interval_ms = 200;
     c.scheduler.retry_backoff_base_ms = 50;
     c.scheduler.retry_backoff_max_ms = 200;
@@ -105,7 +109,12 @@ pub async fn start(env: &Env, config: CoordinatorConfig) -> Running {
 /// Public values of batch `n` in tests: the old root is a field element (the `exec`
 /// backend's intake check compares it with the input's), the rest arbitrary.
 pub fn public(n: u64) -> PublicValues {
-    PublicValues {
+    transition(n).to_public_values()
+}
+
+/// [`public`] in the devnet's layout.
+pub fn transition(n: u64) -> proofmill_devnet::StateTransition {
+    proofmill_devnet::StateTransition {
         old_state_root: proofmill_devnet::fr_to_digest(proofmill_devnet::fr_from_u64(n)),
         new_state_root: Digest::sha256(&(n + 1).to_be_bytes()),
         batch_commitment: Digest::sha256(b"commit"),

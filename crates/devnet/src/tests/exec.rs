@@ -11,11 +11,11 @@ use crate::{
 use proptest::prelude::*;
 use std::time::Instant;
 
-fn sample_input() -> (Vec<u8>, proofmill_types::PublicValues) {
+fn sample_input() -> (Vec<u8>, crate::StateTransition) {
     let mut d = small(11, 4, 3);
     d.produce_batch();
     let b = d.produce_batch();
-    (b.input, b.public_values)
+    (b.input, b.transition)
 }
 
 #[test]
@@ -350,7 +350,7 @@ fn timing_produce_and_execute_default_config() {
         let t1 = Instant::now();
         let pv = execute_batch_input(&b.input).unwrap();
         let t2 = Instant::now();
-        assert_eq!(pv, b.public_values);
+        assert_eq!(pv, b.transition);
         produce += (t1 - t0).as_secs_f64() * 1e3 / runs as f64;
         exec += (t2 - t1).as_secs_f64() * 1e3 / runs as f64;
     }

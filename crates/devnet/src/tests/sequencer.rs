@@ -229,10 +229,7 @@ fn seal_respects_batch_size_and_order() {
     assert_eq!((b2.number, b2.transfers, d.pending_len()), (2, 2, 0));
     assert!(d.seal().is_none());
     assert_eq!(d.next_batch_number(), 3);
-    assert_eq!(
-        b1.public_values.new_state_root,
-        b2.public_values.old_state_root
-    );
+    assert_eq!(b1.transition.new_state_root, b2.transition.old_state_root);
     assert_eq!(d.account(0), (994, 6));
     let order: Vec<Transfer> = crate::BatchInput::decode(&b1.input)
         .unwrap()
@@ -277,7 +274,7 @@ fn produced_batches_execute_to_sealed_public_values() {
         let batch = d.produce_batch();
         assert_eq!(batch.transfers, 16);
         let pv = crate::execute_batch_input(&batch.input).unwrap();
-        assert_eq!(pv, batch.public_values);
+        assert_eq!(pv, batch.transition);
         assert_eq!(pv.old_state_root, crate::fr_to_digest(prev));
         prev = d.state_root();
         assert_eq!(pv.new_state_root, crate::fr_to_digest(prev));
@@ -311,12 +308,12 @@ fn restart_by_replay_gives_identical_next_batch() {
     assert_eq!(b.next_batch_number(), 1);
 
     for batch in &batches[..4] {
-        assert_eq!(b.replay(&batch.input).unwrap(), batch.public_values);
+        assert_eq!(b.replay(&batch.input).unwrap(), batch.transition);
     }
     assert_eq!(b.next_batch_number(), 5);
     assert_eq!(
         crate::fr_to_digest(b.state_root()),
-        batches[3].public_values.new_state_root
+        batches[3].transition.new_state_root
     );
     assert_eq!(b.produce_batch(), batches[4]);
     assert_eq!(a.state_root(), b.state_root());
@@ -372,10 +369,7 @@ fn fill_random_tops_up_and_terminates() {
     for _ in 0..5 {
         let b = d.produce_batch();
         assert!(b.transfers >= 1);
-        assert_eq!(
-            crate::execute_batch_input(&b.input).unwrap(),
-            b.public_values
-        );
+        assert_eq!(crate::execute_batch_input(&b.input).unwrap(), b.transition);
     }
     let total: u64 = (0..8).map(|i| d.account(i).0).sum();
     assert_eq!(total, 1, "supply is conserved");

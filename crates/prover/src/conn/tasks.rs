@@ -84,14 +84,8 @@ impl Conn {
         if t.deadline_ms != 0 && now_ms() >= t.deadline_ms {
             return self.decline(s, &key, "deadline already passed");
         }
-        let Some(expected) = PublicValues::decode(&t.public_values) else {
-            let e = format!(
-                "public_values must be {} bytes, got {}",
-                PublicValues::ENCODED_LEN,
-                t.public_values.len()
-            );
-            return self.fail(s, key, e);
-        };
+        // Opaque here: only the backend reads them (and refuses what it cannot prove).
+        let expected = PublicValues::new(t.public_values.clone());
         let Some(input_digest) = Digest::from_slice(&t.input_digest) else {
             let e = format!(
                 "input_digest must be 32 bytes, got {}",
@@ -450,7 +444,7 @@ fn prove(p: &Prepared, input: &[u8], cancel: &Cancel) -> Outcome {
     let req = ProveRequest {
         batch: p.batch,
         input,
-        expected: p.expected,
+        expected: &p.expected,
     };
     let backend = p.backend.clone();
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -279,12 +279,14 @@ pub fn config(
     }
 }
 
+/// Public values of a batch, in the devnet's 96-byte layout (old root, new root, commitment).
 pub fn pv(batch: u64) -> PublicValues {
-    PublicValues {
-        old_state_root: Digest([batch as u8; 32]),
-        new_state_root: Digest([batch as u8 + 1; 32]),
-        batch_commitment: Digest::sha256(&batch.to_be_bytes()),
-    }
+    let words = [
+        Digest([batch as u8; 32]),
+        Digest([batch as u8 + 1; 32]),
+        Digest::sha256(&batch.to_be_bytes()),
+    ];
+    PublicValues::new(words.iter().flat_map(|d| d.0).collect::<Vec<u8>>())
 }
 
 pub fn now_ms() -> u64 {
@@ -305,7 +307,7 @@ pub fn task(batch: u64, proof_type: &str, token: u64, input: &[u8]) -> ExecuteTa
         input_digest: Digest::sha256(input).0.to_vec(),
         input_size: input.len() as u64,
         input: Some(execute_task::Input::Inline(input.to_vec())),
-        public_values: pv(batch).encode().to_vec(),
+        public_values: pv(batch).into_bytes(),
     }
 }
 

@@ -27,11 +27,12 @@ pub fn batch(number: u64, required: &[&str]) -> Batch {
         input_key: format!("inputs/{number:012}.bin"),
         input_digest: digest(number),
         input_size: number.wrapping_add(1000),
-        public_values: PublicValues {
-            old_state_root: digest(number.wrapping_mul(3)),
-            new_state_root: digest(number.wrapping_mul(3).wrapping_add(1)),
-            batch_commitment: digest(number.wrapping_mul(3).wrapping_add(2)),
-        },
+        // Opaque to the store: of any length, a NUL and high bytes among them.
+        public_values: PublicValues::new(
+            (0..(number % 200) + 1)
+                .map(|i| (number.wrapping_mul(31) ^ i) as u8)
+                .collect::<Vec<u8>>(),
+        ),
         required: required.iter().map(|t| pt(t)).collect(),
         created_at: number.wrapping_add(1_700_000_000_000),
     }

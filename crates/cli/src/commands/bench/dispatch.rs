@@ -10,7 +10,7 @@ use crate::commands::coordinator;
 use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
 use proofmill_coordinator::{CoordinatorConfig, NewBatch};
-use proofmill_types::{Digest, PublicValues};
+use proofmill_types::Digest;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -36,11 +36,12 @@ pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
                 // An input the exec backend's intake check takes (it decodes, names batch n,
                 // starts from the old root); the simulated provers never execute it.
                 let old_root = proofmill_devnet::fr_from_u64(n);
-                let public = PublicValues {
+                let public = proofmill_devnet::StateTransition {
                     old_state_root: proofmill_devnet::fr_to_digest(old_root),
                     new_state_root: Digest::sha256(&(n + 1).to_be_bytes()),
                     batch_commitment: Digest::sha256(b"bench"),
-                };
+                }
+                .to_public_values();
                 let input = proofmill_devnet::BatchInput {
                     number: n,
                     depth: 1,

@@ -113,14 +113,14 @@ async fn prove_direct(
     b: &SealedBatch,
 ) -> anyhow::Result<(f64, f64, usize)> {
     let backend = backend.clone();
-    let (input, number, public) = (b.input.clone(), b.number, b.public_values);
+    let (input, number, public) = (b.input.clone(), b.number, b.transition.to_public_values());
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let proof = backend
             .prove(&ProveRequest {
                 batch: number,
                 input: &input,
-                expected: public,
+                expected: &public,
             })
             .with_context(|| format!("proving batch {number}"))?;
         let prove_s = started.elapsed().as_secs_f64();
@@ -149,7 +149,7 @@ async fn prove_via(
             number: b.number,
             version: VERSION.into(),
             input: b.input.clone().into(),
-            public_values: b.public_values,
+            public_values: b.transition.to_public_values(),
             proof_types: vec![],
         })
         .await?;

@@ -12,8 +12,8 @@
 use crate::args::BenchRestartArgs;
 use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
-use proofmill_coordinator::DevnetSnapshots;
 use proofmill_devnet::{Devnet, DevnetConfig, SealedBatch};
+use proofmill_devnet_node::DevnetSnapshots;
 use proofmill_proto::v1::HealthCheckRequest;
 use proofmill_proto::v1::admin_service_client::AdminServiceClient;
 use proofmill_store::{Blobs, Change, Store, open_store};
@@ -112,7 +112,7 @@ pub async fn restart(a: BenchRestartArgs) -> anyhow::Result<()> {
         .context("kill -9 of the first coordinator")?;
     let second_log = dir.path().join("second.log");
     let mut second = spawn(
-        &args(&addr, proofmill_coordinator::DEFAULT_SNAPSHOT_EVERY),
+        &args(&addr, proofmill_devnet_node::DEFAULT_SNAPSHOT_EVERY),
         &second_log,
     )?;
     let url = format!("http://{addr}");
@@ -192,7 +192,7 @@ async fn insert(
                 input_key: format!("inputs/{:012}.bin", s.number),
                 input_digest: Digest::sha256(&s.input),
                 input_size: s.input.len() as u64,
-                public_values: s.public_values,
+                public_values: s.transition.to_public_values(),
                 required: vec![exec.clone()],
                 created_at: 0,
             };

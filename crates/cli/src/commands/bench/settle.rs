@@ -10,13 +10,14 @@ use crate::args::{BenchSettleArgs, DEFAULT_DATA_DIR, SettleProofs};
 use crate::backends::BackendContext;
 use anyhow::Context as _;
 use proofmill_backend::{Backend, ProveRequest};
+use proofmill_devnet::StateTransition;
 use proofmill_devnet::{Devnet, DevnetConfig, fr_to_digest};
 use proofmill_groth16::vk_words;
 use proofmill_l1::{
     Address, L1, RevmConfig, RevmL1, RpcConfig, RpcL1, VerifierKind, deploy_rollup, settle_gas,
     settle_proofs_gas, synthetic_digest,
 };
-use proofmill_types::{Digest, ProofType, PublicValues};
+use proofmill_types::{Digest, ProofType};
 use std::path::Path;
 
 pub async fn settle(a: BenchSettleArgs) -> anyhow::Result<()> {
@@ -74,7 +75,7 @@ async fn open_l1(
 /// The devnet genesis root, the Groth16 verifier, and K proven consecutive batches.
 async fn prove_groth16_batches(
     a: &BenchSettleArgs,
-) -> anyhow::Result<(Digest, VerifierKind, Vec<(PublicValues, Vec<u8>)>)> {
+) -> anyhow::Result<(Digest, VerifierKind, Vec<(StateTransition, Vec<u8>)>)> {
     let spec = (ProofType::new("groth16")?, "groth16".to_string());
     let built = a.backends.build(
         std::slice::from_ref(&spec),
@@ -103,9 +104,9 @@ async fn prove_groth16_batches(
             let proof = g.prove(&ProveRequest {
                 batch: b.number,
                 input: &b.input,
-                expected: b.public_values,
+                expected: &b.transition.to_public_values(),
             })?;
-            proven.push((b.public_values, proof));
+            proven.push((b.transition, proof));
         }
         Ok((genesis, vk, proven))
     })

@@ -2,15 +2,16 @@
 //! devnet, a coordinator whose devnet batches are all committed, and a raw prover.
 
 use super::support::{Db, Env, RawProver, Running, fast_config, register, start, wait_for};
-use proofmill_coordinator::{
-    CoordinatorConfig, DevnetSourceConfig, Settlement, SettlementConfig, devnet_genesis_root,
-};
+use proofmill_coordinator::CoordinatorConfig;
 use proofmill_devnet::DevnetConfig;
+use proofmill_devnet::genesis_root as devnet_genesis_root;
+use proofmill_devnet_node::DevnetSourceConfig;
 use proofmill_l1::{
     Address, DEV_SEQUENCER_KEY, L1, RevmConfig, RevmL1, RpcConfig, RpcL1, VerifierKind,
     deploy_rollup_with, dev_sequencer,
 };
 use proofmill_proto::v1::ExecuteTask;
+use proofmill_settlement::{Settlement, SettlementConfig};
 use proofmill_types::{JobKey, ProofType};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -147,11 +148,10 @@ pub async fn rig_with(
     tweak(&mut config);
     let run = start(&env, config).await;
     devnet(&run, batches).await;
-    let committer = run
-        .coord
-        .start_settlement(chain.l1.clone(), true, None)
-        .await
-        .unwrap();
+    let committer =
+        proofmill_settlement::start(run.coord.settlement_port(), chain.l1.clone(), true, None)
+            .await
+            .unwrap();
     let l1 = chain.l1.clone();
     wait_for("batches committed on L1", LONG, || {
         let l1 = l1.clone();
@@ -172,9 +172,11 @@ pub async fn devnet(run: &Running, batches: u64) {
         batch_interval_ms: 10,
         version: "v1".into(),
         max_batches: Some(batches),
-        snapshot_every: proofmill_coordinator::DEFAULT_SNAPSHOT_EVERY,
+        snapshot_every: proofmill_devnet_node::DEFAULT_SNAPSHOT_EVERY,
     };
-    run.coord.start_devnet(cfg).await.unwrap();
+    proofmill_devnet_node::DevnetSource::start(run.coord.intake(), cfg)
+        .await
+        .unwrap();
     let c = run.coord.clone();
     wait_for("batches sealed", LONG, || {
         let c = c.clone();
@@ -194,8 +196,7 @@ pub fn sender_cfg(max_batches_per_tx: u64) -> SettlementConfig {
 
 /// Starts only the proof sender, on `l1`.
 pub async fn start_sender(run: &Running, l1: Arc<dyn L1>, cfg: SettlementConfig) -> Settlement {
-    run.coord
-        .start_settlement(l1, false, Some(cfg))
+    proofmill_settlement::start(run.coord.settlement_port(), l1, false, Some(cfg))
         .await
         .unwrap()
 }

@@ -7,7 +7,7 @@
 //! each snapshot against the store (its batch exists, and the state rebuilt from it has that
 //! batch's new state root); one that fails is skipped with a warning, down to genesis.
 
-use crate::error::CoordinatorError;
+use proofmill_coordinator::CoordinatorError;
 use proofmill_devnet::{Devnet, DevnetConfig, fr_to_digest};
 use proofmill_store::{Blobs, Store};
 use proofmill_types::Digest;
@@ -153,7 +153,10 @@ impl DevnetSnapshots {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("batch {} is not in the store", r.batch))?;
-        let stored_root = batch.public_values.new_state_root;
+        let stored_root =
+            proofmill_devnet::StateTransition::from_public_values(&batch.public_values)
+                .map_err(|e| format!("batch {}: {e}", r.batch))?
+                .new_state_root;
         if stored_root != r.state_root {
             return Err(format!(
                 "listed root {} differs from the stored batch's {stored_root}",

@@ -1,16 +1,14 @@
 //! The reference rollup as a batch source: seals a batch every `batch_interval_ms` and
-//! submits it. It first rebuilds the devnet state in the background, from the newest
-//! snapshot ([`crate::devnet_snapshot`]) plus the stored batches after it, so a restarted
-//! coordinator continues the same chain; provers and the API are served meanwhile (jobs of
-//! stored batches need only their stored inputs), and sealing starts once the state is back.
+//! submits it through the coordinator's [`Intake`], whose numbering it reserves (its batches
+//! chain). It first rebuilds the devnet state in the background, from the newest snapshot
+//! ([`crate::snapshots`]) plus the stored batches after it, so a restarted coordinator
+//! continues the same chain; provers and the API are served meanwhile (jobs of stored batches
+//! need only their stored inputs), and sealing starts once the state is back.
 
-use crate::devnet_snapshot::DevnetSnapshots;
-use crate::error::CoordinatorError;
-use crate::intake::NewBatch;
-use crate::server::Coordinator;
+use crate::snapshots::DevnetSnapshots;
+use proofmill_coordinator::{CoordinatorError, Intake, NewBatch};
 use proofmill_devnet::{Devnet, DevnetConfig};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -35,7 +33,7 @@ pub const DEFAULT_SNAPSHOT_EVERY: u64 = 128;
 /// What the rebuild came to: the next batch number, or why it failed.
 type Rebuilt = Option<Result<u64, String>>;
 
-/// A running devnet source (see [`Coordinator::start_devnet`]).
+/// A running devnet source (see [`DevnetSource::start`]).
 pub struct DevnetSource {
     stop: Arc<Notify>,
     rebuilt: watch::Receiver<Rebuilt>,
@@ -66,18 +64,18 @@ impl DevnetSource {
     }
 }
 
-impl Coordinator {
+impl DevnetSource {
     /// Starts the devnet; the API then refuses outside batches (one chain per coordinator).
     /// Returns at once: the state is rebuilt in the background ([`DevnetSource::rebuilt`]).
-    pub async fn start_devnet(
-        &self,
+    pub async fn start(
+        intake: Intake,
         cfg: DevnetSourceConfig,
     ) -> Result<DevnetSource, CoordinatorError> {
         Devnet::new(cfg.devnet).map_err(|e| CoordinatorError::Config(e.to_string()))?;
-        self.shared.devnet_source.store(true, Ordering::SeqCst);
+        intake.reserve_numbering("devnet");
         let stop = Arc::new(Notify::new());
         let (tx, rebuilt) = watch::channel::<Rebuilt>(None);
-        let this = self.clone();
+        let this = Sealer { intake };
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
             // A store that does not answer (Postgres restarting) is waited out: only a chain
@@ -117,9 +115,16 @@ impl Coordinator {
             task,
         })
     }
+}
 
+/// The task that rebuilds the state and seals.
+struct Sealer {
+    intake: Intake,
+}
+
+impl Sealer {
     fn snapshots(&self) -> DevnetSnapshots {
-        DevnetSnapshots::new(self.store().clone(), self.blobs().clone())
+        DevnetSnapshots::new(self.intake.store().clone(), self.intake.blobs().clone())
     }
 
     /// The newest usable snapshot, then every stored batch after it.
@@ -127,12 +132,12 @@ impl Coordinator {
         let snapshots = self.snapshots();
         let mut devnet = snapshots.load(cfg.devnet).await?;
         let from = devnet.next_batch_number();
-        let last = self.store().last_sealed_batch().await?.unwrap_or(0);
+        let last = self.intake.store().last_sealed_batch().await?.unwrap_or(0);
         for n in from..=last {
-            let batch = self.store().batch(n).await?.ok_or_else(|| {
+            let batch = self.intake.store().batch(n).await?.ok_or_else(|| {
                 CoordinatorError::Config(format!("devnet replay: batch {n} missing from the store"))
             })?;
-            let input = self.blobs().get(&batch.input_key).await?;
+            let input = self.intake.blobs().get(&batch.input_key).await?;
             let (d, public) = tokio::task::spawn_blocking(move || {
                 let r = devnet.replay(&input);
                 (devnet, r)
@@ -143,7 +148,7 @@ impl Coordinator {
             let public = public.map_err(|e| {
                 CoordinatorError::Config(format!("devnet replay of batch {n} failed (different --seed or devnet settings than the data dir was made with?): {e}"))
             })?;
-            if public != batch.public_values {
+            if public.to_public_values() != batch.public_values {
                 return Err(CoordinatorError::Config(format!(
                     "devnet replay of batch {n} gave different public values"
                 )));
@@ -169,13 +174,12 @@ impl Coordinator {
         let snapshots = self.snapshots();
         let mut tick = tokio::time::interval(Duration::from_millis(cfg.batch_interval_ms.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shutdown = self.intake.shutdown();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop.notified() => break,
-            }
-            if self.shared.draining() {
-                break;
+                _ = shutdown.begun() => break,
             }
             let number = devnet.next_batch_number();
             if cfg.max_batches.is_some_and(|max| number > max) {
@@ -202,13 +206,13 @@ impl Coordinator {
                 number: sealed.number,
                 version: cfg.version.clone(),
                 input: sealed.input.into(),
-                public_values: sealed.public_values,
+                public_values: sealed.transition.to_public_values(),
                 proof_types: Vec::new(),
             };
             // Retry until stored: the devnet has advanced, so this batch must not be skipped.
             let mut delay = Duration::from_millis(100);
             loop {
-                match self.submit_batch(nb.clone()).await {
+                match self.intake.submit_own(nb.clone()).await {
                     Ok(_) => break,
                     // Not stored: no snapshot may claim it either.
                     Err(CoordinatorError::Unavailable) => return,

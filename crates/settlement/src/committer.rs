@@ -1,8 +1,7 @@
 //! Commits sealed batches to L1 in order, starting after the contract's last committed batch,
 //! so a restart neither double-commits nor skips.
 
-use crate::error::CoordinatorError;
-use crate::server::Coordinator;
+use proofmill_coordinator::{CoordinatorError, SettlementPort};
 use proofmill_l1::{L1, L1Error, TxStatus};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,17 +9,20 @@ use std::time::Duration;
 const INTERVAL: Duration = Duration::from_millis(250);
 
 /// Refuses a rollup contract that holds another chain than the store's.
-pub(super) async fn check_chain(coord: &Coordinator, l1: &dyn L1) -> Result<(), CoordinatorError> {
+pub(super) async fn check_chain(
+    port: &SettlementPort,
+    l1: &dyn L1,
+) -> Result<(), CoordinatorError> {
     let l1_err = |e: L1Error| CoordinatorError::Config(format!("L1: {e}"));
     let last = l1.last_committed_batch().await.map_err(l1_err)?;
     let (n, expected) = if last == 0 {
-        match coord.store().batch(1).await? {
-            Some(b) => (0, b.public_values.old_state_root),
+        match port.store().batch(1).await? {
+            Some(b) => (0, transition(&b)?.old_state_root),
             None => return Ok(()),
         }
     } else {
-        match coord.store().batch(last).await? {
-            Some(b) => (last, b.public_values.new_state_root),
+        match port.store().batch(last).await? {
+            Some(b) => (last, transition(&b)?.new_state_root),
             None => {
                 return Err(CoordinatorError::Config(format!(
                     "L1 rollup has {last} batches committed but the store does not have batch {last}: \
@@ -39,20 +41,27 @@ pub(super) async fn check_chain(coord: &Coordinator, l1: &dyn L1) -> Result<(), 
     Ok(())
 }
 
-pub(super) async fn run(coord: Coordinator, l1: Arc<dyn L1>) {
+/// The devnet's reading of a batch's public values (what its rollup contract commits).
+fn transition(
+    batch: &proofmill_types::Batch,
+) -> Result<proofmill_devnet::StateTransition, CoordinatorError> {
+    proofmill_devnet::StateTransition::from_public_values(&batch.public_values)
+        .map_err(|e| CoordinatorError::Config(format!("batch {}: {e}", batch.number)))
+}
+
+pub(super) async fn run(port: SettlementPort, l1: Arc<dyn L1>) {
+    let shutdown = port.shutdown();
     loop {
-        if coord.shared.draining() {
-            return;
-        }
-        if !coord.shared.holds_lease() {
-            // Another coordinator may be active: two committers must not both commit.
-            tokio::time::sleep(INTERVAL).await;
-            continue;
-        }
-        if let Err(e) = commit_pending(&coord, &*l1).await {
+        // Another coordinator may be active: two committers must not both commit.
+        if port.holds_lease()
+            && let Err(e) = commit_pending(&port, &*l1).await
+        {
             tracing::warn!(error = %e, "committing batches to L1 failed; retrying");
         }
-        tokio::time::sleep(INTERVAL).await;
+        tokio::select! {
+            _ = tokio::time::sleep(INTERVAL) => {}
+            _ = shutdown.begun() => return,
+        }
     }
 }
 
@@ -64,16 +73,22 @@ enum CommitError {
     Store(#[from] proofmill_store::StoreError),
 }
 
-async fn commit_pending(coord: &Coordinator, l1: &dyn L1) -> Result<(), CommitError> {
+async fn commit_pending(port: &SettlementPort, l1: &dyn L1) -> Result<(), CommitError> {
     let mut last = l1.last_committed_batch().await?;
-    coord.update_l1_seen(|s| s.last_committed_batch = Some(last));
-    let sealed = coord.store().last_sealed_batch().await?.unwrap_or(0);
+    port.report(|s| s.last_committed_batch = Some(last));
+    let sealed = port.store().last_sealed_batch().await?.unwrap_or(0);
     while last < sealed {
         let n = last + 1;
-        let Some(batch) = coord.store().batch(n).await? else {
+        let Some(batch) = port.store().batch(n).await? else {
             return Ok(());
         };
-        let pv = batch.public_values;
+        let pv = match transition(&batch) {
+            Ok(pv) => pv,
+            Err(e) => {
+                tracing::error!(batch = n, error = %e, "cannot commit the batch to L1");
+                return Ok(());
+            }
+        };
         let out = match l1
             .commit_batch(n, pv.new_state_root, pv.batch_commitment)
             .await
@@ -91,7 +106,7 @@ async fn commit_pending(coord: &Coordinator, l1: &dyn L1) -> Result<(), CommitEr
         }
         tracing::info!(batch = n, gas = out.gas_used, "batch committed on L1");
         last = n;
-        coord.update_l1_seen(|s| s.last_committed_batch = Some(last));
+        port.report(|s| s.last_committed_batch = Some(last));
     }
     Ok(())
 }

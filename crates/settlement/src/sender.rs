@@ -2,14 +2,13 @@
 //! `lastVerifiedBatch` with as few `verifyBatches` transactions as the caps allow. A proof the
 //! contract rejects is deleted and its job requeued; every other rejection deletes nothing.
 
-use super::{
-    LAST_VERIFY_TX_KEY, PENDING_VERIFY_KEY, SettlementConfig, VerifyRecord, hex_hash, verify_key,
+use crate::{SettlementConfig, hex_hash};
+use proofmill_coordinator::{
+    CoordinatorError, LAST_VERIFY_TX_KEY, PENDING_VERIFY_KEY, SettlementPort, VerifyRecord,
+    verify_key,
 };
-use crate::core::CoreMsg;
-use crate::error::CoordinatorError;
-use crate::server::Coordinator;
 use proofmill_l1::{L1, L1Error, Revert, TxOutcome, TxStatus};
-use proofmill_store::{Change, StoreError};
+use proofmill_store::StoreError;
 use proofmill_types::{JobKey, JobState, ProofType};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,19 +23,20 @@ pub(super) enum SendError {
     Coordinator(#[from] CoordinatorError),
 }
 
-pub(super) async fn run(coord: Coordinator, l1: Arc<dyn L1>, cfg: SettlementConfig) {
+pub(super) async fn run(port: SettlementPort, l1: Arc<dyn L1>, cfg: SettlementConfig) {
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.send_interval_ms.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let shutdown = port.shutdown();
     loop {
-        tick.tick().await;
-        if coord.shared.draining() {
-            return;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.begun() => return,
         }
-        if !coord.shared.holds_lease() {
+        if !port.holds_lease() {
             // Another coordinator may be active: two senders must not both settle.
             continue;
         }
-        let err = match send_once(&coord, &*l1, &cfg).await {
+        let err = match send_once(&port, &*l1, &cfg).await {
             Ok(_) => continue,
             Err(SendError::L1(e)) if e.is_transient() => {
                 tracing::warn!(error = %e, "L1 unavailable; settlement retries next tick");
@@ -47,7 +47,7 @@ pub(super) async fn run(coord: Coordinator, l1: Arc<dyn L1>, cfg: SettlementConf
                 e.to_string()
             }
         };
-        coord.update_l1_seen(|s| s.last_error = Some(err));
+        port.report(|s| s.last_error = Some(err));
     }
 }
 
@@ -59,23 +59,23 @@ enum Attempt {
 
 /// One settlement round; returns the number of batches settled.
 pub(super) async fn send_once(
-    coord: &Coordinator,
+    port: &SettlementPort,
     l1: &dyn L1,
     cfg: &SettlementConfig,
 ) -> Result<u64, SendError> {
     let verified = l1.last_verified_batch().await?;
     let committed = l1.last_committed_batch().await?;
-    coord.update_l1_seen(|s| {
+    port.report(|s| {
         s.last_verified_batch = Some(verified);
         s.last_committed_batch = Some(committed);
     });
-    recover_records(coord, l1, verified).await?;
+    recover_records(port, l1, verified).await?;
     let first = verified + 1;
     let last = committed.min(verified.saturating_add(cfg.max_batches_per_tx));
     // proofs of batch first + i, one per configured proof type, in the contract's order.
     let mut batches: Vec<Vec<Vec<u8>>> = Vec::new();
     for n in first..=last {
-        match load_proofs(coord, cfg, n).await? {
+        match load_proofs(port, cfg, n).await? {
             Some(p) => batches.push(p),
             None => break, // the first gap ends the range
         }
@@ -100,14 +100,13 @@ pub(super) async fn send_once(
                         last_batch: from + k as u64 - 1,
                         gas_used: 0,
                     };
-                    coord
-                        .store()
+                    port.store()
                         .set_meta(PENDING_VERIFY_KEY, &pending.to_json())
                         .await?;
                     // Kept on a transport error: the outcome is unknown until the chain says.
                     let attempt = send(l1, from, &proofs).await?;
                     if matches!(attempt, Attempt::Rejected(_)) {
-                        coord.store().set_meta(PENDING_VERIFY_KEY, "").await?;
+                        port.store().set_meta(PENDING_VERIFY_KEY, "").await?;
                     }
                     attempt
                 }
@@ -115,8 +114,8 @@ pub(super) async fn send_once(
             };
             match attempt {
                 Attempt::Settled(out) => {
-                    record(coord, &out, from, from + k as u64 - 1).await?;
-                    coord.update_l1_seen(|s| {
+                    record(port, &out, from, from + k as u64 - 1).await?;
+                    port.report(|s| {
                         s.last_verified_batch = Some(from + k as u64 - 1);
                         s.last_error = None;
                     });
@@ -142,10 +141,10 @@ pub(super) async fn send_once(
         match rejected {
             None => start += k,
             Some(Revert::InvalidProof { batch, proof_type }) => {
-                coord.update_l1_seen(|s| {
+                port.report(|s| {
                     s.last_error = Some(format!("L1 rejected the proof of batch {batch}"))
                 });
-                invalidate(coord, cfg, batch, proof_type).await?;
+                invalidate(port, cfg, batch, proof_type).await?;
                 break;
             }
             Some(r) => {
@@ -153,7 +152,7 @@ pub(super) async fn send_once(
                     "L1 rejected verifyBatches({from}..+{k}) from {}: {r}",
                     l1.sender()
                 );
-                coord.update_l1_seen(|s| s.last_error = Some(msg));
+                port.report(|s| s.last_error = Some(msg));
                 tracing::error!(
                     first = from, batches = k, revert = %r, sender = %l1.sender(),
                     "L1 rejected verifyBatches (not a proof failure): no proof deleted; retrying next tick"
@@ -188,34 +187,34 @@ fn transpose(batches: &[Vec<Vec<u8>>]) -> Vec<Vec<Vec<u8>>> {
 }
 
 /// Proof types sent to L1, in the contract's order.
-fn l1_types(coord: &Coordinator, cfg: &SettlementConfig) -> Vec<ProofType> {
+fn l1_types(port: &SettlementPort, cfg: &SettlementConfig) -> Vec<ProofType> {
     cfg.l1_proof_types
         .clone()
-        .unwrap_or_else(|| coord.config().required_types())
+        .unwrap_or_else(|| port.required_types())
 }
 
 /// Proof bytes of batch `n` per L1 proof type, or `None` unless every required type (sent to
 /// L1 or not) is proven.
 async fn load_proofs(
-    coord: &Coordinator,
+    port: &SettlementPort,
     cfg: &SettlementConfig,
     n: u64,
 ) -> Result<Option<Vec<Vec<u8>>>, SendError> {
-    for pt in coord.config().required_types() {
-        match coord.store().job(&JobKey::new(n, pt)).await? {
+    for pt in port.required_types() {
+        match port.store().job(&JobKey::new(n, pt)).await? {
             Some(j) if j.state == JobState::Proven => {}
             _ => return Ok(None),
         }
     }
     let mut out = Vec::new();
-    for pt in l1_types(coord, cfg) {
+    for pt in l1_types(port, cfg) {
         let key = JobKey::new(n, pt);
-        let Some(rec) = coord.store().proof(&key).await? else {
+        let Some(rec) = port.store().proof(&key).await? else {
             return Ok(None);
         };
         let bytes = match rec.inline {
             Some(b) => b,
-            None => coord.blobs().get(&rec.blob_key).await?.to_vec(),
+            None => port.blobs().get(&rec.blob_key).await?.to_vec(),
         };
         out.push(bytes);
     }
@@ -223,7 +222,7 @@ async fn load_proofs(
 }
 
 async fn record(
-    coord: &Coordinator,
+    port: &SettlementPort,
     out: &TxOutcome,
     first: u64,
     last: u64,
@@ -235,28 +234,42 @@ async fn record(
         gas_used: out.gas_used,
     };
     tracing::info!(first, last, tx = %rec.tx_hash, gas = out.gas_used, "batches verified on L1");
-    store_record(coord, &rec).await?;
-    coord.store().set_meta(PENDING_VERIFY_KEY, "").await
+    store_record(port, &rec).await?;
+    port.store().set_meta(PENDING_VERIFY_KEY, "").await
 }
 
-async fn store_record(coord: &Coordinator, rec: &VerifyRecord) -> Result<(), StoreError> {
+/// The latest settling transaction recorded.
+async fn last_recorded(port: &SettlementPort) -> Result<Option<VerifyRecord>, StoreError> {
+    Ok(port
+        .store()
+        .get_meta(LAST_VERIFY_TX_KEY)
+        .await?
+        .as_deref()
+        .and_then(VerifyRecord::from_json))
+}
+
+async fn store_record(port: &SettlementPort, rec: &VerifyRecord) -> Result<(), StoreError> {
     let json = rec.to_json();
     for n in rec.first_batch..=rec.last_batch {
-        coord.store().set_meta(&verify_key(n), &json).await?;
+        port.store().set_meta(&verify_key(n), &json).await?;
     }
-    coord.store().set_meta(LAST_VERIFY_TX_KEY, &json).await
+    port.store().set_meta(LAST_VERIFY_TX_KEY, &json).await
 }
 
 /// Batches the chain verified past the last recorded one were settled by a transaction whose
 /// receipt this sender never saw (it stopped between send and receipt, or a fee-bumped
 /// replacement got mined): record them from the chain's `BatchesVerified` events, so nothing
 /// is sent twice and every batch keeps its transaction, gas and range.
-async fn recover_records(coord: &Coordinator, l1: &dyn L1, verified: u64) -> Result<(), SendError> {
-    let recorded = coord.last_verify_tx().await?.map_or(0, |r| r.last_batch);
+async fn recover_records(
+    port: &SettlementPort,
+    l1: &dyn L1,
+    verified: u64,
+) -> Result<(), SendError> {
+    let recorded = last_recorded(port).await?.map_or(0, |r| r.last_batch);
     if verified <= recorded {
         return Ok(());
     }
-    let pending = coord.store().get_meta(PENDING_VERIFY_KEY).await?;
+    let pending = port.store().get_meta(PENDING_VERIFY_KEY).await?;
     for r in l1.verified_ranges(recorded + 1).await? {
         let rec = VerifyRecord {
             tx_hash: hex_hash(&r.tx_hash),
@@ -268,21 +281,21 @@ async fn recover_records(coord: &Coordinator, l1: &dyn L1, verified: u64) -> Res
             first = r.first, last = r.last, tx = %rec.tx_hash, pending = ?pending,
             "recorded a settlement found on L1 whose receipt was not seen"
         );
-        store_record(coord, &rec).await?;
+        store_record(port, &rec).await?;
     }
-    coord.store().set_meta(PENDING_VERIFY_KEY, "").await?;
+    port.store().set_meta(PENDING_VERIFY_KEY, "").await?;
     Ok(())
 }
 
 /// L1 rejected the proof of `(batch, proof type #index)`: delete it and requeue the job
 /// through the admin retry path (which resets its attempt counters).
 async fn invalidate(
-    coord: &Coordinator,
+    port: &SettlementPort,
     cfg: &SettlementConfig,
     batch: u64,
     index: u64,
 ) -> Result<(), SendError> {
-    let types = l1_types(coord, cfg);
+    let types = l1_types(port, cfg);
     let Some(pt) = types.get(index as usize).cloned() else {
         tracing::error!(
             batch,
@@ -292,35 +305,10 @@ async fn invalidate(
         return Ok(());
     };
     let key = JobKey::new(batch, pt);
-    let Some(mut job) = coord.store().job(&key).await? else {
-        return Ok(());
-    };
     let reason = format!(
         "L1 rejected the proof (InvalidProof for batch {batch}, proof type {})",
         key.proof_type
     );
-    tracing::error!(job = %key, "{reason}; deleting it and requeueing the job");
-    job.state = JobState::Failed;
-    job.lease = None;
-    job.last_error = Some(reason);
-    job.updated_at = crate::now_ms();
-    coord
-        .store()
-        .apply(&[Change::DeleteProof(key.clone()), Change::Job(job.clone())])
-        .await?;
-    let Some(b) = coord.store().batch(batch).await? else {
-        return Ok(());
-    };
-    coord
-        .shared
-        .batches
-        .write()
-        .expect("batch cache lock")
-        .entry(batch)
-        .or_insert_with(|| Arc::new(b));
-    coord
-        .shared
-        .ask(|reply| CoreMsg::Retry { job, reply })
-        .await?;
+    port.reject_proof(key, reason).await?;
     Ok(())
 }

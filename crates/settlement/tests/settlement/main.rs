@@ -2,17 +2,17 @@
 //! prover) settling on the embedded revm L1 and on a real anvil, over SQLite and Postgres.
 //! One suite, every case run per (L1, store) combination.
 
-#[path = "../support/mod.rs"]
+#[path = "../../../coordinator/tests/support/mod.rs"]
 mod support;
 
 mod faults;
 mod rig;
 
 use faults::{Fault, Faulty};
-use proofmill_coordinator::{Settlement, SettlementConfig};
 use proofmill_l1::L1;
+use proofmill_settlement::{Settlement, SettlementConfig};
 use proofmill_store::Change;
-use proofmill_types::{Digest, JobState, ProofType, PublicValues};
+use proofmill_types::{Digest, JobState, ProofType};
 use rig::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,7 +123,8 @@ async fn invalid_proof_is_isolated_and_reproven(chain: Chain, db: Db) {
     let key = exec_key(3);
     let store = r.run.coord.store().clone();
     let mut rec = store.proof(&key).await.unwrap().unwrap();
-    let mut bad: PublicValues = store.batch(3).await.unwrap().unwrap().public_values;
+    let stored = store.batch(3).await.unwrap().unwrap().public_values;
+    let mut bad = proofmill_devnet::StateTransition::from_public_values(&stored).unwrap();
     bad.new_state_root = Digest::sha256(b"not the state root");
     rec.inline = Some(bad.encode().to_vec());
     rec.blob_key = String::new();
@@ -200,11 +201,14 @@ async fn restart_and_prove_the_rest(
     run.stop().await;
     let run = start(env, fast_config()).await;
     devnet(&run, 5).await;
-    let settlement = run
-        .coord
-        .start_settlement(chain.l1.clone(), true, Some(sender_cfg(32)))
-        .await
-        .unwrap();
+    let settlement = proofmill_settlement::start(
+        run.coord.settlement_port(),
+        chain.l1.clone(),
+        true,
+        Some(sender_cfg(32)),
+    )
+    .await
+    .unwrap();
     let mut p = prover(&run, 1).await;
     prove_next(&mut p, 2).await;
     wait_verified(&chain.l1, 5).await;
@@ -374,11 +378,14 @@ async fn offchain_proof_types_gate_settlement(chain: Chain, db: Db) {
         ..sender_cfg(32)
     };
     assert!(
-        r.run
-            .coord
-            .start_settlement(r.chain.l1.clone(), false, Some(not_required))
-            .await
-            .is_err()
+        proofmill_settlement::start(
+            r.run.coord.settlement_port(),
+            r.chain.l1.clone(),
+            false,
+            Some(not_required)
+        )
+        .await
+        .is_err()
     );
     let mut p = prover(&r.run, 1).await;
     prove_next(&mut p, 3).await;

@@ -1,0 +1,89 @@
+//! The coordinator's side of L1 settlement, which is a component of its own
+//! (`proofmill-settlement`) that a deployment may leave out: what settlement may read, the one
+//! change it may ask of the core (a proof L1 rejected), and where it reports what it saw on
+//! L1 for `status`. Settlement writes only its own records; job rows and the batch cache stay
+//! the core's.
+
+use crate::core::CoreMsg;
+use crate::error::CoordinatorError;
+use crate::server::Shared;
+use crate::shutdown::Shutdown;
+use proofmill_store::{Blobs, Store};
+use proofmill_types::{JobKey, ProofType};
+use std::sync::Arc;
+
+/// Last on-chain values seen by settlement (for `status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct L1Seen {
+    pub last_committed_batch: Option<u64>,
+    pub last_verified_batch: Option<u64>,
+    /// Why the last settlement round did not settle what it tried to (cleared on success).
+    pub last_error: Option<String>,
+}
+
+/// What settlement gets of a coordinator (see the module doc). Cheap to clone.
+#[derive(Clone)]
+pub struct SettlementPort {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl SettlementPort {
+    /// For reads, and for settlement's own records.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    /// Where proofs too large for their row are kept.
+    pub fn blobs(&self) -> &Blobs {
+        &self.shared.blobs
+    }
+
+    /// Proof types every batch needs.
+    pub fn required_types(&self) -> Vec<ProofType> {
+        self.shared.config.required_types()
+    }
+
+    /// Whether this coordinator surely holds the store's lease: L1 transactions go out only
+    /// then, or two coordinators could both settle.
+    pub fn holds_lease(&self) -> bool {
+        self.shared.holds_lease()
+    }
+
+    /// The coordinator's shutdown signal: settlement stops once it is given.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shared.shutdown.clone()
+    }
+
+    /// Updates what `status` shows of L1; `status` shows L1 figures once this was called.
+    pub fn report(&self, f: impl FnOnce(&mut L1Seen)) {
+        let mut seen = self.shared.l1_seen.write().expect("l1 cache lock");
+        f(seen.get_or_insert_with(L1Seen::default));
+    }
+
+    /// L1 rejected the proof of `key` as invalid: the core deletes it, marks the job failed
+    /// with `reason` and queues it again, in one durable step. Returns once that is durable;
+    /// `Ok(false)` if there is no such job or batch.
+    pub async fn reject_proof(
+        &self,
+        key: JobKey,
+        reason: String,
+    ) -> Result<bool, CoordinatorError> {
+        let store = &self.shared.store;
+        let (Some(job), Some(batch)) = (store.job(&key).await?, store.batch(key.batch).await?)
+        else {
+            return Ok(false);
+        };
+        let (durable, stored) = tokio::sync::oneshot::channel();
+        self.shared
+            .ask(|reply| CoreMsg::ProofRejected {
+                job,
+                batch: Arc::new(batch),
+                reason,
+                reply,
+                durable,
+            })
+            .await?;
+        stored.await.map_err(|_| CoordinatorError::Unavailable)?;
+        Ok(true)
+    }
+}
