@@ -8,12 +8,9 @@ use crate::now_ms;
 use crate::outbox::{Outbox, ToProver};
 use crate::persist::{PersistJob, Persister};
 use crate::session::Outcome;
-use proofmill_proto::v1::{
-    CoordinatorMessage, ErrorCode, RegisterResponse, TaskCancelled, coordinator_message::Kind,
-};
 use proofmill_scheduler::{Effect, ProverInfo, ProverView, ResultCheck, Scheduler, SchedulerError};
 use proofmill_store::{Change, Store};
-use proofmill_types::{Batch, FencingToken, Job, JobKey, ProverId, TaskId};
+use proofmill_types::{Batch, FencingToken, Job, JobKey, ProverId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -292,17 +289,12 @@ impl Core {
                             "prover {id} is replaced by a newer stream"
                         ))));
                 }
-                let response = CoordinatorMessage {
-                    kind: Some(Kind::RegisterResponse(RegisterResponse {
-                        prover_id: id.0.clone(),
-                        accepted: true,
-                        reason: String::new(),
-                        code: ErrorCode::Unspecified as i32,
-                        heartbeat_interval_ms: heartbeat_ms,
-                        max_message_bytes: max_message,
-                        reconnect_secret: self.prover_keys.secret(&id),
-                    })),
-                };
+                let response = crate::messages::registered(
+                    &id,
+                    self.prover_keys.secret(&id),
+                    heartbeat_ms,
+                    max_message,
+                );
                 let _ = reply.send(id);
                 // Nothing about it needs to be durable, and queued first it precedes the first
                 // task (the outbox writes around nothing that is queued).
@@ -578,13 +570,7 @@ impl Core {
                     reason,
                 } => {
                     if let Some(conn) = self.conns.get(&prover) {
-                        let msg = CoordinatorMessage {
-                            kind: Some(Kind::TaskCancelled(TaskCancelled {
-                                task_id: TaskId::format(key.batch, &key.proof_type),
-                                fencing_token: token.0,
-                                reason,
-                            })),
-                        };
+                        let msg = crate::messages::task_cancelled(&key, token, reason);
                         sends.push((conn.outbox.clone(), ToProver::Msg(msg)));
                     }
                 }

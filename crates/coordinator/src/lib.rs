@@ -21,6 +21,7 @@ mod intake;
 mod leadership;
 mod limits;
 mod listener;
+mod messages;
 mod outbox;
 mod partial;
 mod persist;

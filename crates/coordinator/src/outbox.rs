@@ -10,10 +10,7 @@ use crate::inputs::InputCache;
 use crate::server::Shared;
 use crate::session::Outcome;
 use crate::wire::{ChunkCredits, Wire, WireEnd};
-use proofmill_proto::v1::{
-    CoordinatorMessage, DataChunk, ExecuteTask, Heartbeat, Shutdown,
-    coordinator_message::Kind as Out, execute_task::Input,
-};
+use proofmill_proto::v1::{CoordinatorMessage, execute_task::Input};
 use proofmill_types::{Batch, Job, TaskId};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,12 +29,7 @@ pub(crate) enum ToProver {
 
 impl ToProver {
     pub fn shutdown(reason: &str, grace_ms: u32) -> Self {
-        ToProver::Msg(CoordinatorMessage {
-            kind: Some(Out::Shutdown(Shutdown {
-                reason: reason.into(),
-                grace_ms,
-            })),
-        })
+        ToProver::Msg(crate::messages::shutdown(reason, grace_ms))
     }
 }
 
@@ -162,7 +154,12 @@ impl Outbox {
             && self.wire.capacity() > 0
             && batch.input_size <= self.limits.inline_input_max as u64;
         if let Some(input) = ready.then(|| self.inputs.cached(batch.number)).flatten() {
-            let task = task_message(&job, &batch, input.len(), Input::Inline(input.to_vec()));
+            let task = crate::messages::execute_task(
+                &job,
+                &batch,
+                input.len(),
+                Input::Inline(input.to_vec()),
+            );
             match self.write_now(task) {
                 Written::Sent => {
                     if let Some(probe) = &self.latency {
@@ -341,9 +338,7 @@ struct Beat {
 impl Beat {
     fn message(&mut self) -> CoordinatorMessage {
         self.seq += 1;
-        CoordinatorMessage {
-            kind: Some(Out::Heartbeat(Heartbeat { seq: self.seq })),
-        }
+        crate::messages::heartbeat(self.seq)
     }
 }
 
@@ -388,25 +383,6 @@ pub(crate) async fn write_loop(shared: Arc<Shared>, mut w: Writer, self_tx: Outb
     }
 }
 
-fn task_message(job: &Job, batch: &Batch, input_size: usize, input: Input) -> CoordinatorMessage {
-    let lease = job.lease.as_ref().expect("dispatched job is leased");
-    let task = ExecuteTask {
-        task_id: TaskId::format(job.key.batch, &job.key.proof_type),
-        batch: job.key.batch,
-        proof_type: job.key.proof_type.to_string(),
-        fencing_token: lease.token.0,
-        deadline_ms: lease.deadline,
-        version: job.version.clone(),
-        input_digest: batch.input_digest.0.to_vec(),
-        input_size: input_size as u64,
-        input: Some(input),
-        public_values: batch.public_values.as_bytes().to_vec(),
-    };
-    CoordinatorMessage {
-        kind: Some(Out::ExecuteTask(task)),
-    }
-}
-
 /// Sends one task: its input inline, as a blob URL (large inputs, provers with blob access)
 /// or in chunks, with heartbeats in between. Returns false when the stream is gone.
 async fn send_task(
@@ -420,7 +396,7 @@ async fn send_task(
     if w.blob_access && batch.input_size > w.limits.inline_input_max as u64 {
         // The prover reads it from the blob store itself and checks the digest.
         let url = Input::BlobUrl(shared.blobs.url(&batch.input_key));
-        let task = task_message(job, batch, batch.input_size as usize, url);
+        let task = crate::messages::execute_task(job, batch, batch.input_size as usize, url);
         return w.put(task).await;
     }
     // A slow blob read must not silence the stream either.
@@ -459,7 +435,7 @@ async fn send_task(
     } else {
         Input::Inline(input.to_vec())
     };
-    let task = task_message(job, batch, input.len(), how);
+    let task = crate::messages::execute_task(job, batch, input.len(), how);
     if !w.put(task).await {
         return false;
     }
@@ -490,16 +466,13 @@ async fn send_task(
             }
         }
         let end = (offset + size).min(input.len());
-        let chunk = DataChunk {
-            task_id: task_id.clone(),
-            fencing_token: lease.token.0,
-            offset: offset as u64,
-            data: input.slice(offset..end).to_vec(),
-            last: end == input.len(),
-        };
-        let msg = CoordinatorMessage {
-            kind: Some(Out::InputChunk(chunk)),
-        };
+        let msg = crate::messages::input_chunk(
+            &task_id,
+            lease.token,
+            offset,
+            input.slice(offset..end).to_vec(),
+            end == input.len(),
+        );
         if !w.put(msg).await {
             return false;
         }

@@ -10,10 +10,7 @@ use crate::server::Shared;
 use crate::session::Outcome;
 use bytes::Bytes;
 use proofmill_backend::Backend;
-use proofmill_proto::v1::{
-    CoordinatorMessage, ErrorCode, TaskResult, coordinator_message::Kind as Out,
-    task_result::Outcome as Res,
-};
+use proofmill_proto::v1::{ErrorCode, TaskResult, task_result::Outcome as Res};
 use proofmill_scheduler::ResultCheck;
 use proofmill_types::{Batch, Digest, FencingToken, JobKey, ProofRecord, ProverId, TaskId};
 use std::sync::Arc;
@@ -45,16 +42,7 @@ pub(crate) fn check_label(what: &str, value: &str) -> Result<(), String> {
 }
 
 pub(crate) fn nack(tx: &Outbox, task_id: &str, token: u64, code: ErrorCode, reason: String) {
-    let msg = CoordinatorMessage {
-        kind: Some(Out::ResultAck(proofmill_proto::v1::ResultAck {
-            task_id: task_id.chars().take(128).collect(),
-            fencing_token: token,
-            accepted: false,
-            code: code as i32,
-            // It may quote what the prover sent: bounded, as the reply queue counts messages.
-            reason: reason.chars().take(1024).collect(),
-        })),
-    };
+    let msg = crate::messages::result_ack(task_id, token, false, code, &reason);
     tx.send(ToProver::Msg(msg));
 }
 

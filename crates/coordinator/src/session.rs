@@ -9,10 +9,7 @@ use crate::results::{VERIFY_INLINE_MAX, check_label, fenced_off, handle_result, 
 use crate::server::Shared;
 use crate::wire::{ChunkCredits, Wire, WireEnd, refusal_status, unreadable};
 use proofmill_proto::v1::task_result::Outcome as Res;
-use proofmill_proto::v1::{
-    CoordinatorMessage, ErrorCode, ProverMessage, Register, RegisterResponse, Unsupported,
-    coordinator_message::Kind as Out, prover_message::Kind as In,
-};
+use proofmill_proto::v1::{ErrorCode, ProverMessage, Register, prover_message::Kind as In};
 use proofmill_scheduler::{ProverInfo, ResultCheck};
 use proofmill_types::{FencingToken, JobKey, ProofRecord, ProofType, ProverId, TaskId};
 use std::collections::BTreeSet;
@@ -67,20 +64,6 @@ pub(crate) fn start(
     });
 }
 
-fn reject(code: ErrorCode, reason: String) -> CoordinatorMessage {
-    CoordinatorMessage {
-        kind: Some(Out::RegisterResponse(RegisterResponse {
-            prover_id: String::new(),
-            accepted: false,
-            reason,
-            code: code as i32,
-            heartbeat_interval_ms: 0,
-            max_message_bytes: 0,
-            reconnect_secret: String::new(),
-        })),
-    }
-}
-
 async fn run(
     shared: Arc<Shared>,
     mut inbound: Streaming<ProverMessage>,
@@ -108,14 +91,19 @@ async fn run(
             // It may quote what the prover sent, of any size.
             let reason: String = reason.chars().take(1024).collect();
             tracing::warn!(?code, reason = %reason.escape_debug(), "prover registration rejected");
-            let _ = wire.send(Ok(reject(code, reason.clone()))).await;
+            let _ = wire
+                .send(Ok(crate::messages::registration_refused(code, &reason)))
+                .await;
             return Err(refusal_status(code, &reason));
         }
     };
     if shared.draining() {
         let reason = "coordinator is shutting down";
         let _ = wire
-            .send(Ok(reject(ErrorCode::SystemUnavailable, reason.into())))
+            .send(Ok(crate::messages::registration_refused(
+                ErrorCode::SystemUnavailable,
+                reason,
+            )))
             .await;
         return Err(Status::unavailable(reason));
     }
@@ -456,14 +444,7 @@ async fn read_loop(
             // newer prover can fall back, and the stream stays.
             None => {
                 tracing::debug!(%prover, "message of an unknown kind answered as unsupported");
-                tx.send(ToProver::Msg(CoordinatorMessage {
-                    kind: Some(Out::Unsupported(Unsupported {
-                        reason: format!(
-                            "message kind not supported by this coordinator (proofmill {})",
-                            env!("CARGO_PKG_VERSION")
-                        ),
-                    })),
-                }));
+                tx.send(ToProver::Msg(crate::messages::unsupported()));
             }
         }
     }

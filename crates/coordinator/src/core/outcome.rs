@@ -7,10 +7,10 @@ use crate::outbox::{Outbox, ToProver};
 use crate::persist::PersistJob;
 use crate::results::storable_text;
 use crate::session::Outcome;
-use proofmill_proto::v1::{CoordinatorMessage, ErrorCode, ResultAck, coordinator_message::Kind};
+use proofmill_proto::v1::ErrorCode;
 use proofmill_scheduler::{Failure, SchedulerError};
 use proofmill_store::Change;
-use proofmill_types::{FencingToken, JobKey, ProverId, TaskId};
+use proofmill_types::{FencingToken, JobKey, ProverId};
 use tokio::sync::oneshot;
 
 impl Core {
@@ -23,17 +23,11 @@ impl Core {
         reply_to: Outbox,
         now: u64,
     ) {
-        let task_id = TaskId::format(key.batch, &key.proof_type);
+        let ack_key = key.clone();
         let ack = move |accepted: bool, code: ErrorCode, reason: String| {
-            ToProver::Msg(CoordinatorMessage {
-                kind: Some(Kind::ResultAck(ResultAck {
-                    task_id: task_id.clone(),
-                    fencing_token: token.0,
-                    accepted,
-                    code: code as i32,
-                    reason,
-                })),
-            })
+            ToProver::Msg(crate::messages::job_result_ack(
+                &ack_key, token, accepted, code, &reason,
+            ))
         };
         let leased_at = self
             .scheduler
