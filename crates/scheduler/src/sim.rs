@@ -97,7 +97,11 @@ pub fn run_with(workload: &Workload, config: SchedulerConfig) -> Result<Outcome,
                 running: BTreeMap::new(),
             })
             .collect(),
-        work: workload.jobs.iter().map(|j| (j.key.clone(), j.work_ms)).collect(),
+        work: workload
+            .jobs
+            .iter()
+            .map(|j| (j.key.clone(), j.work_ms))
+            .collect(),
         events: BTreeMap::new(),
         seq: 0,
         now: 0,
@@ -297,7 +301,10 @@ mod tests {
             let out = run(&w, policy).unwrap();
             assert_eq!(out.policy, policy.as_str());
             assert!(out.ratio() >= 1.0, "{out:?}");
-            assert!(out.lost > 0, "the workload's leaving provers lose tasks: {out:?}");
+            assert!(
+                out.lost > 0,
+                "the workload's leaving provers lose tasks: {out:?}"
+            );
         }
     }
 

@@ -11,7 +11,9 @@
 
 use super::{Effect, Scheduler};
 use crate::provers::ProverLoad;
-use proofmill_types::{BatchNumber, FencingToken, JobKey, JobState, Lease, Millis, ProofType, ProverId};
+use proofmill_types::{
+    BatchNumber, FencingToken, JobKey, JobState, Lease, Millis, ProofType, ProverId,
+};
 
 /// A lease the mechanism refused: the pair is not eligible now.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -53,6 +55,11 @@ impl<'a> Dispatch<'a> {
 
     pub fn load(&self, prover: &ProverId) -> Option<ProverLoad> {
         self.scheduler.provers.get(prover).map(|p| p.load())
+    }
+
+    /// How many jobs are ready.
+    pub fn ready_len(&self) -> usize {
+        self.scheduler.queue.ready_len()
     }
 
     /// Whether any job is ready.
@@ -133,7 +140,11 @@ impl<'a> Dispatch<'a> {
 
     /// The prover's recent prove time of this type (lease to accepted proof), once measured.
     pub fn prove_time(&self, prover: &ProverId, proof_type: &ProofType) -> Option<Millis> {
-        self.scheduler.provers.get(prover)?.prove_times.get(proof_type)
+        self.scheduler
+            .provers
+            .get(prover)?
+            .prove_times
+            .get(proof_type)
     }
 
     /// The shortest recent prove time of this type over the provers in rotation.

@@ -79,7 +79,12 @@ fn capacity_reaches(workload: &Workload, set: &[&ProofType], from: Millis, work:
     let mut changes: BTreeSet<Millis> = BTreeSet::new();
     changes.insert(from);
     for p in &provers {
-        changes.extend([p.joins_at].into_iter().chain(p.leaves_at).filter(|t| *t > from));
+        changes.extend(
+            [p.joins_at]
+                .into_iter()
+                .chain(p.leaves_at)
+                .filter(|t| *t > from),
+        );
     }
     let rate_at = |t: Millis| -> f64 {
         provers

@@ -23,7 +23,9 @@ pub struct SimProver {
 impl SimProver {
     /// How long it takes to prove `work_ms` of the reference prover's work (at least 1 ms).
     pub fn prove_ms(&self, work_ms: Millis) -> Millis {
-        (work_ms * 100).div_ceil(self.speed_pct.max(1) as u64).max(1)
+        (work_ms * 100)
+            .div_ceil(self.speed_pct.max(1) as u64)
+            .max(1)
     }
 
     pub(super) fn info(&self) -> ProverInfo {
@@ -67,9 +69,10 @@ impl Workload {
     ///   `gpu` joins at 60 s and a fifth `cpu` at 120 s; one `mid` leaves at 90 s and one
     ///   `cpu` at 150 s, losing what they run.
     ///
-    /// Batches arrive faster than the fleet proves them (about 1.2 s of fleet time each), so
-    /// the makespan is set by how well the fleet's capacity is used, and the slowest prover
-    /// takes 20 times as long as the fastest over the same job.
+    /// Batches arrive faster than the fleet proves them (each is about 1.3 s of the whole
+    /// fleet's time), so the makespan is set by how well the fleet's capacity is used; the
+    /// slowest prover takes 8 times as long as the fastest over the same job (a `wrap`: 80 s
+    /// against 10 s).
     pub fn heterogeneous(seed: u64) -> Workload {
         let types: Vec<ProofType> = PROOF_TYPES
             .iter()
