@@ -15,7 +15,7 @@ pub use bound::lower_bound;
 pub use workload::{SimJob, SimProver, Workload};
 
 use crate::{Effect, PolicyName, Scheduler, SchedulerConfig};
-use proofmill_types::{FencingToken, Job, JobKey, JobState, Millis, ProverId};
+use proofmill_types::{BatchNumber, FencingToken, Job, JobKey, JobState, Millis, ProverId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What one simulated run came to.
@@ -30,6 +30,9 @@ pub struct Outcome {
     pub dispatched: u64,
     /// Tasks lost because their prover left.
     pub lost: u64,
+    /// Mean time from a batch's first job arriving to its last job proven (what delays
+    /// settlement).
+    pub mean_batch_latency_ms: Millis,
 }
 
 impl Outcome {
@@ -107,6 +110,7 @@ pub fn run_with(workload: &Workload, config: SchedulerConfig) -> Result<Outcome,
         now: 0,
         open: workload.jobs.iter().map(|j| j.key.clone()).collect(),
         last_proven: 0,
+        batch_proven_at: BTreeMap::new(),
         dispatched: 0,
         lost: 0,
     };
@@ -152,12 +156,22 @@ pub fn run_with(workload: &Workload, config: SchedulerConfig) -> Result<Outcome,
             open: sim.open.len(),
         });
     }
+    let mut arrived: BTreeMap<BatchNumber, Millis> = BTreeMap::new();
+    for job in &workload.jobs {
+        let at = arrived.entry(job.key.batch).or_insert(job.arrives_at);
+        *at = (*at).min(job.arrives_at);
+    }
+    let latency: Millis = arrived
+        .iter()
+        .map(|(b, at)| sim.batch_proven_at[b].saturating_sub(*at))
+        .sum();
     Ok(Outcome {
         policy: sim.scheduler.policy_name(),
         makespan_ms: sim.last_proven,
         lower_bound_ms,
         dispatched: sim.dispatched,
         lost: sim.lost,
+        mean_batch_latency_ms: latency / arrived.len() as Millis,
     })
 }
 
@@ -172,6 +186,8 @@ struct Sim<'w> {
     now: Millis,
     open: BTreeSet<JobKey>,
     last_proven: Millis,
+    /// When the last job of each batch so far was proven.
+    batch_proven_at: BTreeMap<BatchNumber, Millis>,
     dispatched: u64,
     lost: u64,
 }
@@ -267,6 +283,7 @@ impl Sim<'_> {
                     JobState::Proven => {
                         self.open.remove(&job.key);
                         self.last_proven = self.now;
+                        self.batch_proven_at.insert(job.key.batch, self.now);
                     }
                     JobState::Failed | JobState::Cancelled => {
                         return Err(SimError::JobFailed {
