@@ -86,12 +86,9 @@ impl AssignmentPolicy for OldestFirst {
 
     fn assign(&self, d: &mut Dispatch<'_>) {
         let mut order: Vec<(ProverId, (u64, u64))> = d
-            .provers()
+            .free_provers()
             .into_iter()
-            .filter_map(|id| {
-                let load = d.load(&id)?;
-                (load.free_slots > 0).then(|| (id, load.spread_rank()))
-            })
+            .map(|(id, load)| (id, load.spread_rank()))
             .collect();
         order.sort_by_key(|(_, rank)| *rank);
         loop {

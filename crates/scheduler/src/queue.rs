@@ -129,14 +129,6 @@ impl ReadyQueue {
             .flat_map(|(_, set)| set.iter().copied())
     }
 
-    /// Whether the job is ready now (not waiting out a backoff, not leased).
-    pub fn is_ready(&self, key: &JobKey, version: &str) -> bool {
-        self.ready
-            .iter()
-            .find(|((v, t), _)| v == version && *t == key.proof_type)
-            .is_some_and(|(_, set)| set.contains(&key.batch))
-    }
-
     pub fn next_delayed_at(&self) -> Option<Millis> {
         self.delayed.first().map(|d| d.0)
     }

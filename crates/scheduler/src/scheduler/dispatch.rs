@@ -53,6 +53,16 @@ impl<'a> Dispatch<'a> {
             .collect()
     }
 
+    /// Provers in rotation with a free slot, with their load, in id order.
+    pub fn free_provers(&self) -> Vec<(ProverId, ProverLoad)> {
+        let s = &self.scheduler;
+        s.provers
+            .iter()
+            .filter(|(id, p)| p.free_slots() > 0 && !s.cordoned.contains_key(*id))
+            .map(|(id, p)| (id.clone(), p.load()))
+            .collect()
+    }
+
     pub fn load(&self, prover: &ProverId) -> Option<ProverLoad> {
         self.scheduler.provers.get(prover).map(|p| p.load())
     }
@@ -105,18 +115,18 @@ impl<'a> Dispatch<'a> {
 
     /// Whether `prover` may take the ready job `key` once it has a free slot: it is in
     /// rotation, proves the job's type and version, and is not passed over for having failed
-    /// it.
+    /// it; the job is queued and its retry backoff is over.
     pub fn may_take(&self, prover: &ProverId, key: &JobKey) -> bool {
         let s = &self.scheduler;
         let (Some(p), Some(job)) = (s.provers.get(prover), s.jobs.get(key)) else {
             return false;
         };
-        p.connected
-            && !s.cordoned.contains_key(prover)
-            && p.info.version == job.version
+        job.state == JobState::Queued
+            && job.not_before <= self.now
+            && p.connected
             && p.info.proof_types.contains(&key.proof_type)
-            && job.state == JobState::Queued
-            && s.queue.is_ready(key, &job.version)
+            && p.info.version == job.version
+            && !s.cordoned.contains_key(prover)
             && !s.passes_over(prover, key)
     }
 
