@@ -9,6 +9,7 @@ use crate::backends::BackendArgs;
 use anyhow::{Context as _, bail};
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use proofmill_scheduler::PolicyName;
 use proofmill_types::ProofType;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -103,6 +104,9 @@ pub enum BenchCommand {
     Prove(BenchProveArgs),
     /// Measure a devnet coordinator's restart after kill -9 with N batches stored.
     Restart(BenchRestartArgs),
+    /// Simulate the scheduler over a heterogeneous fleet and compare assignment policies by
+    /// makespan over a lower bound.
+    Makespan(BenchMakespanArgs),
     /// The simulated provers of `bench dispatch`, run by it in a process of their own.
     #[command(hide = true)]
     SimProvers(BenchSimProversArgs),
@@ -184,6 +188,13 @@ pub struct CoordinatorArgs {
     /// (0: never).
     #[arg(long, env = "PROOFMILL_STRAGGLER_FACTOR", default_value_t = 3)]
     pub straggler_factor: u32,
+    /// Which prover gets which ready job: `oldest-first` (each prover with a free slot,
+    /// least loaded first, takes the oldest batch it can prove) or `earliest-finish` (each
+    /// job goes to the prover expected to finish it first, from the prove times measured
+    /// per prover and proof type; it may wait for a much faster busy prover). Eligibility,
+    /// retries, backup copies and cordons are the same under both.
+    #[arg(long, env = "PROOFMILL_ASSIGNMENT_POLICY", default_value = "oldest-first", value_parser = parse_assignment_policy)]
+    pub assignment_policy: PolicyName,
     /// How long the store's coordinator lease lasts without a renewal, ms. Of coordinators
     /// on one store, the lease holder is active and the others stand by; a standby takes
     /// over this long after the active one stops renewing (it renews every quarter of it).
@@ -505,6 +516,16 @@ pub struct BenchDispatchArgs {
     /// to measure what the lease costs.
     #[arg(long, env = "PROOFMILL_NO_LEASE", value_parser = BoolishValueParser::new())]
     pub no_lease: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchMakespanArgs {
+    /// Seed of the workload's job sizes.
+    #[arg(long, env = "PROOFMILL_SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// Run only this assignment policy (default: every built-in one).
+    #[arg(long, env = "PROOFMILL_POLICY", value_parser = parse_assignment_policy)]
+    pub policy: Option<PolicyName>,
 }
 
 #[derive(Debug, Clone, Args)]

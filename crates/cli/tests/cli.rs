@@ -122,3 +122,59 @@ fn status_url_layering_and_unreachable_coordinator() {
         "flag: {stderr}"
     );
 }
+
+/// A bad `--assignment-policy`, from a flag or the environment, names the valid policies.
+#[test]
+fn bad_assignment_policy_lists_the_valid_ones() {
+    let (out, stderr) = run(proofmill().args(["coordinator", "--assignment-policy", "fastest"]));
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr
+            .contains("unknown assignment policy `fastest`; valid: oldest-first, earliest-finish"),
+        "{stderr}"
+    );
+    let (out, stderr) = run(proofmill()
+        .args(["bench", "makespan"])
+        .env("PROOFMILL_POLICY", "random"));
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("valid: oldest-first, earliest-finish"),
+        "{stderr}"
+    );
+}
+
+/// `bench makespan` runs every policy over the documented workload and ends with one
+/// `policy=<name> makespan_ratio=<float>` line each; the ratio is over a lower bound, so it
+/// is never below 1.
+#[test]
+fn bench_makespan_reports_each_policy_over_the_lower_bound() {
+    let (out, stderr) = run(proofmill().args(["bench", "makespan", "--seed", "3"]));
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let last = &lines[lines.len().saturating_sub(2)..];
+    let mut names = Vec::new();
+    for line in last {
+        let (name, ratio) = line
+            .strip_prefix("policy=")
+            .and_then(|l| l.split_once(" makespan_ratio="))
+            .unwrap_or_else(|| panic!("not a result line: {line:?}\n{stdout}"));
+        let ratio: f64 = ratio.parse().unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert!(
+            ratio >= 1.0,
+            "{line}: the bound is not a lower bound\n{stdout}"
+        );
+        names.push(name);
+    }
+    assert_eq!(names, ["oldest-first", "earliest-finish"], "{stdout}");
+
+    let (out, stderr) = run(proofmill().args(["bench", "makespan", "--policy", "earliest-finish"]));
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("policy=earliest-finish makespan_ratio="),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("policy=").count(), 1, "{stdout}");
+}

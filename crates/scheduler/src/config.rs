@@ -1,3 +1,4 @@
+use crate::policy::PolicyName;
 use proofmill_types::Millis;
 
 /// Timing and retry policy. Defaults follow ethrex's coordinator where it has one.
@@ -29,6 +30,8 @@ pub struct SchedulerConfig {
     /// A task running longer than this many times the 90th percentile of its proof type's
     /// recent durations gets a backup copy on an idle prover (0: never).
     pub straggler_factor: u32,
+    /// Which prover gets which ready job (the mechanism above applies under every policy).
+    pub assignment_policy: PolicyName,
 }
 
 impl Default for SchedulerConfig {
@@ -45,6 +48,7 @@ impl Default for SchedulerConfig {
             batch_failure_provers: 3,
             reconnect_grace_ms: 1_000,
             straggler_factor: 3,
+            assignment_policy: PolicyName::OldestFirst,
         }
     }
 }

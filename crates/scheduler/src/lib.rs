@@ -7,7 +7,8 @@
 //! and acknowledgements that follow it. An [`Effect::Dispatch`] may go out before its lease is
 //! durable if a restart hands the tokens that may have been sent, and never committed, to
 //! [`Scheduler::set_orphan_tokens`]. Mechanism (leases, fencing, liveness) lives here; policy
-//! knobs (timeouts, attempts, backoff) come in through [`SchedulerConfig`].
+//! knobs (timeouts, attempts, backoff) come in through [`SchedulerConfig`], and which prover gets
+//! which ready job is an [`AssignmentPolicy`] chosen there.
 //!
 //! Invariants (property-tested in `tests/properties.rs`):
 //! - a job has at most one lease; two provers never hold the same (batch, proof type);
@@ -19,10 +20,16 @@
 //! - while a matching prover keeps answering, every job is eventually proven.
 
 mod config;
+mod policy;
+mod prove_times;
 mod provers;
 mod queue;
 mod scheduler;
+pub mod sim;
 
 pub use config::SchedulerConfig;
-pub use provers::{ProverInfo, ProverStats, ProverView};
-pub use scheduler::{Effect, Failure, ResultCheck, Scheduler, SchedulerError};
+pub use policy::{AssignmentPolicy, EarliestFinish, OldestFirst, PolicyName, UnknownPolicy};
+pub use provers::{ProverInfo, ProverLoad, ProverStats, ProverView};
+pub use scheduler::{
+    Dispatch, Effect, Failure, NotEligible, ReadyGroup, ResultCheck, Scheduler, SchedulerError,
+};

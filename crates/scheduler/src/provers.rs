@@ -1,3 +1,4 @@
+use crate::prove_times::ProveTimes;
 use proofmill_types::{JobKey, Millis, ProofType, ProverId};
 use std::collections::BTreeSet;
 
@@ -26,6 +27,8 @@ pub(crate) struct ProverEntry {
     pub running: BTreeSet<JobKey>,
     /// Dispatch sequence number of its last assignment (lower = waited longer).
     pub last_assigned: u64,
+    /// How long its tasks took, per proof type, from lease to accepted proof.
+    pub prove_times: ProveTimes,
 }
 
 impl ProverEntry {
@@ -39,6 +42,7 @@ impl ProverEntry {
             advertised_free: None,
             running: BTreeSet::new(),
             last_assigned: 0,
+            prove_times: ProveTimes::default(),
         }
     }
 
@@ -60,13 +64,17 @@ impl ProverEntry {
             advertised_free: Some(0),
             running: BTreeSet::new(),
             last_assigned: 0,
+            prove_times: ProveTimes::default(),
         }
     }
 
-    /// Dispatch order: least loaded first, then the one that waited longest.
-    pub fn dispatch_rank(&self) -> (u64, u64) {
-        let load = self.running.len() as u64 * 1_000_000 / self.info.capacity.max(1) as u64;
-        (load, self.last_assigned)
+    pub fn load(&self) -> ProverLoad {
+        ProverLoad {
+            running: self.running.len() as u32,
+            capacity: self.info.capacity,
+            free_slots: self.free_slots(),
+            last_assigned: self.last_assigned,
+        }
     }
 
     pub fn free_slots(&self) -> u32 {
@@ -76,6 +84,27 @@ impl ProverEntry {
         let by_capacity = self.info.capacity.saturating_sub(self.running.len() as u32);
         self.advertised_free
             .map_or(by_capacity, |adv| adv.min(by_capacity))
+    }
+}
+
+/// How busy a prover is, as an assignment policy sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProverLoad {
+    /// Tasks it runs for this coordinator (backup copies included).
+    pub running: u32,
+    pub capacity: u32,
+    /// Tasks it can take now (0 while its stream is down).
+    pub free_slots: u32,
+    /// Fencing token of its last assignment (lower = waited longer).
+    pub last_assigned: u64,
+}
+
+impl ProverLoad {
+    /// Spreading order: least loaded (running over capacity) first, then the one that waited
+    /// longest, so work spreads over the fleet instead of piling on whichever sorts first.
+    pub fn spread_rank(&self) -> (u64, u64) {
+        let load = self.running as u64 * 1_000_000 / self.capacity.max(1) as u64;
+        (load, self.last_assigned)
     }
 }
 

@@ -111,6 +111,24 @@ impl ReadyQueue {
         best
     }
 
+    /// The (version, proof type) groups with ready jobs, in that order.
+    pub fn ready_groups(&self) -> impl Iterator<Item = (&str, &ProofType)> {
+        self.ready.keys().map(|(v, t)| (v.as_str(), t))
+    }
+
+    /// Ready batches of one group, oldest first.
+    pub fn ready_batches<'a>(
+        &'a self,
+        version: &'a str,
+        proof_type: &'a ProofType,
+    ) -> impl Iterator<Item = BatchNumber> + 'a {
+        self.ready
+            .iter()
+            .find(|((v, t), _)| v == version && t == proof_type)
+            .into_iter()
+            .flat_map(|(_, set)| set.iter().copied())
+    }
+
     pub fn next_delayed_at(&self) -> Option<Millis> {
         self.delayed.first().map(|d| d.0)
     }

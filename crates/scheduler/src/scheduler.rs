@@ -1,16 +1,20 @@
 use crate::config::SchedulerConfig;
+use crate::policy::AssignmentPolicy;
 use crate::provers::{ProverEntry, ProverInfo};
 use crate::queue::ReadyQueue;
 use proofmill_types::{FencingToken, Job, JobKey, JobState, Lease, Millis, ProverId};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 
+mod dispatch;
 mod faults;
 mod liveness;
 mod operator;
 mod reconcile;
 mod speculation;
 
+pub use dispatch::{Dispatch, NotEligible, ReadyGroup};
 pub use faults::Failure;
 
 /// Something the caller must do. Carry out every `Persist` of one call durably *before* any
@@ -88,12 +92,27 @@ pub struct Scheduler {
     durations: speculation::Durations,
     last_straggler_check: Millis,
     draining: bool,
+    /// Who gets which ready job (see [`AssignmentPolicy`]); chosen by the config's
+    /// `assignment_policy` unless given to [`Self::with_policy`].
+    policy: Arc<dyn AssignmentPolicy>,
+    /// When the policy asked to dispatch again, if it keeps jobs for busy provers.
+    policy_revisit: Option<Millis>,
 }
 
 impl Scheduler {
     /// `last_token` is the highest fencing token ever issued (from the store), so tokens stay
     /// monotonic across restarts.
     pub fn new(config: SchedulerConfig, last_token: u64) -> Self {
+        let policy = config.assignment_policy.policy();
+        Self::with_policy(config, last_token, policy)
+    }
+
+    /// Like [`Self::new`], with a policy of the caller's instead of the config's choice.
+    pub fn with_policy(
+        config: SchedulerConfig,
+        last_token: u64,
+        policy: Arc<dyn AssignmentPolicy>,
+    ) -> Self {
         Scheduler {
             config,
             jobs: HashMap::new(),
@@ -109,6 +128,8 @@ impl Scheduler {
             durations: Default::default(),
             last_straggler_check: 0,
             draining: false,
+            policy,
+            policy_revisit: None,
         }
     }
 
@@ -127,6 +148,11 @@ impl Scheduler {
 
     pub fn config(&self) -> &SchedulerConfig {
         &self.config
+    }
+
+    /// Name of the assignment policy in use.
+    pub fn policy_name(&self) -> &'static str {
+        self.policy.name()
     }
 
     /// Adds open jobs: new ones from fresh batches, or every open job from the store after a
@@ -313,8 +339,11 @@ impl Scheduler {
             self.drop_backup(key, Some(lost), &mut effects);
             (job, leased.expect("a current result has a lease"))
         };
-        self.durations
-            .record(&key.proof_type, now.saturating_sub(won.leased_at));
+        let took = now.saturating_sub(won.leased_at);
+        self.durations.record(&key.proof_type, took);
+        if let Some(p) = self.provers.get_mut(&won.prover) {
+            p.prove_times.record(&key.proof_type, took);
+        }
         job.state = JobState::Proven;
         job.last_error = None;
         job.updated_at = now;
@@ -460,74 +489,6 @@ impl Scheduler {
         self.deadlines.remove(&(lease.deadline, key.clone()));
         if let Some(p) = self.provers.get_mut(&lease.prover) {
             p.running.remove(key);
-        }
-    }
-
-    /// Push dispatch: every prover with a free slot gets the oldest ready job it can prove.
-    /// Slots are filled one per prover per round, least loaded and longest waiting first, so
-    /// work spreads over the fleet instead of piling on whichever prover sorts first.
-    fn dispatch(&mut self, now: Millis) -> Vec<Effect> {
-        let mut effects = Vec::new();
-        if self.draining || self.queue.ready_len() == 0 {
-            return effects;
-        }
-        let mut candidates: Vec<(ProverId, (u64, u64))> = self
-            .provers
-            .iter()
-            .filter(|(id, p)| p.free_slots() > 0 && !self.cordoned.contains_key(*id))
-            .map(|(id, p)| (id.clone(), p.dispatch_rank()))
-            .collect();
-        candidates.sort_by_key(|(_, rank)| *rank);
-        let deadline = now.saturating_add(self.config.prover_timeout_ms);
-        loop {
-            let mut progressed = false;
-            for (id, _) in &candidates {
-                let key = {
-                    let prover = &self.provers[id];
-                    if prover.free_slots() == 0 {
-                        continue;
-                    }
-                    let (version, types) = (&prover.info.version, prover.info.proof_types.iter());
-                    if self.failed_by.is_empty() {
-                        self.queue.peek_oldest(version, types)
-                    } else {
-                        self.queue
-                            .peek_oldest_where(version, types, |key| !self.passes_over(id, key))
-                    }
-                };
-                let Some(key) = key else {
-                    continue;
-                };
-                let prover = self.provers.get_mut(id).expect("candidate exists");
-                let job = self.jobs.get_mut(&key).expect("queued job is open");
-                self.queue.remove(&key, &job.version, job.not_before);
-                self.orphan_jobs.remove(&key);
-                let token = FencingToken(self.next_token);
-                self.next_token += 1;
-                job.state = JobState::Leased;
-                job.lease = Some(Lease {
-                    prover: id.clone(),
-                    token,
-                    leased_at: now,
-                    deadline,
-                });
-                job.updated_at = now;
-                self.deadlines.insert((deadline, key.clone()));
-                prover.running.insert(key);
-                prover.last_assigned = token.0;
-                if let Some(adv) = prover.advertised_free.as_mut() {
-                    *adv = adv.saturating_sub(1);
-                }
-                effects.push(Effect::Persist(job.clone()));
-                effects.push(Effect::Dispatch {
-                    prover: id.clone(),
-                    job: job.clone(),
-                });
-                progressed = true;
-            }
-            if !progressed || self.queue.ready_len() == 0 {
-                return effects;
-            }
         }
     }
 }

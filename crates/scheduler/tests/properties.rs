@@ -1,11 +1,13 @@
 //! Property tests: random interleavings of prover and job events, coordinator crashes and
 //! restarts included, checked against invariants and against a model of the store built
 //! only from `Persist` effects (committed later than the dispatches go out). See `harness`.
+//! Every property is checked under every built-in assignment policy: the mechanism, not the
+//! policy, is what keeps them.
 mod common;
 mod harness;
 use common::*;
 use harness::*;
-use proofmill_scheduler::SchedulerConfig;
+use proofmill_scheduler::{PolicyName, SchedulerConfig};
 use proptest::prelude::*;
 
 fn op() -> impl Strategy<Value = Op> {
@@ -77,9 +79,11 @@ proptest! {
     fn invariants_hold(ops in prop::collection::vec(op(), 1..120)) {
         // Backup copies break the one-lease-per-job model the harness checks; they have their
         // own scenarios (tests/faulty_provers.rs).
-        let mut h = Harness::new(SchedulerConfig { max_attempts: 3, max_lost_attempts: 3, straggler_factor: 0, ..Default::default() });
-        for op in &ops {
-            h.step(op);
+        for assignment_policy in PolicyName::ALL {
+            let mut h = Harness::new(SchedulerConfig { max_attempts: 3, max_lost_attempts: 3, straggler_factor: 0, assignment_policy, ..Default::default() });
+            for op in &ops {
+                h.step(op);
+            }
         }
     }
 
@@ -92,11 +96,13 @@ proptest! {
     ) {
         // No prover is cordoned for its invalid proofs nor a batch given up for its failures
         // here: liveness is asked of a fleet that keeps answering.
-        let mut h = Harness::new(SchedulerConfig { max_attempts: 1_000, max_lost_attempts: 1_000, cordon_after_invalid: 0, batch_failure_provers: 0, straggler_factor: 0, ..Default::default() });
-        for op in &ops {
-            h.step(op);
+        for assignment_policy in PolicyName::ALL {
+            let mut h = Harness::new(SchedulerConfig { max_attempts: 1_000, max_lost_attempts: 1_000, cordon_after_invalid: 0, batch_failure_provers: 0, straggler_factor: 0, assignment_policy, ..Default::default() });
+            for op in &ops {
+                h.step(op);
+            }
+            prove_everything(&mut h, crash_at);
+            prop_assert!(h.all_proven(), "{assignment_policy}: not proven: {:?}", h.not_proven());
         }
-        prove_everything(&mut h, crash_at);
-        prop_assert!(h.all_proven(), "not proven: {:?}", h.not_proven());
     }
 }

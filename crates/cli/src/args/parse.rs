@@ -2,6 +2,7 @@
 //! values alike.
 
 use super::ProofTypeSpec;
+use proofmill_scheduler::{PolicyName, UnknownPolicy};
 use proofmill_types::ProofType;
 
 pub(super) fn parse_proof_type_spec(spec: &str) -> Result<ProofTypeSpec, String> {
@@ -19,6 +20,11 @@ pub(super) fn parse_proof_type_spec(spec: &str) -> Result<ProofTypeSpec, String>
         ));
     }
     Ok((pt, backend.to_string()))
+}
+
+/// A built-in assignment policy by name; the error lists the valid names.
+pub(super) fn parse_assignment_policy(s: &str) -> Result<PolicyName, String> {
+    s.trim().parse().map_err(|e: UnknownPolicy| e.to_string())
 }
 
 pub(super) fn parse_http_url(s: &str) -> Result<String, String> {

@@ -30,6 +30,7 @@ pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> Coordinato
             batch_failure_provers: a.batch_failure_provers,
             reconnect_grace_ms: a.reconnect_grace,
             straggler_factor: a.straggler_factor,
+            assignment_policy: a.assignment_policy,
             ..SchedulerConfig::default()
         },
         max_message_bytes: a.max_message_bytes,

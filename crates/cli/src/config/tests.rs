@@ -1,6 +1,7 @@
 //! Tests of the config schema: the mechanical flag/env/TOML rule, layering, errors.
 use super::*;
 use crate::args::{Command as Sub, LogFormat};
+use proofmill_scheduler::PolicyName;
 use proofmill_types::ProofType;
 
 fn pt(s: &str) -> ProofType {
@@ -85,6 +86,7 @@ fn every_default_round_trips_through_config() {
         vec!["demo".into()],
         vec!["bench".into(), "dispatch".into()],
         vec!["bench".into(), "settle".into()],
+        vec!["bench".into(), "makespan".into()],
         vec!["l1".into(), "deploy".into()],
     ];
     for path in leaves {
@@ -151,6 +153,7 @@ fn built_in_defaults() {
         (3, 3, 1_000)
     );
     assert_eq!(c.straggler_factor, 3);
+    assert_eq!(c.assignment_policy, PolicyName::OldestFirst);
     assert_eq!(c.intake_window, 1024);
     assert_eq!(c.max_message_bytes, 67_108_864);
     assert_eq!(c.prover_token, None);
@@ -232,6 +235,7 @@ fn config_values_land_in_the_struct() {
         max_unregistered_streams = 5
         blobs = "file:///var/blobs"
         log_format = "json"
+        assignment_policy = "earliest-finish"
         "#,
         &["coordinator"],
     )
@@ -260,6 +264,10 @@ fn config_values_land_in_the_struct() {
             config.max_unregistered_streams
         ),
         (512 << 20, 50, 5)
+    );
+    assert_eq!(
+        config.scheduler.assignment_policy,
+        PolicyName::EarliestFinish
     );
     assert_eq!(c.blobs, "file:///var/blobs");
     // Untouched options keep their defaults.
@@ -360,6 +368,11 @@ fn wrong_types_and_bad_values_are_errors() {
         ("proof_types = [1]", "list item: expected a string"),
         ("tree_depth = 40", "invalid value for `tree_depth`"),
         ("log_format = \"fancy\"", "invalid value for `log_format`"),
+        (
+            "assignment_policy = \"fastest\"",
+            "unknown assignment policy `fastest`; valid: oldest-first, earliest-finish",
+        ),
+        ("assignment_policy = 1", "expected a string, found integer"),
         ("db = \"mysql://x\"", "expected sqlite://"),
         (
             "blobs = \"ftp://host/dir\"",

@@ -116,6 +116,9 @@ impl Scheduler {
     /// Whether dispatch passes `key` over for `id`: it failed the job, and another prover
     /// that has not can take it.
     pub(super) fn passes_over(&self, id: &ProverId, key: &JobKey) -> bool {
+        if self.failed_by.is_empty() {
+            return false;
+        }
         let failed = self.failed_by.get(key).is_some_and(|f| f.contains(id));
         failed
             && self

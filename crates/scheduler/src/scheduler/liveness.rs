@@ -130,6 +130,7 @@ impl Scheduler {
             prover,
             grace,
             self.next_straggler_check(),
+            self.policy_revisit,
         ]
         .into_iter()
         .flatten()

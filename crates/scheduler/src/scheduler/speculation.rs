@@ -183,7 +183,7 @@ impl Scheduler {
                     && !self.cordoned.contains_key(*id)
                     && failed.is_none_or(|f| !f.contains(*id))
             })
-            .min_by_key(|(_, p)| p.dispatch_rank())
+            .min_by_key(|(_, p)| p.load().spread_rank())
             .map(|(id, _)| id.clone())
     }
 }

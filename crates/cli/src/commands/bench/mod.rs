@@ -2,12 +2,14 @@
 //! with one `key=value` line.
 
 mod dispatch;
+mod makespan;
 mod prove;
 mod restart;
 mod settle;
 mod sim;
 
 pub use dispatch::dispatch;
+pub use makespan::makespan;
 pub use prove::prove;
 pub use restart::restart;
 pub use settle::settle;
