@@ -1,13 +1,13 @@
 //! The core actor: sole owner of the scheduler. Everything that changes scheduling state is a
 //! message to this task, so the state machine needs no locks and sees one ordered history.
 
-mod outcome;
+mod result;
 
 use crate::identity::ProverKeys;
 use crate::now_ms;
 use crate::outbox::{Outbox, ToProver};
 use crate::persist::{PersistJob, Persister};
-use crate::session::Outcome;
+use crate::verdict::Verdict;
 use proofmill_scheduler::{Effect, ProverInfo, ProverView, ResultCheck, Scheduler, SchedulerError};
 use proofmill_store::{Change, Store};
 use proofmill_types::{Batch, FencingToken, Job, JobKey, ProverId};
@@ -68,11 +68,12 @@ pub(crate) enum CoreMsg {
         token: FencingToken,
         reply: oneshot::Sender<ResultCheck>,
     },
-    Outcome {
+    /// A prover's result for (key, token), checked by its session.
+    Result {
         prover: ProverId,
         key: JobKey,
         token: FencingToken,
-        outcome: Outcome,
+        verdict: Verdict,
         reply_to: Outbox,
     },
     AddBatches {
@@ -324,14 +325,14 @@ impl Core {
             } => {
                 let _ = reply.send(self.scheduler.check_result(&prover, &key, token));
             }
-            CoreMsg::Outcome {
+            CoreMsg::Result {
                 prover,
                 key,
                 token,
-                outcome,
+                verdict,
                 reply_to,
             } => {
-                self.outcome(prover, key, token, outcome, reply_to, now);
+                self.result(prover, key, token, verdict, reply_to, now);
             }
             CoreMsg::AddBatches { batches, jobs } => {
                 let effects = self.add(batches, jobs);

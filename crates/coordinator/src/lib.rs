@@ -33,6 +33,7 @@ mod settlement_port;
 mod shutdown;
 mod standby;
 mod status;
+mod verdict;
 mod warnings;
 mod wire;
 

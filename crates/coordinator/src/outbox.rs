@@ -8,7 +8,7 @@
 use crate::core::CoreMsg;
 use crate::inputs::InputCache;
 use crate::server::Shared;
-use crate::session::Outcome;
+use crate::verdict::Verdict;
 use crate::wire::{ChunkCredits, Wire, WireEnd};
 use proofmill_proto::v1::{CoordinatorMessage, execute_task::Input};
 use proofmill_types::{Batch, Job, TaskId};
@@ -419,11 +419,11 @@ async fn send_task(
         Err(e) => {
             // The lease fails like any attempt: retried with backoff, then visible as failed.
             tracing::error!(key = %job.key, error = %e, "cannot read batch input");
-            let _ = shared.core.send(CoreMsg::Outcome {
+            let _ = shared.core.send(CoreMsg::Result {
                 prover: lease.prover.clone(),
                 key: job.key.clone(),
                 token: lease.token,
-                outcome: Outcome::Failed(format!("coordinator could not read the input: {e}")),
+                verdict: Verdict::Failed(format!("coordinator could not read the input: {e}")),
                 reply_to: self_tx.clone(),
             });
             return true;

@@ -7,7 +7,7 @@ use crate::now_ms;
 use crate::outbox::{Outbox, ToProver};
 use crate::partial::{PartialProofs, ProofBytes};
 use crate::server::Shared;
-use crate::session::Outcome;
+use crate::verdict::Verdict;
 use bytes::Bytes;
 use proofmill_backend::Backend;
 use proofmill_proto::v1::{ErrorCode, TaskResult, task_result::Outcome as Res};
@@ -123,8 +123,8 @@ pub(crate) async fn handle_result(
     };
     let key = JobKey::new(batch_no, proof_type);
     let token = FencingToken(r.fencing_token);
-    let outcome = match (proof, &r.outcome) {
-        (None, Some(Res::Error(e))) => Outcome::Failed(storable_text(e, 4096)),
+    let verdict = match (proof, &r.outcome) {
+        (None, Some(Res::Error(e))) => Verdict::Failed(storable_text(e, 4096)),
         (None, _) => {
             return nack(
                 tx,
@@ -143,11 +143,11 @@ pub(crate) async fn handle_result(
             }
         }
     };
-    let _ = shared.core.send(CoreMsg::Outcome {
+    let _ = shared.core.send(CoreMsg::Result {
         prover: prover.clone(),
         key,
         token,
-        outcome,
+        verdict,
         reply_to: tx.clone(),
     });
 }
@@ -161,7 +161,7 @@ async fn check_proof(
     name: &str,
     prove_ms: u64,
     proof: Vec<u8>,
-) -> Result<Outcome, (ErrorCode, String)> {
+) -> Result<Verdict, (ErrorCode, String)> {
     let Some(verifier) = shared.verifiers.get(&key.proof_type).cloned() else {
         return Err((
             ErrorCode::ProofTypeNotNeeded,
@@ -184,7 +184,7 @@ async fn check_proof(
     };
     if let Err(reason) = verdict {
         tracing::warn!(%prover, %key, reason = %reason.escape_debug(), "invalid proof rejected");
-        return Ok(Outcome::Invalid(reason));
+        return Ok(Verdict::Invalid(reason));
     }
     let inline = proof.len() <= shared.config.inline_proof_max;
     let digest = Digest::sha256(&proof);
@@ -221,7 +221,7 @@ async fn check_proof(
             .await
             .map_err(|e| (ErrorCode::SystemUnavailable, e.to_string()))?;
     }
-    Ok(Outcome::Proven(record))
+    Ok(Verdict::Proven(record))
 }
 
 fn cached_batch(cache: &BatchCache, n: u64) -> Option<Arc<Batch>> {

@@ -7,27 +7,18 @@ use crate::outbox::{LatencyProbe, Outbox, SendLimits, ToProver, outbox, write_lo
 use crate::partial::PartialProofs;
 use crate::results::{VERIFY_INLINE_MAX, check_label, fenced_off, handle_result, nack, take_proof};
 use crate::server::Shared;
+use crate::verdict::Verdict;
 use crate::wire::{ChunkCredits, Wire, WireEnd, refusal_status, unreadable};
 use proofmill_proto::v1::task_result::Outcome as Res;
 use proofmill_proto::v1::{ErrorCode, ProverMessage, Register, prover_message::Kind as In};
 use proofmill_scheduler::{ProverInfo, ResultCheck};
-use proofmill_types::{FencingToken, JobKey, ProofRecord, ProofType, ProverId, TaskId};
+use proofmill_types::{FencingToken, JobKey, ProofType, ProverId, TaskId};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tonic::{Status, Streaming};
-
-/// A result after it was checked by the session.
-pub(crate) enum Outcome {
-    Proven(ProofRecord),
-    /// The prover reported an error.
-    Failed(String),
-    /// The proof did not verify.
-    Invalid(String),
-    Declined(String),
-}
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -416,11 +407,11 @@ async fn read_loop(
             }
             Some(In::TaskDeclined(d)) => match TaskId::parse(&d.task_id) {
                 Ok((b, pt)) => {
-                    let _ = shared.core.send(CoreMsg::Outcome {
+                    let _ = shared.core.send(CoreMsg::Result {
                         prover: prover.clone(),
                         key: JobKey::new(b, pt),
                         token: FencingToken(d.fencing_token),
-                        outcome: Outcome::Declined(d.reason),
+                        verdict: Verdict::Declined(d.reason),
                         reply_to: tx.clone(),
                     });
                 }

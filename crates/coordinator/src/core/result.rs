@@ -1,4 +1,4 @@
-//! What a prover's result does: a verified proof completes its job, an error or an invalid
+//! What a checked result does (a [`Verdict`]): a verified proof completes its job, an error or an invalid
 //! proof fails it (counted against the prover), a decline requeues it; a stale or duplicate
 //! result is answered without changing anything.
 
@@ -6,7 +6,7 @@ use super::Core;
 use crate::outbox::{Outbox, ToProver};
 use crate::persist::PersistJob;
 use crate::results::storable_text;
-use crate::session::Outcome;
+use crate::verdict::Verdict;
 use proofmill_proto::v1::ErrorCode;
 use proofmill_scheduler::{Failure, SchedulerError};
 use proofmill_store::Change;
@@ -14,12 +14,12 @@ use proofmill_types::{FencingToken, JobKey, ProverId};
 use tokio::sync::oneshot;
 
 impl Core {
-    pub(super) fn outcome(
+    pub(super) fn result(
         &mut self,
         prover: ProverId,
         key: JobKey,
         token: FencingToken,
-        outcome: Outcome,
+        verdict: Verdict,
         reply_to: Outbox,
         now: u64,
     ) {
@@ -34,8 +34,8 @@ impl Core {
             .job(&key)
             .and_then(|j| j.lease.as_ref())
             .map(|l| l.leased_at);
-        let (result, extra, reply) = match outcome {
-            Outcome::Proven(mut record) => {
+        let (result, extra, reply) = match verdict {
+            Verdict::Proven(mut record) => {
                 record.leased_at = leased_at.unwrap_or(record.received_at);
                 let blob = record.blob_key.clone();
                 let r = self.scheduler.complete(&prover, &key, token, now);
@@ -48,7 +48,7 @@ impl Core {
                     ack(true, ErrorCode::Unspecified, String::new()),
                 )
             }
-            Outcome::Failed(error) => {
+            Verdict::Failed(error) => {
                 let r = self
                     .scheduler
                     .fail(&prover, &key, token, &error, Failure::Error, now);
@@ -58,14 +58,14 @@ impl Core {
                     ack(true, ErrorCode::Unspecified, String::new()),
                 )
             }
-            Outcome::Invalid(reason) => {
+            Verdict::Invalid(reason) => {
                 let error = storable_text(&format!("invalid proof: {reason}"), 4096);
                 let r =
                     self.scheduler
                         .fail(&prover, &key, token, &error, Failure::InvalidProof, now);
                 (r, Vec::new(), ack(false, ErrorCode::InvalidProof, reason))
             }
-            Outcome::Declined(reason) => {
+            Verdict::Declined(reason) => {
                 tracing::debug!(%prover, %key, reason = %reason.escape_debug(), "task declined; requeued without penalty");
                 let r = self.scheduler.decline(&prover, &key, token, now);
                 (
