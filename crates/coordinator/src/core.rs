@@ -112,8 +112,9 @@ pub(crate) enum CoreMsg {
         reason: String,
         reply: oneshot::Sender<()>,
     },
-    OpenLeases {
-        reply: oneshot::Sender<usize>,
+    /// Signalled once no connected prover runs a task (a drain waits for it).
+    WhenIdle {
+        reply: oneshot::Sender<()>,
     },
     Flush {
         reply: oneshot::Sender<()>,
@@ -161,6 +162,8 @@ pub(crate) struct Core {
     max_unconfirmed: usize,
     store: Arc<dyn Store>,
     prover_keys: Arc<ProverKeys>,
+    /// Waiting for no connected prover to run a task ([`CoreMsg::WhenIdle`]).
+    idle_waiters: Vec<oneshot::Sender<()>>,
 }
 
 impl Core {
@@ -183,6 +186,7 @@ impl Core {
             max_unconfirmed,
             store,
             prover_keys,
+            idle_waiters: Vec::new(),
         }
     }
 
@@ -234,6 +238,27 @@ impl Core {
                 }
             }
             self.hand_over();
+            self.notify_idle();
+        }
+    }
+
+    /// Answers [`CoreMsg::WhenIdle`] once no connected prover runs a task (counted only while
+    /// someone waits: a drain).
+    fn notify_idle(&mut self) {
+        if self.idle_waiters.is_empty() {
+            return;
+        }
+        let running: usize = self
+            .scheduler
+            .provers()
+            .iter()
+            .filter(|p| p.connected)
+            .map(|p| p.running.len())
+            .sum();
+        if running == 0 {
+            for w in self.idle_waiters.drain(..) {
+                let _ = w.send(());
+            }
         }
     }
 
@@ -405,16 +430,7 @@ impl Core {
                     ..Default::default()
                 });
             }
-            CoreMsg::OpenLeases { reply } => {
-                let n = self
-                    .scheduler
-                    .provers()
-                    .iter()
-                    .filter(|p| p.connected)
-                    .map(|p| p.running.len())
-                    .sum();
-                let _ = reply.send(n);
-            }
+            CoreMsg::WhenIdle { reply } => self.idle_waiters.push(reply),
             CoreMsg::Flush { reply } => {
                 self.persist(PersistJob {
                     flushed: vec![reply],

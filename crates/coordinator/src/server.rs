@@ -369,18 +369,9 @@ impl Coordinator {
                 reply,
             })
             .await?;
-        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(grace);
-        while tokio::time::Instant::now() < until {
-            if self
-                .shared
-                .ask(|reply| CoreMsg::OpenLeases { reply })
-                .await?
-                == 0
-            {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        // Until the provers' running tasks are done, or the grace period is over.
+        let idle = self.shared.ask(|reply| CoreMsg::WhenIdle { reply });
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(grace), idle).await;
         self.flush().await
     }
 
