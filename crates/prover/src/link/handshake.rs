@@ -34,7 +34,7 @@ pub(crate) struct Registered {
 }
 
 /// Why a stream did not get registered.
-pub(crate) enum Failure {
+pub(crate) enum NotRegistered {
     /// The stream could not be opened, or no valid answer came (logged): try again.
     Unreachable,
     /// A standby coordinator refused the stream, naming the active one.
@@ -76,13 +76,13 @@ pub(crate) async fn register(
     settings: &Settings,
     url: &str,
     requests: OutgoingStream,
-) -> Result<Registered, Failure> {
+) -> Result<Registered, NotRegistered> {
     let (client, mut inbound) = open(settings, url, requests).await?;
     let answer = match timeout(settings.connect_timeout, inbound.message()).await {
         Err(_) => return Err(unreachable("no RegisterResponse in time")),
         Ok(Err(status)) => {
             warn!(code = ?status.code(), message = %status.message(), "stream failed before registration");
-            return Err(Failure::Unreachable);
+            return Err(NotRegistered::Unreachable);
         }
         Ok(Ok(None)) => return Err(unreachable("stream closed before registration")),
         Ok(Ok(Some(CoordinatorMessage {
@@ -90,7 +90,7 @@ pub(crate) async fn register(
         }))) => r,
         Ok(Ok(Some(other))) => {
             warn!(message = ?other.kind.map(|k| kind_name(&k)), "expected RegisterResponse first");
-            return Err(Failure::Unreachable);
+            return Err(NotRegistered::Unreachable);
         }
     };
     let RegisterResponse {
@@ -104,7 +104,7 @@ pub(crate) async fn register(
         ..
     } = answer;
     if !accepted && code == ErrorCode::ReconnectRefused as i32 {
-        return Err(Failure::ReconnectRefused { reason });
+        return Err(NotRegistered::ReconnectRefused { reason });
     }
     if !accepted {
         let operator = matches!(
@@ -115,7 +115,7 @@ pub(crate) async fn register(
                 | ErrorCode::InvalidArgument)
         );
         warn!(code = crate::tasks::code_name(code), reason = %reason, "registration rejected");
-        return Err(Failure::Rejected { operator });
+        return Err(NotRegistered::Rejected { operator });
     }
     Ok(Registered {
         inbound,
@@ -130,19 +130,19 @@ pub(crate) async fn register(
     })
 }
 
-fn unreachable(why: &str) -> Failure {
+fn unreachable(why: &str) -> NotRegistered {
     warn!("{why}");
-    Failure::Unreachable
+    NotRegistered::Unreachable
 }
 
 async fn open(
     settings: &Settings,
     url: &str,
     requests: OutgoingStream,
-) -> Result<(ProverServiceClient<Channel>, Streaming<CoordinatorMessage>), Failure> {
+) -> Result<(ProverServiceClient<Channel>, Streaming<CoordinatorMessage>), NotRegistered> {
     let unreachable = |e: String| {
         warn!(error = %e, "coordinator unreachable");
-        Failure::Unreachable
+        NotRegistered::Unreachable
     };
     let t = settings.connect_timeout;
     let endpoint = Endpoint::from_shared(url.to_string())
@@ -170,7 +170,7 @@ async fn open(
             match active {
                 Some(active) if s.code() == tonic::Code::Unavailable => {
                     debug!(message = %s.message(), "refused by a standby coordinator");
-                    Failure::Standby {
+                    NotRegistered::Standby {
                         active: active.to_string(),
                     }
                 }

@@ -17,8 +17,8 @@ use crate::state::CoordinatorState;
 use crate::stats::Counters;
 use crate::tasks::Tasks;
 use groups::same_url;
-use handshake::{Failure, Identity};
-use session::{End, Session, wait_stop};
+use handshake::{Identity, NotRegistered};
+use session::{Session, SessionEnd};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -32,8 +32,8 @@ const FAILOVER_MAX_DELAY: Duration = Duration::from_secs(1);
 /// A session that stayed registered this long resets the reconnect backoff.
 const HEALTHY_SESSION: Duration = Duration::from_secs(1);
 
-/// How one attempt at a stream ended.
-enum Attempt {
+/// How one stream ended, or why it never got registered.
+enum StreamEnd {
     /// Stream closed, failed, or never opened: reconnect after backoff.
     Lost { registered_for: Option<Duration> },
     /// Registration refused; `operator` means only an operator can fix it (max backoff).
@@ -117,22 +117,22 @@ impl CoordinatorLink {
             if *stop.borrow() || stop.has_changed().is_err() {
                 break;
             }
-            let delay = match self.attempt().await {
-                Attempt::Stopped => break,
-                Attempt::Standby { active } => match self.follow(&active) {
+            let delay = match self.serve_one_stream().await {
+                StreamEnd::Stopped => break,
+                StreamEnd::Standby { active } => match self.follow(&active) {
                     Some(delay) => delay,
                     None => {
                         self.groups.leave(&self.urls[0]);
                         return;
                     }
                 },
-                Attempt::Drained => {
+                StreamEnd::Drained => {
                     self.backoff.reset();
                     self.backoff.next_delay()
                 }
-                Attempt::Rejected { operator: true } => self.backoff.max_delay(),
-                Attempt::Rejected { operator: false } => self.backoff.next_delay(),
-                Attempt::Lost { registered_for } => {
+                StreamEnd::Rejected { operator: true } => self.backoff.max_delay(),
+                StreamEnd::Rejected { operator: false } => self.backoff.next_delay(),
+                StreamEnd::Lost { registered_for } => {
                     if registered_for.is_some_and(|d| d >= HEALTHY_SESSION) {
                         self.backoff.reset();
                     }
@@ -172,7 +172,7 @@ impl CoordinatorLink {
     }
 
     /// One stream: register, then serve it until it ends.
-    async fn attempt(&mut self) -> Attempt {
+    async fn serve_one_stream(&mut self) -> StreamEnd {
         Counters::bump(&self.counters.connect_attempts);
         while let Some(proved) = self.tasks.try_next_proved() {
             drop(self.tasks.proved(proved));
@@ -184,18 +184,18 @@ impl CoordinatorLink {
         let mut stop = self.stop.clone();
         let registered = tokio::select! {
             r = handshake::register(&self.settings, self.url(), requests) => r,
-            _ = wait_stop(&mut stop) => return Attempt::Stopped,
+            _ = wait_stop(&mut stop) => return StreamEnd::Stopped,
         };
         let registered = match registered {
             Ok(registered) => registered,
-            Err(Failure::Unreachable) => {
-                return Attempt::Lost {
+            Err(NotRegistered::Unreachable) => {
+                return StreamEnd::Lost {
                     registered_for: None,
                 };
             }
-            Err(Failure::Standby { active }) => return Attempt::Standby { active },
-            Err(Failure::Rejected { operator }) => return Attempt::Rejected { operator },
-            Err(Failure::ReconnectRefused { reason }) => {
+            Err(NotRegistered::Standby { active }) => return StreamEnd::Standby { active },
+            Err(NotRegistered::Rejected { operator }) => return StreamEnd::Rejected { operator },
+            Err(NotRegistered::ReconnectRefused { reason }) => {
                 // The coordinator does not know this id (another store) or its secret:
                 // become a new prover, without the old id's work, which it would refuse.
                 warn!(%reason, "reconnect refused; registering anew");
@@ -204,7 +204,7 @@ impl CoordinatorLink {
                 if let Some(state) = &self.state {
                     state.forget_identity();
                 }
-                return Attempt::Rejected { operator: false };
+                return StreamEnd::Rejected { operator: false };
             }
         };
         let reconnect = self.identity.is_some();
@@ -240,11 +240,11 @@ impl CoordinatorLink {
             .run(registered.inbound, stop, self.counters.clone())
             .await
         {
-            End::Lost { registered_for } => Attempt::Lost {
+            SessionEnd::Lost { registered_for } => StreamEnd::Lost {
                 registered_for: Some(registered_for),
             },
-            End::Stopped => Attempt::Stopped,
-            End::Drained => Attempt::Drained,
+            SessionEnd::Stopped => StreamEnd::Stopped,
+            SessionEnd::Drained => StreamEnd::Drained,
         }
     }
 
@@ -275,4 +275,10 @@ impl CoordinatorLink {
         }
         Some(FAILOVER_RETRY.max(self.backoff.next_delay().min(FAILOVER_MAX_DELAY)))
     }
+}
+
+/// Resolves once the prover stops.
+pub(super) async fn wait_stop(stop: &mut watch::Receiver<bool>) {
+    // A dropped sender (the `run` future was dropped) also means stop.
+    let _ = stop.wait_for(|s| *s).await;
 }

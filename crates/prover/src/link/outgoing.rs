@@ -30,18 +30,18 @@ pub(crate) struct QueueFull(pub usize);
 
 /// The sending side; a send fails once `limit` messages wait.
 pub(crate) struct Outgoing {
-    tx: mpsc::Sender<Item>,
+    tx: mpsc::Sender<ToSend>,
     limit: usize,
 }
 
 /// The request stream of the gRPC call.
 pub(crate) struct OutgoingStream {
-    rx: mpsc::Receiver<Item>,
+    rx: mpsc::Receiver<ToSend>,
     /// The proof being sent in chunks, if any.
     chunking: Option<Chunking>,
 }
 
-enum Item {
+enum ToSend {
     Message(ProverMessage),
     Result {
         task: Assignment,
@@ -67,7 +67,7 @@ pub(crate) fn queue(limit: usize) -> (Outgoing, OutgoingStream) {
 
 impl Outgoing {
     pub fn send(&self, kind: prover_message::Kind) -> Result<(), QueueFull> {
-        self.push(Item::Message(ProverMessage { kind: Some(kind) }))
+        self.push(ToSend::Message(ProverMessage { kind: Some(kind) }))
     }
 
     /// Queues a result; a proof larger than `chunk_size` goes as chunks of that size.
@@ -77,14 +77,14 @@ impl Outgoing {
         finished: Arc<FinishedTask>,
         chunk_size: usize,
     ) -> Result<(), QueueFull> {
-        self.push(Item::Result {
+        self.push(ToSend::Result {
             task,
             finished,
             chunk_size: chunk_size.max(1),
         })
     }
 
-    fn push(&self, item: Item) -> Result<(), QueueFull> {
+    fn push(&self, item: ToSend) -> Result<(), QueueFull> {
         match self.tx.try_send(item) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => Err(QueueFull(self.limit)),
@@ -106,8 +106,8 @@ impl Stream for OutgoingStream {
             return Poll::Ready(Some(message));
         }
         match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(Item::Message(m))) => Poll::Ready(Some(m)),
-            Poll::Ready(Some(Item::Result {
+            Poll::Ready(Some(ToSend::Message(m))) => Poll::Ready(Some(m)),
+            Poll::Ready(Some(ToSend::Result {
                 task,
                 finished,
                 chunk_size,

@@ -4,6 +4,7 @@
 
 use super::handshake::Registered;
 use super::outgoing::{Outgoing, QueueFull};
+use super::wait_stop;
 use crate::capacity::Capacity;
 use crate::stats::{Connected, Counters};
 use crate::tasks::{Proved, Reply, Tasks};
@@ -25,7 +26,7 @@ const SILENT_HEARTBEATS: u32 = 4;
 const MIN_SILENCE: Duration = Duration::from_secs(2);
 
 /// How a session ended.
-pub(crate) enum End {
+pub(crate) enum SessionEnd {
     /// The stream closed, failed, went silent, or stopped reading: reconnect.
     Lost { registered_for: Duration },
     /// The prover is stopping, or was told to stop serving this coordinator.
@@ -51,9 +52,9 @@ pub(crate) struct Session<'a> {
     silence_limit: Option<Duration>,
 }
 
-/// Why the loop ends, before it becomes an [`End`].
+/// Why the loop ends, before it becomes a [`SessionEnd`].
 enum Exit {
-    End(End),
+    Ended(SessionEnd),
     Lost(String),
 }
 
@@ -100,13 +101,13 @@ impl<'a> Session<'a> {
         mut inbound: Streaming<CoordinatorMessage>,
         mut stop: watch::Receiver<bool>,
         counters: Arc<Counters>,
-    ) -> End {
+    ) -> SessionEnd {
         let _connected = Connected::new(counters);
         match self.serve(&mut inbound, &mut stop).await {
-            Exit::End(end) => end,
+            Exit::Ended(end) => end,
             Exit::Lost(why) => {
                 warn!("{why}; will reconnect");
-                End::Lost {
+                SessionEnd::Lost {
                     registered_for: self.registered_at.elapsed(),
                 }
             }
@@ -130,7 +131,7 @@ impl<'a> Session<'a> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if let Some(end) = self.check_drain() {
-                return Exit::End(end);
+                return Exit::Ended(end);
             }
             // Biased: a finished result is sent before the Availability its freed slot
             // triggers (the slot is released once the result is sent); both are bounded by
@@ -160,12 +161,12 @@ impl<'a> Session<'a> {
                     }
                     Ok(None) if self.draining.is_some() => {
                         info!("coordinator closed the stream during shutdown");
-                        Err(Exit::End(self.drained()))
+                        Err(Exit::Ended(self.drained()))
                     }
                     Ok(None) => Err(Exit::Lost("coordinator closed the stream".into())),
                     Err(status) if self.draining.is_some() => {
                         info!(code = ?status.code(), "stream ended during shutdown");
-                        Err(Exit::End(self.drained()))
+                        Err(Exit::Ended(self.drained()))
                     }
                     Err(status) => Err(Exit::Lost(format!(
                         "stream failed: {} ({:?})",
@@ -244,7 +245,7 @@ impl<'a> Session<'a> {
             && self.last_rx.elapsed() > limit
         {
             if self.draining.is_some() {
-                return Err(Exit::End(self.drained()));
+                return Err(Exit::Ended(self.drained()));
             }
             let silent = self.last_rx.elapsed();
             return Err(Exit::Lost(format!("coordinator silent for {silent:?}")));
@@ -282,7 +283,7 @@ impl<'a> Session<'a> {
     }
 
     /// Ends a draining session once nothing is left to deliver or the grace period is over.
-    fn check_drain(&self) -> Option<End> {
+    fn check_drain(&self) -> Option<SessionEnd> {
         let deadline = self.draining?;
         let unfinished = self.tasks.unfinished();
         let busy = !self.local_stop && unfinished > 0;
@@ -304,17 +305,12 @@ impl<'a> Session<'a> {
     /// How a drained session ends: a local stop (or `exit_on_shutdown`) ends the link; a
     /// coordinator's shutdown is waited out. Tasks still proving keep running and their
     /// results go to the coordinator once it is back.
-    fn drained(&self) -> End {
+    fn drained(&self) -> SessionEnd {
         if self.local_stop || self.exit_on_shutdown {
-            End::Stopped
+            SessionEnd::Stopped
         } else {
             info!("coordinator shut down; reconnecting when it is back");
-            End::Drained
+            SessionEnd::Drained
         }
     }
-}
-
-pub(crate) async fn wait_stop(stop: &mut watch::Receiver<bool>) {
-    // A dropped sender (the `run` future was dropped) also means stop.
-    let _ = stop.wait_for(|s| *s).await;
 }

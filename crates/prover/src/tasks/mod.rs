@@ -22,7 +22,7 @@ use proofmill_proto::v1::{
     execute_task,
 };
 use proofmill_types::{Digest, PublicValues};
-use proving::{Input, ProvingJob};
+use proving::{InputSource, ProvingJob};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -227,7 +227,7 @@ impl Tasks {
                 let Some(slot) = self.capacity.try_take() else {
                     return Some(self.decline(task, "no free slot"));
                 };
-                self.start(task, job, Input::Url(reader, url), slot);
+                self.start(task, job, InputSource::Url(reader, url), slot);
                 None
             }
             Some(execute_task::Input::Inline(bytes)) => {
@@ -242,7 +242,7 @@ impl Tasks {
                 let Some(slot) = self.capacity.try_take() else {
                     return Some(self.decline(task, "no free slot"));
                 };
-                self.start(task, job, Input::Bytes(bytes), slot);
+                self.start(task, job, InputSource::Bytes(bytes), slot);
                 None
             }
             Some(execute_task::Input::Chunked(_)) => {
@@ -297,7 +297,7 @@ impl Tasks {
                     drop(slot);
                     return Some(self.decline(task, "deadline passed while receiving the input"));
                 }
-                self.start(task, job, Input::Bytes(input.into_bytes()), slot);
+                self.start(task, job, InputSource::Bytes(input.into_bytes()), slot);
                 None
             }
             Err(e) => {
@@ -547,7 +547,7 @@ impl Tasks {
 
     /// Proves on a blocking thread, which reports back through `proved_tx`, handing the
     /// slot back with the result.
-    fn start(&mut self, task: Assignment, job: ProvingJob, input: Input, slot: ProvingSlot) {
+    fn start(&mut self, task: Assignment, job: ProvingJob, input: InputSource, slot: ProvingSlot) {
         info!(
             task = %task.task_id,
             token = task.token,
@@ -583,4 +583,109 @@ pub(crate) fn code_name(code: i32) -> &'static str {
     ErrorCode::try_from(code)
         .map(|c| c.as_str_name())
         .unwrap_or("UNKNOWN_CODE")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SimBackend;
+    use std::time::Duration;
+
+    fn tasks(capacity: u32) -> Tasks {
+        let backend: Arc<dyn proofmill_backend::Backend> = Arc::new(SimBackend::new());
+        let settings = Arc::new(Settings {
+            name: "t".into(),
+            capacity,
+            version: String::new(),
+            token: None,
+            backends: HashMap::from([("exec".to_string(), backend)]),
+            proof_types: vec!["exec".into()],
+            reconnect_min: Duration::from_millis(1),
+            reconnect_max: Duration::from_millis(1),
+            max_message_bytes: 1 << 20,
+            connect_timeout: Duration::from_secs(1),
+            blob_reader: None,
+            exit_on_shutdown: false,
+        });
+        Tasks::new(settings, Capacity::new(capacity), Arc::default(), None)
+    }
+
+    fn execute(n: u64) -> ExecuteTask {
+        let input = b"input";
+        ExecuteTask {
+            task_id: format!("{n}/exec"),
+            batch: n,
+            proof_type: "exec".into(),
+            fencing_token: n,
+            input_digest: Digest::sha256(input).0.to_vec(),
+            input_size: input.len() as u64,
+            input: Some(execute_task::Input::Inline(input.to_vec())),
+            public_values: PublicValues::default().encode().to_vec(),
+            ..Default::default()
+        }
+    }
+
+    /// Every proving thread reports without waiting, even when nobody reads the reports for
+    /// a while: there is room for one per slot, and the slots bound the threads.
+    #[tokio::test]
+    async fn tasks_are_bounded_by_the_slots_and_every_report_finds_room() {
+        let mut tasks = tasks(3);
+        for n in 1..=3 {
+            assert!(
+                tasks.execute(execute(n), false).is_none(),
+                "task {n} started"
+            );
+        }
+        let Some(Reply::Declined(d)) = tasks.execute(execute(4), false) else {
+            panic!("a fourth task is declined")
+        };
+        assert_eq!(d.reason, "no free slot");
+        // Nobody reads the reports until every thread has sent its own.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while tasks.proved_tx.capacity() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("three reports sent");
+        let mut results = 0;
+        for _ in 0..3 {
+            let proved = tasks.next_proved().await;
+            let (reply, slot) = tasks.proved(proved);
+            assert!(matches!(reply, Some(Reply::Result { .. })));
+            drop(slot);
+            results += 1;
+        }
+        assert_eq!((results, tasks.unacked_len()), (3, 3));
+        assert_eq!(tasks.capacity.free(), 3);
+    }
+
+    /// Results and running tasks together stay within `max_unacknowledged_results`.
+    #[tokio::test]
+    async fn tasks_past_the_unacknowledged_limit_are_declined_saying_why() {
+        let mut tasks = tasks(1);
+        let limit = max_unacknowledged_results(1);
+        for n in 0..limit as u64 {
+            let mut t = execute(n);
+            t.public_values.clear(); // refused on sight: an error result, no slot
+            assert!(matches!(
+                tasks.execute(t, false),
+                Some(Reply::Result { .. })
+            ));
+        }
+        let Some(Reply::Declined(d)) = tasks.execute(execute(99), false) else {
+            panic!("declined at the limit")
+        };
+        assert!(d.reason.contains("await acknowledgement"), "{}", d.reason);
+        assert_eq!(tasks.running().len(), limit);
+        tasks.acknowledged(ResultAck {
+            task_id: "0/exec".into(),
+            fencing_token: 0,
+            accepted: true,
+            ..Default::default()
+        });
+        assert!(tasks.execute(execute(99), false).is_none(), "room again");
+        assert_eq!(max_unacknowledged_results(1), 18);
+        assert_eq!(max_unacknowledged_results(4096), MAX_LISTED);
+    }
 }

@@ -19,17 +19,17 @@ pub(crate) struct ProvingJob {
 }
 
 /// Where a task's input comes from.
-pub(crate) enum Input {
+pub(crate) enum InputSource {
     Bytes(Vec<u8>),
     /// Read from the coordinator's blob store by this prover (`--blob-access`).
     Url(Arc<dyn BlobReader>, String),
 }
 
-impl std::fmt::Display for Input {
+impl std::fmt::Display for InputSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Input::Bytes(b) => write!(f, "{} bytes", b.len()),
-            Input::Url(_, url) => write!(f, "{url}"),
+            InputSource::Bytes(b) => write!(f, "{} bytes", b.len()),
+            InputSource::Url(_, url) => write!(f, "{url}"),
         }
     }
 }
@@ -61,7 +61,7 @@ pub(crate) struct Proved {
 pub(crate) fn spawn(
     task: Assignment,
     job: ProvingJob,
-    input: Input,
+    input: InputSource,
     slot: ProvingSlot,
     cancel: Cancel,
     report: mpsc::Sender<Proved>,
@@ -70,9 +70,9 @@ pub(crate) fn spawn(
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let input = match input {
-            Input::Bytes(b) => Ok(b),
+            InputSource::Bytes(b) => Ok(b),
             // This is a blocking-pool thread: waiting on the runtime here is allowed.
-            Input::Url(reader, url) => runtime
+            InputSource::Url(reader, url) => runtime
                 .block_on(reader.read(&url))
                 .map_err(|e| format!("reading the input from {url}: {e}")),
         };
