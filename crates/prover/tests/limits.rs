@@ -6,11 +6,11 @@ mod support;
 use proofmill_prover::max_unacknowledged_results;
 use support::*;
 
-/// A task refused on sight: its public values are not 96 bytes.
+/// A task refused on sight: its input digest is not 32 bytes.
 fn malformed(n: u64) -> ExecuteTask {
     let mut t = task(1, "exec", n, b"input");
     t.task_id = format!("{n}/exec");
-    t.public_values = vec![1, 2, 3];
+    t.input_digest = vec![1, 2, 3];
     t
 }
 
@@ -103,7 +103,7 @@ async fn a_coordinator_that_never_acknowledges_has_its_further_tasks_declined() 
         let mut c = coord.next_conn().await;
         c.accept("p-1").await;
 
-        // Tasks refused on sight (malformed public values): each leaves an error result.
+        // Tasks refused on sight (a malformed input digest): each leaves an error result.
         let limit = max_unacknowledged_results(1);
         let flood = 500u64;
         for n in 1..=flood {

@@ -667,7 +667,7 @@ mod tests {
         let limit = max_unacknowledged_results(1);
         for n in 0..limit as u64 {
             let mut t = execute(n);
-            t.public_values.clear(); // refused on sight: an error result, no slot
+            t.input_digest.clear(); // refused on sight: an error result, no slot
             assert!(matches!(
                 tasks.execute(t, false),
                 Some(Reply::Result { .. })
