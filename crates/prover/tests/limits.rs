@@ -3,6 +3,7 @@
 //! floods cancels and acks for tasks that do not exist.
 
 mod support;
+use proofmill_proto::v1::HeartbeatAck;
 use proofmill_prover::max_unacknowledged_results;
 use support::*;
 
@@ -12,6 +13,16 @@ fn malformed(n: u64) -> ExecuteTask {
     t.task_id = format!("{n}/exec");
     t.input_digest = vec![1, 2, 3];
     t
+}
+
+/// Sends a heartbeat and waits for its ack; what came before it is appended to `before`.
+async fn heartbeat(c: &mut FakeConn, seq: u64, before: &mut Vec<P>) -> HeartbeatAck {
+    c.send(C::Heartbeat(Heartbeat { seq }));
+    c.recv_until(before, |m| match m {
+        P::HeartbeatAck(h) => Some(h.clone()),
+        _ => None,
+    })
+    .await
 }
 
 fn files_under(dir: &std::path::Path, name: &str) -> usize {
@@ -67,14 +78,7 @@ async fn a_coordinator_that_does_not_read_has_its_stream_closed() {
         assert_eq!(again, first, "the result is kept and offered again");
         ack(&c2, &again);
         // Acks are taken in order: once the heartbeat after it is answered, it is in.
-        c2.send(C::Heartbeat(Heartbeat { seq: 1 }));
-        let mut skipped = Vec::new();
-        let hb = c2
-            .recv_until(&mut skipped, |m| match m {
-                P::HeartbeatAck(h) => Some(h.clone()),
-                _ => None,
-            })
-            .await;
+        let hb = heartbeat(&mut c2, 1, &mut Vec::new()).await;
         assert!(hb.running.is_empty(), "{:?}", hb.running);
         let s = prover.stats.snapshot();
         assert_eq!((s.tasks_completed, s.results_acked), (1, 1));
@@ -109,28 +113,16 @@ async fn a_coordinator_that_never_acknowledges_has_its_further_tasks_declined() 
         for n in 1..=flood {
             c.send(C::ExecuteTask(malformed(n)));
         }
-        c.send(C::Heartbeat(Heartbeat { seq: 1 }));
         let mut got = Vec::new();
-        let hb = c
-            .recv_until(&mut got, |m| match m {
-                P::HeartbeatAck(h) => Some(h.clone()),
-                _ => None,
-            })
-            .await;
-        let results: Vec<TaskResult> = got
-            .iter()
-            .filter_map(|m| match m {
-                P::TaskResult(r) => Some(r.clone()),
-                _ => None,
-            })
-            .collect();
-        let declined: Vec<_> = got
-            .iter()
-            .filter_map(|m| match m {
-                P::TaskDeclined(d) => Some(d.clone()),
-                _ => None,
-            })
-            .collect();
+        let hb = heartbeat(&mut c, 1, &mut got).await;
+        let (mut results, mut declined) = (Vec::new(), Vec::new());
+        for m in got {
+            match m {
+                P::TaskResult(r) => results.push(r),
+                P::TaskDeclined(d) => declined.push(d),
+                _ => {}
+            }
+        }
         assert_eq!(results.len(), limit);
         assert_eq!(declined.len(), flood as usize - limit);
         assert!(
