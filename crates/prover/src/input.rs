@@ -2,9 +2,16 @@
 
 use std::collections::BTreeMap;
 
+/// Most chunks of one input that may wait for a gap before them to be filled. A coordinator
+/// sends an input in order on an ordered stream, so any number is a courtesy; without a
+/// bound, a coordinator sending tiny chunks out of order would make the prover keep one map
+/// entry per byte of a 1 GiB input. Beyond it the input is refused (an error result).
+pub const MAX_CHUNKS_AHEAD: usize = 1024;
+
 /// Collects the chunks of one input. Chunks are placed by offset, so a chunk that arrives
 /// early waits until the gap before it is filled; overlaps, chunks past `input_size` and a
-/// `last` chunk that does not end at `input_size` are errors.
+/// `last` chunk that does not end at `input_size` are errors, and so is a chunk beyond
+/// [`MAX_CHUNKS_AHEAD`] waiting ones.
 pub(crate) struct ChunkAssembler {
     expected: u64,
     buf: Vec<u8>,
@@ -67,6 +74,11 @@ impl ChunkAssembler {
             if self.pending.contains_key(&offset) {
                 return Err(format!("duplicate chunk at offset {offset}"));
             }
+            if self.pending.len() >= MAX_CHUNKS_AHEAD {
+                return Err(format!(
+                    "more than {MAX_CHUNKS_AHEAD} chunks wait for the data before them"
+                ));
+            }
             self.pending_bytes += len;
             if self.pending_bytes > self.expected {
                 return Err("chunks overlap".to_string());
@@ -116,6 +128,31 @@ mod tests {
         assert_eq!(a.received(), 6);
         assert_eq!(a.push(0, b"abc".to_vec(), false), Ok(true));
         assert_eq!(a.into_bytes(), b"abcdefghi");
+    }
+
+    #[test]
+    fn chunks_waiting_for_a_gap_are_bounded() {
+        let n = MAX_CHUNKS_AHEAD as u64;
+        let mut a = ChunkAssembler::new(n + 2);
+        // Byte 0 missing: every chunk after it waits.
+        for offset in 1..=n {
+            assert_eq!(a.push(offset, vec![1], false), Ok(false), "chunk {offset}");
+        }
+        let e = a.push(n + 1, vec![1], true).unwrap_err();
+        assert!(e.contains("chunks wait"), "{e}");
+        // In order, any number of chunks is fine.
+        let mut a = ChunkAssembler::new(3 * n);
+        for offset in 0..3 * n {
+            let last = offset + 1 == 3 * n;
+            assert_eq!(a.push(offset, vec![1], last), Ok(last));
+        }
+        // Filling the gap takes the waiting ones in, making room again.
+        let mut a = ChunkAssembler::new(n + 2);
+        for offset in 1..=n {
+            a.push(offset, vec![1], false).unwrap();
+        }
+        assert_eq!(a.push(0, vec![1], false), Ok(false));
+        assert_eq!(a.push(n + 1, vec![1], true), Ok(true));
     }
 
     #[test]

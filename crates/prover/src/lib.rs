@@ -15,25 +15,72 @@
 //!
 //! # Results
 //!
-//! Every finished result (proof or error) is kept in a per-coordinator outbox until the
+//! Every finished result (proof or error) is kept unacknowledged, per coordinator, until the
 //! coordinator acknowledges it with a `ResultAck` for its task id and fencing token. After a
-//! reconnect the prover presents `Reconnect{prover_id, running}` and resends the whole outbox.
+//! reconnect the prover presents `Reconnect{prover_id, running}` and resends every
+//! unacknowledged result.
+//!
+//! # Limits
+//!
+//! Nothing a coordinator sends makes the prover's memory grow without bound:
+//!
+//! - messages to a coordinator wait in a bounded queue (the results a link may hold plus
+//!   1024 replies); a coordinator that lets it fill does not read its stream, and the
+//!   stream is closed and opened again (its results are kept and offered again);
+//! - a link holds at most [`max_unacknowledged_results`] results and running tasks; beyond,
+//!   new tasks are declined ("results await acknowledgement") until acks come;
+//! - tasks collecting or proving hold a slot of the capacity, so there are at most
+//!   `capacity` of them, and as many reports of finished proving threads;
+//! - a chunked input is at most [`MAX_CHUNKED_INPUT_BYTES`], with at most
+//!   [`MAX_CHUNKS_AHEAD`] chunks waiting for a gap before them;
+//! - a link is handed at most as many URLs as the prover was given.
+//!
+//! # Glossary
+//!
+//! - [`Prover`]: the process's prover; [`ProverConfig`] configures it, and `Settings` is
+//!   the part of that every link reads.
+//! - `CoordinatorLink` (`link`): the prover's link to one coordinator, or to one store's
+//!   active and standby coordinators (`Groups`): connects, reconnects with backoff, fails
+//!   over, and keeps its `Identity` (prover id and reconnect secret) and its `Tasks` from
+//!   one stream to the next.
+//! - handshake: the first message of a stream (`Register`, or `Reconnect` with the tasks
+//!   held) and the coordinator's `RegisterResponse`; `Registered` is a stream it accepted.
+//! - `Session`: one registered stream: reads the coordinator's messages, sends replies
+//!   through `Outgoing` (the bounded queue of messages to the coordinator), answers
+//!   heartbeats, reports free slots, notices silence, drains at a `Shutdown`.
+//! - `Tasks` (`tasks`): the task lifecycle of one link, from `ExecuteTask` to the answer to
+//!   its result; a task is identified by its `Assignment` (task id and fencing token).
+//! - `ProvingJob`, `Proved`: what a blocking proving thread gets, and reports back;
+//!   `FinishedTask` is a task's `TaskOutput` (a proof or an error) with its proving time.
+//! - `UnackedResults`: finished tasks whose result the coordinator has not answered for
+//!   good, kept in memory and in the [`StateDir`].
+//! - `Capacity`, `ProvingSlot`: the prover's slots, shared by all links; a task holds one
+//!   while it is collected and proven.
+//! - `Counters`, [`ProverStats`], [`ProverStatsHandle`]: what the prover counts, and the
+//!   public view of it.
 
 mod backoff;
-mod conn;
+mod capacity;
 mod input;
+mod link;
 pub mod sim;
 mod state;
+mod stats;
+mod tasks;
 
+pub use input::MAX_CHUNKS_AHEAD;
 pub use state::{StateDir, StateDirError};
+pub use stats::{ProverStats, ProverStatsHandle};
+pub use tasks::max_unacknowledged_results;
 
 use anyhow::{Context as _, bail};
+use capacity::Capacity;
 use proofmill_backend::Backend;
 use proofmill_types::ProofType;
+use stats::Counters;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tracing::{Instrument as _, error, info, info_span, warn};
@@ -138,8 +185,8 @@ impl std::fmt::Debug for ProverConfig {
     }
 }
 
-/// Configuration and state shared by every coordinator connection.
-pub(crate) struct Shared {
+/// What every link reads of the prover's configuration, fixed for the process's life.
+pub(crate) struct Settings {
     pub name: String,
     pub capacity: u32,
     pub version: String,
@@ -153,135 +200,12 @@ pub(crate) struct Shared {
     pub connect_timeout: Duration,
     pub blob_reader: Option<Arc<dyn BlobReader>>,
     pub exit_on_shutdown: bool,
-    /// Slots in use across all coordinators. Receivers are notified on every change.
-    running: watch::Sender<u32>,
-    pub stats: StatsInner,
-}
-
-impl Shared {
-    /// Takes a slot if one is free; the slot is released when the guard drops.
-    pub fn try_acquire(self: &Arc<Self>) -> Option<SlotGuard> {
-        let cap = self.capacity;
-        let taken = self.running.send_if_modified(|r| {
-            if *r < cap {
-                *r += 1;
-                true
-            } else {
-                false
-            }
-        });
-        taken.then(|| SlotGuard(self.clone()))
-    }
-
-    pub fn free_slots(&self) -> u32 {
-        self.capacity.saturating_sub(*self.running.borrow())
-    }
-
-    pub fn subscribe_running(&self) -> watch::Receiver<u32> {
-        self.running.subscribe()
-    }
-}
-
-/// One busy slot of the prover's global capacity.
-pub(crate) struct SlotGuard(Arc<Shared>);
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        self.0.running.send_modify(|r| *r = r.saturating_sub(1));
-    }
-}
-
-#[derive(Default)]
-pub(crate) struct StatsInner {
-    pub completed: AtomicU64,
-    pub failed: AtomicU64,
-    pub declined: AtomicU64,
-    pub cancelled: AtomicU64,
-    pub acked: AtomicU64,
-    pub proofs_acked: AtomicU64,
-    pub rejected: AtomicU64,
-    pub connected: AtomicU64,
-    pub connect_attempts: AtomicU64,
-}
-
-impl StatsInner {
-    pub fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// A point-in-time copy of a prover's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProverStats {
-    /// Tasks proven successfully (counted when the proof is produced, not when acknowledged).
-    pub tasks_completed: u64,
-    /// Tasks that produced an error result (bad input, digest mismatch, backend error).
-    pub tasks_failed: u64,
-    /// Tasks answered with `TaskDeclined`.
-    pub tasks_declined: u64,
-    /// Tasks cancelled by a coordinator, or abandoned when it refused the prover's id.
-    pub tasks_cancelled: u64,
-    /// Results acknowledged as accepted / rejected by a coordinator.
-    pub results_acked: u64,
-    /// Of `results_acked`, those that carried a proof (not an error). Each (task, token)
-    /// counts once, so across provers it is the number of proofs coordinators accepted.
-    pub proofs_acked: u64,
-    pub results_rejected: u64,
-    /// Coordinators with a live, registered stream.
-    pub connected_coordinators: u64,
-    /// Stream attempts (initial connections and reconnects) across all coordinators.
-    pub connect_attempts: u64,
-    /// Slots in use and free right now.
-    pub running_tasks: u32,
-    pub free_slots: u32,
-}
-
-/// Cheap, cloneable view of a prover's counters; stays valid after `run` returns.
-#[derive(Clone)]
-pub struct ProverStatsHandle(Arc<Shared>);
-
-impl ProverStatsHandle {
-    pub fn snapshot(&self) -> ProverStats {
-        let s = &self.0.stats;
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let running = *self.0.running.borrow();
-        ProverStats {
-            tasks_completed: get(&s.completed),
-            tasks_failed: get(&s.failed),
-            tasks_declined: get(&s.declined),
-            tasks_cancelled: get(&s.cancelled),
-            results_acked: get(&s.acked),
-            proofs_acked: get(&s.proofs_acked),
-            results_rejected: get(&s.rejected),
-            connected_coordinators: get(&s.connected),
-            connect_attempts: get(&s.connect_attempts),
-            running_tasks: running,
-            free_slots: self.0.capacity.saturating_sub(running),
-        }
-    }
-
-    pub fn tasks_completed(&self) -> u64 {
-        self.snapshot().tasks_completed
-    }
-    pub fn tasks_failed(&self) -> u64 {
-        self.snapshot().tasks_failed
-    }
-    pub fn tasks_declined(&self) -> u64 {
-        self.snapshot().tasks_declined
-    }
-    pub fn connected_coordinators(&self) -> u64 {
-        self.snapshot().connected_coordinators
-    }
-}
-
-impl std::fmt::Debug for ProverStatsHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.snapshot().fmt(f)
-    }
 }
 
 pub struct Prover {
-    shared: Arc<Shared>,
+    settings: Arc<Settings>,
+    capacity: Arc<Capacity>,
+    counters: Arc<Counters>,
     coordinators: Vec<String>,
     state_dir: Option<std::path::PathBuf>,
 }
@@ -298,8 +222,7 @@ impl Prover {
             }
         }
         let reconnect_min = config.reconnect_min.max(Duration::from_millis(1));
-        let (running, _) = watch::channel(0u32);
-        let shared = Arc::new(Shared {
+        let settings = Arc::new(Settings {
             name: config.name,
             capacity: config.capacity,
             version: config.version,
@@ -312,18 +235,18 @@ impl Prover {
             connect_timeout: config.connect_timeout,
             blob_reader: config.blob_reader,
             exit_on_shutdown: config.exit_on_shutdown,
-            running,
-            stats: StatsInner::default(),
         });
         Prover {
-            shared,
+            capacity: Capacity::new(settings.capacity),
+            settings,
+            counters: Arc::default(),
             coordinators: config.coordinators,
             state_dir: config.state_dir,
         }
     }
 
     pub fn stats(&self) -> ProverStatsHandle {
-        ProverStatsHandle(self.shared.clone())
+        ProverStatsHandle::new(self.counters.clone(), self.capacity.clone())
     }
 
     /// Runs until `shutdown` resolves or every coordinator sent `Shutdown`.
@@ -342,19 +265,20 @@ impl Prover {
             Some(dir) => Some(StateDir::open(dir)?),
             None => None,
         };
-        let shared = self.shared;
+        let settings = &self.settings;
         info!(
-            name = %shared.name,
-            capacity = shared.capacity,
-            version = %shared.version,
-            proof_types = ?shared.proof_types,
+            name = %settings.name,
+            capacity = settings.capacity,
+            version = %settings.version,
+            proof_types = ?settings.proof_types,
             coordinators = ?urls,
             state_dir = ?state.as_ref().map(|s| s.path()),
             "prover starting"
         );
         let (stop_tx, stop_rx) = watch::channel(false);
         let (done_tx, mut done_rx) = oneshot::channel::<anyhow::Result<()>>();
-        let max_blocking = shared.capacity as usize + 16;
+        let max_blocking = settings.capacity as usize + 16;
+        let parts = (self.settings, self.capacity, self.counters);
         std::thread::Builder::new()
             .name("proofmill-prover-net".to_string())
             .spawn(move || {
@@ -366,7 +290,7 @@ impl Prover {
                     .build()
                     .context("building the prover runtime")
                     .map(|rt| {
-                        rt.block_on(run_connections(shared, urls, state, stop_rx));
+                        rt.block_on(run_links(parts, urls, state, stop_rx));
                         // Abandoned proving threads keep running until their backend returns;
                         // do not wait for them.
                         rt.shutdown_background();
@@ -395,10 +319,10 @@ impl Prover {
         if self.coordinators.is_empty() {
             bail!("no coordinator URL given");
         }
-        if self.shared.capacity == 0 {
+        if self.settings.capacity == 0 {
             bail!("capacity must be at least 1");
         }
-        if self.shared.backends.is_empty() {
+        if self.settings.backends.is_empty() {
             bail!("no proof type / backend configured");
         }
         let mut urls: Vec<String> = Vec::new();
@@ -416,14 +340,14 @@ impl Prover {
     }
 }
 
-async fn run_connections(
-    shared: Arc<Shared>,
+async fn run_links(
+    parts: (Arc<Settings>, Arc<Capacity>, Arc<Counters>),
     urls: Vec<String>,
     state: Option<StateDir>,
     stop: watch::Receiver<bool>,
 ) {
     let mut set = tokio::task::JoinSet::new();
-    let groups = Arc::new(conn::Groups::default());
+    let groups = Arc::new(link::Groups::new(urls.len()));
     for url in urls {
         let span = info_span!("coordinator", url = %url);
         let kept = state.as_ref().and_then(|s| match s.coordinator(&url) {
@@ -433,12 +357,13 @@ async fn run_connections(
                 None
             }
         });
-        let conn = conn::Conn::new(url, groups.clone(), shared.clone(), stop.clone(), kept);
-        set.spawn(conn.run().instrument(span));
+        let link =
+            link::CoordinatorLink::new(url, groups.clone(), parts.clone(), stop.clone(), kept);
+        set.spawn(link.run().instrument(span));
     }
     while let Some(res) = set.join_next().await {
         if let Err(e) = res {
-            error!(error = %e, "coordinator connection task failed");
+            error!(error = %e, "coordinator link task failed");
         }
     }
 }

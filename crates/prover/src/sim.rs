@@ -12,7 +12,7 @@ use std::time::Duration;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SimMode {
-    /// Return `expected.encode()`: a valid exec proof.
+    /// Return the expected public values verbatim: a valid exec proof of devnet-layout ones.
     Correct,
     /// Return `BackendError::Failed` with this message.
     Fail(String),

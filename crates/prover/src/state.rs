@@ -10,7 +10,7 @@
 //! proof bytes or error text). Every file is written whole to a temporary name, synced, and
 //! renamed into place, so a crash leaves the old file or the new one.
 
-use crate::conn::{Finished, Key, Outcome};
+use crate::tasks::{Assignment, FinishedTask, TaskOutput};
 use proofmill_types::Digest;
 use std::fs::{self, File, TryLockError};
 use std::io::{self, Write as _};
@@ -80,6 +80,7 @@ impl StateDir {
 
 /// The state kept for one coordinator. Write failures are logged, not fatal: the prover keeps
 /// proving, and only what a restart would resume is at stake.
+#[derive(Clone)]
 pub(crate) struct CoordinatorState {
     dir: PathBuf,
     results: PathBuf,
@@ -122,7 +123,7 @@ impl CoordinatorState {
     }
 
     /// Results finished and never acknowledged, as the last process left them.
-    pub fn results(&self) -> Vec<(Key, Finished)> {
+    pub fn results(&self) -> Vec<(Assignment, FinishedTask)> {
         let entries = match fs::read_dir(&self.results) {
             Ok(e) => e,
             Err(e) => {
@@ -153,14 +154,14 @@ impl CoordinatorState {
         found
     }
 
-    pub fn save_result(&self, key: &Key, finished: &Finished) {
+    pub fn save_result(&self, key: &Assignment, finished: &FinishedTask) {
         let path = self.results.join(file_name(key));
         if let Err(e) = write_atomic(&path, &encode(finished)) {
             error!(path = %path.display(), error = %e, "cannot store a finished result: lost if the prover restarts before it is acknowledged");
         }
     }
 
-    pub fn remove_result(&self, key: &Key) {
+    pub fn remove_result(&self, key: &Assignment) {
         remove(&self.results.join(file_name(key)));
     }
 
@@ -171,12 +172,12 @@ impl CoordinatorState {
     }
 }
 
-fn file_name((task_id, token): &Key) -> String {
-    let hex: String = task_id.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("{hex}.{token}")
+fn file_name(task: &Assignment) -> String {
+    let hex: String = task.task_id.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}.{}", task.token)
 }
 
-fn parse_name(name: &str) -> Option<Key> {
+fn parse_name(name: &str) -> Option<Assignment> {
     let (hex, token) = name.split_once('.')?;
     if hex.len() % 2 != 0 {
         return None;
@@ -185,13 +186,16 @@ fn parse_name(name: &str) -> Option<Key> {
         .step_by(2)
         .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
         .collect::<Option<Vec<u8>>>()?;
-    Some((String::from_utf8(bytes).ok()?, token.parse().ok()?))
+    Some(Assignment {
+        task_id: String::from_utf8(bytes).ok()?,
+        token: token.parse().ok()?,
+    })
 }
 
-fn encode(f: &Finished) -> Vec<u8> {
-    let (kind, body) = match &f.outcome {
-        Outcome::Proof { bytes, .. } => (PROOF, bytes.as_slice()),
-        Outcome::Error(e) => (ERROR, e.as_bytes()),
+fn encode(f: &FinishedTask) -> Vec<u8> {
+    let (kind, body) = match &f.output {
+        TaskOutput::Proof { bytes, .. } => (PROOF, bytes.as_slice()),
+        TaskOutput::Error(e) => (ERROR, e.as_bytes()),
     };
     let mut out = Vec::with_capacity(9 + body.len());
     out.push(kind);
@@ -200,19 +204,19 @@ fn encode(f: &Finished) -> Vec<u8> {
     out
 }
 
-fn decode(bytes: &[u8]) -> Option<Finished> {
+fn decode(bytes: &[u8]) -> Option<FinishedTask> {
     let (&kind, rest) = bytes.split_first()?;
     let (ms, body) = rest.split_at_checked(8)?;
     let prove_ms = u64::from_be_bytes(ms.try_into().ok()?);
-    let outcome = match kind {
-        PROOF => Outcome::Proof {
+    let output = match kind {
+        PROOF => TaskOutput::Proof {
             digest: Digest::sha256(body),
             bytes: body.to_vec(),
         },
-        ERROR => Outcome::Error(String::from_utf8(body.to_vec()).ok()?),
+        ERROR => TaskOutput::Error(String::from_utf8(body.to_vec()).ok()?),
         _ => return None,
     };
-    Some(Finished::new(outcome, prove_ms))
+    Some(FinishedTask { output, prove_ms })
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -254,27 +258,35 @@ mod tests {
         assert_eq!(c.identity(), Some(("prv-1".into(), "s3cret".into())));
         let other = dir.coordinator("http://127.0.0.1:2").unwrap();
         assert_eq!(other.identity(), None, "one identity per coordinator");
-        let proof = Finished::new(
-            Outcome::Proof {
+        let proof = FinishedTask {
+            output: TaskOutput::Proof {
                 bytes: vec![1, 2, 3],
                 digest: Digest::sha256(&[1, 2, 3]),
             },
-            42,
-        );
-        let key = ("12/exec".to_string(), 7);
+            prove_ms: 42,
+        };
+        let key = Assignment {
+            task_id: "12/exec".into(),
+            token: 7,
+        };
         c.save_result(&key, &proof);
-        c.save_result(
-            &("13/x.y".into(), 8),
-            &Finished::new(Outcome::Error("oom\n".into()), 1),
-        );
+        let other_key = Assignment {
+            task_id: "13/x.y".into(),
+            token: 8,
+        };
+        let error = FinishedTask {
+            output: TaskOutput::Error("oom\n".into()),
+            prove_ms: 1,
+        };
+        c.save_result(&other_key, &error);
         let loaded = c.results();
         assert_eq!(loaded.len(), 2);
         assert_eq!(loaded[0].0, key);
         assert!(
-            matches!(&loaded[0].1.outcome, Outcome::Proof { bytes, digest } if *bytes == [1, 2, 3] && *digest == Digest::sha256(&[1, 2, 3]))
+            matches!(&loaded[0].1.output, TaskOutput::Proof { bytes, digest } if *bytes == [1, 2, 3] && *digest == Digest::sha256(&[1, 2, 3]))
         );
         assert_eq!(loaded[0].1.prove_ms, 42);
-        assert!(matches!(&loaded[1].1.outcome, Outcome::Error(e) if e == "oom\n"));
+        assert!(matches!(&loaded[1].1.output, TaskOutput::Error(e) if e == "oom\n"));
         c.remove_result(&key);
         assert_eq!(c.results().len(), 1);
         c.remove_all_results();

@@ -29,7 +29,7 @@ mod template;
 
 use crate::{Backend, BackendError, Cancel, ProveRequest, VerifyError};
 use proofmill_types::PublicValues;
-use run::{Finished, Outcome, Spec};
+use run::{CommandRun, Spec, Termination};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -322,19 +322,19 @@ impl Backend for CommandBackend {
             .map_err(fail)?;
         let done = run::run(&self.spec(&script, self.cfg.timeout, cancel))
             .map_err(|e| fail(format!("cannot start /bin/sh: {e}{}", self.cwd_hint())))?;
-        let result = match done.outcome {
-            Outcome::Cancelled => Err("cancelled (process group killed)".to_string()),
-            Outcome::TimedOut => Err(format!(
+        let result = match done.termination {
+            Termination::Cancelled => Err("cancelled (process group killed)".to_string()),
+            Termination::TimedOut => Err(format!(
                 "timed out after {:?} (process group killed); {}",
                 self.cfg.timeout,
                 done.output_summary()
             )),
-            Outcome::Exited(status) if !status.success() => Err(format!(
+            Termination::Exited(status) if !status.success() => Err(format!(
                 "failed with {}; {}",
                 run::describe_status(&status),
                 done.output_summary()
             )),
-            Outcome::Exited(_) => self
+            Termination::Exited(_) => self
                 .read_proof(&dir.path().join("proof.bin"))
                 .map_err(|e| format!("{e}; {}", done.output_summary())),
         };
@@ -376,26 +376,26 @@ impl Backend for CommandBackend {
             )
             .map_err(undecided)?;
         let timeout = self.cfg.verify_timeout.unwrap_or(self.cfg.timeout);
-        let done: Finished = run::run(&self.spec(&script, timeout, &Cancel::default()))
+        let done: CommandRun = run::run(&self.spec(&script, timeout, &Cancel::default()))
             .map_err(|e| undecided(format!("cannot start /bin/sh: {e}{}", self.cwd_hint())))?;
         drop(dir);
-        match done.outcome {
-            Outcome::Exited(s) if s.success() => Ok(()),
-            Outcome::Exited(s) if s.code() == Some(1) => Err(VerifyError::Invalid(format!(
+        match done.termination {
+            Termination::Exited(s) if s.success() => Ok(()),
+            Termination::Exited(s) if s.code() == Some(1) => Err(VerifyError::Invalid(format!(
                 "{name} verify command rejected the proof (exit status 1); {}",
                 done.output_summary()
             ))),
-            Outcome::Exited(s) => Err(undecided(format!(
+            Termination::Exited(s) => Err(undecided(format!(
                 "{}; {}",
                 run::describe_status(&s),
                 done.output_summary()
             ))),
-            Outcome::TimedOut => Err(undecided(format!(
+            Termination::TimedOut => Err(undecided(format!(
                 "timed out after {timeout:?}; {}",
                 done.output_summary()
             ))),
             // Verification is never cancelled (its flag is never set).
-            Outcome::Cancelled => Err(undecided("cancelled".into())),
+            Termination::Cancelled => Err(undecided("cancelled".into())),
         }
     }
 }

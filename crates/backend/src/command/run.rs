@@ -27,7 +27,8 @@ pub(crate) struct Spec<'a> {
     pub cancel: &'a Cancel,
 }
 
-pub(crate) enum Outcome {
+/// How a command's process ended: on its own, or killed at its timeout or on a cancel.
+pub(crate) enum Termination {
     Exited(ExitStatus),
     TimedOut,
     Cancelled,
@@ -36,13 +37,14 @@ pub(crate) enum Outcome {
 /// How often a running command looks at its cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(50);
 
-pub(crate) struct Finished {
-    pub outcome: Outcome,
+/// A command that ran: how it ended and the tails of its output.
+pub(crate) struct CommandRun {
+    pub termination: Termination,
     pub stdout: Tail,
     pub stderr: Tail,
 }
 
-impl Finished {
+impl CommandRun {
     /// `stderr: …; stdout: …` with the non-empty tails, or "no output".
     pub(crate) fn output_summary(&self) -> String {
         let parts: Vec<String> = [("stderr", &self.stderr), ("stdout", &self.stdout)]
@@ -101,7 +103,7 @@ pub(crate) fn describe_status(status: &ExitStatus) -> String {
 }
 
 /// Runs `sh -c script`. Errors only when the process cannot be started.
-pub(crate) fn run(spec: &Spec<'_>) -> std::io::Result<Finished> {
+pub(crate) fn run(spec: &Spec<'_>) -> std::io::Result<CommandRun> {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(spec.script)
@@ -135,10 +137,10 @@ pub(crate) fn run(spec: &Spec<'_>) -> std::io::Result<Finished> {
         match exit_rx.recv_timeout(left.min(CANCEL_POLL)) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break None,
             Err(mpsc::RecvTimeoutError::Timeout) if spec.cancel.is_cancelled() => {
-                break Some(Outcome::Cancelled);
+                break Some(Termination::Cancelled);
             }
             Err(mpsc::RecvTimeoutError::Timeout) if left.is_zero() => {
-                break Some(Outcome::TimedOut);
+                break Some(Termination::TimedOut);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
@@ -155,8 +157,8 @@ pub(crate) fn run(spec: &Spec<'_>) -> std::io::Result<Finished> {
         }
     }
     let snapshot = |t: &Arc<Mutex<Tail>>| t.lock().map(|t| t.clone()).unwrap_or_default();
-    Ok(Finished {
-        outcome: stopped.unwrap_or(Outcome::Exited(status)),
+    Ok(CommandRun {
+        termination: stopped.unwrap_or(Termination::Exited(status)),
         stdout: snapshot(&stdout),
         stderr: snapshot(&stderr),
     })
