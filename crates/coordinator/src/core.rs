@@ -19,6 +19,12 @@ use tokio::sync::{mpsc, oneshot};
 /// Messages handled per wakeup of the core task at most.
 const BURST: usize = 256;
 
+/// Messages waiting for the core at most. Senders (prover sessions, intake, admin) wait when
+/// it is full, so a core that falls behind stops the sessions reading their streams (HTTP/2
+/// flow control then slows the provers) instead of memory growing. The core itself never
+/// waits on anything, so it always drains it.
+pub(crate) const MAILBOX: usize = 8192;
+
 /// Batches with open jobs, shared read-only with sessions (to verify results and build tasks).
 pub(crate) type BatchCache = Arc<RwLock<HashMap<u64, Arc<Batch>>>>;
 
@@ -209,7 +215,7 @@ impl Core {
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreMsg>) {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>) {
         loop {
             let wake = self.scheduler.next_wakeup();
             let sleep = match wake {

@@ -318,6 +318,7 @@ impl Intake {
                 batches: vec![Arc::new(batch)],
                 jobs,
             })
+            .await
             .map_err(|_| CoordinatorError::Unavailable)?;
         Ok(true)
     }
@@ -434,6 +435,7 @@ impl Intake {
                 batches: vec![Arc::new(batch)],
                 jobs,
             })
+            .await
             .map_err(|_| CoordinatorError::Unavailable)
     }
 }

@@ -419,13 +419,16 @@ async fn send_task(
         Err(e) => {
             // The lease fails like any attempt: retried with backoff, then visible as failed.
             tracing::error!(key = %job.key, error = %e, "cannot read batch input");
-            let _ = shared.core.send(CoreMsg::Result {
-                prover: lease.prover.clone(),
-                key: job.key.clone(),
-                token: lease.token,
-                verdict: Verdict::Failed(format!("coordinator could not read the input: {e}")),
-                reply_to: self_tx.clone(),
-            });
+            let _ = shared
+                .core
+                .send(CoreMsg::Result {
+                    prover: lease.prover.clone(),
+                    key: job.key.clone(),
+                    token: lease.token,
+                    verdict: Verdict::Failed(format!("coordinator could not read the input: {e}")),
+                    reply_to: self_tx.clone(),
+                })
+                .await;
             return true;
         }
     };

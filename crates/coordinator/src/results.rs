@@ -143,13 +143,16 @@ pub(crate) async fn handle_result(
             }
         }
     };
-    let _ = shared.core.send(CoreMsg::Result {
-        prover: prover.clone(),
-        key,
-        token,
-        verdict,
-        reply_to: tx.clone(),
-    });
+    let _ = shared
+        .core
+        .send(CoreMsg::Result {
+            prover: prover.clone(),
+            key,
+            token,
+            verdict,
+            reply_to: tx.clone(),
+        })
+        .await;
 }
 
 /// Verifies a proof against the batch's public values and stores its bytes.

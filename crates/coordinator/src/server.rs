@@ -33,7 +33,7 @@ pub(crate) struct Shared {
     /// Every verifier is cheap ([`Backend::verify_is_cheap`]): small results may be handled
     /// on the session's own task.
     pub verify_inline: bool,
-    pub core: mpsc::UnboundedSender<CoreMsg>,
+    pub core: mpsc::Sender<CoreMsg>,
     /// Issues prover ids and checks the secrets of reconnecting provers.
     pub prover_keys: Arc<ProverKeys>,
     /// Given once by [`Coordinator::drain`]; every task stops on it.
@@ -100,6 +100,7 @@ impl Shared {
         let (tx, rx) = oneshot::channel();
         self.core
             .send(make(tx))
+            .await
             .map_err(|_| CoordinatorError::Unavailable)?;
         rx.await.map_err(|_| CoordinatorError::Unavailable)
     }
@@ -156,7 +157,7 @@ impl Coordinator {
         let batch_cache: BatchCache = Arc::new(RwLock::new(HashMap::new()));
         let fenced = tokio::sync::watch::channel(None).0;
         let persist_tx = persist::spawn(store.clone(), fenced.clone());
-        let (core_tx, core_rx) = mpsc::unbounded_channel();
+        let (core_tx, core_rx) = mpsc::channel(crate::core::MAILBOX);
         let mut scheduler = Scheduler::new(config.scheduler.clone(), last_token);
         scheduler.set_orphan_tokens(orphan_tokens);
         scheduler.restore_cordons(store.cordoned_provers().await?);

@@ -130,6 +130,7 @@ async fn run(
             max_message: shared.config.max_message_bytes.min(u32::MAX as usize) as u32,
             reply: reply_tx,
         })
+        .await
         .map_err(|_| core_stopped())?;
     let prover = reply_rx.await.map_err(|_| core_stopped())?;
     drop(unregistered);
@@ -144,10 +145,13 @@ async fn run(
     )
     .await;
     writer.abort();
-    let _ = shared.core.send(CoreMsg::Disconnect {
-        prover: prover.clone(),
-        conn_id,
-    });
+    let _ = shared
+        .core
+        .send(CoreMsg::Disconnect {
+            prover: prover.clone(),
+            conn_id,
+        })
+        .await;
     match &result {
         Ok(()) => tracing::info!(%prover, "prover closed its stream"),
         Err(s) => {
@@ -366,9 +370,12 @@ async fn read_loop(
                 // arriving is a sign of life too (told to the core twice a heartbeat interval at most).
                 if last_alive.elapsed() >= alive_every {
                     last_alive = Instant::now();
-                    let _ = shared.core.send(CoreMsg::Alive {
-                        prover: prover.clone(),
-                    });
+                    let _ = shared
+                        .core
+                        .send(CoreMsg::Alive {
+                            prover: prover.clone(),
+                        })
+                        .await;
                 }
                 let key = (c.task_id.clone(), c.fencing_token);
                 if !partial.receiving(&key) {
@@ -394,26 +401,35 @@ async fn read_loop(
                     return Err(Status::invalid_argument(too_many_running(a.running.len())));
                 }
                 let running = parse_running(&a.running);
-                let _ = shared.core.send(CoreMsg::Heartbeat {
-                    prover: prover.clone(),
-                    running,
-                });
+                let _ = shared
+                    .core
+                    .send(CoreMsg::Heartbeat {
+                        prover: prover.clone(),
+                        running,
+                    })
+                    .await;
             }
             Some(In::Availability(a)) => {
-                let _ = shared.core.send(CoreMsg::Availability {
-                    prover: prover.clone(),
-                    free: a.free_slots,
-                });
+                let _ = shared
+                    .core
+                    .send(CoreMsg::Availability {
+                        prover: prover.clone(),
+                        free: a.free_slots,
+                    })
+                    .await;
             }
             Some(In::TaskDeclined(d)) => match TaskId::parse(&d.task_id) {
                 Ok((b, pt)) => {
-                    let _ = shared.core.send(CoreMsg::Result {
-                        prover: prover.clone(),
-                        key: JobKey::new(b, pt),
-                        token: FencingToken(d.fencing_token),
-                        verdict: Verdict::Declined(d.reason),
-                        reply_to: tx.clone(),
-                    });
+                    let _ = shared
+                        .core
+                        .send(CoreMsg::Result {
+                            prover: prover.clone(),
+                            key: JobKey::new(b, pt),
+                            token: FencingToken(d.fencing_token),
+                            verdict: Verdict::Declined(d.reason),
+                            reply_to: tx.clone(),
+                        })
+                        .await;
                 }
                 Err(e) => nack(
                     tx,
