@@ -270,18 +270,12 @@ async fn coordinator_kill9_mid_run(db: Db) {
             .unwrap_or_else(|| panic!("batch {n} missing"));
         if let Some(prev) = prev_root {
             assert_eq!(
-                proofmill_devnet::StateTransition::from_public_values(&batch.public_values)
-                    .unwrap()
-                    .old_state_root,
+                common::transition(&batch).old_state_root,
                 prev,
                 "batch {n} continues the chain"
             );
         }
-        prev_root = Some(
-            proofmill_devnet::StateTransition::from_public_values(&batch.public_values)
-                .unwrap()
-                .new_state_root,
-        );
+        prev_root = Some(common::transition(&batch).new_state_root);
         let key = JobKey::new(n, exec_type.clone());
         let job = store.job(&key).await.unwrap().unwrap();
         assert_eq!(job.state, JobState::Proven);

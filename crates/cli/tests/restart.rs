@@ -220,18 +220,12 @@ async fn assert_one_chain(store: &Arc<dyn Store>, last: u64) {
             .unwrap_or_else(|| panic!("batch {n} missing"));
         if let Some(prev) = prev {
             assert_eq!(
-                proofmill_devnet::StateTransition::from_public_values(&b.public_values)
-                    .unwrap()
-                    .old_state_root,
+                common::transition(&b).old_state_root,
                 prev,
                 "batch {n} continues the chain"
             );
         }
-        prev = Some(
-            proofmill_devnet::StateTransition::from_public_values(&b.public_values)
-                .unwrap()
-                .new_state_root,
-        );
+        prev = Some(common::transition(&b).new_state_root);
     }
 }
 

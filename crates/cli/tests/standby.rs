@@ -280,18 +280,12 @@ async fn check_store(db: &str, last: u64) {
         let batch = store.batch(n).await.unwrap().unwrap();
         if let Some(prev) = prev_root {
             assert_eq!(
-                proofmill_devnet::StateTransition::from_public_values(&batch.public_values)
-                    .unwrap()
-                    .old_state_root,
+                common::transition(&batch).old_state_root,
                 prev,
                 "chain broken at {n}"
             );
         }
-        prev_root = Some(
-            proofmill_devnet::StateTransition::from_public_values(&batch.public_values)
-                .unwrap()
-                .new_state_root,
-        );
+        prev_root = Some(common::transition(&batch).new_state_root);
         let key = JobKey::new(n, exec.clone());
         let job = store.job(&key).await.unwrap().unwrap();
         assert_eq!(job.state, JobState::Proven, "batch {n}");

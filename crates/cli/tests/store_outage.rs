@@ -269,19 +269,9 @@ async fn postgres_outage_is_visible_and_loses_nothing() {
     for n in 1..=BATCHES {
         let batch = store.batch(n).await.unwrap().unwrap();
         if let Some(prev) = prev_root {
-            assert_eq!(
-                proofmill_devnet::StateTransition::from_public_values(&batch.public_values)
-                    .unwrap()
-                    .old_state_root,
-                prev,
-                "batch {n}"
-            );
+            assert_eq!(common::transition(&batch).old_state_root, prev, "batch {n}");
         }
-        prev_root = Some(
-            proofmill_devnet::StateTransition::from_public_values(&batch.public_values)
-                .unwrap()
-                .new_state_root,
-        );
+        prev_root = Some(common::transition(&batch).new_state_root);
         let key = JobKey::new(n, exec_type.clone());
         assert_eq!(
             store.job(&key).await.unwrap().unwrap().state,

@@ -24,3 +24,10 @@ pub fn proofmill() -> Command {
 pub fn groth16_keys() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("groth16-keys")
 }
+
+/// A stored devnet batch's public values in the devnet's layout.
+#[allow(dead_code)] // Not every test file reads batches.
+pub fn transition(batch: &proofmill_types::Batch) -> proofmill_devnet::StateTransition {
+    proofmill_devnet::StateTransition::from_public_values(&batch.public_values)
+        .expect("a devnet batch's public values")
+}
