@@ -5,14 +5,15 @@
 use crate::core::CoreMsg;
 use crate::error::CoordinatorError;
 use crate::intake::NewBatch;
-use crate::server::{Coordinator, Shared};
+use crate::shared::Shared;
 use proofmill_proto::v1::admin_service_server::AdminService;
 use proofmill_proto::v1::*;
 use proofmill_scheduler::ProverView;
 use proofmill_store::JobFilter;
-use proofmill_types::{Job, JobKey, JobState, ProofType, PublicValues, TaskId};
+use proofmill_types::{Job, JobKey, JobState, ProofType, ProverId, PublicValues, TaskId};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
 /// Longest a health check waits for the store's probe.
@@ -117,8 +118,8 @@ impl AdminSvc {
         self.shared.lease.get().map_or(0, |l| l.epoch)
     }
 
-    fn coordinator(&self) -> Coordinator {
-        Coordinator {
+    fn intake(&self) -> crate::Intake {
+        crate::Intake {
             shared: self.shared.clone(),
         }
     }
@@ -152,9 +153,7 @@ impl AdminService for AdminSvc {
         &self,
         _: Request<SystemStatusRequest>,
     ) -> Result<Response<SystemStatusResponse>, Status> {
-        let s = self
-            .coordinator()
-            .status_or_memory()
+        let s = crate::status::status_or_memory(&self.shared)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let jobs = s
@@ -326,9 +325,7 @@ impl AdminService for AdminSvc {
         &self,
         _: Request<ProversListRequest>,
     ) -> Result<Response<ProversListResponse>, Status> {
-        let provers = self
-            .coordinator()
-            .provers()
+        let provers = crate::status::provers(&self.shared)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(ProversListResponse {
@@ -351,7 +348,7 @@ impl AdminService for AdminSvc {
             Ok(nb) => nb,
             Err(e) => return fail(e),
         };
-        match self.coordinator().intake().submit_batch(nb).await {
+        match self.intake().submit_batch(nb).await {
             Ok(created) => Ok(Response::new(LaunchProofResponse {
                 created,
                 error: None,
@@ -429,7 +426,7 @@ impl AdminService for AdminSvc {
             }));
         }
         let id = proofmill_types::ProverId(r.prover_id);
-        let error = self.coordinator().cordon(&id, r.cordoned).await.err();
+        let error = cordon(&self.shared, &id, r.cordoned).await.err();
         Ok(Response::new(CordonProverResponse {
             error: error.and_then(from_coord),
         }))
@@ -442,7 +439,6 @@ impl AdminService for AdminSvc {
         let r = req.into_inner();
         let error = match new_batch(r.batch, r.version, r.input, &r.public_values, r.proof_types) {
             Ok(nb) => self
-                .coordinator()
                 .intake()
                 .replace_batch_input(nb)
                 .await
@@ -468,12 +464,7 @@ impl AdminService for AdminSvc {
             }));
         }
         Ok(Response::new(
-            match self
-                .coordinator()
-                .intake()
-                .cancel_batch(r.batch, &r.reason)
-                .await
-            {
+            match self.intake().cancel_batch(r.batch, &r.reason).await {
                 Ok(n) => CancelBatchResponse {
                     cancelled: n.min(u32::MAX as usize) as u32,
                     error: None,
@@ -485,4 +476,30 @@ impl AdminService for AdminSvc {
             },
         ))
     }
+}
+
+/// Takes a prover out of rotation or puts it back ([`proofmill_scheduler::Scheduler::cordon`]).
+/// Returns once the change is in the store, so the cordon outlives a restart.
+pub(crate) async fn cordon(
+    shared: &Shared,
+    prover: &ProverId,
+    on: bool,
+) -> Result<(), CoordinatorError> {
+    let prover = prover.clone();
+    let (durable, stored) = oneshot::channel();
+    shared
+        .ask(|reply| CoreMsg::Cordon {
+            prover,
+            on,
+            reply,
+            durable,
+        })
+        .await?
+        .map_err(|e| match e {
+            proofmill_scheduler::SchedulerError::UnknownProver(id) => {
+                CoordinatorError::UnknownProver(id.to_string())
+            }
+            other => CoordinatorError::InvalidArgument(other.to_string()),
+        })?;
+    stored.await.map_err(|_| CoordinatorError::Unavailable)
 }

@@ -2,12 +2,9 @@
 //! whole server ("") and each of our services are SERVING while this coordinator takes
 //! work, NOT_SERVING once it drains.
 
-use crate::server::Shared;
-use proofmill_proto::v1::admin_service_server::AdminServiceServer;
-use proofmill_proto::v1::prover_service_server::ProverServiceServer;
+use crate::shared::Shared;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, health_reporter};
@@ -27,8 +24,8 @@ pub(crate) fn serving_status(shared: &Shared) -> ServingStatus {
 pub(crate) fn names() -> [&'static str; 3] {
     [
         "",
-        <ProverServiceServer<crate::server::ProverSvc> as NamedService>::NAME,
-        <AdminServiceServer<crate::admin::AdminSvc> as NamedService>::NAME,
+        proofmill_proto::v1::prover_service_server::SERVICE_NAME,
+        proofmill_proto::v1::admin_service_server::SERVICE_NAME,
     ]
 }
 

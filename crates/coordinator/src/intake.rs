@@ -6,60 +6,13 @@
 use crate::core::CoreMsg;
 use crate::error::CoordinatorError;
 use crate::now_ms;
-use crate::server::Shared;
+use crate::shared::Shared;
+
+pub(crate) mod claims;
 use bytes::Bytes;
 use proofmill_types::{Batch, Digest, Job, JobKey, JobState, ProofType, PublicValues};
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
-
-/// What submissions share: the batch numbers being taken in right now (two submissions of
-/// one number must not race: both would write the input blob under the same key; different
-/// numbers go in parallel), and the end of the gap-free run the intake window counts from.
-#[derive(Default)]
-pub(crate) struct InFlight {
-    numbers: Mutex<HashSet<u64>>,
-    released: Notify,
-    /// A stored batch that ends a gap-free run from the lowest one (0: none known), for the
-    /// intake window; only grows.
-    run_end: AtomicU64,
-    /// The source that numbers every batch here, when one does (see
-    /// [`Intake::reserve_numbering`]).
-    numbered_by: Mutex<Option<String>>,
-}
-
-impl InFlight {
-    /// Waits until no other submission holds `number`, then holds it until the claim drops.
-    async fn claim(&self, number: u64) -> Claim<'_> {
-        loop {
-            // Registered before the check, so a release between the two is not missed.
-            let released = self.released.notified();
-            let mut released = std::pin::pin!(released);
-            released.as_mut().enable();
-            if self.numbers.lock().expect("intake lock").insert(number) {
-                return Claim { set: self, number };
-            }
-            released.await;
-        }
-    }
-}
-
-struct Claim<'a> {
-    set: &'a InFlight,
-    number: u64,
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        self.set
-            .numbers
-            .lock()
-            .expect("intake lock")
-            .remove(&self.number);
-        self.set.released.notify_waiters();
-    }
-}
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// A batch to be proven.
 #[derive(Clone, Debug)]

@@ -9,6 +9,11 @@
 //! [`Intake`]; L1 settlement (`proofmill-settlement`) is a component apart that gets a
 //! [`SettlementPort`]. Nothing here knows a rollup's layout: public values are opaque bytes,
 //! read only by the proof types' backends.
+//!
+//! Modules depend downwards, with one circle left on purpose: `core` sends to provers through
+//! their `outbox` (directly, or via the `persist`er once a change is durable), and a stream's
+//! writer reports a task whose input it could not read back to the core as a result, like any
+//! failed attempt.
 
 mod admin;
 mod config;
@@ -30,6 +35,7 @@ mod server;
 mod session;
 mod settled;
 mod settlement_port;
+mod shared;
 mod shutdown;
 mod standby;
 mod status;
@@ -45,10 +51,11 @@ pub use limits::InFlight;
 pub use listener::Listener;
 pub use server::{Coordinator, Serving};
 pub use settled::{LAST_VERIFY_TX_KEY, PENDING_VERIFY_KEY, VerifyRecord, verify_key};
-pub use settlement_port::{L1Seen, SettlementPort};
+pub use settlement_port::SettlementPort;
+pub use shared::L1Seen;
 pub use shutdown::Shutdown;
 pub use standby::Standby;
-pub use status::{JobCountsView, StatusView, StoreOutage};
+pub use status::view::{JobCountsView, StatusView, StoreOutage};
 pub use warnings::{StatusWarning, WarningKind};
 
 /// Wall-clock milliseconds: the only place the service reads the clock for the scheduler.

@@ -7,7 +7,6 @@
 
 use crate::core::CoreMsg;
 use crate::inputs::InputCache;
-use crate::server::Shared;
 use crate::verdict::Verdict;
 use crate::wire::{ChunkCredits, Wire, WireEnd};
 use proofmill_proto::v1::{CoordinatorMessage, execute_task::Input};
@@ -17,6 +16,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tonic::Status;
+
+/// What the writers of every stream use: where inputs are read, the core (to report a task
+/// whose input could not be read), the heartbeat period, and the count of replies queued over
+/// all streams.
+#[derive(Clone)]
+pub(crate) struct Sending {
+    pub inputs: Arc<InputCache>,
+    pub blobs: proofmill_store::Blobs,
+    pub core: mpsc::Sender<CoreMsg>,
+    pub heartbeat: std::time::Duration,
+    pub replies_queued: Arc<AtomicUsize>,
+}
 
 /// What the core (directly or via the persister) asks a session to send.
 pub(crate) enum ToProver {
@@ -253,6 +264,7 @@ enum Written {
 
 /// The writer task's half of an [`Outbox`].
 pub(crate) struct Writer {
+    sending: Sending,
     rx: mpsc::UnboundedReceiver<ToProver>,
     queued: Queued,
     wire: Wire,
@@ -294,7 +306,7 @@ fn max_queued(capacity: u32) -> usize {
 }
 
 pub(crate) fn outbox(
-    shared: &Shared,
+    sending: &Sending,
     (wire, credits, end): (Wire, ChunkCredits, WireEnd),
     (blob_access, limits, capacity): (bool, SendLimits, u32),
     latency: Option<LatencyProbe>,
@@ -302,7 +314,7 @@ pub(crate) fn outbox(
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Queued {
         stream: Default::default(),
-        all: shared.replies_queued.clone(),
+        all: sending.replies_queued.clone(),
     };
     let (closing, closing_rx) = watch::channel(None);
     let outbox = Outbox {
@@ -311,12 +323,13 @@ pub(crate) fn outbox(
         queued: queued.clone(),
         max_queued: max_queued(capacity),
         wire: wire.clone(),
-        inputs: shared.inputs.clone(),
+        inputs: sending.inputs.clone(),
         limits,
         latency: latency.clone(),
         end,
     };
     let writer = Writer {
+        sending: sending.clone(),
         rx,
         queued,
         wire,
@@ -344,9 +357,11 @@ impl Beat {
 
 /// Drains the queue onto the stream and sends heartbeats, until the stream or queue ends or
 /// the outbox is closed.
-pub(crate) async fn write_loop(shared: Arc<Shared>, mut w: Writer, self_tx: Outbox) {
-    let period =
-        std::time::Duration::from_millis(shared.config.scheduler.heartbeat_interval_ms.max(10));
+pub(crate) async fn write_loop(mut w: Writer, self_tx: Outbox) {
+    let period = w
+        .sending
+        .heartbeat
+        .max(std::time::Duration::from_millis(10));
     let mut beat = Beat {
         interval: tokio::time::interval_at(tokio::time::Instant::now() + period, period),
         seq: 0,
@@ -368,7 +383,7 @@ pub(crate) async fn write_loop(shared: Arc<Shared>, mut w: Writer, self_tx: Outb
             // Never queued (see `Outbox::send`).
             ToProver::Close(_) => true,
             ToProver::Dispatch(job, batch) => {
-                let open = send_task(&shared, &w, &mut beat, (&job, &batch), &self_tx).await;
+                let open = send_task(&w, &mut beat, (&job, &batch), &self_tx).await;
                 if let Some(probe) = w.latency.as_ref().filter(|_| open) {
                     probe.task_sent();
                 }
@@ -386,7 +401,6 @@ pub(crate) async fn write_loop(shared: Arc<Shared>, mut w: Writer, self_tx: Outb
 /// Sends one task: its input inline, as a blob URL (large inputs, provers with blob access)
 /// or in chunks, with heartbeats in between. Returns false when the stream is gone.
 async fn send_task(
-    shared: &Shared,
     w: &Writer,
     beat: &mut Beat,
     (job, batch): (&Job, &Batch),
@@ -395,12 +409,12 @@ async fn send_task(
     let lease = job.lease.as_ref().expect("dispatched job is leased");
     if w.blob_access && batch.input_size > w.limits.inline_input_max as u64 {
         // The prover reads it from the blob store itself and checks the digest.
-        let url = Input::BlobUrl(shared.blobs.url(&batch.input_key));
+        let url = Input::BlobUrl(w.sending.blobs.url(&batch.input_key));
         let task = crate::messages::execute_task(job, batch, batch.input_size as usize, url);
         return w.put(task).await;
     }
     // A slow blob read must not silence the stream either.
-    let read = shared.inputs.get(batch);
+    let read = w.sending.inputs.get(batch);
     tokio::pin!(read);
     let read = loop {
         tokio::select! {
@@ -419,7 +433,8 @@ async fn send_task(
         Err(e) => {
             // The lease fails like any attempt: retried with backoff, then visible as failed.
             tracing::error!(key = %job.key, error = %e, "cannot read batch input");
-            let _ = shared
+            let _ = w
+                .sending
                 .core
                 .send(CoreMsg::Result {
                     prover: lease.prover.clone(),

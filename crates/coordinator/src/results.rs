@@ -6,7 +6,7 @@ use crate::core::{BatchCache, CoreMsg};
 use crate::now_ms;
 use crate::outbox::{Outbox, ToProver};
 use crate::partial::{PartialProofs, ProofBytes};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::verdict::Verdict;
 use bytes::Bytes;
 use proofmill_backend::Backend;

@@ -4,107 +4,23 @@ use crate::error::CoordinatorError;
 use crate::identity::ProverKeys;
 use crate::inputs::InputCache;
 use crate::limits::InFlight;
+use crate::shared::{HeldLease, Shared};
 use crate::{admin, persist, session};
-use proofmill_backend::Backend;
 use proofmill_proto::v1::admin_service_server::AdminServiceServer;
 use proofmill_proto::v1::prover_service_server::{ProverService, ProverServiceServer};
 use proofmill_proto::v1::{CoordinatorMessage, ProverMessage};
 use proofmill_scheduler::{ProverView, Scheduler};
 use proofmill_store::{Blobs, Store};
-use proofmill_types::{ProofType, ProverId};
+use proofmill_types::ProverId;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
-
-/// State every part of the service reads.
-pub(crate) struct Shared {
-    pub config: CoordinatorConfig,
-    pub store: Arc<dyn Store>,
-    pub blobs: Blobs,
-    pub inputs: Arc<InputCache>,
-    pub batches: BatchCache,
-    pub verifiers: HashMap<ProofType, Arc<dyn Backend>>,
-    /// Every verifier is cheap ([`Backend::verify_is_cheap`]): small results may be handled
-    /// on the session's own task.
-    pub verify_inline: bool,
-    pub core: mpsc::Sender<CoreMsg>,
-    /// Issues prover ids and checks the secrets of reconnecting provers.
-    pub prover_keys: Arc<ProverKeys>,
-    /// Given once by [`Coordinator::drain`]; every task stops on it.
-    pub shutdown: crate::shutdown::Shutdown,
-    /// Batch numbers being taken in (two submissions of one number must not race).
-    pub intake: crate::intake::InFlight,
-    /// Dispatch latencies in microseconds, when `record_dispatch_latency` is on.
-    pub dispatch_latency_us: Arc<std::sync::Mutex<Vec<u32>>>,
-    /// Prover streams open, and those not registered yet (a closed one ends at once).
-    pub slots: crate::limits::StreamSlots,
-    /// Bytes of proofs in flight, across every stream.
-    pub proof_budget: crate::limits::ProofBudget,
-    /// Replies queued for provers and not yet written, across every stream.
-    pub replies_queued: Arc<AtomicUsize>,
-    /// What settlement last saw on L1; `None` until it reports (or when it is off).
-    pub l1_seen: RwLock<Option<crate::settlement_port::L1Seen>>,
-    /// The last status read from the store, answered when the store does not answer.
-    pub last_status: crate::status::LastStatus,
-    /// The store's coordinator lease this coordinator holds, once attached.
-    pub lease: std::sync::OnceLock<HeldLease>,
-    /// Set (with why) when a write was fenced: another coordinator took over the store.
-    pub fenced: tokio::sync::watch::Sender<Option<String>>,
-}
-
-/// The lease a coordinator holds and where it is reached (see [`crate::leadership`]).
-pub(crate) struct HeldLease {
-    pub url: String,
-    pub epoch: u64,
-    pub check: crate::leadership::LeaseCheck,
-}
-
-impl Shared {
-    pub fn draining(&self) -> bool {
-        self.shutdown.is_begun()
-    }
-
-    /// Whether this coordinator surely holds the store's lease (always, when none was
-    /// attached: a coordinator alone on its store by design). Work outside the store that
-    /// two coordinators must not both do (L1 transactions) is done only then.
-    pub fn holds_lease(&self) -> bool {
-        self.fenced.borrow().is_none() && self.lease.get().is_none_or(|l| l.check.is_held())
-    }
-
-    /// Why this coordinator is no longer active, once it knows (a write was fenced, its
-    /// lease was found taken), or may not be (its lease overdue: it did not run for a while).
-    pub fn deposed(&self) -> Option<String> {
-        let fenced = self.fenced.borrow().clone();
-        fenced.or_else(|| {
-            let check = &self.lease.get()?.check;
-            check.lost().or_else(|| {
-                check.overdue().then(|| {
-                    "its lease was not renewed in time (the process was paused?); \
-                     another coordinator may hold it"
-                        .to_string()
-                })
-            })
-        })
-    }
-
-    pub async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> CoreMsg,
-    ) -> Result<T, CoordinatorError> {
-        let (tx, rx) = oneshot::channel();
-        self.core
-            .send(make(tx))
-            .await
-            .map_err(|_| CoordinatorError::Unavailable)?;
-        rx.await.map_err(|_| CoordinatorError::Unavailable)
-    }
-}
 
 /// A running coordinator (cheap to clone).
 #[derive(Clone)]
@@ -331,29 +247,44 @@ impl Coordinator {
     }
 
     pub async fn provers(&self) -> Result<Vec<ProverView>, CoordinatorError> {
-        self.shared.ask(|reply| CoreMsg::Provers { reply }).await
+        crate::status::provers(&self.shared).await
+    }
+
+    /// Everything `status` shows, read from the store now.
+    pub async fn status(&self) -> Result<crate::StatusView, CoordinatorError> {
+        crate::status::status(&self.shared).await
+    }
+
+    /// [`Coordinator::status`] when the store answers within a second or two; otherwise the
+    /// last status read from it, with live provers, flagged with the store's error. Answers
+    /// within about 4 s whatever the store does. Also flagged (and not read from the store)
+    /// while this coordinator's lease is not surely held: another one may be active.
+    pub async fn status_or_memory(&self) -> Result<crate::StatusView, CoordinatorError> {
+        crate::status::status_or_memory(&self.shared).await
+    }
+
+    /// The settling transaction recorded for `batch`, if any.
+    pub async fn verify_record(
+        &self,
+        batch: u64,
+    ) -> Result<Option<crate::VerifyRecord>, CoordinatorError> {
+        crate::settled::verify_record(self.shared.store.as_ref(), batch).await
+    }
+
+    /// The range of a settling transaction sent but not yet recorded, if any.
+    pub async fn pending_verify(&self) -> Result<Option<(u64, u64)>, CoordinatorError> {
+        crate::settled::pending_verify(self.shared.store.as_ref()).await
+    }
+
+    /// The latest settling transaction.
+    pub async fn last_verify_tx(&self) -> Result<Option<crate::VerifyRecord>, CoordinatorError> {
+        crate::settled::last_verify_tx(self.shared.store.as_ref()).await
     }
 
     /// Takes a prover out of rotation or puts it back ([`proofmill_scheduler::Scheduler::cordon`]).
     /// Returns once the change is in the store, so the cordon outlives a restart.
     pub async fn cordon(&self, prover: &ProverId, on: bool) -> Result<(), CoordinatorError> {
-        let prover = prover.clone();
-        let (durable, stored) = oneshot::channel();
-        self.shared
-            .ask(|reply| CoreMsg::Cordon {
-                prover,
-                on,
-                reply,
-                durable,
-            })
-            .await?
-            .map_err(|e| match e {
-                proofmill_scheduler::SchedulerError::UnknownProver(id) => {
-                    CoordinatorError::UnknownProver(id.to_string())
-                }
-                other => CoordinatorError::InvalidArgument(other.to_string()),
-            })?;
-        stored.await.map_err(|_| CoordinatorError::Unavailable)
+        crate::admin::cordon(&self.shared, prover, on).await
     }
 
     /// Graceful stop: no new work, provers told to finish within the grace period, results

@@ -6,7 +6,7 @@ use crate::limits::Slot;
 use crate::outbox::{LatencyProbe, Outbox, SendLimits, ToProver, outbox, write_loop};
 use crate::partial::PartialProofs;
 use crate::results::{VERIFY_INLINE_MAX, check_label, fenced_off, handle_result, nack, take_proof};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::verdict::Verdict;
 use crate::wire::{ChunkCredits, Wire, WireEnd, refusal_status, unreadable};
 use proofmill_proto::v1::task_result::Outcome as Res;
@@ -107,7 +107,7 @@ async fn run(
         .record_dispatch_latency
         .then(|| LatencyProbe::new(shared.dispatch_latency_us.clone()));
     let (tx, writer) = outbox(
-        &shared,
+        &shared.sending(),
         (wire, credits, end),
         (blob_access, limits, capacity),
         probe.clone(),
@@ -135,7 +135,7 @@ async fn run(
     let prover = reply_rx.await.map_err(|_| core_stopped())?;
     drop(unregistered);
     tracing::info!(%prover, name = %name.escape_debug(), "prover connected");
-    let writer = tokio::spawn(write_loop(shared.clone(), writer, tx.clone()));
+    let writer = tokio::spawn(write_loop(writer, tx.clone()));
     let result = read_loop(
         &shared,
         (&prover, &name, capacity),

@@ -2,7 +2,7 @@
 //! `status` and by operators' tools.
 
 use crate::error::CoordinatorError;
-use crate::server::Coordinator;
+use proofmill_store::Store;
 
 /// One settling transaction, as recorded per batch (`l1/verify/{batch:012}`) and as the
 /// latest (`l1/last_verify_tx`).
@@ -48,34 +48,34 @@ impl VerifyRecord {
     }
 }
 
-impl Coordinator {
-    /// The settling transaction recorded for `batch`, if any.
-    pub async fn verify_record(
-        &self,
-        batch: u64,
-    ) -> Result<Option<VerifyRecord>, CoordinatorError> {
-        self.record(&verify_key(batch)).await
-    }
+/// The settling transaction recorded for `batch`, if any.
+pub(crate) async fn verify_record(
+    store: &dyn Store,
+    batch: u64,
+) -> Result<Option<VerifyRecord>, CoordinatorError> {
+    record(store, &verify_key(batch)).await
+}
 
-    /// The range of a settling transaction sent but not yet recorded, if any.
-    pub async fn pending_verify(&self) -> Result<Option<(u64, u64)>, CoordinatorError> {
-        Ok(self
-            .record(PENDING_VERIFY_KEY)
-            .await?
-            .map(|r| (r.first_batch, r.last_batch)))
-    }
+/// The range of a settling transaction sent but not yet recorded, if any.
+pub(crate) async fn pending_verify(
+    store: &dyn Store,
+) -> Result<Option<(u64, u64)>, CoordinatorError> {
+    Ok(record(store, PENDING_VERIFY_KEY)
+        .await?
+        .map(|r| (r.first_batch, r.last_batch)))
+}
 
-    /// The latest settling transaction.
-    pub async fn last_verify_tx(&self) -> Result<Option<VerifyRecord>, CoordinatorError> {
-        self.record(LAST_VERIFY_TX_KEY).await
-    }
+/// The latest settling transaction.
+pub(crate) async fn last_verify_tx(
+    store: &dyn Store,
+) -> Result<Option<VerifyRecord>, CoordinatorError> {
+    record(store, LAST_VERIFY_TX_KEY).await
+}
 
-    async fn record(&self, key: &str) -> Result<Option<VerifyRecord>, CoordinatorError> {
-        Ok(self
-            .store()
-            .get_meta(key)
-            .await?
-            .as_deref()
-            .and_then(VerifyRecord::from_json))
-    }
+async fn record(store: &dyn Store, key: &str) -> Result<Option<VerifyRecord>, CoordinatorError> {
+    Ok(store
+        .get_meta(key)
+        .await?
+        .as_deref()
+        .and_then(VerifyRecord::from_json))
 }

@@ -6,20 +6,11 @@
 
 use crate::core::CoreMsg;
 use crate::error::CoordinatorError;
-use crate::server::Shared;
+use crate::shared::{L1Seen, Shared};
 use crate::shutdown::Shutdown;
 use proofmill_store::{Blobs, Store};
 use proofmill_types::{JobKey, ProofType};
 use std::sync::Arc;
-
-/// Last on-chain values seen by settlement (for `status`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct L1Seen {
-    pub last_committed_batch: Option<u64>,
-    pub last_verified_batch: Option<u64>,
-    /// Why the last settlement round did not settle what it tried to (cleared on success).
-    pub last_error: Option<String>,
-}
 
 /// What settlement gets of a coordinator (see the module doc). Cheap to clone.
 #[derive(Clone)]

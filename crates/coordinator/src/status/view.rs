@@ -1,0 +1,60 @@
+//! What `proofmill status` shows, and the last of it read from the store.
+
+use crate::settled::VerifyRecord;
+use proofmill_scheduler::ProverView;
+use proofmill_types::Millis;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobCountsView {
+    pub queued: u64,
+    pub leased: u64,
+    pub proven: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+}
+
+/// What `proofmill status` shows.
+#[derive(Clone, Debug)]
+pub struct StatusView {
+    pub last_sealed_batch: Option<u64>,
+    pub last_proven_batch: Option<u64>,
+    pub jobs: BTreeMap<String, JobCountsView>,
+    pub provers: Vec<ProverView>,
+    pub draining: bool,
+    /// From the settlement loops' cache; `None` when settlement is off.
+    pub last_committed_batch: Option<u64>,
+    pub last_verified_batch: Option<u64>,
+    pub last_verify_tx: Option<VerifyRecord>,
+    /// Set when the store did not answer: the batch, job and verify-tx figures above are
+    /// the last ones read from it (`provers`, `draining` and the L1 figures are live).
+    pub store_outage: Option<StoreOutage>,
+    /// What cannot progress as things stand (from the store's figures of the same read).
+    pub warnings: Vec<crate::StatusWarning>,
+    /// [`crate::CoordinatorConfig::intake_window`].
+    pub intake_window: u64,
+}
+
+/// Why a status came from memory, and how old its store figures are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOutage {
+    /// The store's endpoint and the cause.
+    pub error: String,
+    /// When the figures were read from the store (Unix ms); `None` if never since start.
+    pub as_of_ms: Option<Millis>,
+}
+
+/// The last status read from the store.
+#[derive(Default)]
+pub(crate) struct LastStatus(Mutex<Option<(StatusView, Millis)>>);
+
+impl LastStatus {
+    pub(crate) fn set(&self, view: &StatusView) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((view.clone(), crate::now_ms()));
+    }
+
+    pub(crate) fn get(&self) -> Option<(StatusView, Millis)> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
