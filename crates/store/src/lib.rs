@@ -18,21 +18,26 @@
 mod api;
 mod blobs;
 mod codec;
+mod dialect;
+mod legacy;
 mod migrate;
 mod postgres;
+mod rows;
+mod sql;
 mod sqlite;
 
 pub use api::*;
 pub use blobs::{Blobs, get_url, parse_blob_url, validate_key};
 
+use sql::SqlStore;
 use std::sync::Arc;
 
 /// Opens (creating if needed) and migrates the store at `url`.
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
     match scheme {
-        "sqlite" => Ok(Arc::new(sqlite::SqliteStore::open(url).await?)),
-        "postgres" | "postgresql" => Ok(Arc::new(postgres::PgStore::open(url).await?)),
+        "sqlite" => Ok(Arc::new(SqlStore::<sqlite::Sqlite>::open(url).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(SqlStore::<postgres::Postgres>::open(url).await?)),
         _ => Err(StoreError::InvalidUrl {
             url: redact(url),
             reason: "unsupported store: use sqlite://path?mode=rwc, sqlite::memory: or postgres://user@host/db"

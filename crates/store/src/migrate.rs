@@ -49,6 +49,11 @@ pub(crate) fn sqlite() -> Migrator {
             "coordinator_lease",
             include_str!("../migrations/sqlite/0006_coordinator_lease.sql"),
         ),
+        (
+            8,
+            "settlements",
+            include_str!("../migrations/sqlite/0008_settlements.sql"),
+        ),
     ])
 }
 
@@ -78,6 +83,11 @@ pub(crate) fn postgres() -> Migrator {
             6,
             "coordinator_lease",
             include_str!("../migrations/postgres/0006_coordinator_lease.sql"),
+        ),
+        (
+            8,
+            "settlements",
+            include_str!("../migrations/postgres/0008_settlements.sql"),
         ),
     ])
 }
