@@ -49,47 +49,8 @@ pub struct L1Seen {
     pub last_error: Option<String>,
 }
 
-/// One settling transaction, as recorded per batch (`l1/verify/{batch:012}`) and as the
-/// latest (`l1/last_verify_tx`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerifyRecord {
-    /// `0x`-prefixed hex.
-    pub tx_hash: String,
-    pub first_batch: u64,
-    pub last_batch: u64,
-    pub gas_used: u64,
-}
-
-pub(crate) const LAST_VERIFY_TX_KEY: &str = "l1/last_verify_tx";
-/// The range of a `verifyBatches` about to be sent, cleared once its outcome is recorded
-/// (empty: none). After a crash it says what was in flight.
-pub(crate) const PENDING_VERIFY_KEY: &str = "l1/pending_verify";
-
-pub(crate) fn verify_key(batch: u64) -> String {
-    format!("l1/verify/{batch:012}")
-}
-
-impl VerifyRecord {
-    pub(crate) fn to_json(&self) -> String {
-        serde_json::json!({
-            "tx_hash": self.tx_hash,
-            "first_batch": self.first_batch,
-            "last_batch": self.last_batch,
-            "gas_used": self.gas_used,
-        })
-        .to_string()
-    }
-
-    pub(crate) fn from_json(s: &str) -> Option<VerifyRecord> {
-        let v: serde_json::Value = serde_json::from_str(s).ok()?;
-        Some(VerifyRecord {
-            tx_hash: v["tx_hash"].as_str()?.to_string(),
-            first_batch: v["first_batch"].as_u64()?,
-            last_batch: v["last_batch"].as_u64()?,
-            gas_used: v["gas_used"].as_u64()?,
-        })
-    }
-}
+/// One settling transaction, as the store records it for each of its batches.
+pub use proofmill_store::VerifyRecord;
 
 /// The rollup's genesis state root for a devnet configuration.
 pub fn devnet_genesis_root(cfg: DevnetConfig) -> Result<Digest, CoordinatorError> {
@@ -175,33 +136,17 @@ impl Coordinator {
         &self,
         batch: u64,
     ) -> Result<Option<VerifyRecord>, CoordinatorError> {
-        Ok(self
-            .store()
-            .get_meta(&verify_key(batch))
-            .await?
-            .as_deref()
-            .and_then(VerifyRecord::from_json))
+        Ok(self.store().verify_record(batch).await?)
     }
 
     /// The range of a settling transaction sent but not yet recorded, if any.
     pub async fn pending_verify(&self) -> Result<Option<(u64, u64)>, CoordinatorError> {
-        Ok(self
-            .store()
-            .get_meta(PENDING_VERIFY_KEY)
-            .await?
-            .as_deref()
-            .and_then(VerifyRecord::from_json)
-            .map(|r| (r.first_batch, r.last_batch)))
+        Ok(self.store().pending_verify().await?)
     }
 
     /// The latest settling transaction.
     pub async fn last_verify_tx(&self) -> Result<Option<VerifyRecord>, CoordinatorError> {
-        Ok(self
-            .store()
-            .get_meta(LAST_VERIFY_TX_KEY)
-            .await?
-            .as_deref()
-            .and_then(VerifyRecord::from_json))
+        Ok(self.store().last_verify_record().await?)
     }
 }
 

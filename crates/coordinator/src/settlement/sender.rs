@@ -2,9 +2,7 @@
 //! `lastVerifiedBatch` with as few `verifyBatches` transactions as the caps allow. A proof the
 //! contract rejects is deleted and its job requeued; every other rejection deletes nothing.
 
-use super::{
-    LAST_VERIFY_TX_KEY, PENDING_VERIFY_KEY, SettlementConfig, VerifyRecord, hex_hash, verify_key,
-};
+use super::{SettlementConfig, VerifyRecord, hex_hash};
 use crate::core::CoreMsg;
 use crate::error::CoordinatorError;
 use crate::server::Coordinator;
@@ -94,20 +92,16 @@ pub(super) async fn send_once(
                     continue;
                 }
                 Ok(_) => {
-                    let pending = VerifyRecord {
-                        tx_hash: String::new(),
+                    let pending = Change::PendingVerify {
                         first_batch: from,
                         last_batch: from + k as u64 - 1,
-                        gas_used: 0,
+                        at: crate::now_ms(),
                     };
-                    coord
-                        .store()
-                        .set_meta(PENDING_VERIFY_KEY, &pending.to_json())
-                        .await?;
+                    coord.store().apply(&[pending]).await?;
                     // Kept on a transport error: the outcome is unknown until the chain says.
                     let attempt = send(l1, from, &proofs).await?;
                     if matches!(attempt, Attempt::Rejected(_)) {
-                        coord.store().set_meta(PENDING_VERIFY_KEY, "").await?;
+                        coord.store().apply(&[Change::ClearPendingVerify]).await?;
                     }
                     attempt
                 }
@@ -235,16 +229,11 @@ async fn record(
         gas_used: out.gas_used,
     };
     tracing::info!(first, last, tx = %rec.tx_hash, gas = out.gas_used, "batches verified on L1");
-    store_record(coord, &rec).await?;
-    coord.store().set_meta(PENDING_VERIFY_KEY, "").await
-}
-
-async fn store_record(coord: &Coordinator, rec: &VerifyRecord) -> Result<(), StoreError> {
-    let json = rec.to_json();
-    for n in rec.first_batch..=rec.last_batch {
-        coord.store().set_meta(&verify_key(n), &json).await?;
-    }
-    coord.store().set_meta(LAST_VERIFY_TX_KEY, &json).await
+    let at = crate::now_ms();
+    coord
+        .store()
+        .apply(&[Change::Verified { record: rec, at }, Change::ClearPendingVerify])
+        .await
 }
 
 /// Batches the chain verified past the last recorded one were settled by a transaction whose
@@ -256,7 +245,8 @@ async fn recover_records(coord: &Coordinator, l1: &dyn L1, verified: u64) -> Res
     if verified <= recorded {
         return Ok(());
     }
-    let pending = coord.store().get_meta(PENDING_VERIFY_KEY).await?;
+    let pending = coord.store().pending_verify().await?;
+    let mut changes = Vec::new();
     for r in l1.verified_ranges(recorded + 1).await? {
         let rec = VerifyRecord {
             tx_hash: hex_hash(&r.tx_hash),
@@ -268,9 +258,13 @@ async fn recover_records(coord: &Coordinator, l1: &dyn L1, verified: u64) -> Res
             first = r.first, last = r.last, tx = %rec.tx_hash, pending = ?pending,
             "recorded a settlement found on L1 whose receipt was not seen"
         );
-        store_record(coord, &rec).await?;
+        changes.push(Change::Verified {
+            record: rec,
+            at: crate::now_ms(),
+        });
     }
-    coord.store().set_meta(PENDING_VERIFY_KEY, "").await?;
+    changes.push(Change::ClearPendingVerify);
+    coord.store().apply(&changes).await?;
     Ok(())
 }
 
