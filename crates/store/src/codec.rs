@@ -423,7 +423,10 @@ impl<'a> Plan<'a> {
                 Change::ClearPendingVerify => pending = Some(None),
                 Change::Verified { record, at } => {
                     let row = VerifiedRow::new(record, *at)?;
-                    match verified.iter_mut().find(|v| v.first_batch == row.first_batch) {
+                    match verified
+                        .iter_mut()
+                        .find(|v| v.first_batch == row.first_batch)
+                    {
                         Some(slot) => *slot = row,
                         None => verified.push(row),
                     }

@@ -70,7 +70,10 @@ mod tests {
             entry("l1/verify/000000000001", rec),
             entry("l1/verify/000000000002", rec),
             entry("l1/verify/000000000003", "not json"),
-            entry("l1/verify/000000000004", r#"{"tx_hash":"0x1","first_batch":5}"#),
+            entry(
+                "l1/verify/000000000004",
+                r#"{"tx_hash":"0x1","first_batch":5}"#,
+            ),
             entry("l1/last_verify_tx", rec),
             entry(
                 "l1/pending_verify",

@@ -154,4 +154,3 @@ async fn connect_cause(options: &PgConnectOptions) -> Option<String> {
         }
     }
 }
-

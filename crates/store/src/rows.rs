@@ -40,7 +40,11 @@ pub(crate) struct Rows<'a> {
 
 impl<'a> Rows<'a> {
     fn new(spec: &Columns, len: usize, columns: Vec<Values<'a>>) -> Self {
-        debug_assert!(spec.iter().map(|c| c.1).eq(columns.iter().map(Values::kind)));
+        debug_assert!(
+            spec.iter()
+                .map(|c| c.1)
+                .eq(columns.iter().map(Values::kind))
+        );
         Rows { len, columns }
     }
 }

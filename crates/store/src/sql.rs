@@ -15,8 +15,7 @@
 //! rows, without per-row reads.
 
 use crate::api::{
-    Change, JobCounts, JobFilter, LeaseClaim, LeaseHolder, Result, Store, StoreError,
-    VerifyRecord,
+    Change, JobCounts, JobFilter, LeaseClaim, LeaseHolder, Result, Store, StoreError, VerifyRecord,
 };
 use crate::codec::{
     self, BATCH_COLS, JOB_COLS, PROOF_COLS, Plan, RowExt, db_err, decode_batch, decode_job,
@@ -304,7 +303,11 @@ where
         rows.iter().map(decode_job).collect()
     }
 
-    async fn fetch_verify(&self, query: Query<'_, D::Db>, what: &str) -> Result<Option<VerifyRecord>> {
+    async fn fetch_verify(
+        &self,
+        query: Query<'_, D::Db>,
+        what: &str,
+    ) -> Result<Option<VerifyRecord>> {
         let row = query
             .fetch_optional(&self.read)
             .await
@@ -892,7 +895,10 @@ where
         };
         match self.dialect.why_unreachable(error).await {
             None => Ok(()),
-            Some(cause) => Err(StoreError::Unavailable(format!("{}: {cause}", self.endpoint))),
+            Some(cause) => Err(StoreError::Unavailable(format!(
+                "{}: {cause}",
+                self.endpoint
+            ))),
         }
     }
 }

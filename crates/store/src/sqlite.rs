@@ -124,7 +124,6 @@ impl Dialect for Sqlite {
         })
     }
 
-
     /// `(SELECT value ->> 0 AS c0, … FROM jsonb_each($first))`: the rows are one JSON array
     /// of row arrays ([`Sqlite::bind_rows`]), blobs hex-encoded.
     fn row_source(columns: &Columns, first: usize) -> String {
@@ -253,4 +252,3 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
         std::thread::park();
     }
 }
-

@@ -203,7 +203,10 @@ async fn a_fenced_apply_writes_no_record(store: Arc<dyn Store>, url: &str) {
         .apply(&[verified(1, 2, "0xa"), Change::ClearPendingVerify])
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Fenced { epoch, current: Some(c) } if epoch == old && c == new), "{err}");
+    assert!(
+        matches!(err, StoreError::Fenced { epoch, current: Some(c) } if epoch == old && c == new),
+        "{err}"
+    );
     assert_eq!(other.verify_record(1).await.unwrap(), None);
     assert_eq!(other.pending_verify().await.unwrap(), Some((1, 2)));
 }
@@ -260,13 +263,21 @@ async fn records_in_the_meta_table_move_into_their_table(store: Arc<dyn Store>, 
         meta.push((format!("l1/verify/{n:012}"), b.clone()));
     }
     for (k, v) in &meta {
-        old.push(format!("INSERT INTO meta (key, value) VALUES ('{k}', '{v}')"));
+        old.push(format!(
+            "INSERT INTO meta (key, value) VALUES ('{k}', '{v}')"
+        ));
     }
     run_sql(url, &old).await;
 
     let store = open_store(url).await.unwrap();
-    assert_eq!(store.verify_record(1).await.unwrap(), Some(record_gas(1, 2, "0xa", 2000)));
-    assert_eq!(store.verify_record(4).await.unwrap(), Some(record_gas(3, 5, "0xb", 3000)));
+    assert_eq!(
+        store.verify_record(1).await.unwrap(),
+        Some(record_gas(1, 2, "0xa", 2000))
+    );
+    assert_eq!(
+        store.verify_record(4).await.unwrap(),
+        Some(record_gas(3, 5, "0xb", 3000))
+    );
     assert_eq!(store.verify_record(9).await.unwrap(), None);
     assert_eq!(
         store.last_verify_record().await.unwrap(),
@@ -276,7 +287,10 @@ async fn records_in_the_meta_table_move_into_their_table(store: Arc<dyn Store>, 
     for (k, _) in &meta {
         assert_eq!(store.get_meta(k).await.unwrap(), None, "{k}");
     }
-    assert_eq!(store.get_meta("cursor").await.unwrap().as_deref(), Some("7"));
+    assert_eq!(
+        store.get_meta("cursor").await.unwrap().as_deref(),
+        Some("7")
+    );
 
     // Moved once: what is written since survives the next open.
     store
@@ -290,7 +304,10 @@ async fn records_in_the_meta_table_move_into_their_table(store: Arc<dyn Store>, 
         Some(record(6, 7, "0xc"))
     );
     assert_eq!(store.pending_verify().await.unwrap(), None);
-    assert_eq!(store.verify_record(2).await.unwrap(), Some(record_gas(1, 2, "0xa", 2000)));
+    assert_eq!(
+        store.verify_record(2).await.unwrap(),
+        Some(record_gas(1, 2, "0xa", 2000))
+    );
 }
 
 fn record_gas(first: u64, last: u64, tx: &str, gas: u64) -> VerifyRecord {

@@ -232,7 +232,10 @@ async fn record(
     let at = crate::now_ms();
     coord
         .store()
-        .apply(&[Change::Verified { record: rec, at }, Change::ClearPendingVerify])
+        .apply(&[
+            Change::Verified { record: rec, at },
+            Change::ClearPendingVerify,
+        ])
         .await
 }
 
