@@ -295,6 +295,26 @@ where
         Ok((to_i64(batch.number, "batch number")?, to_i64(now, "now")?))
     }
 
+    /// The row of `table` (jobs or proofs) with this key, if any.
+    async fn row_by_key(
+        &self,
+        columns: &str,
+        table: &str,
+        key: &JobKey,
+    ) -> Result<Option<<D::Db as Database>::Row>> {
+        let Ok(batch) = i64::try_from(key.batch) else {
+            return Ok(None);
+        };
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {columns} FROM {table} WHERE batch = $1 AND proof_type = $2"
+        )))
+        .bind(batch)
+        .bind(key.proof_type.as_str())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(|e| self.db_err(&format!("reading {table}"), e))
+    }
+
     async fn fetch_all_jobs(&self, query: Query<'_, D::Db>, what: &str) -> Result<Vec<Job>> {
         let rows = query
             .fetch_all(&self.read)
@@ -502,17 +522,7 @@ where
     }
 
     async fn job(&self, key: &JobKey) -> Result<Option<Job>> {
-        let Ok(batch) = i64::try_from(key.batch) else {
-            return Ok(None);
-        };
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {JOB_COLS} FROM jobs WHERE batch = $1 AND proof_type = $2"
-        )))
-        .bind(batch)
-        .bind(key.proof_type.as_str())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(|e| self.db_err("reading job", e))?;
+        let row = self.row_by_key(JOB_COLS, "jobs", key).await?;
         row.as_ref().map(decode_job).transpose()
     }
 
@@ -615,17 +625,7 @@ where
     }
 
     async fn proof(&self, key: &JobKey) -> Result<Option<ProofRecord>> {
-        let Ok(batch) = i64::try_from(key.batch) else {
-            return Ok(None);
-        };
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {PROOF_COLS} FROM proofs WHERE batch = $1 AND proof_type = $2"
-        )))
-        .bind(batch)
-        .bind(key.proof_type.as_str())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(|e| self.db_err("reading proof", e))?;
+        let row = self.row_by_key(PROOF_COLS, "proofs", key).await?;
         row.as_ref().map(decode_proof).transpose()
     }
 

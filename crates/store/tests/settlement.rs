@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use proofmill_store::{LeaseClaim, StoreError, VerifyRecord};
-use sqlx::{AssertSqlSafe, Connection as _};
+use sqlx::AssertSqlSafe;
 
 store_test!(
     records_are_found_by_batch,
@@ -214,24 +214,25 @@ async fn a_fenced_apply_writes_no_record(store: Arc<dyn Store>, url: &str) {
 /// Runs SQL on the store's database directly (what an older proofmill left behind).
 async fn run_sql(url: &str, statements: &[String]) {
     if url.starts_with("sqlite") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        for s in statements {
-            sqlx::raw_sql(AssertSqlSafe(s.clone()))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-        }
-        conn.close().await.unwrap();
+        run_on::<sqlx::SqliteConnection>(url, statements).await
     } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        for s in statements {
-            sqlx::raw_sql(AssertSqlSafe(s.clone()))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-        }
-        conn.close().await.unwrap();
+        run_on::<sqlx::PgConnection>(url, statements).await
     }
+}
+
+async fn run_on<C>(url: &str, statements: &[String])
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let mut conn = C::connect(url).await.unwrap();
+    for s in statements {
+        sqlx::raw_sql(AssertSqlSafe(s.clone()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    conn.close().await.unwrap();
 }
 
 fn old_json(first: u64, last: u64, tx: &str, gas: u64) -> String {
