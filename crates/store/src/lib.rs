@@ -1,7 +1,8 @@
 //! Durable state of a coordinator.
 //!
-//! [`Store`] keeps batches, jobs (with their leases) and proof records; [`Blobs`] keeps the
-//! bytes (batch inputs, proofs). The scheduler owns job state in memory and the store mirrors
+//! [`Store`] keeps batches, jobs (with their leases), proof records and the records of L1
+//! settlement transactions ([`VerifyRecord`]); [`Blobs`] keeps the bytes (batch inputs,
+//! proofs). The scheduler owns job state in memory and the store mirrors
 //! it: every transition is written as a [`Change`] through [`Store::apply`] *before* its
 //! effect is sent to a prover, so a coordinator killed at any moment restarts from the store
 //! without losing a batch, job, lease or proof.
@@ -11,7 +12,9 @@
 //! `?synchronous=normal`) or PostgreSQL
 //! (`postgres://…`, `postgresql://…`) and runs the embedded migrations. Both backends have
 //! the same behaviour. Unsigned 64-bit values are stored as signed BIGINTs: values above
-//! `i64::MAX` are rejected with [`StoreError::Database`] instead of wrapping.
+//! `i64::MAX` are rejected with [`StoreError::Unstorable`] instead of wrapping. One
+//! implementation serves both (`sql.rs`); what differs between them is their dialect
+//! (`dialect.rs`, `sqlite.rs`, `postgres.rs`).
 //!
 //! In [`JobFilter`], a `limit` of 0 means "no limit".
 

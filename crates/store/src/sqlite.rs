@@ -1,4 +1,4 @@
-//! SQLite backend.
+//! SQLite dialect of the SQL store ([`crate::sql`]): connections, durability, checkpoints.
 //!
 //! Durability: WAL journal with `synchronous=FULL` by default: a committed transaction
 //! survives the process being killed (`kill -9`), an OS crash and a power loss (the WAL is
