@@ -117,6 +117,12 @@ async fn commit(store: &dyn Store, changes: &[Change]) -> Result<(), StoreError>
                 Change::Proof(p) => p.key.to_string(),
                 Change::DeleteProof(k) => k.to_string(),
                 Change::Cordon { prover, .. } => format!("cordon of {prover}"),
+                Change::PendingVerify { first_batch, .. }
+                | Change::Verified {
+                    record: proofmill_store::VerifyRecord { first_batch, .. },
+                    ..
+                } => format!("settlement from batch {first_batch}"),
+                Change::ClearPendingVerify => "pending settlement".into(),
             };
             tracing::error!(error = %e, %key, "change dropped: the store cannot hold it");
         }

@@ -8,7 +8,7 @@ use proofmill_coordinator::Coordinator;
 use proofmill_proto::v1::RunningTask;
 use proofmill_store::{
     Blobs, Change, JobCounts, JobFilter, LeaseClaim, LeaseHolder, Result, Store, StoreError,
-    open_store,
+    VerifyRecord, open_store,
 };
 use proofmill_types::{Batch, BatchNumber, Job, JobKey, JobState, Millis, ProofRecord, ProverId};
 use std::sync::Arc;
@@ -80,6 +80,15 @@ impl Store for StallingStore {
     }
     async fn cordoned_provers(&self) -> Result<Vec<(ProverId, String)>> {
         self.inner.cordoned_provers().await
+    }
+    async fn verify_record(&self, batch: BatchNumber) -> Result<Option<VerifyRecord>> {
+        self.inner.verify_record(batch).await
+    }
+    async fn last_verify_record(&self) -> Result<Option<VerifyRecord>> {
+        self.inner.last_verify_record().await
+    }
+    async fn pending_verify(&self) -> Result<Option<(BatchNumber, BatchNumber)>> {
+        self.inner.pending_verify().await
     }
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {
         self.inner.get_meta(key).await

@@ -102,3 +102,11 @@ pub async fn start(
 pub(crate) fn hex_hash(h: &[u8; 32]) -> String {
     format!("0x{}", hex::encode(h))
 }
+
+/// Wall-clock milliseconds, for the times settlement records carry.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -2,13 +2,11 @@
 //! `lastVerifiedBatch` with as few `verifyBatches` transactions as the caps allow. A proof the
 //! contract rejects is deleted and its job requeued; every other rejection deletes nothing.
 
-use crate::{SettlementConfig, hex_hash};
-use proofmill_coordinator::{
-    CoordinatorError, LAST_VERIFY_TX_KEY, PENDING_VERIFY_KEY, SettlementPort, VerifyRecord,
-    verify_key,
-};
+use crate::{SettlementConfig, hex_hash, now_ms};
+use proofmill_coordinator::{CoordinatorError, SettlementPort};
 use proofmill_l1::{L1, L1Error, Revert, TxOutcome, TxStatus};
 use proofmill_store::StoreError;
+use proofmill_store::{Change, VerifyRecord};
 use proofmill_types::{JobKey, JobState, ProofType};
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,19 +92,16 @@ pub(super) async fn send_once(
                     continue;
                 }
                 Ok(_) => {
-                    let pending = VerifyRecord {
-                        tx_hash: String::new(),
+                    let pending = Change::PendingVerify {
                         first_batch: from,
                         last_batch: from + k as u64 - 1,
-                        gas_used: 0,
+                        at: now_ms(),
                     };
-                    port.store()
-                        .set_meta(PENDING_VERIFY_KEY, &pending.to_json())
-                        .await?;
+                    port.store().apply(&[pending]).await?;
                     // Kept on a transport error: the outcome is unknown until the chain says.
                     let attempt = send(l1, from, &proofs).await?;
                     if matches!(attempt, Attempt::Rejected(_)) {
-                        port.store().set_meta(PENDING_VERIFY_KEY, "").await?;
+                        port.store().apply(&[Change::ClearPendingVerify]).await?;
                     }
                     attempt
                 }
@@ -234,26 +229,13 @@ async fn record(
         gas_used: out.gas_used,
     };
     tracing::info!(first, last, tx = %rec.tx_hash, gas = out.gas_used, "batches verified on L1");
-    store_record(port, &rec).await?;
-    port.store().set_meta(PENDING_VERIFY_KEY, "").await
-}
-
-/// The latest settling transaction recorded.
-async fn last_recorded(port: &SettlementPort) -> Result<Option<VerifyRecord>, StoreError> {
-    Ok(port
-        .store()
-        .get_meta(LAST_VERIFY_TX_KEY)
-        .await?
-        .as_deref()
-        .and_then(VerifyRecord::from_json))
-}
-
-async fn store_record(port: &SettlementPort, rec: &VerifyRecord) -> Result<(), StoreError> {
-    let json = rec.to_json();
-    for n in rec.first_batch..=rec.last_batch {
-        port.store().set_meta(&verify_key(n), &json).await?;
-    }
-    port.store().set_meta(LAST_VERIFY_TX_KEY, &json).await
+    let at = now_ms();
+    port.store()
+        .apply(&[
+            Change::Verified { record: rec, at },
+            Change::ClearPendingVerify,
+        ])
+        .await
 }
 
 /// Batches the chain verified past the last recorded one were settled by a transaction whose
@@ -265,11 +247,16 @@ async fn recover_records(
     l1: &dyn L1,
     verified: u64,
 ) -> Result<(), SendError> {
-    let recorded = last_recorded(port).await?.map_or(0, |r| r.last_batch);
+    let recorded = port
+        .store()
+        .last_verify_record()
+        .await?
+        .map_or(0, |r| r.last_batch);
     if verified <= recorded {
         return Ok(());
     }
-    let pending = port.store().get_meta(PENDING_VERIFY_KEY).await?;
+    let pending = port.store().pending_verify().await?;
+    let mut changes = Vec::new();
     for r in l1.verified_ranges(recorded + 1).await? {
         let rec = VerifyRecord {
             tx_hash: hex_hash(&r.tx_hash),
@@ -281,9 +268,13 @@ async fn recover_records(
             first = r.first, last = r.last, tx = %rec.tx_hash, pending = ?pending,
             "recorded a settlement found on L1 whose receipt was not seen"
         );
-        store_record(port, &rec).await?;
+        changes.push(Change::Verified {
+            record: rec,
+            at: now_ms(),
+        });
     }
-    port.store().set_meta(PENDING_VERIFY_KEY, "").await?;
+    changes.push(Change::ClearPendingVerify);
+    port.store().apply(&changes).await?;
     Ok(())
 }
 

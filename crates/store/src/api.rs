@@ -68,6 +68,29 @@ pub enum Change {
         at: Millis,
         reason: String,
     },
+    /// A settling transaction of batches `first_batch..=last_batch` is about to be sent:
+    /// after a crash the store says what was in flight ([`Store::pending_verify`]). Replaces
+    /// any earlier pending mark.
+    PendingVerify {
+        first_batch: BatchNumber,
+        last_batch: BatchNumber,
+        at: Millis,
+    },
+    /// Forget the pending mark: its transaction was recorded, rejected or found on L1.
+    ClearPendingVerify,
+    /// A settling transaction was mined: its record, found by each of its batches
+    /// ([`Store::verify_record`]). A record with the same first batch is replaced.
+    Verified { record: VerifyRecord, at: Millis },
+}
+
+/// One settling transaction on L1 (`verifyBatches`), recorded for each of its batches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyRecord {
+    /// `0x`-prefixed hex.
+    pub tx_hash: String,
+    pub first_batch: BatchNumber,
+    pub last_batch: BatchNumber,
+    pub gas_used: u64,
 }
 
 /// Which jobs [`Store::jobs`] lists.
@@ -146,6 +169,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Provers cordoned by [`Change::Cordon`] and not put back, with the reason, in id order.
     async fn cordoned_provers(&self) -> Result<Vec<(ProverId, String)>>;
+
+    /// The settling transaction recorded ([`Change::Verified`]) for `batch`, if any.
+    async fn verify_record(&self, batch: BatchNumber) -> Result<Option<VerifyRecord>>;
+
+    /// The settling transaction recorded last (the one of the highest batches).
+    async fn last_verify_record(&self) -> Result<Option<VerifyRecord>>;
+
+    /// The range of a settling transaction marked pending ([`Change::PendingVerify`]) and
+    /// not cleared since.
+    async fn pending_verify(&self) -> Result<Option<(BatchNumber, BatchNumber)>>;
 
     /// Small durable key/value settings (cursors of batch sources, etc.).
     async fn get_meta(&self, key: &str) -> Result<Option<String>>;

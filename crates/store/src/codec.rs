@@ -1,9 +1,9 @@
 //! Conversions between domain types and SQL column values, shared by both dialects.
 
-use crate::api::{Change, Result, StoreError};
+use crate::api::{Change, Result, StoreError, VerifyRecord};
 use proofmill_types::{
-    Batch, BatchNumber, Digest, FencingToken, Job, JobKey, JobState, Lease, ProofRecord, ProofType,
-    ProverId, PublicValues,
+    Batch, BatchNumber, Digest, FencingToken, Job, JobKey, JobState, Lease, Millis, ProofRecord,
+    ProofType, ProverId, PublicValues,
 };
 use std::collections::HashMap;
 
@@ -310,6 +310,38 @@ pub(crate) struct Plan<'a> {
     /// The highest fencing token among all the changes, including leases a later change
     /// of the same job replaced: the store's high-water mark never misses a token it saw.
     pub token_high: i64,
+    /// The pending settlement mark: untouched (`None`), cleared (`Some(None)`) or set to
+    /// (first batch, last batch, time).
+    pub pending: Option<Option<(i64, i64, i64)>>,
+    /// Settled transactions, the last per first batch.
+    pub verified: Vec<VerifiedRow<'a>>,
+}
+
+/// A settled transaction as bound to SQL.
+pub(crate) struct VerifiedRow<'a> {
+    pub first_batch: i64,
+    pub last_batch: i64,
+    pub tx_hash: &'a str,
+    pub gas_used: i64,
+    pub at: i64,
+}
+
+impl<'a> VerifiedRow<'a> {
+    fn new(r: &'a VerifyRecord, at: Millis) -> Result<Self> {
+        if r.last_batch < r.first_batch {
+            return Err(StoreError::Unstorable(format!(
+                "settlement of batches {}..={}: the range is empty",
+                r.first_batch, r.last_batch
+            )));
+        }
+        Ok(VerifiedRow {
+            first_batch: to_i64(r.first_batch, "settled first batch")?,
+            last_batch: to_i64(r.last_batch, "settled last batch")?,
+            tx_hash: text(&r.tx_hash, "settlement tx hash")?,
+            gas_used: to_i64(r.gas_used, "settlement gas")?,
+            at: to_i64(at, "settlement time")?,
+        })
+    }
 }
 
 impl<'a> Plan<'a> {
@@ -325,11 +357,13 @@ impl<'a> Plan<'a> {
         let mut cordons: Vec<(&'a str, bool, i64, &'a str)> = Vec::new();
         let mut cordon_slot: HashMap<&'a str, usize> = HashMap::new();
         let mut token_high = 0;
+        let mut pending = None;
+        let mut verified: Vec<VerifiedRow<'a>> = Vec::new();
         for change in changes {
             let token = match change {
                 Change::Job(job) => job.lease.as_ref().map_or(0, |l| l.token.0),
                 Change::Proof(p) => p.token.0,
-                Change::DeleteProof(_) | Change::Cordon { .. } => 0,
+                _ => 0,
             };
             token_high = token_high.max(token);
             match change {
@@ -366,6 +400,33 @@ impl<'a> Plan<'a> {
                         }
                     }
                 }
+                Change::PendingVerify {
+                    first_batch,
+                    last_batch,
+                    at,
+                } => {
+                    if last_batch < first_batch {
+                        return Err(StoreError::Unstorable(format!(
+                            "pending settlement of batches {first_batch}..={last_batch}: the range is empty"
+                        )));
+                    }
+                    pending = Some(Some((
+                        to_i64(*first_batch, "pending first batch")?,
+                        to_i64(*last_batch, "pending last batch")?,
+                        to_i64(*at, "pending time")?,
+                    )));
+                }
+                Change::ClearPendingVerify => pending = Some(None),
+                Change::Verified { record, at } => {
+                    let row = VerifiedRow::new(record, *at)?;
+                    match verified
+                        .iter_mut()
+                        .find(|v| v.first_batch == row.first_batch)
+                    {
+                        Some(slot) => *slot = row,
+                        None => verified.push(row),
+                    }
+                }
             }
         }
         fn upsert_slot<'a, T>(
@@ -386,6 +447,8 @@ impl<'a> Plan<'a> {
             jobs: jobs.into_iter().map(JobRow::new).collect::<Result<_>>()?,
             token_high: to_i64(token_high, "fencing token")?,
             cordons,
+            pending,
+            verified,
             ..Plan::default()
         };
         for op in proofs {
@@ -423,61 +486,8 @@ impl Plan<'_> {
             && self.proofs.is_empty()
             && self.deletes.is_empty()
             && self.cordons.is_empty()
-    }
-
-    /// The plan as three JSON arrays of row arrays (jobs, deleted proof keys, proofs), columns
-    /// in the order of [`JobRow`] / [`ProofRow`], blobs hex-encoded: SQLite's `apply` binds
-    /// them whole, so one statement text serves any number of rows.
-    pub fn json_rows(&self) -> Result<(String, String, String)> {
-        let jobs: Vec<_> = self
-            .jobs
-            .iter()
-            .map(|j| {
-                (
-                    j.batch,
-                    j.proof_type,
-                    j.state,
-                    j.version,
-                    j.failed_attempts,
-                    j.lost_attempts,
-                    j.lease_prover,
-                    j.lease_token,
-                    j.leased_at,
-                    j.lease_deadline,
-                    j.not_before,
-                    j.last_error,
-                    j.updated_at,
-                )
-            })
-            .collect();
-        let proofs: Vec<_> = self
-            .proofs
-            .iter()
-            .map(|p| {
-                (
-                    p.batch,
-                    p.proof_type,
-                    p.blob_key,
-                    p.size,
-                    hex::encode(p.digest),
-                    p.prover,
-                    p.prover_name,
-                    p.token,
-                    p.leased_at,
-                    p.received_at,
-                    p.prove_ms,
-                    p.inline.map(hex::encode),
-                )
-            })
-            .collect();
-        let json = |v: Result<String, serde_json::Error>| {
-            v.map_err(|e| StoreError::Database(format!("encoding rows: {e}")))
-        };
-        Ok((
-            json(serde_json::to_string(&jobs))?,
-            json(serde_json::to_string(&self.deletes))?,
-            json(serde_json::to_string(&proofs))?,
-        ))
+            && self.pending.is_none()
+            && self.verified.is_empty()
     }
 }
 

@@ -1,7 +1,8 @@
 //! Durable state of a coordinator.
 //!
-//! [`Store`] keeps batches, jobs (with their leases) and proof records; [`Blobs`] keeps the
-//! bytes (batch inputs, proofs). The scheduler owns job state in memory and the store mirrors
+//! [`Store`] keeps batches, jobs (with their leases), proof records and the records of L1
+//! settlement transactions ([`VerifyRecord`]); [`Blobs`] keeps the bytes (batch inputs,
+//! proofs). The scheduler owns job state in memory and the store mirrors
 //! it: every transition is written as a [`Change`] through [`Store::apply`] *before* its
 //! effect is sent to a prover, so a coordinator killed at any moment restarts from the store
 //! without losing a batch, job, lease or proof.
@@ -11,28 +12,35 @@
 //! `?synchronous=normal`) or PostgreSQL
 //! (`postgres://…`, `postgresql://…`) and runs the embedded migrations. Both backends have
 //! the same behaviour. Unsigned 64-bit values are stored as signed BIGINTs: values above
-//! `i64::MAX` are rejected with [`StoreError::Database`] instead of wrapping.
+//! `i64::MAX` are rejected with [`StoreError::Unstorable`] instead of wrapping. One
+//! implementation serves both (`sql.rs`); what differs between them is their dialect
+//! (`dialect.rs`, `sqlite.rs`, `postgres.rs`).
 //!
 //! In [`JobFilter`], a `limit` of 0 means "no limit".
 
 mod api;
 mod blobs;
 mod codec;
+mod dialect;
+mod legacy;
 mod migrate;
 mod postgres;
+mod rows;
+mod sql;
 mod sqlite;
 
 pub use api::*;
 pub use blobs::{Blobs, get_url, parse_blob_url, validate_key};
 
+use sql::SqlStore;
 use std::sync::Arc;
 
 /// Opens (creating if needed) and migrates the store at `url`.
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
     match scheme {
-        "sqlite" => Ok(Arc::new(sqlite::SqliteStore::open(url).await?)),
-        "postgres" | "postgresql" => Ok(Arc::new(postgres::PgStore::open(url).await?)),
+        "sqlite" => Ok(Arc::new(SqlStore::<sqlite::Sqlite>::open(url).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(SqlStore::<postgres::Postgres>::open(url).await?)),
         _ => Err(StoreError::InvalidUrl {
             url: redact(url),
             reason: "unsupported store: use sqlite://path?mode=rwc, sqlite::memory: or postgres://user@host/db"

@@ -54,6 +54,11 @@ pub(crate) fn sqlite() -> Migrator {
             "public_values",
             include_str!("../migrations/sqlite/0007_public_values.sql"),
         ),
+        (
+            8,
+            "settlements",
+            include_str!("../migrations/sqlite/0008_settlements.sql"),
+        ),
     ])
 }
 
@@ -88,6 +93,11 @@ pub(crate) fn postgres() -> Migrator {
             7,
             "public_values",
             include_str!("../migrations/postgres/0007_public_values.sql"),
+        ),
+        (
+            8,
+            "settlements",
+            include_str!("../migrations/postgres/0008_settlements.sql"),
         ),
     ])
 }

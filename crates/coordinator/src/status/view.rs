@@ -1,7 +1,7 @@
 //! What `proofmill status` shows, and the last of it read from the store.
 
-use crate::settled::VerifyRecord;
 use proofmill_scheduler::ProverView;
+use proofmill_store::VerifyRecord;
 use proofmill_types::Millis;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
