@@ -39,7 +39,7 @@ pub use devnet_source::{DEFAULT_SNAPSHOT_EVERY, DevnetSource, DevnetSourceConfig
 pub use error::CoordinatorError;
 pub use leadership::{Candidate, Leadership, LeaseCheck, LeaseSettings, default_url};
 pub use limits::InFlight;
-pub use listener::Listener;
+pub use listener::{LISTEN_BACKLOG, Listener, listen};
 pub use server::{Coordinator, Serving};
 pub use settlement::{L1Seen, Settlement, SettlementConfig, VerifyRecord, devnet_genesis_root};
 pub use standby::Standby;

@@ -19,7 +19,7 @@
 //! coordinator acknowledges it with a `ResultAck` for its task id and fencing token. After a
 //! reconnect the prover presents `Reconnect{prover_id, running}` and resends the whole outbox.
 
-mod backoff;
+pub mod backoff;
 mod conn;
 mod input;
 pub mod sim;

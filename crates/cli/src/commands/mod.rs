@@ -38,6 +38,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             command: BenchCommand::Restart(args),
         } => bench::restart(args).await,
         Command::Bench {
+            command: BenchCommand::Fleet(args),
+        } => bench::fleet(args).await,
+        Command::Bench {
             command: BenchCommand::SimProvers(args),
         } => bench::sim_provers(args).await,
         Command::L1 {

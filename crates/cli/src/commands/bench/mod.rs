@@ -2,12 +2,17 @@
 //! with one `key=value` line.
 
 mod dispatch;
+mod fleet;
+mod jobs;
+mod process;
 mod prove;
 mod restart;
 mod settle;
 mod sim;
+mod store;
 
 pub use dispatch::dispatch;
+pub use fleet::fleet;
 pub use prove::prove;
 pub use restart::restart;
 pub use settle::settle;
