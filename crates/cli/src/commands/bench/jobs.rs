@@ -5,9 +5,24 @@ use futures::StreamExt as _;
 use proofmill_coordinator::{Coordinator, NewBatch};
 use proofmill_types::{Digest, PublicValues};
 
+/// Batches submitted between two flushes: well inside the coordinator's intake window
+/// (1,024 above the last stored batch), which a slow commit could otherwise overrun.
+const FLUSH_EVERY: u64 = 512;
+
 /// Submits batches `1..=jobs` (one job each), 16 at a time.
 pub async fn submit(coord: &Coordinator, jobs: u64) -> anyhow::Result<()> {
-    futures::stream::iter(1..=jobs)
+    let mut first = 1;
+    while first <= jobs {
+        let last = (first + FLUSH_EVERY - 1).min(jobs);
+        submit_range(coord, first, last).await?;
+        coord.flush().await?;
+        first = last + 1;
+    }
+    Ok(())
+}
+
+async fn submit_range(coord: &Coordinator, first: u64, last: u64) -> anyhow::Result<()> {
+    futures::stream::iter(first..=last)
         .map(|n| {
             let coord = coord.clone();
             async move {

@@ -244,7 +244,7 @@ impl SimProver {
                 .errors
                 .lock()
                 .expect("errors lock")
-                .entry(why)
+                .entry(without_ids(&why))
                 .or_default() += 1;
             tokio::select! {
                 _ = tokio::time::sleep(backoff.next_delay()) => {}
@@ -370,4 +370,12 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+/// `why` with prover ids elided, so that reasons count together.
+fn without_ids(why: &str) -> String {
+    why.split(' ')
+        .map(|w| if w.starts_with("prv-") { "prv-…" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
