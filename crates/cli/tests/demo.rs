@@ -217,7 +217,14 @@ fn bench_dispatch_prints_its_summary_and_paces_an_offered_load() {
 #[test]
 fn bench_dispatch_runs_on_a_postgres_it_starts() {
     let line = last_line_of(&[
-        "bench", "dispatch", "--store", "postgres", "--provers", "2", "--jobs", "100",
+        "bench",
+        "dispatch",
+        "--store",
+        "postgres",
+        "--provers",
+        "2",
+        "--jobs",
+        "100",
     ]);
     let f = fields(&line);
     assert_eq!(f[0].0, "completions_per_s", "{line}");

@@ -118,7 +118,10 @@ mod tests {
             tenths[((d.as_secs_f64() / window.as_secs_f64() * 10.0) as usize).min(9)] += 1;
         }
         assert!(lo < window / 100, "nothing in the first 1%: lowest {lo:?}");
-        assert!(hi > window * 99 / 100, "nothing in the last 1%: highest {hi:?}");
+        assert!(
+            hi > window * 99 / 100,
+            "nothing in the last 1%: highest {hi:?}"
+        );
         // Uniform: 1,000 expected per tenth, sd about 30; 800..1200 is over 6 sd either way.
         for (i, &count) in tenths.iter().enumerate() {
             assert!(

@@ -4,8 +4,8 @@
 //! coordinator: from a result read off a prover's stream to that prover's next task handed
 //! to its stream. The provers' round trip (two loopback hops more) is printed beside it.
 
-use super::store::BenchDb;
 use super::sim::{self, SimReport};
+use super::store::BenchDb;
 use super::{jobs, percentiles, process};
 use crate::args::BenchDispatchArgs;
 use crate::commands::coordinator;
@@ -20,12 +20,17 @@ pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
         record_dispatch_latency: true,
         ..CoordinatorConfig::default()
     };
-    let (coord, _lease) =
-        coordinator::open_with(&db.url, &db.blobs, config, !a.no_lease).await?;
+    let (coord, _lease) = coordinator::open_with(&db.url, &db.blobs, config, !a.no_lease).await?;
     if coord.status().await?.last_sealed_batch.is_some() {
-        bail!("the bench needs an empty database: {} already holds batches", db.url);
+        bail!(
+            "the bench needs an empty database: {} already holds batches",
+            db.url
+        );
     }
-    eprintln!("bench dispatch: preparing {} jobs in {} ...", a.jobs, db.url);
+    eprintln!(
+        "bench dispatch: preparing {} jobs in {} ...",
+        a.jobs, db.url
+    );
     jobs::submit(&coord, a.jobs).await?;
     coord.flush().await?;
 

@@ -32,7 +32,10 @@ pub async fn fleet(a: BenchFleetArgs) -> anyhow::Result<()> {
     };
     let (coord, _lease) = coordinator::open(&db.url, &db.blobs, config).await?;
     if coord.status().await?.last_sealed_batch.is_some() {
-        bail!("the bench needs an empty database: {} already holds batches", db.url);
+        bail!(
+            "the bench needs an empty database: {} already holds batches",
+            db.url
+        );
     }
     // The coordinator's own listening socket, with its long accept queue.
     let listener = proofmill_coordinator::listen("127.0.0.1:0".parse()?)?;

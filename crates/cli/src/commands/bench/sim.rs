@@ -18,12 +18,11 @@
 use super::percentiles;
 use crate::args::BenchSimProversArgs;
 use anyhow::{Context as _, bail};
-use proofmill_prover::backoff::Backoff;
 use proofmill_proto::v1::{
-    ErrorCode, HeartbeatAck, ProverMessage, Register, TaskResult,
-    coordinator_message::Kind as Out, prover_message::Kind as In,
-    prover_service_client::ProverServiceClient, task_result::Outcome,
+    ErrorCode, HeartbeatAck, ProverMessage, Register, TaskResult, coordinator_message::Kind as Out,
+    prover_message::Kind as In, prover_service_client::ProverServiceClient, task_result::Outcome,
 };
+use proofmill_prover::backoff::Backoff;
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
