@@ -107,7 +107,11 @@ pub enum BenchCommand {
     /// Simulate the scheduler over a heterogeneous fleet and compare assignment policies by
     /// makespan over a lower bound.
     Makespan(BenchMakespanArgs),
-    /// The simulated provers of `bench dispatch`, run by it in a process of their own.
+    /// Measure a coordinator holding N idle provers: memory per prover, time until all
+    /// registered when they connect at once, then jobs run through them.
+    Fleet(BenchFleetArgs),
+    /// The simulated provers of `bench dispatch` and `bench fleet`, run by them in a process
+    /// of their own.
     #[command(hide = true)]
     SimProvers(BenchSimProversArgs),
 }
@@ -495,6 +499,32 @@ pub struct BenchRestartArgs {
     pub db: Option<String>,
 }
 
+/// The store a benchmark's coordinator writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchStore {
+    /// A fresh SQLite file in a temporary directory.
+    Sqlite,
+    /// A throwaway PostgreSQL server the bench starts on loopback (initdb and pg_ctl from
+    /// the local installation, or PROOFMILL_PG_BIN), its commits synchronous.
+    Postgres,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchFleetArgs {
+    /// Simulated provers, all connecting at once.
+    #[arg(long, env = "PROOFMILL_PROVERS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub provers: u32,
+    /// Jobs run through the fleet once every prover has registered.
+    #[arg(long, env = "PROOFMILL_JOBS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: u64,
+    /// Store to run on (ignored with --db).
+    #[arg(long, env = "PROOFMILL_STORE", value_enum, default_value_t = BenchStore::Sqlite)]
+    pub store: BenchStore,
+    /// Database URL of an empty store, instead of one the bench makes.
+    #[arg(long, env = "PROOFMILL_DB", value_parser = parse_db_url)]
+    pub db: Option<String>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct BenchDispatchArgs {
     /// Simulated provers.
@@ -503,8 +533,10 @@ pub struct BenchDispatchArgs {
     /// Jobs to dispatch.
     #[arg(long, env = "PROOFMILL_JOBS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub jobs: u64,
-    /// Database URL; default: a fresh SQLite file in a temporary directory
-    /// (the command creates it when this is `None`).
+    /// Store to run on (ignored with --db).
+    #[arg(long, env = "PROOFMILL_STORE", value_enum, default_value_t = BenchStore::Sqlite)]
+    pub store: BenchStore,
+    /// Database URL of an empty store, instead of one the bench makes.
     #[arg(long, env = "PROOFMILL_DB", value_parser = parse_db_url)]
     pub db: Option<String>,
     /// Offered load: results per second the simulated provers send in all, each prover
@@ -536,9 +568,9 @@ pub struct BenchSimProversArgs {
     /// Simulated provers.
     #[arg(long, env = "PROOFMILL_PROVERS", value_parser = clap::value_parser!(u32).range(1..))]
     pub provers: u32,
-    /// Completions to wait for before stopping.
+    /// Completions to wait for before stopping; unset: run until standard input closes.
     #[arg(long, env = "PROOFMILL_JOBS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub jobs: u64,
+    pub jobs: Option<u64>,
     /// Results per second sent in all, paced; unset: answer every task at once.
     #[arg(long, env = "PROOFMILL_RATE", value_parser = clap::value_parser!(u32).range(1..))]
     pub rate: Option<u32>,

@@ -188,12 +188,19 @@ fn bench_dispatch_prints_its_summary_and_paces_an_offered_load() {
         let keys: Vec<&str> = f.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             keys,
-            ["completions_per_s", "dispatch_p50_ms", "dispatch_p99_ms"],
+            [
+                "completions_per_s",
+                "dispatch_p50_ms",
+                "dispatch_p99_ms",
+                "cpu_us_per_job"
+            ],
             "{line}"
         );
         let num = |i: usize| f[i].1.parse::<f64>().unwrap();
-        let (rate, p50, p99) = (num(0), num(1), num(2));
+        let (rate, p50, p99, cpu) = (num(0), num(1), num(2), num(3));
         assert!(rate > 0.0 && 0.0 <= p50 && p50 <= p99, "{line}");
+        // Every job costs the coordinator some CPU time.
+        assert!(cpu > 0.0, "{line}");
         rate
     };
     let unpaced = summary(&[]);
@@ -205,4 +212,53 @@ fn bench_dispatch_prints_its_summary_and_paces_an_offered_load() {
         paced <= 220.0,
         "an offered load of 200/s completed {paced}/s (unpaced: {unpaced}/s)"
     );
+}
+
+#[test]
+fn bench_dispatch_runs_on_a_postgres_it_starts() {
+    let line = last_line_of(&[
+        "bench",
+        "dispatch",
+        "--store",
+        "postgres",
+        "--provers",
+        "2",
+        "--jobs",
+        "100",
+    ]);
+    let f = fields(&line);
+    assert_eq!(f[0].0, "completions_per_s", "{line}");
+    assert!(f[0].1.parse::<f64>().unwrap() > 0.0, "{line}");
+}
+
+/// A small fleet end to end: the provers' own process, all connecting at once, every one
+/// registered (the bench fails otherwise), then jobs through them; the summary line's format.
+#[test]
+fn bench_fleet_registers_every_prover_and_runs_jobs() {
+    let out = proofmill()
+        .args(["bench", "fleet", "--provers", "50", "--jobs", "200"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("all 50 registered"), "{stderr}");
+    let line = stdout.lines().last().unwrap_or_default();
+    let f = fields(line);
+    let keys: Vec<&str> = f.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "provers",
+            "rss_per_prover_kib",
+            "connect_s",
+            "completions_per_s"
+        ],
+        "{line}"
+    );
+    assert_eq!(f[0].1, "50", "{line}");
+    let num = |i: usize| f[i].1.parse::<f64>().unwrap();
+    // Memory can fall between two readings (the allocator returns some), so only finite.
+    assert!(num(1).is_finite(), "{line}");
+    assert!(num(2) > 0.0 && num(3) > 0.0, "{line}");
 }

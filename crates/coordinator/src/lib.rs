@@ -48,7 +48,7 @@ pub use error::CoordinatorError;
 pub use intake::{Intake, NewBatch};
 pub use leadership::{Candidate, Leadership, LeaseCheck, LeaseSettings, default_url};
 pub use limits::InFlight;
-pub use listener::Listener;
+pub use listener::{LISTEN_BACKLOG, Listener, listen};
 pub use proofmill_store::VerifyRecord;
 pub use server::{Coordinator, Serving};
 pub use settlement_port::SettlementPort;

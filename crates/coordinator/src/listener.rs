@@ -10,6 +10,26 @@ use tokio::sync::{Mutex, mpsc};
 
 /// Connections accepted but not yet taken by a server.
 const BACKLOG: usize = 64;
+/// Connections the kernel completes before the coordinator accepts them. A fleet
+/// reconnecting at once (every prover after a coordinator restart) overflows a short queue,
+/// and the kernel then drops or resets the connections it cannot queue. The kernel caps this
+/// at `net.core.somaxconn` (4096 by default since Linux 5.4; raise it for larger fleets).
+pub const LISTEN_BACKLOG: u32 = 65_535;
+
+/// A listening socket on `addr` with a [`LISTEN_BACKLOG`] long accept queue (tokio's own
+/// `TcpListener::bind` asks for 1,024).
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std and tokio do: a restarted coordinator binds its port again at once, while
+    // connections of the previous process linger in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 pub struct Listener {
     accepted: Arc<Mutex<mpsc::Receiver<std::io::Result<TcpStream>>>>,

@@ -59,7 +59,7 @@
 //! - `Counters`, [`ProverStats`], [`ProverStatsHandle`]: what the prover counts, and the
 //!   public view of it.
 
-mod backoff;
+pub mod backoff;
 mod capacity;
 mod input;
 mod link;

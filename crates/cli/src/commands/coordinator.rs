@@ -153,8 +153,7 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         .build(&args.proof_types, &backend_context(&args))?;
     backends.warm_up().await?;
     ensure_sqlite_dir(&args.db)?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    let listener = proofmill_coordinator::listen(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let listener = Listener::new(listener)?;
     let url = args

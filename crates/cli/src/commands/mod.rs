@@ -41,6 +41,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             command: BenchCommand::Makespan(args),
         } => bench::makespan(args),
         Command::Bench {
+            command: BenchCommand::Fleet(args),
+        } => bench::fleet(args).await,
+        Command::Bench {
             command: BenchCommand::SimProvers(args),
         } => bench::sim_provers(args).await,
         Command::L1 {

@@ -4,68 +4,34 @@
 //! coordinator: from a result read off a prover's stream to that prover's next task handed
 //! to its stream. The provers' round trip (two loopback hops more) is printed beside it.
 
-use super::percentiles;
+use super::sim::{self, SimReport};
+use super::store::BenchDb;
+use super::{jobs, percentiles, process};
 use crate::args::BenchDispatchArgs;
 use crate::commands::coordinator;
 use anyhow::{Context as _, bail};
-use futures::StreamExt as _;
-use proofmill_coordinator::{CoordinatorConfig, NewBatch};
-use proofmill_types::Digest;
-use std::process::Stdio;
+use proofmill_coordinator::CoordinatorConfig;
 use std::time::Duration;
 
 pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let db =
-        a.db.clone()
-            .unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()));
-    let blobs = format!("file://{}/blobs", dir.path().display());
+    process::ensure_fd_limit(u64::from(a.provers) + process::FDS_BESIDES_PROVERS)?;
+    let db = BenchDb::open(a.store, a.db.clone())?;
     let config = CoordinatorConfig {
         record_dispatch_latency: true,
-        ..CoordinatorConfig::default()
+        ..super::jobs::exec_config()
     };
-    let (coord, _lease) = coordinator::open_with(&db, &blobs, config, !a.no_lease).await?;
+    let (coord, _lease) = coordinator::open_with(&db.url, &db.blobs, config, !a.no_lease).await?;
     if coord.status().await?.last_sealed_batch.is_some() {
-        bail!("the bench needs an empty database: {db} already holds batches");
+        bail!(
+            "the bench needs an empty database: {} already holds batches",
+            db.url
+        );
     }
-    eprintln!("bench dispatch: preparing {} jobs in {db} ...", a.jobs);
-    futures::stream::iter(1..=a.jobs)
-        .map(|n| {
-            let coord = coord.clone();
-            async move {
-                // An input the exec backend's intake check takes (it decodes, names batch n,
-                // starts from the old root); the simulated provers never execute it.
-                let old_root = proofmill_devnet::fr_from_u64(n);
-                let public = proofmill_devnet::StateTransition {
-                    old_state_root: proofmill_devnet::fr_to_digest(old_root),
-                    new_state_root: Digest::sha256(&(n + 1).to_be_bytes()),
-                    batch_commitment: Digest::sha256(b"bench"),
-                }
-                .to_public_values();
-                let input = proofmill_devnet::BatchInput {
-                    number: n,
-                    depth: 1,
-                    old_root,
-                    transfers: vec![],
-                }
-                .encode()
-                .into();
-                coord
-                    .submit_batch(NewBatch {
-                        number: n,
-                        version: "bench".into(),
-                        input,
-                        public_values: public,
-                        proof_types: vec![],
-                    })
-                    .await
-            }
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
+    eprintln!(
+        "bench dispatch: preparing {} jobs in {} ...",
+        a.jobs, db.url
+    );
+    jobs::submit(&coord, a.jobs).await?;
     coord.flush().await?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -73,10 +39,11 @@ pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
     let server = coord.spawn_serve(listener);
 
     eprintln!("bench dispatch: {} simulated provers ...", a.provers);
+    let cpu_before = process::cpu_time()?;
     let sims = run_sim_provers(&url, a.provers, a.jobs, a.rate).await;
+    let cpu = process::cpu_time()? - cpu_before;
     coord.flush().await?;
-    let status = coord.status().await?;
-    let proven: u64 = status.jobs.values().map(|c| c.proven).sum();
+    let proven = jobs::proven(&coord).await?;
     let _ = server.stop().await;
     let sims = sims?;
     if proven != a.jobs {
@@ -94,8 +61,9 @@ pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
     );
     eprintln!("dispatches slower than: {}", tail_shares(&server_side));
     println!(
-        "completions_per_s={:.1} dispatch_p50_ms={p50:.3} dispatch_p99_ms={p99:.3}",
+        "completions_per_s={:.1} dispatch_p50_ms={p50:.3} dispatch_p99_ms={p99:.3} cpu_us_per_job={:.2}",
         a.jobs as f64 / sims.elapsed_s,
+        cpu.as_secs_f64() * 1e6 / a.jobs as f64,
     );
     Ok(())
 }
@@ -114,63 +82,19 @@ fn tail_shares(samples_ms: &[f64]) -> String {
         .join(" · ")
 }
 
-/// What the simulated provers' process reports.
-struct SimReport {
-    elapsed_s: f64,
-    round_trip_p50_ms: f64,
-    round_trip_p99_ms: f64,
-}
-
-/// Runs `proofmill bench sim-provers` against `url` until `jobs` results are accepted.
+/// Runs the simulated provers against `url` until `jobs` results are accepted.
 async fn run_sim_provers(
     url: &str,
     provers: u32,
     jobs: u64,
     rate: Option<u32>,
 ) -> anyhow::Result<SimReport> {
-    let exe = std::env::current_exe().context("locating the proofmill binary")?;
-    let mut command = tokio::process::Command::new(&exe);
-    command
-        .args(["bench", "sim-provers", "--coordinator", url])
-        .args([
-            "--provers",
-            &provers.to_string(),
-            "--jobs",
-            &jobs.to_string(),
-        ]);
-    if let Some(rate) = rate {
-        command.args(["--rate", &rate.to_string()]);
-    }
-    let child = command
-        // A config file meant for `bench dispatch` would hold keys the child does not know.
-        .env_remove("PROOFMILL_CONFIG")
-        // Real provers run on other machines. The load generator shares this one, so it keeps
-        // to one runtime thread: more throughput and a shorter tail than with two (BENCHMARKS.md,
-        // session 5).
-        .env("TOKIO_WORKER_THREADS", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the simulated provers")?;
+    let child = sim::spawn(url, provers, Some(jobs), rate)?;
     let out = tokio::time::timeout(Duration::from_secs(900), child.wait_with_output())
         .await
         .context("the simulated provers did not finish in 900 s")??;
     if !out.status.success() {
         bail!("the simulated provers failed ({})", out.status);
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let value = |key: &str| -> anyhow::Result<f64> {
-        stdout
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-            .with_context(|| format!("no {key} in the simulated provers' output: {stdout:?}"))?
-            .parse()
-            .with_context(|| format!("bad {key} in {stdout:?}"))
-    };
-    Ok(SimReport {
-        elapsed_s: value("elapsed_s")?,
-        round_trip_p50_ms: value("round_trip_p50_ms")?,
-        round_trip_p99_ms: value("round_trip_p99_ms")?,
-    })
+    SimReport::parse(&String::from_utf8_lossy(&out.stdout))
 }

@@ -2,13 +2,18 @@
 //! with one `key=value` line.
 
 mod dispatch;
+mod fleet;
+mod jobs;
 mod makespan;
+mod process;
 mod prove;
 mod restart;
 mod settle;
 mod sim;
+mod store;
 
 pub use dispatch::dispatch;
+pub use fleet::fleet;
 pub use makespan::makespan;
 pub use prove::prove;
 pub use restart::restart;

@@ -1,65 +1,178 @@
-//! The simulated provers of `bench dispatch`: M provers of capacity 1 that answer every task
-//! with the expected public values, at once or paced to an offered load (`--rate`).
-//! `bench dispatch` runs them in a process of their own, as real provers are, so the
-//! coordinator's runtime serves only the coordinator.
-//! Prints one line: `elapsed_s= round_trip_p50_ms= round_trip_p99_ms=`, where the round trip
-//! is from sending a result to receiving the next task, seen by the prover.
+//! The simulated provers of `bench dispatch` and `bench fleet`: M provers of capacity 1 that
+//! answer every task with the expected public values, at once or paced to an offered load
+//! (`--rate`). The benches run them in a process of their own (`proofmill bench
+//! sim-provers`, [`spawn`]), as real provers are, so the coordinator's runtime serves only
+//! the coordinator.
+//!
+//! Each is a raw gRPC client (one connection and one `ProverStream` each), not the prover
+//! library: a library prover runs its own runtime on an OS thread of its own, which one
+//! process cannot hold 10,000 of. A connection refused, reset or ended is tried again after
+//! the prover library's backoff (full jitter), as a real prover does; all of them connect at
+//! once at the start, the thundering herd of a coordinator restart.
+//!
+//! Runs until `--jobs` results are accepted, or without `--jobs` until standard input
+//! closes. Prints one line: `elapsed_s= round_trip_p50_ms= round_trip_p99_ms=
+//! registrations= retries=`, where the round trip is from sending a result to receiving the
+//! next task, seen by the prover.
 
 use super::percentiles;
 use crate::args::BenchSimProversArgs;
 use anyhow::{Context as _, bail};
 use proofmill_proto::v1::{
-    HeartbeatAck, ProverMessage, Register, TaskResult, coordinator_message::Kind as Out,
+    ErrorCode, HeartbeatAck, ProverMessage, Register, TaskResult, coordinator_message::Kind as Out,
     prover_message::Kind as In, prover_service_client::ProverServiceClient, task_result::Outcome,
 };
-use std::sync::Arc;
+use proofmill_prover::backoff::Backoff;
+use std::collections::BTreeMap;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 
+/// Reconnect backoff bounds: the prover library's defaults.
+const RECONNECT_MIN: Duration = proofmill_prover::DEFAULT_RECONNECT_MIN;
+const RECONNECT_MAX: Duration = proofmill_prover::DEFAULT_RECONNECT_MAX;
+/// One attempt (connect, open the stream, be answered) that takes longer is given up.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+
 pub async fn sim_provers(a: BenchSimProversArgs) -> anyhow::Result<()> {
-    let done = Arc::new(AtomicU64::new(0));
+    // One descriptor per connection; the bench checks the limit before it starts this.
+    super::process::raise_fd_limit()?;
+    let counters = Arc::new(Counters::default());
     let (done_tx, mut done_rx) = watch::channel(false);
+    if a.jobs.is_none() {
+        let done_tx = done_tx.clone();
+        // A blocking read on a thread of its own: the runtime has no stdin support here.
+        std::thread::spawn(move || {
+            use std::io::Read as _;
+            let mut stdin = std::io::stdin();
+            let mut buf = [0u8; 64];
+            while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+            let _ = done_tx.send(true);
+        });
+    }
     let start = Instant::now();
     let provers: Vec<_> = (0..a.provers)
         .map(|i| {
-            let state = Progress {
-                done: done.clone(),
+            let sim = SimProver {
+                url: a.coordinator.clone(),
+                index: i,
+                counters: counters.clone(),
                 done_tx: done_tx.clone(),
                 total: a.jobs,
+                pace: a.rate.map(|rate| Pace::new(rate, a.provers, i)),
+                latencies: Vec::new(),
             };
-            let pace = a.rate.map(|rate| Pace::new(rate, a.provers, i));
-            tokio::spawn(sim_prover(a.coordinator.clone(), i, state, pace))
+            tokio::spawn(sim.run())
         })
         .collect();
-    let wait = tokio::time::timeout(Duration::from_secs(600), done_rx.wait_for(|d| *d)).await;
+    // Without --jobs the parent decides when to stop (and kills this process if it must).
+    let limit = a.jobs.map_or(Duration::MAX, |_| Duration::from_secs(600));
+    let wait = tokio::time::timeout(limit, done_rx.wait_for(|d| *d)).await;
     let elapsed = start.elapsed();
     if wait.is_err() {
         bail!(
             "timed out: {} of {} jobs completed",
-            done.load(Ordering::SeqCst),
-            a.jobs
+            counters.done.load(Ordering::SeqCst),
+            a.jobs.unwrap_or_default()
         );
     }
     let mut latencies = Vec::new();
     for p in provers {
         latencies.extend(p.await.context("prover task")??);
     }
+    let errors = counters.errors.lock().expect("errors lock");
+    if !errors.is_empty() {
+        eprintln!("sim-provers: attempts failed, by reason (tried again after backoff):");
+        for (why, n) in errors.iter() {
+            eprintln!("  {n} × {why}");
+        }
+    }
     let (p50, p99) = percentiles(&mut latencies);
     println!(
-        "elapsed_s={:.6} round_trip_p50_ms={p50:.3} round_trip_p99_ms={p99:.3}",
-        elapsed.as_secs_f64()
+        "elapsed_s={:.6} round_trip_p50_ms={p50:.3} round_trip_p99_ms={p99:.3} registrations={} retries={}",
+        elapsed.as_secs_f64(),
+        counters.registrations.load(Ordering::SeqCst),
+        counters.retries.load(Ordering::SeqCst),
     );
     Ok(())
 }
 
-/// Accepted results across all simulated provers; `done_tx` fires at `total`.
-#[derive(Clone)]
-struct Progress {
-    done: Arc<AtomicU64>,
-    done_tx: watch::Sender<bool>,
-    total: u64,
+/// Starts `proofmill bench sim-provers` against `url` (see the module doc), its standard
+/// input piped: without `jobs` it runs until that is closed.
+pub fn spawn(
+    url: &str,
+    provers: u32,
+    jobs: Option<u64>,
+    rate: Option<u32>,
+) -> anyhow::Result<tokio::process::Child> {
+    let exe = std::env::current_exe().context("locating the proofmill binary")?;
+    let mut command = tokio::process::Command::new(&exe);
+    command
+        .args(["bench", "sim-provers", "--coordinator", url])
+        .args(["--provers", &provers.to_string()]);
+    if let Some(jobs) = jobs {
+        command.args(["--jobs", &jobs.to_string()]);
+    }
+    if let Some(rate) = rate {
+        command.args(["--rate", &rate.to_string()]);
+    }
+    command
+        // A config file meant for the bench would hold keys the child does not know.
+        .env_remove("PROOFMILL_CONFIG")
+        // Real provers run on other machines. The load generator shares this one, so it keeps
+        // to one runtime thread: more throughput and a shorter tail than with two (BENCHMARKS.md,
+        // session 5).
+        .env("TOKIO_WORKER_THREADS", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the simulated provers")
+}
+
+/// What the simulated provers' process printed.
+pub struct SimReport {
+    pub elapsed_s: f64,
+    pub round_trip_p50_ms: f64,
+    pub round_trip_p99_ms: f64,
+    pub registrations: u64,
+    pub retries: u64,
+}
+
+impl SimReport {
+    pub fn parse(stdout: &str) -> anyhow::Result<SimReport> {
+        let value = |key: &str| -> anyhow::Result<f64> {
+            stdout
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                .with_context(|| format!("no {key} in the simulated provers' output: {stdout:?}"))?
+                .parse()
+                .with_context(|| format!("bad {key} in {stdout:?}"))
+        };
+        Ok(SimReport {
+            elapsed_s: value("elapsed_s")?,
+            round_trip_p50_ms: value("round_trip_p50_ms")?,
+            round_trip_p99_ms: value("round_trip_p99_ms")?,
+            registrations: value("registrations")? as u64,
+            retries: value("retries")? as u64,
+        })
+    }
+}
+
+/// Counts across all simulated provers.
+#[derive(Default)]
+struct Counters {
+    /// Accepted results.
+    done: AtomicU64,
+    /// Accepted registrations (a prover that reconnects registers again).
+    registrations: AtomicU64,
+    /// Attempts that failed and were tried again.
+    retries: AtomicU64,
+    /// Failed attempts by reason.
+    errors: Mutex<BTreeMap<String, u64>>,
 }
 
 /// When one prover of a paced run answers: every `period` (M / rate), the provers' first
@@ -92,75 +205,176 @@ impl Pace {
     }
 }
 
-/// One prover of capacity 1; returns its round-trip samples in milliseconds.
-async fn sim_prover(
+/// How one stream ended.
+enum Ended {
+    /// The run is over.
+    Done,
+    /// Connecting failed, or the stream was refused or lost: try again after backoff.
+    Retry(String),
+}
+
+/// One prover of capacity 1.
+struct SimProver {
     url: String,
     index: u32,
-    progress: Progress,
-    mut pace: Option<Pace>,
-) -> anyhow::Result<Vec<f64>> {
-    let mut client = ProverServiceClient::connect(url).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let register = Register {
-        name: format!("sim-{index}"),
-        proof_types: vec!["exec".into()],
-        compute_capacity: 1,
-        version: "bench".into(),
-        token: None,
-        blob_access: false,
-        max_message_bytes: 0,
-    };
-    tx.send(ProverMessage {
-        kind: Some(In::Register(register)),
-    })
-    .await?;
-    let mut inbound = client
-        .prover_stream(ReceiverStream::new(rx))
-        .await?
-        .into_inner();
-    let mut done_rx = progress.done_tx.subscribe();
-    let mut sent_at: Option<Instant> = None;
-    let mut latencies = Vec::new();
-    loop {
-        let msg = tokio::select! {
-            m = inbound.message() => m?,
-            _ = done_rx.wait_for(|d| *d) => return Ok(latencies),
-        };
-        let Some(kind) = msg.and_then(|m| m.kind) else {
-            return Ok(latencies);
-        };
-        let reply = match kind {
-            Out::ExecuteTask(t) => {
-                if let Some(at) = sent_at.take() {
-                    latencies.push(at.elapsed().as_secs_f64() * 1e3);
-                }
-                if let Some(pace) = &mut pace {
-                    pace.wait().await;
-                }
-                sent_at = Some(Instant::now());
-                In::TaskResult(TaskResult {
-                    task_id: t.task_id,
-                    fencing_token: t.fencing_token,
-                    outcome: Some(Outcome::Proof(t.public_values)),
-                    prove_ms: 0,
-                })
+    counters: Arc<Counters>,
+    /// Fires when the run is over.
+    done_tx: watch::Sender<bool>,
+    /// Accepted results to wait for, if any.
+    total: Option<u64>,
+    pace: Option<Pace>,
+    /// Round trips in milliseconds.
+    latencies: Vec<f64>,
+}
+
+impl SimProver {
+    /// Connects (again, after backoff) until the run is over; returns the round trips.
+    async fn run(mut self) -> anyhow::Result<Vec<f64>> {
+        let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
+        let mut done_rx = self.done_tx.subscribe();
+        loop {
+            let why = match self.stream(&mut backoff).await? {
+                Ended::Done => return Ok(self.latencies),
+                Ended::Retry(why) => why,
+            };
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            *self
+                .counters
+                .errors
+                .lock()
+                .expect("errors lock")
+                .entry(without_ids(&why))
+                .or_default() += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+                _ = done_rx.wait_for(|d| *d) => return Ok(self.latencies),
             }
-            Out::ResultAck(ack) => {
-                if !ack.accepted {
-                    bail!("result rejected: {}", ack.reason);
-                }
-                if progress.done.fetch_add(1, Ordering::SeqCst) + 1 == progress.total {
-                    let _ = progress.done_tx.send(true);
-                }
-                continue;
-            }
-            Out::Heartbeat(h) => In::HeartbeatAck(HeartbeatAck {
-                seq: h.seq,
-                running: vec![],
-            }),
-            Out::RegisterResponse(r) if !r.accepted => bail!("registration refused: {}", r.reason),
-            _ => continue,
-        };
-        tx.send(ProverMessage { kind: Some(reply) }).await?;
+        }
     }
+
+    /// One connection and stream, until it ends. Errors only for what trying again cannot
+    /// fix (a result or registration refused).
+    async fn stream(&mut self, backoff: &mut Backoff) -> anyhow::Result<Ended> {
+        let mut done_rx = self.done_tx.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let register = Register {
+            name: format!("sim-{}", self.index),
+            proof_types: vec!["exec".into()],
+            compute_capacity: 1,
+            version: "bench".into(),
+            token: None,
+            blob_access: false,
+            max_message_bytes: 0,
+        };
+        tx.send(ProverMessage {
+            kind: Some(In::Register(register)),
+        })
+        .await?;
+        let open = async {
+            let mut client = ProverServiceClient::connect(self.url.clone())
+                .await
+                .map_err(|e| format!("connect: {}", error_chain(&e)))?;
+            client
+                .prover_stream(ReceiverStream::new(rx))
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| format!("open stream: {:?}: {}", s.code(), s.message()))
+        };
+        let mut inbound = tokio::select! {
+            opened = tokio::time::timeout(ATTEMPT_TIMEOUT, open) => match opened {
+                Ok(Ok(inbound)) => inbound,
+                Ok(Err(why)) => return Ok(Ended::Retry(why)),
+                Err(_) => return Ok(Ended::Retry("open stream: timed out".into())),
+            },
+            _ = done_rx.wait_for(|d| *d) => return Ok(Ended::Done),
+        };
+        let mut sent_at: Option<Instant> = None;
+        loop {
+            let msg = tokio::select! {
+                m = inbound.message() => m,
+                _ = done_rx.wait_for(|d| *d) => return Ok(Ended::Done),
+            };
+            let kind = match msg {
+                Ok(Some(m)) => m.kind,
+                Ok(None) => return Ok(Ended::Retry("stream ended by the coordinator".into())),
+                Err(s) => {
+                    return Ok(Ended::Retry(format!(
+                        "stream: {:?}: {}",
+                        s.code(),
+                        s.message()
+                    )));
+                }
+            };
+            let Some(kind) = kind else { continue };
+            let reply = match kind {
+                Out::ExecuteTask(t) => {
+                    if let Some(at) = sent_at.take() {
+                        self.latencies.push(at.elapsed().as_secs_f64() * 1e3);
+                    }
+                    if let Some(pace) = &mut self.pace {
+                        pace.wait().await;
+                    }
+                    sent_at = Some(Instant::now());
+                    In::TaskResult(TaskResult {
+                        task_id: t.task_id,
+                        fencing_token: t.fencing_token,
+                        outcome: Some(Outcome::Proof(t.public_values)),
+                        prove_ms: 0,
+                    })
+                }
+                Out::ResultAck(ack) => {
+                    if !ack.accepted {
+                        bail!("result rejected: {}", ack.reason);
+                    }
+                    let done = self.counters.done.fetch_add(1, Ordering::SeqCst) + 1;
+                    if self.total == Some(done) {
+                        let _ = self.done_tx.send(true);
+                    }
+                    continue;
+                }
+                Out::Heartbeat(h) => In::HeartbeatAck(HeartbeatAck {
+                    seq: h.seq,
+                    running: vec![],
+                }),
+                Out::RegisterResponse(r) if r.accepted => {
+                    self.counters.registrations.fetch_add(1, Ordering::SeqCst);
+                    backoff.reset();
+                    continue;
+                }
+                Out::RegisterResponse(r) => match r.code() {
+                    // Full for now (too many provers registering at once, or it stands by):
+                    // a real prover tries again later.
+                    ErrorCode::SystemUnavailable | ErrorCode::ProverUnavailable => {
+                        return Ok(Ended::Retry(format!("registration refused: {}", r.reason)));
+                    }
+                    _ => bail!("registration refused: {}", r.reason),
+                },
+                _ => continue,
+            };
+            if tx.send(ProverMessage { kind: Some(reply) }).await.is_err() {
+                return Ok(Ended::Retry("request stream closed".into()));
+            }
+        }
+    }
+}
+
+/// An error and its sources on one line (transport errors hide the cause, e.g. "connection
+/// reset", in their sources).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// `why` with prover ids elided, so that reasons count together.
+fn without_ids(why: &str) -> String {
+    why.split(' ')
+        .map(|w| if w.starts_with("prv-") { "prv-…" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
