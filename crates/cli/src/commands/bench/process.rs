@@ -28,6 +28,7 @@ pub fn raise_fd_limit() -> anyhow::Result<u64> {
                 .context("setrlimit(RLIMIT_NOFILE) to the hard limit");
         }
     }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is u64 here, not on every platform.
     Ok(limit.rlim_cur as u64)
 }
 
