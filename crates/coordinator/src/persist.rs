@@ -47,6 +47,11 @@ const MAX_GROUP: usize = 4096;
 /// it says why on `fenced` and stops: the messages of that group and every later one are
 /// never sent, since their changes will never be durable.
 pub(crate) fn spawn(store: Arc<dyn Store>, fenced: watch::Sender<Option<String>>) -> Persister {
+    // Unbounded on purpose: the core never waits (it owns the scheduler and must keep
+    // answering), and what it hands over is bounded elsewhere: one job per core wakeup,
+    // holding the changes of at most BURST messages; dispatch stops at
+    // `max_uncommitted_dispatches` tasks ahead of their commit; and results, the other source
+    // of changes, come only from tasks out, at most the provers' capacity.
     let (tx, rx) = mpsc::unbounded_channel();
     let unconfirmed = Arc::new(AtomicUsize::new(0));
     tokio::spawn(run(store, rx, unconfirmed.clone(), fenced));
