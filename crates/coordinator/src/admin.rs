@@ -156,22 +156,7 @@ impl AdminService for AdminSvc {
         let s = crate::status::status_or_memory(&self.shared)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        let jobs = s
-            .jobs
-            .into_iter()
-            .map(|(pt, c)| {
-                (
-                    pt,
-                    JobCounts {
-                        queued: c.queued,
-                        leased: c.leased,
-                        proven: c.proven,
-                        failed: c.failed,
-                        cancelled: c.cancelled,
-                    },
-                )
-            })
-            .collect();
+        let jobs = s.jobs.into_iter().map(|(pt, c)| (pt, c.into())).collect();
         Ok(Response::new(SystemStatusResponse {
             last_sealed_batch: s.last_sealed_batch,
             last_proven_batch: s.last_proven_batch,

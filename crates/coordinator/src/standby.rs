@@ -12,7 +12,6 @@ use proofmill_proto::v1::admin_service_server::{AdminService, AdminServiceServer
 use proofmill_proto::v1::prover_service_server::{ProverService, ProverServiceServer};
 use proofmill_proto::v1::*;
 use proofmill_store::{LeaseHolder, Store};
-use proofmill_types::JobState;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,23 +155,11 @@ impl AdminService for Standby {
         _: Request<SystemStatusRequest>,
     ) -> Result<Response<SystemStatusResponse>, Status> {
         let store = &self.store;
-        let mut jobs: std::collections::HashMap<String, JobCounts> = self
-            .required
-            .iter()
-            .map(|t| (t.clone(), JobCounts::default()))
+        let counted = self.read(store.job_counts()).await?;
+        let jobs = crate::status::view::job_counts(self.required.iter().cloned(), counted)
+            .into_iter()
+            .map(|(pt, c)| (pt, c.into()))
             .collect();
-        for (pt, by_state) in self.read(store.job_counts()).await? {
-            let c = jobs.entry(pt.to_string()).or_default();
-            for (state, n) in by_state {
-                match state {
-                    JobState::Queued => c.queued = n,
-                    JobState::Leased => c.leased = n,
-                    JobState::Proven => c.proven = n,
-                    JobState::Failed => c.failed = n,
-                    JobState::Cancelled => c.cancelled = n,
-                }
-            }
-        }
         let active = self.active().await;
         Ok(Response::new(SystemStatusResponse {
             last_sealed_batch: self.read(store.last_sealed_batch()).await?,

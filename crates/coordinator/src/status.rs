@@ -5,7 +5,6 @@ use crate::core::CoreMsg;
 use crate::error::CoordinatorError;
 use crate::shared::Shared;
 use proofmill_scheduler::ProverView;
-use proofmill_types::JobState;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ const MAX_GAP_WARNINGS: u32 = 8;
 
 pub(crate) mod view;
 
-use view::{JobCountsView, StatusView, StoreOutage};
+use view::{StatusView, StoreOutage};
 
 /// [`Coordinator::status`] when the store answers within a second or two; otherwise the
 /// last status read from it, with live provers, flagged with the store's error. Answers
@@ -92,22 +91,8 @@ fn empty_status(shared: &Shared) -> StatusView {
 /// Everything read from the store now.
 pub(crate) async fn status(shared: &Shared) -> Result<StatusView, CoordinatorError> {
     let store = &shared.store;
-    let mut jobs: BTreeMap<String, JobCountsView> = BTreeMap::new();
-    for (pt, _) in &shared.config.proof_types {
-        jobs.entry(pt.to_string()).or_default();
-    }
-    for (pt, by_state) in store.job_counts().await? {
-        let c = jobs.entry(pt.to_string()).or_default();
-        for (state, n) in by_state {
-            match state {
-                JobState::Queued => c.queued = n,
-                JobState::Leased => c.leased = n,
-                JobState::Proven => c.proven = n,
-                JobState::Failed => c.failed = n,
-                JobState::Cancelled => c.cancelled = n,
-            }
-        }
-    }
+    let required = shared.config.proof_types.iter().map(|(t, _)| t.to_string());
+    let jobs = view::job_counts(required, store.job_counts().await?);
     let seen = shared.l1_seen.read().expect("l1 cache lock").clone();
     let provers = provers(shared).await?;
     let backlog = shared.ask(|reply| CoreMsg::Backlog { reply }).await?;

@@ -2,7 +2,7 @@
 
 use proofmill_scheduler::ProverView;
 use proofmill_store::VerifyRecord;
-use proofmill_types::Millis;
+use proofmill_types::{JobState, Millis};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -56,5 +56,42 @@ impl LastStatus {
 
     pub(crate) fn get(&self) -> Option<(StatusView, Millis)> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Jobs per proof type and state, as the store counts them: every type in `required` is
+/// listed, with zeros if it has no jobs.
+pub(crate) fn job_counts(
+    required: impl IntoIterator<Item = String>,
+    counted: proofmill_store::JobCounts,
+) -> BTreeMap<String, JobCountsView> {
+    let mut jobs: BTreeMap<String, JobCountsView> = required
+        .into_iter()
+        .map(|t| (t, JobCountsView::default()))
+        .collect();
+    for (pt, by_state) in counted {
+        let c = jobs.entry(pt.to_string()).or_default();
+        for (state, n) in by_state {
+            match state {
+                JobState::Queued => c.queued = n,
+                JobState::Leased => c.leased = n,
+                JobState::Proven => c.proven = n,
+                JobState::Failed => c.failed = n,
+                JobState::Cancelled => c.cancelled = n,
+            }
+        }
+    }
+    jobs
+}
+
+impl From<JobCountsView> for proofmill_proto::v1::JobCounts {
+    fn from(c: JobCountsView) -> Self {
+        proofmill_proto::v1::JobCounts {
+            queued: c.queued,
+            leased: c.leased,
+            proven: c.proven,
+            failed: c.failed,
+            cancelled: c.cancelled,
+        }
     }
 }
