@@ -509,6 +509,17 @@ pub enum BenchStore {
     Postgres,
 }
 
+/// The store a bench runs on.
+#[derive(Debug, Clone, Args)]
+pub struct BenchTarget {
+    /// Store to run on (ignored with --db).
+    #[arg(long, env = "PROOFMILL_STORE", value_enum, default_value_t = BenchStore::Sqlite)]
+    pub store: BenchStore,
+    /// Database URL of an empty store, instead of one the bench makes.
+    #[arg(long, env = "PROOFMILL_DB", value_parser = parse_db_url)]
+    pub db: Option<String>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct BenchFleetArgs {
     /// Simulated provers, all connecting at once.
@@ -517,12 +528,8 @@ pub struct BenchFleetArgs {
     /// Jobs run through the fleet once every prover has registered.
     #[arg(long, env = "PROOFMILL_JOBS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub jobs: u64,
-    /// Store to run on (ignored with --db).
-    #[arg(long, env = "PROOFMILL_STORE", value_enum, default_value_t = BenchStore::Sqlite)]
-    pub store: BenchStore,
-    /// Database URL of an empty store, instead of one the bench makes.
-    #[arg(long, env = "PROOFMILL_DB", value_parser = parse_db_url)]
-    pub db: Option<String>,
+    #[command(flatten)]
+    pub target: BenchTarget,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -533,12 +540,8 @@ pub struct BenchDispatchArgs {
     /// Jobs to dispatch.
     #[arg(long, env = "PROOFMILL_JOBS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub jobs: u64,
-    /// Store to run on (ignored with --db).
-    #[arg(long, env = "PROOFMILL_STORE", value_enum, default_value_t = BenchStore::Sqlite)]
-    pub store: BenchStore,
-    /// Database URL of an empty store, instead of one the bench makes.
-    #[arg(long, env = "PROOFMILL_DB", value_parser = parse_db_url)]
-    pub db: Option<String>,
+    #[command(flatten)]
+    pub target: BenchTarget,
     /// Offered load: results per second the simulated provers send in all, each prover
     /// pacing its answers. Unset: every prover answers at once (a closed loop that saturates
     /// the machine, so latencies there are queueing).

@@ -217,7 +217,7 @@ fn built_in_defaults() {
     else {
         panic!()
     };
-    assert_eq!((b.provers, b.jobs, b.db), (8, 20_000, None));
+    assert_eq!((b.provers, b.jobs, b.target.db), (8, 20_000, None));
 }
 
 #[test]
@@ -295,7 +295,7 @@ fn config_values_land_in_the_struct() {
     else {
         panic!()
     };
-    assert_eq!((b.jobs, b.db.as_deref()), (5, Some("sqlite:///tmp/x.db")));
+    assert_eq!((b.jobs, b.target.db.as_deref()), (5, Some("sqlite:///tmp/x.db")));
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub async fn dispatch(a: BenchDispatchArgs) -> anyhow::Result<()> {
     process::ensure_fd_limit(u64::from(a.provers) + process::FDS_BESIDES_PROVERS)?;
-    let db = BenchDb::open(a.store, a.db.clone())?;
+    let db = BenchDb::open(a.target.store, a.target.db.clone())?;
     let config = CoordinatorConfig {
         record_dispatch_latency: true,
         ..super::jobs::exec_config()

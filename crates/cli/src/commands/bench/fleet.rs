@@ -22,7 +22,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 pub async fn fleet(a: BenchFleetArgs) -> anyhow::Result<()> {
     let n = a.provers as usize;
     process::ensure_fd_limit(u64::from(a.provers) + process::FDS_BESIDES_PROVERS)?;
-    let db = BenchDb::open(a.store, a.db.clone())?;
+    let db = BenchDb::open(a.target.store, a.target.db.clone())?;
     let defaults = super::jobs::exec_config();
     let config = CoordinatorConfig {
         // Room for the whole fleet; how many may be registering at once stays the default,
