@@ -2,25 +2,29 @@
 //! errors come back as typed `AdminError`s in the response; gRPC statuses mean transport
 //! trouble.
 
-use crate::core::CoreMsg;
+use crate::core::CoreHandle;
 use crate::error::CoordinatorError;
-use crate::intake::NewBatch;
-use crate::shared::Shared;
+use crate::intake::{Intake, NewBatch};
+use crate::standing::Standing;
+use crate::status::StatusSource;
 use proofmill_proto::v1::admin_service_server::AdminService;
 use proofmill_proto::v1::*;
 use proofmill_scheduler::ProverView;
-use proofmill_store::JobFilter;
-use proofmill_types::{Job, JobKey, JobState, ProofType, ProverId, PublicValues, TaskId};
+use proofmill_store::{JobFilter, Store};
+use proofmill_types::{Job, JobKey, JobState, ProofType, PublicValues, TaskId};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
 /// Longest a health check waits for the store's probe.
 const HEALTH_WAIT: Duration = Duration::from_secs(2);
 
 pub(crate) struct AdminSvc {
-    pub shared: Arc<Shared>,
+    pub store: Arc<dyn Store>,
+    pub core: CoreHandle,
+    pub standing: Standing,
+    pub status: StatusSource,
+    pub intake: Intake,
 }
 
 fn err(code: ErrorCode, message: impl Into<String>) -> Option<AdminError> {
@@ -105,26 +109,6 @@ fn new_batch(
     })
 }
 
-impl AdminSvc {
-    fn lease_url(&self) -> String {
-        self.shared
-            .lease
-            .get()
-            .map(|l| l.url.clone())
-            .unwrap_or_default()
-    }
-
-    fn lease_epoch(&self) -> u64 {
-        self.shared.lease.get().map_or(0, |l| l.epoch)
-    }
-
-    fn intake(&self) -> crate::Intake {
-        crate::Intake {
-            shared: self.shared.clone(),
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl AdminService for AdminSvc {
     async fn health_check(
@@ -132,7 +116,7 @@ impl AdminService for AdminSvc {
         _: Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, Status> {
         // Bounded: a load balancer's probe must get an answer while the store is down.
-        let store = &self.shared.store;
+        let store = &self.store;
         let store_error = match tokio::time::timeout(HEALTH_WAIT, store.probe()).await {
             Ok(Ok(())) => String::new(),
             Ok(Err(e)) => e.to_string(),
@@ -140,12 +124,12 @@ impl AdminService for AdminSvc {
         };
         Ok(Response::new(HealthCheckResponse {
             serving: store_error.is_empty(),
-            draining: self.shared.draining(),
+            draining: self.standing.draining(),
             version: env!("CARGO_PKG_VERSION").into(),
             store_error,
             standby: false,
-            active_url: self.lease_url(),
-            lease_epoch: self.lease_epoch(),
+            active_url: self.standing.lease_url(),
+            lease_epoch: self.standing.lease_epoch(),
         }))
     }
 
@@ -153,7 +137,9 @@ impl AdminService for AdminSvc {
         &self,
         _: Request<SystemStatusRequest>,
     ) -> Result<Response<SystemStatusResponse>, Status> {
-        let s = crate::status::status_or_memory(&self.shared)
+        let s = self
+            .status
+            .status_or_memory()
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let jobs = s.jobs.into_iter().map(|(pt, c)| (pt, c.into())).collect();
@@ -175,13 +161,7 @@ impl AdminService for AdminSvc {
                 .filter(|p| p.connected)
                 .map(prover_info)
                 .collect(),
-            required_proof_types: self
-                .shared
-                .config
-                .required_types()
-                .iter()
-                .map(|t| t.to_string())
-                .collect(),
+            required_proof_types: self.status.required.iter().map(|t| t.to_string()).collect(),
             draining: s.draining,
             from_memory: s.store_outage.is_some(),
             as_of_ms: s
@@ -208,8 +188,8 @@ impl AdminService for AdminSvc {
                 .collect(),
             intake_window: s.intake_window,
             standby: false,
-            active_url: self.lease_url(),
-            lease_epoch: self.lease_epoch(),
+            active_url: self.standing.lease_url(),
+            lease_epoch: self.standing.lease_epoch(),
         }))
     }
 
@@ -255,7 +235,7 @@ impl AdminService for AdminSvc {
         if r.from_batch > 0 {
             filter.from_batch = Some(r.from_batch);
         }
-        match self.shared.store.jobs(&filter).await {
+        match self.store.jobs(&filter).await {
             Ok(jobs) => Ok(Response::new(JobsListResponse {
                 jobs: jobs.iter().map(job_info).collect(),
                 error: None,
@@ -282,7 +262,7 @@ impl AdminService for AdminSvc {
             Ok(k) => k,
             Err(e) => return Ok(Response::new(empty(e))),
         };
-        let job = match self.shared.store.job(&key).await {
+        let job = match self.store.job(&key).await {
             Ok(Some(j)) => j,
             Ok(None) => {
                 return Ok(Response::new(empty(err(
@@ -297,7 +277,7 @@ impl AdminService for AdminSvc {
                 ))));
             }
         };
-        let proof = self.shared.store.proof(&key).await.ok().flatten();
+        let proof = self.store.proof(&key).await.ok().flatten();
         Ok(Response::new(JobStatusResponse {
             job: Some(job_info(&job)),
             proof_size: proof.as_ref().map_or(0, |p| p.size),
@@ -310,7 +290,9 @@ impl AdminService for AdminSvc {
         &self,
         _: Request<ProversListRequest>,
     ) -> Result<Response<ProversListResponse>, Status> {
-        let provers = crate::status::provers(&self.shared)
+        let provers = self
+            .core
+            .provers()
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(ProversListResponse {
@@ -333,7 +315,7 @@ impl AdminService for AdminSvc {
             Ok(nb) => nb,
             Err(e) => return fail(e),
         };
-        match self.intake().submit_batch(nb).await {
+        match self.intake.submit_batch(nb).await {
             Ok(created) => Ok(Response::new(LaunchProofResponse {
                 created,
                 error: None,
@@ -351,7 +333,7 @@ impl AdminService for AdminSvc {
             Ok(k) => k,
             Err(e) => return Ok(Response::new(RetryJobResponse { error: e })),
         };
-        let job = match self.shared.store.job(&key).await {
+        let job = match self.store.job(&key).await {
             Ok(Some(j)) => j,
             Ok(None) => {
                 return Ok(Response::new(RetryJobResponse {
@@ -374,7 +356,7 @@ impl AdminService for AdminSvc {
             );
             return Ok(Response::new(RetryJobResponse { error: e }));
         }
-        let batch = match self.shared.store.batch(key.batch).await {
+        let batch = match self.store.batch(key.batch).await {
             Ok(Some(b)) => Arc::new(b),
             _ => {
                 return Ok(Response::new(RetryJobResponse {
@@ -382,11 +364,7 @@ impl AdminService for AdminSvc {
                 }));
             }
         };
-        match self
-            .shared
-            .ask(|reply| CoreMsg::Retry { job, batch, reply })
-            .await
-        {
+        match self.core.retry(job, batch).await {
             Ok(()) => Ok(Response::new(RetryJobResponse { error: None })),
             Err(e) => Ok(Response::new(RetryJobResponse {
                 error: from_coord(e),
@@ -411,7 +389,7 @@ impl AdminService for AdminSvc {
             }));
         }
         let id = proofmill_types::ProverId(r.prover_id);
-        let error = cordon(&self.shared, &id, r.cordoned).await.err();
+        let error = self.core.cordon(id, r.cordoned).await.err();
         Ok(Response::new(CordonProverResponse {
             error: error.and_then(from_coord),
         }))
@@ -424,7 +402,7 @@ impl AdminService for AdminSvc {
         let r = req.into_inner();
         let error = match new_batch(r.batch, r.version, r.input, &r.public_values, r.proof_types) {
             Ok(nb) => self
-                .intake()
+                .intake
                 .replace_batch_input(nb)
                 .await
                 .err()
@@ -449,7 +427,7 @@ impl AdminService for AdminSvc {
             }));
         }
         Ok(Response::new(
-            match self.intake().cancel_batch(r.batch, &r.reason).await {
+            match self.intake.cancel_batch(r.batch, &r.reason).await {
                 Ok(n) => CancelBatchResponse {
                     cancelled: n.min(u32::MAX as usize) as u32,
                     error: None,
@@ -461,30 +439,4 @@ impl AdminService for AdminSvc {
             },
         ))
     }
-}
-
-/// Takes a prover out of rotation or puts it back ([`proofmill_scheduler::Scheduler::cordon`]).
-/// Returns once the change is in the store, so the cordon outlives a restart.
-pub(crate) async fn cordon(
-    shared: &Shared,
-    prover: &ProverId,
-    on: bool,
-) -> Result<(), CoordinatorError> {
-    let prover = prover.clone();
-    let (durable, stored) = oneshot::channel();
-    shared
-        .ask(|reply| CoreMsg::Cordon {
-            prover,
-            on,
-            reply,
-            durable,
-        })
-        .await?
-        .map_err(|e| match e {
-            proofmill_scheduler::SchedulerError::UnknownProver(id) => {
-                CoordinatorError::UnknownProver(id.to_string())
-            }
-            other => CoordinatorError::InvalidArgument(other.to_string()),
-        })?;
-    stored.await.map_err(|_| CoordinatorError::Unavailable)
 }

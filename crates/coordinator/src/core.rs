@@ -1,15 +1,20 @@
 //! The core actor: sole owner of the scheduler. Everything that changes scheduling state is a
-//! message to this task, so the state machine needs no locks and sees one ordered history.
+//! message to this task (sent through its [`CoreHandle`]), so the state machine needs no
+//! locks and sees one ordered history. It never waits on I/O: store writes and the reads that
+//! must follow them go to the persister, messages to the provers' outboxes.
 
+mod mailbox;
 mod result;
+
+use mailbox::CoreMsg;
+pub(crate) use mailbox::{CoreHandle, MAILBOX, Mailbox, mailbox};
 
 use crate::identity::ProverKeys;
 use crate::now_ms;
 use crate::outbox::{Outbox, ToProver};
 use crate::persist::{PersistJob, Persister};
-use crate::verdict::Verdict;
-use proofmill_scheduler::{Effect, ProverInfo, ProverView, ResultCheck, Scheduler, SchedulerError};
-use proofmill_store::{Change, Store};
+use proofmill_scheduler::{Effect, ProverInfo, Scheduler};
+use proofmill_store::Change;
 use proofmill_types::{Batch, FencingToken, Job, JobKey, ProverId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,12 +23,6 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Messages handled per wakeup of the core task at most.
 const BURST: usize = 256;
-
-/// Messages waiting for the core at most. Senders (prover sessions, intake, admin) wait when
-/// it is full, so a core that falls behind stops the sessions reading their streams (HTTP/2
-/// flow control then slows the provers) instead of memory growing. The core itself never
-/// waits on anything, so it always drains it.
-pub(crate) const MAILBOX: usize = 8192;
 
 /// Batches with open jobs, shared read-only with sessions (to verify results and build tasks).
 pub(crate) type BatchCache = Arc<RwLock<HashMap<u64, Arc<Batch>>>>;
@@ -39,105 +38,6 @@ pub(crate) enum Hello {
         id: ProverId,
         info: ProverInfo,
         running: Vec<(JobKey, FencingToken)>,
-    },
-}
-
-pub(crate) enum CoreMsg {
-    Connect {
-        hello: Hello,
-        conn: Conn,
-        heartbeat_ms: u32,
-        max_message: u32,
-        reply: oneshot::Sender<ProverId>,
-    },
-    Disconnect {
-        prover: ProverId,
-        conn_id: u64,
-    },
-    Heartbeat {
-        prover: ProverId,
-        running: Vec<(JobKey, FencingToken)>,
-    },
-    Availability {
-        prover: ProverId,
-        free: u32,
-    },
-    /// The prover is sending (proof chunks): alive, though its heartbeat answers may be
-    /// queued behind the data.
-    Alive {
-        prover: ProverId,
-    },
-    /// Whether a result would be fenced off, asked before paying for its verification.
-    CheckResult {
-        prover: ProverId,
-        key: JobKey,
-        token: FencingToken,
-        reply: oneshot::Sender<ResultCheck>,
-    },
-    /// A prover's result for (key, token), checked by its session.
-    Result {
-        prover: ProverId,
-        key: JobKey,
-        token: FencingToken,
-        verdict: Verdict,
-        reply_to: Outbox,
-    },
-    AddBatches {
-        batches: Vec<Arc<Batch>>,
-        jobs: Vec<Job>,
-    },
-    /// Queues a failed or cancelled job again (`batch` is its batch, read from the store).
-    Retry {
-        job: Job,
-        batch: Arc<Batch>,
-        reply: oneshot::Sender<()>,
-    },
-    /// L1 rejected the proof of `job` (as read from the store): its proof is deleted and the
-    /// job failed with `reason`, then queued again; `durable` is signalled once that is in
-    /// the store.
-    ProofRejected {
-        job: Job,
-        batch: Arc<Batch>,
-        reason: String,
-        reply: oneshot::Sender<()>,
-        durable: oneshot::Sender<()>,
-    },
-    Provers {
-        reply: oneshot::Sender<Vec<ProverView>>,
-    },
-    /// Ok, or the prover is unknown here; once Ok, `durable` is signalled when the cordon
-    /// is in the store.
-    Cordon {
-        prover: ProverId,
-        on: bool,
-        reply: oneshot::Sender<Result<(), SchedulerError>>,
-        durable: oneshot::Sender<()>,
-    },
-    Drain {
-        grace_ms: u32,
-        reason: String,
-        reply: oneshot::Sender<()>,
-    },
-    /// Signalled once no connected prover runs a task (a drain waits for it).
-    WhenIdle {
-        reply: oneshot::Sender<()>,
-    },
-    Flush {
-        reply: oneshot::Sender<()>,
-    },
-    /// Cancels the batch's open jobs (their provers told, their tokens fenced) and marks
-    /// `closed` (its failed jobs, read from the store) cancelled; `reply` gets how many jobs
-    /// were cancelled, `durable` is signalled once that is in the store.
-    CancelBatch {
-        batch: u64,
-        closed: Vec<Job>,
-        reason: String,
-        reply: oneshot::Sender<usize>,
-        durable: oneshot::Sender<()>,
-    },
-    /// Queued jobs per (version, proof type): count and batch range, for status warnings.
-    Backlog {
-        reply: oneshot::Sender<Vec<Backlog>>,
     },
 }
 
@@ -166,7 +66,6 @@ pub(crate) struct Core {
     unconfirmed: Arc<AtomicUsize>,
     /// Cap on `unconfirmed` (`CoordinatorConfig::max_uncommitted_dispatches`).
     max_unconfirmed: usize,
-    store: Arc<dyn Store>,
     prover_keys: Arc<ProverKeys>,
     /// Waiting for no connected prover to run a task ([`CoreMsg::WhenIdle`]).
     idle_waiters: Vec<oneshot::Sender<()>>,
@@ -177,7 +76,6 @@ impl Core {
         scheduler: Scheduler,
         batches: BatchCache,
         persist: Persister,
-        store: Arc<dyn Store>,
         max_unconfirmed: usize,
         prover_keys: Arc<ProverKeys>,
     ) -> Self {
@@ -190,7 +88,6 @@ impl Core {
             pending: PersistJob::default(),
             unconfirmed: persist.unconfirmed,
             max_unconfirmed,
-            store,
             prover_keys,
             idle_waiters: Vec::new(),
         }
@@ -215,7 +112,7 @@ impl Core {
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>) {
+    pub async fn run(mut self, Mailbox(mut rx): Mailbox) {
         loop {
             let wake = self.scheduler.next_wakeup();
             let sleep = match wake {
@@ -629,8 +526,8 @@ impl Core {
         self.persist(PersistJob {
             changes,
             sends,
-            flushed: Vec::new(),
             early_dispatches: early,
+            ..Default::default()
         });
     }
 

@@ -2,8 +2,7 @@
 //! whole server ("") and each of our services are SERVING while this coordinator takes
 //! work, NOT_SERVING once it drains.
 
-use crate::shared::Shared;
-use std::sync::{Arc, Weak};
+use crate::standing::Standing;
 use std::time::Duration;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
@@ -13,8 +12,8 @@ use tonic_health::server::{HealthReporter, health_reporter};
 const REFRESH: Duration = Duration::from_millis(200);
 
 /// What the coordinator reports: the one place that decides whether it serves.
-pub(crate) fn serving_status(shared: &Shared) -> ServingStatus {
-    if shared.draining() || shared.deposed().is_some() {
+pub(crate) fn serving_status(standing: &Standing) -> ServingStatus {
+    if standing.draining() || standing.deposed().is_some() {
         ServingStatus::NotServing
     } else {
         ServingStatus::Serving
@@ -37,21 +36,19 @@ async fn report(reporter: &HealthReporter, status: ServingStatus) {
 
 /// The health service, and the task that keeps it up to date (to abort when serving ends).
 pub(crate) async fn service(
-    shared: &Arc<Shared>,
+    standing: Standing,
 ) -> (
     HealthServer<impl tonic_health::pb::health_server::Health>,
     tokio::task::JoinHandle<()>,
 ) {
     let (reporter, server) = health_reporter();
-    let mut last = serving_status(shared);
+    let mut last = serving_status(&standing);
     report(&reporter, last).await;
-    let weak: Weak<Shared> = Arc::downgrade(shared);
+    // Aborted when serving ends (the caller holds the handle).
     let refresh = tokio::spawn(async move {
         loop {
             tokio::time::sleep(REFRESH).await;
-            let Some(shared) = weak.upgrade() else { return };
-            let now = serving_status(&shared);
-            drop(shared);
+            let now = serving_status(&standing);
             if now != last {
                 report(&reporter, now).await;
                 last = now;

@@ -3,14 +3,18 @@
 //! source comes through an [`Intake`]: the API, a rollup's own sealer (the devnet's), a
 //! gateway to a rollup's core API.
 
-use crate::core::CoreMsg;
+use crate::core::CoreHandle;
 use crate::error::CoordinatorError;
+use crate::inputs::InputCache;
 use crate::now_ms;
-use crate::shared::Shared;
+use crate::standing::Standing;
 
 pub(crate) mod claims;
 use bytes::Bytes;
+use proofmill_backend::Backend;
+use proofmill_store::{Blobs, Store};
 use proofmill_types::{Batch, Digest, Job, JobKey, JobState, ProofType, PublicValues};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -35,7 +39,26 @@ fn replacement_key(number: u64, digest: &Digest) -> String {
 /// Where batches come in (cheap to clone). See the module doc.
 #[derive(Clone)]
 pub struct Intake {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) blobs: Blobs,
+    /// Inputs kept in memory for dispatch: a new input goes in at once.
+    pub(crate) inputs: Arc<InputCache>,
+    pub(crate) core: CoreHandle,
+    pub(crate) standing: Standing,
+    pub(crate) in_flight: Arc<claims::InFlight>,
+    /// The backends of the proof types every batch needs, which check inputs.
+    pub(crate) backends: Arc<HashMap<ProofType, Arc<dyn Backend>>>,
+    pub(crate) rules: IntakeRules,
+}
+
+/// What a submission must meet.
+#[derive(Clone)]
+pub(crate) struct IntakeRules {
+    /// Proof types every batch needs (a submission may name a subset).
+    pub required: Vec<ProofType>,
+    pub max_input_bytes: u64,
+    /// [`crate::CoordinatorConfig::intake_window`].
+    pub intake_window: u64,
 }
 
 impl Intake {
@@ -43,13 +66,12 @@ impl Intake {
     /// no one else may take a number): submissions of other sources are then refused, naming
     /// `source`. Batches the source submits itself go through [`Intake::submit_own`].
     pub fn reserve_numbering(&self, source: &str) {
-        *self.shared.intake.numbered_by.lock().expect("intake lock") = Some(source.to_string());
+        *self.in_flight.numbered_by.lock().expect("intake lock") = Some(source.to_string());
     }
 
     /// The source that reserved the numbering, if one did.
     pub fn numbered_by(&self) -> Option<String> {
-        self.shared
-            .intake
+        self.in_flight
             .numbered_by
             .lock()
             .expect("intake lock")
@@ -58,17 +80,17 @@ impl Intake {
 
     /// The coordinator's store, to read (a source rebuilding its state from its batches).
     pub fn store(&self) -> &Arc<dyn proofmill_store::Store> {
-        &self.shared.store
+        &self.store
     }
 
     /// The coordinator's blob store (batch inputs; a source's own blobs).
     pub fn blobs(&self) -> &proofmill_store::Blobs {
-        &self.shared.blobs
+        &self.blobs
     }
 
     /// The coordinator's shutdown signal: a source stops taking batches in once it is given.
     pub fn shutdown(&self) -> crate::Shutdown {
-        self.shared.shutdown.clone()
+        self.standing.shutdown()
     }
 
     /// Refused while another source owns the numbering.
@@ -84,20 +106,19 @@ impl Intake {
     /// Everything about a submission that needs no store: number, size, version, proof
     /// types, and the backends' input checks. Returns the proof types to prove.
     async fn check_submission(&self, nb: &NewBatch) -> Result<Vec<ProofType>, CoordinatorError> {
-        let shared = &self.shared;
         if nb.number == 0 {
             return Err(CoordinatorError::InvalidArgument(
                 "batch numbers start at 1".into(),
             ));
         }
-        if nb.input.is_empty() || nb.input.len() as u64 > shared.config.max_input_bytes {
+        if nb.input.is_empty() || nb.input.len() as u64 > self.rules.max_input_bytes {
             return Err(CoordinatorError::InvalidArgument(format!(
                 "input must be 1..={} bytes, got {}",
-                shared.config.max_input_bytes,
+                self.rules.max_input_bytes,
                 nb.input.len()
             )));
         }
-        crate::results::check_label("version", &nb.version)
+        crate::text::check_label("version", &nb.version)
             .map_err(CoordinatorError::InvalidArgument)?;
         // Opaque here: their layout is the rollup's, checked by the proof types' backends.
         let public = nb.public_values.len();
@@ -107,7 +128,7 @@ impl Intake {
                 PublicValues::MAX_LEN
             )));
         }
-        let configured = shared.config.required_types();
+        let configured = &self.rules.required;
         let mut required = if nb.proof_types.is_empty() {
             configured.clone()
         } else {
@@ -137,9 +158,9 @@ impl Intake {
         nb: &NewBatch,
         required: &[ProofType],
     ) -> Result<(), CoordinatorError> {
-        let mut backends: Vec<(ProofType, Arc<dyn proofmill_backend::Backend>)> = Vec::new();
+        let mut backends: Vec<(ProofType, Arc<dyn Backend>)> = Vec::new();
         for t in required {
-            if let Some(b) = self.shared.verifiers.get(t)
+            if let Some(b) = self.backends.get(t)
                 && !backends.iter().any(|(_, seen)| seen.name() == b.name())
             {
                 backends.push((t.clone(), b.clone()));
@@ -171,9 +192,9 @@ impl Intake {
     /// never deleted, so it only grows, a number within the window of it needs no read, and
     /// a read starts from it.
     async fn check_window(&self, number: u64) -> Result<(), CoordinatorError> {
-        let window = self.shared.config.intake_window;
-        let store = &self.shared.store;
-        let known = &self.shared.intake.run_end;
+        let window = self.rules.intake_window;
+        let store = &self.store;
+        let known = &self.in_flight.run_end;
         if window == 0 || number <= known.load(Ordering::SeqCst).saturating_add(window) {
             return Ok(());
         }
@@ -204,7 +225,7 @@ impl Intake {
             limit: 1024,
             ..Default::default()
         };
-        let mut jobs = self.shared.store.jobs(&filter).await?;
+        let mut jobs = self.store.jobs(&filter).await?;
         jobs.retain(|j| j.key.batch == number);
         Ok(jobs)
     }
@@ -220,14 +241,13 @@ impl Intake {
 
     /// [`Intake::submit_batch`] for the source that reserved the numbering.
     pub async fn submit_own(&self, nb: NewBatch) -> Result<bool, CoordinatorError> {
-        let shared = &self.shared;
-        if shared.draining() {
+        if self.standing.draining() {
             return Err(CoordinatorError::Unavailable);
         }
         let required = self.check_submission(&nb).await?;
         let digest = Digest::sha256(&nb.input);
-        let _claim = shared.intake.claim(nb.number).await;
-        if let Some(existing) = shared.store.batch(nb.number).await? {
+        let _claim = self.in_flight.claim(nb.number).await;
+        if let Some(existing) = self.store.batch(nb.number).await? {
             let jobs = self.batch_jobs(nb.number).await?;
             let cancelled = jobs.iter().any(|j| j.state == JobState::Cancelled)
                 && jobs.iter().all(|j| j.state.is_terminal());
@@ -256,23 +276,16 @@ impl Intake {
             required: required.clone(),
             created_at: now,
         };
-        shared.blobs.put(&batch.input_key, nb.input.clone()).await?;
-        if !shared.store.insert_batch(&batch, now).await? {
+        self.blobs.put(&batch.input_key, nb.input.clone()).await?;
+        if !self.store.insert_batch(&batch, now).await? {
             return Ok(false);
         }
-        shared.inputs.insert(batch.number, nb.input);
+        self.inputs.insert(batch.number, nb.input);
         let jobs: Vec<Job> = required
             .into_iter()
             .map(|pt| Job::new_queued(JobKey::new(batch.number, pt), batch.version.clone(), now))
             .collect();
-        shared
-            .core
-            .send(CoreMsg::AddBatches {
-                batches: vec![Arc::new(batch)],
-                jobs,
-            })
-            .await
-            .map_err(|_| CoordinatorError::Unavailable)?;
+        self.core.add_batches(vec![Arc::new(batch)], jobs).await?;
         Ok(true)
     }
 
@@ -282,12 +295,11 @@ impl Intake {
     /// batch is refused with [`CoordinatorError::FailedPrecondition`], changing nothing.
     pub async fn replace_batch_input(&self, nb: NewBatch) -> Result<(), CoordinatorError> {
         self.check_source()?;
-        let shared = &self.shared;
-        if shared.draining() {
+        if self.standing.draining() {
             return Err(CoordinatorError::Unavailable);
         }
         let required = self.check_submission(&nb).await?;
-        let _claim = shared.intake.claim(nb.number).await;
+        let _claim = self.in_flight.claim(nb.number).await;
         let jobs = self.proven_check(nb.number).await?;
         self.cancel_jobs(
             nb.number,
@@ -305,16 +317,16 @@ impl Intake {
         let reason = if reason.is_empty() {
             "cancelled by an operator".to_string()
         } else {
-            crate::results::storable_text(reason, 1024)
+            crate::text::storable_text(reason, 1024)
         };
-        let _claim = self.shared.intake.claim(number).await;
+        let _claim = self.in_flight.claim(number).await;
         let jobs = self.proven_check(number).await?;
         self.cancel_jobs(number, jobs, &reason).await
     }
 
     /// The batch's jobs; an error if there is no such batch or every job is proven.
     async fn proven_check(&self, number: u64) -> Result<Vec<Job>, CoordinatorError> {
-        if self.shared.store.batch(number).await?.is_none() {
+        if self.store.batch(number).await?.is_none() {
             return Err(proofmill_store::StoreError::BatchNotFound(number).into());
         }
         let jobs = self.batch_jobs(number).await?;
@@ -338,19 +350,9 @@ impl Intake {
             .into_iter()
             .filter(|j| j.state == JobState::Failed)
             .collect();
-        let (durable, stored) = tokio::sync::oneshot::channel();
-        let n = self
-            .shared
-            .ask(|reply| CoreMsg::CancelBatch {
-                batch: number,
-                closed,
-                reason: reason.to_string(),
-                reply,
-                durable,
-            })
-            .await?;
-        stored.await.map_err(|_| CoordinatorError::Unavailable)?;
-        Ok(n)
+        self.core
+            .cancel_batch(number, closed, reason.to_string())
+            .await
     }
 
     /// Stores a batch's new content over its old one (whose jobs are closed) and queues its
@@ -360,7 +362,6 @@ impl Intake {
         nb: NewBatch,
         required: Vec<ProofType>,
     ) -> Result<(), CoordinatorError> {
-        let shared = &self.shared;
         let now = now_ms();
         let digest = Digest::sha256(&nb.input);
         let batch = Batch {
@@ -373,22 +374,15 @@ impl Intake {
             required: required.clone(),
             created_at: now,
         };
-        shared.blobs.put(&batch.input_key, nb.input.clone()).await?;
-        shared.store.replace_batch(&batch, now).await?;
-        shared.inputs.forget(batch.number);
-        shared.inputs.insert(batch.number, nb.input);
+        self.blobs.put(&batch.input_key, nb.input.clone()).await?;
+        self.store.replace_batch(&batch, now).await?;
+        self.inputs.forget(batch.number);
+        self.inputs.insert(batch.number, nb.input);
         tracing::info!(batch = batch.number, digest = %batch.input_digest, "batch input replaced");
         let jobs: Vec<Job> = required
             .into_iter()
             .map(|pt| Job::new_queued(JobKey::new(batch.number, pt), batch.version.clone(), now))
             .collect();
-        shared
-            .core
-            .send(CoreMsg::AddBatches {
-                batches: vec![Arc::new(batch)],
-                jobs,
-            })
-            .await
-            .map_err(|_| CoordinatorError::Unavailable)
+        self.core.add_batches(vec![Arc::new(batch)], jobs).await
     }
 }

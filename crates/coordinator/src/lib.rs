@@ -1,19 +1,26 @@
 //! The coordinator service.
 //!
 //! Layout: a single **core** task owns the pure [`proofmill_scheduler::Scheduler`] and turns
-//! its effects into store changes and prover messages; a **persister** task group-commits
-//! those changes and only then releases the messages (so nothing a prover sees is ever
-//! unknown to the store); one **session** per prover stream reads its messages, verifies
-//! proofs and feeds the core; the **admin** service and **intake** sit on top. Batch sources
-//! (the API, a rollup's sealer such as `proofmill-devnet-node`) bring batches in through an
-//! [`Intake`]; L1 settlement (`proofmill-settlement`) is a component apart that gets a
-//! [`SettlementPort`]. Nothing here knows a rollup's layout: public values are opaque bytes,
-//! read only by the proof types' backends.
+//! its effects into store changes and prover messages; it does no I/O itself. A
+//! **persister** task group-commits those changes and only then releases the messages (so
+//! nothing a prover sees is ever unknown to the store). One **session** per prover stream
+//! reads its messages, verifies proofs and feeds the core; the **admin** service and
+//! **intake** sit on top. Batch sources (the API, a rollup's sealer such as
+//! `proofmill-devnet-node`) bring batches in through an [`Intake`]; L1 settlement
+//! (`proofmill-settlement`) is a component apart that gets a [`SettlementPort`]. Nothing here
+//! knows a rollup's layout: public values are opaque bytes, read only by the proof types'
+//! backends.
+//!
+//! Each part gets a handle with only what it needs, built once by [`Coordinator::start`]:
+//! sessions a `Sessions`, admin an `AdminSvc`, status a `StatusSource`, batch sources an
+//! [`Intake`], settlement a [`SettlementPort`]; whether this coordinator is the active one is
+//! a `Standing` they read. All of them reach the core only through its `CoreHandle`, one
+//! method per request; none builds a core message or writes job rows.
 //!
 //! Modules depend downwards, with one circle left on purpose: `core` sends to provers through
 //! their `outbox` (directly, or via the `persist`er once a change is durable), and a stream's
-//! writer reports a task whose input it could not read back to the core as a result, like any
-//! failed attempt.
+//! writer reports a task whose input it could not read back to the core (through its
+//! mailbox's handle) as a result, like any failed attempt.
 
 mod admin;
 mod config;
@@ -35,10 +42,11 @@ mod server;
 mod session;
 mod settled;
 mod settlement_port;
-mod shared;
 mod shutdown;
 mod standby;
+mod standing;
 mod status;
+mod text;
 mod verdict;
 mod warnings;
 mod wire;
@@ -52,10 +60,9 @@ pub use listener::{LISTEN_BACKLOG, Listener, listen};
 pub use proofmill_store::VerifyRecord;
 pub use server::{Coordinator, Serving};
 pub use settlement_port::SettlementPort;
-pub use shared::L1Seen;
 pub use shutdown::Shutdown;
 pub use standby::Standby;
-pub use status::view::{JobCountsView, StatusView, StoreOutage};
+pub use status::view::{JobCountsView, L1Seen, StatusView, StoreOutage};
 pub use warnings::{StatusWarning, WarningKind};
 
 /// Wall-clock milliseconds: the only place the service reads the clock for the scheduler.

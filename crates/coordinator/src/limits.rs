@@ -85,7 +85,8 @@ impl StreamSlots {
 }
 
 /// Bytes of proofs in flight across every stream: chunks received, and proofs waiting for
-/// their verification.
+/// their verification. Cheap to clone; clones share the budget.
+#[derive(Clone)]
 pub(crate) struct ProofBudget {
     bytes: Arc<Semaphore>,
     total: usize,

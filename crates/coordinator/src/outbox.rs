@@ -5,7 +5,7 @@
 //! dispatch path, and per-prover order is kept because the direct path is taken only when
 //! the queue is empty.
 
-use crate::core::CoreMsg;
+use crate::core::CoreHandle;
 use crate::inputs::InputCache;
 use crate::verdict::Verdict;
 use crate::wire::{ChunkCredits, Wire, WireEnd};
@@ -24,7 +24,7 @@ use tonic::Status;
 pub(crate) struct Sending {
     pub inputs: Arc<InputCache>,
     pub blobs: proofmill_store::Blobs,
-    pub core: mpsc::Sender<CoreMsg>,
+    pub core: CoreHandle,
     pub heartbeat: std::time::Duration,
     pub replies_queued: Arc<AtomicUsize>,
 }
@@ -433,16 +433,11 @@ async fn send_task(
         Err(e) => {
             // The lease fails like any attempt: retried with backoff, then visible as failed.
             tracing::error!(key = %job.key, error = %e, "cannot read batch input");
-            let _ = w
-                .sending
+            let verdict = Verdict::Failed(format!("coordinator could not read the input: {e}"));
+            let key = (job.key.clone(), lease.token);
+            w.sending
                 .core
-                .send(CoreMsg::Result {
-                    prover: lease.prover.clone(),
-                    key: job.key.clone(),
-                    token: lease.token,
-                    verdict: Verdict::Failed(format!("coordinator could not read the input: {e}")),
-                    reply_to: self_tx.clone(),
-                })
+                .result(lease.prover.clone(), key, verdict, self_tx.clone())
                 .await;
             return true;
         }

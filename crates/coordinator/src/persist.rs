@@ -2,7 +2,9 @@
 //! transition are released only after it is durable, in the order they were produced.
 
 use crate::outbox::{Outbox, ToProver};
+use proofmill_proto::v1::ErrorCode;
 use proofmill_store::{Change, Store, StoreError};
+use proofmill_types::{FencingToken, JobKey};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -17,6 +19,9 @@ pub(crate) struct PersistJob {
     pub flushed: Vec<oneshot::Sender<()>>,
     /// Tasks already sent whose leases are among `changes`.
     pub early_dispatches: usize,
+    /// Results of jobs not open in the scheduler, answered from the store once this job is
+    /// durable (reads the core does not do: it does no I/O).
+    pub not_open: Vec<NotOpenResult>,
 }
 
 impl PersistJob {
@@ -26,10 +31,14 @@ impl PersistJob {
         self.sends.append(&mut later.sends);
         self.flushed.append(&mut later.flushed);
         self.early_dispatches += later.early_dispatches;
+        self.not_open.append(&mut later.not_open);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.sends.is_empty() && self.flushed.is_empty()
+        self.changes.is_empty()
+            && self.sends.is_empty()
+            && self.flushed.is_empty()
+            && self.not_open.is_empty()
     }
 }
 
@@ -46,7 +55,10 @@ const MAX_GROUP: usize = 4096;
 /// Starts the persister. When a commit is fenced (another coordinator took over the store),
 /// it says why on `fenced` and stops: the messages of that group and every later one are
 /// never sent, since their changes will never be durable.
-pub(crate) fn spawn(store: Arc<dyn Store>, fenced: watch::Sender<Option<String>>) -> Persister {
+pub(crate) fn spawn(
+    store: Arc<dyn Store>,
+    fenced: Arc<watch::Sender<Option<String>>>,
+) -> Persister {
     // Unbounded on purpose: the core never waits (it owns the scheduler and must keep
     // answering), and what it hands over is bounded elsewhere: one job per core wakeup,
     // holding the changes of at most BURST messages; dispatch stops at
@@ -62,7 +74,7 @@ async fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<PersistJob>,
     unconfirmed: Arc<AtomicUsize>,
-    fenced: watch::Sender<Option<String>>,
+    fenced: Arc<watch::Sender<Option<String>>>,
 ) {
     let mut group: Vec<PersistJob> = Vec::new();
     let mut changes: Vec<Change> = Vec::new();
@@ -94,6 +106,11 @@ async fn run(
             }
             for done in job.flushed {
                 let _ = done.send(());
+            }
+            for r in job.not_open {
+                // Off this task: a read must not hold up the next commit.
+                let store = store.clone();
+                tokio::spawn(async move { answer_not_open(store.as_ref(), r).await });
             }
         }
     }
@@ -187,4 +204,50 @@ async fn apply_retrying(store: &dyn Store, changes: &[Change]) -> Result<(), Sto
             }
         }
     }
+}
+
+/// A result for a job not open here, answered by [`answer_not_open`].
+pub(crate) struct NotOpenResult {
+    pub key: JobKey,
+    pub token: FencingToken,
+    pub reply_to: Outbox,
+}
+
+/// Answers a result for a job not open here, from the store, once every write queued before
+/// it is durable: a duplicate of the accepted result (acknowledged again, so the prover stops
+/// resending), a stale one, or one of an unknown job.
+pub(crate) async fn answer_not_open(store: &dyn Store, r: NotOpenResult) {
+    let NotOpenResult {
+        key,
+        token,
+        reply_to,
+    } = r;
+    let ack = |accepted: bool, code: ErrorCode, reason: String| {
+        ToProver::Msg(crate::messages::job_result_ack(
+            &key, token, accepted, code, &reason,
+        ))
+    };
+    let msg = match store.proof(&key).await {
+        Ok(Some(p)) if p.token == token => ack(
+            true,
+            ErrorCode::Unspecified,
+            "duplicate of an accepted result".into(),
+        ),
+        Ok(Some(p)) => ack(
+            false,
+            ErrorCode::StaleFencingToken,
+            format!("{key} was proven with token {}", p.token),
+        ),
+        Ok(None) => match store.job(&key).await {
+            Ok(Some(j)) => ack(
+                false,
+                ErrorCode::StaleFencingToken,
+                format!("{key} is {}", j.state),
+            ),
+            Ok(None) => ack(false, ErrorCode::JobNotFound, format!("no job {key}")),
+            Err(e) => ack(false, ErrorCode::SystemUnavailable, e.to_string()),
+        },
+        Err(e) => ack(false, ErrorCode::SystemUnavailable, e.to_string()),
+    };
+    reply_to.send(msg);
 }

@@ -2,43 +2,41 @@
 //! batch's public values on arrival (before anything is stored), stored inline or as blobs,
 //! and reported to the core; malformed results are refused with a reason.
 
-use crate::core::{BatchCache, CoreMsg};
+use crate::core::{BatchCache, CoreHandle};
+use crate::limits::ProofBudget;
 use crate::now_ms;
 use crate::outbox::{Outbox, ToProver};
 use crate::partial::{PartialProofs, ProofBytes};
-use crate::shared::Shared;
+use crate::text::storable_text;
 use crate::verdict::Verdict;
 use bytes::Bytes;
 use proofmill_backend::Backend;
 use proofmill_proto::v1::{ErrorCode, TaskResult, task_result::Outcome as Res};
 use proofmill_scheduler::ResultCheck;
-use proofmill_types::{Batch, Digest, FencingToken, JobKey, ProofRecord, ProverId, TaskId};
+use proofmill_store::{Blobs, Store};
+use proofmill_types::{
+    Batch, Digest, FencingToken, JobKey, ProofRecord, ProofType, ProverId, TaskId,
+};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Text from a prover made fit to store: at most `max` characters, and NUL (which PostgreSQL
-/// text cannot hold) replaced.
-pub(crate) fn storable_text(text: &str, max: usize) -> String {
-    text.chars()
-        .take(max)
-        .map(|c| {
-            if c == '\0' {
-                char::REPLACEMENT_CHARACTER
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
-/// Names and versions a prover or client gives: printable, 1 to 128 bytes.
-pub(crate) fn check_label(what: &str, value: &str) -> Result<(), String> {
-    if value.is_empty() || value.len() > 128 {
-        return Err(format!("{what} must be 1-128 bytes"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(format!("{what} must not contain control characters"));
-    }
-    Ok(())
+/// What handling results needs: the verifiers, the batches (cached by the core, or read from
+/// the store), where proof bytes go, and the core to report verdicts to. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Results {
+    pub verifiers: Arc<HashMap<ProofType, Arc<dyn Backend>>>,
+    /// Every verifier is cheap ([`Backend::verify_is_cheap`]): small results may be handled
+    /// on the session's own task.
+    pub verify_inline: bool,
+    pub batches: BatchCache,
+    pub store: Arc<dyn Store>,
+    pub blobs: Blobs,
+    /// Bytes of proofs in flight, across every stream.
+    pub proof_budget: ProofBudget,
+    pub max_proof_bytes: u64,
+    /// Proofs up to this size are kept in their database row.
+    pub inline_proof_max: usize,
+    pub core: CoreHandle,
 }
 
 pub(crate) fn nack(tx: &Outbox, task_id: &str, token: u64, code: ErrorCode, reason: String) {
@@ -46,185 +44,182 @@ pub(crate) fn nack(tx: &Outbox, task_id: &str, token: u64, code: ErrorCode, reas
     tx.send(ToProver::Msg(msg));
 }
 
-/// The proof bytes of a result (joined from chunks if needed, with their share of the proof
-/// budget); `None` for an error result. Takes the bytes out of `r` rather than copying them.
-pub(crate) fn take_proof(
-    shared: &Shared,
-    partial: &mut PartialProofs,
-    r: &mut TaskResult,
-) -> Result<Option<ProofBytes>, String> {
-    match &mut r.outcome {
-        Some(Res::Proof(p)) => Ok(Some(ProofBytes::new(std::mem::take(p), None))),
-        Some(Res::ProofChunked(c)) => {
-            let proof = partial
-                .take(&(r.task_id.clone(), r.fencing_token))
-                .ok_or("no proof chunks received for this task")?;
-            if proof.data.len() as u64 != c.size
-                || Digest::sha256(&proof.data).0.as_slice() != c.digest.as_slice()
-            {
-                return Err("chunked proof does not match its size or digest".into());
+impl Results {
+    /// The proof bytes of a result (joined from chunks if needed, with their share of the proof
+    /// budget); `None` for an error result. Takes the bytes out of `r` rather than copying them.
+    pub fn take_proof(
+        &self,
+        partial: &mut PartialProofs,
+        r: &mut TaskResult,
+    ) -> Result<Option<ProofBytes>, String> {
+        match &mut r.outcome {
+            Some(Res::Proof(p)) => Ok(Some(ProofBytes::new(std::mem::take(p), None))),
+            Some(Res::ProofChunked(c)) => {
+                let proof = partial
+                    .take(&(r.task_id.clone(), r.fencing_token))
+                    .ok_or("no proof chunks received for this task")?;
+                if proof.data.len() as u64 != c.size
+                    || Digest::sha256(&proof.data).0.as_slice() != c.digest.as_slice()
+                {
+                    return Err("chunked proof does not match its size or digest".into());
+                }
+                Ok(Some(proof))
             }
-            Ok(Some(proof))
+            Some(Res::Error(_)) => Ok(None),
+            None => Err("result without proof or error".into()),
         }
-        Some(Res::Error(_)) => Ok(None),
-        None => Err("result without proof or error".into()),
-    }
-    .and_then(|p| match &p {
-        Some(p) if p.data.len() as u64 > shared.config.max_proof_bytes => {
-            Err(format!("proof of {} bytes is over the limit", p.data.len()))
-        }
-        _ => Ok(p),
-    })
-}
-
-/// Why a result would be fenced off, if it would: asked of the core before the costly part
-/// of handling it. The core checks again when the outcome arrives (the lease may end in
-/// between); this only saves a verification and a blob for results already stale.
-pub(crate) async fn fenced_off(
-    shared: &Shared,
-    prover: &ProverId,
-    r: &TaskResult,
-) -> Option<String> {
-    let (batch, proof_type) = TaskId::parse(&r.task_id).ok()?;
-    let check = shared
-        .ask(|reply| CoreMsg::CheckResult {
-            prover: prover.clone(),
-            key: JobKey::new(batch, proof_type),
-            token: FencingToken(r.fencing_token),
-            reply,
-        })
-        .await
-        .ok()?;
-    match check {
-        ResultCheck::Stale { reason } => Some(reason),
-        ResultCheck::Current | ResultCheck::NotOpen => None,
-    }
-}
-
-pub(crate) async fn handle_result(
-    shared: &Shared,
-    prover: &ProverId,
-    name: &str,
-    r: TaskResult,
-    proof: Option<Vec<u8>>,
-    tx: &Outbox,
-) {
-    let (batch_no, proof_type) = match TaskId::parse(&r.task_id) {
-        Ok(k) => k,
-        Err(e) => {
-            return nack(
-                tx,
-                &r.task_id,
-                r.fencing_token,
-                ErrorCode::InvalidArgument,
-                e.to_string(),
-            );
-        }
-    };
-    let key = JobKey::new(batch_no, proof_type);
-    let token = FencingToken(r.fencing_token);
-    let verdict = match (proof, &r.outcome) {
-        (None, Some(Res::Error(e))) => Verdict::Failed(storable_text(e, 4096)),
-        (None, _) => {
-            return nack(
-                tx,
-                &r.task_id,
-                r.fencing_token,
-                ErrorCode::InvalidArgument,
-                "no proof".into(),
-            );
-        }
-        (Some(proof), _) => {
-            // A timing the prover reports; beyond i64 it is nonsense the store cannot hold.
-            let prove_ms = r.prove_ms.min(i64::MAX as u64);
-            match check_proof(shared, &key, token, prover, name, prove_ms, proof).await {
-                Ok(o) => o,
-                Err((code, reason)) => return nack(tx, &r.task_id, r.fencing_token, code, reason),
+        .and_then(|p| match &p {
+            Some(p) if p.data.len() as u64 > self.max_proof_bytes => {
+                Err(format!("proof of {} bytes is over the limit", p.data.len()))
             }
-        }
-    };
-    let _ = shared
-        .core
-        .send(CoreMsg::Result {
-            prover: prover.clone(),
-            key,
-            token,
-            verdict,
-            reply_to: tx.clone(),
+            _ => Ok(p),
         })
-        .await;
-}
-
-/// Verifies a proof against the batch's public values and stores its bytes.
-async fn check_proof(
-    shared: &Shared,
-    key: &JobKey,
-    token: FencingToken,
-    prover: &ProverId,
-    name: &str,
-    prove_ms: u64,
-    proof: Vec<u8>,
-) -> Result<Verdict, (ErrorCode, String)> {
-    let Some(verifier) = shared.verifiers.get(&key.proof_type).cloned() else {
-        return Err((
-            ErrorCode::ProofTypeNotNeeded,
-            format!("proof type {} is not needed here", key.proof_type),
-        ));
-    };
-    let batch = match cached_batch(&shared.batches, key.batch) {
-        Some(b) => b,
-        None => match shared.store.batch(key.batch).await {
-            Ok(Some(b)) => Arc::new(b),
-            Ok(None) => return Err((ErrorCode::JobNotFound, format!("no batch {}", key.batch))),
-            Err(e) => return Err((ErrorCode::SystemUnavailable, e.to_string())),
-        },
-    };
-    let public = batch.public_values.clone();
-    let proof = Bytes::from(proof);
-    let verdict = {
-        let proof = proof.clone();
-        verify_off_thread(verifier, public, proof).await
-    };
-    if let Err(reason) = verdict {
-        tracing::warn!(%prover, %key, reason = %reason.escape_debug(), "invalid proof rejected");
-        return Ok(Verdict::Invalid(reason));
     }
-    let inline = proof.len() <= shared.config.inline_proof_max;
-    let digest = Digest::sha256(&proof);
-    // Named by content too: a duplicate result with other bytes (another valid proof of the
-    // same statement) must not overwrite the blob an accepted record points at.
-    let blob_key = if inline {
-        String::new()
-    } else {
-        format!(
-            "proofs/{:012}/{}/{}-{}.bin",
-            key.batch,
-            key.proof_type,
-            token.0,
-            &digest.to_hex()[..16]
-        )
-    };
-    let record = ProofRecord {
-        key: key.clone(),
-        blob_key: blob_key.clone(),
-        inline: inline.then(|| proof.to_vec()),
-        size: proof.len() as u64,
-        digest,
-        prover: prover.clone(),
-        prover_name: name.to_string(),
-        token,
-        leased_at: 0,
-        received_at: now_ms(),
-        prove_ms,
-    };
-    if !inline {
-        shared
-            .blobs
-            .put(&blob_key, proof)
+
+    /// Why a result would be fenced off, if it would: asked of the core before the costly part
+    /// of handling it. The core checks again when the outcome arrives (the lease may end in
+    /// between); this only saves a verification and a blob for results already stale.
+    pub async fn fenced_off(&self, prover: &ProverId, r: &TaskResult) -> Option<String> {
+        let (batch, proof_type) = TaskId::parse(&r.task_id).ok()?;
+        let check = self
+            .core
+            .check_result(
+                prover.clone(),
+                JobKey::new(batch, proof_type),
+                FencingToken(r.fencing_token),
+            )
             .await
-            .map_err(|e| (ErrorCode::SystemUnavailable, e.to_string()))?;
+            .ok()?;
+        match check {
+            ResultCheck::Stale { reason } => Some(reason),
+            ResultCheck::Current | ResultCheck::NotOpen => None,
+        }
     }
-    Ok(Verdict::Proven(record))
+
+    pub async fn handle_result(
+        &self,
+        prover: &ProverId,
+        name: &str,
+        r: TaskResult,
+        proof: Option<Vec<u8>>,
+        tx: &Outbox,
+    ) {
+        let (batch_no, proof_type) = match TaskId::parse(&r.task_id) {
+            Ok(k) => k,
+            Err(e) => {
+                return nack(
+                    tx,
+                    &r.task_id,
+                    r.fencing_token,
+                    ErrorCode::InvalidArgument,
+                    e.to_string(),
+                );
+            }
+        };
+        let key = JobKey::new(batch_no, proof_type);
+        let token = FencingToken(r.fencing_token);
+        let verdict = match (proof, &r.outcome) {
+            (None, Some(Res::Error(e))) => Verdict::Failed(storable_text(e, 4096)),
+            (None, _) => {
+                return nack(
+                    tx,
+                    &r.task_id,
+                    r.fencing_token,
+                    ErrorCode::InvalidArgument,
+                    "no proof".into(),
+                );
+            }
+            (Some(proof), _) => {
+                // A timing the prover reports; beyond i64 it is nonsense the store cannot hold.
+                let prove_ms = r.prove_ms.min(i64::MAX as u64);
+                match self
+                    .check_proof(&key, token, prover, name, prove_ms, proof)
+                    .await
+                {
+                    Ok(o) => o,
+                    Err((code, reason)) => {
+                        return nack(tx, &r.task_id, r.fencing_token, code, reason);
+                    }
+                }
+            }
+        };
+        self.core
+            .result(prover.clone(), (key, token), verdict, tx.clone())
+            .await;
+    }
+
+    /// Verifies a proof against the batch's public values and stores its bytes.
+    async fn check_proof(
+        &self,
+        key: &JobKey,
+        token: FencingToken,
+        prover: &ProverId,
+        name: &str,
+        prove_ms: u64,
+        proof: Vec<u8>,
+    ) -> Result<Verdict, (ErrorCode, String)> {
+        let Some(verifier) = self.verifiers.get(&key.proof_type).cloned() else {
+            return Err((
+                ErrorCode::ProofTypeNotNeeded,
+                format!("proof type {} is not needed here", key.proof_type),
+            ));
+        };
+        let batch = match cached_batch(&self.batches, key.batch) {
+            Some(b) => b,
+            None => match self.store.batch(key.batch).await {
+                Ok(Some(b)) => Arc::new(b),
+                Ok(None) => {
+                    return Err((ErrorCode::JobNotFound, format!("no batch {}", key.batch)));
+                }
+                Err(e) => return Err((ErrorCode::SystemUnavailable, e.to_string())),
+            },
+        };
+        let public = batch.public_values.clone();
+        let proof = Bytes::from(proof);
+        let verdict = {
+            let proof = proof.clone();
+            verify_off_thread(verifier, public, proof).await
+        };
+        if let Err(reason) = verdict {
+            tracing::warn!(%prover, %key, reason = %reason.escape_debug(), "invalid proof rejected");
+            return Ok(Verdict::Invalid(reason));
+        }
+        let inline = proof.len() <= self.inline_proof_max;
+        let digest = Digest::sha256(&proof);
+        // Named by content too: a duplicate result with other bytes (another valid proof of the
+        // same statement) must not overwrite the blob an accepted record points at.
+        let blob_key = if inline {
+            String::new()
+        } else {
+            format!(
+                "proofs/{:012}/{}/{}-{}.bin",
+                key.batch,
+                key.proof_type,
+                token.0,
+                &digest.to_hex()[..16]
+            )
+        };
+        let record = ProofRecord {
+            key: key.clone(),
+            blob_key: blob_key.clone(),
+            inline: inline.then(|| proof.to_vec()),
+            size: proof.len() as u64,
+            digest,
+            prover: prover.clone(),
+            prover_name: name.to_string(),
+            token,
+            leased_at: 0,
+            received_at: now_ms(),
+            prove_ms,
+        };
+        if !inline {
+            self.blobs
+                .put(&blob_key, proof)
+                .await
+                .map_err(|e| (ErrorCode::SystemUnavailable, e.to_string()))?;
+        }
+        Ok(Verdict::Proven(record))
+    }
 }
 
 fn cached_batch(cache: &BatchCache, n: u64) -> Option<Arc<Batch>> {

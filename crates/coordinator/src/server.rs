@@ -1,10 +1,16 @@
 use crate::config::CoordinatorConfig;
-use crate::core::{BatchCache, Core, CoreMsg};
+use crate::core::{BatchCache, Core, CoreHandle};
 use crate::error::CoordinatorError;
 use crate::identity::ProverKeys;
 use crate::inputs::InputCache;
-use crate::limits::InFlight;
-use crate::shared::{HeldLease, Shared};
+use crate::intake::{Intake, IntakeRules};
+use crate::limits::{InFlight, ProofBudget, StreamSlots};
+use crate::outbox::Sending;
+use crate::results::Results;
+use crate::session::{SessionRules, Sessions};
+use crate::standing::{HeldLease, Standing};
+use crate::status::StatusSource;
+use crate::status::view::SeenOnL1;
 use crate::{admin, persist, session};
 use proofmill_proto::v1::admin_service_server::AdminServiceServer;
 use proofmill_proto::v1::prover_service_server::{ProverService, ProverServiceServer};
@@ -17,15 +23,24 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
-/// A running coordinator (cheap to clone).
+/// A running coordinator (cheap to clone). Each of its parts gets a handle with only what
+/// it needs; the core task is the only writer of scheduling state.
 #[derive(Clone)]
 pub struct Coordinator {
-    pub(crate) shared: Arc<Shared>,
+    config: Arc<CoordinatorConfig>,
+    store: Arc<dyn Store>,
+    blobs: Blobs,
+    core: CoreHandle,
+    standing: Standing,
+    status: StatusSource,
+    intake: Intake,
+    sessions: Arc<Sessions>,
+    l1: SeenOnL1,
 }
 
 impl Coordinator {
@@ -71,90 +86,130 @@ impl Coordinator {
             "restored scheduler state"
         );
         let batch_cache: BatchCache = Arc::new(RwLock::new(HashMap::new()));
-        let fenced = tokio::sync::watch::channel(None).0;
-        let persist_tx = persist::spawn(store.clone(), fenced.clone());
-        let (core_tx, core_rx) = mpsc::channel(crate::core::MAILBOX);
+        let standing = Standing::default();
+        let persist_tx = persist::spawn(store.clone(), standing.fenced_signal());
+        let (core, mailbox) = crate::core::mailbox(crate::core::MAILBOX);
         let mut scheduler = Scheduler::new(config.scheduler.clone(), last_token);
         scheduler.set_orphan_tokens(orphan_tokens);
         scheduler.restore_cordons(store.cordoned_provers().await?);
-        let mut core = Core::new(
+        let mut core_task = Core::new(
             scheduler,
             batch_cache.clone(),
             persist_tx,
-            store.clone(),
             config.max_uncommitted_dispatches,
             prover_keys.clone(),
         );
-        core.restore(batches, open);
-        tokio::spawn(core.run(core_rx));
-        let slots = crate::limits::StreamSlots::new(
-            config.max_prover_streams,
-            config.max_unregistered_streams,
-        );
-        let proof_budget = crate::limits::ProofBudget::new(config.proof_memory_bytes);
-        let shared = Arc::new(Shared {
-            inputs: Arc::new(InputCache::new(blobs.clone(), config.input_cache_bytes)),
-            config,
+        core_task.restore(batches, open);
+        tokio::spawn(core_task.run(mailbox));
+        let verifiers = Arc::new(verifiers);
+        let inputs = Arc::new(InputCache::new(blobs.clone(), config.input_cache_bytes));
+        let results = Results {
+            verify_inline: verifiers.values().all(|v| v.verify_is_cheap()),
+            verifiers: verifiers.clone(),
+            batches: batch_cache,
+            store: store.clone(),
+            blobs: blobs.clone(),
+            proof_budget: ProofBudget::new(config.proof_memory_bytes),
+            max_proof_bytes: config.max_proof_bytes,
+            inline_proof_max: config.inline_proof_max,
+            core: core.clone(),
+        };
+        let sessions = Arc::new(Sessions {
+            rules: SessionRules::new(&config),
+            prover_keys,
+            standing: standing.clone(),
+            core: core.clone(),
+            results,
+            sending: Sending {
+                inputs: inputs.clone(),
+                blobs: blobs.clone(),
+                core: core.clone(),
+                heartbeat: std::time::Duration::from_millis(config.scheduler.heartbeat_interval_ms),
+                replies_queued: Default::default(),
+            },
+            slots: StreamSlots::new(config.max_prover_streams, config.max_unregistered_streams),
+            dispatch_latency_us: config.record_dispatch_latency.then(Default::default),
+            blob_urls: !blobs.base_url().starts_with("memory:"),
+        });
+        let l1 = SeenOnL1::default();
+        let status = StatusSource {
+            store: store.clone(),
+            core: core.clone(),
+            standing: standing.clone(),
+            l1: l1.clone(),
+            last: Default::default(),
+            required: config.required_types(),
+            intake_window: config.intake_window,
+        };
+        let intake = Intake {
+            store: store.clone(),
+            blobs: blobs.clone(),
+            inputs,
+            core: core.clone(),
+            standing: standing.clone(),
+            in_flight: Default::default(),
+            backends: verifiers,
+            rules: IntakeRules {
+                required: config.required_types(),
+                max_input_bytes: config.max_input_bytes,
+                intake_window: config.intake_window,
+            },
+        };
+        Ok(Coordinator {
+            config: Arc::new(config),
             store,
             blobs,
-            batches: batch_cache,
-            verify_inline: verifiers.values().all(|v| v.verify_is_cheap()),
-            verifiers,
-            core: core_tx,
-            prover_keys,
-            shutdown: Default::default(),
-            intake: Default::default(),
-            dispatch_latency_us: Default::default(),
-            slots,
-            proof_budget,
-            replies_queued: Default::default(),
-            l1_seen: RwLock::new(None),
-            last_status: Default::default(),
-            lease: Default::default(),
-            fenced,
-        });
-        Ok(Coordinator { shared })
+            core,
+            standing,
+            status,
+            intake,
+            sessions,
+            l1,
+        })
     }
 
     pub fn config(&self) -> &CoordinatorConfig {
-        &self.shared.config
+        &self.config
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.shared.store
+        &self.store
     }
 
     pub fn blobs(&self) -> &Blobs {
-        &self.shared.blobs
+        &self.blobs
     }
 
     /// Where batches come in (see [`crate::Intake`]).
-    pub fn intake(&self) -> crate::Intake {
-        crate::Intake {
-            shared: self.shared.clone(),
-        }
+    pub fn intake(&self) -> Intake {
+        self.intake.clone()
     }
 
     /// What L1 settlement gets of this coordinator (see [`crate::SettlementPort`]).
     pub fn settlement_port(&self) -> crate::SettlementPort {
         crate::SettlementPort {
-            shared: self.shared.clone(),
+            store: self.store.clone(),
+            blobs: self.blobs.clone(),
+            required: self.config.required_types(),
+            standing: self.standing.clone(),
+            l1: self.l1.clone(),
+            core: self.core.clone(),
         }
     }
 
     /// This coordinator's shutdown signal (given by [`Coordinator::drain`]).
     pub fn shutdown(&self) -> crate::Shutdown {
-        self.shared.shutdown.clone()
+        self.standing.shutdown()
     }
 
     /// What settlement last reported of L1 (`None`: it has not, or it is off).
     pub fn l1_seen(&self) -> Option<crate::L1Seen> {
-        self.shared.l1_seen.read().expect("l1 cache lock").clone()
+        self.l1.get()
     }
 
     /// [`crate::Intake::submit_batch`].
     pub async fn submit_batch(&self, nb: crate::NewBatch) -> Result<bool, CoordinatorError> {
-        self.intake().submit_batch(nb).await
+        self.intake.submit_batch(nb).await
     }
 
     /// Serves the prover and admin services (plus reflection) until `shutdown` resolves.
@@ -172,31 +227,35 @@ impl Coordinator {
         incoming: impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), CoordinatorError> {
-        let max = self.shared.config.max_message_bytes;
+        let max = self.config.max_message_bytes;
         let prover = ProverServiceServer::new(ProverSvc {
-            shared: self.shared.clone(),
+            sessions: self.sessions.clone(),
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
         let admin = AdminServiceServer::new(admin::AdminSvc {
-            shared: self.shared.clone(),
+            store: self.store.clone(),
+            core: self.core.clone(),
+            standing: self.standing.clone(),
+            status: self.status.clone(),
+            intake: self.intake.clone(),
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
         // A deposed coordinator answers nothing more as if it were active (its figures are
         // stale, its writes fenced) while it stops.
-        let gate = |shared: Arc<Shared>| {
-            move |request: Request<()>| match shared.deposed() {
+        let gate = |standing: Standing| {
+            move |request: Request<()>| match standing.deposed() {
                 Some(why) => Err(Status::unavailable(format!(
                     "this coordinator is no longer active ({why}); it stands by shortly"
                 ))),
                 None => Ok(request),
             }
         };
-        let prover = InterceptedService::new(prover, gate(self.shared.clone()));
-        let admin = InterceptedService::new(admin, gate(self.shared.clone()));
+        let prover = InterceptedService::new(prover, gate(self.standing.clone()));
+        let admin = InterceptedService::new(admin, gate(self.standing.clone()));
         let (reflection_v1, reflection_v1alpha) = reflection()?;
-        let (health, refresh) = crate::health::service(&self.shared).await;
+        let (health, refresh) = crate::health::service(self.standing.clone()).await;
         let served = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
             .add_service(prover)
@@ -229,7 +288,7 @@ impl Coordinator {
     /// with its epoch, [`Store::fence_writes`]): status and health name it, and L1
     /// transactions go out only while it surely holds.
     pub fn attach_lease(&self, url: &str, leadership: &crate::leadership::Leadership) {
-        let _ = self.shared.lease.set(HeldLease {
+        self.standing.attach(HeldLease {
             url: url.to_string(),
             epoch: leadership.epoch(),
             check: leadership.check(),
@@ -239,20 +298,16 @@ impl Coordinator {
     /// Resolves when a write of this coordinator was fenced (another coordinator took over
     /// the store), with the store's error. It writes nothing from then on.
     pub async fn fenced(&self) -> String {
-        let mut rx = self.shared.fenced.subscribe();
-        match rx.wait_for(|f| f.is_some()).await {
-            Ok(why) => why.clone().unwrap_or_default(),
-            Err(_) => std::future::pending().await,
-        }
+        self.standing.fenced().await
     }
 
     pub async fn provers(&self) -> Result<Vec<ProverView>, CoordinatorError> {
-        crate::status::provers(&self.shared).await
+        self.core.provers().await
     }
 
     /// Everything `status` shows, read from the store now.
     pub async fn status(&self) -> Result<crate::StatusView, CoordinatorError> {
-        crate::status::status(&self.shared).await
+        self.status.status().await
     }
 
     /// [`Coordinator::status`] when the store answers within a second or two; otherwise the
@@ -260,7 +315,7 @@ impl Coordinator {
     /// within about 4 s whatever the store does. Also flagged (and not read from the store)
     /// while this coordinator's lease is not surely held: another one may be active.
     pub async fn status_or_memory(&self) -> Result<crate::StatusView, CoordinatorError> {
-        crate::status::status_or_memory(&self.shared).await
+        self.status.status_or_memory().await
     }
 
     /// The settling transaction recorded for `batch`, if any.
@@ -268,74 +323,67 @@ impl Coordinator {
         &self,
         batch: u64,
     ) -> Result<Option<crate::VerifyRecord>, CoordinatorError> {
-        crate::settled::verify_record(self.shared.store.as_ref(), batch).await
+        crate::settled::verify_record(self.store.as_ref(), batch).await
     }
 
     /// The range of a settling transaction sent but not yet recorded, if any.
     pub async fn pending_verify(&self) -> Result<Option<(u64, u64)>, CoordinatorError> {
-        crate::settled::pending_verify(self.shared.store.as_ref()).await
+        crate::settled::pending_verify(self.store.as_ref()).await
     }
 
     /// The latest settling transaction.
     pub async fn last_verify_tx(&self) -> Result<Option<crate::VerifyRecord>, CoordinatorError> {
-        crate::settled::last_verify_tx(self.shared.store.as_ref()).await
+        crate::settled::last_verify_tx(self.store.as_ref()).await
     }
 
     /// Takes a prover out of rotation or puts it back ([`proofmill_scheduler::Scheduler::cordon`]).
     /// Returns once the change is in the store, so the cordon outlives a restart.
     pub async fn cordon(&self, prover: &ProverId, on: bool) -> Result<(), CoordinatorError> {
-        crate::admin::cordon(&self.shared, prover, on).await
+        self.core.cordon(prover.clone(), on).await
     }
 
     /// Graceful stop: no new work, provers told to finish within the grace period, results
     /// that arrive meanwhile are accepted, and every state change is flushed to the store.
     pub async fn drain(&self, reason: &str) -> Result<(), CoordinatorError> {
-        let grace = self.shared.config.shutdown_grace_ms;
-        self.shared.shutdown.begin();
+        let grace = self.config.shutdown_grace_ms;
+        self.standing.shutdown().begin();
         let grace_ms = grace.min(u32::MAX as u64) as u32;
-        let reason = reason.to_string();
-        self.shared
-            .ask(|reply| CoreMsg::Drain {
-                grace_ms,
-                reason,
-                reply,
-            })
-            .await?;
+        self.core.drain(grace_ms, reason.to_string()).await?;
         // Until the provers' running tasks are done, or the grace period is over.
-        let idle = self.shared.ask(|reply| CoreMsg::WhenIdle { reply });
+        let idle = self.core.when_idle();
         let _ = tokio::time::timeout(std::time::Duration::from_millis(grace), idle).await;
         self.flush().await
     }
 
     /// Returns once every state change made so far is durable.
     pub async fn flush(&self) -> Result<(), CoordinatorError> {
-        self.shared.ask(|reply| CoreMsg::Flush { reply }).await
+        self.core.flush().await
     }
 
     /// Prover sessions still running, registered or not: one per stream until it ends or
     /// this coordinator closes it (a prover declared dead is let go even if it keeps its
     /// stream open).
     pub fn open_sessions(&self) -> usize {
-        self.shared.slots.open()
+        self.sessions.slots.open()
     }
 
     /// What clients hold of this coordinator now (see [`InFlight`]).
     pub fn in_flight(&self) -> InFlight {
+        let s = &self.sessions;
         InFlight {
-            proof_bytes: self.shared.proof_budget.in_use(),
-            replies_queued: self.shared.replies_queued.load(Ordering::SeqCst),
-            streams: self.shared.slots.open(),
-            unregistered_streams: self.shared.slots.unregistered(),
+            proof_bytes: s.results.proof_budget.in_use(),
+            replies_queued: s.sending.replies_queued.load(Ordering::SeqCst),
+            streams: s.slots.open(),
+            unregistered_streams: s.slots.unregistered(),
         }
     }
 
     /// Dispatch latency samples (µs) recorded so far, when `record_dispatch_latency` is on.
     pub fn dispatch_latencies_us(&self) -> Vec<u32> {
-        self.shared
-            .dispatch_latency_us
-            .lock()
-            .expect("latency lock")
-            .clone()
+        match &self.sessions.dispatch_latency_us {
+            Some(samples) => samples.lock().expect("latency lock").clone(),
+            None => Vec::new(),
+        }
     }
 }
 
@@ -376,7 +424,7 @@ impl Serving {
 }
 
 pub(crate) struct ProverSvc {
-    shared: Arc<Shared>,
+    sessions: Arc<Sessions>,
 }
 
 type OutStream =
@@ -391,10 +439,10 @@ impl ProverService for ProverSvc {
         request: Request<Streaming<ProverMessage>>,
     ) -> Result<Response<OutStream>, Status> {
         // Refused before anything is allocated for the stream.
-        let slots = self.shared.slots.admit()?;
+        let slots = self.sessions.slots.admit()?;
         let (wire, credits, end, stream) = crate::wire::wire();
         session::start(
-            self.shared.clone(),
+            self.sessions.clone(),
             request.into_inner(),
             (wire, credits, end),
             slots,

@@ -1,12 +1,15 @@
 //! One prover stream: handshake, then a reader that checks results and reports them to the
 //! core, beside the writer of [`crate::outbox`].
 
-use crate::core::{Conn, CoreMsg, Hello};
-use crate::limits::Slot;
-use crate::outbox::{LatencyProbe, Outbox, SendLimits, ToProver, outbox, write_loop};
+use crate::config::CoordinatorConfig;
+use crate::core::{Conn, CoreHandle, Hello};
+use crate::identity::ProverKeys;
+use crate::limits::{Slot, StreamSlots};
+use crate::outbox::{LatencyProbe, Outbox, SendLimits, Sending, ToProver, outbox, write_loop};
 use crate::partial::PartialProofs;
-use crate::results::{VERIFY_INLINE_MAX, check_label, fenced_off, handle_result, nack, take_proof};
-use crate::shared::Shared;
+use crate::results::{Results, VERIFY_INLINE_MAX, nack};
+use crate::standing::Standing;
+use crate::text::check_label;
 use crate::verdict::Verdict;
 use crate::wire::{ChunkCredits, Wire, WireEnd, refusal_status, unreadable};
 use proofmill_proto::v1::task_result::Outcome as Res;
@@ -14,10 +17,9 @@ use proofmill_proto::v1::{ErrorCode, ProverMessage, Register, prover_message::Ki
 use proofmill_scheduler::{ProverInfo, ResultCheck};
 use proofmill_types::{FencingToken, JobKey, ProofType, ProverId, TaskId};
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 use tonic::{Status, Streaming};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -30,6 +32,53 @@ const MAX_RUNNING_REPORTED: usize = 4096;
 /// input must fit.
 const MIN_PROVER_MESSAGE_BYTES: u32 = 4096;
 
+/// What every prover session uses (one per coordinator, shared by its sessions).
+pub(crate) struct Sessions {
+    pub rules: SessionRules,
+    /// Issues prover ids and checks the secrets of reconnecting provers.
+    pub prover_keys: Arc<ProverKeys>,
+    pub standing: Standing,
+    pub core: CoreHandle,
+    pub results: Results,
+    /// What the writers of the streams use.
+    pub sending: Sending,
+    /// Prover streams open, and those not registered yet.
+    pub slots: StreamSlots,
+    /// Dispatch latencies in microseconds, kept when `record_dispatch_latency` is on.
+    pub dispatch_latency_us: Option<Arc<Mutex<Vec<u32>>>>,
+    /// The blob store is one another process can open (not `memory://`): provers that ask
+    /// may be sent blob URLs instead of the bytes.
+    pub blob_urls: bool,
+}
+
+/// What a prover must meet to register, and how its stream is run.
+pub(crate) struct SessionRules {
+    pub register_timeout_ms: u64,
+    pub prover_token: Option<String>,
+    /// Proof types every batch needs: a prover must offer one of them.
+    pub required: BTreeSet<ProofType>,
+    pub max_message_bytes: usize,
+    pub inline_input_max: usize,
+    pub chunk_bytes: usize,
+    pub max_proof_bytes: u64,
+    pub heartbeat_interval_ms: u64,
+}
+
+impl SessionRules {
+    pub fn new(config: &CoordinatorConfig) -> Self {
+        SessionRules {
+            register_timeout_ms: config.register_timeout_ms,
+            prover_token: config.prover_token.clone(),
+            required: config.required_types().into_iter().collect(),
+            max_message_bytes: config.max_message_bytes,
+            inline_input_max: config.inline_input_max,
+            chunk_bytes: config.chunk_bytes,
+            max_proof_bytes: config.max_proof_bytes,
+            heartbeat_interval_ms: config.scheduler.heartbeat_interval_ms,
+        }
+    }
+}
+
 fn too_many_running(n: usize) -> String {
     format!("{n} running tasks listed; at most {MAX_RUNNING_REPORTED}")
 }
@@ -37,7 +86,7 @@ fn too_many_running(n: usize) -> String {
 /// Serves one prover stream. `open` holds the stream's slot while the session lives;
 /// `unregistered` is given back once the prover is registered.
 pub(crate) fn start(
-    shared: Arc<Shared>,
+    sessions: Arc<Sessions>,
     inbound: Streaming<ProverMessage>,
     (wire, credits, end): (Wire, ChunkCredits, WireEnd),
     (open, unregistered): (Slot, Slot),
@@ -45,9 +94,14 @@ pub(crate) fn start(
     tokio::spawn(async move {
         let _open = open;
         // Every stream this side ends says why; only one the prover closed ends OK.
-        let status = run(shared, inbound, (wire, credits, end.clone()), unregistered)
-            .await
-            .err();
+        let status = run(
+            sessions,
+            inbound,
+            (wire, credits, end.clone()),
+            unregistered,
+        )
+        .await
+        .err();
         if let Some(s) = &status {
             tracing::debug!(code = ?s.code(), reason = %s.message().escape_debug(), "prover stream ended");
         }
@@ -56,12 +110,12 @@ pub(crate) fn start(
 }
 
 async fn run(
-    shared: Arc<Shared>,
+    s: Arc<Sessions>,
     mut inbound: Streaming<ProverMessage>,
     (wire, credits, end): (Wire, ChunkCredits, WireEnd),
     unregistered: Slot,
 ) -> Result<(), Status> {
-    let ms = shared.config.register_timeout_ms;
+    let ms = s.rules.register_timeout_ms;
     let first = match tokio::time::timeout(Duration::from_millis(ms), inbound.message()).await {
         Err(_) => {
             return Err(Status::deadline_exceeded(format!(
@@ -76,7 +130,7 @@ async fn run(
         }
         Ok(Ok(Some(m))) => m,
     };
-    let (hello, name, (blob_access, limits)) = match parse_hello(&shared, first) {
+    let (hello, name, (blob_access, limits)) = match parse_hello(&s, first) {
         Ok(h) => h,
         Err((code, reason)) => {
             // It may quote what the prover sent, of any size.
@@ -88,7 +142,7 @@ async fn run(
             return Err(refusal_status(code, &reason));
         }
     };
-    if shared.draining() {
+    if s.standing.draining() {
         let reason = "coordinator is shutting down";
         let _ = wire
             .send(Ok(crate::messages::registration_refused(
@@ -102,42 +156,29 @@ async fn run(
         Hello::Register(info) | Hello::Reconnect { info, .. } => info.capacity,
     };
     let conn_id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-    let probe = shared
-        .config
-        .record_dispatch_latency
-        .then(|| LatencyProbe::new(shared.dispatch_latency_us.clone()));
+    let probe = s.dispatch_latency_us.clone().map(LatencyProbe::new);
     let (tx, writer) = outbox(
-        &shared.sending(),
+        &s.sending,
         (wire, credits, end),
         (blob_access, limits, capacity),
         probe.clone(),
     );
-    let (reply_tx, reply_rx) = oneshot::channel();
-    let hb = shared
-        .config
-        .scheduler
-        .heartbeat_interval_ms
-        .min(u32::MAX as u64) as u32;
-    shared
+    let hb = s.rules.heartbeat_interval_ms.min(u32::MAX as u64) as u32;
+    let conn = Conn {
+        id: conn_id,
+        outbox: tx.clone(),
+    };
+    let max_message = s.rules.max_message_bytes.min(u32::MAX as usize) as u32;
+    let prover = s
         .core
-        .send(CoreMsg::Connect {
-            hello,
-            conn: Conn {
-                id: conn_id,
-                outbox: tx.clone(),
-            },
-            heartbeat_ms: hb,
-            max_message: shared.config.max_message_bytes.min(u32::MAX as usize) as u32,
-            reply: reply_tx,
-        })
+        .connect(hello, conn, hb, max_message)
         .await
         .map_err(|_| core_stopped())?;
-    let prover = reply_rx.await.map_err(|_| core_stopped())?;
     drop(unregistered);
     tracing::info!(%prover, name = %name.escape_debug(), "prover connected");
     let writer = tokio::spawn(write_loop(writer, tx.clone()));
     let result = read_loop(
-        &shared,
+        &s,
         (&prover, &name, capacity),
         &mut inbound,
         &tx,
@@ -145,13 +186,7 @@ async fn run(
     )
     .await;
     writer.abort();
-    let _ = shared
-        .core
-        .send(CoreMsg::Disconnect {
-            prover: prover.clone(),
-            conn_id,
-        })
-        .await;
+    s.core.disconnect(prover.clone(), conn_id).await;
     match &result {
         Ok(()) => tracing::info!(%prover, "prover closed its stream"),
         Err(s) => {
@@ -168,7 +203,7 @@ fn core_stopped() -> Status {
 /// What a prover's first message says: who it is, its name, and how to send to it.
 type ParsedHello = (Hello, String, (bool, SendLimits));
 
-fn parse_hello(shared: &Shared, msg: ProverMessage) -> Result<ParsedHello, (ErrorCode, String)> {
+fn parse_hello(s: &Sessions, msg: ProverMessage) -> Result<ParsedHello, (ErrorCode, String)> {
     let (register, reconnect) = match msg.kind {
         Some(In::Register(r)) => (r, None),
         Some(In::Reconnect(r)) => {
@@ -185,13 +220,13 @@ fn parse_hello(shared: &Shared, msg: ProverMessage) -> Result<ParsedHello, (Erro
             ));
         }
     };
-    let info = parse_register(shared, &register)?;
+    let info = parse_register(s, &register)?;
     let name = register.name.clone();
     // Only URLs another process can open are worth sending (not `memory://`).
-    let blob_access = register.blob_access && !shared.blobs.base_url().starts_with("memory:");
+    let blob_access = register.blob_access && s.blob_urls;
     let limits = SendLimits::new(
-        shared.config.inline_input_max,
-        shared.config.chunk_bytes,
+        s.rules.inline_input_max,
+        s.rules.chunk_bytes,
         register.max_message_bytes,
     );
     let hello = match reconnect {
@@ -214,7 +249,7 @@ fn parse_hello(shared: &Shared, msg: ProverMessage) -> Result<ParsedHello, (Erro
                 .map_err(|e| (ErrorCode::InvalidArgument, e.to_string()))?;
             // Without this, anyone who can reach the port could take over a listed id and
             // close its prover's stream.
-            if !shared.prover_keys.check(&id, &secret) {
+            if !s.prover_keys.check(&id, &secret) {
                 return Err((
                     ErrorCode::ReconnectRefused,
                     format!(
@@ -228,8 +263,8 @@ fn parse_hello(shared: &Shared, msg: ProverMessage) -> Result<ParsedHello, (Erro
     Ok((hello, name, (blob_access, limits)))
 }
 
-fn parse_register(shared: &Shared, r: &Register) -> Result<ProverInfo, (ErrorCode, String)> {
-    if let Some(expected) = &shared.config.prover_token
+fn parse_register(s: &Sessions, r: &Register) -> Result<ProverInfo, (ErrorCode, String)> {
+    if let Some(expected) = &s.rules.prover_token
         && r.token.as_deref() != Some(expected.as_str())
     {
         return Err((
@@ -257,8 +292,8 @@ fn parse_register(shared: &Shared, r: &Register) -> Result<ProverInfo, (ErrorCod
             ProofType::new(t.clone()).map_err(|e| (ErrorCode::InvalidArgument, e.to_string()))?,
         );
     }
-    let needed: BTreeSet<ProofType> = shared.config.required_types().into_iter().collect();
-    let useful: BTreeSet<ProofType> = types.intersection(&needed).cloned().collect();
+    let needed = &s.rules.required;
+    let useful: BTreeSet<ProofType> = types.intersection(needed).cloned().collect();
     if useful.is_empty() {
         let needed: Vec<_> = needed.iter().map(|t| t.to_string()).collect();
         return Err((
@@ -279,14 +314,14 @@ fn parse_register(shared: &Shared, r: &Register) -> Result<ProverInfo, (ErrorCod
 }
 
 async fn read_loop(
-    shared: &Arc<Shared>,
+    s: &Arc<Sessions>,
     (prover, name, capacity): (&ProverId, &str, u32),
     inbound: &mut Streaming<ProverMessage>,
     tx: &Outbox,
     probe: Option<&LatencyProbe>,
 ) -> Result<(), Status> {
-    let mut partial = PartialProofs::new(capacity, shared.config.max_proof_bytes);
-    let alive_every = Duration::from_millis(shared.config.scheduler.heartbeat_interval_ms / 2);
+    let mut partial = PartialProofs::new(capacity, s.rules.max_proof_bytes);
+    let alive_every = Duration::from_millis(s.rules.heartbeat_interval_ms / 2);
     let mut last_alive = Instant::now();
     // A closed stream (prover declared dead or replaced) ends the session even while the
     // prover keeps it open.
@@ -318,7 +353,7 @@ async fn read_loop(
                     // Its chunks were refused, and the prover told why already.
                     continue;
                 }
-                let proof = match take_proof(shared, &mut partial, &mut r) {
+                let proof = match s.results.take_proof(&mut partial, &mut r) {
                     Ok(p) => p,
                     Err(reason) => {
                         nack(
@@ -336,32 +371,38 @@ async fn read_loop(
                 // paying for a task per result on the dispatch path. Others get their own task,
                 // so a pairing or a verify command never holds up this prover's heartbeats.
                 let cheap = proof.as_ref().is_none_or(|p| {
-                    shared.verify_inline
-                        && p.data.len() <= VERIFY_INLINE_MAX.min(shared.config.inline_proof_max)
+                    s.results.verify_inline
+                        && p.data.len() <= VERIFY_INLINE_MAX.min(s.results.inline_proof_max)
                 });
                 if cheap {
                     let proof = proof.map(|p| p.into_parts().0);
-                    handle_result(shared, prover, name, r, proof, tx).await;
+                    s.results.handle_result(prover, name, r, proof, tx).await;
                 } else {
                     // Its bytes stay in memory until it is verified and stored: they count
                     // in the proof budget until then, or it is offered again later.
                     let mut proof = proof.expect("a result without a proof is cheap");
-                    if let Err(reason) = proof.hold(&shared.proof_budget) {
+                    if let Err(reason) = proof.hold(&s.results.proof_budget) {
                         let code = ErrorCode::SystemUnavailable;
                         nack(tx, &r.task_id, r.fencing_token, code, reason);
                         continue;
                     }
                     let (proof, held) = proof.into_parts();
-                    let (shared, prover, name, tx) =
-                        (shared.clone(), prover.clone(), name.to_string(), tx.clone());
+                    let (results, prover, name, tx) = (
+                        s.results.clone(),
+                        prover.clone(),
+                        name.to_string(),
+                        tx.clone(),
+                    );
                     tokio::spawn(async move {
                         let _held = held;
                         // A stale result is refused before its verification and blob write.
-                        if let Some(reason) = fenced_off(&shared, &prover, &r).await {
+                        if let Some(reason) = results.fenced_off(&prover, &r).await {
                             let code = ErrorCode::StaleFencingToken;
                             return nack(&tx, &r.task_id, r.fencing_token, code, reason);
                         }
-                        handle_result(&shared, &prover, &name, r, Some(proof), &tx).await
+                        results
+                            .handle_result(&prover, &name, r, Some(proof), &tx)
+                            .await
                     });
                 }
             }
@@ -370,12 +411,7 @@ async fn read_loop(
                 // arriving is a sign of life too (told to the core twice a heartbeat interval at most).
                 if last_alive.elapsed() >= alive_every {
                     last_alive = Instant::now();
-                    let _ = shared
-                        .core
-                        .send(CoreMsg::Alive {
-                            prover: prover.clone(),
-                        })
-                        .await;
+                    s.core.alive(prover.clone()).await;
                 }
                 let key = (c.task_id.clone(), c.fencing_token);
                 if !partial.receiving(&key) {
@@ -385,14 +421,14 @@ async fn read_loop(
                     // A proof's first chunk: kept only for a lease this prover holds.
                     if c.offset == 0 {
                         partial.forgive(&key);
-                        if let Err((code, reason)) = leased(shared, prover, &key).await {
+                        if let Err((code, reason)) = leased(&s.core, prover, &key).await {
                             nack(tx, &key.0, key.1, code, reason);
                             partial.refuse(key);
                             continue;
                         }
                     }
                 }
-                if let Err((code, reason)) = partial.push(&shared.proof_budget, c) {
+                if let Err((code, reason)) = partial.push(&s.results.proof_budget, c) {
                     nack(tx, &key.0, key.1, code, reason);
                 }
             }
@@ -401,34 +437,17 @@ async fn read_loop(
                     return Err(Status::invalid_argument(too_many_running(a.running.len())));
                 }
                 let running = parse_running(&a.running);
-                let _ = shared
-                    .core
-                    .send(CoreMsg::Heartbeat {
-                        prover: prover.clone(),
-                        running,
-                    })
-                    .await;
+                s.core.heartbeat(prover.clone(), running).await;
             }
             Some(In::Availability(a)) => {
-                let _ = shared
-                    .core
-                    .send(CoreMsg::Availability {
-                        prover: prover.clone(),
-                        free: a.free_slots,
-                    })
-                    .await;
+                s.core.availability(prover.clone(), a.free_slots).await;
             }
             Some(In::TaskDeclined(d)) => match TaskId::parse(&d.task_id) {
                 Ok((b, pt)) => {
-                    let _ = shared
-                        .core
-                        .send(CoreMsg::Result {
-                            prover: prover.clone(),
-                            key: JobKey::new(b, pt),
-                            token: FencingToken(d.fencing_token),
-                            verdict: Verdict::Declined(d.reason),
-                            reply_to: tx.clone(),
-                        })
+                    let key = (JobKey::new(b, pt), FencingToken(d.fencing_token));
+                    let verdict = Verdict::Declined(d.reason);
+                    s.core
+                        .result(prover.clone(), key, verdict, tx.clone())
                         .await;
                 }
                 Err(e) => nack(
@@ -459,20 +478,15 @@ async fn read_loop(
 
 /// Whether `prover` holds the current lease of a task: the only proofs whose chunks are kept.
 async fn leased(
-    shared: &Shared,
+    core: &CoreHandle,
     prover: &ProverId,
     (task_id, token): &crate::partial::Key,
 ) -> Result<(), (ErrorCode, String)> {
     let (batch, proof_type) =
         TaskId::parse(task_id).map_err(|e| (ErrorCode::InvalidArgument, e.to_string()))?;
     let key = JobKey::new(batch, proof_type);
-    let check = shared
-        .ask(|reply| CoreMsg::CheckResult {
-            prover: prover.clone(),
-            key: key.clone(),
-            token: FencingToken(*token),
-            reply,
-        })
+    let check = core
+        .check_result(prover.clone(), key.clone(), FencingToken(*token))
         .await
         .map_err(|e| (ErrorCode::SystemUnavailable, e.to_string()))?;
     match check {

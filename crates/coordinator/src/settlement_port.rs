@@ -4,10 +4,11 @@
 //! L1 for `status`. Settlement writes only its own records; job rows and the batch cache stay
 //! the core's.
 
-use crate::core::CoreMsg;
+use crate::core::CoreHandle;
 use crate::error::CoordinatorError;
-use crate::shared::{L1Seen, Shared};
 use crate::shutdown::Shutdown;
+use crate::standing::Standing;
+use crate::status::view::{L1Seen, SeenOnL1};
 use proofmill_store::{Blobs, Store};
 use proofmill_types::{JobKey, ProofType};
 use std::sync::Arc;
@@ -15,40 +16,44 @@ use std::sync::Arc;
 /// What settlement gets of a coordinator (see the module doc). Cheap to clone.
 #[derive(Clone)]
 pub struct SettlementPort {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) blobs: Blobs,
+    pub(crate) required: Vec<ProofType>,
+    pub(crate) standing: Standing,
+    pub(crate) l1: SeenOnL1,
+    pub(crate) core: CoreHandle,
 }
 
 impl SettlementPort {
     /// For reads, and for settlement's own records.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.shared.store
+        &self.store
     }
 
     /// Where proofs too large for their row are kept.
     pub fn blobs(&self) -> &Blobs {
-        &self.shared.blobs
+        &self.blobs
     }
 
     /// Proof types every batch needs.
     pub fn required_types(&self) -> Vec<ProofType> {
-        self.shared.config.required_types()
+        self.required.clone()
     }
 
     /// Whether this coordinator surely holds the store's lease: L1 transactions go out only
     /// then, or two coordinators could both settle.
     pub fn holds_lease(&self) -> bool {
-        self.shared.holds_lease()
+        self.standing.holds_lease()
     }
 
     /// The coordinator's shutdown signal: settlement stops once it is given.
     pub fn shutdown(&self) -> Shutdown {
-        self.shared.shutdown.clone()
+        self.standing.shutdown()
     }
 
     /// Updates what `status` shows of L1; `status` shows L1 figures once this was called.
     pub fn report(&self, f: impl FnOnce(&mut L1Seen)) {
-        let mut seen = self.shared.l1_seen.write().expect("l1 cache lock");
-        f(seen.get_or_insert_with(L1Seen::default));
+        self.l1.update(f);
     }
 
     /// L1 rejected the proof of `key` as invalid: the core deletes it, marks the job failed
@@ -59,22 +64,14 @@ impl SettlementPort {
         key: JobKey,
         reason: String,
     ) -> Result<bool, CoordinatorError> {
-        let store = &self.shared.store;
+        let store = &self.store;
         let (Some(job), Some(batch)) = (store.job(&key).await?, store.batch(key.batch).await?)
         else {
             return Ok(false);
         };
-        let (durable, stored) = tokio::sync::oneshot::channel();
-        self.shared
-            .ask(|reply| CoreMsg::ProofRejected {
-                job,
-                batch: Arc::new(batch),
-                reason,
-                reply,
-                durable,
-            })
+        self.core
+            .proof_rejected(job, Arc::new(batch), reason)
             .await?;
-        stored.await.map_err(|_| CoordinatorError::Unavailable)?;
         Ok(true)
     }
 }

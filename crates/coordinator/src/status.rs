@@ -1,11 +1,14 @@
 //! What `proofmill status` shows: read from the store, or from memory (flagged) when the
 //! store does not answer in time.
 
-use crate::core::CoreMsg;
+use crate::core::CoreHandle;
 use crate::error::CoordinatorError;
-use crate::shared::Shared;
+use crate::standing::Standing;
 use proofmill_scheduler::ProverView;
+use proofmill_store::Store;
+use proofmill_types::ProofType;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a status request waits for the store before answering from memory.
@@ -17,104 +20,120 @@ const MAX_GAP_WARNINGS: u32 = 8;
 
 pub(crate) mod view;
 
-use view::{StatusView, StoreOutage};
+use view::{LastStatus, SeenOnL1, StatusView, StoreOutage};
 
-/// [`Coordinator::status`] when the store answers within a second or two; otherwise the
-/// last status read from it, with live provers, flagged with the store's error. Answers
-/// within about 4 s whatever the store does. Also flagged (and not read from the store)
-/// while this coordinator's lease is not surely held: another one may be active.
-pub(crate) async fn status_or_memory(shared: &Shared) -> Result<StatusView, CoordinatorError> {
-    let error = if !shared.holds_lease() {
-        // Another coordinator may be active and ahead: what this one holds is not news.
-        // Said as the store's error when the store is why.
-        match tokio::time::timeout(PROBE_WAIT, shared.store.probe()).await {
-            Ok(Err(e)) => e.to_string(),
-            _ => "this coordinator's lease on the store is not surely held (not renewed \
-                  in time): a standby may be active"
-                .to_string(),
-        }
-    } else {
-        match tokio::time::timeout(STORE_WAIT, status(shared)).await {
-            Ok(Ok(view)) => {
-                shared.last_status.set(&view);
-                return Ok(view);
+/// What status is read from: the store, the core (provers, backlog), settlement's report of
+/// L1, and whether this coordinator is active. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct StatusSource {
+    pub store: Arc<dyn Store>,
+    pub core: CoreHandle,
+    pub standing: Standing,
+    pub l1: SeenOnL1,
+    pub last: Arc<LastStatus>,
+    /// Proof types every batch needs.
+    pub required: Vec<ProofType>,
+    /// [`crate::CoordinatorConfig::intake_window`].
+    pub intake_window: u64,
+}
+
+impl StatusSource {
+    /// [`Coordinator::status`] when the store answers within a second or two; otherwise the
+    /// last status read from it, with live provers, flagged with the store's error. Answers
+    /// within about 4 s whatever the store does. Also flagged (and not read from the store)
+    /// while this coordinator's lease is not surely held: another one may be active.
+    pub async fn status_or_memory(&self) -> Result<StatusView, CoordinatorError> {
+        let error = if !self.standing.holds_lease() {
+            // Another coordinator may be active and ahead: what this one holds is not news.
+            // Said as the store's error when the store is why.
+            match tokio::time::timeout(PROBE_WAIT, self.store.probe()).await {
+                Ok(Err(e)) => e.to_string(),
+                _ => "this coordinator's lease on the store is not surely held (not renewed \
+                      in time): a standby may be active"
+                    .to_string(),
             }
+        } else {
+            match tokio::time::timeout(STORE_WAIT, self.status()).await {
+                Ok(Ok(view)) => {
+                    self.last.set(&view);
+                    return Ok(view);
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => self.store_error().await,
+            }
+        };
+        let (mut view, as_of_ms) = match self.last.get() {
+            Some((view, at)) => (view, Some(at)),
+            None => (self.empty_status(), None),
+        };
+        view.provers = tokio::time::timeout(PROBE_WAIT, self.provers())
+            .await
+            .map_err(|_| CoordinatorError::Unavailable)??;
+        view.draining = self.standing.draining();
+        // The settlement loops' cache is memory too: live.
+        let seen = self.l1.get();
+        view.last_committed_batch = seen.as_ref().and_then(|s| s.last_committed_batch);
+        view.last_verified_batch = seen.as_ref().and_then(|s| s.last_verified_batch);
+        view.store_outage = Some(StoreOutage { error, as_of_ms });
+        Ok(view)
+    }
+
+    /// Why the store is not answering: its probe's error, naming the endpoint.
+    async fn store_error(&self) -> String {
+        let store = &self.store;
+        match tokio::time::timeout(PROBE_WAIT, store.probe()).await {
             Ok(Err(e)) => e.to_string(),
-            Err(_) => store_error(shared).await,
+            Ok(Ok(())) => format!(
+                "{}: answers, but not within {STORE_WAIT:?} (overloaded?)",
+                store.endpoint()
+            ),
+            Err(_) => format!("{}: no answer within {PROBE_WAIT:?}", store.endpoint()),
         }
-    };
-    let (mut view, as_of_ms) = match shared.last_status.get() {
-        Some((view, at)) => (view, Some(at)),
-        None => (empty_status(shared), None),
-    };
-    view.provers = tokio::time::timeout(PROBE_WAIT, provers(shared))
-        .await
-        .map_err(|_| CoordinatorError::Unavailable)??;
-    view.draining = shared.draining();
-    // The settlement loops' cache is memory too: live.
-    let seen = shared.l1_seen.read().expect("l1 cache lock").clone();
-    view.last_committed_batch = seen.as_ref().and_then(|s| s.last_committed_batch);
-    view.last_verified_batch = seen.as_ref().and_then(|s| s.last_verified_batch);
-    view.store_outage = Some(StoreOutage { error, as_of_ms });
-    Ok(view)
-}
-
-/// Why the store is not answering: its probe's error, naming the endpoint.
-async fn store_error(shared: &Shared) -> String {
-    let store = &shared.store;
-    match tokio::time::timeout(PROBE_WAIT, store.probe()).await {
-        Ok(Err(e)) => e.to_string(),
-        Ok(Ok(())) => format!(
-            "{}: answers, but not within {STORE_WAIT:?} (overloaded?)",
-            store.endpoint()
-        ),
-        Err(_) => format!("{}: no answer within {PROBE_WAIT:?}", store.endpoint()),
     }
-}
 
-fn empty_status(shared: &Shared) -> StatusView {
-    StatusView {
-        last_sealed_batch: None,
-        last_proven_batch: None,
-        jobs: BTreeMap::new(),
-        provers: Vec::new(),
-        draining: false,
-        last_committed_batch: None,
-        last_verified_batch: None,
-        last_verify_tx: None,
-        store_outage: None,
-        warnings: Vec::new(),
-        intake_window: shared.config.intake_window,
+    fn empty_status(&self) -> StatusView {
+        StatusView {
+            last_sealed_batch: None,
+            last_proven_batch: None,
+            jobs: BTreeMap::new(),
+            provers: Vec::new(),
+            draining: false,
+            last_committed_batch: None,
+            last_verified_batch: None,
+            last_verify_tx: None,
+            store_outage: None,
+            warnings: Vec::new(),
+            intake_window: self.intake_window,
+        }
     }
-}
 
-/// Everything read from the store now.
-pub(crate) async fn status(shared: &Shared) -> Result<StatusView, CoordinatorError> {
-    let store = &shared.store;
-    let required = shared.config.proof_types.iter().map(|(t, _)| t.to_string());
-    let jobs = view::job_counts(required, store.job_counts().await?);
-    let seen = shared.l1_seen.read().expect("l1 cache lock").clone();
-    let provers = provers(shared).await?;
-    let backlog = shared.ask(|reply| CoreMsg::Backlog { reply }).await?;
-    let gaps = store.batch_gaps(0, MAX_GAP_WARNINGS).await?;
-    let warnings =
-        crate::warnings::warnings(&backlog, &provers, &shared.config.required_types(), &gaps);
-    Ok(StatusView {
-        last_sealed_batch: store.last_sealed_batch().await?,
-        last_proven_batch: store.last_proven_batch().await?,
-        jobs,
-        provers,
-        draining: shared.draining(),
-        last_committed_batch: seen.as_ref().and_then(|s| s.last_committed_batch),
-        last_verified_batch: seen.as_ref().and_then(|s| s.last_verified_batch),
-        last_verify_tx: crate::settled::last_verify_tx(shared.store.as_ref()).await?,
-        store_outage: None,
-        warnings,
-        intake_window: shared.config.intake_window,
-    })
-}
+    /// Everything read from the store now.
+    pub async fn status(&self) -> Result<StatusView, CoordinatorError> {
+        let store = &self.store;
+        let required = self.required.iter().map(|t| t.to_string());
+        let jobs = view::job_counts(required, store.job_counts().await?);
+        let seen = self.l1.get();
+        let provers = self.provers().await?;
+        let backlog = self.core.backlog().await?;
+        let gaps = store.batch_gaps(0, MAX_GAP_WARNINGS).await?;
+        let warnings = crate::warnings::warnings(&backlog, &provers, &self.required, &gaps);
+        Ok(StatusView {
+            last_sealed_batch: store.last_sealed_batch().await?,
+            last_proven_batch: store.last_proven_batch().await?,
+            jobs,
+            provers,
+            draining: self.standing.draining(),
+            last_committed_batch: seen.as_ref().and_then(|s| s.last_committed_batch),
+            last_verified_batch: seen.as_ref().and_then(|s| s.last_verified_batch),
+            last_verify_tx: crate::settled::last_verify_tx(self.store.as_ref()).await?,
+            store_outage: None,
+            warnings,
+            intake_window: self.intake_window,
+        })
+    }
 
-/// Every prover the core knows, connected or not.
-pub(crate) async fn provers(shared: &Shared) -> Result<Vec<ProverView>, CoordinatorError> {
-    shared.ask(|reply| CoreMsg::Provers { reply }).await
+    /// Every prover the core knows, connected or not.
+    pub async fn provers(&self) -> Result<Vec<ProverView>, CoordinatorError> {
+        self.core.provers().await
+    }
 }

@@ -4,14 +4,14 @@
 
 use super::Core;
 use crate::outbox::{Outbox, ToProver};
+use crate::persist::NotOpenResult;
 use crate::persist::PersistJob;
-use crate::results::storable_text;
+use crate::text::storable_text;
 use crate::verdict::Verdict;
 use proofmill_proto::v1::ErrorCode;
 use proofmill_scheduler::{Failure, SchedulerError};
 use proofmill_store::Change;
 use proofmill_types::{FencingToken, JobKey, ProverId};
-use tokio::sync::oneshot;
 
 impl Core {
     pub(super) fn result(
@@ -88,41 +88,15 @@ impl Core {
             Err(_) => {
                 // Not open here: a duplicate of an accepted result, or a job that is done or
                 // unknown. The store knows which once the writes queued so far are durable
-                // (a duplicate may arrive before its original's commit); ask it then, off the
-                // core task.
-                let store = self.store.clone();
-                let (flushed, durable) = oneshot::channel();
+                // (a duplicate may arrive before its original's commit): the persister asks
+                // it then.
                 self.persist(PersistJob {
-                    flushed: vec![flushed],
+                    not_open: vec![NotOpenResult {
+                        key,
+                        token,
+                        reply_to,
+                    }],
                     ..Default::default()
-                });
-                tokio::spawn(async move {
-                    if durable.await.is_err() {
-                        return; // The persister stopped: the coordinator is going down.
-                    }
-                    let msg = match store.proof(&key).await {
-                        Ok(Some(p)) if p.token == token => ack(
-                            true,
-                            ErrorCode::Unspecified,
-                            "duplicate of an accepted result".into(),
-                        ),
-                        Ok(Some(p)) => ack(
-                            false,
-                            ErrorCode::StaleFencingToken,
-                            format!("{key} was proven with token {}", p.token),
-                        ),
-                        Ok(None) => match store.job(&key).await {
-                            Ok(Some(j)) => ack(
-                                false,
-                                ErrorCode::StaleFencingToken,
-                                format!("{key} is {}", j.state),
-                            ),
-                            Ok(None) => ack(false, ErrorCode::JobNotFound, format!("no job {key}")),
-                            Err(e) => ack(false, ErrorCode::SystemUnavailable, e.to_string()),
-                        },
-                        Err(e) => ack(false, ErrorCode::SystemUnavailable, e.to_string()),
-                    };
-                    reply_to.send(msg);
                 });
             }
         }

@@ -4,7 +4,7 @@ use proofmill_scheduler::ProverView;
 use proofmill_store::VerifyRecord;
 use proofmill_types::{JobState, Millis};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JobCountsView {
@@ -43,6 +43,31 @@ pub struct StoreOutage {
     pub error: String,
     /// When the figures were read from the store (Unix ms); `None` if never since start.
     pub as_of_ms: Option<Millis>,
+}
+
+/// Last on-chain values seen by settlement (for `status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct L1Seen {
+    pub last_committed_batch: Option<u64>,
+    pub last_verified_batch: Option<u64>,
+    /// Why the last settlement round did not settle what it tried to (cleared on success).
+    pub last_error: Option<String>,
+}
+
+/// What settlement last reported of L1: written only through the [`crate::SettlementPort`],
+/// read by status. `None` until settlement reports (or when it is off).
+#[derive(Clone, Default)]
+pub(crate) struct SeenOnL1(Arc<RwLock<Option<L1Seen>>>);
+
+impl SeenOnL1 {
+    pub(crate) fn get(&self) -> Option<L1Seen> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn update(&self, f: impl FnOnce(&mut L1Seen)) {
+        let mut seen = self.0.write().unwrap_or_else(|p| p.into_inner());
+        f(seen.get_or_insert_with(L1Seen::default));
+    }
 }
 
 /// The last status read from the store.
