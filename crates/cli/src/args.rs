@@ -14,7 +14,9 @@ use proofmill_types::ProofType;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod job;
 mod parse;
+pub use job::{JobCancelArgs, JobCommand, JobRetryArgs};
 use parse::*;
 
 /// Proof type with the backend that proves/verifies it: `name` or `name:backend`.
@@ -77,6 +79,12 @@ pub enum Command {
     Batch {
         #[command(subcommand)]
         command: BatchCommand,
+    },
+    /// Cancel or retry a job.
+    #[command(subcommand_required = true)]
+    Job {
+        #[command(subcommand)]
+        command: JobCommand,
     },
     /// Run a self-contained devnet demo: coordinator, provers and batches in one process.
     Demo(DemoArgs),
@@ -392,7 +400,7 @@ pub struct CordonArgs {
     /// Coordinator gRPC URL.
     #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
     pub coordinator: String,
-    /// The prover's id, as `status` lists it.
+    /// The prover's id, as `status` lists it, or its name when no other prover has it.
     #[arg(long, env = "PROOFMILL_PROVER_ID", value_parser = parse_non_empty)]
     pub prover_id: String,
 }
@@ -622,6 +630,7 @@ impl Cli {
             | Command::Cordon(_)
             | Command::Uncordon(_)
             | Command::Batch { .. }
+            | Command::Job { .. }
             | Command::Bench { .. } => {}
         }
         Ok(())

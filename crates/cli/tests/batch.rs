@@ -179,6 +179,33 @@ fn batch_commands_and_intake_refusals() {
     assert_eq!(st["jobs"]["exec"]["queued"], 1, "{st}");
     assert_eq!(st["jobs"]["exec"]["cancelled"], 0, "{st}");
 
+    // One job: cancel, cancel again (a no-op), retry; unknown jobs are JOB_NOT_FOUND.
+    let job = |args: &[&str]| {
+        let mut a = vec!["job", args[0], "--coordinator", url.as_str()];
+        a.extend_from_slice(&args[1..]);
+        run(&a)
+    };
+    let one = ["--batch", "1", "--proof-type", "exec"];
+    let (ok, out, err) = job(&[&["cancel"][..], &one, &["--reason", "stuck"]].concat());
+    assert!(ok, "{err}");
+    assert!(out.contains("job 1/exec cancelled"), "{out}");
+    let st: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    assert_eq!(st["jobs"]["exec"]["cancelled"], 1, "{st}");
+    let (ok, out, err) = job(&[&["cancel"][..], &one].concat());
+    assert!(ok, "{err}");
+    assert!(out.contains("was cancelled already"), "{out}");
+    let (ok, _, err) = job(&["cancel", "--batch", "9", "--proof-type", "exec"]);
+    assert!(!ok && err.contains("JOB_NOT_FOUND"), "{err}");
+    let (ok, out, err) = job(&[&["retry"][..], &one].concat());
+    assert!(ok, "{err}");
+    assert!(out.contains("job 1/exec queued again"), "{out}");
+    let (ok, out, err) = job(&["retry", "--batch", "1"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("batch 1: 0 failed jobs queued again"), "{out}");
+    let st: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    assert_eq!(st["jobs"]["exec"]["queued"], 1, "{st}");
+    assert_eq!(st["jobs"]["exec"]["cancelled"], 0, "{st}");
+
     // The window: 6 is more than 4 above batch 1 (the end of the gap-free run); 3 is not,
     // and its gap is a warning in both forms of status.
     let r = launch(6, 6);

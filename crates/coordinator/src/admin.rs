@@ -2,6 +2,7 @@
 //! errors come back as typed `AdminError`s in the response; gRPC statuses mean transport
 //! trouble.
 
+use crate::controls::JobControls;
 use crate::core::CoreHandle;
 use crate::error::CoordinatorError;
 use crate::intake::{Intake, NewBatch};
@@ -11,7 +12,7 @@ use proofmill_proto::v1::admin_service_server::AdminService;
 use proofmill_proto::v1::*;
 use proofmill_scheduler::ProverView;
 use proofmill_store::{JobFilter, Store};
-use proofmill_types::{Job, JobKey, JobState, ProofType, PublicValues, TaskId};
+use proofmill_types::{Job, JobKey, JobState, ProofType, ProverId, PublicValues, TaskId};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
@@ -20,6 +21,7 @@ use tonic::{Request, Response, Status};
 const HEALTH_WAIT: Duration = Duration::from_secs(2);
 
 pub(crate) struct AdminSvc {
+    pub jobs: JobControls,
     pub store: Arc<dyn Store>,
     pub core: CoreHandle,
     pub standing: Standing,
@@ -106,6 +108,48 @@ fn new_batch(
         input: input.into(),
         public_values,
         proof_types,
+    })
+}
+
+impl AdminSvc {
+    /// The prover with this id, or else the one prover with this name.
+    async fn prover_named(&self, id_or_name: &str) -> Result<ProverId, CoordinatorError> {
+        let provers = self.core.provers().await?;
+        if let Some(p) = provers.iter().find(|p| p.id.0 == id_or_name) {
+            return Ok(p.id.clone());
+        }
+        let named: Vec<&ProverView> = provers
+            .iter()
+            .filter(|p| p.info.name == id_or_name)
+            .collect();
+        match named.as_slice() {
+            [one] => Ok(one.id.clone()),
+            [] => Err(CoordinatorError::UnknownProver(id_or_name.to_string())),
+            several => Err(CoordinatorError::UnknownProver(format!(
+                "{id_or_name} (a name {} provers have: give the id, one of {})",
+                several.len(),
+                several
+                    .iter()
+                    .map(|p| p.id.0.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+}
+
+/// An operator's reason as given (empty: the default), or why it is refused.
+fn operator_reason(reason: &str) -> Result<String, Option<AdminError>> {
+    if reason.len() > 1024 || reason.chars().any(char::is_control) {
+        return Err(err(
+            ErrorCode::InvalidArgument,
+            "reason must be at most 1024 bytes without control characters",
+        ));
+    }
+    Ok(if reason.is_empty() {
+        "cancelled by an operator".to_string()
+    } else {
+        reason.to_string()
     })
 }
 
@@ -221,9 +265,10 @@ impl AdminService for AdminSvc {
             match JobState::parse(&r.state) {
                 Some(s) => filter.state = Some(s),
                 None => {
+                    let valid: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
                     let e = err(
                         ErrorCode::InvalidArgument,
-                        format!("unknown state {:?}", r.state),
+                        format!("unknown state {:?}; one of {}", r.state, valid.join(", ")),
                     );
                     return Ok(Response::new(JobsListResponse {
                         jobs: vec![],
@@ -329,46 +374,56 @@ impl AdminService for AdminSvc {
         req: Request<RetryJobRequest>,
     ) -> Result<Response<RetryJobResponse>, Status> {
         let r = req.into_inner();
+        let answer = |result: Result<usize, Option<AdminError>>| {
+            Ok(Response::new(match result {
+                Ok(n) => RetryJobResponse {
+                    error: None,
+                    retried: n.min(u32::MAX as usize) as u32,
+                },
+                Err(error) => RetryJobResponse { error, retried: 0 },
+            }))
+        };
+        if r.proof_type.is_empty() {
+            return answer(self.jobs.retry_failed(r.batch).await.map_err(from_coord));
+        }
         let key = match parse_key(r.batch, &r.proof_type) {
             Ok(k) => k,
-            Err(e) => return Ok(Response::new(RetryJobResponse { error: e })),
+            Err(e) => return answer(Err(e)),
         };
-        let job = match self.store.job(&key).await {
-            Ok(Some(j)) => j,
-            Ok(None) => {
-                return Ok(Response::new(RetryJobResponse {
-                    error: err(ErrorCode::JobNotFound, format!("no job {key}")),
-                }));
-            }
-            Err(e) => {
-                return Ok(Response::new(RetryJobResponse {
-                    error: err(ErrorCode::SystemUnavailable, e.to_string()),
-                }));
-            }
+        answer(
+            self.jobs
+                .retry_job(&key)
+                .await
+                .map(|()| 1)
+                .map_err(from_coord),
+        )
+    }
+
+    async fn cancel_job(
+        &self,
+        req: Request<CancelJobRequest>,
+    ) -> Result<Response<CancelJobResponse>, Status> {
+        let r = req.into_inner();
+        let fail = |error| {
+            Ok(Response::new(CancelJobResponse {
+                cancelled: false,
+                error,
+            }))
         };
-        if !matches!(job.state, JobState::Failed | JobState::Cancelled) {
-            let e = err(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "{key} is {}; only failed or cancelled jobs can be retried",
-                    job.state
-                ),
-            );
-            return Ok(Response::new(RetryJobResponse { error: e }));
-        }
-        let batch = match self.store.batch(key.batch).await {
-            Ok(Some(b)) => Arc::new(b),
-            _ => {
-                return Ok(Response::new(RetryJobResponse {
-                    error: err(ErrorCode::JobNotFound, "batch missing"),
-                }));
-            }
+        let reason = match operator_reason(&r.reason) {
+            Ok(reason) => reason,
+            Err(e) => return fail(e),
         };
-        match self.core.retry(job, batch).await {
-            Ok(()) => Ok(Response::new(RetryJobResponse { error: None })),
-            Err(e) => Ok(Response::new(RetryJobResponse {
-                error: from_coord(e),
+        let key = match parse_key(r.batch, &r.proof_type) {
+            Ok(k) => k,
+            Err(e) => return fail(e),
+        };
+        match self.jobs.cancel_job(&key, &reason).await {
+            Ok(cancelled) => Ok(Response::new(CancelJobResponse {
+                cancelled,
+                error: None,
             })),
+            Err(e) => fail(from_coord(e)),
         }
     }
 
@@ -388,8 +443,10 @@ impl AdminService for AdminSvc {
                 ),
             }));
         }
-        let id = proofmill_types::ProverId(r.prover_id);
-        let error = self.core.cordon(id, r.cordoned).await.err();
+        let error = match self.prover_named(&r.prover_id).await {
+            Ok(id) => self.core.cordon(id, r.cordoned).await.err(),
+            Err(e) => Some(e),
+        };
         Ok(Response::new(CordonProverResponse {
             error: error.and_then(from_coord),
         }))
@@ -417,13 +474,10 @@ impl AdminService for AdminSvc {
         req: Request<CancelBatchRequest>,
     ) -> Result<Response<CancelBatchResponse>, Status> {
         let r = req.into_inner();
-        if r.reason.len() > 1024 || r.reason.chars().any(char::is_control) {
+        if let Err(error) = operator_reason(&r.reason) {
             return Ok(Response::new(CancelBatchResponse {
                 cancelled: 0,
-                error: err(
-                    ErrorCode::InvalidArgument,
-                    "reason must be at most 1024 bytes without control characters",
-                ),
+                error,
             }));
         }
         Ok(Response::new(

@@ -340,14 +340,16 @@ impl Core {
                     ..Default::default()
                 });
             }
-            CoreMsg::CancelBatch {
+            CoreMsg::CancelJobs {
                 batch,
+                only,
                 closed,
                 reason,
                 reply,
                 durable,
             } => {
-                let _ = reply.send(self.cancel_batch(batch, closed, &reason, now));
+                let n = self.cancel_jobs(batch, only.as_ref(), closed, &reason, now);
+                let _ = reply.send(n);
                 self.persist(PersistJob {
                     flushed: vec![durable],
                     ..Default::default()
@@ -376,13 +378,22 @@ impl Core {
         self.run_effects(effects, changes, Vec::new());
     }
 
-    /// See [`CoreMsg::CancelBatch`]; returns how many jobs it cancelled.
-    fn cancel_batch(&mut self, batch: u64, closed: Vec<Job>, reason: &str, now: u64) -> usize {
+    /// See [`CoreMsg::CancelJobs`]; returns how many jobs it cancelled.
+    fn cancel_jobs(
+        &mut self,
+        batch: u64,
+        only: Option<&proofmill_types::ProofType>,
+        closed: Vec<Job>,
+        reason: &str,
+        now: u64,
+    ) -> usize {
+        let wanted = |key: &JobKey| key.batch == batch && only.is_none_or(|t| key.proof_type == *t);
         let open: Vec<JobKey> = self
             .scheduler
             .open_jobs()
-            .filter(|j| j.key.batch == batch)
-            .map(|j| j.key.clone())
+            .map(|j| &j.key)
+            .filter(|k| wanted(k))
+            .cloned()
             .collect();
         let mut effects = Vec::new();
         for key in &open {
@@ -392,7 +403,7 @@ impl Core {
         }
         let mut changes = Vec::new();
         for mut job in closed {
-            if job.key.batch != batch || self.scheduler.job(&job.key).is_some() {
+            if !wanted(&job.key) || self.scheduler.job(&job.key).is_some() {
                 continue;
             }
             job.state = proofmill_types::JobState::Cancelled;
@@ -403,7 +414,10 @@ impl Core {
         }
         let n = open.len() + changes.len();
         if n > 0 {
-            tracing::info!(batch, jobs = n, %reason, "batch cancelled");
+            match only {
+                None => tracing::info!(batch, jobs = n, %reason, "batch cancelled"),
+                Some(t) => tracing::info!(batch, proof_type = %t, %reason, "job cancelled"),
+            }
         }
         self.run_effects(effects, changes, Vec::new());
         n

@@ -15,6 +15,8 @@ pub enum CoordinatorError {
     Transport(String),
     #[error("prover {0} is not known here")]
     UnknownProver(String),
+    #[error("no job {0}")]
+    JobNotFound(String),
     /// A valid call the target's state does not allow (e.g. replacing a proven batch).
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
@@ -30,6 +32,7 @@ impl CoordinatorError {
                 ErrorCode::SystemUnavailable
             }
             CoordinatorError::UnknownProver(_) => ErrorCode::ProverUnavailable,
+            CoordinatorError::JobNotFound(_) => ErrorCode::JobNotFound,
             CoordinatorError::Store(StoreError::BatchConflict(_)) => ErrorCode::InvalidArgument,
             CoordinatorError::Store(StoreError::BatchNotFound(_)) => ErrorCode::JobNotFound,
             CoordinatorError::FailedPrecondition(_)

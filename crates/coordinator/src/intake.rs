@@ -351,7 +351,7 @@ impl Intake {
             .filter(|j| j.state == JobState::Failed)
             .collect();
         self.core
-            .cancel_batch(number, closed, reason.to_string())
+            .cancel_jobs(number, None, closed, reason.to_string())
             .await
     }
 

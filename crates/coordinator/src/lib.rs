@@ -24,6 +24,7 @@
 
 mod admin;
 mod config;
+mod controls;
 mod core;
 mod error;
 mod health;

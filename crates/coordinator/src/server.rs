@@ -234,6 +234,10 @@ impl Coordinator {
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
         let admin = AdminServiceServer::new(admin::AdminSvc {
+            jobs: crate::controls::JobControls {
+                store: self.store.clone(),
+                core: self.core.clone(),
+            },
             store: self.store.clone(),
             core: self.core.clone(),
             standing: self.standing.clone(),

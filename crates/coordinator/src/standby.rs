@@ -208,6 +208,13 @@ impl AdminService for Standby {
         Err(self.refusal().await)
     }
 
+    async fn cancel_job(
+        &self,
+        _: Request<CancelJobRequest>,
+    ) -> Result<Response<CancelJobResponse>, Status> {
+        Err(self.refusal().await)
+    }
+
     async fn cordon_prover(
         &self,
         _: Request<CordonProverRequest>,

@@ -3,8 +3,9 @@
 mod support;
 
 use proofmill_proto::v1::{
-    CordonProverRequest, ErrorCode, JobStatusRequest, LaunchProofRequest, ProversListRequest,
-    RetryJobRequest, SystemStatusRequest, coordinator_message::Kind as Out,
+    CancelJobRequest, CordonProverRequest, ErrorCode, JobStatusRequest, JobsListRequest,
+    LaunchProofRequest, ProversListRequest, RetryJobRequest, SystemStatusRequest,
+    coordinator_message::Kind as Out,
 };
 use proofmill_types::ProverId;
 use support::*;
@@ -80,7 +81,7 @@ async fn admin_api_validates_and_retries(db: Db) {
         .into_inner();
     assert_eq!(
         r.error.unwrap().code,
-        ErrorCode::InvalidArgument as i32,
+        ErrorCode::FailedPrecondition as i32,
         "queued jobs are not retried"
     );
 
@@ -124,7 +125,8 @@ async fn admin_api_validates_and_retries(db: Db) {
 on_both_stores!(admin_api_validates_and_retries);
 
 /// A cordoned prover finishes (and is credited for) the task it runs but gets no new one
-/// until it is put back; other provers are unaffected. An unknown id is PROVER_UNAVAILABLE.
+/// until it is put back; other provers are unaffected. A prover is named by its id, or by
+/// its name when no other prover has it. An unknown id is PROVER_UNAVAILABLE.
 async fn cordon_takes_a_prover_out_of_rotation(db: Db) {
     let env = Env::new(db, "cordon");
     let c = start(&env, fast_config()).await;
@@ -170,10 +172,31 @@ async fn cordon_takes_a_prover_out_of_rotation(db: Db) {
     // Another prover takes the waiting batch... until a is back, which gets the next one.
     let mut b = RawProver::register(&c.url(), register("b", &["exec"], 1)).await;
     assert_eq!(b.task().await.batch, 2);
-    let r = admin.cordon_prover(cordon(&a.id, false)).await;
+    // By name, when one prover has it.
+    let r = admin.cordon_prover(cordon("a", false)).await;
     assert_eq!(code(r.unwrap().into_inner()), None);
     submit(&c.coord, 3, &[]).await;
     assert_eq!(a.task().await.batch, 3);
+    // A name two provers have is refused, naming both ids; neither is cordoned.
+    let b2 = RawProver::register(&c.url(), register("b", &["exec"], 1)).await;
+    let r = admin
+        .cordon_prover(cordon("b", true))
+        .await
+        .unwrap()
+        .into_inner();
+    let e = r.error.expect("an ambiguous name is refused");
+    assert_eq!(e.code, ErrorCode::ProverUnavailable as i32);
+    assert!(
+        e.message.contains(&b.id) && e.message.contains(&b2.id),
+        "{}",
+        e.message
+    );
+    let listed = admin
+        .provers_list(ProversListRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.provers.iter().all(|p| !p.cordoned));
     c.stop().await;
 }
 
@@ -309,3 +332,170 @@ async fn a_cordon_outlives_a_restart(db: Db) {
 }
 
 on_both_stores!(a_cordon_outlives_a_restart);
+
+/// The next TaskCancelled, skipping other messages.
+async fn cancelled(p: &mut RawProver) -> proofmill_proto::v1::TaskCancelled {
+    loop {
+        match p.next(std::time::Duration::from_secs(10)).await {
+            Some(Out::TaskCancelled(c)) => return c,
+            Some(_) => continue,
+            None => panic!("no TaskCancelled"),
+        }
+    }
+}
+
+/// An operator cancels one job: its prover is told, its late proof refused, the other job of
+/// the batch untouched; a second cancel is a no-op; a retry queues it again and it is
+/// proven; a proven job is not cancelled and keeps its proof. Retrying a batch queues every
+/// failed job of it. Bad calls change nothing and say why.
+async fn an_operator_cancels_and_retries_jobs(db: Db) {
+    let env = Env::new(db, "cancel-job");
+    let mut cfg = fast_config();
+    cfg.scheduler.max_attempts = 1;
+    let types = ["exec", "exec2"];
+    // A second proof type, verified by the same backend.
+    cfg.proof_types.push((
+        proofmill_types::ProofType::new("exec2").unwrap(),
+        "exec".into(),
+    ));
+    let c = start(&env, cfg).await;
+    let mut admin = c.admin().await;
+    submit(&c.coord, 1, &types).await;
+    let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
+    let t1 = a.task().await;
+    let cancel = |batch: u64, proof_type: &str, reason: &str| CancelJobRequest {
+        batch,
+        proof_type: proof_type.into(),
+        reason: reason.into(),
+    };
+    let r = admin
+        .cancel_job(cancel(1, "exec", "wrong input"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.cancelled && r.error.is_none(), "{r:?}");
+    let tc = cancelled(&mut a).await;
+    assert_eq!(
+        (tc.task_id.as_str(), tc.fencing_token),
+        (t1.task_id.as_str(), t1.fencing_token)
+    );
+    let ack = a
+        .submit(&t1.task_id, t1.fencing_token, RawProver::proof_for(&t1))
+        .await;
+    assert!(!ack.accepted, "a cancelled lease's proof is refused");
+    let job = |proof_type: &str| JobStatusRequest {
+        batch: 1,
+        proof_type: proof_type.into(),
+    };
+    let st = admin.job_status(job("exec")).await.unwrap().into_inner();
+    let info = st.job.unwrap();
+    assert_eq!(
+        (info.state.as_str(), info.last_error.as_str()),
+        ("cancelled", "wrong input")
+    );
+    let other = admin.job_status(job("exec2")).await.unwrap().into_inner();
+    assert_eq!(
+        other.job.unwrap().state,
+        "queued",
+        "the other job is untouched"
+    );
+    let again = admin
+        .cancel_job(cancel(1, "exec", ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.cancelled && again.error.is_none(), "{again:?}");
+
+    let code = |e: Option<proofmill_proto::v1::AdminError>| e.map(|e| e.code);
+    for (req, want) in [
+        (cancel(9, "exec", ""), ErrorCode::JobNotFound),
+        (cancel(1, "nope", ""), ErrorCode::JobNotFound),
+        (cancel(1, "Bad Type", ""), ErrorCode::InvalidArgument),
+        (cancel(1, "exec2", "a\nb"), ErrorCode::InvalidArgument),
+    ] {
+        let r = admin.cancel_job(req.clone()).await.unwrap().into_inner();
+        assert_eq!(code(r.error), Some(want as i32), "{req:?}");
+        assert!(!r.cancelled);
+    }
+    let other = admin.job_status(job("exec2")).await.unwrap().into_inner();
+    assert_eq!(
+        other.job.unwrap().state,
+        "queued",
+        "refused calls change nothing"
+    );
+
+    let retry = |batch: u64, proof_type: &str| RetryJobRequest {
+        batch,
+        proof_type: proof_type.into(),
+    };
+    let r = admin
+        .retry_job(retry(1, "exec"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.retried, r.error), (1, None));
+    let t2 = a.task().await;
+    assert!(t2.fencing_token > t1.fencing_token);
+    assert!(
+        a.submit(&t2.task_id, t2.fencing_token, RawProver::proof_for(&t2))
+            .await
+            .accepted
+    );
+    let r = admin
+        .cancel_job(cancel(1, "exec", ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(r.error), Some(ErrorCode::FailedPrecondition as i32));
+    let st = admin.job_status(job("exec")).await.unwrap().into_inner();
+    assert_eq!(st.job.unwrap().state, "proven");
+    assert!(st.proof_size > 0, "the proof is kept");
+
+    // A failed job (max_attempts = 1), then a retry of the whole batch.
+    let mut b = RawProver::register(&c.url(), register("b", &["exec2"], 1)).await;
+    let t3 = b.task().await;
+    assert!(
+        !b.submit(&t3.task_id, t3.fencing_token, vec![7; 96])
+            .await
+            .accepted
+    );
+    let failed = admin
+        .jobs_list(JobsListRequest {
+            state: "failed".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(failed.jobs.len(), 1, "{failed:?}");
+    let r = admin.retry_job(retry(1, "")).await.unwrap().into_inner();
+    assert_eq!((r.retried, r.error), (1, None));
+    let t4 = b.task().await;
+    assert!(
+        b.submit(&t4.task_id, t4.fencing_token, RawProver::proof_for(&t4))
+            .await
+            .accepted
+    );
+    let r = admin.retry_job(retry(1, "")).await.unwrap().into_inner();
+    assert_eq!((r.retried, r.error), (0, None), "nothing failed is left");
+    let r = admin.retry_job(retry(9, "")).await.unwrap().into_inner();
+    assert_eq!(code(r.error), Some(ErrorCode::JobNotFound as i32));
+    let r = admin
+        .jobs_list(JobsListRequest {
+            state: "lost".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let e = r.error.expect("an unknown state is refused");
+    assert!(
+        e.message
+            .contains("queued, leased, proven, failed, cancelled"),
+        "the valid states are listed: {}",
+        e.message
+    );
+    c.stop().await;
+}
+
+on_both_stores!(an_operator_cancels_and_retries_jobs);

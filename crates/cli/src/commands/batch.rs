@@ -1,18 +1,10 @@
 //! `proofmill batch replace|cancel`: one `AdminService.ReplaceBatchInput` or `CancelBatch`
 //! call.
 
-use super::status::{connect, request_failed};
+use super::status::{check, connect, request_failed};
 use crate::args::{BatchCancelArgs, BatchReplaceArgs};
-use anyhow::{Context as _, bail};
-use proofmill_proto::v1::{AdminError, CancelBatchRequest, ErrorCode, ReplaceBatchInputRequest};
-
-fn check(error: Option<AdminError>) -> anyhow::Result<()> {
-    if let Some(e) = error {
-        let code = ErrorCode::try_from(e.code).map_or("UNKNOWN", |c| c.as_str_name());
-        bail!("{code}: {}", e.message);
-    }
-    Ok(())
-}
+use anyhow::Context as _;
+use proofmill_proto::v1::{CancelBatchRequest, ReplaceBatchInputRequest};
 
 pub async fn replace(args: BatchReplaceArgs) -> anyhow::Result<()> {
     let url = &args.coordinator;

@@ -1,9 +1,8 @@
 //! `proofmill cordon` / `uncordon`: one `AdminService.CordonProver` call.
 
-use super::status::{connect, request_failed};
+use super::status::{check, connect, request_failed};
 use crate::args::CordonArgs;
-use anyhow::bail;
-use proofmill_proto::v1::{CordonProverRequest, ErrorCode};
+use proofmill_proto::v1::CordonProverRequest;
 
 pub async fn run(args: CordonArgs, cordoned: bool) -> anyhow::Result<()> {
     let url = &args.coordinator;
@@ -16,10 +15,7 @@ pub async fn run(args: CordonArgs, cordoned: bool) -> anyhow::Result<()> {
         .await
         .map_err(|s| request_failed("CordonProver", url, s))?
         .into_inner();
-    if let Some(e) = response.error {
-        let code = ErrorCode::try_from(e.code).map_or("UNKNOWN", |c| c.as_str_name());
-        bail!("{code}: {}", e.message);
-    }
+    check(response.error)?;
     let what = if cordoned {
         "cordoned: it gets no new tasks"
     } else {

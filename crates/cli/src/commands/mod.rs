@@ -5,11 +5,12 @@ pub mod bench;
 pub mod coordinator;
 pub mod cordon;
 pub mod demo;
+pub mod job;
 pub mod l1;
 pub mod prover;
 pub mod status;
 
-use crate::args::{BatchCommand, BenchCommand, Command, L1Command};
+use crate::args::{BatchCommand, BenchCommand, Command, JobCommand, L1Command};
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
@@ -19,6 +20,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Cordon(args) => cordon::run(args, true).await,
         Command::Uncordon(args) => cordon::run(args, false).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Job {
+            command: JobCommand::Cancel(args),
+        } => job::cancel(args).await,
+        Command::Job {
+            command: JobCommand::Retry(args),
+        } => job::retry(args).await,
         Command::Batch {
             command: BatchCommand::Replace(args),
         } => batch::replace(args).await,

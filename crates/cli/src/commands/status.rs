@@ -44,6 +44,16 @@ pub async fn connect(url: &str) -> anyhow::Result<AdminServiceClient<Channel>> {
 }
 
 /// A failed admin request, naming the call and the coordinator.
+/// The typed error an admin call answered with, as the command's error.
+pub fn check(error: Option<proofmill_proto::v1::AdminError>) -> anyhow::Result<()> {
+    if let Some(e) = error {
+        let code =
+            proofmill_proto::v1::ErrorCode::try_from(e.code).map_or("UNKNOWN", |c| c.as_str_name());
+        anyhow::bail!("{code}: {}", e.message);
+    }
+    Ok(())
+}
+
 pub fn request_failed(call: &str, url: &str, s: tonic::Status) -> anyhow::Error {
     anyhow!(
         "{call} request to coordinator at {url} failed: {:?}: {}",

@@ -295,7 +295,10 @@ fn config_values_land_in_the_struct() {
     else {
         panic!()
     };
-    assert_eq!((b.jobs, b.target.db.as_deref()), (5, Some("sqlite:///tmp/x.db")));
+    assert_eq!(
+        (b.jobs, b.target.db.as_deref()),
+        (5, Some("sqlite:///tmp/x.db"))
+    );
 }
 
 #[test]

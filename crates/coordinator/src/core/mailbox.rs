@@ -7,7 +7,7 @@ use crate::error::CoordinatorError;
 use crate::outbox::Outbox;
 use crate::verdict::Verdict;
 use proofmill_scheduler::{ProverView, ResultCheck, SchedulerError};
-use proofmill_types::{Batch, FencingToken, Job, JobKey, ProverId};
+use proofmill_types::{Batch, FencingToken, Job, JobKey, ProofType, ProverId};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -103,8 +103,10 @@ pub(super) enum CoreMsg {
     /// Cancels the batch's open jobs (their provers told, their tokens fenced) and marks
     /// `closed` (its failed jobs, read from the store) cancelled; `reply` gets how many jobs
     /// were cancelled, `durable` is signalled once that is in the store.
-    CancelBatch {
+    CancelJobs {
         batch: u64,
+        /// Only this proof type's job (all of the batch's when `None`).
+        only: Option<ProofType>,
         closed: Vec<Job>,
         reason: String,
         reply: oneshot::Sender<usize>,
@@ -310,16 +312,19 @@ impl CoreHandle {
         self.ask(|reply| CoreMsg::Flush { reply }).await
     }
 
-    /// Cancels a batch's open jobs and marks `closed` (its failed jobs) cancelled; returns
-    /// how many jobs were cancelled, once that is durable.
-    pub async fn cancel_batch(
+    /// Cancels a batch's open jobs (of one proof type when `only` says so) and marks
+    /// `closed` (its failed jobs) cancelled; returns how many jobs were cancelled, once that
+    /// is durable.
+    pub async fn cancel_jobs(
         &self,
         batch: u64,
+        only: Option<ProofType>,
         closed: Vec<Job>,
         reason: String,
     ) -> Result<usize, CoordinatorError> {
-        self.ask_durable(|reply, durable| CoreMsg::CancelBatch {
+        self.ask_durable(|reply, durable| CoreMsg::CancelJobs {
             batch,
+            only,
             closed,
             reason,
             reply,

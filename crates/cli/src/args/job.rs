@@ -1,0 +1,43 @@
+//! `proofmill job …`: an operator's controls over single jobs.
+
+use super::parse::{parse_http_url, parse_non_empty};
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Cancel a job that is not proven: its prover is told to stop, a late result is
+    /// refused. `job retry` queues it again.
+    Cancel(JobCancelArgs),
+    /// Queue a failed or cancelled job again with a fresh attempt budget; without
+    /// `--proof-type`, every failed job of the batch.
+    Retry(JobRetryArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct JobCancelArgs {
+    /// Coordinator gRPC URL.
+    #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
+    pub coordinator: String,
+    /// The batch number.
+    #[arg(long, env = "PROOFMILL_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
+    /// The job's proof type.
+    #[arg(long, env = "PROOFMILL_PROOF_TYPE", value_parser = parse_non_empty)]
+    pub proof_type: String,
+    /// Why, kept as the job's last error (default: "cancelled by an operator").
+    #[arg(long, env = "PROOFMILL_REASON", default_value = "")]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct JobRetryArgs {
+    /// Coordinator gRPC URL.
+    #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
+    pub coordinator: String,
+    /// The batch number.
+    #[arg(long, env = "PROOFMILL_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
+    /// The job's proof type; without it, every failed job of the batch.
+    #[arg(long, env = "PROOFMILL_PROOF_TYPE")]
+    pub proof_type: Option<String>,
+}
