@@ -20,7 +20,18 @@ use tonic::{Request, Response, Status};
 /// Longest a health check waits for the store's probe.
 const HEALTH_WAIT: Duration = Duration::from_secs(2);
 
+/// What `StatusInfo` answers with.
+pub(crate) struct Info {
+    pub about: crate::about::AboutCell,
+    pub started_at_ms: u64,
+    pub store: String,
+    pub blobs: String,
+    pub proof_types: Vec<ProofType>,
+    pub assignment_policy: String,
+}
+
 pub(crate) struct AdminSvc {
+    pub info: Info,
     pub jobs: JobControls,
     pub store: Arc<dyn Store>,
     pub core: CoreHandle,
@@ -174,6 +185,39 @@ impl AdminService for AdminSvc {
             standby: false,
             active_url: self.standing.lease_url(),
             lease_epoch: self.standing.lease_epoch(),
+        }))
+    }
+
+    async fn status_info(
+        &self,
+        _: Request<StatusInfoRequest>,
+    ) -> Result<Response<StatusInfoResponse>, Status> {
+        let info = &self.info;
+        let about = info.about.get();
+        let now = crate::now_ms();
+        Ok(Response::new(StatusInfoResponse {
+            version: env!("CARGO_PKG_VERSION").into(),
+            build: about.build,
+            started_at_ms: info.started_at_ms,
+            uptime_ms: now.saturating_sub(info.started_at_ms),
+            store: info.store.clone(),
+            blobs: info.blobs.clone(),
+            l1: if about.l1.is_empty() {
+                "none".into()
+            } else {
+                about.l1
+            },
+            proof_types: info.proof_types.iter().map(|t| t.to_string()).collect(),
+            assignment_policy: info.assignment_policy.clone(),
+            config: about
+                .config
+                .into_iter()
+                .map(|c| ConfigValue {
+                    key: c.key,
+                    value: c.value,
+                    source: c.source,
+                })
+                .collect(),
         }))
     }
 

@@ -22,6 +22,7 @@
 //! writer reports a task whose input it could not read back to the core (through its
 //! mailbox's handle) as a result, like any failed attempt.
 
+mod about;
 mod admin;
 mod config;
 mod controls;
@@ -52,6 +53,7 @@ mod verdict;
 mod warnings;
 mod wire;
 
+pub use about::{About, ConfigValue};
 pub use config::CoordinatorConfig;
 pub use error::CoordinatorError;
 pub use intake::{Intake, NewBatch};

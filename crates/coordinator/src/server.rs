@@ -41,6 +41,8 @@ pub struct Coordinator {
     intake: Intake,
     sessions: Arc<Sessions>,
     l1: SeenOnL1,
+    about: crate::about::AboutCell,
+    started_at_ms: u64,
 }
 
 impl Coordinator {
@@ -165,7 +167,15 @@ impl Coordinator {
             intake,
             sessions,
             l1,
+            about: Default::default(),
+            started_at_ms: crate::now_ms(),
         })
+    }
+
+    /// What `StatusInfo` tells beside what the coordinator knows itself (set once, at
+    /// startup; later calls change nothing).
+    pub fn describe(&self, about: crate::About) {
+        self.about.set(about);
     }
 
     pub fn config(&self) -> &CoordinatorConfig {
@@ -212,6 +222,17 @@ impl Coordinator {
         self.intake.submit_batch(nb).await
     }
 
+    fn info(&self) -> admin::Info {
+        admin::Info {
+            about: self.about.clone(),
+            started_at_ms: self.started_at_ms,
+            store: self.store.endpoint(),
+            blobs: self.blobs.base_url().to_string(),
+            proof_types: self.config.required_types(),
+            assignment_policy: self.config.scheduler.assignment_policy.to_string(),
+        }
+    }
+
     /// Serves the prover and admin services (plus reflection) until `shutdown` resolves.
     pub async fn serve(
         &self,
@@ -234,6 +255,7 @@ impl Coordinator {
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
         let admin = AdminServiceServer::new(admin::AdminSvc {
+            info: self.info(),
             jobs: crate::controls::JobControls {
                 store: self.store.clone(),
                 core: self.core.clone(),

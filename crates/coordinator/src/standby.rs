@@ -208,6 +208,13 @@ impl AdminService for Standby {
         Err(self.refusal().await)
     }
 
+    async fn status_info(
+        &self,
+        _: Request<StatusInfoRequest>,
+    ) -> Result<Response<StatusInfoResponse>, Status> {
+        Err(self.refusal().await)
+    }
+
     async fn cancel_job(
         &self,
         _: Request<CancelJobRequest>,

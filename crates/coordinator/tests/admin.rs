@@ -499,3 +499,50 @@ async fn an_operator_cancels_and_retries_jobs(db: Db) {
 }
 
 on_both_stores!(an_operator_cancels_and_retries_jobs);
+
+/// StatusInfo: what the coordinator knows of itself, and what the binary told it.
+async fn status_info_says_what_runs(db: Db) {
+    let env = Env::new(db, "status-info");
+    let c = start(&env, fast_config()).await;
+    let mut admin = c.admin().await;
+    let before = admin
+        .status_info(proofmill_proto::v1::StatusInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(before.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        (before.l1.as_str(), before.build.as_str()),
+        ("none", ""),
+        "nothing told yet"
+    );
+    assert_eq!(before.proof_types, vec!["exec".to_string()]);
+    assert_eq!(before.assignment_policy, "oldest-first");
+    assert_eq!(before.store, c.coord.store().endpoint());
+    c.coord.describe(proofmill_coordinator::About {
+        build: "abc123".into(),
+        l1: "embedded".into(),
+        config: vec![proofmill_coordinator::ConfigValue {
+            key: "max_attempts".into(),
+            value: "5".into(),
+            source: "env PROOFMILL_MAX_ATTEMPTS".into(),
+        }],
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let after = admin
+        .status_info(proofmill_proto::v1::StatusInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (after.build.as_str(), after.l1.as_str()),
+        ("abc123", "embedded")
+    );
+    assert_eq!(after.config.len(), 1);
+    assert_eq!(after.config[0].source, "env PROOFMILL_MAX_ATTEMPTS");
+    assert_eq!(after.started_at_ms, before.started_at_ms);
+    assert!(after.uptime_ms > before.uptime_ms);
+    c.stop().await;
+}
+
+on_both_stores!(status_info_says_what_runs);
