@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 mod job;
 mod parse;
-pub use job::{JobCancelArgs, JobCommand, JobRetryArgs};
+pub use job::{JobCancelArgs, JobCommand, JobRetryArgs, JobShowArgs};
 use parse::*;
 
 /// Proof type with the backend that proves/verifies it: `name` or `name:backend`.
@@ -241,6 +241,10 @@ pub struct CoordinatorArgs {
     /// a batch further ahead is refused (gaps within it are shown by `status`). 0: no limit.
     #[arg(long, env = "PROOFMILL_INTAKE_WINDOW", default_value_t = 1024)]
     pub intake_window: u64,
+    /// Days the history of ended job attempts (`proofmill job show`) is kept; older rows are
+    /// deleted. 0: kept for ever.
+    #[arg(long, env = "PROOFMILL_ATTEMPT_RETENTION_DAYS", default_value_t = 30)]
+    pub attempt_retention_days: u32,
     /// Time running tasks get to finish on shutdown, ms.
     #[arg(long, env = "PROOFMILL_SHUTDOWN_GRACE", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=MAX_MS))]
     pub shutdown_grace: u64,

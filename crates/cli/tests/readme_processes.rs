@@ -176,6 +176,37 @@ fn readme_recipe_serves(proof_types: Option<&str>, extra: &[&str]) {
         assert!(text.contains(t), "{text}");
     }
 
+    // The recipe's `job show` on batch 1: each job proven by the prover the recipe started,
+    // with that attempt in its history.
+    let mut job_show = readme_command("job");
+    assert_eq!(job_show[1], "show", "{job_show:?}");
+    set_flag(&mut job_show, "--coordinator", &url);
+    set_flag(&mut job_show, "--batch", "1");
+    let mut job_show: Vec<String> = job_show
+        .into_iter()
+        .filter(|a| !a.starts_with("[--proof-type") && !a.ends_with(']') || a == "[--json]")
+        .collect();
+    for a in job_show.iter_mut().filter(|a| *a == "[--json]") {
+        *a = "--json".into();
+    }
+    let prover_name = flag(&readme_command("prover"), "--name");
+    let shown = run_ok(&job_show, &cwd);
+    let jobs: Vec<serde_json::Value> = shown
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(jobs.len(), proof_type.split(',').count(), "{shown}");
+    for job in &jobs {
+        assert_eq!(job["state"], "proven", "{job}");
+        let attempts = job["attempts"].as_array().unwrap();
+        assert!(
+            attempts.iter().any(|a| a["outcome"] == "proven"
+                && a["prover_name"] == prover_name.as_str()
+                && a["prove_ms"].as_u64().is_some()),
+            "{job}"
+        );
+    }
+
     // The recipe's cordon command (and `uncordon`) on the prover it started.
     let id = status["provers"][0]["id"].as_str().unwrap().to_string();
     for sub in ["cordon", "uncordon"] {

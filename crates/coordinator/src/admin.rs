@@ -12,7 +12,7 @@ use proofmill_proto::v1::admin_service_server::AdminService;
 use proofmill_proto::v1::*;
 use proofmill_scheduler::ProverView;
 use proofmill_store::{JobFilter, Store};
-use proofmill_types::{Job, JobKey, JobState, ProofType, ProverId, PublicValues, TaskId};
+use proofmill_types::{Attempt, Job, JobKey, JobState, ProofType, ProverId, PublicValues, TaskId};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
@@ -67,6 +67,26 @@ pub(crate) fn job_info(j: &Job) -> JobInfo {
         deadline_ms: j.lease.as_ref().map_or(0, |l| l.deadline),
         last_error: j.last_error.clone().unwrap_or_default(),
         updated_at_ms: j.updated_at,
+    }
+}
+
+/// Attempts a job status lists at most.
+const MAX_ATTEMPTS_SHOWN: u32 = 1000;
+
+fn attempt_info(a: &Attempt) -> AttemptInfo {
+    AttemptInfo {
+        fencing_token: a.token.0,
+        prover_id: a.prover.to_string(),
+        prover_name: a.prover_name.clone(),
+        backup: a.backup,
+        started_at_ms: a.started_at,
+        ended_at_ms: a.ended_at.unwrap_or(0),
+        outcome: a
+            .outcome
+            .map(|o| o.as_str().to_string())
+            .unwrap_or_default(),
+        detail: a.detail.clone(),
+        prove_ms: a.prove_ms,
     }
 }
 
@@ -346,6 +366,7 @@ impl AdminService for AdminSvc {
             proof_size: 0,
             proof_prover: String::new(),
             error,
+            attempts: Vec::new(),
         };
         let key = match parse_key(r.batch, &r.proof_type) {
             Ok(k) => k,
@@ -367,11 +388,25 @@ impl AdminService for AdminSvc {
             }
         };
         let proof = self.store.proof(&key).await.ok().flatten();
+        let attempts = match self
+            .store
+            .attempts(key.batch, Some(&key.proof_type), MAX_ATTEMPTS_SHOWN)
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                return Ok(Response::new(empty(err(
+                    ErrorCode::SystemUnavailable,
+                    e.to_string(),
+                ))));
+            }
+        };
         Ok(Response::new(JobStatusResponse {
             job: Some(job_info(&job)),
             proof_size: proof.as_ref().map_or(0, |p| p.size),
             proof_prover: proof.map(|p| p.prover_name).unwrap_or_default(),
             error: None,
+            attempts: attempts.iter().map(attempt_info).collect(),
         }))
     }
 

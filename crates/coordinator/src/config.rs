@@ -55,6 +55,8 @@ pub struct CoordinatorConfig {
     /// run of stored batches (counted from the lowest stored batch); gaps within it are
     /// accepted and shown as warnings in status. 0: no limit.
     pub intake_window: u64,
+    /// Days the history of ended attempts is kept (0: for ever).
+    pub attempt_retention_days: u32,
 }
 
 impl Default for CoordinatorConfig {
@@ -79,6 +81,7 @@ impl Default for CoordinatorConfig {
             max_unregistered_streams: 1024,
             record_dispatch_latency: false,
             intake_window: 1024,
+            attempt_retention_days: 30,
         }
     }
 }

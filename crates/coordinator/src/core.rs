@@ -15,7 +15,7 @@ use crate::outbox::{Outbox, ToProver};
 use crate::persist::{PersistJob, Persister};
 use proofmill_scheduler::{Effect, ProverInfo, Scheduler};
 use proofmill_store::Change;
-use proofmill_types::{Batch, FencingToken, Job, JobKey, ProverId};
+use proofmill_types::{Attempt, Batch, FencingToken, Job, JobKey, ProverId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -517,6 +517,9 @@ impl Core {
                         reason,
                     });
                 }
+                Effect::AttemptStarted { .. } | Effect::AttemptEnded { .. } => {
+                    changes.push(self.attempt_change(effect, None));
+                }
                 Effect::Disconnect { prover, reason } => {
                     tracing::warn!(%prover, %reason, "prover declared dead");
                     if let Some(conn) = self.conns.remove(&prover) {
@@ -543,6 +546,42 @@ impl Core {
             early_dispatches: early,
             ..Default::default()
         });
+    }
+
+    /// The store's record of an attempt's start or end (`prove_ms`: what its prover
+    /// reported, for the end of the attempt whose result this is).
+    fn attempt_change(&self, effect: Effect, prove_ms: Option<u64>) -> Change {
+        match effect {
+            Effect::AttemptStarted { key, lease, backup } => Change::AttemptStarted(Attempt {
+                key,
+                token: lease.token,
+                prover_name: self
+                    .scheduler
+                    .prover_name(&lease.prover)
+                    .unwrap_or_default()
+                    .to_string(),
+                prover: lease.prover,
+                backup,
+                started_at: lease.leased_at,
+                ended_at: None,
+                outcome: None,
+                detail: String::new(),
+                prove_ms: None,
+            }),
+            Effect::AttemptEnded {
+                token,
+                outcome,
+                detail,
+                ..
+            } => Change::AttemptEnded {
+                token,
+                at: now_ms(),
+                outcome,
+                detail,
+                prove_ms,
+            },
+            other => unreachable!("not an attempt: {other:?}"),
+        }
     }
 
     fn job_closed(&mut self, batch: u64) {

@@ -40,6 +40,7 @@ mod outbox;
 mod partial;
 mod persist;
 mod results;
+mod retention;
 mod server;
 mod session;
 mod settled;

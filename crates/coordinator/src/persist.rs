@@ -145,6 +145,8 @@ async fn commit(store: &dyn Store, changes: &[Change]) -> Result<(), StoreError>
                     ..
                 } => format!("settlement from batch {first_batch}"),
                 Change::ClearPendingVerify => "pending settlement".into(),
+                Change::AttemptStarted(a) => format!("attempt {} of {}", a.token, a.key),
+                Change::AttemptEnded { token, .. } => format!("end of attempt {token}"),
             };
             tracing::error!(error = %e, %key, "change dropped: the store cannot hold it");
         }

@@ -103,6 +103,11 @@ impl Coordinator {
         );
         core_task.restore(batches, open);
         tokio::spawn(core_task.run(mailbox));
+        crate::retention::spawn(
+            store.clone(),
+            standing.clone(),
+            config.attempt_retention_days,
+        );
         let verifiers = Arc::new(verifiers);
         let inputs = Arc::new(InputCache::new(blobs.clone(), config.input_cache_bytes));
         let results = Results {

@@ -347,7 +347,8 @@ async fn cancelled(p: &mut RawProver) -> proofmill_proto::v1::TaskCancelled {
 /// An operator cancels one job: its prover is told, its late proof refused, the other job of
 /// the batch untouched; a second cancel is a no-op; a retry queues it again and it is
 /// proven; a proven job is not cancelled and keeps its proof. Retrying a batch queues every
-/// failed job of it. Bad calls change nothing and say why.
+/// failed job of it. Bad calls change nothing and say why. Every attempt is in the job's
+/// history, which outlives a restart.
 async fn an_operator_cancels_and_retries_jobs(db: Db) {
     let env = Env::new(db, "cancel-job");
     let mut cfg = fast_config();
@@ -358,6 +359,7 @@ async fn an_operator_cancels_and_retries_jobs(db: Db) {
         proofmill_types::ProofType::new("exec2").unwrap(),
         "exec".into(),
     ));
+    let cfg_again = cfg.clone();
     let c = start(&env, cfg).await;
     let mut admin = c.admin().await;
     submit(&c.coord, 1, &types).await;
@@ -494,6 +496,53 @@ async fn an_operator_cancels_and_retries_jobs(db: Db) {
             .contains("queued, leased, proven, failed, cancelled"),
         "the valid states are listed: {}",
         e.message
+    );
+
+    // Every attempt is in the job's history, in order, and stays there across a restart.
+    c.stop().await;
+    let c = start(&env, cfg_again).await;
+    let mut admin = c.admin().await;
+    let history = |r: proofmill_proto::v1::JobStatusResponse| {
+        r.attempts
+            .iter()
+            .map(|a| {
+                (
+                    a.fencing_token,
+                    a.prover_name.clone(),
+                    a.outcome.clone(),
+                    a.prove_ms,
+                    a.ended_at_ms >= a.started_at_ms && a.ended_at_ms > 0,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let exec = admin.job_status(job("exec")).await.unwrap().into_inner();
+    assert_eq!(exec.attempts[0].detail, "wrong input");
+    assert_eq!(
+        history(exec),
+        vec![
+            (t1.fencing_token, "a".into(), "cancelled".into(), None, true),
+            (t2.fencing_token, "a".into(), "proven".into(), Some(1), true),
+        ]
+    );
+    let exec2 = admin.job_status(job("exec2")).await.unwrap().into_inner();
+    assert!(
+        exec2.attempts[0].detail.contains("invalid proof"),
+        "{:?}",
+        exec2.attempts[0]
+    );
+    assert_eq!(
+        history(exec2),
+        vec![
+            (
+                t3.fencing_token,
+                "b".into(),
+                "invalid_proof".into(),
+                None,
+                true
+            ),
+            (t4.fencing_token, "b".into(), "proven".into(), Some(1), true),
+        ]
     );
     c.stop().await;
 }

@@ -10,7 +10,9 @@ use proofmill_store::{
     Blobs, Change, JobCounts, JobFilter, LeaseClaim, LeaseHolder, Result, Store, StoreError,
     VerifyRecord, open_store,
 };
-use proofmill_types::{Batch, BatchNumber, Job, JobKey, JobState, Millis, ProofRecord, ProverId};
+use proofmill_types::{
+    Batch, BatchNumber, Job, JobKey, JobState, Millis, ProofRecord, ProofType, ProverId,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use support::*;
@@ -80,6 +82,17 @@ impl Store for StallingStore {
     }
     async fn cordoned_provers(&self) -> Result<Vec<(ProverId, String)>> {
         self.inner.cordoned_provers().await
+    }
+    async fn attempts(
+        &self,
+        batch: BatchNumber,
+        proof_type: Option<&ProofType>,
+        limit: u32,
+    ) -> Result<Vec<proofmill_types::Attempt>> {
+        self.inner.attempts(batch, proof_type, limit).await
+    }
+    async fn prune_attempts(&self, before: u64, limit: u32) -> Result<u64> {
+        self.inner.prune_attempts(before, limit).await
     }
     async fn verify_record(&self, batch: BatchNumber) -> Result<Option<VerifyRecord>> {
         self.inner.verify_record(batch).await

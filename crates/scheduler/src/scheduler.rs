@@ -2,7 +2,9 @@ use crate::config::SchedulerConfig;
 use crate::policy::AssignmentPolicy;
 use crate::provers::{ProverEntry, ProverInfo};
 use crate::queue::ReadyQueue;
-use proofmill_types::{FencingToken, Job, JobKey, JobState, Lease, Millis, ProverId};
+use proofmill_types::{
+    AttemptOutcome, FencingToken, Job, JobKey, JobState, Lease, Millis, ProverId,
+};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ mod speculation;
 
 pub use dispatch::{Dispatch, NotEligible, ReadyGroup};
 pub use faults::Failure;
+use speculation::CopyEnd;
 
 /// Something the caller must do. Carry out every `Persist` of one call durably *before* any
 /// message of the same call is sent, so a crash never leaves a prover working on a lease the
@@ -38,6 +41,21 @@ pub enum Effect {
     /// The scheduler took the prover out of rotation by itself (it kept sending invalid
     /// proofs): store the cordon with its reason, as an operator's would be.
     Cordon { prover: ProverId, reason: String },
+    /// An attempt began: `lease` (its token names the attempt) was handed to its prover, as
+    /// the job's lease or as a `backup` copy. For the job's history.
+    AttemptStarted {
+        key: JobKey,
+        lease: Lease,
+        backup: bool,
+    },
+    /// The attempt with `token` ended, and how (`detail`: the error or the reason). For the
+    /// job's history.
+    AttemptEnded {
+        key: JobKey,
+        token: FencingToken,
+        outcome: AttemptOutcome,
+        detail: String,
+    },
 }
 
 /// Whether a result for (job, token) from a prover may be accepted.
@@ -319,24 +337,30 @@ impl Scheduler {
         let mut effects = Vec::new();
         let lost = "another copy of the task finished first";
         let (mut job, won) = if self.is_backup(prover, key, token) {
-            let backup = self.drop_backup(key, None, &mut effects).expect("checked");
+            let proven = CopyEnd::Ended(AttemptOutcome::Proven, "");
+            let backup = self
+                .drop_backup(key, proven, &mut effects)
+                .expect("checked");
             let mut job = self.jobs.remove(key).expect("a job with a backup is open");
             let primary = job.lease.take().expect("a job with a backup is leased");
-            self.release_slot(&primary, key);
             if let Some(p) = self.provers.get_mut(&primary.prover) {
                 p.stats.superseded += 1;
             }
             effects.push(Effect::Cancel {
-                prover: primary.prover,
+                prover: primary.prover.clone(),
                 key: key.clone(),
                 token: primary.token,
                 reason: lost.into(),
             });
+            let end = (AttemptOutcome::Superseded, lost);
+            self.release_slot(&primary, key, end, &mut effects);
             (job, backup)
         } else {
             let leased = self.jobs.get(key).and_then(|j| j.lease.clone());
-            let job = self.take_current(prover, key, token)?;
-            self.drop_backup(key, Some(lost), &mut effects);
+            let proven = (AttemptOutcome::Proven, "");
+            let job = self.take_current(prover, key, token, proven, &mut effects)?;
+            let stop = CopyEnd::Stopped(AttemptOutcome::Superseded, lost);
+            self.drop_backup(key, stop, &mut effects);
             (job, leased.expect("a current result has a lease"))
         };
         let took = now.saturating_sub(won.leased_at);
@@ -367,7 +391,8 @@ impl Scheduler {
         now: Millis,
     ) -> Result<Vec<Effect>, SchedulerError> {
         let mut effects = Vec::new();
-        let job = self.end_copy(prover, key, token, &mut effects)?;
+        let end = (AttemptOutcome::Declined, "the prover had no free slot");
+        let job = self.end_copy(prover, key, token, end, &mut effects)?;
         if let Some(p) = self.provers.get_mut(prover) {
             p.advertised_free = Some(0);
         }
@@ -397,15 +422,17 @@ impl Scheduler {
             .remove(key)
             .ok_or_else(|| SchedulerError::NotOpen(key.clone()))?;
         let mut effects = Vec::new();
-        self.drop_backup(key, Some(reason), &mut effects);
+        let stop = CopyEnd::Stopped(AttemptOutcome::Cancelled, reason);
+        self.drop_backup(key, stop, &mut effects);
         if let Some(lease) = job.lease.take() {
-            self.release_slot(&lease, key);
             effects.push(Effect::Cancel {
-                prover: lease.prover,
+                prover: lease.prover.clone(),
                 key: key.clone(),
                 token: lease.token,
                 reason: reason.to_string(),
             });
+            let end = (AttemptOutcome::Cancelled, reason);
+            self.release_slot(&lease, key, end, &mut effects);
         } else {
             self.queue.remove(key, &job.version, job.not_before);
             self.orphan_jobs.remove(key);
@@ -447,26 +474,31 @@ impl Scheduler {
     /// Ends the copy of `key` that `prover` runs with `token`, which ended without a proof:
     /// a backup copy just ends (`None`: the job and its row do not change); the lease is
     /// taken off the job, which is returned for the caller to requeue or close.
-    fn end_copy(
+    pub(super) fn end_copy(
         &mut self,
         prover: &ProverId,
         key: &JobKey,
         token: FencingToken,
+        end: (AttemptOutcome, &str),
         effects: &mut Vec<Effect>,
     ) -> Result<Option<Job>, SchedulerError> {
         if self.is_backup(prover, key, token) {
-            self.drop_backup(key, None, effects);
+            self.drop_backup(key, CopyEnd::Ended(end.0, end.1), effects);
             return Ok(None);
         }
-        self.take_current(prover, key, token).map(Some)
+        self.take_current(prover, key, token, end, effects)
+            .map(Some)
     }
 
-    /// Removes the job's current lease held by `prover` with `token`, returning the job.
+    /// Removes the job's current lease held by `prover` with `token` (its attempt ended as
+    /// `end` says), returning the job.
     fn take_current(
         &mut self,
         prover: &ProverId,
         key: &JobKey,
         token: FencingToken,
+        end: (AttemptOutcome, &str),
+        effects: &mut Vec<Effect>,
     ) -> Result<Job, SchedulerError> {
         match self.check_result(prover, key, token) {
             ResultCheck::Current => {}
@@ -481,14 +513,28 @@ impl Scheduler {
         }
         let mut job = self.jobs.remove(key).expect("checked current");
         let lease = job.lease.take().expect("checked current");
-        self.release_slot(&lease, key);
+        self.release_slot(&lease, key, end, effects);
         Ok(job)
     }
 
-    fn release_slot(&mut self, lease: &Lease, key: &JobKey) {
+    /// Frees the slot a lease or backup copy held: its attempt ended as `end` says. Every
+    /// attempt ends here, so every one is reported once.
+    fn release_slot(
+        &mut self,
+        lease: &Lease,
+        key: &JobKey,
+        (outcome, detail): (AttemptOutcome, &str),
+        effects: &mut Vec<Effect>,
+    ) {
         self.deadlines.remove(&(lease.deadline, key.clone()));
         if let Some(p) = self.provers.get_mut(&lease.prover) {
             p.running.remove(key);
         }
+        effects.push(Effect::AttemptEnded {
+            key: key.clone(),
+            token: lease.token,
+            outcome,
+            detail: detail.to_string(),
+        });
     }
 }

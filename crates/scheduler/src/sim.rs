@@ -293,7 +293,10 @@ impl Sim<'_> {
                     }
                     _ => {}
                 },
-                Effect::Disconnect { .. } | Effect::Cordon { .. } => {}
+                Effect::Disconnect { .. }
+                | Effect::Cordon { .. }
+                | Effect::AttemptStarted { .. }
+                | Effect::AttemptEnded { .. } => {}
             }
         }
         Ok(())

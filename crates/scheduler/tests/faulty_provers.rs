@@ -2,7 +2,7 @@
 mod common;
 use common::*;
 use proofmill_scheduler::{Effect, Failure, Scheduler, SchedulerConfig};
-use proofmill_types::{FencingToken, Job, JobKey, JobState};
+use proofmill_types::{AttemptOutcome, FencingToken, Job, JobKey, JobState};
 
 fn sched() -> Scheduler {
     Scheduler::new(SchedulerConfig::default(), 0)
@@ -342,6 +342,10 @@ fn a_straggler_gets_a_backup_copy_and_the_first_valid_result_wins() {
         "the job's row keeps its lease"
     );
     assert!(dispatches(&s.tick(3_000)).is_empty(), "one backup per task");
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::AttemptStarted { lease, backup: true, .. } if lease.token == token(&backup))),
+        "the backup is an attempt of its own: {effects:?}"
+    );
     // Both copies are current; the backup finishes first and wins.
     let effects = s
         .complete(&pid("b"), &backup.key, token(&backup), 3_100)
@@ -349,6 +353,17 @@ fn a_straggler_gets_a_backup_copy_and_the_first_valid_result_wins() {
     let job = persisted(&effects);
     assert_eq!(job.state, JobState::Proven);
     assert!(effects.iter().any(|e| matches!(e, Effect::Cancel { prover, token: t, .. } if *prover == pid("a") && *t == token(&primary))));
+    // Both attempts end: the backup proven, the first copy superseded.
+    let ended: Vec<(FencingToken, AttemptOutcome)> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::AttemptEnded { token, outcome, .. } => Some((*token, *outcome)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended.len(), 2, "{effects:?}");
+    assert!(ended.contains(&(token(&backup), AttemptOutcome::Proven)));
+    assert!(ended.contains(&(token(&primary), AttemptOutcome::Superseded)));
     assert!(
         s.complete(&pid("a"), &primary.key, token(&primary), 3_200)
             .is_err(),

@@ -4,7 +4,7 @@ use common::*;
 use proofmill_scheduler::{
     Effect, Failure, ResultCheck, Scheduler, SchedulerConfig, SchedulerError,
 };
-use proofmill_types::{FencingToken, JobKey, JobState};
+use proofmill_types::{AttemptOutcome, FencingToken, JobKey, JobState};
 
 fn sched() -> Scheduler {
     Scheduler::new(SchedulerConfig::default(), 0)
@@ -313,7 +313,16 @@ fn drain_stops_dispatch_but_accepts_results() {
         )
         .unwrap();
     assert!(dispatches(&effects).is_empty());
-    assert_eq!(effects.len(), 1);
+    // The job's row, and the end of its attempt.
+    assert_eq!(effects.len(), 2);
+    assert!(matches!(&effects[0], Effect::Persist(j) if j.state == JobState::Proven));
+    assert!(matches!(
+        &effects[1],
+        Effect::AttemptEnded {
+            outcome: AttemptOutcome::Proven,
+            ..
+        }
+    ));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 use async_trait::async_trait;
 use proofmill_types::{
-    Batch, BatchNumber, Job, JobKey, JobState, Millis, ProofRecord, ProofType, ProverId,
+    Attempt, AttemptOutcome, Batch, BatchNumber, FencingToken, Job, JobKey, JobState, Millis,
+    ProofRecord, ProofType, ProverId,
 };
 use std::collections::BTreeMap;
 
@@ -81,6 +82,19 @@ pub enum Change {
     /// A settling transaction was mined: its record, found by each of its batches
     /// ([`Store::verify_record`]). A record with the same first batch is replaced.
     Verified { record: VerifyRecord, at: Millis },
+    /// An attempt began (its `ended_at` and `outcome` are ignored): its row, named by its
+    /// token, for the job's history ([`Store::attempts`]). Written again, it changes nothing.
+    AttemptStarted(Attempt),
+    /// The attempt with `token` ended. Changes nothing when it has no row (it began before the
+    /// store kept attempts) or ended already.
+    AttemptEnded {
+        token: FencingToken,
+        at: Millis,
+        outcome: AttemptOutcome,
+        /// The prover's error, or why it ended.
+        detail: String,
+        prove_ms: Option<u64>,
+    },
 }
 
 /// One settling transaction on L1 (`verifyBatches`), recorded for each of its batches.
@@ -166,6 +180,19 @@ pub trait Store: Send + Sync + 'static {
     /// have since ended (0 when none), so tokens stay monotonic across restarts and a revoked
     /// token is never taken for one that was issued but not committed.
     async fn max_fencing_token(&self) -> Result<u64>;
+
+    /// Attempts at the jobs of `batch` (of `proof_type` only, when given), in the order they
+    /// began, at most `limit`.
+    async fn attempts(
+        &self,
+        batch: BatchNumber,
+        proof_type: Option<&ProofType>,
+        limit: u32,
+    ) -> Result<Vec<Attempt>>;
+
+    /// Deletes at most `limit` attempts that ended before `before` (running ones are kept);
+    /// returns how many it deleted.
+    async fn prune_attempts(&self, before: Millis, limit: u32) -> Result<u64>;
 
     /// Provers cordoned by [`Change::Cordon`] and not put back, with the reason, in id order.
     async fn cordoned_provers(&self) -> Result<Vec<(ProverId, String)>>;

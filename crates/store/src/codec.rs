@@ -1,6 +1,7 @@
 //! Conversions between domain types and SQL column values, shared by both dialects.
 
 use crate::api::{Change, Result, StoreError, VerifyRecord};
+use crate::attempts::AttemptPlan;
 use proofmill_types::{
     Batch, BatchNumber, Digest, FencingToken, Job, JobKey, JobState, Lease, Millis, ProofRecord,
     ProofType, ProverId, PublicValues,
@@ -254,7 +255,7 @@ impl<'a> JobRow<'a> {
 
 /// Text as bound to SQL. PostgreSQL text cannot hold NUL; SQLite refuses it too, so that
 /// both stores take the same values.
-fn text<'a>(value: &'a str, what: &str) -> Result<&'a str> {
+pub(crate) fn text<'a>(value: &'a str, what: &str) -> Result<&'a str> {
     if value.contains('\0') {
         return Err(StoreError::Unstorable(format!(
             "{what} contains a NUL character"
@@ -315,6 +316,7 @@ pub(crate) struct Plan<'a> {
     pub pending: Option<Option<(i64, i64, i64)>>,
     /// Settled transactions, the last per first batch.
     pub verified: Vec<VerifiedRow<'a>>,
+    pub attempts: AttemptPlan<'a>,
 }
 
 /// A settled transaction as bound to SQL.
@@ -359,7 +361,11 @@ impl<'a> Plan<'a> {
         let mut token_high = 0;
         let mut pending = None;
         let mut verified: Vec<VerifiedRow<'a>> = Vec::new();
+        let mut attempts = AttemptPlan::default();
         for change in changes {
+            if attempts.take(change)? {
+                continue;
+            }
             let token = match change {
                 Change::Job(job) => job.lease.as_ref().map_or(0, |l| l.token.0),
                 Change::Proof(p) => p.token.0,
@@ -427,6 +433,9 @@ impl<'a> Plan<'a> {
                         None => verified.push(row),
                     }
                 }
+                Change::AttemptStarted(_) | Change::AttemptEnded { .. } => {
+                    unreachable!("taken by the attempt plan")
+                }
             }
         }
         fn upsert_slot<'a, T>(
@@ -449,6 +458,7 @@ impl<'a> Plan<'a> {
             cordons,
             pending,
             verified,
+            attempts,
             ..Plan::default()
         };
         for op in proofs {
@@ -488,6 +498,7 @@ impl Plan<'_> {
             && self.cordons.is_empty()
             && self.pending.is_none()
             && self.verified.is_empty()
+            && self.attempts.is_empty()
     }
 }
 

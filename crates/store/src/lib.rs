@@ -19,6 +19,7 @@
 //! In [`JobFilter`], a `limit` of 0 means "no limit".
 
 mod api;
+mod attempts;
 mod blobs;
 mod codec;
 mod dialect;

@@ -59,6 +59,11 @@ pub(crate) fn sqlite() -> Migrator {
             "settlements",
             include_str!("../migrations/sqlite/0008_settlements.sql"),
         ),
+        (
+            9,
+            "attempts",
+            include_str!("../migrations/sqlite/0009_attempts.sql"),
+        ),
     ])
 }
 
@@ -98,6 +103,11 @@ pub(crate) fn postgres() -> Migrator {
             8,
             "settlements",
             include_str!("../migrations/postgres/0008_settlements.sql"),
+        ),
+        (
+            9,
+            "attempts",
+            include_str!("../migrations/postgres/0009_attempts.sql"),
         ),
     ])
 }

@@ -39,7 +39,7 @@ pub(crate) struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
-    fn new(spec: &Columns, len: usize, columns: Vec<Values<'a>>) -> Self {
+    pub(crate) fn new(spec: &Columns, len: usize, columns: Vec<Values<'a>>) -> Self {
         debug_assert!(
             spec.iter()
                 .map(|c| c.1)

@@ -22,10 +22,12 @@ use crate::codec::{
     decode_proof, is_unreachable, to_i64,
 };
 use crate::dialect::{Dialect, Query};
-use crate::legacy;
 use crate::rows::{self, JOB_COLUMNS, KEY_COLUMNS, PROOF_COLUMNS, TYPE_COLUMNS};
+use crate::{attempts, legacy};
 use async_trait::async_trait;
-use proofmill_types::{Batch, BatchNumber, Job, JobKey, Millis, ProofRecord, ProofType, ProverId};
+use proofmill_types::{
+    Attempt, Batch, BatchNumber, Job, JobKey, Millis, ProofRecord, ProofType, ProverId,
+};
 use sqlx::{AssertSqlSafe, Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -45,6 +47,8 @@ struct ApplySql {
     missing_jobs: String,
     delete_proofs: String,
     upsert_proofs: String,
+    start_attempts: String,
+    end_attempts: String,
 }
 
 impl ApplySql {
@@ -52,7 +56,20 @@ impl ApplySql {
         let jobs = D::row_source(JOB_COLUMNS, 1);
         let keys = D::row_source(KEY_COLUMNS, 1);
         let proofs = D::row_source(PROOF_COLUMNS, 1);
+        let started = D::row_source(attempts::START_COLUMNS, 1);
+        let ended = D::row_source(attempts::END_COLUMNS, 1);
         ApplySql {
+            start_attempts: format!(
+                "INSERT INTO attempts (token, batch, proof_type, prover, prover_name, backup, \
+                 started_at, detail) SELECT v.token, v.batch, v.proof_type, v.prover, \
+                 v.prover_name, v.backup, v.started_at, '' FROM {started} AS v \
+                 WHERE true ON CONFLICT (token) DO NOTHING"
+            ),
+            end_attempts: format!(
+                "UPDATE attempts SET ended_at = v.ended_at, outcome = v.outcome, \
+                 detail = v.detail, prove_ms = v.prove_ms FROM {ended} AS v \
+                 WHERE attempts.token = v.token AND attempts.ended_at IS NULL"
+            ),
             update_jobs: format!(
                 "UPDATE jobs SET state = v.state, version = v.version, \
                  failed_attempts = v.failed_attempts, lost_attempts = v.lost_attempts, \
@@ -360,6 +377,30 @@ where
         self.commit(tx, what).await
     }
 
+    /// The attempt writes of an `apply`: starts first, so that an attempt begun and ended in
+    /// one call is ended.
+    async fn write_attempts(
+        &self,
+        tx: &mut <D::Db as Database>::Connection,
+        plan: &attempts::AttemptPlan<'_>,
+    ) -> Result<()> {
+        if !plan.started.is_empty() {
+            let query = sqlx::query(AssertSqlSafe(self.apply_sql.start_attempts.as_str()));
+            D::bind_rows(query, &attempts::start_rows(&plan.started))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db_err("apply: recording attempts", e))?;
+        }
+        if !plan.ended.is_empty() {
+            let query = sqlx::query(AssertSqlSafe(self.apply_sql.end_attempts.as_str()));
+            D::bind_rows(query, &attempts::end_rows(&plan.ended))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db_err("apply: ending attempts", e))?;
+        }
+        Ok(())
+    }
+
     /// The settlement writes of an `apply` (see [`Change::PendingVerify`]).
     async fn write_settlements(
         &self,
@@ -619,6 +660,7 @@ where
                 .map_err(|e| self.db_err("apply: writing a cordon", e))?;
         }
         self.write_settlements(&mut tx, &plan).await?;
+        self.write_attempts(&mut tx, &plan.attempts).await?;
         self.commit(tx, "apply").await
     }
 
@@ -636,6 +678,60 @@ where
         .await
         .map_err(|e| self.db_err("max_fencing_token", e))?;
         Ok(row.opt_u64("t")?.unwrap_or(0))
+    }
+
+    async fn attempts(
+        &self,
+        batch: BatchNumber,
+        proof_type: Option<&ProofType>,
+        limit: u32,
+    ) -> Result<Vec<Attempt>> {
+        let Ok(batch) = i64::try_from(batch) else {
+            return Ok(Vec::new());
+        };
+        let cols = attempts::ATTEMPT_COLS;
+        let rows = match proof_type {
+            None => {
+                sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {cols} FROM attempts WHERE batch = $1 ORDER BY token LIMIT $2"
+                )))
+                .bind(batch)
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await
+            }
+            Some(t) => {
+                sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {cols} FROM attempts WHERE batch = $1 AND proof_type = $2 \
+                     ORDER BY token LIMIT $3"
+                )))
+                .bind(batch)
+                .bind(t.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await
+            }
+        }
+        .map_err(|e| self.db_err("reading attempts", e))?;
+        rows.iter().map(attempts::decode_attempt).collect()
+    }
+
+    async fn prune_attempts(&self, before: Millis, limit: u32) -> Result<u64> {
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        let what = "pruning attempts";
+        let mut tx = self.begin_write(what).await?;
+        let done = sqlx::query(
+            "DELETE FROM attempts WHERE token IN (SELECT token FROM attempts \
+             WHERE ended_at IS NOT NULL AND ended_at < $1 ORDER BY ended_at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(what, e))?;
+        let deleted = D::rows_affected(&done);
+        self.commit(tx, what).await?;
+        Ok(deleted)
     }
 
     async fn cordoned_provers(&self) -> Result<Vec<(ProverId, String)>> {

@@ -80,29 +80,34 @@ async fn one_of_many_takes_the_lease(url: &str) {
     assert_eq!(told.len(), 5);
 }
 
+/// Lease TTL of [`an_expired_lease_is_taken_with_a_new_epoch`], ms.
+const TTL: u64 = 1_500;
+
 async fn an_expired_lease_is_taken_with_a_new_epoch(url: &str) {
     let a = open_store(url).await.unwrap();
     let b = open_store(url).await.unwrap();
     assert_eq!(a.lease_holder().await.unwrap(), None);
-    let ea = a.acquire_lease(&claim("a", 300)).await.unwrap().unwrap();
+    // TTLs well above the sleeps between steps, so that a loaded machine's scheduling delays
+    // do not expire a lease the test means to be held.
+    let ea = a.acquire_lease(&claim("a", TTL)).await.unwrap().unwrap();
     // Held: b is told who holds it.
     let held = b
-        .acquire_lease(&claim("b", 300))
+        .acquire_lease(&claim("b", TTL))
         .await
         .unwrap()
         .unwrap_err();
     assert_eq!((held.holder.as_str(), held.epoch), ("a", ea));
     // Renewed, it stays a's.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(a.renew_lease(ea, 300).await.unwrap());
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(b.acquire_lease(&claim("b", 300)).await.unwrap().is_err());
+    tokio::time::sleep(Duration::from_millis(TTL / 2)).await;
+    assert!(a.renew_lease(ea, TTL).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(TTL / 2)).await;
+    assert!(b.acquire_lease(&claim("b", TTL)).await.unwrap().is_err());
     // Not renewed, it expires and b takes it with the next epoch.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(TTL + 100)).await;
     let eb = b.acquire_lease(&claim("b", 60_000)).await.unwrap().unwrap();
     assert_eq!(eb, ea + 1);
     // a cannot renew what it lost.
-    assert!(!a.renew_lease(ea, 300).await.unwrap());
+    assert!(!a.renew_lease(ea, TTL).await.unwrap());
     assert_eq!(a.lease_holder().await.unwrap().unwrap().holder, "b");
 }
 

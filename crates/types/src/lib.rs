@@ -3,10 +3,12 @@
 //! Everything here is plain data: no IO, no clocks. Times are milliseconds since the Unix
 //! epoch ([`Millis`]) passed in by whoever owns the clock.
 
+mod attempt;
 mod batch;
 mod ids;
 mod job;
 
+pub use attempt::{Attempt, AttemptOutcome};
 pub use batch::{Batch, Digest, PublicValues};
 pub use ids::{FencingToken, IdError, ProofType, ProverId, TaskId};
 pub use job::{Job, JobKey, JobState, Lease, ProofRecord};

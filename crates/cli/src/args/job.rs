@@ -5,6 +5,9 @@ use clap::{Args, Subcommand};
 
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
+    /// Show a job (or every job of a batch) with its history: every attempt, its prover,
+    /// when it began and ended, how it ended and why.
+    Show(JobShowArgs),
     /// Cancel a job that is not proven: its prover is told to stop, a late result is
     /// refused. `job retry` queues it again.
     Cancel(JobCancelArgs),
@@ -40,4 +43,20 @@ pub struct JobRetryArgs {
     /// The job's proof type; without it, every failed job of the batch.
     #[arg(long, env = "PROOFMILL_PROOF_TYPE")]
     pub proof_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct JobShowArgs {
+    /// Coordinator gRPC URL.
+    #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
+    pub coordinator: String,
+    /// The batch number.
+    #[arg(long, env = "PROOFMILL_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
+    /// The job's proof type; without it, every job of the batch.
+    #[arg(long, env = "PROOFMILL_PROOF_TYPE")]
+    pub proof_type: Option<String>,
+    /// Print JSON (one object per job) instead of tables.
+    #[arg(long, env = "PROOFMILL_JSON", value_parser = clap::builder::BoolishValueParser::new())]
+    pub json: bool,
 }

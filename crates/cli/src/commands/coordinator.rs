@@ -40,6 +40,7 @@ pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> Coordinato
         max_prover_streams: usize::try_from(a.max_prover_streams).unwrap_or(usize::MAX),
         max_unregistered_streams: usize::try_from(a.max_unregistered_streams).unwrap_or(usize::MAX),
         intake_window: a.intake_window,
+        attempt_retention_days: a.attempt_retention_days,
         ..CoordinatorConfig::default()
     }
 }

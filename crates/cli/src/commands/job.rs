@@ -1,8 +1,169 @@
-//! `proofmill job cancel` / `job retry`: one `AdminService` call each.
+//! `proofmill job show|cancel|retry`: a job with its history of attempts, and the
+//! operator's controls over one job.
 
-use super::status::{check, connect, request_failed};
-use crate::args::{JobCancelArgs, JobRetryArgs};
-use proofmill_proto::v1::{CancelJobRequest, RetryJobRequest};
+use super::status::{age_s, check, connect, request_failed, table};
+use crate::args::{JobCancelArgs, JobRetryArgs, JobShowArgs};
+use proofmill_proto::v1::admin_service_client::AdminServiceClient;
+use proofmill_proto::v1::{
+    AttemptInfo, CancelJobRequest, JobStatusRequest, JobStatusResponse, JobsListRequest,
+    RetryJobRequest,
+};
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+use tonic::transport::Channel;
+
+pub async fn show(args: JobShowArgs) -> anyhow::Result<()> {
+    let url = &args.coordinator;
+    let mut admin = connect(url).await?;
+    let types = match &args.proof_type {
+        Some(t) => vec![t.clone()],
+        None => batch_types(&mut admin, url, args.batch).await?,
+    };
+    if types.is_empty() {
+        anyhow::bail!("JOB_NOT_FOUND: no jobs of batch {}", args.batch);
+    }
+    for proof_type in types {
+        let status = admin
+            .job_status(JobStatusRequest {
+                batch: args.batch,
+                proof_type,
+            })
+            .await
+            .map_err(|s| request_failed("JobStatus", url, s))?
+            .into_inner();
+        check(status.error.clone())?;
+        if args.json {
+            println!("{}", serde_json::to_string(&job_json(&status))?);
+        } else {
+            print!("{}", render(&status));
+        }
+    }
+    Ok(())
+}
+
+/// The proof types of the jobs of `batch`.
+async fn batch_types(
+    admin: &mut AdminServiceClient<Channel>,
+    url: &str,
+    batch: u64,
+) -> anyhow::Result<Vec<String>> {
+    let listed = admin
+        .jobs_list(JobsListRequest {
+            from_batch: batch,
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| request_failed("JobsList", url, s))?
+        .into_inner();
+    check(listed.error)?;
+    Ok(listed
+        .jobs
+        .into_iter()
+        .filter(|j| j.batch == batch)
+        .map(|j| j.proof_type)
+        .collect())
+}
+
+fn render(s: &JobStatusResponse) -> String {
+    let mut out = String::new();
+    let Some(job) = &s.job else { return out };
+    let _ = write!(
+        out,
+        "job {}/{}: {} (failed attempts {}, lost {})",
+        job.batch, job.proof_type, job.state, job.failed_attempts, job.lost_attempts
+    );
+    if s.proof_size > 0 {
+        let _ = write!(
+            out,
+            ", proof of {} bytes by {}",
+            s.proof_size, s.proof_prover
+        );
+    }
+    out.push('\n');
+    if !job.last_error.is_empty() {
+        let _ = writeln!(out, "  last error: {}", job.last_error);
+    }
+    if s.attempts.is_empty() {
+        let _ = writeln!(out, "  no attempts recorded");
+        return out;
+    }
+    let mut rows = vec![
+        [
+            "token", "prover", "started", "ran", "outcome", "prove", "detail",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for a in &s.attempts {
+        rows.push(vec![
+            a.fencing_token.to_string(),
+            prover(a),
+            format!("{}s ago", age_s(a.started_at_ms)),
+            ran(a),
+            if a.outcome.is_empty() {
+                "running".into()
+            } else {
+                a.outcome.clone()
+            },
+            a.prove_ms.map(|ms| format!("{ms} ms")).unwrap_or_default(),
+            a.detail.clone(),
+        ]);
+    }
+    table(
+        &mut out,
+        &rows,
+        &[true, false, true, true, false, true, false],
+    );
+    out
+}
+
+fn prover(a: &AttemptInfo) -> String {
+    let backup = if a.backup { " (backup)" } else { "" };
+    format!("{} {}{backup}", a.prover_name, a.prover_id)
+}
+
+/// How long the attempt ran (so far, while it runs).
+fn ran(a: &AttemptInfo) -> String {
+    let ms = if a.ended_at_ms > 0 {
+        a.ended_at_ms.saturating_sub(a.started_at_ms)
+    } else {
+        age_s(a.started_at_ms) * 1000
+    };
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+fn job_json(s: &JobStatusResponse) -> Value {
+    let job = s.job.clone().unwrap_or_default();
+    let attempts: Vec<Value> = s
+        .attempts
+        .iter()
+        .map(|a| {
+            json!({
+                "fencing_token": a.fencing_token,
+                "prover_id": a.prover_id,
+                "prover_name": a.prover_name,
+                "backup": a.backup,
+                "started_at_ms": a.started_at_ms,
+                "ended_at_ms": (a.ended_at_ms > 0).then_some(a.ended_at_ms),
+                "outcome": (!a.outcome.is_empty()).then_some(&a.outcome),
+                "detail": a.detail,
+                "prove_ms": a.prove_ms,
+            })
+        })
+        .collect();
+    json!({
+        "batch": job.batch,
+        "proof_type": job.proof_type,
+        "state": job.state,
+        "failed_attempts": job.failed_attempts,
+        "lost_attempts": job.lost_attempts,
+        "last_error": (!job.last_error.is_empty()).then_some(&job.last_error),
+        "proof_size": (s.proof_size > 0).then_some(s.proof_size),
+        "proof_prover": (!s.proof_prover.is_empty()).then_some(&s.proof_prover),
+        "attempts": attempts,
+    })
+}
 
 pub async fn cancel(args: JobCancelArgs) -> anyhow::Result<()> {
     let url = &args.coordinator;
@@ -46,4 +207,68 @@ pub async fn retry(args: JobRetryArgs) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proofmill_proto::v1::JobInfo;
+
+    #[test]
+    fn a_job_renders_with_its_attempts() {
+        let attempt = |token: u64, outcome: &str, backup: bool| AttemptInfo {
+            fencing_token: token,
+            prover_id: format!("prv-{token}"),
+            prover_name: "p1".into(),
+            backup,
+            started_at_ms: 1_000,
+            ended_at_ms: if outcome.is_empty() { 0 } else { 3_500 },
+            outcome: outcome.into(),
+            detail: if outcome == "failed" {
+                "out of memory".into()
+            } else {
+                String::new()
+            },
+            prove_ms: (outcome == "proven").then_some(2_400),
+        };
+        let status = JobStatusResponse {
+            job: Some(JobInfo {
+                batch: 7,
+                proof_type: "groth16".into(),
+                state: "proven".into(),
+                failed_attempts: 1,
+                ..Default::default()
+            }),
+            proof_size: 256,
+            proof_prover: "p1".into(),
+            error: None,
+            attempts: vec![
+                attempt(1, "failed", false),
+                attempt(2, "proven", false),
+                attempt(3, "", true),
+            ],
+        };
+        let text = render(&status);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "job 7/groth16: proven (failed attempts 1, lost 0), proof of 256 bytes by p1"
+        );
+        assert!(
+            lines[2].contains("failed") && lines[2].contains("out of memory"),
+            "{text}"
+        );
+        assert!(lines[2].contains("2.5s"), "ran from start to end: {text}");
+        assert!(
+            lines[3].contains("proven") && lines[3].contains("2400 ms"),
+            "{text}"
+        );
+        assert!(
+            lines[4].contains("running") && lines[4].contains("(backup)"),
+            "{text}"
+        );
+        let v = job_json(&status);
+        assert_eq!(v["attempts"][2]["outcome"], Value::Null);
+        assert_eq!(v["attempts"][1]["prove_ms"], 2400);
+    }
 }

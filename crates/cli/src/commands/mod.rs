@@ -21,6 +21,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Uncordon(args) => cordon::run(args, false).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Job {
+            command: JobCommand::Show(args),
+        } => job::show(args).await,
+        Command::Job {
             command: JobCommand::Cancel(args),
         } => job::cancel(args).await,
         Command::Job {

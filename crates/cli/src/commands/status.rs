@@ -296,7 +296,7 @@ pub fn render(status: &SystemStatusResponse) -> String {
 }
 
 /// Seconds since `at_ms` (Unix ms), 0 if the clock says it is in the future.
-fn age_s(at_ms: u64) -> u64 {
+pub(super) fn age_s(at_ms: u64) -> u64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -309,7 +309,7 @@ fn row<const N: usize>(cells: [&str; N]) -> Vec<String> {
 }
 
 /// Writes `rows` as a table indented by two spaces; `right[i]` right-aligns column `i`.
-fn table(out: &mut String, rows: &[Vec<String>], right: &[bool]) {
+pub(super) fn table(out: &mut String, rows: &[Vec<String>], right: &[bool]) {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|i| {

@@ -9,7 +9,7 @@ use crate::persist::PersistJob;
 use crate::text::storable_text;
 use crate::verdict::Verdict;
 use proofmill_proto::v1::ErrorCode;
-use proofmill_scheduler::{Failure, SchedulerError};
+use proofmill_scheduler::{Effect, Failure, SchedulerError};
 use proofmill_store::Change;
 use proofmill_types::{FencingToken, JobKey, ProverId};
 
@@ -34,7 +34,12 @@ impl Core {
             .job(&key)
             .and_then(|j| j.lease.as_ref())
             .map(|l| l.leased_at);
-        let (result, extra, reply) = match verdict {
+        // What the prover said the proof took, for the attempt's history.
+        let prove_ms = match &verdict {
+            Verdict::Proven(record) => Some(record.prove_ms),
+            _ => None,
+        };
+        let (result, mut extra, reply) = match verdict {
             Verdict::Proven(mut record) => {
                 record.leased_at = leased_at.unwrap_or(record.received_at);
                 let blob = record.blob_key.clone();
@@ -76,7 +81,13 @@ impl Core {
             }
         };
         match result {
-            Ok(effects) => self.run_effects(effects, extra, vec![(reply_to, reply)]),
+            Ok(effects) => {
+                let (this, effects): (Vec<Effect>, Vec<Effect>) = effects.into_iter().partition(
+                    |e| matches!(e, Effect::AttemptEnded { token: t, .. } if *t == token),
+                );
+                extra.extend(this.into_iter().map(|e| self.attempt_change(e, prove_ms)));
+                self.run_effects(effects, extra, vec![(reply_to, reply)])
+            }
             Err(SchedulerError::NotCurrent { reason, .. }) => {
                 tracing::warn!(%prover, %key, %token, reason = %reason.escape_debug(), "stale result rejected");
                 let msg = ack(false, ErrorCode::StaleFencingToken, reason);

@@ -211,6 +211,11 @@ impl<'a> Dispatch<'a> {
             *adv = adv.saturating_sub(1);
         }
         self.effects.push(Effect::Persist(job.clone()));
+        self.effects.push(Effect::AttemptStarted {
+            key: key.clone(),
+            lease: job.lease.clone().expect("just leased"),
+            backup: false,
+        });
         self.effects.push(Effect::Dispatch {
             prover: prover.clone(),
             job: job.clone(),

@@ -6,8 +6,8 @@
 //! job failed by several different provers is a problem of its batch, and is marked failed
 //! with that reason. A prover that keeps sending invalid proofs is cordoned by itself.
 
-use super::{Effect, Scheduler, SchedulerError};
-use proofmill_types::{FencingToken, Job, JobKey, JobState, Millis, ProverId};
+use super::{CopyEnd, Effect, Scheduler, SchedulerError};
+use proofmill_types::{AttemptOutcome, FencingToken, Job, JobKey, JobState, Millis, ProverId};
 
 /// How a lease ended without a proof.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +33,11 @@ impl Scheduler {
         now: Millis,
     ) -> Result<Vec<Effect>, SchedulerError> {
         let mut effects = Vec::new();
-        let job = self.end_copy(prover, key, token, &mut effects)?;
+        let outcome = match failure {
+            Failure::Error => AttemptOutcome::Failed,
+            Failure::InvalidProof => AttemptOutcome::InvalidProof,
+        };
+        let job = self.end_copy(prover, key, token, (outcome, error), &mut effects)?;
         if let Some(reason) = self.count_failure(prover, failure) {
             effects.push(Effect::Cordon {
                 prover: prover.clone(),
@@ -78,7 +82,8 @@ impl Scheduler {
         }
         if job.state == JobState::Failed {
             self.failed_by.remove(key);
-            self.drop_backup(key, Some("the job failed"), &mut effects);
+            let stop = CopyEnd::Stopped(AttemptOutcome::Cancelled, "the job failed");
+            self.drop_backup(key, stop, &mut effects);
         }
         effects.insert(0, Effect::Persist(job));
         effects.extend(self.dispatch(now));

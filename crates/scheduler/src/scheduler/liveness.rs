@@ -1,8 +1,8 @@
 //! Liveness: provers that close their stream, go silent or run past a lease's deadline lose
 //! what they hold, and the time at which the next such thing is due.
 
-use super::{Effect, Scheduler};
-use proofmill_types::{FencingToken, JobKey, JobState, Millis, ProverId};
+use super::{CopyEnd, Effect, Scheduler};
+use proofmill_types::{AttemptOutcome, FencingToken, JobKey, JobState, Millis, ProverId};
 
 impl Scheduler {
     /// The prover's stream closed. Its leases wait `reconnect_grace_ms` for it to reconnect,
@@ -147,7 +147,7 @@ impl Scheduler {
         effects: &mut Vec<Effect>,
     ) {
         if self.backups.get(key).is_some_and(|b| b.prover == *id) {
-            self.drop_backup(key, None, effects);
+            self.drop_backup(key, CopyEnd::Ended(AttemptOutcome::Lost, reason), effects);
         } else {
             self.lose_lease(key, reason, now, effects);
         }
@@ -168,14 +168,17 @@ impl Scheduler {
             self.jobs.insert(key.clone(), job);
             return;
         };
-        self.release_slot(&lease, key);
+        // Reported after the job's row, which comes first as for every other transition.
+        let mut ended = Vec::new();
+        self.release_slot(&lease, key, (AttemptOutcome::Lost, reason), &mut ended);
         job.lost_attempts += 1;
         job.last_error = Some(format!("{reason} (prover {})", lease.prover));
         job.updated_at = now;
         if job.lost_attempts >= self.config.max_lost_attempts {
             job.state = JobState::Failed;
             self.failed_by.remove(key);
-            self.drop_backup(key, Some("the job failed"), effects);
+            let stop = CopyEnd::Stopped(AttemptOutcome::Cancelled, "the job failed");
+            self.drop_backup(key, stop, effects);
         } else if self.promote_backup(&mut job) {
             // Its backup copy runs on: it is the lease now.
         } else {
@@ -185,5 +188,6 @@ impl Scheduler {
             self.jobs.insert(key.clone(), job.clone());
         }
         effects.push(Effect::Persist(job));
+        effects.append(&mut ended);
     }
 }

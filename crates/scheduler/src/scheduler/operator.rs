@@ -20,6 +20,11 @@ impl Scheduler {
             .collect()
     }
 
+    /// The name a known prover registered with.
+    pub fn prover_name(&self, id: &ProverId) -> Option<&str> {
+        self.provers.get(id).map(|p| p.info.name.as_str())
+    }
+
     /// Cordons (with their reasons) read back from the store at start, before their provers
     /// reconnect.
     pub fn restore_cordons(&mut self, cordons: impl IntoIterator<Item = (ProverId, String)>) {

@@ -46,6 +46,12 @@ impl Scheduler {
             self.deadlines.insert((deadline, key.clone()));
             prover.running.insert(key.clone());
             effects.push(Effect::Persist(job.clone()));
+            // Begun in an earlier run, which never recorded it: its history starts here.
+            effects.push(Effect::AttemptStarted {
+                key: key.clone(),
+                lease: job.lease.clone().expect("just leased"),
+                backup: false,
+            });
         }
         effects
     }

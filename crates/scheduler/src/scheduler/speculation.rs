@@ -11,7 +11,9 @@
 //! when that one ends without a proof (a failure, a decline, a lost prover, its deadline).
 
 use super::{Effect, Scheduler};
-use proofmill_types::{FencingToken, JobKey, JobState, Lease, Millis, ProofType, ProverId};
+use proofmill_types::{
+    AttemptOutcome, FencingToken, JobKey, JobState, Lease, Millis, ProofType, ProverId,
+};
 use std::collections::{HashMap, VecDeque};
 
 /// Completed leases per proof type the percentile is taken over (the most recent).
@@ -55,6 +57,14 @@ impl Durations {
     }
 }
 
+/// How a backup copy ends: by itself (a result, its prover lost), or stopped by the
+/// scheduler, its prover told why.
+#[derive(Clone, Copy)]
+pub(crate) enum CopyEnd<'a> {
+    Ended(AttemptOutcome, &'a str),
+    Stopped(AttemptOutcome, &'a str),
+}
+
 impl Scheduler {
     /// Whether `token` is the backup copy of `key` held by `prover`.
     pub(super) fn is_backup(&self, prover: &ProverId, key: &JobKey, token: FencingToken) -> bool {
@@ -64,16 +74,19 @@ impl Scheduler {
     }
 
     /// Ends the backup copy of `key`, if any, freeing its prover's slot; tells that prover to
-    /// stop when `cancel` gives the reason.
+    /// stop when it is [`CopyEnd::Stopped`].
     pub(super) fn drop_backup(
         &mut self,
         key: &JobKey,
-        cancel: Option<&str>,
+        how: CopyEnd<'_>,
         effects: &mut Vec<Effect>,
     ) -> Option<Lease> {
         let backup = self.backups.remove(key)?;
-        self.release_slot(&backup, key);
-        if let Some(reason) = cancel {
+        let (end, stop) = match how {
+            CopyEnd::Ended(outcome, detail) => ((outcome, detail), None),
+            CopyEnd::Stopped(outcome, reason) => ((outcome, reason), Some(reason)),
+        };
+        if let Some(reason) = stop {
             if let Some(p) = self.provers.get_mut(&backup.prover) {
                 p.stats.superseded += 1;
             }
@@ -84,6 +97,7 @@ impl Scheduler {
                 reason: reason.to_string(),
             });
         }
+        self.release_slot(&backup, key, end, effects);
         Some(backup)
     }
 
@@ -161,6 +175,11 @@ impl Scheduler {
             if let Some(adv) = p.advertised_free.as_mut() {
                 *adv = adv.saturating_sub(1);
             }
+            effects.push(Effect::AttemptStarted {
+                key: key.clone(),
+                lease: backup.clone(),
+                backup: true,
+            });
             self.backups.insert(key, backup);
             effects.push(Effect::Dispatch { prover, job: copy });
         }

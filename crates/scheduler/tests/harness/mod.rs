@@ -118,6 +118,8 @@ pub struct Harness {
     last_token: u64,
     /// Mutation check: take `known` from the job rows instead of the high-water mark.
     pub known_from_rows: bool,
+    /// Attempts this run has begun (or restored) and not yet seen end.
+    attempts: BTreeSet<(JobKey, FencingToken)>,
 }
 
 impl Harness {
@@ -141,6 +143,7 @@ impl Harness {
             session: BTreeSet::new(),
             last_token: 0,
             known_from_rows: false,
+            attempts: BTreeSet::new(),
         };
         h.start();
         h
@@ -160,6 +163,11 @@ impl Harness {
         // Stored with the group of the failure that earned them; committed at once here.
         self.s.restore_cordons(self.cordoned.clone());
         let open = self.store.open_jobs();
+        // Leases restored from the store: attempts begun by an earlier run, still open.
+        self.attempts = open
+            .iter()
+            .filter_map(|j| j.lease.as_ref().map(|l| (j.key.clone(), l.token)))
+            .collect();
         let effects = self.s.add_jobs(open, self.now);
         self.apply(effects, Vec::new());
     }
@@ -217,6 +225,19 @@ impl Harness {
                     assert!(
                         self.cordoned.insert(prover, reason).is_none(),
                         "cordoned twice"
+                    );
+                }
+                Effect::AttemptStarted { key, lease, .. } => {
+                    assert!(
+                        self.attempts.insert((key.clone(), lease.token)),
+                        "attempt {key:?}/{} started twice",
+                        lease.token
+                    );
+                }
+                Effect::AttemptEnded { key, token, .. } => {
+                    assert!(
+                        self.attempts.remove(&(key.clone(), token)),
+                        "attempt {key:?}/{token} ended but was not running"
                     );
                 }
             }
@@ -541,6 +562,15 @@ impl Harness {
                 "{key:?} open in the scheduler iff open in the store"
             );
         }
+        let leases: BTreeSet<(JobKey, FencingToken)> = self
+            .s
+            .open_jobs()
+            .filter_map(|j| j.lease.as_ref().map(|l| (j.key.clone(), l.token)))
+            .collect();
+        assert_eq!(
+            self.attempts, leases,
+            "every lease is an attempt begun and not ended, and only those"
+        );
         for job in self.s.open_jobs() {
             assert_eq!(
                 views.get(&job.key),
