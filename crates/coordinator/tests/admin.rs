@@ -333,17 +333,6 @@ async fn a_cordon_outlives_a_restart(db: Db) {
 
 on_both_stores!(a_cordon_outlives_a_restart);
 
-/// The next TaskCancelled, skipping other messages.
-async fn cancelled(p: &mut RawProver) -> proofmill_proto::v1::TaskCancelled {
-    loop {
-        match p.next(std::time::Duration::from_secs(10)).await {
-            Some(Out::TaskCancelled(c)) => return c,
-            Some(_) => continue,
-            None => panic!("no TaskCancelled"),
-        }
-    }
-}
-
 /// An operator cancels one job: its prover is told, its late proof refused, the other job of
 /// the batch untouched; a second cancel is a no-op; a retry queues it again and it is
 /// proven; a proven job is not cancelled and keeps its proof. Retrying a batch queues every
@@ -376,7 +365,7 @@ async fn an_operator_cancels_and_retries_jobs(db: Db) {
         .unwrap()
         .into_inner();
     assert!(r.cancelled && r.error.is_none(), "{r:?}");
-    let tc = cancelled(&mut a).await;
+    let tc = a.cancelled().await;
     assert_eq!(
         (tc.task_id.as_str(), tc.fencing_token),
         (t1.task_id.as_str(), t1.fencing_token)

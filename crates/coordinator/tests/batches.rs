@@ -63,18 +63,6 @@ fn inline(t: &proofmill_proto::v1::ExecuteTask) -> Vec<u8> {
     }
 }
 
-/// The next TaskCancelled, skipping other messages.
-async fn cancelled(p: &mut RawProver) -> proofmill_proto::v1::TaskCancelled {
-    loop {
-        match p.next(Duration::from_secs(10)).await {
-            Some(Out::TaskCancelled(c)) => return c,
-            Some(Out::ExecuteTask(t)) => p.pending.push_back(t),
-            Some(_) => continue,
-            None => panic!("no TaskCancelled"),
-        }
-    }
-}
-
 /// LaunchProof of an input the backend can tell is wrong is refused with its reason, and
 /// nothing is stored.
 async fn malformed_input_is_refused_at_intake(db: Db) {
@@ -152,7 +140,7 @@ async fn replace_fences_the_old_tasks(db: Db) {
 
     let r = admin.replace_batch_input(replace(1, new.clone())).await;
     assert!(r.unwrap().into_inner().error.is_none());
-    let tc = cancelled(&mut a).await;
+    let tc = a.cancelled().await;
     assert_eq!(
         (tc.task_id.as_str(), tc.fencing_token),
         (t1.task_id.as_str(), t1.fencing_token)
@@ -281,7 +269,7 @@ async fn cancel_lets_a_batch_be_submitted_anew(db: Db) {
         .unwrap()
         .into_inner();
     assert_eq!((r.cancelled, r.error), (1, None));
-    let tc = cancelled(&mut a).await;
+    let tc = a.cancelled().await;
     assert_eq!(tc.fencing_token, t2.fencing_token);
     assert!(tc.reason.contains("wrong input"), "{}", tc.reason);
     let ack = a

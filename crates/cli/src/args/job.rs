@@ -32,30 +32,30 @@ pub struct JobCancelArgs {
     pub reason: String,
 }
 
+/// A job, or every job of a batch.
 #[derive(Debug, Clone, Args)]
-pub struct JobRetryArgs {
+pub struct JobsOfBatch {
     /// Coordinator gRPC URL.
     #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
     pub coordinator: String,
     /// The batch number.
     #[arg(long, env = "PROOFMILL_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
-    /// The job's proof type; without it, every failed job of the batch.
+    /// The job's proof type; without it, the batch's jobs.
     #[arg(long, env = "PROOFMILL_PROOF_TYPE")]
     pub proof_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct JobRetryArgs {
+    #[command(flatten)]
+    pub jobs: JobsOfBatch,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct JobShowArgs {
-    /// Coordinator gRPC URL.
-    #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
-    pub coordinator: String,
-    /// The batch number.
-    #[arg(long, env = "PROOFMILL_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
-    pub batch: u64,
-    /// The job's proof type; without it, every job of the batch.
-    #[arg(long, env = "PROOFMILL_PROOF_TYPE")]
-    pub proof_type: Option<String>,
+    #[command(flatten)]
+    pub jobs: JobsOfBatch,
     /// Print JSON (one object per job) instead of tables.
     #[arg(long, env = "PROOFMILL_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     pub json: bool,

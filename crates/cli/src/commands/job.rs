@@ -13,19 +13,20 @@ use std::fmt::Write as _;
 use tonic::transport::Channel;
 
 pub async fn show(args: JobShowArgs) -> anyhow::Result<()> {
-    let url = &args.coordinator;
+    let jobs = &args.jobs;
+    let url = &jobs.coordinator;
     let mut admin = connect(url).await?;
-    let types = match &args.proof_type {
+    let types = match &jobs.proof_type {
         Some(t) => vec![t.clone()],
-        None => batch_types(&mut admin, url, args.batch).await?,
+        None => batch_types(&mut admin, url, jobs.batch).await?,
     };
     if types.is_empty() {
-        anyhow::bail!("JOB_NOT_FOUND: no jobs of batch {}", args.batch);
+        anyhow::bail!("JOB_NOT_FOUND: no jobs of batch {}", jobs.batch);
     }
     for proof_type in types {
         let status = admin
             .job_status(JobStatusRequest {
-                batch: args.batch,
+                batch: jobs.batch,
                 proof_type,
             })
             .await
@@ -188,22 +189,23 @@ pub async fn cancel(args: JobCancelArgs) -> anyhow::Result<()> {
 }
 
 pub async fn retry(args: JobRetryArgs) -> anyhow::Result<()> {
-    let url = &args.coordinator;
+    let jobs = &args.jobs;
+    let url = &jobs.coordinator;
     let response = connect(url)
         .await?
         .retry_job(RetryJobRequest {
-            batch: args.batch,
-            proof_type: args.proof_type.clone().unwrap_or_default(),
+            batch: jobs.batch,
+            proof_type: jobs.proof_type.clone().unwrap_or_default(),
         })
         .await
         .map_err(|s| request_failed("RetryJob", url, s))?
         .into_inner();
     check(response.error)?;
-    match &args.proof_type {
-        Some(t) => println!("job {}/{t} queued again", args.batch),
+    match &jobs.proof_type {
+        Some(t) => println!("job {}/{t} queued again", jobs.batch),
         None => println!(
             "batch {}: {} failed jobs queued again",
-            args.batch, response.retried
+            jobs.batch, response.retried
         ),
     }
     Ok(())

@@ -360,6 +360,17 @@ impl RawProver {
         }
     }
 
+    /// The next TaskCancelled, skipping other messages.
+    pub async fn cancelled(&mut self) -> proofmill_proto::v1::TaskCancelled {
+        loop {
+            match self.next(Duration::from_secs(10)).await {
+                Some(Out::TaskCancelled(c)) => return c,
+                Some(_) => continue,
+                None => panic!("no TaskCancelled"),
+            }
+        }
+    }
+
     /// The correct exec proof for a task: its expected public values.
     pub fn proof_for(task: &ExecuteTask) -> Vec<u8> {
         task.public_values.clone()
