@@ -48,6 +48,20 @@ async fn round_trip(blobs: &Blobs) {
     }
 }
 
+/// `key` (holding `bytes`) is readable through its URL alone, as another process reads it;
+/// a missing key's URL is `BlobNotFound`.
+async fn readable_by_url(blobs: &Blobs, key: &str, bytes: &'static [u8]) {
+    let url = blobs.url(key);
+    assert_eq!(get_url(&url).await.unwrap(), Bytes::from_static(bytes));
+    let (other, last) = parse_blob_url(&url).unwrap();
+    assert_eq!(last, key.rsplit('/').next().unwrap());
+    assert_eq!(other.get(&last).await.unwrap(), Bytes::from_static(bytes));
+    assert!(matches!(
+        get_url(&blobs.url("inputs/8.bin")).await,
+        Err(StoreError::BlobNotFound { .. })
+    ));
+}
+
 #[tokio::test]
 async fn memory_blobs() {
     let blobs = Blobs::from_url("memory://").unwrap();
@@ -85,17 +99,7 @@ async fn file_blobs() {
     // The URL of a key is readable by another process with access to the same directory.
     let blob_url = blobs.url("inputs/7.bin");
     assert_eq!(blob_url, format!("file://{}", file.display()));
-    assert_eq!(
-        get_url(&blob_url).await.unwrap(),
-        Bytes::from_static(b"seven")
-    );
-    let (other, key) = parse_blob_url(&blob_url).unwrap();
-    assert_eq!(key, "7.bin");
-    assert_eq!(other.get(&key).await.unwrap(), Bytes::from_static(b"seven"));
-    assert!(matches!(
-        get_url(&blobs.url("inputs/8.bin")).await,
-        Err(StoreError::BlobNotFound { .. })
-    ));
+    readable_by_url(&blobs, "inputs/7.bin", b"seven").await;
 
     // fsync variant also works.
     let synced = Blobs::from_url(&format!("{url}?fsync=true")).unwrap();
@@ -176,12 +180,5 @@ async fn s3_blobs_child() {
     let url = blobs.url("inputs/1.bin");
     assert_eq!(url, format!("s3://{S3_BUCKET}/proofmill-test/inputs/1.bin"));
     // The URL of a key is readable by another process configured for the same store.
-    assert_eq!(get_url(&url).await.unwrap(), Bytes::from_static(b"one"));
-    let (other, key) = parse_blob_url(&url).unwrap();
-    assert_eq!(key, "1.bin");
-    assert_eq!(other.get(&key).await.unwrap(), Bytes::from_static(b"one"));
-    assert!(matches!(
-        get_url(&blobs.url("inputs/8.bin")).await,
-        Err(StoreError::BlobNotFound { .. })
-    ));
+    readable_by_url(&blobs, "inputs/1.bin", b"one").await;
 }
