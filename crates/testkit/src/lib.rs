@@ -11,9 +11,13 @@
 //! the process exits for any reason (including `kill -9`, and for the `static` shared server
 //! whose `Drop` never runs), the pipe closes and the watchdog runs
 //! `pg_ctl stop -m immediate` and removes the temporary directory.
+//!
+//! [`TestAnvil`] runs an anvil dev chain, [`TestS3`] an S3-compatible server (moto).
 
 mod anvil;
+mod s3;
 pub use anvil::{TestAnvil, anvil_bin};
+pub use s3::{TestS3, moto_server_bin};
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::io::Write as _;
