@@ -236,12 +236,12 @@ fn print_config_shows_every_value_with_its_source() {
             "no line {line:?} in:\n{stdout}"
         )
     };
-    let from_file = format!("  # config file {}", file.display());
+    let from_file = format!("  # file {}", file.display());
     has(&format!("batch_size = 4{from_file}"));
     has(&format!(
         "proof_types = [\"exec\", \"audit:exec\"]{from_file}"
     ));
-    has("max_attempts = 7  # environment PROOFMILL_MAX_ATTEMPTS");
+    has("max_attempts = 7  # env PROOFMILL_MAX_ATTEMPTS");
     has("seed = 3  # flag");
     has("prover_token = \"<redacted>\"  # flag");
     has("db = \"postgres://pm:***@db.internal:5432/pm\"  # flag");
@@ -250,11 +250,11 @@ fn print_config_shows_every_value_with_its_source() {
     let data = dir.path().join("proofmill-data");
     has("data_dir = \"./proofmill-data\"  # default");
     has(&format!(
-        "blobs = \"file://{}\"  # default, derived from data_dir",
+        "blobs = \"file://{}\"  # derived from data_dir",
         data.join("blobs").display()
     ));
     has(&format!(
-        "l1_state = \"{}\"  # default, derived from data_dir",
+        "l1_state = \"{}\"  # derived from data_dir",
         data.join("l1.log").display()
     ));
     has("# l1_rpc_url (unset)");
@@ -269,26 +269,19 @@ fn print_config_shows_every_value_with_its_source() {
     assert_eq!(table["devnet"].as_bool(), Some(false));
 }
 
+/// A coordinator without settlement or devnet, its data in `dir/data`, plus `extra` options.
+fn plain_coordinator(dir: &Path, extra: &[&str]) -> Proc {
+    let mut a = args(&["coordinator", "--l1", "none", "--data-dir", "data"]);
+    a.extend(args(extra));
+    Proc::spawn("coordinator", &a, dir, dir.join("coordinator.log"), &[])
+}
+
 /// `--listen` takes a host name; a name that does not resolve, or no port, is a clear error.
 #[test]
 fn listen_resolves_host_names() {
     let dir = tempfile::tempdir().unwrap();
     let port = closed_port();
-    let mut coord = Proc::spawn(
-        "coordinator",
-        &args(&[
-            "coordinator",
-            "--l1",
-            "none",
-            "--data-dir",
-            "data",
-            "--listen",
-            &format!("localhost:{port}"),
-        ]),
-        dir.path(),
-        dir.path().join("coordinator.log"),
-        &[],
-    );
+    let mut coord = plain_coordinator(dir.path(), &["--listen", &format!("localhost:{port}")]);
     let addr = listening_addr(&mut coord, Duration::from_secs(60));
     assert!(addr.ends_with(&format!(":{port}")), "{addr}");
     let status = wait_for("status", Duration::from_secs(30), || {
@@ -384,22 +377,14 @@ fn data_dir_holds_every_default_path() {
 #[test]
 fn refused_prover_is_named_and_told_why() {
     let dir = tempfile::tempdir().unwrap();
-    let mut coord = Proc::spawn(
-        "coordinator",
-        &args(&[
-            "coordinator",
-            "--l1",
-            "none",
-            "--data-dir",
-            "data",
+    let mut coord = plain_coordinator(
+        dir.path(),
+        &[
             "--listen",
             "127.0.0.1:0",
             "--prover-token",
             "right-secret-1",
-        ]),
-        dir.path(),
-        dir.path().join("coordinator.log"),
-        &[],
+        ],
     );
     let url = format!(
         "http://{}",

@@ -27,6 +27,20 @@ pub enum Source {
     Flag,
 }
 
+/// `default`, `derived`, `file PATH`, `env NAME` or `flag`: the words of the coordinator's
+/// `StatusInfo` configuration.
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::Derived => f.write_str("derived"),
+            Source::File(path) => write!(f, "file {}", path.display()),
+            Source::Env(var) => write!(f, "env {var}"),
+            Source::Flag => f.write_str("flag"),
+        }
+    }
+}
+
 /// One option of the invoked subcommand.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -125,11 +139,8 @@ impl Effective {
             };
             let source = match &e.source {
                 Source::Default if e.value.is_none() => String::new(),
-                Source::Default => "  # default".to_string(),
-                Source::Derived => "  # default, derived from data_dir".to_string(),
-                Source::File(f) => format!("  # config file {}", f.display()),
-                Source::Env(var) => format!("  # environment {var}"),
-                Source::Flag => "  # flag".to_string(),
+                Source::Derived => "  # derived from data_dir".to_string(),
+                other => format!("  # {other}"),
             };
             writeln!(out, "{line}{source}").expect("writing to a String");
         }
