@@ -23,7 +23,8 @@ use parse::*;
 /// Without `:backend` the backend is the proof type's own name.
 pub type ProofTypeSpec = (ProofType, String);
 
-/// Where the coordinator's defaults keep their files (`--db`, `--blobs`, `--l1-state`, keys).
+/// The default `--data-dir`, where the defaults of `--db`, `--blobs`, `--l1-state` and
+/// `--groth16-keys` keep their files.
 pub const DEFAULT_DATA_DIR: &str = "./proofmill-data";
 /// Longest duration option, ms (a year): a deadline, now plus one, always fits the store.
 const MAX_MS: u64 = 365 * 24 * 3_600_000;
@@ -49,13 +50,20 @@ pub struct GlobalArgs {
     /// Precedence: flag > environment > config file > built-in default.
     #[arg(long, global = true, env = "PROOFMILL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Log output format (stderr; filter with RUST_LOG, default `info`).
-    #[arg(long, global = true, env = "PROOFMILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    /// Log output format (stderr; filter with RUST_LOG, default `info`). `auto`: `pretty` on a
+    /// terminal, else `compact` (one line per event). Colours only on a terminal, never with
+    /// NO_COLOR set.
+    #[arg(long, global = true, env = "PROOFMILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
+    /// Print the subcommand's effective configuration, each value with its source
+    /// (default, config file, environment, flag; secrets redacted), and exit.
+    #[arg(long, global = true, env = "PROOFMILL_PRINT_CONFIG", value_parser = BoolishValueParser::new())]
+    pub print_config: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    Auto,
     Pretty,
     Compact,
     Json,
@@ -153,15 +161,24 @@ pub enum L1Mode {
 
 #[derive(Debug, Clone, Args)]
 pub struct CoordinatorArgs {
-    /// gRPC listen address.
-    #[arg(long, env = "PROOFMILL_LISTEN", default_value = "127.0.0.1:3900")]
+    /// gRPC listen address, `HOST:PORT`; a host name listens on the first address it
+    /// resolves to.
+    #[arg(long, env = "PROOFMILL_LISTEN", default_value = "127.0.0.1:3900", value_parser = parse_listen_addr)]
     pub listen: SocketAddr,
-    /// Database URL (sqlite://PATH?mode=rwc or postgres://...).
-    #[arg(long, env = "PROOFMILL_DB", default_value = "sqlite://./proofmill-data/proofmill.db?mode=rwc", value_parser = parse_db_url)]
-    pub db: String,
-    /// Blob store URL (file://PATH); relative paths are made absolute at startup.
-    #[arg(long, env = "PROOFMILL_BLOBS", default_value = "file://./proofmill-data/blobs", value_parser = parse_blobs_url)]
-    pub blobs: String,
+    /// Directory of every default path: the database (`proofmill.db`), the blobs (`blobs`),
+    /// the groth16 keys (`keys`) and the embedded L1's state (`l1.log`). Made absolute at
+    /// startup.
+    #[arg(long, env = "PROOFMILL_DATA_DIR", value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Database URL: sqlite://PATH?mode=rwc or postgres://USER[:PASSWORD]@HOST[:PORT]/DB.
+    /// Default: SQLite `proofmill.db` in --data-dir.
+    #[arg(long, env = "PROOFMILL_DB", value_parser = parse_db_url)]
+    db: Option<String>,
+    /// Blob store URL: file://PATH (a relative path is made absolute at startup),
+    /// s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX] (credentials from the usual AWS_* or
+    /// GOOGLE_* variables). Default: `blobs` in --data-dir.
+    #[arg(long, env = "PROOFMILL_BLOBS", value_parser = parse_blobs_url)]
+    blobs: Option<String>,
     /// Proof types every batch needs: comma list of `name` or `name:backend`.
     #[arg(long, env = "PROOFMILL_PROOF_TYPES", value_delimiter = ',', default_value = "exec", value_parser = parse_proof_type_spec)]
     pub proof_types: Vec<ProofTypeSpec>,
@@ -276,14 +293,10 @@ pub struct CoordinatorArgs {
     /// Settlement layer: none, embedded (in-process EVM) or rpc.
     #[arg(long, env = "PROOFMILL_L1", value_enum, default_value_t = L1Mode::Embedded)]
     pub l1: L1Mode,
-    /// Embedded L1: its transaction log (made absolute at startup).
-    #[arg(
-        long,
-        env = "PROOFMILL_L1_STATE",
-        value_name = "FILE",
-        default_value = "./proofmill-data/l1.log"
-    )]
-    pub l1_state: PathBuf,
+    /// Embedded L1: its transaction log (made absolute at startup). It belongs with the
+    /// store: a log from another store is refused. Default: `l1.log` in --data-dir.
+    #[arg(long, env = "PROOFMILL_L1_STATE", value_name = "FILE")]
+    l1_state: Option<PathBuf>,
     #[command(flatten)]
     pub rpc: L1RpcArgs,
     /// RPC L1: address of the deployed rollup contract.
@@ -307,6 +320,9 @@ pub struct ProverArgs {
     pub backend: Vec<ProofTypeSpec>,
     #[command(flatten)]
     pub backends: BackendArgs,
+    /// Directory of every default path: the groth16 keys (`keys`). Made absolute at startup.
+    #[arg(long, env = "PROOFMILL_DATA_DIR", value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
     /// Read large inputs straight from the coordinator's blob store (file://, s3://, gs://
     /// URLs it sends) instead of in chunks over the stream.
     #[arg(long, env = "PROOFMILL_BLOB_ACCESS", value_parser = BoolishValueParser::new())]
@@ -422,9 +438,14 @@ pub struct DemoArgs {
     pub proof_types: Vec<ProofTypeSpec>,
     #[command(flatten)]
     pub backends: BackendArgs,
-    /// Directory for the database and blobs (made absolute at startup).
-    #[arg(long, env = "PROOFMILL_DATA_DIR", default_value = "./proofmill-data")]
+    /// Directory of the database (`proofmill.db`), the blobs (`blobs`), the groth16 keys
+    /// (`keys`) and the embedded L1's state (`l1.log`). Made absolute at startup.
+    #[arg(long, env = "PROOFMILL_DATA_DIR", value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// gRPC listen address of the demo's coordinator, `HOST:PORT` (port 0: any free port);
+    /// printed at startup, for `proofmill status --coordinator`.
+    #[arg(long, env = "PROOFMILL_LISTEN", default_value = "127.0.0.1:0", value_parser = parse_listen_addr)]
+    pub listen: SocketAddr,
     /// Seed of the random traffic.
     #[arg(long, env = "PROOFMILL_SEED", default_value_t = 1)]
     pub seed: u64,
@@ -601,10 +622,18 @@ impl Cli {
         let cwd = std::env::current_dir().context("cannot determine the current directory")?;
         match &mut self.command {
             Command::Coordinator(a) => {
-                a.blobs = absolute_blobs_url(&a.blobs, &cwd)?;
-                if a.l1_state.is_relative() {
-                    a.l1_state = absolute(&cwd, &a.l1_state);
-                }
+                a.data_dir = absolute(&cwd, &a.data_dir);
+                let dir = &a.data_dir;
+                a.db.get_or_insert_with(|| {
+                    format!("sqlite://{}?mode=rwc", dir.join("proofmill.db").display())
+                });
+                let blobs = a
+                    .blobs
+                    .take()
+                    .unwrap_or_else(|| format!("file://{}", dir.join("blobs").display()));
+                a.blobs = Some(absolute_blobs_url(&blobs, &cwd)?);
+                let l1_state = a.l1_state.take().unwrap_or_else(|| dir.join("l1.log"));
+                a.l1_state = Some(absolute(&cwd, &l1_state));
                 check_accounts(a.accounts, a.tree_depth)?;
                 check_unique_types("--proof-types", &a.proof_types)?;
                 if a.l1 == L1Mode::Rpc
@@ -617,13 +646,14 @@ impl Cli {
                 }
             }
             Command::Demo(a) => {
-                if a.data_dir.is_relative() {
-                    a.data_dir = cwd.join(&a.data_dir);
-                }
+                a.data_dir = absolute(&cwd, &a.data_dir);
                 check_accounts(a.accounts, a.tree_depth)?;
                 check_unique_types("--proof-types", &a.proof_types)?;
             }
-            Command::Prover(a) => check_unique_types("--backend", &a.backend)?,
+            Command::Prover(a) => {
+                a.data_dir = absolute(&cwd, &a.data_dir);
+                check_unique_types("--backend", &a.backend)?;
+            }
             Command::L1 {
                 command: L1Command::Deploy(a),
             } => {
@@ -638,6 +668,40 @@ impl Cli {
             | Command::Bench { .. } => {}
         }
         Ok(())
+    }
+}
+
+impl Cli {
+    /// Config keys and values of the paths derived from `--data-dir` (those the operator did
+    /// not set are these); after [`Cli::finish`].
+    pub fn derived_defaults(&self) -> Vec<(&'static str, String)> {
+        let keys = |dir: &Path| ("groth16_keys", dir.join("keys").display().to_string());
+        match &self.command {
+            Command::Coordinator(a) => vec![
+                ("db", a.db().to_string()),
+                ("blobs", a.blobs().to_string()),
+                ("l1_state", a.l1_state().display().to_string()),
+                keys(&a.data_dir),
+            ],
+            Command::Prover(a) => vec![keys(&a.data_dir)],
+            Command::Demo(a) => vec![keys(&a.data_dir)],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The paths [`Cli::finish`] derives from `--data-dir` when they are not set.
+impl CoordinatorArgs {
+    pub fn db(&self) -> &str {
+        self.db.as_deref().expect("set by Cli::finish")
+    }
+
+    pub fn blobs(&self) -> &str {
+        self.blobs.as_deref().expect("set by Cli::finish")
+    }
+
+    pub fn l1_state(&self) -> &Path {
+        self.l1_state.as_deref().expect("set by Cli::finish")
     }
 }
 
@@ -660,6 +724,7 @@ fn check_unique_types(option: &str, specs: &[ProofTypeSpec]) -> anyhow::Result<(
     Ok(())
 }
 
+/// `path` resolved against `cwd`, without `.` components (`/cwd/./data` → `/cwd/data`).
 fn absolute(cwd: &Path, path: &Path) -> PathBuf {
     cwd.join(path)
         .components()
@@ -703,16 +768,8 @@ pub fn absolute_blobs_url(url: &str, cwd: &Path) -> anyhow::Result<String> {
         return Ok(url.to_string());
     }
     let path = blobs_path(url).map_err(anyhow::Error::msg)?;
-    let path = Path::new(path);
-    let abs = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        cwd.join(path)
-    };
-    // Drop `.` components so the URL reads cleanly (`/cwd/./data` → `/cwd/data`).
-    let abs: PathBuf = abs
-        .components()
-        .filter(|c| !matches!(c, std::path::Component::CurDir))
-        .collect();
-    Ok(format!("file://{}", abs.display()))
+    Ok(format!(
+        "file://{}",
+        absolute(cwd, Path::new(path)).display()
+    ))
 }

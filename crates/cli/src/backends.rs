@@ -23,7 +23,7 @@ pub struct BackendArgs {
     pub groth16_shape: Option<Shape>,
     /// groth16: directory of the proving/verifying keys. Missing keys are generated there with
     /// a DEV-ONLY setup (known toxic waste); put a ceremony's keys there to use them instead.
-    /// Default: `keys` in the data directory.
+    /// Default: `keys` in --data-dir (`./proofmill-data/keys` for a subcommand without one).
     #[arg(long, env = "PROOFMILL_GROTH16_KEYS", value_name = "DIR")]
     pub groth16_keys: Option<PathBuf>,
     /// command: prove command template run by `sh -c` per task, with placeholders {input},

@@ -44,7 +44,18 @@ pub fn toml_key(long: &str) -> String {
 /// Parses a full command line (including the binary name) with the environment and the
 /// config file. Errors are either a [`clap::Error`] (usage errors, `--help`, `--version`; the
 /// caller should `exit()` it) or a config/validation error.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn parse<I, T>(argv: I) -> anyhow::Result<Cli>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    parse_effective(argv).map(|(cli, _)| cli)
+}
+
+/// [`parse`], also returning where each value of the invoked subcommand came from (for
+/// `--print-config`).
+pub fn parse_effective<I, T>(argv: I) -> anyhow::Result<(Cli, Effective)>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString>,
@@ -56,22 +67,80 @@ where
         // Usage errors and `--help` come from the real command, which marks required options.
         Err(lenient_error) => {
             return Err(match Cli::command().try_get_matches_from(&argv) {
-                Err(e) => e.into(),
-                Ok(_) => lenient_error.into(),
+                Err(e) => blame_source(e, &argv),
+                Ok(_) => blame_source(lenient_error, &argv),
             });
         }
     };
-    let matches = match config_path(&first) {
-        None => Cli::command().try_get_matches_from(&argv)?,
+    let path = subcommand_path(&first);
+    let (cmd, file) = match config_path(&first) {
+        None => (Cli::command(), None),
         Some(file) => {
             let table = load(&file)?;
-            let cmd = apply(Cli::command(), &subcommand_path(&first), &table, &file)?;
-            cmd.try_get_matches_from(&argv)?
+            let cmd = apply(Cli::command(), &path, &table, &file)?;
+            (cmd, Some((file, table)))
         }
     };
+    let matches = cmd
+        .clone()
+        .try_get_matches_from(&argv)
+        .map_err(|e| blame_source(e, &argv))?;
     let mut cli = Cli::from_arg_matches(&matches)?;
     cli.finish()?;
-    Ok(cli)
+    let effective = Effective::new(&cmd, &path, &matches, file.as_ref(), &cli);
+    Ok((cli, effective))
+}
+
+/// A clap error about a bad value, reworded to name where the value came from when that was
+/// not the command line: clap blames the flag even for a value from the environment.
+/// (Config-file values are checked before clap sees them; see [`validate`].)
+fn blame_source(e: clap::Error, argv: &[OsString]) -> anyhow::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return e.into();
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return e.into();
+    };
+    let Some(long) = arg
+        .strip_prefix("--")
+        .and_then(|a| a.split([' ', '=']).next())
+    else {
+        return e.into();
+    };
+    let flag = format!("--{long}");
+    let on_command_line = argv.iter().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    });
+    let env = env_name(long);
+    if on_command_line || std::env::var_os(&env).is_none() {
+        return e.into();
+    }
+    let value = match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(v)) => format!(" '{v}'"),
+        _ => String::new(),
+    };
+    anyhow!(
+        "invalid value{value} in environment variable {env} (the variable of {flag}): {}",
+        reason(&e)
+    )
+}
+
+/// Why a value was refused, without the flag clap names: the parser's own error, or for a
+/// value outside a fixed set, the valid values.
+fn reason(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    if let Some(source) = std::error::Error::source(e) {
+        return source.to_string();
+    }
+    if let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) {
+        return format!("valid values: {}", valid.join(", "));
+    }
+    clap_message(e)
 }
 
 /// `cmd` with no option required, at any depth.
@@ -359,7 +428,7 @@ fn validate(arg: &Arg, value: &str) -> Result<(), String> {
         .arg(probe)
         .try_get_matches_from([format!("--{long}={value}")])
         .map(|_| ())
-        .map_err(|e| clap_message(&e))
+        .map_err(|e| reason(&e))
 }
 
 /// First line of a clap error without the `error: ` prefix.
@@ -368,6 +437,9 @@ fn clap_message(e: &clap::Error) -> String {
     let line = text.lines().next().unwrap_or_default();
     line.strip_prefix("error: ").unwrap_or(line).to_string()
 }
+
+mod effective;
+pub use effective::Effective;
 
 #[cfg(test)]
 mod tests;

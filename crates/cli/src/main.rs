@@ -10,8 +10,12 @@ mod logging;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match config::parse(std::env::args_os()) {
-        Ok(cli) => cli,
+    let cli = match config::parse_effective(std::env::args_os()) {
+        Ok((cli, effective)) if cli.global.print_config => {
+            print!("{}", effective.render());
+            return ExitCode::SUCCESS;
+        }
+        Ok((cli, _)) => cli,
         Err(e) => match e.downcast::<clap::Error>() {
             // Usage errors, `--help` and `--version`: clap prints them and picks the exit code.
             Ok(clap_error) => clap_error.exit(),

@@ -472,9 +472,10 @@ impl ProverService for ProverSvc {
         // Refused before anything is allocated for the stream.
         let slots = self.sessions.slots.admit()?;
         let (wire, credits, end, stream) = crate::wire::wire();
+        let peer = request.remote_addr();
         session::start(
             self.sessions.clone(),
-            request.into_inner(),
+            (request.into_inner(), peer),
             (wire, credits, end),
             slots,
         );

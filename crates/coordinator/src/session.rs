@@ -17,6 +17,7 @@ use proofmill_proto::v1::{ErrorCode, ProverMessage, Register, prover_message::Ki
 use proofmill_scheduler::{ProverInfo, ResultCheck};
 use proofmill_types::{FencingToken, JobKey, ProofType, ProverId, TaskId};
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,11 +84,11 @@ fn too_many_running(n: usize) -> String {
     format!("{n} running tasks listed; at most {MAX_RUNNING_REPORTED}")
 }
 
-/// Serves one prover stream. `open` holds the stream's slot while the session lives;
-/// `unregistered` is given back once the prover is registered.
+/// Serves one prover stream from `peer`. `open` holds the stream's slot while the session
+/// lives; `unregistered` is given back once the prover is registered.
 pub(crate) fn start(
     sessions: Arc<Sessions>,
-    inbound: Streaming<ProverMessage>,
+    (inbound, peer): (Streaming<ProverMessage>, Option<SocketAddr>),
     (wire, credits, end): (Wire, ChunkCredits, WireEnd),
     (open, unregistered): (Slot, Slot),
 ) {
@@ -96,7 +97,7 @@ pub(crate) fn start(
         // Every stream this side ends says why; only one the prover closed ends OK.
         let status = run(
             sessions,
-            inbound,
+            (inbound, peer),
             (wire, credits, end.clone()),
             unregistered,
         )
@@ -111,7 +112,7 @@ pub(crate) fn start(
 
 async fn run(
     s: Arc<Sessions>,
-    mut inbound: Streaming<ProverMessage>,
+    (mut inbound, peer): (Streaming<ProverMessage>, Option<SocketAddr>),
     (wire, credits, end): (Wire, ChunkCredits, WireEnd),
     unregistered: Slot,
 ) -> Result<(), Status> {
@@ -130,12 +131,21 @@ async fn run(
         }
         Ok(Ok(Some(m))) => m,
     };
+    // Who was refused, as it named itself (never its token).
+    let claimed_name: String = match &first.kind {
+        Some(In::Register(r)) => r.name.chars().take(64).collect(),
+        Some(In::Reconnect(r)) => r
+            .register
+            .as_ref()
+            .map_or_else(String::new, |r| r.name.chars().take(64).collect()),
+        _ => String::new(),
+    };
     let (hello, name, (blob_access, limits)) = match parse_hello(&s, first) {
         Ok(h) => h,
         Err((code, reason)) => {
             // It may quote what the prover sent, of any size.
             let reason: String = reason.chars().take(1024).collect();
-            tracing::warn!(?code, reason = %reason.escape_debug(), "prover registration rejected");
+            tracing::warn!(?code, reason = %reason.escape_debug(), name = %claimed_name.escape_debug(), peer = %peer.map_or_else(|| "unknown".to_string(), |p| p.to_string()), "prover registration rejected");
             let _ = wire
                 .send(Ok(crate::messages::registration_refused(code, &reason)))
                 .await;

@@ -15,16 +15,30 @@ pub struct Backoff {
     min: Duration,
     max: Duration,
     attempt: u32,
+    /// Largest window after refusals only an operator can fix (see [`Backoff::refused_delay`]).
+    refused_max: Duration,
+    refusals: u32,
 }
 
 impl Backoff {
-    /// `min` is the first window, `max` the largest (raised to `min` if smaller).
+    /// `min` is the first window, `max` the largest (raised to `min` if smaller). Refusals
+    /// wait at most `max` too unless [`Backoff::with_refused_max`] says otherwise.
     pub fn new(min: Duration, max: Duration) -> Self {
+        let max = max.max(min);
         Backoff {
             min,
-            max: max.max(min),
+            max,
             attempt: 0,
+            refused_max: max,
+            refusals: 0,
         }
+    }
+
+    /// Lets the window of [`Backoff::refused_delay`] grow up to `refused_max` (at least the
+    /// reconnect maximum).
+    pub fn with_refused_max(mut self, refused_max: Duration) -> Self {
+        self.refused_max = refused_max.max(self.max);
+        self
     }
 
     /// The window of the next delay: `min * 2^attempt`, capped at `max`.
@@ -42,15 +56,24 @@ impl Backoff {
         jitter(base)
     }
 
-    /// Delay after a rejection that needs an operator (bad token, wrong version, ...): in
-    /// `[max / 2, max]`, never short, since retrying soon cannot help.
-    pub fn max_delay(&mut self) -> Duration {
+    /// Delay after a refusal only an operator can fix (credentials refused, wrong version,
+    /// ...): in `[w / 2, w]`, never short, since retrying soon cannot help, where the window
+    /// `w` starts at `max` and doubles per refusal up to the refusal cap. A prover left
+    /// with a wrong token knocks ever more rarely instead of every few seconds forever.
+    pub fn refused_delay(&mut self) -> Duration {
+        let window = self
+            .max
+            .saturating_mul(1u32 << self.refusals.min(20))
+            .min(self.refused_max);
+        self.refusals = self.refusals.saturating_add(1);
         self.attempt = self.attempt.saturating_add(1);
-        self.max / 2 + jitter(self.max / 2)
+        window / 2 + jitter(window / 2)
     }
 
+    /// After a session that went well: the next delays start small again.
     pub fn reset(&mut self) {
         self.attempt = 0;
+        self.refusals = 0;
     }
 }
 
@@ -96,10 +119,35 @@ mod tests {
         b.reset();
         assert_eq!(b.base(), min);
         assert!(b.next_delay() <= min);
+        // Without a refusal cap, refusals wait in [max / 2, max].
         for _ in 0..100 {
-            let d = b.max_delay();
+            let d = b.refused_delay();
             assert!(d >= max / 2 && d <= max, "{d:?}");
         }
+    }
+
+    /// Refusals back off exponentially from the reconnect maximum to their own cap, each
+    /// delay in the upper half of its window; a good session starts over.
+    #[test]
+    fn refusals_grow_to_their_cap_and_reset() {
+        let max = Duration::from_secs(5);
+        let cap = Duration::from_secs(300);
+        let mut b = Backoff::new(Duration::from_millis(100), max).with_refused_max(cap);
+        for i in 0..30u32 {
+            let window = max.saturating_mul(1 << i.min(20)).min(cap);
+            let d = b.refused_delay();
+            assert!(
+                d >= window / 2 && d <= window,
+                "refusal {i}: {d:?} outside [{:?}, {window:?}]",
+                window / 2
+            );
+        }
+        b.reset();
+        let d = b.refused_delay();
+        assert!(d >= max / 2 && d <= max, "after reset: {d:?}");
+        // A cap below the reconnect maximum is raised to it.
+        let mut b = Backoff::new(Duration::from_millis(100), max).with_refused_max(max / 10);
+        assert!(b.refused_delay() >= max / 2);
     }
 
     /// Delays drawn for one window fill all of it, evenly: 10,000 provers that lost their

@@ -88,6 +88,8 @@ use tracing::{Instrument as _, error, info, info_span, warn};
 /// Default reconnect backoff bounds.
 pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(100);
 pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// Default longest wait between registrations refused for a reason only an operator can fix.
+pub const DEFAULT_REFUSED_MAX: Duration = Duration::from_secs(300);
 /// Default gRPC message limit (both directions).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,6 +114,10 @@ pub struct ProverConfig {
     /// Reconnect backoff bounds (exponential, jittered).
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// Longest wait after registrations refused for a reason only an operator can fix
+    /// (credentials, version, proof types): the wait starts at `reconnect_max` and doubles
+    /// per refusal up to this.
+    pub refused_max: Duration,
     /// gRPC decode/encode limit; proofs larger than half of it are sent as chunks.
     pub max_message_bytes: usize,
     pub connect_timeout: Duration,
@@ -149,6 +155,7 @@ impl Default for ProverConfig {
             backends: Vec::new(),
             reconnect_min: DEFAULT_RECONNECT_MIN,
             reconnect_max: DEFAULT_RECONNECT_MAX,
+            refused_max: DEFAULT_REFUSED_MAX,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             blob_reader: None,
@@ -176,6 +183,7 @@ impl std::fmt::Debug for ProverConfig {
             )
             .field("reconnect_min", &self.reconnect_min)
             .field("reconnect_max", &self.reconnect_max)
+            .field("refused_max", &self.refused_max)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("connect_timeout", &self.connect_timeout)
             .field("blob_access", &self.blob_reader.is_some())
@@ -196,6 +204,7 @@ pub(crate) struct Settings {
     pub proof_types: Vec<String>,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    pub refused_max: Duration,
     pub max_message_bytes: usize,
     pub connect_timeout: Duration,
     pub blob_reader: Option<Arc<dyn BlobReader>>,
@@ -231,6 +240,7 @@ impl Prover {
             proof_types,
             reconnect_min,
             reconnect_max: config.reconnect_max.max(reconnect_min),
+            refused_max: config.refused_max,
             max_message_bytes: config.max_message_bytes.max(MIN_MESSAGE_BYTES),
             connect_timeout: config.connect_timeout,
             blob_reader: config.blob_reader,

@@ -392,6 +392,54 @@ async fn rejected_registration_is_retried_with_backoff() {
     .await;
 }
 
+/// Credentials refused: each wait is at least as long as the one before (the window doubles
+/// from `reconnect_max` up to `refused_max`), instead of the same few seconds forever.
+#[tokio::test]
+async fn refused_credentials_back_off_exponentially() {
+    bounded(async {
+        let mut coord = FakeCoordinator::start().await;
+        let prover = RunningProver::spawn(ProverConfig {
+            reconnect_max: Duration::from_millis(40),
+            refused_max: Duration::from_secs(10),
+            ..config(
+                &[&coord.url],
+                1,
+                vec![("exec", Arc::new(SimBackend::new()))],
+            )
+        });
+        // Windows 40, 80, 160, 320, 640 ms: each wait in the upper half of its window.
+        let mut at = Vec::new();
+        while at.len() < 6 {
+            let mut c = coord.next_conn().await;
+            at.push(Instant::now());
+            assert!(matches!(c.recv().await, P::Register(_)));
+            c.send(C::RegisterResponse(RegisterResponse {
+                accepted: false,
+                code: ErrorCode::Unauthenticated as i32,
+                reason: "missing or wrong prover token".to_string(),
+                ..Default::default()
+            }));
+            assert!(c.try_recv().await.is_none());
+        }
+        let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+        let window = |i: usize| Duration::from_millis(40 << i);
+        for (i, gap) in gaps.iter().enumerate() {
+            assert!(
+                *gap >= window(i) / 2,
+                "wait {i} was {gap:?}, under half its window {:?}: {gaps:?}",
+                window(i)
+            );
+        }
+        // The last wait is in [320, 640] ms (plus the handshake), the first in [20, 40]:
+        // a constant backoff would keep them alike.
+        assert!(gaps[4] >= gaps[0] * 4, "the waits did not grow: {gaps:?}");
+        assert!(!prover.join.is_finished());
+        prover.stop().await;
+        coord.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn unreachable_coordinator_does_not_block_the_other() {
     bounded(async {

@@ -3,7 +3,7 @@
 //! row (the fence); a holder hung inside a write is ended once its lease has expired.
 
 use crate::api::{Result, StoreError};
-use crate::codec::{db_err, is_unreachable};
+use crate::codec::is_unreachable;
 use crate::dialect::{Dialect, Opened, Query};
 use crate::rows::{Columns, Kind, Rows, Values};
 use sqlx::Connection as _;
@@ -59,12 +59,19 @@ impl Dialect for Postgres {
             Ok(pool) => pool,
             Err(e) if is_unreachable(&e) => {
                 let cause = connect_cause(&options).await;
-                let cause = cause.unwrap_or_else(|| format!("{e} (it connects now)"));
+                let cause = cause.unwrap_or_else(|| {
+                    format!("{} (it connects now)", connect_error(&e, &options))
+                });
                 return Err(StoreError::Unavailable(format!(
                     "connecting to {endpoint}: {cause}"
                 )));
             }
-            Err(e) => return Err(db_err(&format!("connecting to {endpoint}"), e)),
+            Err(e) => {
+                return Err(StoreError::Database(format!(
+                    "connecting to {endpoint}: {}",
+                    connect_error(&e, &options)
+                )));
+            }
         };
         crate::migrate::postgres()
             .run(&pool)
@@ -132,10 +139,7 @@ impl Dialect for Postgres {
 
 /// `postgres://user@host:port/db` (or the socket path), without the password.
 fn endpoint(o: &PgConnectOptions) -> String {
-    let at = match o.get_socket() {
-        Some(socket) => socket.display().to_string(),
-        None => format!("{}:{}", o.get_host(), o.get_port()),
-    };
+    let at = server(o);
     let db = o.get_database().unwrap_or(o.get_username());
     format!("postgres://{}@{at}/{db}", o.get_username())
 }
@@ -147,10 +151,44 @@ async fn connect_cause(options: &PgConnectOptions) -> Option<String> {
         Err(_) => Some(format!(
             "no answer to a connection attempt within {CONNECT_TIMEOUT:?}"
         )),
-        Ok(Err(e)) => Some(e.to_string()),
+        Ok(Err(e)) => Some(connect_error(&e, options)),
         Ok(Ok(conn)) => {
             let _ = conn.close().await;
             None
         }
+    }
+}
+
+/// Why a connection attempt failed, for an operator: a refused connection said as such, and
+/// the server's own message without the line of its source it was raised at.
+fn connect_error(e: &sqlx::Error, o: &PgConnectOptions) -> String {
+    let at = server(o);
+    match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("connection refused: nothing listens at {at} (is PostgreSQL running there?)")
+        }
+        sqlx::Error::Io(io) => format!("cannot reach {at}: {io}"),
+        sqlx::Error::Database(d) => match d.code().as_deref() {
+            // invalid_catalog_name
+            Some("3D000") => format!(
+                "database \"{}\" does not exist on the server at {at}: create it (createdb) or \
+                 name another in the URL",
+                o.get_database().unwrap_or(o.get_username())
+            ),
+            // invalid_password, invalid_authorization_specification
+            Some("28P01" | "28000") => {
+                format!("the server at {at} refused the login: {}", d.message())
+            }
+            _ => d.message().to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// `host:port`, or the socket path.
+fn server(o: &PgConnectOptions) -> String {
+    match o.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None => format!("{}:{}", o.get_host(), o.get_port()),
     }
 }

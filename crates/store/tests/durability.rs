@@ -187,7 +187,38 @@ async fn unreachable_postgres_is_named_with_its_cause() {
         text.contains(&format!("postgres://proofmill@127.0.0.1:{port}/pm")),
         "{text}"
     );
-    assert!(text.contains("refused"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "connection refused: nothing listens at 127.0.0.1:{port}"
+        )),
+        "{text}"
+    );
     assert!(!text.contains("secret"), "{text}");
     assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+}
+
+/// A database the server does not have is named with the server, in the server's words
+/// without the line of Postgres' source they come from.
+#[tokio::test]
+async fn missing_postgres_database_is_named_with_its_server() {
+    let existing = proofmill_testkit::shared_database("missing_db").expect("test postgres");
+    let mut url = url::Url::parse(&existing).unwrap();
+    url.set_path("/no_such_database");
+    let server = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+    let err = open_store(url.as_str())
+        .await
+        .err()
+        .expect("no such database");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "database \"no_such_database\" does not exist on the server at {server}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("postgres://postgres@{server}/no_such_database")),
+        "{text}"
+    );
+    assert!(!text.contains(" at line "), "{text}");
 }

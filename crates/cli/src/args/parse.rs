@@ -4,6 +4,7 @@
 use super::ProofTypeSpec;
 use proofmill_scheduler::{PolicyName, UnknownPolicy};
 use proofmill_types::ProofType;
+use std::net::{SocketAddr, ToSocketAddrs as _};
 
 pub(super) fn parse_proof_type_spec(spec: &str) -> Result<ProofTypeSpec, String> {
     let spec = spec.trim();
@@ -37,6 +38,28 @@ pub(super) fn parse_http_url(s: &str) -> Result<String, String> {
         return Err(format!("{s:?}: URL has no host"));
     }
     Ok(s.to_string())
+}
+
+/// `HOST:PORT` or `IP:PORT`; a host name is resolved, and its first address taken (for
+/// `localhost`, what the system lists first).
+pub(super) fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    if s.rsplit_once(':')
+        .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+    {
+        return Err(format!(
+            "{s:?}: expected HOST:PORT (e.g. 127.0.0.1:3900, localhost:3900 or [::1]:3900)"
+        ));
+    }
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("{s:?}: cannot resolve the host: {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{s:?}: the host resolves to no address"))
 }
 
 pub(super) fn parse_db_url(s: &str) -> Result<String, String> {

@@ -1,6 +1,6 @@
 //! `proofmill coordinator`: the coordinator as a long-running service.
 
-use crate::args::{CoordinatorArgs, DEFAULT_DATA_DIR};
+use crate::args::{CoordinatorArgs, L1Mode};
 use crate::backends::{BackendContext, Built, devnet_shape};
 use anyhow::Context as _;
 use proofmill_backend::Backends;
@@ -13,7 +13,6 @@ use proofmill_devnet_node::{DevnetSource, DevnetSourceConfig};
 use proofmill_scheduler::SchedulerConfig;
 use proofmill_settlement::{Settlement, SettlementConfig};
 use proofmill_store::{Blobs, StoreError, open_store};
-use std::path::Path;
 use std::time::Duration;
 
 pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> CoordinatorConfig {
@@ -54,14 +53,15 @@ pub fn settlement_config(a: &CoordinatorArgs) -> SettlementConfig {
     }
 }
 
-/// Context the backends default from: the devnet's shape when it is the batch source.
-pub fn backend_context(a: &CoordinatorArgs) -> BackendContext<'static> {
+/// Context the backends default from: the devnet's shape when it is the batch source, and
+/// the data dir.
+pub fn backend_context(a: &CoordinatorArgs) -> BackendContext<'_> {
     BackendContext {
         devnet_shape: a
             .devnet
             .then(|| devnet_shape(a.batch_size, a.tree_depth))
             .flatten(),
-        data_dir: Path::new(DEFAULT_DATA_DIR),
+        data_dir: &a.data_dir,
     }
 }
 
@@ -153,7 +153,7 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         .backends
         .build(&args.proof_types, &backend_context(&args))?;
     backends.warm_up().await?;
-    ensure_sqlite_dir(&args.db)?;
+    ensure_sqlite_dir(args.db())?;
     let listener = proofmill_coordinator::listen(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let listener = Listener::new(listener)?;
@@ -163,7 +163,7 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| default_url(listener.local_addr()));
     tracing::info!(addr = %listener.local_addr(), %url, "coordinator listening");
     // This handle is never fenced: it only asks for the lease and reads for the standby.
-    let store = open_store(&args.db).await.context("opening the store")?;
+    let store = open_store(args.db()).await.context("opening the store")?;
     let settings = LeaseSettings {
         url: url.clone(),
         ttl: Duration::from_millis(args.lease_ttl),
@@ -221,9 +221,10 @@ async fn run_active(
     leadership: Leadership,
     signal: &mut (impl std::future::Future<Output = &'static str> + Unpin),
 ) -> anyhow::Result<Ended> {
-    let store = open_store(&args.db).await.context("opening the store")?;
+    let store = open_store(args.db()).await.context("opening the store")?;
+    let endpoint = store.endpoint();
     store.fence_writes(leadership.epoch());
-    let blobs = Blobs::from_url(&args.blobs).context("opening the blob store")?;
+    let blobs = Blobs::from_url(args.blobs()).context("opening the blob store")?;
     let coord = match Coordinator::start(
         coordinator_config(args, backends.all.clone()),
         store,
@@ -252,15 +253,23 @@ async fn run_active(
                 tracing::info!("L1: sending proofs only; the rollup's sequencer commits batches");
             }
             tracing::info!(rollup = %l1.rollup_address(), sender = %l1.sender(), "L1 settlement on");
-            Some(
-                proofmill_settlement::start(
-                    coord.settlement_port(),
-                    l1,
-                    args.devnet,
-                    Some(settlement_config(args)),
-                )
-                .await?,
-            )
+            let port = coord.settlement_port();
+            Some(match args.l1 {
+                L1Mode::Embedded if args.devnet => {
+                    let at = (args.l1_state(), endpoint.as_str());
+                    super::l1::start_embedded_settlement(port, l1, settlement_config(args), at)
+                        .await?
+                }
+                _ => {
+                    proofmill_settlement::start(
+                        port,
+                        l1,
+                        args.devnet,
+                        Some(settlement_config(args)),
+                    )
+                    .await?
+                }
+            })
         }
         None => None,
     };

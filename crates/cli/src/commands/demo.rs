@@ -46,9 +46,13 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     config.scheduler.heartbeat_interval_ms = 1_000;
     config.shutdown_grace_ms = 2_000;
     let (coord, _lease) = coordinator::open(&db, &blobs, config).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let server = coord.spawn_serve(listener);
+    // Printed before any work, so `status` can watch the whole run.
+    println!("coordinator gRPC at {url} (watch it: proofmill status --coordinator {url})");
 
     let devnet_cfg = DevnetConfig {
         seed: a.seed,
@@ -58,12 +62,8 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         ..DevnetConfig::default()
     };
     // Settlement on the embedded L1, its transaction log in the data dir.
-    let l1 = super::l1::open_embedded(
-        &a.data_dir.join("l1.log"),
-        devnet_cfg,
-        &a.proof_types,
-        &built,
-    )?;
+    let l1_state = a.data_dir.join("l1.log");
+    let l1 = super::l1::open_embedded(&l1_state, devnet_cfg, &a.proof_types, &built)?;
     let before = coord.status().await?;
     let types: Vec<String> = a.proof_types.iter().map(|(t, _)| t.to_string()).collect();
     println!(
@@ -94,9 +94,13 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         l1_proof_types: Some(super::l1::on_chain_types(&a.proof_types)),
         ..SettlementConfig::default()
     };
-    let settlement = proofmill_settlement::start(coord.settlement_port(), l1, true, Some(send))
-        .await
-        .context("starting L1 settlement")?;
+    let settlement = super::l1::start_embedded_settlement(
+        coord.settlement_port(),
+        l1,
+        send,
+        (l1_state.as_path(), db.as_str()),
+    )
+    .await?;
 
     let (prover_stop, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut provers = Vec::new();

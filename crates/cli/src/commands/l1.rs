@@ -81,6 +81,28 @@ pub fn open_embedded(
     Ok(Arc::new(l1))
 }
 
+/// Settlement on the embedded L1 whose state is `state`, for the store at `db`. Its start
+/// checks that the L1 holds the store's chain; when not, the error names the file, since the
+/// usual cause is a log another store left there (a run with another --db or --data-dir).
+pub async fn start_embedded_settlement(
+    port: proofmill_coordinator::SettlementPort,
+    l1: Arc<dyn L1>,
+    send: proofmill_settlement::SettlementConfig,
+    (state, db): (&Path, &str),
+) -> anyhow::Result<proofmill_settlement::Settlement> {
+    proofmill_settlement::start(port, l1, true, Some(send))
+        .await
+        .with_context(|| {
+            format!(
+                "the embedded L1's state {} does not belong to the store {}: if another store \
+                 left it there, move or delete that file, or give this store its own \
+                 (--l1-state or --data-dir)",
+                state.display(),
+                db
+            )
+        })
+}
+
 /// The coordinator's L1 as configured, or `None` with `--l1 none`.
 pub async fn open_for_coordinator(
     a: &CoordinatorArgs,
@@ -89,7 +111,7 @@ pub async fn open_for_coordinator(
 ) -> anyhow::Result<Option<Arc<dyn L1>>> {
     match a.l1 {
         L1Mode::None => Ok(None),
-        L1Mode::Embedded => open_embedded(&a.l1_state, devnet, &a.proof_types, built).map(Some),
+        L1Mode::Embedded => open_embedded(a.l1_state(), devnet, &a.proof_types, built).map(Some),
         L1Mode::Rpc => {
             let url = a
                 .rpc

@@ -1,9 +1,8 @@
 //! `proofmill prover`: proves tasks for one or more coordinators.
 
-use crate::args::{DEFAULT_DATA_DIR, ProverArgs};
+use crate::args::ProverArgs;
 use crate::backends::{BackendContext, Built};
 use proofmill_prover::{BlobReader, BoxFuture, Prover, ProverConfig};
-use std::path::Path;
 use std::sync::Arc;
 
 pub fn prover_config(a: &ProverArgs) -> anyhow::Result<(ProverConfig, Built)> {
@@ -11,7 +10,7 @@ pub fn prover_config(a: &ProverArgs) -> anyhow::Result<(ProverConfig, Built)> {
         &a.backend,
         &BackendContext {
             devnet_shape: None,
-            data_dir: Path::new(DEFAULT_DATA_DIR),
+            data_dir: &a.data_dir,
         },
     )?;
     let backends = built.for_prover(&a.backend)?;

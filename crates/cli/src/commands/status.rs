@@ -143,6 +143,8 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
             "last_batch": t.last_batch,
             "gas_used": t.gas_used,
         })),
+        "required_proof_types": status.required_proof_types,
+        "draining": status.draining,
         "jobs": jobs,
         "provers": provers,
         "from_memory": status.from_memory,
@@ -417,6 +419,8 @@ mod tests {
             "last_committed_batch": null,
             "last_verified_batch": 0,
             "last_verify_tx": {"tx_hash": "0xab", "first_batch": 1, "last_batch": 4, "gas_used": 90_000},
+            "required_proof_types": ["exec", "audit"],
+            "draining": false,
             "jobs": {
                 "audit": {"queued": 0, "leased": 0, "proven": 0, "failed": 0, "cancelled": 0},
                 "exec": {"queued": 2, "leased": 1, "proven": 10, "failed": 0, "cancelled": 3},
@@ -461,7 +465,8 @@ mod tests {
             json!({
                 "last_sealed_batch": null, "last_proven_batch": null,
                 "last_committed_batch": null, "last_verified_batch": null,
-                "last_verify_tx": null, "jobs": {}, "provers": [],
+                "last_verify_tx": null, "required_proof_types": [], "draining": false,
+                "jobs": {}, "provers": [],
                 "from_memory": false, "store_error": null, "as_of_ms": null,
                 "warnings": [], "intake_window": 0,
                 "standby": false, "active_url": null, "lease_epoch": null,

@@ -122,18 +122,25 @@ fn every_default_round_trips_through_config() {
 #[test]
 fn built_in_defaults() {
     let cli = parse(["proofmill", "coordinator"]).unwrap();
-    assert_eq!(cli.global.log_format, LogFormat::Pretty);
+    assert_eq!(cli.global.log_format, LogFormat::Auto);
     assert!(cli.global.config.is_none());
     let Sub::Coordinator(c) = cli.command else {
         panic!()
     };
     assert_eq!(c.listen.to_string(), "127.0.0.1:3900");
-    assert_eq!(c.db, "sqlite://./proofmill-data/proofmill.db?mode=rwc");
+    // Every default path is in the data dir, made absolute.
     let cwd = std::env::current_dir().unwrap();
+    let data = cwd.join("proofmill-data");
+    assert_eq!(c.data_dir, data);
     assert_eq!(
-        c.blobs,
-        format!("file://{}", cwd.join("proofmill-data/blobs").display())
+        c.db(),
+        format!("sqlite://{}/proofmill.db?mode=rwc", data.display())
     );
+    assert_eq!(
+        c.blobs(),
+        format!("file://{}", data.join("blobs").display())
+    );
+    assert_eq!(c.l1_state(), data.join("l1.log"));
     assert_eq!(c.proof_types, vec![(pt("exec"), "exec".to_string())]);
     assert!(!c.devnet);
     assert_eq!(
@@ -269,7 +276,7 @@ fn config_values_land_in_the_struct() {
         config.scheduler.assignment_policy,
         PolicyName::EarliestFinish
     );
-    assert_eq!(c.blobs, "file:///var/blobs");
+    assert_eq!(c.blobs(), "file:///var/blobs");
     // Untouched options keep their defaults.
     assert_eq!(c.accounts, 64);
 
@@ -299,6 +306,51 @@ fn config_values_land_in_the_struct() {
         (b.jobs, b.target.db.as_deref()),
         (5, Some("sqlite:///tmp/x.db"))
     );
+}
+
+/// `--data-dir` moves every default path; a path set explicitly stays where it was put.
+#[test]
+fn data_dir_is_the_root_of_every_default_path() {
+    let cli = parse_with(
+        "data_dir = \"/srv/pm\"\nl1_state = \"/var/l1/state.log\"",
+        &["coordinator"],
+    )
+    .unwrap();
+    let Sub::Coordinator(c) = &cli.command else {
+        panic!()
+    };
+    assert_eq!(c.db(), "sqlite:///srv/pm/proofmill.db?mode=rwc");
+    assert_eq!(c.blobs(), "file:///srv/pm/blobs");
+    assert_eq!(c.l1_state(), Path::new("/var/l1/state.log"));
+    let derived = cli.derived_defaults();
+    assert!(
+        derived.contains(&("groth16_keys", "/srv/pm/keys".to_string())),
+        "{derived:?}"
+    );
+    let cli = parse(["proofmill", "prover", "--data-dir", "/srv/p"]).unwrap();
+    let Sub::Prover(p) = cli.command else {
+        panic!()
+    };
+    assert_eq!(p.data_dir, Path::new("/srv/p"));
+}
+
+/// `--listen` resolves a host name; an address is taken as it is.
+#[test]
+fn listen_takes_host_names() {
+    let cli = parse(["proofmill", "coordinator", "--listen", "localhost:3901"]).unwrap();
+    let Sub::Coordinator(c) = cli.command else {
+        panic!()
+    };
+    assert!(c.listen.ip().is_loopback(), "{}", c.listen);
+    assert_eq!(c.listen.port(), 3901);
+    let cli = parse(["proofmill", "demo", "--listen", "[::1]:0"]).unwrap();
+    let Sub::Demo(d) = cli.command else { panic!() };
+    assert_eq!(d.listen.to_string(), "[::1]:0");
+    let msg = format!(
+        "{:#}",
+        parse_with("listen = \"localhost\"", &["coordinator"]).unwrap_err()
+    );
+    assert!(msg.contains("expected HOST:PORT"), "{msg}");
 }
 
 #[test]
@@ -371,6 +423,12 @@ fn wrong_types_and_bad_values_are_errors() {
         ("proof_types = [1]", "list item: expected a string"),
         ("tree_depth = 40", "invalid value for `tree_depth`"),
         ("log_format = \"fancy\"", "invalid value for `log_format`"),
+        (
+            "log_format = \"fancy\"",
+            "valid values: auto, pretty, compact, json",
+        ),
+        ("l1 = \"sepolia\"", "valid values: none, embedded, rpc"),
+        ("max_attempts = 0", "0 is not in 1.."),
         (
             "assignment_policy = \"fastest\"",
             "unknown assignment policy `fastest`; valid: oldest-first, earliest-finish",

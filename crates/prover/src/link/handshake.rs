@@ -43,6 +43,9 @@ pub(crate) enum NotRegistered {
     ReconnectRefused { reason: String },
     /// Registration rejected (logged); `operator` means only an operator can fix it.
     Rejected { operator: bool },
+    /// The coordinator refused the prover's credentials (its token): an operator must fix
+    /// them. Not logged here: the caller says when it tries again.
+    CredentialsRefused { reason: String },
 }
 
 /// The first message: `Register`, or `Reconnect` under `identity` with the tasks held.
@@ -106,11 +109,13 @@ pub(crate) async fn register(
     if !accepted && code == ErrorCode::ReconnectRefused as i32 {
         return Err(NotRegistered::ReconnectRefused { reason });
     }
+    if !accepted && code == ErrorCode::Unauthenticated as i32 {
+        return Err(NotRegistered::CredentialsRefused { reason });
+    }
     if !accepted {
         let operator = matches!(
             ErrorCode::try_from(code),
-            Ok(ErrorCode::Unauthenticated
-                | ErrorCode::VersionMismatch
+            Ok(ErrorCode::VersionMismatch
                 | ErrorCode::ProofTypeNotNeeded
                 | ErrorCode::InvalidArgument)
         );

@@ -22,7 +22,7 @@ use session::{Session, SessionEnd};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Delay before asking again after a standby's refusal, or before trying the next URL of a
 /// group: a takeover takes a few seconds, and provers should find the new active one soon.
@@ -36,8 +36,11 @@ const HEALTHY_SESSION: Duration = Duration::from_secs(1);
 enum StreamEnd {
     /// Stream closed, failed, or never opened: reconnect after backoff.
     Lost { registered_for: Option<Duration> },
-    /// Registration refused; `operator` means only an operator can fix it (max backoff).
+    /// Registration refused; `operator` means only an operator can fix it (the long,
+    /// growing backoff of refusals).
     Rejected { operator: bool },
+    /// The coordinator refused the prover's credentials: the refusals' backoff, said plainly.
+    CredentialsRefused { reason: String },
     /// Refused by a standby coordinator, which named the active one's URL.
     Standby { active: String },
     /// The prover is stopping (or was told to stop serving this coordinator): do not
@@ -76,7 +79,8 @@ impl CoordinatorLink {
         stop: watch::Receiver<bool>,
         state: Option<CoordinatorState>,
     ) -> Self {
-        let backoff = Backoff::new(settings.reconnect_min, settings.reconnect_max);
+        let backoff = Backoff::new(settings.reconnect_min, settings.reconnect_max)
+            .with_refused_max(settings.refused_max);
         let identity = state
             .as_ref()
             .and_then(|s| s.identity())
@@ -130,7 +134,18 @@ impl CoordinatorLink {
                     self.backoff.reset();
                     self.backoff.next_delay()
                 }
-                StreamEnd::Rejected { operator: true } => self.backoff.max_delay(),
+                StreamEnd::Rejected { operator: true } => self.backoff.refused_delay(),
+                StreamEnd::CredentialsRefused { reason } => {
+                    let delay = self.backoff.refused_delay();
+                    error!(
+                        coordinator = %self.url(),
+                        reason = %reason.escape_debug(),
+                        retry_in = %format_args!("{:.1} s", delay.as_secs_f64()),
+                        "the coordinator refused this prover's credentials: check its prover \
+                         token; trying again later, less often each time"
+                    );
+                    delay
+                }
                 StreamEnd::Rejected { operator: false } => self.backoff.next_delay(),
                 StreamEnd::Lost { registered_for } => {
                     if registered_for.is_some_and(|d| d >= HEALTHY_SESSION) {
@@ -195,6 +210,9 @@ impl CoordinatorLink {
             }
             Err(NotRegistered::Standby { active }) => return StreamEnd::Standby { active },
             Err(NotRegistered::Rejected { operator }) => return StreamEnd::Rejected { operator },
+            Err(NotRegistered::CredentialsRefused { reason }) => {
+                return StreamEnd::CredentialsRefused { reason };
+            }
             Err(NotRegistered::ReconnectRefused { reason }) => {
                 // The coordinator does not know this id (another store) or its secret:
                 // become a new prover, without the old id's work, which it would refuse.

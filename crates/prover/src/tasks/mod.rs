@@ -596,6 +596,7 @@ mod tests {
             proof_types: vec!["exec".into()],
             reconnect_min: Duration::from_millis(1),
             reconnect_max: Duration::from_millis(1),
+            refused_max: Duration::from_millis(1),
             max_message_bytes: 1 << 20,
             connect_timeout: Duration::from_secs(1),
             blob_reader: None,

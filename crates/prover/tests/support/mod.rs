@@ -271,6 +271,7 @@ pub fn config(
             .collect(),
         reconnect_min: Duration::from_millis(50),
         reconnect_max: Duration::from_millis(400),
+        refused_max: Duration::from_millis(400),
         max_message_bytes: 4 << 20,
         connect_timeout: Duration::from_secs(2),
         blob_reader: None,
