@@ -439,7 +439,7 @@ fn clap_message(e: &clap::Error) -> String {
 }
 
 mod effective;
-pub use effective::Effective;
+pub use effective::{Effective, redact_password};
 
 #[cfg(test)]
 mod tests;

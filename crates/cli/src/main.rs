@@ -10,12 +10,12 @@ mod logging;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match config::parse_effective(std::env::args_os()) {
+    let (cli, effective) = match config::parse_effective(std::env::args_os()) {
         Ok((cli, effective)) if cli.global.print_config => {
             print!("{}", effective.render());
             return ExitCode::SUCCESS;
         }
-        Ok((cli, _)) => cli,
+        Ok(parsed) => parsed,
         Err(e) => match e.downcast::<clap::Error>() {
             // Usage errors, `--help` and `--version`: clap prints them and picks the exit code.
             Ok(clap_error) => clap_error.exit(),
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&anyhow::Error::new(e).context("cannot start the tokio runtime")),
     };
-    match runtime.block_on(commands::run(cli.command)) {
+    match runtime.block_on(commands::run(cli.command, &effective)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }

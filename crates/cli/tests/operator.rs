@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::procs::{Proc, listening_addr, tail};
+use proofmill_proto::v1::StatusInfoRequest;
+use proofmill_proto::v1::admin_service_client::AdminServiceClient;
 use common::proofmill;
 
 fn run(cmd: &mut Command) -> (Output, String, String) {
@@ -373,19 +375,21 @@ fn data_dir_holds_every_default_path() {
 }
 
 /// A prover with the wrong token: the coordinator logs who was refused (name, address) and
-/// neither token; the prover says plainly that its credentials are refused.
+/// neither token; the prover says plainly that its credentials are refused. The
+/// coordinator's StatusInfo shows where each setting came from, the token redacted.
 #[test]
 fn refused_prover_is_named_and_told_why() {
     let dir = tempfile::tempdir().unwrap();
-    let mut coord = plain_coordinator(
-        dir.path(),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--prover-token",
-            "right-secret-1",
-        ],
-    );
+    let mut a = args(&["coordinator", "--l1", "none", "--data-dir", "data"]);
+    a.extend(args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--prover-token",
+        "right-secret-1",
+    ]));
+    let log = dir.path().join("coordinator.log");
+    let env = [("PROOFMILL_MAX_ATTEMPTS", "7")];
+    let mut coord = Proc::spawn("coordinator", &a, dir.path(), log, &env);
     let url = format!(
         "http://{}",
         listening_addr(&mut coord, Duration::from_secs(60))
@@ -432,6 +436,36 @@ fn refused_prover_is_named_and_told_why() {
             "a token in a log:\n{log}"
         );
     }
+
+    // StatusInfo tells the configuration with each value's source, the token redacted.
+    let info = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut admin = AdminServiceClient::connect(url.clone()).await.unwrap();
+        admin
+            .status_info(StatusInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    let value = |key: &str| {
+        let c = info
+            .config
+            .iter()
+            .find(|c| c.key == key)
+            .unwrap_or_else(|| panic!("no {key} in {:?}", info.config));
+        (c.value.clone(), c.source.clone())
+    };
+    assert_eq!(
+        value("max_attempts"),
+        ("7".into(), "env PROOFMILL_MAX_ATTEMPTS".into())
+    );
+    assert_eq!(value("l1"), ("\"none\"".into(), "flag".into()));
+    assert_eq!(value("intake_window"), ("1024".into(), "default".into()));
+    let (token, source) = value("prover_token");
+    assert!(token.contains("<redacted>") && source == "flag", "{token} {source}");
+    assert!(!format!("{info:?}").contains("right-secret-1"));
+    assert_eq!(info.l1, "none");
+    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    assert!(info.uptime_ms > 0 && info.store.starts_with("sqlite://"), "{info:?}");
 }
 
 /// The demo prints its coordinator's address, and `status` watches it there, with the

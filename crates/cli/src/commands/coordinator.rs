@@ -5,7 +5,7 @@ use crate::backends::{BackendContext, Built, devnet_shape};
 use anyhow::Context as _;
 use proofmill_backend::Backends;
 use proofmill_coordinator::{
-    Candidate, Coordinator, CoordinatorConfig, CoordinatorError, Leadership, LeaseSettings,
+    About, Candidate, Coordinator, CoordinatorConfig, CoordinatorError, Leadership, LeaseSettings,
     Listener, Serving, Standby, default_url,
 };
 use proofmill_devnet::DevnetConfig;
@@ -148,7 +148,32 @@ pub async fn open_with(
     Ok((coord, Some(lease)))
 }
 
-pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
+/// What `StatusInfo` says of this process beside what the coordinator knows.
+fn about(args: &CoordinatorArgs, config: Vec<proofmill_coordinator::ConfigValue>) -> About {
+    let l1 = match args.l1 {
+        L1Mode::None => String::new(),
+        L1Mode::Embedded => format!("embedded {}", args.l1_state().display()),
+        L1Mode::Rpc => format!(
+            "rpc {}",
+            args.rpc
+                .l1_rpc_url
+                .as_deref()
+                .map(crate::config::redact_password)
+                .unwrap_or_default()
+        ),
+    };
+    About {
+        build: option_env!("PROOFMILL_BUILD").unwrap_or_default().to_string(),
+        l1,
+        config,
+    }
+}
+
+pub async fn run(
+    args: CoordinatorArgs,
+    config: Vec<proofmill_coordinator::ConfigValue>,
+) -> anyhow::Result<()> {
+    let about = about(&args, config);
     let backends = args
         .backends
         .build(&args.proof_types, &backend_context(&args))?;
@@ -195,7 +220,8 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
                 leadership
             }
         };
-        match run_active(&args, &backends, &listener, &url, leadership, &mut signal).await? {
+        let turn = (&args, &about, &backends, &listener, &url);
+        match run_active(turn, leadership, &mut signal).await? {
             Ended::Stopped => return Ok(()),
             Ended::Deposed(why) => {
                 tracing::warn!(%why, "no longer the active coordinator: standing by");
@@ -214,10 +240,7 @@ enum Ended {
 
 /// One turn as the active coordinator, on a store handle fenced with the lease's epoch.
 async fn run_active(
-    args: &CoordinatorArgs,
-    backends: &Built,
-    listener: &Listener,
-    url: &str,
+    (args, about, backends, listener, url): (&CoordinatorArgs, &About, &Built, &Listener, &str),
     leadership: Leadership,
     signal: &mut (impl std::future::Future<Output = &'static str> + Unpin),
 ) -> anyhow::Result<Ended> {
@@ -239,6 +262,7 @@ async fn run_active(
         Err(e) => return Err(e.into()),
     };
     coord.attach_lease(url, &leadership);
+    coord.describe(about.clone());
     // Served before any rollup state is rebuilt: jobs of stored batches need only the store.
     let server = coord.spawn_serve_incoming(listener.incoming());
     let devnet = devnet_config(args);

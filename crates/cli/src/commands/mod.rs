@@ -11,10 +11,13 @@ pub mod prover;
 pub mod status;
 
 use crate::args::{BatchCommand, BenchCommand, Command, JobCommand, L1Command};
+use crate::config::Effective;
 
-pub async fn run(command: Command) -> anyhow::Result<()> {
+/// Runs `command`; `effective` is its configuration with each value's source (a
+/// coordinator tells it in `StatusInfo`).
+pub async fn run(command: Command, effective: &Effective) -> anyhow::Result<()> {
     match command {
-        Command::Coordinator(args) => coordinator::run(args).await,
+        Command::Coordinator(args) => coordinator::run(args, effective.about_config()).await,
         Command::Prover(args) => prover::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Cordon(args) => cordon::run(args, true).await,

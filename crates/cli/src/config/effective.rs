@@ -124,6 +124,18 @@ impl Effective {
     }
 
     /// One line per option, in the config file's syntax, its source in a comment.
+    /// The entries as `StatusInfo` lists them (an unset value as "").
+    pub fn about_config(&self) -> Vec<proofmill_coordinator::ConfigValue> {
+        self.entries
+            .iter()
+            .map(|e| proofmill_coordinator::ConfigValue {
+                key: e.key.clone(),
+                value: e.value.clone().unwrap_or_default(),
+                source: e.source.to_string(),
+            })
+            .collect()
+    }
+
     pub fn render(&self) -> String {
         let mut out = format!("# effective configuration of `{}`", self.command);
         match &self.file {
@@ -170,7 +182,7 @@ fn render(kind: Kind, list: bool, values: &[String]) -> String {
 }
 
 /// `scheme://user:***@host/...` for a URL with a password; anything else as it is.
-fn redact_password(s: &str) -> String {
+pub fn redact_password(s: &str) -> String {
     match url::Url::parse(s) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
