@@ -6,10 +6,10 @@
 //! liveness are mechanism too, the same under every policy. sp1-cluster separates the two
 //! the same way (its `AssignmentPolicy` trait).
 
+use crate::provers::ProverLoad;
 use crate::scheduler::{Dispatch, ReadyGroup};
 use proofmill_types::{BatchNumber, JobKey, Millis, ProofType, ProverId};
 use std::cmp::Reverse;
-use crate::provers::ProverLoad;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
 use std::str::FromStr;
