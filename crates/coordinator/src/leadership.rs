@@ -6,6 +6,10 @@
 //! the lease every quarter of its lifetime. The others stand by, polling, and take the lease
 //! once it expires (the active one died or hung) or is released (a clean stop). A coordinator
 //! that finds its lease taken, or its writes fenced, stops being active at once.
+//!
+//! Renewals run on a runtime of their own ([`renewal_runtime`]), so a coordinator whose own
+//! runtime is busy (a fleet of thousands connecting at once) still renews in time; only a
+//! process that does not run at all (paused, frozen) lets its lease lapse.
 
 use crate::error::CoordinatorError;
 use proofmill_store::{LeaseClaim, LeaseHolder, Store};
@@ -180,7 +184,7 @@ impl Leadership {
         let renewed = Arc::new(AtomicU64::new(0));
         let failing = Arc::new(AtomicBool::new(false));
         let (lost_tx, lost) = watch::channel(None);
-        let renewal = tokio::spawn(renew(
+        let renewal = renewal_runtime().spawn(renew(
             store.clone(),
             epoch,
             ttl,
@@ -236,6 +240,31 @@ impl Leadership {
 impl Drop for Leadership {
     fn drop(&mut self) {
         self.renewal.abort();
+    }
+}
+
+/// The runtime lease renewals run on: one worker thread of its own, shared by every lease of
+/// the process and never shut down. Never shut down, because a store connection a renewal
+/// opens (a pool grows on demand) stays registered with the runtime that opened it, and the
+/// coordinator's runtime keeps using it. Falls back to the caller's runtime if the OS refuses
+/// a thread (renewals then wait behind the coordinator's work, as they did before).
+fn renewal_runtime() -> tokio::runtime::Handle {
+    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
+        std::sync::OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("lease-renewal")
+            .enable_all()
+            .build()
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "no thread for lease renewals; they share the coordinator's runtime")
+            })
+            .ok()
+    });
+    match runtime {
+        Some(rt) => rt.handle().clone(),
+        None => tokio::runtime::Handle::current(),
     }
 }
 

@@ -109,3 +109,52 @@ async fn a_deposed_coordinator_writes_nothing(db: Db) {
     assert_eq!(store_b.last_sealed_batch().await.unwrap(), Some(1));
     server.stop().await.unwrap();
 }
+
+/// A coordinator whose runtime is busy (a fleet of thousands connecting at once) renews its
+/// lease all the same: the renewal has a runtime of its own. Here every thread of the test's
+/// runtime is blocked, not merely busy, for several lease lifetimes. SQLite only: its
+/// connections are served by threads of their own, whereas a Postgres connection the
+/// blocked runtime opened waits for that runtime to poll its socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_runtime_does_not_starve_the_lease_renewal() {
+    let env = Env::new(Db::Sqlite, "busy");
+    let ttl = Duration::from_millis(800);
+    let settings = LeaseSettings {
+        url: "http://busy.example:3900".into(),
+        ttl,
+    };
+    let store = open_store(&env.db_url).await.unwrap();
+    let mut candidate = Candidate::new(store.clone(), &settings);
+    let lease = candidate.acquire().await;
+    let check = lease.check();
+
+    let blocked_for = ttl * 4;
+    let started = std::time::Instant::now();
+    let blockers: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async move { std::thread::sleep(blocked_for) }))
+        .collect();
+    // This thread too (it drives the test's future) checks without yielding.
+    let mut checks = 0;
+    while started.elapsed() < blocked_for {
+        assert!(
+            check.is_held() && !check.overdue(),
+            "the lease lapsed {:?} into the block",
+            started.elapsed()
+        );
+        checks += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(checks > 50, "{checks} checks");
+    for b in blockers {
+        b.await.unwrap();
+    }
+
+    // The store agrees: another coordinator finds the lease held.
+    let other = LeaseSettings {
+        url: "http://other.example:3900".into(),
+        ttl,
+    };
+    let mut candidate_b = Candidate::new(open_store(&env.db_url).await.unwrap(), &other);
+    assert!(candidate_b.try_acquire().await.is_none());
+    assert!(check.is_held());
+}

@@ -6,10 +6,11 @@
 //! liveness are mechanism too, the same under every policy. sp1-cluster separates the two
 //! the same way (its `AssignmentPolicy` trait).
 
+use crate::provers::ProverLoad;
 use crate::scheduler::{Dispatch, ReadyGroup};
 use proofmill_types::{BatchNumber, JobKey, Millis, ProofType, ProverId};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -85,25 +86,46 @@ impl AssignmentPolicy for OldestFirst {
     }
 
     fn assign(&self, d: &mut Dispatch<'_>) {
-        let mut order: Vec<(ProverId, (u64, u64))> = d
-            .free_provers()
-            .into_iter()
-            .map(|(id, load)| (id, load.spread_rank()))
-            .collect();
-        order.sort_by_key(|(_, rank)| *rank);
         loop {
-            let mut progressed = false;
-            for (id, _) in &order {
-                let Some(key) = d.oldest_for(id) else {
-                    continue;
-                };
-                progressed |= d.lease(id, &key).is_ok();
+            // A round fills at most one slot per prover, so the `ready` least loaded provers
+            // can take every ready job; only when some of them take none (another proof type
+            // or version) does the round go on through the others.
+            let ready = d.ready_len();
+            if ready == 0 {
+                return;
             }
-            if !progressed || !d.has_ready() {
+            let first = d.free_provers_by_rank(ready);
+            let mut progressed = lease_oldest(d, &first);
+            if d.has_ready() && first.len() == ready {
+                let visited: BTreeSet<&ProverId> = first.iter().map(|(id, _)| id).collect();
+                let rest: Vec<_> = d
+                    .free_provers_by_rank(usize::MAX)
+                    .into_iter()
+                    .filter(|(id, _)| !visited.contains(id))
+                    .collect();
+                progressed |= lease_oldest(d, &rest);
+            }
+            if !progressed {
                 return;
             }
         }
     }
+}
+
+/// Each prover of `order` in turn leases the oldest ready job it may take, until none is
+/// ready. Whether any did.
+fn lease_oldest(d: &mut Dispatch<'_>, order: &[(ProverId, ProverLoad)]) -> bool {
+    let mut progressed = false;
+    for (id, _) in order {
+        if !d.has_ready() {
+            break;
+        }
+        let Some(key) = d.oldest_for(id) else {
+            continue;
+        };
+        progressed |= d.lease(id, &key).is_ok();
+    }
+    progressed
 }
 
 /// Each ready job, oldest batch first (longest first once the queue drains to a few jobs

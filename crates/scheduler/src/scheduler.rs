@@ -115,6 +115,9 @@ pub struct Scheduler {
     policy: Arc<dyn AssignmentPolicy>,
     /// When the policy asked to dispatch again, if it keeps jobs for busy provers.
     policy_revisit: Option<Millis>,
+    /// No prover goes silent past the liveness timeout, nor past its reconnect grace with
+    /// tasks, before this (see [`Self::next_wakeup`]).
+    provers_due: Option<Millis>,
 }
 
 impl Scheduler {
@@ -148,6 +151,7 @@ impl Scheduler {
             draining: false,
             policy,
             policy_revisit: None,
+            provers_due: None,
         }
     }
 
@@ -192,6 +196,7 @@ impl Scheduler {
                         .entry(lease.prover.clone())
                         .or_insert_with(|| ProverEntry::ghost(now));
                     owner.running.insert(job.key.clone());
+                    self.prover_due_by(now.saturating_add(self.config.liveness_timeout_ms()));
                     self.deadlines.insert((lease.deadline, job.key.clone()));
                     self.jobs.insert(job.key.clone(), job);
                 }
@@ -240,6 +245,7 @@ impl Scheduler {
             return Err(SchedulerError::DuplicateProver(id));
         }
         self.provers.insert(id, ProverEntry::new(info, now));
+        self.prover_due_by(now.saturating_add(self.config.liveness_timeout_ms()));
         Ok(self.dispatch(now))
     }
 
@@ -263,6 +269,7 @@ impl Scheduler {
         entry.last_seen = now;
         entry.advertised_free = None;
         let held: Vec<JobKey> = entry.running.iter().cloned().collect();
+        self.prover_due_by(now.saturating_add(self.config.liveness_timeout_ms()));
         let mut effects = self.adopt_orphans(&id, running, now);
         effects.extend(self.cancel_unknown(&id, running));
         for key in held {

@@ -53,13 +53,35 @@ impl<'a> Dispatch<'a> {
             .collect()
     }
 
-    /// Provers in rotation with a free slot, with their load, in id order.
-    pub fn free_provers(&self) -> Vec<(ProverId, ProverLoad)> {
+    /// The `limit` least loaded provers in rotation with a free slot, with their load, in
+    /// spreading order ([`ProverLoad::spread_rank`], then id). One pass over the fleet that
+    /// keeps only `limit` of it: a dispatch for a few jobs costs little in a fleet of
+    /// thousands of idle provers.
+    pub fn free_provers_by_rank(&self, limit: usize) -> Vec<(ProverId, ProverLoad)> {
         let s = &self.scheduler;
-        s.provers
+        let mut kept = std::collections::BinaryHeap::new();
+        if limit == 0 {
+            return Vec::new();
+        }
+        // Ties go to the lower id, by position in id order: comparing positions, not ids,
+        // keeps string comparisons out of the pass (at the start every rank ties).
+        let free = s
+            .provers
             .iter()
-            .filter(|(id, p)| p.free_slots() > 0 && !s.cordoned.contains_key(*id))
-            .map(|(id, p)| (id.clone(), p.load()))
+            .enumerate()
+            .filter(|(_, (id, p))| p.free_slots() > 0 && !s.cordoned.contains_key(*id));
+        for (at, (id, p)) in free {
+            let key = (p.load().spread_rank(), at, id);
+            if kept.len() < limit {
+                kept.push(key);
+            } else if kept.peek().is_some_and(|worst| key < *worst) {
+                kept.pop();
+                kept.push(key);
+            }
+        }
+        kept.into_sorted_vec()
+            .into_iter()
+            .map(|(_, _, id)| (id.clone(), s.provers[id].load()))
             .collect()
     }
 

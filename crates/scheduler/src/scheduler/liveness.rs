@@ -12,7 +12,34 @@ impl Scheduler {
         if let Some(p) = self.provers.get_mut(id) {
             p.connected = false;
             p.disconnected_at = Some(now);
+            self.prover_due_by(now.saturating_add(self.config.reconnect_grace_ms));
         }
+    }
+
+    /// Some prover may be due (silent, or past its reconnect grace) by `at`. The earliest
+    /// such time is kept as a bound that may be early, never late: a heartbeat only moves a
+    /// prover's time later, so it need not update it, and the bound is made exact again when
+    /// it comes due ([`Self::tick`]). A fleet's heartbeats thus cost no scan of the fleet each.
+    pub(super) fn prover_due_by(&mut self, at: Millis) {
+        self.provers_due = Some(self.provers_due.map_or(at, |due| due.min(at)));
+    }
+
+    /// When the earliest prover is due, exactly: one scan of the fleet.
+    fn earliest_prover_due(&self) -> Option<Millis> {
+        let (liveness, grace) = (
+            self.config.liveness_timeout_ms(),
+            self.config.reconnect_grace_ms,
+        );
+        self.provers
+            .values()
+            .map(|p| {
+                let silent = p.last_seen.saturating_add(liveness);
+                match p.disconnected_at.filter(|_| !p.running.is_empty()) {
+                    Some(at) => silent.min(at.saturating_add(grace)),
+                    None => silent,
+                }
+            })
+            .min()
     }
 
     /// The prover answered a heartbeat with the tasks it runs.
@@ -63,6 +90,17 @@ impl Scheduler {
                 );
             }
         }
+        if self.provers_due.is_some_and(|due| due <= now) {
+            self.expire_provers(now, &mut effects);
+            self.provers_due = self.earliest_prover_due();
+        }
+        effects.extend(self.dispatch(now));
+        self.speculate(now, &mut effects);
+        effects
+    }
+
+    /// Provers past their reconnect grace lose their tasks; silent ones are declared dead.
+    fn expire_provers(&mut self, now: Millis, effects: &mut Vec<Effect>) {
         let grace = self.config.reconnect_grace_ms;
         let gone: Vec<ProverId> = self
             .provers
@@ -82,7 +120,7 @@ impl Scheduler {
                     &key,
                     "prover's stream closed and it did not reconnect in time",
                     now,
-                    &mut effects,
+                    effects,
                 );
             }
         }
@@ -96,7 +134,7 @@ impl Scheduler {
         for id in dead {
             let held: Vec<JobKey> = self.provers[&id].running.iter().cloned().collect();
             for key in held {
-                self.lose_task(&id, &key, "prover missed its heartbeats", now, &mut effects);
+                self.lose_task(&id, &key, "prover missed its heartbeats", now, effects);
             }
             self.provers.remove(&id);
             effects.push(Effect::Disconnect {
@@ -104,31 +142,16 @@ impl Scheduler {
                 reason: "missed heartbeats".into(),
             });
         }
-        effects.extend(self.dispatch(now));
-        self.speculate(now, &mut effects);
-        effects
     }
 
-    /// When `tick` next has something to do, if ever.
+    /// When `tick` next has something to do, if ever (for silent provers, possibly earlier:
+    /// see [`Self::prover_due_by`]). Costs no scan of the fleet: the core asks after every
+    /// message.
     pub fn next_wakeup(&self) -> Option<Millis> {
-        let liveness = self.config.liveness_timeout_ms();
-        let prover = self
-            .provers
-            .values()
-            .map(|p| p.last_seen.saturating_add(liveness))
-            .min();
-        let grace = self
-            .provers
-            .values()
-            .filter(|p| !p.running.is_empty())
-            .filter_map(|p| p.disconnected_at)
-            .map(|at| at.saturating_add(self.config.reconnect_grace_ms))
-            .min();
         [
             self.queue.next_delayed_at(),
             self.deadlines.first().map(|d| d.0),
-            prover,
-            grace,
+            self.provers_due,
             self.next_straggler_check(),
             self.policy_revisit,
         ]

@@ -6,7 +6,7 @@
 //! flowing with N streams open?
 
 use super::store::BenchDb;
-use super::{jobs, process, sim};
+use super::{jobs, lag::LagProbe, process, sim};
 use crate::args::BenchFleetArgs;
 use crate::commands::coordinator;
 use anyhow::{Context as _, bail};
@@ -47,6 +47,7 @@ pub async fn fleet(a: BenchFleetArgs) -> anyhow::Result<()> {
 
     eprintln!("bench fleet: {n} simulated provers connecting at once to {url} ...");
     let started = Instant::now();
+    let lag = LagProbe::start();
     let mut provers = sim::spawn(&url, a.provers, None, None)?;
     wait_registered(&coord, n, &mut provers).await?;
     let connect_s = started.elapsed().as_secs_f64();
@@ -61,6 +62,7 @@ pub async fn fleet(a: BenchFleetArgs) -> anyhow::Result<()> {
         "bench fleet: all {n} registered in {connect_s:.2} s; coordinator RSS {rss_before} KiB \
          before, {rss_after} KiB after ({rss_per_prover:.1} KiB per prover), peak {rss_peak} KiB"
     );
+    report_lag("connecting", &lag);
 
     eprintln!("bench fleet: running {} jobs through the fleet ...", a.jobs);
     let cpu_before = process::cpu_time()?;
@@ -78,6 +80,7 @@ pub async fn fleet(a: BenchFleetArgs) -> anyhow::Result<()> {
         a.jobs,
         cpu.as_secs_f64() * 1e6 / a.jobs as f64
     );
+    report_lag("running jobs", &lag);
 
     // Closing their standard input ends the simulated provers.
     drop(provers.stdin.take());
@@ -90,14 +93,31 @@ pub async fn fleet(a: BenchFleetArgs) -> anyhow::Result<()> {
     }
     let report = sim::SimReport::parse(&String::from_utf8_lossy(&out.stdout))?;
     eprintln!(
-        "bench fleet: the provers registered {} times, tried again {} times",
-        report.registrations, report.retries
+        "bench fleet: the provers registered {} times, tried again {} times; answered {} \
+         heartbeats, 99% of them at most {:.0} ms after the one before (longest {:.0} ms); \
+         their runtime ran late by {:.1} ms at p99 (at most {:.1} ms)",
+        report.registrations,
+        report.retries,
+        report.heartbeats,
+        report.heartbeat_gap_p99_ms,
+        report.heartbeat_gap_max_ms,
+        report.lag_p99_ms,
+        report.lag_max_ms
     );
     println!(
         "provers={n} rss_per_prover_kib={rss_per_prover:.1} connect_s={connect_s:.3} completions_per_s={:.1}",
         a.jobs as f64 / jobs_s
     );
     Ok(())
+}
+
+/// How late the coordinator's runtime ran during a phase (see [`LagProbe`]).
+fn report_lag(phase: &str, lag: &LagProbe) {
+    let (p50, p99, max) = lag.take();
+    eprintln!(
+        "bench fleet: while {phase}, the coordinator's runtime ran late by {p50:.1} ms at the \
+         median, {p99:.1} ms at p99, {max:.1} ms at most"
+    );
 }
 
 /// Waits until `n` streams are open and registered, failing if the provers' process ends.

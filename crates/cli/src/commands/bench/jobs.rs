@@ -70,7 +70,13 @@ async fn submit_range(coord: &Coordinator, first: u64, last: u64) -> anyhow::Res
     Ok(())
 }
 
-/// Jobs the store shows proven.
+/// Jobs the store shows proven. Counted by the store itself, not through the coordinator's
+/// status, which lists every prover: polled often in a fleet of thousands, that list cost
+/// the coordinator's core a fifth of its time (BENCHMARKS.md, Fleet, 2026-12-05).
 pub async fn proven(coord: &Coordinator) -> anyhow::Result<u64> {
-    Ok(coord.status().await?.jobs.values().map(|c| c.proven).sum())
+    let counts = coord.store().job_counts().await?;
+    Ok(counts
+        .values()
+        .filter_map(|by_state| by_state.get(&proofmill_types::JobState::Proven))
+        .sum())
 }

@@ -4,6 +4,7 @@
 mod dispatch;
 mod fleet;
 mod jobs;
+mod lag;
 mod makespan;
 mod process;
 mod prove;

@@ -12,8 +12,11 @@
 //!
 //! Runs until `--jobs` results are accepted, or without `--jobs` until standard input
 //! closes. Prints one line: `elapsed_s= round_trip_p50_ms= round_trip_p99_ms=
-//! registrations= retries=`, where the round trip is from sending a result to receiving the
-//! next task, seen by the prover.
+//! registrations= retries= heartbeats= heartbeat_gap_p99_ms= heartbeat_gap_max_ms=
+//! lag_p99_ms= lag_max_ms=`, where the round trip is from sending a result to receiving the
+//! next task, seen by the prover; a heartbeat gap is the time between two heartbeats a
+//! stream received (the coordinator's interval, plus how late either side ran); the lag is
+//! how late this process's runtime ran ([`super::lag`]).
 
 use super::percentiles;
 use crate::args::BenchSimProversArgs;
@@ -41,6 +44,7 @@ pub async fn sim_provers(a: BenchSimProversArgs) -> anyhow::Result<()> {
     // One descriptor per connection; the bench checks the limit before it starts this.
     super::process::raise_fd_limit()?;
     let counters = Arc::new(Counters::default());
+    let lag = super::lag::LagProbe::start();
     let (done_tx, mut done_rx) = watch::channel(false);
     if a.jobs.is_none() {
         let done_tx = done_tx.clone();
@@ -63,7 +67,7 @@ pub async fn sim_provers(a: BenchSimProversArgs) -> anyhow::Result<()> {
                 done_tx: done_tx.clone(),
                 total: a.jobs,
                 pace: a.rate.map(|rate| Pace::new(rate, a.provers, i)),
-                latencies: Vec::new(),
+                samples: Samples::default(),
             };
             tokio::spawn(sim.run())
         })
@@ -79,9 +83,11 @@ pub async fn sim_provers(a: BenchSimProversArgs) -> anyhow::Result<()> {
             a.jobs.unwrap_or_default()
         );
     }
-    let mut latencies = Vec::new();
+    let (mut latencies, mut gaps) = (Vec::new(), Vec::new());
     for p in provers {
-        latencies.extend(p.await.context("prover task")??);
+        let samples = p.await.context("prover task")??;
+        latencies.extend(samples.round_trips);
+        gaps.extend(samples.heartbeat_gaps);
     }
     let errors = counters.errors.lock().expect("errors lock");
     if !errors.is_empty() {
@@ -91,11 +97,17 @@ pub async fn sim_provers(a: BenchSimProversArgs) -> anyhow::Result<()> {
         }
     }
     let (p50, p99) = percentiles(&mut latencies);
+    let (_, gap_p99) = percentiles(&mut gaps);
+    let gap_max = gaps.last().copied().unwrap_or(f64::NAN);
+    let (_, lag_p99, lag_max) = lag.take();
     println!(
-        "elapsed_s={:.6} round_trip_p50_ms={p50:.3} round_trip_p99_ms={p99:.3} registrations={} retries={}",
+        "elapsed_s={:.6} round_trip_p50_ms={p50:.3} round_trip_p99_ms={p99:.3} registrations={} retries={} \
+         heartbeats={} heartbeat_gap_p99_ms={gap_p99:.0} heartbeat_gap_max_ms={gap_max:.0} \
+         lag_p99_ms={lag_p99:.1} lag_max_ms={lag_max:.1}",
         elapsed.as_secs_f64(),
         counters.registrations.load(Ordering::SeqCst),
         counters.retries.load(Ordering::SeqCst),
+        counters.heartbeats.load(Ordering::SeqCst),
     );
     Ok(())
 }
@@ -140,6 +152,11 @@ pub struct SimReport {
     pub round_trip_p99_ms: f64,
     pub registrations: u64,
     pub retries: u64,
+    pub heartbeats: u64,
+    pub heartbeat_gap_p99_ms: f64,
+    pub heartbeat_gap_max_ms: f64,
+    pub lag_p99_ms: f64,
+    pub lag_max_ms: f64,
 }
 
 impl SimReport {
@@ -158,6 +175,11 @@ impl SimReport {
             round_trip_p99_ms: value("round_trip_p99_ms")?,
             registrations: value("registrations")? as u64,
             retries: value("retries")? as u64,
+            heartbeats: value("heartbeats")? as u64,
+            heartbeat_gap_p99_ms: value("heartbeat_gap_p99_ms")?,
+            heartbeat_gap_max_ms: value("heartbeat_gap_max_ms")?,
+            lag_p99_ms: value("lag_p99_ms")?,
+            lag_max_ms: value("lag_max_ms")?,
         })
     }
 }
@@ -171,6 +193,8 @@ struct Counters {
     registrations: AtomicU64,
     /// Attempts that failed and were tried again.
     retries: AtomicU64,
+    /// Heartbeats received (and answered).
+    heartbeats: AtomicU64,
     /// Failed attempts by reason.
     errors: Mutex<BTreeMap<String, u64>>,
 }
@@ -223,18 +247,26 @@ struct SimProver {
     /// Accepted results to wait for, if any.
     total: Option<u64>,
     pace: Option<Pace>,
-    /// Round trips in milliseconds.
-    latencies: Vec<f64>,
+    samples: Samples,
+}
+
+/// What one prover measured, in milliseconds.
+#[derive(Default)]
+struct Samples {
+    /// From sending a result to receiving the next task.
+    round_trips: Vec<f64>,
+    /// Between two heartbeats received on one stream.
+    heartbeat_gaps: Vec<f64>,
 }
 
 impl SimProver {
     /// Connects (again, after backoff) until the run is over; returns the round trips.
-    async fn run(mut self) -> anyhow::Result<Vec<f64>> {
+    async fn run(mut self) -> anyhow::Result<Samples> {
         let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
         let mut done_rx = self.done_tx.subscribe();
         loop {
             let why = match self.stream(&mut backoff).await? {
-                Ended::Done => return Ok(self.latencies),
+                Ended::Done => return Ok(self.samples),
                 Ended::Retry(why) => why,
             };
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -247,7 +279,7 @@ impl SimProver {
                 .or_default() += 1;
             tokio::select! {
                 _ = tokio::time::sleep(backoff.next_delay()) => {}
-                _ = done_rx.wait_for(|d| *d) => return Ok(self.latencies),
+                _ = done_rx.wait_for(|d| *d) => return Ok(self.samples),
             }
         }
     }
@@ -289,6 +321,7 @@ impl SimProver {
             _ = done_rx.wait_for(|d| *d) => return Ok(Ended::Done),
         };
         let mut sent_at: Option<Instant> = None;
+        let mut last_heartbeat: Option<Instant> = None;
         loop {
             let msg = tokio::select! {
                 m = inbound.message() => m,
@@ -309,7 +342,9 @@ impl SimProver {
             let reply = match kind {
                 Out::ExecuteTask(t) => {
                     if let Some(at) = sent_at.take() {
-                        self.latencies.push(at.elapsed().as_secs_f64() * 1e3);
+                        self.samples
+                            .round_trips
+                            .push(at.elapsed().as_secs_f64() * 1e3);
                     }
                     if let Some(pace) = &mut self.pace {
                         pace.wait().await;
@@ -332,10 +367,18 @@ impl SimProver {
                     }
                     continue;
                 }
-                Out::Heartbeat(h) => In::HeartbeatAck(HeartbeatAck {
-                    seq: h.seq,
-                    running: vec![],
-                }),
+                Out::Heartbeat(h) => {
+                    self.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
+                    let now = Instant::now();
+                    if let Some(last) = last_heartbeat.replace(now) {
+                        let gap = now - last;
+                        self.samples.heartbeat_gaps.push(gap.as_secs_f64() * 1e3);
+                    }
+                    In::HeartbeatAck(HeartbeatAck {
+                        seq: h.seq,
+                        running: vec![],
+                    })
+                }
                 Out::RegisterResponse(r) if r.accepted => {
                     self.counters.registrations.fetch_add(1, Ordering::SeqCst);
                     backoff.reset();
