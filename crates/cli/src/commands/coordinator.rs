@@ -220,7 +220,7 @@ pub async fn run(
                 leadership
             }
         };
-        let turn = (&args, &about, &backends, &listener, &url);
+        let turn = (&args, &about, &backends, &listener, url.as_str());
         match run_active(turn, leadership, &mut signal).await? {
             Ended::Stopped => return Ok(()),
             Ended::Deposed(why) => {
