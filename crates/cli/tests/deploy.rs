@@ -56,7 +56,11 @@ fn interpolate(value: &str) -> String {
     } else {
         panic!("{value}: give a default (`:-`) or require it (`:?`)")
     };
-    format!("{}{replaced}{}", &value[..start], interpolate(&value[end + 1..]))
+    format!(
+        "{}{replaced}{}",
+        &value[..start],
+        interpolate(&value[end + 1..])
+    )
 }
 
 /// A service of the compose file, with `<<: *anchor` merged the way compose merges it.
@@ -99,7 +103,11 @@ fn services(compose: &Yaml) -> BTreeMap<String, Service> {
                 .iter()
                 .map(|p| {
                     let p = text(p);
-                    p.rsplit(':').next().unwrap().parse().expect("container port")
+                    p.rsplit(':')
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .expect("container port")
                 })
                 .collect(),
             _ => Vec::new(),
@@ -192,7 +200,10 @@ fn compose_variables_are_options_of_their_subcommand() {
             .clone()
             .into_iter()
             .partition(|(k, _)| k.starts_with("PROOFMILL_"));
-        assert!(other.is_empty(), "{name}: variables proofmill ignores: {other:?}");
+        assert!(
+            other.is_empty(),
+            "{name}: variables proofmill ignores: {other:?}"
+        );
         assert_all_taken(&service.command, &proofmill_env, &format!("compose {name}"));
     }
 }
@@ -219,7 +230,10 @@ fn compose_ports_agree_between_services_prometheus_and_grafana() {
         );
     }
     assert!(coordinator.published.contains(&grpc), "gRPC port published");
-    assert!(coordinator.published.contains(&admin), "admin port published");
+    assert!(
+        coordinator.published.contains(&admin),
+        "admin port published"
+    );
 
     // Provers find the coordinator by its service name and its gRPC port.
     let url = &prover.env["PROOFMILL_COORDINATORS"];
@@ -252,7 +266,10 @@ fn compose_ports_agree_between_services_prometheus_and_grafana() {
         targets.contains(&format!("coordinator:{coordinator_metrics}")),
         "{targets:?}"
     );
-    assert!(targets.contains(&format!("prover:{prover_metrics}")), "{targets:?}");
+    assert!(
+        targets.contains(&format!("prover:{prover_metrics}")),
+        "{targets:?}"
+    );
 
     // Grafana reads the Prometheus of this project.
     let prometheus_port = all["prometheus"].published[0];
@@ -325,7 +342,10 @@ fn systemd_units_give_options_of_their_subcommand() {
             "systemd/proofmill-coordinator.service",
             "systemd/coordinator.env.example",
         ),
-        ("systemd/proofmill-prover.service", "systemd/prover.env.example"),
+        (
+            "systemd/proofmill-prover.service",
+            "systemd/prover.env.example",
+        ),
     ] {
         let text = read(unit);
         let args = exec_start(&text);
