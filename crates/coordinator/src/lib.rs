@@ -24,6 +24,8 @@
 
 mod about;
 mod admin;
+mod admin_gate;
+mod auth;
 mod config;
 mod controls;
 mod core;
@@ -50,11 +52,16 @@ mod standby;
 mod standing;
 mod status;
 mod text;
+mod tls;
 mod verdict;
 mod warnings;
 mod wire;
 
 pub use about::{About, ConfigValue};
+pub use auth::{
+    AdminAuth, AuthError, Caller, HASH_PREFIX, ProverAuth, ProverAuthError, ProverGrant, Role,
+    TokenHash, new_token,
+};
 pub use config::CoordinatorConfig;
 pub use error::CoordinatorError;
 pub use intake::{Intake, NewBatch};
@@ -66,6 +73,7 @@ pub use server::{Coordinator, Serving};
 pub use settlement_port::SettlementPort;
 pub use shutdown::Shutdown;
 pub use standby::Standby;
+pub use tls::ServerTls;
 pub use status::view::{JobCountsView, L1Seen, StatusView, StoreOutage};
 pub use warnings::{StatusWarning, WarningKind};
 
