@@ -93,7 +93,11 @@ fn non_loopback_without_auth_needs_insecure() {
 
     // With both kinds of authentication it starts without --insecure.
     let (_, ops_hash) = new_token(dir.path());
-    std::fs::write(dir.path().join("admin.tokens"), format!("ops operator {ops_hash}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("admin.tokens"),
+        format!("ops operator {ops_hash}\n"),
+    )
+    .unwrap();
     let mut a = strings(&base);
     a.extend(strings(&[
         "--listen",
@@ -103,9 +107,19 @@ fn non_loopback_without_auth_needs_insecure() {
         "--admin-tokens-file",
         "admin.tokens",
     ]));
-    let mut coord = Proc::spawn("coordinator", &a, dir.path(), dir.path().join("auth.log"), &[]);
+    let mut coord = Proc::spawn(
+        "coordinator",
+        &a,
+        dir.path(),
+        dir.path().join("auth.log"),
+        &[],
+    );
     listening_addr(&mut coord, Duration::from_secs(60));
-    assert!(coord.log().contains("without TLS"), "{}", tail(&coord.log()));
+    assert!(
+        coord.log().contains("without TLS"),
+        "{}",
+        tail(&coord.log())
+    );
 }
 
 #[test]
@@ -165,7 +179,10 @@ fn tls_coordinator_with_tokens() {
     assert!(stdout.contains("\"provers\""), "{stdout}");
     let (out, _, stderr) = admin(&["status"], None);
     assert!(!out.status.success());
-    assert!(stderr.contains("Unauthenticated") && stderr.contains("missing admin token"), "{stderr}");
+    assert!(
+        stderr.contains("Unauthenticated") && stderr.contains("missing admin token"),
+        "{stderr}"
+    );
     let (out, _, stderr) = admin(&["status"], Some("not-a-token"));
     assert!(!out.status.success());
     assert!(stderr.contains("Unauthenticated"), "{stderr}");
@@ -196,7 +213,11 @@ fn tls_coordinator_with_tokens() {
         if stdout.contains("tls-prover") {
             break;
         }
-        assert!(Instant::now() < until, "prover never registered:\n{}", tail(&prover.log()));
+        assert!(
+            Instant::now() < until,
+            "prover never registered:\n{}",
+            tail(&prover.log())
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(prover);
@@ -206,14 +227,24 @@ fn tls_coordinator_with_tokens() {
     let cordon = ["cordon", "--prover-id", "nobody"];
     let (out, _, stderr) = admin(&cordon, Some(view_token));
     assert!(!out.status.success());
-    assert!(stderr.contains("PermissionDenied") && stderr.contains("needs operator"), "{stderr}");
+    assert!(
+        stderr.contains("PermissionDenied") && stderr.contains("needs operator"),
+        "{stderr}"
+    );
     let (out, _, stderr) = admin(&cordon, Some(&ops_token));
     assert!(!out.status.success());
-    assert!(!stderr.contains("PermissionDenied") && !stderr.contains("Unauthenticated"), "{stderr}");
+    assert!(
+        !stderr.contains("PermissionDenied") && !stderr.contains("Unauthenticated"),
+        "{stderr}"
+    );
 
     // http:// to this TLS port: said plainly.
     let (out, _, stderr) = run(
-        &["status", "--coordinator", &format!("http://127.0.0.1:{port}")],
+        &[
+            "status",
+            "--coordinator",
+            &format!("http://127.0.0.1:{port}"),
+        ],
         d,
     );
     assert!(!out.status.success());
@@ -250,10 +281,7 @@ fn https_to_a_plaintext_coordinator_is_a_clear_error() {
     ]);
     let mut coord = Proc::spawn("coordinator", &a, d, d.join("coordinator.log"), &[]);
     let addr = listening_addr(&mut coord, Duration::from_secs(60));
-    let (out, _, stderr) = run(
-        &["status", "--coordinator", &format!("https://{addr}")],
-        d,
-    );
+    let (out, _, stderr) = run(&["status", "--coordinator", &format!("https://{addr}")], d);
     assert!(!out.status.success());
     assert!(stderr.contains("serves plaintext: use http://"), "{stderr}");
     // And the prover says the same in its log (and retries).

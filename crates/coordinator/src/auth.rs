@@ -392,11 +392,10 @@ impl ProverAuth {
 }
 
 fn ct_eq(a: &TokenHash, b: &TokenHash) -> bool {
-    let diff = a
-        .0
-        .iter()
-        .zip(b.0.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    let diff =
+        a.0.iter()
+            .zip(b.0.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
 }
 
@@ -449,7 +448,10 @@ mod tests {
     fn admin_roles() {
         let a = admin();
         let ok = |h: &str, r| a.authorize(Some(h), r);
-        assert_eq!(ok("Bearer r-secret", Role::ReadOnly).unwrap().name, "viewer");
+        assert_eq!(
+            ok("Bearer r-secret", Role::ReadOnly).unwrap().name,
+            "viewer"
+        );
         assert_eq!(
             ok("Bearer r-secret", Role::Operator),
             Err(AuthError::Forbidden {
@@ -458,23 +460,37 @@ mod tests {
                 needed: Role::Operator
             })
         );
-        assert_eq!(ok("bearer o-secret", Role::Operator).unwrap().role, Role::Operator);
+        assert_eq!(
+            ok("bearer o-secret", Role::Operator).unwrap().role,
+            Role::Operator
+        );
         assert_eq!(ok("Bearer o-secret", Role::ReadOnly).unwrap().name, "ops");
         assert_eq!(ok("Bearer nope", Role::ReadOnly), Err(AuthError::Unknown));
-        assert_eq!(ok("Basic r-secret", Role::ReadOnly), Err(AuthError::Malformed));
+        assert_eq!(
+            ok("Basic r-secret", Role::ReadOnly),
+            Err(AuthError::Malformed)
+        );
         assert_eq!(ok("Bearer ", Role::ReadOnly), Err(AuthError::Malformed));
         assert_eq!(a.authorize(None, Role::ReadOnly), Err(AuthError::Missing));
         assert_eq!(AuthError::Unknown.http_status(), 401);
         assert_eq!(
-            ok("Bearer r-secret", Role::Operator).unwrap_err().to_status().code(),
+            ok("Bearer r-secret", Role::Operator)
+                .unwrap_err()
+                .to_status()
+                .code(),
             tonic::Code::PermissionDenied
         );
         // No secret in any message.
-        let e = ok("Bearer r-secret", Role::Operator).unwrap_err().to_string();
+        let e = ok("Bearer r-secret", Role::Operator)
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("r-secret"), "{e}");
         assert!(format!("{a:?}").contains("viewer") && !format!("{a:?}").contains("sha256"));
         assert_eq!(
-            AdminAuth::open().authorize(None, Role::Operator).unwrap().role,
+            AdminAuth::open()
+                .authorize(None, Role::Operator)
+                .unwrap()
+                .role,
             Role::Operator
         );
     }
@@ -487,7 +503,10 @@ mod tests {
             (format!("x operator {h}\ny read-only {h}"), "line 2:"),
             ("x operator".to_string(), "line 1: expected"),
             ("# nothing\n".to_string(), "no tokens"),
-            (format!("x operator {h}\nx read-only {}", TokenHash::of("b")), "twice"),
+            (
+                format!("x operator {h}\nx read-only {}", TokenHash::of("b")),
+                "twice",
+            ),
         ] {
             let e = AdminAuth::parse_file(&text).unwrap_err();
             assert!(e.contains(want), "{text:?}: {e}");
@@ -496,7 +515,11 @@ mod tests {
 
     #[test]
     fn prover_tokens() {
-        let file = format!("gpu-1 {}\ngpu-2 {}\n", TokenHash::of("t1"), TokenHash::of("t2"));
+        let file = format!(
+            "gpu-1 {}\ngpu-2 {}\n",
+            TokenHash::of("t1"),
+            TokenHash::of("t2")
+        );
         let auth = ProverAuth::open()
             .with_fleet_token("fleet")
             .with_file(&file)
@@ -520,7 +543,10 @@ mod tests {
         assert_eq!(auth.check(None, "gpu-1"), Err(ProverAuthError::Missing));
         assert_eq!(auth.check(Some(""), "gpu-1"), Err(ProverAuthError::Missing));
         let own_only = ProverAuth::open().with_file(&file).unwrap();
-        assert_eq!(own_only.check(Some("fleet"), "x"), Err(ProverAuthError::Wrong));
+        assert_eq!(
+            own_only.check(Some("fleet"), "x"),
+            Err(ProverAuthError::Wrong)
+        );
         assert_eq!(ProverAuth::open().check(None, "x"), Ok(ProverGrant::Open));
         assert!(!format!("{auth:?}").contains("sha256"));
     }

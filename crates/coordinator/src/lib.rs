@@ -73,8 +73,8 @@ pub use server::{Coordinator, Serving};
 pub use settlement_port::SettlementPort;
 pub use shutdown::Shutdown;
 pub use standby::Standby;
-pub use tls::ServerTls;
 pub use status::view::{JobCountsView, L1Seen, StatusView, StoreOutage};
+pub use tls::ServerTls;
 pub use warnings::{StatusWarning, WarningKind};
 
 /// Wall-clock milliseconds: the only place the service reads the clock for the scheduler.

@@ -76,7 +76,10 @@ impl Standby {
             if let Some(tls) = &standby.tls {
                 server = tls.apply(server)?;
             }
-            let admin = AdminGate::new(AdminServiceServer::new(standby.clone()), standby.admin_auth.clone());
+            let admin = AdminGate::new(
+                AdminServiceServer::new(standby.clone()),
+                standby.admin_auth.clone(),
+            );
             server
                 .add_service(ProverServiceServer::new(standby.clone()))
                 .add_service(admin)

@@ -45,8 +45,16 @@ async fn prover_tokens_fleet_and_own() {
     let cases = [
         (with("cpu-1", None), false, "missing prover token"),
         (with("cpu-1", Some("nope")), false, "wrong prover token"),
-        (with("gpu-2", Some("gpu-1-secret")), false, "bound to the name `gpu-1`"),
-        (with("gpu-1", Some("fleet-secret")), false, "has a token of its own"),
+        (
+            with("gpu-2", Some("gpu-1-secret")),
+            false,
+            "bound to the name `gpu-1`",
+        ),
+        (
+            with("gpu-1", Some("fleet-secret")),
+            false,
+            "has a token of its own",
+        ),
     ];
     for (reg, _, words) in &cases {
         let (_tx, mut rx) = open(&c.url(), In::Register(reg.clone())).await;
@@ -132,7 +140,8 @@ async fn admin_roles() {
     let s = viewer.cordon_prover(cordon.clone()).await.unwrap_err();
     assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
     assert!(
-        s.message().contains("`viewer` has role read-only; this call needs operator"),
+        s.message()
+            .contains("`viewer` has role read-only; this call needs operator"),
         "{s:?}"
     );
     let s = viewer
@@ -234,7 +243,10 @@ async fn register_over(url: &str, tls: &ClientTls, name: &str) -> Result<bool, S
 async fn mutual_tls_admits_only_certificates_of_its_ca() {
     let pki = Pki::new("proofmill test CA");
     let rogue = Pki::new("rogue CA");
-    let (cert, key) = pki.leaf(&["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
+    let (cert, key) = pki.leaf(
+        &["localhost", "127.0.0.1"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
     let env = Env::new(Db::Sqlite, "auth-mtls");
     let mut cfg = fast_config();
     cfg.tls = Some(ServerTls::from_pem(&cert, &key, Some(&pki.ca_pem())).unwrap());
@@ -260,10 +272,16 @@ async fn mutual_tls_admits_only_certificates_of_its_ca() {
     let running = tokio::spawn(prover.run(async move {
         let _ = stop_rx.await;
     }));
-    wait_for("the prover registered over TLS", Duration::from_secs(20), || async {
-        let provers = c.coord.provers().await.unwrap();
-        provers.iter().any(|p| p.info.name == "tls-prover" && p.connected)
-    })
+    wait_for(
+        "the prover registered over TLS",
+        Duration::from_secs(20),
+        || async {
+            let provers = c.coord.provers().await.unwrap();
+            provers
+                .iter()
+                .any(|p| p.info.name == "tls-prover" && p.connected)
+        },
+    )
     .await;
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), running).await;

@@ -160,7 +160,8 @@ impl Security {
     /// files; an unreadable or malformed file is an error naming it.
     pub fn load(a: &CoordinatorArgs) -> anyhow::Result<Security> {
         let read = |p: &std::path::Path, what: &str| {
-            std::fs::read_to_string(p).with_context(|| format!("cannot read {what} {}", p.display()))
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {what} {}", p.display()))
         };
         let mut prover_auth = ProverAuth::open();
         if let Some(token) = &a.prover_token {
@@ -197,7 +198,11 @@ impl Security {
 
     /// Refuses a listener that anyone on the network may reach while provers or admin calls
     /// go unauthenticated, unless the operator said `--insecure`.
-    pub fn check_exposure(&self, listen: std::net::SocketAddr, insecure: bool) -> anyhow::Result<()> {
+    pub fn check_exposure(
+        &self,
+        listen: std::net::SocketAddr,
+        insecure: bool,
+    ) -> anyhow::Result<()> {
         if listen.ip().is_loopback() {
             return Ok(());
         }
@@ -242,7 +247,9 @@ fn about(args: &CoordinatorArgs, config: Vec<proofmill_coordinator::ConfigValue>
         ),
     };
     About {
-        build: option_env!("PROOFMILL_BUILD").unwrap_or_default().to_string(),
+        build: option_env!("PROOFMILL_BUILD")
+            .unwrap_or_default()
+            .to_string(),
         l1,
         config,
     }
@@ -263,16 +270,13 @@ pub async fn run(
     let listener = proofmill_coordinator::listen(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let listener = Listener::new(listener)?;
-    let url = args
-        .advertise_url
-        .clone()
-        .unwrap_or_else(|| {
-            let url = default_url(listener.local_addr());
-            match &security.tls {
-                Some(_) => url.replacen("http://", "https://", 1),
-                None => url,
-            }
-        });
+    let url = args.advertise_url.clone().unwrap_or_else(|| {
+        let url = default_url(listener.local_addr());
+        match &security.tls {
+            Some(_) => url.replacen("http://", "https://", 1),
+            None => url,
+        }
+    });
     tracing::info!(
         addr = %listener.local_addr(),
         %url,

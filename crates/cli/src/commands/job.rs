@@ -41,11 +41,7 @@ pub async fn show(args: JobShowArgs) -> anyhow::Result<()> {
 }
 
 /// The proof types of the jobs of `batch`.
-async fn batch_types(
-    admin: &mut Admin,
-    url: &str,
-    batch: u64,
-) -> anyhow::Result<Vec<String>> {
+async fn batch_types(admin: &mut Admin, url: &str, batch: u64) -> anyhow::Result<Vec<String>> {
     let listed = admin
         .jobs_list(JobsListRequest {
             from_batch: batch,

@@ -1,15 +1,15 @@
 //! `proofmill status`: one `AdminService.SystemStatus` call, printed as tables or JSON.
 
+use crate::args::AdminAccess;
 use crate::args::StatusArgs;
 use anyhow::anyhow;
+use proofmill_proto::client::{self, BearerToken};
 use proofmill_proto::v1::admin_service_client::AdminServiceClient;
 use proofmill_proto::v1::{JobCounts, ProverInfo, SystemStatusRequest, SystemStatusResponse};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
-use crate::args::AdminAccess;
-use proofmill_proto::client::{self, BearerToken};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -113,7 +113,11 @@ pub async fn explain_failure(e: anyhow::Error) -> anyhow::Error {
     if explained == error {
         return e;
     }
-    anyhow!("{} request to coordinator at {} failed: {explained}", f.call, f.url)
+    anyhow!(
+        "{} request to coordinator at {} failed: {explained}",
+        f.call,
+        f.url
+    )
 }
 
 async fn fetch(url: &str, access: &AdminAccess) -> anyhow::Result<SystemStatusResponse> {

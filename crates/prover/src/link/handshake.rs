@@ -4,6 +4,7 @@
 
 use super::outgoing::OutgoingStream;
 use crate::Settings;
+use proofmill_proto::client::{error_chain, explain, is_transport_failure};
 use proofmill_proto::v1::{
     CoordinatorMessage, ErrorCode, Reconnect, Register, RegisterResponse, RunningTask,
     coordinator_message, prover_message, prover_service_client::ProverServiceClient,
@@ -11,7 +12,6 @@ use proofmill_proto::v1::{
 use std::time::Duration;
 use tokio::time::timeout;
 use tonic::Streaming;
-use proofmill_proto::client::{error_chain, explain, is_transport_failure};
 use tonic::transport::Channel;
 use tracing::{debug, warn};
 
@@ -185,26 +185,25 @@ async fn open(
         }
         Ok(other) => other,
     };
-    let response = opened
-        .map_err(|s| {
-            let active = s
-                .metadata()
-                .get(proofmill_proto::ACTIVE_URL_HEADER)
-                .and_then(|v| v.to_str().ok());
-            match active {
-                Some(active) if s.code() == tonic::Code::Unavailable => {
-                    debug!(message = %s.message(), "refused by a standby coordinator");
-                    NotRegistered::Standby {
-                        active: active.to_string(),
-                    }
+    let response = opened.map_err(|s| {
+        let active = s
+            .metadata()
+            .get(proofmill_proto::ACTIVE_URL_HEADER)
+            .and_then(|v| v.to_str().ok());
+        match active {
+            Some(active) if s.code() == tonic::Code::Unavailable => {
+                debug!(message = %s.message(), "refused by a standby coordinator");
+                NotRegistered::Standby {
+                    active: active.to_string(),
                 }
-                _ => unreachable(format!(
-                    "opening the stream failed: {} ({:?})",
-                    s.message(),
-                    s.code()
-                )),
             }
-        })?;
+            _ => unreachable(format!(
+                "opening the stream failed: {} ({:?})",
+                s.message(),
+                s.code()
+            )),
+        }
+    })?;
     Ok((client, response.into_inner()))
 }
 
