@@ -343,3 +343,48 @@ fn bad_pem_is_an_error_at_startup() {
     let e = ServerTls::from_pem(b"not a cert", b"not a key", None).unwrap_err();
     assert!(e.to_string().contains("TLS"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_asks_the_same_admin_tokens() {
+    let env = Env::new(Db::Sqlite, "auth-standby");
+    let store = proofmill_store::open_store(&env.db_url).await.unwrap();
+    let (_holder, seen) = tokio::sync::watch::channel(None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let serving = proofmill_coordinator::Standby::new(store, seen, vec!["exec".into()])
+        .secured(admin_auth(), None)
+        .spawn_serve(tokio_stream::wrappers::TcpListenerStream::new(listener));
+
+    let s = admin_with(&url, None)
+        .await
+        .system_status(SystemStatusRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
+    let mut viewer = admin_with(&url, Some("view-token")).await;
+    let status = viewer
+        .system_status(SystemStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.standby, "{status:?}");
+    let s = viewer
+        .cordon_prover(CordonProverRequest {
+            prover_id: "x".into(),
+            cordoned: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
+    // An operator gets past the door, to the standby's own refusal.
+    let s = admin_with(&url, Some("ops-token"))
+        .await
+        .cordon_prover(CordonProverRequest {
+            prover_id: "x".into(),
+            cordoned: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+    serving.stop().await.unwrap();
+}
