@@ -315,3 +315,67 @@ fn https_to_a_plaintext_coordinator_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(stderr.contains("use https://"), "{stderr}");
 }
+
+#[test]
+fn mutual_tls_for_admin_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = Pki::new("proofmill test CA");
+    let ca = pki.write_ca(d, "ca");
+    let (cert, key) = pki.write_leaf(d, "server", &["localhost"], true);
+    let (client_cert, client_key) = pki.write_leaf(d, "admin", &["admin"], false);
+    let a = strings(&[
+        "coordinator",
+        "--l1",
+        "none",
+        "--data-dir",
+        "data",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--tls-client-ca",
+        ca.to_str().unwrap(),
+    ]);
+    let mut coord = Proc::spawn("coordinator", &a, d, d.join("coordinator.log"), &[]);
+    let addr = listening_addr(&mut coord, Duration::from_secs(60));
+    let port = addr.rsplit(':').next().unwrap();
+    // The certificate names localhost, not the IP.
+    let https = format!("https://localhost:{port}");
+    let status = |extra: &[&str]| {
+        let mut a = vec![
+            "status",
+            "--coordinator",
+            &https,
+            "--tls-ca",
+            ca.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        run(&a, d)
+    };
+    let (out, _, stderr) = status(&[]);
+    assert!(
+        !out.status.success(),
+        "admitted without a client certificate"
+    );
+    assert!(
+        stderr.contains("cannot reach coordinator") || stderr.contains("failed"),
+        "{stderr}"
+    );
+    let (out, _, stderr) = status(&[
+        "--tls-cert",
+        client_cert.to_str().unwrap(),
+        "--tls-key",
+        client_key.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{stderr}");
+    let (out, _, stderr) = status(&["--tls-cert", client_cert.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--tls-cert and --tls-key go together"),
+        "{stderr}"
+    );
+    coord.check_alive();
+}

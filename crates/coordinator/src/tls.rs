@@ -10,10 +10,27 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 
 /// The listener's TLS, checked: a bad PEM file fails here, at startup, not at the first
 /// connection.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServerTls {
     config: ServerTlsConfig,
-    mutual: bool,
+    pem: Pem,
+}
+
+/// The PEM it was made from, for another listener of the process (e.g. an HTTP one) to
+/// serve the same identity.
+#[derive(Clone)]
+struct Pem {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("mutual", &self.mutual())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerTls {
@@ -36,7 +53,11 @@ impl ServerTls {
             .map_err(|e| CoordinatorError::Config(format!("TLS: {}", error_chain(&e))))?;
         Ok(ServerTls {
             config,
-            mutual: client_ca.is_some(),
+            pem: Pem {
+                cert: cert.to_vec(),
+                key: key.to_vec(),
+                client_ca: client_ca.map(<[u8]>::to_vec),
+            },
         })
     }
 
@@ -61,7 +82,22 @@ impl ServerTls {
 
     /// Whether clients must present a certificate.
     pub fn mutual(&self) -> bool {
-        self.mutual
+        self.pem.client_ca.is_some()
+    }
+
+    /// The certificate chain, PEM.
+    pub fn cert_pem(&self) -> &[u8] {
+        &self.pem.cert
+    }
+
+    /// The private key, PEM (a secret: never log it).
+    pub fn key_pem(&self) -> &[u8] {
+        &self.pem.key
+    }
+
+    /// The CA client certificates must chain to, PEM (mutual TLS).
+    pub fn client_ca_pem(&self) -> Option<&[u8]> {
+        self.pem.client_ca.as_deref()
     }
 
     pub(crate) fn apply<L>(
