@@ -379,3 +379,49 @@ fn mutual_tls_for_admin_commands() {
     );
     coord.check_alive();
 }
+
+#[test]
+fn bad_security_files_are_named_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("admin.tokens"), "ops admin sha256:00\n").unwrap();
+    std::fs::write(d.join("provers.tokens"), "gpu-1 deadbeef\n").unwrap();
+    std::fs::write(d.join("bad.pem"), "not a certificate").unwrap();
+    let base = ["coordinator", "--l1", "none", "--data-dir", "data"];
+    for (extra, words) in [
+        (
+            &["--admin-tokens-file", "admin.tokens"][..],
+            "--admin-tokens-file admin.tokens: line 1: unknown role `admin`",
+        ),
+        (
+            &["--prover-tokens-file", "provers.tokens"][..],
+            "--prover-tokens-file provers.tokens: line 1: a token hash starts with `sha256:`",
+        ),
+        (
+            &["--prover-tokens-file", "missing.tokens"][..],
+            "cannot read --prover-tokens-file",
+        ),
+        (
+            &["--tls-cert", "bad.pem"][..],
+            "--tls-cert and --tls-key go together",
+        ),
+        (
+            &["--tls-client-ca", "bad.pem"][..],
+            "--tls-client-ca needs --tls-cert",
+        ),
+        (
+            &["--tls-cert", "bad.pem", "--tls-key", "bad.pem"][..],
+            "TLS",
+        ),
+    ] {
+        let mut a: Vec<&str> = base.to_vec();
+        a.extend_from_slice(extra);
+        let (out, _, stderr) = run(&a, d);
+        assert!(!out.status.success(), "{extra:?} started");
+        assert!(
+            stderr.contains(words),
+            "{extra:?}: {words:?} not in {stderr}"
+        );
+    }
+    assert!(!d.join("data").exists());
+}
