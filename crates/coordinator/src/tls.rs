@@ -78,6 +78,17 @@ impl ServerTls {
             &read(key, "key")?,
             ca.as_deref(),
         )
+        .map_err(|e| {
+            let why = match e {
+                CoordinatorError::Config(why) => why,
+                other => other.to_string(),
+            };
+            CoordinatorError::Config(format!(
+                "certificate {} / key {}: {why}",
+                cert.display(),
+                key.display()
+            ))
+        })
     }
 
     /// Whether clients must present a certificate.
