@@ -97,6 +97,12 @@ pub enum Command {
         #[command(subcommand)]
         command: JobCommand,
     },
+    /// Make tokens, and the hashes a coordinator's tokens files hold.
+    #[command(subcommand_required = true)]
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Run a self-contained devnet demo: coordinator, provers and batches in one process.
     Demo(DemoArgs),
     /// L1 contract management.
@@ -133,6 +139,15 @@ pub enum BenchCommand {
     /// of their own.
     #[command(hide = true)]
     SimProvers(BenchSimProversArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a new random token (256 bits, hex) and, on the next line, its hash for a
+    /// tokens file. Give the token to the prover or operator; keep only the hash.
+    New,
+    /// Read a token from standard input (one line) and print its hash, `sha256:HEX`.
+    Hash,
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,9 +258,33 @@ pub struct CoordinatorArgs {
     /// gRPC message size limit, bytes.
     #[arg(long, env = "PROOFMILL_MAX_MESSAGE_BYTES", default_value_t = 64 << 20, value_parser = parse_message_bytes)]
     pub max_message_bytes: usize,
-    /// Shared secret provers must present when registering.
+    /// The fleet's shared secret: provers registering with it may take any name not listed
+    /// in --prover-tokens-file. Kept in memory only as its hash.
     #[arg(long, env = "PROOFMILL_PROVER_TOKEN", hide_env_values = true, value_parser = parse_non_empty)]
     pub prover_token: Option<String>,
+    /// Provers' own tokens, each bound to one prover name: a file with one `NAME
+    /// sha256:HEX` a line (`proofmill token new` makes a token and its hash).
+    #[arg(long, env = "PROOFMILL_PROVER_TOKENS_FILE", value_name = "FILE")]
+    pub prover_tokens_file: Option<PathBuf>,
+    /// Bearer tokens of the admin API: a file with one `NAME ROLE sha256:HEX` a line, ROLE
+    /// `read-only` (status, listings) or `operator` (also every control). Without it the
+    /// admin API is open to whoever reaches the port.
+    #[arg(long, env = "PROOFMILL_ADMIN_TOKENS_FILE", value_name = "FILE")]
+    pub admin_tokens_file: Option<PathBuf>,
+    /// TLS on the gRPC listener: certificate chain, PEM (with --tls-key).
+    #[arg(long, env = "PROOFMILL_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS on the gRPC listener: the private key of --tls-cert, PEM.
+    #[arg(long, env = "PROOFMILL_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: every client (prover, admin CLI) must present a certificate signed by
+    /// this CA, PEM. Needs --tls-cert.
+    #[arg(long, env = "PROOFMILL_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Listen on a non-loopback address without prover or admin authentication. Without
+    /// it such a coordinator refuses to start.
+    #[arg(long, env = "PROOFMILL_INSECURE", value_parser = BoolishValueParser::new())]
+    pub insecure: bool,
     /// Memory for proofs in flight across all provers (chunks received, proofs being
     /// verified), bytes; at least the largest proof (256 MiB). A proof that does not fit is
     /// refused for now, and its prover offers it again later.
@@ -347,12 +386,51 @@ pub struct ProverArgs {
     /// Program version this prover proves; it only receives batches of this version.
     #[arg(long, env = "PROOFMILL_VERSION_TAG", default_value = "devnet-v1", value_parser = parse_non_empty)]
     pub version_tag: String,
-    /// Shared secret presented to coordinators.
+    /// Token presented to coordinators at registration: the fleet's shared secret or this
+    /// prover's own (bound to --name).
     #[arg(long, env = "PROOFMILL_PROVER_TOKEN", hide_env_values = true, value_parser = parse_non_empty)]
     pub prover_token: Option<String>,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
     /// gRPC message size limit, bytes.
     #[arg(long, env = "PROOFMILL_MAX_MESSAGE_BYTES", default_value_t = 64 << 20, value_parser = parse_message_bytes)]
     pub max_message_bytes: usize,
+}
+
+/// How a command reaches a coordinator's `https://` URL.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClientTlsArgs {
+    /// The CA that signed the coordinator's certificate, PEM (`https://` URLs; default: the
+    /// system's roots).
+    #[arg(long, env = "PROOFMILL_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Mutual TLS: this client's certificate, PEM (with --tls-key).
+    #[arg(long, env = "PROOFMILL_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Mutual TLS: the private key of --tls-cert, PEM.
+    #[arg(long, env = "PROOFMILL_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
+    pub fn load(&self) -> anyhow::Result<proofmill_proto::client::ClientTls> {
+        proofmill_proto::client::ClientTls::from_files(
+            self.tls_ca.as_deref(),
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)
+    }
+}
+
+/// How an admin command proves who it is: a bearer token, and TLS.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AdminAccess {
+    /// Bearer token of the coordinator's admin API (see its --admin-tokens-file).
+    #[arg(long, env = "PROOFMILL_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_non_empty)]
+    pub admin_token: Option<String>,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -360,6 +438,8 @@ pub struct StatusArgs {
     /// Coordinator gRPC URL.
     #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
     pub coordinator: String,
+    #[command(flatten)]
+    pub access: AdminAccess,
     /// Print one JSON object instead of tables.
     #[arg(long, env = "PROOFMILL_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
@@ -370,6 +450,8 @@ pub struct WatchArgs {
     /// Coordinator gRPC URL.
     #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
     pub coordinator: String,
+    #[command(flatten)]
+    pub access: AdminAccess,
     /// Print one JSON object per line instead of text.
     #[arg(long, env = "PROOFMILL_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
@@ -383,6 +465,8 @@ pub struct BatchReplaceArgs {
     /// Coordinator gRPC URL.
     #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
     pub coordinator: String,
+    #[command(flatten)]
+    pub access: AdminAccess,
     /// The batch number.
     #[arg(long, env = "PROOFMILL_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
@@ -405,6 +489,8 @@ pub struct BatchCancelArgs {
     /// Coordinator gRPC URL.
     #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
     pub coordinator: String,
+    #[command(flatten)]
+    pub access: AdminAccess,
     /// The batch number.
     #[arg(long, env = "PROOFMILL_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
@@ -436,6 +522,8 @@ pub struct CordonArgs {
     /// Coordinator gRPC URL.
     #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
     pub coordinator: String,
+    #[command(flatten)]
+    pub access: AdminAccess,
     /// The prover's id, as `status` lists it, or its name when no other prover has it.
     #[arg(long, env = "PROOFMILL_PROVER_ID", value_parser = parse_non_empty)]
     pub prover_id: String,
@@ -462,6 +550,9 @@ pub struct DemoArgs {
     /// printed at startup, for `proofmill status --coordinator`.
     #[arg(long, env = "PROOFMILL_LISTEN", default_value = "127.0.0.1:0", value_parser = parse_listen_addr)]
     pub listen: SocketAddr,
+    /// Listen on a non-loopback address although the demo has no authentication.
+    #[arg(long, env = "PROOFMILL_INSECURE", value_parser = BoolishValueParser::new())]
+    pub insecure: bool,
     /// Seed of the random traffic.
     #[arg(long, env = "PROOFMILL_SEED", default_value_t = 1)]
     pub seed: u64,
@@ -682,6 +773,7 @@ impl Cli {
             | Command::Uncordon(_)
             | Command::Batch { .. }
             | Command::Job { .. }
+            | Command::Token { .. }
             | Command::Bench { .. } => {}
         }
         Ok(())

@@ -23,8 +23,12 @@ pub struct CoordinatorConfig {
     pub inline_proof_max: usize,
     /// Largest batch input accepted through the API.
     pub max_input_bytes: u64,
-    /// When set, provers must present it in `Register.token`.
-    pub prover_token: Option<String>,
+    /// The credentials provers register with (`Register.token`); open by default.
+    pub prover_auth: crate::ProverAuth,
+    /// The bearer tokens of the admin service, with their roles; open by default.
+    pub admin_auth: crate::AdminAuth,
+    /// TLS on the gRPC listener (plaintext when `None`).
+    pub tls: Option<crate::ServerTls>,
     /// How long provers get to finish running tasks on shutdown.
     pub shutdown_grace_ms: u64,
     /// A prover must send Register/Reconnect within this time after opening its stream.
@@ -71,7 +75,9 @@ impl Default for CoordinatorConfig {
             max_proof_bytes: 256 << 20,
             inline_proof_max: 64 << 10,
             max_input_bytes: 256 << 20,
-            prover_token: None,
+            prover_auth: Default::default(),
+            admin_auth: Default::default(),
+            tls: None,
             shutdown_grace_ms: 10_000,
             register_timeout_ms: 10_000,
             input_cache_bytes: 256 << 20,

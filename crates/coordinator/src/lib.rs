@@ -24,6 +24,8 @@
 
 mod about;
 mod admin;
+mod admin_gate;
+mod auth;
 mod config;
 mod controls;
 mod core;
@@ -51,12 +53,17 @@ mod standby;
 mod standing;
 mod status;
 mod text;
+mod tls;
 mod verdict;
 mod warnings;
 mod watch;
 mod wire;
 
 pub use about::{About, ConfigValue};
+pub use auth::{
+    AdminAuth, AuthError, Caller, HASH_PREFIX, ProverAuth, ProverAuthError, ProverGrant, Role,
+    TokenHash, new_token,
+};
 pub use config::CoordinatorConfig;
 pub use error::CoordinatorError;
 pub use intake::{Intake, NewBatch};
@@ -69,6 +76,7 @@ pub use settlement_port::SettlementPort;
 pub use shutdown::Shutdown;
 pub use standby::Standby;
 pub use status::view::{JobCountsView, L1Seen, StatusView, StoreOutage};
+pub use tls::ServerTls;
 pub use warnings::{StatusWarning, WarningKind};
 
 /// Wall-clock milliseconds: the only place the service reads the clock for the scheduler.

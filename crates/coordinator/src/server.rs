@@ -1,3 +1,4 @@
+use crate::admin_gate::AdminGate;
 use crate::config::CoordinatorConfig;
 use crate::core::{BatchCache, Core, CoreHandle};
 use crate::error::CoordinatorError;
@@ -292,10 +293,15 @@ impl Coordinator {
             }
         };
         let prover = InterceptedService::new(prover, gate(self.standing.clone()));
+        let admin = AdminGate::new(admin, Arc::new(self.config.admin_auth.clone()));
         let admin = InterceptedService::new(admin, gate(self.standing.clone()));
         let (reflection_v1, reflection_v1alpha) = reflection()?;
         let (health, refresh) = crate::health::service(self.standing.clone()).await;
-        let served = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &self.config.tls {
+            server = tls.apply(server)?;
+        }
+        let served = server
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
             .add_service(prover)
             .add_service(admin)

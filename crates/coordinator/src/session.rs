@@ -57,7 +57,7 @@ pub(crate) struct Sessions {
 /// What a prover must meet to register, and how its stream is run.
 pub(crate) struct SessionRules {
     pub register_timeout_ms: u64,
-    pub prover_token: Option<String>,
+    pub prover_auth: crate::ProverAuth,
     /// Proof types every batch needs: a prover must offer one of them.
     pub required: BTreeSet<ProofType>,
     pub max_message_bytes: usize,
@@ -71,7 +71,7 @@ impl SessionRules {
     pub fn new(config: &CoordinatorConfig) -> Self {
         SessionRules {
             register_timeout_ms: config.register_timeout_ms,
-            prover_token: config.prover_token.clone(),
+            prover_auth: config.prover_auth.clone(),
             required: config.required_types().into_iter().collect(),
             max_message_bytes: config.max_message_bytes,
             inline_input_max: config.inline_input_max,
@@ -288,15 +288,12 @@ fn parse_hello(s: &Sessions, msg: ProverMessage) -> Result<ParsedHello, (ErrorCo
 }
 
 fn parse_register(s: &Sessions, r: &Register) -> Result<ProverInfo, (ErrorCode, String)> {
-    if let Some(expected) = &s.rules.prover_token
-        && r.token.as_deref() != Some(expected.as_str())
-    {
-        return Err((
-            ErrorCode::Unauthenticated,
-            "missing or wrong prover token".into(),
-        ));
-    }
     check_label("name", &r.name).map_err(|e| (ErrorCode::InvalidArgument, e))?;
+    // The reason names no secret: it is logged and sent back as it is.
+    s.rules
+        .prover_auth
+        .check(r.token.as_deref(), &r.name)
+        .map_err(|e| (ErrorCode::Unauthenticated, e.to_string()))?;
     if r.compute_capacity == 0 || r.compute_capacity as usize > MAX_RUNNING_REPORTED {
         return Err((
             ErrorCode::InvalidArgument,

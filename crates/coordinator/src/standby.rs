@@ -5,6 +5,7 @@
 //! NOT_SERVING (so load balancers and probes pick the active one); status is read from the
 //! store.
 
+use crate::admin_gate::AdminGate;
 use crate::error::CoordinatorError;
 use crate::server::{Serving, reflection};
 use proofmill_proto::ACTIVE_URL_HEADER;
@@ -29,6 +30,9 @@ pub struct Standby {
     holder: watch::Receiver<Option<LeaseHolder>>,
     /// Proof types every batch needs (for status).
     required: Vec<String>,
+    /// The active coordinator's door: status here needs the same token as there.
+    admin_auth: Arc<crate::AdminAuth>,
+    tls: Option<crate::ServerTls>,
 }
 
 impl Standby {
@@ -41,7 +45,17 @@ impl Standby {
             store,
             holder,
             required,
+            admin_auth: Default::default(),
+            tls: None,
         }
+    }
+
+    /// Serves with the active coordinator's admin tokens and TLS (its
+    /// [`crate::CoordinatorConfig`]'s `admin_auth` and `tls`).
+    pub fn secured(mut self, admin_auth: crate::AdminAuth, tls: Option<crate::ServerTls>) -> Self {
+        self.admin_auth = Arc::new(admin_auth);
+        self.tls = tls;
+        self
     }
 
     /// Serves in a background task until [`Serving::stop`].
@@ -58,9 +72,17 @@ impl Standby {
                     .set_service_status(name, tonic_health::ServingStatus::NotServing)
                     .await;
             }
-            tonic::transport::Server::builder()
+            let mut server = tonic::transport::Server::builder();
+            if let Some(tls) = &standby.tls {
+                server = tls.apply(server)?;
+            }
+            let admin = AdminGate::new(
+                AdminServiceServer::new(standby.clone()),
+                standby.admin_auth.clone(),
+            );
+            server
                 .add_service(ProverServiceServer::new(standby.clone()))
-                .add_service(AdminServiceServer::new(standby))
+                .add_service(admin)
                 .add_service(health)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)

@@ -173,7 +173,7 @@ async fn different_types_share_a_batch(db: Db) {
 async fn registration_is_validated(db: Db) {
     let env = Env::new(db, "register");
     let mut cfg = fast_config();
-    cfg.prover_token = Some("s3cret".into());
+    cfg.prover_auth = proofmill_coordinator::ProverAuth::open().with_fleet_token("s3cret");
     let c = start(&env, cfg).await;
     let cases: Vec<(Register, ErrorCode)> = vec![
         (register("x", &["exec"], 1), ErrorCode::Unauthenticated),

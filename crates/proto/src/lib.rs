@@ -1,7 +1,6 @@
 //! Generated code for the `proofmill.v1` protocol (see `proto/` at the repository root).
 
-#![allow(clippy::all)]
-
+#[allow(clippy::all)]
 pub mod v1 {
     tonic::include_proto!("proofmill.v1");
 }
@@ -13,3 +12,5 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// Response header by which a standby coordinator names the active one (its URL) when it
 /// refuses a call.
 pub const ACTIVE_URL_HEADER: &str = "proofmill-active-url";
+
+pub mod client;

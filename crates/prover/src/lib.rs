@@ -107,8 +107,10 @@ pub struct ProverConfig {
     pub capacity: u32,
     /// Program/protocol version, sent in `Register`.
     pub version: String,
-    /// Shared secret sent in `Register` if set.
+    /// Token sent in `Register` if set: the fleet's shared secret or this prover's own.
     pub token: Option<String>,
+    /// TLS of `https://` coordinators (CA, client certificate for mutual TLS).
+    pub tls: proofmill_proto::client::ClientTls,
     /// Proof types this prover serves and the backend proving each.
     pub backends: Vec<(ProofType, Arc<dyn Backend>)>,
     /// Reconnect backoff bounds (exponential, jittered).
@@ -152,6 +154,7 @@ impl Default for ProverConfig {
             capacity: 1,
             version: String::new(),
             token: None,
+            tls: Default::default(),
             backends: Vec::new(),
             reconnect_min: DEFAULT_RECONNECT_MIN,
             reconnect_max: DEFAULT_RECONNECT_MAX,
@@ -173,6 +176,7 @@ impl std::fmt::Debug for ProverConfig {
             .field("capacity", &self.capacity)
             .field("version", &self.version)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
             .field(
                 "backends",
                 &self
@@ -199,6 +203,8 @@ pub(crate) struct Settings {
     pub capacity: u32,
     pub version: String,
     pub token: Option<String>,
+    /// TLS of `https://` coordinators.
+    pub tls: proofmill_proto::client::ClientTls,
     /// Proof type name → backend.
     pub backends: HashMap<String, Arc<dyn Backend>>,
     pub proof_types: Vec<String>,
@@ -236,6 +242,7 @@ impl Prover {
             capacity: config.capacity,
             version: config.version,
             token: config.token,
+            tls: config.tls,
             backends,
             proof_types,
             reconnect_min,

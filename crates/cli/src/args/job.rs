@@ -1,5 +1,6 @@
 //! `proofmill job …`: an operator's controls over single jobs.
 
+use super::AdminAccess;
 use super::parse::{parse_http_url, parse_non_empty};
 use clap::{Args, Subcommand};
 
@@ -21,6 +22,8 @@ pub struct JobCancelArgs {
     /// Coordinator gRPC URL.
     #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
     pub coordinator: String,
+    #[command(flatten)]
+    pub access: AdminAccess,
     /// The batch number.
     #[arg(long, env = "PROOFMILL_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
@@ -38,6 +41,8 @@ pub struct JobsOfBatch {
     /// Coordinator gRPC URL.
     #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
     pub coordinator: String,
+    #[command(flatten)]
+    pub access: AdminAccess,
     /// The batch number.
     #[arg(long, env = "PROOFMILL_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,

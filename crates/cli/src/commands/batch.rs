@@ -10,7 +10,7 @@ pub async fn replace(args: BatchReplaceArgs) -> anyhow::Result<()> {
     let url = &args.coordinator;
     let input = std::fs::read(&args.input)
         .with_context(|| format!("reading the input {}", args.input.display()))?;
-    let response = connect(url)
+    let response = connect(url, &args.access)
         .await?
         .replace_batch_input(ReplaceBatchInputRequest {
             batch: args.batch,
@@ -32,7 +32,7 @@ pub async fn replace(args: BatchReplaceArgs) -> anyhow::Result<()> {
 
 pub async fn cancel(args: BatchCancelArgs) -> anyhow::Result<()> {
     let url = &args.coordinator;
-    let response = connect(url)
+    let response = connect(url, &args.access)
         .await?
         .cancel_batch(CancelBatchRequest {
             batch: args.batch,

@@ -5,8 +5,8 @@ use crate::backends::{BackendContext, Built, devnet_shape};
 use anyhow::Context as _;
 use proofmill_backend::Backends;
 use proofmill_coordinator::{
-    About, Candidate, Coordinator, CoordinatorConfig, CoordinatorError, Leadership, LeaseSettings,
-    Listener, Serving, Standby, default_url,
+    About, AdminAuth, Candidate, Coordinator, CoordinatorConfig, CoordinatorError, Leadership,
+    LeaseSettings, Listener, ProverAuth, ServerTls, Serving, Standby, default_url,
 };
 use proofmill_devnet::DevnetConfig;
 use proofmill_devnet_node::{DevnetSource, DevnetSourceConfig};
@@ -33,7 +33,6 @@ pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> Coordinato
             ..SchedulerConfig::default()
         },
         max_message_bytes: a.max_message_bytes,
-        prover_token: a.prover_token.clone(),
         shutdown_grace_ms: a.shutdown_grace,
         proof_memory_bytes: a.proof_memory_bytes,
         max_prover_streams: usize::try_from(a.max_prover_streams).unwrap_or(usize::MAX),
@@ -148,6 +147,91 @@ pub async fn open_with(
     Ok((coord, Some(lease)))
 }
 
+/// Who may talk to a coordinator, and over what: read and checked once at startup.
+#[derive(Clone, Debug, Default)]
+pub struct Security {
+    pub prover_auth: ProverAuth,
+    pub admin_auth: AdminAuth,
+    pub tls: Option<ServerTls>,
+}
+
+impl Security {
+    /// From `--prover-token`, `--prover-tokens-file`, `--admin-tokens-file` and the TLS
+    /// files; an unreadable or malformed file is an error naming it.
+    pub fn load(a: &CoordinatorArgs) -> anyhow::Result<Security> {
+        let read = |p: &std::path::Path, what: &str| {
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {what} {}", p.display()))
+        };
+        let mut prover_auth = ProverAuth::open();
+        if let Some(token) = &a.prover_token {
+            prover_auth = prover_auth.with_fleet_token(token);
+        }
+        if let Some(file) = &a.prover_tokens_file {
+            prover_auth = prover_auth
+                .with_file(&read(file, "--prover-tokens-file")?)
+                .map_err(|e| anyhow::anyhow!("--prover-tokens-file {}: {e}", file.display()))?;
+        }
+        let admin_auth = match &a.admin_tokens_file {
+            Some(file) => AdminAuth::parse_file(&read(file, "--admin-tokens-file")?)
+                .map_err(|e| anyhow::anyhow!("--admin-tokens-file {}: {e}", file.display()))?,
+            None => AdminAuth::open(),
+        };
+        let tls = match (&a.tls_cert, &a.tls_key) {
+            (Some(cert), Some(key)) => Some(ServerTls::from_files(
+                cert,
+                key,
+                a.tls_client_ca.as_deref(),
+            )?),
+            (None, None) if a.tls_client_ca.is_some() => {
+                anyhow::bail!("--tls-client-ca needs --tls-cert and --tls-key")
+            }
+            (None, None) => None,
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        };
+        Ok(Security {
+            prover_auth,
+            admin_auth,
+            tls,
+        })
+    }
+
+    /// Refuses a listener that anyone on the network may reach while provers or admin calls
+    /// go unauthenticated, unless the operator said `--insecure`.
+    pub fn check_exposure(
+        &self,
+        listen: std::net::SocketAddr,
+        insecure: bool,
+    ) -> anyhow::Result<()> {
+        if listen.ip().is_loopback() {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        if self.prover_auth.is_open() {
+            missing.push("prover authentication (--prover-token or --prover-tokens-file)");
+        }
+        if self.admin_auth.is_open() {
+            missing.push("admin authentication (--admin-tokens-file)");
+        }
+        if missing.is_empty() {
+            if self.tls.is_none() {
+                tracing::warn!(%listen, "listening without TLS: tokens cross the network in plaintext (--tls-cert, --tls-key)");
+            }
+            return Ok(());
+        }
+        let missing = missing.join(" and ");
+        if insecure {
+            tracing::warn!(%listen, "--insecure: listening on a non-loopback address without {missing}");
+            return Ok(());
+        }
+        anyhow::bail!(
+            "refusing to listen on {listen}, a non-loopback address, without {missing}: \
+             anyone who reaches the port could register provers or run admin calls. Configure \
+             it, listen on 127.0.0.1, or pass --insecure to accept that"
+        )
+    }
+}
+
 /// What `StatusInfo` says of this process beside what the coordinator knows.
 fn about(args: &CoordinatorArgs, config: Vec<proofmill_coordinator::ConfigValue>) -> About {
     let l1 = match args.l1 {
@@ -176,6 +260,8 @@ pub async fn run(
     config: Vec<proofmill_coordinator::ConfigValue>,
 ) -> anyhow::Result<()> {
     let about = about(&args, config);
+    let security = Security::load(&args)?;
+    security.check_exposure(args.listen, args.insecure)?;
     let backends = args
         .backends
         .build(&args.proof_types, &backend_context(&args))?;
@@ -184,11 +270,22 @@ pub async fn run(
     let listener = proofmill_coordinator::listen(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let listener = Listener::new(listener)?;
-    let url = args
-        .advertise_url
-        .clone()
-        .unwrap_or_else(|| default_url(listener.local_addr()));
-    tracing::info!(addr = %listener.local_addr(), %url, "coordinator listening");
+    let url = args.advertise_url.clone().unwrap_or_else(|| {
+        let url = default_url(listener.local_addr());
+        match &security.tls {
+            Some(_) => url.replacen("http://", "https://", 1),
+            None => url,
+        }
+    });
+    tracing::info!(
+        addr = %listener.local_addr(),
+        %url,
+        tls = security.tls.is_some(),
+        mutual_tls = security.tls.as_ref().is_some_and(ServerTls::mutual),
+        prover_auth = ?security.prover_auth,
+        admin_auth = ?security.admin_auth,
+        "coordinator listening"
+    );
     // This handle is never fenced: it only asks for the lease and reads for the standby.
     let store = open_store(args.db()).await.context("opening the store")?;
     let settings = LeaseSettings {
@@ -201,7 +298,8 @@ pub async fn run(
         .iter()
         .map(|(t, _)| t.to_string())
         .collect();
-    let standby = Standby::new(store, candidate.holder(), required);
+    let standby = Standby::new(store, candidate.holder(), required)
+        .secured(security.admin_auth.clone(), security.tls.clone());
     let mut signal = std::pin::pin!(super::shutdown_signal());
     loop {
         // Asked first, so that a coordinator that gets the lease at once (alone, or
@@ -222,7 +320,7 @@ pub async fn run(
                 leadership
             }
         };
-        let turn = (&args, &about, &backends, &listener, url.as_str());
+        let turn = (&args, &about, &backends, &listener, url.as_str(), &security);
         match run_active(turn, leadership, &mut signal).await? {
             Ended::Stopped => return Ok(()),
             Ended::Deposed(why) => {
@@ -242,7 +340,14 @@ enum Ended {
 
 /// One turn as the active coordinator, on a store handle fenced with the lease's epoch.
 async fn run_active(
-    (args, about, backends, listener, url): (&CoordinatorArgs, &About, &Built, &Listener, &str),
+    (args, about, backends, listener, url, security): (
+        &CoordinatorArgs,
+        &About,
+        &Built,
+        &Listener,
+        &str,
+        &Security,
+    ),
     leadership: Leadership,
     signal: &mut (impl std::future::Future<Output = &'static str> + Unpin),
 ) -> anyhow::Result<Ended> {
@@ -250,13 +355,13 @@ async fn run_active(
     let endpoint = store.endpoint();
     store.fence_writes(leadership.epoch());
     let blobs = Blobs::from_url(args.blobs()).context("opening the blob store")?;
-    let coord = match Coordinator::start(
-        coordinator_config(args, backends.all.clone()),
-        store,
-        blobs,
-    )
-    .await
-    {
+    let config = CoordinatorConfig {
+        prover_auth: security.prover_auth.clone(),
+        admin_auth: security.admin_auth.clone(),
+        tls: security.tls.clone(),
+        ..coordinator_config(args, backends.all.clone())
+    };
+    let coord = match Coordinator::start(config, store, blobs).await {
         Ok(coord) => coord,
         Err(CoordinatorError::Store(e @ StoreError::Fenced { .. })) => {
             return Ok(Ended::Deposed(e.to_string()));

@@ -6,7 +6,7 @@ use proofmill_proto::v1::CordonProverRequest;
 
 pub async fn run(args: CordonArgs, cordoned: bool) -> anyhow::Result<()> {
     let url = &args.coordinator;
-    let response = connect(url)
+    let response = connect(url, &args.access)
         .await?
         .cordon_prover(CordonProverRequest {
             prover_id: args.prover_id.clone(),

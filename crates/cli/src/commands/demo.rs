@@ -18,6 +18,8 @@ const VERSION: &str = "devnet-v1";
 const STALL: Duration = Duration::from_secs(120);
 
 pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
+    // The demo has no tokens: off loopback, anyone could drive it.
+    coordinator::Security::default().check_exposure(a.listen, a.insecure)?;
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("creating {}", a.data_dir.display()))?;
     let db = format!("sqlite://{}/proofmill.db?mode=rwc", a.data_dir.display());

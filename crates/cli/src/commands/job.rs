@@ -1,21 +1,19 @@
 //! `proofmill job show|cancel|retry`: a job with its history of attempts, and the
 //! operator's controls over one job.
 
-use super::status::{age_s, check, connect, request_failed, table};
+use super::status::{Admin, age_s, check, connect, request_failed, table};
 use crate::args::{JobCancelArgs, JobRetryArgs, JobShowArgs};
-use proofmill_proto::v1::admin_service_client::AdminServiceClient;
 use proofmill_proto::v1::{
     AttemptInfo, CancelJobRequest, JobStatusRequest, JobStatusResponse, JobsListRequest,
     RetryJobRequest,
 };
 use serde_json::{Value, json};
 use std::fmt::Write as _;
-use tonic::transport::Channel;
 
 pub async fn show(args: JobShowArgs) -> anyhow::Result<()> {
     let jobs = &args.jobs;
     let url = &jobs.coordinator;
-    let mut admin = connect(url).await?;
+    let mut admin = connect(url, &jobs.access).await?;
     let types = match &jobs.proof_type {
         Some(t) => vec![t.clone()],
         None => batch_types(&mut admin, url, jobs.batch).await?,
@@ -43,11 +41,7 @@ pub async fn show(args: JobShowArgs) -> anyhow::Result<()> {
 }
 
 /// The proof types of the jobs of `batch`.
-async fn batch_types(
-    admin: &mut AdminServiceClient<Channel>,
-    url: &str,
-    batch: u64,
-) -> anyhow::Result<Vec<String>> {
+async fn batch_types(admin: &mut Admin, url: &str, batch: u64) -> anyhow::Result<Vec<String>> {
     let listed = admin
         .jobs_list(JobsListRequest {
             from_batch: batch,
@@ -168,7 +162,7 @@ fn job_json(s: &JobStatusResponse) -> Value {
 
 pub async fn cancel(args: JobCancelArgs) -> anyhow::Result<()> {
     let url = &args.coordinator;
-    let response = connect(url)
+    let response = connect(url, &args.access)
         .await?
         .cancel_job(CancelJobRequest {
             batch: args.batch,
@@ -191,7 +185,7 @@ pub async fn cancel(args: JobCancelArgs) -> anyhow::Result<()> {
 pub async fn retry(args: JobRetryArgs) -> anyhow::Result<()> {
     let jobs = &args.jobs;
     let url = &jobs.coordinator;
-    let response = connect(url)
+    let response = connect(url, &jobs.access)
         .await?
         .retry_job(RetryJobRequest {
             batch: jobs.batch,

@@ -9,6 +9,7 @@ pub mod job;
 pub mod l1;
 pub mod prover;
 pub mod status;
+pub mod token;
 pub mod watch;
 
 use crate::args::{BatchCommand, BenchCommand, Command, JobCommand, L1Command};
@@ -17,6 +18,13 @@ use crate::config::Effective;
 /// Runs `command`; `effective` is its configuration with each value's source (a
 /// coordinator tells it in `StatusInfo`).
 pub async fn run(command: Command, effective: &Effective) -> anyhow::Result<()> {
+    match dispatch(command, effective).await {
+        Err(e) => Err(status::explain_failure(e).await),
+        ok => ok,
+    }
+}
+
+async fn dispatch(command: Command, effective: &Effective) -> anyhow::Result<()> {
     match command {
         Command::Coordinator(args) => coordinator::run(args, effective.about_config()).await,
         Command::Prover(args) => prover::run(args).await,
@@ -25,6 +33,7 @@ pub async fn run(command: Command, effective: &Effective) -> anyhow::Result<()> 
         Command::Cordon(args) => cordon::run(args, true).await,
         Command::Uncordon(args) => cordon::run(args, false).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Token { command } => token::run(command),
         Command::Job {
             command: JobCommand::Show(args),
         } => job::show(args).await,

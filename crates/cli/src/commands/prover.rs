@@ -14,6 +14,11 @@ pub fn prover_config(a: &ProverArgs) -> anyhow::Result<(ProverConfig, Built)> {
         },
     )?;
     let backends = built.for_prover(&a.backend)?;
+    let tls = a.tls.load()?;
+    // A scheme that does not fit the TLS options is an error now, not at every reconnect.
+    for url in &a.coordinators {
+        proofmill_proto::client::endpoint(url, &tls).map_err(anyhow::Error::msg)?;
+    }
     Ok((
         ProverConfig {
             coordinators: a.coordinators.clone(),
@@ -21,6 +26,7 @@ pub fn prover_config(a: &ProverArgs) -> anyhow::Result<(ProverConfig, Built)> {
             capacity: a.capacity,
             version: a.version_tag.clone(),
             token: a.prover_token.clone(),
+            tls,
             backends,
             max_message_bytes: a.max_message_bytes,
             blob_reader: a

@@ -1,21 +1,24 @@
 //! `proofmill status`: one `AdminService.SystemStatus` call, printed as tables or JSON.
 
+use crate::args::AdminAccess;
 use crate::args::StatusArgs;
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
+use proofmill_proto::client::{self, BearerToken};
 use proofmill_proto::v1::admin_service_client::AdminServiceClient;
 use proofmill_proto::v1::{JobCounts, ProverInfo, SystemStatusRequest, SystemStatusResponse};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let status = fetch(&args.coordinator).await?;
+    let status = fetch(&args.coordinator, &args.access).await?;
     if args.json {
         println!("{}", serde_json::to_string(&status_json(&status))?);
     } else {
@@ -24,26 +27,36 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An admin client of the coordinator at `url`, connected (or a clear error).
-pub async fn connect(url: &str) -> anyhow::Result<AdminServiceClient<Channel>> {
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .with_context(|| format!("invalid coordinator URL {url:?}"))?
+/// An admin client of a coordinator: every call carries the bearer token.
+pub type Admin = AdminServiceClient<InterceptedService<Channel, BearerToken>>;
+
+/// An admin client of the coordinator at `url`, connected (or a clear error): TLS for
+/// `https://`, and the token of `access` on every call.
+pub async fn connect(url: &str, access: &AdminAccess) -> anyhow::Result<Admin> {
+    let tls = access.tls.load()?;
+    let endpoint = client::endpoint(url, &tls)
+        .map_err(|e| anyhow!("coordinator URL: {e}"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT);
+    let token = BearerToken::new(access.admin_token.as_deref()).map_err(anyhow::Error::msg)?;
+    let cannot_reach = |why: String| anyhow!("cannot reach coordinator at {url}: {why}");
     let channel =
-        tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), endpoint.connect())
+        match tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), endpoint.connect())
             .await
-            .map_err(|_| {
-                anyhow!(
-                    "cannot reach coordinator at {url}: no connection within {} s",
+        {
+            Err(_) => {
+                return Err(cannot_reach(format!(
+                    "no connection within {} s",
                     CONNECT_TIMEOUT.as_secs()
-                )
-            })?
-            .map_err(|e| anyhow!("cannot reach coordinator at {url}: {}", error_chain(&e)))?;
-    Ok(AdminServiceClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES))
+                )));
+            }
+            Ok(Err(e)) => return Err(cannot_reach(client::explain(url, &error_chain(&e)).await)),
+            Ok(Ok(channel)) => channel,
+        };
+    Ok(AdminServiceClient::with_interceptor(channel, token)
+        .max_decoding_message_size(MAX_RESPONSE_BYTES))
 }
 
-/// A failed admin request, naming the call and the coordinator.
 /// The typed error an admin call answered with, as the command's error.
 pub fn check(error: Option<proofmill_proto::v1::AdminError>) -> anyhow::Result<()> {
     if let Some(e) = error {
@@ -55,15 +68,60 @@ pub fn check(error: Option<proofmill_proto::v1::AdminError>) -> anyhow::Result<(
 }
 
 pub fn request_failed(call: &str, url: &str, s: tonic::Status) -> anyhow::Error {
+    CallFailed {
+        call: call.to_string(),
+        url: url.to_string(),
+        transport: client::is_transport_failure(&s),
+        code: s.code(),
+        message: s.message().to_string(),
+    }
+    .into()
+}
+
+/// A failed admin request, naming the call and the coordinator.
+#[derive(Debug)]
+pub struct CallFailed {
+    call: String,
+    url: String,
+    code: tonic::Code,
+    message: String,
+    /// The connection failed rather than the server refusing: [`explain_failure`] looks.
+    transport: bool,
+}
+
+impl std::fmt::Display for CallFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} request to coordinator at {} failed: {:?}: {}",
+            self.call, self.url, self.code, self.message
+        )
+    }
+}
+
+impl std::error::Error for CallFailed {}
+
+/// `e`, or when it is a request that failed on its connection to a server whose TLS does not
+/// match the URL's scheme (a plaintext client of a TLS server connects, and fails only at its
+/// first call with an HTTP/2 error), an error saying so.
+pub async fn explain_failure(e: anyhow::Error) -> anyhow::Error {
+    let Some(f) = e.downcast_ref::<CallFailed>().filter(|f| f.transport) else {
+        return e;
+    };
+    let error = format!("{:?}: {}", f.code, f.message);
+    let explained = client::explain(&f.url, &error).await;
+    if explained == error {
+        return e;
+    }
     anyhow!(
-        "{call} request to coordinator at {url} failed: {:?}: {}",
-        s.code(),
-        s.message()
+        "{} request to coordinator at {} failed: {explained}",
+        f.call,
+        f.url
     )
 }
 
-async fn fetch(url: &str) -> anyhow::Result<SystemStatusResponse> {
-    let response = connect(url)
+async fn fetch(url: &str, access: &AdminAccess) -> anyhow::Result<SystemStatusResponse> {
+    let response = connect(url, access)
         .await?
         .system_status(SystemStatusRequest {})
         .await

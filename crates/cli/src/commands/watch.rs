@@ -10,7 +10,7 @@ use std::io::Write as _;
 
 pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
     let url = &args.coordinator;
-    let mut events = connect(url)
+    let mut events = connect(url, &args.access)
         .await?
         .watch(WatchRequest {})
         .await

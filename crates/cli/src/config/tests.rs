@@ -165,6 +165,14 @@ fn built_in_defaults() {
     assert_eq!(c.max_message_bytes, 67_108_864);
     assert_eq!(c.prover_token, None);
     assert_eq!(
+        (&c.prover_tokens_file, &c.admin_tokens_file, c.insecure),
+        (&None, &None, false)
+    );
+    assert_eq!(
+        (&c.tls_cert, &c.tls_key, &c.tls_client_ca),
+        (&None, &None, &None)
+    );
+    assert_eq!(
         (
             c.proof_memory_bytes,
             c.max_prover_streams,
@@ -191,12 +199,14 @@ fn built_in_defaults() {
     );
     assert!(!p.name.is_empty());
     assert_eq!(p.prover_token, None);
+    assert_eq!((&p.tls.tls_ca, &p.tls.tls_cert), (&None, &None));
 
     let Sub::Status(s) = parse(["proofmill", "status"]).unwrap().command else {
         panic!()
     };
     assert_eq!(s.coordinator, "http://127.0.0.1:3900");
     assert!(!s.json);
+    assert_eq!(s.access.admin_token, None);
 
     let Sub::Demo(d) = parse(["proofmill", "demo"]).unwrap().command else {
         panic!()
@@ -237,6 +247,12 @@ fn config_values_land_in_the_struct() {
         batch_size = 4
         max_batches = 7
         prover_token = "s3cret"
+        prover_tokens_file = "/etc/proofmill/provers.tokens"
+        admin_tokens_file = "/etc/proofmill/admin.tokens"
+        tls_cert = "/etc/proofmill/tls.pem"
+        tls_key = "/etc/proofmill/tls.key"
+        tls_client_ca = "/etc/proofmill/provers-ca.pem"
+        insecure = true
         proof_memory_bytes = 536870912
         max_prover_streams = 50
         max_unregistered_streams = 5
@@ -263,6 +279,23 @@ fn config_values_land_in_the_struct() {
     assert_eq!(c.batch_size, 4);
     assert_eq!(c.max_batches, Some(7));
     assert_eq!(c.prover_token.as_deref(), Some("s3cret"));
+    let path = |s: &str| Some(PathBuf::from(s));
+    assert_eq!(
+        (&c.prover_tokens_file, &c.admin_tokens_file),
+        (
+            &path("/etc/proofmill/provers.tokens"),
+            &path("/etc/proofmill/admin.tokens")
+        )
+    );
+    assert_eq!(
+        (&c.tls_cert, &c.tls_key, &c.tls_client_ca),
+        (
+            &path("/etc/proofmill/tls.pem"),
+            &path("/etc/proofmill/tls.key"),
+            &path("/etc/proofmill/provers-ca.pem")
+        )
+    );
+    assert!(c.insecure);
     let config = crate::commands::coordinator::coordinator_config(&c, crate::backends::builtin());
     assert_eq!(
         (

@@ -3,6 +3,7 @@
 use std::process::Command;
 
 pub mod admin;
+pub mod pki;
 pub mod procs;
 
 /// The `proofmill` binary with no `PROOFMILL_*` or `RUST_LOG` inherited from the test's

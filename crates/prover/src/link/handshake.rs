@@ -4,6 +4,7 @@
 
 use super::outgoing::OutgoingStream;
 use crate::Settings;
+use proofmill_proto::client::{error_chain, explain, is_transport_failure};
 use proofmill_proto::v1::{
     CoordinatorMessage, ErrorCode, Reconnect, Register, RegisterResponse, RunningTask,
     coordinator_message, prover_message, prover_service_client::ProverServiceClient,
@@ -11,7 +12,7 @@ use proofmill_proto::v1::{
 use std::time::Duration;
 use tokio::time::timeout;
 use tonic::Streaming;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::{debug, warn};
 
 /// The id a coordinator gave this prover and the secret that proves it on a reconnect.
@@ -150,42 +151,59 @@ async fn open(
         NotRegistered::Unreachable
     };
     let t = settings.connect_timeout;
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| unreachable(format!("invalid URL: {e}")))?
+    let endpoint = proofmill_proto::client::endpoint(url, &settings.tls)
+        .map_err(unreachable)?
         .connect_timeout(t)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(15))
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true);
-    let channel = timeout(t, endpoint.connect())
-        .await
-        .map_err(|_| unreachable("connect timed out".into()))?
-        .map_err(|e| unreachable(format!("connect failed: {e}")))?;
+    let channel = match timeout(t, endpoint.connect()).await {
+        Err(_) => return Err(unreachable("connect timed out".into())),
+        Ok(Err(e)) => {
+            let error = format!("connect failed: {}", error_chain(&e));
+            return Err(unreachable(explain(url, &error).await));
+        }
+        Ok(Ok(channel)) => channel,
+    };
     let mut client = ProverServiceClient::new(channel)
         .max_decoding_message_size(settings.max_message_bytes)
         .max_encoding_message_size(settings.max_message_bytes);
-    let response = timeout(t, client.prover_stream(requests))
-        .await
-        .map_err(|_| unreachable("opening the stream timed out".into()))?
-        .map_err(|s| {
-            let active = s
-                .metadata()
-                .get(proofmill_proto::ACTIVE_URL_HEADER)
-                .and_then(|v| v.to_str().ok());
-            match active {
-                Some(active) if s.code() == tonic::Code::Unavailable => {
-                    debug!(message = %s.message(), "refused by a standby coordinator");
-                    NotRegistered::Standby {
-                        active: active.to_string(),
-                    }
-                }
-                _ => unreachable(format!(
-                    "opening the stream failed: {} ({:?})",
-                    s.message(),
-                    s.code()
-                )),
+    let opened = match timeout(t, client.prover_stream(requests)).await {
+        Err(_) => return Err(unreachable("opening the stream timed out".into())),
+        Ok(Err(s)) if is_transport_failure(&s) => {
+            let error = format!(
+                "opening the stream failed: {} ({:?})",
+                s.message(),
+                s.code()
+            );
+            let explained = explain(url, &error).await;
+            if explained != error {
+                return Err(unreachable(explained));
             }
-        })?;
+            Err(s)
+        }
+        Ok(other) => other,
+    };
+    let response = opened.map_err(|s| {
+        let active = s
+            .metadata()
+            .get(proofmill_proto::ACTIVE_URL_HEADER)
+            .and_then(|v| v.to_str().ok());
+        match active {
+            Some(active) if s.code() == tonic::Code::Unavailable => {
+                debug!(message = %s.message(), "refused by a standby coordinator");
+                NotRegistered::Standby {
+                    active: active.to_string(),
+                }
+            }
+            _ => unreachable(format!(
+                "opening the stream failed: {} ({:?})",
+                s.message(),
+                s.code()
+            )),
+        }
+    })?;
     Ok((client, response.into_inner()))
 }
 

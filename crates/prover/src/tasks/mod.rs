@@ -592,6 +592,7 @@ mod tests {
             capacity,
             version: String::new(),
             token: None,
+            tls: Default::default(),
             backends: HashMap::from([("exec".to_string(), backend)]),
             proof_types: vec!["exec".into()],
             reconnect_min: Duration::from_millis(1),

@@ -265,6 +265,7 @@ pub fn config(
         capacity,
         version: "v1".to_string(),
         token: Some("secret".to_string()),
+        tls: Default::default(),
         backends: backends
             .into_iter()
             .map(|(pt, b)| (ProofType::new(pt).unwrap(), b))
