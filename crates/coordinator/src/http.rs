@@ -1,0 +1,211 @@
+//! The HTTP admin API: liveness (`/health`), readiness (`/ready`, component by component)
+//! and JSON mirrors of every `AdminService` call under `/v1`. Each call runs the very
+//! implementation the gRPC service runs (the active coordinator's `AdminSvc`, or a
+//! standby's refusals): HTTP is only a second transport, with its own error mapping
+//! ([`error`]) and body limits.
+//!
+//! One [`AdminHttp`] server lives as long as the process; what it serves is an [`AdminApi`]
+//! swapped as the process stands by, becomes active, drains or is deposed, so a load
+//! balancer's probe always reaches the same address.
+
+mod error;
+pub(crate) mod ready;
+mod routes;
+
+pub use ready::Component;
+
+use crate::admin::AdminSvc;
+use crate::server::Serving;
+use crate::standing::Standing;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use error::ApiError;
+use proofmill_proto::v1::admin_service_server::AdminService;
+use ready::Probe;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+/// Body limit of every request but those that carry a batch input.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// What the HTTP API answers from at a moment: one coordinator's admin calls, and the
+/// components its readiness is made of. Built by `Coordinator::admin_api` (active),
+/// `Standby::admin_api`, or [`AdminApi::starting`].
+#[derive(Clone)]
+pub struct AdminApi {
+    role: Role,
+    admin: Option<Arc<dyn AdminService>>,
+    /// The active coordinator's standing: its calls are refused once it is deposed, as the
+    /// gRPC service's are.
+    standing: Option<Standing>,
+    probes: Vec<Probe>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Starting,
+    Standby,
+    Active,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Starting => "starting",
+            Role::Standby => "standby",
+            Role::Active => "active",
+        }
+    }
+}
+
+impl AdminApi {
+    /// Before a coordinator runs (or between two turns): live, not ready, every call 503.
+    pub fn starting() -> AdminApi {
+        AdminApi {
+            role: Role::Starting,
+            admin: None,
+            standing: None,
+            probes: vec![ready::fixed(Component {
+                name: "leadership".into(),
+                state: "starting".into(),
+                ready: false,
+                required: true,
+                detail: "the coordinator is starting".into(),
+            })],
+        }
+    }
+
+    pub(crate) fn active(admin: AdminSvc, probes: Vec<Probe>) -> AdminApi {
+        AdminApi {
+            role: Role::Active,
+            standing: Some(admin.standing.clone()),
+            admin: Some(Arc::new(admin)),
+            probes,
+        }
+    }
+
+    pub(crate) fn standby(admin: Arc<dyn AdminService>, probes: Vec<Probe>) -> AdminApi {
+        AdminApi {
+            role: Role::Standby,
+            admin: Some(admin),
+            standing: None,
+            probes,
+        }
+    }
+
+    /// Adds a component to readiness, checked on every `/ready` (at most about 2 s; a check
+    /// that takes longer counts as down). `check` gives a detail when up, the reason when
+    /// down. `required`: whether `/ready` fails while it is down (an optional component is
+    /// listed, and its state is there to alert on).
+    pub fn with_component<F, Fut>(mut self, name: &str, required: bool, check: F) -> AdminApi
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, String>> + Send + 'static,
+    {
+        self.probes.push(ready::probe(name, required, check));
+        self
+    }
+
+    /// The admin calls, unless this coordinator cannot answer them now.
+    fn admin(&self) -> Result<Arc<dyn AdminService>, ApiError> {
+        if let Some(refusal) = self.standing.as_ref().and_then(crate::server::refusal) {
+            return Err(refusal.into());
+        }
+        self.admin
+            .clone()
+            .ok_or_else(|| ApiError::unavailable("the coordinator is starting"))
+    }
+}
+
+/// The HTTP admin server's state: the API served now (swapped with [`AdminHttp::set`]).
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct AdminHttp {
+    current: Arc<RwLock<AdminApi>>,
+    /// Body limit of the calls that carry a batch input (hex, so about twice its size).
+    input_body_bytes: usize,
+}
+
+impl AdminHttp {
+    /// Serving [`AdminApi::starting`] until [`AdminHttp::set`]; a batch input may come in a
+    /// body of up to `input_body_bytes` (at least [`MAX_BODY_BYTES`]).
+    pub fn new(input_body_bytes: usize) -> AdminHttp {
+        AdminHttp {
+            current: Arc::new(RwLock::new(AdminApi::starting())),
+            input_body_bytes: input_body_bytes.max(MAX_BODY_BYTES),
+        }
+    }
+
+    /// Serves `api` from the next request on.
+    pub fn set(&self, api: AdminApi) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = api;
+    }
+
+    fn api(&self) -> AdminApi {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every route. Probes are open; the read-only and operator groups are separate routers
+    /// so that each can get its own access check (a `.layer(..)` on [`Self::read_routes`] /
+    /// [`Self::operator_routes`]).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/health", get(routes::live))
+            .route("/ready", get(routes::ready))
+            .merge(self.read_routes())
+            .merge(self.operator_routes())
+            .fallback(routes::no_route)
+            .method_not_allowed_fallback(routes::no_method)
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(self.clone())
+    }
+
+    /// Calls that change nothing.
+    fn read_routes(&self) -> Router<AdminHttp> {
+        Router::new()
+            .route("/v1/health", get(routes::health_check))
+            .route("/v1/status", get(routes::system_status))
+            .route("/v1/info", get(routes::status_info))
+            .route("/v1/jobs", get(routes::jobs_list))
+            .route("/v1/jobs/{batch}/{proof_type}", get(routes::job_status))
+            .route("/v1/provers", get(routes::provers_list))
+    }
+
+    /// Calls that change jobs, batches or provers.
+    fn operator_routes(&self) -> Router<AdminHttp> {
+        let inputs = DefaultBodyLimit::max(self.input_body_bytes);
+        Router::new()
+            .route("/v1/batches", post(routes::launch_proof).layer(inputs))
+            .route(
+                "/v1/batches/{batch}/input",
+                put(routes::replace_batch_input).layer(inputs),
+            )
+            .route("/v1/batches/{batch}/cancel", post(routes::cancel_batch))
+            .route("/v1/batches/{batch}/retry", post(routes::retry_batch))
+            .route(
+                "/v1/jobs/{batch}/{proof_type}/retry",
+                post(routes::retry_job),
+            )
+            .route(
+                "/v1/jobs/{batch}/{proof_type}/cancel",
+                post(routes::cancel_job),
+            )
+            .route("/v1/provers/{prover}/cordon", post(routes::cordon))
+            .route("/v1/provers/{prover}/uncordon", post(routes::uncordon))
+    }
+
+    /// Serves in a background task until [`Serving::stop`].
+    pub fn spawn_serve(&self, listener: tokio::net::TcpListener) -> Serving {
+        let app = self.router();
+        Serving::spawn(move |stopped| async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+                .map_err(|e| crate::CoordinatorError::Transport(format!("admin HTTP: {e}")))
+        })
+    }
+}
