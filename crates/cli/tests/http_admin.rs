@@ -378,6 +378,8 @@ fn operate(dir: &std::path::Path, db: &str) -> (Proc, String, Proc) {
         (bad_hex.status, bad_hex.error_code()),
         (400, "INVALID_ARGUMENT")
     );
+    let message = bad_hex.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not hex"), "{message}");
     let huge = vec![b' '; (1 << 20) + 1];
     let too_large = http(&admin, "POST", "/v1/jobs/1/exec/cancel", Some(&huge));
     assert_eq!(
@@ -402,6 +404,11 @@ fn operate(dir: &std::path::Path, db: &str) -> (Proc, String, Proc) {
         (400, "INVALID_ARGUMENT"),
         "a 1 MiB input is read, and refused for what it is: {:?}",
         refused.body
+    );
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("takes its batches from its devnet"),
+        "{message}"
     );
     assert_eq!(
         get(&admin, "/v1/jobs/999999/exec").status,
