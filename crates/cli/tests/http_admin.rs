@@ -597,3 +597,136 @@ fn the_demo_prints_its_admin_address() {
         json!(["exec"])
     );
 }
+
+/// A devnet batch input of batch `n` from root `root`, and public values that match it, as
+/// hex: what a rollup would send (made with the devnet's crate, as its sequencer would).
+fn devnet_batch(n: u64, root: u64) -> (String, String) {
+    let old_root = proofmill_devnet::fr_from_u64(root);
+    let input = proofmill_devnet::BatchInput {
+        number: n,
+        depth: 1,
+        old_root,
+        transfers: vec![],
+    }
+    .encode();
+    let public = proofmill_devnet::StateTransition {
+        old_state_root: proofmill_devnet::fr_to_digest(old_root),
+        new_state_root: proofmill_types::Digest::sha256(b"new"),
+        batch_commitment: proofmill_types::Digest::sha256(b"commitment"),
+    }
+    .to_public_values();
+    (
+        hex::encode(input),
+        format!("0x{}", hex::encode(public.as_bytes())),
+    )
+}
+
+/// Batches from outside (no devnet): launched, cancelled, retried and given a new input
+/// over HTTP; each answer as documented, and the job's state after it.
+#[test]
+fn batches_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/proofmill.db?mode=rwc", dir.path().display());
+    let args = strings(&[
+        "coordinator",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--db",
+        &db,
+        "--blobs",
+        &format!("file://{}/blobs", dir.path().display()),
+        "--proof-types",
+        "exec",
+        "--l1",
+        "none",
+    ]);
+    let log = dir.path().join("c.log");
+    let mut coord = Proc::spawn("coordinator", &args, dir.path(), log, JSON_LOGS);
+    let admin = admin_addr(&mut coord);
+    wait_for("ready", Duration::from_secs(30), || {
+        (get(&admin, "/ready").status == 200).then_some(())
+    });
+    let (input, public_values) = devnet_batch(1, 7);
+    let launch = json!({"batch": 1, "version": "devnet-v1", "input": input,
+                        "public_values": public_values, "proof_types": ["exec"]});
+    let created = post(&admin, "/v1/batches", launch.clone());
+    assert_eq!(
+        (created.status, &created.body),
+        (201, &json!({"created": true}))
+    );
+    let again = post(&admin, "/v1/batches", launch);
+    assert_eq!(
+        (again.status, &again.body),
+        (200, &json!({"created": false}))
+    );
+    let state = |admin: &str| get(admin, "/v1/jobs/1/exec").body["job"]["state"].clone();
+    assert_eq!(state(&admin), "queued");
+
+    let cancelled = post(
+        &admin,
+        "/v1/batches/1/cancel",
+        json!({"reason": "wrong input"}),
+    );
+    assert_eq!(
+        (cancelled.status, &cancelled.body),
+        (200, &json!({"cancelled": 1}))
+    );
+    let job = get(&admin, "/v1/jobs/1/exec").body;
+    assert_eq!(job["job"]["state"], "cancelled");
+    assert!(
+        job["job"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("wrong input"),
+        "{job}"
+    );
+    let retried = post(&admin, "/v1/jobs/1/exec/retry", json!({}));
+    assert_eq!(
+        (retried.status, &retried.body),
+        (200, &json!({"retried": 1}))
+    );
+    // The retry is in the core when it returns, and in the store a moment later.
+    wait_for("the job queued again", Duration::from_secs(10), || {
+        (state(&admin) == "queued").then_some(())
+    });
+
+    let (input, public_values) = devnet_batch(1, 7);
+    let replace = json!({"version": "devnet-v1", "input": input, "public_values": public_values});
+    let replaced = http(
+        &admin,
+        "PUT",
+        "/v1/batches/1/input",
+        Some(replace.to_string().as_bytes()),
+    );
+    assert_eq!(
+        (replaced.status, &replaced.body),
+        (200, &json!({})),
+        "{replaced:?}"
+    );
+    assert_eq!(state(&admin), "queued");
+    let (input, public_values) = devnet_batch(9, 7);
+    let replace = json!({"version": "devnet-v1", "input": input, "public_values": public_values});
+    let unknown = http(
+        &admin,
+        "PUT",
+        "/v1/batches/9/input",
+        Some(replace.to_string().as_bytes()),
+    );
+    assert_eq!(
+        (unknown.status, unknown.error_code()),
+        (404, "JOB_NOT_FOUND"),
+        "{unknown:?}"
+    );
+
+    let one = post(&admin, "/v1/jobs/1/exec/cancel", json!({}));
+    assert_eq!((one.status, &one.body), (200, &json!({"cancelled": true})));
+    let twice = post(&admin, "/v1/jobs/1/exec/cancel", json!({}));
+    assert_eq!(
+        (twice.status, &twice.body),
+        (200, &json!({"cancelled": false}))
+    );
+    assert_eq!(state(&admin), "cancelled");
+    coord.check_alive();
+}

@@ -155,7 +155,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_check_that_hangs_is_down_after_the_wait() {
-        let hangs = probe("store", true, || std::future::pending());
+        let hangs = probe("store", true, std::future::pending);
         let (ready, components) = check(&[hangs]).await;
         assert!(!ready);
         assert!(components[0].detail.contains("no answer"), "{components:?}");
