@@ -7,6 +7,11 @@
 //! One [`AdminHttp`] server lives as long as the process; what it serves is an [`AdminApi`]
 //! swapped as the process stands by, becomes active, drains or is deposed, so a load
 //! balancer's probe always reaches the same address.
+//!
+//! A new admin call is a route in [`AdminHttp::read_routes`] or
+//! [`AdminHttp::operator_routes`] and a handler in `routes` that builds the call's request,
+//! runs it on `AdminApi::admin` and answers with `answered(r.error.take(), r)`; its response
+//! message is listed in `proofmill-proto`'s build script to be serializable.
 
 mod error;
 pub(crate) mod ready;
@@ -149,9 +154,10 @@ impl AdminHttp {
             .clone()
     }
 
-    /// Every route. Probes are open; the read-only and operator groups are separate routers
-    /// so that each can get its own access check (a `.layer(..)` on [`Self::read_routes`] /
-    /// [`Self::operator_routes`]).
+    /// Every route. `/health` and `/ready` are open (load balancers and orchestrators probe
+    /// them); the read-only and operator groups are separate routers so that each can get
+    /// its own access check: `.merge(self.read_routes().layer(..))`, likewise for
+    /// `operator_routes`.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/health", get(routes::live))
