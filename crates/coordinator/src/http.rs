@@ -17,8 +17,6 @@ mod error;
 pub(crate) mod ready;
 mod routes;
 
-pub use ready::Component;
-
 use crate::admin::AdminSvc;
 use crate::server::Serving;
 use crate::standing::Standing;
@@ -27,7 +25,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use error::ApiError;
 use proofmill_proto::v1::admin_service_server::AdminService;
-use ready::Probe;
+use ready::{Component, Probe};
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 

@@ -85,7 +85,7 @@ impl Standby {
                     ),
                     None => "no active coordinator known yet".to_string(),
                 };
-                crate::Component {
+                crate::http::ready::Component {
                     name: "leadership".into(),
                     state: "standby".into(),
                     ready: false,
