@@ -730,3 +730,47 @@ fn batches_over_http() {
     assert_eq!(state(&admin), "cancelled");
     coord.check_alive();
 }
+
+/// On Postgres, an active coordinator that hangs (SIGSTOP) is replaced; once it runs again
+/// it finds itself deposed and stands by: its admin address stays, and says so.
+#[test]
+fn a_hung_active_comes_back_not_ready_on_postgres() {
+    let pg = TestPostgres::start().expect("test postgres");
+    let dir = tempfile::tempdir().unwrap();
+    let lease = ["--lease-ttl", "1500"];
+    let mut first = coordinator(dir.path(), "first", &pg.url, &lease);
+    let first_admin = admin_addr(&mut first);
+    wait_for("the first one ready", Duration::from_secs(30), || {
+        (get(&first_admin, "/ready").status == 200).then_some(())
+    });
+    let mut second = coordinator(dir.path(), "second", &pg.url, &lease);
+    let second_admin = admin_addr(&mut second);
+    let second_url = format!(
+        "http://{}",
+        listening_addr(&mut second, Duration::from_secs(60))
+    );
+    wait_for(
+        "the second one standing by",
+        Duration::from_secs(30),
+        || (get(&second_admin, "/ready").body["role"] == "standby").then_some(()),
+    );
+
+    first.signal("STOP");
+    wait_for("the second one active", Duration::from_secs(30), || {
+        second.check_alive();
+        (get(&second_admin, "/ready").status == 200).then_some(())
+    });
+    first.signal("CONT");
+    let back = wait_for("the first one standing by", Duration::from_secs(30), || {
+        first.check_alive();
+        let r = get(&first_admin, "/ready");
+        (r.body["role"] == "standby").then_some(r)
+    });
+    assert_eq!(back.status, 503, "{back:?}");
+    let leadership = component(&back.body, "leadership");
+    assert!(
+        leadership["detail"].as_str().unwrap().contains(&second_url),
+        "names the new active one: {leadership}"
+    );
+    assert_eq!(get(&second_admin, "/ready").status, 200);
+}
