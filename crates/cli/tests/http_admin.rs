@@ -4,7 +4,9 @@
 //! flow, a job's history, cordon by name, the errors of bad calls (unknown job, batch and
 //! prover, a proven job, malformed and oversized bodies, unknown routes) with their codes
 //! and no state change, readiness failing while the store is down (Postgres stopped) and
-//! on a standby, and the standby taking over on the same admin address.
+//! on a standby, the standby taking over on the same admin address, and a hung active one
+//! coming back as a standby (Postgres). Batch fixtures are made with the devnet's crate, as a
+//! rollup's sequencer would make them; the client itself speaks only HTTP.
 
 mod common;
 
