@@ -10,8 +10,8 @@
 //!
 //! A new admin call is a route in [`AdminHttp::read_routes`] or
 //! [`AdminHttp::operator_routes`] and a handler in `routes` that builds the call's request,
-//! runs it on `AdminApi::admin` and answers with `answered(r.error.take(), r)`; its response
-//! message is listed in `proofmill-proto`'s build script to be serializable.
+//! runs it on `AdminApi::admin` and answers with `answered(r.error.take(), r)` (every
+//! message of `proofmill.v1` is serializable; its `AdminError` field is left out).
 
 mod error;
 pub(crate) mod ready;
