@@ -22,15 +22,22 @@ use crate::server::Serving;
 use crate::standing::Standing;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, put};
 use error::ApiError;
 use proofmill_proto::v1::admin_service_server::AdminService;
 use ready::{Component, Probe};
 use std::future::Future;
 use std::sync::{Arc, RwLock};
+use tokio::sync::Semaphore;
 
 /// Body limit of every request but those that carry a batch input.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Requests answered at once; more are refused at once with 503 (so that a flood, or calls
+/// waiting on a store that does not answer, hold no more than this). `/health` is not
+/// counted: liveness must answer whatever else goes on.
+pub const MAX_IN_FLIGHT: usize = 64;
 
 /// What the HTTP API answers from at a moment: one coordinator's admin calls, and the
 /// components its readiness is made of. Built by `Coordinator::admin_api` (active),
@@ -126,6 +133,7 @@ impl AdminApi {
 #[derive(Clone)]
 pub struct AdminHttp {
     current: Arc<RwLock<AdminApi>>,
+    in_flight: Arc<Semaphore>,
     /// Body limit of the calls that carry a batch input (hex, so about twice its size).
     input_body_bytes: usize,
 }
@@ -136,6 +144,7 @@ impl AdminHttp {
     pub fn new(input_body_bytes: usize) -> AdminHttp {
         AdminHttp {
             current: Arc::new(RwLock::new(AdminApi::starting())),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             input_body_bytes: input_body_bytes.max(MAX_BODY_BYTES),
         }
     }
@@ -157,11 +166,14 @@ impl AdminHttp {
     /// its own access check: `.merge(self.read_routes().layer(..))`, likewise for
     /// `operator_routes`.
     pub fn router(&self) -> Router {
-        Router::new()
-            .route("/health", get(routes::live))
+        let counted = Router::new()
             .route("/ready", get(routes::ready))
             .merge(self.read_routes())
             .merge(self.operator_routes())
+            .layer(from_fn_with_state(self.in_flight.clone(), routes::bounded));
+        Router::new()
+            .route("/health", get(routes::live))
+            .merge(counted)
             .fallback(routes::no_route)
             .method_not_allowed_fallback(routes::no_method)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -211,5 +223,55 @@ impl AdminHttp {
                 .await
                 .map_err(|e| crate::CoordinatorError::Transport(format!("admin HTTP: {e}")))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    /// Requests beyond the bound are refused at once; liveness still answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_in_flight_are_bounded_but_not_liveness() {
+        let http = AdminHttp::new(0);
+        // A component whose check hangs: each /ready takes the probe's whole wait.
+        http.set(AdminApi::starting().with_component("slow", true, std::future::pending));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serving = http.spawn_serve(listener);
+        let slow: Vec<_> = (0..MAX_IN_FLIGHT)
+            .map(|_| tokio::spawn(get(addr, "/ready")))
+            .collect();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while http.in_flight.available_permits() > 0 {
+            assert!(std::time::Instant::now() < until, "the slow requests run");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let started = std::time::Instant::now();
+        let refused = get(addr, "/v1/status").await;
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        assert!(refused.contains("admin requests at once"), "{refused}");
+        let live = get(addr, "/health").await;
+        assert!(live.starts_with("HTTP/1.1 200"), "{live}");
+        assert!(
+            started.elapsed() < ready::PROBE_WAIT,
+            "neither waited for a slot"
+        );
+        for answer in slow {
+            let answer = answer.await.unwrap();
+            assert!(answer.contains("\"ready\":false"), "{answer}");
+        }
+        assert_eq!(http.in_flight.available_permits(), MAX_IN_FLIGHT);
+        serving.stop().await.unwrap();
     }
 }

@@ -59,7 +59,7 @@ mod wire;
 pub use about::{About, ConfigValue};
 pub use config::CoordinatorConfig;
 pub use error::CoordinatorError;
-pub use http::{AdminApi, AdminHttp, MAX_BODY_BYTES};
+pub use http::{AdminApi, AdminHttp, MAX_BODY_BYTES, MAX_IN_FLIGHT};
 pub use intake::{Intake, NewBatch};
 pub use leadership::{Candidate, Leadership, LeaseCheck, LeaseSettings, default_url};
 pub use limits::InFlight;

@@ -9,9 +9,13 @@ use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use proofmill_proto::v1::*;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 use tonic::Request as Call;
 
 type Answer<T> = Result<Json<T>, ApiError>;
@@ -100,6 +104,22 @@ pub(super) async fn ready(State(http): State<AdminHttp>) -> (StatusCode, Json<Re
             components,
         }),
     )
+}
+
+/// Runs the request if a slot is free ([`super::MAX_IN_FLIGHT`]), else refuses it at once.
+pub(super) async fn bounded(
+    State(slots): State<Arc<Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match slots.try_acquire() {
+        Ok(_slot) => next.run(request).await,
+        Err(_) => ApiError::unavailable(format!(
+            "more than {} admin requests at once; try again shortly",
+            super::MAX_IN_FLIGHT
+        ))
+        .into_response(),
+    }
 }
 
 pub(super) async fn no_route(method: Method, uri: Uri) -> ApiError {
