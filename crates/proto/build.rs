@@ -10,7 +10,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("proofmill_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
-    tonic_prost_build::configure()
+    // The admin API's answers are also served as JSON (the coordinator's HTTP admin API):
+    // their fields are its documented JSON fields, so every message of the package can be
+    // serialized (a new call's messages too). A response's `AdminError` becomes the HTTP
+    // error instead of a field.
+    let mut config = tonic_prost_build::configure()
+        .type_attribute(".proofmill.v1", "#[derive(serde::Serialize)]");
+    for file in &fds.file {
+        for message in &file.message_type {
+            for field in &message.field {
+                if field.type_name() == ".proofmill.v1.AdminError" {
+                    let path = format!(".proofmill.v1.{}.{}", message.name(), field.name());
+                    config = config.field_attribute(path, "#[serde(skip)]");
+                }
+            }
+        }
+    }
+    config
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;

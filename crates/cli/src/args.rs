@@ -183,6 +183,11 @@ pub struct CoordinatorArgs {
     /// resolves to.
     #[arg(long, env = "PROOFMILL_LISTEN", default_value = "127.0.0.1:3900", value_parser = parse_listen_addr)]
     pub listen: SocketAddr,
+    /// HTTP admin listen address, `HOST:PORT`: `/health` (liveness), `/ready` (readiness,
+    /// component by component) and the admin calls as JSON under `/v1` (see the README).
+    /// Off when unset. Not authenticated: bind it where only operators and probes reach it.
+    #[arg(long, env = "PROOFMILL_ADMIN_LISTEN", value_parser = parse_listen_addr)]
+    pub admin_listen: Option<SocketAddr>,
     /// Directory of every default path: the database (`proofmill.db`), the blobs (`blobs`),
     /// the groth16 keys (`keys`) and the embedded L1's state (`l1.log`). Made absolute at
     /// startup.
@@ -553,6 +558,10 @@ pub struct DemoArgs {
     /// Listen on a non-loopback address although the demo has no authentication.
     #[arg(long, env = "PROOFMILL_INSECURE", value_parser = BoolishValueParser::new())]
     pub insecure: bool,
+    /// HTTP admin listen address of the demo's coordinator, `HOST:PORT` (port 0: any free
+    /// port); printed at startup (`/health`, `/ready`, the admin calls under `/v1`).
+    #[arg(long, env = "PROOFMILL_ADMIN_LISTEN", default_value = "127.0.0.1:0", value_parser = parse_listen_addr)]
+    pub admin_listen: SocketAddr,
     /// Seed of the random traffic.
     #[arg(long, env = "PROOFMILL_SEED", default_value_t = 1)]
     pub seed: u64,

@@ -50,6 +50,8 @@ fn watch_prints_jobs_attempts_provers_and_l1_as_they_happen() {
             "300",
             "--send-interval",
             "500",
+            "--admin-listen",
+            "127.0.0.1:0",
         ]),
         path,
         path.join("coordinator.log"),
@@ -114,6 +116,23 @@ fn watch_prints_jobs_attempts_provers_and_l1_as_they_happen() {
         e["kind"] == "prover_disconnected" && e["prover_id"] == id.as_str()
     });
 
+    // The same events over HTTP, as server-sent events (`curl -N .../events`).
+    let admin = admin_addr(&coord);
+    let sse = read_until(&admin, "/events", "event: batches_taken\ndata: {");
+    let data = sse
+        .split("event: batches_taken\ndata: ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap();
+    let event: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"));
+    assert_eq!(event["kind"], "batches_taken");
+    assert!(
+        event["first_batch"].is_u64() && event["at_ms"].is_u64(),
+        "{event}"
+    );
+    assert!(sse.starts_with("HTTP/1.1 200"), "{sse}");
+    assert!(sse.contains("content-type: text/event-stream"), "{sse}");
+
     // Text, and a bounded watch for scripts: it ends by itself.
     let out = proofmill()
         .args(["watch", "--coordinator", &url, "--max-events", "2"])
@@ -143,4 +162,47 @@ fn watch_prints_jobs_attempts_provers_and_l1_as_they_happen() {
         "{}",
         watcher.log()
     );
+}
+
+/// The admin HTTP address the coordinator logged.
+fn admin_addr(coord: &Proc) -> String {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(addr) = coord.log().lines().find_map(|l| {
+            l.contains("admin HTTP listening")
+                .then(|| l.split("addr=").nth(1))
+                .flatten()
+                .map(|a| a.split_whitespace().next().unwrap().to_string())
+        }) {
+            return addr;
+        }
+        assert!(
+            Instant::now() < until,
+            "no admin address:\n{}",
+            tail(&coord.log())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `GET path` over plain HTTP/1.1, read until `needle` shows up in what came back (a stream
+/// that does not end by itself), panicking after 60 s.
+fn read_until(addr: &str, path: &str, needle: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        let n = conn.read(&mut buf).expect("the stream goes on");
+        assert!(n > 0, "the stream ended: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
 }

@@ -5,7 +5,8 @@
 //! **persister** task group-commits those changes and only then releases the messages (so
 //! nothing a prover sees is ever unknown to the store). One **session** per prover stream
 //! reads its messages, verifies proofs and feeds the core; the **admin** service and
-//! **intake** sit on top. Batch sources (the API, a rollup's sealer such as
+//! **intake** sit on top; the admin calls are served over gRPC and, by the same
+//! implementation, as JSON over HTTP with health and readiness ([`AdminHttp`]). Batch sources (the API, a rollup's sealer such as
 //! `proofmill-devnet-node`) bring batches in through an [`Intake`]; L1 settlement
 //! (`proofmill-settlement`) is a component apart that gets a [`SettlementPort`]. Nothing here
 //! knows a rollup's layout: public values are opaque bytes, read only by the proof types'
@@ -32,6 +33,7 @@ mod core;
 mod error;
 mod events;
 mod health;
+mod http;
 mod identity;
 mod inputs;
 mod intake;
@@ -66,6 +68,7 @@ pub use auth::{
 };
 pub use config::CoordinatorConfig;
 pub use error::CoordinatorError;
+pub use http::{AdminApi, AdminHttp, MAX_BODY_BYTES, MAX_IN_FLIGHT};
 pub use intake::{Intake, NewBatch};
 pub use leadership::{Candidate, Leadership, LeaseCheck, LeaseSettings, default_url};
 pub use limits::InFlight;

@@ -246,6 +246,62 @@ impl Coordinator {
         }
     }
 
+    /// The admin calls: one implementation, served over gRPC and HTTP.
+    fn admin_svc(&self) -> admin::AdminSvc {
+        admin::AdminSvc {
+            info: self.info(),
+            jobs: crate::controls::JobControls {
+                store: self.store.clone(),
+                core: self.core.clone(),
+            },
+            store: self.store.clone(),
+            core: self.core.clone(),
+            standing: self.standing.clone(),
+            status: self.status.clone(),
+            intake: self.intake.clone(),
+            events: self.events.clone(),
+        }
+    }
+
+    /// What the HTTP admin API serves while this coordinator is active: its admin calls,
+    /// and readiness made of its leadership, store, blob store, core and (once it reports)
+    /// settlement. The binary adds what it runs beside (the L1 node) with
+    /// [`crate::AdminApi::with_component`].
+    pub fn admin_api(&self) -> crate::AdminApi {
+        let standing = self.standing.clone();
+        let store = self.store.clone();
+        let blobs = self.blobs.clone();
+        let core = self.core.clone();
+        let l1 = self.l1.clone();
+        let probes = vec![
+            crate::http::ready::state(move || crate::http::ready::leadership(&standing)),
+            crate::http::ready::probe("store", true, move || {
+                let store = store.clone();
+                async move {
+                    store.probe().await.map_err(|e| e.to_string())?;
+                    Ok(store.endpoint())
+                }
+            }),
+            crate::http::ready::probe("blobs", true, move || {
+                let blobs = blobs.clone();
+                async move {
+                    blobs.probe().await.map_err(|e| e.to_string())?;
+                    Ok(blobs.base_url().to_string())
+                }
+            }),
+            crate::http::ready::probe("core", true, move || {
+                let core = core.clone();
+                async move {
+                    let provers = core.provers().await.map_err(|e| e.to_string())?;
+                    let connected = provers.iter().filter(|p| p.connected).count();
+                    Ok(format!("{connected} provers connected"))
+                }
+            }),
+            crate::http::ready::settlement(l1),
+        ];
+        crate::AdminApi::active(self.admin_svc(), probes)
+    }
+
     /// Serves the prover and admin services (plus reflection) until `shutdown` resolves.
     pub async fn serve(
         &self,
@@ -267,28 +323,12 @@ impl Coordinator {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-        let admin = AdminServiceServer::new(admin::AdminSvc {
-            info: self.info(),
-            jobs: crate::controls::JobControls {
-                store: self.store.clone(),
-                core: self.core.clone(),
-            },
-            store: self.store.clone(),
-            core: self.core.clone(),
-            standing: self.standing.clone(),
-            status: self.status.clone(),
-            intake: self.intake.clone(),
-            events: self.events.clone(),
-        })
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
-        // A deposed coordinator answers nothing more as if it were active (its figures are
-        // stale, its writes fenced) while it stops.
+        let admin = AdminServiceServer::new(self.admin_svc())
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
         let gate = |standing: Standing| {
-            move |request: Request<()>| match standing.deposed() {
-                Some(why) => Err(Status::unavailable(format!(
-                    "this coordinator is no longer active ({why}); it stands by shortly"
-                ))),
+            move |request: Request<()>| match refusal(&standing) {
+                Some(refused) => Err(refused),
                 None => Ok(request),
             }
         };
@@ -430,6 +470,16 @@ impl Coordinator {
             None => Vec::new(),
         }
     }
+}
+
+/// Why a coordinator refuses every call, once it is deposed: it answers nothing more as if
+/// it were active (its figures are stale, its writes fenced) while it stops.
+pub(crate) fn refusal(standing: &Standing) -> Option<Status> {
+    standing.deposed().map(|why| {
+        Status::unavailable(format!(
+            "this coordinator is no longer active ({why}); it stands by shortly"
+        ))
+    })
 }
 
 /// A server started by [`Coordinator::spawn_serve`].

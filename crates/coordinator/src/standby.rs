@@ -92,6 +92,44 @@ impl Standby {
         })
     }
 
+    /// What the HTTP admin API serves while this coordinator stands by: the same calls as
+    /// its gRPC service (refusals naming the active one), and readiness that fails on
+    /// purpose, so that a load balancer sends provers and operators to the active one.
+    pub fn admin_api(&self) -> crate::AdminApi {
+        let standby = self.clone();
+        let leadership: crate::http::ready::Probe = Arc::new(move || {
+            let standby = standby.clone();
+            Box::pin(async move {
+                let detail = match standby.active().await {
+                    Some(a) => format!(
+                        "the active coordinator is {} (lease epoch {})",
+                        a.url, a.epoch
+                    ),
+                    None => "no active coordinator known yet".to_string(),
+                };
+                crate::http::ready::Component {
+                    name: "leadership".into(),
+                    state: "standby".into(),
+                    ready: false,
+                    required: true,
+                    detail,
+                }
+            })
+        });
+        let store = self.store.clone();
+        let probes = vec![
+            leadership,
+            crate::http::ready::probe("store", true, move || {
+                let store = store.clone();
+                async move {
+                    store.probe().await.map_err(|e| e.to_string())?;
+                    Ok(store.endpoint())
+                }
+            }),
+        ];
+        crate::AdminApi::standby(Arc::new(self.clone()), probes)
+    }
+
     /// Who holds the lease: as the candidate last saw it, else (before its first look) as
     /// the store says.
     async fn active(&self) -> Option<LeaseHolder> {

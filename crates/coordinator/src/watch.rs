@@ -32,6 +32,30 @@ pub(crate) fn stream(watcher: Watcher, shutdown: Shutdown) -> WatchStream {
     ))
 }
 
+/// An event as one flat JSON object, `{"at_ms", "kind", …its fields}` (`/events`), and its
+/// kind: `job`, `attempt_started`, `attempt_ended`, `cordon`, `prover_connected`,
+/// `prover_disconnected`, `batches_taken`, `chain`, `missed` (`{"count"}`).
+pub(crate) fn flat_json(e: &WatchEvent) -> (&'static str, serde_json::Value) {
+    use serde_json::{Value, json, to_value};
+    let (kind, fields) = match &e.event {
+        Some(Wire::Job(x)) => ("job", to_value(x)),
+        Some(Wire::AttemptStarted(x)) => ("attempt_started", to_value(x)),
+        Some(Wire::AttemptEnded(x)) => ("attempt_ended", to_value(x)),
+        Some(Wire::Cordon(x)) => ("cordon", to_value(x)),
+        Some(Wire::ProverConnected(x)) => ("prover_connected", to_value(x)),
+        Some(Wire::ProverDisconnected(x)) => ("prover_disconnected", to_value(x)),
+        Some(Wire::BatchesTaken(x)) => ("batches_taken", to_value(x)),
+        Some(Wire::Chain(x)) => ("chain", to_value(x)),
+        Some(Wire::Missed(n)) => ("missed", Ok(json!({ "count": n }))),
+        None => ("unknown", Ok(json!({}))),
+    };
+    let mut object = json!({ "at_ms": e.at_ms, "kind": kind });
+    if let (Value::Object(o), Ok(Value::Object(f))) = (&mut object, fields) {
+        o.extend(f);
+    }
+    (kind, object)
+}
+
 fn wire(stamped: &Stamped) -> WatchEvent {
     let event = match &stamped.event {
         Event::Job {

@@ -17,6 +17,9 @@ use std::sync::Arc;
 
 const MAX_KEY_LEN: usize = 1024;
 
+/// What [`Blobs::probe`] asks about.
+const PROBE_KEY: &str = "proofmill-probe";
+
 /// Handle to a blob store. Cheap to clone.
 #[derive(Clone)]
 pub struct Blobs {
@@ -251,6 +254,16 @@ impl Blobs {
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(Self::map_err("delete", key, e)),
+        }
+    }
+
+    /// Whether the blob store answers: a metadata read of a key that need not exist (found
+    /// or not found both count).
+    pub async fn probe(&self) -> Result<()> {
+        let path = self.path(PROBE_KEY)?;
+        match self.store.head(&path).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Self::map_err("probe", PROBE_KEY, e)),
         }
     }
 

@@ -182,3 +182,18 @@ async fn s3_blobs_child() {
     // The URL of a key is readable by another process configured for the same store.
     readable_by_url(&blobs, "inputs/1.bin", b"one").await;
 }
+
+/// `probe` answers whether the store can be asked at all; a missing key is no failure.
+#[tokio::test]
+async fn probe_asks_the_store() {
+    Blobs::from_url("memory://").unwrap().probe().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("blobs");
+    let blobs = Blobs::from_url(&format!("file://{}", dir.display())).unwrap();
+    blobs.probe().await.unwrap();
+    // The directory replaced by a file: the store cannot be read.
+    std::fs::remove_dir(&dir).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let err = blobs.probe().await.unwrap_err();
+    assert!(err.to_string().contains("proofmill-probe"), "{err}");
+}

@@ -5,14 +5,17 @@ use crate::backends::{BackendContext, Built, devnet_shape};
 use anyhow::Context as _;
 use proofmill_backend::Backends;
 use proofmill_coordinator::{
-    About, AdminAuth, Candidate, Coordinator, CoordinatorConfig, CoordinatorError, Leadership,
-    LeaseSettings, Listener, ProverAuth, ServerTls, Serving, Standby, default_url,
+    About, AdminApi, AdminAuth, AdminHttp, Candidate, Coordinator, CoordinatorConfig,
+    CoordinatorError, Leadership, LeaseSettings, Listener, ProverAuth, ServerTls, Serving, Standby,
+    default_url,
 };
 use proofmill_devnet::DevnetConfig;
 use proofmill_devnet_node::{DevnetSource, DevnetSourceConfig};
+use proofmill_l1::L1;
 use proofmill_scheduler::SchedulerConfig;
 use proofmill_settlement::{Settlement, SettlementConfig};
 use proofmill_store::{Blobs, StoreError, open_store};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> CoordinatorConfig {
@@ -300,6 +303,51 @@ pub async fn run(
         .collect();
     let standby = Standby::new(store, candidate.holder(), required)
         .secured(security.admin_auth.clone(), security.tls.clone());
+    // One HTTP admin server for the whole process, serving whatever this process is now.
+    let admin = match args.admin_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?;
+            tracing::info!(addr = %listener.local_addr()?, "admin HTTP listening");
+            let http = AdminHttp::new(args.max_message_bytes, security.admin_auth.clone());
+            let serving = http.spawn_serve(listener);
+            Some((http, serving))
+        }
+        None => None,
+    };
+    let http = admin.as_ref().map(|(http, _)| http);
+    let ended = turns(
+        &args,
+        &about,
+        &backends,
+        (&listener, url.as_str()),
+        (&security, http),
+        &mut candidate,
+        &standby,
+    )
+    .await;
+    if let Some((_, serving)) = admin {
+        serving.stop().await?;
+    }
+    ended
+}
+
+/// Stands by and is active in turn until a signal.
+async fn turns(
+    args: &CoordinatorArgs,
+    about: &About,
+    backends: &Built,
+    (listener, url): (&Listener, &str),
+    (security, http): (&Security, Option<&AdminHttp>),
+    candidate: &mut Candidate,
+    standby: &Standby,
+) -> anyhow::Result<()> {
+    let set = |api: AdminApi| {
+        if let Some(http) = http {
+            http.set(api);
+        }
+    };
     let mut signal = std::pin::pin!(super::shutdown_signal());
     loop {
         // Asked first, so that a coordinator that gets the lease at once (alone, or
@@ -308,6 +356,7 @@ pub async fn run(
             Some(leadership) => leadership,
             None => {
                 let serving = standby.spawn_serve(listener.incoming());
+                set(standby.admin_api());
                 let leadership = tokio::select! {
                     leadership = candidate.acquire() => leadership,
                     signal = &mut signal => {
@@ -316,17 +365,37 @@ pub async fn run(
                         return Ok(());
                     }
                 };
+                set(AdminApi::starting());
                 serving.stop().await?;
                 leadership
             }
         };
-        let turn = (&args, &about, &backends, &listener, url.as_str(), &security);
-        match run_active(turn, leadership, &mut signal).await? {
+        let turn = (args, about, backends, listener, url, security, http);
+        let ended = run_active(turn, leadership, &mut signal).await;
+        set(AdminApi::starting());
+        match ended? {
             Ended::Stopped => return Ok(()),
             Ended::Deposed(why) => {
                 tracing::warn!(%why, "no longer the active coordinator: standing by");
             }
         }
+    }
+}
+
+/// The active coordinator's HTTP admin API, with the L1 node as an optional component
+/// (listed and checked, but not failing readiness: provers should still reach the active
+/// coordinator while L1 is unreachable).
+fn admin_api(coord: &Coordinator, l1: Option<Arc<dyn L1>>) -> AdminApi {
+    let api = coord.admin_api();
+    match l1 {
+        None => api,
+        Some(l1) => api.with_component("l1", false, move || {
+            let l1 = l1.clone();
+            async move {
+                let n = l1.last_verified_batch().await.map_err(|e| e.to_string())?;
+                Ok(format!("rollup contract answers: last verified batch {n}"))
+            }
+        }),
     }
 }
 
@@ -340,13 +409,14 @@ enum Ended {
 
 /// One turn as the active coordinator, on a store handle fenced with the lease's epoch.
 async fn run_active(
-    (args, about, backends, listener, url, security): (
+    (args, about, backends, listener, url, security, http): (
         &CoordinatorArgs,
         &About,
         &Built,
         &Listener,
         &str,
         &Security,
+        Option<&AdminHttp>,
     ),
     leadership: Leadership,
     signal: &mut (impl std::future::Future<Output = &'static str> + Unpin),
@@ -372,12 +442,18 @@ async fn run_active(
     coord.describe(about.clone());
     // Served before any rollup state is rebuilt: jobs of stored batches need only the store.
     let server = coord.spawn_serve_incoming(listener.incoming());
+    if let Some(http) = http {
+        http.set(admin_api(&coord, None));
+    }
     let devnet = devnet_config(args);
     let mut source = match args.devnet {
         true => Some(DevnetSource::start(coord.intake(), devnet.clone()).await?),
         false => None,
     };
     let l1 = super::l1::open_for_coordinator(args, devnet.devnet, backends).await?;
+    if let Some(http) = http {
+        http.set(admin_api(&coord, l1.clone()));
+    }
     let settlement = match l1 {
         Some(l1) => {
             if !args.devnet {

@@ -6,7 +6,7 @@ use super::coordinator;
 use crate::args::DemoArgs;
 use crate::backends::{BackendContext, devnet_shape};
 use anyhow::{Context as _, bail};
-use proofmill_coordinator::{CoordinatorConfig, StatusView};
+use proofmill_coordinator::{AdminHttp, CoordinatorConfig, StatusView};
 use proofmill_devnet::DevnetConfig;
 use proofmill_devnet_node::{DEFAULT_SNAPSHOT_EVERY, DevnetSource, DevnetSourceConfig};
 use proofmill_prover::{Prover, ProverConfig};
@@ -53,8 +53,16 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", a.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let server = coord.spawn_serve(listener);
+    let admin_listener = tokio::net::TcpListener::bind(a.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.admin_listen))?;
+    let admin_url = format!("http://{}", admin_listener.local_addr()?);
+    let admin = AdminHttp::new(coord.config().max_message_bytes, Default::default());
+    admin.set(coord.admin_api());
+    let admin_server = admin.spawn_serve(admin_listener);
     // Printed before any work, so `status` can watch the whole run.
     println!("coordinator gRPC at {url} (watch it: proofmill status --coordinator {url})");
+    println!("admin HTTP at {admin_url} (curl {admin_url}/ready, {admin_url}/v1/status)");
 
     let devnet_cfg = DevnetConfig {
         seed: a.seed,
@@ -156,6 +164,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     let _ = server.stop().await;
+    let _ = admin_server.stop().await;
 
     let new = a
         .batches

@@ -128,6 +128,10 @@ fn built_in_defaults() {
         panic!()
     };
     assert_eq!(c.listen.to_string(), "127.0.0.1:3900");
+    assert_eq!(
+        c.admin_listen, None,
+        "the HTTP admin API is off unless asked for"
+    );
     // Every default path is in the data dir, made absolute.
     let cwd = std::env::current_dir().unwrap();
     let data = cwd.join("proofmill-data");
@@ -242,6 +246,7 @@ fn config_values_land_in_the_struct() {
     let cli = parse_with(
         r#"
         listen = "0.0.0.0:4000"
+        admin_listen = "127.0.0.1:4001"
         proof_types = ["exec", "audit:exec"]
         devnet = true
         batch_size = 4
@@ -268,6 +273,10 @@ fn config_values_land_in_the_struct() {
         panic!()
     };
     assert_eq!(c.listen.to_string(), "0.0.0.0:4000");
+    assert_eq!(
+        c.admin_listen.map(|a| a.to_string()).as_deref(),
+        Some("127.0.0.1:4001")
+    );
     assert_eq!(
         c.proof_types,
         vec![
@@ -379,6 +388,24 @@ fn listen_takes_host_names() {
     let cli = parse(["proofmill", "demo", "--listen", "[::1]:0"]).unwrap();
     let Sub::Demo(d) = cli.command else { panic!() };
     assert_eq!(d.listen.to_string(), "[::1]:0");
+    assert_eq!(d.admin_listen.to_string(), "127.0.0.1:0");
+    let cli = parse([
+        "proofmill",
+        "coordinator",
+        "--admin-listen",
+        "localhost:3902",
+    ])
+    .unwrap();
+    let Sub::Coordinator(c) = cli.command else {
+        panic!()
+    };
+    let admin = c.admin_listen.expect("set");
+    assert!(admin.ip().is_loopback() && admin.port() == 3902, "{admin}");
+    let msg = format!(
+        "{:#}",
+        parse_with("admin_listen = \"nowhere\"", &["coordinator"]).unwrap_err()
+    );
+    assert!(msg.contains("expected HOST:PORT"), "{msg}");
     let msg = format!(
         "{:#}",
         parse_with("listen = \"localhost\"", &["coordinator"]).unwrap_err()

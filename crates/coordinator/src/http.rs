@@ -1,0 +1,286 @@
+//! The HTTP admin API: liveness (`/health`), readiness (`/ready`, component by component)
+//! and JSON mirrors of every `AdminService` call under `/v1`. Each call runs the very
+//! implementation the gRPC service runs (the active coordinator's `AdminSvc`, or a
+//! standby's refusals): HTTP is only a second transport, with its own error mapping
+//! ([`error`]) and body limits.
+//!
+//! One [`AdminHttp`] server lives as long as the process; what it serves is an [`AdminApi`]
+//! swapped as the process stands by, becomes active, drains or is deposed, so a load
+//! balancer's probe always reaches the same address.
+//!
+//! A new admin call is a route in [`AdminHttp::read_routes`] or
+//! [`AdminHttp::operator_routes`] and a handler in `routes` that builds the call's request,
+//! runs it on `AdminApi::admin` and answers with `answered(r.error.take(), r)` (every
+//! message of `proofmill.v1` is serializable; its `AdminError` field is left out).
+
+mod error;
+pub(crate) mod ready;
+mod routes;
+
+use crate::admin::AdminSvc;
+use crate::server::Serving;
+use crate::standing::Standing;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post, put};
+use error::ApiError;
+use proofmill_proto::v1::admin_service_server::AdminService;
+use ready::{Component, Probe};
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use tokio::sync::Semaphore;
+
+/// The admin calls HTTP runs: an active coordinator's or a standby's `AdminService`.
+pub(crate) type AdminCalls = dyn AdminService<WatchStream = crate::watch::WatchStream>;
+
+/// Body limit of every request but those that carry a batch input.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Requests answered at once; more are refused at once with 503 (so that a flood, or calls
+/// waiting on a store that does not answer, hold no more than this). `/health` is not
+/// counted: liveness must answer whatever else goes on.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// What the HTTP API answers from at a moment: one coordinator's admin calls, and the
+/// components its readiness is made of. Built by `Coordinator::admin_api` (active),
+/// `Standby::admin_api`, or [`AdminApi::starting`].
+#[derive(Clone)]
+pub struct AdminApi {
+    role: Role,
+    admin: Option<Arc<AdminCalls>>,
+    /// The active coordinator's standing: its calls are refused once it is deposed, as the
+    /// gRPC service's are.
+    standing: Option<Standing>,
+    probes: Vec<Probe>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Starting,
+    Standby,
+    Active,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Starting => "starting",
+            Role::Standby => "standby",
+            Role::Active => "active",
+        }
+    }
+}
+
+impl AdminApi {
+    /// Before a coordinator runs (or between two turns): live, not ready, every call 503.
+    pub fn starting() -> AdminApi {
+        AdminApi {
+            role: Role::Starting,
+            admin: None,
+            standing: None,
+            probes: vec![ready::fixed(Component {
+                name: "leadership".into(),
+                state: "starting".into(),
+                ready: false,
+                required: true,
+                detail: "the coordinator is starting".into(),
+            })],
+        }
+    }
+
+    pub(crate) fn active(admin: AdminSvc, probes: Vec<Probe>) -> AdminApi {
+        AdminApi {
+            role: Role::Active,
+            standing: Some(admin.standing.clone()),
+            admin: Some(Arc::new(admin)),
+            probes,
+        }
+    }
+
+    pub(crate) fn standby(admin: Arc<AdminCalls>, probes: Vec<Probe>) -> AdminApi {
+        AdminApi {
+            role: Role::Standby,
+            admin: Some(admin),
+            standing: None,
+            probes,
+        }
+    }
+
+    /// Adds a component to readiness, checked on every `/ready` (at most about 2 s; a check
+    /// that takes longer counts as down). `check` gives a detail when up, the reason when
+    /// down. `required`: whether `/ready` fails while it is down (an optional component is
+    /// listed, and its state is there to alert on).
+    pub fn with_component<F, Fut>(mut self, name: &str, required: bool, check: F) -> AdminApi
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, String>> + Send + 'static,
+    {
+        self.probes.push(ready::probe(name, required, check));
+        self
+    }
+
+    /// The admin calls, unless this coordinator cannot answer them now.
+    fn admin(&self) -> Result<Arc<AdminCalls>, ApiError> {
+        if let Some(refusal) = self.standing.as_ref().and_then(crate::server::refusal) {
+            return Err(refusal.into());
+        }
+        self.admin
+            .clone()
+            .ok_or_else(|| ApiError::unavailable("the coordinator is starting"))
+    }
+}
+
+/// The HTTP admin server's state: the API served now (swapped with [`AdminHttp::set`]).
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct AdminHttp {
+    current: Arc<RwLock<AdminApi>>,
+    in_flight: Arc<Semaphore>,
+    /// Body limit of the calls that carry a batch input (hex, so about twice its size).
+    input_body_bytes: usize,
+    /// Who may call what: the gRPC admin service's tokens.
+    auth: Arc<crate::AdminAuth>,
+}
+
+impl AdminHttp {
+    /// Serving [`AdminApi::starting`] until [`AdminHttp::set`]; a batch input may come in a
+    /// body of up to `input_body_bytes` (at least [`MAX_BODY_BYTES`]).
+    /// Calls under `/v1` need a bearer token of `auth` with the call's role (read-only for
+    /// the read routes, operator for the others); `/health` and `/ready` are open.
+    pub fn new(input_body_bytes: usize, auth: crate::AdminAuth) -> AdminHttp {
+        AdminHttp {
+            current: Arc::new(RwLock::new(AdminApi::starting())),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            input_body_bytes: input_body_bytes.max(MAX_BODY_BYTES),
+            auth: Arc::new(auth),
+        }
+    }
+
+    /// Serves `api` from the next request on.
+    pub fn set(&self, api: AdminApi) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = api;
+    }
+
+    fn api(&self) -> AdminApi {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every route. `/health` and `/ready` are open (load balancers and orchestrators probe
+    /// them); the read-only and operator groups each check the caller's token for their role.
+    pub fn router(&self) -> Router {
+        let role = |needed| from_fn_with_state((self.auth.clone(), needed), routes::authorized);
+        let counted = Router::new()
+            .route("/ready", get(routes::ready))
+            .merge(self.read_routes().layer(role(crate::Role::ReadOnly)))
+            .merge(self.operator_routes().layer(role(crate::Role::Operator)))
+            .layer(from_fn_with_state(self.in_flight.clone(), routes::bounded));
+        Router::new()
+            .route("/health", get(routes::live))
+            .merge(counted)
+            .fallback(routes::no_route)
+            .method_not_allowed_fallback(routes::no_method)
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(self.clone())
+    }
+
+    /// Calls that change nothing.
+    fn read_routes(&self) -> Router<AdminHttp> {
+        Router::new()
+            .route("/v1/health", get(routes::health_check))
+            .route("/v1/status", get(routes::system_status))
+            .route("/v1/info", get(routes::status_info))
+            .route("/v1/jobs", get(routes::jobs_list))
+            .route("/v1/jobs/{batch}/{proof_type}", get(routes::job_status))
+            .route("/v1/provers", get(routes::provers_list))
+            .route("/v1/events", get(routes::events))
+            .route("/events", get(routes::events))
+    }
+
+    /// Calls that change jobs, batches or provers.
+    fn operator_routes(&self) -> Router<AdminHttp> {
+        let inputs = DefaultBodyLimit::max(self.input_body_bytes);
+        Router::new()
+            .route("/v1/batches", post(routes::launch_proof).layer(inputs))
+            .route(
+                "/v1/batches/{batch}/input",
+                put(routes::replace_batch_input).layer(inputs),
+            )
+            .route("/v1/batches/{batch}/cancel", post(routes::cancel_batch))
+            .route("/v1/batches/{batch}/retry", post(routes::retry_batch))
+            .route(
+                "/v1/jobs/{batch}/{proof_type}/retry",
+                post(routes::retry_job),
+            )
+            .route(
+                "/v1/jobs/{batch}/{proof_type}/cancel",
+                post(routes::cancel_job),
+            )
+            .route("/v1/provers/{prover}/cordon", post(routes::cordon))
+            .route("/v1/provers/{prover}/uncordon", post(routes::uncordon))
+    }
+
+    /// Serves in a background task until [`Serving::stop`].
+    pub fn spawn_serve(&self, listener: tokio::net::TcpListener) -> Serving {
+        let app = self.router();
+        Serving::spawn(move |stopped| async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+                .map_err(|e| crate::CoordinatorError::Transport(format!("admin HTTP: {e}")))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    /// Requests beyond the bound are refused at once; liveness still answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_in_flight_are_bounded_but_not_liveness() {
+        let http = AdminHttp::new(0, Default::default());
+        // A component whose check hangs: each /ready takes the probe's whole wait.
+        http.set(AdminApi::starting().with_component("slow", true, std::future::pending));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serving = http.spawn_serve(listener);
+        let slow: Vec<_> = (0..MAX_IN_FLIGHT)
+            .map(|_| tokio::spawn(get(addr, "/ready")))
+            .collect();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while http.in_flight.available_permits() > 0 {
+            assert!(std::time::Instant::now() < until, "the slow requests run");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let started = std::time::Instant::now();
+        let refused = get(addr, "/v1/status").await;
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        assert!(refused.contains("admin requests at once"), "{refused}");
+        let live = get(addr, "/health").await;
+        assert!(live.starts_with("HTTP/1.1 200"), "{live}");
+        assert!(
+            started.elapsed() < ready::PROBE_WAIT,
+            "neither waited for a slot"
+        );
+        for answer in slow {
+            let answer = answer.await.unwrap();
+            assert!(answer.contains("\"ready\":false"), "{answer}");
+        }
+        assert_eq!(http.in_flight.available_permits(), MAX_IN_FLIGHT);
+        serving.stop().await.unwrap();
+    }
+}
