@@ -6,6 +6,9 @@ use crate::inputs::InputCache;
 use crate::intake::{Intake, IntakeRules};
 use crate::limits::{InFlight, ProofBudget, StreamSlots};
 use crate::outbox::Sending;
+use crate::pauses::{Component, Pauses};
+use crate::pausing::Pausing;
+use crate::settlement_steps::SettlementSteps;
 use crate::results::Results;
 use crate::session::{SessionRules, Sessions};
 use crate::standing::{HeldLease, Standing};
@@ -43,6 +46,8 @@ pub struct Coordinator {
     l1: SeenOnL1,
     about: crate::about::AboutCell,
     started_at_ms: u64,
+    pausing: Pausing,
+    steps: SettlementSteps,
 }
 
 impl Coordinator {
@@ -94,6 +99,11 @@ impl Coordinator {
         let mut scheduler = Scheduler::new(config.scheduler.clone(), last_token);
         scheduler.set_orphan_tokens(orphan_tokens);
         scheduler.restore_cordons(store.cordoned_provers().await?);
+        let pauses = crate::pausing::restore(store.as_ref()).await?;
+        if pauses.is_paused(Component::Dispatch) {
+            // No prover is connected yet: there is nothing to hold back but what comes.
+            scheduler.pause_dispatch(true, crate::now_ms());
+        }
         let mut core_task = Core::new(
             scheduler,
             batch_cache.clone(),
@@ -147,6 +157,7 @@ impl Coordinator {
             last: Default::default(),
             required: config.required_types(),
             intake_window: config.intake_window,
+            pauses: pauses.clone(),
         };
         let intake = Intake {
             store: store.clone(),
@@ -155,6 +166,7 @@ impl Coordinator {
             core: core.clone(),
             standing: standing.clone(),
             in_flight: Default::default(),
+            pauses: pauses.clone(),
             backends: verifiers,
             rules: IntakeRules {
                 required: config.required_types(),
@@ -162,6 +174,7 @@ impl Coordinator {
                 intake_window: config.intake_window,
             },
         };
+        let (store_for_pausing, core_for_pausing) = (store.clone(), core.clone());
         Ok(Coordinator {
             config: Arc::new(config),
             store,
@@ -174,6 +187,13 @@ impl Coordinator {
             l1,
             about: Default::default(),
             started_at_ms: crate::now_ms(),
+            pausing: Pausing {
+                store: store_for_pausing,
+                core: core_for_pausing,
+                pauses,
+                lock: Default::default(),
+            },
+            steps: SettlementSteps::default(),
         })
     }
 
@@ -209,7 +229,29 @@ impl Coordinator {
             standing: self.standing.clone(),
             l1: self.l1.clone(),
             core: self.core.clone(),
+            pauses: self.pausing.pauses.clone(),
+            steps: self.steps.clone(),
         }
+    }
+
+    /// Which components are paused now.
+    pub fn pauses(&self) -> Pauses {
+        self.pausing.pauses.clone()
+    }
+
+    /// Pauses `component` durably ([`crate::Component`]); returns whether this call paused
+    /// it (`false`: it was paused already) and the pause in force.
+    pub async fn pause(
+        &self,
+        component: Component,
+        reason: &str,
+    ) -> Result<(bool, crate::Pause), CoordinatorError> {
+        self.pausing.pause(component, reason).await
+    }
+
+    /// Resumes `component` durably; returns whether this call resumed it.
+    pub async fn resume(&self, component: Component) -> Result<bool, CoordinatorError> {
+        self.pausing.resume(component).await
     }
 
     /// This coordinator's shutdown signal (given by [`Coordinator::drain`]).
@@ -270,6 +312,8 @@ impl Coordinator {
             standing: self.standing.clone(),
             status: self.status.clone(),
             intake: self.intake.clone(),
+            pausing: self.pausing.clone(),
+            steps: self.steps.clone(),
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
