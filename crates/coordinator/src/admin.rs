@@ -321,11 +321,12 @@ impl AdminService for AdminSvc {
             standby: false,
             active_url: self.standing.lease_url(),
             lease_epoch: self.standing.lease_epoch(),
-            paused: s
-                .paused
-                .iter()
-                .map(|(c, p)| paused_info(*c, p))
-                .collect(),
+            paused: {
+                // In name order, as a standby lists them from the store.
+                let mut paused: Vec<_> = s.paused.iter().map(|(c, p)| paused_info(*c, p)).collect();
+                paused.sort_by(|a, b| a.component.cmp(&b.component));
+                paused
+            },
         }))
     }
 

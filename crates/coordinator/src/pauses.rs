@@ -152,8 +152,7 @@ mod tests {
         }
         let e = Component::parse("prover").unwrap_err().to_string();
         assert!(
-            e.contains("\"prover\"")
-                && e.contains("sender, committer, sealing, intake, dispatch"),
+            e.contains("\"prover\"") && e.contains("sender, committer, sealing, intake, dispatch"),
             "{e}"
         );
         assert!(Component::parse("Sender").is_err(), "names are exact");

@@ -5,16 +5,14 @@
 mod support;
 
 use proofmill_proto::v1::{
-    CommitNowRequest, ErrorCode, LaunchProofRequest, PauseComponentRequest,
-    ResumeComponentRequest, SettleNowRequest, SystemStatusRequest, SystemStatusResponse,
-    coordinator_message::Kind as Out,
+    CommitNowRequest, ErrorCode, LaunchProofRequest, PauseComponentRequest, ResumeComponentRequest,
+    SettleNowRequest, SystemStatusRequest, SystemStatusResponse, coordinator_message::Kind as Out,
 };
 use std::time::Duration;
 use support::*;
 
-type Admin = proofmill_proto::v1::admin_service_client::AdminServiceClient<
-    tonic::transport::Channel,
->;
+type Admin =
+    proofmill_proto::v1::admin_service_client::AdminServiceClient<tonic::transport::Channel>;
 
 fn launch(batch: u64) -> LaunchProofRequest {
     LaunchProofRequest {
@@ -68,7 +66,14 @@ async fn dispatch_pause_holds_jobs_across_a_restart(db: Db) {
     let c = start(&env, fast_config()).await;
     let mut admin = c.admin().await;
     let mut a = RawProver::register(&c.url(), register("a", &["exec"], 2)).await;
-    assert!(admin.launch_proof(launch(1)).await.unwrap().into_inner().created);
+    assert!(
+        admin
+            .launch_proof(launch(1))
+            .await
+            .unwrap()
+            .into_inner()
+            .created
+    );
     let t1 = a.task().await;
 
     let r = admin
@@ -92,7 +97,14 @@ async fn dispatch_pause_holds_jobs_across_a_restart(db: Db) {
     assert_eq!(again.pause.unwrap(), first);
 
     // New work waits; the running task's result still counts.
-    assert!(admin.launch_proof(launch(2)).await.unwrap().into_inner().created);
+    assert!(
+        admin
+            .launch_proof(launch(2))
+            .await
+            .unwrap()
+            .into_inner()
+            .created
+    );
     no_task(&mut a, Duration::from_millis(600)).await;
     let ack = a
         .submit(&t1.task_id, t1.fencing_token, RawProver::proof_for(&t1))
@@ -166,7 +178,12 @@ async fn intake_pause_refuses_launches_and_bad_input_changes_nothing(db: Db) {
         .into_inner()
         .error
         .expect("refused while intake is paused");
-    assert_eq!(e.code, ErrorCode::FailedPrecondition as i32, "{}", e.message);
+    assert_eq!(
+        e.code,
+        ErrorCode::FailedPrecondition as i32,
+        "{}",
+        e.message
+    );
     assert!(
         e.message.contains("intake is paused (chain reorg)")
             && e.message.contains("resume --component intake"),
@@ -179,7 +196,12 @@ async fn intake_pause_refuses_launches_and_bad_input_changes_nothing(db: Db) {
     for bad in [pause("prover", ""), pause("", ""), pause("Sender", "")] {
         let e = admin.pause_component(bad).await.unwrap().into_inner();
         let err = e.error.expect("refused");
-        assert_eq!(err.code, ErrorCode::InvalidArgument as i32, "{}", err.message);
+        assert_eq!(
+            err.code,
+            ErrorCode::InvalidArgument as i32,
+            "{}",
+            err.message
+        );
         assert!(
             err.message
                 .contains("one of sender, committer, sealing, intake, dispatch"),
@@ -224,7 +246,12 @@ async fn intake_pause_refuses_launches_and_bad_input_changes_nothing(db: Db) {
         .into_inner()
         .error
         .unwrap();
-    assert_eq!(e.code, ErrorCode::FailedPrecondition as i32, "{}", e.message);
+    assert_eq!(
+        e.code,
+        ErrorCode::FailedPrecondition as i32,
+        "{}",
+        e.message
+    );
     let e = admin
         .commit_now(CommitNowRequest { batch: 0 })
         .await
@@ -250,7 +277,11 @@ async fn intake_pause_refuses_launches_and_bad_input_changes_nothing(db: Db) {
         .error
         .unwrap();
     assert_eq!(e.code, ErrorCode::FailedPrecondition as i32);
-    assert!(e.message.contains("the proof sender is paused"), "{}", e.message);
+    assert!(
+        e.message.contains("the proof sender is paused"),
+        "{}",
+        e.message
+    );
 
     // Resumed, launches are taken again.
     assert!(

@@ -60,7 +60,9 @@ pub(super) async fn run(port: SettlementPort, l1: Arc<dyn L1>) {
                 // Paused: L1 is still watched, so status stays true; nothing is sent.
                 match l1.last_committed_batch().await {
                     Ok(last) => port.report(|s| s.last_committed_batch = Some(last)),
-                    Err(e) => tracing::debug!(error = %e, "reading L1 while the committer is paused"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "reading L1 while the committer is paused")
+                    }
                 }
             } else if let Err(e) = commit_sealed(&port, &*l1).await {
                 tracing::warn!(error = %e, "committing batches to L1 failed; retrying");

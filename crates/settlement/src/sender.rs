@@ -3,7 +3,7 @@
 //! contract rejects is deleted and its job requeued; every other rejection deletes nothing.
 
 use crate::{SettlementConfig, hex_hash, now_ms};
-use proofmill_coordinator::{Component, CoordinatorError, SettlementPort, Settled};
+use proofmill_coordinator::{Component, CoordinatorError, Settled, SettlementPort};
 use proofmill_l1::{L1, L1Error, Revert, TxOutcome, TxStatus};
 use proofmill_store::StoreError;
 use proofmill_store::{Change, VerifyRecord};

@@ -429,7 +429,10 @@ async fn pauses_are_kept_until_resumed(store: Arc<dyn Store>, _: &str) {
         store.apply(&[control("sen\0der", true, 1, "")]).await,
         Err(StoreError::Unstorable(_))
     ));
-    store.apply(&[control("sender", false, 12, "")]).await.unwrap();
+    store
+        .apply(&[control("sender", false, 12, "")])
+        .await
+        .unwrap();
     assert!(paused().await.is_empty());
 }
 

@@ -24,7 +24,10 @@ pub async fn pause(args: PauseArgs) -> anyhow::Result<()> {
     if response.changed {
         println!("{} paused", args.component);
     } else {
-        println!("{} was paused already ({age} s ago); unchanged", args.component);
+        println!(
+            "{} was paused already ({age} s ago); unchanged",
+            args.component
+        );
     }
     Ok(())
 }

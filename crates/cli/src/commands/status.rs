@@ -527,7 +527,10 @@ mod tests {
             ..sample()
         };
         let text = render(&paused);
-        assert!(text.contains("\npaused (`proofmill resume --component NAME`):\n"), "{text}");
+        assert!(
+            text.contains("\npaused (`proofmill resume --component NAME`):\n"),
+            "{text}"
+        );
         assert!(text.contains("  dispatch since "), "{text}");
         assert!(text.contains(" s ago: L1 fees too high\n"), "{text}");
         assert!(!render(&sample()).contains("paused"));

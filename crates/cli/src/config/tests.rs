@@ -613,16 +613,17 @@ fn required_option_from_file_or_flag() {
 /// component's name is the coordinator's to check (a newer one may know more).
 #[test]
 fn controls_take_their_options_from_file_or_flag() {
+    let cli = parse_with("component = \"sender\"\nreason = \"L1 fees\"", &["pause"]).unwrap();
+    let Sub::Pause(p) = cli.command else { panic!() };
+    assert_eq!(
+        (p.component.as_str(), p.reason.as_str()),
+        ("sender", "L1 fees")
+    );
     let cli = parse_with(
-        "component = \"sender\"\nreason = \"L1 fees\"",
-        &["pause"],
+        "component = \"sender\"",
+        &["resume", "--component", "dispatch"],
     )
     .unwrap();
-    let Sub::Pause(p) = cli.command else {
-        panic!()
-    };
-    assert_eq!((p.component.as_str(), p.reason.as_str()), ("sender", "L1 fees"));
-    let cli = parse_with("component = \"sender\"", &["resume", "--component", "dispatch"]).unwrap();
     let Sub::Resume(r) = cli.command else {
         panic!()
     };

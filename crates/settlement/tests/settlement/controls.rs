@@ -42,7 +42,12 @@ pub async fn paused_sender_catches_up_in_one_transaction(chain: Chain, db: Db) {
         .into_inner()
         .error
         .expect("refused while paused");
-    assert_eq!(e.code, ErrorCode::FailedPrecondition as i32, "{}", e.message);
+    assert_eq!(
+        e.code,
+        ErrorCode::FailedPrecondition as i32,
+        "{}",
+        e.message
+    );
 
     assert!(r.run.coord.resume(Component::Sender).await.unwrap());
     wait_verified(&r.chain.l1, 4).await;
@@ -99,10 +104,7 @@ pub async fn commit_now_steps_a_paused_committer(chain: Chain, db: Db) {
     let side = open_l1(chain).await;
     let env = super::support::Env::new(db, "commit_now");
     let run = start(&env, super::support::fast_config()).await;
-    run.coord
-        .pause(Component::Committer, "")
-        .await
-        .unwrap();
+    run.coord.pause(Component::Committer, "").await.unwrap();
     devnet(&run, 3).await;
     let _committer =
         proofmill_settlement::start(run.coord.settlement_port(), side.l1.clone(), true, None)
@@ -126,7 +128,12 @@ pub async fn commit_now_steps_a_paused_committer(chain: Chain, db: Db) {
         .into_inner()
         .error
         .unwrap();
-    assert_eq!(e.code, ErrorCode::FailedPrecondition as i32, "{}", e.message);
+    assert_eq!(
+        e.code,
+        ErrorCode::FailedPrecondition as i32,
+        "{}",
+        e.message
+    );
     assert!(e.message.contains("committed already"), "{}", e.message);
     let e = admin
         .commit_now(CommitNowRequest { batch: 9 })
@@ -138,7 +145,11 @@ pub async fn commit_now_steps_a_paused_committer(chain: Chain, db: Db) {
     assert_eq!(e.code, ErrorCode::JobNotFound as i32, "{}", e.message);
     assert!(e.message.contains("not sealed"), "{}", e.message);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(side.l1.last_committed_batch().await.unwrap(), 2, "still paused");
+    assert_eq!(
+        side.l1.last_committed_batch().await.unwrap(),
+        2,
+        "still paused"
+    );
     assert!(run.coord.resume(Component::Committer).await.unwrap());
     let l1 = side.l1.clone();
     wait_for("the rest committed on resume", LONG, || {
