@@ -163,9 +163,7 @@ fn about(args: &CoordinatorArgs, config: Vec<proofmill_coordinator::ConfigValue>
         ),
     };
     About {
-        build: option_env!("PROOFMILL_BUILD")
-            .unwrap_or_default()
-            .to_string(),
+        build: option_env!("PROOFMILL_BUILD").unwrap_or_default().to_string(),
         l1,
         config,
     }
