@@ -105,7 +105,8 @@ impl Intake {
     fn check_paused(&self) -> Result<(), CoordinatorError> {
         match self.pauses.get(crate::Component::Intake) {
             Some(p) => Err(CoordinatorError::FailedPrecondition(format!(
-                "intake is paused{} since {} (Unix ms): no batch is taken in until                  `proofmill resume --component intake`",
+                "intake is paused{} since {} (Unix ms): no batch is taken in until \
+                 `proofmill resume --component intake`",
                 if p.reason.is_empty() {
                     String::new()
                 } else {

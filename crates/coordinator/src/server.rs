@@ -174,7 +174,12 @@ impl Coordinator {
                 intake_window: config.intake_window,
             },
         };
-        let (store_for_pausing, core_for_pausing) = (store.clone(), core.clone());
+        let pausing = Pausing {
+            store: store.clone(),
+            core: core.clone(),
+            pauses,
+            lock: Default::default(),
+        };
         Ok(Coordinator {
             config: Arc::new(config),
             store,
@@ -187,12 +192,7 @@ impl Coordinator {
             l1,
             about: Default::default(),
             started_at_ms: crate::now_ms(),
-            pausing: Pausing {
-                store: store_for_pausing,
-                core: core_for_pausing,
-                pauses,
-                lock: Default::default(),
-            },
+            pausing,
             steps: SettlementSteps::default(),
         })
     }

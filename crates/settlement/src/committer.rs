@@ -91,7 +91,7 @@ enum CommitError {
 /// Commits every sealed batch L1 does not have.
 async fn commit_sealed(port: &SettlementPort, l1: &dyn L1) -> Result<u64, CommitError> {
     let sealed = port.store().last_sealed_batch().await?.unwrap_or(0);
-    commit_through(port, l1, sealed).await
+    commit_through(port, l1, sealed, false).await
 }
 
 /// An operator's `commit now` of `batch`: it and the uncommitted batches before it (L1 takes
@@ -124,7 +124,9 @@ async fn commit_now(
             "{batch}: not sealed (the last sealed batch is {sealed})"
         )));
     }
-    let reached = commit_through(port, l1, batch).await.map_err(failed)?;
+    let reached = commit_through(port, l1, batch, true)
+        .await
+        .map_err(failed)?;
     if reached < batch {
         return Err(CoordinatorError::FailedPrecondition(format!(
             "L1 committed up to batch {reached}; batch {} was not committed (the log says why)",
@@ -139,11 +141,20 @@ async fn commit_now(
 }
 
 /// Commits the batches after L1's last committed one up to `upto`; returns the last batch
-/// L1 has committed afterwards. A revert stops it (logged; the next round retries).
-async fn commit_through(port: &SettlementPort, l1: &dyn L1, upto: u64) -> Result<u64, CommitError> {
+/// L1 has committed afterwards. A revert stops it (logged; the next round retries), and so
+/// does a pause, unless the operator commits `by_hand`.
+async fn commit_through(
+    port: &SettlementPort,
+    l1: &dyn L1,
+    upto: u64,
+    by_hand: bool,
+) -> Result<u64, CommitError> {
     let mut last = l1.last_committed_batch().await?;
     port.report(|s| s.last_committed_batch = Some(last));
     while last < upto {
+        if !by_hand && port.paused(Component::Committer).is_some() {
+            return Ok(last);
+        }
         let n = last + 1;
         let Some(batch) = port.store().batch(n).await? else {
             return Ok(last);

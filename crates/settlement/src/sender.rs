@@ -159,6 +159,10 @@ pub(super) async fn send_once(
     // After an unattributed revert: one batch per transaction, to isolate it.
     let mut single = false;
     while start < batches.len() {
+        if start > 0 && port.paused(Component::Sender).is_some() {
+            // Paused meanwhile: the transactions sent stand, no more goes out.
+            break;
+        }
         let from = first + start as u64;
         let mut k = if single { 1 } else { batches.len() - start };
         let rejected = loop {
