@@ -258,14 +258,17 @@ impl Intake {
     /// Takes a batch in. Idempotent: the same batch again returns `Ok(false)`; a different
     /// batch with a known number is an error and changes nothing, unless that batch was
     /// cancelled ([`Intake::cancel_batch`]): then it starts over with this content. Refused
-    /// while a source reserved the numbering ([`Intake::reserve_numbering`]).
+    /// while a source reserved the numbering ([`Intake::reserve_numbering`]), and while an
+    /// operator paused intake ([`crate::Component::Intake`], `FailedPrecondition`).
     pub async fn submit_batch(&self, nb: NewBatch) -> Result<bool, CoordinatorError> {
         self.check_source()?;
         self.check_paused()?;
         self.submit_own(nb).await
     }
 
-    /// [`Intake::submit_batch`] for the source that reserved the numbering.
+    /// [`Intake::submit_batch`] for the source that reserved the numbering. Not refused while
+    /// intake is paused: a source waits before it produces a batch ([`Intake::pauses`]), so
+    /// one it has produced already is stored.
     pub async fn submit_own(&self, nb: NewBatch) -> Result<bool, CoordinatorError> {
         if self.standing.draining() {
             return Err(CoordinatorError::Unavailable);
