@@ -473,6 +473,7 @@ mod tests {
             "standby": false,
             "active_url": null,
             "lease_epoch": null,
+            "paused": [],
         });
         assert_eq!(status_json(&sample()), expected);
         // One line, one object.
@@ -489,7 +490,7 @@ mod tests {
                 "jobs": {}, "provers": [],
                 "from_memory": false, "store_error": null, "as_of_ms": null,
                 "warnings": [], "intake_window": 0,
-                "standby": false, "active_url": null, "lease_epoch": null,
+                "standby": false, "active_url": null, "lease_epoch": null, "paused": [],
             })
         );
 
