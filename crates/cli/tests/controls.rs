@@ -2,7 +2,8 @@
 //! and through the `proofmill` commands: with the proof sender paused, proven rises while
 //! verified stays; dispatch paused holds jobs queued; both pauses survive a kill -9; resumed,
 //! the provers catch up and the sender settles everything in one transaction. Unknown
-//! components are refused with the valid names. SQLite and Postgres both.
+//! components are refused with the valid names. Sealing or intake paused holds the devnet's
+//! next batch back. SQLite and Postgres both.
 
 use proofmill_store::open_store;
 use std::path::PathBuf;
@@ -50,8 +51,9 @@ impl Site {
         format!("http://{}", self.listen)
     }
 
-    /// A devnet coordinator settling on the embedded L1, logging to `log` (appended).
-    fn coordinator(&mut self, log: &str) -> Proc {
+    /// A devnet coordinator sealing up to `max_batches`, settling on the embedded L1,
+    /// logging to `log` (appended).
+    fn coordinator(&mut self, log: &str, max_batches: u64) -> Proc {
         let blobs = format!("file://{}", self.path("blobs").display());
         let l1_state = self.path("l1.log").display().to_string();
         let args: Vec<String> = [
@@ -68,7 +70,7 @@ impl Site {
             "--batch-interval",
             "100",
             "--max-batches",
-            &BATCHES.to_string(),
+            &max_batches.to_string(),
             "--send-interval",
             "200",
             "--heartbeat-interval",
@@ -159,7 +161,7 @@ fn paused(v: &serde_json::Value) -> Vec<(String, Option<String>, u64)> {
 
 async fn pause_sender_and_dispatch_then_catch_up(db: Db) {
     let mut site = Site::new(db, "controls");
-    let mut coord = site.coordinator("coordinator.log");
+    let mut coord = site.coordinator("coordinator.log", BATCHES);
     let url = site.url();
     wait_status(&url, "serving", Duration::from_secs(60), |_| true).await;
 
@@ -205,7 +207,7 @@ async fn pause_sender_and_dispatch_then_catch_up(db: Db) {
 
     // kill -9: both pauses are in the store and hold after the restart.
     coord.kill9();
-    let mut coord = site.coordinator("coordinator.log");
+    let mut coord = site.coordinator("coordinator.log", BATCHES);
     wait_status(&url, "back", Duration::from_secs(60), |s| {
         s.provers.iter().any(|p| p.connected)
     })
@@ -287,6 +289,64 @@ async fn pause_sender_and_dispatch_then_catch_up(db: Db) {
         "{err}"
     );
     coord.kill9();
+}
+
+/// The last sealed batch once sealing has settled after a pause (a batch being sealed as
+/// the pause came in is stored), checked to stay there.
+async fn sealing_holds(url: &str) -> u64 {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = status(url).await.unwrap().last_sealed_batch.unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(800)).await; // eight batch intervals
+    assert_eq!(
+        status(url).await.unwrap().last_sealed_batch.unwrap_or(0),
+        held,
+        "a batch was sealed while paused"
+    );
+    held
+}
+
+async fn sealing_and_intake_pauses_hold_the_devnet(db: Db) {
+    let mut site = Site::new(db, "controls_sealing");
+    let mut coord = site.coordinator("coordinator.log", 1000);
+    let url = site.url();
+    wait_status(&url, "sealing", Duration::from_secs(60), |s| {
+        s.last_sealed_batch.is_some()
+    })
+    .await;
+    for component in ["sealing", "intake"] {
+        site.ok(&["pause", "--component", component]);
+        let held = sealing_holds(&url).await;
+        assert_eq!(
+            site.ok(&["resume", "--component", component]).trim(),
+            format!("{component} resumed")
+        );
+        wait_status(&url, "sealing again", Duration::from_secs(30), |s| {
+            s.last_sealed_batch.unwrap_or(0) > held
+        })
+        .await;
+    }
+    // Both paused: one resumed is not enough.
+    site.ok(&["pause", "--component", "sealing"]);
+    site.ok(&["pause", "--component", "intake"]);
+    sealing_holds(&url).await;
+    site.ok(&["resume", "--component", "intake"]);
+    let held = sealing_holds(&url).await;
+    site.ok(&["resume", "--component", "sealing"]);
+    wait_status(&url, "sealing again", Duration::from_secs(30), |s| {
+        s.last_sealed_batch.unwrap_or(0) > held
+    })
+    .await;
+    coord.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealing_on_sqlite() {
+    sealing_and_intake_pauses_hold_the_devnet(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealing_on_postgres() {
+    sealing_and_intake_pauses_hold_the_devnet(Db::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
