@@ -653,19 +653,7 @@ impl AdminService for AdminSvc {
         _: Request<SettleNowRequest>,
     ) -> Result<Response<SettleNowResponse>, Status> {
         let settled = async {
-            if let Some(p) = self.pausing.pauses.get(Component::Sender) {
-                return Err(CoordinatorError::FailedPrecondition(format!(
-                    "the proof sender is paused{} since {} (Unix ms): `proofmill resume \
-                     --component sender` first",
-                    if p.reason.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", p.reason)
-                    },
-                    p.since
-                )));
-            }
-            let done = self.steps.settle_now().await?;
+            let done = self.steps.settle_now(&self.pausing.pauses).await?;
             let tx = match done.batches {
                 0 => None,
                 _ => crate::settled::last_verify_tx(self.store.as_ref()).await?,

@@ -254,6 +254,23 @@ impl Coordinator {
         self.pausing.resume(component).await
     }
 
+    /// Runs the L1 proof sender once now, whatever its interval (refused while it is paused
+    /// or when settlement does not run here).
+    pub async fn settle_now(&self) -> Result<crate::Settled, CoordinatorError> {
+        self.steps.settle_now(&self.pausing.pauses).await
+    }
+
+    /// Commits sealed `batch` (and the uncommitted ones before it) to L1 now, also while the
+    /// committer is paused.
+    pub async fn commit_now(&self, batch: u64) -> Result<crate::Committed, CoordinatorError> {
+        if batch == 0 {
+            return Err(CoordinatorError::InvalidArgument(
+                "batch numbers start at 1".into(),
+            ));
+        }
+        self.steps.commit_now(batch).await
+    }
+
     /// This coordinator's shutdown signal (given by [`Coordinator::drain`]).
     pub fn shutdown(&self) -> crate::Shutdown {
         self.standing.shutdown()

@@ -4,6 +4,7 @@
 //! not run here (no L1), a step is refused saying so.
 
 use crate::error::CoordinatorError;
+use crate::pauses::{Component, Pauses};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
@@ -70,8 +71,20 @@ impl SettlementSteps {
         open(&self.commit)
     }
 
-    /// One proof sender round now; its outcome.
-    pub async fn settle_now(&self) -> Result<Settled, CoordinatorError> {
+    /// One proof sender round now; its outcome. Refused while the sender is paused.
+    pub async fn settle_now(&self, pauses: &Pauses) -> Result<Settled, CoordinatorError> {
+        if let Some(p) = pauses.get(Component::Sender) {
+            return Err(CoordinatorError::FailedPrecondition(format!(
+                "the proof sender is paused{} since {} (Unix ms): `proofmill resume \
+                 --component sender` first",
+                if p.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", p.reason)
+                },
+                p.since
+            )));
+        }
         let tx = sender(&self.settle).ok_or_else(|| {
             CoordinatorError::FailedPrecondition(
                 "L1 settlement is not running on this coordinator (no L1, or its proof sender \
