@@ -85,6 +85,15 @@ pub enum Command {
     Cordon(CordonArgs),
     /// Put a cordoned prover back in rotation.
     Uncordon(CordonArgs),
+    /// Pause a component, durably (until `resume`): sender, committer, sealing, intake or
+    /// dispatch.
+    Pause(PauseArgs),
+    /// Resume a paused component; it acts at once.
+    Resume(ResumeArgs),
+    /// Run the L1 proof sender once now, whatever its interval.
+    SettleNow(SettleNowArgs),
+    /// Commit a sealed batch to L1 now (with the uncommitted batches before it).
+    CommitNow(CommitNowArgs),
     /// Replace the input of a batch that is not proven yet, or cancel its jobs.
     #[command(subcommand_required = true)]
     Batch {
@@ -534,6 +543,59 @@ pub struct CordonArgs {
     pub prover_id: String,
 }
 
+/// Help of `--component`, the names the coordinator knows.
+const COMPONENTS: &str = "sender (L1 proof sender: no verifyBatches), committer (no commitBatch), \
+    sealing (the devnet seals no batch), intake (LaunchProof refused, sources wait) or dispatch \
+    (no new tasks; running tasks finish)";
+
+#[derive(Debug, Clone, Args)]
+pub struct PauseArgs {
+    /// Coordinator gRPC URL.
+    #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
+    pub coordinator: String,
+    #[command(flatten)]
+    pub access: AdminAccess,
+    /// What to pause.
+    #[arg(long, env = "PROOFMILL_COMPONENT", value_parser = parse_non_empty, long_help = COMPONENTS)]
+    pub component: String,
+    /// Why, shown in `status` (at most 1024 bytes).
+    #[arg(long, env = "PROOFMILL_REASON", default_value = "")]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ResumeArgs {
+    /// Coordinator gRPC URL.
+    #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
+    pub coordinator: String,
+    #[command(flatten)]
+    pub access: AdminAccess,
+    /// What to resume.
+    #[arg(long, env = "PROOFMILL_COMPONENT", value_parser = parse_non_empty, long_help = COMPONENTS)]
+    pub component: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SettleNowArgs {
+    /// Coordinator gRPC URL.
+    #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
+    pub coordinator: String,
+    #[command(flatten)]
+    pub access: AdminAccess,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CommitNowArgs {
+    /// Coordinator gRPC URL.
+    #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
+    pub coordinator: String,
+    #[command(flatten)]
+    pub access: AdminAccess,
+    /// The sealed batch to commit.
+    #[arg(long, env = "PROOFMILL_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// Batches to seal and prove.
@@ -780,6 +842,10 @@ impl Cli {
             | Command::Watch(_)
             | Command::Cordon(_)
             | Command::Uncordon(_)
+            | Command::Pause(_)
+            | Command::Resume(_)
+            | Command::SettleNow(_)
+            | Command::CommitNow(_)
             | Command::Batch { .. }
             | Command::Job { .. }
             | Command::Token { .. }

@@ -133,6 +133,37 @@ fn watch_prints_jobs_attempts_provers_and_l1_as_they_happen() {
     assert!(sse.starts_with("HTTP/1.1 200"), "{sse}");
     assert!(sse.contains("content-type: text/event-stream"), "{sse}");
 
+    // Pausing the sender over HTTP is an event too; an unknown component changes nothing.
+    let paused = post(
+        &admin,
+        "/v1/components/sender/pause",
+        r#"{"reason":"L1 incident"}"#,
+    );
+    assert!(paused.starts_with("HTTP/1.1 200"), "{paused}");
+    seen(&watcher, "the pause", |e| {
+        e["kind"] == "paused" && e["component"] == "sender" && e["reason"] == "L1 incident"
+    });
+    let unknown = post(&admin, "/v1/components/everything/pause", "{}");
+    assert!(unknown.starts_with("HTTP/1.1 400"), "{unknown}");
+    assert!(
+        unknown.contains("INVALID_ARGUMENT") && unknown.contains("dispatch"),
+        "{unknown}"
+    );
+    let resumed = post(&admin, "/v1/components/sender/resume", "{}");
+    assert!(resumed.starts_with("HTTP/1.1 200"), "{resumed}");
+    seen(&watcher, "the resume", |e| {
+        e["kind"] == "paused" && e["component"] == "sender" && e["paused"] == false
+    });
+    assert_eq!(
+        watcher
+            .json_lines()
+            .iter()
+            .filter(|e| e["kind"] == "paused")
+            .count(),
+        2,
+        "the refused pause is no event"
+    );
+
     // Text, and a bounded watch for scripts: it ends by itself.
     let out = proofmill()
         .args(["watch", "--coordinator", &url, "--max-events", "2"])
@@ -205,4 +236,21 @@ fn read_until(addr: &str, path: &str, needle: &str) -> String {
         got.extend_from_slice(&buf[..n]);
     }
     String::from_utf8_lossy(&got).into_owned()
+}
+
+/// `POST path` with a JSON body over plain HTTP/1.1; the whole answer.
+fn post(addr: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    answer
 }

@@ -7,6 +7,9 @@ use crate::core::CoreHandle;
 use crate::error::CoordinatorError;
 use crate::events::EventBus;
 use crate::intake::{Intake, NewBatch};
+use crate::pauses::{Component, Pause};
+use crate::pausing::Pausing;
+use crate::settlement_steps::SettlementSteps;
 use crate::standing::Standing;
 use crate::status::StatusSource;
 use proofmill_proto::v1::admin_service_server::AdminService;
@@ -31,6 +34,24 @@ pub(crate) struct Info {
     pub assignment_policy: String,
 }
 
+pub(crate) fn paused_info(c: Component, p: &Pause) -> PausedComponent {
+    PausedComponent {
+        component: c.as_str().into(),
+        reason: p.reason.clone(),
+        since_ms: p.since,
+    }
+}
+
+/// A pause's reason as given, or why it is refused.
+fn pause_reason(reason: &str) -> Result<&str, CoordinatorError> {
+    if reason.len() > 1024 || reason.chars().any(char::is_control) {
+        return Err(CoordinatorError::InvalidArgument(
+            "reason must be at most 1024 bytes without control characters".into(),
+        ));
+    }
+    Ok(reason)
+}
+
 pub(crate) struct AdminSvc {
     pub info: Info,
     pub jobs: JobControls,
@@ -40,6 +61,8 @@ pub(crate) struct AdminSvc {
     pub status: StatusSource,
     pub intake: Intake,
     pub events: EventBus,
+    pub pausing: Pausing,
+    pub steps: SettlementSteps,
 }
 
 fn err(code: ErrorCode, message: impl Into<String>) -> Option<AdminError> {
@@ -315,6 +338,12 @@ impl AdminService for AdminSvc {
             standby: false,
             active_url: self.standing.lease_url(),
             lease_epoch: self.standing.lease_epoch(),
+            paused: {
+                // In name order, as a standby lists them from the store.
+                let mut paused: Vec<_> = s.paused.iter().map(|(c, p)| paused_info(*c, p)).collect();
+                paused.sort_by(|a, b| a.component.cmp(&b.component));
+                paused
+            },
         }))
     }
 
@@ -588,5 +617,106 @@ impl AdminService for AdminSvc {
                 },
             },
         ))
+    }
+
+    async fn pause_component(
+        &self,
+        req: Request<PauseComponentRequest>,
+    ) -> Result<Response<PauseComponentResponse>, Status> {
+        let r = req.into_inner();
+        let paused = async {
+            let c = Component::parse(&r.component)?;
+            let reason = pause_reason(&r.reason)?;
+            let (changed, pause) = self.pausing.pause(c, reason).await?;
+            Ok::<_, CoordinatorError>((changed, paused_info(c, &pause)))
+        };
+        Ok(Response::new(match paused.await {
+            Ok((changed, pause)) => PauseComponentResponse {
+                changed,
+                pause: Some(pause),
+                error: None,
+            },
+            Err(e) => PauseComponentResponse {
+                changed: false,
+                pause: None,
+                error: from_coord(e),
+            },
+        }))
+    }
+
+    async fn resume_component(
+        &self,
+        req: Request<ResumeComponentRequest>,
+    ) -> Result<Response<ResumeComponentResponse>, Status> {
+        let r = req.into_inner();
+        let resumed = async {
+            let c = Component::parse(&r.component)?;
+            self.pausing.resume(c).await
+        };
+        Ok(Response::new(match resumed.await {
+            Ok(changed) => ResumeComponentResponse {
+                changed,
+                error: None,
+            },
+            Err(e) => ResumeComponentResponse {
+                changed: false,
+                error: from_coord(e),
+            },
+        }))
+    }
+
+    async fn settle_now(
+        &self,
+        _: Request<SettleNowRequest>,
+    ) -> Result<Response<SettleNowResponse>, Status> {
+        let settled = async {
+            let done = self.steps.settle_now(&self.pausing.pauses).await?;
+            let tx = match done.batches {
+                0 => None,
+                _ => crate::settled::last_verify_tx(self.store.as_ref()).await?,
+            };
+            Ok((done, tx))
+        };
+        Ok(Response::new(match settled.await {
+            Ok((done, tx)) => SettleNowResponse {
+                settled_batches: done.batches,
+                last_verified_batch: done.last_verified_batch,
+                last_verify_tx: tx.map(|r| VerifyTxInfo {
+                    tx_hash: r.tx_hash,
+                    first_batch: r.first_batch,
+                    last_batch: r.last_batch,
+                    gas_used: r.gas_used,
+                }),
+                error: None,
+            },
+            Err(e) => SettleNowResponse {
+                error: from_coord(e),
+                ..Default::default()
+            },
+        }))
+    }
+
+    async fn commit_now(
+        &self,
+        req: Request<CommitNowRequest>,
+    ) -> Result<Response<CommitNowResponse>, Status> {
+        let r = req.into_inner();
+        let committed = match r.batch {
+            0 => Err(CoordinatorError::InvalidArgument(
+                "batch numbers start at 1".into(),
+            )),
+            n => self.steps.commit_now(n).await,
+        };
+        Ok(Response::new(match committed {
+            Ok(c) => CommitNowResponse {
+                first_batch: c.first_batch,
+                last_batch: c.last_batch,
+                error: None,
+            },
+            Err(e) => CommitNowResponse {
+                error: from_coord(e),
+                ..Default::default()
+            },
+        }))
     }
 }

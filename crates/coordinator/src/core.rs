@@ -355,6 +355,11 @@ impl Core {
                     ..Default::default()
                 });
             }
+            CoreMsg::PauseDispatch { paused, reply } => {
+                let effects = self.scheduler.pause_dispatch(paused, now);
+                self.run_effects(effects, Vec::new(), Vec::new());
+                let _ = reply.send(());
+            }
             CoreMsg::Backlog { reply } => {
                 let _ = reply.send(self.backlog());
             }

@@ -17,6 +17,9 @@ pub enum CoordinatorError {
     UnknownProver(String),
     #[error("no job {0}")]
     JobNotFound(String),
+    /// A batch that is not in the store; the text starts with its number.
+    #[error("no batch {0}")]
+    UnknownBatch(String),
     /// A valid call the target's state does not allow (e.g. replacing a proven batch).
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
@@ -32,7 +35,9 @@ impl CoordinatorError {
                 ErrorCode::SystemUnavailable
             }
             CoordinatorError::UnknownProver(_) => ErrorCode::ProverUnavailable,
-            CoordinatorError::JobNotFound(_) => ErrorCode::JobNotFound,
+            CoordinatorError::JobNotFound(_) | CoordinatorError::UnknownBatch(_) => {
+                ErrorCode::JobNotFound
+            }
             CoordinatorError::Store(StoreError::BatchConflict(_)) => ErrorCode::InvalidArgument,
             CoordinatorError::Store(StoreError::BatchNotFound(_)) => ErrorCode::JobNotFound,
             CoordinatorError::FailedPrecondition(_)

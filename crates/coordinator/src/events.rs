@@ -61,6 +61,12 @@ pub enum Event {
         first: BatchNumber,
         last: BatchNumber,
     },
+    /// An operator paused (or resumed) a component.
+    Paused {
+        component: String,
+        paused: bool,
+        reason: String,
+    },
     /// What settlement last saw on L1 changed.
     Chain {
         last_committed_batch: Option<BatchNumber>,
@@ -196,6 +202,16 @@ fn of_change(change: &Change) -> Option<Event> {
         } => Event::Cordon {
             prover: prover.clone(),
             on: *on,
+            reason: reason.clone(),
+        },
+        Change::Control {
+            component,
+            paused,
+            reason,
+            ..
+        } => Event::Paused {
+            component: component.clone(),
+            paused: *paused,
             reason: reason.clone(),
         },
         // Proofs follow from their job's state; settlement marks are told as `Chain`.

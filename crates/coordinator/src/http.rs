@@ -221,6 +221,10 @@ impl AdminHttp {
             )
             .route("/v1/provers/{prover}/cordon", post(routes::cordon))
             .route("/v1/provers/{prover}/uncordon", post(routes::uncordon))
+            .route("/v1/components/{component}/pause", post(routes::pause))
+            .route("/v1/components/{component}/resume", post(routes::resume))
+            .route("/v1/settle-now", post(routes::settle_now))
+            .route("/v1/batches/{batch}/commit", post(routes::commit_now))
     }
 
     /// Serves in a background task until [`Serving::stop`].

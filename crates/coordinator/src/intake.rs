@@ -47,6 +47,8 @@ pub struct Intake {
     pub(crate) core: CoreHandle,
     pub(crate) standing: Standing,
     pub(crate) in_flight: Arc<claims::InFlight>,
+    /// Operator pauses: intake paused refuses the API's batches, and sources wait.
+    pub(crate) pauses: crate::Pauses,
     /// The backends of the proof types every batch needs, which check inputs.
     pub(crate) backends: Arc<HashMap<ProofType, Arc<dyn Backend>>>,
     pub(crate) rules: IntakeRules,
@@ -93,6 +95,29 @@ impl Intake {
     /// The coordinator's shutdown signal: a source stops taking batches in once it is given.
     pub fn shutdown(&self) -> crate::Shutdown {
         self.standing.shutdown()
+    }
+
+    /// What an operator paused: a source waits while [`crate::Component::Intake`] (or its
+    /// own part, e.g. [`crate::Component::Sealing`]) is paused.
+    pub fn pauses(&self) -> crate::Pauses {
+        self.pauses.clone()
+    }
+
+    /// Refused while an operator paused intake.
+    fn check_paused(&self) -> Result<(), CoordinatorError> {
+        match self.pauses.get(crate::Component::Intake) {
+            Some(p) => Err(CoordinatorError::FailedPrecondition(format!(
+                "intake is paused{} since {} (Unix ms): no batch is taken in until \
+                 `proofmill resume --component intake`",
+                if p.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", p.reason)
+                },
+                p.since
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Refused while another source owns the numbering.
@@ -235,13 +260,17 @@ impl Intake {
     /// Takes a batch in. Idempotent: the same batch again returns `Ok(false)`; a different
     /// batch with a known number is an error and changes nothing, unless that batch was
     /// cancelled ([`Intake::cancel_batch`]): then it starts over with this content. Refused
-    /// while a source reserved the numbering ([`Intake::reserve_numbering`]).
+    /// while a source reserved the numbering ([`Intake::reserve_numbering`]), and while an
+    /// operator paused intake ([`crate::Component::Intake`], `FailedPrecondition`).
     pub async fn submit_batch(&self, nb: NewBatch) -> Result<bool, CoordinatorError> {
         self.check_source()?;
+        self.check_paused()?;
         self.submit_own(nb).await
     }
 
-    /// [`Intake::submit_batch`] for the source that reserved the numbering.
+    /// [`Intake::submit_batch`] for the source that reserved the numbering. Not refused while
+    /// intake is paused: a source waits before it produces a batch ([`Intake::pauses`]), so
+    /// one it has produced already is stored.
     pub async fn submit_own(&self, nb: NewBatch) -> Result<bool, CoordinatorError> {
         if self.standing.draining() {
             return Err(CoordinatorError::Unavailable);

@@ -143,6 +143,7 @@ async fn commit(store: &dyn Store, changes: &[Change]) -> Result<(), StoreError>
                 Change::Proof(p) => p.key.to_string(),
                 Change::DeleteProof(k) => k.to_string(),
                 Change::Cordon { prover, .. } => format!("cordon of {prover}"),
+                Change::Control { component, .. } => format!("pause of {component}"),
                 Change::PendingVerify { first_batch, .. }
                 | Change::Verified {
                     record: proofmill_store::VerifyRecord { first_batch, .. },

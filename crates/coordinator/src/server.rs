@@ -8,8 +8,11 @@ use crate::inputs::InputCache;
 use crate::intake::{Intake, IntakeRules};
 use crate::limits::{InFlight, ProofBudget, StreamSlots};
 use crate::outbox::Sending;
+use crate::pauses::{Component, Pauses};
+use crate::pausing::Pausing;
 use crate::results::Results;
 use crate::session::{SessionRules, Sessions};
+use crate::settlement_steps::SettlementSteps;
 use crate::standing::{HeldLease, Standing};
 use crate::status::StatusSource;
 use crate::status::view::SeenOnL1;
@@ -46,6 +49,8 @@ pub struct Coordinator {
     events: EventBus,
     about: crate::about::AboutCell,
     started_at_ms: u64,
+    pausing: Pausing,
+    steps: SettlementSteps,
 }
 
 impl Coordinator {
@@ -98,6 +103,11 @@ impl Coordinator {
         let mut scheduler = Scheduler::new(config.scheduler.clone(), last_token);
         scheduler.set_orphan_tokens(orphan_tokens);
         scheduler.restore_cordons(store.cordoned_provers().await?);
+        let pauses = crate::pausing::restore(store.as_ref()).await?;
+        if pauses.is_paused(Component::Dispatch) {
+            // No prover is connected yet: there is nothing to hold back but what comes.
+            scheduler.pause_dispatch(true, crate::now_ms());
+        }
         let mut core_task = Core::new(
             scheduler,
             batch_cache.clone(),
@@ -152,6 +162,7 @@ impl Coordinator {
             last: Default::default(),
             required: config.required_types(),
             intake_window: config.intake_window,
+            pauses: pauses.clone(),
         };
         let intake = Intake {
             store: store.clone(),
@@ -160,12 +171,20 @@ impl Coordinator {
             core: core.clone(),
             standing: standing.clone(),
             in_flight: Default::default(),
+            pauses: pauses.clone(),
             backends: verifiers,
             rules: IntakeRules {
                 required: config.required_types(),
                 max_input_bytes: config.max_input_bytes,
                 intake_window: config.intake_window,
             },
+            events: events.clone(),
+        };
+        let pausing = Pausing {
+            store: store.clone(),
+            core: core.clone(),
+            pauses,
+            lock: Default::default(),
             events: events.clone(),
         };
         Ok(Coordinator {
@@ -181,6 +200,8 @@ impl Coordinator {
             events,
             about: Default::default(),
             started_at_ms: crate::now_ms(),
+            pausing,
+            steps: SettlementSteps::default(),
         })
     }
 
@@ -217,7 +238,46 @@ impl Coordinator {
             l1: self.l1.clone(),
             core: self.core.clone(),
             events: self.events.clone(),
+            pauses: self.pausing.pauses.clone(),
+            steps: self.steps.clone(),
         }
+    }
+
+    /// Which components are paused now.
+    pub fn pauses(&self) -> Pauses {
+        self.pausing.pauses.clone()
+    }
+
+    /// Pauses `component` durably ([`crate::Component`]); returns whether this call paused
+    /// it (`false`: it was paused already) and the pause in force.
+    pub async fn pause(
+        &self,
+        component: Component,
+        reason: &str,
+    ) -> Result<(bool, crate::Pause), CoordinatorError> {
+        self.pausing.pause(component, reason).await
+    }
+
+    /// Resumes `component` durably; returns whether this call resumed it.
+    pub async fn resume(&self, component: Component) -> Result<bool, CoordinatorError> {
+        self.pausing.resume(component).await
+    }
+
+    /// Runs the L1 proof sender once now, whatever its interval (refused while it is paused
+    /// or when settlement does not run here).
+    pub async fn settle_now(&self) -> Result<crate::Settled, CoordinatorError> {
+        self.steps.settle_now(&self.pausing.pauses).await
+    }
+
+    /// Commits sealed `batch` (and the uncommitted ones before it) to L1 now, also while the
+    /// committer is paused.
+    pub async fn commit_now(&self, batch: u64) -> Result<crate::Committed, CoordinatorError> {
+        if batch == 0 {
+            return Err(CoordinatorError::InvalidArgument(
+                "batch numbers start at 1".into(),
+            ));
+        }
+        self.steps.commit_now(batch).await
     }
 
     /// This coordinator's shutdown signal (given by [`Coordinator::drain`]).
@@ -260,6 +320,8 @@ impl Coordinator {
             status: self.status.clone(),
             intake: self.intake.clone(),
             events: self.events.clone(),
+            pausing: self.pausing.clone(),
+            steps: self.steps.clone(),
         }
     }
 

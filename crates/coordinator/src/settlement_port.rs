@@ -7,6 +7,8 @@
 use crate::core::CoreHandle;
 use crate::error::CoordinatorError;
 use crate::events::{Event, EventBus};
+use crate::pauses::{Component, Pause, PauseWatch, Pauses};
+use crate::settlement_steps::{CommitNow, SettleNow, SettlementSteps};
 use crate::shutdown::Shutdown;
 use crate::standing::Standing;
 use crate::status::view::{L1Seen, SeenOnL1};
@@ -24,6 +26,8 @@ pub struct SettlementPort {
     pub(crate) l1: SeenOnL1,
     pub(crate) core: CoreHandle,
     pub(crate) events: EventBus,
+    pub(crate) pauses: Pauses,
+    pub(crate) steps: SettlementSteps,
 }
 
 impl SettlementPort {
@@ -51,6 +55,29 @@ impl SettlementPort {
     /// The coordinator's shutdown signal: settlement stops once it is given.
     pub fn shutdown(&self) -> Shutdown {
         self.standing.shutdown()
+    }
+
+    /// Whether (and why) an operator paused `c` (settlement reads [`Component::Sender`] and
+    /// [`Component::Committer`]): a paused loop sends no L1 transaction by itself.
+    pub fn paused(&self, c: Component) -> Option<Pause> {
+        self.pauses.get(c)
+    }
+
+    /// Every pause and resume from now on, so a loop acts at once on a resume.
+    pub fn pause_watch(&self) -> PauseWatch {
+        self.pauses.watch()
+    }
+
+    /// The proof sender's end of `settle now` (see [`crate::SettleNow`]); call once, when it
+    /// starts.
+    pub fn settle_requests(&self) -> tokio::sync::mpsc::Receiver<SettleNow> {
+        self.steps.settle_requests()
+    }
+
+    /// The committer's end of `commit now` (see [`crate::CommitNow`]); call once, when it
+    /// starts.
+    pub fn commit_requests(&self) -> tokio::sync::mpsc::Receiver<CommitNow> {
+        self.steps.commit_requests()
     }
 
     /// Updates what `status` shows of L1; `status` shows L1 figures once this was called.

@@ -228,7 +228,19 @@ impl AdminService for Standby {
             .map(|(pt, c)| (pt, c.into()))
             .collect();
         let active = self.active().await;
+        // The store's record: what the active coordinator acts on.
+        let paused = self
+            .read(store.paused_components())
+            .await?
+            .into_iter()
+            .map(|p| PausedComponent {
+                component: p.component,
+                reason: p.reason,
+                since_ms: p.since,
+            })
+            .collect();
         Ok(Response::new(SystemStatusResponse {
+            paused,
             last_sealed_batch: self.read(store.last_sealed_batch()).await?,
             last_proven_batch: self.read(store.last_proven_batch()).await?,
             jobs,
@@ -307,6 +319,34 @@ impl AdminService for Standby {
         &self,
         _: Request<CancelBatchRequest>,
     ) -> Result<Response<CancelBatchResponse>, Status> {
+        Err(self.refusal().await)
+    }
+
+    async fn pause_component(
+        &self,
+        _: Request<PauseComponentRequest>,
+    ) -> Result<Response<PauseComponentResponse>, Status> {
+        Err(self.refusal().await)
+    }
+
+    async fn resume_component(
+        &self,
+        _: Request<ResumeComponentRequest>,
+    ) -> Result<Response<ResumeComponentResponse>, Status> {
+        Err(self.refusal().await)
+    }
+
+    async fn settle_now(
+        &self,
+        _: Request<SettleNowRequest>,
+    ) -> Result<Response<SettleNowResponse>, Status> {
+        Err(self.refusal().await)
+    }
+
+    async fn commit_now(
+        &self,
+        _: Request<CommitNowRequest>,
+    ) -> Result<Response<CommitNowResponse>, Status> {
         Err(self.refusal().await)
     }
 }

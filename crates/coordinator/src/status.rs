@@ -35,6 +35,7 @@ pub(crate) struct StatusSource {
     pub required: Vec<ProofType>,
     /// [`crate::CoordinatorConfig::intake_window`].
     pub intake_window: u64,
+    pub pauses: crate::Pauses,
 }
 
 impl StatusSource {
@@ -70,6 +71,7 @@ impl StatusSource {
             .await
             .map_err(|_| CoordinatorError::Unavailable)??;
         view.draining = self.standing.draining();
+        view.paused = self.pauses.all();
         // The settlement loops' cache is memory too: live.
         let seen = self.l1.get();
         view.last_committed_batch = seen.as_ref().and_then(|s| s.last_committed_batch);
@@ -104,6 +106,7 @@ impl StatusSource {
             store_outage: None,
             warnings: Vec::new(),
             intake_window: self.intake_window,
+            paused: self.pauses.all(),
         }
     }
 
@@ -129,6 +132,7 @@ impl StatusSource {
             store_outage: None,
             warnings,
             intake_window: self.intake_window,
+            paused: self.pauses.all(),
         })
     }
 

@@ -46,6 +46,7 @@ pub(crate) fn flat_json(e: &WatchEvent) -> (&'static str, serde_json::Value) {
         Some(Wire::ProverDisconnected(x)) => ("prover_disconnected", to_value(x)),
         Some(Wire::BatchesTaken(x)) => ("batches_taken", to_value(x)),
         Some(Wire::Chain(x)) => ("chain", to_value(x)),
+        Some(Wire::Paused(x)) => ("paused", to_value(x)),
         Some(Wire::Missed(n)) => ("missed", Ok(json!({ "count": n }))),
         None => ("unknown", Ok(json!({}))),
     };
@@ -122,6 +123,15 @@ fn wire(stamped: &Stamped) -> WatchEvent {
         Event::BatchesTaken { first, last } => Wire::BatchesTaken(pb::BatchesTaken {
             first_batch: *first,
             last_batch: *last,
+        }),
+        Event::Paused {
+            component,
+            paused,
+            reason,
+        } => Wire::Paused(pb::ComponentPaused {
+            component: component.clone(),
+            paused: *paused,
+            reason: reason.clone(),
         }),
         Event::Chain {
             last_committed_batch,

@@ -83,6 +83,9 @@ impl Store for StallingStore {
     async fn cordoned_provers(&self) -> Result<Vec<(ProverId, String)>> {
         self.inner.cordoned_provers().await
     }
+    async fn paused_components(&self) -> Result<Vec<proofmill_store::PausedComponent>> {
+        self.inner.paused_components().await
+    }
     async fn attempts(
         &self,
         batch: BatchNumber,

@@ -6,7 +6,7 @@
 //! need only their stored inputs), and sealing starts once the state is back.
 
 use crate::snapshots::DevnetSnapshots;
-use proofmill_coordinator::{CoordinatorError, Intake, NewBatch};
+use proofmill_coordinator::{Component, CoordinatorError, Intake, NewBatch};
 use proofmill_devnet::{Devnet, DevnetConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -175,11 +175,24 @@ impl Sealer {
         let mut tick = tokio::time::interval(Duration::from_millis(cfg.batch_interval_ms.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = self.intake.shutdown();
+        let pauses = self.intake.pauses();
+        // An operator's pause of sealing, or of intake, holds the next batch back (the devnet
+        // has not advanced yet, so nothing is lost); a resume seals at once.
+        let held = [Component::Sealing, Component::Intake];
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop.notified() => break,
                 _ = shutdown.begun() => break,
+            }
+            if held.iter().any(|c| pauses.is_paused(*c)) {
+                tracing::info!("sealing paused by an operator");
+                tokio::select! {
+                    _ = pauses.resumed(&held) => {}
+                    _ = stop.notified() => break,
+                    _ = shutdown.begun() => break,
+                }
+                tracing::info!("sealing resumed");
             }
             let number = devnet.next_batch_number();
             if cfg.max_batches.is_some_and(|max| number > max) {

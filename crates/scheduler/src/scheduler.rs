@@ -110,6 +110,8 @@ pub struct Scheduler {
     durations: speculation::Durations,
     last_straggler_check: Millis,
     draining: bool,
+    /// Dispatch paused by an operator ([`Self::pause_dispatch`]).
+    dispatch_paused: bool,
     /// Who gets which ready job (see [`AssignmentPolicy`]); chosen by the config's
     /// `assignment_policy` unless given to [`Self::with_policy`].
     policy: Arc<dyn AssignmentPolicy>,
@@ -149,6 +151,7 @@ impl Scheduler {
             durations: Default::default(),
             last_straggler_check: 0,
             draining: false,
+            dispatch_paused: false,
             policy,
             policy_revisit: None,
             provers_due: None,
@@ -460,6 +463,22 @@ impl Scheduler {
 
     pub fn is_draining(&self) -> bool {
         self.draining
+    }
+
+    /// Pauses (`paused`) or resumes handing out work, for an operator: no new lease (nor
+    /// backup copy) while paused; running tasks go on and their results are accepted as
+    /// ever. Resuming dispatches what is ready at once.
+    pub fn pause_dispatch(&mut self, paused: bool, now: Millis) -> Vec<Effect> {
+        self.dispatch_paused = paused;
+        if paused {
+            Vec::new()
+        } else {
+            self.dispatch(now)
+        }
+    }
+
+    pub fn is_dispatch_paused(&self) -> bool {
+        self.dispatch_paused
     }
 
     pub fn job(&self, key: &JobKey) -> Option<&Job> {

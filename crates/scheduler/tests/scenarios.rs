@@ -326,6 +326,34 @@ fn drain_stops_dispatch_but_accepts_results() {
 }
 
 #[test]
+fn paused_dispatch_holds_jobs_and_a_resume_dispatches_them() {
+    let mut s = sched();
+    s.add_jobs((1..=2).map(|b| job(b, "exec", "v1")), 0);
+    let d = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
+    assert!(s.pause_dispatch(true, 1).is_empty());
+    assert!(s.is_dispatch_paused());
+    // Neither a result nor a new prover gets work out while paused; the result counts.
+    let effects = s
+        .complete(
+            &pid("a"),
+            &d[0].1.key,
+            d[0].1.lease.as_ref().unwrap().token,
+            2,
+        )
+        .unwrap();
+    assert!(matches!(&effects[0], Effect::Persist(j) if j.state == JobState::Proven));
+    assert!(dispatches(&effects).is_empty());
+    let b = s.register(pid("b"), info(&["exec"], 1, "v1"), 3).unwrap();
+    assert!(dispatches(&b).is_empty());
+    assert!(dispatches(&s.tick(100)).is_empty());
+    // Resumed: the queued job goes out at once.
+    let resumed = dispatches(&s.pause_dispatch(false, 101));
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(resumed[0].1.key, JobKey::new(2, pt("exec")));
+    assert!(!s.is_dispatch_paused());
+}
+
+#[test]
 fn cancel_job_tells_the_owner() {
     let mut s = sched();
     s.add_jobs([job(1, "exec", "v1")], 0);

@@ -1,7 +1,7 @@
 //! Commits sealed batches to L1 in order, starting after the contract's last committed batch,
 //! so a restart neither double-commits nor skips.
 
-use proofmill_coordinator::{CoordinatorError, SettlementPort};
+use proofmill_coordinator::{Committed, Component, CoordinatorError, SettlementPort};
 use proofmill_l1::{L1, L1Error, TxStatus};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,15 +51,30 @@ fn transition(
 
 pub(super) async fn run(port: SettlementPort, l1: Arc<dyn L1>) {
     let shutdown = port.shutdown();
+    let mut asks = port.commit_requests();
+    let mut pauses = port.pause_watch();
     loop {
         // Another coordinator may be active: two committers must not both commit.
-        if port.holds_lease()
-            && let Err(e) = commit_pending(&port, &*l1).await
-        {
-            tracing::warn!(error = %e, "committing batches to L1 failed; retrying");
+        if port.holds_lease() {
+            if port.paused(Component::Committer).is_some() {
+                // Paused: L1 is still watched, so status stays true; nothing is sent.
+                match l1.last_committed_batch().await {
+                    Ok(last) => port.report(|s| s.last_committed_batch = Some(last)),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "reading L1 while the committer is paused")
+                    }
+                }
+            } else if let Err(e) = commit_sealed(&port, &*l1).await {
+                tracing::warn!(error = %e, "committing batches to L1 failed; retrying");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(INTERVAL) => {}
+            Some(ask) = asks.recv() => {
+                let _ = ask.reply.send(commit_now(&port, &*l1, ask.batch).await);
+            }
+            // A resume commits at once.
+            _ = pauses.changed() => {}
             _ = shutdown.begun() => return,
         }
     }
@@ -73,20 +88,82 @@ enum CommitError {
     Store(#[from] proofmill_store::StoreError),
 }
 
-async fn commit_pending(port: &SettlementPort, l1: &dyn L1) -> Result<(), CommitError> {
+/// Commits every sealed batch L1 does not have.
+async fn commit_sealed(port: &SettlementPort, l1: &dyn L1) -> Result<u64, CommitError> {
+    let sealed = port.store().last_sealed_batch().await?.unwrap_or(0);
+    commit_through(port, l1, sealed, false).await
+}
+
+/// An operator's `commit now` of `batch`: it and the uncommitted batches before it (L1 takes
+/// them in order), also while the committer is paused.
+async fn commit_now(
+    port: &SettlementPort,
+    l1: &dyn L1,
+    batch: u64,
+) -> Result<Committed, CoordinatorError> {
+    if !port.holds_lease() {
+        return Err(CoordinatorError::FailedPrecondition(
+            "this coordinator's lease on the store is not surely held: it sends no L1 \
+             transaction"
+                .into(),
+        ));
+    }
+    let failed = |e: CommitError| CoordinatorError::Transport(format!("committing on L1: {e}"));
+    let last = l1
+        .last_committed_batch()
+        .await
+        .map_err(|e| failed(e.into()))?;
+    if batch <= last {
+        return Err(CoordinatorError::FailedPrecondition(format!(
+            "batch {batch} is committed already (L1's last committed batch is {last})"
+        )));
+    }
+    if port.store().batch(batch).await?.is_none() {
+        let sealed = port.store().last_sealed_batch().await?.unwrap_or(0);
+        return Err(CoordinatorError::UnknownBatch(format!(
+            "{batch}: not sealed (the last sealed batch is {sealed})"
+        )));
+    }
+    let reached = commit_through(port, l1, batch, true)
+        .await
+        .map_err(failed)?;
+    if reached < batch {
+        return Err(CoordinatorError::FailedPrecondition(format!(
+            "L1 committed up to batch {reached}; batch {} was not committed (the log says why)",
+            reached + 1
+        )));
+    }
+    tracing::info!(first = last + 1, last = batch, "commit now by an operator");
+    Ok(Committed {
+        first_batch: last + 1,
+        last_batch: batch,
+    })
+}
+
+/// Commits the batches after L1's last committed one up to `upto`; returns the last batch
+/// L1 has committed afterwards. A revert stops it (logged; the next round retries), and so
+/// does a pause, unless the operator commits `by_hand`.
+async fn commit_through(
+    port: &SettlementPort,
+    l1: &dyn L1,
+    upto: u64,
+    by_hand: bool,
+) -> Result<u64, CommitError> {
     let mut last = l1.last_committed_batch().await?;
     port.report(|s| s.last_committed_batch = Some(last));
-    let sealed = port.store().last_sealed_batch().await?.unwrap_or(0);
-    while last < sealed {
+    while last < upto {
+        if !by_hand && port.paused(Component::Committer).is_some() {
+            return Ok(last);
+        }
         let n = last + 1;
         let Some(batch) = port.store().batch(n).await? else {
-            return Ok(());
+            return Ok(last);
         };
         let pv = match transition(&batch) {
             Ok(pv) => pv,
             Err(e) => {
                 tracing::error!(batch = n, error = %e, "cannot commit the batch to L1");
-                return Ok(());
+                return Ok(last);
             }
         };
         let out = match l1
@@ -96,17 +173,17 @@ async fn commit_pending(port: &SettlementPort, l1: &dyn L1) -> Result<(), Commit
             Ok(out) => out,
             Err(L1Error::Reverted(r)) => {
                 tracing::error!(batch = n, revert = %r, "L1 rejected commitBatch; will retry");
-                return Ok(());
+                return Ok(last);
             }
             Err(e) => return Err(e.into()),
         };
         if let TxStatus::Reverted(r) = &out.status {
             tracing::error!(batch = n, revert = %r, "commitBatch reverted on L1; will retry");
-            return Ok(());
+            return Ok(last);
         }
         tracing::info!(batch = n, gas = out.gas_used, "batch committed on L1");
         last = n;
         port.report(|s| s.last_committed_batch = Some(last));
     }
-    Ok(())
+    Ok(last)
 }

@@ -3,7 +3,7 @@
 //! contract rejects is deleted and its job requeued; every other rejection deletes nothing.
 
 use crate::{SettlementConfig, hex_hash, now_ms};
-use proofmill_coordinator::{CoordinatorError, SettlementPort};
+use proofmill_coordinator::{Component, CoordinatorError, Settled, SettlementPort};
 use proofmill_l1::{L1, L1Error, Revert, TxOutcome, TxStatus};
 use proofmill_store::StoreError;
 use proofmill_store::{Change, VerifyRecord};
@@ -25,28 +25,105 @@ pub(super) async fn run(port: SettlementPort, l1: Arc<dyn L1>, cfg: SettlementCo
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.send_interval_ms.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let shutdown = port.shutdown();
+    let mut asks = port.settle_requests();
+    let mut pauses = port.pause_watch();
+    let mut paused = pauses.is_paused(Component::Sender);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
+        let ask = tokio::select! {
+            _ = tick.tick() => None,
+            Some(ask) = asks.recv() => Some(ask),
+            _ = pauses.changed() => {
+                let was = std::mem::replace(&mut paused, pauses.is_paused(Component::Sender));
+                if paused || !was {
+                    continue;
+                }
+                // Resumed: catch up at once.
+                None
+            }
             _ = shutdown.begun() => return,
+        };
+        if let Some(ask) = ask {
+            let _ = ask.reply.send(settle_now(&port, &*l1, &cfg).await);
+            continue;
         }
         if !port.holds_lease() {
             // Another coordinator may be active: two senders must not both settle.
             continue;
         }
-        let err = match send_once(&port, &*l1, &cfg).await {
-            Ok(_) => continue,
-            Err(SendError::L1(e)) if e.is_transient() => {
-                tracing::warn!(error = %e, "L1 unavailable; settlement retries next tick");
-                e.to_string()
+        if port.paused(Component::Sender).is_some() {
+            // Paused: L1 is still watched, so status stays true; nothing is sent.
+            if let Err(e) = observe(&port, &*l1).await {
+                tracing::debug!(error = %e, "reading L1 while the sender is paused");
             }
-            Err(e) => {
-                tracing::error!(error = %e, "settlement failed; retrying next tick");
-                e.to_string()
-            }
-        };
-        port.report(|s| s.last_error = Some(err));
+            continue;
+        }
+        let _ = round(&port, &*l1, &cfg).await;
     }
+}
+
+/// One round, its failure logged and reported to `status`.
+async fn round(
+    port: &SettlementPort,
+    l1: &dyn L1,
+    cfg: &SettlementConfig,
+) -> Result<u64, SendError> {
+    let result = send_once(port, l1, cfg).await;
+    let err = match &result {
+        Ok(_) => return result,
+        Err(SendError::L1(e)) if e.is_transient() => {
+            tracing::warn!(error = %e, "L1 unavailable; settlement retries next tick");
+            e.to_string()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "settlement failed; retrying next tick");
+            e.to_string()
+        }
+    };
+    port.report(|s| s.last_error = Some(err));
+    result
+}
+
+/// An operator's `settle now`: one round at once, unless the sender is paused or this
+/// coordinator may not send.
+async fn settle_now(
+    port: &SettlementPort,
+    l1: &dyn L1,
+    cfg: &SettlementConfig,
+) -> Result<Settled, CoordinatorError> {
+    if port.paused(Component::Sender).is_some() {
+        return Err(CoordinatorError::FailedPrecondition(
+            "the proof sender is paused: `proofmill resume --component sender` first".into(),
+        ));
+    }
+    if !port.holds_lease() {
+        return Err(CoordinatorError::FailedPrecondition(
+            "this coordinator's lease on the store is not surely held: it sends no L1 \
+             transaction"
+                .into(),
+        ));
+    }
+    let failed = |e: SendError| CoordinatorError::Transport(format!("settling on L1: {e}"));
+    let batches = round(port, l1, cfg).await.map_err(failed)?;
+    let last_verified_batch = l1
+        .last_verified_batch()
+        .await
+        .map_err(|e| failed(e.into()))?;
+    tracing::info!(batches, last_verified_batch, "settle now by an operator");
+    Ok(Settled {
+        batches,
+        last_verified_batch,
+    })
+}
+
+/// Reads what L1 has committed and verified, for `status`.
+async fn observe(port: &SettlementPort, l1: &dyn L1) -> Result<(), L1Error> {
+    let verified = l1.last_verified_batch().await?;
+    let committed = l1.last_committed_batch().await?;
+    port.report(|s| {
+        s.last_verified_batch = Some(verified);
+        s.last_committed_batch = Some(committed);
+    });
+    Ok(())
 }
 
 /// Outcome of one attempt to settle `batches[start..start + k]`.
@@ -82,6 +159,10 @@ pub(super) async fn send_once(
     // After an unattributed revert: one batch per transaction, to isolate it.
     let mut single = false;
     while start < batches.len() {
+        if start > 0 && port.paused(Component::Sender).is_some() {
+            // Paused meanwhile: the transactions sent stand, no more goes out.
+            break;
+        }
         let from = first + start as u64;
         let mut k = if single { 1 } else { batches.len() - start };
         let rejected = loop {

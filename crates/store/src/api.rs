@@ -69,6 +69,15 @@ pub enum Change {
         at: Millis,
         reason: String,
     },
+    /// Pause a part of the coordinator (`paused`, kept with the time it was first paused and
+    /// the latest reason) or resume it. The store does not know the parts: `component` is
+    /// the coordinator's name for one.
+    Control {
+        component: String,
+        paused: bool,
+        at: Millis,
+        reason: String,
+    },
     /// A settling transaction of batches `first_batch..=last_batch` is about to be sent:
     /// after a crash the store says what was in flight ([`Store::pending_verify`]). Replaces
     /// any earlier pending mark.
@@ -105,6 +114,15 @@ pub struct VerifyRecord {
     pub first_batch: BatchNumber,
     pub last_batch: BatchNumber,
     pub gas_used: u64,
+}
+
+/// A part of the coordinator paused by [`Change::Control`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PausedComponent {
+    pub component: String,
+    pub reason: String,
+    /// When it was paused (Unix ms).
+    pub since: Millis,
 }
 
 /// Which jobs [`Store::jobs`] lists.
@@ -196,6 +214,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Provers cordoned by [`Change::Cordon`] and not put back, with the reason, in id order.
     async fn cordoned_provers(&self) -> Result<Vec<(ProverId, String)>>;
+
+    /// Components paused by [`Change::Control`] and not resumed, in name order.
+    async fn paused_components(&self) -> Result<Vec<PausedComponent>>;
 
     /// The settling transaction recorded ([`Change::Verified`]) for `batch`, if any.
     async fn verify_record(&self, batch: BatchNumber) -> Result<Option<VerifyRecord>>;

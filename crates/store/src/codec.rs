@@ -308,6 +308,8 @@ pub(crate) struct Plan<'a> {
     pub deletes: Vec<(i64, &'a str)>,
     /// The last cordon change per prover: (prover id, on, since).
     pub cordons: Vec<(&'a str, bool, i64, &'a str)>,
+    /// The last control change per component: (component, paused, since, reason).
+    pub controls: Vec<(&'a str, bool, i64, &'a str)>,
     /// The highest fencing token among all the changes, including leases a later change
     /// of the same job replaced: the store's high-water mark never misses a token it saw.
     pub token_high: i64,
@@ -358,6 +360,7 @@ impl<'a> Plan<'a> {
         let mut proof_slot: HashMap<&'a JobKey, usize> = HashMap::new();
         let mut cordons: Vec<(&'a str, bool, i64, &'a str)> = Vec::new();
         let mut cordon_slot: HashMap<&'a str, usize> = HashMap::new();
+        let mut controls: Vec<(&'a str, bool, i64, &'a str)> = Vec::new();
         let mut token_high = 0;
         let mut pending = None;
         let mut verified: Vec<VerifiedRow<'a>> = Vec::new();
@@ -404,6 +407,23 @@ impl<'a> Plan<'a> {
                             cordon_slot.insert(prover.0.as_str(), cordons.len());
                             cordons.push(row);
                         }
+                    }
+                }
+                Change::Control {
+                    component,
+                    paused,
+                    at,
+                    reason,
+                } => {
+                    let row = (
+                        text(component, "control component")?,
+                        *paused,
+                        to_i64(*at, "control time")?,
+                        text(reason, "control reason")?,
+                    );
+                    match controls.iter_mut().find(|c| c.0 == row.0) {
+                        Some(slot) => *slot = row,
+                        None => controls.push(row),
                     }
                 }
                 Change::PendingVerify {
@@ -456,6 +476,7 @@ impl<'a> Plan<'a> {
             jobs: jobs.into_iter().map(JobRow::new).collect::<Result<_>>()?,
             token_high: to_i64(token_high, "fencing token")?,
             cordons,
+            controls,
             pending,
             verified,
             attempts,
@@ -496,6 +517,7 @@ impl Plan<'_> {
             && self.proofs.is_empty()
             && self.deletes.is_empty()
             && self.cordons.is_empty()
+            && self.controls.is_empty()
             && self.pending.is_none()
             && self.verified.is_empty()
             && self.attempts.is_empty()

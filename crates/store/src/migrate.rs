@@ -64,6 +64,11 @@ pub(crate) fn sqlite() -> Migrator {
             "attempts",
             include_str!("../migrations/sqlite/0009_attempts.sql"),
         ),
+        (
+            10,
+            "controls",
+            include_str!("../migrations/sqlite/0010_controls.sql"),
+        ),
     ])
 }
 
@@ -108,6 +113,11 @@ pub(crate) fn postgres() -> Migrator {
             9,
             "attempts",
             include_str!("../migrations/postgres/0009_attempts.sql"),
+        ),
+        (
+            10,
+            "controls",
+            include_str!("../migrations/postgres/0010_controls.sql"),
         ),
     ])
 }

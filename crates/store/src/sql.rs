@@ -15,7 +15,8 @@
 //! rows, without per-row reads.
 
 use crate::api::{
-    Change, JobCounts, JobFilter, LeaseClaim, LeaseHolder, Result, Store, StoreError, VerifyRecord,
+    Change, JobCounts, JobFilter, LeaseClaim, LeaseHolder, PausedComponent, Result, Store,
+    StoreError, VerifyRecord,
 };
 use crate::codec::{
     self, BATCH_COLS, JOB_COLS, PROOF_COLS, Plan, RowExt, db_err, decode_batch, decode_job,
@@ -110,6 +111,11 @@ const RAISE_TOKEN_HIGH: &str = "UPDATE token_high SET value = $1 WHERE id = 1 AN
 const CORDON: &str = "INSERT INTO cordons (prover_id, since, reason) VALUES ($1, $2, $3) \
      ON CONFLICT (prover_id) DO UPDATE SET reason = excluded.reason";
 const UNCORDON: &str = "DELETE FROM cordons WHERE prover_id = $1";
+
+/// Operator actions too: a pause keeps the time it was first set and takes the latest reason.
+const PAUSE: &str = "INSERT INTO controls (component, reason, since) VALUES ($1, $2, $3) \
+     ON CONFLICT (component) DO UPDATE SET reason = excluded.reason";
+const RESUME: &str = "DELETE FROM controls WHERE component = $1";
 
 const CLEAR_PENDING_VERIFY: &str = "DELETE FROM settlements WHERE state = 'pending'";
 const MARK_PENDING_VERIFY: &str = "INSERT INTO settlements \
@@ -659,6 +665,17 @@ where
                 .await
                 .map_err(|e| self.db_err("apply: writing a cordon", e))?;
         }
+        for &(component, paused, since, reason) in &plan.controls {
+            let write = if paused {
+                sqlx::query(PAUSE).bind(component).bind(reason).bind(since)
+            } else {
+                sqlx::query(RESUME).bind(component)
+            };
+            write
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db_err("apply: writing a control", e))?;
+        }
         self.write_settlements(&mut tx, &plan).await?;
         self.write_attempts(&mut tx, &plan.attempts).await?;
         self.commit(tx, "apply").await
@@ -744,6 +761,25 @@ where
         .map_err(|e| self.db_err("cordoned_provers", e))?;
         rows.iter()
             .map(|r| Ok((ProverId(r.text("prover_id")?), r.text("reason")?)))
+            .collect()
+    }
+
+    async fn paused_components(&self) -> Result<Vec<PausedComponent>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT component, reason, since FROM controls ORDER BY component{}",
+            D::BYTE_ORDER
+        )))
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err("paused_components", e))?;
+        rows.iter()
+            .map(|r| {
+                Ok(PausedComponent {
+                    component: r.text("component")?,
+                    reason: r.text("reason")?,
+                    since: r.u64("since")?,
+                })
+            })
             .collect()
     }
 

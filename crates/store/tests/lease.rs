@@ -136,6 +136,17 @@ async fn a_deposed_coordinator_cannot_write(url: &str) {
         a.apply(&[Change::Job(leased(key(1, "exec"), 7, 10))]).await,
         "apply",
     );
+    fenced(
+        a.apply(&[Change::Control {
+            component: "sender".into(),
+            paused: true,
+            at: 9,
+            reason: "late".into(),
+        }])
+        .await,
+        "apply (a pause)",
+    );
+    assert!(b.paused_components().await.unwrap().is_empty());
     fenced(a.set_meta("k", "late").await, "set_meta");
     fenced(a.init_meta("new", "late").await.map(|_| ()), "init_meta");
     let mut other = batch(1, &["exec"]);

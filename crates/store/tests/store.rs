@@ -20,6 +20,7 @@ store_test!(
     meta_get_set,
     meta_init_keeps_the_first_value,
     cordons_are_kept_until_lifted,
+    pauses_are_kept_until_resumed,
     replace_batch_starts_its_jobs_over,
     batch_gaps_between_lowest_and_highest,
 );
@@ -366,6 +367,73 @@ async fn meta_init_keeps_the_first_value(store: Arc<dyn Store>, _: &str) {
     store.set_meta("empty", "").await.unwrap();
     assert_eq!(store.init_meta("empty", "x").await.unwrap(), "");
     assert_eq!(store.get_meta("empty").await.unwrap().as_deref(), Some(""));
+}
+
+async fn pauses_are_kept_until_resumed(store: Arc<dyn Store>, _: &str) {
+    let control = |c: &str, paused: bool, at: u64, reason: &str| Change::Control {
+        component: c.into(),
+        paused,
+        at,
+        reason: reason.into(),
+    };
+    let paused = || async {
+        store
+            .paused_components()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.component, p.reason, p.since))
+            .collect::<Vec<_>>()
+    };
+    assert!(paused().await.is_empty());
+    store
+        .apply(&[
+            control("sender", true, 5, "L1 fees ✓"),
+            control("dispatch", true, 6, ""),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        paused().await,
+        [
+            ("dispatch".to_string(), String::new(), 6),
+            ("sender".to_string(), "L1 fees ✓".to_string(), 5),
+        ]
+    );
+    // Paused again: the first time is kept, the reason is the latest. Within one call the
+    // last change per component wins.
+    store
+        .apply(&[
+            control("sender", true, 9, "still"),
+            control("dispatch", false, 9, ""),
+            control("intake", true, 9, ""),
+            control("intake", false, 10, ""),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        paused().await,
+        [("sender".to_string(), "still".to_string(), 5)]
+    );
+    // A failing change in the same call writes no pause either.
+    store
+        .apply(&[
+            control("committer", true, 11, ""),
+            Change::Job(leased(key(9, "exec"), 1, 1)),
+        ])
+        .await
+        .expect_err("job 9/exec does not exist");
+    assert_eq!(paused().await.len(), 1);
+    // Text a store cannot hold is refused, not truncated.
+    assert!(matches!(
+        store.apply(&[control("sen\0der", true, 1, "")]).await,
+        Err(StoreError::Unstorable(_))
+    ));
+    store
+        .apply(&[control("sender", false, 12, "")])
+        .await
+        .unwrap();
+    assert!(paused().await.is_empty());
 }
 
 async fn cordons_are_kept_until_lifted(store: Arc<dyn Store>, _: &str) {

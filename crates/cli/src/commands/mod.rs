@@ -7,6 +7,7 @@ pub mod cordon;
 pub mod demo;
 pub mod job;
 pub mod l1;
+pub mod pause;
 pub mod prover;
 pub mod status;
 pub mod token;
@@ -32,6 +33,10 @@ async fn dispatch(command: Command, effective: &Effective) -> anyhow::Result<()>
         Command::Watch(args) => watch::run(args).await,
         Command::Cordon(args) => cordon::run(args, true).await,
         Command::Uncordon(args) => cordon::run(args, false).await,
+        Command::Pause(args) => pause::pause(args).await,
+        Command::Resume(args) => pause::resume(args).await,
+        Command::SettleNow(args) => pause::settle_now(args).await,
+        Command::CommitNow(args) => pause::commit_now(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Token { command } => token::run(command),
         Command::Job {

@@ -220,6 +220,11 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
         "standby": status.standby,
         "active_url": (!status.active_url.is_empty()).then_some(&status.active_url),
         "lease_epoch": (status.lease_epoch > 0).then_some(status.lease_epoch),
+        "paused": status.paused.iter().map(|p| json!({
+            "component": p.component,
+            "reason": (!p.reason.is_empty()).then_some(&p.reason),
+            "since_ms": p.since_ms,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -268,6 +273,21 @@ pub fn render(status: &SystemStatusResponse) -> String {
     }
     if status.draining {
         let _ = writeln!(out, "{:<22}yes", "draining");
+    }
+    if !status.paused.is_empty() {
+        let _ = writeln!(out, "\npaused (`proofmill resume --component NAME`):");
+        for p in &status.paused {
+            let reason = match p.reason.as_str() {
+                "" => String::new(),
+                r => format!(": {r}"),
+            };
+            let _ = writeln!(
+                out,
+                "  {} since {} s ago{reason}",
+                p.component,
+                age_s(p.since_ms)
+            );
+        }
     }
     if !status.warnings.is_empty() {
         let _ = writeln!(out, "\nwarnings:");
@@ -511,6 +531,7 @@ mod tests {
             "standby": false,
             "active_url": null,
             "lease_epoch": null,
+            "paused": [],
         });
         assert_eq!(status_json(&sample()), expected);
         // One line, one object.
@@ -527,7 +548,7 @@ mod tests {
                 "jobs": {}, "provers": [],
                 "from_memory": false, "store_error": null, "as_of_ms": null,
                 "warnings": [], "intake_window": 0,
-                "standby": false, "active_url": null, "lease_epoch": null,
+                "standby": false, "active_url": null, "lease_epoch": null, "paused": [],
             })
         );
 
@@ -545,6 +566,38 @@ mod tests {
         );
         assert_eq!(v["as_of_ms"], 1_700_000_000_000u64);
         assert_eq!(v["last_sealed_batch"], 13);
+    }
+
+    #[test]
+    fn paused_components_are_shown_with_their_reason() {
+        let paused = SystemStatusResponse {
+            paused: vec![
+                proofmill_proto::v1::PausedComponent {
+                    component: "dispatch".into(),
+                    reason: String::new(),
+                    since_ms: 1,
+                },
+                proofmill_proto::v1::PausedComponent {
+                    component: "sender".into(),
+                    reason: "L1 fees too high".into(),
+                    since_ms: 1,
+                },
+            ],
+            ..sample()
+        };
+        let text = render(&paused);
+        assert!(
+            text.contains("\npaused (`proofmill resume --component NAME`):\n"),
+            "{text}"
+        );
+        assert!(text.contains("  dispatch since "), "{text}");
+        assert!(text.contains(" s ago: L1 fees too high\n"), "{text}");
+        assert!(!render(&sample()).contains("paused"));
+        let json = status_json(&paused);
+        assert_eq!(json["paused"][1]["component"], "sender");
+        assert_eq!(json["paused"][1]["reason"], "L1 fees too high");
+        assert_eq!(json["paused"][0]["reason"], serde_json::Value::Null);
+        assert_eq!(json["paused"][0]["since_ms"], 1);
     }
 
     #[test]

@@ -81,6 +81,10 @@ fn kind_and_fields(event: &Event) -> (&'static str, Value) {
             json!({"last_committed_batch": c.last_committed_batch,
                    "last_verified_batch": c.last_verified_batch, "error": c.error}),
         ),
+        Event::Paused(p) => (
+            "paused",
+            json!({"component": p.component, "paused": p.paused, "reason": p.reason}),
+        ),
         Event::Missed(n) => ("missed", json!({"count": n})),
     }
 }
@@ -163,6 +167,10 @@ fn event_text(e: &WatchEvent) -> String {
             }
             s
         }
+        Some(Event::Paused(p)) if p.paused => {
+            format!("{} paused ({})", p.component, p.reason)
+        }
+        Some(Event::Paused(p)) => format!("{} resumed", p.component),
         Some(Event::Missed(n)) => {
             format!("missed {n} events (this watcher read too slowly); `status` shows the state")
         }

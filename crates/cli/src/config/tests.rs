@@ -668,3 +668,40 @@ fn required_option_from_file_or_flag() {
         "{help:#}"
     );
 }
+
+/// The controls' options come from a flag or the config file like every other; the
+/// component's name is the coordinator's to check (a newer one may know more).
+#[test]
+fn controls_take_their_options_from_file_or_flag() {
+    let cli = parse_with("component = \"sender\"\nreason = \"L1 fees\"", &["pause"]).unwrap();
+    let Sub::Pause(p) = cli.command else { panic!() };
+    assert_eq!(
+        (p.component.as_str(), p.reason.as_str()),
+        ("sender", "L1 fees")
+    );
+    let cli = parse_with(
+        "component = \"sender\"",
+        &["resume", "--component", "dispatch"],
+    )
+    .unwrap();
+    let Sub::Resume(r) = cli.command else {
+        panic!()
+    };
+    assert_eq!(r.component, "dispatch");
+    let cli = parse_with("batch = 7", &["commit-now"]).unwrap();
+    let Sub::CommitNow(c) = cli.command else {
+        panic!()
+    };
+    assert_eq!(c.batch, 7);
+    let err = parse(["proofmill", "commit-now", "--batch", "0"]).unwrap_err();
+    assert!(format!("{err:#}").contains("--batch"), "{err:#}");
+    let err = parse(["proofmill", "pause"]).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("required arguments were not provided"),
+        "{err:#}"
+    );
+    assert!(matches!(
+        parse(["proofmill", "settle-now"]).unwrap().command,
+        Sub::SettleNow(_)
+    ));
+}

@@ -112,6 +112,12 @@ pub(super) enum CoreMsg {
         reply: oneshot::Sender<usize>,
         durable: oneshot::Sender<()>,
     },
+    /// Stops (`paused`) or restarts handing out new tasks, for an operator; results are
+    /// accepted either way. Restarting dispatches what is ready at once.
+    PauseDispatch {
+        paused: bool,
+        reply: oneshot::Sender<()>,
+    },
     /// Queued jobs per (version, proof type): count and batch range, for status warnings.
     Backlog {
         reply: oneshot::Sender<Vec<Backlog>>,
@@ -331,6 +337,13 @@ impl CoreHandle {
             durable,
         })
         .await
+    }
+
+    /// Stops (`paused`) or restarts handing out new tasks; results are accepted either way.
+    /// The caller makes the pause durable ([`crate::pausing`]).
+    pub async fn pause_dispatch(&self, paused: bool) -> Result<(), CoordinatorError> {
+        self.ask(|reply| CoreMsg::PauseDispatch { paused, reply })
+            .await
     }
 
     /// Queued jobs per (version, proof type).

@@ -398,6 +398,54 @@ pub(super) async fn uncordon(
     set_cordon(&http, path?.0, false).await
 }
 
+pub(super) async fn pause(
+    State(http): State<AdminHttp>,
+    path: Result<Path<String>, PathRejection>,
+    JsonBody(b): JsonBody<ReasonBody>,
+) -> Answer<PauseComponentResponse> {
+    let admin = http.api().admin()?;
+    let req = PauseComponentRequest {
+        component: path?.0,
+        reason: b.reason,
+    };
+    let mut r = admin.pause_component(Call::new(req)).await?.into_inner();
+    answered(r.error.take(), r)
+}
+
+pub(super) async fn resume(
+    State(http): State<AdminHttp>,
+    path: Result<Path<String>, PathRejection>,
+    JsonBody(NoFields {}): JsonBody<NoFields>,
+) -> Answer<ResumeComponentResponse> {
+    let admin = http.api().admin()?;
+    let req = ResumeComponentRequest { component: path?.0 };
+    let mut r = admin.resume_component(Call::new(req)).await?.into_inner();
+    answered(r.error.take(), r)
+}
+
+pub(super) async fn settle_now(
+    State(http): State<AdminHttp>,
+    JsonBody(NoFields {}): JsonBody<NoFields>,
+) -> Answer<SettleNowResponse> {
+    let admin = http.api().admin()?;
+    let mut r = admin
+        .settle_now(Call::new(SettleNowRequest {}))
+        .await?
+        .into_inner();
+    answered(r.error.take(), r)
+}
+
+pub(super) async fn commit_now(
+    State(http): State<AdminHttp>,
+    path: Result<Path<u64>, PathRejection>,
+    JsonBody(NoFields {}): JsonBody<NoFields>,
+) -> Answer<CommitNowResponse> {
+    let admin = http.api().admin()?;
+    let req = CommitNowRequest { batch: path?.0 };
+    let mut r = admin.commit_now(Call::new(req)).await?.into_inner();
+    answered(r.error.take(), r)
+}
+
 async fn set_cordon(
     http: &AdminHttp,
     prover_id: String,

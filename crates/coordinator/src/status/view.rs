@@ -34,6 +34,8 @@ pub struct StatusView {
     pub warnings: Vec<crate::StatusWarning>,
     /// [`crate::CoordinatorConfig::intake_window`].
     pub intake_window: u64,
+    /// Components an operator paused, as this coordinator acts on them (live).
+    pub paused: BTreeMap<crate::Component, crate::Pause>,
 }
 
 /// Why a status came from memory, and how old its store figures are.

@@ -251,7 +251,7 @@ impl Scheduler {
     /// the mechanism allows.
     pub(super) fn dispatch(&mut self, now: Millis) -> Vec<Effect> {
         self.policy_revisit = None;
-        if self.draining || self.queue.ready_len() == 0 {
+        if self.draining || self.dispatch_paused || self.queue.ready_len() == 0 {
             return Vec::new();
         }
         let policy = self.policy.clone();

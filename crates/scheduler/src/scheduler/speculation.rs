@@ -121,6 +121,7 @@ impl Scheduler {
     pub(super) fn next_straggler_check(&self) -> Option<Millis> {
         let possible = !self.deadlines.is_empty()
             && !self.draining
+            && !self.dispatch_paused
             && self.durations.any_known(self.config.straggler_factor);
         possible.then(|| self.last_straggler_check.saturating_add(CHECK_INTERVAL_MS))
     }

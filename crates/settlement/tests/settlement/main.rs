@@ -5,9 +5,11 @@
 #[path = "../../../coordinator/tests/support/mod.rs"]
 mod support;
 
+mod controls;
 mod faults;
 mod rig;
 
+use controls::*;
 use faults::{Fault, Faulty};
 use proofmill_l1::L1;
 use proofmill_settlement::{Settlement, SettlementConfig};
@@ -47,6 +49,9 @@ suite!(
     gas_cap_halves_the_range,
     mined_revert_deletes_nothing,
     offchain_proof_types_gate_settlement,
+    paused_sender_catches_up_in_one_transaction,
+    settle_now_ignores_the_interval,
+    commit_now_steps_a_paused_committer,
 );
 
 // ---------------------------------------------------------------------------------------------
