@@ -40,6 +40,16 @@ pub(crate) struct Results {
 }
 
 pub(crate) fn nack(tx: &Outbox, task_id: &str, token: u64, code: ErrorCode, reason: String) {
+    let kind = match code {
+        ErrorCode::StaleFencingToken => "stale",
+        ErrorCode::InvalidProof => "invalid_proof",
+        ErrorCode::ProofTypeNotNeeded => "not_needed",
+        ErrorCode::JobNotFound => "no_batch",
+        ErrorCode::SystemUnavailable => "unavailable",
+        _ => "malformed",
+    };
+    let proof_type = TaskId::parse(task_id).ok().map(|(_, t)| t);
+    crate::core::count_rejected(proof_type.as_ref(), kind);
     let msg = crate::messages::result_ack(task_id, token, false, code, &reason);
     tx.send(ToProver::Msg(msg));
 }

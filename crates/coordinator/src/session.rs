@@ -166,7 +166,7 @@ async fn run(
         Hello::Register(info) | Hello::Reconnect { info, .. } => info.capacity,
     };
     let conn_id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-    let probe = s.dispatch_latency_us.clone().map(LatencyProbe::new);
+    let probe = Some(LatencyProbe::new(s.dispatch_latency_us.clone()));
     let (tx, writer) = outbox(
         &s.sending,
         (wire, credits, end),
@@ -446,6 +446,7 @@ async fn read_loop(
                 if a.running.len() > MAX_RUNNING_REPORTED {
                     return Err(Status::invalid_argument(too_many_running(a.running.len())));
                 }
+                tx.heartbeat_acked(a.seq);
                 let running = parse_running(&a.running);
                 s.core.heartbeat(prover.clone(), running).await;
             }

@@ -40,6 +40,7 @@ pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> Coordinato
         max_unregistered_streams: usize::try_from(a.max_unregistered_streams).unwrap_or(usize::MAX),
         intake_window: a.intake_window,
         attempt_retention_days: a.attempt_retention_days,
+        metrics_per_prover: a.metrics_per_prover,
         ..CoordinatorConfig::default()
     }
 }
@@ -163,7 +164,9 @@ fn about(args: &CoordinatorArgs, config: Vec<proofmill_coordinator::ConfigValue>
         ),
     };
     About {
-        build: option_env!("PROOFMILL_BUILD").unwrap_or_default().to_string(),
+        build: option_env!("PROOFMILL_BUILD")
+            .unwrap_or_default()
+            .to_string(),
         l1,
         config,
     }
@@ -179,6 +182,8 @@ pub async fn run(
         .build(&args.proof_types, &backend_context(&args))?;
     backends.warm_up().await?;
     ensure_sqlite_dir(args.db())?;
+    // Served while active and while standing by; stops with the process.
+    let _metrics = crate::telemetry::start(args.metrics_listen).await?;
     let listener = proofmill_coordinator::listen(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let listener = Listener::new(listener)?;

@@ -53,6 +53,11 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     let server = coord.spawn_serve(listener);
     // Printed before any work, so `status` can watch the whole run.
     println!("coordinator gRPC at {url} (watch it: proofmill status --coordinator {url})");
+    // The demo's provers run in this process: one /metrics shows them and the coordinator.
+    let metrics = crate::telemetry::start(a.metrics_listen).await?;
+    if let Some(m) = &metrics {
+        println!("metrics at http://{}/metrics", m.local_addr());
+    }
 
     let devnet_cfg = DevnetConfig {
         seed: a.seed,
