@@ -7,7 +7,7 @@ use crate::identity::ProverKeys;
 use crate::limits::{Slot, StreamSlots};
 use crate::outbox::{LatencyProbe, Outbox, SendLimits, Sending, ToProver, outbox, write_loop};
 use crate::partial::PartialProofs;
-use crate::results::{Results, VERIFY_INLINE_MAX, nack};
+use crate::results::{Results, VERIFY_INLINE_MAX};
 use crate::standing::Standing;
 use crate::text::check_label;
 use crate::verdict::Verdict;
@@ -366,7 +366,7 @@ async fn read_loop(
                 let proof = match s.results.take_proof(&mut partial, &mut r) {
                     Ok(p) => p,
                     Err(reason) => {
-                        nack(
+                        s.results.nack(
                             tx,
                             &r.task_id,
                             r.fencing_token,
@@ -393,7 +393,8 @@ async fn read_loop(
                     let mut proof = proof.expect("a result without a proof is cheap");
                     if let Err(reason) = proof.hold(&s.results.proof_budget) {
                         let code = ErrorCode::SystemUnavailable;
-                        nack(tx, &r.task_id, r.fencing_token, code, reason);
+                        s.results
+                            .nack(tx, &r.task_id, r.fencing_token, code, reason);
                         continue;
                     }
                     let (proof, held) = proof.into_parts();
@@ -408,7 +409,7 @@ async fn read_loop(
                         // A stale result is refused before its verification and blob write.
                         if let Some(reason) = results.fenced_off(&prover, &r).await {
                             let code = ErrorCode::StaleFencingToken;
-                            return nack(&tx, &r.task_id, r.fencing_token, code, reason);
+                            return results.nack(&tx, &r.task_id, r.fencing_token, code, reason);
                         }
                         results
                             .handle_result(&prover, &name, r, Some(proof), &tx)
@@ -432,14 +433,14 @@ async fn read_loop(
                     if c.offset == 0 {
                         partial.forgive(&key);
                         if let Err((code, reason)) = leased(&s.core, prover, &key).await {
-                            nack(tx, &key.0, key.1, code, reason);
+                            s.results.nack(tx, &key.0, key.1, code, reason);
                             partial.refuse(key);
                             continue;
                         }
                     }
                 }
                 if let Err((code, reason)) = partial.push(&s.results.proof_budget, c) {
-                    nack(tx, &key.0, key.1, code, reason);
+                    s.results.nack(tx, &key.0, key.1, code, reason);
                 }
             }
             Some(In::HeartbeatAck(a)) => {
@@ -461,7 +462,7 @@ async fn read_loop(
                         .result(prover.clone(), key, verdict, tx.clone())
                         .await;
                 }
-                Err(e) => nack(
+                Err(e) => s.results.nack(
                     tx,
                     &d.task_id,
                     d.fencing_token,

@@ -228,7 +228,7 @@ pub const ALL: &[Metric] = &[
         name: L1_ERRORS_TOTAL,
         kind: Counter,
         labels: &[KIND],
-        help: "L1 calls that failed (RPC, transport, timeouts; not reverts) by who made them: commit, verify.",
+        help: "Settlement rounds stopped by an L1 error (RPC, transport, timeout, stuck transaction; not a revert), by kind: commit, verify.",
     },
     Metric {
         name: PROVER_TASKS_RUNNING,
