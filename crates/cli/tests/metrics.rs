@@ -145,42 +145,49 @@ fn coordinator_and_prover_metrics_move_while_batches_flow() {
     let dir = tempfile::tempdir().unwrap();
     let env = [("RUST_LOG", "info"), ("PROOFMILL_LOG_FORMAT", "json")];
     let data = dir.path().join("coordinator");
-    let mut coordinator = Proc::spawn(
-        "coordinator",
-        &strings(&[
+    let coordinator_args = |listen: &str| {
+        strings(&[
             "coordinator",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--data-dir",
             data.to_str().unwrap(),
             "--proof-types",
             "exec",
             "--devnet",
+            // Proofs of some tens of milliseconds, sealed about as fast: batches keep flowing.
+            // (With proofs of ~2 ms, a lone prover was seen to stop getting tasks once it
+            // caught up, before and apart from metrics.)
             "--batch-size",
-            "2",
+            "16",
             "--tree-depth",
             "8",
             "--batch-interval",
-            "150",
+            "100",
             "--send-interval",
             "300",
+            "--heartbeat-interval",
+            "200",
             "--metrics-listen",
             "127.0.0.1:0",
             "--metrics-per-prover",
-        ]),
+        ])
+    };
+    let mut coordinator = Proc::spawn(
+        "coordinator",
+        &coordinator_args("127.0.0.1:0"),
         dir.path(),
         dir.path().join("coordinator.log"),
         &env,
     );
     let addr = listening_addr(&mut coordinator, Duration::from_secs(60));
     let coord_metrics = metrics_addr(&mut coordinator);
-    // The prover comes once a backlog is sealed, so both scrapes fall while it works through
-    // it: the figures move between them without depending on how fast batches are sealed.
+    // The prover comes once a few batches wait, so the queue gauges have something to show.
     wait_scrape(
         &coord_metrics,
-        "a sealed backlog",
+        "sealed batches",
         Duration::from_secs(60),
-        |s| s.sum("proofmill_batches_taken_in_total", &[("source", "devnet")]) >= 30.0,
+        |s| s.sum("proofmill_batches_taken_in_total", &[("source", "devnet")]) >= 5.0,
     );
     let mut prover = Proc::spawn(
         "prover",
@@ -254,6 +261,15 @@ fn coordinator_and_prover_metrics_move_while_batches_flow() {
         let (a, b) = (first.sum(name, &labels), second.sum(name, &labels));
         assert!(b > a, "{name}{labels:?} did not grow: {a} then {b}");
     }
+    // Gauges from the core's state (refreshed every second): one prover of one slot, serving
+    // exec.
+    let second = wait_scrape(
+        &coord_metrics,
+        "fleet gauges",
+        Duration::from_secs(5),
+        |s| s.sum("proofmill_provers_connected", &[EXEC]) == 1.0,
+    );
+    assert_eq!(second.sum("proofmill_prover_capacity_slots", &[EXEC]), 1.0);
     for (name, kind) in [
         ("proofmill_jobs_closed_total", "counter"),
         ("proofmill_jobs", "gauge"),
@@ -266,15 +282,6 @@ fn coordinator_and_prover_metrics_move_while_batches_flow() {
             "{name}"
         );
     }
-    // Gauges from the core's state (refreshed every second): one prover of one slot, serving
-    // exec.
-    let second = wait_scrape(
-        &coord_metrics,
-        "fleet gauges",
-        Duration::from_secs(5),
-        |s| s.sum("proofmill_provers_connected", &[EXEC]) == 1.0,
-    );
-    assert_eq!(second.sum("proofmill_prover_capacity_slots", &[EXEC]), 1.0);
     let busy = second.sum("proofmill_prover_busy_slots", &[EXEC]);
     assert!((0.0..=1.0).contains(&busy), "busy slots {busy}");
     for state in ["queued", "leased"] {
@@ -328,6 +335,22 @@ fn coordinator_and_prover_metrics_move_while_batches_flow() {
         }
     }
 
+    // Heartbeats every 200 ms: their round trip on the coordinator, their spacing on the
+    // prover.
+    assert!(second.sum("proofmill_heartbeat_round_trip_seconds_count", &[]) >= 1.0);
+    let gaps = wait_scrape(
+        &prover_metrics,
+        "heartbeat gaps",
+        Duration::from_secs(5),
+        |s| s.sum("proofmill_prover_heartbeat_gap_seconds_count", &[]) >= 2.0,
+    );
+    let mean_gap = gaps.sum("proofmill_prover_heartbeat_gap_seconds_sum", &[])
+        / gaps.sum("proofmill_prover_heartbeat_gap_seconds_count", &[]);
+    assert!(
+        (0.1..2.0).contains(&mean_gap),
+        "mean heartbeat gap {mean_gap} s"
+    );
+
     // The prover's own figures.
     let proofs = |s: &Scrape| {
         s.sum(
@@ -377,4 +400,30 @@ fn coordinator_and_prover_metrics_move_while_batches_flow() {
         "coordinator did not stop on SIGTERM"
     );
     assert!(std::net::TcpStream::connect(&coord_metrics).is_err());
+
+    // Back at its address: the prover reconnects as the same prover, and both count it.
+    let mut coordinator = Proc::spawn(
+        "coordinator (restarted)",
+        &coordinator_args(&addr),
+        dir.path(),
+        dir.path().join("coordinator-2.log"),
+        &env,
+    );
+    let coord_metrics = metrics_addr(&mut coordinator);
+    wait_scrape(
+        &coord_metrics,
+        "the prover's reconnect",
+        Duration::from_secs(30),
+        |s| {
+            s.sum("proofmill_prover_connects_total", &[("kind", "reconnect")]) == 1.0
+                && s.sum("proofmill_prover_connects_total", &[("kind", "register")]) == 0.0
+        },
+    );
+    wait_scrape(
+        &prover_metrics,
+        "the prover's reconnect",
+        Duration::from_secs(10),
+        |s| s.sum("proofmill_prover_reconnects_total", &[]) == 1.0,
+    );
+    prover.check_alive();
 }
