@@ -78,6 +78,9 @@ pub enum Command {
     Prover(ProverArgs),
     /// Show the status of a running coordinator.
     Status(StatusArgs),
+    /// Print what happens on a running coordinator as it happens: jobs, attempts, provers,
+    /// batches taken in, L1.
+    Watch(WatchArgs),
     /// Take a prover out of rotation: it finishes what it runs but gets no new tasks.
     Cordon(CordonArgs),
     /// Put a cordoned prover back in rotation.
@@ -372,6 +375,19 @@ pub struct StatusArgs {
     /// Print one JSON object instead of tables.
     #[arg(long, env = "PROOFMILL_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Coordinator gRPC URL.
+    #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
+    pub coordinator: String,
+    /// Print one JSON object per line instead of text.
+    #[arg(long, env = "PROOFMILL_JSON", value_parser = BoolishValueParser::new())]
+    pub json: bool,
+    /// Stop after this many events (default: until the coordinator stops).
+    #[arg(long, env = "PROOFMILL_MAX_EVENTS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_events: Option<u64>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -677,6 +693,7 @@ impl Cli {
                 check_unique_types("--proof-types", &a.proof_types)?;
             }
             Command::Status(_)
+            | Command::Watch(_)
             | Command::Cordon(_)
             | Command::Uncordon(_)
             | Command::Batch { .. }

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::procs::{Proc, listening_addr, tail};
+use common::proofmill;
 use proofmill_proto::v1::StatusInfoRequest;
 use proofmill_proto::v1::admin_service_client::AdminServiceClient;
-use common::proofmill;
 
 fn run(cmd: &mut Command) -> (Output, String, String) {
     let out = cmd.output().expect("run proofmill");
@@ -461,11 +461,17 @@ fn refused_prover_is_named_and_told_why() {
     assert_eq!(value("l1"), ("\"none\"".into(), "flag".into()));
     assert_eq!(value("intake_window"), ("1024".into(), "default".into()));
     let (token, source) = value("prover_token");
-    assert!(token.contains("<redacted>") && source == "flag", "{token} {source}");
+    assert!(
+        token.contains("<redacted>") && source == "flag",
+        "{token} {source}"
+    );
     assert!(!format!("{info:?}").contains("right-secret-1"));
     assert_eq!(info.l1, "none");
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
-    assert!(info.uptime_ms > 0 && info.store.starts_with("sqlite://"), "{info:?}");
+    assert!(
+        info.uptime_ms > 0 && info.store.starts_with("sqlite://"),
+        "{info:?}"
+    );
 }
 
 /// The demo prints its coordinator's address, and `status` watches it there, with the

@@ -5,6 +5,7 @@
 use crate::controls::JobControls;
 use crate::core::CoreHandle;
 use crate::error::CoordinatorError;
+use crate::events::EventBus;
 use crate::intake::{Intake, NewBatch};
 use crate::standing::Standing;
 use crate::status::StatusSource;
@@ -38,6 +39,7 @@ pub(crate) struct AdminSvc {
     pub standing: Standing,
     pub status: StatusSource,
     pub intake: Intake,
+    pub events: EventBus,
 }
 
 fn err(code: ErrorCode, message: impl Into<String>) -> Option<AdminError> {
@@ -186,6 +188,21 @@ fn operator_reason(reason: &str) -> Result<String, Option<AdminError>> {
 
 #[tonic::async_trait]
 impl AdminService for AdminSvc {
+    type WatchStream = crate::watch::WatchStream;
+
+    async fn watch(&self, _: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let watcher = self.events.watch().ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "{} watchers already; try again once one stops",
+                self.events.max_watchers()
+            ))
+        })?;
+        Ok(Response::new(crate::watch::stream(
+            watcher,
+            self.standing.shutdown(),
+        )))
+    }
+
     async fn health_check(
         &self,
         _: Request<HealthCheckRequest>,

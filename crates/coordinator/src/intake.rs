@@ -5,6 +5,7 @@
 
 use crate::core::CoreHandle;
 use crate::error::CoordinatorError;
+use crate::events::{Event, EventBus};
 use crate::inputs::InputCache;
 use crate::now_ms;
 use crate::standing::Standing;
@@ -49,6 +50,7 @@ pub struct Intake {
     /// The backends of the proof types every batch needs, which check inputs.
     pub(crate) backends: Arc<HashMap<ProofType, Arc<dyn Backend>>>,
     pub(crate) rules: IntakeRules,
+    pub(crate) events: EventBus,
 }
 
 /// What a submission must meet.
@@ -296,7 +298,12 @@ impl Intake {
             .into_iter()
             .map(|pt| Job::new_queued(JobKey::new(batch.number, pt), batch.version.clone(), now))
             .collect();
+        let number = batch.number;
         self.core.add_batches(vec![Arc::new(batch)], jobs).await?;
+        self.events.publish(Event::BatchesTaken {
+            first: number,
+            last: number,
+        });
         Ok(true)
     }
 

@@ -28,6 +28,7 @@ mod config;
 mod controls;
 mod core;
 mod error;
+mod events;
 mod health;
 mod identity;
 mod inputs;
@@ -52,6 +53,7 @@ mod status;
 mod text;
 mod verdict;
 mod warnings;
+mod watch;
 mod wire;
 
 pub use about::{About, ConfigValue};

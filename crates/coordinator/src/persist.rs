@@ -1,6 +1,7 @@
 //! Group commit: many scheduler transitions, one transaction. Messages that depend on a
 //! transition are released only after it is durable, in the order they were produced.
 
+use crate::events::EventBus;
 use crate::outbox::{Outbox, ToProver};
 use proofmill_proto::v1::ErrorCode;
 use proofmill_store::{Change, Store, StoreError};
@@ -59,6 +60,7 @@ const MAX_GROUP: usize = 4096;
 pub(crate) fn spawn(
     store: Arc<dyn Store>,
     fenced: Arc<watch::Sender<Option<String>>>,
+    events: EventBus,
 ) -> Persister {
     // Unbounded on purpose: the core never waits (it owns the scheduler and must keep
     // answering), and what it hands over is bounded elsewhere: one job per core wakeup,
@@ -67,7 +69,7 @@ pub(crate) fn spawn(
     // of changes, come only from tasks out, at most the provers' capacity.
     let (tx, rx) = mpsc::unbounded_channel();
     let unconfirmed = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(run(store, rx, unconfirmed.clone(), fenced));
+    tokio::spawn(run(store, rx, unconfirmed.clone(), fenced, events));
     Persister { tx, unconfirmed }
 }
 
@@ -76,6 +78,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<PersistJob>,
     unconfirmed: Arc<AtomicUsize>,
     fenced: Arc<watch::Sender<Option<String>>>,
+    events: EventBus,
 ) {
     let mut group: Vec<PersistJob> = Vec::new();
     let mut changes: Vec<Change> = Vec::new();
@@ -100,6 +103,7 @@ async fn run(
                 fenced.send_replace(Some(e.to_string()));
                 return;
             }
+            events.publish_changes(&changes);
             changes.clear();
         }
         let early: usize = group.iter().map(|j| j.early_dispatches).sum();

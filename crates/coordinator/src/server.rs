@@ -1,6 +1,7 @@
 use crate::config::CoordinatorConfig;
 use crate::core::{BatchCache, Core, CoreHandle};
 use crate::error::CoordinatorError;
+use crate::events::EventBus;
 use crate::identity::ProverKeys;
 use crate::inputs::InputCache;
 use crate::intake::{Intake, IntakeRules};
@@ -41,6 +42,7 @@ pub struct Coordinator {
     intake: Intake,
     sessions: Arc<Sessions>,
     l1: SeenOnL1,
+    events: EventBus,
     about: crate::about::AboutCell,
     started_at_ms: u64,
 }
@@ -89,7 +91,8 @@ impl Coordinator {
         );
         let batch_cache: BatchCache = Arc::new(RwLock::new(HashMap::new()));
         let standing = Standing::default();
-        let persist_tx = persist::spawn(store.clone(), standing.fenced_signal());
+        let events = EventBus::new(crate::events::BUFFER, crate::events::MAX_WATCHERS);
+        let persist_tx = persist::spawn(store.clone(), standing.fenced_signal(), events.clone());
         let (core, mailbox) = crate::core::mailbox(crate::core::MAILBOX);
         let mut scheduler = Scheduler::new(config.scheduler.clone(), last_token);
         scheduler.set_orphan_tokens(orphan_tokens);
@@ -138,6 +141,7 @@ impl Coordinator {
             slots: StreamSlots::new(config.max_prover_streams, config.max_unregistered_streams),
             dispatch_latency_us: config.record_dispatch_latency.then(Default::default),
             blob_urls: !blobs.base_url().starts_with("memory:"),
+            events: events.clone(),
         });
         let l1 = SeenOnL1::default();
         let status = StatusSource {
@@ -162,6 +166,7 @@ impl Coordinator {
                 max_input_bytes: config.max_input_bytes,
                 intake_window: config.intake_window,
             },
+            events: events.clone(),
         };
         Ok(Coordinator {
             config: Arc::new(config),
@@ -173,6 +178,7 @@ impl Coordinator {
             intake,
             sessions,
             l1,
+            events,
             about: Default::default(),
             started_at_ms: crate::now_ms(),
         })
@@ -210,6 +216,7 @@ impl Coordinator {
             standing: self.standing.clone(),
             l1: self.l1.clone(),
             core: self.core.clone(),
+            events: self.events.clone(),
         }
     }
 
@@ -271,6 +278,7 @@ impl Coordinator {
             standing: self.standing.clone(),
             status: self.status.clone(),
             intake: self.intake.clone(),
+            events: self.events.clone(),
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);

@@ -3,6 +3,7 @@
 
 use crate::config::CoordinatorConfig;
 use crate::core::{Conn, CoreHandle, Hello};
+use crate::events::{Event, EventBus};
 use crate::identity::ProverKeys;
 use crate::limits::{Slot, StreamSlots};
 use crate::outbox::{LatencyProbe, Outbox, SendLimits, Sending, ToProver, outbox, write_loop};
@@ -50,6 +51,7 @@ pub(crate) struct Sessions {
     /// The blob store is one another process can open (not `memory://`): provers that ask
     /// may be sent blob URLs instead of the bytes.
     pub blob_urls: bool,
+    pub events: EventBus,
 }
 
 /// What a prover must meet to register, and how its stream is run.
@@ -162,8 +164,10 @@ async fn run(
             .await;
         return Err(Status::unavailable(reason));
     }
-    let capacity = match &hello {
-        Hello::Register(info) | Hello::Reconnect { info, .. } => info.capacity,
+    let (capacity, proof_types) = match &hello {
+        Hello::Register(info) | Hello::Reconnect { info, .. } => {
+            (info.capacity, info.proof_types.clone())
+        }
     };
     let conn_id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let probe = Some(LatencyProbe::new(s.dispatch_latency_us.clone()));
@@ -186,6 +190,12 @@ async fn run(
         .map_err(|_| core_stopped())?;
     drop(unregistered);
     tracing::info!(%prover, name = %name.escape_debug(), "prover connected");
+    s.events.publish(Event::ProverConnected {
+        prover: prover.clone(),
+        name: name.clone(),
+        proof_types: proof_types.into_iter().collect(),
+        capacity,
+    });
     let writer = tokio::spawn(write_loop(writer, tx.clone()));
     let result = read_loop(
         &s,
@@ -197,6 +207,10 @@ async fn run(
     .await;
     writer.abort();
     s.core.disconnect(prover.clone(), conn_id).await;
+    s.events.publish(Event::ProverDisconnected {
+        prover: prover.clone(),
+        name: name.clone(),
+    });
     match &result {
         Ok(()) => tracing::info!(%prover, "prover closed its stream"),
         Err(s) => {

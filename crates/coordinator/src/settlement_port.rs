@@ -6,6 +6,7 @@
 
 use crate::core::CoreHandle;
 use crate::error::CoordinatorError;
+use crate::events::{Event, EventBus};
 use crate::shutdown::Shutdown;
 use crate::standing::Standing;
 use crate::status::view::{L1Seen, SeenOnL1};
@@ -22,6 +23,7 @@ pub struct SettlementPort {
     pub(crate) standing: Standing,
     pub(crate) l1: SeenOnL1,
     pub(crate) core: CoreHandle,
+    pub(crate) events: EventBus,
 }
 
 impl SettlementPort {
@@ -52,8 +54,18 @@ impl SettlementPort {
     }
 
     /// Updates what `status` shows of L1; `status` shows L1 figures once this was called.
+    /// Watchers are told when it changes.
     pub fn report(&self, f: impl FnOnce(&mut L1Seen)) {
+        let before = self.l1.get();
         self.l1.update(f);
+        let now = self.l1.get();
+        if let Some(seen) = now.filter(|now| before.as_ref() != Some(now)) {
+            self.events.publish(Event::Chain {
+                last_committed_batch: seen.last_committed_batch,
+                last_verified_batch: seen.last_verified_batch,
+                error: seen.last_error,
+            });
+        }
     }
 
     /// L1 rejected the proof of `key` as invalid: the core deletes it, marks the job failed

@@ -130,6 +130,13 @@ impl ProverService for Standby {
 
 #[tonic::async_trait]
 impl AdminService for Standby {
+    type WatchStream = crate::watch::WatchStream;
+
+    /// A standby has nothing happening to tell: watch the active coordinator.
+    async fn watch(&self, _: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        Err(self.refusal().await)
+    }
+
     async fn health_check(
         &self,
         _: Request<HealthCheckRequest>,

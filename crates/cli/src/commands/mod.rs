@@ -9,6 +9,7 @@ pub mod job;
 pub mod l1;
 pub mod prover;
 pub mod status;
+pub mod watch;
 
 use crate::args::{BatchCommand, BenchCommand, Command, JobCommand, L1Command};
 use crate::config::Effective;
@@ -20,6 +21,7 @@ pub async fn run(command: Command, effective: &Effective) -> anyhow::Result<()> 
         Command::Coordinator(args) => coordinator::run(args, effective.about_config()).await,
         Command::Prover(args) => prover::run(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Watch(args) => watch::run(args).await,
         Command::Cordon(args) => cordon::run(args, true).await,
         Command::Uncordon(args) => cordon::run(args, false).await,
         Command::Demo(args) => demo::run(args).await,
