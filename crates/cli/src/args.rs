@@ -364,6 +364,14 @@ pub struct CoordinatorArgs {
     /// Gas cap of one settlement transaction (ranges are halved until they fit).
     #[arg(long, env = "PROOFMILL_MAX_GAS_PER_TX", default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(21_000..))]
     pub max_gas_per_tx: u64,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (`HOST:PORT`; port 0: any free port;
+    /// the bound address is logged as "metrics listening"). Off when unset.
+    #[arg(long, env = "PROOFMILL_METRICS_LISTEN", value_parser = parse_listen_addr)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Also record prove times by prover name (`prover` label): one series per prover, so
+    /// only for fleets small enough to chart one by one.
+    #[arg(long, env = "PROOFMILL_METRICS_PER_PROVER", value_parser = BoolishValueParser::new())]
+    pub metrics_per_prover: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -409,6 +417,10 @@ pub struct ProverArgs {
     /// gRPC message size limit, bytes.
     #[arg(long, env = "PROOFMILL_MAX_MESSAGE_BYTES", default_value_t = 64 << 20, value_parser = parse_message_bytes)]
     pub max_message_bytes: usize,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (`HOST:PORT`; port 0: any free port;
+    /// the bound address is logged as "metrics listening"). Off when unset.
+    #[arg(long, env = "PROOFMILL_METRICS_LISTEN", value_parser = parse_listen_addr)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// How a command reaches a coordinator's `https://` URL.
@@ -636,6 +648,10 @@ pub struct DemoArgs {
     /// Accounts funded at genesis.
     #[arg(long, env = "PROOFMILL_ACCOUNTS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub accounts: u32,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (`HOST:PORT`; port 0: any free port;
+    /// printed at startup). Off when unset.
+    #[arg(long, env = "PROOFMILL_METRICS_LISTEN", value_parser = parse_listen_addr)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Args)]

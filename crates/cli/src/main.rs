@@ -6,6 +6,7 @@ mod backends;
 mod commands;
 mod config;
 mod logging;
+mod telemetry;
 
 use std::process::ExitCode;
 

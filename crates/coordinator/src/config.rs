@@ -61,6 +61,8 @@ pub struct CoordinatorConfig {
     pub intake_window: u64,
     /// Days the history of ended attempts is kept (0: for ever).
     pub attempt_retention_days: u32,
+    /// Prove-time metrics also by prover name (one series per prover: for small fleets).
+    pub metrics_per_prover: bool,
 }
 
 impl Default for CoordinatorConfig {
@@ -88,6 +90,7 @@ impl Default for CoordinatorConfig {
             record_dispatch_latency: false,
             intake_window: 1024,
             attempt_retention_days: 30,
+            metrics_per_prover: false,
         }
     }
 }

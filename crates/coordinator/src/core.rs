@@ -3,8 +3,11 @@
 //! locks and sees one ordered history. It never waits on I/O: store writes and the reads that
 //! must follow them go to the persister, messages to the provers' outboxes.
 
+mod figures;
 mod mailbox;
 mod result;
+
+pub(crate) use figures::count_rejected;
 
 use mailbox::CoreMsg;
 pub(crate) use mailbox::{CoreHandle, MAILBOX, Mailbox, mailbox};
@@ -15,6 +18,7 @@ use crate::outbox::{Outbox, ToProver};
 use crate::persist::{PersistJob, Persister};
 use proofmill_scheduler::{Effect, ProverInfo, Scheduler};
 use proofmill_store::Change;
+use proofmill_telemetry::{names, secs};
 use proofmill_types::{Attempt, Batch, FencingToken, Job, JobKey, ProverId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,7 +60,7 @@ pub(crate) struct Core {
     conns: HashMap<ProverId, Conn>,
     batches: BatchCache,
     /// Open jobs per batch, to drop a batch from the cache when it has none.
-    open_per_batch: HashMap<u64, usize>,
+    open_per_batch: HashMap<u64, OpenBatch>,
     persist: mpsc::UnboundedSender<PersistJob>,
     /// What this wakeup produced for the persister, handed over in one piece when the wakeup
     /// ends: one channel send and one persister wakeup per burst instead of per message.
@@ -69,6 +73,25 @@ pub(crate) struct Core {
     prover_keys: Arc<ProverKeys>,
     /// Waiting for no connected prover to run a task ([`CoreMsg::WhenIdle`]).
     idle_waiters: Vec<oneshot::Sender<()>>,
+    figures: figures::Figures,
+}
+
+/// A batch with open jobs.
+struct OpenBatch {
+    open: usize,
+    /// Every job of the batch closed so far was proven, and none was retried: when the last
+    /// one is proven, the batch went from sealed to proven in one go (a latency worth
+    /// measuring; one with a failure in between measures the operator).
+    clean: bool,
+}
+
+impl Default for OpenBatch {
+    fn default() -> Self {
+        OpenBatch {
+            open: 0,
+            clean: true,
+        }
+    }
 }
 
 impl Core {
@@ -90,7 +113,14 @@ impl Core {
             max_unconfirmed,
             prover_keys,
             idle_waiters: Vec::new(),
+            figures: figures::Figures::default(),
         }
+    }
+
+    /// Records prove times by prover name too (`--metrics-per-prover`).
+    pub fn metrics_per_prover(mut self, on: bool) -> Self {
+        self.figures.per_prover = on;
+        self
     }
 
     /// Restores open jobs (with their leases) loaded from the store.
@@ -113,6 +143,8 @@ impl Core {
     }
 
     pub async fn run(mut self, Mailbox(mut rx): Mailbox) {
+        let mut refresh = tokio::time::interval(figures::REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = self.scheduler.next_wakeup();
             let sleep = match wake {
@@ -139,6 +171,7 @@ impl Core {
                     let effects = self.scheduler.tick(now_ms());
                     self.run_effects(effects, Vec::new(), Vec::new());
                 }
+                _ = refresh.tick() => self.refresh_gauges(),
             }
             self.hand_over();
             self.notify_idle();
@@ -175,7 +208,16 @@ impl Core {
         }
         for j in &jobs {
             if !j.state.is_terminal() {
-                *self.open_per_batch.entry(j.key.batch).or_default() += 1;
+                self.open_per_batch.entry(j.key.batch).or_default().open += 1;
+            }
+        }
+        // A batch restored with a job closed unproven was not proven in one go.
+        for j in &jobs {
+            if j.state.is_terminal()
+                && j.state != proofmill_types::JobState::Proven
+                && let Some(b) = self.open_per_batch.get_mut(&j.key.batch)
+            {
+                b.clean = false;
             }
         }
         self.scheduler.add_jobs(jobs, now_ms())
@@ -191,6 +233,11 @@ impl Core {
                 max_message,
                 reply,
             } => {
+                let kind = match &hello {
+                    Hello::Register(_) => "register",
+                    Hello::Reconnect { .. } => "reconnect",
+                };
+                metrics::counter!(names::PROVER_CONNECTS_TOTAL, names::KIND => kind).increment(1);
                 let (id, effects) = match hello {
                     Hello::Register(info) => {
                         let id = ProverKeys::new_id();
@@ -378,7 +425,9 @@ impl Core {
         // Counted only when the job was reopened (a second retry is a no-op), or the batch
         // would never leave the cache.
         if !effects.is_empty() {
-            *self.open_per_batch.entry(number).or_default() += 1;
+            let b = self.open_per_batch.entry(number).or_default();
+            b.open += 1;
+            b.clean = false;
         }
         self.run_effects(effects, changes, Vec::new());
     }
@@ -471,10 +520,11 @@ impl Core {
         let mut trailing = std::mem::take(&mut sends);
         let mut early = 0;
         for effect in effects {
+            self.count_effect(&effect);
             match effect {
                 Effect::Persist(job) => {
                     if job.state.is_terminal() {
-                        self.job_closed(job.key.batch);
+                        self.job_closed(job.key.batch, job.state);
                     }
                     changes.push(Change::Job(job));
                 }
@@ -589,15 +639,22 @@ impl Core {
         }
     }
 
-    fn job_closed(&mut self, batch: u64) {
-        if let Some(n) = self.open_per_batch.get_mut(&batch) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+    fn job_closed(&mut self, batch: u64, state: proofmill_types::JobState) {
+        if let Some(b) = self.open_per_batch.get_mut(&batch) {
+            b.open = b.open.saturating_sub(1);
+            b.clean &= state == proofmill_types::JobState::Proven;
+            if b.open == 0 {
+                let proven = b.clean;
                 self.open_per_batch.remove(&batch);
-                self.batches
+                let cached = self
+                    .batches
                     .write()
                     .expect("batch cache lock")
                     .remove(&batch);
+                if let Some(sealed) = cached.filter(|_| proven).map(|b| b.created_at) {
+                    metrics::histogram!(names::BATCH_SEALED_TO_PROVEN_SECONDS)
+                        .record(secs(now_ms().saturating_sub(sealed)));
+                }
             }
         }
     }

@@ -263,15 +263,25 @@ impl Intake {
     /// while a source reserved the numbering ([`Intake::reserve_numbering`]), and while an
     /// operator paused intake ([`crate::Component::Intake`], `FailedPrecondition`).
     pub async fn submit_batch(&self, nb: NewBatch) -> Result<bool, CoordinatorError> {
-        self.check_source()?;
-        self.check_paused()?;
-        self.submit_own(nb).await
+        let taken = match self.check_source().and_then(|()| self.check_paused()) {
+            Ok(()) => self.take_in(nb).await,
+            Err(e) => Err(e),
+        };
+        count_intake("api", &taken);
+        taken
     }
 
     /// [`Intake::submit_batch`] for the source that reserved the numbering. Not refused while
     /// intake is paused: a source waits before it produces a batch ([`Intake::pauses`]), so
     /// one it has produced already is stored.
     pub async fn submit_own(&self, nb: NewBatch) -> Result<bool, CoordinatorError> {
+        let taken = self.take_in(nb).await;
+        let source = self.numbered_by().unwrap_or_else(|| "own".into());
+        count_intake(&source, &taken);
+        taken
+    }
+
+    async fn take_in(&self, nb: NewBatch) -> Result<bool, CoordinatorError> {
         if self.standing.draining() {
             return Err(CoordinatorError::Unavailable);
         }
@@ -420,5 +430,33 @@ impl Intake {
             .map(|pt| Job::new_queued(JobKey::new(batch.number, pt), batch.version.clone(), now))
             .collect();
         self.core.add_batches(vec![Arc::new(batch)], jobs).await
+    }
+}
+
+/// Counts a submission: a new batch stored, or why it was not (a resubmission of a stored
+/// batch counts as neither).
+fn count_intake(source: &str, taken: &Result<bool, CoordinatorError>) {
+    use proofmill_telemetry::names;
+    match taken {
+        Ok(true) => {
+            metrics::counter!(names::BATCHES_TAKEN_IN_TOTAL, names::SOURCE => source.to_string())
+                .increment(1)
+        }
+        Ok(false) => {}
+        Err(e) => {
+            let kind = match e {
+                CoordinatorError::InvalidArgument(_) => "invalid_argument",
+                CoordinatorError::FailedPrecondition(_) => "failed_precondition",
+                CoordinatorError::Unavailable => "unavailable",
+                CoordinatorError::Store(_) => "store",
+                _ => "other",
+            };
+            metrics::counter!(
+                names::INTAKE_ERRORS_TOTAL,
+                names::SOURCE => source.to_string(),
+                names::KIND => kind
+            )
+            .increment(1);
+        }
     }
 }

@@ -44,15 +44,16 @@ impl ToProver {
     }
 }
 
-/// Measures dispatch latency: from a result read off the stream to the next task written.
+/// Measures dispatch latency: from a result read off the stream to the next task written,
+/// into the metrics and, for benchmarks, into `samples` (µs).
 #[derive(Clone)]
 pub(crate) struct LatencyProbe {
     last_result: Arc<Mutex<Option<Instant>>>,
-    samples: Arc<Mutex<Vec<u32>>>,
+    samples: Option<Arc<Mutex<Vec<u32>>>>,
 }
 
 impl LatencyProbe {
-    pub fn new(samples: Arc<Mutex<Vec<u32>>>) -> Self {
+    pub fn new(samples: Option<Arc<Mutex<Vec<u32>>>>) -> Self {
         LatencyProbe {
             last_result: Arc::new(Mutex::new(None)),
             samples,
@@ -65,8 +66,13 @@ impl LatencyProbe {
 
     fn task_sent(&self) {
         if let Some(at) = self.last_result.lock().expect("latency lock").take() {
-            let us = at.elapsed().as_micros().min(u32::MAX as u128) as u32;
-            self.samples.lock().expect("latency lock").push(us);
+            let elapsed = at.elapsed();
+            metrics::histogram!(proofmill_telemetry::names::DISPATCH_LATENCY_SECONDS)
+                .record(elapsed.as_secs_f64());
+            if let Some(samples) = &self.samples {
+                let us = elapsed.as_micros().min(u32::MAX as u128) as u32;
+                samples.lock().expect("latency lock").push(us);
+            }
         }
     }
 }
@@ -110,7 +116,11 @@ pub(crate) struct Outbox {
     latency: Option<LatencyProbe>,
     closing: Arc<watch::Sender<Option<String>>>,
     end: WireEnd,
+    beats: LastBeat,
 }
+
+/// The last heartbeat written to a stream and when: its ack gives the round trip.
+type LastBeat = Arc<Mutex<Option<(u64, Instant)>>>;
 
 /// Resolves with the reason once the stream is closed by [`ToProver::Close`].
 pub(crate) async fn closed(closing: &watch::Receiver<Option<String>>) -> String {
@@ -127,6 +137,19 @@ pub(crate) async fn closed(closing: &watch::Receiver<Option<String>>) -> String 
 }
 
 impl Outbox {
+    /// The prover answered heartbeat `seq`: the round trip of the last one sent, if this
+    /// answers it, goes to the metrics.
+    pub fn heartbeat_acked(&self, seq: u64) {
+        let mut last = self.beats.lock().expect("heartbeat lock");
+        if let Some((sent_seq, at)) = *last
+            && sent_seq == seq
+        {
+            *last = None;
+            metrics::histogram!(proofmill_telemetry::names::HEARTBEAT_ROUND_TRIP_SECONDS)
+                .record(at.elapsed().as_secs_f64());
+        }
+    }
+
     /// The close signal, for the session's reader to stop with the writer.
     pub fn closing(&self) -> watch::Receiver<Option<String>> {
         self.closing.subscribe()
@@ -273,6 +296,7 @@ pub(crate) struct Writer {
     credits: ChunkCredits,
     latency: Option<LatencyProbe>,
     closing: watch::Receiver<Option<String>>,
+    beats: LastBeat,
 }
 
 impl Writer {
@@ -317,7 +341,9 @@ pub(crate) fn outbox(
         all: sending.replies_queued.clone(),
     };
     let (closing, closing_rx) = watch::channel(None);
+    let beats = LastBeat::default();
     let outbox = Outbox {
+        beats: beats.clone(),
         closing: Arc::new(closing),
         queue: tx,
         queued: queued.clone(),
@@ -338,6 +364,7 @@ pub(crate) fn outbox(
         credits,
         latency,
         closing: closing_rx,
+        beats,
     };
     (outbox, writer)
 }
@@ -346,11 +373,13 @@ pub(crate) fn outbox(
 struct Beat {
     interval: tokio::time::Interval,
     seq: u64,
+    last: LastBeat,
 }
 
 impl Beat {
     fn message(&mut self) -> CoordinatorMessage {
         self.seq += 1;
+        *self.last.lock().expect("heartbeat lock") = Some((self.seq, Instant::now()));
         crate::messages::heartbeat(self.seq)
     }
 }
@@ -365,6 +394,7 @@ pub(crate) async fn write_loop(mut w: Writer, self_tx: Outbox) {
     let mut beat = Beat {
         interval: tokio::time::interval_at(tokio::time::Instant::now() + period, period),
         seq: 0,
+        last: w.beats.clone(),
     };
     loop {
         let (item, queued) = tokio::select! {

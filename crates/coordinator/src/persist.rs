@@ -5,6 +5,7 @@ use crate::events::EventBus;
 use crate::outbox::{Outbox, ToProver};
 use proofmill_proto::v1::ErrorCode;
 use proofmill_store::{Change, Store, StoreError};
+use proofmill_telemetry::names;
 use proofmill_types::{FencingToken, JobKey};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -93,7 +94,11 @@ async fn run(
             changes.append(&mut job.changes);
         }
         if !changes.is_empty() {
-            if let Err(e) = commit(store.as_ref(), &changes).await {
+            let started = std::time::Instant::now();
+            let committed = commit(store.as_ref(), &changes).await;
+            metrics::histogram!(names::STORE_COMMIT_SECONDS)
+                .record(started.elapsed().as_secs_f64());
+            if let Err(e) = committed {
                 tracing::error!(error = %e, changes = changes.len(), "write fenced: another coordinator is active on this store; this one stops writing");
                 fenced.send_replace(Some(e.to_string()));
                 return;
@@ -188,6 +193,7 @@ async fn apply_retrying(store: &dyn Store, changes: &[Change]) -> Result<(), Sto
             }
             Err(e @ (StoreError::Unstorable(_) | StoreError::Fenced { .. })) => return Err(e),
             Err(e) => {
+                metrics::counter!(names::STORE_COMMIT_ERRORS_TOTAL).increment(1);
                 if failed.is_multiple_of(LOG_EVERY) {
                     let cause = match &e {
                         StoreError::Unavailable(_) => match store.probe().await {

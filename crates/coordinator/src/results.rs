@@ -39,12 +39,27 @@ pub(crate) struct Results {
     pub core: CoreHandle,
 }
 
-pub(crate) fn nack(tx: &Outbox, task_id: &str, token: u64, code: ErrorCode, reason: String) {
-    let msg = crate::messages::result_ack(task_id, token, false, code, &reason);
-    tx.send(ToProver::Msg(msg));
-}
-
 impl Results {
+    /// Refuses a result (or its chunks), counted by reason and, when it names one served
+    /// here, proof type (a prover's other names would be labels without bound).
+    pub fn nack(&self, tx: &Outbox, task_id: &str, token: u64, code: ErrorCode, reason: String) {
+        let kind = match code {
+            ErrorCode::StaleFencingToken => "stale",
+            ErrorCode::InvalidProof => "invalid_proof",
+            ErrorCode::ProofTypeNotNeeded => "not_needed",
+            ErrorCode::JobNotFound => "no_batch",
+            ErrorCode::SystemUnavailable => "unavailable",
+            _ => "malformed",
+        };
+        let proof_type = TaskId::parse(task_id)
+            .ok()
+            .map(|(_, t)| t)
+            .filter(|t| self.verifiers.contains_key(t));
+        crate::core::count_rejected(proof_type.as_ref(), kind);
+        let msg = crate::messages::result_ack(task_id, token, false, code, &reason);
+        tx.send(ToProver::Msg(msg));
+    }
+
     /// The proof bytes of a result (joined from chunks if needed, with their share of the proof
     /// budget); `None` for an error result. Takes the bytes out of `r` rather than copying them.
     pub fn take_proof(
@@ -107,7 +122,7 @@ impl Results {
         let (batch_no, proof_type) = match TaskId::parse(&r.task_id) {
             Ok(k) => k,
             Err(e) => {
-                return nack(
+                return self.nack(
                     tx,
                     &r.task_id,
                     r.fencing_token,
@@ -121,7 +136,7 @@ impl Results {
         let verdict = match (proof, &r.outcome) {
             (None, Some(Res::Error(e))) => Verdict::Failed(storable_text(e, 4096)),
             (None, _) => {
-                return nack(
+                return self.nack(
                     tx,
                     &r.task_id,
                     r.fencing_token,
@@ -138,7 +153,7 @@ impl Results {
                 {
                     Ok(o) => o,
                     Err((code, reason)) => {
-                        return nack(tx, &r.task_id, r.fencing_token, code, reason);
+                        return self.nack(tx, &r.task_id, r.fencing_token, code, reason);
                     }
                 }
             }

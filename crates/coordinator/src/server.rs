@@ -114,7 +114,8 @@ impl Coordinator {
             persist_tx,
             config.max_uncommitted_dispatches,
             prover_keys.clone(),
-        );
+        )
+        .metrics_per_prover(config.metrics_per_prover);
         core_task.restore(batches, open);
         tokio::spawn(core_task.run(mailbox));
         crate::retention::spawn(

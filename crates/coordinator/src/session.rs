@@ -8,7 +8,7 @@ use crate::identity::ProverKeys;
 use crate::limits::{Slot, StreamSlots};
 use crate::outbox::{LatencyProbe, Outbox, SendLimits, Sending, ToProver, outbox, write_loop};
 use crate::partial::PartialProofs;
-use crate::results::{Results, VERIFY_INLINE_MAX, nack};
+use crate::results::{Results, VERIFY_INLINE_MAX};
 use crate::standing::Standing;
 use crate::text::check_label;
 use crate::verdict::Verdict;
@@ -170,7 +170,7 @@ async fn run(
         }
     };
     let conn_id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-    let probe = s.dispatch_latency_us.clone().map(LatencyProbe::new);
+    let probe = Some(LatencyProbe::new(s.dispatch_latency_us.clone()));
     let (tx, writer) = outbox(
         &s.sending,
         (wire, credits, end),
@@ -377,7 +377,7 @@ async fn read_loop(
                 let proof = match s.results.take_proof(&mut partial, &mut r) {
                     Ok(p) => p,
                     Err(reason) => {
-                        nack(
+                        s.results.nack(
                             tx,
                             &r.task_id,
                             r.fencing_token,
@@ -404,7 +404,8 @@ async fn read_loop(
                     let mut proof = proof.expect("a result without a proof is cheap");
                     if let Err(reason) = proof.hold(&s.results.proof_budget) {
                         let code = ErrorCode::SystemUnavailable;
-                        nack(tx, &r.task_id, r.fencing_token, code, reason);
+                        s.results
+                            .nack(tx, &r.task_id, r.fencing_token, code, reason);
                         continue;
                     }
                     let (proof, held) = proof.into_parts();
@@ -419,7 +420,7 @@ async fn read_loop(
                         // A stale result is refused before its verification and blob write.
                         if let Some(reason) = results.fenced_off(&prover, &r).await {
                             let code = ErrorCode::StaleFencingToken;
-                            return nack(&tx, &r.task_id, r.fencing_token, code, reason);
+                            return results.nack(&tx, &r.task_id, r.fencing_token, code, reason);
                         }
                         results
                             .handle_result(&prover, &name, r, Some(proof), &tx)
@@ -443,20 +444,21 @@ async fn read_loop(
                     if c.offset == 0 {
                         partial.forgive(&key);
                         if let Err((code, reason)) = leased(&s.core, prover, &key).await {
-                            nack(tx, &key.0, key.1, code, reason);
+                            s.results.nack(tx, &key.0, key.1, code, reason);
                             partial.refuse(key);
                             continue;
                         }
                     }
                 }
                 if let Err((code, reason)) = partial.push(&s.results.proof_budget, c) {
-                    nack(tx, &key.0, key.1, code, reason);
+                    s.results.nack(tx, &key.0, key.1, code, reason);
                 }
             }
             Some(In::HeartbeatAck(a)) => {
                 if a.running.len() > MAX_RUNNING_REPORTED {
                     return Err(Status::invalid_argument(too_many_running(a.running.len())));
                 }
+                tx.heartbeat_acked(a.seq);
                 let running = parse_running(&a.running);
                 s.core.heartbeat(prover.clone(), running).await;
             }
@@ -471,7 +473,7 @@ async fn read_loop(
                         .result(prover.clone(), key, verdict, tx.clone())
                         .await;
                 }
-                Err(e) => nack(
+                Err(e) => s.results.nack(
                     tx,
                     &d.task_id,
                     d.fencing_token,

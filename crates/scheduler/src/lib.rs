@@ -31,5 +31,6 @@ pub use config::SchedulerConfig;
 pub use policy::{AssignmentPolicy, EarliestFinish, OldestFirst, PolicyName, UnknownPolicy};
 pub use provers::{ProverInfo, ProverLoad, ProverStats, ProverView};
 pub use scheduler::{
-    Dispatch, Effect, Failure, NotEligible, ReadyGroup, ResultCheck, Scheduler, SchedulerError,
+    Dispatch, Effect, Failure, FleetFigures, NotEligible, ReadyGroup, ResultCheck, Scheduler,
+    SchedulerError,
 };

@@ -18,6 +18,7 @@ mod speculation;
 
 pub use dispatch::{Dispatch, NotEligible, ReadyGroup};
 pub use faults::Failure;
+pub use operator::FleetFigures;
 use speculation::CopyEnd;
 
 /// Something the caller must do. Carry out every `Persist` of one call durably *before* any

@@ -544,3 +544,38 @@ fn restored_cordons_hold_when_their_provers_reconnect() {
         "lifted: unknown again"
     );
 }
+
+/// What the metrics' fleet gauges read: connected provers, their slots in rotation and
+/// their running tasks per proof type; cordoned slots and disconnected provers left out.
+#[test]
+fn fleet_by_type_counts_connected_slots_and_running_tasks() {
+    use proofmill_scheduler::FleetFigures;
+    let mut s = sched();
+    s.add_jobs((1..=2).map(|b| job(b, "exec", "v1")), 0);
+    s.register(pid("a"), info(&["exec", "stark"], 2, "v1"), 0)
+        .unwrap();
+    s.register(pid("b"), info(&["exec"], 3, "v1"), 0).unwrap();
+    s.register(pid("c"), info(&["exec"], 4, "v1"), 0).unwrap();
+    s.cordon(&pid("b"), true, "maintenance", 1).unwrap();
+    s.disconnect(&pid("c"), 2);
+    let fleet = s.fleet_by_type();
+    let running: u64 = fleet[&pt("exec")].busy;
+    assert_eq!(running, 2, "both jobs run");
+    assert_eq!(
+        fleet[&pt("exec")],
+        FleetFigures {
+            connected: 2,
+            capacity: 2,
+            busy: 2
+        },
+        "b is cordoned (its slots out of rotation), c is gone"
+    );
+    assert_eq!(
+        fleet[&pt("stark")],
+        FleetFigures {
+            connected: 1,
+            capacity: 2,
+            busy: 0
+        }
+    );
+}

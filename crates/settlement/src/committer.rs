@@ -3,6 +3,7 @@
 
 use proofmill_coordinator::{Committed, Component, CoordinatorError, SettlementPort};
 use proofmill_l1::{L1, L1Error, TxStatus};
+use proofmill_telemetry::names;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +66,9 @@ pub(super) async fn run(port: SettlementPort, l1: Arc<dyn L1>) {
                     }
                 }
             } else if let Err(e) = commit_sealed(&port, &*l1).await {
+                if matches!(e, CommitError::L1(_)) {
+                    metrics::counter!(names::L1_ERRORS_TOTAL, names::KIND => "commit").increment(1);
+                }
                 tracing::warn!(error = %e, "committing batches to L1 failed; retrying");
             }
         }
@@ -151,6 +155,7 @@ async fn commit_through(
 ) -> Result<u64, CommitError> {
     let mut last = l1.last_committed_batch().await?;
     port.report(|s| s.last_committed_batch = Some(last));
+    metrics::gauge!(names::L1_LAST_COMMITTED_BATCH).set(last as f64);
     while last < upto {
         if !by_hand && port.paused(Component::Committer).is_some() {
             return Ok(last);
@@ -172,18 +177,30 @@ async fn commit_through(
         {
             Ok(out) => out,
             Err(L1Error::Reverted(r)) => {
+                count_tx("reverted");
                 tracing::error!(batch = n, revert = %r, "L1 rejected commitBatch; will retry");
                 return Ok(last);
             }
             Err(e) => return Err(e.into()),
         };
         if let TxStatus::Reverted(r) = &out.status {
+            count_tx("reverted");
             tracing::error!(batch = n, revert = %r, "commitBatch reverted on L1; will retry");
             return Ok(last);
         }
         tracing::info!(batch = n, gas = out.gas_used, "batch committed on L1");
+        count_tx("success");
+        let gas = out.gas_used as f64;
+        metrics::histogram!(names::L1_TRANSACTION_GAS, names::KIND => "commit").record(gas);
+        metrics::histogram!(names::L1_BATCH_GAS, names::KIND => "commit").record(gas);
         last = n;
         port.report(|s| s.last_committed_batch = Some(last));
+        metrics::gauge!(names::L1_LAST_COMMITTED_BATCH).set(last as f64);
     }
     Ok(last)
+}
+
+fn count_tx(outcome: &'static str) {
+    metrics::counter!(names::L1_TRANSACTIONS_TOTAL, names::KIND => "commit", names::OUTCOME => outcome)
+        .increment(1);
 }

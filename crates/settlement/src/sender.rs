@@ -7,6 +7,7 @@ use proofmill_coordinator::{Component, CoordinatorError, Settled, SettlementPort
 use proofmill_l1::{L1, L1Error, Revert, TxOutcome, TxStatus};
 use proofmill_store::StoreError;
 use proofmill_store::{Change, VerifyRecord};
+use proofmill_telemetry::names;
 use proofmill_types::{JobKey, JobState, ProofType};
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +69,9 @@ async fn round(
     cfg: &SettlementConfig,
 ) -> Result<u64, SendError> {
     let result = send_once(port, l1, cfg).await;
+    if let Err(SendError::L1(_)) = &result {
+        metrics::counter!(names::L1_ERRORS_TOTAL, names::KIND => "verify").increment(1);
+    }
     let err = match &result {
         Ok(_) => return result,
         Err(SendError::L1(e)) if e.is_transient() => {
@@ -123,6 +127,8 @@ async fn observe(port: &SettlementPort, l1: &dyn L1) -> Result<(), L1Error> {
         s.last_verified_batch = Some(verified);
         s.last_committed_batch = Some(committed);
     });
+    metrics::gauge!(names::L1_LAST_VERIFIED_BATCH).set(verified as f64);
+    metrics::gauge!(names::L1_LAST_COMMITTED_BATCH).set(committed as f64);
     Ok(())
 }
 
@@ -144,14 +150,21 @@ pub(super) async fn send_once(
         s.last_verified_batch = Some(verified);
         s.last_committed_batch = Some(committed);
     });
+    metrics::gauge!(names::L1_LAST_VERIFIED_BATCH).set(verified as f64);
+    metrics::gauge!(names::L1_LAST_COMMITTED_BATCH).set(committed as f64);
     recover_records(port, l1, verified).await?;
     let first = verified + 1;
     let last = committed.min(verified.saturating_add(cfg.max_batches_per_tx));
     // proofs of batch first + i, one per configured proof type, in the contract's order.
     let mut batches: Vec<Vec<Vec<u8>>> = Vec::new();
+    // When each batch's last required proof was accepted.
+    let mut proven_at: Vec<u64> = Vec::new();
     for n in first..=last {
         match load_proofs(port, cfg, n).await? {
-            Some(p) => batches.push(p),
+            Some((p, at)) => {
+                batches.push(p);
+                proven_at.push(at);
+            }
             None => break, // the first gap ends the range
         }
     }
@@ -191,6 +204,9 @@ pub(super) async fn send_once(
             match attempt {
                 Attempt::Settled(out) => {
                     record(port, &out, from, from + k as u64 - 1).await?;
+                    count_settled(&out, &proven_at[start..start + k]);
+                    metrics::gauge!(names::L1_LAST_VERIFIED_BATCH)
+                        .set((from + k as u64 - 1) as f64);
                     port.report(|s| {
                         s.last_verified_batch = Some(from + k as u64 - 1);
                         s.last_error = None;
@@ -241,7 +257,12 @@ pub(super) async fn send_once(
 }
 
 async fn send(l1: &dyn L1, first: u64, proofs: &[Vec<Vec<u8>>]) -> Result<Attempt, L1Error> {
-    match l1.verify_batches(first, proofs).await {
+    let sent = l1.verify_batches(first, proofs).await;
+    if matches!(&sent, Ok(out) if !out.is_success()) || matches!(sent, Err(L1Error::Reverted(_))) {
+        metrics::counter!(names::L1_TRANSACTIONS_TOTAL, names::KIND => "verify", names::OUTCOME => "reverted")
+            .increment(1);
+    }
+    match sent {
         Ok(out) => match &out.status {
             TxStatus::Success => Ok(Attempt::Settled(out)),
             TxStatus::Reverted(r) => {
@@ -269,16 +290,17 @@ fn l1_types(port: &SettlementPort, cfg: &SettlementConfig) -> Vec<ProofType> {
         .unwrap_or_else(|| port.required_types())
 }
 
-/// Proof bytes of batch `n` per L1 proof type, or `None` unless every required type (sent to
-/// L1 or not) is proven.
+/// Proof bytes of batch `n` per L1 proof type, and when its last required proof was
+/// accepted, or `None` unless every required type (sent to L1 or not) is proven.
 async fn load_proofs(
     port: &SettlementPort,
     cfg: &SettlementConfig,
     n: u64,
-) -> Result<Option<Vec<Vec<u8>>>, SendError> {
+) -> Result<Option<(Vec<Vec<u8>>, u64)>, SendError> {
+    let mut proven_at = 0;
     for pt in port.required_types() {
         match port.store().job(&JobKey::new(n, pt)).await? {
-            Some(j) if j.state == JobState::Proven => {}
+            Some(j) if j.state == JobState::Proven => proven_at = proven_at.max(j.updated_at),
             _ => return Ok(None),
         }
     }
@@ -294,7 +316,22 @@ async fn load_proofs(
         };
         out.push(bytes);
     }
-    Ok(Some(out))
+    Ok(Some((out, proven_at)))
+}
+
+/// Metrics of a verify transaction that settled batches proven at `proven_at`.
+fn count_settled(out: &TxOutcome, proven_at: &[u64]) {
+    metrics::counter!(names::L1_TRANSACTIONS_TOTAL, names::KIND => "verify", names::OUTCOME => "success")
+        .increment(1);
+    let gas = out.gas_used as f64;
+    metrics::histogram!(names::L1_TRANSACTION_GAS, names::KIND => "verify").record(gas);
+    let now = now_ms();
+    for at in proven_at {
+        metrics::histogram!(names::L1_BATCH_GAS, names::KIND => "verify")
+            .record(gas / proven_at.len() as f64);
+        metrics::histogram!(names::BATCH_PROVEN_TO_VERIFIED_SECONDS)
+            .record(proofmill_telemetry::secs(now.saturating_sub(*at)));
+    }
 }
 
 async fn record(

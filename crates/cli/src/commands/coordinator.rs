@@ -42,6 +42,7 @@ pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> Coordinato
         max_unregistered_streams: usize::try_from(a.max_unregistered_streams).unwrap_or(usize::MAX),
         intake_window: a.intake_window,
         attempt_retention_days: a.attempt_retention_days,
+        metrics_per_prover: a.metrics_per_prover,
         ..CoordinatorConfig::default()
     }
 }
@@ -270,6 +271,8 @@ pub async fn run(
         .build(&args.proof_types, &backend_context(&args))?;
     backends.warm_up().await?;
     ensure_sqlite_dir(args.db())?;
+    // Served while active and while standing by; stops with the process.
+    let _metrics = crate::telemetry::start(args.metrics_listen).await?;
     let listener = proofmill_coordinator::listen(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let listener = Listener::new(listener)?;

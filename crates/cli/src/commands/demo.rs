@@ -63,6 +63,11 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     // Printed before any work, so `status` can watch the whole run.
     println!("coordinator gRPC at {url} (watch it: proofmill status --coordinator {url})");
     println!("admin HTTP at {admin_url} (curl {admin_url}/ready, {admin_url}/v1/status)");
+    // The demo's provers run in this process: one /metrics shows them and the coordinator.
+    let metrics = crate::telemetry::start(a.metrics_listen).await?;
+    if let Some(m) = &metrics {
+        println!("metrics at http://{}/metrics", m.local_addr());
+    }
 
     let devnet_cfg = DevnetConfig {
         seed: a.seed,

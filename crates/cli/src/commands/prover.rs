@@ -43,6 +43,7 @@ pub fn prover_config(a: &ProverArgs) -> anyhow::Result<(ProverConfig, Built)> {
 pub async fn run(args: ProverArgs) -> anyhow::Result<()> {
     let (config, built) = prover_config(&args)?;
     built.warm_up().await?;
+    let _metrics = crate::telemetry::start(args.metrics_listen).await?;
     let prover = Prover::new(config);
     prover
         .run(async {

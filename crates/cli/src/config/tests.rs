@@ -191,6 +191,8 @@ fn built_in_defaults() {
     assert_eq!((c.seed, c.tree_depth, c.accounts), (1, 16, 64));
     assert_eq!(c.version_tag, "devnet-v1");
     assert_eq!(c.max_batches, None);
+    assert_eq!(c.metrics_listen, None);
+    assert!(!c.metrics_per_prover);
 
     let Sub::Prover(p) = parse(["proofmill", "prover"]).unwrap().command else {
         panic!()
@@ -204,6 +206,7 @@ fn built_in_defaults() {
     assert!(!p.name.is_empty());
     assert_eq!(p.prover_token, None);
     assert_eq!((&p.tls.tls_ca, &p.tls.tls_cert), (&None, &None));
+    assert_eq!(p.metrics_listen, None);
 
     let Sub::Status(s) = parse(["proofmill", "status"]).unwrap().command else {
         panic!()
@@ -264,6 +267,8 @@ fn config_values_land_in_the_struct() {
         blobs = "file:///var/blobs"
         log_format = "json"
         assignment_policy = "earliest-finish"
+        metrics_listen = "127.0.0.1:9100"
+        metrics_per_prover = true
         "#,
         &["coordinator"],
     )
@@ -318,13 +323,18 @@ fn config_values_land_in_the_struct() {
         config.scheduler.assignment_policy,
         PolicyName::EarliestFinish
     );
+    assert_eq!(
+        c.metrics_listen.map(|a| a.to_string()).as_deref(),
+        Some("127.0.0.1:9100")
+    );
+    assert!(config.metrics_per_prover);
     assert_eq!(c.blobs(), "file:///var/blobs");
     // Untouched options keep their defaults.
     assert_eq!(c.accounts, 64);
 
     // A list may also be one comma-separated string; a nested subcommand works too.
     let cli = parse_with(
-        "coordinators = \"http://a:1,http://b:2\"\ncapacity = 3",
+        "coordinators = \"http://a:1,http://b:2\"\ncapacity = 3\nmetrics_listen = \"127.0.0.1:0\"",
         &["prover"],
     )
     .unwrap();
@@ -333,6 +343,7 @@ fn config_values_land_in_the_struct() {
     };
     assert_eq!(p.coordinators, vec!["http://a:1", "http://b:2"]);
     assert_eq!(p.capacity, 3);
+    assert_eq!(p.metrics_listen.map(|a| a.port()), Some(0));
     let cli = parse_with(
         "jobs = 5\ndb = \"sqlite:///tmp/x.db\"",
         &["bench", "dispatch"],
@@ -595,6 +606,8 @@ fn env_overrides_config_and_flags_override_env() {
         .env("PROOFMILL_SEED", "9")
         .env("PROOFMILL_DEVNET", "false")
         .env("PROOFMILL_LOG_FORMAT", "compact")
+        .env("PROOFMILL_METRICS_LISTEN", "127.0.0.1:9200")
+        .env("PROOFMILL_METRICS_PER_PROVER", "true")
         .env(
             "PROOFMILL_CONFIG",
             "/nonexistent/ignored-because-of-the-flag.toml",
@@ -635,6 +648,8 @@ fn env_layering_child() {
     assert_eq!(c.accounts, 6, "config over default");
     assert_eq!(c.proof_types.len(), 2, "config over default");
     assert_eq!(c.tree_depth, 16, "default");
+    assert_eq!(c.metrics_listen.map(|a| a.port()), Some(9200), "env");
+    assert!(c.metrics_per_prover, "env");
     println!("env layering child ok");
 }
 

@@ -39,6 +39,11 @@ impl Core {
             Verdict::Proven(record) => Some(record.prove_ms),
             _ => None,
         };
+        let proven_by = match &verdict {
+            Verdict::Proven(record) => Some(record.prover_name.clone()),
+            _ => None,
+        };
+        let invalid = matches!(verdict, Verdict::Invalid(_));
         let (result, mut extra, reply) = match verdict {
             Verdict::Proven(mut record) => {
                 record.leased_at = leased_at.unwrap_or(record.received_at);
@@ -82,13 +87,23 @@ impl Core {
         };
         match result {
             Ok(effects) => {
+                if let (Some(name), Some(ms)) = (&proven_by, prove_ms) {
+                    self.count_proven(&key.proof_type, name, ms);
+                }
+                if invalid {
+                    super::count_rejected(Some(&key.proof_type), "invalid_proof");
+                }
                 let (this, effects): (Vec<Effect>, Vec<Effect>) = effects.into_iter().partition(
                     |e| matches!(e, Effect::AttemptEnded { token: t, .. } if *t == token),
                 );
+                for e in &this {
+                    self.count_effect(e);
+                }
                 extra.extend(this.into_iter().map(|e| self.attempt_change(e, prove_ms)));
                 self.run_effects(effects, extra, vec![(reply_to, reply)])
             }
             Err(SchedulerError::NotCurrent { reason, .. }) => {
+                super::count_rejected(Some(&key.proof_type), "stale");
                 tracing::warn!(%prover, %key, %token, reason = %reason.escape_debug(), "stale result rejected");
                 let msg = ack(false, ErrorCode::StaleFencingToken, reason);
                 self.persist(PersistJob {

@@ -226,6 +226,9 @@ impl CoordinatorLink {
             }
         };
         let reconnect = self.identity.is_some();
+        if reconnect {
+            metrics::counter!(proofmill_telemetry::names::PROVER_RECONNECTS_TOTAL).increment(1);
+        }
         if let Some(given) = &registered.identity {
             if let Some(state) = &self.state
                 && self.identity.as_ref() != Some(given)

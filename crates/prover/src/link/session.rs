@@ -11,6 +11,7 @@ use crate::tasks::{Proved, Reply, Tasks};
 use proofmill_proto::v1::{
     Availability, CoordinatorMessage, HeartbeatAck, coordinator_message, prover_message,
 };
+use proofmill_telemetry::names;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -50,6 +51,8 @@ pub(crate) struct Session<'a> {
     registered_at: Instant,
     last_rx: Instant,
     silence_limit: Option<Duration>,
+    /// When the last heartbeat came (for the heartbeat-gap metric).
+    last_heartbeat: Option<Instant>,
 }
 
 /// Why the loop ends, before it becomes a [`SessionEnd`].
@@ -93,6 +96,7 @@ impl<'a> Session<'a> {
             registered_at: now,
             last_rx: now,
             silence_limit,
+            last_heartbeat: None,
         }
     }
 
@@ -121,9 +125,11 @@ impl<'a> Session<'a> {
     ) -> Exit {
         let mut slot_changes = self.capacity.subscribe();
         slot_changes.borrow_and_update();
+        let unacked = self.tasks.all_results();
+        count_resends(unacked.len());
         let first = self
             .send_availability(self.capacity.free())
-            .and_then(|()| self.send_replies(self.tasks.all_results()));
+            .and_then(|()| self.send_replies(unacked));
         if let Err(full) = first {
             return full.into();
         }
@@ -186,6 +192,11 @@ impl<'a> Session<'a> {
         use coordinator_message::Kind;
         match kind {
             Kind::ExecuteTask(t) => {
+                // The coordinator counts each task it sends against the slots we last
+                // advertised; count it the same way, so that the slot freed when the task
+                // ends is advertised again however fast it ran (a task that takes and frees
+                // its slot between two looks at the capacity shows no change there).
+                self.last_free_sent = self.last_free_sent.map(|f| f.saturating_sub(1));
                 let reply = self.tasks.execute(t, self.draining.is_some());
                 self.send_replies(reply)
             }
@@ -193,12 +204,18 @@ impl<'a> Session<'a> {
                 let reply = self.tasks.input_chunk(c);
                 self.send_replies(reply)
             }
-            Kind::Heartbeat(h) => self
-                .out
-                .send(prover_message::Kind::HeartbeatAck(HeartbeatAck {
-                    seq: h.seq,
-                    running: self.tasks.running(),
-                })),
+            Kind::Heartbeat(h) => {
+                let now = Instant::now();
+                if let Some(last) = self.last_heartbeat.replace(now) {
+                    metrics::histogram!(names::PROVER_HEARTBEAT_GAP_SECONDS)
+                        .record(now.duration_since(last).as_secs_f64());
+                }
+                self.out
+                    .send(prover_message::Kind::HeartbeatAck(HeartbeatAck {
+                        seq: h.seq,
+                        running: self.tasks.running(),
+                    }))
+            }
             Kind::ResultAck(a) => {
                 self.tasks.acknowledged(a);
                 Ok(())
@@ -253,6 +270,7 @@ impl<'a> Session<'a> {
         let expired = self.tasks.expire_inputs();
         self.send_replies(expired)?;
         let due = self.tasks.resends_due();
+        count_resends(due.len());
         self.send_replies(due)?;
         Ok(())
     }
@@ -312,5 +330,11 @@ impl<'a> Session<'a> {
             info!("coordinator shut down; reconnecting when it is back");
             SessionEnd::Drained
         }
+    }
+}
+
+fn count_resends(n: usize) {
+    if n > 0 {
+        metrics::counter!(names::PROVER_RESULT_RESENDS_TOTAL).increment(n as u64);
     }
 }

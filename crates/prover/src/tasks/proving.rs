@@ -5,6 +5,7 @@ use super::Assignment;
 use crate::BlobReader;
 use crate::capacity::ProvingSlot;
 use proofmill_backend::{Backend, Cancel, ProveRequest};
+use proofmill_telemetry::names;
 use proofmill_types::{Digest, PublicValues};
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,7 +68,12 @@ pub(crate) fn spawn(
     report: mpsc::Sender<Proved>,
 ) {
     let runtime = tokio::runtime::Handle::current();
+    let proof_type = proofmill_types::TaskId::parse(&task.task_id)
+        .map_or_else(|_| "unknown".to_string(), |(_, t)| t.to_string());
     tokio::task::spawn_blocking(move || {
+        let running =
+            metrics::gauge!(names::PROVER_TASKS_RUNNING, names::PROOF_TYPE => proof_type.clone());
+        running.increment(1.0);
         let started = Instant::now();
         let input = match input {
             InputSource::Bytes(b) => Ok(b),
@@ -80,7 +86,19 @@ pub(crate) fn spawn(
             Ok(input) => prove(&job, input, &cancel),
             Err(e) => TaskOutput::Error(e.clone()),
         };
-        let prove_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        let prove_ms = elapsed.as_millis() as u64;
+        running.decrement(1.0);
+        let outcome = match output {
+            TaskOutput::Proof { .. } => "proof",
+            TaskOutput::Error(_) => "error",
+        };
+        metrics::histogram!(
+            names::PROVER_PROVE_DURATION_SECONDS,
+            names::PROOF_TYPE => proof_type,
+            names::OUTCOME => outcome
+        )
+        .record(elapsed.as_secs_f64());
         drop(input);
         // The report channel has room for one report per slot, and this one holds a slot:
         // the send never waits.

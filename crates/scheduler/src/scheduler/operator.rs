@@ -2,7 +2,19 @@
 
 use super::{Effect, Scheduler, SchedulerError};
 use crate::provers::ProverView;
-use proofmill_types::{Millis, ProverId};
+use proofmill_types::{Millis, ProofType, ProverId};
+use std::collections::BTreeMap;
+
+/// What [`Scheduler::fleet_by_type`] counts for one proof type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FleetFigures {
+    /// Connected provers that serve the type.
+    pub connected: u64,
+    /// Their task slots, cordoned provers left out.
+    pub capacity: u64,
+    /// Tasks of the type running on them.
+    pub busy: u64,
+}
 
 impl Scheduler {
     pub fn provers(&self) -> Vec<ProverView> {
@@ -18,6 +30,33 @@ impl Scheduler {
                 stats: p.stats,
             })
             .collect()
+    }
+
+    /// Connected provers, their slots in rotation and their running tasks, per proof type
+    /// they serve: one pass over the fleet, no copies (for metrics, refreshed periodically).
+    pub fn fleet_by_type(&self) -> BTreeMap<ProofType, FleetFigures> {
+        let mut out: BTreeMap<ProofType, FleetFigures> = BTreeMap::new();
+        for (id, p) in self.provers.iter().filter(|(_, p)| p.connected) {
+            let in_rotation = !self.cordoned.contains_key(id);
+            for t in &p.info.proof_types {
+                let f = match out.get_mut(t) {
+                    Some(f) => f,
+                    None => out.entry(t.clone()).or_default(),
+                };
+                f.connected += 1;
+                if in_rotation {
+                    f.capacity += u64::from(p.info.capacity);
+                }
+            }
+            for key in &p.running {
+                let f = match out.get_mut(&key.proof_type) {
+                    Some(f) => f,
+                    None => out.entry(key.proof_type.clone()).or_default(),
+                };
+                f.busy += 1;
+            }
+        }
+        out
     }
 
     /// The name a known prover registered with.
