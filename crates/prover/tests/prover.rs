@@ -6,34 +6,6 @@ use support::*;
 // ---------------------------------------------------------------------------------------
 // Tests
 
-/// The coordinator counts every task it sends against the slots the prover last advertised,
-/// so after each task the prover must advertise its freed slot again, however fast the task
-/// ran. A fast prover once stopped getting work: its task took and freed the slot between
-/// two looks at its capacity, so it saw no change and stayed silent.
-#[tokio::test]
-async fn a_freed_slot_is_advertised_after_every_task_however_fast() {
-    bounded(async {
-        let mut coord = FakeCoordinator::start().await;
-        let _prover = RunningProver::spawn(config(
-            &[&coord.url],
-            1,
-            vec![("exec", Arc::new(SimBackend::new()))],
-        ));
-        let mut c = coord.next_conn().await;
-        c.accept("p-1").await;
-        c.recv_availability(1).await;
-        for n in 1..=40u64 {
-            c.send(C::ExecuteTask(task(n, "exec", n, b"a fast task")));
-            let r = c.recv_result().await;
-            assert_eq!(r.fencing_token, n);
-            ack(&c, &r);
-            // Without it the coordinator would think this prover busy for good.
-            c.recv_availability(1).await;
-        }
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn result_is_resent_after_reconnect_until_acked() {
     bounded(async {
