@@ -6,6 +6,7 @@
 mod common;
 use common::procs::{Proc, listening_addr, tail};
 use std::collections::HashMap;
+use std::path::Path;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
@@ -377,6 +378,49 @@ fn coordinator_and_prover_metrics_move_while_batches_flow() {
             .map(String::as_str),
         Some("histogram")
     );
+
+    // Every metric the deployment's Grafana dashboard queries is one of ours, and exported by
+    // a running coordinator or prover; only those a fault makes appear may be missing here.
+    const ON_A_FAULT: &[&str] = &[
+        "proofmill_results_rejected_total",
+        "proofmill_l1_errors_total",
+        "proofmill_store_commit_errors_total",
+        "proofmill_provers_declared_dead_total",
+        "proofmill_prover_result_resends_total",
+        "proofmill_prover_reconnects_total",
+    ];
+    let exported: Vec<&String> = second.types.keys().chain(p_second.types.keys()).collect();
+    let dashboard = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/grafana/dashboards/proofmill.json"),
+    )
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut queried = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("proofmill_") {
+                    let base = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|s| word.strip_suffix(s))
+                        .unwrap_or(word);
+                    queried.push(base.to_string());
+                }
+            }
+        }
+    }
+    assert!(queried.len() >= 20, "{queried:?}");
+    for name in &queried {
+        assert!(
+            proofmill_telemetry::names::ALL.iter().any(|m| m.name == name),
+            "the dashboard queries {name}, which proofmill does not define"
+        );
+        assert!(
+            exported.contains(&name) || ON_A_FAULT.contains(&name.as_str()),
+            "the dashboard queries {name}, which a running coordinator and prover did not export"
+        );
+    }
 
     // Anything but /metrics is not found.
     let mut s = std::net::TcpStream::connect(&coord_metrics).unwrap();
