@@ -77,6 +77,16 @@ fn non_loopback_without_auth_needs_insecure() {
     assert!(stderr.contains("without admin authentication"), "{stderr}");
     assert!(!stderr.contains("prover authentication"), "{stderr}");
 
+    // The HTTP admin API alike, however its gRPC port listens.
+    let (out, _, stderr) = with(&["--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("refusing to serve the admin HTTP API on 0.0.0.0:0")
+            && stderr.contains("--admin-tokens-file"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("data").exists());
+
     // With --insecure (here from the environment), it starts.
     let mut a = strings(&base);
     a.extend(strings(&["--listen", "0.0.0.0:0"]));
@@ -152,6 +162,8 @@ fn tls_coordinator_with_tokens() {
         key.to_str().unwrap(),
         "--admin-tokens-file",
         "admin.tokens",
+        "--admin-listen",
+        "127.0.0.1:0",
     ]);
     let mut coord = Proc::spawn(
         "coordinator",
@@ -249,6 +261,79 @@ fn tls_coordinator_with_tokens() {
     );
     assert!(!out.status.success());
     assert!(stderr.contains("serves TLS: use https://"), "{stderr}");
+
+    // The HTTP admin API serves the same identity over TLS and takes the same tokens.
+    let http_addr = coord
+        .log()
+        .lines()
+        .find(|l| l.contains("admin HTTP listening"))
+        .and_then(|l| l.split("addr=").nth(1))
+        .map(|a| a.split_whitespace().next().unwrap().to_string())
+        .expect("the admin HTTP address in the log");
+    let curl = |url: &str, token: Option<&str>| {
+        let mut c = std::process::Command::new("curl");
+        c.args([
+            "-sS",
+            "--max-time",
+            "20",
+            "--cacert",
+            ca,
+            "-w",
+            "\n%{http_code}",
+        ]);
+        if let Some(t) = token {
+            c.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        let out = c.arg(url).output().expect("curl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let https_admin = format!("https://{http_addr}");
+    let (ok, body, err) = curl(&format!("{https_admin}/v1/status"), Some(view_token));
+    assert!(
+        ok && body.ends_with("\n200") && body.contains("\"provers\""),
+        "{body} {err}"
+    );
+    let (ok, body, err) = curl(&format!("{https_admin}/v1/status"), None);
+    assert!(
+        ok && body.ends_with("\n401") && body.contains("UNAUTHENTICATED"),
+        "{body} {err}"
+    );
+    let (ok, body, err) = curl(
+        &format!("{https_admin}/v1/components/sender/pause"),
+        Some(view_token),
+    );
+    // A GET on a POST route: 405 before any role check matters; the POST below is the check.
+    assert!(ok && body.ends_with("\n405"), "{body} {err}");
+    let pause = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "--cacert",
+            ca,
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+        ])
+        .args(["-H", &format!("Authorization: Bearer {view_token}")])
+        .arg(format!("{https_admin}/v1/components/sender/pause"))
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&pause.stdout);
+    assert!(
+        body.ends_with("\n403") && body.contains("PERMISSION_DENIED"),
+        "{body}"
+    );
+    let (ok, body, _) = curl(&format!("{https_admin}/health"), None);
+    assert!(ok && body.ends_with("\n200"), "{body}");
+    // Plain HTTP to it gets no answer an HTTP client takes.
+    let (ok, body, _) = curl(&format!("http://{http_addr}/health"), None);
+    assert!(!ok || !body.ends_with("\n200"), "{body}");
 
     // `--print-config` and the log never show a secret.
     let (out, stdout, _) = run(

@@ -6,8 +6,8 @@
 mod common;
 use common::procs::{Proc, listening_addr, tail};
 use std::collections::HashMap;
-use std::path::Path;
 use std::io::{Read, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -391,7 +391,8 @@ fn coordinator_and_prover_metrics_move_while_batches_flow() {
     ];
     let exported: Vec<&String> = second.types.keys().chain(p_second.types.keys()).collect();
     let dashboard = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/grafana/dashboards/proofmill.json"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/grafana/dashboards/proofmill.json"),
     )
     .unwrap();
     let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
@@ -413,7 +414,9 @@ fn coordinator_and_prover_metrics_move_while_batches_flow() {
     assert!(queried.len() >= 20, "{queried:?}");
     for name in &queried {
         assert!(
-            proofmill_telemetry::names::ALL.iter().any(|m| m.name == name),
+            proofmill_telemetry::names::ALL
+                .iter()
+                .any(|m| m.name == name),
             "the dashboard queries {name}, which proofmill does not define"
         );
         assert!(

@@ -16,6 +16,7 @@
 mod error;
 pub(crate) mod ready;
 mod routes;
+mod tls;
 
 use crate::admin::AdminSvc;
 use crate::server::Serving;
@@ -225,6 +226,24 @@ impl AdminHttp {
             .route("/v1/components/{component}/resume", post(routes::resume))
             .route("/v1/settle-now", post(routes::settle_now))
             .route("/v1/batches/{batch}/commit", post(routes::commit_now))
+    }
+
+    /// Like [`AdminHttp::spawn_serve`], over TLS with the gRPC listener's identity (and its
+    /// client CA: under mutual TLS, HTTP clients present a certificate too). A bad
+    /// certificate or key is an error here.
+    pub fn spawn_serve_tls(
+        &self,
+        listener: tokio::net::TcpListener,
+        tls: &crate::ServerTls,
+    ) -> Result<Serving, crate::CoordinatorError> {
+        let listener = tls::TlsListener::new(listener, tls::server_config(tls)?);
+        let app = self.router();
+        Ok(Serving::spawn(move |stopped| async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+                .map_err(|e| crate::CoordinatorError::Transport(format!("admin HTTP: {e}")))
+        }))
     }
 
     /// Serves in a background task until [`Serving::stop`].

@@ -202,6 +202,25 @@ impl Security {
 
     /// Refuses a listener that anyone on the network may reach while provers or admin calls
     /// go unauthenticated, unless the operator said `--insecure`.
+    /// The HTTP admin API on a non-loopback address needs admin tokens, as the gRPC one
+    /// does (provers do not use it).
+    pub fn check_admin_exposure(
+        &self,
+        listen: std::net::SocketAddr,
+        insecure: bool,
+    ) -> anyhow::Result<()> {
+        if listen.ip().is_loopback() || !self.admin_auth.is_open() {
+            return Ok(());
+        }
+        if insecure {
+            tracing::warn!(%listen, "--insecure: admin HTTP on a non-loopback address without admin authentication");
+            return Ok(());
+        }
+        anyhow::bail!(
+            "refusing to serve the admin HTTP API on {listen}, a non-loopback address, without              admin authentication (--admin-tokens-file): anyone who reaches the port could run              admin calls. Configure it, listen on 127.0.0.1, or pass --insecure to accept that"
+        )
+    }
+
     pub fn check_exposure(
         &self,
         listen: std::net::SocketAddr,
@@ -266,6 +285,9 @@ pub async fn run(
     let about = about(&args, config);
     let security = Security::load(&args)?;
     security.check_exposure(args.listen, args.insecure)?;
+    if let Some(admin) = args.admin_listen {
+        security.check_admin_exposure(admin, args.insecure)?;
+    }
     let backends = args
         .backends
         .build(&args.proof_types, &backend_context(&args))?;
@@ -312,9 +334,12 @@ pub async fn run(
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?;
-            tracing::info!(addr = %listener.local_addr()?, "admin HTTP listening");
+            tracing::info!(addr = %listener.local_addr()?, tls = security.tls.is_some(), "admin HTTP listening");
             let http = AdminHttp::new(args.max_message_bytes, security.admin_auth.clone());
-            let serving = http.spawn_serve(listener);
+            let serving = match &security.tls {
+                Some(tls) => http.spawn_serve_tls(listener, tls)?,
+                None => http.spawn_serve(listener),
+            };
             Some((http, serving))
         }
         None => None,
