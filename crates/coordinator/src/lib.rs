@@ -86,6 +86,7 @@ pub use standby::Standby;
 pub use status::view::{JobCountsView, L1Seen, StatusView, StoreOutage};
 pub use tls::ServerTls;
 pub use warnings::{StatusWarning, WarningKind};
+pub use watch::watch_event_json;
 
 /// Wall-clock milliseconds: the only place the service reads the clock for the scheduler.
 pub(crate) fn now_ms() -> u64 {

@@ -35,7 +35,7 @@ pub(crate) fn stream(watcher: Watcher, shutdown: Shutdown) -> WatchStream {
 /// An event as one flat JSON object, `{"at_ms", "kind", …its fields}` (`/events`), and its
 /// kind: `job`, `attempt_started`, `attempt_ended`, `cordon`, `prover_connected`,
 /// `prover_disconnected`, `batches_taken`, `chain`, `missed` (`{"count"}`).
-pub(crate) fn flat_json(e: &WatchEvent) -> (&'static str, serde_json::Value) {
+pub fn watch_event_json(e: &WatchEvent) -> (&'static str, serde_json::Value) {
     use serde_json::{Value, json, to_value};
     let (kind, fields) = match &e.event {
         Some(Wire::Job(x)) => ("job", to_value(x)),

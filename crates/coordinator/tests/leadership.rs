@@ -118,7 +118,9 @@ async fn a_deposed_coordinator_writes_nothing(db: Db) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_runtime_does_not_starve_the_lease_renewal() {
     let env = Env::new(Db::Sqlite, "busy");
-    let ttl = Duration::from_millis(800);
+    // Long enough that a loaded machine (2 cores shared with builds) still runs the
+    // renewal thread within one lifetime; the block below lasts three.
+    let ttl = Duration::from_millis(3000);
     let settings = LeaseSettings {
         url: "http://busy.example:3900".into(),
         ttl,
@@ -128,7 +130,7 @@ async fn a_blocked_runtime_does_not_starve_the_lease_renewal() {
     let lease = candidate.acquire().await;
     let check = lease.check();
 
-    let blocked_for = ttl * 4;
+    let blocked_for = ttl * 3;
     let started = std::time::Instant::now();
     let blockers: Vec<_> = (0..2)
         .map(|_| tokio::spawn(async move { std::thread::sleep(blocked_for) }))

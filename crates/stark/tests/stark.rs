@@ -292,14 +292,22 @@ fn prove_refuses_inputs_that_do_not_match() {
     ));
 }
 
+/// Proving a batch again gives a valid proof, the same bytes but for the proof-of-work nonce:
+/// winterfell (`concurrent`) searches for the nonce on several threads and takes whichever
+/// valid one a thread finds first, so under load another nonce may win, and the query
+/// positions drawn from it differ. With the same nonce (most runs), every byte is the same.
 #[test]
-fn proving_is_deterministic() {
+fn proving_is_deterministic_but_for_the_grinding_nonce() {
     let (batch, proof) = &*PROOF;
     let again = prove(batch).unwrap();
     StarkBackend
         .verify(&batch.transition.to_public_values(), &again)
         .unwrap();
-    assert_eq!(&again, proof);
+    // The nonce is the proof's last field (see `backend.rs`, which reads it last).
+    let nonce = |p: &[u8]| p[p.len() - 8..].to_vec();
+    if nonce(&again) == nonce(proof) {
+        assert_eq!(&again, proof);
+    }
 }
 
 fn good_slot() -> SlotValues {

@@ -5,7 +5,6 @@ use super::status::{connect, request_failed};
 use crate::args::WatchArgs;
 use proofmill_proto::v1::watch_event::Event;
 use proofmill_proto::v1::{WatchEvent, WatchRequest};
-use serde_json::{Value, json};
 use std::io::Write as _;
 
 pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
@@ -28,7 +27,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
             break;
         };
         let line = if args.json {
-            serde_json::to_string(&event_json(&event))?
+            serde_json::to_string(&proofmill_coordinator::watch_event_json(&event).1)?
         } else {
             event_text(&event)
         };
@@ -39,68 +38,6 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         printed += 1;
     }
     Ok(())
-}
-
-fn kind_and_fields(event: &Event) -> (&'static str, Value) {
-    match event {
-        Event::Job(j) => (
-            "job",
-            json!({"batch": j.batch, "proof_type": j.proof_type, "state": j.state,
-                   "prover_id": j.prover_id, "failed_attempts": j.failed_attempts,
-                   "last_error": j.last_error}),
-        ),
-        Event::AttemptStarted(a) => (
-            "attempt_started",
-            json!({"batch": a.batch, "proof_type": a.proof_type, "fencing_token": a.fencing_token,
-                   "prover_id": a.prover_id, "prover_name": a.prover_name, "backup": a.backup}),
-        ),
-        Event::AttemptEnded(a) => (
-            "attempt_ended",
-            json!({"fencing_token": a.fencing_token, "outcome": a.outcome, "detail": a.detail,
-                   "prove_ms": a.prove_ms}),
-        ),
-        Event::Cordon(c) => (
-            "cordon",
-            json!({"prover_id": c.prover_id, "cordoned": c.cordoned, "reason": c.reason}),
-        ),
-        Event::ProverConnected(p) => (
-            "prover_connected",
-            json!({"prover_id": p.prover_id, "name": p.name, "proof_types": p.proof_types,
-                   "capacity": p.capacity}),
-        ),
-        Event::ProverDisconnected(p) => (
-            "prover_disconnected",
-            json!({"prover_id": p.prover_id, "name": p.name}),
-        ),
-        Event::BatchesTaken(b) => (
-            "batches_taken",
-            json!({"first_batch": b.first_batch, "last_batch": b.last_batch}),
-        ),
-        Event::Chain(c) => (
-            "chain",
-            json!({"last_committed_batch": c.last_committed_batch,
-                   "last_verified_batch": c.last_verified_batch, "error": c.error}),
-        ),
-        Event::Paused(p) => (
-            "paused",
-            json!({"component": p.component, "paused": p.paused, "reason": p.reason}),
-        ),
-        Event::Missed(n) => ("missed", json!({"count": n})),
-    }
-}
-
-/// `{"at_ms": …, "kind": …, …fields}`: one flat object per event.
-fn event_json(e: &WatchEvent) -> Value {
-    let (kind, fields) = match &e.event {
-        Some(event) => kind_and_fields(event),
-        // A newer coordinator's event this build does not know.
-        None => ("unknown", json!({})),
-    };
-    let mut object = json!({"at_ms": e.at_ms, "kind": kind});
-    if let (Value::Object(o), Value::Object(f)) = (&mut object, fields) {
-        o.extend(f);
-    }
-    object
 }
 
 fn event_text(e: &WatchEvent) -> String {
@@ -213,7 +150,7 @@ mod tests {
                 ..Default::default()
             })),
         };
-        let v = event_json(&e);
+        let v = proofmill_coordinator::watch_event_json(&e).1;
         assert_eq!(v["kind"], "job");
         assert_eq!(v["batch"], 7);
         assert_eq!(v["state"], "proven");

@@ -165,7 +165,7 @@ pub(super) async fn events(
     let events = stream.map(|e| {
         Ok(match e {
             Ok(e) => {
-                let (kind, data) = crate::watch::flat_json(&e);
+                let (kind, data) = crate::watch::watch_event_json(&e);
                 Event::default().event(kind).data(data.to_string())
             }
             // The stream's items are all `Ok`; an error would end it anyway.

@@ -193,10 +193,11 @@ impl<'a> Session<'a> {
         match kind {
             Kind::ExecuteTask(t) => {
                 // The coordinator counts each task it sends against the slots we last
-                // advertised; count it the same way, so that the slot freed when the task
-                // ends is advertised again however fast it ran (a task that takes and frees
-                // its slot between two looks at the capacity shows no change there).
-                self.last_free_sent = self.last_free_sent.map(|f| f.saturating_sub(1));
+                // advertised, so what it believes is no longer what we sent: the next look
+                // at the capacity is sent whatever it shows. Otherwise a task that takes and
+                // frees its slot between two looks (a fast one) shows no change, and the
+                // freed slot is never advertised.
+                self.last_free_sent = None;
                 let reply = self.tasks.execute(t, self.draining.is_some());
                 self.send_replies(reply)
             }
