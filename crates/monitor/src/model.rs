@@ -152,6 +152,8 @@ pub struct Model {
     selected_job: usize,
     selected_prover: usize,
     status_line: Option<StatusLine>,
+    /// Why the last status read failed; cleared by the next snapshot.
+    feed_error: Option<String>,
     feed: String,
     needs_refresh: bool,
 }
@@ -175,6 +177,7 @@ impl Model {
             selected_job: 0,
             selected_prover: 0,
             status_line: None,
+            feed_error: None,
             feed: "connecting".into(),
             needs_refresh: true,
         }
@@ -222,6 +225,7 @@ impl Model {
         self.trim_jobs();
         self.oldest_queued_ms = oldest_queued_ms;
         self.needs_refresh = false;
+        self.feed_error = None;
         self.clamp_selection();
     }
 
@@ -280,8 +284,11 @@ impl Model {
                 );
                 let task = format!("{}/{}", a.batch, a.proof_type);
                 let now = self.now_ms.max(at);
+                // The task id as status lists it (`batch/type`); a snapshot may hold it already.
                 if let Some(p) = self.prover_mut(&a.prover_id) {
-                    p.running_tasks.push(task);
+                    if !p.running_tasks.contains(&task) {
+                        p.running_tasks.push(task);
+                    }
                     p.last_seen_ms = now;
                 }
                 if let Some(row) = self.jobs.get_mut(&(a.batch, a.proof_type.clone())) {
@@ -519,12 +526,10 @@ impl Model {
         self.feed = feed.into();
     }
 
-    /// A problem reading the coordinator, shown in the status line.
+    /// A problem reading the coordinator's status: shown in the status line (over the last
+    /// action's result) until a read succeeds.
     pub fn feed_error(&mut self, text: impl Into<String>) {
-        self.status_line = Some(StatusLine {
-            text: text.into(),
-            error: true,
-        });
+        self.feed_error = Some(text.into());
     }
 
     /// True after a `missed` event or an action, until the next snapshot.
@@ -580,8 +585,19 @@ impl Model {
     pub fn selected_prover(&self) -> usize {
         self.selected_prover
     }
-    pub fn status_line(&self) -> Option<&StatusLine> {
-        self.status_line.as_ref()
+    /// What the status line shows: a failed status read, else the last action's result.
+    pub fn status_line(&self) -> Option<StatusLine> {
+        match &self.feed_error {
+            Some(e) => Some(StatusLine {
+                text: e.clone(),
+                error: true,
+            }),
+            None => self.status_line.clone(),
+        }
+    }
+    /// True while the watch stream is in place.
+    pub fn watching(&self) -> bool {
+        self.feed == "watching"
     }
 
     /// The settlement transaction that verified `batch`, among those seen.

@@ -37,8 +37,8 @@ pub fn render(model: &Model, frame: &mut Frame) {
     render_throughput(model, frame, throughput);
     render_events(model, frame, events);
     let line = match model.status_line() {
-        Some(s) if s.error => Line::styled(s.text.clone(), Style::new().fg(Color::Red)),
-        Some(s) => Line::styled(s.text.clone(), Style::new().fg(Color::Green)),
+        Some(s) if s.error => Line::styled(s.text, Style::new().fg(Color::Red)),
+        Some(s) => Line::styled(s.text, Style::new().fg(Color::Green)),
         None => Line::raw(""),
     };
     frame.render_widget(Paragraph::new(line), status);
@@ -55,7 +55,12 @@ fn render_title(model: &Model, frame: &mut Frame, area: Rect) {
             "proofmill monitor",
             Style::new().add_modifier(Modifier::BOLD),
         ),
-        Span::raw(format!(" · {} · {}", model.coordinator(), model.feed())),
+        Span::raw(format!(" · {} · ", model.coordinator())),
+        if model.watching() {
+            Span::raw(model.feed().to_string())
+        } else {
+            Span::styled(model.feed().to_string(), Style::new().fg(Color::Red))
+        },
     ];
     if s.standby {
         spans.push(Span::styled(

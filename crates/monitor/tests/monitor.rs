@@ -261,6 +261,11 @@ fn missed_events_ask_for_a_snapshot_and_the_snapshot_answers() {
     assert!(m.events().back().unwrap().text.contains("missed 17 events"));
     m.apply_snapshot(fixture());
     assert!(!m.needs_refresh());
+    // A failed read shows until one succeeds.
+    m.feed_error("SystemStatus request failed: Unavailable");
+    assert!(m.status_line().unwrap().text.contains("Unavailable"));
+    m.apply_snapshot(fixture());
+    assert_eq!(m.status_line(), None);
     // An action's effect shows in the next snapshot: it asks for one too.
     m.action_done(
         &Action::Pause {

@@ -30,7 +30,7 @@ enum Msg {
     Redraw,
     /// Read status again (unless a read is running).
     Refresh,
-    Snapshot(Result<Snapshot, String>),
+    Snapshot(Result<Box<Snapshot>, String>),
     Event(WatchEvent),
     Feed(String),
     Done(Action, Result<String, String>),
@@ -98,7 +98,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
                     Msg::Snapshot(result) => {
                         refreshing = false;
                         match result {
-                            Ok(s) => model.apply_snapshot(s),
+                            Ok(s) => model.apply_snapshot(*s),
                             Err(e) => model.feed_error(e),
                         }
                     }
@@ -178,7 +178,10 @@ async fn snapshot(mut admin: Admin, url: &str) -> anyhow::Result<Snapshot> {
 }
 
 async fn refresh_to(admin: Admin, url: String, tx: mpsc::Sender<Msg>) {
-    let result = snapshot(admin, &url).await.map_err(|e| format!("{e:#}"));
+    let result = snapshot(admin, &url)
+        .await
+        .map(Box::new)
+        .map_err(|e| format!("{e:#}"));
     let _ = tx.send(Msg::Snapshot(result)).await;
 }
 
