@@ -1,7 +1,7 @@
 //! `proofmill monitor` as an operator runs it: in a real terminal (a tmux pane), against a
-//! devnet coordinator and a prover started with the binary. It shows the prover and the
-//! verified batch rising, cordons the prover with `c`, quits with `q` and gives the terminal
-//! back.
+//! devnet coordinator (with admin tokens) and a prover started with the binary. It shows the
+//! prover and the verified batch rising, cordons the prover with `c`, quits with `q` and
+//! gives the terminal back; with a read-only token, `p` is refused and says why.
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -35,16 +35,21 @@ impl Tmux {
         out
     }
 
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "monitor"]).stdout)
+    fn screen(&self, session: &str) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", session]).stdout)
             .into_owned()
     }
 
-    /// Waits until the pane shows what `done` looks for, returning the screen.
+    /// Waits until the pane of the `monitor` session shows what `done` looks for, returning
+    /// the screen.
     fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        self.wait_in("monitor", what, done)
+    }
+
+    fn wait_in(&self, session: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
         let until = Instant::now() + Duration::from_secs(90);
         loop {
-            let screen = self.screen();
+            let screen = self.screen(session);
             if done(&screen) {
                 return screen;
             }
@@ -65,6 +70,17 @@ impl Drop for Tmux {
     }
 }
 
+/// `proofmill status --json` with `token`.
+fn admin_status(url: &str, token: &str) -> serde_json::Value {
+    let status = proofmill()
+        .args(["status", "--json", "--coordinator", url])
+        .env("PROOFMILL_ADMIN_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    serde_json::from_slice(&status.stdout).unwrap()
+}
+
 /// The number after `label ` on the screen.
 fn figure(screen: &str, label: &str) -> Option<u64> {
     let at = screen.find(&format!("{label} "))? + label.len() + 1;
@@ -83,6 +99,16 @@ fn monitor_in_a_terminal_shows_the_fleet_cordons_and_quits_cleanly() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();
+    let token = |name: &str, role: &str| {
+        let out = proofmill().args(["token", "new"]).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (token, hash) = text.trim().split_once('\n').unwrap();
+        (token.to_string(), format!("{name} {role} {hash}\n"))
+    };
+    let (operator, operator_line) = token("oncall", "operator");
+    let (viewer, viewer_line) = token("viewer", "read-only");
+    std::fs::write(path.join("admin.tokens"), operator_line + &viewer_line).unwrap();
     let mut coord = Proc::spawn(
         "coordinator",
         &args(&[
@@ -98,6 +124,8 @@ fn monitor_in_a_terminal_shows_the_fleet_cordons_and_quits_cleanly() {
             "300",
             "--send-interval",
             "500",
+            "--admin-tokens-file",
+            "admin.tokens",
         ]),
         path,
         path.join("coordinator.log"),
@@ -120,10 +148,10 @@ fn monitor_in_a_terminal_shows_the_fleet_cordons_and_quits_cleanly() {
     };
     // After the monitor: its exit code, and whether the terminal is back in canonical mode
     // with echo (raw mode turns both off); then the pane stays for capture-pane.
+    let bin = env!("CARGO_BIN_EXE_proofmill");
     let script = format!(
-        "'{}' monitor --coordinator {url} --refresh-ms 500; echo \"MONITOR EXITED $?\"; \
-         stty -a | tr ' ;' '\\n\\n' | grep -x -e '-\\?icanon' -e '-\\?echo' | sed 's/^/TTY /'; sleep 600",
-        env!("CARGO_BIN_EXE_proofmill")
+        "PROOFMILL_ADMIN_TOKEN={operator} '{bin}' monitor --coordinator {url} --refresh-ms 500; echo \"MONITOR EXITED $?\"; \
+         stty -a | tr ' ;' '\\n\\n' | grep -x -e '-\\?icanon' -e '-\\?echo' | sed 's/^/TTY /'; sleep 600"
     );
     tmux.run(&[
         "new-session",
@@ -160,12 +188,7 @@ fn monitor_in_a_terminal_shows_the_fleet_cordons_and_quits_cleanly() {
     tmux.wait_for("the cordon's result", |s| s.contains(": done"));
     let until = Instant::now() + Duration::from_secs(30);
     loop {
-        let status = proofmill()
-            .args(["status", "--json", "--coordinator", &url])
-            .output()
-            .unwrap();
-        assert!(status.status.success(), "{status:?}");
-        let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        let json = admin_status(&url, &viewer);
         let m1 = json["provers"]
             .as_array()
             .unwrap()
@@ -182,6 +205,29 @@ fn monitor_in_a_terminal_shows_the_fleet_cordons_and_quits_cleanly() {
     tmux.wait_for("the cordon in the provers table", |s| {
         s.contains("CORDONED")
     });
+
+    // A read-only token watches, and its `p` is refused with the reason.
+    let viewer_script =
+        format!("PROOFMILL_ADMIN_TOKEN={viewer} '{bin}' monitor --coordinator {url}; sleep 600");
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "viewer",
+        "-x",
+        "160",
+        "-y",
+        "50",
+        "sh",
+        "-c",
+        &viewer_script,
+    ]);
+    tmux.wait_in("viewer", "the viewer's monitor", |s| s.contains("m1"));
+    tmux.run(&["send-keys", "-t", "viewer", "p"]);
+    tmux.wait_in("viewer", "the refused pause", |s| {
+        s.contains("pause sender failed: PERMISSION_DENIED")
+    });
+    assert_eq!(admin_status(&url, &viewer)["paused"], serde_json::json!([]));
 
     tmux.run(&["send-keys", "-t", "monitor", "q"]);
     tmux.wait_for("the monitor's exit", |s| s.contains("MONITOR EXITED"));

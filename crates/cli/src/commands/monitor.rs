@@ -85,7 +85,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
                         KeyOutcome::Quit => return Ok(()),
                         KeyOutcome::Nothing => {}
                         KeyOutcome::Run(action) => {
-                            tokio::spawn(act(admin.clone(), url.clone(), action, tx.clone()));
+                            tokio::spawn(act(admin.clone(), action, tx.clone()));
                         }
                     },
                     Msg::Redraw => {}
@@ -225,8 +225,21 @@ async fn watch(admin: Admin, url: String, tx: mpsc::Sender<Msg>) {
     }
 }
 
+/// A call a key ran failed: its gRPC code as the protocol names it, and the server's reason
+/// (the status line already says which action, on which coordinator).
+fn refused(s: tonic::Status) -> anyhow::Error {
+    let mut code = String::new();
+    for (i, c) in format!("{:?}", s.code()).chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            code.push('_');
+        }
+        code.push(c.to_ascii_uppercase());
+    }
+    anyhow::anyhow!("{code}: {}", s.message())
+}
+
 /// Runs one admin call a key asked for and reports its result.
-async fn act(mut admin: Admin, url: String, action: Action, tx: mpsc::Sender<Msg>) {
+async fn act(mut admin: Admin, action: Action, tx: mpsc::Sender<Msg>) {
     let result: anyhow::Result<String> = async {
         Ok(match &action {
             Action::Cordon { prover, cordoned } => {
@@ -236,7 +249,7 @@ async fn act(mut admin: Admin, url: String, action: Action, tx: mpsc::Sender<Msg
                         cordoned: *cordoned,
                     })
                     .await
-                    .map_err(|s| request_failed("CordonProver", &url, s))?
+                    .map_err(refused)?
                     .into_inner();
                 check(r.error)?;
                 "done".to_string()
@@ -248,7 +261,7 @@ async fn act(mut admin: Admin, url: String, action: Action, tx: mpsc::Sender<Msg
                         proof_type: proof_type.clone(),
                     })
                     .await
-                    .map_err(|s| request_failed("RetryJob", &url, s))?
+                    .map_err(refused)?
                     .into_inner();
                 check(r.error)?;
                 format!("{} job(s) queued again", r.retried)
@@ -261,7 +274,7 @@ async fn act(mut admin: Admin, url: String, action: Action, tx: mpsc::Sender<Msg
                         reason: "cancelled from proofmill monitor".into(),
                     })
                     .await
-                    .map_err(|s| request_failed("CancelJob", &url, s))?
+                    .map_err(refused)?
                     .into_inner();
                 check(r.error)?;
                 if r.cancelled {
@@ -277,7 +290,7 @@ async fn act(mut admin: Admin, url: String, action: Action, tx: mpsc::Sender<Msg
                         reason: "paused from proofmill monitor".into(),
                     })
                     .await
-                    .map_err(|s| request_failed("PauseComponent", &url, s))?
+                    .map_err(refused)?
                     .into_inner();
                 check(r.error)?;
                 if r.changed {
@@ -292,7 +305,7 @@ async fn act(mut admin: Admin, url: String, action: Action, tx: mpsc::Sender<Msg
                         component: component.clone(),
                     })
                     .await
-                    .map_err(|s| request_failed("ResumeComponent", &url, s))?
+                    .map_err(refused)?
                     .into_inner();
                 check(r.error)?;
                 if r.changed {
@@ -343,5 +356,16 @@ fn read_keys(tx: &mpsc::Sender<Msg>, stop: &AtomicBool) {
         if tx.blocking_send(msg).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_refusal_names_its_grpc_code_as_the_protocol_does() {
+        let e = super::refused(tonic::Status::permission_denied("read-only token"));
+        assert_eq!(e.to_string(), "PERMISSION_DENIED: read-only token");
+        let e = super::refused(tonic::Status::unavailable("tcp connect error"));
+        assert_eq!(e.to_string(), "UNAVAILABLE: tcp connect error");
     }
 }
