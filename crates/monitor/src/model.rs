@@ -7,6 +7,7 @@ use proofmill_proto::v1::{
     VerifyTxInfo, WatchEvent,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
 
 /// Job rows kept (the newest batches'); older rows are dropped as new ones come in.
 pub const MAX_JOBS: usize = 1000;
@@ -149,8 +150,10 @@ pub struct Model {
     throughput: VecDeque<(u64, u64)>,
     events: VecDeque<LogLine>,
     focus: Focus,
-    selected_job: usize,
-    selected_prover: usize,
+    /// The selected rows, by key: a row keeps its selection while new batches and provers
+    /// come in above it (a key acts on what the operator chose). None: the first row.
+    selected_job: Option<(u64, String)>,
+    selected_prover: Option<String>,
     status_line: Option<StatusLine>,
     /// Why the last status read failed; cleared by the next snapshot.
     feed_error: Option<String>,
@@ -174,8 +177,8 @@ impl Model {
             throughput: VecDeque::new(),
             events: VecDeque::new(),
             focus: Focus::Jobs,
-            selected_job: 0,
-            selected_prover: 0,
+            selected_job: None,
+            selected_prover: None,
             status_line: None,
             feed_error: None,
             feed: "connecting".into(),
@@ -226,7 +229,6 @@ impl Model {
         self.oldest_queued_ms = oldest_queued_ms;
         self.needs_refresh = false;
         self.feed_error = None;
-        self.clamp_selection();
     }
 
     /// Applies one watch event.
@@ -579,11 +581,22 @@ impl Model {
     pub fn focus(&self) -> Focus {
         self.focus
     }
+    /// Index of the selected job row (newest first); a selected row that is gone leaves
+    /// the selection on the row after it.
     pub fn selected_job(&self) -> usize {
-        self.selected_job
+        let i = self.selected_job.as_ref().map_or(0, |key| {
+            self.jobs
+                .range((Bound::Excluded(key.clone()), Bound::Unbounded))
+                .count()
+        });
+        i.min(self.jobs.len().saturating_sub(1))
     }
+    /// Index of the selected prover row (by name); the first row when the selected one is gone.
     pub fn selected_prover(&self) -> usize {
         self.selected_prover
+            .as_ref()
+            .and_then(|id| self.provers.iter().position(|p| p.id == *id))
+            .unwrap_or(0)
     }
     /// What the status line shows: a failed status read, else the last action's result.
     pub fn status_line(&self) -> Option<StatusLine> {
@@ -641,11 +654,11 @@ impl Model {
     // ---- internals ----
 
     fn selected_prover_info(&self) -> Option<&ProverInfo> {
-        self.provers.get(self.selected_prover)
+        self.provers.get(self.selected_prover())
     }
 
     fn selected_job_row(&self) -> Option<&JobRow> {
-        self.jobs.values().rev().nth(self.selected_job)
+        self.jobs.values().rev().nth(self.selected_job())
     }
 
     fn hint(&mut self, text: &str) -> KeyOutcome {
@@ -657,19 +670,20 @@ impl Model {
     }
 
     fn move_selection(&mut self, by: isize) {
-        let (selected, len) = match self.focus {
-            Focus::Jobs => (&mut self.selected_job, self.jobs.len()),
-            Focus::Provers => (&mut self.selected_prover, self.provers.len()),
+        let moved = |from: usize, len: usize| {
+            let last = len.saturating_sub(1) as isize;
+            (from as isize).saturating_add(by).clamp(0, last) as usize
         };
-        let last = len.saturating_sub(1) as isize;
-        *selected = (*selected as isize).saturating_add(by).clamp(0, last) as usize;
-    }
-
-    fn clamp_selection(&mut self) {
-        self.selected_job = self.selected_job.min(self.jobs.len().saturating_sub(1));
-        self.selected_prover = self
-            .selected_prover
-            .min(self.provers.len().saturating_sub(1));
+        match self.focus {
+            Focus::Jobs => {
+                let i = moved(self.selected_job(), self.jobs.len());
+                self.selected_job = self.jobs.keys().rev().nth(i).cloned();
+            }
+            Focus::Provers => {
+                let i = moved(self.selected_prover(), self.provers.len());
+                self.selected_prover = self.provers.get(i).map(|p| p.id.clone());
+            }
+        }
     }
 
     fn prover_mut(&mut self, id: &str) -> Option<&mut ProverInfo> {

@@ -338,12 +338,32 @@ fn keys_select_and_ask_for_actions() {
             proof_type: "exec".into()
         })
     );
+    // New batches and provers come in: the selection stays on the row chosen.
+    m.apply_event(&event(NOW, job_changed(43, "queued")));
+    assert_eq!(m.selected_job(), 2);
+    assert_eq!(
+        m.on_key(Key::Char('r')),
+        KeyOutcome::Run(Action::Retry {
+            batch: 41,
+            proof_type: "exec".into()
+        })
+    );
     // Cordon needs the provers table.
     assert_eq!(m.on_key(Key::Char('c')), KeyOutcome::Nothing);
     assert!(m.status_line().unwrap().error);
     m.on_key(Key::Tab);
     m.on_key(Key::End);
     m.on_key(Key::Down); // stays on the last row
+    m.apply_event(&event(
+        NOW,
+        Event::ProverConnected(ProverConnected {
+            prover_id: "p-0".into(),
+            name: "aaa-first".into(),
+            proof_types: vec!["exec".into()],
+            capacity: 1,
+        }),
+    ));
+    assert_eq!(m.selected_prover(), 2);
     assert_eq!(
         m.on_key(Key::Char('c')),
         KeyOutcome::Run(Action::Cordon {
@@ -352,6 +372,7 @@ fn keys_select_and_ask_for_actions() {
         })
     );
     m.on_key(Key::Home);
+    m.on_key(Key::Down);
     assert_eq!(
         m.on_key(Key::Char('u')),
         KeyOutcome::Run(Action::Cordon {

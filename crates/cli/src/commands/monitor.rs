@@ -64,6 +64,8 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
         let mut refresh = tokio::time::interval(Duration::from_millis(args.refresh_ms));
         let mut clock = tokio::time::interval(Duration::from_secs(1));
         let mut refreshing = false;
+        // SIGTERM (or SIGINT from outside: in raw mode Ctrl-C is a key) quits cleanly too.
+        let mut stop = std::pin::pin!(super::shutdown_signal());
         loop {
             model.tick(now_ms());
             terminal.draw(|frame| proofmill_monitor::render(&model, frame))?;
@@ -71,6 +73,7 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<()> {
                 Some(msg) = rx.recv() => msg,
                 _ = refresh.tick() => Msg::Refresh,
                 _ = clock.tick() => Msg::Redraw,
+                _ = &mut stop => return Ok(()),
             };
             // Everything queued already is applied before drawing once.
             let mut batch = vec![first];
