@@ -185,7 +185,7 @@ fn monitor_in_a_terminal_shows_the_fleet_cordons_and_quits_cleanly() {
     // Tab to the provers table (its one row is selected), `c` cordons it.
     tmux.run(&["send-keys", "-t", "monitor", "Tab"]);
     tmux.run(&["send-keys", "-t", "monitor", "c"]);
-    tmux.wait_for("the cordon's result", |s| s.contains(": done"));
+    tmux.wait_for("the cordon's result", |s| s.contains("cordon m1: done"));
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         let json = admin_status(&url, &viewer);

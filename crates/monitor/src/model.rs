@@ -58,11 +58,26 @@ pub enum Key {
 /// [`Model::action_done`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Cordon { prover: String, cordoned: bool },
-    Retry { batch: u64, proof_type: String },
-    Cancel { batch: u64, proof_type: String },
-    Pause { component: String },
-    Resume { component: String },
+    /// `prover` is the id the call takes; `name` is for the operator.
+    Cordon {
+        prover: String,
+        name: String,
+        cordoned: bool,
+    },
+    Retry {
+        batch: u64,
+        proof_type: String,
+    },
+    Cancel {
+        batch: u64,
+        proof_type: String,
+    },
+    Pause {
+        component: String,
+    },
+    Resume {
+        component: String,
+    },
 }
 
 impl Action {
@@ -70,10 +85,11 @@ impl Action {
     pub fn describe(&self) -> String {
         match self {
             Action::Cordon {
-                prover,
+                name,
                 cordoned: true,
-            } => format!("cordon {prover}"),
-            Action::Cordon { prover, .. } => format!("uncordon {prover}"),
+                ..
+            } => format!("cordon {name}"),
+            Action::Cordon { name, .. } => format!("uncordon {name}"),
             Action::Retry { batch, proof_type } => format!("retry job {batch}/{proof_type}"),
             Action::Cancel { batch, proof_type } => format!("cancel job {batch}/{proof_type}"),
             Action::Pause { component } => format!("pause {component}"),
@@ -474,6 +490,7 @@ impl Model {
                 return match self.selected_prover_info() {
                     Some(p) if self.focus == Focus::Provers => KeyOutcome::Run(Action::Cordon {
                         prover: p.id.clone(),
+                        name: p.name.clone(),
                         cordoned: c == 'c',
                     }),
                     _ => self.hint("select a prover first (tab to the provers table)"),

@@ -368,6 +368,7 @@ fn keys_select_and_ask_for_actions() {
         m.on_key(Key::Char('c')),
         KeyOutcome::Run(Action::Cordon {
             prover: "p-2".into(),
+            name: "zeta".into(),
             cordoned: true
         })
     );
@@ -377,6 +378,7 @@ fn keys_select_and_ask_for_actions() {
         m.on_key(Key::Char('u')),
         KeyOutcome::Run(Action::Cordon {
             prover: "p-1".into(),
+            name: "alpha-gpu".into(),
             cordoned: false
         })
     );
@@ -411,6 +413,7 @@ fn the_screen_shows_chain_tables_queues_events_and_results() {
     m.action_done(
         &Action::Cordon {
             prover: "p-1".into(),
+            name: "alpha-gpu".into(),
             cordoned: true,
         },
         Ok("done".into()),
@@ -429,7 +432,7 @@ fn the_screen_shows_chain_tables_queues_events_and_results() {
         // The queued job's age: 2 min 5 s.
         "2m05s",
         "12:59:57 prover beta connected: exec × 4",
-        "cordon p-1: done",
+        "cordon alpha-gpu: done",
         "c cordon / u uncordon prover",
         "batches (3 jobs)",
     ] {

@@ -245,7 +245,9 @@ fn refused(s: tonic::Status) -> anyhow::Error {
 async fn act(mut admin: Admin, action: Action, tx: mpsc::Sender<Msg>) {
     let result: anyhow::Result<String> = async {
         Ok(match &action {
-            Action::Cordon { prover, cordoned } => {
+            Action::Cordon {
+                prover, cordoned, ..
+            } => {
                 let r = admin
                     .cordon_prover(CordonProverRequest {
                         prover_id: prover.clone(),
