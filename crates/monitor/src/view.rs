@@ -229,8 +229,8 @@ fn render_jobs(model: &Model, frame: &mut Frame, area: Rect) {
 }
 
 fn short_hash(hash: &str) -> String {
-    if hash.len() > 12 {
-        format!("{}…", &hash[..11])
+    if hash.chars().count() > 12 {
+        format!("{}…", hash.chars().take(11).collect::<String>())
     } else {
         hash.to_string()
     }
