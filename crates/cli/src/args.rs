@@ -81,6 +81,10 @@ pub enum Command {
     /// Print what happens on a running coordinator as it happens: jobs, attempts, provers,
     /// batches taken in, L1.
     Watch(WatchArgs),
+    /// A terminal UI for an operator: chain, batches, provers, queues, throughput and recent
+    /// events of a running coordinator, with keys to cordon provers, retry or cancel jobs
+    /// and pause or resume the sender.
+    Monitor(MonitorArgs),
     /// Take a prover out of rotation: it finishes what it runs but gets no new tasks.
     Cordon(CordonArgs),
     /// Put a cordoned prover back in rotation.
@@ -487,6 +491,19 @@ pub struct WatchArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct MonitorArgs {
+    /// Coordinator gRPC URL.
+    #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
+    pub coordinator: String,
+    #[command(flatten)]
+    pub access: AdminAccess,
+    /// How often to read the full status again (ms); watch events update the screen in
+    /// between, and a missed event or an action reads it at once.
+    #[arg(long, env = "PROOFMILL_REFRESH_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub refresh_ms: u64,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct BatchReplaceArgs {
     /// Coordinator gRPC URL.
     #[arg(long, env = "PROOFMILL_COORDINATOR", default_value = "http://127.0.0.1:3900", value_parser = parse_http_url)]
@@ -856,6 +873,7 @@ impl Cli {
             }
             Command::Status(_)
             | Command::Watch(_)
+            | Command::Monitor(_)
             | Command::Cordon(_)
             | Command::Uncordon(_)
             | Command::Pause(_)

@@ -23,10 +23,11 @@ fn main() -> ExitCode {
             Err(e) => return fail(&e),
         },
     };
-    // The demo and benchmarks print their own progress on stdout: keep logs to warnings.
+    // The demo and benchmarks print their own progress on stdout, and the monitor owns the
+    // terminal: keep logs to warnings.
     let quiet = matches!(
         cli.command,
-        args::Command::Demo(_) | args::Command::Bench { .. }
+        args::Command::Demo(_) | args::Command::Bench { .. } | args::Command::Monitor(_)
     );
     if let Err(e) = logging::init(cli.global.log_format, quiet) {
         return fail(&e);

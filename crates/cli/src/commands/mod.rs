@@ -7,6 +7,7 @@ pub mod cordon;
 pub mod demo;
 pub mod job;
 pub mod l1;
+pub mod monitor;
 pub mod pause;
 pub mod prover;
 pub mod status;
@@ -31,6 +32,7 @@ async fn dispatch(command: Command, effective: &Effective) -> anyhow::Result<()>
         Command::Prover(args) => prover::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Watch(args) => watch::run(args).await,
+        Command::Monitor(args) => monitor::run(args).await,
         Command::Cordon(args) => cordon::run(args, true).await,
         Command::Uncordon(args) => cordon::run(args, false).await,
         Command::Pause(args) => pause::pause(args).await,

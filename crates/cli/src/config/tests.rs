@@ -720,3 +720,29 @@ fn controls_take_their_options_from_file_or_flag() {
         Sub::SettleNow(_)
     ));
 }
+
+#[test]
+fn monitor_takes_its_options_from_file_or_flag() {
+    let cli = parse_with(
+        "coordinator = \"http://10.0.0.5:3900\"\nrefresh_ms = 500\nadmin_token = \"t0k\"",
+        &["monitor"],
+    )
+    .unwrap();
+    let Sub::Monitor(m) = cli.command else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            m.coordinator.as_str(),
+            m.refresh_ms,
+            m.access.admin_token.as_deref()
+        ),
+        ("http://10.0.0.5:3900", 500, Some("t0k"))
+    );
+    let Sub::Monitor(m) = parse(["proofmill", "monitor"]).unwrap().command else {
+        panic!()
+    };
+    assert_eq!(m.refresh_ms, 2000);
+    let err = parse(["proofmill", "monitor", "--refresh-ms", "10"]).unwrap_err();
+    assert!(format!("{err:#}").contains("--refresh-ms"), "{err:#}");
+}

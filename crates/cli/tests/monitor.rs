@@ -1,0 +1,242 @@
+//! `proofmill monitor` as an operator runs it: in a real terminal (a tmux pane), against a
+//! devnet coordinator (with admin tokens) and a prover started with the binary. It shows the
+//! prover and the verified batch rising, cordons the prover with `c`, quits with `q` and
+//! gives the terminal back; with a read-only token, `p` is refused and says why.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::procs::{Proc, listening_addr, tail};
+use common::proofmill;
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A tmux server of this test alone (its own socket), killed on drop with whatever runs in it.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("tmux");
+        cmd.arg("-L").arg(&self.socket).args(args);
+        // The pane's shell inherits the server's environment: none of a developer's settings.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PROOFMILL_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env_remove("RUST_LOG").env("TERM", "xterm-256color");
+        let out = cmd.output().expect("running tmux");
+        assert!(out.status.success(), "tmux {args:?}: {out:?}");
+        out
+    }
+
+    fn screen(&self, session: &str) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", session]).stdout)
+            .into_owned()
+    }
+
+    /// Waits until the pane of the `monitor` session shows what `done` looks for, returning
+    /// the screen.
+    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        self.wait_in("monitor", what, done)
+    }
+
+    fn wait_in(&self, session: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let until = Instant::now() + Duration::from_secs(90);
+        loop {
+            let screen = self.screen(session);
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < until,
+                "{what} not on the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+/// `proofmill status --json` with `token`.
+fn admin_status(url: &str, token: &str) -> serde_json::Value {
+    let status = proofmill()
+        .args(["status", "--json", "--coordinator", url])
+        .env("PROOFMILL_ADMIN_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    serde_json::from_slice(&status.stdout).unwrap()
+}
+
+/// The number after `label ` on the screen.
+fn figure(screen: &str, label: &str) -> Option<u64> {
+    let at = screen.find(&format!("{label} "))? + label.len() + 1;
+    let digits: String = screen[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+#[test]
+fn monitor_in_a_terminal_shows_the_fleet_cordons_and_quits_cleanly() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: tmux is not installed (apt-get install tmux runs this test)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let token = |name: &str, role: &str| {
+        let out = proofmill().args(["token", "new"]).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (token, hash) = text.trim().split_once('\n').unwrap();
+        (token.to_string(), format!("{name} {role} {hash}\n"))
+    };
+    let (operator, operator_line) = token("oncall", "operator");
+    let (viewer, viewer_line) = token("viewer", "read-only");
+    std::fs::write(path.join("admin.tokens"), operator_line + &viewer_line).unwrap();
+    let mut coord = Proc::spawn(
+        "coordinator",
+        &args(&[
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "data",
+            "--devnet",
+            "--proof-types",
+            "exec",
+            "--batch-interval",
+            "300",
+            "--send-interval",
+            "500",
+            "--admin-tokens-file",
+            "admin.tokens",
+        ]),
+        path,
+        path.join("coordinator.log"),
+        &[],
+    );
+    let url = format!(
+        "http://{}",
+        listening_addr(&mut coord, Duration::from_secs(60))
+    );
+    let _prover = Proc::spawn(
+        "prover",
+        &args(&["prover", "--name", "m1", "--coordinators", &url]),
+        path,
+        path.join("prover.log"),
+        &[],
+    );
+
+    let tmux = Tmux {
+        socket: format!("proofmill-monitor-test-{}", std::process::id()),
+    };
+    // After the monitor: its exit code, and whether the terminal is back in canonical mode
+    // with echo (raw mode turns both off); then the pane stays for capture-pane.
+    let bin = env!("CARGO_BIN_EXE_proofmill");
+    let script = format!(
+        "PROOFMILL_ADMIN_TOKEN={operator} '{bin}' monitor --coordinator {url} --refresh-ms 500; echo \"MONITOR EXITED $?\"; \
+         stty -a | tr ' ;' '\\n\\n' | grep -x -e '-\\?icanon' -e '-\\?echo' | sed 's/^/TTY /'; sleep 600"
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "monitor",
+        "-x",
+        "160",
+        "-y",
+        "50",
+        "sh",
+        "-c",
+        &script,
+    ]);
+
+    let screen = tmux.wait_for("the prover and a verified batch", |s| {
+        s.contains("m1") && figure(s, "verified").is_some_and(|v| v >= 1)
+    });
+    assert!(screen.contains("proofmill monitor"), "{screen}");
+    assert!(screen.contains(&url), "{screen}");
+    let first = figure(&screen, "verified").unwrap();
+    let screen = tmux.wait_for("the verified batch rising", |s| {
+        figure(s, "verified").is_some_and(|v| v > first)
+    });
+    assert!(
+        screen.contains("provers (1 of 1 connected)"),
+        "{screen}\ncoordinator:\n{}",
+        tail(&coord.log())
+    );
+
+    // Tab to the provers table (its one row is selected), `c` cordons it.
+    tmux.run(&["send-keys", "-t", "monitor", "Tab"]);
+    tmux.run(&["send-keys", "-t", "monitor", "c"]);
+    tmux.wait_for("the cordon's result", |s| s.contains("cordon m1: done"));
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let json = admin_status(&url, &viewer);
+        let m1 = json["provers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "m1")
+            .cloned()
+            .unwrap_or_else(|| panic!("no m1 in {json}"));
+        if m1["cordoned"] == true {
+            break;
+        }
+        assert!(Instant::now() < until, "m1 not cordoned: {m1}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    tmux.wait_for("the cordon in the provers table", |s| {
+        s.contains("CORDONED")
+    });
+
+    // A read-only token watches, and its `p` is refused with the reason.
+    let viewer_script =
+        format!("PROOFMILL_ADMIN_TOKEN={viewer} '{bin}' monitor --coordinator {url}; sleep 600");
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "viewer",
+        "-x",
+        "160",
+        "-y",
+        "50",
+        "sh",
+        "-c",
+        &viewer_script,
+    ]);
+    tmux.wait_in("viewer", "the viewer's monitor", |s| s.contains("m1"));
+    tmux.run(&["send-keys", "-t", "viewer", "p"]);
+    tmux.wait_in("viewer", "the refused pause", |s| {
+        s.contains("pause sender failed: PERMISSION_DENIED")
+    });
+    assert_eq!(admin_status(&url, &viewer)["paused"], serde_json::json!([]));
+
+    tmux.run(&["send-keys", "-t", "monitor", "q"]);
+    tmux.wait_for("the monitor's exit", |s| s.contains("MONITOR EXITED"));
+    let screen = tmux.wait_for("the terminal modes", |s| s.matches("TTY ").count() >= 2);
+    assert!(screen.contains("MONITOR EXITED 0"), "{screen}");
+    assert!(screen.contains("TTY icanon"), "raw mode left on:\n{screen}");
+    assert!(screen.contains("TTY echo"), "echo left off:\n{screen}");
+    // Out of the alternate screen: the monitor's tables are gone.
+    let alternate = tmux.run(&["display-message", "-p", "-t", "monitor", "#{alternate_on}"]);
+    assert_eq!(String::from_utf8_lossy(&alternate.stdout).trim(), "0");
+    assert!(!screen.contains("provers ("), "{screen}");
+}
