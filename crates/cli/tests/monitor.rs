@@ -93,10 +93,11 @@ fn figure(screen: &str, label: &str) -> Option<u64> {
 
 #[test]
 fn monitor_in_a_terminal_shows_the_fleet_cordons_and_quits_cleanly() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPED: tmux is not installed (apt-get install tmux runs this test)");
-        return;
-    }
+    // `scripts/test` installs tmux; without it this test cannot run, and says so.
+    assert!(
+        Command::new("tmux").arg("-V").output().is_ok(),
+        "tmux is not installed: `apt-get install tmux` (scripts/test does)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();
     let token = |name: &str, role: &str| {
