@@ -7,12 +7,8 @@
 use std::time::{Duration, Instant};
 
 mod common;
-use common::procs::{Proc, listening_addr, tail};
+use common::procs::{devnet_coordinator, prover, tail};
 use common::proofmill;
-
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
 
 fn last_proven(url: &str) -> Option<u64> {
     let out = proofmill()
@@ -28,17 +24,10 @@ fn a_lone_fast_prover_keeps_getting_tasks() {
     const BATCHES: u64 = 80;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();
-    let mut coord = Proc::spawn(
-        "coordinator",
-        &args(&[
-            "coordinator",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            "data",
-            "--devnet",
-            "--proof-types",
-            "exec",
+    let max_batches = BATCHES.to_string();
+    let (_coord, url) = devnet_coordinator(
+        path,
+        &[
             "--batch-size",
             "2",
             "--tree-depth",
@@ -46,23 +35,10 @@ fn a_lone_fast_prover_keeps_getting_tasks() {
             "--batch-interval",
             "100",
             "--max-batches",
-            &BATCHES.to_string(),
-        ]),
-        path,
-        path.join("coordinator.log"),
-        &[],
+            &max_batches,
+        ],
     );
-    let url = format!(
-        "http://{}",
-        listening_addr(&mut coord, Duration::from_secs(60))
-    );
-    let prover = Proc::spawn(
-        "prover",
-        &args(&["prover", "--name", "fast", "--coordinators", &url]),
-        path,
-        path.join("prover.log"),
-        &[],
-    );
+    let prover = prover(path, "fast", &url);
     let until = Instant::now() + Duration::from_secs(120);
     while last_proven(&url) != Some(BATCHES) {
         assert!(

@@ -7,12 +7,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::procs::{Proc, listening_addr, tail};
+use common::procs::{devnet_coordinator, prover, tail};
 use common::proofmill;
-
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
 
 /// A tmux server of this test alone (its own socket), killed on drop with whatever runs in it.
 struct Tmux {
@@ -110,39 +106,18 @@ fn monitor_in_a_terminal_shows_the_fleet_cordons_and_quits_cleanly() {
     let (operator, operator_line) = token("oncall", "operator");
     let (viewer, viewer_line) = token("viewer", "read-only");
     std::fs::write(path.join("admin.tokens"), operator_line + &viewer_line).unwrap();
-    let mut coord = Proc::spawn(
-        "coordinator",
-        &args(&[
-            "coordinator",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            "data",
-            "--devnet",
-            "--proof-types",
-            "exec",
+    let (coord, url) = devnet_coordinator(
+        path,
+        &[
             "--batch-interval",
             "300",
             "--send-interval",
             "500",
             "--admin-tokens-file",
             "admin.tokens",
-        ]),
-        path,
-        path.join("coordinator.log"),
-        &[],
+        ],
     );
-    let url = format!(
-        "http://{}",
-        listening_addr(&mut coord, Duration::from_secs(60))
-    );
-    let _prover = Proc::spawn(
-        "prover",
-        &args(&["prover", "--name", "m1", "--coordinators", &url]),
-        path,
-        path.join("prover.log"),
-        &[],
-    );
+    let _prover = prover(path, "m1", &url);
 
     let tmux = Tmux {
         socket: format!("proofmill-monitor-test-{}", std::process::id()),

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 mod common;
-use common::procs::{Proc, listening_addr, tail};
+use common::procs::{Proc, devnet_coordinator, prover, tail};
 use common::proofmill;
 use serde_json::Value;
 
@@ -33,17 +33,9 @@ fn seen(watcher: &Proc, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
 fn watch_prints_jobs_attempts_provers_and_l1_as_they_happen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();
-    let mut coord = Proc::spawn(
-        "coordinator",
-        &args(&[
-            "coordinator",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            "data",
-            "--devnet",
-            "--proof-types",
-            "exec",
+    let (coord, url) = devnet_coordinator(
+        path,
+        &[
             "--batch-size",
             "2",
             "--batch-interval",
@@ -52,14 +44,7 @@ fn watch_prints_jobs_attempts_provers_and_l1_as_they_happen() {
             "500",
             "--admin-listen",
             "127.0.0.1:0",
-        ]),
-        path,
-        path.join("coordinator.log"),
-        &[],
-    );
-    let url = format!(
-        "http://{}",
-        listening_addr(&mut coord, Duration::from_secs(60))
+        ],
     );
     let watcher = Proc::spawn(
         "watch",
@@ -71,13 +56,7 @@ fn watch_prints_jobs_attempts_provers_and_l1_as_they_happen() {
     // The watch sees what happens from its call on: wait for it to be in place (a batch the
     // sealer takes in every 300 ms is the first thing it prints).
     seen(&watcher, "batch taken in", |e| e["kind"] == "batches_taken");
-    let mut prover = Proc::spawn(
-        "prover",
-        &args(&["prover", "--name", "w1", "--coordinators", &url]),
-        path,
-        path.join("prover.log"),
-        &[],
-    );
+    let mut prover = prover(path, "w1", &url);
 
     let connected = seen(&watcher, "prover_connected", |e| {
         e["kind"] == "prover_connected" && e["name"] == "w1"

@@ -189,3 +189,44 @@ pub fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
+
+/// A devnet coordinator (exec proofs, the embedded L1) on a free port, its data in
+/// `dir/data`, plus `extra` options; returns it and its gRPC URL once it listens.
+pub fn devnet_coordinator(dir: &Path, extra: &[&str]) -> (Proc, String) {
+    let args: Vec<String> = [
+        "coordinator",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        "data",
+        "--devnet",
+        "--proof-types",
+        "exec",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect();
+    let mut coord = Proc::spawn("coordinator", &args, dir, dir.join("coordinator.log"), &[]);
+    let url = format!(
+        "http://{}",
+        listening_addr(&mut coord, Duration::from_secs(60))
+    );
+    (coord, url)
+}
+
+/// A prover named `name` serving `url` (its default backend, exec), logging to
+/// `dir/prover-NAME.log`.
+pub fn prover(dir: &Path, name: &str, url: &str) -> Proc {
+    let args: Vec<String> = ["prover", "--name", name, "--coordinators", url]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    Proc::spawn(
+        format!("prover {name}"),
+        &args,
+        dir,
+        dir.join(format!("prover-{name}.log")),
+        &[],
+    )
+}
