@@ -200,35 +200,13 @@ impl Security {
         })
     }
 
-    /// Refuses a listener that anyone on the network may reach while provers or admin calls
-    /// go unauthenticated, unless the operator said `--insecure`.
-    /// The HTTP admin API on a non-loopback address needs admin tokens, as the gRPC one
-    /// does (provers do not use it).
-    pub fn check_admin_exposure(
-        &self,
-        listen: std::net::SocketAddr,
-        insecure: bool,
-    ) -> anyhow::Result<()> {
-        if listen.ip().is_loopback() || !self.admin_auth.is_open() {
-            return Ok(());
-        }
-        if insecure {
-            tracing::warn!(%listen, "--insecure: admin HTTP on a non-loopback address without admin authentication");
-            return Ok(());
-        }
-        anyhow::bail!(
-            "refusing to serve the admin HTTP API on {listen}, a non-loopback address, without              admin authentication (--admin-tokens-file): anyone who reaches the port could run              admin calls. Configure it, listen on 127.0.0.1, or pass --insecure to accept that"
-        )
-    }
-
+    /// Refuses the gRPC listener on an address anyone on the network may reach while provers
+    /// or admin calls go unauthenticated, unless the operator said `--insecure`.
     pub fn check_exposure(
         &self,
         listen: std::net::SocketAddr,
         insecure: bool,
     ) -> anyhow::Result<()> {
-        if listen.ip().is_loopback() {
-            return Ok(());
-        }
         let mut missing = Vec::new();
         if self.prover_auth.is_open() {
             missing.push("prover authentication (--prover-token or --prover-tokens-file)");
@@ -236,21 +214,63 @@ impl Security {
         if self.admin_auth.is_open() {
             missing.push("admin authentication (--admin-tokens-file)");
         }
-        if missing.is_empty() {
-            if self.tls.is_none() {
-                tracing::warn!(%listen, "listening without TLS: tokens cross the network in plaintext (--tls-cert, --tls-key)");
-            }
+        let exposed = Exposure {
+            listen,
+            what: "listen on",
+            risk: "register provers or run admin calls",
+        };
+        exposed.check(&missing, insecure)?;
+        if !listen.ip().is_loopback() && missing.is_empty() && self.tls.is_none() {
+            tracing::warn!(%listen, "listening without TLS: tokens cross the network in plaintext (--tls-cert, --tls-key)");
+        }
+        Ok(())
+    }
+
+    /// The same for the HTTP admin API, which needs admin tokens only (provers do not use it).
+    pub fn check_admin_exposure(
+        &self,
+        listen: std::net::SocketAddr,
+        insecure: bool,
+    ) -> anyhow::Result<()> {
+        let missing = match self.admin_auth.is_open() {
+            true => vec!["admin authentication (--admin-tokens-file)"],
+            false => Vec::new(),
+        };
+        let exposed = Exposure {
+            listen,
+            what: "serve the admin HTTP API on",
+            risk: "run admin calls",
+        };
+        exposed.check(&missing, insecure)
+    }
+}
+
+/// A listener and what anyone who reaches it could do without the missing authentication.
+struct Exposure {
+    listen: std::net::SocketAddr,
+    what: &'static str,
+    risk: &'static str,
+}
+
+impl Exposure {
+    /// Fine on loopback or with nothing missing; with `--insecure`, a warning; else an error
+    /// naming what is missing and the ways out.
+    fn check(&self, missing: &[&str], insecure: bool) -> anyhow::Result<()> {
+        let listen = self.listen;
+        if listen.ip().is_loopback() || missing.is_empty() {
             return Ok(());
         }
         let missing = missing.join(" and ");
         if insecure {
-            tracing::warn!(%listen, "--insecure: listening on a non-loopback address without {missing}");
+            tracing::warn!(%listen, "--insecure: {} a non-loopback address without {missing}", self.what);
             return Ok(());
         }
         anyhow::bail!(
-            "refusing to listen on {listen}, a non-loopback address, without {missing}: \
-             anyone who reaches the port could register provers or run admin calls. Configure \
-             it, listen on 127.0.0.1, or pass --insecure to accept that"
+            "refusing to {} {listen}, a non-loopback address, without {missing}: anyone who \
+             reaches the port could {}. Configure it, listen on 127.0.0.1, or pass --insecure to \
+             accept that",
+            self.what,
+            self.risk
         )
     }
 }
