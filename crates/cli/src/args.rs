@@ -324,6 +324,10 @@ pub struct CoordinatorArgs {
     /// Prover streams open at once that have not registered yet.
     #[arg(long, env = "PROOFMILL_MAX_UNREGISTERED_STREAMS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_unregistered_streams: u64,
+    /// The chain this coordinator proves for: a batch submitted for another chain id is
+    /// refused (`NOT_FOUND`, unknown chain), as is a rollup core's batch of another chain.
+    #[arg(long, env = "PROOFMILL_CHAIN_ID", default_value_t = proofmill_coordinator::DEFAULT_CHAIN_ID)]
+    pub chain_id: u64,
     /// Batch numbers the API may take above the end of the gap-free run of stored batches;
     /// a batch further ahead is refused (gaps within it are shown by `status`). 0: no limit.
     #[arg(long, env = "PROOFMILL_INTAKE_WINDOW", default_value_t = 1024)]

@@ -59,6 +59,9 @@ pub struct CoordinatorConfig {
     /// run of stored batches (counted from the lowest stored batch); gaps within it are
     /// accepted and shown as warnings in status. 0: no limit.
     pub intake_window: u64,
+    /// The chain whose batches this coordinator takes ([`crate::DEFAULT_CHAIN_ID`] unless
+    /// set): submissions naming another chain are refused.
+    pub chain_id: u64,
     /// Days the history of ended attempts is kept (0: for ever).
     pub attempt_retention_days: u32,
     /// Prove-time metrics also by prover name (one series per prover: for small fleets).
@@ -89,6 +92,7 @@ impl Default for CoordinatorConfig {
             max_unregistered_streams: 1024,
             record_dispatch_latency: false,
             intake_window: 1024,
+            chain_id: crate::DEFAULT_CHAIN_ID,
             attempt_retention_days: 30,
             metrics_per_prover: false,
         }

@@ -63,6 +63,8 @@ pub(crate) struct IntakeRules {
     pub max_input_bytes: u64,
     /// [`crate::CoordinatorConfig::intake_window`].
     pub intake_window: u64,
+    /// [`crate::CoordinatorConfig::chain_id`].
+    pub chain_id: u64,
 }
 
 impl Intake {
@@ -71,6 +73,11 @@ impl Intake {
     /// `source`. Batches the source submits itself go through [`Intake::submit_own`].
     pub fn reserve_numbering(&self, source: &str) {
         *self.in_flight.numbered_by.lock().expect("intake lock") = Some(source.to_string());
+    }
+
+    /// The chain whose batches this coordinator takes ([`crate::CoordinatorConfig::chain_id`]).
+    pub fn chain_id(&self) -> u64 {
+        self.rules.chain_id
     }
 
     /// The source that reserved the numbering, if one did.

@@ -89,6 +89,10 @@ pub use warnings::{StatusWarning, WarningKind};
 pub use watch::watch_event_json;
 
 /// Wall-clock milliseconds: the only place the service reads the clock for the scheduler.
+/// The chain id of a coordinator not told its chain ([`CoordinatorConfig::chain_id`]): batches
+/// taken in before chains were named belong to it.
+pub const DEFAULT_CHAIN_ID: u64 = 1;
+
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

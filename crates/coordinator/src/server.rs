@@ -178,6 +178,7 @@ impl Coordinator {
                 required: config.required_types(),
                 max_input_bytes: config.max_input_bytes,
                 intake_window: config.intake_window,
+                chain_id: config.chain_id,
             },
             events: events.clone(),
         };

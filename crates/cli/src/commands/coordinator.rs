@@ -41,6 +41,7 @@ pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> Coordinato
         max_prover_streams: usize::try_from(a.max_prover_streams).unwrap_or(usize::MAX),
         max_unregistered_streams: usize::try_from(a.max_unregistered_streams).unwrap_or(usize::MAX),
         intake_window: a.intake_window,
+        chain_id: a.chain_id,
         attempt_retention_days: a.attempt_retention_days,
         metrics_per_prover: a.metrics_per_prover,
         ..CoordinatorConfig::default()
