@@ -251,6 +251,28 @@ fn operate(dir: &std::path::Path, db: &str) -> (Proc, String, Proc) {
     assert_eq!(info.status, 200);
     assert_eq!(info.body["l1"], "none");
     assert!(info.body["uptime_ms"].as_u64().unwrap() > 0);
+    assert_eq!(info.body["paused"], json!([]), "{:?}", info.body);
+    // A paused component is listed by StatusInfo too (this coordinator does not settle:
+    // pausing its sender changes nothing else).
+    let paused = post(
+        &admin,
+        "/v1/components/sender/pause",
+        json!({"reason": "L1 incident"}),
+    );
+    assert_eq!(paused.status, 200, "{paused:?}");
+    let info = get(&admin, "/v1/info").body;
+    let listed = info["paused"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{info}");
+    assert_eq!(
+        (&listed[0]["component"], &listed[0]["reason"]),
+        (&json!("sender"), &json!("L1 incident"))
+    );
+    assert!(listed[0]["since_ms"].as_u64().unwrap() > 0);
+    assert_eq!(
+        post(&admin, "/v1/components/sender/resume", json!({})).status,
+        200
+    );
+    assert_eq!(get(&admin, "/v1/info").body["paused"], json!([]));
     let health = get(&admin, "/v1/health").body;
     assert_eq!(
         (&health["serving"], &health["standby"]),

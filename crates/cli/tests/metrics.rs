@@ -351,6 +351,18 @@ fn coordinator_and_prover_metrics_move_while_batches_flow() {
         (0.1..2.0).contains(&mean_gap),
         "mean heartbeat gap {mean_gap} s"
     );
+    // And the prover's round trip: its answers' probes echoed by the coordinator.
+    let trips = wait_scrape(
+        &prover_metrics,
+        "heartbeat round trips",
+        Duration::from_secs(5),
+        |s| s.sum("proofmill_prover_heartbeat_round_trip_seconds_count", &[]) >= 2.0,
+    );
+    assert_eq!(
+        trips.types["proofmill_prover_heartbeat_round_trip_seconds"],
+        "histogram"
+    );
+    assert!(trips.sum("proofmill_prover_heartbeat_round_trip_seconds_sum", &[]) > 0.0);
 
     // The prover's own figures.
     let proofs = |s: &Scrape| {

@@ -1,13 +1,15 @@
 //! `proofmill monitor` as an operator runs it: in a real terminal (a tmux pane), against a
 //! devnet coordinator (with admin tokens) and a prover started with the binary. It shows the
-//! prover and the verified batch rising, cordons the prover with `c`, quits with `q` and
-//! gives the terminal back; with a read-only token, `p` is refused and says why.
+//! prover and the verified batch rising, each batch's commit transaction (the one the HTTP
+//! admin API's job listing names), cordons the prover with `c`, quits with `q` and gives the
+//! terminal back; with a read-only token, `p` is refused and says why.
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::procs::{devnet_coordinator, prover, tail};
+use common::procs::{devnet_coordinator, find_addr, prover, tail};
+use std::io::{Read, Write};
 use common::proofmill;
 
 /// A tmux server of this test alone (its own socket), killed on drop with whatever runs in it.
@@ -77,6 +79,23 @@ fn admin_status(url: &str, token: &str) -> serde_json::Value {
     serde_json::from_slice(&status.stdout).unwrap()
 }
 
+/// `GET path` of the HTTP admin API at `addr` with `token`: the body as JSON.
+fn http_get(addr: &str, path: &str, token: &str) -> serde_json::Value {
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+    serde_json::from_str(body).unwrap()
+}
+
 /// The number after `label ` on the screen.
 fn figure(screen: &str, label: &str) -> Option<u64> {
     let at = screen.find(&format!("{label} "))? + label.len() + 1;
@@ -115,8 +134,18 @@ fn monitor_in_a_terminal_shows_the_fleet_cordons_and_quits_cleanly() {
             "500",
             "--admin-tokens-file",
             "admin.tokens",
+            "--admin-listen",
+            "127.0.0.1:0",
         ],
     );
+    let until = Instant::now() + Duration::from_secs(60);
+    let admin = loop {
+        if let Some(addr) = find_addr(&coord.log(), "admin HTTP listening") {
+            break addr;
+        }
+        assert!(Instant::now() < until, "no admin HTTP address:\n{}", tail(&coord.log()));
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let _prover = prover(path, "m1", &url);
 
     let tmux = Tmux {
@@ -156,6 +185,39 @@ fn monitor_in_a_terminal_shows_the_fleet_cordons_and_quits_cleanly() {
         screen.contains("provers (1 of 1 connected)"),
         "{screen}\ncoordinator:\n{}",
         tail(&coord.log())
+    );
+
+    // Committed batches name their commit transaction, in the JSON job listing (with the
+    // block and gas) and in the batches table's commit tx column (shortened).
+    let commit_txs = || {
+        let jobs = http_get(&admin, "/v1/jobs?state=proven&limit=1000", &viewer);
+        let mut hashes = Vec::new();
+        for j in jobs["jobs"].as_array().unwrap() {
+            let tx = &j["commit_tx"];
+            if let Some(hash) = tx["tx_hash"].as_str() {
+                assert_eq!(hash.len(), 66, "{j}");
+                assert!(tx["block"].as_u64().unwrap() > 0, "{j}");
+                assert!(tx["gas_used"].as_u64().unwrap() > 0, "{j}");
+                hashes.push((j["batch"].as_u64().unwrap(), hash[..11].to_string()));
+            }
+        }
+        hashes
+    };
+    let screen = tmux.wait_for("a batch row with its commit tx", |s| {
+        commit_txs().iter().any(|(batch, short)| {
+            s.lines()
+                .any(|l| l.contains(&format!("│{batch} ")) && l.contains(&format!("{short}…")))
+        })
+    });
+    assert!(screen.contains("commit tx"), "{screen}");
+    let verified = http_get(&admin, "/v1/jobs?state=proven&limit=1000", &viewer);
+    assert!(
+        verified["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["verify_tx"]["tx_hash"].is_string()),
+        "{verified}"
     );
 
     // Tab to the provers table (its one row is selected), `c` cordons it.

@@ -42,6 +42,15 @@ pub(crate) fn paused_info(c: Component, p: &Pause) -> PausedComponent {
     }
 }
 
+/// `paused` in name order, as a standby lists them from the store.
+fn sorted_paused(
+    paused: &std::collections::BTreeMap<Component, Pause>,
+) -> Vec<PausedComponent> {
+    let mut paused: Vec<_> = paused.iter().map(|(c, p)| paused_info(*c, p)).collect();
+    paused.sort_by(|a, b| a.component.cmp(&b.component));
+    paused
+}
+
 /// A pause's reason as given, or why it is refused.
 fn pause_reason(reason: &str) -> Result<&str, CoordinatorError> {
     if reason.len() > 1024 || reason.chars().any(char::is_control) {
@@ -92,7 +101,38 @@ pub(crate) fn job_info(j: &Job) -> JobInfo {
         deadline_ms: j.lease.as_ref().map_or(0, |l| l.deadline),
         last_error: j.last_error.clone().unwrap_or_default(),
         updated_at_ms: j.updated_at,
+        // Filled from the store's records where a listing asks (`with_batch_txs`).
+        commit_tx: None,
+        verify_tx: None,
     }
+}
+
+fn verify_tx_info(r: proofmill_store::VerifyRecord) -> VerifyTxInfo {
+    VerifyTxInfo {
+        tx_hash: r.tx_hash,
+        first_batch: r.first_batch,
+        last_batch: r.last_batch,
+        gas_used: r.gas_used,
+    }
+}
+
+/// Fills each job's `commit_tx` and `verify_tx` from the store's records.
+async fn with_batch_txs(
+    store: &dyn Store,
+    mut jobs: Vec<JobInfo>,
+) -> Result<Vec<JobInfo>, CoordinatorError> {
+    let batches = jobs.iter().map(|j| j.batch).collect();
+    let txs = crate::settled::batch_txs(store, &batches).await?;
+    for j in &mut jobs {
+        j.commit_tx = txs.commits.get(&j.batch).map(|r| CommitTxInfo {
+            tx_hash: r.tx_hash.clone(),
+            gas_used: r.gas_used,
+            block: r.block,
+            recorded_at_ms: r.recorded_at,
+        });
+        j.verify_tx = txs.verifies.get(&j.batch).cloned().map(verify_tx_info);
+    }
+    Ok(jobs)
 }
 
 /// Attempts a job status lists at most.
@@ -169,6 +209,11 @@ fn new_batch(
 
 impl AdminSvc {
     /// The prover with this id, or else the one prover with this name.
+    /// The components paused now, in name order.
+    fn paused(&self) -> Vec<PausedComponent> {
+        sorted_paused(&self.pausing.pauses.all())
+    }
+
     async fn prover_named(&self, id_or_name: &str) -> Result<ProverId, CoordinatorError> {
         let provers = self.core.provers().await?;
         if let Some(p) = provers.iter().find(|p| p.id.0 == id_or_name) {
@@ -278,6 +323,7 @@ impl AdminService for AdminSvc {
                     source: c.source,
                 })
                 .collect(),
+            paused: self.paused(),
         }))
     }
 
@@ -296,12 +342,7 @@ impl AdminService for AdminSvc {
             last_proven_batch: s.last_proven_batch,
             last_committed_batch: s.last_committed_batch,
             last_verified_batch: s.last_verified_batch,
-            last_verify_tx: s.last_verify_tx.map(|r| VerifyTxInfo {
-                tx_hash: r.tx_hash,
-                first_batch: r.first_batch,
-                last_batch: r.last_batch,
-                gas_used: r.gas_used,
-            }),
+            last_verify_tx: s.last_verify_tx.map(verify_tx_info),
             jobs,
             provers: s
                 .provers
@@ -338,12 +379,7 @@ impl AdminService for AdminSvc {
             standby: false,
             active_url: self.standing.lease_url(),
             lease_epoch: self.standing.lease_epoch(),
-            paused: {
-                // In name order, as a standby lists them from the store.
-                let mut paused: Vec<_> = s.paused.iter().map(|(c, p)| paused_info(*c, p)).collect();
-                paused.sort_by(|a, b| a.component.cmp(&b.component));
-                paused
-            },
+            paused: sorted_paused(&s.paused),
         }))
     }
 
@@ -390,11 +426,14 @@ impl AdminService for AdminSvc {
         if r.from_batch > 0 {
             filter.from_batch = Some(r.from_batch);
         }
-        match self.store.jobs(&filter).await {
-            Ok(jobs) => Ok(Response::new(JobsListResponse {
-                jobs: jobs.iter().map(job_info).collect(),
-                error: None,
-            })),
+        let listed = match self.store.jobs(&filter).await {
+            Ok(jobs) => {
+                with_batch_txs(self.store.as_ref(), jobs.iter().map(job_info).collect()).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        match listed {
+            Ok(jobs) => Ok(Response::new(JobsListResponse { jobs, error: None })),
             Err(e) => Ok(Response::new(JobsListResponse {
                 jobs: vec![],
                 error: err(ErrorCode::SystemUnavailable, e.to_string()),
@@ -447,8 +486,17 @@ impl AdminService for AdminSvc {
                 ))));
             }
         };
+        let job = match with_batch_txs(self.store.as_ref(), vec![job_info(&job)]).await {
+            Ok(mut j) => j.pop(),
+            Err(e) => {
+                return Ok(Response::new(empty(err(
+                    ErrorCode::SystemUnavailable,
+                    e.to_string(),
+                ))));
+            }
+        };
         Ok(Response::new(JobStatusResponse {
-            job: Some(job_info(&job)),
+            job,
             proof_size: proof.as_ref().map_or(0, |p| p.size),
             proof_prover: proof.map(|p| p.prover_name).unwrap_or_default(),
             error: None,

@@ -8,11 +8,15 @@
 //! swapped as the process stands by, becomes active, drains or is deposed, so a load
 //! balancer's probe always reaches the same address.
 //!
+//! Connections are bounded too ([`ConnectionLimits`], in `conns`): so many open at once, and
+//! an idle one closed after a while.
+//!
 //! A new admin call is a route in [`AdminHttp::read_routes`] or
 //! [`AdminHttp::operator_routes`] and a handler in `routes` that builds the call's request,
 //! runs it on `AdminApi::admin` and answers with `answered(r.error.take(), r)` (every
 //! message of `proofmill.v1` is serializable; its `AdminError` field is left out).
 
+mod conns;
 mod error;
 pub(crate) mod ready;
 mod routes;
@@ -23,8 +27,10 @@ use crate::server::Serving;
 use crate::standing::Standing;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post, put};
+use conns::{Activity, Capped};
+pub use conns::{ConnectionLimits, IDLE_TIMEOUT, MAX_CONNECTIONS};
 use error::ApiError;
 use proofmill_proto::v1::admin_service_server::AdminService;
 use ready::{Component, Probe};
@@ -142,6 +148,9 @@ pub struct AdminHttp {
     input_body_bytes: usize,
     /// Who may call what: the gRPC admin service's tokens.
     auth: Arc<crate::AdminAuth>,
+    /// One place per open connection.
+    connections: Arc<Semaphore>,
+    idle_timeout: std::time::Duration,
 }
 
 impl AdminHttp {
@@ -155,7 +164,17 @@ impl AdminHttp {
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             input_body_bytes: input_body_bytes.max(MAX_BODY_BYTES),
             auth: Arc::new(auth),
+            connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            idle_timeout: IDLE_TIMEOUT,
         }
+    }
+
+    /// Bounds its connections by `limits` instead of the defaults ([`MAX_CONNECTIONS`],
+    /// [`IDLE_TIMEOUT`]); for the servers started after this call.
+    pub fn with_connection_limits(mut self, limits: ConnectionLimits) -> AdminHttp {
+        self.connections = Arc::new(Semaphore::new(limits.max_connections));
+        self.idle_timeout = limits.idle_timeout;
+        self
     }
 
     /// Serves `api` from the next request on.
@@ -185,6 +204,7 @@ impl AdminHttp {
             .fallback(routes::no_route)
             .method_not_allowed_fallback(routes::no_method)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(from_fn(conns::answering))
             .with_state(self.clone())
     }
 
@@ -237,7 +257,10 @@ impl AdminHttp {
         tls: &crate::ServerTls,
     ) -> Result<Serving, crate::CoordinatorError> {
         let listener = tls::TlsListener::new(listener, tls::server_config(tls)?);
-        let app = self.router();
+        let listener = Capped::new(listener, self.connections.clone(), self.idle_timeout);
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<Activity>();
         Ok(Serving::spawn(move |stopped| async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(stopped)
@@ -248,7 +271,10 @@ impl AdminHttp {
 
     /// Serves in a background task until [`Serving::stop`].
     pub fn spawn_serve(&self, listener: tokio::net::TcpListener) -> Serving {
-        let app = self.router();
+        let listener = Capped::new(listener, self.connections.clone(), self.idle_timeout);
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<Activity>();
         Serving::spawn(move |stopped| async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(stopped)
@@ -304,6 +330,145 @@ mod tests {
             assert!(answer.contains("\"ready\":false"), "{answer}");
         }
         assert_eq!(http.in_flight.available_permits(), MAX_IN_FLIGHT);
+        serving.stop().await.unwrap();
+    }
+
+    /// Sends a keep-alive GET of `path` on `conn` and reads its whole answer (by its length).
+    async fn get_on(conn: &mut tokio::net::TcpStream, path: &str) -> String {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed mid-answer: {}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&answer).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_string))
+                    .expect("a content length")
+                    .trim()
+                    .parse()
+                    .unwrap();
+                if body.len() >= length {
+                    return text;
+                }
+            }
+        }
+    }
+
+    /// What a connection reads next: `None` once the server closed it (end of stream or
+    /// reset), within `within`.
+    async fn read_or_closed(
+        conn: &mut tokio::net::TcpStream,
+        within: std::time::Duration,
+    ) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(within, conn.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => None,
+            Ok(Ok(n)) => Some(buf[..n].to_vec()),
+            Err(_) => panic!("the connection is still open after {within:?}"),
+        }
+    }
+
+    async fn serve_with(limits: ConnectionLimits) -> (AdminHttp, std::net::SocketAddr, Serving) {
+        let http = AdminHttp::new(0, Default::default()).with_connection_limits(limits);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serving = http.spawn_serve(listener);
+        (http, addr, serving)
+    }
+
+    /// Connections beyond the cap are closed as soon as accepted; the open ones keep working,
+    /// and once one closes a new connection is served.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_connections_are_capped() {
+        let cap = 4;
+        let (http, addr, serving) = serve_with(ConnectionLimits {
+            max_connections: cap,
+            idle_timeout: std::time::Duration::from_secs(60),
+        })
+        .await;
+        let mut open = Vec::new();
+        for _ in 0..cap {
+            let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let answer = get_on(&mut conn, "/health").await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            open.push(conn);
+        }
+        assert_eq!(http.connections.available_permits(), 0);
+        for _ in 0..3 {
+            let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+            // The request may or may not be written before the close: either way, no answer.
+            let _ = extra
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await;
+            let read = read_or_closed(&mut extra, std::time::Duration::from_secs(10)).await;
+            assert_eq!(read, None, "an extra connection was answered");
+        }
+        // The open ones are still served, on the same connections.
+        for conn in &mut open {
+            let answer = get_on(conn, "/health").await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
+        // One closes: its place goes to the next connection.
+        drop(open.pop());
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while http.connections.available_permits() == 0 {
+            assert!(std::time::Instant::now() < until, "the closed connection's place is back");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let fresh = get(addr, "/health").await;
+        assert!(fresh.starts_with("HTTP/1.1 200"), "{fresh}");
+        drop(open);
+        serving.stop().await.unwrap();
+    }
+
+    /// A keep-alive connection that sends nothing after its answer is closed after the idle
+    /// timeout, and so is one that stops halfway through a request; a request answered for
+    /// longer than the timeout keeps its connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_connections_are_closed() {
+        let idle = std::time::Duration::from_millis(300);
+        let (http, addr, serving) = serve_with(ConnectionLimits {
+            max_connections: 8,
+            idle_timeout: idle,
+        })
+        .await;
+        // A component whose check hangs: /ready takes the probe's whole wait (2 s).
+        http.set(AdminApi::starting().with_component("slow", true, std::future::pending));
+
+        let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let since = std::time::Instant::now();
+        let answer = get_on(&mut kept, "/health").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(read_or_closed(&mut kept, std::time::Duration::from_secs(10)).await, None);
+        assert!(since.elapsed() >= idle, "closed before it was idle for the timeout");
+
+        let mut half = tokio::net::TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"GET /health HTTP/1.1\r\nHo").await.unwrap();
+        let read = read_or_closed(&mut half, std::time::Duration::from_secs(10)).await;
+        // Closed, possibly after a 4xx for the cut request; never a 200.
+        assert!(
+            read.as_ref().is_none_or(|r| !r.starts_with(b"HTTP/1.1 200")),
+            "{:?}",
+            read.map(|r| String::from_utf8_lossy(&r).to_string())
+        );
+
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let answer = get_on(&mut slow, "/ready").await;
+        assert!(answer.contains("\"ready\":false"), "{answer}");
+        let answer = get_on(&mut slow, "/health").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // Every place is back once they are closed.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        drop(slow);
+        while http.connections.available_permits() < 8 {
+            assert!(std::time::Instant::now() < until, "places come back");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         serving.stop().await.unwrap();
     }
 }

@@ -71,7 +71,10 @@ pub use auth::{
 };
 pub use config::CoordinatorConfig;
 pub use error::CoordinatorError;
-pub use http::{AdminApi, AdminHttp, MAX_BODY_BYTES, MAX_IN_FLIGHT};
+pub use http::{
+    AdminApi, AdminHttp, ConnectionLimits, IDLE_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS,
+    MAX_IN_FLIGHT,
+};
 pub use intake::{Intake, NewBatch};
 pub use leadership::{Candidate, Leadership, LeaseCheck, LeaseSettings, default_url};
 pub use limits::InFlight;

@@ -2,8 +2,9 @@
 //! else, so the wire's rules (lengths bounded, ids formatted one way) hold for all of them.
 
 use proofmill_proto::v1::{
-    CoordinatorMessage, DataChunk, ErrorCode, ExecuteTask, Heartbeat, RegisterResponse, ResultAck,
-    Shutdown, TaskCancelled, Unsupported, coordinator_message::Kind, execute_task,
+    CoordinatorMessage, DataChunk, ErrorCode, ExecuteTask, Heartbeat, HeartbeatEcho,
+    RegisterResponse, ResultAck, Shutdown, TaskCancelled, Unsupported, coordinator_message::Kind,
+    execute_task,
 };
 use proofmill_types::{Batch, FencingToken, Job, JobKey, ProverId, TaskId};
 
@@ -141,6 +142,11 @@ pub(crate) fn input_chunk(
 
 pub(crate) fn heartbeat(seq: u64) -> CoordinatorMessage {
     message(Kind::Heartbeat(Heartbeat { seq }))
+}
+
+/// The answer to a heartbeat ack's probe (the prover's round trip).
+pub(crate) fn heartbeat_echo(probe: u64) -> CoordinatorMessage {
+    message(Kind::HeartbeatEcho(HeartbeatEcho { probe }))
 }
 
 /// Finish running tasks within `grace_ms`, then go.

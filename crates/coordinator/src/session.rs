@@ -459,6 +459,9 @@ async fn read_loop(
                     return Err(Status::invalid_argument(too_many_running(a.running.len())));
                 }
                 tx.heartbeat_acked(a.seq);
+                if let Some(probe) = a.probe {
+                    tx.send(ToProver::Msg(crate::messages::heartbeat_echo(probe)));
+                }
                 let running = parse_running(&a.running);
                 s.core.heartbeat(prover.clone(), running).await;
             }

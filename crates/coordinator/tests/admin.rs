@@ -580,6 +580,35 @@ async fn status_info_says_what_runs(db: Db) {
     assert_eq!(after.config[0].source, "env PROOFMILL_MAX_ATTEMPTS");
     assert_eq!(after.started_at_ms, before.started_at_ms);
     assert!(after.uptime_ms > before.uptime_ms);
+    assert!(after.paused.is_empty(), "{:?}", after.paused);
+    // Paused components, in name order, as SystemStatus lists them.
+    use proofmill_coordinator::Component;
+    c.coord.pause(Component::Sender, "L1 fees").await.unwrap();
+    c.coord.pause(Component::Dispatch, "").await.unwrap();
+    let info = || {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .status_info(proofmill_proto::v1::StatusInfoRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let paused = info().await.paused;
+    let names: Vec<&str> = paused.iter().map(|p| p.component.as_str()).collect();
+    assert_eq!(names, ["dispatch", "sender"]);
+    assert_eq!(paused[1].reason, "L1 fees");
+    assert!(paused[1].since_ms > 0);
+    let status = admin
+        .system_status(proofmill_proto::v1::SystemStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.paused, paused);
+    c.coord.resume(Component::Dispatch).await.unwrap();
+    let names: Vec<String> = info().await.paused.into_iter().map(|p| p.component).collect();
+    assert_eq!(names, ["sender"]);
     c.stop().await;
 }
 

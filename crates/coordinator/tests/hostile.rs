@@ -162,6 +162,7 @@ async fn running_lists_are_bounded(db: Db) {
     a.send(In::HeartbeatAck(HeartbeatAck {
         seq: 1,
         running: running(4097),
+        probe: None,
     }))
     .await;
     // The stream ends; nothing is sent for the bogus tasks.

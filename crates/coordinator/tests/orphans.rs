@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use proofmill_coordinator::Coordinator;
 use proofmill_proto::v1::RunningTask;
 use proofmill_store::{
-    Blobs, Change, JobCounts, JobFilter, LeaseClaim, LeaseHolder, Result, Store, StoreError,
-    VerifyRecord, open_store,
+    Blobs, Change, CommitRecord, JobCounts, JobFilter, LeaseClaim, LeaseHolder, Result, Store,
+    StoreError, VerifyRecord, open_store,
 };
 use proofmill_types::{
     Batch, BatchNumber, Job, JobKey, JobState, Millis, ProofRecord, ProofType, ProverId,
@@ -105,6 +105,23 @@ impl Store for StallingStore {
     }
     async fn pending_verify(&self) -> Result<Option<(BatchNumber, BatchNumber)>> {
         self.inner.pending_verify().await
+    }
+    async fn record_commit(&self, record: &CommitRecord) -> Result<()> {
+        self.inner.record_commit(record).await
+    }
+    async fn commit_record(&self, batch: BatchNumber) -> Result<Option<CommitRecord>> {
+        self.inner.commit_record(batch).await
+    }
+    async fn commit_records(
+        &self,
+        first: BatchNumber,
+        last: BatchNumber,
+        limit: u32,
+    ) -> Result<Vec<CommitRecord>> {
+        self.inner.commit_records(first, last, limit).await
+    }
+    async fn last_commit_record(&self) -> Result<Option<CommitRecord>> {
+        self.inner.last_commit_record().await
     }
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {
         self.inner.get_meta(key).await

@@ -224,6 +224,7 @@ async fn registration_is_validated(db: Db) {
     let hb = In::HeartbeatAck(proofmill_proto::v1::HeartbeatAck {
         seq: 1,
         running: vec![],
+        probe: None,
     });
     let (_tx, mut rx) = open(&c.url(), hb).await;
     assert_eq!(

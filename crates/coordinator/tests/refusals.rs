@@ -144,7 +144,11 @@ async fn every_closed_stream_says_why(db: Db) {
             fencing_token: 1,
         })
         .collect();
-    a.send(In::HeartbeatAck(HeartbeatAck { seq: 1, running }))
+    a.send(In::HeartbeatAck(HeartbeatAck {
+        seq: 1,
+        running,
+        probe: None,
+    }))
         .await;
     let mut rx = a.rx;
     assert_status(

@@ -160,6 +160,17 @@ pub(crate) fn word_u64(w: [u8; 32]) -> u64 {
     u64_of(U256::from_be_bytes(w))
 }
 
+/// The batch number of a rollup log if it is a `BatchCommitted` event.
+pub(crate) fn batch_committed(topics: &[B256]) -> Option<u64> {
+    use alloy::sol_types::SolEvent;
+    match topics {
+        [sig, n] if *sig == Rollup::BatchCommitted::SIGNATURE_HASH => {
+            Some(u64_of(U256::from_be_bytes(n.0)))
+        }
+        _ => None,
+    }
+}
+
 /// `(first, last)` of a rollup log if it is a `BatchesVerified` event.
 pub(crate) fn batches_verified(topics: &[B256]) -> Option<(u64, u64)> {
     use alloy::sol_types::SolEvent;

@@ -226,6 +226,19 @@ pub trait L1: Send + Sync {
     /// `from_batch`, oldest first: how a restarted sender learns what a transaction it sent
     /// but never saw mined (or saw only as a fee-bumped replacement) settled.
     async fn verified_ranges(&self, from_batch: u64) -> Result<Vec<VerifiedRange>>;
+    /// The commits (`BatchCommitted` events) of batches `from_batch` and above, oldest first:
+    /// how a restarted committer learns the transaction of a commit whose receipt it never
+    /// saw. A node searches back a bounded number of blocks: older commits are left out.
+    async fn committed_batches(&self, from_batch: u64) -> Result<Vec<CommittedBatch>>;
+}
+
+/// One batch's commit transaction, as the chain recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedBatch {
+    pub batch: u64,
+    pub tx_hash: [u8; 32],
+    pub gas_used: u64,
+    pub block: u64,
 }
 
 /// One settling transaction, as the chain recorded it.

@@ -3,8 +3,8 @@
 use crate::contracts::{self, View};
 use crate::txlog::{LogRecord, TxLog};
 use crate::{
-    DEV_CHAIN_ID, DEV_SEQUENCER_KEY, L1, L1Error, Result, Revert, TxOutcome, TxStatus,
-    VerifiedRange, VerifierKind,
+    CommittedBatch, DEV_CHAIN_ID, DEV_SEQUENCER_KEY, L1, L1Error, Result, Revert, TxOutcome,
+    TxStatus, VerifiedRange, VerifierKind,
 };
 use alloy::primitives::{Address, Bytes, TxKind, keccak256};
 use alloy::signers::local::PrivateKeySigner;
@@ -70,6 +70,9 @@ struct Inner {
     log: Option<TxLog>,
     /// Every `BatchesVerified` event so far (rebuilt by the replay on open).
     verified: Vec<VerifiedRange>,
+    /// Every `BatchCommitted` event so far (rebuilt by the replay on open): a devnet's
+    /// chain, as long as its transaction log.
+    committed: Vec<CommittedBatch>,
 }
 
 /// In-process L1. Clones made with [`RevmL1::with_sender`] share the chain.
@@ -110,6 +113,7 @@ impl RevmL1 {
             block: 0,
             log,
             verified: Vec::new(),
+            committed: Vec::new(),
         };
 
         // The deployment this configuration asks for.
@@ -362,6 +366,14 @@ impl Inner {
                     gas_used,
                 });
             }
+            if let Some(batch) = contracts::batch_committed(log.topics()) {
+                self.committed.push(CommittedBatch {
+                    batch,
+                    tx_hash: hash,
+                    gas_used,
+                    block,
+                });
+            }
         }
         Ok(TxOutcome {
             tx_hash: hash,
@@ -448,6 +460,16 @@ impl L1 for RevmL1 {
             .verified
             .iter()
             .filter(|r| r.last >= from_batch)
+            .cloned()
+            .collect())
+    }
+
+    async fn committed_batches(&self, from_batch: u64) -> Result<Vec<CommittedBatch>> {
+        let inner = self.lock();
+        Ok(inner
+            .committed
+            .iter()
+            .filter(|c| c.batch >= from_batch)
             .cloned()
             .collect())
     }

@@ -2,7 +2,9 @@
 //! transactions, a timeout on every call, receipt status checked, reverts decoded.
 
 use crate::contracts::{self, View};
-use crate::{L1, L1Error, Result, Revert, TxOutcome, TxStatus, VerifiedRange, VerifierKind};
+use crate::{
+    CommittedBatch, L1, L1Error, Result, Revert, TxOutcome, TxStatus, VerifiedRange, VerifierKind,
+};
 use alloy::eips::BlockId;
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes};
@@ -39,7 +41,8 @@ pub struct RpcConfig {
     /// Skip the pre-flight `eth_estimateGas` and send with this gas limit: a transaction that
     /// reverts is then mined (and paid for). Mostly for tests of the mined-revert path.
     pub fixed_gas_limit: Option<u64>,
-    /// How far back (blocks) [`L1::verified_ranges`] searches the rollup's events.
+    /// How far back (blocks) [`L1::verified_ranges`] and [`L1::committed_batches`] search the
+    /// rollup's events.
     pub log_lookback_blocks: u64,
 }
 
@@ -505,19 +508,8 @@ impl L1 for RpcL1 {
 
     async fn verified_ranges(&self, from_batch: u64) -> Result<Vec<VerifiedRange>> {
         use alloy::sol_types::SolEvent;
-        let latest = self
-            .rpc(
-                "eth_blockNumber",
-                self.provider.get_block_number().into_future(),
-            )
-            .await?;
-        let filter = Filter::new()
-            .address(self.rollup)
-            .event_signature(contracts::Rollup::BatchesVerified::SIGNATURE_HASH)
-            .from_block(latest.saturating_sub(self.cfg.log_lookback_blocks))
-            .to_block(latest);
         let logs = self
-            .rpc("eth_getLogs", self.provider.get_logs(&filter).into_future())
+            .rollup_logs(contracts::Rollup::BatchesVerified::SIGNATURE_HASH)
             .await?;
         let mut out = Vec::new();
         for log in logs {
@@ -527,16 +519,7 @@ impl L1 for RpcL1 {
             if last < from_batch || log.removed {
                 continue;
             }
-            let hash = log
-                .transaction_hash
-                .ok_or_else(|| L1Error::Rpc("BatchesVerified log without a transaction".into()))?;
-            let receipt = self
-                .rpc(
-                    "eth_getTransactionReceipt",
-                    self.provider.get_transaction_receipt(hash).into_future(),
-                )
-                .await?
-                .ok_or_else(|| L1Error::Rpc(format!("no receipt for {hash}")))?;
+            let (hash, receipt) = self.receipt_of(&log, "BatchesVerified").await?;
             out.push(VerifiedRange {
                 first,
                 last,
@@ -545,5 +528,70 @@ impl L1 for RpcL1 {
             });
         }
         Ok(out)
+    }
+
+    async fn committed_batches(&self, from_batch: u64) -> Result<Vec<CommittedBatch>> {
+        use alloy::sol_types::SolEvent;
+        let logs = self
+            .rollup_logs(contracts::Rollup::BatchCommitted::SIGNATURE_HASH)
+            .await?;
+        let mut out = Vec::new();
+        for log in logs {
+            let Some(batch) = contracts::batch_committed(log.topics()) else {
+                continue;
+            };
+            if batch < from_batch || log.removed {
+                continue;
+            }
+            let (hash, receipt) = self.receipt_of(&log, "BatchCommitted").await?;
+            out.push(CommittedBatch {
+                batch,
+                tx_hash: hash.0,
+                gas_used: receipt.gas_used,
+                block: receipt
+                    .block_number
+                    .or(log.block_number)
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl RpcL1 {
+    /// The rollup's logs with event `signature` in the last `log_lookback_blocks` blocks.
+    async fn rollup_logs(&self, signature: B256) -> Result<Vec<alloy::rpc::types::Log>> {
+        let latest = self
+            .rpc(
+                "eth_blockNumber",
+                self.provider.get_block_number().into_future(),
+            )
+            .await?;
+        let filter = Filter::new()
+            .address(self.rollup)
+            .event_signature(signature)
+            .from_block(latest.saturating_sub(self.cfg.log_lookback_blocks))
+            .to_block(latest);
+        self.rpc("eth_getLogs", self.provider.get_logs(&filter).into_future())
+            .await
+    }
+
+    /// The transaction (hash and receipt) that emitted `log`, an `event` log.
+    async fn receipt_of(
+        &self,
+        log: &alloy::rpc::types::Log,
+        event: &str,
+    ) -> Result<(B256, TransactionReceipt)> {
+        let hash = log
+            .transaction_hash
+            .ok_or_else(|| L1Error::Rpc(format!("{event} log without a transaction")))?;
+        let receipt = self
+            .rpc(
+                "eth_getTransactionReceipt",
+                self.provider.get_transaction_receipt(hash).into_future(),
+            )
+            .await?
+            .ok_or_else(|| L1Error::Rpc(format!("no receipt for {hash}")))?;
+        Ok((hash, receipt))
     }
 }

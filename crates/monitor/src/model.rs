@@ -132,6 +132,10 @@ pub struct JobRow {
     pub prove_ms: Option<u64>,
     pub failed_attempts: u32,
     pub last_error: String,
+    /// The batch's commit transaction on L1, as JobsList names it (once recorded).
+    pub commit_tx: Option<String>,
+    /// The settling transaction that verified the batch, as JobsList names it.
+    pub verify_tx: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +242,15 @@ impl Model {
                 prove_ms: known.and_then(|r| r.prove_ms),
                 failed_attempts: job.failed_attempts,
                 last_error: job.last_error,
+                // A record does not go away: one read before stays.
+                commit_tx: job
+                    .commit_tx
+                    .map(|t| t.tx_hash)
+                    .or_else(|| known.and_then(|r| r.commit_tx.clone())),
+                verify_tx: job
+                    .verify_tx
+                    .map(|t| t.tx_hash)
+                    .or_else(|| known.and_then(|r| r.verify_tx.clone())),
             };
             self.jobs.insert(key, row);
         }

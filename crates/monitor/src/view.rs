@@ -167,11 +167,19 @@ fn render_jobs(model: &Model, frame: &mut Frame, area: Rect) {
     let rows_height = area.height.saturating_sub(3) as usize;
     let (first, end) = window(model.job_count(), model.selected_job(), rows_height);
     let rows = model.jobs().skip(first).take(end - first).map(|j| {
-        let committed = s.last_committed_batch.is_some_and(|c| j.batch <= c);
-        let verify = match model.verify_tx_of(j.batch) {
-            Some(t) => short_hash(&t.tx_hash),
-            None if s.last_verified_batch.is_some_and(|v| j.batch <= v) => "yes".into(),
+        // A transaction's hash once recorded; "yes" when L1 has the batch but no record of
+        // its transaction was read (committed by another sequencer, or before this monitor
+        // saw the settlement).
+        let commit = match &j.commit_tx {
+            Some(t) => short_hash(t),
+            None if s.last_committed_batch.is_some_and(|c| j.batch <= c) => "yes".into(),
             None => String::new(),
+        };
+        let verify = match (&j.verify_tx, model.verify_tx_of(j.batch)) {
+            (Some(t), _) => short_hash(t),
+            (None, Some(t)) => short_hash(&t.tx_hash),
+            (None, None) if s.last_verified_batch.is_some_and(|v| j.batch <= v) => "yes".into(),
+            (None, None) => String::new(),
         };
         let state_style = match j.state.as_str() {
             "proven" => Style::new().fg(Color::Green),
@@ -186,7 +194,7 @@ fn render_jobs(model: &Model, frame: &mut Frame, area: Rect) {
             Cell::from(j.prover.clone()),
             Cell::from(j.prove_ms.map_or_else(String::new, |ms| format!("{ms} ms"))),
             Cell::from(j.failed_attempts.to_string()),
-            Cell::from(if committed { "yes" } else { "" }),
+            Cell::from(commit),
             Cell::from(verify),
         ])
     });
@@ -199,7 +207,7 @@ fn render_jobs(model: &Model, frame: &mut Frame, area: Rect) {
             Constraint::Min(10),
             Constraint::Length(9),
             Constraint::Length(5),
-            Constraint::Length(9),
+            Constraint::Length(12),
             Constraint::Length(12),
         ],
     )
@@ -211,7 +219,7 @@ fn render_jobs(model: &Model, frame: &mut Frame, area: Rect) {
             "prover",
             "prove",
             "fails",
-            "committed",
+            "commit tx",
             "verify tx",
         ])
         .style(Style::new().add_modifier(Modifier::BOLD)),

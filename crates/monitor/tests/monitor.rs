@@ -6,8 +6,8 @@ use proofmill_monitor::{
 };
 use proofmill_proto::v1::watch_event::Event;
 use proofmill_proto::v1::{
-    AttemptEnded, AttemptStarted, BatchesTaken, ChainSeen, ComponentPaused, JobChanged, JobCounts,
-    JobInfo, ProverConnected, ProverCordoned, ProverInfo, SystemStatusResponse, VerifyTxInfo,
+    AttemptEnded, AttemptStarted, BatchesTaken, ChainSeen, CommitTxInfo, ComponentPaused,
+    JobChanged, JobCounts, JobInfo, ProverConnected, ProverCordoned, ProverInfo, SystemStatusResponse, VerifyTxInfo,
     WatchEvent,
 };
 use ratatui::Terminal;
@@ -464,6 +464,57 @@ fn the_screen_shows_chain_tables_queues_events_and_results() {
         "{s}"
     );
     assert!(s.contains("sender PAUSED (L1 fees)"), "{s}");
+}
+
+/// The batches table names each batch's commit and verify transactions as JobsList gives
+/// them; a batch L1 has without a record says only "yes"; one L1 does not have says nothing.
+#[test]
+fn the_batches_table_shows_commit_and_verify_transactions() {
+    let mut m = model();
+    let mut snapshot = fixture();
+    let mut proven = job(36, "proven", "");
+    proven.commit_tx = Some(CommitTxInfo {
+        tx_hash: "0xc0ffee00112233445566".into(),
+        gas_used: 51_000,
+        block: 77,
+        recorded_at_ms: NOW - 9_000,
+    });
+    proven.verify_tx = Some(VerifyTxInfo {
+        tx_hash: "0x5e771e00aabbccddeeff".into(),
+        first_batch: 35,
+        last_batch: 36,
+        gas_used: 200_000,
+    });
+    snapshot.jobs.push(proven);
+    m.apply_snapshot(snapshot);
+    let s = screen(&m, 160, 40);
+    let header = s.lines().find(|l| l.contains("prover") && l.contains("fails")).expect(&s);
+    assert!(header.contains("commit tx") && header.contains("verify tx"), "{header}");
+    let row = |s: &str, b: u64| {
+        s.lines()
+            .find(|l| l.contains(&format!("│{b} ")))
+            .unwrap_or_else(|| panic!("no row {b}:\n{s}"))
+            .to_string()
+    };
+    let row36 = row(&s, 36);
+    assert!(row36.contains("0xc0ffee001…"), "{row36}");
+    assert!(row36.contains("0x5e771e00a…"), "{row36}");
+    // Committed and verified on L1 (the figures say so), with no commit record read.
+    let row38 = row(&s, 38);
+    assert!(row38.contains("yes") && row38.contains("0xabcdef012"), "{row38}");
+    assert!(!row38.contains("0xc0ffee"), "{row38}");
+    // Neither committed nor verified.
+    let row42 = row(&s, 42);
+    assert!(!row42.contains("yes") && !row42.contains("0x"), "{row42}");
+
+    // A later listing without the records keeps the ones read before.
+    m.apply_snapshot(fixture());
+    m.apply_snapshot(Snapshot {
+        jobs: vec![job(36, "proven", "")],
+        ..fixture()
+    });
+    let row36 = row(&screen(&m, 160, 40), 36);
+    assert!(row36.contains("0xc0ffee001…") && row36.contains("0x5e771e00a…"), "{row36}");
 }
 
 #[test]

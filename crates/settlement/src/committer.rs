@@ -1,8 +1,13 @@
 //! Commits sealed batches to L1 in order, starting after the contract's last committed batch,
-//! so a restart neither double-commits nor skips.
+//! so a restart neither double-commits nor skips. Each commit's transaction (hash, gas, block)
+//! is recorded in the store ([`proofmill_store::Store::record_commit`]) once its receipt is
+//! seen; a commit whose receipt was not seen (the process stopped between send and receipt,
+//! or the write failed) is recorded from the chain's `BatchCommitted` event before anything
+//! else is committed.
 
 use proofmill_coordinator::{Committed, Component, CoordinatorError, SettlementPort};
-use proofmill_l1::{L1, L1Error, TxStatus};
+use proofmill_l1::{L1, L1Error, TxOutcome, TxStatus};
+use proofmill_store::CommitRecord;
 use proofmill_telemetry::names;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,9 +59,18 @@ pub(super) async fn run(port: SettlementPort, l1: Arc<dyn L1>) {
     let shutdown = port.shutdown();
     let mut asks = port.commit_requests();
     let mut pauses = port.pause_watch();
+    // Whether commits L1 made may lack their record: at start (this process may have stopped
+    // between a send and its record) and after a failed round.
+    let mut unrecorded = true;
     loop {
         // Another coordinator may be active: two committers must not both commit.
-        if port.holds_lease() {
+        if port.holds_lease() && unrecorded {
+            match recover_records(&port, &*l1).await {
+                Ok(()) => unrecorded = false,
+                Err(e) => tracing::warn!(error = %e, "recording commits found on L1 failed; retrying"),
+            }
+        }
+        if port.holds_lease() && !unrecorded {
             if port.paused(Component::Committer).is_some() {
                 // Paused: L1 is still watched, so status stays true; nothing is sent.
                 match l1.last_committed_batch().await {
@@ -66,6 +80,7 @@ pub(super) async fn run(port: SettlementPort, l1: Arc<dyn L1>) {
                     }
                 }
             } else if let Err(e) = commit_sealed(&port, &*l1).await {
+                unrecorded = true;
                 if matches!(e, CommitError::L1(_)) {
                     metrics::counter!(names::L1_ERRORS_TOTAL, names::KIND => "commit").increment(1);
                 }
@@ -75,7 +90,10 @@ pub(super) async fn run(port: SettlementPort, l1: Arc<dyn L1>) {
         tokio::select! {
             _ = tokio::time::sleep(INTERVAL) => {}
             Some(ask) = asks.recv() => {
-                let _ = ask.reply.send(commit_now(&port, &*l1, ask.batch).await);
+                let done = commit_now(&port, &*l1, ask.batch).await;
+                // It may have stopped between a commit and its record.
+                unrecorded |= done.is_err();
+                let _ = ask.reply.send(done);
             }
             // A resume commits at once.
             _ = pauses.changed() => {}
@@ -189,6 +207,9 @@ async fn commit_through(
             return Ok(last);
         }
         tracing::info!(batch = n, gas = out.gas_used, "batch committed on L1");
+        // L1 has it now: the next round starts after it whether or not this record is
+        // written; if it is not, the caller's error makes the next round recover it first.
+        port.store().record_commit(&commit_record(n, &out)).await?;
         count_tx("success");
         let gas = out.gas_used as f64;
         metrics::histogram!(names::L1_TRANSACTION_GAS, names::KIND => "commit").record(gas);
@@ -198,6 +219,49 @@ async fn commit_through(
         metrics::gauge!(names::L1_LAST_COMMITTED_BATCH).set(last as f64);
     }
     Ok(last)
+}
+
+fn commit_record(batch: u64, out: &TxOutcome) -> CommitRecord {
+    CommitRecord {
+        batch,
+        tx_hash: crate::hex_hash(&out.tx_hash),
+        gas_used: out.gas_used,
+        block: out.block,
+        recorded_at: crate::now_ms(),
+    }
+}
+
+/// Records, from the chain's `BatchCommitted` events, the commits L1 has above the last one
+/// recorded. A commit older than the node's event search (`log_lookback_blocks`) stays
+/// without a record: its hash is known nowhere else, and the monitor shows it as committed.
+async fn recover_records(port: &SettlementPort, l1: &dyn L1) -> Result<(), CommitError> {
+    let on_chain = l1.last_committed_batch().await?;
+    let recorded = port
+        .store()
+        .last_commit_record()
+        .await?
+        .map_or(0, |r| r.batch);
+    if on_chain <= recorded {
+        return Ok(());
+    }
+    for c in l1.committed_batches(recorded + 1).await? {
+        if c.batch > on_chain {
+            continue;
+        }
+        let record = CommitRecord {
+            batch: c.batch,
+            tx_hash: crate::hex_hash(&c.tx_hash),
+            gas_used: c.gas_used,
+            block: c.block,
+            recorded_at: crate::now_ms(),
+        };
+        tracing::info!(
+            batch = c.batch, tx = %record.tx_hash,
+            "recorded a commit found on L1 whose receipt was not seen"
+        );
+        port.store().record_commit(&record).await?;
+    }
+    Ok(())
 }
 
 fn count_tx(outcome: &'static str) {

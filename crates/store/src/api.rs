@@ -116,6 +116,21 @@ pub struct VerifyRecord {
     pub gas_used: u64,
 }
 
+/// One commit transaction on L1 (`commitBatch`) of one batch, as the committer saw it mined
+/// (or found it on L1 after a restart): [`Store::record_commit`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitRecord {
+    pub batch: BatchNumber,
+    /// `0x`-prefixed hex.
+    pub tx_hash: String,
+    pub gas_used: u64,
+    /// The L1 block it was mined in.
+    pub block: u64,
+    /// When the committer recorded it (Unix ms): when it saw the receipt, or, for a commit
+    /// found on L1 after a restart, when it found it.
+    pub recorded_at: Millis,
+}
+
 /// A part of the coordinator paused by [`Change::Control`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PausedComponent {
@@ -223,6 +238,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// The settling transaction recorded last (the one of the highest batches).
     async fn last_verify_record(&self) -> Result<Option<VerifyRecord>>;
+
+    /// Records the commit transaction of `record.batch`, replacing any record of that
+    /// batch (L1 says the same again, or a reorg moved it). A write like the others: fenced
+    /// once [`Store::fence_writes`] was called.
+    async fn record_commit(&self, record: &CommitRecord) -> Result<()>;
+
+    /// The commit transaction recorded for `batch`, if any.
+    async fn commit_record(&self, batch: BatchNumber) -> Result<Option<CommitRecord>>;
+
+    /// The commit transactions recorded for batches `first..=last`, in batch order, at most
+    /// `limit` (0: no limit).
+    async fn commit_records(
+        &self,
+        first: BatchNumber,
+        last: BatchNumber,
+        limit: u32,
+    ) -> Result<Vec<CommitRecord>>;
+
+    /// The commit transaction recorded for the highest batch.
+    async fn last_commit_record(&self) -> Result<Option<CommitRecord>>;
 
     /// The range of a settling transaction marked pending ([`Change::PendingVerify`]) and
     /// not cleared since.

@@ -1,7 +1,7 @@
 //! Durable state of a coordinator.
 //!
 //! [`Store`] keeps batches, jobs (with their leases), proof records and the records of L1
-//! settlement transactions ([`VerifyRecord`]); [`Blobs`] keeps the bytes (batch inputs,
+//! settlement and commit transactions ([`VerifyRecord`], [`CommitRecord`]); [`Blobs`] keeps the bytes (batch inputs,
 //! proofs). The scheduler owns job state in memory and the store mirrors
 //! it: every transition is written as a [`Change`] through [`Store::apply`] *before* its
 //! effect is sent to a prover, so a coordinator killed at any moment restarts from the store
@@ -22,6 +22,7 @@ mod api;
 mod attempts;
 mod blobs;
 mod codec;
+mod commits;
 mod dialect;
 mod legacy;
 mod migrate;

@@ -69,6 +69,11 @@ pub(crate) fn sqlite() -> Migrator {
             "controls",
             include_str!("../migrations/sqlite/0010_controls.sql"),
         ),
+        (
+            11,
+            "commit_records",
+            include_str!("../migrations/sqlite/0011_commit_records.sql"),
+        ),
     ])
 }
 
@@ -118,6 +123,11 @@ pub(crate) fn postgres() -> Migrator {
             10,
             "controls",
             include_str!("../migrations/postgres/0010_controls.sql"),
+        ),
+        (
+            11,
+            "commit_records",
+            include_str!("../migrations/postgres/0011_commit_records.sql"),
         ),
     ])
 }

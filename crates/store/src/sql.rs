@@ -15,8 +15,8 @@
 //! rows, without per-row reads.
 
 use crate::api::{
-    Change, JobCounts, JobFilter, LeaseClaim, LeaseHolder, PausedComponent, Result, Store,
-    StoreError, VerifyRecord,
+    Change, CommitRecord, JobCounts, JobFilter, LeaseClaim, LeaseHolder, PausedComponent, Result,
+    Store, StoreError, VerifyRecord,
 };
 use crate::codec::{
     self, BATCH_COLS, JOB_COLS, PROOF_COLS, Plan, RowExt, db_err, decode_batch, decode_job,
@@ -24,7 +24,7 @@ use crate::codec::{
 };
 use crate::dialect::{Dialect, Query};
 use crate::rows::{self, JOB_COLUMNS, KEY_COLUMNS, PROOF_COLUMNS, TYPE_COLUMNS};
-use crate::{attempts, legacy};
+use crate::{attempts, commits, legacy};
 use async_trait::async_trait;
 use proofmill_types::{
     Attempt, Batch, BatchNumber, Job, JobKey, Millis, ProofRecord, ProofType, ProverId,
@@ -804,6 +804,71 @@ where
              ORDER BY first_batch DESC LIMIT 1"
         )));
         self.fetch_verify(query, "last_verify_record").await
+    }
+
+    async fn record_commit(&self, record: &CommitRecord) -> Result<()> {
+        let what = "record_commit";
+        let row = commits::Row::new(record)?;
+        let mut tx = self.begin_write(what).await?;
+        sqlx::query(commits::UPSERT)
+            .bind(row.batch)
+            .bind(row.tx_hash)
+            .bind(row.gas_used)
+            .bind(row.block)
+            .bind(row.recorded_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(what, e))?;
+        self.commit(tx, what).await
+    }
+
+    async fn commit_record(&self, batch: BatchNumber) -> Result<Option<CommitRecord>> {
+        let Ok(batch) = i64::try_from(batch) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM commit_records WHERE batch = $1",
+            commits::COLS
+        )))
+        .bind(batch)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(|e| self.db_err("commit_record", e))?;
+        row.as_ref().map(commits::decode).transpose()
+    }
+
+    async fn commit_records(
+        &self,
+        first: BatchNumber,
+        last: BatchNumber,
+        limit: u32,
+    ) -> Result<Vec<CommitRecord>> {
+        let first = i64::try_from(first).unwrap_or(i64::MAX);
+        let last = i64::try_from(last).unwrap_or(i64::MAX);
+        let limit = if limit == 0 { i64::MAX } else { i64::from(limit) };
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM commit_records WHERE batch >= $1 AND batch <= $2 \
+             ORDER BY batch LIMIT $3",
+            commits::COLS
+        )))
+        .bind(first)
+        .bind(last)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err("commit_records", e))?;
+        rows.iter().map(commits::decode).collect()
+    }
+
+    async fn last_commit_record(&self) -> Result<Option<CommitRecord>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM commit_records ORDER BY batch DESC LIMIT 1",
+            commits::COLS
+        )))
+        .fetch_optional(&self.read)
+        .await
+        .map_err(|e| self.db_err("last_commit_record", e))?;
+        row.as_ref().map(commits::decode).transpose()
     }
 
     async fn pending_verify(&self) -> Result<Option<(BatchNumber, BatchNumber)>> {

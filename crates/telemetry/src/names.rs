@@ -63,12 +63,17 @@ pub const L1_TRANSACTIONS_TOTAL: &str = "proofmill_l1_transactions_total";
 pub const L1_TRANSACTION_GAS: &str = "proofmill_l1_transaction_gas";
 pub const L1_BATCH_GAS: &str = "proofmill_l1_batch_gas";
 pub const L1_ERRORS_TOTAL: &str = "proofmill_l1_errors_total";
+// Coordinator: the HTTP admin API.
+pub const ADMIN_HTTP_CONNECTIONS_REFUSED_TOTAL: &str =
+    "proofmill_admin_http_connections_refused_total";
 // Prover.
 pub const PROVER_TASKS_RUNNING: &str = "proofmill_prover_tasks_running";
 pub const PROVER_PROVE_DURATION_SECONDS: &str = "proofmill_prover_prove_duration_seconds";
 pub const PROVER_RESULT_RESENDS_TOTAL: &str = "proofmill_prover_result_resends_total";
 pub const PROVER_RECONNECTS_TOTAL: &str = "proofmill_prover_reconnects_total";
 pub const PROVER_HEARTBEAT_GAP_SECONDS: &str = "proofmill_prover_heartbeat_gap_seconds";
+pub const PROVER_HEARTBEAT_ROUND_TRIP_SECONDS: &str =
+    "proofmill_prover_heartbeat_round_trip_seconds";
 
 use Kind::{Counter, Gauge, Histogram};
 
@@ -231,6 +236,12 @@ pub const ALL: &[Metric] = &[
         help: "Settlement rounds stopped by an L1 error (RPC, transport, timeout, stuck transaction; not a revert), by kind: commit, verify.",
     },
     Metric {
+        name: ADMIN_HTTP_CONNECTIONS_REFUSED_TOTAL,
+        kind: Counter,
+        labels: &[],
+        help: "HTTP admin connections closed as soon as accepted because as many as allowed were open.",
+    },
+    Metric {
         name: PROVER_TASKS_RUNNING,
         kind: Gauge,
         labels: &[PROOF_TYPE],
@@ -259,6 +270,12 @@ pub const ALL: &[Metric] = &[
         kind: Histogram,
         labels: &[],
         help: "Prover: time between consecutive heartbeats from a coordinator (the interval asked, plus delays on the way).",
+    },
+    Metric {
+        name: PROVER_HEARTBEAT_ROUND_TRIP_SECONDS,
+        kind: Histogram,
+        labels: &[],
+        help: "Prover: from its answer to a coordinator's heartbeat queued to the coordinator's echo of it read (coordinators before the echo send none).",
     },
 ];
 

@@ -79,6 +79,20 @@ fn render(s: &JobStatusResponse) -> String {
     if !job.last_error.is_empty() {
         let _ = writeln!(out, "  last error: {}", job.last_error);
     }
+    if let Some(t) = &job.commit_tx {
+        let _ = writeln!(
+            out,
+            "  commit tx {} (block {}, gas {})",
+            t.tx_hash, t.block, t.gas_used
+        );
+    }
+    if let Some(t) = &job.verify_tx {
+        let _ = writeln!(
+            out,
+            "  verify tx {} (batches {}..={}, gas {})",
+            t.tx_hash, t.first_batch, t.last_batch, t.gas_used
+        );
+    }
     if s.attempts.is_empty() {
         let _ = writeln!(out, "  no attempts recorded");
         return out;
@@ -156,6 +170,8 @@ fn job_json(s: &JobStatusResponse) -> Value {
         "last_error": (!job.last_error.is_empty()).then_some(&job.last_error),
         "proof_size": (s.proof_size > 0).then_some(s.proof_size),
         "proof_prover": (!s.proof_prover.is_empty()).then_some(&s.proof_prover),
+        "commit_tx": job.commit_tx,
+        "verify_tx": job.verify_tx,
         "attempts": attempts,
     })
 }
@@ -266,5 +282,42 @@ mod tests {
         let v = job_json(&status);
         assert_eq!(v["attempts"][2]["outcome"], Value::Null);
         assert_eq!(v["attempts"][1]["prove_ms"], 2400);
+        assert_eq!(v["commit_tx"], Value::Null);
+    }
+
+    #[test]
+    fn a_settled_job_names_its_transactions() {
+        use proofmill_proto::v1::{CommitTxInfo, VerifyTxInfo};
+        let status = JobStatusResponse {
+            job: Some(JobInfo {
+                batch: 7,
+                proof_type: "exec".into(),
+                state: "proven".into(),
+                commit_tx: Some(CommitTxInfo {
+                    tx_hash: "0xc0".into(),
+                    gas_used: 51_000,
+                    block: 12,
+                    recorded_at_ms: 5,
+                }),
+                verify_tx: Some(VerifyTxInfo {
+                    tx_hash: "0x5e".into(),
+                    first_batch: 6,
+                    last_batch: 8,
+                    gas_used: 90_000,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = render(&status);
+        assert!(text.contains("  commit tx 0xc0 (block 12, gas 51000)\n"), "{text}");
+        assert!(
+            text.contains("  verify tx 0x5e (batches 6..=8, gas 90000)\n"),
+            "{text}"
+        );
+        let v = job_json(&status);
+        assert_eq!(v["commit_tx"]["tx_hash"], "0xc0");
+        assert_eq!(v["commit_tx"]["block"], 12);
+        assert_eq!(v["verify_tx"]["last_batch"], 8);
     }
 }

@@ -154,7 +154,12 @@ pub fn listening_addr(coord: &mut Proc, within: Duration) -> String {
 /// and compact print `addr: A` / `addr=A` (pretty may put it on the next line), JSON
 /// `"addr":"A"`.
 pub fn find_listening_addr(log: &str) -> Option<String> {
-    let at = log.find("coordinator listening")?;
+    find_addr(log, "coordinator listening")
+}
+
+/// The address in the first log line with `message` (as [`find_listening_addr`]).
+pub fn find_addr(log: &str, message: &str) -> Option<String> {
+    let at = log.find(message)?;
     let rest = &log[at..];
     let rest = &rest[..rest.len().min(300)];
     let a = rest.find("addr")?;

@@ -298,6 +298,7 @@ impl RawProver {
                     let ack = HeartbeatAck {
                         seq: h.seq,
                         running: self.running.clone(),
+                        probe: None,
                     };
                     self.send(In::HeartbeatAck(ack)).await;
                 }

@@ -218,5 +218,6 @@ fn kind_name(k: &coordinator_message::Kind) -> &'static str {
         Kind::InputChunk(_) => "InputChunk",
         Kind::ResultAck(_) => "ResultAck",
         Kind::Unsupported(_) => "Unsupported",
+        Kind::HeartbeatEcho(_) => "HeartbeatEcho",
     }
 }

@@ -208,6 +208,7 @@ mod tests {
         prover_message::Kind::HeartbeatAck(HeartbeatAck {
             seq,
             running: Vec::new(),
+            probe: None,
         })
     }
 

@@ -53,6 +53,10 @@ pub(crate) struct Session<'a> {
     silence_limit: Option<Duration>,
     /// When the last heartbeat came (for the heartbeat-gap metric).
     last_heartbeat: Option<Instant>,
+    /// The probe of the last heartbeat answer and when it was queued, until its echo comes
+    /// (for the round-trip metric); numbered from 1 on each stream.
+    probe: Option<(u64, Instant)>,
+    probes_sent: u64,
 }
 
 /// Why the loop ends, before it becomes a [`SessionEnd`].
@@ -97,6 +101,8 @@ impl<'a> Session<'a> {
             last_rx: now,
             silence_limit,
             last_heartbeat: None,
+            probe: None,
+            probes_sent: 0,
         }
     }
 
@@ -211,11 +217,27 @@ impl<'a> Session<'a> {
                     metrics::histogram!(names::PROVER_HEARTBEAT_GAP_SECONDS)
                         .record(now.duration_since(last).as_secs_f64());
                 }
+                // A probe the coordinator echoes at once: the round trip from here to its
+                // echo read. One outstanding: an echo that never comes (an older
+                // coordinator) is replaced by the next.
+                self.probes_sent += 1;
+                self.probe = Some((self.probes_sent, now));
                 self.out
                     .send(prover_message::Kind::HeartbeatAck(HeartbeatAck {
                         seq: h.seq,
                         running: self.tasks.running(),
+                        probe: Some(self.probes_sent),
                     }))
+            }
+            Kind::HeartbeatEcho(e) => {
+                if let Some((probe, at)) = self.probe
+                    && probe == e.probe
+                {
+                    self.probe = None;
+                    metrics::histogram!(names::PROVER_HEARTBEAT_ROUND_TRIP_SECONDS)
+                        .record(at.elapsed().as_secs_f64());
+                }
+                Ok(())
             }
             Kind::ResultAck(a) => {
                 self.tasks.acknowledged(a);

@@ -2,7 +2,7 @@
 //! what the coordinator sees of it.
 
 use async_trait::async_trait;
-use proofmill_l1::{Address, L1, L1Error, Revert, TxOutcome, VerifiedRange};
+use proofmill_l1::{Address, CommittedBatch, L1, L1Error, Revert, TxOutcome, VerifiedRange};
 use proofmill_types::Digest;
 use std::sync::Arc;
 
@@ -10,6 +10,8 @@ pub enum Fault {
     /// `verifyBatches` is sent and mined, but its receipt never reaches the caller (the
     /// coordinator dies, or the connection drops, between send and receipt).
     LoseReceipt,
+    /// The same for `commitBatch`.
+    LoseCommitReceipt,
     /// A range of more than one batch reverts without naming a batch (as an out-of-gas
     /// verifier would), before anything is sent.
     NoAttribution,
@@ -60,7 +62,11 @@ impl L1 for Faulty {
         new_root: Digest,
         commitment: Digest,
     ) -> Result<TxOutcome, L1Error> {
-        self.inner.commit_batch(n, new_root, commitment).await
+        let out = self.inner.commit_batch(n, new_root, commitment).await?;
+        if matches!(self.fault, Fault::LoseCommitReceipt) {
+            std::future::pending::<()>().await;
+        }
+        Ok(out)
     }
     async fn estimate_verify_gas(
         &self,
@@ -88,5 +94,8 @@ impl L1 for Faulty {
     }
     async fn verified_ranges(&self, from_batch: u64) -> Result<Vec<VerifiedRange>, L1Error> {
         self.inner.verified_ranges(from_batch).await
+    }
+    async fn committed_batches(&self, from_batch: u64) -> Result<Vec<CommittedBatch>, L1Error> {
+        self.inner.committed_batches(from_batch).await
     }
 }

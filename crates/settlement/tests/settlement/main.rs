@@ -5,10 +5,12 @@
 #[path = "../../../coordinator/tests/support/mod.rs"]
 mod support;
 
+mod commits;
 mod controls;
 mod faults;
 mod rig;
 
+use commits::*;
 use controls::*;
 use faults::{Fault, Faulty};
 use proofmill_l1::L1;
@@ -52,6 +54,8 @@ suite!(
     paused_sender_catches_up_in_one_transaction,
     settle_now_ignores_the_interval,
     commit_now_steps_a_paused_committer,
+    commits_are_recorded,
+    a_commit_without_receipt_is_recorded_after_restart,
 );
 
 // ---------------------------------------------------------------------------------------------

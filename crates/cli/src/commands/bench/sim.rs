@@ -377,6 +377,7 @@ impl SimProver {
                     In::HeartbeatAck(HeartbeatAck {
                         seq: h.seq,
                         running: vec![],
+                        probe: None,
                     })
                 }
                 Out::RegisterResponse(r) if r.accepted => {
