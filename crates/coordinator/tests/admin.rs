@@ -585,8 +585,9 @@ async fn status_info_says_what_runs(db: Db) {
     use proofmill_coordinator::Component;
     c.coord.pause(Component::Sender, "L1 fees").await.unwrap();
     c.coord.pause(Component::Dispatch, "").await.unwrap();
+    let reader = admin.clone();
     let info = || {
-        let mut admin = admin.clone();
+        let mut admin = reader.clone();
         async move {
             admin
                 .status_info(proofmill_proto::v1::StatusInfoRequest {})
