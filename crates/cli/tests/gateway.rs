@@ -420,3 +420,44 @@ async fn push_mode_takes_batches_and_hands_proofs_to_polls() {
         check_proof(&proof.proof, transition);
     }
 }
+
+#[test]
+fn push_on_a_network_address_needs_admin_tokens_and_the_devnet_is_no_core() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::proofmill()
+        .args([
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "data",
+            "--prover-token",
+            "fleet-secret",
+            "--core-api-listen",
+            "0.0.0.0:0",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("refusing to serve the core API push endpoints")
+            && err.contains("--admin-tokens-file"),
+        "{err}"
+    );
+
+    let out = common::proofmill()
+        .args([
+            "coordinator",
+            "--devnet",
+            "--core-api-url",
+            "http://127.0.0.1:1",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("cannot be used with"), "{err}");
+}

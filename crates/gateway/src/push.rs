@@ -93,6 +93,14 @@ pub fn serve(
     PushServing { stop, task }
 }
 
+/// A JSON object of type `T` (serde would also take a struct from an array).
+fn object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => serde_json::from_slice(body).map_err(|e| e.to_string()),
+        _ => Err("expected a JSON object".into()),
+    }
+}
+
 fn refusal(status: StatusCode, message: String) -> Response {
     (
         status,
@@ -139,7 +147,7 @@ async fn submit_request_for_proofs(
     if let Some(refused) = authorize(&state, &headers, ENDPOINT) {
         return refused;
     }
-    let data: ProofGenerationData = match serde_json::from_slice(&body) {
+    let data: ProofGenerationData = match object(&body) {
         Ok(data) => data,
         Err(e) => {
             count_request(ENDPOINT, "refused");
@@ -190,7 +198,7 @@ async fn poll_generated_proofs(
     if let Some(refused) = authorize(&state, &headers, ENDPOINT) {
         return refused;
     }
-    let request: PollGeneratedProofsRequest = match serde_json::from_slice(&body) {
+    let request: PollGeneratedProofsRequest = match object(&body) {
         Ok(r) => r,
         Err(e) => {
             count_request(ENDPOINT, "refused");

@@ -2,18 +2,18 @@
 //! misbehaviour is a clear error of its kind, retried with backoff, and leaves no batch
 //! half-created. Batches go into a real coordinator (SQLite in a temp dir).
 
+mod common;
+
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use proofmill_coordinator::{Coordinator, CoordinatorConfig};
-use proofmill_devnet::{Devnet, DevnetConfig};
+use common::{batches, coordinator};
+use proofmill_coordinator::Coordinator;
 use proofmill_gateway::wire::{ProofGenerationData, WitnessInput};
 use proofmill_gateway::{ClientConfig, ClientError, CoreClient, Gateway, Pull, PullConfig};
-use proofmill_store::{Blobs, open_store};
-use proofmill_types::ProofType;
 use serde_json::json;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -201,52 +201,6 @@ async fn replicas_are_tried_in_turn() {
     assert!(e.to_string().contains(&dead[7..]), "{e}");
     assert_eq!(c.proof_generation_data().await.unwrap(), None);
     assert_eq!(core.requests.load(Ordering::SeqCst), 1);
-}
-
-/// A coordinator of the devnet's `exec` proofs, on chain 7, in `dir`.
-async fn coordinator(dir: &std::path::Path) -> Coordinator {
-    let store = open_store(&format!("sqlite://{}/db?mode=rwc", dir.display()))
-        .await
-        .unwrap();
-    let blobs = Blobs::from_url(&format!("file://{}/blobs", dir.display())).unwrap();
-    let mut config = CoordinatorConfig::default().prove_with(
-        ProofType::new("exec").unwrap(),
-        Arc::new(proofmill_devnet::ExecBackend),
-    );
-    config.chain_id = 7;
-    Coordinator::start(config, store, blobs).await.unwrap()
-}
-
-/// Devnet batches 1..=n as the core would hand them out.
-fn batches(n: u64, chain_id: u64) -> Vec<ProofGenerationData> {
-    let mut devnet = Devnet::new(DevnetConfig {
-        depth: 8,
-        batch_size: 4,
-        ..DevnetConfig::default()
-    })
-    .unwrap();
-    (0..n)
-        .map(|_| {
-            let b = devnet.produce_batch();
-            data(
-                b.number,
-                chain_id,
-                &b.input,
-                b.transition.to_public_values().as_bytes(),
-            )
-        })
-        .collect()
-}
-
-fn data(n: u64, chain_id: u64, input: &[u8], public: &[u8]) -> ProofGenerationData {
-    ProofGenerationData {
-        l1_batch_number: n,
-        chain_id,
-        batch_sealed_at: "2026-12-05T12:00:00Z".into(),
-        witness_input_data: serde_json::to_value(WitnessInput::new(input, public, vec![])).unwrap(),
-        protocol_version: "0.28.0".into(),
-        l1_verifier_config: json!({"snark_wrapper_vk_hash": "0x00"}),
-    }
 }
 
 /// `d` with other public values (the same old root, so the input check passes).
