@@ -75,12 +75,17 @@ impl Gateway {
         self.last_error.lock().expect("gateway lock").clone()
     }
 
+    /// Keeps the error for readiness and the coordinator's status (a `source_error` warning).
     pub(crate) fn record_error(&self, error: String) {
+        self.intake.report_source_error(Some(&error));
         *self.last_error.lock().expect("gateway lock") = Some((now_ms(), error));
     }
 
     pub(crate) fn clear_error(&self) {
-        *self.last_error.lock().expect("gateway lock") = None;
+        let mut last = self.last_error.lock().expect("gateway lock");
+        if last.take().is_some() {
+            self.intake.report_source_error(None);
+        }
     }
 }
 

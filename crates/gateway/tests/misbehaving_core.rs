@@ -326,6 +326,20 @@ async fn a_batch_of_another_chain_or_another_witness_form_is_refused_storing_not
     )
     .await;
     assert_eq!(coord.store().last_sealed_batch().await.unwrap(), None);
+    // Shown by the coordinator's status too.
+    let status = coord.status().await.unwrap();
+    let warning = status
+        .warnings
+        .iter()
+        .find(|w| w.kind.as_str() == "source_error")
+        .expect("a source_error warning");
+    assert!(
+        warning
+            .message
+            .contains("rollup core API: batch 1 is of chain 9"),
+        "{}",
+        warning.message
+    );
     coord.drain("test over").await.unwrap();
 
     let mut zksync = batches(1, 7).remove(0);
