@@ -236,7 +236,7 @@ pub struct CoordinatorArgs {
     /// Pull batches from a rollup's core API (zkSync/Via `proof_generation_data`) and send
     /// proofs back (`submit_proof`): base URLs, comma list of replicas of one core, tried in
     /// turn. See docs/core-api.md.
-    #[arg(long, env = "PROOFMILL_CORE_API_URL", value_delimiter = ',', value_parser = parse_http_url, conflicts_with = "devnet")]
+    #[arg(long, env = "PROOFMILL_CORE_API_URL", value_delimiter = ',', value_parser = parse_http_url)]
     pub core_api_url: Vec<String>,
     /// Pull mode: wait after the core said it has nothing to prove, ms (while it has a
     /// backlog, the gateway asks again at once).
@@ -257,7 +257,7 @@ pub struct CoordinatorArgs {
     /// (zkSync's reversed gateway) on this address, `HOST:PORT`. Calls need an admin token
     /// with the operator role (--admin-tokens-file); without tokens, loopback only (or
     /// --insecure). See docs/core-api.md.
-    #[arg(long, env = "PROOFMILL_CORE_API_LISTEN", value_parser = parse_listen_addr, conflicts_with = "devnet")]
+    #[arg(long, env = "PROOFMILL_CORE_API_LISTEN", value_parser = parse_listen_addr)]
     pub core_api_listen: Option<SocketAddr>,
     /// Hard deadline of a lease, ms.
     #[arg(long, env = "PROOFMILL_PROVER_TIMEOUT", default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]

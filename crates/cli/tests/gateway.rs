@@ -459,5 +459,5 @@ fn push_on_a_network_address_needs_admin_tokens_and_the_devnet_is_no_core() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("cannot be used with"), "{err}");
+    assert!(err.contains("two batch sources"), "{err}");
 }

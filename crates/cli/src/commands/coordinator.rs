@@ -323,6 +323,12 @@ pub async fn run(
     config: Vec<proofmill_coordinator::ConfigValue>,
 ) -> anyhow::Result<()> {
     let about = about(&args, config);
+    if args.devnet && (!args.core_api_url.is_empty() || args.core_api_listen.is_some()) {
+        anyhow::bail!(
+            "--devnet and --core-api-url/--core-api-listen are two batch sources; a coordinator \
+             takes its batches from one"
+        );
+    }
     let security = Security::load(&args)?;
     security.check_exposure(args.listen, args.insecure)?;
     if let Some(admin) = args.admin_listen {
