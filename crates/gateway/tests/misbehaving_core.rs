@@ -386,3 +386,27 @@ async fn errors_back_off() {
     assert_eq!(coord.store().last_sealed_batch().await.unwrap(), None);
     coord.drain("test over").await.unwrap();
 }
+
+#[tokio::test]
+async fn the_fetcher_asks_again_at_once_while_the_core_has_a_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let coord = coordinator(dir.path()).await;
+    let gateway = Gateway::open(coord.intake()).await.unwrap();
+    let core = Core::default();
+    core.script
+        .lock()
+        .unwrap()
+        .extend(batches(5, 7).iter().map(success));
+    let url = serve(core.clone()).await;
+    let mut cfg = pull_config(url, 100);
+    // Were it waited after each batch, five batches would take five minutes.
+    cfg.poll_interval = Duration::from_secs(60);
+    let pull = Pull::start(gateway.clone(), cfg).unwrap();
+    let store = coord.store().clone();
+    wait_until("all five batches stored", async || {
+        store.last_sealed_batch().await.unwrap() == Some(5)
+    })
+    .await;
+    pull.stop().await;
+    coord.drain("test over").await.unwrap();
+}
