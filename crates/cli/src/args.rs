@@ -233,6 +233,32 @@ pub struct CoordinatorArgs {
     /// Run the devnet rollup as the batch source.
     #[arg(long, env = "PROOFMILL_DEVNET", value_parser = BoolishValueParser::new())]
     pub devnet: bool,
+    /// Pull batches from a rollup's core API (zkSync/Via `proof_generation_data`) and send
+    /// proofs back (`submit_proof`): base URLs, comma list of replicas of one core, tried in
+    /// turn. See docs/core-api.md.
+    #[arg(long, env = "PROOFMILL_CORE_API_URL", value_delimiter = ',', value_parser = parse_http_url)]
+    pub core_api_url: Vec<String>,
+    /// Pull mode: wait after the core said it has nothing to prove, ms (while it has a
+    /// backlog, the gateway asks again at once).
+    #[arg(long, env = "PROOFMILL_CORE_API_POLL_INTERVAL", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
+    pub core_api_poll_interval: u64,
+    /// Bound of every request to the core API, from connecting to the reply's last byte, ms.
+    #[arg(long, env = "PROOFMILL_CORE_API_TIMEOUT", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
+    pub core_api_timeout: u64,
+    /// Longest wait between retries after core API errors (exponential backoff with
+    /// jitter up to it), ms.
+    #[arg(long, env = "PROOFMILL_CORE_API_MAX_BACKOFF", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
+    pub core_api_max_backoff: u64,
+    /// Largest core API message read (a reply in pull mode, a request in push mode), bytes:
+    /// a batch input is base64 in it.
+    #[arg(long, env = "PROOFMILL_CORE_API_MAX_BODY_BYTES", default_value_t = 400 << 20, value_parser = parse_message_bytes)]
+    pub core_api_max_body_bytes: usize,
+    /// Push mode: serve `POST /submit_request_for_proofs` and `POST /poll_generated_proofs`
+    /// (zkSync's reversed gateway) on this address, `HOST:PORT`. Calls need an admin token
+    /// with the operator role (--admin-tokens-file); without tokens, loopback only (or
+    /// --insecure). See docs/core-api.md.
+    #[arg(long, env = "PROOFMILL_CORE_API_LISTEN", value_parser = parse_listen_addr)]
+    pub core_api_listen: Option<SocketAddr>,
     /// Hard deadline of a lease, ms.
     #[arg(long, env = "PROOFMILL_PROVER_TIMEOUT", default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     pub prover_timeout: u64,

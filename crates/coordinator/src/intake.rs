@@ -47,6 +47,8 @@ pub struct Intake {
     pub(crate) core: CoreHandle,
     pub(crate) standing: Standing,
     pub(crate) in_flight: Arc<claims::InFlight>,
+    /// What the source last reported failing, shown in status as a warning.
+    pub(crate) source_error: Arc<crate::warnings::SourceError>,
     /// Operator pauses: intake paused refuses the API's batches, and sources wait.
     pub(crate) pauses: crate::Pauses,
     /// The backends of the proof types every batch needs, which check inputs.
@@ -78,6 +80,14 @@ impl Intake {
     /// The chain whose batches this coordinator takes ([`crate::CoordinatorConfig::chain_id`]).
     pub fn chain_id(&self) -> u64 {
         self.rules.chain_id
+    }
+
+    /// A source's last failure (a core API that does not answer, a batch it refused), shown
+    /// by `status` as a `source_error` warning until the source reports `None` (success).
+    pub fn report_source_error(&self, error: Option<&str>) {
+        let source = self.numbered_by().unwrap_or_else(|| "batch source".into());
+        self.source_error
+            .set(error.map(|e| (source, crate::text::storable_text(e, 1024), now_ms())));
     }
 
     /// The source that reserved the numbering, if one did.

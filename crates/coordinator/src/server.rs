@@ -155,6 +155,7 @@ impl Coordinator {
             events: events.clone(),
         });
         let l1 = SeenOnL1::default();
+        let source_error: Arc<crate::warnings::SourceError> = Default::default();
         let status = StatusSource {
             store: store.clone(),
             core: core.clone(),
@@ -164,6 +165,7 @@ impl Coordinator {
             required: config.required_types(),
             intake_window: config.intake_window,
             pauses: pauses.clone(),
+            source_error: source_error.clone(),
         };
         let intake = Intake {
             store: store.clone(),
@@ -172,6 +174,7 @@ impl Coordinator {
             core: core.clone(),
             standing: standing.clone(),
             in_flight: Default::default(),
+            source_error,
             pauses: pauses.clone(),
             backends: verifiers,
             rules: IntakeRules {

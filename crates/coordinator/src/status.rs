@@ -36,6 +36,8 @@ pub(crate) struct StatusSource {
     /// [`crate::CoordinatorConfig::intake_window`].
     pub intake_window: u64,
     pub pauses: crate::Pauses,
+    /// What the batch source last reported failing (live).
+    pub source_error: Arc<crate::warnings::SourceError>,
 }
 
 impl StatusSource {
@@ -72,6 +74,7 @@ impl StatusSource {
             .map_err(|_| CoordinatorError::Unavailable)??;
         view.draining = self.standing.draining();
         view.paused = self.pauses.all();
+        self.source_error.warn(&mut view.warnings);
         // The settlement loops' cache is memory too: live.
         let seen = self.l1.get();
         view.last_committed_batch = seen.as_ref().and_then(|s| s.last_committed_batch);
@@ -119,7 +122,8 @@ impl StatusSource {
         let provers = self.provers().await?;
         let backlog = self.core.backlog().await?;
         let gaps = store.batch_gaps(0, MAX_GAP_WARNINGS).await?;
-        let warnings = crate::warnings::warnings(&backlog, &provers, &self.required, &gaps);
+        let mut warnings = crate::warnings::warnings(&backlog, &provers, &self.required, &gaps);
+        self.source_error.warn(&mut warnings);
         Ok(StatusView {
             last_sealed_batch: store.last_sealed_batch().await?,
             last_proven_batch: store.last_proven_batch().await?,

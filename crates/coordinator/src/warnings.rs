@@ -13,6 +13,9 @@ pub enum WarningKind {
     UnservedProofType,
     /// Batch numbers missing below the highest stored batch: settlement stops before them.
     BatchGap,
+    /// The batch source (e.g. the gateway to a rollup's core API) failed last time it tried
+    /// ([`crate::Intake::report_source_error`]).
+    SourceError,
 }
 
 impl WarningKind {
@@ -21,6 +24,33 @@ impl WarningKind {
             WarningKind::UnservedVersion => "unserved_version",
             WarningKind::UnservedProofType => "unserved_proof_type",
             WarningKind::BatchGap => "batch_gap",
+            WarningKind::SourceError => "source_error",
+        }
+    }
+}
+
+/// The last error a batch source reported, until it reports success: (source, error, Unix
+/// ms). Written by the source through its intake, read by status.
+#[derive(Default)]
+pub(crate) struct SourceError(std::sync::Mutex<Option<(String, String, u64)>>);
+
+impl SourceError {
+    pub(crate) fn set(&self, error: Option<(String, String, u64)>) {
+        *self.0.lock().expect("source error lock") = error;
+    }
+
+    /// Replaces any source warning in `warnings` with the current one.
+    pub(crate) fn warn(&self, warnings: &mut Vec<StatusWarning>) {
+        warnings.retain(|w| w.kind != WarningKind::SourceError);
+        if let Some((source, error, at)) = self.0.lock().expect("source error lock").clone() {
+            warnings.push(StatusWarning {
+                kind: WarningKind::SourceError,
+                message: format!("{source}: {error} (at {at} Unix ms)"),
+                version: None,
+                proof_type: None,
+                first_batch: 0,
+                last_batch: 0,
+            });
         }
     }
 }

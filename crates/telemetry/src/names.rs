@@ -31,6 +31,7 @@ pub const REASON: &str = "reason";
 pub const KIND: &str = "kind";
 pub const SOURCE: &str = "source";
 pub const PROVER: &str = "prover";
+pub const ENDPOINT: &str = "endpoint";
 
 // Coordinator: jobs.
 pub const JOBS: &str = "proofmill_jobs";
@@ -66,6 +67,13 @@ pub const L1_ERRORS_TOTAL: &str = "proofmill_l1_errors_total";
 // Coordinator: the HTTP admin API.
 pub const ADMIN_HTTP_CONNECTIONS_REFUSED_TOTAL: &str =
     "proofmill_admin_http_connections_refused_total";
+// Coordinator: the gateway to a rollup's core API (proofmill-gateway).
+pub const GATEWAY_REQUESTS_TOTAL: &str = "proofmill_gateway_requests_total";
+pub const GATEWAY_HTTP_ERRORS_TOTAL: &str = "proofmill_gateway_http_errors_total";
+pub const GATEWAY_BATCHES_TAKEN_TOTAL: &str = "proofmill_gateway_batches_taken_total";
+pub const GATEWAY_BATCHES_REFUSED_TOTAL: &str = "proofmill_gateway_batches_refused_total";
+pub const GATEWAY_PROOFS_SUBMITTED_TOTAL: &str = "proofmill_gateway_proofs_submitted_total";
+pub const GATEWAY_SUBMIT_LAG_SECONDS: &str = "proofmill_gateway_submit_lag_seconds";
 // Prover.
 pub const PROVER_TASKS_RUNNING: &str = "proofmill_prover_tasks_running";
 pub const PROVER_PROVE_DURATION_SECONDS: &str = "proofmill_prover_prove_duration_seconds";
@@ -240,6 +248,42 @@ pub const ALL: &[Metric] = &[
         kind: Counter,
         labels: &[],
         help: "HTTP admin connections closed as soon as accepted because as many as allowed were open.",
+    },
+    Metric {
+        name: GATEWAY_REQUESTS_TOTAL,
+        kind: Counter,
+        labels: &[ENDPOINT, OUTCOME],
+        help: "Core API requests by endpoint (proof_generation_data, submit_proof; push: submit_request_for_proofs, poll_generated_proofs) and outcome (batch, empty, success, error, refused, proof, pending).",
+    },
+    Metric {
+        name: GATEWAY_HTTP_ERRORS_TOTAL,
+        kind: Counter,
+        labels: &[ENDPOINT, KIND],
+        help: "Failed core API requests by kind: connect, timeout, http_status, not_json, too_large, body (closed mid-body), core_error (the core's Error reply).",
+    },
+    Metric {
+        name: GATEWAY_BATCHES_TAKEN_TOTAL,
+        kind: Counter,
+        labels: &[],
+        help: "New batches taken in from a rollup's core API (a batch taken again counts once).",
+    },
+    Metric {
+        name: GATEWAY_BATCHES_REFUSED_TOTAL,
+        kind: Counter,
+        labels: &[REASON],
+        help: "Batches of a core API refused, by reason: other_chain, bad_witness, invalid (incl. a known number with different content).",
+    },
+    Metric {
+        name: GATEWAY_PROOFS_SUBMITTED_TOTAL,
+        kind: Counter,
+        labels: &[KIND],
+        help: "Batches the core confirmed (\"Success\") in pull mode, or polled in push mode, by kind: proof, skipped (cancelled batch).",
+    },
+    Metric {
+        name: GATEWAY_SUBMIT_LAG_SECONDS,
+        kind: Histogram,
+        labels: &[],
+        help: "Pull mode: from a batch's last proof accepted to the core's \"Success\" for it.",
     },
     Metric {
         name: PROVER_TASKS_RUNNING,

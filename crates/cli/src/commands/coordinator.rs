@@ -244,6 +244,25 @@ impl Security {
         };
         exposed.check(&missing, insecure)
     }
+
+    /// The same for the core API's push listener, whose calls need an operator's admin
+    /// token.
+    pub fn check_core_api_exposure(
+        &self,
+        listen: std::net::SocketAddr,
+        insecure: bool,
+    ) -> anyhow::Result<()> {
+        let missing = match self.admin_auth.is_open() {
+            true => vec!["admin authentication (--admin-tokens-file, operator role)"],
+            false => Vec::new(),
+        };
+        let exposed = Exposure {
+            listen,
+            what: "serve the core API push endpoints (--core-api-listen) on",
+            risk: "submit batches to prove",
+        };
+        exposed.check(&missing, insecure)
+    }
 }
 
 /// A listener and what anyone who reaches it could do without the missing authentication.
@@ -304,10 +323,19 @@ pub async fn run(
     config: Vec<proofmill_coordinator::ConfigValue>,
 ) -> anyhow::Result<()> {
     let about = about(&args, config);
+    if args.devnet && (!args.core_api_url.is_empty() || args.core_api_listen.is_some()) {
+        anyhow::bail!(
+            "--devnet and --core-api-url/--core-api-listen are two batch sources; a coordinator \
+             takes its batches from one"
+        );
+    }
     let security = Security::load(&args)?;
     security.check_exposure(args.listen, args.insecure)?;
     if let Some(admin) = args.admin_listen {
         security.check_admin_exposure(admin, args.insecure)?;
+    }
+    if let Some(push) = args.core_api_listen {
+        security.check_core_api_exposure(push, args.insecure)?;
     }
     let backends = args
         .backends
@@ -499,9 +527,23 @@ async fn run_active(
         true => Some(DevnetSource::start(coord.intake(), devnet.clone()).await?),
         false => None,
     };
-    let l1 = super::l1::open_for_coordinator(args, devnet.devnet, backends).await?;
+    let gateway = super::gateway::start(args, &coord, security).await?;
+    // With a rollup core, the core settles: proofs go back to it, not to L1.
+    let l1 = match gateway {
+        Some(_) => {
+            tracing::info!(
+                "batches come from a rollup core API: no L1 settlement here (--l1 ignored)"
+            );
+            None
+        }
+        None => super::l1::open_for_coordinator(args, devnet.devnet, backends).await?,
+    };
     if let Some(http) = http {
-        http.set(admin_api(&coord, l1.clone()));
+        let api = admin_api(&coord, l1.clone());
+        http.set(match &gateway {
+            Some(g) => g.readiness(api),
+            None => api,
+        });
     }
     let settlement = match l1 {
         Some(l1) => {
@@ -531,8 +573,14 @@ async fn run_active(
     };
     let signal = tokio::select! {
         signal = signal => signal,
-        why = leadership.lost() => return Ok(step_down(why, source, settlement, server).await),
-        why = coord.fenced() => return Ok(step_down(why, source, settlement, server).await),
+        why = leadership.lost() => {
+            stop_gateway(gateway).await;
+            return Ok(step_down(why, source, settlement, server).await);
+        }
+        why = coord.fenced() => {
+            stop_gateway(gateway).await;
+            return Ok(step_down(why, source, settlement, server).await);
+        }
         e = rebuild_failure(&mut source) => {
             coord.drain("the devnet could not be rebuilt").await?;
             server.stop().await?;
@@ -546,6 +594,7 @@ async fn run_active(
     if let Some(source) = source {
         source.stop().await;
     }
+    stop_gateway(gateway).await;
     coord
         .drain(&format!("coordinator received {signal}"))
         .await?;
@@ -556,6 +605,12 @@ async fn run_active(
     }
     tracing::info!("coordinator stopped; state flushed");
     Ok(Ended::Stopped)
+}
+
+async fn stop_gateway(gateway: Option<super::gateway::Running>) {
+    if let Some(g) = gateway {
+        g.stop().await;
+    }
 }
 
 /// Stops everything of a turn whose lease another coordinator has taken. Nothing is drained

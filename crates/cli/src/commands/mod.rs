@@ -5,6 +5,7 @@ pub mod bench;
 pub mod coordinator;
 pub mod cordon;
 pub mod demo;
+pub mod gateway;
 pub mod job;
 pub mod l1;
 pub mod monitor;

@@ -746,3 +746,34 @@ fn monitor_takes_its_options_from_file_or_flag() {
     let err = parse(["proofmill", "monitor", "--refresh-ms", "10"]).unwrap_err();
     assert!(format!("{err:#}").contains("--refresh-ms"), "{err:#}");
 }
+
+#[test]
+fn core_api_options_come_from_file_env_or_flag() {
+    let cli = parse_with(
+        "core_api_url = [\"http://a:1\", \"http://b:2/prover\"]\ncore_api_poll_interval = 250\n\
+         core_api_listen = \"127.0.0.1:3321\"",
+        &["coordinator"],
+    )
+    .unwrap();
+    let Sub::Coordinator(c) = cli.command else {
+        panic!()
+    };
+    assert_eq!(c.core_api_url, ["http://a:1", "http://b:2/prover"]);
+    assert_eq!(c.core_api_poll_interval, 250);
+    assert_eq!(c.core_api_timeout, 30_000);
+    assert_eq!(c.core_api_listen, Some("127.0.0.1:3321".parse().unwrap()));
+    // A comma list on the command line, as in the environment.
+    let cli = parse([
+        "proofmill",
+        "coordinator",
+        "--core-api-url",
+        "http://a:1,http://b:2",
+    ])
+    .unwrap();
+    let Sub::Coordinator(c) = cli.command else {
+        panic!()
+    };
+    assert_eq!(c.core_api_url.len(), 2);
+    let err = parse(["proofmill", "coordinator", "--core-api-url", "ftp://a"]).unwrap_err();
+    assert!(format!("{err:#}").contains("http://"), "{err:#}");
+}
