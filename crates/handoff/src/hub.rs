@@ -210,6 +210,16 @@ impl Hub {
         offer
     }
 
+    /// Takes a handout back (it never reached the cluster): the batch is ready again at once.
+    pub fn return_offer(&self, offer: &Offer) {
+        let mut state = self.lock();
+        for pt in &offer.proof_types {
+            if let Some(w) = state.waiting.get_mut(&(offer.batch, pt.clone())) {
+                w.handed_out = None;
+            }
+        }
+    }
+
     fn expired(&self, handed_out: Instant, now: Instant) -> bool {
         now.saturating_duration_since(handed_out) >= self.config.handout_timeout
     }

@@ -11,6 +11,15 @@
 
 mod backend;
 mod hub;
+pub mod push;
+pub mod serve;
 
 pub use backend::HandoffBackend;
 pub use hub::{Hub, HubConfig, Offer, OfferedType, SubmitError};
+pub use push::PushConfig;
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -303,15 +303,26 @@ pub async fn run(
     args: CoordinatorArgs,
     config: Vec<proofmill_coordinator::ConfigValue>,
 ) -> anyhow::Result<()> {
+    let backends = args
+        .backends
+        .build(&args.proof_types, &backend_context(&args))?;
+    run_with(args, config, backends, None).await
+}
+
+/// [`run`] with backends built by the caller, which is told the URL provers reach this
+/// coordinator at once it listens (`listening`).
+pub async fn run_with(
+    args: CoordinatorArgs,
+    config: Vec<proofmill_coordinator::ConfigValue>,
+    backends: Built,
+    listening: Option<tokio::sync::oneshot::Sender<String>>,
+) -> anyhow::Result<()> {
     let about = about(&args, config);
     let security = Security::load(&args)?;
     security.check_exposure(args.listen, args.insecure)?;
     if let Some(admin) = args.admin_listen {
         security.check_admin_exposure(admin, args.insecure)?;
     }
-    let backends = args
-        .backends
-        .build(&args.proof_types, &backend_context(&args))?;
     backends.warm_up().await?;
     ensure_sqlite_dir(args.db())?;
     // Served while active and while standing by; stops with the process.
@@ -335,6 +346,9 @@ pub async fn run(
         admin_auth = ?security.admin_auth,
         "coordinator listening"
     );
+    if let Some(listening) = listening {
+        let _ = listening.send(url.clone());
+    }
     // This handle is never fenced: it only asks for the lease and reads for the standby.
     let store = open_store(args.db()).await.context("opening the store")?;
     let settings = LeaseSettings {

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod coordinator;
 pub mod cordon;
 pub mod demo;
+pub mod devnet_node;
 pub mod job;
 pub mod l1;
 pub mod monitor;
@@ -14,7 +15,7 @@ pub mod status;
 pub mod token;
 pub mod watch;
 
-use crate::args::{BatchCommand, BenchCommand, Command, JobCommand, L1Command};
+use crate::args::{BatchCommand, BenchCommand, Command, DevnetCommand, JobCommand, L1Command};
 use crate::config::Effective;
 
 /// Runs `command`; `effective` is its configuration with each value's source (a
@@ -80,6 +81,9 @@ async fn dispatch(command: Command, effective: &Effective) -> anyhow::Result<()>
         Command::L1 {
             command: L1Command::Deploy(args),
         } => l1::deploy(args).await,
+        Command::Devnet {
+            command: DevnetCommand::Node(args),
+        } => devnet_node::run(args, effective.about_config()).await,
     }
 }
 
