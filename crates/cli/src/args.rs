@@ -23,7 +23,7 @@ pub use admin::{
     MonitorArgs, PauseArgs, ResumeArgs, SettleNowArgs, StatusArgs, WatchArgs,
 };
 pub use bench::{
-    BenchDispatchArgs, BenchFleetArgs, BenchMakespanArgs, BenchProveArgs, BenchRestartArgs,
+    BenchDispatchArgs, BenchFleetArgs, BenchGatewayArgs, BenchMakespanArgs, BenchProveArgs, BenchRestartArgs,
     BenchSettleArgs, BenchSimProversArgs, BenchStore, SettleProofs,
 };
 pub use job::{JobCancelArgs, JobCommand, JobRetryArgs, JobShowArgs};
@@ -164,6 +164,9 @@ pub enum BenchCommand {
     /// Measure a coordinator holding N idle provers: memory per prover, time until all
     /// registered when they connect at once, then jobs run through them.
     Fleet(BenchFleetArgs),
+    /// Measure batches through the core API's pull mode (an in-process rollup core, a
+    /// coordinator with the gateway and exec provers): sealed to proof back at the core.
+    Gateway(BenchGatewayArgs),
     /// The simulated provers of `bench dispatch` and `bench fleet`, run by them in a process
     /// of their own.
     #[command(hide = true)]

@@ -76,6 +76,9 @@ async fn dispatch(command: Command, effective: &Effective) -> anyhow::Result<()>
             command: BenchCommand::Fleet(args),
         } => bench::fleet(args).await,
         Command::Bench {
+            command: BenchCommand::Gateway(args),
+        } => bench::gateway(args).await,
+        Command::Bench {
             command: BenchCommand::SimProvers(args),
         } => bench::sim_provers(args).await,
         Command::L1 {
