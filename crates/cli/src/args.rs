@@ -23,8 +23,8 @@ pub use admin::{
     MonitorArgs, PauseArgs, ResumeArgs, SettleNowArgs, StatusArgs, WatchArgs,
 };
 pub use bench::{
-    BenchDispatchArgs, BenchFleetArgs, BenchGatewayArgs, BenchMakespanArgs, BenchProveArgs, BenchRestartArgs,
-    BenchSettleArgs, BenchSimProversArgs, BenchStore, SettleProofs,
+    BenchDispatchArgs, BenchFleetArgs, BenchGatewayArgs, BenchMakespanArgs, BenchProveArgs,
+    BenchRestartArgs, BenchSettleArgs, BenchSimProversArgs, BenchStore, SettleProofs,
 };
 pub use job::{JobCancelArgs, JobCommand, JobRetryArgs, JobShowArgs};
 use parse::*;

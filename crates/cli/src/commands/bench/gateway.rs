@@ -14,11 +14,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::routing::post;
 use proofmill_backend::Backend;
+use proofmill_coordinator::CoordinatorConfig;
 use proofmill_core_api::wire::{
     ProofGenerationData, ProofGenerationDataResponse, SubmitProofRequest, SubmitProofResponse,
     WitnessInput, rfc3339_utc,
 };
-use proofmill_coordinator::CoordinatorConfig;
 use proofmill_devnet::{Devnet, DevnetConfig, ExecBackend, SealedBatch};
 use proofmill_gateway::{ClientConfig, Gateway, Pull, PullConfig};
 use proofmill_prover::{Prover, ProverConfig};
@@ -82,7 +82,10 @@ async fn submit_proof(
     Path(batch): Path<u64>,
     Json(request): Json<SubmitProofRequest>,
 ) -> Json<SubmitProofResponse> {
-    let Some(i) = batch.checked_sub(1).map(|i| i as usize).filter(|i| *i < core.batches.len())
+    let Some(i) = batch
+        .checked_sub(1)
+        .map(|i| i as usize)
+        .filter(|i| *i < core.batches.len())
     else {
         return Json(SubmitProofResponse::Error(format!("unknown batch {batch}")));
     };
@@ -206,8 +209,18 @@ pub async fn gateway(a: BenchGatewayArgs) -> anyhow::Result<()> {
         .await
         .is_err()
     {
-        let back = core.state.lock().expect("core lock").back.iter().flatten().count();
-        bail!("only {back} of {n} proofs back at the core in {} s", a.timeout_s);
+        let back = core
+            .state
+            .lock()
+            .expect("core lock")
+            .back
+            .iter()
+            .flatten()
+            .count();
+        bail!(
+            "only {back} of {n} proofs back at the core in {} s",
+            a.timeout_s
+        );
     }
 
     let state = core.state.lock().expect("core lock");
@@ -217,7 +230,9 @@ pub async fn gateway(a: BenchGatewayArgs) -> anyhow::Result<()> {
         .enumerate()
         .map(|(i, t)| {
             let back = t.expect("every proof is back");
-            back.saturating_duration_since(core.sealed_at(i)).as_secs_f64() * 1e3
+            back.saturating_duration_since(core.sealed_at(i))
+                .as_secs_f64()
+                * 1e3
         })
         .collect();
     let last = state.back.iter().flatten().max().copied().expect("n > 0");
