@@ -23,8 +23,8 @@ pub use admin::{
     MonitorArgs, PauseArgs, ResumeArgs, SettleNowArgs, StatusArgs, WatchArgs,
 };
 pub use bench::{
-    BenchDispatchArgs, BenchFleetArgs, BenchMakespanArgs, BenchProveArgs, BenchRestartArgs,
-    BenchSettleArgs, BenchSimProversArgs, BenchStore, SettleProofs,
+    BenchDispatchArgs, BenchFleetArgs, BenchGatewayArgs, BenchMakespanArgs, BenchProveArgs,
+    BenchRestartArgs, BenchSettleArgs, BenchSimProversArgs, BenchStore, SettleProofs,
 };
 pub use job::{JobCancelArgs, JobCommand, JobRetryArgs, JobShowArgs};
 use parse::*;
@@ -134,6 +134,12 @@ pub enum Command {
         #[command(subcommand)]
         command: L1Command,
     },
+    /// The reference rollup as a node of its own.
+    #[command(subcommand_required = true)]
+    Devnet {
+        #[command(subcommand)]
+        command: DevnetCommand,
+    },
     /// Benchmarks.
     #[command(subcommand_required = true)]
     Bench {
@@ -158,6 +164,9 @@ pub enum BenchCommand {
     /// Measure a coordinator holding N idle provers: memory per prover, time until all
     /// registered when they connect at once, then jobs run through them.
     Fleet(BenchFleetArgs),
+    /// Measure batches through the core API's pull mode (an in-process rollup core, a
+    /// coordinator with the gateway and exec provers): sealed to proof back at the core.
+    Gateway(BenchGatewayArgs),
     /// The simulated provers of `bench dispatch` and `bench fleet`, run by them in a process
     /// of their own.
     #[command(hide = true)]
@@ -181,6 +190,51 @@ pub enum BatchCommand {
     /// Cancel the jobs of a batch that is not fully proven; `LaunchProof` of its number then
     /// takes it anew, with any input.
     Cancel(BatchCancelArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevnetCommand {
+    /// The reference rollup as a rollup node: sequencer, L1 committer and proof sender, its
+    /// batches handed to an outside proving cluster over the rollup core API (pulled from
+    /// --handoff-listen, or pushed to --handoff-push-url) and the proofs taken back. Takes
+    /// every coordinator option; needs no prover of its own.
+    Node(DevnetNodeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DevnetNodeArgs {
+    #[command(flatten)]
+    pub coordinator: CoordinatorArgs,
+    /// Serve the core API's pull mode here, `HOST:PORT` (`POST /proof_generation_data`,
+    /// `POST /submit_proof/{n}`; docs/core-api.md): a proving cluster started with
+    /// `--core-api-url` asks it for batches. Not authenticated: a non-loopback address needs
+    /// --insecure.
+    #[arg(long, env = "PROOFMILL_HANDOFF_LISTEN", value_parser = parse_listen_addr)]
+    pub handoff_listen: Option<SocketAddr>,
+    /// Push mode: post batches to this proving cluster's gateway
+    /// (`POST /submit_request_for_proofs`) and poll it for proofs; comma list of replicas.
+    #[arg(long, env = "PROOFMILL_HANDOFF_PUSH_URL", value_delimiter = ',')]
+    pub handoff_push_url: Vec<String>,
+    /// Push mode: bearer token for the cluster's push listener (an admin token with the
+    /// operator role there).
+    #[arg(long, env = "PROOFMILL_HANDOFF_PUSH_TOKEN", hide_env_values = true, value_parser = parse_non_empty)]
+    pub handoff_push_token: Option<String>,
+    /// Tasks handed out to the cluster at once (the handoff prover's capacity).
+    #[arg(long, env = "PROOFMILL_HANDOFF_CAPACITY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub handoff_capacity: u32,
+    /// A batch handed out and not answered in this time is handed out again, ms.
+    #[arg(long, env = "PROOFMILL_HANDOFF_TIMEOUT", default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
+    pub handoff_timeout: u64,
+    /// How long a batch waits for its other proof types' tasks before it is handed out
+    /// with the ones there, ms.
+    #[arg(long, env = "PROOFMILL_HANDOFF_GATHER", default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=MAX_MS))]
+    pub handoff_gather: u64,
+    /// Push mode: between polls for proofs, ms.
+    #[arg(long, env = "PROOFMILL_HANDOFF_POLL_INTERVAL", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
+    pub handoff_poll_interval: u64,
+    /// Push mode: bound of each request to the cluster, ms.
+    #[arg(long, env = "PROOFMILL_HANDOFF_REQUEST_TIMEOUT", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
+    pub handoff_request_timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -541,29 +595,12 @@ impl Cli {
     pub fn finish(&mut self) -> anyhow::Result<()> {
         let cwd = std::env::current_dir().context("cannot determine the current directory")?;
         match &mut self.command {
-            Command::Coordinator(a) => {
-                a.data_dir = absolute(&cwd, &a.data_dir);
-                let dir = &a.data_dir;
-                a.db.get_or_insert_with(|| {
-                    format!("sqlite://{}?mode=rwc", dir.join("proofmill.db").display())
-                });
-                let blobs = a
-                    .blobs
-                    .take()
-                    .unwrap_or_else(|| format!("file://{}", dir.join("blobs").display()));
-                a.blobs = Some(absolute_blobs_url(&blobs, &cwd)?);
-                let l1_state = a.l1_state.take().unwrap_or_else(|| dir.join("l1.log"));
-                a.l1_state = Some(absolute(&cwd, &l1_state));
-                check_accounts(a.accounts, a.tree_depth)?;
-                check_unique_types("--proof-types", &a.proof_types)?;
-                if a.l1 == L1Mode::Rpc
-                    && (a.rpc.l1_rpc_url.is_none() || a.l1_rollup_address.is_none())
-                {
-                    bail!("--l1 rpc needs --l1-rpc-url and --l1-rollup-address");
-                }
-                if a.l1 == L1Mode::Rpc && a.rpc.l1_key_file.is_none() && a.rpc.l1_key.is_none() {
-                    bail!("--l1 rpc needs a signer key: --l1-key-file or PROOFMILL_L1_KEY");
-                }
+            Command::Coordinator(a) => finish_coordinator(a, &cwd)?,
+            Command::Devnet {
+                command: DevnetCommand::Node(a),
+            } => {
+                a.coordinator.devnet = true;
+                finish_coordinator(&mut a.coordinator, &cwd)?;
             }
             Command::Demo(a) => {
                 a.data_dir = absolute(&cwd, &a.data_dir);
@@ -699,4 +736,27 @@ pub fn absolute_blobs_url(url: &str, cwd: &Path) -> anyhow::Result<String> {
         "file://{}",
         absolute(cwd, Path::new(path)).display()
     ))
+}
+
+/// Resolves a coordinator's paths against `cwd` and checks its options together.
+fn finish_coordinator(a: &mut CoordinatorArgs, cwd: &Path) -> anyhow::Result<()> {
+    a.data_dir = absolute(cwd, &a.data_dir);
+    let dir = &a.data_dir;
+    a.db.get_or_insert_with(|| format!("sqlite://{}?mode=rwc", dir.join("proofmill.db").display()));
+    let blobs = a
+        .blobs
+        .take()
+        .unwrap_or_else(|| format!("file://{}", dir.join("blobs").display()));
+    a.blobs = Some(absolute_blobs_url(&blobs, cwd)?);
+    let l1_state = a.l1_state.take().unwrap_or_else(|| dir.join("l1.log"));
+    a.l1_state = Some(absolute(cwd, &l1_state));
+    check_accounts(a.accounts, a.tree_depth)?;
+    check_unique_types("--proof-types", &a.proof_types)?;
+    if a.l1 == L1Mode::Rpc && (a.rpc.l1_rpc_url.is_none() || a.l1_rollup_address.is_none()) {
+        bail!("--l1 rpc needs --l1-rpc-url and --l1-rollup-address");
+    }
+    if a.l1 == L1Mode::Rpc && a.rpc.l1_key_file.is_none() && a.rpc.l1_key.is_none() {
+        bail!("--l1 rpc needs a signer key: --l1-key-file or PROOFMILL_L1_KEY");
+    }
+    Ok(())
 }

@@ -13,16 +13,15 @@
 //! ([`proofs`]). The gateway reserves the coordinator's batch numbering: the core numbers
 //! the batches.
 
-pub mod backoff;
-pub mod client;
 pub mod progress;
 pub mod proofs;
 pub mod pull;
 pub mod push;
 mod taking;
-pub mod wire;
 
-pub use client::{ClientConfig, ClientError, CoreClient};
+/// The core API's messages, client and backoff, shared with the rollup's side
+/// (`proofmill-handoff`).
+pub use proofmill_core_api::{ClientConfig, ClientError, CoreClient, backoff, client, wire};
 pub use pull::{Pull, PullConfig};
 pub use push::{PushConfig, PushServing};
 pub use taking::TakeError;

@@ -101,6 +101,7 @@ fn client(url: &str) -> CoreClient {
         urls: vec![url.to_string()],
         timeout: Duration::from_millis(500),
         max_body_bytes: 4 << 20,
+        token: None,
     })
     .unwrap()
 }
@@ -194,6 +195,7 @@ async fn replicas_are_tried_in_turn() {
         urls: vec![dead.clone(), live.clone()],
         timeout: Duration::from_millis(500),
         max_body_bytes: 1 << 20,
+        token: None,
     })
     .unwrap();
     let e = c.proof_generation_data().await.unwrap_err();
@@ -261,6 +263,7 @@ async fn the_fetcher_survives_every_misbehaviour_and_takes_only_good_batches() {
                 urls: vec![url],
                 timeout: Duration::from_millis(500),
                 max_body_bytes: 4 << 20,
+                token: None,
             },
             poll_interval: Duration::from_millis(50),
             max_backoff: Duration::from_millis(100),
@@ -291,6 +294,7 @@ fn pull_config(url: String, max_backoff_ms: u64) -> PullConfig {
             urls: vec![url],
             timeout: Duration::from_millis(500),
             max_body_bytes: 4 << 20,
+            token: None,
         },
         poll_interval: Duration::from_millis(50),
         max_backoff: Duration::from_millis(max_backoff_ms),

@@ -59,6 +59,7 @@ async fn cancelled_batches_go_back_skipped_in_order_and_progress_is_durable() {
                 urls: vec![url],
                 timeout: Duration::from_secs(5),
                 max_body_bytes: 4 << 20,
+                token: None,
             },
             poll_interval: Duration::from_millis(50),
             max_backoff: Duration::from_millis(200),

@@ -48,6 +48,31 @@ pub struct BenchProveArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct BenchGatewayArgs {
+    /// Batches the core seals.
+    #[arg(long, env = "PROOFMILL_BATCHES", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batches: u64,
+    /// Exec provers of the cluster (one task at a time each).
+    #[arg(long, env = "PROOFMILL_PROVERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub provers: u32,
+    /// Batches the core seals a second; 0: all at the start (a backlog).
+    #[arg(long, env = "PROOFMILL_RATE", default_value_t = 0.0)]
+    pub rate: f64,
+    /// The gateway's poll interval when the core has nothing, ms.
+    #[arg(long, env = "PROOFMILL_CORE_API_POLL_INTERVAL", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub poll_interval: u64,
+    /// Transfers per batch.
+    #[arg(long, env = "PROOFMILL_BATCH_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// State tree depth (1..=32).
+    #[arg(long, env = "PROOFMILL_TREE_DEPTH", default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub tree_depth: u8,
+    /// Give up after this many seconds.
+    #[arg(long, env = "PROOFMILL_TIMEOUT_S", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct BenchRestartArgs {
     /// Batches in the store before the measured restart.
     #[arg(long, env = "PROOFMILL_BATCHES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]

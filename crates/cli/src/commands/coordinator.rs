@@ -322,6 +322,20 @@ pub async fn run(
     args: CoordinatorArgs,
     config: Vec<proofmill_coordinator::ConfigValue>,
 ) -> anyhow::Result<()> {
+    let backends = args
+        .backends
+        .build(&args.proof_types, &backend_context(&args))?;
+    run_with(args, config, backends, None).await
+}
+
+/// [`run`] with backends built by the caller, which is told the URL provers reach this
+/// coordinator at once it listens (`listening`).
+pub async fn run_with(
+    args: CoordinatorArgs,
+    config: Vec<proofmill_coordinator::ConfigValue>,
+    backends: Built,
+    listening: Option<tokio::sync::oneshot::Sender<String>>,
+) -> anyhow::Result<()> {
     let about = about(&args, config);
     if args.devnet && (!args.core_api_url.is_empty() || args.core_api_listen.is_some()) {
         anyhow::bail!(
@@ -337,9 +351,6 @@ pub async fn run(
     if let Some(push) = args.core_api_listen {
         security.check_core_api_exposure(push, args.insecure)?;
     }
-    let backends = args
-        .backends
-        .build(&args.proof_types, &backend_context(&args))?;
     backends.warm_up().await?;
     ensure_sqlite_dir(args.db())?;
     // Served while active and while standing by; stops with the process.
@@ -363,6 +374,9 @@ pub async fn run(
         admin_auth = ?security.admin_auth,
         "coordinator listening"
     );
+    if let Some(listening) = listening {
+        let _ = listening.send(url.clone());
+    }
     // This handle is never fenced: it only asks for the lease and reads for the standby.
     let store = open_store(args.db()).await.context("opening the store")?;
     let settings = LeaseSettings {

@@ -37,6 +37,7 @@ pub async fn start(
                     urls: args.core_api_url.clone(),
                     timeout: Duration::from_millis(args.core_api_timeout),
                     max_body_bytes: args.core_api_max_body_bytes as u64,
+                    token: None,
                 },
                 poll_interval: Duration::from_millis(args.core_api_poll_interval),
                 max_backoff: Duration::from_millis(args.core_api_max_backoff),

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod coordinator;
 pub mod cordon;
 pub mod demo;
+pub mod devnet_node;
 pub mod gateway;
 pub mod job;
 pub mod l1;
@@ -15,7 +16,7 @@ pub mod status;
 pub mod token;
 pub mod watch;
 
-use crate::args::{BatchCommand, BenchCommand, Command, JobCommand, L1Command};
+use crate::args::{BatchCommand, BenchCommand, Command, DevnetCommand, JobCommand, L1Command};
 use crate::config::Effective;
 
 /// Runs `command`; `effective` is its configuration with each value's source (a
@@ -76,11 +77,17 @@ async fn dispatch(command: Command, effective: &Effective) -> anyhow::Result<()>
             command: BenchCommand::Fleet(args),
         } => bench::fleet(args).await,
         Command::Bench {
+            command: BenchCommand::Gateway(args),
+        } => bench::gateway(args).await,
+        Command::Bench {
             command: BenchCommand::SimProvers(args),
         } => bench::sim_provers(args).await,
         Command::L1 {
             command: L1Command::Deploy(args),
         } => l1::deploy(args).await,
+        Command::Devnet {
+            command: DevnetCommand::Node(args),
+        } => devnet_node::run(args, effective.about_config()).await,
     }
 }
 

@@ -9,6 +9,8 @@ use proofmill_l1::{
 use proofmill_types::{Digest, ProofType};
 use std::time::Duration;
 
+pub mod evm;
+
 pub use proofmill_testkit::TestAnvil as Anvil;
 
 /// The revert of a call rejected before sending or of a mined transaction; panics otherwise.

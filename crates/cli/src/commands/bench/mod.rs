@@ -3,6 +3,7 @@
 
 mod dispatch;
 mod fleet;
+mod gateway;
 mod jobs;
 mod lag;
 mod makespan;
@@ -15,6 +16,7 @@ mod store;
 
 pub use dispatch::dispatch;
 pub use fleet::fleet;
+pub use gateway::gateway;
 pub use makespan::makespan;
 pub use prove::prove;
 pub use restart::restart;

@@ -151,6 +151,30 @@ impl TypedProof {
     }
 }
 
+/// `unix_ms` as RFC 3339 in UTC with milliseconds (`2026-12-05T15:04:05.123Z`), the form
+/// of `batch_sealed_at`.
+pub fn rfc3339_utc(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        unix_ms % 1000
+    )
+}
+
 pub fn to_hex(bytes: &[u8]) -> String {
     format!("0x{}", hex::encode(bytes))
 }
@@ -188,6 +212,13 @@ mod tests {
             serde_json::to_value(SubmitProofRequest::Proof(Box::new(proof))).unwrap(),
             json!({"Proof": {"proofs": [{"proof_type": "exec", "proof": "cA==", "public_values": "0x01"}]}})
         );
+    }
+
+    #[test]
+    fn sealed_at_is_rfc3339() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_utc(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339_utc(1_796_483_045_000), "2026-12-05T15:04:05.000Z");
     }
 
     #[test]

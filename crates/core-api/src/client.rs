@@ -5,8 +5,9 @@
 //! failure moves on to the next for the following request.
 
 use crate::wire::{
-    ProofGenerationData, ProofGenerationDataRequest, ProofGenerationDataResponse,
-    SubmitProofRequest, SubmitProofResponse,
+    PollGeneratedProofsRequest, PollGeneratedProofsResponse, ProofGenerationData,
+    ProofGenerationDataRequest, ProofGenerationDataResponse, SubmitProofRequest,
+    SubmitProofResponse,
 };
 use serde::de::DeserializeOwned;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -66,7 +67,7 @@ impl ClientError {
 }
 
 /// What the client needs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientConfig {
     /// Base URLs of the core API (replicas of one core), e.g. `http://core:3320`.
     pub urls: Vec<String>,
@@ -74,6 +75,20 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Largest reply read.
     pub max_body_bytes: u64,
+    /// Sent as `Authorization: Bearer …` when set (a proving cluster's push listener takes
+    /// an admin token with the operator role).
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("urls", &self.urls)
+            .field("timeout", &self.timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// The core API's client (cheap to share by reference).
@@ -83,6 +98,7 @@ pub struct CoreClient {
     current: AtomicUsize,
     timeout: Duration,
     max_body: u64,
+    token: Option<String>,
 }
 
 impl CoreClient {
@@ -121,6 +137,7 @@ impl CoreClient {
             current: AtomicUsize::new(0),
             timeout: cfg.timeout,
             max_body: cfg.max_body_bytes,
+            token: cfg.token,
         })
     }
 
@@ -159,6 +176,33 @@ impl CoreClient {
         }
     }
 
+    /// Push mode, the core's side: `POST /submit_request_for_proofs` (the gateway answers
+    /// `null` once it holds the batch; a repeat is answered the same).
+    pub async fn submit_request_for_proofs(
+        &self,
+        data: &ProofGenerationData,
+    ) -> Result<(), ClientError> {
+        let body = serde_json::to_vec(data)
+            .map_err(|e| ClientError::Config(format!("encoding the batch: {e}")))?;
+        self.post::<serde::de::IgnoredAny>("submit_request_for_proofs", body)
+            .await
+            .map(|_| ())
+    }
+
+    /// Push mode, the core's side: `POST /poll_generated_proofs`: the batch's proof once the
+    /// gateway has it, `None` before.
+    pub async fn poll_generated_proofs(
+        &self,
+        batch: u64,
+    ) -> Result<Option<PollGeneratedProofsResponse>, ClientError> {
+        let body = serde_json::to_vec(&PollGeneratedProofsRequest { l1_batch_id: batch })
+            .expect("a number encodes");
+        let (_, reply) = self
+            .post::<Option<PollGeneratedProofsResponse>>("poll_generated_proofs", body)
+            .await?;
+        Ok(reply)
+    }
+
     /// POSTs JSON to `path` of the current replica; moves to the next replica on a failure
     /// of the transport or of the reply.
     async fn post<T: DeserializeOwned>(
@@ -193,11 +237,15 @@ impl CoreClient {
         body: Vec<u8>,
     ) -> Result<T, ClientError> {
         let shown_url = shown(url);
-        let sent = self
+        let mut request = self
             .http
             .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let sent = request
             .body(body)
             .send()
             .await
