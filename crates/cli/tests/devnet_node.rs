@@ -3,6 +3,9 @@
 //! untyped values) and proves with the devnet's `exec` backend, as a cluster's prover would.
 //! The node hands its batches out, refuses a proof that does not verify (and hands that
 //! batch out again), settles what it gets on its L1, and keeps it all across a kill -9.
+//! Then the three-process setup of the README: the node, a proving cluster's coordinator
+//! (no L1 access) and a prover, in pull mode (the cluster killed -9 and restarted midway)
+//! and in push mode.
 
 mod common;
 
@@ -10,7 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use common::admin::wait_status;
 use common::http::{post, wait_for};
-use common::procs::Proc;
+use common::procs::{Proc, logged_addr, prover};
 use proofmill_backend::{Backend, ProveRequest};
 use proofmill_types::PublicValues;
 use serde_json::{Value, json};
@@ -18,9 +21,21 @@ use std::path::Path;
 use std::time::Duration;
 
 const BATCHES: u64 = 3;
+const JSON_LOGS: [(&str, &str); 2] = [("RUST_LOG", "info"), ("PROOFMILL_LOG_FORMAT", "json")];
 
-fn node(dir: &Path) -> (Proc, String, String) {
-    let args: Vec<String> = [
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Lines in `dir/NAME.log` so far: a process started again appends to its log, and its
+/// addresses are those logged after them.
+fn lines_of(dir: &Path, name: &str) -> usize {
+    std::fs::read_to_string(dir.join(format!("{name}.log"))).map_or(0, |l| l.lines().count())
+}
+
+/// A devnet node settling `batches` on its embedded L1, with `extra` options; its gRPC URL.
+fn node_with(dir: &Path, batches: u64, extra: &[&str]) -> (Proc, String) {
+    let mut args = strings(&[
         "devnet",
         "node",
         "--listen",
@@ -31,42 +46,62 @@ fn node(dir: &Path) -> (Proc, String, String) {
         "exec",
         "--l1",
         "embedded",
-        "--handoff-listen",
-        "127.0.0.1:0",
-        "--max-batches",
-        &BATCHES.to_string(),
         "--send-interval",
         "300",
         "--heartbeat-interval",
         "300",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let envs = [("RUST_LOG", "info"), ("PROOFMILL_LOG_FORMAT", "json")];
-    // One log for every run: the addresses are those of the last run's lines.
-    let runs = std::fs::read_to_string(dir.join("node.log")).map_or(0, |l| l.lines().count());
-    let mut node = Proc::spawn_appending("node", &args, dir, dir.join("node.log"), &envs);
-    let url = format!(
-        "http://{}",
-        logged_addr(&mut node, runs, "coordinator listening")
+        "--max-batches",
+    ]);
+    args.push(batches.to_string());
+    args.extend(strings(extra));
+    let skip = lines_of(dir, "node");
+    let mut node = Proc::spawn_appending("node", &args, dir, dir.join("node.log"), &JSON_LOGS);
+    let url = logged_addr(
+        &mut node,
+        "coordinator listening",
+        skip,
+        Duration::from_secs(60),
     );
-    let core = logged_addr(&mut node, runs, "core API (pull) listening");
+    (node, format!("http://{url}"))
+}
+
+/// A node serving the core API's pull mode: the node, its gRPC URL and the core API address.
+fn node(dir: &Path) -> (Proc, String, String) {
+    let skip = lines_of(dir, "node");
+    let (mut node, url) = node_with(dir, BATCHES, &["--handoff-listen", "127.0.0.1:0"]);
+    let core = logged_addr(
+        &mut node,
+        "core API (pull) listening",
+        skip,
+        Duration::from_secs(60),
+    );
     (node, url, core)
 }
 
-/// The `addr` of the first line logging `message` after the first `skip` lines.
-fn logged_addr(node: &mut Proc, skip: usize, message: &str) -> String {
-    wait_for(message, Duration::from_secs(60), || {
-        node.check_alive();
-        let log = node.log();
-        log.lines().skip(skip).find_map(|l| {
-            let l: Value = serde_json::from_str(l).ok()?;
-            (l["fields"]["message"] == message)
-                .then(|| l["fields"]["addr"].as_str().map(str::to_string))
-                .flatten()
-        })
-    })
+/// A proving cluster's coordinator (no L1, no devnet) listening on `listen`, with `extra`.
+fn cluster(dir: &Path, listen: &str, extra: &[&str]) -> (Proc, String) {
+    let mut args = strings(&[
+        "coordinator",
+        "--listen",
+        listen,
+        "--data-dir",
+        "cluster",
+        "--proof-types",
+        "exec",
+        "--heartbeat-interval",
+        "300",
+    ]);
+    args.extend(strings(extra));
+    let skip = lines_of(dir, "cluster");
+    let log = dir.join("cluster.log");
+    let mut coord = Proc::spawn_appending("cluster", &args, dir, log, &JSON_LOGS);
+    let addr = logged_addr(
+        &mut coord,
+        "coordinator listening",
+        skip,
+        Duration::from_secs(60),
+    );
+    (coord, format!("http://{addr}"))
 }
 
 /// Asks the node for a batch until it hands one out.
@@ -182,4 +217,89 @@ async fn a_cluster_that_knows_only_the_core_api_proves_the_nodes_batches_and_the
     assert_eq!(s.last_proven_batch, Some(BATCHES));
     let reply = post(&core, "/proof_generation_data", json!({}));
     assert_eq!(reply.body, json!({"Success": null}), "{reply:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_cluster_and_prover_settle_every_batch_in_pull_mode_across_a_cluster_kill_9() {
+    const N: u64 = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let skip = lines_of(dir.path(), "node");
+    let (mut node, node_url) = node_with(dir.path(), N, &["--handoff-listen", "127.0.0.1:0"]);
+    let core = logged_addr(
+        &mut node,
+        "core API (pull) listening",
+        skip,
+        Duration::from_secs(60),
+    );
+    let core_url = format!("http://{core}");
+    let pull = [
+        "--core-api-url",
+        &core_url,
+        "--core-api-poll-interval",
+        "200",
+    ];
+    let (mut coord, url) = cluster(dir.path(), "127.0.0.1:0", &pull);
+    let _prover = prover(dir.path(), "p1", &url);
+
+    // Some batches through, then the cluster dies hard and comes back at its address.
+    wait_status(
+        &node_url,
+        "a first batch settled",
+        Duration::from_secs(120),
+        |s| s.last_verified_batch >= Some(1),
+    )
+    .await;
+    assert!(coord.kill9());
+    let listen = url.trim_start_matches("http://").to_string();
+    let (_coord, _) = cluster(dir.path(), &listen, &pull);
+    let s = wait_status(
+        &node_url,
+        "every batch settled",
+        Duration::from_secs(180),
+        |s| s.last_verified_batch == Some(N),
+    )
+    .await;
+    assert_eq!(s.last_proven_batch, Some(N));
+    // The node's only prover is its handoff; the cluster never settles on L1.
+    let provers: Vec<&str> = s.provers.iter().map(|p| p.name.as_str()).collect();
+    assert!(provers.iter().all(|n| *n == "handoff"), "{provers:?}");
+    let cluster_log = std::fs::read_to_string(dir.path().join("cluster.log")).unwrap();
+    assert!(
+        !cluster_log.contains("L1 settlement on"),
+        "the cluster settles nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_pushes_to_a_cluster_and_settles_what_it_polls_back() {
+    const N: u64 = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let skip = lines_of(dir.path(), "cluster");
+    let listen = ["--core-api-listen", "127.0.0.1:0"];
+    let (mut coord, url) = cluster(dir.path(), "127.0.0.1:0", &listen);
+    let push = logged_addr(
+        &mut coord,
+        "core API push listening",
+        skip,
+        Duration::from_secs(60),
+    );
+    let _prover = prover(dir.path(), "p1", &url);
+    let push_url = format!("http://{push}");
+    let extra = [
+        "--handoff-push-url",
+        &push_url,
+        "--handoff-poll-interval",
+        "200",
+    ];
+    let (_node, node_url) = node_with(dir.path(), N, &extra);
+    wait_status(
+        &node_url,
+        "every pushed batch settled",
+        Duration::from_secs(180),
+        |s| s.last_verified_batch == Some(N),
+    )
+    .await;
+    let node_log = std::fs::read_to_string(dir.path().join("node.log")).unwrap();
+    assert!(node_log.contains("batch pushed to the proving cluster"));
+    assert!(node_log.contains("proof from the proving cluster accepted"));
 }

@@ -337,24 +337,7 @@ async fn post_json(addr: &str, path: &str, body: &str) -> (u16, String) {
 
 /// The address in the coordinator's "core API push listening" line.
 fn push_addr(coord: &mut Proc) -> String {
-    let until = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < until {
-        coord.check_alive();
-        let log = coord.log();
-        if let Some(at) = log.find("core API push listening") {
-            let rest = &log[at..];
-            if let Some(a) = rest.find("addr") {
-                let addr: String = rest[a + 4..]
-                    .trim_start_matches([':', '=', ' ', '"'])
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect();
-                return addr;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("no push listener:\n{}", tail(&coord.log()));
+    common::procs::logged_addr(coord, "core API push listening", 0, Duration::from_secs(60))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,26 +139,34 @@ impl Drop for Proc {
 
 /// The address a coordinator logged in its "coordinator listening" line, waiting for it.
 pub fn listening_addr(coord: &mut Proc, within: Duration) -> String {
+    logged_addr(coord, "coordinator listening", 0, within)
+}
+
+/// The `addr` of the first line logging `message` after the log's first `after_line` lines
+/// (a process started again appends to its log), waiting for it.
+pub fn logged_addr(p: &mut Proc, message: &str, after_line: usize, within: Duration) -> String {
     let until = Instant::now() + within;
     while Instant::now() < until {
-        coord.check_alive();
-        if let Some(addr) = find_listening_addr(&coord.log()) {
+        p.check_alive();
+        let log = p.log();
+        let fresh: String = log.lines().skip(after_line).collect::<Vec<_>>().join("\n");
+        if let Some(addr) = find_logged_addr(&fresh, message) {
             return addr;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("no 'coordinator listening' line:\n{}", tail(&coord.log()));
+    panic!("no '{message}' line:\n{}", tail(&p.log()));
 }
 
-/// The address in a coordinator's "coordinator listening" line, in any log format: pretty
-/// and compact print `addr: A` / `addr=A` (pretty may put it on the next line), JSON
-/// `"addr":"A"`.
+/// The address in a coordinator's "coordinator listening" line.
 pub fn find_listening_addr(log: &str) -> Option<String> {
-    find_addr(log, "coordinator listening")
+    find_logged_addr(log, "coordinator listening")
 }
 
-/// The address in the first log line with `message` (as [`find_listening_addr`]).
-pub fn find_addr(log: &str, message: &str) -> Option<String> {
+/// The `addr` field of the first line logging `message`, in any log format: pretty and
+/// compact print `addr: A` / `addr=A` (pretty may put it on the next line), JSON
+/// `"addr":"A"`.
+pub fn find_logged_addr(log: &str, message: &str) -> Option<String> {
     let at = log.find(message)?;
     let rest = &log[at..];
     let rest = &rest[..rest.len().min(300)];
