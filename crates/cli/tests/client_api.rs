@@ -444,6 +444,7 @@ fn the_client_api_from_a_client_that_knows_only_the_server() {
     let body = json!({
         "batch_number": 4,
         "protocol_version": VERSION,
+        "proof_types": ["exec"],
         "public_values": hex::encode(&public4),
         "input": hex::encode(&input4),
     });
