@@ -34,7 +34,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ) {
                     // The client API's JSON: enums by name, bytes as hex (as the admin
                     // JSON takes inputs), not as numbers.
-                    config = config.field_attribute(path, format!("#[serde(serialize_with = \"{with}\")]"));
+                    config = config
+                        .field_attribute(path, format!("#[serde(serialize_with = \"{with}\")]"));
                 }
             }
         }

@@ -342,7 +342,12 @@ pub struct CoordinatorArgs {
     /// Directories the client API's `file://` input URLs may point into (comma list; each
     /// must exist). None by default: `file://` inputs are refused, so a client cannot make
     /// the coordinator read its own files.
-    #[arg(long, env = "PROOFMILL_INPUT_FETCH_DIRS", value_delimiter = ',', value_name = "DIR")]
+    #[arg(
+        long,
+        env = "PROOFMILL_INPUT_FETCH_DIRS",
+        value_delimiter = ',',
+        value_name = "DIR"
+    )]
     pub input_fetch_dirs: Vec<std::path::PathBuf>,
     /// Largest batch input the APIs take, bytes (the client API refuses a streamed or fetched
     /// input the moment it goes over).

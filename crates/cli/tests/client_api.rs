@@ -130,7 +130,8 @@ fn input_server(body: Vec<u8>) -> String {
 /// One HTTP/1.1 request on a connection of its own: (status, body as JSON).
 fn http(addr: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut conn = TcpStream::connect(addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(90)))
+        .unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     write!(
         conn,
@@ -145,7 +146,9 @@ fn http(addr: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Valu
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(
-        !head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
         "{head}"
     );
     let body = serde_json::from_slice(&raw[split + 4..])
@@ -166,7 +169,11 @@ fn admin_addr(coord: &mut Proc) -> String {
         if let Some(a) = found {
             return a;
         }
-        assert!(Instant::now() < until, "no admin HTTP line:\n{}", tail(&coord.log()));
+        assert!(
+            Instant::now() < until,
+            "no admin HTTP line:\n{}",
+            tail(&coord.log())
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -243,32 +250,49 @@ fn the_client_api_from_a_client_that_knows_only_the_server() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::NotFound);
-        assert_eq!(e.message(), "unknown chain 7 (this coordinator proves chain 1)");
+        assert_eq!(
+            e.message(),
+            "unknown chain 7 (this coordinator proves chain 1)"
+        );
         let (input1, public1) = devnet_batch(1, 11);
         let mut h = header(1, &public1, &[]);
         h.chain_id = 7;
-        let e = submit(&mut c, messages(h, input1.clone(), 64)).await.unwrap_err();
+        let e = submit(&mut c, messages(h, input1.clone(), 64))
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Code::NotFound, "{e:?}");
 
         // Batch 1 inline, in small chunks, before any prover: created, then the same again
         // is not, and other content under its number is ALREADY_EXISTS.
-        let r = submit(&mut c, messages(header(1, &public1, &["exec"]), input1.clone(), 64))
-            .await
-            .unwrap();
+        let r = submit(
+            &mut c,
+            messages(header(1, &public1, &["exec"]), input1.clone(), 64),
+        )
+        .await
+        .unwrap();
         assert!(r.created);
         let state = r.batch.unwrap();
         assert_eq!(state.phase, BatchPhase::BatchProving as i32);
         assert_eq!(state.input_digest, Digest::sha256(&input1).0.to_vec());
-        let r = submit(&mut c, messages(header(1, &public1, &["exec"]), input1.clone(), 64))
-            .await
-            .unwrap();
+        let r = submit(
+            &mut c,
+            messages(header(1, &public1, &["exec"]), input1.clone(), 64),
+        )
+        .await
+        .unwrap();
         assert!(!r.created, "the same request again");
         let (other, other_public) = devnet_batch(1, 12);
-        let e = submit(&mut c, messages(header(1, &other_public, &["exec"]), other, 64))
-            .await
-            .unwrap_err();
+        let e = submit(
+            &mut c,
+            messages(header(1, &other_public, &["exec"]), other, 64),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
-        assert_eq!(get(&mut c, 1).await.unwrap().input_digest, state.input_digest);
+        assert_eq!(
+            get(&mut c, 1).await.unwrap().input_digest,
+            state.input_digest
+        );
 
         // WatchBatch from before the prover: its first message is the state now, its last
         // the terminal one, and it ends there.
@@ -320,7 +344,10 @@ fn the_client_api_from_a_client_that_knows_only_the_server() {
         assert!(!w.timed_out);
         assert_eq!(w.proofs.len(), 1);
         let proof = &w.proofs[0];
-        assert_eq!((proof.proof_type.as_str(), &proof.public_values), ("exec", &public1));
+        assert_eq!(
+            (proof.proof_type.as_str(), &proof.public_values),
+            ("exec", &public1)
+        );
         use proofmill_backend::Backend as _;
         proofmill_devnet::ExecBackend
             .verify(
@@ -354,16 +381,29 @@ fn the_client_api_from_a_client_that_knows_only_the_server() {
         let digest2 = Digest::sha256(&input2).0.to_vec();
         let e = submit(
             &mut c,
-            by_url(2, &public2, format!("file://{}", outside.join("2.bin").display()), digest2.clone()),
+            by_url(
+                2,
+                &public2,
+                format!("file://{}", outside.join("2.bin").display()),
+                digest2.clone(),
+            ),
         )
         .await
         .unwrap_err();
-        assert_eq!((e.code(), reason(&e).as_str()), (Code::InvalidArgument, "INPUT_REFUSED"));
+        assert_eq!(
+            (e.code(), reason(&e).as_str()),
+            (Code::InvalidArgument, "INPUT_REFUSED")
+        );
         assert_eq!(get(&mut c, 2).await.unwrap_err().code(), Code::NotFound);
         // A wrong digest: DIGEST_MISMATCH, nothing stored.
         let e = submit(
             &mut c,
-            by_url(2, &public2, format!("file://{}", inputs.join("2.bin").display()), vec![7; 32]),
+            by_url(
+                2,
+                &public2,
+                format!("file://{}", inputs.join("2.bin").display()),
+                vec![7; 32],
+            ),
         )
         .await
         .unwrap_err();
@@ -371,7 +411,12 @@ fn the_client_api_from_a_client_that_knows_only_the_server() {
         assert_eq!(get(&mut c, 2).await.unwrap_err().code(), Code::NotFound);
         let r = submit(
             &mut c,
-            by_url(2, &public2, format!("file://{}", inputs.join("2.bin").display()), digest2),
+            by_url(
+                2,
+                &public2,
+                format!("file://{}", inputs.join("2.bin").display()),
+                digest2,
+            ),
         )
         .await
         .unwrap();
@@ -381,14 +426,25 @@ fn the_client_api_from_a_client_that_knows_only_the_server() {
         let (input3, public3) = devnet_batch(3, 31);
         let server = input_server(input3.clone());
         let digest3 = Digest::sha256(&input3).0.to_vec();
-        let e = submit(&mut c, by_url(3, &public3, format!("{server}/missing.bin"), digest3.clone()))
-            .await
-            .unwrap_err();
+        let e = submit(
+            &mut c,
+            by_url(
+                3,
+                &public3,
+                format!("{server}/missing.bin"),
+                digest3.clone(),
+            ),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(reason(&e), "INPUT_UNREACHABLE", "{e:?}");
         assert_eq!(get(&mut c, 3).await.unwrap_err().code(), Code::NotFound);
-        let r = submit(&mut c, by_url(3, &public3, format!("{server}/input.bin"), digest3))
-            .await
-            .unwrap();
+        let r = submit(
+            &mut c,
+            by_url(3, &public3, format!("{server}/input.bin"), digest3),
+        )
+        .await
+        .unwrap();
         assert!(r.created);
         for n in [2, 3] {
             let w = c
@@ -400,7 +456,11 @@ fn the_client_api_from_a_client_that_knows_only_the_server() {
                 .await
                 .unwrap()
                 .into_inner();
-            assert_eq!(w.batch.unwrap().phase, BatchPhase::BatchProven as i32, "batch {n}");
+            assert_eq!(
+                w.batch.unwrap().phase,
+                BatchPhase::BatchProven as i32,
+                "batch {n}"
+            );
         }
 
         // 64 MiB streamed in 1 MiB chunks (the cap exactly), stored whole; one byte more is
@@ -408,17 +468,25 @@ fn the_client_api_from_a_client_that_knows_only_the_server() {
         let big: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
         let mut h = header(10, b"big public values", &["big"]);
         h.input_digest = Digest::sha256(&big).0.to_vec();
-        let r = submit(&mut c, messages(h, big.clone(), 1 << 20)).await.unwrap();
+        let r = submit(&mut c, messages(h, big.clone(), 1 << 20))
+            .await
+            .unwrap();
         assert!(r.created);
         assert_eq!(r.batch.as_ref().unwrap().input_size, BIG as u64);
         let blob = dir.path().join("blobs/inputs/000000000010.bin");
         assert_eq!(std::fs::metadata(&blob).unwrap().len(), BIG as u64);
         let mut over = big;
         over.push(0);
-        let e = submit(&mut c, messages(header(11, b"big public values", &["big"]), over, 1 << 20))
-            .await
-            .unwrap_err();
-        assert_eq!((e.code(), reason(&e).as_str()), (Code::ResourceExhausted, "INPUT_TOO_LARGE"));
+        let e = submit(
+            &mut c,
+            messages(header(11, b"big public values", &["big"]), over, 1 << 20),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            (e.code(), reason(&e).as_str()),
+            (Code::ResourceExhausted, "INPUT_TOO_LARGE")
+        );
         assert_eq!(get(&mut c, 11).await.unwrap_err().code(), Code::NotFound);
 
         // CancelBatch returns once the batch is terminal; again, it changes nothing.
@@ -430,7 +498,10 @@ fn the_client_api_from_a_client_that_knows_only_the_server() {
         let r = c.cancel_batch(cancel.clone()).await.unwrap().into_inner();
         assert_eq!(r.cancelled_jobs, 1);
         let b = r.batch.unwrap();
-        assert_eq!((b.phase, b.terminal), (BatchPhase::BatchCancelled as i32, true));
+        assert_eq!(
+            (b.phase, b.terminal),
+            (BatchPhase::BatchCancelled as i32, true)
+        );
         assert_eq!(b.failure, FailureReason::Cancelled as i32);
         let r = c.cancel_batch(cancel).await.unwrap().into_inner();
         assert_eq!(r.cancelled_jobs, 0);
@@ -454,8 +525,17 @@ fn the_client_api_from_a_client_that_knows_only_the_server() {
     let (status, r) = http(&admin, "POST", "/v1/chains/1/batches", Some(body));
     assert_eq!((status, &r["created"]), (200, &json!(false)), "{r}");
     let (status, r) = http(&admin, "GET", "/v1/chains/9/batches/4", None);
-    assert_eq!((status, r["error"]["code"].as_str()), (404, Some("NOT_FOUND")), "{r}");
-    let (status, r) = http(&admin, "GET", "/v1/chains/1/batches/4/wait?timeout_ms=60000", None);
+    assert_eq!(
+        (status, r["error"]["code"].as_str()),
+        (404, Some("NOT_FOUND")),
+        "{r}"
+    );
+    let (status, r) = http(
+        &admin,
+        "GET",
+        "/v1/chains/1/batches/4/wait?timeout_ms=60000",
+        None,
+    );
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["batch"]["phase"], "BATCH_PROVEN", "{r}");
     assert_eq!(r["proofs"][0]["public_values"], hex::encode(&public4));
@@ -465,11 +545,23 @@ fn the_client_api_from_a_client_that_knows_only_the_server() {
     let (status, s) = http(&admin, "GET", "/v1/chains/1/batches/4", None);
     assert_eq!((status, &s["terminal"]), (200, &json!(true)), "{s}");
     assert_eq!(s["jobs"][0]["state"], "proven");
-    let (status, r) = http(&admin, "POST", "/v1/chains/1/batches/4/cancel", Some(json!({})));
+    let (status, r) = http(
+        &admin,
+        "POST",
+        "/v1/chains/1/batches/4/cancel",
+        Some(json!({})),
+    );
     assert_eq!(status, 200, "{r}");
-    assert_eq!((&r["cancelled_jobs"], &r["batch"]["phase"]), (&json!(0), &json!("BATCH_PROVEN")));
+    assert_eq!(
+        (&r["cancelled_jobs"], &r["batch"]["phase"]),
+        (&json!(0), &json!("BATCH_PROVEN"))
+    );
     let (status, r) = http(&admin, "GET", "/v1/chains/1/batches/5/proofs", None);
-    assert_eq!((status, r["error"]["code"].as_str()), (404, Some("NOT_FOUND")), "{r}");
+    assert_eq!(
+        (status, r["error"]["code"].as_str()),
+        (404, Some("NOT_FOUND")),
+        "{r}"
+    );
     let (status, r) = http(
         &admin,
         "POST",
@@ -484,4 +576,232 @@ fn the_client_api_from_a_client_that_knows_only_the_server() {
     );
     assert_eq!(status, 400, "{r}");
     assert_eq!(r["error"]["reason"], "INPUT_REFUSED", "{r}");
+    // WatchBatch as server-sent events: a terminal batch's state once, then the end.
+    let events = sse(&admin, "/v1/chains/1/batches/4/events");
+    assert_eq!(events.matches("event: batch").count(), 1, "{events}");
+    assert!(events.contains("BATCH_PROVEN"), "{events}");
+
+    // The CLI: `submit` streams a file, `proof wait` writes the proof; `proof get` of a
+    // batch not there is NOT_FOUND.
+    let (input6, public6) = devnet_batch(6, 61);
+    std::fs::write(dir.path().join("6.bin"), &input6).unwrap();
+    let run = |args: &[&str]| {
+        let out = common::proofmill()
+            .args(args)
+            .args(["--coordinator", &url])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+        (out.status.success(), text(out.stdout), text(out.stderr))
+    };
+    let public6 = hex::encode(&public6);
+    let submit6 = [
+        "submit",
+        "--batch",
+        "6",
+        "--input",
+        "6.bin",
+        "--public-values",
+        &public6,
+        "--proof-types",
+        "exec",
+    ];
+    let (ok, out, err) = run(&submit6);
+    assert!(ok, "{err}");
+    assert!(out.contains("chain 1 batch 6: submitted"), "{out}");
+    let (ok, out, _) = run(&submit6);
+    assert!(ok && out.contains("already submitted"), "{out}");
+    std::fs::create_dir_all(dir.path().join("proofs")).unwrap();
+    let (ok, out, err) = run(&["proof", "wait", "--batch", "6", "--out", "proofs"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("exec"), "{out}");
+    let proof = std::fs::read(dir.path().join("proofs/batch-6.exec.proof")).unwrap();
+    use proofmill_backend::Backend as _;
+    proofmill_devnet::ExecBackend
+        .verify(
+            &proofmill_types::PublicValues::new(hex::decode(&public6).unwrap()),
+            &proof,
+        )
+        .expect("a valid exec proof");
+    let (ok, _, err) = run(&["proof", "get", "--batch", "99"]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("no batch 99 of chain 1"), "{err}");
+}
+
+/// A server-sent event stream read to its end (the server closes it).
+fn sse(addr: &str, path: &str) -> String {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).expect("the stream ends");
+    String::from_utf8_lossy(&raw).to_string()
+}
+
+/// `request` with `authorization: Bearer token`.
+fn bearer<T>(request: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(request);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+/// One HTTP/1.1 request with a bearer token: its status.
+fn http_status(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> u16 {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        conn,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).unwrap();
+    String::from_utf8_lossy(&raw)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// With admin tokens, reads need read-only and writes operator; a refused call changes
+/// nothing, over gRPC (UNAUTHENTICATED, PERMISSION_DENIED) and HTTP (401, 403).
+#[test]
+fn client_calls_need_a_token_with_their_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().display().to_string();
+    let (ops, view) = (
+        "an-operator-token-for-the-rollup",
+        "a-read-only-token-for-dashboards",
+    );
+    let hash = |t: &str| proofmill_coordinator::TokenHash::of(t).to_string();
+    std::fs::write(
+        dir.path().join("admin.tokens"),
+        format!(
+            "ops operator {}\ndash read-only {}\n",
+            hash(ops),
+            hash(view)
+        ),
+    )
+    .unwrap();
+    let args: Vec<String> = [
+        "coordinator",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--db",
+        &format!("sqlite://{path}/c.db?mode=rwc"),
+        "--blobs",
+        &format!("file://{path}/blobs"),
+        "--proof-types",
+        "exec",
+        "--l1",
+        "none",
+        "--admin-tokens-file",
+        "admin.tokens",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut coord = Proc::spawn(
+        "coordinator",
+        &args,
+        dir.path(),
+        dir.path().join("c.log"),
+        &[("RUST_LOG", "info"), ("PROOFMILL_LOG_FORMAT", "json")],
+    );
+    let url = format!(
+        "http://{}",
+        listening_addr(&mut coord, Duration::from_secs(60))
+    );
+    let admin = admin_addr(&mut coord);
+    let (input, public) = devnet_batch(1, 5);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = None;
+        for _ in 0..600 {
+            if let Ok(mut client) = ClientServiceClient::connect(url.clone()).await {
+                let req = GetBatchRequest {
+                    chain_id: 1,
+                    batch_number: 1,
+                };
+                if let Err(s) = client.get_batch(bearer(req, view)).await
+                    && s.code() == Code::NotFound
+                {
+                    c = Some(client);
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut c = c.unwrap_or_else(|| panic!("no client API:\n{}", tail(&coord.log())));
+        let read = || GetBatchRequest {
+            chain_id: 1,
+            batch_number: 1,
+        };
+        let e = c.get_batch(read()).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+        let msgs = || futures::stream::iter(messages(header(1, &public, &[]), input.clone(), 1024));
+        let e = c.submit_batch(msgs()).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+        let e = c.submit_batch(bearer(msgs(), view)).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        let e = c.get_batch(bearer(read(), ops)).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "nothing was stored: {e:?}");
+        let r = c
+            .submit_batch(bearer(msgs(), ops))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.created);
+        let cancel = ClientCancelRequest {
+            chain_id: 1,
+            batch_number: 1,
+            reason: String::new(),
+        };
+        let e = c
+            .cancel_batch(bearer(cancel.clone(), view))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        let state = c
+            .get_batch(bearer(read(), view))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            state.phase,
+            BatchPhase::BatchProving as i32,
+            "not cancelled"
+        );
+    });
+    // HTTP: the same tokens and roles.
+    let body = json!({"reason": ""}).to_string();
+    let cancel = "/v1/chains/1/batches/1/cancel";
+    assert_eq!(
+        http_status(&admin, "GET", "/v1/chains/1/batches/1", None, ""),
+        401
+    );
+    assert_eq!(
+        http_status(&admin, "GET", "/v1/chains/1/batches/1", Some(view), ""),
+        200
+    );
+    assert_eq!(http_status(&admin, "POST", cancel, None, &body), 401);
+    assert_eq!(http_status(&admin, "POST", cancel, Some(view), &body), 403);
+    let (_, s) = http(&admin, "GET", "/v1/chains/1/batches/1", None);
+    assert_eq!(s["error"]["code"], "UNAUTHENTICATED");
+    assert_eq!(http_status(&admin, "POST", cancel, Some(ops), &body), 200);
 }

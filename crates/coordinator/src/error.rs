@@ -34,9 +34,7 @@ impl CoordinatorError {
         match self {
             CoordinatorError::InvalidArgument(_)
             | CoordinatorError::BatchExists(_)
-            | CoordinatorError::Config(_) => {
-                ErrorCode::InvalidArgument
-            }
+            | CoordinatorError::Config(_) => ErrorCode::InvalidArgument,
             CoordinatorError::Unavailable | CoordinatorError::Store(StoreError::Unavailable(_)) => {
                 ErrorCode::SystemUnavailable
             }

@@ -221,9 +221,18 @@ impl AdminHttp {
             .route("/v1/provers", get(routes::provers_list))
             .route("/v1/events", get(routes::events))
             .route("/v1/chains/{chain}/batches/{batch}", get(client::get_batch))
-            .route("/v1/chains/{chain}/batches/{batch}/proofs", get(client::get_proof))
-            .route("/v1/chains/{chain}/batches/{batch}/wait", get(client::wait_proof))
-            .route("/v1/chains/{chain}/batches/{batch}/events", get(client::watch_batch))
+            .route(
+                "/v1/chains/{chain}/batches/{batch}/proofs",
+                get(client::get_proof),
+            )
+            .route(
+                "/v1/chains/{chain}/batches/{batch}/wait",
+                get(client::wait_proof),
+            )
+            .route(
+                "/v1/chains/{chain}/batches/{batch}/events",
+                get(client::watch_batch),
+            )
             .route("/events", get(routes::events))
     }
 
@@ -256,7 +265,10 @@ impl AdminHttp {
                 "/v1/chains/{chain}/batches",
                 post(client::submit_batch).layer(inputs),
             )
-            .route("/v1/chains/{chain}/batches/{batch}/cancel", post(client::cancel_batch))
+            .route(
+                "/v1/chains/{chain}/batches/{batch}/cancel",
+                post(client::cancel_batch),
+            )
     }
 
     /// Like [`AdminHttp::spawn_serve`], over TLS with the gRPC listener's identity (and its

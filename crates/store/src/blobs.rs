@@ -250,7 +250,11 @@ impl Blobs {
 
     /// Reads a blob of at most `max` bytes; `Ok(Err(size))` for a larger one, whose body is
     /// then never read (its size comes with the answer's metadata).
-    pub async fn get_at_most(&self, key: &str, max: u64) -> Result<std::result::Result<Bytes, u64>> {
+    pub async fn get_at_most(
+        &self,
+        key: &str,
+        max: u64,
+    ) -> Result<std::result::Result<Bytes, u64>> {
         let path = self.path(key)?;
         let result = self
             .store

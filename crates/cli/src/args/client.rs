@@ -26,11 +26,22 @@ pub struct SubmitArgs {
     #[command(flatten)]
     pub batch: BatchRef,
     /// File holding the input, streamed to the coordinator in chunks.
-    #[arg(long, env = "PROOFMILL_INPUT", value_name = "FILE", required_unless_present = "input_url", conflicts_with = "input_url")]
+    #[arg(
+        long,
+        env = "PROOFMILL_INPUT",
+        value_name = "FILE",
+        required_unless_present = "input_url",
+        conflicts_with = "input_url"
+    )]
     pub input: Option<PathBuf>,
     /// Where the coordinator reads the input: http(s)://, s3://, gs://, or file:// under its
     /// --input-fetch-dirs. Needs --digest.
-    #[arg(long, env = "PROOFMILL_INPUT_URL", value_name = "URL", requires = "digest")]
+    #[arg(
+        long,
+        env = "PROOFMILL_INPUT_URL",
+        value_name = "URL",
+        requires = "digest"
+    )]
     pub input_url: Option<String>,
     /// SHA-256 of the input, hex (checked by the coordinator before it stores anything).
     #[arg(long, env = "PROOFMILL_DIGEST", value_name = "HEX", value_parser = parse_digest)]

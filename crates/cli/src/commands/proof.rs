@@ -13,7 +13,12 @@ const POLL_MS: u64 = 60_000;
 
 async fn connect(b: &BatchRef) -> anyhow::Result<ClientApi> {
     // A long poll takes up to its own timeout; the call's is a little longer.
-    connect_client(&b.coordinator, &b.access, Duration::from_millis(POLL_MS + 15_000)).await
+    connect_client(
+        &b.coordinator,
+        &b.access,
+        Duration::from_millis(POLL_MS + 15_000),
+    )
+    .await
 }
 
 pub async fn get(args: ProofGetArgs) -> anyhow::Result<()> {
@@ -82,7 +87,12 @@ fn show(batch: u64, proofs: &[BatchProof], out: Option<&Path>) -> anyhow::Result
                 let path = dir.join(format!("batch-{batch}.{}.proof", p.proof_type));
                 std::fs::write(&path, &p.proof)
                     .with_context(|| format!("writing {}", path.display()))?;
-                println!("{} {} bytes -> {}", p.proof_type, p.proof.len(), path.display());
+                println!(
+                    "{} {} bytes -> {}",
+                    p.proof_type,
+                    p.proof.len(),
+                    path.display()
+                );
             }
             None => println!("{} {}", p.proof_type, hex::encode(&p.proof)),
         }

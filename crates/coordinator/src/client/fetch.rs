@@ -76,11 +76,12 @@ impl InputFetch {
 
     async fn http(&self, url: &str, max: u64) -> Result<Bytes, FetchError> {
         let Some(client) = &self.http else {
-            return Err(FetchError::Refused("this coordinator has no HTTP client".into()));
+            return Err(FetchError::Refused(
+                "this coordinator has no HTTP client".into(),
+            ));
         };
-        let unreachable = |e: reqwest::Error| {
-            FetchError::Unreachable(format!("{url}: {}", error_chain(&e)))
-        };
+        let unreachable =
+            |e: reqwest::Error| FetchError::Unreachable(format!("{url}: {}", error_chain(&e)));
         let mut response = client.get(url).send().await.map_err(unreachable)?;
         if !response.status().is_success() {
             return Err(FetchError::Unreachable(format!(
@@ -127,7 +128,9 @@ impl InputFetch {
         };
         let unreachable =
             |e: std::io::Error| FetchError::Unreachable(format!("{}: {e}", resolved.display()));
-        let file = tokio::fs::File::open(&resolved).await.map_err(unreachable)?;
+        let file = tokio::fs::File::open(&resolved)
+            .await
+            .map_err(unreachable)?;
         let meta = file.metadata().await.map_err(unreachable)?;
         if !meta.is_file() {
             return Err(FetchError::Refused(format!("{url}: not a regular file")));
@@ -192,11 +195,8 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         std::fs::write(allowed.path().join("in.bin"), b"input").unwrap();
         std::fs::write(other.path().join("secret"), b"secret").unwrap();
-        std::os::unix::fs::symlink(
-            other.path().join("secret"),
-            allowed.path().join("link"),
-        )
-        .unwrap();
+        std::os::unix::fs::symlink(other.path().join("secret"), allowed.path().join("link"))
+            .unwrap();
         let url = |p: &Path| url::Url::from_file_path(p).unwrap().to_string();
         let none = InputFetch::new(&[]).unwrap();
         let inside = url(&allowed.path().join("in.bin"));
@@ -219,7 +219,10 @@ mod tests {
             url(&allowed.path().join("missing")),
         ] {
             assert!(
-                matches!(fetch.fetch(&outside, 100).await, Err(FetchError::Refused(_))),
+                matches!(
+                    fetch.fetch(&outside, 100).await,
+                    Err(FetchError::Refused(_))
+                ),
                 "{outside}"
             );
         }

@@ -39,7 +39,11 @@ const REREAD: Duration = Duration::from_secs(2);
 const WATCH_QUEUE: usize = 4;
 
 /// A status whose message starts with the reason's name, also in [`FAILURE_REASON_HEADER`].
-pub(crate) fn failed(code: tonic::Code, reason: FailureReason, detail: impl std::fmt::Display) -> Status {
+pub(crate) fn failed(
+    code: tonic::Code,
+    reason: FailureReason,
+    detail: impl std::fmt::Display,
+) -> Status {
     let name = reason.as_str_name();
     let mut status = Status::new(code, format!("{name}: {detail}"));
     if let Ok(v) = name.parse() {
@@ -69,13 +73,19 @@ fn status_of(e: CoordinatorError) -> Status {
 
 fn fetch_status(e: FetchError) -> Status {
     match e {
-        FetchError::Unreachable(m) => {
-            failed(tonic::Code::FailedPrecondition, FailureReason::InputUnreachable, m)
+        FetchError::Unreachable(m) => failed(
+            tonic::Code::FailedPrecondition,
+            FailureReason::InputUnreachable,
+            m,
+        ),
+        e @ FetchError::TooLarge { .. } => failed(
+            tonic::Code::ResourceExhausted,
+            FailureReason::InputTooLarge,
+            e,
+        ),
+        FetchError::Refused(m) => {
+            failed(tonic::Code::InvalidArgument, FailureReason::InputRefused, m)
         }
-        e @ FetchError::TooLarge { .. } => {
-            failed(tonic::Code::ResourceExhausted, FailureReason::InputTooLarge, e)
-        }
-        FetchError::Refused(m) => failed(tonic::Code::InvalidArgument, FailureReason::InputRefused, m),
     }
 }
 
@@ -110,7 +120,8 @@ impl ClientSvc {
 
     fn header(&self, h: SubmitHeader) -> Result<Header, Status> {
         self.check_chain(h.chain_id)?;
-        let refused = |m: String| failed(tonic::Code::InvalidArgument, FailureReason::InputRefused, m);
+        let refused =
+            |m: String| failed(tonic::Code::InvalidArgument, FailureReason::InputRefused, m);
         let proof_types = h
             .proof_types
             .into_iter()
@@ -119,11 +130,19 @@ impl ClientSvc {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let digest = match h.input_digest.len() {
             0 => None,
-            32 => Some(Digest(h.input_digest.as_slice().try_into().expect("32 bytes"))),
-            n => return Err(refused(format!("input_digest must be a SHA-256 (32 bytes), got {n}"))),
+            32 => Some(Digest(
+                h.input_digest.as_slice().try_into().expect("32 bytes"),
+            )),
+            n => {
+                return Err(refused(format!(
+                    "input_digest must be a SHA-256 (32 bytes), got {n}"
+                )));
+            }
         };
         if !h.input_url.is_empty() && digest.is_none() {
-            return Err(refused("input_url needs input_digest (SHA-256 of the input)".into()));
+            return Err(refused(
+                "input_url needs input_digest (SHA-256 of the input)".into(),
+            ));
         }
         if h.input_url.len() > 4096 {
             return Err(refused("input_url is longer than 4096 bytes".into()));
@@ -144,7 +163,12 @@ impl ClientSvc {
         let Some(digest) = h.digest else {
             return Ok(None);
         };
-        let stored = self.intake.store().batch(h.number).await.map_err(|e| status_of(e.into()))?;
+        let stored = self
+            .intake
+            .store()
+            .batch(h.number)
+            .await
+            .map_err(|e| status_of(e.into()))?;
         match stored {
             Some(b) if b.input_digest == digest && b.public_values == h.public_values => {
                 let state = self.state(h.number).await?;
@@ -155,7 +179,10 @@ impl ClientSvc {
     }
 
     /// The inline input: chunks after the header, refused the moment they pass the cap.
-    async fn receive(&self, stream: &mut Streaming<SubmitBatchRequest>) -> Result<bytes::Bytes, Status> {
+    async fn receive(
+        &self,
+        stream: &mut Streaming<SubmitBatchRequest>,
+    ) -> Result<bytes::Bytes, Status> {
         let max = self.intake.max_input_bytes();
         let mut data = BytesMut::new();
         while let Some(message) = stream.message().await? {
@@ -191,26 +218,41 @@ impl ClientSvc {
     }
 
     /// The proofs of the batch's proof types (`only`: one of them).
-    async fn proofs(&self, number: u64, only: Option<&ProofType>) -> Result<Vec<BatchProof>, Status> {
+    async fn proofs(
+        &self,
+        number: u64,
+        only: Option<&ProofType>,
+    ) -> Result<Vec<BatchProof>, Status> {
         let store = self.intake.store();
         let batch = store
             .batch(number)
             .await
             .map_err(|e| status_of(e.into()))?
             .ok_or_else(|| {
-                Status::not_found(format!("no batch {number} of chain {}", self.intake.chain_id()))
+                Status::not_found(format!(
+                    "no batch {number} of chain {}",
+                    self.intake.chain_id()
+                ))
             })?;
         if let Some(t) = only
             && !batch.required.contains(t)
         {
-            return Err(Status::not_found(format!("batch {number} needs no proof type {t}")));
+            return Err(Status::not_found(format!(
+                "batch {number} needs no proof type {t}"
+            )));
         }
         let mut proofs = Vec::new();
-        for t in batch.required.iter().filter(|t| only.is_none_or(|o| o == *t)) {
+        for t in batch
+            .required
+            .iter()
+            .filter(|t| only.is_none_or(|o| o == *t))
+        {
             let key = JobKey::new(number, t.clone());
             let record = store.proof(&key).await.map_err(|e| status_of(e.into()))?;
             let Some(record) = record else {
-                return Err(Status::not_found(format!("batch {number} has no {t} proof yet")));
+                return Err(Status::not_found(format!(
+                    "batch {number} has no {t} proof yet"
+                )));
             };
             let proof = match record.inline {
                 Some(bytes) => bytes,
@@ -299,7 +341,11 @@ impl ClientSvc {
     }
 
     /// Waits until the batch is terminal or `deadline`; its state then.
-    async fn wait_terminal(&self, number: u64, deadline: tokio::time::Instant) -> Result<BatchStatus, Status> {
+    async fn wait_terminal(
+        &self,
+        number: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<BatchStatus, Status> {
         // Watching from before the first read: a change between the two is not missed.
         let mut watcher = self.events.watch();
         let shutdown = self.standing.shutdown();
@@ -342,7 +388,8 @@ fn about(event: &Event, number: u64) -> bool {
     }
 }
 
-pub(crate) type BatchStream = Pin<Box<dyn futures::Stream<Item = Result<BatchStatus, Status>> + Send>>;
+pub(crate) type BatchStream =
+    Pin<Box<dyn futures::Stream<Item = Result<BatchStatus, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ClientService for ClientSvc {
@@ -354,8 +401,13 @@ impl ClientService for ClientSvc {
     ) -> Result<Response<SubmitBatchResponse>, Status> {
         let mut stream = request.into_inner();
         let first = stream.message().await?;
-        let Some(SubmitBatchRequest { part: Some(Part::Header(h)) }) = first else {
-            return Err(Status::invalid_argument("the first message must be the header"));
+        let Some(SubmitBatchRequest {
+            part: Some(Part::Header(h)),
+        }) = first
+        else {
+            return Err(Status::invalid_argument(
+                "the first message must be the header",
+            ));
         };
         let h = self.header(h)?;
         if let Some(batch) = self.same_stored(&h).await? {
@@ -382,7 +434,10 @@ impl ClientService for ClientSvc {
         Ok(Response::new(self.submit(h, inline).await?))
     }
 
-    async fn get_batch(&self, request: Request<GetBatchRequest>) -> Result<Response<BatchStatus>, Status> {
+    async fn get_batch(
+        &self,
+        request: Request<GetBatchRequest>,
+    ) -> Result<Response<BatchStatus>, Status> {
         let r = request.into_inner();
         self.check_chain(r.chain_id)?;
         Ok(Response::new(self.state(r.batch_number).await?))
@@ -445,7 +500,9 @@ impl ClientService for ClientSvc {
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn wait_proof(

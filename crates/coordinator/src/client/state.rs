@@ -59,7 +59,11 @@ fn job_status(j: &Job) -> ProofJobStatus {
 fn phase(jobs: &[Job], required: usize) -> (BatchPhase, FailureReason, String) {
     let all_terminal = jobs.len() >= required.max(1) && jobs.iter().all(|j| j.state.is_terminal());
     if !all_terminal {
-        return (BatchPhase::BatchProving, FailureReason::Unspecified, String::new());
+        return (
+            BatchPhase::BatchProving,
+            FailureReason::Unspecified,
+            String::new(),
+        );
     }
     let first = |state: JobState| jobs.iter().find(|j| j.state == state);
     let detail = |j: &Job| {
@@ -73,11 +77,23 @@ fn phase(jobs: &[Job], required: usize) -> (BatchPhase, FailureReason, String) {
         }
     };
     if let Some(j) = first(JobState::Cancelled) {
-        (BatchPhase::BatchCancelled, FailureReason::Cancelled, detail(j))
+        (
+            BatchPhase::BatchCancelled,
+            FailureReason::Cancelled,
+            detail(j),
+        )
     } else if let Some(j) = first(JobState::Failed) {
-        (BatchPhase::BatchFailed, FailureReason::ProvingFailed, detail(j))
+        (
+            BatchPhase::BatchFailed,
+            FailureReason::ProvingFailed,
+            detail(j),
+        )
     } else {
-        (BatchPhase::BatchProven, FailureReason::Unspecified, String::new())
+        (
+            BatchPhase::BatchProven,
+            FailureReason::Unspecified,
+            String::new(),
+        )
     }
 }
 
@@ -97,16 +113,32 @@ mod tests {
         use JobState::*;
         let p = |jobs: &[Job], n| phase(jobs, n).0;
         assert_eq!(p(&[], 1), BatchPhase::BatchProving);
-        assert_eq!(p(&[job("a", Proven)], 2), BatchPhase::BatchProving, "a job not stored yet");
-        assert_eq!(p(&[job("a", Proven), job("b", Leased)], 2), BatchPhase::BatchProving);
-        assert_eq!(p(&[job("a", Proven), job("b", Proven)], 2), BatchPhase::BatchProven);
-        assert_eq!(p(&[job("a", Proven), job("b", Failed)], 2), BatchPhase::BatchFailed);
+        assert_eq!(
+            p(&[job("a", Proven)], 2),
+            BatchPhase::BatchProving,
+            "a job not stored yet"
+        );
+        assert_eq!(
+            p(&[job("a", Proven), job("b", Leased)], 2),
+            BatchPhase::BatchProving
+        );
+        assert_eq!(
+            p(&[job("a", Proven), job("b", Proven)], 2),
+            BatchPhase::BatchProven
+        );
+        assert_eq!(
+            p(&[job("a", Proven), job("b", Failed)], 2),
+            BatchPhase::BatchFailed
+        );
         assert_eq!(
             p(&[job("a", Failed), job("b", Cancelled)], 2),
             BatchPhase::BatchCancelled
         );
         let (_, why, detail) = phase(&[job("a", Failed)], 1);
         assert_eq!(why, FailureReason::ProvingFailed);
-        assert!(detail.starts_with("a failed after 0 failed attempts"), "{detail}");
+        assert!(
+            detail.starts_with("a failed after 0 failed attempts"),
+            "{detail}"
+        );
     }
 }

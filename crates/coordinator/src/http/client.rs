@@ -85,7 +85,10 @@ pub(super) async fn get_batch(
         chain_id,
         batch_number,
     };
-    let r = client.get_batch(Call::new(req)).await.map_err(ApiError::client)?;
+    let r = client
+        .get_batch(Call::new(req))
+        .await
+        .map_err(ApiError::client)?;
     Ok(Json(r.into_inner()))
 }
 
@@ -108,7 +111,10 @@ pub(super) async fn get_proof(
         batch_number,
         proof_type: q.proof_type.unwrap_or_default(),
     };
-    let r = client.get_proof(Call::new(req)).await.map_err(ApiError::client)?;
+    let r = client
+        .get_proof(Call::new(req))
+        .await
+        .map_err(ApiError::client)?;
     Ok(Json(r.into_inner()))
 }
 
@@ -131,7 +137,10 @@ pub(super) async fn wait_proof(
         batch_number,
         timeout_ms: q.timeout_ms.unwrap_or(0),
     };
-    let r = client.wait_proof(Call::new(req)).await.map_err(ApiError::client)?;
+    let r = client
+        .wait_proof(Call::new(req))
+        .await
+        .map_err(ApiError::client)?;
     Ok(Json(r.into_inner()))
 }
 
@@ -154,7 +163,10 @@ pub(super) async fn cancel_batch(
         batch_number,
         reason: b.reason,
     };
-    let r = client.cancel_batch(Call::new(req)).await.map_err(ApiError::client)?;
+    let r = client
+        .cancel_batch(Call::new(req))
+        .await
+        .map_err(ApiError::client)?;
     Ok(Json(r.into_inner()))
 }
 

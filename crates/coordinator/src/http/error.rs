@@ -89,11 +89,16 @@ impl ApiError {
     /// `RESOURCE_EXHAUSTED`, ...) with the matching HTTP status, and its failure reason.
     pub fn client(s: tonic::Status) -> ApiError {
         use tonic::Code;
-        if matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied | Code::Unavailable) {
+        if matches!(
+            s.code(),
+            Code::Unauthenticated | Code::PermissionDenied | Code::Unavailable
+        ) {
             return ApiError::from(s);
         }
         let (status, code) = match s.code() {
-            Code::InvalidArgument | Code::OutOfRange => (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT"),
+            Code::InvalidArgument | Code::OutOfRange => {
+                (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT")
+            }
             Code::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             Code::AlreadyExists => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
             Code::FailedPrecondition => (StatusCode::CONFLICT, "FAILED_PRECONDITION"),
