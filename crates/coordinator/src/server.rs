@@ -54,6 +54,8 @@ pub struct Coordinator {
     steps: SettlementSteps,
     /// Reads the inputs clients name by URL.
     fetch: crate::client::fetch::InputFetch,
+    /// The client API's submissions in progress ([`crate::client::MAX_SUBMISSIONS`]).
+    submissions: Arc<tokio::sync::Semaphore>,
 }
 
 impl Coordinator {
@@ -210,6 +212,7 @@ impl Coordinator {
             pausing,
             steps: SettlementSteps::default(),
             fetch,
+            submissions: Arc::new(tokio::sync::Semaphore::new(crate::client::MAX_SUBMISSIONS)),
         })
     }
 
@@ -340,6 +343,7 @@ impl Coordinator {
             events: self.events.clone(),
             standing: self.standing.clone(),
             fetch: self.fetch.clone(),
+            submissions: self.submissions.clone(),
         }
     }
 

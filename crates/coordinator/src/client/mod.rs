@@ -89,11 +89,18 @@ fn fetch_status(e: FetchError) -> Status {
     }
 }
 
+/// Submissions that receive or fetch an input at once (over gRPC and HTTP together): each
+/// holds up to `--max-input-bytes` in memory until intake has stored it, so this bounds
+/// what submissions hold. More are refused with `RESOURCE_EXHAUSTED` at once.
+pub(crate) const MAX_SUBMISSIONS: usize = 4;
+
 pub(crate) struct ClientSvc {
     pub intake: Intake,
     pub events: EventBus,
     pub standing: Standing,
     pub fetch: InputFetch,
+    /// [`MAX_SUBMISSIONS`] permits, shared by every transport.
+    pub submissions: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// A header's batch, checked, without its input.
@@ -207,6 +214,16 @@ impl ClientSvc {
         Ok(data.freeze())
     }
 
+    /// A place for one submission's input, or the refusal.
+    fn submission_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.submissions.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{MAX_SUBMISSIONS} submissions are taking their input in already; try again \
+                 once one is done"
+            ))
+        })
+    }
+
     async fn state(&self, number: u64) -> Result<BatchStatus, Status> {
         match state::read(&self.intake, number).await.map_err(status_of)? {
             Some(s) => Ok(s),
@@ -299,6 +316,7 @@ impl ClientSvc {
                 batch: Some(batch),
             });
         }
+        let _slot = self.submission_slot()?;
         self.submit(h, input).await
     }
 
@@ -416,6 +434,7 @@ impl ClientService for ClientSvc {
                 batch: Some(batch),
             }));
         }
+        let _slot = self.submission_slot()?;
         let inline = if h.url.is_empty() {
             Some(self.receive(&mut stream).await?)
         } else {
