@@ -294,6 +294,15 @@ fn the_client_api_from_a_client_that_knows_only_the_server() {
             state.input_digest
         );
 
+        // An input the exec backend cannot decode: INPUT_REFUSED, nothing stored.
+        let junk = messages(header(20, &public1, &["exec"]), b"not a batch".to_vec(), 64);
+        let e = submit(&mut c, junk).await.unwrap_err();
+        assert_eq!(
+            (e.code(), reason(&e).as_str()),
+            (Code::InvalidArgument, "INPUT_REFUSED")
+        );
+        assert_eq!(get(&mut c, 20).await.unwrap_err().code(), Code::NotFound);
+
         // WatchBatch from before the prover: its first message is the state now, its last
         // the terminal one, and it ends there.
         let mut watch = c

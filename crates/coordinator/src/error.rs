@@ -24,6 +24,10 @@ pub enum CoordinatorError {
     /// always was), `ALREADY_EXISTS` for the client API.
     #[error("invalid argument: {0}")]
     BatchExists(String),
+    /// A batch input a backend refuses (`Backend::check_input`): invalid for the admin API,
+    /// `INPUT_REFUSED` for the client API.
+    #[error("invalid argument: {0}")]
+    InputRefused(String),
     /// A valid call the target's state does not allow (e.g. replacing a proven batch).
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
@@ -34,6 +38,7 @@ impl CoordinatorError {
         match self {
             CoordinatorError::InvalidArgument(_)
             | CoordinatorError::BatchExists(_)
+            | CoordinatorError::InputRefused(_)
             | CoordinatorError::Config(_) => ErrorCode::InvalidArgument,
             CoordinatorError::Unavailable | CoordinatorError::Store(StoreError::Unavailable(_)) => {
                 ErrorCode::SystemUnavailable

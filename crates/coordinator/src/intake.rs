@@ -224,7 +224,7 @@ impl Intake {
         .await
         .map_err(|e| CoordinatorError::Transport(format!("input check: {e}")))?;
         match refused {
-            Some((t, e)) => Err(CoordinatorError::InvalidArgument(format!(
+            Some((t, e)) => Err(CoordinatorError::InputRefused(format!(
                 "input refused by the {t} backend: {e}"
             ))),
             None => Ok(()),
@@ -462,9 +462,9 @@ fn count_intake(source: &str, taken: &Result<bool, CoordinatorError>) {
         Ok(false) => {}
         Err(e) => {
             let kind = match e {
-                CoordinatorError::InvalidArgument(_) | CoordinatorError::BatchExists(_) => {
-                    "invalid_argument"
-                }
+                CoordinatorError::InvalidArgument(_)
+                | CoordinatorError::BatchExists(_)
+                | CoordinatorError::InputRefused(_) => "invalid_argument",
                 CoordinatorError::FailedPrecondition(_) => "failed_precondition",
                 CoordinatorError::Unavailable => "unavailable",
                 CoordinatorError::Store(_) => "store",

@@ -57,9 +57,7 @@ fn status_of(e: CoordinatorError) -> Status {
     use CoordinatorError as E;
     match e {
         E::BatchExists(m) => Status::already_exists(m),
-        E::InvalidArgument(m) if m.starts_with("input refused by") => {
-            failed(tonic::Code::InvalidArgument, FailureReason::InputRefused, m)
-        }
+        E::InputRefused(m) => failed(tonic::Code::InvalidArgument, FailureReason::InputRefused, m),
         E::InvalidArgument(m) | E::Config(m) => Status::invalid_argument(m),
         E::FailedPrecondition(m) => Status::failed_precondition(m),
         E::UnknownBatch(_) | E::JobNotFound(_) => Status::not_found(e.to_string()),
