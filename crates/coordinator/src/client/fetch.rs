@@ -231,4 +231,84 @@ mod tests {
             Err(FetchError::Refused(_))
         ));
     }
+
+    /// A server answering each path once: `/sized` with a Content-Length, `/chunked`
+    /// without one (the cap must hold while the body streams), anything else 404.
+    fn server(body: &'static [u8]) -> String {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let _ = if head.starts_with("GET /sized ") {
+                    write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .and_then(|()| conn.write_all(body))
+                } else if head.starts_with("GET /chunked ") {
+                    write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                    )
+                    .and_then(|()| {
+                        for piece in body.chunks(3) {
+                            write!(conn, "{:x}\r\n", piece.len())?;
+                            conn.write_all(piece)?;
+                            conn.write_all(b"\r\n")?;
+                        }
+                        conn.write_all(b"0\r\n\r\n")
+                    })
+                } else {
+                    write!(
+                        conn,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                };
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn http_inputs_are_capped_while_they_stream() {
+        let base = server(b"0123456789");
+        let fetch = InputFetch::new(&[]).unwrap();
+        for path in ["sized", "chunked"] {
+            let url = format!("{base}/{path}");
+            assert_eq!(
+                &fetch.fetch(&url, 10).await.unwrap()[..],
+                b"0123456789",
+                "{path}"
+            );
+            assert_eq!(
+                fetch.fetch(&url, 9).await,
+                Err(FetchError::TooLarge {
+                    url: url.clone(),
+                    max: 9
+                }),
+                "{path}"
+            );
+        }
+        let missing = fetch.fetch(&format!("{base}/missing"), 10).await;
+        assert!(
+            matches!(&missing, Err(FetchError::Unreachable(m)) if m.contains("404")),
+            "{missing:?}"
+        );
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let gone = format!("http://{}/x", closed.local_addr().unwrap());
+        drop(closed);
+        assert!(matches!(
+            fetch.fetch(&gone, 10).await,
+            Err(FetchError::Unreachable(_))
+        ));
+    }
 }
