@@ -7,7 +7,8 @@
 //! (symlinks, `..`) before it is checked, so a remote client cannot read the coordinator's
 //! own files.
 
-use bytes::{Bytes, BytesMut};
+use super::capped::Capped;
+use bytes::Bytes;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncReadExt as _;
@@ -96,14 +97,11 @@ impl InputFetch {
         if response.content_length().is_some_and(|n| n > max) {
             return Err(too_large());
         }
-        let mut data = BytesMut::new();
+        let mut data = Capped::new(max);
         while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-            if (data.len() + chunk.len()) as u64 > max {
-                return Err(too_large());
-            }
-            data.extend_from_slice(&chunk);
+            data.push(&chunk).map_err(|()| too_large())?;
         }
-        Ok(data.freeze())
+        Ok(data.into_bytes())
     }
 
     async fn file(&self, url: &str, parsed: &url::Url, max: u64) -> Result<Bytes, FetchError> {

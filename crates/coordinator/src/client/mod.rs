@@ -8,6 +8,7 @@
 //! moment it goes over, streamed or fetched): intake needs it whole, for the backends'
 //! checks and the dispatch cache.
 
+mod capped;
 pub(crate) mod fetch;
 pub(crate) mod state;
 
@@ -15,7 +16,6 @@ use crate::error::CoordinatorError;
 use crate::events::{Event, EventBus, Next};
 use crate::intake::{Intake, NewBatch};
 use crate::standing::Standing;
-use bytes::BytesMut;
 use fetch::{FetchError, InputFetch};
 use proofmill_proto::v1::client_service_server::ClientService;
 use proofmill_proto::v1::submit_batch_request::Part;
@@ -189,18 +189,17 @@ impl ClientSvc {
         stream: &mut Streaming<SubmitBatchRequest>,
     ) -> Result<bytes::Bytes, Status> {
         let max = self.intake.max_input_bytes();
-        let mut data = BytesMut::new();
+        let mut data = capped::Capped::new(max);
         while let Some(message) = stream.message().await? {
             match message.part {
                 Some(Part::Chunk(chunk)) => {
-                    if (data.len() + chunk.len()) as u64 > max {
-                        return Err(failed(
+                    data.push(&chunk).map_err(|()| {
+                        failed(
                             tonic::Code::ResourceExhausted,
                             FailureReason::InputTooLarge,
                             format!("the input is larger than {max} bytes (--max-input-bytes)"),
-                        ));
-                    }
-                    data.extend_from_slice(&chunk);
+                        )
+                    })?;
                 }
                 Some(Part::Header(_)) | None => {
                     return Err(Status::invalid_argument(
@@ -209,7 +208,7 @@ impl ClientSvc {
                 }
             }
         }
-        Ok(data.freeze())
+        Ok(data.into_bytes())
     }
 
     /// A place for one submission's input, or the refusal.
