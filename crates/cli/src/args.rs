@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 mod admin;
 mod bench;
+mod client;
 mod job;
 mod parse;
 pub use admin::{
@@ -26,6 +27,7 @@ pub use bench::{
     BenchDispatchArgs, BenchFleetArgs, BenchGatewayArgs, BenchMakespanArgs, BenchProveArgs,
     BenchRestartArgs, BenchSettleArgs, BenchSimProversArgs, BenchStore, SettleProofs,
 };
+pub use client::{BatchRef, ProofCommand, ProofGetArgs, ProofWaitArgs, SubmitArgs};
 pub use job::{JobCancelArgs, JobCommand, JobRetryArgs, JobShowArgs};
 use parse::*;
 
@@ -108,6 +110,15 @@ pub enum Command {
     SettleNow(SettleNowArgs),
     /// Commit a sealed batch to L1 now (with the uncommitted batches before it).
     CommitNow(CommitNowArgs),
+    /// Submit a batch through the client API: its input streamed from a file, or a URL the
+    /// coordinator fetches.
+    Submit(SubmitArgs),
+    /// Get a batch's proofs, or wait for them (client API).
+    #[command(subcommand_required = true)]
+    Proof {
+        #[command(subcommand)]
+        command: ProofCommand,
+    },
     /// Replace the input of a batch that is not proven yet, or cancel its jobs.
     #[command(subcommand_required = true)]
     Batch {
@@ -408,6 +419,20 @@ pub struct CoordinatorArgs {
     /// refused (`NOT_FOUND`, unknown chain), as is a rollup core's batch of another chain.
     #[arg(long, env = "PROOFMILL_CHAIN_ID", default_value_t = proofmill_coordinator::DEFAULT_CHAIN_ID)]
     pub chain_id: u64,
+    /// Directories the client API's `file://` input URLs may point into (comma list; each
+    /// must exist). None by default: `file://` inputs are refused, so a client cannot make
+    /// the coordinator read its own files.
+    #[arg(
+        long,
+        env = "PROOFMILL_INPUT_FETCH_DIRS",
+        value_delimiter = ',',
+        value_name = "DIR"
+    )]
+    pub input_fetch_dirs: Vec<std::path::PathBuf>,
+    /// Largest batch input the APIs take, bytes (the client API refuses a streamed or fetched
+    /// input the moment it goes over).
+    #[arg(long, env = "PROOFMILL_MAX_INPUT_BYTES", default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_input_bytes: u64,
     /// Batch numbers the API may take above the end of the gap-free run of stored batches;
     /// a batch further ahead is refused (gaps within it are shown by `status`). 0: no limit.
     #[arg(long, env = "PROOFMILL_INTAKE_WINDOW", default_value_t = 1024)]
@@ -627,6 +652,8 @@ impl Cli {
             | Command::SettleNow(_)
             | Command::CommitNow(_)
             | Command::Batch { .. }
+            | Command::Submit(_)
+            | Command::Proof { .. }
             | Command::Job { .. }
             | Command::Token { .. }
             | Command::Bench { .. } => {}
@@ -750,6 +777,9 @@ fn finish_coordinator(a: &mut CoordinatorArgs, cwd: &Path) -> anyhow::Result<()>
     a.blobs = Some(absolute_blobs_url(&blobs, cwd)?);
     let l1_state = a.l1_state.take().unwrap_or_else(|| dir.join("l1.log"));
     a.l1_state = Some(absolute(cwd, &l1_state));
+    for d in &mut a.input_fetch_dirs {
+        *d = absolute(cwd, d);
+    }
     check_accounts(a.accounts, a.tree_depth)?;
     check_unique_types("--proof-types", &a.proof_types)?;
     if a.l1 == L1Mode::Rpc && (a.rpc.l1_rpc_url.is_none() || a.l1_rollup_address.is_none()) {

@@ -38,11 +38,26 @@ pub(crate) fn needed(method: &str) -> Option<Role> {
 pub(crate) struct AdminGate<S> {
     inner: S,
     auth: Arc<AdminAuth>,
+    /// The role each method needs.
+    needed: fn(&str) -> Option<Role>,
 }
 
 impl<S> AdminGate<S> {
     pub fn new(inner: S, auth: Arc<AdminAuth>) -> AdminGate<S> {
-        AdminGate { inner, auth }
+        Self::with_roles(inner, auth, needed)
+    }
+
+    /// Another service behind the same tokens, with its own roles per method.
+    pub fn with_roles(
+        inner: S,
+        auth: Arc<AdminAuth>,
+        needed: fn(&str) -> Option<Role>,
+    ) -> AdminGate<S> {
+        AdminGate {
+            inner,
+            auth,
+            needed,
+        }
     }
 }
 
@@ -67,7 +82,7 @@ where
             .next()
             .unwrap_or_default()
             .to_string();
-        if let Some(role) = needed(&method) {
+        if let Some(role) = (self.needed)(&method) {
             let header = request
                 .headers()
                 .get(http::header::AUTHORIZATION)

@@ -62,6 +62,10 @@ pub struct CoordinatorConfig {
     /// The chain whose batches this coordinator takes ([`crate::DEFAULT_CHAIN_ID`] unless
     /// set): submissions naming another chain are refused.
     pub chain_id: u64,
+    /// Directories the client API's `file://` input URLs may point into (resolved at
+    /// start; each must exist). Empty: `file://` inputs are refused, so a remote client
+    /// cannot make the coordinator read its own files.
+    pub input_fetch_dirs: Vec<std::path::PathBuf>,
     /// Days the history of ended attempts is kept (0: for ever).
     pub attempt_retention_days: u32,
     /// Prove-time metrics also by prover name (one series per prover: for small fleets).
@@ -93,6 +97,7 @@ impl Default for CoordinatorConfig {
             record_dispatch_latency: false,
             intake_window: 1024,
             chain_id: crate::DEFAULT_CHAIN_ID,
+            input_fetch_dirs: Vec::new(),
             attempt_retention_days: 30,
             metrics_per_prover: false,
         }

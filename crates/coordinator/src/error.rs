@@ -20,6 +20,14 @@ pub enum CoordinatorError {
     /// A batch that is not in the store; the text starts with its number.
     #[error("no batch {0}")]
     UnknownBatch(String),
+    /// A batch number taken by a batch of other content: invalid for the admin API (as it
+    /// always was), `ALREADY_EXISTS` for the client API.
+    #[error("invalid argument: {0}")]
+    BatchExists(String),
+    /// A batch input a backend refuses (`Backend::check_input`): invalid for the admin API,
+    /// `INPUT_REFUSED` for the client API.
+    #[error("invalid argument: {0}")]
+    InputRefused(String),
     /// A valid call the target's state does not allow (e.g. replacing a proven batch).
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
@@ -28,9 +36,10 @@ pub enum CoordinatorError {
 impl CoordinatorError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            CoordinatorError::InvalidArgument(_) | CoordinatorError::Config(_) => {
-                ErrorCode::InvalidArgument
-            }
+            CoordinatorError::InvalidArgument(_)
+            | CoordinatorError::BatchExists(_)
+            | CoordinatorError::InputRefused(_)
+            | CoordinatorError::Config(_) => ErrorCode::InvalidArgument,
             CoordinatorError::Unavailable | CoordinatorError::Store(StoreError::Unavailable(_)) => {
                 ErrorCode::SystemUnavailable
             }

@@ -16,6 +16,7 @@
 //! runs it on `AdminApi::admin` and answers with `answered(r.error.take(), r)` (every
 //! message of `proofmill.v1` is serializable; its `AdminError` field is left out).
 
+mod client;
 mod conns;
 mod error;
 pub(crate) mod ready;
@@ -60,6 +61,8 @@ pub struct AdminApi {
     /// gRPC service's are.
     standing: Option<Standing>,
     probes: Vec<Probe>,
+    /// The client API (`/v1/chains/...`): only an active coordinator's.
+    client: Option<Arc<crate::client::ClientSvc>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +89,7 @@ impl AdminApi {
             role: Role::Starting,
             admin: None,
             standing: None,
+            client: None,
             probes: vec![ready::fixed(Component {
                 name: "leadership".into(),
                 state: "starting".into(),
@@ -102,6 +106,7 @@ impl AdminApi {
             standing: Some(admin.standing.clone()),
             admin: Some(Arc::new(admin)),
             probes,
+            client: None,
         }
     }
 
@@ -111,6 +116,7 @@ impl AdminApi {
             admin: Some(admin),
             standing: None,
             probes,
+            client: None,
         }
     }
 
@@ -125,6 +131,22 @@ impl AdminApi {
     {
         self.probes.push(ready::probe(name, required, check));
         self
+    }
+
+    /// With the client API of an active coordinator.
+    pub(crate) fn with_client(mut self, client: crate::client::ClientSvc) -> AdminApi {
+        self.client = Some(Arc::new(client));
+        self
+    }
+
+    /// The client API, unless this coordinator cannot answer it now.
+    fn client(&self) -> Result<Arc<crate::client::ClientSvc>, ApiError> {
+        if let Some(refusal) = self.standing.as_ref().and_then(crate::server::refusal) {
+            return Err(refusal.into());
+        }
+        self.client.clone().ok_or_else(|| {
+            ApiError::unavailable("the client API is served by the active coordinator only")
+        })
     }
 
     /// The admin calls, unless this coordinator cannot answer them now.
@@ -218,6 +240,19 @@ impl AdminHttp {
             .route("/v1/jobs/{batch}/{proof_type}", get(routes::job_status))
             .route("/v1/provers", get(routes::provers_list))
             .route("/v1/events", get(routes::events))
+            .route("/v1/chains/{chain}/batches/{batch}", get(client::get_batch))
+            .route(
+                "/v1/chains/{chain}/batches/{batch}/proofs",
+                get(client::get_proof),
+            )
+            .route(
+                "/v1/chains/{chain}/batches/{batch}/wait",
+                get(client::wait_proof),
+            )
+            .route(
+                "/v1/chains/{chain}/batches/{batch}/events",
+                get(client::watch_batch),
+            )
             .route("/events", get(routes::events))
     }
 
@@ -246,6 +281,14 @@ impl AdminHttp {
             .route("/v1/components/{component}/resume", post(routes::resume))
             .route("/v1/settle-now", post(routes::settle_now))
             .route("/v1/batches/{batch}/commit", post(routes::commit_now))
+            .route(
+                "/v1/chains/{chain}/batches",
+                post(client::submit_batch).layer(inputs),
+            )
+            .route(
+                "/v1/chains/{chain}/batches/{batch}/cancel",
+                post(client::cancel_batch),
+            )
     }
 
     /// Like [`AdminHttp::spawn_serve`], over TLS with the gRPC listener's identity (and its

@@ -109,6 +109,16 @@ impl Intake {
         &self.blobs
     }
 
+    /// The largest input taken ([`crate::CoordinatorConfig::max_input_bytes`]).
+    pub fn max_input_bytes(&self) -> u64 {
+        self.rules.max_input_bytes
+    }
+
+    /// The proof types a batch needs unless its submission names some.
+    pub fn required_types(&self) -> &[ProofType] {
+        &self.rules.required
+    }
+
     /// The coordinator's shutdown signal: a source stops taking batches in once it is given.
     pub fn shutdown(&self) -> crate::Shutdown {
         self.standing.shutdown()
@@ -224,7 +234,7 @@ impl Intake {
         .await
         .map_err(|e| CoordinatorError::Transport(format!("input check: {e}")))?;
         match refused {
-            Some((t, e)) => Err(CoordinatorError::InvalidArgument(format!(
+            Some((t, e)) => Err(CoordinatorError::InputRefused(format!(
                 "input refused by the {t} backend: {e}"
             ))),
             None => Ok(()),
@@ -263,7 +273,7 @@ impl Intake {
     }
 
     /// The jobs of one batch, from the store.
-    async fn batch_jobs(&self, number: u64) -> Result<Vec<Job>, CoordinatorError> {
+    pub(crate) async fn batch_jobs(&self, number: u64) -> Result<Vec<Job>, CoordinatorError> {
         let filter = proofmill_store::JobFilter {
             from_batch: Some(number),
             limit: 1024,
@@ -316,7 +326,7 @@ impl Intake {
             if existing.input_digest == digest && existing.public_values == nb.public_values {
                 return Ok(false);
             }
-            return Err(CoordinatorError::InvalidArgument(format!(
+            return Err(CoordinatorError::BatchExists(format!(
                 "batch {} already exists with different content (`proofmill batch replace` \
                  gives it a new input; after `proofmill batch cancel` it can be submitted anew)",
                 nb.number
@@ -462,7 +472,9 @@ fn count_intake(source: &str, taken: &Result<bool, CoordinatorError>) {
         Ok(false) => {}
         Err(e) => {
             let kind = match e {
-                CoordinatorError::InvalidArgument(_) => "invalid_argument",
+                CoordinatorError::InvalidArgument(_)
+                | CoordinatorError::BatchExists(_)
+                | CoordinatorError::InputRefused(_) => "invalid_argument",
                 CoordinatorError::FailedPrecondition(_) => "failed_precondition",
                 CoordinatorError::Unavailable => "unavailable",
                 CoordinatorError::Store(_) => "store",

@@ -27,6 +27,7 @@ mod about;
 mod admin;
 mod admin_gate;
 mod auth;
+mod client;
 mod config;
 mod controls;
 mod core;
@@ -69,6 +70,7 @@ pub use auth::{
     AdminAuth, AuthError, Caller, HASH_PREFIX, ProverAuth, ProverAuthError, ProverGrant, Role,
     TokenHash, new_token,
 };
+pub use client::FAILURE_REASON_HEADER;
 pub use config::CoordinatorConfig;
 pub use error::CoordinatorError;
 pub use http::{

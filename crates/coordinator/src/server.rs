@@ -18,6 +18,7 @@ use crate::status::StatusSource;
 use crate::status::view::SeenOnL1;
 use crate::{admin, persist, session};
 use proofmill_proto::v1::admin_service_server::AdminServiceServer;
+use proofmill_proto::v1::client_service_server::ClientServiceServer;
 use proofmill_proto::v1::prover_service_server::{ProverService, ProverServiceServer};
 use proofmill_proto::v1::{CoordinatorMessage, ProverMessage};
 use proofmill_scheduler::{ProverView, Scheduler};
@@ -51,6 +52,10 @@ pub struct Coordinator {
     started_at_ms: u64,
     pausing: Pausing,
     steps: SettlementSteps,
+    /// Reads the inputs clients name by URL.
+    fetch: crate::client::fetch::InputFetch,
+    /// The client API's submissions in progress ([`crate::client::MAX_SUBMISSIONS`]).
+    submissions: Arc<tokio::sync::Semaphore>,
 }
 
 impl Coordinator {
@@ -71,6 +76,8 @@ impl Coordinator {
                 config.proof_memory_bytes, config.max_proof_bytes
             )));
         }
+        let fetch = crate::client::fetch::InputFetch::new(&config.input_fetch_dirs)
+            .map_err(CoordinatorError::Config)?;
         let mut verifiers = HashMap::new();
         for (pt, backend) in &config.proof_types {
             let b = config
@@ -207,6 +214,8 @@ impl Coordinator {
             started_at_ms: crate::now_ms(),
             pausing,
             steps: SettlementSteps::default(),
+            fetch,
+            submissions: Arc::new(tokio::sync::Semaphore::new(crate::client::MAX_SUBMISSIONS)),
         })
     }
 
@@ -330,6 +339,17 @@ impl Coordinator {
         }
     }
 
+    /// The client API: one implementation, served over gRPC and HTTP.
+    fn client_svc(&self) -> crate::client::ClientSvc {
+        crate::client::ClientSvc {
+            intake: self.intake.clone(),
+            events: self.events.clone(),
+            standing: self.standing.clone(),
+            fetch: self.fetch.clone(),
+            submissions: self.submissions.clone(),
+        }
+    }
+
     /// What the HTTP admin API serves while this coordinator is active: its admin calls,
     /// and readiness made of its leadership, store, blob store, core and (once it reports)
     /// settlement. The binary adds what it runs beside (the L1 node) with
@@ -366,7 +386,7 @@ impl Coordinator {
             }),
             crate::http::ready::settlement(l1),
         ];
-        crate::AdminApi::active(self.admin_svc(), probes)
+        crate::AdminApi::active(self.admin_svc(), probes).with_client(self.client_svc())
     }
 
     /// Serves the prover and admin services (plus reflection) until `shutdown` resolves.
@@ -393,6 +413,9 @@ impl Coordinator {
         let admin = AdminServiceServer::new(self.admin_svc())
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
+        let client = ClientServiceServer::new(self.client_svc())
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
         let gate = |standing: Standing| {
             move |request: Request<()>| match refusal(&standing) {
                 Some(refused) => Err(refused),
@@ -402,6 +425,12 @@ impl Coordinator {
         let prover = InterceptedService::new(prover, gate(self.standing.clone()));
         let admin = AdminGate::new(admin, Arc::new(self.config.admin_auth.clone()));
         let admin = InterceptedService::new(admin, gate(self.standing.clone()));
+        let client = AdminGate::with_roles(
+            client,
+            Arc::new(self.config.admin_auth.clone()),
+            crate::client::needed,
+        );
+        let client = InterceptedService::new(client, gate(self.standing.clone()));
         let (reflection_v1, reflection_v1alpha) = reflection()?;
         let (health, refresh) = crate::health::service(self.standing.clone()).await;
         let mut server = tonic::transport::Server::builder();
@@ -412,6 +441,7 @@ impl Coordinator {
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
             .add_service(prover)
             .add_service(admin)
+            .add_service(client)
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

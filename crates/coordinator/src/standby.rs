@@ -1,6 +1,6 @@
 //! What a standby coordinator serves while another one holds the store's lease: nothing that
-//! writes. Prover streams and every admin call but `HealthCheck` and `SystemStatus` are
-//! refused with `UNAVAILABLE`, naming the active coordinator (in the message and in the
+//! writes. Prover streams, the client API and every admin call but `HealthCheck` and
+//! `SystemStatus` are refused with `UNAVAILABLE`, naming the active coordinator (in the message and in the
 //! [`ACTIVE_URL_HEADER`] response header) so that provers and people go there; health says
 //! NOT_SERVING (so load balancers and probes pick the active one); status is read from the
 //! store.
@@ -10,6 +10,7 @@ use crate::error::CoordinatorError;
 use crate::server::{Serving, reflection};
 use proofmill_proto::ACTIVE_URL_HEADER;
 use proofmill_proto::v1::admin_service_server::{AdminService, AdminServiceServer};
+use proofmill_proto::v1::client_service_server::{ClientService, ClientServiceServer};
 use proofmill_proto::v1::prover_service_server::{ProverService, ProverServiceServer};
 use proofmill_proto::v1::*;
 use proofmill_store::{LeaseHolder, Store};
@@ -80,9 +81,15 @@ impl Standby {
                 AdminServiceServer::new(standby.clone()),
                 standby.admin_auth.clone(),
             );
+            let client = AdminGate::with_roles(
+                ClientServiceServer::new(standby.clone()),
+                standby.admin_auth.clone(),
+                crate::client::needed,
+            );
             server
                 .add_service(ProverServiceServer::new(standby.clone()))
                 .add_service(admin)
+                .add_service(client)
                 .add_service(health)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
@@ -184,6 +191,54 @@ impl ProverService for Standby {
         &self,
         _: Request<Streaming<ProverMessage>>,
     ) -> Result<Response<OutStream>, Status> {
+        Err(self.refusal().await)
+    }
+}
+
+/// The client API is the active coordinator's: every call is refused, naming it.
+#[tonic::async_trait]
+impl ClientService for Standby {
+    type WatchBatchStream = crate::client::BatchStream;
+
+    async fn submit_batch(
+        &self,
+        _: Request<Streaming<SubmitBatchRequest>>,
+    ) -> Result<Response<SubmitBatchResponse>, Status> {
+        Err(self.refusal().await)
+    }
+
+    async fn get_batch(
+        &self,
+        _: Request<GetBatchRequest>,
+    ) -> Result<Response<BatchStatus>, Status> {
+        Err(self.refusal().await)
+    }
+
+    async fn watch_batch(
+        &self,
+        _: Request<WatchBatchRequest>,
+    ) -> Result<Response<Self::WatchBatchStream>, Status> {
+        Err(self.refusal().await)
+    }
+
+    async fn wait_proof(
+        &self,
+        _: Request<WaitProofRequest>,
+    ) -> Result<Response<WaitProofResponse>, Status> {
+        Err(self.refusal().await)
+    }
+
+    async fn get_proof(
+        &self,
+        _: Request<GetProofRequest>,
+    ) -> Result<Response<GetProofResponse>, Status> {
+        Err(self.refusal().await)
+    }
+
+    async fn cancel_batch(
+        &self,
+        _: Request<ClientCancelRequest>,
+    ) -> Result<Response<ClientCancelResponse>, Status> {
         Err(self.refusal().await)
     }
 }

@@ -386,5 +386,23 @@ async fn a_standby_asks_the_same_admin_tokens() {
         .await
         .unwrap_err();
     assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+    // The client API: the same door, then the standby's refusal.
+    let mut client =
+        proofmill_proto::v1::client_service_client::ClientServiceClient::connect(url.clone())
+            .await
+            .unwrap();
+    let get = || proofmill_proto::v1::GetBatchRequest {
+        chain_id: 1,
+        batch_number: 1,
+    };
+    let s = client.get_batch(get()).await.unwrap_err();
+    assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
+    let mut request = tonic::Request::new(get());
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer view-token".parse().unwrap());
+    let s = client.get_batch(request).await.unwrap_err();
+    assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+    assert!(s.message().starts_with("standby coordinator"), "{s:?}");
     serving.stop().await.unwrap();
 }

@@ -14,3 +14,28 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub const ACTIVE_URL_HEADER: &str = "proofmill-active-url";
 
 pub mod client;
+
+/// How the client API's JSON (the HTTP mirror of `ClientService`) shows what prost stores
+/// as numbers and byte vectors: enums by name, bytes as hex.
+pub mod json {
+    use serde::Serializer;
+
+    pub fn hex<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        s.serialize_str(&text)
+    }
+
+    pub fn failure_reason<S: Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
+        let name = crate::v1::FailureReason::try_from(*v)
+            .map(|r| r.as_str_name())
+            .unwrap_or("FAILURE_REASON_UNSPECIFIED");
+        s.serialize_str(name)
+    }
+
+    pub fn batch_phase<S: Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
+        let name = crate::v1::BatchPhase::try_from(*v)
+            .map(|r| r.as_str_name())
+            .unwrap_or("BATCH_PHASE_UNSPECIFIED");
+        s.serialize_str(name)
+    }
+}

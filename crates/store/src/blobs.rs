@@ -248,6 +248,30 @@ impl Blobs {
             .map_err(|e| Self::map_err("get", key, e))
     }
 
+    /// Reads a blob of at most `max` bytes; `Ok(Err(size))` for a larger one, whose body is
+    /// then never read (its size comes with the answer's metadata).
+    pub async fn get_at_most(
+        &self,
+        key: &str,
+        max: u64,
+    ) -> Result<std::result::Result<Bytes, u64>> {
+        let path = self.path(key)?;
+        let result = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| Self::map_err("get", key, e))?;
+        let size = result.meta.size as u64;
+        if size > max {
+            return Ok(Err(size));
+        }
+        let data = result
+            .bytes()
+            .await
+            .map_err(|e| Self::map_err("get", key, e))?;
+        Ok(Ok(data))
+    }
+
     /// Deletes a blob. Deleting a missing blob succeeds.
     pub async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;

@@ -127,7 +127,7 @@ pub struct BatchCancelArgs {
 pub struct PublicValuesArg(pub Vec<u8>);
 
 /// Bytes in hex, with or without `0x` (the devnet's are 96: old root, new root, commitment).
-fn parse_public_values(s: &str) -> Result<PublicValuesArg, String> {
+pub(super) fn parse_public_values(s: &str) -> Result<PublicValuesArg, String> {
     let digits = s.strip_prefix("0x").unwrap_or(s);
     if digits.is_empty() || !digits.len().is_multiple_of(2) {
         return Err(format!(

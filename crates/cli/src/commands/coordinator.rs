@@ -42,6 +42,8 @@ pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> Coordinato
         max_unregistered_streams: usize::try_from(a.max_unregistered_streams).unwrap_or(usize::MAX),
         intake_window: a.intake_window,
         chain_id: a.chain_id,
+        input_fetch_dirs: a.input_fetch_dirs.clone(),
+        max_input_bytes: a.max_input_bytes,
         attempt_retention_days: a.attempt_retention_days,
         metrics_per_prover: a.metrics_per_prover,
         ..CoordinatorConfig::default()

@@ -11,12 +11,15 @@ pub mod job;
 pub mod l1;
 pub mod monitor;
 pub mod pause;
+pub mod proof;
 pub mod prover;
 pub mod status;
 pub mod token;
 pub mod watch;
 
-use crate::args::{BatchCommand, BenchCommand, Command, DevnetCommand, JobCommand, L1Command};
+use crate::args::{
+    BatchCommand, BenchCommand, Command, DevnetCommand, JobCommand, L1Command, ProofCommand,
+};
 use crate::config::Effective;
 
 /// Runs `command`; `effective` is its configuration with each value's source (a
@@ -52,6 +55,13 @@ async fn dispatch(command: Command, effective: &Effective) -> anyhow::Result<()>
         Command::Job {
             command: JobCommand::Retry(args),
         } => job::retry(args).await,
+        Command::Submit(args) => batch::submit(args).await,
+        Command::Proof {
+            command: ProofCommand::Get(args),
+        } => proof::get(args).await,
+        Command::Proof {
+            command: ProofCommand::Wait(args),
+        } => proof::wait(args).await,
         Command::Batch {
             command: BatchCommand::Replace(args),
         } => batch::replace(args).await,

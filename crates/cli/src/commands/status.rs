@@ -5,6 +5,7 @@ use crate::args::StatusArgs;
 use anyhow::anyhow;
 use proofmill_proto::client::{self, BearerToken};
 use proofmill_proto::v1::admin_service_client::AdminServiceClient;
+use proofmill_proto::v1::client_service_client::ClientServiceClient;
 use proofmill_proto::v1::{JobCounts, ProverInfo, SystemStatusRequest, SystemStatusResponse};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -33,11 +34,37 @@ pub type Admin = AdminServiceClient<InterceptedService<Channel, BearerToken>>;
 /// An admin client of the coordinator at `url`, connected (or a clear error): TLS for
 /// `https://`, and the token of `access` on every call.
 pub async fn connect(url: &str, access: &AdminAccess) -> anyhow::Result<Admin> {
+    let (channel, token) = channel(url, access, REQUEST_TIMEOUT).await?;
+    Ok(AdminServiceClient::with_interceptor(channel, token)
+        .max_decoding_message_size(MAX_RESPONSE_BYTES))
+}
+
+/// A client API client, as [`connect`]; each call may take up to `timeout` (a long poll, a
+/// large input).
+pub async fn connect_client(
+    url: &str,
+    access: &AdminAccess,
+    timeout: Duration,
+) -> anyhow::Result<ClientApi> {
+    let (channel, token) = channel(url, access, timeout).await?;
+    Ok(ClientServiceClient::with_interceptor(channel, token)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX))
+}
+
+/// A client of the client API: every call carries the bearer token.
+pub type ClientApi = ClientServiceClient<InterceptedService<Channel, BearerToken>>;
+
+async fn channel(
+    url: &str,
+    access: &AdminAccess,
+    timeout: Duration,
+) -> anyhow::Result<(Channel, BearerToken)> {
     let tls = access.tls.load()?;
     let endpoint = client::endpoint(url, &tls)
         .map_err(|e| anyhow!("coordinator URL: {e}"))?
         .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT);
+        .timeout(timeout);
     let token = BearerToken::new(access.admin_token.as_deref()).map_err(anyhow::Error::msg)?;
     let cannot_reach = |why: String| anyhow!("cannot reach coordinator at {url}: {why}");
     let channel =
@@ -53,8 +80,7 @@ pub async fn connect(url: &str, access: &AdminAccess) -> anyhow::Result<Admin> {
             Ok(Err(e)) => return Err(cannot_reach(client::explain(url, &error_chain(&e)).await)),
             Ok(Ok(channel)) => channel,
         };
-    Ok(AdminServiceClient::with_interceptor(channel, token)
-        .max_decoding_message_size(MAX_RESPONSE_BYTES))
+    Ok((channel, token))
 }
 
 /// The typed error an admin call answered with, as the command's error.

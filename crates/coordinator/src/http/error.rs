@@ -17,6 +17,8 @@ pub(crate) struct ApiError {
     message: String,
     /// Where the active coordinator is, when this one is not it.
     active_url: Option<String>,
+    /// The client API's `FailureReason` of the error, when it has one.
+    reason: Option<String>,
 }
 
 /// The one mapping from an error code to its HTTP status.
@@ -61,6 +63,7 @@ impl ApiError {
             code: code.as_str_name(),
             message: message.into(),
             active_url: None,
+            reason: None,
         }
     }
 
@@ -78,6 +81,42 @@ impl ApiError {
             code: "NOT_FOUND",
             message: message.into(),
             active_url: None,
+            reason: None,
+        }
+    }
+
+    /// An error of the client API: its gRPC code's name (`NOT_FOUND`, `ALREADY_EXISTS`,
+    /// `RESOURCE_EXHAUSTED`, ...) with the matching HTTP status, and its failure reason.
+    pub fn client(s: tonic::Status) -> ApiError {
+        use tonic::Code;
+        if matches!(
+            s.code(),
+            Code::Unauthenticated | Code::PermissionDenied | Code::Unavailable
+        ) {
+            return ApiError::from(s);
+        }
+        let (status, code) = match s.code() {
+            Code::InvalidArgument | Code::OutOfRange => {
+                (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT")
+            }
+            Code::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Code::AlreadyExists => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
+            Code::FailedPrecondition => (StatusCode::CONFLICT, "FAILED_PRECONDITION"),
+            Code::ResourceExhausted => (StatusCode::PAYLOAD_TOO_LARGE, "RESOURCE_EXHAUSTED"),
+            Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "DEADLINE_EXCEEDED"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+        };
+        let reason = s
+            .metadata()
+            .get(crate::FAILURE_REASON_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        ApiError {
+            status,
+            code,
+            message: s.message().to_string(),
+            active_url: None,
+            reason,
         }
     }
 
@@ -87,6 +126,7 @@ impl ApiError {
             code: "METHOD_NOT_ALLOWED",
             message: message.into(),
             active_url: None,
+            reason: None,
         }
     }
 }
@@ -103,6 +143,7 @@ impl From<crate::AuthError> for ApiError {
             code,
             message: e.to_string(),
             active_url: None,
+            reason: None,
         }
     }
 }
@@ -134,6 +175,7 @@ impl From<BytesRejection> for ApiError {
                 code: "PAYLOAD_TOO_LARGE",
                 message: format!("request body too large: {}", r.body_text()),
                 active_url: None,
+                reason: None,
             };
         }
         ApiError::invalid(format!("cannot read the request body: {}", r.body_text()))
@@ -163,6 +205,8 @@ struct Detail<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     active_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
 }
 
 impl IntoResponse for ApiError {
@@ -172,6 +216,7 @@ impl IntoResponse for ApiError {
                 code: self.code,
                 message: &self.message,
                 active_url: self.active_url.as_deref(),
+                reason: self.reason.as_deref(),
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();

@@ -30,7 +30,7 @@ fn answered<T>(error: Option<AdminError>, body: T) -> Answer<T> {
 
 /// A JSON request body; an empty one reads as `{}`. The Content-Type is not checked (so a
 /// plain `curl -d` works); the body's size is capped by the route's `DefaultBodyLimit`.
-pub(super) struct JsonBody<T>(T);
+pub(super) struct JsonBody<T>(pub(super) T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;

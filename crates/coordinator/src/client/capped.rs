@@ -1,0 +1,57 @@
+//! A batch input taken in piece by piece (streamed by a client, or downloaded), under a cap.
+
+use bytes::Bytes;
+
+/// An input taken in piece by piece, never holding more than `max` bytes: it grows by
+/// doubling as a `Vec` would, but never past the cap (a 64 MiB input under a 64 MiB cap
+/// takes 64 MiB, not the 128 MiB plain doubling may reserve).
+pub(crate) struct Capped {
+    data: Vec<u8>,
+    max: u64,
+}
+
+impl Capped {
+    pub(crate) fn new(max: u64) -> Capped {
+        Capped {
+            data: Vec::new(),
+            max,
+        }
+    }
+
+    /// Appends `piece`; `Err(())` (and nothing appended) when the input would pass the cap.
+    pub(crate) fn push(&mut self, piece: &[u8]) -> Result<(), ()> {
+        let needed = self.data.len() + piece.len();
+        if needed as u64 > self.max {
+            return Err(());
+        }
+        if needed > self.data.capacity() {
+            let target = needed
+                .max(self.data.capacity() * 2)
+                .min(usize::try_from(self.max).unwrap_or(usize::MAX));
+            self.data.reserve_exact(target - self.data.len());
+        }
+        self.data.extend_from_slice(piece);
+        Ok(())
+    }
+
+    pub(crate) fn into_bytes(self) -> Bytes {
+        self.data.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_input_grows_to_the_cap_and_no_further() {
+        let mut c = Capped::new(10);
+        for _ in 0..3 {
+            c.push(b"abc").unwrap();
+        }
+        assert_eq!(c.push(b"de"), Err(()), "11 bytes");
+        c.push(b"d").unwrap();
+        assert!(c.data.capacity() <= 10, "{}", c.data.capacity());
+        assert_eq!(&c.into_bytes()[..], b"abcabcabcd");
+    }
+}
