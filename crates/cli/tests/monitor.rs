@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::procs::{devnet_coordinator, find_addr, prover, tail};
+use common::procs::{devnet_coordinator, find_logged_addr, prover, tail};
 use common::proofmill;
 use std::io::{Read, Write};
 
@@ -141,7 +141,7 @@ fn monitor_in_a_terminal_shows_the_fleet_cordons_and_quits_cleanly() {
     );
     let until = Instant::now() + Duration::from_secs(60);
     let admin = loop {
-        if let Some(addr) = find_addr(&coord.log(), "admin HTTP listening") {
+        if let Some(addr) = find_logged_addr(&coord.log(), "admin HTTP listening") {
             break addr;
         }
         assert!(

@@ -224,20 +224,22 @@ pub async fn gateway(a: BenchGatewayArgs) -> anyhow::Result<()> {
         );
     }
 
-    let state = core.state.lock().expect("core lock");
-    let mut latencies_ms: Vec<f64> = state
-        .back
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let back = t.expect("every proof is back");
-            back.saturating_duration_since(core.sealed_at(i))
-                .as_secs_f64()
-                * 1e3
-        })
-        .collect();
-    let last = state.back.iter().flatten().max().copied().expect("n > 0");
-    drop(state);
+    let (mut latencies_ms, last) = {
+        let state = core.state.lock().expect("core lock");
+        let latencies_ms: Vec<f64> = state
+            .back
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let back = t.expect("every proof is back");
+                back.saturating_duration_since(core.sealed_at(i))
+                    .as_secs_f64()
+                    * 1e3
+            })
+            .collect();
+        let last = state.back.iter().flatten().max().copied().expect("n > 0");
+        (latencies_ms, last)
+    };
     let elapsed = last.saturating_duration_since(core.started).as_secs_f64();
     pull.stop().await;
     let _ = stop_tx.send(true);
