@@ -134,7 +134,11 @@ impl Gateway {
             let error = match self.intake.submit_own(nb.clone()).await {
                 Ok(new) => return Ok(new),
                 Err(CoordinatorError::Unavailable) => return Err(TakeError::Stopping),
-                Err(CoordinatorError::InvalidArgument(reason)) => {
+                Err(
+                    CoordinatorError::InvalidArgument(reason)
+                    | CoordinatorError::BatchExists(reason)
+                    | CoordinatorError::InputRefused(reason),
+                ) => {
                     return Err(TakeError::Refused { batch, reason });
                 }
                 Err(CoordinatorError::Store(proofmill_store::StoreError::BatchConflict(_))) => {

@@ -60,7 +60,7 @@ pub struct BenchGatewayArgs {
     pub rate: f64,
     /// The gateway's poll interval when the core has nothing, ms.
     #[arg(long, env = "PROOFMILL_CORE_API_POLL_INTERVAL", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    pub poll_interval: u64,
+    pub core_api_poll_interval: u64,
     /// Transfers per batch.
     #[arg(long, env = "PROOFMILL_BATCH_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,

@@ -190,7 +190,7 @@ pub async fn gateway(a: BenchGatewayArgs) -> anyhow::Result<()> {
                 max_body_bytes: 64 << 20,
                 token: None,
             },
-            poll_interval: Duration::from_millis(a.poll_interval),
+            poll_interval: Duration::from_millis(a.core_api_poll_interval),
             max_backoff: Duration::from_secs(5),
         },
     )
@@ -203,7 +203,7 @@ pub async fn gateway(a: BenchGatewayArgs) -> anyhow::Result<()> {
             r if r > 0.0 => format!("at {r}/s"),
             _ => "all at once".into(),
         },
-        a.poll_interval
+        a.core_api_poll_interval
     );
     let all_back = core.done.notified();
     if tokio::time::timeout(Duration::from_secs(a.timeout_s), all_back)
