@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::procs::{devnet_coordinator, find_addr, prover, tail};
-use std::io::{Read, Write};
 use common::proofmill;
+use std::io::{Read, Write};
 
 /// A tmux server of this test alone (its own socket), killed on drop with whatever runs in it.
 struct Tmux {
@@ -82,7 +82,8 @@ fn admin_status(url: &str, token: &str) -> serde_json::Value {
 /// `GET path` of the HTTP admin API at `addr` with `token`: the body as JSON.
 fn http_get(addr: &str, path: &str, token: &str) -> serde_json::Value {
     let mut conn = std::net::TcpStream::connect(addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     write!(
         conn,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
@@ -143,7 +144,11 @@ fn monitor_in_a_terminal_shows_the_fleet_cordons_and_quits_cleanly() {
         if let Some(addr) = find_addr(&coord.log(), "admin HTTP listening") {
             break addr;
         }
-        assert!(Instant::now() < until, "no admin HTTP address:\n{}", tail(&coord.log()));
+        assert!(
+            Instant::now() < until,
+            "no admin HTTP address:\n{}",
+            tail(&coord.log())
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let _prover = prover(path, "m1", &url);

@@ -43,9 +43,7 @@ pub(crate) fn paused_info(c: Component, p: &Pause) -> PausedComponent {
 }
 
 /// `paused` in name order, as a standby lists them from the store.
-fn sorted_paused(
-    paused: &std::collections::BTreeMap<Component, Pause>,
-) -> Vec<PausedComponent> {
+fn sorted_paused(paused: &std::collections::BTreeMap<Component, Pause>) -> Vec<PausedComponent> {
     let mut paused: Vec<_> = paused.iter().map(|(c, p)| paused_info(*c, p)).collect();
     paused.sort_by(|a, b| a.component.cmp(&b.component));
     paused

@@ -341,13 +341,21 @@ mod tests {
         let mut buf = [0u8; 4096];
         loop {
             let n = conn.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed mid-answer: {}", String::from_utf8_lossy(&answer));
+            assert!(
+                n > 0,
+                "closed mid-answer: {}",
+                String::from_utf8_lossy(&answer)
+            );
             answer.extend_from_slice(&buf[..n]);
             let text = String::from_utf8_lossy(&answer).to_string();
             if let Some((head, body)) = text.split_once("\r\n\r\n") {
                 let length: usize = head
                     .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_string))
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(str::to_string)
+                    })
                     .expect("a content length")
                     .trim()
                     .parse()
@@ -417,7 +425,10 @@ mod tests {
         drop(open.pop());
         let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while http.connections.available_permits() == 0 {
-            assert!(std::time::Instant::now() < until, "the closed connection's place is back");
+            assert!(
+                std::time::Instant::now() < until,
+                "the closed connection's place is back"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         let fresh = get(addr, "/health").await;
@@ -444,15 +455,22 @@ mod tests {
         let since = std::time::Instant::now();
         let answer = get_on(&mut kept, "/health").await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        assert_eq!(read_or_closed(&mut kept, std::time::Duration::from_secs(10)).await, None);
-        assert!(since.elapsed() >= idle, "closed before it was idle for the timeout");
+        assert_eq!(
+            read_or_closed(&mut kept, std::time::Duration::from_secs(10)).await,
+            None
+        );
+        assert!(
+            since.elapsed() >= idle,
+            "closed before it was idle for the timeout"
+        );
 
         let mut half = tokio::net::TcpStream::connect(addr).await.unwrap();
         half.write_all(b"GET /health HTTP/1.1\r\nHo").await.unwrap();
         let read = read_or_closed(&mut half, std::time::Duration::from_secs(10)).await;
         // Closed, possibly after a 4xx for the cut request; never a 200.
         assert!(
-            read.as_ref().is_none_or(|r| !r.starts_with(b"HTTP/1.1 200")),
+            read.as_ref()
+                .is_none_or(|r| !r.starts_with(b"HTTP/1.1 200")),
             "{:?}",
             read.map(|r| String::from_utf8_lossy(&r).to_string())
         );

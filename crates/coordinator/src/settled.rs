@@ -59,7 +59,10 @@ pub(crate) async fn batch_txs(
             }
         }
     }
-    let settled = store.last_verify_record().await?.map_or(0, |r| r.last_batch);
+    let settled = store
+        .last_verify_record()
+        .await?
+        .map_or(0, |r| r.last_batch);
     let mut covering: Option<VerifyRecord> = None;
     for &b in batches.range(..=settled) {
         if !covering

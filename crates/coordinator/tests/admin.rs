@@ -608,7 +608,12 @@ async fn status_info_says_what_runs(db: Db) {
         .into_inner();
     assert_eq!(status.paused, paused);
     c.coord.resume(Component::Dispatch).await.unwrap();
-    let names: Vec<String> = info().await.paused.into_iter().map(|p| p.component).collect();
+    let names: Vec<String> = info()
+        .await
+        .paused
+        .into_iter()
+        .map(|p| p.component)
+        .collect();
     assert_eq!(names, ["sender"]);
     c.stop().await;
 }

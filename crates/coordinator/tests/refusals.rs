@@ -149,7 +149,7 @@ async fn every_closed_stream_says_why(db: Db) {
         running,
         probe: None,
     }))
-        .await;
+    .await;
     let mut rx = a.rx;
     assert_status(
         &end_status(&mut rx).await,

@@ -7,8 +7,8 @@ use proofmill_monitor::{
 use proofmill_proto::v1::watch_event::Event;
 use proofmill_proto::v1::{
     AttemptEnded, AttemptStarted, BatchesTaken, ChainSeen, CommitTxInfo, ComponentPaused,
-    JobChanged, JobCounts, JobInfo, ProverConnected, ProverCordoned, ProverInfo, SystemStatusResponse, VerifyTxInfo,
-    WatchEvent,
+    JobChanged, JobCounts, JobInfo, ProverConnected, ProverCordoned, ProverInfo,
+    SystemStatusResponse, VerifyTxInfo, WatchEvent,
 };
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -488,8 +488,14 @@ fn the_batches_table_shows_commit_and_verify_transactions() {
     snapshot.jobs.push(proven);
     m.apply_snapshot(snapshot);
     let s = screen(&m, 160, 40);
-    let header = s.lines().find(|l| l.contains("prover") && l.contains("fails")).expect(&s);
-    assert!(header.contains("commit tx") && header.contains("verify tx"), "{header}");
+    let header = s
+        .lines()
+        .find(|l| l.contains("prover") && l.contains("fails"))
+        .expect(&s);
+    assert!(
+        header.contains("commit tx") && header.contains("verify tx"),
+        "{header}"
+    );
     let row = |s: &str, b: u64| {
         s.lines()
             .find(|l| l.contains(&format!("│{b} ")))
@@ -501,7 +507,10 @@ fn the_batches_table_shows_commit_and_verify_transactions() {
     assert!(row36.contains("0x5e771e00a…"), "{row36}");
     // Committed and verified on L1 (the figures say so), with no commit record read.
     let row38 = row(&s, 38);
-    assert!(row38.contains("yes") && row38.contains("0xabcdef012"), "{row38}");
+    assert!(
+        row38.contains("yes") && row38.contains("0xabcdef012"),
+        "{row38}"
+    );
     assert!(!row38.contains("0xc0ffee"), "{row38}");
     // Neither committed nor verified.
     let row42 = row(&s, 42);
@@ -514,7 +523,10 @@ fn the_batches_table_shows_commit_and_verify_transactions() {
         ..fixture()
     });
     let row36 = row(&screen(&m, 160, 40), 36);
-    assert!(row36.contains("0xc0ffee001…") && row36.contains("0x5e771e00a…"), "{row36}");
+    assert!(
+        row36.contains("0xc0ffee001…") && row36.contains("0x5e771e00a…"),
+        "{row36}"
+    );
 }
 
 #[test]

@@ -67,7 +67,9 @@ pub(super) async fn run(port: SettlementPort, l1: Arc<dyn L1>) {
         if port.holds_lease() && unrecorded {
             match recover_records(&port, &*l1).await {
                 Ok(()) => unrecorded = false,
-                Err(e) => tracing::warn!(error = %e, "recording commits found on L1 failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "recording commits found on L1 failed; retrying")
+                }
             }
         }
         if port.holds_lease() && !unrecorded {

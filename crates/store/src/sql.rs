@@ -845,7 +845,11 @@ where
     ) -> Result<Vec<CommitRecord>> {
         let first = i64::try_from(first).unwrap_or(i64::MAX);
         let last = i64::try_from(last).unwrap_or(i64::MAX);
-        let limit = if limit == 0 { i64::MAX } else { i64::from(limit) };
+        let limit = if limit == 0 {
+            i64::MAX
+        } else {
+            i64::from(limit)
+        };
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {} FROM commit_records WHERE batch >= $1 AND batch <= $2 \
              ORDER BY batch LIMIT $3",

@@ -27,11 +27,20 @@ fn record(batch: u64, tx: &str) -> CommitRecord {
 async fn records_are_found_by_batch_and_range(store: Arc<dyn Store>, _: &str) {
     assert_eq!(store.commit_record(1).await.unwrap(), None);
     assert_eq!(store.last_commit_record().await.unwrap(), None);
-    assert!(store.commit_records(0, u64::MAX, 0).await.unwrap().is_empty());
+    assert!(
+        store
+            .commit_records(0, u64::MAX, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     for (b, tx) in [(3, "0xc"), (1, "0xa"), (2, "0xb"), (7, "0xg")] {
         store.record_commit(&record(b, tx)).await.unwrap();
     }
-    assert_eq!(store.commit_record(2).await.unwrap(), Some(record(2, "0xb")));
+    assert_eq!(
+        store.commit_record(2).await.unwrap(),
+        Some(record(2, "0xb"))
+    );
     for b in [0, 4, 6, 8, u64::MAX] {
         assert_eq!(store.commit_record(b).await.unwrap(), None, "batch {b}");
     }
@@ -64,10 +73,7 @@ async fn an_unstorable_record_is_refused(store: Arc<dyn Store>, _: &str) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Unstorable(_)), "{err}");
-    let err = store
-        .record_commit(&record(1, "0x\0"))
-        .await
-        .unwrap_err();
+    let err = store.record_commit(&record(1, "0x\0")).await.unwrap_err();
     assert!(matches!(err, StoreError::Unstorable(_)), "{err}");
     assert_eq!(store.last_commit_record().await.unwrap(), None);
 }
@@ -107,5 +113,8 @@ async fn a_fenced_handle_records_no_commit(store: Arc<dyn Store>, url: &str) {
         "{err}"
     );
     assert_eq!(other.commit_record(2).await.unwrap(), None);
-    assert_eq!(other.commit_record(1).await.unwrap(), Some(record(1, "0xa")));
+    assert_eq!(
+        other.commit_record(1).await.unwrap(),
+        Some(record(1, "0xa"))
+    );
 }

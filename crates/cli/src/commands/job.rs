@@ -310,7 +310,10 @@ mod tests {
             ..Default::default()
         };
         let text = render(&status);
-        assert!(text.contains("  commit tx 0xc0 (block 12, gas 51000)\n"), "{text}");
+        assert!(
+            text.contains("  commit tx 0xc0 (block 12, gas 51000)\n"),
+            "{text}"
+        );
         assert!(
             text.contains("  verify tx 0x5e (batches 6..=8, gas 90000)\n"),
             "{text}"

@@ -71,8 +71,10 @@ impl<L: Listener> Listener for Capped<L> {
                 Ok(place) => return (Conn::new(io, place, self.idle), addr),
                 // Closed at once: waiting would leave the client hanging with no answer.
                 Err(_) => {
-                    metrics::counter!(proofmill_telemetry::names::ADMIN_HTTP_CONNECTIONS_REFUSED_TOTAL)
-                        .increment(1);
+                    metrics::counter!(
+                        proofmill_telemetry::names::ADMIN_HTTP_CONNECTIONS_REFUSED_TOTAL
+                    )
+                    .increment(1);
                     tracing::debug!("admin HTTP: too many connections open; one closed");
                 }
             }

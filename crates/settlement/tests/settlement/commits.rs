@@ -21,12 +21,19 @@ async fn records_match_the_chain(run: &Running, l1: &Arc<dyn L1>, last: u64) {
     assert_eq!(batches, (1..=last).collect::<Vec<_>>());
     for c in on_chain {
         let rec = store.commit_record(c.batch).await.unwrap().unwrap();
-        assert_eq!(rec.tx_hash, format!("0x{}", hex::encode(c.tx_hash)), "{rec:?}");
+        assert_eq!(
+            rec.tx_hash,
+            format!("0x{}", hex::encode(c.tx_hash)),
+            "{rec:?}"
+        );
         assert_eq!((rec.gas_used, rec.block), (c.gas_used, c.block), "{rec:?}");
         assert!(rec.gas_used > 0 && rec.block > 0, "{rec:?}");
         assert!(rec.recorded_at > 0, "{rec:?}");
     }
-    assert_eq!(store.last_commit_record().await.unwrap().unwrap().batch, last);
+    assert_eq!(
+        store.last_commit_record().await.unwrap().unwrap().batch,
+        last
+    );
 }
 
 pub async fn commits_are_recorded(chain: Chain, db: Db) {
