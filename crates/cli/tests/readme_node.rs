@@ -71,12 +71,20 @@ fn the_readmes_three_process_recipe_settles_batches_proven_by_the_cluster() {
 
     let mut cluster_args = command(&recipe, "coordinator");
     set_flag(&mut cluster_args, "--listen", "127.0.0.1:0");
-    set_flag(&mut cluster_args, "--core-api-url", &format!("http://{core}"));
+    set_flag(
+        &mut cluster_args,
+        "--core-api-url",
+        &format!("http://{core}"),
+    );
     let mut cluster = Proc::spawn("cluster", &cluster_args, cwd, cwd.join("cluster.log"), &[]);
     let cluster_addr = logged_addr(&mut cluster, "coordinator listening", 0, SETTLE_WITHIN);
 
     let mut prover_args = command(&recipe, "prover");
-    set_flag(&mut prover_args, "--coordinators", &format!("http://{cluster_addr}"));
+    set_flag(
+        &mut prover_args,
+        "--coordinators",
+        &format!("http://{cluster_addr}"),
+    );
     let mut prover = Proc::spawn("prover", &prover_args, cwd, cwd.join("prover.log"), &[]);
 
     let mut status = command(&recipe, "status");
@@ -88,7 +96,11 @@ fn the_readmes_three_process_recipe_settles_batches_proven_by_the_cluster() {
             p.check_alive();
         }
         let out = proofmill().args(&status).current_dir(cwd).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         if v["last_verified_batch"].as_u64().is_some_and(|n| n >= 2) {
             // Proven by the cluster's prover, settled by the node: the node runs no prover
@@ -101,7 +113,11 @@ fn the_readmes_three_process_recipe_settles_batches_proven_by_the_cluster() {
                 .collect();
             assert_eq!(names, ["handoff"], "{v}");
             assert!(find_logged_addr(&cluster.log(), "core API push listening").is_none());
-            assert!(!cluster.log().contains("L1 settlement on"), "{}", tail(&cluster.log()));
+            assert!(
+                !cluster.log().contains("L1 settlement on"),
+                "{}",
+                tail(&cluster.log())
+            );
             return;
         }
         assert!(
