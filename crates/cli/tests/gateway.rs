@@ -137,25 +137,7 @@ const VERSION: &str = "0.28.0";
 
 /// An `exec` prover of [`VERSION`] named `name` serving `url`.
 fn prover(dir: &Path, name: &str, url: &str) -> Proc {
-    let args: Vec<String> = [
-        "prover",
-        "--name",
-        name,
-        "--coordinators",
-        url,
-        "--version-tag",
-        VERSION,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    Proc::spawn(
-        format!("prover {name}"),
-        &args,
-        dir,
-        dir.join(format!("prover-{name}.log")),
-        &[],
-    )
+    common::procs::prover_with(dir, name, url, &["--version-tag", VERSION])
 }
 
 fn coordinator(dir: &Path, extra: &[&str]) -> (Proc, String) {

@@ -5,61 +5,20 @@
 //! substituted: each listener binds port 0, and the commands after it get the bound address.
 //! The node must settle batches the cluster proved, and `status` of the node must say so.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 mod common;
 use common::procs::{Proc, find_logged_addr, logged_addr, tail};
 use common::proofmill;
+use common::readme::{command, recipe, set_flag};
 
 const SETTLE_WITHIN: Duration = Duration::from_secs(240);
-
-/// The `proofmill …` commands of the section's first sh block, as argument lists
-/// (continuation lines joined, comments dropped).
-fn recipe() -> Vec<Vec<String>> {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-            .unwrap();
-    let section = readme
-        .split("### A rollup node and a proving cluster: three processes")
-        .nth(1)
-        .expect("README has the three-process section");
-    let block = section
-        .split("```sh")
-        .nth(1)
-        .and_then(|b| b.split("```").next())
-        .expect("the section has an sh block");
-    block
-        .replace("\\\n", " ")
-        .lines()
-        .map(|l| l.split('#').next().unwrap().trim())
-        .filter_map(|l| l.strip_prefix("proofmill "))
-        .map(|l| l.split_whitespace().map(str::to_string).collect())
-        .collect()
-}
-
-fn command(recipe: &[Vec<String>], sub: &str) -> Vec<String> {
-    recipe
-        .iter()
-        .find(|c| c[0] == sub)
-        .cloned()
-        .unwrap_or_else(|| panic!("no `proofmill {sub}` in the recipe: {recipe:?}"))
-}
-
-/// Replaces the value of `flag` in `args` (which must have it).
-fn set_flag(args: &mut [String], flag: &str, value: &str) {
-    let i = args
-        .iter()
-        .position(|a| a == flag)
-        .unwrap_or_else(|| panic!("the README's command has no {flag}: {args:?}"));
-    args[i + 1] = value.to_string();
-}
 
 #[test]
 fn the_readmes_three_process_recipe_settles_batches_proven_by_the_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
-    let recipe = recipe();
+    let recipe = recipe("### A rollup node and a proving cluster: three processes");
 
     let mut node_args = command(&recipe, "devnet");
     assert_eq!(node_args[1], "node", "{node_args:?}");

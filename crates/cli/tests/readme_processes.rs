@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::procs::{Proc, find_listening_addr, tail};
+use common::readme::{command, flag, recipe, set_flag};
 use common::{groth16_keys, proofmill};
 
 /// Generous: a debug build on loaded cores, including a first DEV key setup for groth16.
@@ -31,53 +32,9 @@ fn check_alive_and_sane(p: &mut Proc) {
     );
 }
 
-/// The `proofmill …` commands of the README's "Running it as separate processes" block, as
-/// argument lists (continuation lines joined), keyed by subcommand.
-fn readme_commands() -> Vec<Vec<String>> {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-            .unwrap();
-    let section = readme
-        .split("## Running it as separate processes")
-        .nth(1)
-        .expect("README has a 'Running it as separate processes' section");
-    let block = section
-        .split("```sh")
-        .nth(1)
-        .and_then(|b| b.split("```").next())
-        .expect("the section starts with an sh block");
-    let joined = block.replace("\\\n", " ");
-    joined
-        .lines()
-        .map(|l| l.split('#').next().unwrap().trim())
-        .filter_map(|l| l.strip_prefix("proofmill "))
-        .map(|l| l.split_whitespace().map(str::to_string).collect())
-        .collect()
-}
-
+/// The recipe's `proofmill SUB …` command.
 fn readme_command(sub: &str) -> Vec<String> {
-    readme_commands()
-        .into_iter()
-        .find(|c| c[0] == sub)
-        .unwrap_or_else(|| panic!("no `proofmill {sub}` in the README's recipe"))
-}
-
-/// The value of `flag` in `args` (which must have it).
-fn flag(args: &[String], flag: &str) -> String {
-    let i = args
-        .iter()
-        .position(|a| a == flag)
-        .unwrap_or_else(|| panic!("the README's command has no {flag}: {args:?}"));
-    args[i + 1].clone()
-}
-
-/// Replaces the value of `flag` in `args` (which must have it).
-fn set_flag(args: &mut [String], flag: &str, value: &str) {
-    let i = args
-        .iter()
-        .position(|a| a == flag)
-        .unwrap_or_else(|| panic!("the README's command has no {flag}: {args:?}"));
-    args[i + 1] = value.to_string();
+    command(&recipe("## Running it as separate processes"), sub)
 }
 
 /// `proofmill <args>` (a one-shot command): its stdout, or a panic with its stderr.

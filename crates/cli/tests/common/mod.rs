@@ -6,6 +6,7 @@ pub mod admin;
 pub mod http;
 pub mod pki;
 pub mod procs;
+pub mod readme;
 
 /// The `proofmill` binary with no `PROOFMILL_*` or `RUST_LOG` inherited from the test's
 /// environment, so a developer's settings never change what a test sees.

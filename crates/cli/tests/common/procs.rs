@@ -231,8 +231,14 @@ pub fn devnet_coordinator(dir: &Path, extra: &[&str]) -> (Proc, String) {
 /// A prover named `name` serving `url` (its default backend, exec), logging to
 /// `dir/prover-NAME.log`.
 pub fn prover(dir: &Path, name: &str, url: &str) -> Proc {
+    prover_with(dir, name, url, &[])
+}
+
+/// [`prover`] with `extra` options.
+pub fn prover_with(dir: &Path, name: &str, url: &str, extra: &[&str]) -> Proc {
     let args: Vec<String> = ["prover", "--name", name, "--coordinators", url]
         .iter()
+        .chain(extra)
         .map(|s| s.to_string())
         .collect();
     Proc::spawn(
