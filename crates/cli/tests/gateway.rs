@@ -17,6 +17,7 @@ use proofmill_gateway::wire::{
 };
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -218,6 +219,8 @@ async fn pull_mode_sends_every_proof_back_in_order_once() {
             &core_url,
             "--core-api-poll-interval",
             "100",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
     );
     let _prover = prover(dir.path(), "p1", &url);
@@ -232,6 +235,26 @@ async fn pull_mode_sends_every_proof_back_in_order_once() {
     assert_eq!(accepted(&core), (1..=N).collect::<Vec<_>>());
     let log = coord.log();
     assert!(log.contains("core API pull mode on"), "{}", tail(&log));
+
+    // The gateway's series the deployment's dashboard queries (tests/metrics.rs runs no
+    // gateway): requests by outcome, proofs confirmed, and the submit lag of all 8.
+    let metrics =
+        common::procs::logged_addr(&mut coord, "metrics listening", 0, Duration::from_secs(10));
+    let mut conn = std::net::TcpStream::connect(&metrics).unwrap();
+    write!(
+        conn,
+        "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut scraped = String::new();
+    conn.read_to_string(&mut scraped).unwrap();
+    for series in [
+        "proofmill_gateway_requests_total{endpoint=\"submit_proof\",outcome=\"success\"} 8",
+        "proofmill_gateway_proofs_submitted_total{kind=\"proof\"} 8",
+        "proofmill_gateway_submit_lag_seconds_count 8",
+    ] {
+        assert!(scraped.contains(series), "no `{series}` in:\n{scraped}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
