@@ -156,6 +156,21 @@ fn http(addr: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Valu
     (status, body)
 }
 
+/// `proofmill <args>` (a coordinator) in `dir` with JSON logs: the process, its gRPC URL and
+/// its HTTP admin address.
+fn coordinator(dir: &std::path::Path, args: &[String]) -> (Proc, String, String) {
+    let log = dir.join("c.log");
+    let mut coord = Proc::spawn("coordinator", args, dir, log, &JSON_LOGS);
+    let url = format!(
+        "http://{}",
+        listening_addr(&mut coord, Duration::from_secs(60))
+    );
+    let admin = admin_addr(&mut coord);
+    (coord, url, admin)
+}
+
+const JSON_LOGS: [(&str, &str); 2] = [("RUST_LOG", "info"), ("PROOFMILL_LOG_FORMAT", "json")];
+
 /// The address of the coordinator's "admin HTTP listening" log line (JSON logs).
 fn admin_addr(coord: &mut Proc) -> String {
     let until = Instant::now() + Duration::from_secs(60);
@@ -207,18 +222,7 @@ fn the_client_api_from_a_client_that_knows_only_the_server() {
     ]
     .map(String::from)
     .to_vec();
-    let mut coord = Proc::spawn(
-        "coordinator",
-        &args,
-        dir.path(),
-        dir.path().join("c.log"),
-        &[("RUST_LOG", "info"), ("PROOFMILL_LOG_FORMAT", "json")],
-    );
-    let url = format!(
-        "http://{}",
-        listening_addr(&mut coord, Duration::from_secs(60))
-    );
-    let admin = admin_addr(&mut coord);
+    let (coord, url, admin) = coordinator(dir.path(), &args);
     let rt = tokio::runtime::Runtime::new().unwrap();
     // The prover outlives the gRPC part: the HTTP part proves a batch too.
     let _prover = rt.block_on(async {
@@ -725,18 +729,7 @@ fn client_calls_need_a_token_with_their_role() {
     ]
     .map(String::from)
     .to_vec();
-    let mut coord = Proc::spawn(
-        "coordinator",
-        &args,
-        dir.path(),
-        dir.path().join("c.log"),
-        &[("RUST_LOG", "info"), ("PROOFMILL_LOG_FORMAT", "json")],
-    );
-    let url = format!(
-        "http://{}",
-        listening_addr(&mut coord, Duration::from_secs(60))
-    );
-    let admin = admin_addr(&mut coord);
+    let (coord, url, admin) = coordinator(dir.path(), &args);
     let (input, public) = devnet_batch(1, 5);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
