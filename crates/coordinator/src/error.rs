@@ -34,6 +34,12 @@ pub enum CoordinatorError {
 }
 
 impl CoordinatorError {
+    /// Whether the request itself is wrong (no retry can succeed): every error answered
+    /// `INVALID_ARGUMENT`.
+    pub fn is_invalid(&self) -> bool {
+        self.code() == ErrorCode::InvalidArgument
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             CoordinatorError::InvalidArgument(_)

@@ -134,17 +134,12 @@ impl Gateway {
             let error = match self.intake.submit_own(nb.clone()).await {
                 Ok(new) => return Ok(new),
                 Err(CoordinatorError::Unavailable) => return Err(TakeError::Stopping),
-                Err(
-                    CoordinatorError::InvalidArgument(reason)
-                    | CoordinatorError::BatchExists(reason)
-                    | CoordinatorError::InputRefused(reason),
-                ) => {
-                    return Err(TakeError::Refused { batch, reason });
-                }
-                Err(CoordinatorError::Store(proofmill_store::StoreError::BatchConflict(_))) => {
+                // Whatever the coordinator calls invalid (other content under a known number,
+                // an input a backend refuses) is refused for good, not retried.
+                Err(e) if e.is_invalid() => {
                     return Err(TakeError::Refused {
                         batch,
-                        reason: "a different batch with this number is stored".into(),
+                        reason: e.to_string(),
                     });
                 }
                 Err(e) => e.to_string(),
