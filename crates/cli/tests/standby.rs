@@ -310,3 +310,98 @@ async fn active_and_standby_on_postgres() {
     )
     .await;
 }
+
+/// A coordinator deposed while it runs and serves a prover (its lease taken, as a restart at
+/// its address takes it) closes the prover's stream, and the prover proves again once this
+/// coordinator is active again on the same listener. Before this was fixed, the stream
+/// outlived the turn: the old core answered its heartbeats but never acknowledged a proof,
+/// and nothing was proven again (found by the chaos test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposed_while_serving_closes_its_prover_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site {
+        db: format!("sqlite://{}/c.db?mode=rwc", dir.path().display()),
+        dir,
+    };
+    let mut a = site.coordinator("coordinator a", 0, "a.log");
+    let url_a = format!("http://127.0.0.1:{}", port_of(&mut a));
+    let first = wait_status(&url_a, "a active", TAKEOVER, |s| {
+        !s.standby && s.lease_epoch > 0
+    })
+    .await;
+    // Given only a's URL: it has nowhere else to go.
+    let args: Vec<String> = [
+        "prover",
+        "--coordinators",
+        &url_a,
+        "--name",
+        "p1",
+        "--capacity",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut prover = Proc::spawn(
+        "prover",
+        &args,
+        site.dir.path(),
+        site.dir.path().join("prover.log"),
+        &json_logs(),
+    );
+    let before = proven(
+        &wait_status(&url_a, "a proving", Duration::from_secs(60), |s| {
+            proven(s) >= 3
+        })
+        .await,
+    );
+
+    // The lease is taken from under a running a, at a's own address; not renewed, it
+    // expires after 3 s and a takes it again.
+    let store = open_store(&site.db).await.unwrap();
+    let claim = proofmill_store::LeaseClaim {
+        holder: "test#taker".into(),
+        url: url_a.clone(),
+        ttl_ms: 3000,
+        reclaim: true,
+    };
+    let taken = store.acquire_lease(&claim).await.unwrap().unwrap();
+    assert!(
+        taken > first.lease_epoch,
+        "{taken} after {}",
+        first.lease_epoch
+    );
+    drop(store);
+    let again = wait_status(&url_a, "a active again", TAKEOVER, |s| {
+        !s.standby && s.lease_epoch > taken
+    })
+    .await;
+    assert!(
+        a.log().contains("stepping down"),
+        "a did not step down:\n{}",
+        tail(&a.log())
+    );
+    // The stream was closed, saying why, and the prover came back.
+    wait_status(
+        &url_a,
+        "proving after a's new turn",
+        Duration::from_secs(60),
+        |s| proven(s) >= before + 4,
+    )
+    .await;
+    assert!(
+        prover.log().contains("no longer active"),
+        "the prover was not told why its stream closed:\n{}",
+        tail(&prover.log())
+    );
+    prover.check_alive();
+    a.check_alive();
+    let last = proven(&status(&url_a).await.unwrap());
+    eprintln!(
+        "epochs {} -> {taken} (taken) -> {}; proven {before} -> {last}",
+        first.lease_epoch, again.lease_epoch
+    );
+    drop(prover);
+    drop(a);
+    check_store(&site.db, last).await;
+}

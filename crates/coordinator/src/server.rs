@@ -524,6 +524,13 @@ impl Coordinator {
         self.core.cordon(prover.clone(), on).await
     }
 
+    /// Stops acting at once, because another coordinator took the store over: every prover
+    /// stream is closed with `why` (its provers go to the active coordinator) and every task
+    /// awaiting shutdown ends. Nothing is drained or flushed: this one's writes are fenced.
+    pub fn step_down(&self, why: &str) {
+        self.standing.retire(why);
+    }
+
     /// Graceful stop: no new work, provers told to finish within the grace period, results
     /// that arrive meanwhile are accepted, and every state change is flushed to the store.
     pub async fn drain(&self, reason: &str) -> Result<(), CoordinatorError> {

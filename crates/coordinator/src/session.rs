@@ -220,6 +220,13 @@ async fn run(
     result
 }
 
+/// Why a stream of a coordinator that stepped down is closed.
+fn no_longer_active(why: &str) -> Status {
+    Status::unavailable(format!(
+        "this coordinator is no longer active ({why}); go to the active one"
+    ))
+}
+
 fn core_stopped() -> Status {
     Status::unavailable("coordinator is stopping")
 }
@@ -349,12 +356,15 @@ async fn read_loop(
     let closing = tx.closing();
     let closed = crate::outbox::closed(&closing);
     tokio::pin!(closed);
+    let retired = s.standing.retired();
+    tokio::pin!(retired);
     loop {
         // Close first: nothing read after it (a replaced stream's answers) may count.
         let msg = tokio::select! {
             biased;
             // The stream has its status already (see `Outbox::send`).
             reason = &mut closed => return Err(Status::unavailable(reason)),
+            why = &mut retired => return Err(no_longer_active(&why)),
             m = inbound.message() => match m {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok(()),

@@ -13,6 +13,8 @@ pub(crate) struct Standing {
     shutdown: Shutdown,
     lease: Arc<OnceLock<HeldLease>>,
     fenced: Arc<watch::Sender<Option<String>>>,
+    /// Set once this coordinator has stepped down: what it still serves must end.
+    retired: Arc<watch::Sender<Option<String>>>,
 }
 
 /// The lease a coordinator holds and where it is reached (see [`crate::leadership`]).
@@ -28,6 +30,7 @@ impl Default for Standing {
             shutdown: Shutdown::default(),
             lease: Arc::default(),
             fenced: Arc::new(watch::channel(None).0),
+            retired: Arc::new(watch::channel(None).0),
         }
     }
 }
@@ -65,6 +68,33 @@ impl Standing {
         let mut rx = self.fenced.subscribe();
         match rx.wait_for(|f| f.is_some()).await {
             Ok(why) => why.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Marks this coordinator as no longer active, for good (it stepped down): every prover
+    /// stream it serves is closed with `why`, so that its provers go to the active one. A
+    /// stream left open would be served by a core whose writes are fenced: its results
+    /// would never be acknowledged, while its heartbeats still were, so the prover would
+    /// never leave (even when this process becomes active again on the same listener).
+    pub fn retire(&self, why: &str) {
+        self.retired.send_if_modified(|r| {
+            if r.is_some() {
+                return false;
+            }
+            *r = Some(why.to_string());
+            true
+        });
+        self.shutdown.begin();
+    }
+
+    /// Resolves, with why, once [`Standing::retire`] was called.
+    pub async fn retired(&self) -> String {
+        let mut rx = self.retired.subscribe();
+        // The guard is let go before any await (a future held across one is not `Send`).
+        let why = rx.wait_for(|r| r.is_some()).await.map(|r| r.clone());
+        match why {
+            Ok(why) => why.unwrap_or_default(),
             Err(_) => std::future::pending().await,
         }
     }

@@ -591,11 +591,11 @@ async fn run_active(
         signal = signal => signal,
         why = leadership.lost() => {
             stop_gateway(gateway).await;
-            return Ok(step_down(why, source, settlement, server).await);
+            return Ok(step_down(why, &coord, source, settlement, server).await);
         }
         why = coord.fenced() => {
             stop_gateway(gateway).await;
-            return Ok(step_down(why, source, settlement, server).await);
+            return Ok(step_down(why, &coord, source, settlement, server).await);
         }
         e = rebuild_failure(&mut source) => {
             coord.drain("the devnet could not be rebuilt").await?;
@@ -631,14 +631,18 @@ async fn stop_gateway(gateway: Option<super::gateway::Running>) {
 
 /// Stops everything of a turn whose lease another coordinator has taken. Nothing is drained
 /// or flushed: this one's writes are fenced, and what it did not commit never happened.
-/// Prover streams are closed, so provers go to the active coordinator.
+/// Prover streams are closed, so provers go to the active coordinator (or to this one's
+/// next turn, on the same listener).
 async fn step_down(
     why: String,
+    coord: &Coordinator,
     source: Option<DevnetSource>,
     settlement: Option<Settlement>,
     server: Serving,
 ) -> Ended {
     tracing::error!(%why, "stepping down");
+    // First: its provers must leave its streams for the active coordinator's.
+    coord.step_down(&why);
     drop(settlement);
     if let Some(source) = source {
         source.stop().await;
