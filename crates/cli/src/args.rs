@@ -415,10 +415,17 @@ pub struct CoordinatorArgs {
     /// Prover streams open at once that have not registered yet.
     #[arg(long, env = "PROOFMILL_MAX_UNREGISTERED_STREAMS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_unregistered_streams: u64,
-    /// The chain this coordinator proves for: a batch submitted for another chain id is
-    /// refused (`NOT_FOUND`, unknown chain), as is a rollup core's batch of another chain.
+    /// This coordinator's own chain: the one the devnet, a rollup core's API (--core-api-url)
+    /// and L1 settlement are about. A batch of a chain neither this nor one of --chains is
+    /// refused (`NOT_FOUND`, unknown chain).
     #[arg(long, env = "PROOFMILL_CHAIN_ID", default_value_t = proofmill_coordinator::DEFAULT_CHAIN_ID)]
     pub chain_id: u64,
+    /// More rollups proven on this cluster, through the client API: comma list of
+    /// `ID[:WEIGHT[:TYPE+TYPE...]]` (e.g. `7:1:exec,9:2`). WEIGHT (default 1) is the chain's
+    /// share of the fleet while several chains have work; TYPES (default: every
+    /// --proof-types) what its batches need. List the own chain too to give it a weight.
+    #[arg(long, env = "PROOFMILL_CHAINS", value_delimiter = ',')]
+    pub chains: Vec<proofmill_coordinator::ChainSpec>,
     /// Directories the client API's `file://` input URLs may point into (comma list; each
     /// must exist). None by default: `file://` inputs are refused, so a client cannot make
     /// the coordinator read its own files.

@@ -97,6 +97,7 @@ fn batch_commands_and_intake_refusals() {
         rt.block_on(async {
             let mut admin = AdminServiceClient::connect(url.clone()).await.unwrap();
             let req = LaunchProofRequest {
+                chain_id: 0,
                 batch: n,
                 version: "v1".into(),
                 input,

@@ -214,7 +214,7 @@ async fn assert_one_chain(store: &Arc<dyn Store>, last: u64) {
     let mut prev = None;
     for n in 1..=last {
         let b = store
-            .batch(n)
+            .batch(proofmill_types::DEFAULT_CHAIN, n)
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("batch {n} missing"));
@@ -243,7 +243,11 @@ async fn restart_rebuilds_in_the_background(db: Db) {
     })
     .await;
     c.kill9();
-    let last = store.last_sealed_batch().await.unwrap().unwrap();
+    let last = store
+        .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
+        .await
+        .unwrap()
+        .unwrap();
     let snaps = snapshots(&store).await;
     assert_eq!(snaps.len(), 2, "the newest two kept: {snaps:?}");
     assert!(
@@ -323,7 +327,11 @@ async fn restart_rebuilds_in_the_background(db: Db) {
     assert_eq!(snapshots(&store).await[0].0, last);
 
     // 3. A crash between a snapshot's blob and its pointer leaves an unlisted blob: ignored.
-    let last = store.last_sealed_batch().await.unwrap().unwrap();
+    let last = store
+        .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
+        .await
+        .unwrap()
+        .unwrap();
     let listed = snapshots(&store).await[0].0;
     assert!(listed < last);
     blobs
@@ -347,7 +355,11 @@ async fn restart_rebuilds_in_the_background(db: Db) {
     .await;
     // A clean stop snapshots the last sealed batch.
     assert_eq!(c.term(), Some(0));
-    let last = store.last_sealed_batch().await.unwrap().unwrap();
+    let last = store
+        .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(last >= s.last_sealed_batch.unwrap());
     assert_eq!(snapshots(&store).await[0].0, last, "snapshot at clean stop");
 
@@ -384,7 +396,10 @@ async fn failed_rebuild_stops_the_coordinator(db: Db) {
     })
     .await;
     c.kill9();
-    let last = store.last_sealed_batch().await.unwrap();
+    let last = store
+        .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
+        .await
+        .unwrap();
     let log = site.log("c1.log");
     let args: Vec<String> = [
         "coordinator",
@@ -419,7 +434,13 @@ async fn failed_rebuild_stops_the_coordinator(db: Db) {
         "{text}"
     );
     assert!(text.contains("rebuilding the devnet"), "{text}");
-    assert_eq!(store.last_sealed_batch().await.unwrap(), last);
+    assert_eq!(
+        store
+            .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        last
+    );
 }
 
 /// `bench restart` at a small N, in this (debug) build: the line it ends with.

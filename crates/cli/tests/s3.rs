@@ -137,7 +137,10 @@ fn coordinator_and_blob_access_prover_on_s3() {
     };
     let store = rt.block_on(open_store(&db)).unwrap();
     for n in 1..=BATCHES {
-        let batch = rt.block_on(store.batch(n)).unwrap().expect("batch stored");
+        let batch = rt
+            .block_on(store.batch(proofmill_types::DEFAULT_CHAIN, n))
+            .unwrap()
+            .expect("batch stored");
         assert!(
             batch.input_size > 1 << 20,
             "batch {n}: {}",
@@ -149,7 +152,11 @@ fn coordinator_and_blob_access_prover_on_s3() {
             "batch {n} input"
         );
         let proof = |t: &str| {
-            let key = JobKey::new(n, ProofType::new(t).unwrap());
+            let key = JobKey::new(
+                proofmill_types::DEFAULT_CHAIN,
+                n,
+                ProofType::new(t).unwrap(),
+            );
             rt.block_on(store.proof(&key))
                 .unwrap()
                 .unwrap_or_else(|| panic!("no {t} proof of batch {n}"))

@@ -267,12 +267,16 @@ async fn postgres_outage_is_visible_and_loses_nothing() {
     let exec_type = ProofType::new("exec").unwrap();
     let mut prev_root = None;
     for n in 1..=BATCHES {
-        let batch = store.batch(n).await.unwrap().unwrap();
+        let batch = store
+            .batch(proofmill_types::DEFAULT_CHAIN, n)
+            .await
+            .unwrap()
+            .unwrap();
         if let Some(prev) = prev_root {
             assert_eq!(common::transition(&batch).old_state_root, prev, "batch {n}");
         }
         prev_root = Some(common::transition(&batch).new_state_root);
-        let key = JobKey::new(n, exec_type.clone());
+        let key = JobKey::new(proofmill_types::DEFAULT_CHAIN, n, exec_type.clone());
         assert_eq!(
             store.job(&key).await.unwrap().unwrap().state,
             JobState::Proven

@@ -16,7 +16,9 @@ use proofmill_proto::v1::admin_service_server::AdminService;
 use proofmill_proto::v1::*;
 use proofmill_scheduler::ProverView;
 use proofmill_store::{JobFilter, Store};
-use proofmill_types::{Attempt, Job, JobKey, JobState, ProofType, ProverId, PublicValues, TaskId};
+use proofmill_types::{
+    Attempt, BatchId, Job, JobKey, JobState, ProofType, ProverId, PublicValues, TaskId,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
@@ -85,6 +87,7 @@ fn from_coord(e: CoordinatorError) -> Option<AdminError> {
 
 pub(crate) fn job_info(j: &Job) -> JobInfo {
     JobInfo {
+        chain_id: j.key.chain,
         batch: j.key.batch,
         proof_type: j.key.proof_type.to_string(),
         state: j.state.to_string(),
@@ -159,11 +162,7 @@ pub(crate) fn prover_info(p: &ProverView) -> ProverInfo {
         name: p.info.name.clone(),
         proof_types: p.info.proof_types.iter().map(|t| t.to_string()).collect(),
         capacity: p.info.capacity,
-        running_tasks: p
-            .running
-            .iter()
-            .map(|k| TaskId::format(k.batch, &k.proof_type))
-            .collect(),
+        running_tasks: p.running.iter().map(TaskId::format).collect(),
         version: p.info.version.clone(),
         connected: p.connected,
         last_seen_ms: p.last_seen,
@@ -176,15 +175,15 @@ pub(crate) fn prover_info(p: &ProverView) -> ProverInfo {
     }
 }
 
-fn parse_key(batch: u64, proof_type: &str) -> Result<JobKey, Option<AdminError>> {
+fn parse_key(batch: BatchId, proof_type: &str) -> Result<JobKey, Option<AdminError>> {
     let pt =
         ProofType::new(proof_type).map_err(|e| err(ErrorCode::InvalidArgument, e.to_string()))?;
-    Ok(JobKey::new(batch, pt))
+    Ok(batch.job(pt))
 }
 
 /// A batch as LaunchProof and ReplaceBatchInput take it, or why it is malformed.
 fn new_batch(
-    number: u64,
+    BatchId { chain, number }: BatchId,
     version: String,
     input: Vec<u8>,
     public_values: &[u8],
@@ -197,6 +196,7 @@ fn new_batch(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(ErrorCode::InvalidArgument, e.to_string()))?;
     Ok(NewBatch {
+        chain,
         number,
         version,
         input: input.into(),
@@ -206,6 +206,14 @@ fn new_batch(
 }
 
 impl AdminSvc {
+    /// The batch a request names: of `chain`, or of this coordinator's own chain for 0.
+    fn batch_id(&self, chain: u64, number: u64) -> BatchId {
+        match chain {
+            0 => BatchId::new(self.intake.chain_id(), number),
+            chain => BatchId::new(chain, number),
+        }
+    }
+
     /// The prover with this id, or else the one prover with this name.
     /// The components paused now, in name order.
     fn paused(&self) -> Vec<PausedComponent> {
@@ -335,7 +343,21 @@ impl AdminService for AdminSvc {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let jobs = s.jobs.into_iter().map(|(pt, c)| (pt, c.into())).collect();
+        let chains = s
+            .chains
+            .into_iter()
+            .map(|c| ChainStatus {
+                chain_id: c.chain_id,
+                weight: c.weight,
+                proof_types: c.proof_types,
+                last_sealed_batch: c.last_sealed_batch,
+                last_proven_batch: c.last_proven_batch,
+                jobs: c.jobs.into_iter().map(|(pt, c)| (pt, c.into())).collect(),
+            })
+            .collect();
         Ok(Response::new(SystemStatusResponse {
+            chains,
+            chain_id: self.status.chain_id,
             last_sealed_batch: s.last_sealed_batch,
             last_proven_batch: s.last_proven_batch,
             last_committed_batch: s.last_committed_batch,
@@ -387,6 +409,7 @@ impl AdminService for AdminSvc {
     ) -> Result<Response<JobsListResponse>, Status> {
         let r = req.into_inner();
         let mut filter = JobFilter {
+            chain: Some(self.batch_id(r.chain_id, 0).chain),
             limit: if r.limit == 0 {
                 100
             } else {
@@ -451,7 +474,7 @@ impl AdminService for AdminSvc {
             error,
             attempts: Vec::new(),
         };
-        let key = match parse_key(r.batch, &r.proof_type) {
+        let key = match parse_key(self.batch_id(r.chain_id, r.batch), &r.proof_type) {
             Ok(k) => k,
             Err(e) => return Ok(Response::new(empty(e))),
         };
@@ -473,7 +496,12 @@ impl AdminService for AdminSvc {
         let proof = self.store.proof(&key).await.ok().flatten();
         let attempts = match self
             .store
-            .attempts(key.batch, Some(&key.proof_type), MAX_ATTEMPTS_SHOWN)
+            .attempts(
+                key.chain,
+                key.batch,
+                Some(&key.proof_type),
+                MAX_ATTEMPTS_SHOWN,
+            )
             .await
         {
             Ok(a) => a,
@@ -527,7 +555,8 @@ impl AdminService for AdminSvc {
                 error,
             }))
         };
-        let nb = match new_batch(r.batch, r.version, r.input, &r.public_values, r.proof_types) {
+        let id = self.batch_id(r.chain_id, r.batch);
+        let nb = match new_batch(id, r.version, r.input, &r.public_values, r.proof_types) {
             Ok(nb) => nb,
             Err(e) => return fail(e),
         };
@@ -554,10 +583,11 @@ impl AdminService for AdminSvc {
                 Err(error) => RetryJobResponse { error, retried: 0 },
             }))
         };
+        let id = self.batch_id(r.chain_id, r.batch);
         if r.proof_type.is_empty() {
-            return answer(self.jobs.retry_failed(r.batch).await.map_err(from_coord));
+            return answer(self.jobs.retry_failed(id).await.map_err(from_coord));
         }
-        let key = match parse_key(r.batch, &r.proof_type) {
+        let key = match parse_key(id, &r.proof_type) {
             Ok(k) => k,
             Err(e) => return answer(Err(e)),
         };
@@ -585,7 +615,7 @@ impl AdminService for AdminSvc {
             Ok(reason) => reason,
             Err(e) => return fail(e),
         };
-        let key = match parse_key(r.batch, &r.proof_type) {
+        let key = match parse_key(self.batch_id(r.chain_id, r.batch), &r.proof_type) {
             Ok(k) => k,
             Err(e) => return fail(e),
         };
@@ -628,7 +658,8 @@ impl AdminService for AdminSvc {
         req: Request<ReplaceBatchInputRequest>,
     ) -> Result<Response<ReplaceBatchInputResponse>, Status> {
         let r = req.into_inner();
-        let error = match new_batch(r.batch, r.version, r.input, &r.public_values, r.proof_types) {
+        let id = self.batch_id(r.chain_id, r.batch);
+        let error = match new_batch(id, r.version, r.input, &r.public_values, r.proof_types) {
             Ok(nb) => self
                 .intake
                 .replace_batch_input(nb)
@@ -652,7 +683,11 @@ impl AdminService for AdminSvc {
             }));
         }
         Ok(Response::new(
-            match self.intake.cancel_batch(r.batch, &r.reason).await {
+            match self
+                .intake
+                .cancel_batch(self.batch_id(r.chain_id, r.batch), &r.reason)
+                .await
+            {
                 Ok(n) => CancelBatchResponse {
                     cancelled: n.min(u32::MAX as usize) as u32,
                     error: None,

@@ -1,6 +1,7 @@
 use proofmill_backend::{Backend, Backends};
-use proofmill_scheduler::SchedulerConfig;
-use proofmill_types::ProofType;
+use proofmill_scheduler::{ChainShares, SchedulerConfig};
+use proofmill_types::{ChainId, ProofType};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Clone, Debug)]
@@ -59,9 +60,13 @@ pub struct CoordinatorConfig {
     /// run of stored batches (counted from the lowest stored batch); gaps within it are
     /// accepted and shown as warnings in status. 0: no limit.
     pub intake_window: u64,
-    /// The chain whose batches this coordinator takes ([`crate::DEFAULT_CHAIN_ID`] unless
-    /// set): submissions naming another chain are refused.
+    /// This coordinator's own chain ([`crate::DEFAULT_CHAIN_ID`] unless set): the one its
+    /// sources (the devnet, a rollup core's API) feed and its L1 settlement settles.
     pub chain_id: u64,
+    /// Chains proven here besides (or, to give it a weight or its own proof types,
+    /// including) the own chain; batches of any other chain are refused. Their batches come
+    /// through the API; they share the fleet by weight ([`proofmill_scheduler::ChainShares`]).
+    pub chains: Vec<ChainSpec>,
     /// Directories the client API's `file://` input URLs may point into (resolved at
     /// start; each must exist). Empty: `file://` inputs are refused, so a remote client
     /// cannot make the coordinator read its own files.
@@ -97,6 +102,7 @@ impl Default for CoordinatorConfig {
             record_dispatch_latency: false,
             intake_window: 1024,
             chain_id: crate::DEFAULT_CHAIN_ID,
+            chains: Vec::new(),
             input_fetch_dirs: Vec::new(),
             attempt_retention_days: 30,
             metrics_per_prover: false,
@@ -113,7 +119,84 @@ impl CoordinatorConfig {
         self
     }
 
+    /// Every proof type configured (any chain's batch needs some of them).
     pub fn required_types(&self) -> Vec<ProofType> {
         self.proof_types.iter().map(|(t, _)| t.clone()).collect()
+    }
+
+    /// Every chain taken, with the proof types its batches need: the own chain and the
+    /// [`CoordinatorConfig::chains`]. A chain with no proof types of its own needs them all.
+    /// Refuses a proof type that is not configured, and a chain listed twice.
+    pub fn chain_types(&self) -> Result<BTreeMap<ChainId, Vec<ProofType>>, String> {
+        let all = self.required_types();
+        let mut chains = BTreeMap::from([(self.chain_id, all.clone())]);
+        let mut listed = std::collections::BTreeSet::new();
+        for spec in &self.chains {
+            if !listed.insert(spec.id) {
+                return Err(format!("chain {} is listed twice", spec.id));
+            }
+            if let Some(t) = spec.proof_types.iter().find(|t| !all.contains(t)) {
+                return Err(format!(
+                    "chain {}: proof type {t} is not one of the coordinator's ({})",
+                    spec.id,
+                    all.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(",")
+                ));
+            }
+            let types = match spec.proof_types.is_empty() {
+                true => all.clone(),
+                false => spec.proof_types.clone(),
+            };
+            chains.insert(spec.id, types);
+        }
+        Ok(chains)
+    }
+
+    /// The chains' weights ([`ChainSpec::weight`]), for the scheduler.
+    pub fn chain_shares(&self) -> Result<ChainShares, String> {
+        let weights = self.chains.iter().map(|c| (c.id, c.weight)).collect();
+        ChainShares::new(weights).map_err(|e| e.to_string())
+    }
+}
+
+/// A chain proven here ([`CoordinatorConfig::chains`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainSpec {
+    pub id: ChainId,
+    /// What its batches need; empty: every configured proof type.
+    pub proof_types: Vec<ProofType>,
+    /// Its share of the fleet while chains have work (at least 1).
+    pub weight: u32,
+}
+
+impl std::str::FromStr for ChainSpec {
+    type Err = String;
+
+    /// `ID[:WEIGHT[:TYPE+TYPE…]]`, e.g. `7`, `7:3`, `7:3:exec+groth16`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut parts = s.split(':');
+        let bad = || format!("chain {s:?}: expected ID[:WEIGHT[:TYPE+TYPE...]], e.g. 7:3:exec");
+        let id = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let weight = match parts.next() {
+            None => 1,
+            Some(w) => w.parse::<u32>().ok().filter(|w| *w > 0).ok_or_else(|| {
+                format!("chain {s:?}: the weight must be a whole number of at least 1")
+            })?,
+        };
+        let proof_types = match parts.next() {
+            None => Vec::new(),
+            Some(t) => t
+                .split('+')
+                .map(ProofType::new)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("chain {s:?}: {e}"))?,
+        };
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(ChainSpec {
+            id,
+            proof_types,
+            weight,
+        })
     }
 }

@@ -5,7 +5,7 @@
 use crate::core::CoreHandle;
 use crate::error::CoordinatorError;
 use proofmill_store::{JobFilter, Store};
-use proofmill_types::{Job, JobKey, JobState};
+use proofmill_types::{BatchId, Job, JobKey, JobState};
 use std::sync::Arc;
 
 /// See the module doc. Cheap to clone.
@@ -42,7 +42,7 @@ impl JobControls {
         let n = self
             .core
             .cancel_jobs(
-                key.batch,
+                key.batch_id(),
                 Some(key.proof_type.clone()),
                 closed,
                 reason.to_string(),
@@ -77,12 +77,13 @@ impl JobControls {
 
     /// Queues every failed job of a batch again; returns how many. A batch without failed
     /// jobs is not an error (0); an unknown batch is.
-    pub async fn retry_failed(&self, batch: u64) -> Result<usize, CoordinatorError> {
-        if self.store.batch(batch).await?.is_none() {
-            return Err(proofmill_store::StoreError::BatchNotFound(batch).into());
+    pub async fn retry_failed(&self, batch: BatchId) -> Result<usize, CoordinatorError> {
+        if self.store.batch(batch.chain, batch.number).await?.is_none() {
+            return Err(CoordinatorError::UnknownBatch(batch.to_string()));
         }
         let filter = JobFilter {
-            from_batch: Some(batch),
+            chain: Some(batch.chain),
+            from_batch: Some(batch.number),
             state: Some(JobState::Failed),
             limit: 1024,
             ..Default::default()
@@ -92,7 +93,7 @@ impl JobControls {
             .jobs(&filter)
             .await?
             .into_iter()
-            .filter(|j| j.key.batch == batch)
+            .filter(|j| j.key.batch_id() == batch)
             .collect();
         let n = failed.len();
         for job in failed {
@@ -102,11 +103,12 @@ impl JobControls {
     }
 
     async fn retry(&self, job: Job) -> Result<(), CoordinatorError> {
+        let id = job.key.batch_id();
         let batch = self
             .store
-            .batch(job.key.batch)
+            .batch(id.chain, id.number)
             .await?
-            .ok_or(proofmill_store::StoreError::BatchNotFound(job.key.batch))?;
+            .ok_or_else(|| CoordinatorError::UnknownBatch(id.to_string()))?;
         self.core.retry(job, Arc::new(batch)).await
     }
 }

@@ -19,7 +19,7 @@ use crate::persist::{PersistJob, Persister};
 use proofmill_scheduler::{Effect, ProverInfo, Scheduler};
 use proofmill_store::Change;
 use proofmill_telemetry::{names, secs};
-use proofmill_types::{Attempt, Batch, FencingToken, Job, JobKey, ProverId};
+use proofmill_types::{Attempt, Batch, BatchId, FencingToken, Job, JobKey, ProverId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 const BURST: usize = 256;
 
 /// Batches with open jobs, shared read-only with sessions (to verify results and build tasks).
-pub(crate) type BatchCache = Arc<RwLock<HashMap<u64, Arc<Batch>>>>;
+pub(crate) type BatchCache = Arc<RwLock<HashMap<BatchId, Arc<Batch>>>>;
 
 pub(crate) struct Conn {
     pub id: u64,
@@ -60,7 +60,7 @@ pub(crate) struct Core {
     conns: HashMap<ProverId, Conn>,
     batches: BatchCache,
     /// Open jobs per batch, to drop a batch from the cache when it has none.
-    open_per_batch: HashMap<u64, OpenBatch>,
+    open_per_batch: HashMap<BatchId, OpenBatch>,
     persist: mpsc::UnboundedSender<PersistJob>,
     /// What this wakeup produced for the persister, handed over in one piece when the wakeup
     /// ends: one channel send and one persister wakeup per burst instead of per message.
@@ -203,19 +203,22 @@ impl Core {
             let mut cache = self.batches.write().expect("batch cache lock");
             // Inserted over an entry left from before a replacement of the batch's input.
             for b in batches {
-                cache.insert(b.number, b);
+                cache.insert(b.id(), b);
             }
         }
         for j in &jobs {
             if !j.state.is_terminal() {
-                self.open_per_batch.entry(j.key.batch).or_default().open += 1;
+                self.open_per_batch
+                    .entry(j.key.batch_id())
+                    .or_default()
+                    .open += 1;
             }
         }
         // A batch restored with a job closed unproven was not proven in one go.
         for j in &jobs {
             if j.state.is_terminal()
                 && j.state != proofmill_types::JobState::Proven
-                && let Some(b) = self.open_per_batch.get_mut(&j.key.batch)
+                && let Some(b) = self.open_per_batch.get_mut(&j.key.batch_id())
             {
                 b.clean = false;
             }
@@ -415,7 +418,7 @@ impl Core {
 
     /// Queues a closed job again, after `changes` (which go to the store first).
     fn retry(&mut self, job: Job, batch: Arc<Batch>, changes: Vec<Change>, now: u64) {
-        let number = job.key.batch;
+        let number = job.key.batch_id();
         self.batches
             .write()
             .expect("batch cache lock")
@@ -435,13 +438,14 @@ impl Core {
     /// See [`CoreMsg::CancelJobs`]; returns how many jobs it cancelled.
     fn cancel_jobs(
         &mut self,
-        batch: u64,
+        batch: BatchId,
         only: Option<&proofmill_types::ProofType>,
         closed: Vec<Job>,
         reason: &str,
         now: u64,
     ) -> usize {
-        let wanted = |key: &JobKey| key.batch == batch && only.is_none_or(|t| key.proof_type == *t);
+        let wanted =
+            |key: &JobKey| key.batch_id() == batch && only.is_none_or(|t| key.proof_type == *t);
         let open: Vec<JobKey> = self
             .scheduler
             .open_jobs()
@@ -469,8 +473,8 @@ impl Core {
         let n = open.len() + changes.len();
         if n > 0 {
             match only {
-                None => tracing::info!(batch, jobs = n, %reason, "batch cancelled"),
-                Some(t) => tracing::info!(batch, proof_type = %t, %reason, "job cancelled"),
+                None => tracing::info!(%batch, jobs = n, %reason, "batch cancelled"),
+                Some(t) => tracing::info!(%batch, proof_type = %t, %reason, "job cancelled"),
             }
         }
         self.run_effects(effects, changes, Vec::new());
@@ -524,7 +528,7 @@ impl Core {
             match effect {
                 Effect::Persist(job) => {
                     if job.state.is_terminal() {
-                        self.job_closed(job.key.batch, job.state);
+                        self.job_closed(job.key.batch_id(), job.state);
                     }
                     changes.push(Change::Job(job));
                 }
@@ -533,7 +537,7 @@ impl Core {
                         .batches
                         .read()
                         .expect("batch cache lock")
-                        .get(&job.key.batch)
+                        .get(&job.key.batch_id())
                         .cloned();
                     match (self.conns.get(&prover), batch) {
                         (Some(conn), Some(batch)) => {
@@ -639,7 +643,7 @@ impl Core {
         }
     }
 
-    fn job_closed(&mut self, batch: u64, state: proofmill_types::JobState) {
+    fn job_closed(&mut self, batch: BatchId, state: proofmill_types::JobState) {
         if let Some(b) = self.open_per_batch.get_mut(&batch) {
             b.open = b.open.saturating_sub(1);
             b.clean &= state == proofmill_types::JobState::Proven;

@@ -28,6 +28,9 @@ pub enum CoordinatorError {
     /// `INPUT_REFUSED` for the client API.
     #[error("invalid argument: {0}")]
     InputRefused(String),
+    /// A chain this coordinator does not prove; the text names the ones it does.
+    #[error("{0}")]
+    UnknownChain(String),
     /// A valid call the target's state does not allow (e.g. replacing a proven batch).
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
@@ -50,9 +53,9 @@ impl CoordinatorError {
                 ErrorCode::SystemUnavailable
             }
             CoordinatorError::UnknownProver(_) => ErrorCode::ProverUnavailable,
-            CoordinatorError::JobNotFound(_) | CoordinatorError::UnknownBatch(_) => {
-                ErrorCode::JobNotFound
-            }
+            CoordinatorError::JobNotFound(_)
+            | CoordinatorError::UnknownBatch(_)
+            | CoordinatorError::UnknownChain(_) => ErrorCode::JobNotFound,
             CoordinatorError::Store(StoreError::BatchConflict(_)) => ErrorCode::InvalidArgument,
             CoordinatorError::Store(StoreError::BatchNotFound(_)) => ErrorCode::JobNotFound,
             CoordinatorError::FailedPrecondition(_)

@@ -56,8 +56,9 @@ pub enum Event {
         prover: ProverId,
         name: String,
     },
-    /// Batches `first..=last` were taken in (stored, their jobs queued).
+    /// Batches `first..=last` of `chain` were taken in (stored, their jobs queued).
     BatchesTaken {
+        chain: proofmill_types::ChainId,
         first: BatchNumber,
         last: BatchNumber,
     },
@@ -228,7 +229,11 @@ mod tests {
     use super::*;
 
     fn taken(n: u64) -> Event {
-        Event::BatchesTaken { first: n, last: n }
+        Event::BatchesTaken {
+            chain: proofmill_types::DEFAULT_CHAIN,
+            first: n,
+            last: n,
+        }
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use proofmill_store::{Blobs, StoreError};
-use proofmill_types::{Batch, Digest};
+use proofmill_types::{Batch, BatchId, Digest};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
@@ -15,8 +15,8 @@ pub(crate) struct InputCache {
 
 #[derive(Default)]
 struct CacheInner {
-    map: HashMap<u64, Bytes>,
-    order: VecDeque<u64>,
+    map: HashMap<BatchId, Bytes>,
+    order: VecDeque<BatchId>,
     bytes: usize,
 }
 
@@ -29,7 +29,7 @@ impl InputCache {
         }
     }
 
-    pub fn insert(&self, batch: u64, data: Bytes) {
+    pub fn insert(&self, batch: BatchId, data: Bytes) {
         if data.len() > self.max_bytes {
             return;
         }
@@ -51,7 +51,7 @@ impl InputCache {
     }
 
     /// Drops a batch's input (its batch got a new one).
-    pub fn forget(&self, batch: u64) {
+    pub fn forget(&self, batch: BatchId) {
         let mut c = self.inner.lock().expect("input cache lock");
         if let Some(d) = c.map.remove(&batch) {
             c.bytes -= d.len();
@@ -60,7 +60,7 @@ impl InputCache {
     }
 
     /// The input if it is cached; never reads the blob store.
-    pub fn cached(&self, batch: u64) -> Option<Bytes> {
+    pub fn cached(&self, batch: BatchId) -> Option<Bytes> {
         let cache = self.inner.lock().expect("input cache lock");
         cache.map.get(&batch).cloned()
     }
@@ -71,7 +71,7 @@ impl InputCache {
             .lock()
             .expect("input cache lock")
             .map
-            .get(&batch.number)
+            .get(&batch.id())
         {
             return Ok(d.clone());
         }
@@ -79,10 +79,11 @@ impl InputCache {
         if Digest::sha256(&data) != batch.input_digest {
             return Err(StoreError::Corrupt(format!(
                 "input of batch {} does not match its digest {}",
-                batch.number, batch.input_digest
+                batch.id(),
+                batch.input_digest
             )));
         }
-        self.insert(batch.number, data.clone());
+        self.insert(batch.id(), data.clone());
         Ok(data)
     }
 }

@@ -14,27 +14,50 @@ pub(crate) mod claims;
 use bytes::Bytes;
 use proofmill_backend::Backend;
 use proofmill_store::{Blobs, Store};
-use proofmill_types::{Batch, Digest, Job, JobKey, JobState, ProofType, PublicValues};
-use std::collections::HashMap;
+use proofmill_types::{
+    Batch, BatchId, ChainId, DEFAULT_CHAIN, Digest, Job, JobState, ProofType, PublicValues,
+};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// A batch to be proven.
 #[derive(Clone, Debug)]
 pub struct NewBatch {
+    /// The rollup it belongs to: the coordinator's own chain
+    /// ([`crate::CoordinatorConfig::chain_id`]) or another it serves
+    /// ([`crate::CoordinatorConfig::chains`]).
+    pub chain: ChainId,
     pub number: u64,
     pub version: String,
     pub input: Bytes,
     pub public_values: PublicValues,
-    /// Empty: the coordinator's configured proof types.
+    /// Empty: the chain's configured proof types.
     pub proof_types: Vec<ProofType>,
 }
 
-/// Input key of a batch's replacement input: beside the first one (`inputs/NNN.bin`), named
-/// by its digest so the old input is not overwritten under a prover still reading it.
-fn replacement_key(number: u64, digest: &Digest) -> String {
+impl NewBatch {
+    pub fn id(&self) -> BatchId {
+        BatchId::new(self.chain, self.number)
+    }
+}
+
+/// Input key of a batch: `inputs/NNN.bin` on the default chain (as before chains), under
+/// `inputs/chain-<id>/` on others.
+fn input_key(id: BatchId) -> String {
+    match id.chain {
+        DEFAULT_CHAIN => format!("inputs/{:012}.bin", id.number),
+        chain => format!("inputs/chain-{chain}/{:012}.bin", id.number),
+    }
+}
+
+/// Input key of a batch's replacement input: beside the first one, named by its digest so
+/// the old input is not overwritten under a prover still reading it.
+fn replacement_key(id: BatchId, digest: &Digest) -> String {
     let hex: String = digest.0[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("inputs/{number:012}-{hex}.bin")
+    let first = input_key(id);
+    let stem = first.strip_suffix(".bin").unwrap_or(&first);
+    format!("{stem}-{hex}.bin")
 }
 
 /// Where batches come in (cheap to clone). See the module doc.
@@ -67,6 +90,9 @@ pub(crate) struct IntakeRules {
     pub intake_window: u64,
     /// [`crate::CoordinatorConfig::chain_id`].
     pub chain_id: u64,
+    /// Every chain taken, this coordinator's own included, with the proof types its
+    /// batches need ([`crate::CoordinatorConfig::chains`]).
+    pub chains: Arc<BTreeMap<ChainId, Vec<ProofType>>>,
 }
 
 impl Intake {
@@ -77,9 +103,33 @@ impl Intake {
         *self.in_flight.numbered_by.lock().expect("intake lock") = Some(source.to_string());
     }
 
-    /// The chain whose batches this coordinator takes ([`crate::CoordinatorConfig::chain_id`]).
+    /// This coordinator's own chain ([`crate::CoordinatorConfig::chain_id`]): the one its
+    /// sources (the devnet, a rollup core's API) feed and its L1 settlement settles.
     pub fn chain_id(&self) -> u64 {
         self.rules.chain_id
+    }
+
+    /// Whether batches of `chain` are taken here.
+    pub fn serves(&self, chain: ChainId) -> bool {
+        self.rules.chains.contains_key(&chain)
+    }
+
+    /// The chains taken here, in id order.
+    pub fn chains(&self) -> impl Iterator<Item = ChainId> + '_ {
+        self.rules.chains.keys().copied()
+    }
+
+    /// Refuses a chain not taken here, naming those that are.
+    pub fn check_chain(&self, chain: ChainId) -> Result<(), CoordinatorError> {
+        if self.serves(chain) {
+            return Ok(());
+        }
+        let served: Vec<String> = self.chains().map(|c| c.to_string()).collect();
+        Err(CoordinatorError::UnknownChain(format!(
+            "unknown chain {chain} (this coordinator proves chain{} {})",
+            if served.len() > 1 { "s" } else { "" },
+            served.join(", ")
+        )))
     }
 
     /// A source's last failure (a core API that does not answer, a batch it refused), shown
@@ -114,9 +164,16 @@ impl Intake {
         self.rules.max_input_bytes
     }
 
-    /// The proof types a batch needs unless its submission names some.
+    /// The proof types a batch of this coordinator's own chain needs unless its submission
+    /// names some.
     pub fn required_types(&self) -> &[ProofType] {
-        &self.rules.required
+        self.chain_types(self.rules.chain_id)
+    }
+
+    /// The proof types a batch of `chain` needs unless its submission names some (none for
+    /// a chain not taken here).
+    pub fn chain_types(&self, chain: ChainId) -> &[ProofType] {
+        self.rules.chains.get(&chain).map_or(&[], |t| t.as_slice())
     }
 
     /// The coordinator's shutdown signal: a source stops taking batches in once it is given.
@@ -147,19 +204,21 @@ impl Intake {
         }
     }
 
-    /// Refused while another source owns the numbering.
-    fn check_source(&self) -> Result<(), CoordinatorError> {
+    /// Refused while another source owns the numbering of `chain` (a source numbers this
+    /// coordinator's own chain; other chains' batches come from the API only).
+    fn check_source(&self, chain: ChainId) -> Result<(), CoordinatorError> {
         match self.numbered_by() {
-            Some(source) => Err(CoordinatorError::InvalidArgument(format!(
-                "this coordinator takes its batches from its {source}"
-            ))),
-            None => Ok(()),
+            Some(source) if chain == self.rules.chain_id => Err(CoordinatorError::InvalidArgument(
+                format!("this coordinator takes the batches of chain {chain} from its {source}"),
+            )),
+            _ => Ok(()),
         }
     }
 
     /// Everything about a submission that needs no store: number, size, version, proof
     /// types, and the backends' input checks. Returns the proof types to prove.
     async fn check_submission(&self, nb: &NewBatch) -> Result<Vec<ProofType>, CoordinatorError> {
+        self.check_chain(nb.chain)?;
         if nb.number == 0 {
             return Err(CoordinatorError::InvalidArgument(
                 "batch numbers start at 1".into(),
@@ -182,9 +241,9 @@ impl Intake {
                 PublicValues::MAX_LEN
             )));
         }
-        let configured = &self.rules.required;
+        let configured = self.chain_types(nb.chain);
         let mut required = if nb.proof_types.is_empty() {
-            configured.clone()
+            configured.to_vec()
         } else {
             nb.proof_types.clone()
         };
@@ -193,7 +252,8 @@ impl Intake {
         required.retain(|t| seen.insert(t.clone()));
         if let Some(t) = required.iter().find(|t| !configured.contains(t)) {
             return Err(CoordinatorError::InvalidArgument(format!(
-                "proof type {t} is not served here (configured: {})",
+                "proof type {t} is not served here for chain {} (configured: {})",
+                nb.chain,
                 configured
                     .iter()
                     .map(|t| t.as_str())
@@ -245,18 +305,18 @@ impl Intake {
     /// stored batches (from the lowest one up). The run end last seen is kept: batches are
     /// never deleted, so it only grows, a number within the window of it needs no read, and
     /// a read starts from it.
-    async fn check_window(&self, number: u64) -> Result<(), CoordinatorError> {
-        let window = self.rules.intake_window;
+    async fn check_window(&self, id: BatchId) -> Result<(), CoordinatorError> {
+        let (window, number) = (self.rules.intake_window, id.number);
         let store = &self.store;
-        let known = &self.in_flight.run_end;
+        let known = self.in_flight.run_end(id.chain);
         if window == 0 || number <= known.load(Ordering::SeqCst).saturating_add(window) {
             return Ok(());
         }
-        let Some(highest) = store.last_sealed_batch().await? else {
+        let Some(highest) = store.last_sealed_batch(id.chain).await? else {
             return Ok(()); // The first batch may have any number.
         };
         let from = known.load(Ordering::SeqCst);
-        let run_end = match store.batch_gaps(from, 1).await?.first() {
+        let run_end = match store.batch_gaps(id.chain, from, 1).await?.first() {
             Some(&(first_missing, _)) => first_missing - 1,
             None => highest,
         };
@@ -273,14 +333,15 @@ impl Intake {
     }
 
     /// The jobs of one batch, from the store.
-    pub(crate) async fn batch_jobs(&self, number: u64) -> Result<Vec<Job>, CoordinatorError> {
+    pub(crate) async fn batch_jobs(&self, id: BatchId) -> Result<Vec<Job>, CoordinatorError> {
         let filter = proofmill_store::JobFilter {
-            from_batch: Some(number),
+            chain: Some(id.chain),
+            from_batch: Some(id.number),
             limit: 1024,
             ..Default::default()
         };
         let mut jobs = self.store.jobs(&filter).await?;
-        jobs.retain(|j| j.key.batch == number);
+        jobs.retain(|j| j.key.batch == id.number);
         Ok(jobs)
     }
 
@@ -290,7 +351,10 @@ impl Intake {
     /// while a source reserved the numbering ([`Intake::reserve_numbering`]), and while an
     /// operator paused intake ([`crate::Component::Intake`], `FailedPrecondition`).
     pub async fn submit_batch(&self, nb: NewBatch) -> Result<bool, CoordinatorError> {
-        let taken = match self.check_source().and_then(|()| self.check_paused()) {
+        let taken = match self
+            .check_source(nb.chain)
+            .and_then(|()| self.check_paused())
+        {
             Ok(()) => self.take_in(nb).await,
             Err(e) => Err(e),
         };
@@ -314,9 +378,10 @@ impl Intake {
         }
         let required = self.check_submission(&nb).await?;
         let digest = Digest::sha256(&nb.input);
-        let _claim = self.in_flight.claim(nb.number).await;
-        if let Some(existing) = self.store.batch(nb.number).await? {
-            let jobs = self.batch_jobs(nb.number).await?;
+        let id = nb.id();
+        let _claim = self.in_flight.claim(id).await;
+        if let Some(existing) = self.store.batch(id.chain, id.number).await? {
+            let jobs = self.batch_jobs(id).await?;
             let cancelled = jobs.iter().any(|j| j.state == JobState::Cancelled)
                 && jobs.iter().all(|j| j.state.is_terminal());
             if cancelled {
@@ -327,17 +392,17 @@ impl Intake {
                 return Ok(false);
             }
             return Err(CoordinatorError::BatchExists(format!(
-                "batch {} already exists with different content (`proofmill batch replace` \
-                 gives it a new input; after `proofmill batch cancel` it can be submitted anew)",
-                nb.number
+                "batch {id} already exists with different content (`proofmill batch replace` \
+                 gives it a new input; after `proofmill batch cancel` it can be submitted anew)"
             )));
         }
-        self.check_window(nb.number).await?;
+        self.check_window(id).await?;
         let now = now_ms();
         let batch = Batch {
+            chain: id.chain,
             number: nb.number,
             version: nb.version,
-            input_key: format!("inputs/{:012}.bin", nb.number),
+            input_key: input_key(id),
             input_digest: digest,
             input_size: nb.input.len() as u64,
             public_values: nb.public_values,
@@ -348,16 +413,16 @@ impl Intake {
         if !self.store.insert_batch(&batch, now).await? {
             return Ok(false);
         }
-        self.inputs.insert(batch.number, nb.input);
+        self.inputs.insert(id, nb.input);
         let jobs: Vec<Job> = required
             .into_iter()
-            .map(|pt| Job::new_queued(JobKey::new(batch.number, pt), batch.version.clone(), now))
+            .map(|pt| Job::new_queued(id.job(pt), batch.version.clone(), now))
             .collect();
-        let number = batch.number;
         self.core.add_batches(vec![Arc::new(batch)], jobs).await?;
         self.events.publish(Event::BatchesTaken {
-            first: number,
-            last: number,
+            chain: id.chain,
+            first: id.number,
+            last: id.number,
         });
         Ok(true)
     }
@@ -367,45 +432,42 @@ impl Intake {
     /// dropped, and its jobs queued afresh, all durable when this returns. A fully proven
     /// batch is refused with [`CoordinatorError::FailedPrecondition`], changing nothing.
     pub async fn replace_batch_input(&self, nb: NewBatch) -> Result<(), CoordinatorError> {
-        self.check_source()?;
+        self.check_source(nb.chain)?;
         if self.standing.draining() {
             return Err(CoordinatorError::Unavailable);
         }
         let required = self.check_submission(&nb).await?;
-        let _claim = self.in_flight.claim(nb.number).await;
-        let jobs = self.proven_check(nb.number).await?;
-        self.cancel_jobs(
-            nb.number,
-            jobs,
-            "the batch input was replaced by an operator",
-        )
-        .await?;
+        let _claim = self.in_flight.claim(nb.id()).await;
+        let jobs = self.proven_check(nb.id()).await?;
+        self.cancel_jobs(nb.id(), jobs, "the batch input was replaced by an operator")
+            .await?;
         self.store_replacement(nb, required).await
     }
 
     /// Cancels every job of a batch that is not fully proven (provers told, leases ended),
     /// durably. The batch then waits, blocking settlement, until [`Self::submit_batch`]
     /// takes its number again. Returns how many jobs this cancelled.
-    pub async fn cancel_batch(&self, number: u64, reason: &str) -> Result<usize, CoordinatorError> {
+    pub async fn cancel_batch(&self, id: BatchId, reason: &str) -> Result<usize, CoordinatorError> {
         let reason = if reason.is_empty() {
             "cancelled by an operator".to_string()
         } else {
             crate::text::storable_text(reason, 1024)
         };
-        let _claim = self.in_flight.claim(number).await;
-        let jobs = self.proven_check(number).await?;
-        self.cancel_jobs(number, jobs, &reason).await
+        self.check_chain(id.chain)?;
+        let _claim = self.in_flight.claim(id).await;
+        let jobs = self.proven_check(id).await?;
+        self.cancel_jobs(id, jobs, &reason).await
     }
 
     /// The batch's jobs; an error if there is no such batch or every job is proven.
-    async fn proven_check(&self, number: u64) -> Result<Vec<Job>, CoordinatorError> {
-        if self.store.batch(number).await?.is_none() {
-            return Err(proofmill_store::StoreError::BatchNotFound(number).into());
+    async fn proven_check(&self, id: BatchId) -> Result<Vec<Job>, CoordinatorError> {
+        if self.store.batch(id.chain, id.number).await?.is_none() {
+            return Err(CoordinatorError::UnknownBatch(id.to_string()));
         }
-        let jobs = self.batch_jobs(number).await?;
+        let jobs = self.batch_jobs(id).await?;
         if !jobs.is_empty() && jobs.iter().all(|j| j.state == JobState::Proven) {
             return Err(CoordinatorError::FailedPrecondition(format!(
-                "batch {number} is proven: its input can no longer change"
+                "batch {id} is proven: its input can no longer change"
             )));
         }
         Ok(jobs)
@@ -415,7 +477,7 @@ impl Intake {
     /// returns once that is durable.
     async fn cancel_jobs(
         &self,
-        number: u64,
+        id: BatchId,
         jobs: Vec<Job>,
         reason: &str,
     ) -> Result<usize, CoordinatorError> {
@@ -424,7 +486,7 @@ impl Intake {
             .filter(|j| j.state == JobState::Failed)
             .collect();
         self.core
-            .cancel_jobs(number, None, closed, reason.to_string())
+            .cancel_jobs(id, None, closed, reason.to_string())
             .await
     }
 
@@ -437,10 +499,12 @@ impl Intake {
     ) -> Result<(), CoordinatorError> {
         let now = now_ms();
         let digest = Digest::sha256(&nb.input);
+        let id = nb.id();
         let batch = Batch {
+            chain: id.chain,
             number: nb.number,
             version: nb.version,
-            input_key: replacement_key(nb.number, &digest),
+            input_key: replacement_key(id, &digest),
             input_digest: digest,
             input_size: nb.input.len() as u64,
             public_values: nb.public_values,
@@ -449,12 +513,12 @@ impl Intake {
         };
         self.blobs.put(&batch.input_key, nb.input.clone()).await?;
         self.store.replace_batch(&batch, now).await?;
-        self.inputs.forget(batch.number);
-        self.inputs.insert(batch.number, nb.input);
-        tracing::info!(batch = batch.number, digest = %batch.input_digest, "batch input replaced");
+        self.inputs.forget(id);
+        self.inputs.insert(id, nb.input);
+        tracing::info!(batch = %id, digest = %batch.input_digest, "batch input replaced");
         let jobs: Vec<Job> = required
             .into_iter()
-            .map(|pt| Job::new_queued(JobKey::new(batch.number, pt), batch.version.clone(), now))
+            .map(|pt| Job::new_queued(id.job(pt), batch.version.clone(), now))
             .collect();
         self.core.add_batches(vec![Arc::new(batch)], jobs).await
     }

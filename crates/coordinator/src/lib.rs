@@ -71,7 +71,7 @@ pub use auth::{
     TokenHash, new_token,
 };
 pub use client::FAILURE_REASON_HEADER;
-pub use config::CoordinatorConfig;
+pub use config::{ChainSpec, CoordinatorConfig};
 pub use error::CoordinatorError;
 pub use http::{
     AdminApi, AdminHttp, ConnectionLimits, IDLE_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS,

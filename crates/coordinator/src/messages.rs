@@ -47,13 +47,7 @@ pub(crate) fn job_result_ack(
     code: ErrorCode,
     reason: &str,
 ) -> CoordinatorMessage {
-    result_ack(
-        &TaskId::format(key.batch, &key.proof_type),
-        token.0,
-        accepted,
-        code,
-        reason,
-    )
+    result_ack(&TaskId::format(key), token.0, accepted, code, reason)
 }
 
 /// A registration (or reconnect) accepted.
@@ -94,7 +88,7 @@ pub(crate) fn task_cancelled(
     reason: String,
 ) -> CoordinatorMessage {
     message(Kind::TaskCancelled(TaskCancelled {
-        task_id: TaskId::format(key.batch, &key.proof_type),
+        task_id: TaskId::format(key),
         fencing_token: token.0,
         reason,
     }))
@@ -110,7 +104,7 @@ pub(crate) fn execute_task(
 ) -> CoordinatorMessage {
     let lease = job.lease.as_ref().expect("dispatched job is leased");
     message(Kind::ExecuteTask(ExecuteTask {
-        task_id: TaskId::format(job.key.batch, &job.key.proof_type),
+        task_id: TaskId::format(&job.key),
         batch: job.key.batch,
         proof_type: job.key.proof_type.to_string(),
         fencing_token: lease.token.0,

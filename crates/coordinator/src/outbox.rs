@@ -187,7 +187,7 @@ impl Outbox {
         let ready = self.queued.get() == 0
             && self.wire.capacity() > 0
             && batch.input_size <= self.limits.inline_input_max as u64;
-        if let Some(input) = ready.then(|| self.inputs.cached(batch.number)).flatten() {
+        if let Some(input) = ready.then(|| self.inputs.cached(batch.id())).flatten() {
             let task = crate::messages::execute_task(
                 &job,
                 &batch,
@@ -485,7 +485,7 @@ async fn send_task(
     if !chunked {
         return true;
     }
-    let task_id = TaskId::format(job.key.batch, &job.key.proof_type);
+    let task_id = TaskId::format(&job.key);
     let size = w.limits.chunk_bytes;
     let mut offset = 0;
     while offset < input.len() {

@@ -53,7 +53,7 @@ impl Results {
         };
         let proof_type = TaskId::parse(task_id)
             .ok()
-            .map(|(_, t)| t)
+            .map(|k| k.proof_type)
             .filter(|t| self.verifiers.contains_key(t));
         crate::core::count_rejected(proof_type.as_ref(), kind);
         let msg = crate::messages::result_ack(task_id, token, false, code, &reason);
@@ -95,14 +95,10 @@ impl Results {
     /// of handling it. The core checks again when the outcome arrives (the lease may end in
     /// between); this only saves a verification and a blob for results already stale.
     pub async fn fenced_off(&self, prover: &ProverId, r: &TaskResult) -> Option<String> {
-        let (batch, proof_type) = TaskId::parse(&r.task_id).ok()?;
+        let key = TaskId::parse(&r.task_id).ok()?;
         let check = self
             .core
-            .check_result(
-                prover.clone(),
-                JobKey::new(batch, proof_type),
-                FencingToken(r.fencing_token),
-            )
+            .check_result(prover.clone(), key, FencingToken(r.fencing_token))
             .await
             .ok()?;
         match check {
@@ -119,7 +115,7 @@ impl Results {
         proof: Option<Vec<u8>>,
         tx: &Outbox,
     ) {
-        let (batch_no, proof_type) = match TaskId::parse(&r.task_id) {
+        let key = match TaskId::parse(&r.task_id) {
             Ok(k) => k,
             Err(e) => {
                 return self.nack(
@@ -131,7 +127,6 @@ impl Results {
                 );
             }
         };
-        let key = JobKey::new(batch_no, proof_type);
         let token = FencingToken(r.fencing_token);
         let verdict = match (proof, &r.outcome) {
             (None, Some(Res::Error(e))) => Verdict::Failed(storable_text(e, 4096)),
@@ -179,12 +174,15 @@ impl Results {
                 format!("proof type {} is not needed here", key.proof_type),
             ));
         };
-        let batch = match cached_batch(&self.batches, key.batch) {
+        let batch = match cached_batch(&self.batches, key.batch_id()) {
             Some(b) => b,
-            None => match self.store.batch(key.batch).await {
+            None => match self.store.batch(key.chain, key.batch).await {
                 Ok(Some(b)) => Arc::new(b),
                 Ok(None) => {
-                    return Err((ErrorCode::JobNotFound, format!("no batch {}", key.batch)));
+                    return Err((
+                        ErrorCode::JobNotFound,
+                        format!("no batch {}", key.batch_id()),
+                    ));
                 }
                 Err(e) => return Err((ErrorCode::SystemUnavailable, e.to_string())),
             },
@@ -206,8 +204,13 @@ impl Results {
         let blob_key = if inline {
             String::new()
         } else {
+            // Proofs of the default chain's batches where they always were; others' beside.
+            let chain = match key.chain {
+                proofmill_types::DEFAULT_CHAIN => String::new(),
+                chain => format!("chain-{chain}/"),
+            };
             format!(
-                "proofs/{:012}/{}/{}-{}.bin",
+                "proofs/{chain}{:012}/{}/{}-{}.bin",
                 key.batch,
                 key.proof_type,
                 token.0,
@@ -237,7 +240,7 @@ impl Results {
     }
 }
 
-fn cached_batch(cache: &BatchCache, n: u64) -> Option<Arc<Batch>> {
+fn cached_batch(cache: &BatchCache, n: proofmill_types::BatchId) -> Option<Arc<Batch>> {
     cache.read().expect("batch cache lock").get(&n).cloned()
 }
 

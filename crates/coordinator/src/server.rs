@@ -21,7 +21,7 @@ use proofmill_proto::v1::admin_service_server::AdminServiceServer;
 use proofmill_proto::v1::client_service_server::ClientServiceServer;
 use proofmill_proto::v1::prover_service_server::{ProverService, ProverServiceServer};
 use proofmill_proto::v1::{CoordinatorMessage, ProverMessage};
-use proofmill_scheduler::{ProverView, Scheduler};
+use proofmill_scheduler::{ProverView, Scheduler, SchedulerConfig};
 use proofmill_store::{Blobs, Store};
 use proofmill_types::ProverId;
 use std::collections::{BTreeSet, HashMap};
@@ -78,6 +78,12 @@ impl Coordinator {
         }
         let fetch = crate::client::fetch::InputFetch::new(&config.input_fetch_dirs)
             .map_err(CoordinatorError::Config)?;
+        let chains = Arc::new(config.chain_types().map_err(CoordinatorError::Config)?);
+        let scheduler_shares = config.chain_shares().map_err(CoordinatorError::Config)?;
+        let scheduler_config = SchedulerConfig {
+            chain_shares: scheduler_shares.clone(),
+            ..config.scheduler.clone()
+        };
         let mut verifiers = HashMap::new();
         for (pt, backend) in &config.proof_types {
             let b = config
@@ -89,10 +95,11 @@ impl Coordinator {
         let (last_token, orphan_tokens) = token_epoch(store.as_ref()).await?;
         let prover_keys = Arc::new(ProverKeys::load_or_create(store.as_ref()).await?);
         let open = store.open_jobs().await?;
-        let numbers: BTreeSet<u64> = open.iter().map(|j| j.key.batch).collect();
-        let mut batches = Vec::with_capacity(numbers.len());
-        for n in numbers {
-            let b = store.batch(n).await?.ok_or_else(|| {
+        let ids: BTreeSet<proofmill_types::BatchId> =
+            open.iter().map(|j| j.key.batch_id()).collect();
+        let mut batches = Vec::with_capacity(ids.len());
+        for n in ids {
+            let b = store.batch(n.chain, n.number).await?.ok_or_else(|| {
                 CoordinatorError::Config(format!("store has jobs of batch {n} but not the batch"))
             })?;
             batches.push(Arc::new(b));
@@ -107,7 +114,7 @@ impl Coordinator {
         let events = EventBus::new(crate::events::BUFFER, crate::events::MAX_WATCHERS);
         let persist_tx = persist::spawn(store.clone(), standing.fenced_signal(), events.clone());
         let (core, mailbox) = crate::core::mailbox(crate::core::MAILBOX);
-        let mut scheduler = Scheduler::new(config.scheduler.clone(), last_token);
+        let mut scheduler = Scheduler::new(scheduler_config, last_token);
         scheduler.set_orphan_tokens(orphan_tokens);
         scheduler.restore_cordons(store.cordoned_provers().await?);
         let pauses = crate::pausing::restore(store.as_ref()).await?;
@@ -170,6 +177,9 @@ impl Coordinator {
             l1: l1.clone(),
             last: Default::default(),
             required: config.required_types(),
+            chain_id: config.chain_id,
+            chains: chains.clone(),
+            shares: scheduler_shares,
             intake_window: config.intake_window,
             pauses: pauses.clone(),
             source_error: source_error.clone(),
@@ -189,6 +199,7 @@ impl Coordinator {
                 max_input_bytes: config.max_input_bytes,
                 intake_window: config.intake_window,
                 chain_id: config.chain_id,
+                chains,
             },
             events: events.clone(),
         };
@@ -254,6 +265,7 @@ impl Coordinator {
             events: self.events.clone(),
             pauses: self.pausing.pauses.clone(),
             steps: self.steps.clone(),
+            chain_id: self.config.chain_id,
         }
     }
 

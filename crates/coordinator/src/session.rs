@@ -272,10 +272,7 @@ fn parse_hello(s: &Sessions, msg: ProverMessage) -> Result<ParsedHello, (ErrorCo
             }
             let running = running
                 .iter()
-                .map(|t| {
-                    TaskId::parse(&t.task_id)
-                        .map(|(b, pt)| (JobKey::new(b, pt), FencingToken(t.fencing_token)))
-                })
+                .map(|t| TaskId::parse(&t.task_id).map(|key| (key, FencingToken(t.fencing_token))))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| (ErrorCode::InvalidArgument, e.to_string()))?;
             // Without this, anyone who can reach the port could take over a listed id and
@@ -479,8 +476,8 @@ async fn read_loop(
                 s.core.availability(prover.clone(), a.free_slots).await;
             }
             Some(In::TaskDeclined(d)) => match TaskId::parse(&d.task_id) {
-                Ok((b, pt)) => {
-                    let key = (JobKey::new(b, pt), FencingToken(d.fencing_token));
+                Ok(key) => {
+                    let key = (key, FencingToken(d.fencing_token));
                     let verdict = Verdict::Declined(d.reason);
                     s.core
                         .result(prover.clone(), key, verdict, tx.clone())
@@ -518,9 +515,7 @@ async fn leased(
     prover: &ProverId,
     (task_id, token): &crate::partial::Key,
 ) -> Result<(), (ErrorCode, String)> {
-    let (batch, proof_type) =
-        TaskId::parse(task_id).map_err(|e| (ErrorCode::InvalidArgument, e.to_string()))?;
-    let key = JobKey::new(batch, proof_type);
+    let key = TaskId::parse(task_id).map_err(|e| (ErrorCode::InvalidArgument, e.to_string()))?;
     let check = core
         .check_result(prover.clone(), key.clone(), FencingToken(*token))
         .await
@@ -541,7 +536,7 @@ fn parse_running(running: &[proofmill_proto::v1::RunningTask]) -> Vec<(JobKey, F
         .filter_map(|t| {
             TaskId::parse(&t.task_id)
                 .ok()
-                .map(|(b, pt)| (JobKey::new(b, pt), FencingToken(t.fencing_token)))
+                .map(|key| (key, FencingToken(t.fencing_token)))
         })
         .collect()
 }

@@ -28,9 +28,16 @@ pub struct SettlementPort {
     pub(crate) events: EventBus,
     pub(crate) pauses: Pauses,
     pub(crate) steps: SettlementSteps,
+    /// The chain settled: the coordinator's own.
+    pub(crate) chain_id: proofmill_types::ChainId,
 }
 
 impl SettlementPort {
+    /// The chain whose batches settlement settles ([`crate::CoordinatorConfig::chain_id`]).
+    pub fn chain_id(&self) -> proofmill_types::ChainId {
+        self.chain_id
+    }
+
     /// For reads, and for settlement's own records.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -104,8 +111,10 @@ impl SettlementPort {
         reason: String,
     ) -> Result<bool, CoordinatorError> {
         let store = &self.store;
-        let (Some(job), Some(batch)) = (store.job(&key).await?, store.batch(key.batch).await?)
-        else {
+        let (Some(job), Some(batch)) = (
+            store.job(&key).await?,
+            store.batch(key.chain, key.batch).await?,
+        ) else {
             return Ok(false);
         };
         self.core

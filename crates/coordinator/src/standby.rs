@@ -31,6 +31,8 @@ pub struct Standby {
     holder: watch::Receiver<Option<LeaseHolder>>,
     /// Proof types every batch needs (for status).
     required: Vec<String>,
+    /// The own chain, whose figures status shows.
+    chain_id: u64,
     /// The active coordinator's door: status here needs the same token as there.
     admin_auth: Arc<crate::AdminAuth>,
     tls: Option<crate::ServerTls>,
@@ -41,11 +43,13 @@ impl Standby {
         store: Arc<dyn Store>,
         holder: watch::Receiver<Option<LeaseHolder>>,
         required: Vec<String>,
+        chain_id: u64,
     ) -> Standby {
         Standby {
             store,
             holder,
             required,
+            chain_id,
             admin_auth: Default::default(),
             tls: None,
         }
@@ -277,7 +281,7 @@ impl AdminService for Standby {
         _: Request<SystemStatusRequest>,
     ) -> Result<Response<SystemStatusResponse>, Status> {
         let store = &self.store;
-        let counted = self.read(store.job_counts()).await?;
+        let counted = self.read(store.job_counts(Some(self.chain_id))).await?;
         let jobs = crate::status::view::job_counts(self.required.iter().cloned(), counted)
             .into_iter()
             .map(|(pt, c)| (pt, c.into()))
@@ -295,9 +299,10 @@ impl AdminService for Standby {
             })
             .collect();
         Ok(Response::new(SystemStatusResponse {
+            chain_id: self.chain_id,
             paused,
-            last_sealed_batch: self.read(store.last_sealed_batch()).await?,
-            last_proven_batch: self.read(store.last_proven_batch()).await?,
+            last_sealed_batch: self.read(store.last_sealed_batch(self.chain_id)).await?,
+            last_proven_batch: self.read(store.last_proven_batch(self.chain_id)).await?,
             jobs,
             required_proof_types: self.required.clone(),
             standby: true,

@@ -6,7 +6,7 @@ use crate::error::CoordinatorError;
 use crate::standing::Standing;
 use proofmill_scheduler::ProverView;
 use proofmill_store::Store;
-use proofmill_types::ProofType;
+use proofmill_types::{ChainId, ProofType};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +31,13 @@ pub(crate) struct StatusSource {
     pub standing: Standing,
     pub l1: SeenOnL1,
     pub last: Arc<LastStatus>,
-    /// Proof types every batch needs.
+    /// Proof types every batch of the own chain needs.
     pub required: Vec<ProofType>,
+    /// The own chain ([`crate::CoordinatorConfig::chain_id`]).
+    pub chain_id: ChainId,
+    /// Every chain proven here with its proof types, and their weights.
+    pub chains: Arc<BTreeMap<ChainId, Vec<ProofType>>>,
+    pub shares: proofmill_scheduler::ChainShares,
     /// [`crate::CoordinatorConfig::intake_window`].
     pub intake_window: u64,
     pub pauses: crate::Pauses,
@@ -110,24 +115,50 @@ impl StatusSource {
             warnings: Vec::new(),
             intake_window: self.intake_window,
             paused: self.pauses.all(),
+            chains: Vec::new(),
         }
+    }
+
+    /// One chain's figures, read from the store.
+    async fn chain(
+        &self,
+        chain: ChainId,
+        types: &[ProofType],
+    ) -> Result<view::ChainView, CoordinatorError> {
+        let store = &self.store;
+        let names = types.iter().map(|t| t.to_string());
+        Ok(view::ChainView {
+            chain_id: chain,
+            weight: self.shares.weight(chain),
+            proof_types: types.iter().map(|t| t.to_string()).collect(),
+            last_sealed_batch: store.last_sealed_batch(chain).await?,
+            last_proven_batch: store.last_proven_batch(chain).await?,
+            jobs: view::job_counts(names, store.job_counts(Some(chain)).await?),
+        })
     }
 
     /// Everything read from the store now.
     pub async fn status(&self) -> Result<StatusView, CoordinatorError> {
         let store = &self.store;
-        let required = self.required.iter().map(|t| t.to_string());
-        let jobs = view::job_counts(required, store.job_counts().await?);
+        let mut chains = Vec::with_capacity(self.chains.len());
+        for (chain, types) in self.chains.iter() {
+            chains.push(self.chain(*chain, types).await?);
+        }
+        let own = chains
+            .iter()
+            .find(|c| c.chain_id == self.chain_id)
+            .cloned()
+            .expect("the own chain is always proven here");
         let seen = self.l1.get();
         let provers = self.provers().await?;
         let backlog = self.core.backlog().await?;
-        let gaps = store.batch_gaps(0, MAX_GAP_WARNINGS).await?;
+        let gaps = store.batch_gaps(self.chain_id, 0, MAX_GAP_WARNINGS).await?;
         let mut warnings = crate::warnings::warnings(&backlog, &provers, &self.required, &gaps);
         self.source_error.warn(&mut warnings);
         Ok(StatusView {
-            last_sealed_batch: store.last_sealed_batch().await?,
-            last_proven_batch: store.last_proven_batch().await?,
-            jobs,
+            last_sealed_batch: own.last_sealed_batch,
+            last_proven_batch: own.last_proven_batch,
+            jobs: own.jobs,
             provers,
             draining: self.standing.draining(),
             last_committed_batch: seen.as_ref().and_then(|s| s.last_committed_batch),
@@ -137,6 +168,7 @@ impl StatusSource {
             warnings,
             intake_window: self.intake_window,
             paused: self.pauses.all(),
+            chains,
         })
     }
 

@@ -120,9 +120,10 @@ fn wire(stamped: &Stamped) -> WatchEvent {
                 name: name.clone(),
             })
         }
-        Event::BatchesTaken { first, last } => Wire::BatchesTaken(pb::BatchesTaken {
+        Event::BatchesTaken { chain, first, last } => Wire::BatchesTaken(pb::BatchesTaken {
             first_batch: *first,
             last_batch: *last,
+            chain_id: *chain,
         }),
         Event::Paused {
             component,

@@ -17,6 +17,7 @@ async fn admin_api_validates_and_retries(db: Db) {
     let c = start(&env, cfg).await;
     let mut admin = c.admin().await;
     let launch = |batch: u64, public: Vec<u8>, types: Vec<String>| LaunchProofRequest {
+        chain_id: 0,
         batch,
         version: "v1".into(),
         input: input_for(batch, 0, 0),
@@ -64,6 +65,7 @@ async fn admin_api_validates_and_retries(db: Db) {
 
     let r = admin
         .job_status(JobStatusRequest {
+            chain_id: 0,
             batch: 7,
             proof_type: "exec".into(),
         })
@@ -73,6 +75,7 @@ async fn admin_api_validates_and_retries(db: Db) {
     assert_eq!(r.error.unwrap().code, ErrorCode::JobNotFound as i32);
     let r = admin
         .retry_job(RetryJobRequest {
+            chain_id: 0,
             batch: 1,
             proof_type: "exec".into(),
         })
@@ -95,6 +98,7 @@ async fn admin_api_validates_and_retries(db: Db) {
     );
     let r = admin
         .job_status(JobStatusRequest {
+            chain_id: 0,
             batch: 1,
             proof_type: "exec".into(),
         })
@@ -106,6 +110,7 @@ async fn admin_api_validates_and_retries(db: Db) {
     assert!(job.last_error.contains("invalid proof"));
     let r = admin
         .retry_job(RetryJobRequest {
+            chain_id: 0,
             batch: 1,
             proof_type: "exec".into(),
         })
@@ -210,6 +215,7 @@ async fn concurrent_submissions(db: Db) {
     let env = Env::new(db, "intake_race");
     let c = start(&env, fast_config()).await;
     let batch = |number: u64, input: Vec<u8>| NewBatch {
+        chain: proofmill_types::DEFAULT_CHAIN,
         number,
         version: "v1".into(),
         input: input.into(),
@@ -233,7 +239,11 @@ async fn concurrent_submissions(db: Db) {
     let store = proofmill_store::open_store(&env.db_url).await.unwrap();
     let blobs = proofmill_store::Blobs::from_url(&env.blobs_url).unwrap();
     for n in std::iter::once(5).chain(10..40) {
-        let stored = store.batch(n).await.unwrap().expect("batch stored");
+        let stored = store
+            .batch(proofmill_types::DEFAULT_CHAIN, n)
+            .await
+            .unwrap()
+            .expect("batch stored");
         let input = blobs.get(&stored.input_key).await.unwrap();
         assert_eq!(
             proofmill_types::Digest::sha256(&input),
@@ -355,6 +365,7 @@ async fn an_operator_cancels_and_retries_jobs(db: Db) {
     let mut a = RawProver::register(&c.url(), register("a", &["exec"], 1)).await;
     let t1 = a.task().await;
     let cancel = |batch: u64, proof_type: &str, reason: &str| CancelJobRequest {
+        chain_id: 0,
         batch,
         proof_type: proof_type.into(),
         reason: reason.into(),
@@ -375,6 +386,7 @@ async fn an_operator_cancels_and_retries_jobs(db: Db) {
         .await;
     assert!(!ack.accepted, "a cancelled lease's proof is refused");
     let job = |proof_type: &str| JobStatusRequest {
+        chain_id: 0,
         batch: 1,
         proof_type: proof_type.into(),
     };
@@ -416,6 +428,7 @@ async fn an_operator_cancels_and_retries_jobs(db: Db) {
     );
 
     let retry = |batch: u64, proof_type: &str| RetryJobRequest {
+        chain_id: 0,
         batch,
         proof_type: proof_type.into(),
     };

@@ -146,6 +146,7 @@ async fn admin_roles() {
     );
     let s = viewer
         .cancel_job(CancelJobRequest {
+            chain_id: 0,
             batch: 1,
             proof_type: "exec".into(),
             reason: String::new(),
@@ -351,9 +352,14 @@ async fn a_standby_asks_the_same_admin_tokens() {
     let (_holder, seen) = tokio::sync::watch::channel(None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let serving = proofmill_coordinator::Standby::new(store, seen, vec!["exec".into()])
-        .secured(admin_auth(), None)
-        .spawn_serve(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    let serving = proofmill_coordinator::Standby::new(
+        store,
+        seen,
+        vec!["exec".into()],
+        proofmill_types::DEFAULT_CHAIN,
+    )
+    .secured(admin_auth(), None)
+    .spawn_serve(tokio_stream::wrappers::TcpListenerStream::new(listener));
 
     let s = admin_with(&url, None)
         .await

@@ -18,6 +18,7 @@ type Admin = AdminServiceClient<Channel>;
 
 fn launch(batch: u64, input: Vec<u8>) -> LaunchProofRequest {
     LaunchProofRequest {
+        chain_id: 0,
         batch,
         version: "v1".into(),
         input,
@@ -28,6 +29,7 @@ fn launch(batch: u64, input: Vec<u8>) -> LaunchProofRequest {
 
 fn replace(batch: u64, input: Vec<u8>) -> ReplaceBatchInputRequest {
     ReplaceBatchInputRequest {
+        chain_id: 0,
         batch,
         version: "v1".into(),
         input,
@@ -47,6 +49,7 @@ async fn status(admin: &mut Admin) -> SystemStatusResponse {
 async fn job_state(admin: &mut Admin, batch: u64) -> String {
     let r = admin
         .job_status(JobStatusRequest {
+            chain_id: 0,
             batch,
             proof_type: "exec".into(),
         })
@@ -194,6 +197,7 @@ async fn replace_fences_the_old_tasks(db: Db) {
     assert!(e.message.contains("proven"), "{}", e.message);
     let r = admin
         .cancel_batch(CancelBatchRequest {
+            chain_id: 0,
             batch: 1,
             reason: String::new(),
         })
@@ -262,6 +266,7 @@ async fn cancel_lets_a_batch_be_submitted_anew(db: Db) {
     assert_eq!(t2.batch, 2);
     let r = admin
         .cancel_batch(CancelBatchRequest {
+            chain_id: 0,
             batch: 2,
             reason: "wrong input".into(),
         })
@@ -284,6 +289,7 @@ async fn cancel_lets_a_batch_be_submitted_anew(db: Db) {
     );
     let r = admin
         .cancel_batch(CancelBatchRequest {
+            chain_id: 0,
             batch: 1,
             reason: String::new(),
         })

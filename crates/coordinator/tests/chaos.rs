@@ -133,7 +133,11 @@ async fn flaky_network(db: Db) {
     let store = c.coord.store().clone();
     for n in 1..=BATCHES {
         store
-            .proof(&JobKey::new(n, ProofType::new("exec").unwrap()))
+            .proof(&JobKey::new(
+                proofmill_types::DEFAULT_CHAIN,
+                n,
+                ProofType::new("exec").unwrap(),
+            ))
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("proof of batch {n} missing"));

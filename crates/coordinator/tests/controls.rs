@@ -16,6 +16,7 @@ type Admin =
 
 fn launch(batch: u64) -> LaunchProofRequest {
     LaunchProofRequest {
+        chain_id: 0,
         batch,
         version: "v1".into(),
         input: input_for(batch, 0, 0),

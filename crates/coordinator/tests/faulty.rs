@@ -11,7 +11,11 @@ use std::time::Duration;
 use support::*;
 
 fn key(b: u64) -> JobKey {
-    JobKey::new(b, ProofType::new("exec").unwrap())
+    JobKey::new(
+        proofmill_types::DEFAULT_CHAIN,
+        b,
+        ProofType::new("exec").unwrap(),
+    )
 }
 
 /// Fast retries, but heartbeats slow enough that a prover the test is not driving at the

@@ -12,7 +12,11 @@ use std::time::Duration;
 use support::*;
 
 fn key(b: u64, t: &str) -> JobKey {
-    JobKey::new(b, ProofType::new(t).unwrap())
+    JobKey::new(
+        proofmill_types::DEFAULT_CHAIN,
+        b,
+        ProofType::new(t).unwrap(),
+    )
 }
 
 fn running(n: usize) -> Vec<RunningTask> {
@@ -234,6 +238,7 @@ async fn a_provers_message_limit_is_respected(db: Db) {
 
     let input = input_for(1, 20_000, 0);
     let nb = proofmill_coordinator::NewBatch {
+        chain: proofmill_types::DEFAULT_CHAIN,
         number: 1,
         version: "v1".into(),
         input: input.clone().into(),

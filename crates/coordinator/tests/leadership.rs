@@ -83,7 +83,11 @@ async fn a_deposed_coordinator_writes_nothing(db: Db) {
     while let Some(msg) = prover.next(Duration::from_secs(1)).await {
         assert!(!matches!(msg, Out::ResultAck(_)), "acknowledged: {msg:?}");
     }
-    let key = JobKey::new(1, ProofType::new("exec").unwrap());
+    let key = JobKey::new(
+        proofmill_types::DEFAULT_CHAIN,
+        1,
+        ProofType::new("exec").unwrap(),
+    );
     let job = store_b.job(&key).await.unwrap().unwrap();
     assert_ne!(job.state, JobState::Proven);
     assert!(store_b.proof(&key).await.unwrap().is_none());
@@ -91,6 +95,7 @@ async fn a_deposed_coordinator_writes_nothing(db: Db) {
     // A batch given to it is refused with the reason, and not stored.
     let refused = coord
         .submit_batch(NewBatch {
+            chain: proofmill_types::DEFAULT_CHAIN,
             number: 2,
             version: "v1".into(),
             input: input_for(2, 0, 0).into(),
@@ -106,7 +111,13 @@ async fn a_deposed_coordinator_writes_nothing(db: Db) {
         ),
         "{refused:?}"
     );
-    assert_eq!(store_b.last_sealed_batch().await.unwrap(), Some(1));
+    assert_eq!(
+        store_b
+            .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        Some(1)
+    );
     server.stop().await.unwrap();
 }
 

@@ -16,7 +16,11 @@ use std::time::Duration;
 use support::*;
 
 fn key(b: u64) -> JobKey {
-    JobKey::new(b, ProofType::new("exec").unwrap())
+    JobKey::new(
+        proofmill_types::DEFAULT_CHAIN,
+        b,
+        ProofType::new("exec").unwrap(),
+    )
 }
 
 /// Liveness of 100 ms × 5: far shorter than the transfers below.
@@ -29,6 +33,7 @@ fn short_liveness() -> proofmill_coordinator::CoordinatorConfig {
 
 async fn submit_input(c: &Running, n: u64, input: Vec<u8>) {
     let nb = NewBatch {
+        chain: proofmill_types::DEFAULT_CHAIN,
         number: n,
         version: "v1".into(),
         input: input.into(),

@@ -18,7 +18,11 @@ use std::time::Duration;
 use support::*;
 
 fn key(batch: u64, proof_type: &str) -> JobKey {
-    JobKey::new(batch, proofmill_types::ProofType::new(proof_type).unwrap())
+    JobKey::new(
+        proofmill_types::DEFAULT_CHAIN,
+        batch,
+        proofmill_types::ProofType::new(proof_type).unwrap(),
+    )
 }
 
 /// A store whose writes wait while `stalled` is set (a disk that stopped answering).
@@ -40,19 +44,21 @@ impl StallingStore {
     }
 }
 
+use proofmill_types::ChainId;
+
 #[async_trait]
 impl Store for StallingStore {
     async fn insert_batch(&self, batch: &Batch, now: Millis) -> Result<bool> {
         self.inner.insert_batch(batch, now).await
     }
-    async fn batch(&self, number: BatchNumber) -> Result<Option<Batch>> {
-        self.inner.batch(number).await
+    async fn batch(&self, chain: ChainId, number: BatchNumber) -> Result<Option<Batch>> {
+        self.inner.batch(chain, number).await
     }
-    async fn last_sealed_batch(&self) -> Result<Option<BatchNumber>> {
-        self.inner.last_sealed_batch().await
+    async fn last_sealed_batch(&self, chain: ChainId) -> Result<Option<BatchNumber>> {
+        self.inner.last_sealed_batch(chain).await
     }
-    async fn last_proven_batch(&self) -> Result<Option<BatchNumber>> {
-        self.inner.last_proven_batch().await
+    async fn last_proven_batch(&self, chain: ChainId) -> Result<Option<BatchNumber>> {
+        self.inner.last_proven_batch(chain).await
     }
     async fn open_jobs(&self) -> Result<Vec<Job>> {
         self.inner.open_jobs().await
@@ -63,8 +69,8 @@ impl Store for StallingStore {
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         self.inner.jobs(filter).await
     }
-    async fn job_counts(&self) -> Result<JobCounts> {
-        self.inner.job_counts().await
+    async fn job_counts(&self, chain: Option<ChainId>) -> Result<JobCounts> {
+        self.inner.job_counts(chain).await
     }
     async fn apply(&self, changes: &[Change]) -> Result<()> {
         let mut stalled = self.stalled.subscribe();
@@ -88,11 +94,12 @@ impl Store for StallingStore {
     }
     async fn attempts(
         &self,
+        chain: ChainId,
         batch: BatchNumber,
         proof_type: Option<&ProofType>,
         limit: u32,
     ) -> Result<Vec<proofmill_types::Attempt>> {
-        self.inner.attempts(batch, proof_type, limit).await
+        self.inner.attempts(chain, batch, proof_type, limit).await
     }
     async fn prune_attempts(&self, before: u64, limit: u32) -> Result<u64> {
         self.inner.prune_attempts(before, limit).await
@@ -152,10 +159,11 @@ impl Store for StallingStore {
     }
     async fn batch_gaps(
         &self,
+        chain: ChainId,
         from: BatchNumber,
         limit: u32,
     ) -> Result<Vec<(BatchNumber, BatchNumber)>> {
-        self.inner.batch_gaps(from, limit).await
+        self.inner.batch_gaps(chain, from, limit).await
     }
 }
 

@@ -11,7 +11,11 @@ use std::time::Duration;
 use support::*;
 
 fn key(b: u64, t: &str) -> JobKey {
-    JobKey::new(b, ProofType::new(t).unwrap())
+    JobKey::new(
+        proofmill_types::DEFAULT_CHAIN,
+        b,
+        ProofType::new(t).unwrap(),
+    )
 }
 
 async fn dispatch_fencing_and_duplicates(db: Db) {

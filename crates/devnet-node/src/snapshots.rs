@@ -52,11 +52,17 @@ fn blob_key(batch: u64) -> String {
 pub struct DevnetSnapshots {
     store: Arc<dyn Store>,
     blobs: Blobs,
+    /// The devnet's chain: its batches in the store.
+    chain: proofmill_types::ChainId,
 }
 
 impl DevnetSnapshots {
-    pub fn new(store: Arc<dyn Store>, blobs: Blobs) -> Self {
-        DevnetSnapshots { store, blobs }
+    pub fn new(store: Arc<dyn Store>, blobs: Blobs, chain: proofmill_types::ChainId) -> Self {
+        DevnetSnapshots {
+            store,
+            blobs,
+            chain,
+        }
     }
 
     /// The snapshot list; an unreadable one counts as empty (loading then falls back to
@@ -149,7 +155,7 @@ impl DevnetSnapshots {
     async fn try_load(&self, config: DevnetConfig, r: &SnapshotRef) -> Result<Devnet, String> {
         let batch = self
             .store
-            .batch(r.batch)
+            .batch(self.chain, r.batch)
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("batch {} is not in the store", r.batch))?;

@@ -124,7 +124,11 @@ struct Sealer {
 
 impl Sealer {
     fn snapshots(&self) -> DevnetSnapshots {
-        DevnetSnapshots::new(self.intake.store().clone(), self.intake.blobs().clone())
+        DevnetSnapshots::new(
+            self.intake.store().clone(),
+            self.intake.blobs().clone(),
+            self.intake.chain_id(),
+        )
     }
 
     /// The newest usable snapshot, then every stored batch after it.
@@ -132,9 +136,10 @@ impl Sealer {
         let snapshots = self.snapshots();
         let mut devnet = snapshots.load(cfg.devnet).await?;
         let from = devnet.next_batch_number();
-        let last = self.intake.store().last_sealed_batch().await?.unwrap_or(0);
+        let (store, chain) = (self.intake.store(), self.intake.chain_id());
+        let last = store.last_sealed_batch(chain).await?.unwrap_or(0);
         for n in from..=last {
-            let batch = self.intake.store().batch(n).await?.ok_or_else(|| {
+            let batch = store.batch(chain, n).await?.ok_or_else(|| {
                 CoordinatorError::Config(format!("devnet replay: batch {n} missing from the store"))
             })?;
             let input = self.intake.blobs().get(&batch.input_key).await?;
@@ -216,6 +221,7 @@ impl Sealer {
             };
             devnet = d;
             let nb = NewBatch {
+                chain: self.intake.chain_id(),
                 number: sealed.number,
                 version: cfg.version.clone(),
                 input: sealed.input.into(),

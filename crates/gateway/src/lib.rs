@@ -49,7 +49,7 @@ impl Gateway {
     /// batches from before are not the core's).
     pub async fn open(intake: Intake) -> Result<Arc<Gateway>, proofmill_store::StoreError> {
         intake.reserve_numbering(SOURCE);
-        let progress = progress::Progress::open(intake.store().clone()).await?;
+        let progress = progress::Progress::open(intake.store().clone(), intake.chain_id()).await?;
         Ok(Arc::new(Gateway {
             intake,
             progress,

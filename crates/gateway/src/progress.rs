@@ -12,6 +12,7 @@
 //! not confirmed yet is above the watermark and is sent again.
 
 use proofmill_store::{Store, StoreError};
+use proofmill_types::ChainId;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -27,8 +28,8 @@ pub struct Progress {
 impl Progress {
     /// Reads the watermark; on a store the gateway never ran on, sets it to the highest
     /// stored batch (batches from before the gateway are not the core's to get).
-    pub async fn open(store: Arc<dyn Store>) -> Result<Progress, StoreError> {
-        let highest = store.last_sealed_batch().await?.unwrap_or(0);
+    pub async fn open(store: Arc<dyn Store>, chain: ChainId) -> Result<Progress, StoreError> {
+        let highest = store.last_sealed_batch(chain).await?.unwrap_or(0);
         let stored = store.init_meta(SENT_THROUGH, &highest.to_string()).await?;
         let value = stored
             .parse::<u64>()

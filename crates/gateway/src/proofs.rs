@@ -4,7 +4,7 @@
 
 use crate::wire::{BatchProof, TypedProof};
 use proofmill_store::{Blobs, JobFilter, Store, StoreError};
-use proofmill_types::{Job, JobState};
+use proofmill_types::{ChainId, Job, JobState};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
@@ -18,9 +18,10 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// The jobs of batch `n` (every batch has one per proof type it needs).
-pub async fn batch_jobs(store: &dyn Store, n: u64) -> Result<Vec<Job>, StoreError> {
+/// The jobs of batch `n` of `chain` (every batch has one per proof type it needs).
+pub async fn batch_jobs(store: &dyn Store, chain: ChainId, n: u64) -> Result<Vec<Job>, StoreError> {
     let filter = JobFilter {
+        chain: Some(chain),
         from_batch: Some(n),
         limit: 256,
         ..Default::default()
@@ -30,9 +31,14 @@ pub async fn batch_jobs(store: &dyn Store, n: u64) -> Result<Vec<Job>, StoreErro
     Ok(jobs)
 }
 
-/// The lowest stored batch above `n`.
-pub async fn next_batch_above(store: &dyn Store, n: u64) -> Result<Option<u64>, StoreError> {
+/// The lowest stored batch of `chain` above `n`.
+pub async fn next_batch_above(
+    store: &dyn Store,
+    chain: ChainId,
+    n: u64,
+) -> Result<Option<u64>, StoreError> {
     let filter = JobFilter {
+        chain: Some(chain),
         from_batch: Some(n.saturating_add(1)),
         limit: 1,
         ..Default::default()
@@ -40,16 +46,16 @@ pub async fn next_batch_above(store: &dyn Store, n: u64) -> Result<Option<u64>, 
     Ok(store.jobs(&filter).await?.first().map(|j| j.key.batch))
 }
 
-/// Batch `n`'s outcome; `None` when there is no such batch.
+/// Batch `n` of `chain`'s outcome; `None` when there is no such batch.
 pub async fn outcome(
     store: &dyn Store,
     blobs: &Blobs,
-    n: u64,
+    (chain, n): (ChainId, u64),
 ) -> Result<Option<Outcome>, StoreError> {
-    let Some(batch) = store.batch(n).await? else {
+    let Some(batch) = store.batch(chain, n).await? else {
         return Ok(None);
     };
-    let jobs = batch_jobs(store, n).await?;
+    let jobs = batch_jobs(store, chain, n).await?;
     if jobs.is_empty() || jobs.iter().any(|j| !j.state.is_terminal()) {
         return Ok(Some(Outcome::Pending));
     }

@@ -229,11 +229,12 @@ impl Loop {
         &self,
         sent_through: u64,
     ) -> Result<Option<(u64, Outcome)>, proofmill_store::StoreError> {
-        let store = self.gateway.intake.store();
-        let Some(n) = proofs::next_batch_above(store.as_ref(), sent_through).await? else {
+        let intake = &self.gateway.intake;
+        let (store, chain) = (intake.store(), intake.chain_id());
+        let Some(n) = proofs::next_batch_above(store.as_ref(), chain, sent_through).await? else {
             return Ok(None);
         };
-        let outcome = proofs::outcome(store.as_ref(), self.gateway.intake.blobs(), n).await?;
+        let outcome = proofs::outcome(store.as_ref(), intake.blobs(), (chain, n)).await?;
         Ok(outcome.map(|o| (n, o)))
     }
 

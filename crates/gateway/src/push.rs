@@ -210,7 +210,13 @@ async fn poll_generated_proofs(
     };
     let n = request.l1_batch_id;
     let intake = &state.gateway.intake;
-    match proofs::outcome(intake.store().as_ref(), intake.blobs(), n).await {
+    match proofs::outcome(
+        intake.store().as_ref(),
+        intake.blobs(),
+        (intake.chain_id(), n),
+    )
+    .await
+    {
         Ok(Some(Outcome::Proven { proof, .. })) => {
             count_request(ENDPOINT, "proof");
             metrics::counter!(

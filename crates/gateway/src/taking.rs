@@ -112,6 +112,7 @@ impl Gateway {
             );
         }
         let nb = NewBatch {
+            chain: self.intake.chain_id(),
             number: batch,
             version: data.protocol_version.clone(),
             input: witness.input.into(),

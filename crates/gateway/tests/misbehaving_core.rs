@@ -272,14 +272,28 @@ async fn the_fetcher_survives_every_misbehaviour_and_takes_only_good_batches() {
     .unwrap();
     let store = coord.store().clone();
     wait_until("batch 2 stored", async || {
-        store.batch(2).await.unwrap().is_some()
+        store
+            .batch(common::CHAIN, 2)
+            .await
+            .unwrap()
+            .is_some()
     })
     .await;
     pull.stop().await;
 
     // Only the good batches, with their own content.
-    assert_eq!(store.last_sealed_batch().await.unwrap(), Some(2));
-    let b1 = store.batch(1).await.unwrap().unwrap();
+    assert_eq!(
+        store
+            .last_sealed_batch(common::CHAIN)
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    let b1 = store
+        .batch(common::CHAIN, 1)
+        .await
+        .unwrap()
+        .unwrap();
     let w = WitnessInput::from_json(&good[0].witness_input_data).unwrap();
     assert_eq!(b1.input_digest, proofmill_types::Digest::sha256(&w.input));
     assert_eq!(b1.version, "0.28.0");
@@ -329,7 +343,14 @@ async fn a_batch_of_another_chain_or_another_witness_form_is_refused_storing_not
         "batch 1 is of chain 9; this coordinator proves chain 7",
     )
     .await;
-    assert_eq!(coord.store().last_sealed_batch().await.unwrap(), None);
+    assert_eq!(
+        coord
+            .store()
+            .last_sealed_batch(common::CHAIN)
+            .await
+            .unwrap(),
+        None
+    );
     // Shown by the coordinator's status too.
     let status = coord.status().await.unwrap();
     let warning = status
@@ -349,7 +370,14 @@ async fn a_batch_of_another_chain_or_another_witness_form_is_refused_storing_not
     let mut zksync = batches(1, 7).remove(0);
     zksync.witness_input_data = json!({"vm_run_data": {}, "merkle_paths": {}});
     let (coord, _dir) = refused(vec![success(&zksync)], "not proofmill's form").await;
-    assert_eq!(coord.store().last_sealed_batch().await.unwrap(), None);
+    assert_eq!(
+        coord
+            .store()
+            .last_sealed_batch(common::CHAIN)
+            .await
+            .unwrap(),
+        None
+    );
     coord.drain("test over").await.unwrap();
 }
 
@@ -361,7 +389,12 @@ async fn the_same_number_with_different_data_is_refused_and_the_first_kept() {
         "already exists with different content",
     )
     .await;
-    let stored = coord.store().batch(1).await.unwrap().unwrap();
+    let stored = coord
+        .store()
+        .batch(common::CHAIN, 1)
+        .await
+        .unwrap()
+        .unwrap();
     let w = WitnessInput::from_json(&good.witness_input_data).unwrap();
     assert_eq!(stored.public_values.as_bytes(), &w.public_values[..]);
     coord.drain("test over").await.unwrap();
@@ -387,7 +420,14 @@ async fn errors_back_off() {
         "{e}"
     );
     pull.stop().await;
-    assert_eq!(coord.store().last_sealed_batch().await.unwrap(), None);
+    assert_eq!(
+        coord
+            .store()
+            .last_sealed_batch(common::CHAIN)
+            .await
+            .unwrap(),
+        None
+    );
     coord.drain("test over").await.unwrap();
 }
 
@@ -408,7 +448,11 @@ async fn the_fetcher_asks_again_at_once_while_the_core_has_a_backlog() {
     let pull = Pull::start(gateway.clone(), cfg).unwrap();
     let store = coord.store().clone();
     wait_until("all five batches stored", async || {
-        store.last_sealed_batch().await.unwrap() == Some(5)
+        store
+            .last_sealed_batch(common::CHAIN)
+            .await
+            .unwrap()
+            == Some(5)
     })
     .await;
     pull.stop().await;

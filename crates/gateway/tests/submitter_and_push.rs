@@ -68,18 +68,37 @@ async fn cancelled_batches_go_back_skipped_in_order_and_progress_is_durable() {
     .unwrap();
     let store = coord.store().clone();
     for _ in 0..100 {
-        if store.batch(2).await.unwrap().is_some() {
+        if store
+            .batch(common::CHAIN, 2)
+            .await
+            .unwrap()
+            .is_some()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // No prover: batch 1 stays queued. Batch 2 cancelled must still wait for it.
-    coord.intake().cancel_batch(2, "test").await.unwrap();
+    coord
+        .intake()
+        .cancel_batch(
+            proofmill_types::BatchId::new(common::CHAIN, 2),
+            "test",
+        )
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(core.submitted.lock().unwrap().is_empty());
     assert_eq!(gateway.sent_through().await, 0);
 
-    coord.intake().cancel_batch(1, "test").await.unwrap();
+    coord
+        .intake()
+        .cancel_batch(
+            proofmill_types::BatchId::new(common::CHAIN, 1),
+            "test",
+        )
+        .await
+        .unwrap();
     for _ in 0..100 {
         if gateway.sent_through().await == 2 {
             break;
@@ -173,14 +192,28 @@ async fn push_needs_an_operator_token_and_refuses_bad_bodies_with_a_reason() {
     let (status, body) = http_post(&addr, SUBMIT, Some("op-secret"), &other).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("chain 3"), "{body}");
-    assert_eq!(coord.store().last_sealed_batch().await.unwrap(), None);
+    assert_eq!(
+        coord
+            .store()
+            .last_sealed_batch(common::CHAIN)
+            .await
+            .unwrap(),
+        None
+    );
 
     let (status, body) = http_post(&addr, SUBMIT, Some("op-secret"), &batch).await;
     assert_eq!((status, body.as_str()), (200, "null"));
     // Again: the same batch is fine.
     let (status, body) = http_post(&addr, SUBMIT, Some("op-secret"), &batch).await;
     assert_eq!((status, body.as_str()), (200, "null"));
-    assert_eq!(coord.store().last_sealed_batch().await.unwrap(), Some(1));
+    assert_eq!(
+        coord
+            .store()
+            .last_sealed_batch(common::CHAIN)
+            .await
+            .unwrap(),
+        Some(1)
+    );
 
     const POLL: &str = "/poll_generated_proofs";
     // Not proven (no prover here), and never taken: both null.

@@ -165,6 +165,7 @@ fn events_update_counts_chain_provers_and_throughput() {
     m.apply_event(&event(
         NOW,
         Event::BatchesTaken(BatchesTaken {
+            chain_id: 0,
             first_batch: 45,
             last_batch: 47,
         }),

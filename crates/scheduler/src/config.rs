@@ -1,4 +1,5 @@
 use crate::policy::PolicyName;
+use crate::shares::ChainShares;
 use proofmill_types::Millis;
 
 /// Timing and retry policy. Defaults follow ethrex's coordinator where it has one.
@@ -32,6 +33,8 @@ pub struct SchedulerConfig {
     pub straggler_factor: u32,
     /// Which prover gets which ready job (the mechanism above applies under every policy).
     pub assignment_policy: PolicyName,
+    /// How the fleet is shared between chains with work (see [`ChainShares`]).
+    pub chain_shares: ChainShares,
 }
 
 impl Default for SchedulerConfig {
@@ -49,6 +52,7 @@ impl Default for SchedulerConfig {
             reconnect_grace_ms: 1_000,
             straggler_factor: 3,
             assignment_policy: PolicyName::OldestFirst,
+            chain_shares: ChainShares::default(),
         }
     }
 }

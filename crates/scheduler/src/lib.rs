@@ -11,13 +11,15 @@
 //! which ready job is an [`AssignmentPolicy`] chosen there.
 //!
 //! Invariants (property-tested in `tests/properties.rs`):
-//! - a job has at most one lease; two provers never hold the same (batch, proof type);
+//! - a job has at most one lease; two provers never hold the same (chain, batch, proof type);
 //! - a prover holds at most `capacity` leases;
 //! - a result is accepted only with the fencing token of the job's current lease;
 //! - across crashes and restarts, a token once superseded (a later lease of its job, or a
 //!   requeue, made durable) never becomes a lease again, nor does a token sent by a run
 //!   before the last one and never made durable;
-//! - while a matching prover keeps answering, every job is eventually proven.
+//! - while a matching prover keeps answering, every job is eventually proven;
+//! - chains with ready jobs share the fleet by their weights ([`ChainShares`]), and no slot
+//!   stays free while any chain has a job for it.
 
 mod config;
 mod policy;
@@ -25,6 +27,7 @@ mod prove_times;
 mod provers;
 mod queue;
 mod scheduler;
+mod shares;
 pub mod sim;
 
 pub use config::SchedulerConfig;
@@ -34,3 +37,4 @@ pub use scheduler::{
     Dispatch, Effect, Failure, FleetFigures, NotEligible, ReadyGroup, ResultCheck, Scheduler,
     SchedulerError,
 };
+pub use shares::{ChainShares, ZeroWeight};

@@ -8,7 +8,7 @@
 
 use crate::provers::ProverLoad;
 use crate::scheduler::{Dispatch, ReadyGroup};
-use proofmill_types::{BatchNumber, JobKey, Millis, ProofType, ProverId};
+use proofmill_types::{BatchNumber, ChainId, JobKey, Millis, ProofType, ProverId};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
@@ -74,7 +74,8 @@ impl FromStr for PolicyName {
 }
 
 /// Every prover with a free slot, least loaded and longest waiting first, gets the oldest
-/// ready job it can prove (the oldest batch gates settlement); slots are filled one per
+/// ready job it can prove (the oldest batch gates settlement) of the chain owed the next slot
+/// ([`crate::ChainShares`]); slots are filled one per
 /// prover per round, so work spreads over the fleet instead of piling on whichever prover
 /// sorts first. Knows nothing of prover speeds.
 #[derive(Clone, Copy, Debug, Default)]
@@ -154,6 +155,10 @@ const HOLDS_PER_SLOT: usize = 4;
 /// the oldest batch first, as it gates settlement. Measured on `bench makespan`: 2 leaves
 /// most of the tail, 8 gains little over 4.
 const ENDGAME_JOBS_PER_SLOT: usize = 4;
+
+/// Which ready job goes first: its chain's turn in the fleet's sharing, then its batch (0 for all in
+/// the endgame), then the longest proof type.
+type JobOrder = ((u128, ChainId), BatchNumber, Reverse<Millis>);
 
 /// Where a job would go: (expected finish, start, spread rank) on the plan at an index.
 type Choice = ((Millis, Millis, (u64, u64)), usize);
@@ -253,7 +258,7 @@ impl AssignmentPolicy for EarliestFinish {
             // The next job not kept waiting that a prover with a free slot may take: oldest
             // batch first, the longest proof type first within a batch (all of them longest
             // first in the endgame).
-            let mut next: Option<((BatchNumber, Reverse<Millis>), BatchNumber, usize)> = None;
+            let mut next: Option<(JobOrder, BatchNumber, usize)> = None;
             for (gi, group) in groups.iter().enumerate() {
                 let Some(batch) = d.nth_ready(group, held[gi]) else {
                     continue;
@@ -262,15 +267,17 @@ impl AssignmentPolicy for EarliestFinish {
                     .entry(group.proof_type.clone())
                     .or_insert_with(|| d.fastest_prove_time(&group.proof_type))
                     .unwrap_or(0);
+                // The chain owed the next slot first (see `ChainShares`).
+                let share = d.turn(group.chain);
                 let order = if endgame {
-                    (0, Reverse(size))
+                    (share, 0, Reverse(size))
                 } else {
-                    (batch, Reverse(size))
+                    (share, batch, Reverse(size))
                 };
                 if next.as_ref().is_some_and(|(o, _, _)| *o <= order) {
                     continue;
                 }
-                let key = JobKey::new(batch, group.proof_type.clone());
+                let key = JobKey::new(group.chain, batch, group.proof_type.clone());
                 let takeable = plans.iter().any(|p| {
                     p.free_now > 0
                         && d.may_take(&p.id, &key)
@@ -283,8 +290,10 @@ impl AssignmentPolicy for EarliestFinish {
             let Some((_, batch, gi)) = next else {
                 return;
             };
-            let ReadyGroup { proof_type, .. } = &groups[gi];
-            let key = JobKey::new(batch, proof_type.clone());
+            let ReadyGroup {
+                chain, proof_type, ..
+            } = &groups[gi];
+            let key = JobKey::new(*chain, batch, proof_type.clone());
             let mut best: Option<Choice> = None;
             for (pi, plan) in plans.iter().enumerate() {
                 if !d.may_take(&plan.id, &key)

@@ -1,13 +1,18 @@
-//! Jobs waiting for a prover, oldest batch first: scheduling starts from the oldest
-//! unverified batch because it gates settlement.
+//! Jobs waiting for a prover, oldest batch first within each chain: scheduling starts from a
+//! chain's oldest unverified batch because it gates that chain's settlement. Chains are kept
+//! apart (their batch numbers are their own); which chain goes next is the share's choice
+//! ([`crate::shares`]).
 
-use proofmill_types::{BatchNumber, JobKey, Millis, ProofType};
+use proofmill_types::{BatchNumber, ChainId, JobKey, Millis, ProofType};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Ready jobs of one chain, program version and proof type.
+type Group = (ChainId, String, ProofType);
 
 #[derive(Default, Debug)]
 pub(crate) struct ReadyQueue {
-    /// (version, proof type) → batches ready now.
-    ready: BTreeMap<(String, ProofType), BTreeSet<BatchNumber>>,
+    /// (chain, version, proof type) → batches ready now.
+    ready: BTreeMap<Group, BTreeSet<BatchNumber>>,
     /// Jobs in retry backoff, by the time they become ready.
     delayed: BTreeSet<(Millis, JobKey, String)>,
 }
@@ -19,7 +24,7 @@ impl ReadyQueue {
                 .insert((not_before, key.clone(), version.to_string()));
         } else {
             self.ready
-                .entry((version.to_string(), key.proof_type.clone()))
+                .entry((key.chain, version.to_string(), key.proof_type.clone()))
                 .or_default()
                 .insert(key.batch);
         }
@@ -31,7 +36,7 @@ impl ReadyQueue {
         let ready = self
             .ready
             .iter_mut()
-            .find(|((v, t), _)| v == version && *t == key.proof_type);
+            .find(|((c, v, t), _)| *c == key.chain && v == version && *t == key.proof_type);
         if let Some((rk, set)) = ready
             && set.remove(&key.batch)
         {
@@ -53,48 +58,38 @@ impl ReadyQueue {
             }
             let (_, key, version) = self.delayed.pop_first().expect("non-empty");
             self.ready
-                .entry((version, key.proof_type))
+                .entry((key.chain, version, key.proof_type))
                 .or_default()
                 .insert(key.batch);
         }
     }
 
-    /// Oldest ready batch of this version among these proof types.
+    /// Oldest ready batch of `chain` of this version among these proof types.
     pub fn peek_oldest<'a>(
         &self,
+        chain: ChainId,
         version: &str,
         proof_types: impl Iterator<Item = &'a ProofType>,
     ) -> Option<JobKey> {
-        let mut best: Option<JobKey> = None;
-        for pt in proof_types {
-            // Avoid allocating a key per lookup on the hot path: the map is small.
-            let batch = self
-                .ready
-                .iter()
-                .find(|((v, t), _)| v == version && t == pt)
-                .and_then(|(_, set)| set.first().copied());
-            if let Some(b) = batch
-                && best.as_ref().is_none_or(|k| b < k.batch)
-            {
-                best = Some(JobKey::new(b, pt.clone()));
-            }
-        }
-        best
+        self.peek_oldest_where(chain, version, proof_types, |_| true)
     }
 
     /// Like [`Self::peek_oldest`], among the ready jobs that `take` accepts.
     pub fn peek_oldest_where<'a>(
         &self,
+        chain: ChainId,
         version: &str,
         proof_types: impl Iterator<Item = &'a ProofType>,
         take: impl Fn(&JobKey) -> bool,
     ) -> Option<JobKey> {
         let mut best: Option<JobKey> = None;
         for pt in proof_types {
+            // Looked up without building an owned key: this runs once per lease and the map
+            // is small.
             let Some(set) = self
                 .ready
                 .iter()
-                .find(|((v, t), _)| v == version && t == pt)
+                .find(|((c, v, t), _)| *c == chain && v == version && t == pt)
                 .map(|(_, set)| set)
             else {
                 continue;
@@ -102,7 +97,7 @@ impl ReadyQueue {
             let first = set
                 .iter()
                 .take_while(|b| best.as_ref().is_none_or(|k| **b < k.batch))
-                .map(|b| JobKey::new(*b, pt.clone()))
+                .map(|b| JobKey::new(chain, *b, pt.clone()))
                 .find(&take);
             if first.is_some() {
                 best = first;
@@ -111,20 +106,34 @@ impl ReadyQueue {
         best
     }
 
-    /// The (version, proof type) groups with ready jobs, in that order.
-    pub fn ready_groups(&self) -> impl Iterator<Item = (&str, &ProofType)> {
-        self.ready.keys().map(|(v, t)| (v.as_str(), t))
+    /// Chains with ready jobs of this version among these proof types.
+    pub fn chains_ready<'a>(
+        &self,
+        version: &str,
+        proof_types: &'a BTreeSet<ProofType>,
+    ) -> BTreeSet<ChainId> {
+        self.ready
+            .keys()
+            .filter(|(_, v, t)| v == version && proof_types.contains(t))
+            .map(|(c, _, _)| *c)
+            .collect()
+    }
+
+    /// The (chain, version, proof type) groups with ready jobs, in that order.
+    pub fn ready_groups(&self) -> impl Iterator<Item = (ChainId, &str, &ProofType)> {
+        self.ready.keys().map(|(c, v, t)| (*c, v.as_str(), t))
     }
 
     /// Ready batches of one group, oldest first.
     pub fn ready_batches<'a>(
         &'a self,
+        chain: ChainId,
         version: &'a str,
         proof_type: &'a ProofType,
     ) -> impl Iterator<Item = BatchNumber> + 'a {
         self.ready
             .iter()
-            .find(|((v, t), _)| v == version && t == proof_type)
+            .find(move |((c, v, t), _)| *c == chain && v == version && t == proof_type)
             .into_iter()
             .flat_map(|(_, set)| set.iter().copied())
     }

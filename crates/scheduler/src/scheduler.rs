@@ -118,6 +118,8 @@ pub struct Scheduler {
     policy: Arc<dyn AssignmentPolicy>,
     /// When the policy asked to dispatch again, if it keeps jobs for busy provers.
     policy_revisit: Option<Millis>,
+    /// How chains share the fleet: who is owed the next slot (see [`crate::ChainShares`]).
+    fair: crate::shares::FairClock,
     /// No prover goes silent past the liveness timeout, nor past its reconnect grace with
     /// tasks, before this (see [`Self::next_wakeup`]).
     provers_due: Option<Millis>,
@@ -156,6 +158,7 @@ impl Scheduler {
             policy,
             policy_revisit: None,
             provers_due: None,
+            fair: Default::default(),
         }
     }
 

@@ -209,7 +209,7 @@ fn a_prover_sending_invalid_proofs_is_cordoned_by_itself_until_uncordoned() {
 fn a_job_failed_on_several_provers_is_failed_as_a_problem_of_its_batch() {
     let mut s = sched();
     s.add_jobs([job(1, "exec", "v1")], 0);
-    let key = JobKey::new(1, pt("exec"));
+    let key = JobKey::new(proofmill_types::DEFAULT_CHAIN, 1, pt("exec"));
     for p in ["a", "b", "c", "d"] {
         s.register(pid(p), info(&["exec"], 1, "v1"), 0).unwrap();
     }

@@ -22,12 +22,12 @@ pub(super) async fn check_chain(
     let l1_err = |e: L1Error| CoordinatorError::Config(format!("L1: {e}"));
     let last = l1.last_committed_batch().await.map_err(l1_err)?;
     let (n, expected) = if last == 0 {
-        match port.store().batch(1).await? {
+        match port.store().batch(port.chain_id(), 1).await? {
             Some(b) => (0, transition(&b)?.old_state_root),
             None => return Ok(()),
         }
     } else {
-        match port.store().batch(last).await? {
+        match port.store().batch(port.chain_id(), last).await? {
             Some(b) => (last, transition(&b)?.new_state_root),
             None => {
                 return Err(CoordinatorError::Config(format!(
@@ -114,7 +114,11 @@ enum CommitError {
 
 /// Commits every sealed batch L1 does not have.
 async fn commit_sealed(port: &SettlementPort, l1: &dyn L1) -> Result<u64, CommitError> {
-    let sealed = port.store().last_sealed_batch().await?.unwrap_or(0);
+    let sealed = port
+        .store()
+        .last_sealed_batch(port.chain_id())
+        .await?
+        .unwrap_or(0);
     commit_through(port, l1, sealed, false).await
 }
 
@@ -142,8 +146,12 @@ async fn commit_now(
             "batch {batch} is committed already (L1's last committed batch is {last})"
         )));
     }
-    if port.store().batch(batch).await?.is_none() {
-        let sealed = port.store().last_sealed_batch().await?.unwrap_or(0);
+    if port.store().batch(port.chain_id(), batch).await?.is_none() {
+        let sealed = port
+            .store()
+            .last_sealed_batch(port.chain_id())
+            .await?
+            .unwrap_or(0);
         return Err(CoordinatorError::UnknownBatch(format!(
             "{batch}: not sealed (the last sealed batch is {sealed})"
         )));
@@ -181,7 +189,7 @@ async fn commit_through(
             return Ok(last);
         }
         let n = last + 1;
-        let Some(batch) = port.store().batch(n).await? else {
+        let Some(batch) = port.store().batch(port.chain_id(), n).await? else {
             return Ok(last);
         };
         let pv = match transition(&batch) {

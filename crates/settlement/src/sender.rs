@@ -299,14 +299,18 @@ async fn load_proofs(
 ) -> Result<Option<(Vec<Vec<u8>>, u64)>, SendError> {
     let mut proven_at = 0;
     for pt in port.required_types() {
-        match port.store().job(&JobKey::new(n, pt)).await? {
+        match port
+            .store()
+            .job(&JobKey::new(port.chain_id(), n, pt))
+            .await?
+        {
             Some(j) if j.state == JobState::Proven => proven_at = proven_at.max(j.updated_at),
             _ => return Ok(None),
         }
     }
     let mut out = Vec::new();
     for pt in l1_types(port, cfg) {
-        let key = JobKey::new(n, pt);
+        let key = JobKey::new(port.chain_id(), n, pt);
         let Some(rec) = port.store().proof(&key).await? else {
             return Ok(None);
         };
@@ -413,7 +417,7 @@ async fn invalidate(
         );
         return Ok(());
     };
-    let key = JobKey::new(batch, pt);
+    let key = JobKey::new(port.chain_id(), batch, pt);
     let reason = format!(
         "L1 rejected the proof (InvalidProof for batch {batch}, proof type {})",
         key.proof_type

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use proofmill_types::{
-    Attempt, AttemptOutcome, Batch, BatchNumber, FencingToken, Job, JobKey, JobState, Millis,
-    ProofRecord, ProofType, ProverId,
+    Attempt, AttemptOutcome, Batch, BatchNumber, ChainId, FencingToken, Job, JobKey, JobState,
+    Millis, ProofRecord, ProofType, ProverId,
 };
 use std::collections::BTreeMap;
 
@@ -143,11 +143,13 @@ pub struct PausedComponent {
 /// Which jobs [`Store::jobs`] lists.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JobFilter {
+    /// Only jobs of this chain (all chains when `None`).
+    pub chain: Option<ChainId>,
     pub proof_type: Option<ProofType>,
     pub state: Option<JobState>,
     /// Only jobs with batch >= this.
     pub from_batch: Option<BatchNumber>,
-    /// At most this many, ordered by (batch, proof_type).
+    /// At most this many, ordered by (chain, batch, proof_type).
     pub limit: u32,
 }
 
@@ -186,14 +188,14 @@ pub trait Store: Send + Sync + 'static {
     /// values) exists already, and [`StoreError::BatchConflict`] when a different one does.
     async fn insert_batch(&self, batch: &Batch, now: Millis) -> Result<bool>;
 
-    async fn batch(&self, number: BatchNumber) -> Result<Option<Batch>>;
+    async fn batch(&self, chain: ChainId, number: BatchNumber) -> Result<Option<Batch>>;
 
-    /// Highest batch number stored.
-    async fn last_sealed_batch(&self) -> Result<Option<BatchNumber>>;
+    /// Highest batch number stored of `chain`.
+    async fn last_sealed_batch(&self, chain: ChainId) -> Result<Option<BatchNumber>>;
 
-    /// Highest batch `n` such that `n` and every stored batch before it have all their jobs
-    /// proven, with no gap in numbering from the first stored batch.
-    async fn last_proven_batch(&self) -> Result<Option<BatchNumber>>;
+    /// Highest batch `n` of `chain` such that `n` and every stored batch of the chain before
+    /// it have all their jobs proven, with no gap in numbering from its first stored batch.
+    async fn last_proven_batch(&self, chain: ChainId) -> Result<Option<BatchNumber>>;
 
     /// Jobs in state `queued` or `leased`: the scheduler's working set after a restart.
     async fn open_jobs(&self) -> Result<Vec<Job>>;
@@ -202,7 +204,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>>;
 
-    async fn job_counts(&self) -> Result<JobCounts>;
+    /// Jobs by proof type and state, of one chain or (`None`) of all.
+    async fn job_counts(&self, chain: Option<ChainId>) -> Result<JobCounts>;
 
     /// Applies all changes in one transaction: all or nothing.
     async fn apply(&self, changes: &[Change]) -> Result<()>;
@@ -214,10 +217,11 @@ pub trait Store: Send + Sync + 'static {
     /// token is never taken for one that was issued but not committed.
     async fn max_fencing_token(&self) -> Result<u64>;
 
-    /// Attempts at the jobs of `batch` (of `proof_type` only, when given), in the order they
-    /// began, at most `limit`.
+    /// Attempts at the jobs of `batch` of `chain` (of `proof_type` only, when given), in the
+    /// order they began, at most `limit`.
     async fn attempts(
         &self,
+        chain: ChainId,
         batch: BatchNumber,
         proof_type: Option<&ProofType>,
         limit: u32,
@@ -279,12 +283,13 @@ pub trait Store: Send + Sync + 'static {
     /// the old jobs stay counted by [`Store::max_fencing_token`].
     async fn replace_batch(&self, batch: &Batch, now: Millis) -> Result<()>;
 
-    /// Numbers missing between the lowest and the highest stored batch, as inclusive
-    /// ranges, lowest first, at most `limit` ranges, starting with the first range above
-    /// stored batch `from` or above (0: from the lowest; a batch known to end a gap-free
-    /// run from the lowest spares reading the run again).
+    /// Numbers missing between the lowest and the highest stored batch of `chain`, as
+    /// inclusive ranges, lowest first, at most `limit` ranges, starting with the first range
+    /// above stored batch `from` or above (0: from the lowest; a batch known to end a
+    /// gap-free run from the lowest spares reading the run again).
     async fn batch_gaps(
         &self,
+        chain: ChainId,
         from: BatchNumber,
         limit: u32,
     ) -> Result<Vec<(BatchNumber, BatchNumber)>>;
@@ -320,6 +325,8 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the store answers now, within about a second: for health checks. The error
     /// names the endpoint and the cause (e.g. the connection refused).
     async fn probe(&self) -> Result<()> {
-        self.last_sealed_batch().await.map(|_| ())
+        self.last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .map(|_| ())
     }
 }

@@ -8,12 +8,13 @@ use crate::rows::{Columns, Kind, Rows, Values};
 use proofmill_types::{Attempt, AttemptOutcome, FencingToken, JobKey, ProofType, ProverId};
 
 /// Columns of `attempts`, in the order [`decode_attempt`] reads them (by name).
-pub(crate) const ATTEMPT_COLS: &str = "token, batch, proof_type, prover, prover_name, backup, \
+pub(crate) const ATTEMPT_COLS: &str = "token, chain, batch, proof_type, prover, prover_name, backup, \
     started_at, ended_at, outcome, detail, prove_ms";
 
 /// An attempt's row as it starts.
 pub(crate) struct StartRow<'a> {
     token: i64,
+    chain: i64,
     batch: i64,
     proof_type: &'a str,
     prover: &'a str,
@@ -46,6 +47,7 @@ impl<'a> AttemptPlan<'a> {
             Change::AttemptStarted(a) => {
                 self.started.push(StartRow {
                     token: to_i64(a.token.0, "attempt token")?,
+                    chain: to_i64(a.key.chain, "attempt chain")?,
                     batch: to_i64(a.key.batch, "attempt batch")?,
                     proof_type: a.key.proof_type.as_str(),
                     prover: text(&a.prover.0, "attempt prover")?,
@@ -79,6 +81,7 @@ impl<'a> AttemptPlan<'a> {
 
 pub(crate) const START_COLUMNS: &Columns = &[
     ("token", Kind::Int),
+    ("chain", Kind::Int),
     ("batch", Kind::Int),
     ("proof_type", Kind::Text),
     ("prover", Kind::Text),
@@ -96,6 +99,7 @@ pub(crate) fn start_rows<'a>(rows: &[StartRow<'a>]) -> Rows<'a> {
         rows.len(),
         vec![
             int(|r| r.token),
+            int(|r| r.chain),
             int(|r| r.batch),
             text(|r| r.proof_type),
             text(|r| r.prover),
@@ -139,7 +143,7 @@ pub(crate) fn decode_attempt(row: &impl RowExt) -> Result<Attempt> {
         })?),
     };
     Ok(Attempt {
-        key: JobKey::new(row.u64("batch")?, proof_type),
+        key: JobKey::new(row.u64("chain")?, row.u64("batch")?, proof_type),
         token,
         prover: ProverId(row.text("prover")?),
         prover_name: row.text("prover_name")?,

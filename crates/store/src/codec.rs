@@ -9,12 +9,12 @@ use proofmill_types::{
 use std::collections::HashMap;
 
 /// Columns of `jobs`, in the order [`decode_job`] expects (by name, so order is cosmetic).
-pub(crate) const JOB_COLS: &str = "batch, proof_type, state, version, failed_attempts, \
+pub(crate) const JOB_COLS: &str = "chain, batch, proof_type, state, version, failed_attempts, \
     lost_attempts, lease_prover, lease_token, leased_at, lease_deadline, not_before, \
     last_error, updated_at";
-pub(crate) const BATCH_COLS: &str = "number, version, input_key, input_digest, input_size, \
+pub(crate) const BATCH_COLS: &str = "chain, number, version, input_key, input_digest, input_size, \
     public_values, required, created_at";
-pub(crate) const PROOF_COLS: &str = "batch, proof_type, blob_key, size, digest, prover, \
+pub(crate) const PROOF_COLS: &str = "chain, batch, proof_type, blob_key, size, digest, prover, \
     prover_name, token, leased_at, received_at, prove_ms, inline_data";
 
 /// u64 → BIGINT. Values above `i64::MAX` are rejected rather than wrapped.
@@ -140,8 +140,18 @@ where
         .map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
 }
 
+/// A job's key from its `chain`, `batch` and `proof_type` columns.
+pub(crate) fn decode_key(row: &impl RowExt) -> Result<JobKey> {
+    Ok(JobKey::new(
+        row.u64("chain")?,
+        row.u64("batch")?,
+        to_proof_type(row.text("proof_type")?)?,
+    ))
+}
+
 pub(crate) fn decode_batch(row: &impl RowExt) -> Result<Batch> {
     Ok(Batch {
+        chain: row.u64("chain")?,
         number: row.u64("number")?,
         version: row.text("version")?,
         input_key: row.text("input_key")?,
@@ -154,7 +164,7 @@ pub(crate) fn decode_batch(row: &impl RowExt) -> Result<Batch> {
 }
 
 pub(crate) fn decode_job(row: &impl RowExt) -> Result<Job> {
-    let key = JobKey::new(row.u64("batch")?, to_proof_type(row.text("proof_type")?)?);
+    let key = decode_key(row)?;
     let lease = match (
         row.opt_text("lease_prover")?,
         row.opt_u64("lease_token")?,
@@ -189,7 +199,7 @@ pub(crate) fn decode_job(row: &impl RowExt) -> Result<Job> {
 
 pub(crate) fn decode_proof(row: &impl RowExt) -> Result<ProofRecord> {
     Ok(ProofRecord {
-        key: JobKey::new(row.u64("batch")?, to_proof_type(row.text("proof_type")?)?),
+        key: decode_key(row)?,
         blob_key: row.text("blob_key")?,
         size: row.u64("size")?,
         digest: row.digest("digest")?,
@@ -205,6 +215,7 @@ pub(crate) fn decode_proof(row: &impl RowExt) -> Result<ProofRecord> {
 
 /// A job row as bound to SQL (u64s checked and converted).
 pub(crate) struct JobRow<'a> {
+    pub chain: i64,
     pub batch: i64,
     pub proof_type: &'a str,
     pub state: &'static str,
@@ -224,6 +235,7 @@ impl<'a> JobRow<'a> {
     pub fn new(job: &'a Job) -> Result<Self> {
         let lease = job.lease.as_ref();
         Ok(JobRow {
+            chain: to_i64(job.key.chain, "job chain")?,
             batch: to_i64(job.key.batch, "job batch")?,
             proof_type: job.key.proof_type.as_str(),
             state: job.state.as_str(),
@@ -266,6 +278,7 @@ pub(crate) fn text<'a>(value: &'a str, what: &str) -> Result<&'a str> {
 
 /// A proof row as bound to SQL.
 pub(crate) struct ProofRow<'a> {
+    pub chain: i64,
     pub batch: i64,
     pub proof_type: &'a str,
     pub blob_key: &'a str,
@@ -283,6 +296,7 @@ pub(crate) struct ProofRow<'a> {
 impl<'a> ProofRow<'a> {
     pub fn new(p: &'a ProofRecord) -> Result<Self> {
         Ok(ProofRow {
+            chain: to_i64(p.key.chain, "proof chain")?,
             batch: to_i64(p.key.batch, "proof batch")?,
             proof_type: p.key.proof_type.as_str(),
             blob_key: text(&p.blob_key, "proof blob key")?,
@@ -305,7 +319,8 @@ impl<'a> ProofRow<'a> {
 pub(crate) struct Plan<'a> {
     pub jobs: Vec<JobRow<'a>>,
     pub proofs: Vec<ProofRow<'a>>,
-    pub deletes: Vec<(i64, &'a str)>,
+    /// Proofs deleted: (chain, batch, proof type).
+    pub deletes: Vec<(i64, i64, &'a str)>,
     /// The last cordon change per prover: (prover id, on, since).
     pub cordons: Vec<(&'a str, bool, i64, &'a str)>,
     /// The last control change per component: (component, paused, since, reason).
@@ -486,6 +501,7 @@ impl<'a> Plan<'a> {
             match op {
                 ProofOp::Put(p) => plan.proofs.push(ProofRow::new(p)?),
                 ProofOp::Delete(k) => plan.deletes.push((
+                    to_i64(k.chain, "deleted proof chain")?,
                     to_i64(k.batch, "deleted proof batch")?,
                     k.proof_type.as_str(),
                 )),
@@ -535,18 +551,14 @@ pub(crate) fn unique_types(required: &[ProofType]) -> Vec<ProofType> {
     out
 }
 
-/// The error for `Change::Job`s whose job does not exist; `rows` have `batch`, `proof_type`.
+/// The error for `Change::Job`s whose job does not exist; `rows` have `chain`, `batch`,
+/// `proof_type`.
 pub(crate) fn missing_jobs_error(rows: &[impl RowExt]) -> StoreError {
     let keys: Vec<String> = rows
         .iter()
-        .map(|r| {
-            format!(
-                "{}/{}",
-                r.i64("batch")
-                    .map(|b| b.to_string())
-                    .unwrap_or_else(|_| "?".into()),
-                r.text("proof_type").unwrap_or_else(|_| "?".into())
-            )
+        .map(|r| match decode_key(r) {
+            Ok(key) => key.to_string(),
+            Err(_) => "?".into(),
         })
         .collect();
     StoreError::Database(format!(
@@ -581,6 +593,13 @@ pub(crate) fn jobs_query(
 ) -> Result<(String, Vec<Arg>)> {
     let mut sql = format!("SELECT {JOB_COLS} FROM jobs WHERE true");
     let mut args = Vec::new();
+    if let Some(chain) = filter.chain {
+        let Ok(chain) = i64::try_from(chain) else {
+            return Ok((format!("{sql} AND false"), args));
+        };
+        args.push(Arg::Int(chain));
+        sql += &format!(" AND chain = {}", ph(args.len()));
+    }
     if let Some(pt) = &filter.proof_type {
         args.push(Arg::Text(pt.as_str().to_owned()));
         sql += &format!(" AND proof_type = {}", ph(args.len()));

@@ -74,6 +74,11 @@ pub(crate) fn sqlite() -> Migrator {
             "commit_records",
             include_str!("../migrations/sqlite/0011_commit_records.sql"),
         ),
+        (
+            12,
+            "chains",
+            include_str!("../migrations/sqlite/0012_chains.sql"),
+        ),
     ])
 }
 
@@ -128,6 +133,11 @@ pub(crate) fn postgres() -> Migrator {
             11,
             "commit_records",
             include_str!("../migrations/postgres/0011_commit_records.sql"),
+        ),
+        (
+            12,
+            "chains",
+            include_str!("../migrations/postgres/0012_chains.sql"),
         ),
     ])
 }

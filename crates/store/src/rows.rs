@@ -50,6 +50,7 @@ impl<'a> Rows<'a> {
 }
 
 pub(crate) const JOB_COLUMNS: &Columns = &[
+    ("chain", Kind::Int),
     ("batch", Kind::Int),
     ("proof_type", Kind::Text),
     ("state", Kind::Text),
@@ -72,6 +73,7 @@ pub(crate) fn job_rows<'a>(jobs: &[JobRow<'a>]) -> Rows<'a> {
         JOB_COLUMNS,
         jobs.len(),
         vec![
+            int(|j| Some(j.chain)),
             int(|j| Some(j.batch)),
             text(|j| Some(j.proof_type)),
             text(|j| Some(j.state)),
@@ -89,20 +91,27 @@ pub(crate) fn job_rows<'a>(jobs: &[JobRow<'a>]) -> Rows<'a> {
     )
 }
 
-pub(crate) const KEY_COLUMNS: &Columns = &[("batch", Kind::Int), ("proof_type", Kind::Text)];
+pub(crate) const KEY_COLUMNS: &Columns = &[
+    ("chain", Kind::Int),
+    ("batch", Kind::Int),
+    ("proof_type", Kind::Text),
+];
 
-pub(crate) fn key_rows<'a>(keys: &[(i64, &'a str)]) -> Rows<'a> {
+/// Job keys: (chain, batch, proof type).
+pub(crate) fn key_rows<'a>(keys: &[(i64, i64, &'a str)]) -> Rows<'a> {
     Rows::new(
         KEY_COLUMNS,
         keys.len(),
         vec![
             Values::Int(keys.iter().map(|k| Some(k.0)).collect()),
-            Values::Text(keys.iter().map(|k| Some(k.1)).collect()),
+            Values::Int(keys.iter().map(|k| Some(k.1)).collect()),
+            Values::Text(keys.iter().map(|k| Some(k.2)).collect()),
         ],
     )
 }
 
 pub(crate) const PROOF_COLUMNS: &Columns = &[
+    ("chain", Kind::Int),
     ("batch", Kind::Int),
     ("proof_type", Kind::Text),
     ("blob_key", Kind::Text),
@@ -125,6 +134,7 @@ pub(crate) fn proof_rows<'a>(proofs: &[ProofRow<'a>]) -> Rows<'a> {
         PROOF_COLUMNS,
         proofs.len(),
         vec![
+            int(|p| p.chain),
             int(|p| p.batch),
             text(|p| p.proof_type),
             text(|p| p.blob_key),

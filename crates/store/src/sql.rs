@@ -27,7 +27,7 @@ use crate::rows::{self, JOB_COLUMNS, KEY_COLUMNS, PROOF_COLUMNS, TYPE_COLUMNS};
 use crate::{attempts, commits, legacy};
 use async_trait::async_trait;
 use proofmill_types::{
-    Attempt, Batch, BatchNumber, Job, JobKey, Millis, ProofRecord, ProofType, ProverId,
+    Attempt, Batch, BatchNumber, ChainId, Job, JobKey, Millis, ProofRecord, ProofType, ProverId,
 };
 use sqlx::{AssertSqlSafe, Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,8 +61,8 @@ impl ApplySql {
         let ended = D::row_source(attempts::END_COLUMNS, 1);
         ApplySql {
             start_attempts: format!(
-                "INSERT INTO attempts (token, batch, proof_type, prover, prover_name, backup, \
-                 started_at, detail) SELECT v.token, v.batch, v.proof_type, v.prover, \
+                "INSERT INTO attempts (token, chain, batch, proof_type, prover, prover_name, \
+                 backup, started_at, detail) SELECT v.token, v.chain, v.batch, v.proof_type, v.prover, \
                  v.prover_name, v.backup, v.started_at, '' FROM {started} AS v \
                  WHERE true ON CONFLICT (token) DO NOTHING"
             ),
@@ -77,22 +77,23 @@ impl ApplySql {
                  lease_prover = v.lease_prover, lease_token = v.lease_token, \
                  leased_at = v.leased_at, lease_deadline = v.lease_deadline, \
                  not_before = v.not_before, last_error = v.last_error, updated_at = v.updated_at \
-                 FROM {jobs} AS v WHERE jobs.batch = v.batch AND jobs.proof_type = v.proof_type"
+                 FROM {jobs} AS v WHERE jobs.chain = v.chain AND jobs.batch = v.batch \
+                 AND jobs.proof_type = v.proof_type"
             ),
             // Error path only: which of the keys have no job.
             missing_jobs: format!(
-                "SELECT v.batch, v.proof_type FROM {keys} AS v WHERE NOT EXISTS \
-                 (SELECT 1 FROM jobs AS j WHERE j.batch = v.batch AND j.proof_type = v.proof_type) \
-                 LIMIT 5"
+                "SELECT v.chain, v.batch, v.proof_type FROM {keys} AS v WHERE NOT EXISTS \
+                 (SELECT 1 FROM jobs AS j WHERE j.chain = v.chain AND j.batch = v.batch \
+                 AND j.proof_type = v.proof_type) LIMIT 5"
             ),
             delete_proofs: format!(
-                "DELETE FROM proofs WHERE (batch, proof_type) IN \
-                 (SELECT v.batch, v.proof_type FROM {keys} AS v)"
+                "DELETE FROM proofs WHERE (chain, batch, proof_type) IN \
+                 (SELECT v.chain, v.batch, v.proof_type FROM {keys} AS v)"
             ),
             // `WHERE true`: SQLite would read `ON CONFLICT` as a join's `ON` otherwise.
             upsert_proofs: format!(
                 "INSERT INTO proofs ({PROOF_COLS}) SELECT {PROOF_COLS} FROM {proofs} AS v \
-                 WHERE true ON CONFLICT (batch, proof_type) DO UPDATE SET \
+                 WHERE true ON CONFLICT (chain, batch, proof_type) DO UPDATE SET \
                  blob_key = excluded.blob_key, size = excluded.size, digest = excluded.digest, \
                  prover = excluded.prover, prover_name = excluded.prover_name, \
                  token = excluded.token, leased_at = excluded.leased_at, \
@@ -258,11 +259,11 @@ where
         let sql = if replace {
             "UPDATE batches SET version = $2, input_key = $3, input_digest = $4, \
              input_size = $5, public_values = $6, required = $7, created_at = $8 \
-             WHERE number = $1"
+             WHERE number = $1 AND chain = $9"
         } else {
             "INSERT INTO batches (number, version, input_key, input_digest, input_size, \
-             public_values, required, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (number) DO NOTHING"
+             public_values, required, created_at, chain) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (chain, number) DO NOTHING"
         };
         let required = codec::encode_required(required);
         let done = sqlx::query(sql)
@@ -274,11 +275,12 @@ where
             .bind(batch.public_values.as_bytes())
             .bind(required.as_str())
             .bind(to_i64(batch.created_at, "created_at")?)
+            .bind(to_i64(batch.chain, "chain")?)
             .execute(&mut *tx)
             .await
             .map_err(|e| {
                 let what = if replace { "update" } else { "insert" };
-                self.db_err(&format!("batch {}: {what}", batch.number), e)
+                self.db_err(&format!("batch {}: {what}", batch_name(batch)), e)
             })?;
         Ok(D::rows_affected(&done))
     }
@@ -287,33 +289,39 @@ where
     async fn insert_queued_jobs(
         &self,
         tx: &mut <D::Db as Database>::Connection,
-        number: i64,
+        (chain, number): (i64, i64),
         required: &[ProofType],
         version: &str,
         now: i64,
     ) -> sqlx::Result<()> {
         let types: Vec<&str> = required.iter().map(ProofType::as_str).collect();
         let sql = format!(
-            "INSERT INTO jobs (batch, proof_type, state, version, failed_attempts, \
+            "INSERT INTO jobs (chain, batch, proof_type, state, version, failed_attempts, \
              lost_attempts, not_before, updated_at) \
-             SELECT $1, v.proof_type, 'queued', $2, 0, 0, 0, $3 FROM {} AS v",
-            D::row_source(TYPE_COLUMNS, 4)
+             SELECT $4, $1, v.proof_type, 'queued', $2, 0, 0, 0, $3 FROM {} AS v",
+            D::row_source(TYPE_COLUMNS, 5)
         );
         let query = sqlx::query(AssertSqlSafe(sql))
             .bind(number)
             .bind(version)
-            .bind(now);
+            .bind(now)
+            .bind(chain);
         D::bind_rows(query, &rows::type_rows(&types))
             .execute(&mut *tx)
             .await?;
         Ok(())
     }
 
-    /// Checks the numbers of a batch before its transaction starts.
-    fn batch_numbers(batch: &Batch, now: Millis) -> Result<(i64, i64)> {
+    /// Checks the numbers of a batch before its transaction starts: its (chain, number)
+    /// and `now`.
+    fn batch_numbers(batch: &Batch, now: Millis) -> Result<((i64, i64), i64)> {
         to_i64(batch.input_size, "input_size")?;
         to_i64(batch.created_at, "created_at")?;
-        Ok((to_i64(batch.number, "batch number")?, to_i64(now, "now")?))
+        let id = (
+            to_i64(batch.chain, "chain")?,
+            to_i64(batch.number, "batch number")?,
+        );
+        Ok((id, to_i64(now, "now")?))
     }
 
     /// The row of `table` (jobs or proofs) with this key, if any.
@@ -323,14 +331,15 @@ where
         table: &str,
         key: &JobKey,
     ) -> Result<Option<<D::Db as Database>::Row>> {
-        let Ok(batch) = i64::try_from(key.batch) else {
+        let (Ok(chain), Ok(batch)) = (i64::try_from(key.chain), i64::try_from(key.batch)) else {
             return Ok(None);
         };
         sqlx::query(AssertSqlSafe(format!(
-            "SELECT {columns} FROM {table} WHERE batch = $1 AND proof_type = $2"
+            "SELECT {columns} FROM {table} WHERE chain = $3 AND batch = $1 AND proof_type = $2"
         )))
         .bind(batch)
         .bind(key.proof_type.as_str())
+        .bind(chain)
         .fetch_optional(&self.read)
         .await
         .map_err(|e| self.db_err(&format!("reading {table}"), e))
@@ -456,18 +465,18 @@ where
     <D::Db as Database>::Arguments: IntoArguments<D::Db>,
 {
     async fn insert_batch(&self, batch: &Batch, now: Millis) -> Result<bool> {
-        let (number, now) = Self::batch_numbers(batch, now)?;
+        let (id, now) = Self::batch_numbers(batch, now)?;
         let required = codec::unique_types(&batch.required);
-        let ctx = |what: &str| format!("insert_batch {}: {what}", batch.number);
-        let mut tx = self
-            .begin_write(&format!("insert_batch {}", batch.number))
-            .await?;
+        let name = batch_name(batch);
+        let ctx = |what: &str| format!("insert_batch {name}: {what}");
+        let mut tx = self.begin_write(&format!("insert_batch {name}")).await?;
         let inserted = self.write_batch(&mut tx, batch, &required, false).await?;
         if inserted == 0 {
             let row = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {BATCH_COLS} FROM batches WHERE number = $1"
+                "SELECT {BATCH_COLS} FROM batches WHERE chain = $1 AND number = $2"
             )))
-            .bind(number)
+            .bind(id.0)
+            .bind(id.1)
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| self.db_err(&ctx("read existing"), e))?;
@@ -478,20 +487,21 @@ where
                 Err(StoreError::BatchConflict(batch.number))
             };
         }
-        self.insert_queued_jobs(&mut tx, number, &required, &batch.version, now)
+        self.insert_queued_jobs(&mut tx, id, &required, &batch.version, now)
             .await
             .map_err(|e| self.db_err(&ctx("insert jobs"), e))?;
         self.commit(tx, &ctx("insert")).await?;
         Ok(true)
     }
 
-    async fn batch(&self, number: BatchNumber) -> Result<Option<Batch>> {
-        let Ok(n) = i64::try_from(number) else {
+    async fn batch(&self, chain: ChainId, number: BatchNumber) -> Result<Option<Batch>> {
+        let (Ok(c), Ok(n)) = (i64::try_from(chain), i64::try_from(number)) else {
             return Ok(None);
         };
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {BATCH_COLS} FROM batches WHERE number = $1"
+            "SELECT {BATCH_COLS} FROM batches WHERE chain = $1 AND number = $2"
         )))
+        .bind(c)
         .bind(n)
         .fetch_optional(&self.read)
         .await
@@ -499,30 +509,39 @@ where
         row.as_ref().map(decode_batch).transpose()
     }
 
-    async fn last_sealed_batch(&self) -> Result<Option<BatchNumber>> {
-        let row = sqlx::query("SELECT MAX(number) AS n FROM batches")
+    async fn last_sealed_batch(&self, chain: ChainId) -> Result<Option<BatchNumber>> {
+        let Ok(chain) = i64::try_from(chain) else {
+            return Ok(None);
+        };
+        let row = sqlx::query("SELECT MAX(number) AS n FROM batches WHERE chain = $1")
+            .bind(chain)
             .fetch_one(&self.read)
             .await
             .map_err(|e| self.db_err("last_sealed_batch", e))?;
         row.opt_u64("n")
     }
 
-    async fn last_proven_batch(&self) -> Result<Option<BatchNumber>> {
+    async fn last_proven_batch(&self, chain: ChainId) -> Result<Option<BatchNumber>> {
         let ctx = "last_proven_batch";
+        let Ok(chain) = i64::try_from(chain) else {
+            return Ok(None);
+        };
         let mut tx = self
             .read
             .begin_with(D::BEGIN_SNAPSHOT)
             .await
             .map_err(|e| self.db_err(ctx, e))?;
         let row = sqlx::query(
-            "SELECT (SELECT MIN(number) FROM batches) AS first, \
-             (SELECT MAX(number) FROM batches) AS last, \
+            "SELECT (SELECT MIN(number) FROM batches WHERE chain = $1) AS first, \
+             (SELECT MAX(number) FROM batches WHERE chain = $1) AS last, \
              (SELECT MIN(b) FROM (\
-               SELECT MIN(batch) AS b FROM jobs WHERE state = 'queued' \
-               UNION ALL SELECT MIN(batch) FROM jobs WHERE state = 'leased' \
-               UNION ALL SELECT MIN(batch) FROM jobs WHERE state = 'failed' \
-               UNION ALL SELECT MIN(batch) FROM jobs WHERE state = 'cancelled') AS o) AS open",
+               SELECT MIN(batch) AS b FROM jobs WHERE state = 'queued' AND chain = $1 \
+               UNION ALL SELECT MIN(batch) FROM jobs WHERE state = 'leased' AND chain = $1 \
+               UNION ALL SELECT MIN(batch) FROM jobs WHERE state = 'failed' AND chain = $1 \
+               UNION ALL SELECT MIN(batch) FROM jobs \
+               WHERE state = 'cancelled' AND chain = $1) AS o) AS open",
         )
+        .bind(chain)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| self.db_err(ctx, e))?;
@@ -533,23 +552,28 @@ where
             return Ok(None);
         };
         let (lo, hi) = (to_i64(first, "first")?, to_i64(candidate, "candidate")?);
-        let count = sqlx::query("SELECT COUNT(*) AS n FROM batches WHERE number BETWEEN $1 AND $2")
-            .bind(lo)
-            .bind(hi)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| self.db_err(ctx, e))?
-            .i64("n")?;
+        let count = sqlx::query(
+            "SELECT COUNT(*) AS n FROM batches WHERE chain = $3 AND number BETWEEN $1 AND $2",
+        )
+        .bind(lo)
+        .bind(hi)
+        .bind(chain)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| self.db_err(ctx, e))?
+        .i64("n")?;
         if count == hi - lo + 1 {
             return Ok(Some(candidate));
         }
         // A gap below the candidate: the answer is the end of the first gap-free run.
         let end = sqlx::query(
-            "SELECT number FROM batches AS b WHERE number BETWEEN $1 AND $2 AND NOT EXISTS \
-             (SELECT 1 FROM batches AS n WHERE n.number = b.number + 1) ORDER BY number LIMIT 1",
+            "SELECT number FROM batches AS b WHERE chain = $3 AND number BETWEEN $1 AND $2 \
+             AND NOT EXISTS (SELECT 1 FROM batches AS n \
+             WHERE n.chain = b.chain AND n.number = b.number + 1) ORDER BY number LIMIT 1",
         )
         .bind(lo)
         .bind(hi)
+        .bind(chain)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| self.db_err(ctx, e))?;
@@ -559,7 +583,7 @@ where
     async fn open_jobs(&self) -> Result<Vec<Job>> {
         let sql = format!(
             "SELECT {JOB_COLS} FROM jobs WHERE state IN ('queued', 'leased') \
-             ORDER BY batch, proof_type{}",
+             ORDER BY chain, batch, proof_type{}",
             D::BYTE_ORDER
         );
         self.fetch_all_jobs(sqlx::query(AssertSqlSafe(sql)), "open_jobs")
@@ -572,7 +596,7 @@ where
     }
 
     async fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        let order = format!("batch, proof_type{}", D::BYTE_ORDER);
+        let order = format!("chain, batch, proof_type{}", D::BYTE_ORDER);
         let (sql, args) = codec::jobs_query(filter, |i| format!("${i}"), &order)?;
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for arg in &args {
@@ -584,10 +608,18 @@ where
         self.fetch_all_jobs(query, "listing jobs").await
     }
 
-    async fn job_counts(&self) -> Result<JobCounts> {
-        let rows = sqlx::query(
-            "SELECT proof_type, state, COUNT(*) AS n FROM jobs GROUP BY proof_type, state",
-        )
+    async fn job_counts(&self, chain: Option<ChainId>) -> Result<JobCounts> {
+        let rows = match chain.map(i64::try_from) {
+            None => sqlx::query(
+                "SELECT proof_type, state, COUNT(*) AS n FROM jobs GROUP BY proof_type, state",
+            ),
+            Some(Err(_)) => return Ok(JobCounts::new()),
+            Some(Ok(chain)) => sqlx::query(
+                "SELECT proof_type, state, COUNT(*) AS n FROM jobs WHERE chain = $1 \
+                 GROUP BY proof_type, state",
+            )
+            .bind(chain),
+        }
         .fetch_all(&self.read)
         .await
         .map_err(|e| self.db_err("job_counts", e))?;
@@ -609,8 +641,11 @@ where
             if updated != Some(plan.jobs.len() as u64) {
                 // A missing job explains any failure, so look for one first (where the
                 // failure did not end the transaction).
-                let keys: Vec<(i64, &str)> =
-                    plan.jobs.iter().map(|j| (j.batch, j.proof_type)).collect();
+                let keys: Vec<(i64, i64, &str)> = plan
+                    .jobs
+                    .iter()
+                    .map(|j| (j.chain, j.batch, j.proof_type))
+                    .collect();
                 let query = sqlx::query(AssertSqlSafe(self.apply_sql.missing_jobs.as_str()));
                 let missing = D::bind_rows(query, &rows::key_rows(&keys))
                     .fetch_all(&mut *tx)
@@ -699,32 +734,36 @@ where
 
     async fn attempts(
         &self,
+        chain: ChainId,
         batch: BatchNumber,
         proof_type: Option<&ProofType>,
         limit: u32,
     ) -> Result<Vec<Attempt>> {
-        let Ok(batch) = i64::try_from(batch) else {
+        let (Ok(chain), Ok(batch)) = (i64::try_from(chain), i64::try_from(batch)) else {
             return Ok(Vec::new());
         };
         let cols = attempts::ATTEMPT_COLS;
         let rows = match proof_type {
             None => {
                 sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {cols} FROM attempts WHERE batch = $1 ORDER BY token LIMIT $2"
+                    "SELECT {cols} FROM attempts WHERE chain = $3 AND batch = $1 \
+                     ORDER BY token LIMIT $2"
                 )))
                 .bind(batch)
                 .bind(i64::from(limit))
+                .bind(chain)
                 .fetch_all(&self.read)
                 .await
             }
             Some(t) => {
                 sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {cols} FROM attempts WHERE batch = $1 AND proof_type = $2 \
-                     ORDER BY token LIMIT $3"
+                    "SELECT {cols} FROM attempts WHERE chain = $4 AND batch = $1 \
+                     AND proof_type = $2 ORDER BY token LIMIT $3"
                 )))
                 .bind(batch)
                 .bind(t.as_str())
                 .bind(i64::from(limit))
+                .bind(chain)
                 .fetch_all(&self.read)
                 .await
             }
@@ -1007,22 +1046,24 @@ where
     }
 
     async fn replace_batch(&self, batch: &Batch, now: Millis) -> Result<()> {
-        let (number, now) = Self::batch_numbers(batch, now)?;
+        let (id, now) = Self::batch_numbers(batch, now)?;
         let required = codec::unique_types(&batch.required);
-        let ctx = |what: &str| format!("replace_batch {}: {what}", batch.number);
-        let mut tx = self
-            .begin_write(&format!("replace_batch {}", batch.number))
-            .await?;
+        let name = batch_name(batch);
+        let ctx = |what: &str| format!("replace_batch {name}: {what}");
+        let mut tx = self.begin_write(&format!("replace_batch {name}")).await?;
         // The batch row locked first: a concurrent replace of the same batch waits here.
         let counts = sqlx::query(AssertSqlSafe(format!(
-            "SELECT (SELECT COUNT(*) FROM jobs WHERE batch = b.number) AS total, \
-             (SELECT COUNT(*) FROM jobs WHERE batch = b.number \
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE chain = b.chain AND batch = b.number) \
+               AS total, \
+             (SELECT COUNT(*) FROM jobs WHERE chain = b.chain AND batch = b.number \
                AND state IN ('queued', 'leased')) AS open, \
-             (SELECT COUNT(*) FROM jobs WHERE batch = b.number AND state = 'proven') AS proven \
-             FROM batches AS b WHERE b.number = $1{}",
+             (SELECT COUNT(*) FROM jobs WHERE chain = b.chain AND batch = b.number \
+               AND state = 'proven') AS proven \
+             FROM batches AS b WHERE b.chain = $2 AND b.number = $1{}",
             D::LOCK_ROW
         )))
-        .bind(number)
+        .bind(id.1)
+        .bind(id.0)
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| self.db_err(&ctx("reading jobs"), e))?;
@@ -1031,19 +1072,22 @@ where
             .transpose()?;
         codec::replaceable(batch.number, counts)?;
         for sql in [
-            "UPDATE token_high SET value = (SELECT MAX(lease_token) FROM jobs WHERE batch = $1) \
-             WHERE id = 1 AND value < (SELECT MAX(lease_token) FROM jobs WHERE batch = $1)",
-            "DELETE FROM proofs WHERE batch = $1",
-            "DELETE FROM jobs WHERE batch = $1",
+            "UPDATE token_high SET value = (SELECT MAX(lease_token) FROM jobs \
+               WHERE chain = $2 AND batch = $1) \
+             WHERE id = 1 AND value < (SELECT MAX(lease_token) FROM jobs \
+               WHERE chain = $2 AND batch = $1)",
+            "DELETE FROM proofs WHERE chain = $2 AND batch = $1",
+            "DELETE FROM jobs WHERE chain = $2 AND batch = $1",
         ] {
             sqlx::query(sql)
-                .bind(number)
+                .bind(id.1)
+                .bind(id.0)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.db_err(&ctx("clearing jobs"), e))?;
         }
         self.write_batch(&mut tx, batch, &required, true).await?;
-        self.insert_queued_jobs(&mut tx, number, &required, &batch.version, now)
+        self.insert_queued_jobs(&mut tx, id, &required, &batch.version, now)
             .await
             .map_err(|e| self.db_err(&ctx("insert jobs"), e))?;
         self.commit(tx, &ctx("replace")).await
@@ -1051,22 +1095,29 @@ where
 
     async fn batch_gaps(
         &self,
+        chain: ChainId,
         from: BatchNumber,
         limit: u32,
     ) -> Result<Vec<(BatchNumber, BatchNumber)>> {
         let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let Ok(chain) = i64::try_from(chain) else {
+            return Ok(Vec::new());
+        };
         // Each stored batch (from `from` up) whose successor is not stored starts a gap
         // (which ends before the next stored batch).
         let rows = sqlx::query(
             "SELECT b.number + 1 AS first, \
-             (SELECT MIN(n.number) FROM batches AS n WHERE n.number > b.number) - 1 AS last \
-             FROM batches AS b WHERE b.number >= $1 \
-             AND b.number < (SELECT MAX(number) FROM batches) \
-             AND NOT EXISTS (SELECT 1 FROM batches AS n WHERE n.number = b.number + 1) \
+             (SELECT MIN(n.number) FROM batches AS n \
+               WHERE n.chain = b.chain AND n.number > b.number) - 1 AS last \
+             FROM batches AS b WHERE b.chain = $3 AND b.number >= $1 \
+             AND b.number < (SELECT MAX(number) FROM batches WHERE chain = $3) \
+             AND NOT EXISTS (SELECT 1 FROM batches AS n \
+               WHERE n.chain = b.chain AND n.number = b.number + 1) \
              ORDER BY b.number LIMIT $2",
         )
         .bind(from)
         .bind(i64::from(limit))
+        .bind(chain)
         .fetch_all(&self.read)
         .await
         .map_err(|e| self.db_err("batch_gaps", e))?;
@@ -1099,5 +1150,14 @@ where
                 self.endpoint
             ))),
         }
+    }
+}
+
+/// A batch as messages name it: its number, after its chain when not the default one (the
+/// form of [`JobKey`]'s text).
+fn batch_name(batch: &Batch) -> String {
+    match batch.chain {
+        proofmill_types::DEFAULT_CHAIN => batch.number.to_string(),
+        chain => format!("{chain}:{}", batch.number),
     }
 }

@@ -211,7 +211,13 @@ async fn values_above_i64_max_rejected(store: Arc<dyn Store>, _: &str) {
             .await
             .is_err()
     );
-    assert_eq!(store.last_sealed_batch().await.unwrap(), None);
+    assert_eq!(
+        store
+            .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        None
+    );
 
     insert_all(&*store, [1], &["exec"]).await;
     let before = store.job(&key(1, "exec")).await.unwrap();
@@ -305,7 +311,10 @@ async fn apply_throughput(store: Arc<dyn Store>, backend: &str) {
         setup.as_secs_f64() * 1e3,
     );
     assert_eq!(
-        store.last_proven_batch().await.unwrap(),
+        store
+            .last_proven_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
         Some(PER_CALL * CALLS)
     );
     assert_eq!(store.max_fencing_token().await.unwrap(), token);
@@ -345,7 +354,10 @@ async fn apply_throughput(store: Arc<dyn Store>, backend: &str) {
         1.0 / per_call
     );
     assert_eq!(
-        store.last_proven_batch().await.unwrap(),
+        store
+            .last_proven_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
         Some(last + singles)
     );
 }

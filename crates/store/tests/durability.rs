@@ -31,12 +31,24 @@ async fn sqlite_reopen_sees_committed_data() {
         format!("sqlite://{}?mode=rwc&synchronous=full", path.display()),
     ] {
         let store = open_store(&url).await.unwrap();
-        assert_eq!(store.batch(1).await.unwrap(), Some(batch(1, &["exec"])));
+        assert_eq!(
+            store
+                .batch(proofmill_types::DEFAULT_CHAIN, 1)
+                .await
+                .unwrap(),
+            Some(batch(1, &["exec"]))
+        );
         assert_eq!(
             store.proof(&key(1, "exec")).await.unwrap(),
             Some(proof(key(1, "exec"), 3))
         );
-        assert_eq!(store.last_proven_batch().await.unwrap(), Some(1));
+        assert_eq!(
+            store
+                .last_proven_batch(proofmill_types::DEFAULT_CHAIN)
+                .await
+                .unwrap(),
+            Some(1)
+        );
         assert_eq!(
             store.get_meta("cursor").await.unwrap().as_deref(),
             Some("1")
@@ -137,7 +149,13 @@ async fn postgres_reopen_sees_committed_data() {
     let store = open_store(&url.replace("postgres://", "postgresql://"))
         .await
         .unwrap();
-    assert_eq!(store.batch(1).await.unwrap(), Some(batch(1, &["exec"])));
+    assert_eq!(
+        store
+            .batch(proofmill_types::DEFAULT_CHAIN, 1)
+            .await
+            .unwrap(),
+        Some(batch(1, &["exec"]))
+    );
     assert_eq!(store.get_meta("k").await.unwrap().as_deref(), Some("v"));
 }
 

@@ -152,8 +152,19 @@ async fn a_deposed_coordinator_cannot_write(url: &str) {
     let mut other = batch(1, &["exec"]);
     other.input_digest = digest(99);
     fenced(a.replace_batch(&other, 6).await, "replace_batch");
-    assert_eq!(b.batch(1).await.unwrap().unwrap(), batch(1, &["exec"]));
-    assert_eq!(b.last_sealed_batch().await.unwrap(), Some(1));
+    assert_eq!(
+        b.batch(proofmill_types::DEFAULT_CHAIN, 1)
+            .await
+            .unwrap()
+            .unwrap(),
+        batch(1, &["exec"])
+    );
+    assert_eq!(
+        b.last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        Some(1)
+    );
     assert_eq!(
         b.job(&key(1, "exec")).await.unwrap().unwrap().state,
         JobState::Queued

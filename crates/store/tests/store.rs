@@ -29,12 +29,36 @@ store_test!(
 // Tests
 
 async fn insert_batch_idempotent_and_conflict(store: Arc<dyn Store>, _: &str) {
-    assert_eq!(store.last_sealed_batch().await.unwrap(), None);
+    assert_eq!(
+        store
+            .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        None
+    );
     let b = batch(42, &["exec", "groth16"]);
     assert!(store.insert_batch(&b, 100).await.unwrap());
-    assert_eq!(store.batch(42).await.unwrap(), Some(b.clone()));
-    assert_eq!(store.batch(43).await.unwrap(), None);
-    assert_eq!(store.batch(u64::MAX).await.unwrap(), None);
+    assert_eq!(
+        store
+            .batch(proofmill_types::DEFAULT_CHAIN, 42)
+            .await
+            .unwrap(),
+        Some(b.clone())
+    );
+    assert_eq!(
+        store
+            .batch(proofmill_types::DEFAULT_CHAIN, 43)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .batch(proofmill_types::DEFAULT_CHAIN, u64::MAX)
+            .await
+            .unwrap(),
+        None
+    );
 
     // Same content again (even with another `now`): no-op.
     assert!(!store.insert_batch(&b, 999).await.unwrap());
@@ -60,10 +84,22 @@ async fn insert_batch_idempotent_and_conflict(store: Arc<dyn Store>, _: &str) {
         store.insert_batch(&other_root, 100).await,
         Err(StoreError::BatchConflict(42))
     ));
-    assert_eq!(store.batch(42).await.unwrap(), Some(b));
+    assert_eq!(
+        store
+            .batch(proofmill_types::DEFAULT_CHAIN, 42)
+            .await
+            .unwrap(),
+        Some(b)
+    );
 
     assert!(store.insert_batch(&batch(7, &["exec"]), 1).await.unwrap());
-    assert_eq!(store.last_sealed_batch().await.unwrap(), Some(42));
+    assert_eq!(
+        store
+            .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        Some(42)
+    );
 }
 
 async fn jobs_created_per_required_type(store: Arc<dyn Store>, _: &str) {
@@ -77,7 +113,15 @@ async fn jobs_created_per_required_type(store: Arc<dyn Store>, _: &str) {
         assert_eq!(job, Job::new_queued(key(3, t), "v1".into(), 123));
     }
     assert_eq!(store.job(&key(3, "other")).await.unwrap(), None);
-    assert_eq!(store.batch(4).await.unwrap().unwrap().required, vec![]);
+    assert_eq!(
+        store
+            .batch(proofmill_types::DEFAULT_CHAIN, 4)
+            .await
+            .unwrap()
+            .unwrap()
+            .required,
+        vec![]
+    );
     let all = store.jobs(&JobFilter::default()).await.unwrap();
     assert_eq!(all.len(), 3);
 }
@@ -170,6 +214,7 @@ async fn jobs_filter_and_limit(store: Arc<dyn Store>, _: &str) {
     );
     assert_eq!(
         list(JobFilter {
+            chain: None,
             proof_type: Some(pt("stark")),
             state: Some(JobState::Queued),
             from_batch: Some(2),
@@ -199,7 +244,7 @@ async fn jobs_filter_and_limit(store: Arc<dyn Store>, _: &str) {
 }
 
 async fn job_counts_per_type_and_state(store: Arc<dyn Store>, _: &str) {
-    assert!(store.job_counts().await.unwrap().is_empty());
+    assert!(store.job_counts(None).await.unwrap().is_empty());
     insert_all(&*store, 1..=4, &["exec", "groth16"]).await;
     set_states(
         &*store,
@@ -214,7 +259,7 @@ async fn job_counts_per_type_and_state(store: Arc<dyn Store>, _: &str) {
         .apply(&[Change::Job(leased(key(3, "exec"), 1, 1))])
         .await
         .unwrap();
-    let counts = store.job_counts().await.unwrap();
+    let counts = store.job_counts(None).await.unwrap();
     let get = |t: &str, s: JobState| {
         counts
             .get(&pt(t))
@@ -235,15 +280,35 @@ async fn job_counts_per_type_and_state(store: Arc<dyn Store>, _: &str) {
 
 async fn last_proven_batch_gaps_and_partial(store: Arc<dyn Store>, _: &str) {
     let s = &*store;
-    assert_eq!(s.last_proven_batch().await.unwrap(), None);
+    assert_eq!(
+        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        None
+    );
     // The first stored batch (5) is the start; nothing proven yet.
     insert_all(s, 5..=7, &["exec", "groth16"]).await;
-    assert_eq!(s.last_proven_batch().await.unwrap(), None);
+    assert_eq!(
+        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        None
+    );
     // Partially proven first batch: still none.
     set_states(s, &[(5, "exec", JobState::Proven)]).await;
-    assert_eq!(s.last_proven_batch().await.unwrap(), None);
+    assert_eq!(
+        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        None
+    );
     set_states(s, &[(5, "groth16", JobState::Proven)]).await;
-    assert_eq!(s.last_proven_batch().await.unwrap(), Some(5));
+    assert_eq!(
+        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        Some(5)
+    );
     // 7 proven but 6 not: stops at 5.
     set_states(
         s,
@@ -253,7 +318,12 @@ async fn last_proven_batch_gaps_and_partial(store: Arc<dyn Store>, _: &str) {
         ],
     )
     .await;
-    assert_eq!(s.last_proven_batch().await.unwrap(), Some(5));
+    assert_eq!(
+        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        Some(5)
+    );
     // A failed job is not proven.
     set_states(
         s,
@@ -263,9 +333,19 @@ async fn last_proven_batch_gaps_and_partial(store: Arc<dyn Store>, _: &str) {
         ],
     )
     .await;
-    assert_eq!(s.last_proven_batch().await.unwrap(), Some(5));
+    assert_eq!(
+        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        Some(5)
+    );
     set_states(s, &[(6, "groth16", JobState::Proven)]).await;
-    assert_eq!(s.last_proven_batch().await.unwrap(), Some(7));
+    assert_eq!(
+        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        Some(7)
+    );
     // A gap (8 missing) stops it even when later batches are proven.
     insert_all(s, [9, 10], &["exec"]).await;
     set_states(
@@ -276,22 +356,52 @@ async fn last_proven_batch_gaps_and_partial(store: Arc<dyn Store>, _: &str) {
         ],
     )
     .await;
-    assert_eq!(s.last_proven_batch().await.unwrap(), Some(7));
+    assert_eq!(
+        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        Some(7)
+    );
     insert_all(s, [8], &["exec"]).await;
-    assert_eq!(s.last_proven_batch().await.unwrap(), Some(7));
+    assert_eq!(
+        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        Some(7)
+    );
     set_states(s, &[(8, "exec", JobState::Proven)]).await;
-    assert_eq!(s.last_proven_batch().await.unwrap(), Some(10));
+    assert_eq!(
+        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        Some(10)
+    );
     // A batch without required proofs counts as proven; an open job after it stops there.
     insert_all(s, [11], &[]).await;
     insert_all(s, [12], &["exec"]).await;
-    assert_eq!(s.last_proven_batch().await.unwrap(), Some(11));
+    assert_eq!(
+        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        Some(11)
+    );
     // A gap after a proven run with an open job beyond it.
     insert_all(s, [14], &["exec"]).await;
     set_states(s, &[(12, "exec", JobState::Proven)]).await;
-    assert_eq!(s.last_proven_batch().await.unwrap(), Some(12));
+    assert_eq!(
+        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        Some(12)
+    );
     // Re-opening an early job (L1 rejected its proof) moves it back.
     set_states(s, &[(6, "exec", JobState::Queued)]).await;
-    assert_eq!(s.last_proven_batch().await.unwrap(), Some(5));
+    assert_eq!(
+        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
+            .await
+            .unwrap(),
+        Some(5)
+    );
 }
 
 async fn max_fencing_token_over_jobs_and_proofs(store: Arc<dyn Store>, _: &str) {
@@ -515,7 +625,10 @@ async fn replace_batch_starts_its_jobs_over(store: Arc<dyn Store>, _: &str) {
         Err(StoreError::BatchOpen(3))
     ));
     assert_eq!(
-        s.batch(3).await.unwrap().unwrap(),
+        s.batch(proofmill_types::DEFAULT_CHAIN, 3)
+            .await
+            .unwrap()
+            .unwrap(),
         batch(3, &["exec", "groth16"])
     );
     // One proof type proven with a lease token, the other cancelled: replaced, the proof
@@ -532,7 +645,13 @@ async fn replace_batch_starts_its_jobs_over(store: Arc<dyn Store>, _: &str) {
         .await
         .unwrap();
     s.replace_batch(&new, 5).await.unwrap();
-    assert_eq!(s.batch(3).await.unwrap().unwrap(), new);
+    assert_eq!(
+        s.batch(proofmill_types::DEFAULT_CHAIN, 3)
+            .await
+            .unwrap()
+            .unwrap(),
+        new
+    );
     assert_eq!(s.proof(&key(3, "exec")).await.unwrap(), None);
     for t in ["exec", "groth16"] {
         let j = s.job(&key(3, t)).await.unwrap().unwrap();
@@ -556,18 +675,59 @@ async fn replace_batch_starts_its_jobs_over(store: Arc<dyn Store>, _: &str) {
         s.replace_batch(&batch(3, &["exec"]), 6).await,
         Err(StoreError::BatchProven(3))
     ));
-    assert_eq!(s.batch(3).await.unwrap().unwrap(), new);
+    assert_eq!(
+        s.batch(proofmill_types::DEFAULT_CHAIN, 3)
+            .await
+            .unwrap()
+            .unwrap(),
+        new
+    );
 }
 
 async fn batch_gaps_between_lowest_and_highest(store: Arc<dyn Store>, _: &str) {
     let s = &*store;
-    assert_eq!(s.batch_gaps(0, 10).await.unwrap(), vec![]);
+    assert_eq!(
+        s.batch_gaps(proofmill_types::DEFAULT_CHAIN, 0, 10)
+            .await
+            .unwrap(),
+        vec![]
+    );
     insert_all(s, [4, 5, 8, 12, 13], &["exec"]).await;
-    assert_eq!(s.batch_gaps(0, 10).await.unwrap(), vec![(6, 7), (9, 11)]);
-    assert_eq!(s.batch_gaps(0, 1).await.unwrap(), vec![(6, 7)]);
-    assert_eq!(s.batch_gaps(5, 10).await.unwrap(), vec![(6, 7), (9, 11)]);
-    assert_eq!(s.batch_gaps(6, 10).await.unwrap(), vec![(9, 11)]);
-    assert_eq!(s.batch_gaps(13, 10).await.unwrap(), vec![]);
+    assert_eq!(
+        s.batch_gaps(proofmill_types::DEFAULT_CHAIN, 0, 10)
+            .await
+            .unwrap(),
+        vec![(6, 7), (9, 11)]
+    );
+    assert_eq!(
+        s.batch_gaps(proofmill_types::DEFAULT_CHAIN, 0, 1)
+            .await
+            .unwrap(),
+        vec![(6, 7)]
+    );
+    assert_eq!(
+        s.batch_gaps(proofmill_types::DEFAULT_CHAIN, 5, 10)
+            .await
+            .unwrap(),
+        vec![(6, 7), (9, 11)]
+    );
+    assert_eq!(
+        s.batch_gaps(proofmill_types::DEFAULT_CHAIN, 6, 10)
+            .await
+            .unwrap(),
+        vec![(9, 11)]
+    );
+    assert_eq!(
+        s.batch_gaps(proofmill_types::DEFAULT_CHAIN, 13, 10)
+            .await
+            .unwrap(),
+        vec![]
+    );
     insert_all(s, [6, 7], &["exec"]).await;
-    assert_eq!(s.batch_gaps(0, 10).await.unwrap(), vec![(9, 11)]);
+    assert_eq!(
+        s.batch_gaps(proofmill_types::DEFAULT_CHAIN, 0, 10)
+            .await
+            .unwrap(),
+        vec![(9, 11)]
+    );
 }

@@ -1,4 +1,4 @@
-use crate::{BatchNumber, Millis, ProofType};
+use crate::{BatchNumber, ChainId, JobKey, Millis, ProofType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
@@ -109,6 +109,8 @@ impl fmt::Debug for PublicValues {
 /// A sealed batch as the coordinator keeps it. The input itself lives in the blob store.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Batch {
+    /// The rollup it belongs to ([`crate::DEFAULT_CHAIN`] unless told otherwise).
+    pub chain: ChainId,
     pub number: BatchNumber,
     /// Program/protocol version the batch must be proven with; only provers registered with
     /// the same version receive its jobs, so two versions can run side by side in an upgrade.
@@ -122,6 +124,45 @@ pub struct Batch {
     /// Proof types this batch needs before it counts as proven.
     pub required: Vec<ProofType>,
     pub created_at: Millis,
+}
+
+/// A batch's identity: its chain and its number there. Its text is the number on the default
+/// chain, `<chain>:<number>` on others (as in a [`JobKey`]'s).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct BatchId {
+    pub chain: ChainId,
+    pub number: BatchNumber,
+}
+
+impl BatchId {
+    pub fn new(chain: ChainId, number: BatchNumber) -> Self {
+        BatchId { chain, number }
+    }
+
+    /// The key of this batch's job of `proof_type`.
+    pub fn job(self, proof_type: ProofType) -> JobKey {
+        JobKey::new(self.chain, self.number, proof_type)
+    }
+}
+
+impl fmt::Display for BatchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.chain != crate::DEFAULT_CHAIN {
+            write!(f, "{}:", self.chain)?;
+        }
+        write!(f, "{}", self.number)
+    }
+}
+
+impl Batch {
+    pub fn id(&self) -> BatchId {
+        BatchId::new(self.chain, self.number)
+    }
+
+    /// The key of this batch's job of `proof_type`.
+    pub fn job_key(&self, proof_type: ProofType) -> JobKey {
+        JobKey::new(self.chain, self.number, proof_type)
+    }
 }
 
 #[cfg(test)]

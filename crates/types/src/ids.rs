@@ -1,3 +1,4 @@
+use crate::{DEFAULT_CHAIN, JobKey};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -5,7 +6,9 @@ use std::fmt;
 pub enum IdError {
     #[error("proof type {0:?} is invalid: use 1-32 chars of [a-z0-9_-], starting with a letter")]
     ProofType(String),
-    #[error("task id {0:?} is invalid: expected <batch>/<proof_type>")]
+    #[error(
+        "task id {0:?} is invalid: expected <batch>/<proof_type> or <chain>:<batch>/<proof_type>"
+    )]
     TaskId(String),
 }
 
@@ -101,29 +104,39 @@ impl fmt::Display for FencingToken {
     }
 }
 
-/// A task is one (batch, proof type) job as seen on the wire: `"<batch>/<proof_type>"`.
+/// A task is one job as seen on the wire: its [`JobKey`]'s text, `"<batch>/<proof_type>"` on
+/// the default chain (what provers have always been sent) and `"<chain>:<batch>/<proof_type>"`
+/// on others.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct TaskId;
 
 impl TaskId {
-    pub fn format(batch: u64, proof_type: &ProofType) -> String {
-        format!("{batch}/{proof_type}")
+    pub fn format(key: &JobKey) -> String {
+        key.to_string()
     }
 
-    pub fn parse(s: &str) -> Result<(u64, ProofType), IdError> {
+    pub fn parse(s: &str) -> Result<JobKey, IdError> {
         let err = || IdError::TaskId(s.chars().take(80).collect());
-        let (b, t) = s.split_once('/').ok_or_else(err)?;
-        // Only the canonical form `format` writes: digits, no sign, no leading zero.
-        let canonical = !b.is_empty()
-            && b.bytes().all(|c| c.is_ascii_digit())
-            && (b == "0" || !b.starts_with('0'));
-        if !canonical {
+        let (job, t) = s.split_once('/').ok_or_else(err)?;
+        let (chain, batch) = match job.split_once(':') {
+            Some((c, b)) => (canonical_u64(c).ok_or_else(err)?, b),
+            None => (DEFAULT_CHAIN, job),
+        };
+        // The default chain is never written out: one key, one text.
+        if job.contains(':') && chain == DEFAULT_CHAIN {
             return Err(err());
         }
-        let batch = b.parse::<u64>().map_err(|_| err())?;
+        let batch = canonical_u64(batch).ok_or_else(err)?;
         let pt = ProofType::new(t).map_err(|_| err())?;
-        Ok((batch, pt))
+        Ok(JobKey::new(chain, batch, pt))
     }
+}
+
+/// Only the canonical form `format` writes: digits, no sign, no leading zero.
+fn canonical_u64(s: &str) -> Option<u64> {
+    let canonical =
+        !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    canonical.then(|| s.parse().ok()).flatten()
 }
 
 #[cfg(test)]
@@ -151,10 +164,28 @@ mod tests {
     #[test]
     fn task_id_round_trip() {
         let pt = ProofType::new("exec").unwrap();
-        let s = TaskId::format(42, &pt);
-        assert_eq!(TaskId::parse(&s).unwrap(), (42, pt));
+        let home = JobKey::new(DEFAULT_CHAIN, 42, pt.clone());
+        assert_eq!(TaskId::format(&home), "42/exec");
+        assert_eq!(TaskId::parse("42/exec").unwrap(), home);
+        let other = JobKey::new(7, 42, pt);
+        assert_eq!(TaskId::format(&other), "7:42/exec");
+        assert_eq!(TaskId::parse("7:42/exec").unwrap(), other);
         for bad in [
-            "", "42", "x/exec", "42/", "42/BAD", "-1/exec", "+1/exec", "01/exec", " 1/exec",
+            "",
+            "42",
+            "x/exec",
+            "42/",
+            "42/BAD",
+            "-1/exec",
+            "+1/exec",
+            "01/exec",
+            " 1/exec",
+            "1:42/exec",
+            ":42/exec",
+            "7:/exec",
+            "07:42/exec",
+            "7:42:1/exec",
+            "x:42/exec",
         ] {
             assert!(TaskId::parse(bad).is_err(), "{bad:?} accepted");
         }

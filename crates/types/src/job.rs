@@ -1,28 +1,41 @@
-use crate::{BatchNumber, Digest, FencingToken, Millis, ProofType, ProverId};
+use crate::{BatchNumber, ChainId, Digest, FencingToken, Millis, ProofType, ProverId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// One job per (batch, proof type).
+/// One job per (chain, batch, proof type).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct JobKey {
+    /// The rollup the batch belongs to: batch numbers are per chain.
+    pub chain: ChainId,
     pub batch: BatchNumber,
     pub proof_type: ProofType,
 }
 
 impl JobKey {
-    pub fn new(batch: BatchNumber, proof_type: ProofType) -> Self {
-        JobKey { batch, proof_type }
+    pub fn new(chain: ChainId, batch: BatchNumber, proof_type: ProofType) -> Self {
+        JobKey {
+            chain,
+            batch,
+            proof_type,
+        }
+    }
+
+    /// The batch this job proves.
+    pub fn batch_id(&self) -> crate::BatchId {
+        crate::BatchId::new(self.chain, self.batch)
     }
 }
 
+/// `<batch>/<proof type>` on the default chain, `<chain>:<batch>/<proof type>` on others (the
+/// task id on the wire: see [`crate::TaskId`]).
 impl fmt::Display for JobKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.batch, self.proof_type)
+        write!(f, "{}/{}", self.batch_id(), self.proof_type)
     }
 }
 impl fmt::Debug for JobKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.batch, self.proof_type)
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -93,6 +93,9 @@ pub struct BatchReplaceArgs {
     /// The batch number.
     #[arg(long, env = "PROOFMILL_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
+    /// The batch's chain (0: the coordinator's own, its --chain-id).
+    #[arg(long, env = "PROOFMILL_CHAIN_ID", default_value_t = 0)]
+    pub chain_id: u64,
     /// File holding the new input.
     #[arg(long, env = "PROOFMILL_INPUT", value_name = "FILE")]
     pub input: PathBuf,
@@ -117,6 +120,9 @@ pub struct BatchCancelArgs {
     /// The batch number.
     #[arg(long, env = "PROOFMILL_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
+    /// The batch's chain (0: the coordinator's own, its --chain-id).
+    #[arg(long, env = "PROOFMILL_CHAIN_ID", default_value_t = 0)]
+    pub chain_id: u64,
     /// Why, kept as the jobs' last error (default: "cancelled by an operator").
     #[arg(long, env = "PROOFMILL_REASON", default_value = "")]
     pub reason: String,

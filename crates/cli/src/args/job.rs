@@ -27,6 +27,9 @@ pub struct JobCancelArgs {
     /// The batch number.
     #[arg(long, env = "PROOFMILL_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
+    /// The batch's chain (0: the coordinator's own, its --chain-id).
+    #[arg(long, env = "PROOFMILL_CHAIN_ID", default_value_t = 0)]
+    pub chain_id: u64,
     /// The job's proof type.
     #[arg(long, env = "PROOFMILL_PROOF_TYPE", value_parser = parse_non_empty)]
     pub proof_type: String,
@@ -46,6 +49,9 @@ pub struct JobsOfBatch {
     /// The batch number.
     #[arg(long, env = "PROOFMILL_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
+    /// The batch's chain (0: the coordinator's own, its --chain-id).
+    #[arg(long, env = "PROOFMILL_CHAIN_ID", default_value_t = 0)]
+    pub chain_id: u64,
     /// The job's proof type; without it, the batch's jobs.
     #[arg(long, env = "PROOFMILL_PROOF_TYPE")]
     pub proof_type: Option<String>,

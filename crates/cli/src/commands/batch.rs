@@ -86,6 +86,7 @@ pub async fn replace(args: BatchReplaceArgs) -> anyhow::Result<()> {
     let response = connect(url, &args.access)
         .await?
         .replace_batch_input(ReplaceBatchInputRequest {
+            chain_id: args.chain_id,
             batch: args.batch,
             version: args.version_tag.clone(),
             input,
@@ -108,6 +109,7 @@ pub async fn cancel(args: BatchCancelArgs) -> anyhow::Result<()> {
     let response = connect(url, &args.access)
         .await?
         .cancel_batch(CancelBatchRequest {
+            chain_id: args.chain_id,
             batch: args.batch,
             reason: args.reason.clone(),
         })

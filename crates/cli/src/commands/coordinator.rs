@@ -42,6 +42,7 @@ pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> Coordinato
         max_unregistered_streams: usize::try_from(a.max_unregistered_streams).unwrap_or(usize::MAX),
         intake_window: a.intake_window,
         chain_id: a.chain_id,
+        chains: a.chains.clone(),
         input_fetch_dirs: a.input_fetch_dirs.clone(),
         max_input_bytes: a.max_input_bytes,
         attempt_retention_days: a.attempt_retention_days,
@@ -391,7 +392,7 @@ pub async fn run_with(
         .iter()
         .map(|(t, _)| t.to_string())
         .collect();
-    let standby = Standby::new(store, candidate.holder(), required)
+    let standby = Standby::new(store, candidate.holder(), required, args.chain_id)
         .secured(security.admin_auth.clone(), security.tls.clone());
     // One HTTP admin server for the whole process, serving whatever this process is now.
     let admin = match args.admin_listen {

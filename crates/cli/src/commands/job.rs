@@ -16,7 +16,7 @@ pub async fn show(args: JobShowArgs) -> anyhow::Result<()> {
     let mut admin = connect(url, &jobs.access).await?;
     let types = match &jobs.proof_type {
         Some(t) => vec![t.clone()],
-        None => batch_types(&mut admin, url, jobs.batch).await?,
+        None => batch_types(&mut admin, url, (jobs.chain_id, jobs.batch)).await?,
     };
     if types.is_empty() {
         anyhow::bail!("JOB_NOT_FOUND: no jobs of batch {}", jobs.batch);
@@ -24,6 +24,7 @@ pub async fn show(args: JobShowArgs) -> anyhow::Result<()> {
     for proof_type in types {
         let status = admin
             .job_status(JobStatusRequest {
+                chain_id: jobs.chain_id,
                 batch: jobs.batch,
                 proof_type,
             })
@@ -40,10 +41,15 @@ pub async fn show(args: JobShowArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The proof types of the jobs of `batch`.
-async fn batch_types(admin: &mut Admin, url: &str, batch: u64) -> anyhow::Result<Vec<String>> {
+/// The proof types of the jobs of `batch` of `chain_id` (0: the coordinator's own chain).
+async fn batch_types(
+    admin: &mut Admin,
+    url: &str,
+    (chain_id, batch): (u64, u64),
+) -> anyhow::Result<Vec<String>> {
     let listed = admin
         .jobs_list(JobsListRequest {
+            chain_id,
             from_batch: batch,
             limit: 1000,
             ..Default::default()
@@ -181,6 +187,7 @@ pub async fn cancel(args: JobCancelArgs) -> anyhow::Result<()> {
     let response = connect(url, &args.access)
         .await?
         .cancel_job(CancelJobRequest {
+            chain_id: args.chain_id,
             batch: args.batch,
             proof_type: args.proof_type.clone(),
             reason: args.reason.clone(),
@@ -204,6 +211,7 @@ pub async fn retry(args: JobRetryArgs) -> anyhow::Result<()> {
     let response = connect(url, &jobs.access)
         .await?
         .retry_job(RetryJobRequest {
+            chain_id: jobs.chain_id,
             batch: jobs.batch,
             proof_type: jobs.proof_type.clone().unwrap_or_default(),
         })

@@ -262,6 +262,8 @@ async fn act(mut admin: Admin, action: Action, tx: mpsc::Sender<Msg>) {
             Action::Retry { batch, proof_type } => {
                 let r = admin
                     .retry_job(RetryJobRequest {
+                        // The monitor shows the coordinator's own chain.
+                        chain_id: 0,
                         batch: *batch,
                         proof_type: proof_type.clone(),
                     })
@@ -274,6 +276,7 @@ async fn act(mut admin: Admin, action: Action, tx: mpsc::Sender<Msg>) {
             Action::Cancel { batch, proof_type } => {
                 let r = admin
                     .cancel_job(CancelJobRequest {
+                        chain_id: 0,
                         batch: *batch,
                         proof_type: proof_type.clone(),
                         reason: "cancelled from proofmill monitor".into(),

@@ -251,6 +251,18 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
             "reason": (!p.reason.is_empty()).then_some(&p.reason),
             "since_ms": p.since_ms,
         })).collect::<Vec<_>>(),
+        "chain_id": status.chain_id,
+        "chains": status.chains.iter().map(|c| json!({
+            "chain_id": c.chain_id,
+            "weight": c.weight,
+            "proof_types": c.proof_types,
+            "last_sealed_batch": c.last_sealed_batch,
+            "last_proven_batch": c.last_proven_batch,
+            "jobs": c.jobs.iter().map(|(t, n)| (t.clone(), json!({
+                "queued": n.queued, "leased": n.leased, "proven": n.proven,
+                "failed": n.failed, "cancelled": n.cancelled,
+            }))).collect::<serde_json::Map<_, _>>(),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -299,6 +311,34 @@ pub fn render(status: &SystemStatusResponse) -> String {
     }
     if status.draining {
         let _ = writeln!(out, "{:<22}yes", "draining");
+    }
+    // Several rollups on this cluster: each chain's own progress (the figures above are the
+    // own chain's, the one L1 settlement is about).
+    if status.chains.len() > 1 {
+        let _ = writeln!(out, "\nchains (figures above: chain {}):", status.chain_id);
+        let mut rows = vec![row([
+            "chain", "weight", "sealed", "proven", "queued", "leased", "done", "failed",
+        ])];
+        for c in &status.chains {
+            let sum = |f: fn(&proofmill_proto::v1::JobCounts) -> u64| {
+                c.jobs.values().map(f).sum::<u64>().to_string()
+            };
+            rows.push(row([
+                &c.chain_id.to_string(),
+                &c.weight.to_string(),
+                &batch(c.last_sealed_batch),
+                &batch(c.last_proven_batch),
+                &sum(|n| n.queued),
+                &sum(|n| n.leased),
+                &sum(|n| n.proven),
+                &sum(|n| n.failed),
+            ]));
+        }
+        table(
+            &mut out,
+            &rows,
+            &[false, true, true, true, true, true, true, true],
+        );
     }
     if !status.paused.is_empty() {
         let _ = writeln!(out, "\npaused (`proofmill resume --component NAME`):");

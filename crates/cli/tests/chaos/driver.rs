@@ -540,7 +540,7 @@ pub fn run(cfg: &Config) -> Report {
         }
     });
     let sealed_at_chaos_end = rt
-        .block_on(store.last_sealed_batch())
+        .block_on(store.last_sealed_batch(proofmill_types::DEFAULT_CHAIN))
         .expect("reading the last sealed batch")
         .unwrap_or(0);
     println!(
@@ -739,7 +739,7 @@ async fn gather_store(
 ) -> History {
     let blobs = Blobs::from_url(&format!("file://{}/blobs", dir.display())).unwrap();
     let last_sealed = store
-        .last_sealed_batch()
+        .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
         .await
         .unwrap_or_else(|e| panic!("reading {db}: {e}"))
         .unwrap_or(0);
@@ -749,12 +749,16 @@ async fn gather_store(
         ..History::default()
     };
     for n in 1..=last_sealed {
-        let Some(batch) = store.batch(n).await.expect("reading a batch") else {
+        let Some(batch) = store
+            .batch(proofmill_types::DEFAULT_CHAIN, n)
+            .await
+            .expect("reading a batch")
+        else {
             continue;
         };
         let required: Vec<String> = batch.required.iter().map(ProofType::to_string).collect();
         for pt in &batch.required {
-            let key = JobKey::new(n, pt.clone());
+            let key = JobKey::new(proofmill_types::DEFAULT_CHAIN, n, pt.clone());
             let Some(job) = store.job(&key).await.expect("reading a job") else {
                 continue;
             };

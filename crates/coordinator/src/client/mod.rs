@@ -20,7 +20,7 @@ use fetch::{FetchError, InputFetch};
 use proofmill_proto::v1::client_service_server::ClientService;
 use proofmill_proto::v1::submit_batch_request::Part;
 use proofmill_proto::v1::*;
-use proofmill_types::{Digest, JobKey, ProofType, PublicValues};
+use proofmill_types::{BatchId, Digest, ProofType, PublicValues};
 use sha2::{Digest as _, Sha256};
 use std::pin::Pin;
 use std::time::Duration;
@@ -60,7 +60,9 @@ fn status_of(e: CoordinatorError) -> Status {
         E::InputRefused(m) => failed(tonic::Code::InvalidArgument, FailureReason::InputRefused, m),
         E::InvalidArgument(m) | E::Config(m) => Status::invalid_argument(m),
         E::FailedPrecondition(m) => Status::failed_precondition(m),
-        E::UnknownBatch(_) | E::JobNotFound(_) => Status::not_found(e.to_string()),
+        E::UnknownBatch(_) | E::JobNotFound(_) | E::UnknownChain(_) => {
+            Status::not_found(e.to_string())
+        }
         E::Store(proofmill_store::StoreError::BatchNotFound(_)) => Status::not_found(e.to_string()),
         E::Unavailable | E::Store(proofmill_store::StoreError::Unavailable(_)) => {
             Status::unavailable(e.to_string())
@@ -103,7 +105,7 @@ pub(crate) struct ClientSvc {
 
 /// A header's batch, checked, without its input.
 pub(crate) struct Header {
-    number: u64,
+    id: BatchId,
     version: String,
     public_values: PublicValues,
     proof_types: Vec<ProofType>,
@@ -112,19 +114,14 @@ pub(crate) struct Header {
 }
 
 impl ClientSvc {
-    /// Refuses a chain this coordinator does not prove.
-    fn check_chain(&self, chain: u64) -> Result<(), Status> {
-        let ours = self.intake.chain_id();
-        if chain != ours {
-            return Err(Status::not_found(format!(
-                "unknown chain {chain} (this coordinator proves chain {ours})"
-            )));
-        }
-        Ok(())
+    /// The batch a request names, refused (`NOT_FOUND`) if its chain is not proven here.
+    fn batch_id(&self, chain: u64, number: u64) -> Result<BatchId, Status> {
+        self.intake.check_chain(chain).map_err(status_of)?;
+        Ok(BatchId::new(chain, number))
     }
 
     fn header(&self, h: SubmitHeader) -> Result<Header, Status> {
-        self.check_chain(h.chain_id)?;
+        let id = self.batch_id(h.chain_id, h.batch_number)?;
         let refused =
             |m: String| failed(tonic::Code::InvalidArgument, FailureReason::InputRefused, m);
         let proof_types = h
@@ -153,7 +150,7 @@ impl ClientSvc {
             return Err(refused("input_url is longer than 4096 bytes".into()));
         }
         Ok(Header {
-            number: h.batch_number,
+            id,
             version: h.protocol_version,
             public_values: PublicValues::new(h.public_values),
             proof_types,
@@ -171,12 +168,12 @@ impl ClientSvc {
         let stored = self
             .intake
             .store()
-            .batch(h.number)
+            .batch(h.id.chain, h.id.number)
             .await
             .map_err(|e| status_of(e.into()))?;
         match stored {
             Some(b) if b.input_digest == digest && b.public_values == h.public_values => {
-                let state = self.state(h.number).await?;
+                let state = self.state(h.id).await?;
                 Ok((state.phase != BatchPhase::BatchCancelled as i32).then_some(state))
             }
             _ => Ok(None),
@@ -221,38 +218,32 @@ impl ClientSvc {
         })
     }
 
-    async fn state(&self, number: u64) -> Result<BatchStatus, Status> {
-        match state::read(&self.intake, number).await.map_err(status_of)? {
+    async fn state(&self, id: BatchId) -> Result<BatchStatus, Status> {
+        match state::read(&self.intake, id).await.map_err(status_of)? {
             Some(s) => Ok(s),
-            None => Err(Status::not_found(format!(
-                "no batch {number} of chain {}",
-                self.intake.chain_id()
-            ))),
+            None => Err(not_found(id)),
         }
     }
 
     /// The proofs of the batch's proof types (`only`: one of them).
     async fn proofs(
         &self,
-        number: u64,
+        id: BatchId,
         only: Option<&ProofType>,
     ) -> Result<Vec<BatchProof>, Status> {
         let store = self.intake.store();
         let batch = store
-            .batch(number)
+            .batch(id.chain, id.number)
             .await
             .map_err(|e| status_of(e.into()))?
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "no batch {number} of chain {}",
-                    self.intake.chain_id()
-                ))
-            })?;
+            .ok_or_else(|| not_found(id))?;
+        let number = id.number;
         if let Some(t) = only
             && !batch.required.contains(t)
         {
             return Err(Status::not_found(format!(
-                "batch {number} needs no proof type {t}"
+                "batch {number} of chain {} needs no proof type {t}",
+                id.chain
             )));
         }
         let mut proofs = Vec::new();
@@ -261,7 +252,7 @@ impl ClientSvc {
             .iter()
             .filter(|t| only.is_none_or(|o| o == *t))
         {
-            let key = JobKey::new(number, t.clone());
+            let key = id.job(t.clone());
             let record = store.proof(&key).await.map_err(|e| status_of(e.into()))?;
             let Some(record) = record else {
                 return Err(Status::not_found(format!(
@@ -342,7 +333,8 @@ impl ClientSvc {
             }
         }
         let nb = NewBatch {
-            number: h.number,
+            chain: h.id.chain,
+            number: h.id.number,
             version: h.version,
             input,
             public_values: h.public_values,
@@ -351,27 +343,27 @@ impl ClientSvc {
         let created = self.intake.submit_batch(nb).await.map_err(status_of)?;
         Ok(SubmitBatchResponse {
             created,
-            batch: Some(self.state(h.number).await?),
+            batch: Some(self.state(h.id).await?),
         })
     }
 
     /// Waits until the batch is terminal or `deadline`; its state then.
     async fn wait_terminal(
         &self,
-        number: u64,
+        id: BatchId,
         deadline: tokio::time::Instant,
     ) -> Result<BatchStatus, Status> {
         // Watching from before the first read: a change between the two is not missed.
         let mut watcher = self.events.watch();
         let shutdown = self.standing.shutdown();
         loop {
-            let state = self.state(number).await?;
+            let state = self.state(id).await?;
             if state.terminal || tokio::time::Instant::now() >= deadline {
                 return Ok(state);
             }
             let wake = (tokio::time::Instant::now() + REREAD).min(deadline);
             tokio::select! {
-                () = concerns(&mut watcher, number) => {}
+                () = concerns(&mut watcher, id) => {}
                 () = tokio::time::sleep_until(wake) => {}
                 () = shutdown.begun() => return Ok(state),
             }
@@ -379,26 +371,32 @@ impl ClientSvc {
     }
 }
 
-/// Resolves at the next event about batch `number` (or a lost one, or never without a
-/// watcher).
-async fn concerns(watcher: &mut Option<crate::events::Watcher>, number: u64) {
+/// A batch that is not stored, as the client API says it.
+fn not_found(id: BatchId) -> Status {
+    Status::not_found(format!("no batch {} of chain {}", id.number, id.chain))
+}
+
+/// Resolves at the next event about batch `id` (or a lost one, or never without a watcher).
+async fn concerns(watcher: &mut Option<crate::events::Watcher>, id: BatchId) {
     let Some(w) = watcher else {
         return std::future::pending().await;
     };
     loop {
         match w.next().await {
             Some(Next::Missed(_)) => return,
-            Some(Next::Event(e)) if about(&e.event, number) => return,
+            Some(Next::Event(e)) if about(&e.event, id) => return,
             Some(Next::Event(_)) => {}
             None => return std::future::pending().await,
         }
     }
 }
 
-fn about(event: &Event, number: u64) -> bool {
+fn about(event: &Event, id: BatchId) -> bool {
     match event {
-        Event::Job { key, .. } => key.batch == number,
-        Event::BatchesTaken { first, last } => (*first..=*last).contains(&number),
+        Event::Job { key, .. } => key.batch_id() == id,
+        Event::BatchesTaken { chain, first, last } => {
+            *chain == id.chain && (*first..=*last).contains(&id.number)
+        }
         _ => false,
     }
 }
@@ -455,8 +453,8 @@ impl ClientService for ClientSvc {
         request: Request<GetBatchRequest>,
     ) -> Result<Response<BatchStatus>, Status> {
         let r = request.into_inner();
-        self.check_chain(r.chain_id)?;
-        Ok(Response::new(self.state(r.batch_number).await?))
+        let id = self.batch_id(r.chain_id, r.batch_number)?;
+        Ok(Response::new(self.state(id).await?))
     }
 
     async fn watch_batch(
@@ -464,15 +462,14 @@ impl ClientService for ClientSvc {
         request: Request<WatchBatchRequest>,
     ) -> Result<Response<BatchStream>, Status> {
         let r = request.into_inner();
-        self.check_chain(r.chain_id)?;
-        let number = r.batch_number;
+        let id = self.batch_id(r.chain_id, r.batch_number)?;
         let mut watcher = Some(self.events.watch().ok_or_else(|| {
             Status::resource_exhausted(format!(
                 "{} watchers already; try again once one stops",
                 self.events.max_watchers()
             ))
         })?);
-        let first = self.state(number).await?;
+        let first = self.state(id).await?;
         let (tx, rx) = mpsc::channel::<Result<BatchStatus, Status>>(WATCH_QUEUE);
         let intake = self.intake.clone();
         let shutdown = self.standing.shutdown();
@@ -488,7 +485,7 @@ impl ClientService for ClientSvc {
                         loop {
                             match w.next().await {
                                 Some(Next::Missed(_)) => return true,
-                                Some(Next::Event(e)) if about(&e.event, number) => return false,
+                                Some(Next::Event(e)) if about(&e.event, id) => return false,
                                 Some(Next::Event(_)) => {}
                                 None => return std::future::pending().await,
                             }
@@ -498,7 +495,7 @@ impl ClientService for ClientSvc {
                     () = shutdown.begun() => return,
                     () = tx.closed() => return,
                 };
-                let mut now = match state::read(&intake, number).await {
+                let mut now = match state::read(&intake, id).await {
                     Ok(Some(s)) => s,
                     Ok(None) => continue,
                     Err(e) => {
@@ -526,15 +523,15 @@ impl ClientService for ClientSvc {
         request: Request<WaitProofRequest>,
     ) -> Result<Response<WaitProofResponse>, Status> {
         let r = request.into_inner();
-        self.check_chain(r.chain_id)?;
+        let id = self.batch_id(r.chain_id, r.batch_number)?;
         let wait = match r.timeout_ms {
             0 => WAIT_DEFAULT,
             ms => Duration::from_millis(ms as u64).min(WAIT_MAX),
         };
         let deadline = tokio::time::Instant::now() + wait;
-        let batch = self.wait_terminal(r.batch_number, deadline).await?;
+        let batch = self.wait_terminal(id, deadline).await?;
         let proofs = match batch.phase == BatchPhase::BatchProven as i32 {
-            true => self.proofs(r.batch_number, None).await?,
+            true => self.proofs(id, None).await?,
             false => Vec::new(),
         };
         Ok(Response::new(WaitProofResponse {
@@ -549,12 +546,12 @@ impl ClientService for ClientSvc {
         request: Request<GetProofRequest>,
     ) -> Result<Response<GetProofResponse>, Status> {
         let r = request.into_inner();
-        self.check_chain(r.chain_id)?;
+        let id = self.batch_id(r.chain_id, r.batch_number)?;
         let only = match r.proof_type.as_str() {
             "" => None,
             t => Some(ProofType::new(t).map_err(|e| Status::invalid_argument(e.to_string()))?),
         };
-        let proofs = self.proofs(r.batch_number, only.as_ref()).await?;
+        let proofs = self.proofs(id, only.as_ref()).await?;
         Ok(Response::new(GetProofResponse { proofs }))
     }
 
@@ -563,14 +560,13 @@ impl ClientService for ClientSvc {
         request: Request<ClientCancelRequest>,
     ) -> Result<Response<ClientCancelResponse>, Status> {
         let r = request.into_inner();
-        self.check_chain(r.chain_id)?;
+        let id = self.batch_id(r.chain_id, r.batch_number)?;
         if r.reason.len() > 1024 || r.reason.chars().any(char::is_control) {
             return Err(Status::invalid_argument(
                 "reason must be at most 1024 bytes without control characters",
             ));
         }
-        let number = r.batch_number;
-        let before = self.state(number).await?;
+        let before = self.state(id).await?;
         if before.terminal {
             return Ok(Response::new(ClientCancelResponse {
                 cancelled_jobs: 0,
@@ -581,7 +577,7 @@ impl ClientService for ClientSvc {
             "" => "cancelled by a client",
             given => given,
         };
-        let cancelled = match self.intake.cancel_batch(number, reason).await {
+        let cancelled = match self.intake.cancel_batch(id, reason).await {
             Ok(n) => n,
             // Proven meanwhile: terminal all the same.
             Err(CoordinatorError::FailedPrecondition(_)) => 0,
@@ -589,7 +585,7 @@ impl ClientService for ClientSvc {
         };
         // Durable when cancel_batch returns; the read shows it.
         let deadline = tokio::time::Instant::now() + WAIT_MAX;
-        let batch = self.wait_terminal(number, deadline).await?;
+        let batch = self.wait_terminal(id, deadline).await?;
         Ok(Response::new(ClientCancelResponse {
             cancelled_jobs: cancelled.min(u32::MAX as usize) as u32,
             batch: Some(batch),

@@ -4,24 +4,24 @@
 use crate::error::CoordinatorError;
 use crate::intake::Intake;
 use proofmill_proto::v1::{BatchPhase, BatchStatus, FailureReason, ProofJobStatus};
-use proofmill_types::{Job, JobState};
+use proofmill_types::{BatchId, Job, JobState};
 
-/// The state of batch `number` from the store; `None` if there is no such batch.
+/// The state of batch `id` from the store; `None` if there is no such batch.
 pub(crate) async fn read(
     intake: &Intake,
-    number: u64,
+    id: BatchId,
 ) -> Result<Option<BatchStatus>, CoordinatorError> {
-    let Some(batch) = intake.store().batch(number).await? else {
+    let Some(batch) = intake.store().batch(id.chain, id.number).await? else {
         return Ok(None);
     };
-    let mut jobs = intake.batch_jobs(number).await?;
+    let mut jobs = intake.batch_jobs(id).await?;
     // Only the batch's current proof types (a replaced input may have named others).
     jobs.retain(|j| batch.required.contains(&j.key.proof_type));
     jobs.sort_by(|a, b| a.key.proof_type.cmp(&b.key.proof_type));
     let (phase, failure, detail) = phase(&jobs, batch.required.len());
     Ok(Some(BatchStatus {
-        chain_id: intake.chain_id(),
-        batch_number: number,
+        chain_id: id.chain,
+        batch_number: id.number,
         protocol_version: batch.version.clone(),
         phase: phase as i32,
         terminal: phase != BatchPhase::BatchProving,
@@ -103,7 +103,15 @@ mod tests {
     use proofmill_types::{JobKey, ProofType};
 
     fn job(t: &str, state: JobState) -> Job {
-        let mut j = Job::new_queued(JobKey::new(1, ProofType::new(t).unwrap()), "v1".into(), 0);
+        let mut j = Job::new_queued(
+            JobKey::new(
+                proofmill_types::DEFAULT_CHAIN,
+                1,
+                ProofType::new(t).unwrap(),
+            ),
+            "v1".into(),
+            0,
+        );
         j.state = state;
         j
     }

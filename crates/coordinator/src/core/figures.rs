@@ -44,7 +44,7 @@ impl Core {
                     JobState::Queued => {
                         f.queued += 1;
                         let sealed = cache
-                            .get(&j.key.batch)
+                            .get(&j.key.batch_id())
                             .map_or(j.updated_at, |b| b.created_at);
                         f.oldest_sealed_at =
                             Some(f.oldest_sealed_at.map_or(sealed, |o| o.min(sealed)));
@@ -103,7 +103,7 @@ impl Core {
                 let sealed = first
                     .then(|| {
                         let cache = self.batches.read().expect("batch cache lock");
-                        cache.get(&key.batch).map(|b| b.created_at)
+                        cache.get(&key.batch_id()).map(|b| b.created_at)
                     })
                     .flatten();
                 if let Some(sealed) = sealed {

@@ -7,7 +7,7 @@ use crate::error::CoordinatorError;
 use crate::outbox::Outbox;
 use crate::verdict::Verdict;
 use proofmill_scheduler::{ProverView, ResultCheck, SchedulerError};
-use proofmill_types::{Batch, FencingToken, Job, JobKey, ProofType, ProverId};
+use proofmill_types::{Batch, BatchId, FencingToken, Job, JobKey, ProofType, ProverId};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -104,7 +104,7 @@ pub(super) enum CoreMsg {
     /// `closed` (its failed jobs, read from the store) cancelled; `reply` gets how many jobs
     /// were cancelled, `durable` is signalled once that is in the store.
     CancelJobs {
-        batch: u64,
+        batch: BatchId,
         /// Only this proof type's job (all of the batch's when `None`).
         only: Option<ProofType>,
         closed: Vec<Job>,
@@ -323,7 +323,7 @@ impl CoreHandle {
     /// is durable.
     pub async fn cancel_jobs(
         &self,
-        batch: u64,
+        batch: BatchId,
         only: Option<ProofType>,
         closed: Vec<Job>,
         reason: String,

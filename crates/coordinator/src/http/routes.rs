@@ -206,6 +206,8 @@ pub(super) async fn status_info(State(http): State<AdminHttp>) -> Answer<StatusI
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct JobsQuery {
+    /// Only this chain's jobs (the coordinator's own chain when absent).
+    chain: Option<u64>,
     proof_type: Option<String>,
     state: Option<String>,
     from_batch: Option<u64>,
@@ -219,6 +221,7 @@ pub(super) async fn jobs_list(
     let Query(q) = query?;
     let admin = http.api().admin()?;
     let req = JobsListRequest {
+        chain_id: q.chain.unwrap_or(0),
         proof_type: q.proof_type.unwrap_or_default(),
         state: q.state.unwrap_or_default(),
         from_batch: q.from_batch.unwrap_or(0),
@@ -234,7 +237,11 @@ pub(super) async fn job_status(
 ) -> Answer<JobStatusResponse> {
     let Path((batch, proof_type)) = path?;
     let admin = http.api().admin()?;
-    let req = JobStatusRequest { batch, proof_type };
+    let req = JobStatusRequest {
+        batch,
+        proof_type,
+        chain_id: 0,
+    };
     let mut r = admin.job_status(Call::new(req)).await?.into_inner();
     answered(r.error.take(), r)
 }
@@ -248,6 +255,9 @@ pub(super) async fn provers_list(State(http): State<AdminHttp>) -> Answer<Prover
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LaunchBody {
+    /// The batch's chain (absent or 0: the coordinator's own).
+    #[serde(default)]
+    chain_id: u64,
     batch: u64,
     version: String,
     #[serde(deserialize_with = "hex_bytes")]
@@ -265,6 +275,7 @@ pub(super) async fn launch_proof(
 ) -> Result<(StatusCode, Json<LaunchProofResponse>), ApiError> {
     let admin = http.api().admin()?;
     let req = LaunchProofRequest {
+        chain_id: b.chain_id,
         batch: b.batch,
         version: b.version,
         input: b.input,
@@ -301,6 +312,7 @@ pub(super) async fn replace_batch_input(
     let Path(batch) = path?;
     let admin = http.api().admin()?;
     let req = ReplaceBatchInputRequest {
+        chain_id: 0,
         batch,
         version: b.version,
         input: b.input,
@@ -329,6 +341,7 @@ pub(super) async fn cancel_batch(
     let Path(batch) = path?;
     let admin = http.api().admin()?;
     let req = CancelBatchRequest {
+        chain_id: 0,
         batch,
         reason: b.reason,
     };
@@ -361,7 +374,11 @@ pub(super) async fn retry_job(
 
 async fn retry(http: &AdminHttp, batch: u64, proof_type: String) -> Answer<RetryJobResponse> {
     let admin = http.api().admin()?;
-    let req = RetryJobRequest { batch, proof_type };
+    let req = RetryJobRequest {
+        batch,
+        proof_type,
+        chain_id: 0,
+    };
     let mut r = admin.retry_job(Call::new(req)).await?.into_inner();
     answered(r.error.take(), r)
 }
@@ -374,6 +391,7 @@ pub(super) async fn cancel_job(
     let Path((batch, proof_type)) = path?;
     let admin = http.api().admin()?;
     let req = CancelJobRequest {
+        chain_id: 0,
         batch,
         proof_type,
         reason: b.reason,

@@ -1,28 +1,36 @@
-//! Batch numbers being taken in, and the end of the gap-free run of stored batches.
+//! Batches being taken in, and the end of the gap-free run of stored batches per chain.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use proofmill_types::{BatchId, ChainId};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
-/// What submissions share: the batch numbers being taken in right now (two submissions of
-/// one number must not race: both would write the input blob under the same key; different
-/// numbers go in parallel), and the end of the gap-free run the intake window counts from.
+/// What submissions share: the batches being taken in right now (two submissions of one
+/// batch must not race: both would write the input blob under the same key; different
+/// batches go in parallel), and per chain the end of the gap-free run the intake window
+/// counts from.
 #[derive(Default)]
 pub(crate) struct InFlight {
-    numbers: Mutex<HashSet<u64>>,
+    numbers: Mutex<HashSet<BatchId>>,
     released: Notify,
-    /// A stored batch that ends a gap-free run from the lowest one (0: none known), for the
-    /// intake window; only grows.
-    pub(super) run_end: AtomicU64,
+    /// Per chain, a stored batch that ends a gap-free run from the lowest one (0: none
+    /// known), for the intake window; only grows. One entry per chain taken here.
+    run_ends: Mutex<BTreeMap<ChainId, Arc<AtomicU64>>>,
     /// The source that numbers every batch here, when one does (see
     /// [`crate::Intake::reserve_numbering`]).
     pub(super) numbered_by: Mutex<Option<String>>,
 }
 
 impl InFlight {
+    /// The end of `chain`'s gap-free run, as last seen.
+    pub(super) fn run_end(&self, chain: ChainId) -> Arc<AtomicU64> {
+        let mut ends = self.run_ends.lock().expect("intake lock");
+        ends.entry(chain).or_default().clone()
+    }
+
     /// Waits until no other submission holds `number`, then holds it until the claim drops.
-    pub(super) async fn claim(&self, number: u64) -> Claim<'_> {
+    pub(super) async fn claim(&self, number: BatchId) -> Claim<'_> {
         loop {
             // Registered before the check, so a release between the two is not missed.
             let released = self.released.notified();
@@ -38,7 +46,7 @@ impl InFlight {
 
 pub(super) struct Claim<'a> {
     set: &'a InFlight,
-    number: u64,
+    number: BatchId,
 }
 
 impl Drop for Claim<'_> {

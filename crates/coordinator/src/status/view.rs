@@ -36,6 +36,21 @@ pub struct StatusView {
     pub intake_window: u64,
     /// Components an operator paused, as this coordinator acts on them (live).
     pub paused: BTreeMap<crate::Component, crate::Pause>,
+    /// Every chain proven here, in id order, the own chain included (whose figures are also
+    /// the ones above).
+    pub chains: Vec<ChainView>,
+}
+
+/// One chain's figures: its own batch numbering, settlement progress and jobs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainView {
+    pub chain_id: u64,
+    /// Its share of the fleet while chains have work ([`crate::ChainSpec::weight`]).
+    pub weight: u32,
+    pub proof_types: Vec<String>,
+    pub last_sealed_batch: Option<u64>,
+    pub last_proven_batch: Option<u64>,
+    pub jobs: BTreeMap<String, JobCountsView>,
 }
 
 /// Why a status came from memory, and how old its store figures are.

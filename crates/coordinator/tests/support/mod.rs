@@ -151,6 +151,7 @@ pub fn input_for(n: u64, min_len: usize, seed: u32) -> Vec<u8> {
 /// A batch with an input the exec verifier does not care about (it compares public values).
 pub async fn submit(coord: &Coordinator, n: u64, types: &[&str]) {
     let nb = NewBatch {
+        chain: proofmill_types::DEFAULT_CHAIN,
         number: n,
         version: "v1".into(),
         input: input_for(n, 0, 0).into(),

@@ -10,6 +10,9 @@ use proofmill_types::ProofType;
 use serde_json::json;
 use std::sync::Arc;
 
+/// The chain of the tests' coordinator.
+pub const CHAIN: u64 = 7;
+
 /// A coordinator of the devnet's `exec` proofs, on chain 7, in `dir`.
 pub async fn coordinator(dir: &std::path::Path) -> Coordinator {
     let store = open_store(&format!("sqlite://{}/db?mode=rwc", dir.display()))
@@ -20,7 +23,7 @@ pub async fn coordinator(dir: &std::path::Path) -> Coordinator {
         ProofType::new("exec").unwrap(),
         Arc::new(proofmill_devnet::ExecBackend),
     );
-    config.chain_id = 7;
+    config.chain_id = CHAIN;
     Coordinator::start(config, store, blobs).await.unwrap()
 }
 

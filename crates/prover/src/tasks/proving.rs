@@ -69,7 +69,7 @@ pub(crate) fn spawn(
 ) {
     let runtime = tokio::runtime::Handle::current();
     let proof_type = proofmill_types::TaskId::parse(&task.task_id)
-        .map_or_else(|_| "unknown".to_string(), |(_, t)| t.to_string());
+        .map_or_else(|_| "unknown".to_string(), |k| k.proof_type.to_string());
     tokio::task::spawn_blocking(move || {
         let running =
             metrics::gauge!(names::PROVER_TASKS_RUNNING, names::PROOF_TYPE => proof_type.clone());

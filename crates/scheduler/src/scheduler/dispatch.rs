@@ -12,7 +12,7 @@
 use super::{Effect, Scheduler};
 use crate::provers::ProverLoad;
 use proofmill_types::{
-    BatchNumber, FencingToken, JobKey, JobState, Lease, Millis, ProofType, ProverId,
+    BatchNumber, ChainId, FencingToken, JobKey, JobState, Lease, Millis, ProofType, ProverId,
 };
 
 /// A lease the mechanism refused: the pair is not eligible now.
@@ -23,9 +23,10 @@ pub struct NotEligible {
     pub key: JobKey,
 }
 
-/// Ready jobs of one program version and proof type (the queue keeps them apart).
+/// Ready jobs of one chain, program version and proof type (the queue keeps them apart).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ReadyGroup {
+    pub chain: ChainId,
     pub version: String,
     pub proof_type: ProofType,
 }
@@ -99,28 +100,47 @@ impl<'a> Dispatch<'a> {
         self.scheduler.queue.ready_len() > 0
     }
 
-    /// The oldest ready job `prover` may take now (`None` also when it has no free slot).
+    /// The job `prover` should take now (`None` also when it has no free slot): the oldest
+    /// ready job it may take of the chain that uses least of its share of the fleet
+    /// ([`crate::ChainShares`]) among the chains with such a job.
     pub fn oldest_for(&self, prover: &ProverId) -> Option<JobKey> {
         let s = &self.scheduler;
         let p = s.provers.get(prover)?;
         if p.free_slots() == 0 || s.cordoned.contains_key(prover) {
             return None;
         }
-        let (version, types) = (&p.info.version, p.info.proof_types.iter());
-        if s.failed_by.is_empty() {
-            s.queue.peek_oldest(version, types)
-        } else {
-            s.queue
-                .peek_oldest_where(version, types, |key| !s.passes_over(prover, key))
+        let version = &p.info.version;
+        let oldest = |chain: ChainId| {
+            let types = p.info.proof_types.iter();
+            if s.failed_by.is_empty() {
+                s.queue.peek_oldest(chain, version, types)
+            } else {
+                s.queue
+                    .peek_oldest_where(chain, version, types, |key| !s.passes_over(prover, key))
+            }
+        };
+        let chains = s.queue.chains_ready(version, &p.info.proof_types);
+        if chains.len() <= 1 {
+            return oldest(*chains.first()?);
         }
+        let mut by_turn: Vec<_> = chains.into_iter().map(|c| self.turn(c)).collect();
+        by_turn.sort_unstable();
+        by_turn.into_iter().find_map(|(_, c)| oldest(c))
     }
 
-    /// Groups of ready jobs, in (version, proof type) order.
+    /// Where `chain` stands in the fair sharing of the fleet between chains
+    /// ([`crate::ChainShares`]): the chain whose key is least is owed the next slot.
+    pub fn turn(&self, chain: ChainId) -> (u128, ChainId) {
+        self.scheduler.fair.start_tag(chain)
+    }
+
+    /// Groups of ready jobs, in (chain, version, proof type) order.
     pub fn ready_groups(&self) -> Vec<ReadyGroup> {
         self.scheduler
             .queue
             .ready_groups()
-            .map(|(version, proof_type)| ReadyGroup {
+            .map(|(chain, version, proof_type)| ReadyGroup {
+                chain,
                 version: version.to_string(),
                 proof_type: proof_type.clone(),
             })
@@ -131,7 +151,7 @@ impl<'a> Dispatch<'a> {
     pub fn nth_ready(&self, group: &ReadyGroup, n: usize) -> Option<BatchNumber> {
         self.scheduler
             .queue
-            .ready_batches(&group.version, &group.proof_type)
+            .ready_batches(group.chain, &group.version, &group.proof_type)
             .nth(n)
     }
 
@@ -232,6 +252,7 @@ impl<'a> Dispatch<'a> {
         if let Some(adv) = p.advertised_free.as_mut() {
             *adv = adv.saturating_sub(1);
         }
+        s.fair.charge(&s.config.chain_shares, key.chain);
         self.effects.push(Effect::Persist(job.clone()));
         self.effects.push(Effect::AttemptStarted {
             key: key.clone(),

@@ -131,7 +131,11 @@ mod tests {
 
     fn job(batch: u64, arrives_at: Millis, work_ms: Millis) -> SimJob {
         SimJob {
-            key: JobKey::new(batch, ProofType::new("exec").unwrap()),
+            key: JobKey::new(
+                proofmill_types::DEFAULT_CHAIN,
+                batch,
+                ProofType::new("exec").unwrap(),
+            ),
             arrives_at,
             work_ms,
         }

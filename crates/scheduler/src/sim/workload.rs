@@ -2,7 +2,7 @@
 //! leave) and the jobs (when they arrive, how much work each is).
 
 use crate::ProverInfo;
-use proofmill_types::{JobKey, Millis, ProofType};
+use proofmill_types::{DEFAULT_CHAIN, JobKey, Millis, ProofType};
 
 /// Program version of every simulated batch and prover.
 pub(super) const VERSION: &str = "sim";
@@ -109,7 +109,7 @@ impl Workload {
                 // Uniform in [0.8, 1.2] × mean.
                 let permille = 800 + rng.next() % 401;
                 jobs.push(SimJob {
-                    key: JobKey::new(batch, t.clone()),
+                    key: JobKey::new(DEFAULT_CHAIN, batch, t.clone()),
                     arrives_at: (batch - 1) * ARRIVAL_EVERY_MS,
                     work_ms: mean * permille / 1_000,
                 });

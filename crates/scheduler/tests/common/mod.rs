@@ -21,7 +21,11 @@ pub fn info(types: &[&str], capacity: u32, version: &str) -> ProverInfo {
 }
 
 pub fn job(batch: u64, t: &str, version: &str) -> Job {
-    Job::new_queued(JobKey::new(batch, pt(t)), version.into(), 0)
+    Job::new_queued(
+        JobKey::new(proofmill_types::DEFAULT_CHAIN, batch, pt(t)),
+        version.into(),
+        0,
+    )
 }
 
 pub fn dispatches(effects: &[Effect]) -> Vec<(ProverId, Job)> {

@@ -132,7 +132,12 @@ async fn invalid_proof_is_isolated_and_reproven(chain: Chain, db: Db) {
     let key = exec_key(3);
     let store = r.run.coord.store().clone();
     let mut rec = store.proof(&key).await.unwrap().unwrap();
-    let stored = store.batch(3).await.unwrap().unwrap().public_values;
+    let stored = store
+        .batch(proofmill_types::DEFAULT_CHAIN, 3)
+        .await
+        .unwrap()
+        .unwrap()
+        .public_values;
     let mut bad = proofmill_devnet::StateTransition::from_public_values(&stored).unwrap();
     bad.new_state_root = Digest::sha256(b"not the state root");
     rec.inline = Some(bad.encode().to_vec());

@@ -262,5 +262,9 @@ pub fn distinct_txs(recs: &[(u64, u64, String)]) -> usize {
 }
 
 pub fn exec_key(batch: u64) -> JobKey {
-    JobKey::new(batch, ProofType::new("exec").unwrap())
+    JobKey::new(
+        proofmill_types::DEFAULT_CHAIN,
+        batch,
+        ProofType::new("exec").unwrap(),
+    )
 }

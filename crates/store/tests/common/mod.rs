@@ -13,7 +13,7 @@ pub fn pt(name: &str) -> ProofType {
 }
 
 pub fn key(batch: u64, t: &str) -> JobKey {
-    JobKey::new(batch, pt(t))
+    JobKey::new(proofmill_types::DEFAULT_CHAIN, batch, pt(t))
 }
 
 pub fn digest(seed: u64) -> Digest {
@@ -22,6 +22,7 @@ pub fn digest(seed: u64) -> Digest {
 
 pub fn batch(number: u64, required: &[&str]) -> Batch {
     Batch {
+        chain: proofmill_types::DEFAULT_CHAIN,
         number,
         version: "v1".into(),
         input_key: format!("inputs/{number:012}.bin"),

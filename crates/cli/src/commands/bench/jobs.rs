@@ -53,6 +53,7 @@ async fn submit_range(coord: &Coordinator, first: u64, last: u64) -> anyhow::Res
                 .into();
                 coord
                     .submit_batch(NewBatch {
+                        chain: proofmill_types::DEFAULT_CHAIN,
                         number: n,
                         version: "bench".into(),
                         input,
@@ -74,7 +75,7 @@ async fn submit_range(coord: &Coordinator, first: u64, last: u64) -> anyhow::Res
 /// status, which lists every prover: polled often in a fleet of thousands, that list cost
 /// the coordinator's core a fifth of its time (BENCHMARKS.md, Fleet, 2026-12-05).
 pub async fn proven(coord: &Coordinator) -> anyhow::Result<u64> {
-    let counts = coord.store().job_counts().await?;
+    let counts = coord.store().job_counts(None).await?;
     Ok(counts
         .values()
         .filter_map(|by_state| by_state.get(&proofmill_types::JobState::Proven))

@@ -146,6 +146,7 @@ async fn prove_via(
     let started = Instant::now();
     coord
         .submit_batch(NewBatch {
+            chain: proofmill_types::DEFAULT_CHAIN,
             number: b.number,
             version: VERSION.into(),
             input: b.input.clone().into(),

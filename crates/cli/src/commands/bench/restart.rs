@@ -17,7 +17,7 @@ use proofmill_devnet_node::DevnetSnapshots;
 use proofmill_proto::v1::HealthCheckRequest;
 use proofmill_proto::v1::admin_service_client::AdminServiceClient;
 use proofmill_store::{Blobs, Change, Store, open_store};
-use proofmill_types::{Batch, Digest, Job, JobKey, JobState, ProofType};
+use proofmill_types::{Batch, DEFAULT_CHAIN, Digest, Job, JobKey, JobState, ProofType};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -48,7 +48,7 @@ pub async fn restart(a: BenchRestartArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()));
     let blobs_url = format!("file://{}/blobs", dir.path().display());
     let store = open_store(&db).await.context("opening the store")?;
-    if store.last_sealed_batch().await?.is_some() {
+    if store.last_sealed_batch(DEFAULT_CHAIN).await?.is_some() {
         bail!("the bench needs an empty database: {db} already holds batches");
     }
     let blobs = Blobs::from_url(&blobs_url)?;
@@ -157,7 +157,11 @@ async fn prepare(store: Arc<dyn Store>, blobs: Blobs, n: u64) -> anyhow::Result<
     // Old batches are proven: the restart loads only open jobs.
     let proven: Vec<Change> = (1..=empty)
         .map(|b| {
-            let mut job = Job::new_queued(JobKey::new(b, exec.clone()), VERSION.into(), 0);
+            let mut job = Job::new_queued(
+                JobKey::new(DEFAULT_CHAIN, b, exec.clone()),
+                VERSION.into(),
+                0,
+            );
             job.state = JobState::Proven;
             Change::Job(job)
         })
@@ -165,7 +169,7 @@ async fn prepare(store: Arc<dyn Store>, blobs: Blobs, n: u64) -> anyhow::Result<
     for chunk in proven.chunks(5_000) {
         store.apply(chunk).await?;
     }
-    DevnetSnapshots::new(store.clone(), blobs.clone())
+    DevnetSnapshots::new(store.clone(), blobs.clone(), DEFAULT_CHAIN)
         .save(&devnet)
         .await?;
     let tail = n - empty;
@@ -187,6 +191,7 @@ async fn insert(
     futures::stream::iter(sealed)
         .map(|s| async move {
             let batch = Batch {
+                chain: DEFAULT_CHAIN,
                 number: s.number,
                 version: VERSION.into(),
                 input_key: format!("inputs/{:012}.bin", s.number),
