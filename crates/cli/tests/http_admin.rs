@@ -308,7 +308,7 @@ fn operate(dir: &std::path::Path, db: &str) -> (Proc, String, Proc) {
     );
     let message = refused.body["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains("takes its batches from its devnet"),
+        message.contains("takes the batches of chain 1 from its devnet"),
         "{message}"
     );
     assert_eq!(

@@ -272,28 +272,17 @@ async fn the_fetcher_survives_every_misbehaviour_and_takes_only_good_batches() {
     .unwrap();
     let store = coord.store().clone();
     wait_until("batch 2 stored", async || {
-        store
-            .batch(common::CHAIN, 2)
-            .await
-            .unwrap()
-            .is_some()
+        store.batch(common::CHAIN, 2).await.unwrap().is_some()
     })
     .await;
     pull.stop().await;
 
     // Only the good batches, with their own content.
     assert_eq!(
-        store
-            .last_sealed_batch(common::CHAIN)
-            .await
-            .unwrap(),
+        store.last_sealed_batch(common::CHAIN).await.unwrap(),
         Some(2)
     );
-    let b1 = store
-        .batch(common::CHAIN, 1)
-        .await
-        .unwrap()
-        .unwrap();
+    let b1 = store.batch(common::CHAIN, 1).await.unwrap().unwrap();
     let w = WitnessInput::from_json(&good[0].witness_input_data).unwrap();
     assert_eq!(b1.input_digest, proofmill_types::Digest::sha256(&w.input));
     assert_eq!(b1.version, "0.28.0");
@@ -448,11 +437,7 @@ async fn the_fetcher_asks_again_at_once_while_the_core_has_a_backlog() {
     let pull = Pull::start(gateway.clone(), cfg).unwrap();
     let store = coord.store().clone();
     wait_until("all five batches stored", async || {
-        store
-            .last_sealed_batch(common::CHAIN)
-            .await
-            .unwrap()
-            == Some(5)
+        store.last_sealed_batch(common::CHAIN).await.unwrap() == Some(5)
     })
     .await;
     pull.stop().await;

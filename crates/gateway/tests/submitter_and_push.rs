@@ -68,12 +68,7 @@ async fn cancelled_batches_go_back_skipped_in_order_and_progress_is_durable() {
     .unwrap();
     let store = coord.store().clone();
     for _ in 0..100 {
-        if store
-            .batch(common::CHAIN, 2)
-            .await
-            .unwrap()
-            .is_some()
-        {
+        if store.batch(common::CHAIN, 2).await.unwrap().is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -81,10 +76,7 @@ async fn cancelled_batches_go_back_skipped_in_order_and_progress_is_durable() {
     // No prover: batch 1 stays queued. Batch 2 cancelled must still wait for it.
     coord
         .intake()
-        .cancel_batch(
-            proofmill_types::BatchId::new(common::CHAIN, 2),
-            "test",
-        )
+        .cancel_batch(proofmill_types::BatchId::new(common::CHAIN, 2), "test")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -93,10 +85,7 @@ async fn cancelled_batches_go_back_skipped_in_order_and_progress_is_durable() {
 
     coord
         .intake()
-        .cancel_batch(
-            proofmill_types::BatchId::new(common::CHAIN, 1),
-            "test",
-        )
+        .cancel_batch(proofmill_types::BatchId::new(common::CHAIN, 1), "test")
         .await
         .unwrap();
     for _ in 0..100 {

@@ -598,6 +598,8 @@ mod tests {
             "active_url": null,
             "lease_epoch": null,
             "paused": [],
+            "chain_id": 0,
+            "chains": [],
         });
         assert_eq!(status_json(&sample()), expected);
         // One line, one object.
@@ -615,6 +617,7 @@ mod tests {
                 "from_memory": false, "store_error": null, "as_of_ms": null,
                 "warnings": [], "intake_window": 0,
                 "standby": false, "active_url": null, "lease_epoch": null, "paused": [],
+                "chain_id": 0, "chains": [],
             })
         );
 

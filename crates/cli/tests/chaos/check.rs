@@ -40,6 +40,9 @@ pub struct JobRecord {
     /// `queued`, `leased`, `proven`, `failed` or `cancelled`.
     pub state: String,
     pub proof: Option<StoredProof>,
+    /// Tokens of the job's leases the store committed (its attempts: each is written in the
+    /// transaction of its lease).
+    pub committed: Vec<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -172,14 +175,14 @@ fn check_fencing(h: &History, v: &mut Vec<String>) {
                 p.prover_name
             ));
         }
-        // Only a later lease of a later coordinator run (tokens of a run lie above a fresh
-        // multiple of 2^32) proves the stored one stale. Within a run, a coordinator sends
-        // tasks before their lease is durable (up to `max_uncommitted_dispatches`); when it
-        // is killed or fenced before that commit, the earlier lease is still the durable
-        // one, and its result is rightly accepted by the next active coordinator.
+        // Only a later lease the store committed proves the stored one stale. A coordinator
+        // sends tasks before their lease is durable (up to `max_uncommitted_dispatches`);
+        // when it is killed or fenced before that commit, the earlier lease is still the
+        // durable one (in that run or the next), and its result is rightly accepted by the
+        // next active coordinator.
         if let Some((name, later)) = issued
             .iter()
-            .filter(|(_, t)| *t >> 32 > p.token >> 32)
+            .filter(|(_, t)| *t > p.token && job.committed.contains(t))
             .max_by_key(|(_, t)| *t)
         {
             v.push(format!(
@@ -302,6 +305,7 @@ mod tests {
                             token: token + 1,
                             readable: Ok(()),
                         }),
+                        committed: vec![token, token + 1],
                     },
                 );
                 token += 2;
@@ -396,14 +400,34 @@ mod tests {
         // The stored proof answered p1's lease, but p2 got a later one.
         let key = (1, "audit".to_string());
         let stale = h.issued[&key][0].clone();
-        // The later lease is from a later coordinator run.
-        h.issued.get_mut(&key).unwrap()[1].1 = stale.1 + (1 << 32);
+        // The later lease is from a later coordinator run, and the store committed it.
+        let later = stale.1 + (1 << 32);
+        h.issued.get_mut(&key).unwrap()[1].1 = later;
         let job = h.jobs.get_mut(&key).unwrap();
+        job.committed = vec![stale.1, later];
         let p = job.proof.as_mut().unwrap();
         p.prover_name = stale.0.clone();
         p.token = stale.1;
         h.acked.insert(key, vec![stale]);
         only(&h, "1/audit: stale result accepted");
+    }
+
+    #[test]
+    fn a_later_run_lease_never_committed_does_not_make_the_durable_one_stale() {
+        let mut h = good();
+        // p1's durable lease proved it; p2's lease of a later run went out ahead of its
+        // commit, and that run was fenced before committing it (chaos seed
+        // 1796495053677813626).
+        let key = (1, "audit".to_string());
+        let first = h.issued[&key][0].clone();
+        h.issued.get_mut(&key).unwrap()[1].1 = first.1 + (1 << 32);
+        let job = h.jobs.get_mut(&key).unwrap();
+        job.committed = vec![first.1];
+        let p = job.proof.as_mut().unwrap();
+        p.prover_name = first.0.clone();
+        p.token = first.1;
+        h.acked.insert(key, vec![first]);
+        assert_eq!(check(&h), Vec::<String>::new());
     }
 
     #[test]
@@ -413,7 +437,9 @@ mod tests {
         // its commit by a coordinator killed before committing it.
         let key = (1, "audit".to_string());
         let first = h.issued[&key][0].clone();
-        let p = h.jobs.get_mut(&key).unwrap().proof.as_mut().unwrap();
+        let job = h.jobs.get_mut(&key).unwrap();
+        job.committed = vec![first.1];
+        let p = job.proof.as_mut().unwrap();
         p.prover_name = first.0.clone();
         p.token = first.1;
         h.acked.insert(key, vec![first]);

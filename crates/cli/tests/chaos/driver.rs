@@ -785,11 +785,19 @@ async fn gather_store(
                     })
                 }
             };
+            let committed = store
+                .attempts(proofmill_types::DEFAULT_CHAIN, n, Some(pt), 1000)
+                .await
+                .expect("reading attempts")
+                .iter()
+                .map(|a| a.token.0)
+                .collect();
             h.jobs.insert(
                 (n, pt.to_string()),
                 JobRecord {
                     state: job.state.to_string(),
                     proof,
+                    committed,
                 },
             );
         }
