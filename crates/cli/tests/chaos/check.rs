@@ -496,6 +496,7 @@ mod tests {
             JobRecord {
                 state: "queued".into(),
                 proof: None,
+                committed: Vec::new(),
             },
         );
         h.acked.remove(&key);
