@@ -24,7 +24,9 @@ use std::time::Duration;
 
 pub use alloy::primitives::{Address, B256, U256};
 pub use contracts::{DevExecVerifier, Groth16BatchVerifier, Rollup};
-pub use revm_l1::{BLOCK_TIME as EMBEDDED_BLOCK_TIME, RevmConfig, RevmL1, SPEC as EVM_SPEC, dev_sequencer};
+pub use revm_l1::{
+    BLOCK_TIME as EMBEDDED_BLOCK_TIME, RevmConfig, RevmL1, SPEC as EVM_SPEC, dev_sequencer,
+};
 pub use rpc_l1::{RpcConfig, RpcL1, deploy_rollup, deploy_rollup_with};
 
 /// Chain id of the embedded L1 (the same as anvil's default, so addresses and hashes line up).
@@ -40,12 +42,12 @@ pub const DEV_ACCOUNTS: [&str; 10] = [
     "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
     "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
     "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
-    "0x90F79bf6EB2c4f870365E785982E1f87C6aE5Ed8",
+    "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
     "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65",
     "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc",
     "0x976EA74026E726554dB657fA54763abd0C3a0aa9",
     "0x14dC79964da2C08b23698B3D3cc7Ca32193d9955",
-    "0x23618e81E3f5cdF7f54C3d65f7FBc0aBf5B21E8F",
+    "0x23618e81E3f5cdF7f54C3d65f7FBc0aBf5B21E8f",
     "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720",
 ];
 
@@ -247,6 +249,15 @@ pub trait L1: Send + Sync {
     async fn committed_batches(&self, from_batch: u64) -> Result<Vec<CommittedBatch>>;
 }
 
+/// The latest block of a chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHead {
+    pub number: u64,
+    /// Seconds since the Unix epoch, as the block is stamped (the chain's clock, which a dev
+    /// chain can move ahead of the wall clock).
+    pub timestamp: u64,
+}
+
 /// One log (event) a contract emitted, as the chain recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEntry {
@@ -361,4 +372,18 @@ pub fn exec_proof(old_root: Digest, new_root: Digest, commitment: Digest) -> Vec
     }
     .encode()
     .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_accounts_are_checksummed_addresses() {
+        // A typo in a checksummed address breaks its checksum.
+        for a in DEV_ACCOUNTS {
+            Address::parse_checksummed(a, None).unwrap_or_else(|e| panic!("{a}: {e}"));
+        }
+        assert_eq!(DEV_ACCOUNTS[0].parse::<Address>().unwrap(), dev_sequencer());
+    }
 }

@@ -3,8 +3,8 @@
 use crate::contracts::{self, View};
 use crate::txlog::{LogRecord, TxLog};
 use crate::{
-    CommittedBatch, DEV_ACCOUNTS, DEV_CHAIN_ID, DEV_SEQUENCER_KEY, L1, L1Error, LogEntry, Result,
-    Revert, TxOutcome, TxStatus, VerifiedRange, VerifierKind,
+    BlockHead, CommittedBatch, DEV_ACCOUNTS, DEV_CHAIN_ID, DEV_SEQUENCER_KEY, L1, L1Error,
+    LogEntry, Result, Revert, TxOutcome, TxStatus, VerifiedRange, VerifierKind,
 };
 use alloy::primitives::{Address, Bytes, TxKind, keccak256};
 use alloy::signers::local::PrivateKeySigner;
@@ -15,8 +15,8 @@ use revm::context_interface::result::{EVMError, ExecutionResult};
 use revm::database::{CacheDB, EmptyDB};
 use revm::handler::MainnetContext;
 use revm::primitives::U256;
-use revm::state::AccountInfo;
 use revm::primitives::hardfork::SpecId;
+use revm::state::AccountInfo;
 use revm::{Context, Database, DatabaseCommit, ExecuteEvm, MainBuilder, MainContext, MainnetEvm};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -278,9 +278,13 @@ impl RevmL1 {
         }
     }
 
-    /// Timestamp of the last block (the next one is [`BLOCK_TIME`] later).
-    pub fn timestamp(&self) -> u64 {
-        block_timestamp(self.lock().block)
+    /// Number and timestamp of the last block (the next one is [`BLOCK_TIME`] later).
+    pub fn head(&self) -> BlockHead {
+        let number = self.lock().block;
+        BlockHead {
+            number,
+            timestamp: block_timestamp(number),
+        }
     }
 
     /// Moves the chain's clock at least `secs` ahead by skipping empty blocks

@@ -3,8 +3,8 @@
 
 use crate::contracts::{self, View};
 use crate::{
-    CommittedBatch, L1, L1Error, LogEntry, Result, Revert, TxOutcome, TxStatus, VerifiedRange,
-    VerifierKind,
+    BlockHead, CommittedBatch, L1, L1Error, LogEntry, Result, Revert, TxOutcome, TxStatus,
+    VerifiedRange, VerifierKind,
 };
 use alloy::eips::BlockId;
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
@@ -589,6 +589,32 @@ impl RpcL1 {
             .rpc("eth_call", self.provider.call(tx).into_future())
             .await?;
         Ok(out.to_vec())
+    }
+
+    /// Number and timestamp of the node's latest block.
+    pub async fn head(&self) -> Result<BlockHead> {
+        let block = self
+            .rpc(
+                "eth_getBlockByNumber",
+                self.provider
+                    .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+                    .into_future(),
+            )
+            .await?
+            .ok_or_else(|| L1Error::Rpc("eth_getBlockByNumber: no latest block".into()))?;
+        Ok(BlockHead {
+            number: block.header.number,
+            timestamp: block.header.timestamp,
+        })
+    }
+
+    /// Balance of `who` in wei at the latest block.
+    pub async fn balance(&self, who: Address) -> Result<U256> {
+        self.rpc(
+            "eth_getBalance",
+            self.provider.get_balance(who).into_future(),
+        )
+        .await
     }
 
     /// Number of the node's latest block.
