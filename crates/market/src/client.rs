@@ -97,10 +97,13 @@ pub struct MarketClient<A> {
 }
 
 /// The market over JSON-RPC: one signer per client, EIP-1559 fees with bumps, receipts
-/// checked (everything `proofmill_l1::RpcL1` does for the rollup).
+/// checked (everything `proofmill_l1::RpcL1` does for the rollup). Sends are serialized per
+/// client, and nonces are taken from the node: give each key one client.
 pub type RpcMarket = MarketClient<RpcL1>;
 /// The market on the embedded revm L1. Clients for several senders share one chain
-/// ([`RevmMarket::as_sender`]); the chain's clock moves with `RevmL1::advance_time`.
+/// ([`RevmMarket::as_sender`]). Every transaction is a block `EMBEDDED_BLOCK_TIME` (12 s)
+/// after the last; `RevmL1::advance_time` moves the clock further (anvil's dev accounts are
+/// funded at genesis, so they can pay escrow).
 pub type RevmMarket = MarketClient<RevmL1>;
 
 impl<A> std::fmt::Debug for MarketClient<A> {
@@ -135,7 +138,7 @@ impl<A: ChainAccess> MarketClient<A> {
             TxStatus::Success => Ok(tx),
             TxStatus::Reverted(r) => Err(MarketError::Refused {
                 revert: MarketRevert::of_l1(&r),
-                mined: Some(tx),
+                mined: Some(Box::new(tx)),
             }),
         }
     }

@@ -147,10 +147,11 @@ pub enum MarketError {
     /// The contract refused the call. `mined: None`: found by the pre-flight check, nothing
     /// was sent and nothing changed. `Some`: the transaction was mined and reverted (the
     /// state moved between the check and the block): gas was spent, nothing else changed.
+    /// (Boxed: the rare case should not make every `Result` larger.)
     #[error("proof market refused: {revert}")]
     Refused {
         revert: MarketRevert,
-        mined: Option<MarketTx>,
+        mined: Option<Box<MarketTx>>,
     },
     /// The node refused to return the logs of this block range (too many blocks or results);
     /// a smaller range may pass.

@@ -97,7 +97,8 @@ impl MarketWatcher {
                     });
                 }
                 Err(MarketError::RangeTooLarge { msg, .. }) if to > from => {
-                    self.range = ((to - from + 1) / 2).max(1);
+                    let refused_len = to - from + 1;
+                    self.range = (refused_len / 2).max(1);
                     tracing::info!(
                         from,
                         to,

@@ -216,6 +216,21 @@ async fn whole_life(m: Market) {
             "{name}: event {i}"
         );
     }
+
+    // A watcher over any `MarketL1` client (upcast to its events) reads the same, the
+    // newest blocks included with 0 confirmations.
+    let source: Arc<dyn MarketEvents> = m.stranger.clone();
+    let mut w = MarketWatcher::new(
+        source,
+        WatcherConfig {
+            confirmations: 0,
+            max_block_range: 10_000,
+        },
+    );
+    let batch = w.poll(m.deployed_at).await.unwrap();
+    assert!(batch.caught_up);
+    assert_eq!(batch.last_processed, claim_tx.block);
+    assert_eq!(batch.events, events);
 }
 
 async fn refusal(m: Market) {
