@@ -132,10 +132,11 @@ impl MarketRevert {
     pub(crate) fn of_l1(revert: &Revert) -> MarketRevert {
         match revert {
             Revert::Other { data, .. } => MarketRevert::decode(data),
-            // Only the rollup's selectors decode as these; the market has none of them.
-            other => MarketRevert::Other {
+            // Only the rollup's own selectors decode as these (their data is not kept); no
+            // market error has one of them (tested below).
+            _ => MarketRevert::Other {
                 selector: None,
-                data: other.to_string().into_bytes(),
+                data: Vec::new(),
             },
         }
     }

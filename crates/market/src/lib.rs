@@ -25,7 +25,7 @@ pub use client::{ChainAccess, MarketClient, RevmMarket, RpcMarket, deploy_market
 pub use contract::ProofMarket;
 pub use error::{MarketError, MarketRevert, Result, is_range_refusal};
 pub use event::{LogPosition, MarketEvent};
-pub use proofmill_l1::BlockHead;
+pub use proofmill_l1::{BlockHead, RevmL1, RpcConfig, RpcL1};
 pub use watcher::{MarketWatcher, WatchBatch, WatcherConfig};
 
 /// A proof request's key: the rollup's chain id and the batch number.

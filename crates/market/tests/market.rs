@@ -722,3 +722,39 @@ async fn requests_1_to_4(m: &Market) -> Vec<Option<proofmill_market::Request>> {
     }
     out
 }
+
+/// A node that goes away: every call, and the watcher's poll, comes back as a transient error
+/// value (retry later), never a refusal and never a panic.
+#[tokio::test]
+async fn a_dead_node_is_a_transient_error_value() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let anvil = Anvil::start();
+    let deployer =
+        proofmill_l1::RpcL1::new(&anvil.url, DEV_KEYS[0], Default::default(), fast_cfg())
+            .await
+            .unwrap();
+    let address = deploy_market(&deployer, &settings()).await.unwrap();
+    let submitter: Arc<dyn MarketL1> = Arc::new(
+        RpcMarket::connect(&anvil.url, DEV_KEYS[1], address, fast_cfg())
+            .await
+            .unwrap(),
+    );
+    let mut w = MarketWatcher::new(submitter.clone(), WatcherConfig::default());
+    assert!(w.poll(0).await.unwrap().caught_up);
+    let url = anvil.url.clone();
+    drop(anvil); // killed and reaped
+
+    let err = w.poll(0).await.unwrap_err();
+    assert!(err.is_transient() && err.refusal().is_none(), "{err:?}");
+    let err = submitter
+        .submit_proof_request(id(1), &params(eth(1), 1200), eth(1))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient() && err.refusal().is_none(), "{err:?}");
+    let err = submitter.request(id(1)).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    let err = RpcMarket::connect(&url, DEV_KEYS[1], address, fast_cfg())
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+}
