@@ -22,9 +22,11 @@ use proofmill_types::Digest;
 use std::fmt;
 use std::time::Duration;
 
-pub use alloy::primitives::Address;
+pub use alloy::primitives::{Address, B256, U256};
 pub use contracts::{DevExecVerifier, Groth16BatchVerifier, Rollup};
-pub use revm_l1::{RevmConfig, RevmL1, SPEC as EVM_SPEC, dev_sequencer};
+pub use revm_l1::{
+    BLOCK_TIME as EMBEDDED_BLOCK_TIME, RevmConfig, RevmL1, SPEC as EVM_SPEC, dev_sequencer,
+};
 pub use rpc_l1::{RpcConfig, RpcL1, deploy_rollup, deploy_rollup_with};
 
 /// Chain id of the embedded L1 (the same as anvil's default, so addresses and hashes line up).
@@ -33,6 +35,21 @@ pub const DEV_CHAIN_ID: u64 = 31337;
 /// Anvil's well-known first dev key (`test test ... junk`, index 0). DEV ONLY.
 pub const DEV_SEQUENCER_KEY: &str =
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+/// Anvil's first ten dev accounts (the `test test ... junk` mnemonic); the embedded L1 funds
+/// each with 10,000 ETH at genesis, as anvil does. DEV ONLY.
+pub const DEV_ACCOUNTS: [&str; 10] = [
+    "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+    "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+    "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+    "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
+    "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65",
+    "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc",
+    "0x976EA74026E726554dB657fA54763abd0C3a0aa9",
+    "0x14dC79964da2C08b23698B3D3cc7Ca32193d9955",
+    "0x23618e81E3f5cdF7f54C3d65f7FBc0aBf5B21E8f",
+    "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720",
+];
 
 /// Number of verifying-key words of a Groth16 circuit with 3 public inputs (what
 /// `proofmill_groth16::vk_words` returns): alpha 2, beta/gamma/delta 4 each, IC 4 x 2.
@@ -232,6 +249,28 @@ pub trait L1: Send + Sync {
     async fn committed_batches(&self, from_batch: u64) -> Result<Vec<CommittedBatch>>;
 }
 
+/// The latest block of a chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHead {
+    pub number: u64,
+    /// Seconds since the Unix epoch, as the block is stamped (the chain's clock, which a dev
+    /// chain can move ahead of the wall clock).
+    pub timestamp: u64,
+}
+
+/// One log (event) a contract emitted, as the chain recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    /// The emitting contract.
+    pub address: Address,
+    pub topics: Vec<B256>,
+    pub data: Vec<u8>,
+    pub block: u64,
+    pub tx_hash: [u8; 32],
+    /// Position of the log in its block.
+    pub log_index: u64,
+}
+
 /// One batch's commit transaction, as the chain recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommittedBatch {
@@ -333,4 +372,18 @@ pub fn exec_proof(old_root: Digest, new_root: Digest, commitment: Digest) -> Vec
     }
     .encode()
     .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_accounts_are_checksummed_addresses() {
+        // A typo in a checksummed address breaks its checksum.
+        for a in DEV_ACCOUNTS {
+            Address::parse_checksummed(a, None).unwrap_or_else(|e| panic!("{a}: {e}"));
+        }
+        assert_eq!(DEV_ACCOUNTS[0].parse::<Address>().unwrap(), dev_sequencer());
+    }
 }

@@ -3,8 +3,8 @@
 use crate::contracts::{self, View};
 use crate::txlog::{LogRecord, TxLog};
 use crate::{
-    CommittedBatch, DEV_CHAIN_ID, DEV_SEQUENCER_KEY, L1, L1Error, Result, Revert, TxOutcome,
-    TxStatus, VerifiedRange, VerifierKind,
+    BlockHead, CommittedBatch, DEV_ACCOUNTS, DEV_CHAIN_ID, DEV_SEQUENCER_KEY, L1, L1Error,
+    LogEntry, Result, Revert, TxOutcome, TxStatus, VerifiedRange, VerifierKind,
 };
 use alloy::primitives::{Address, Bytes, TxKind, keccak256};
 use alloy::signers::local::PrivateKeySigner;
@@ -16,6 +16,7 @@ use revm::database::{CacheDB, EmptyDB};
 use revm::handler::MainnetContext;
 use revm::primitives::U256;
 use revm::primitives::hardfork::SpecId;
+use revm::state::AccountInfo;
 use revm::{Context, Database, DatabaseCommit, ExecuteEvm, MainBuilder, MainContext, MainnetEvm};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,10 @@ pub const SPEC: SpecId = SpecId::OSAKA;
 const TX_GAS_LIMIT: u64 = 16_000_000;
 const BLOCK_GAS_LIMIT: u64 = 36_000_000;
 const GENESIS_TIMESTAMP: u64 = 1_700_000_000;
-const BLOCK_TIME: u64 = 12;
+/// Seconds between blocks: block `n` is stamped `GENESIS_TIMESTAMP + BLOCK_TIME * n`.
+pub const BLOCK_TIME: u64 = 12;
+/// Genesis balance of each of [`DEV_ACCOUNTS`] (10,000 ETH, as anvil funds them).
+const DEV_BALANCE_ETH: u64 = 10_000;
 
 type Db = CacheDB<EmptyDB>;
 /// The EVM borrows the state for one operation (revm's EVM itself is not `Send`).
@@ -73,6 +77,8 @@ struct Inner {
     /// Every `BatchCommitted` event so far (rebuilt by the replay on open): a devnet's
     /// chain, as long as its transaction log.
     committed: Vec<CommittedBatch>,
+    /// Every log of every contract, oldest first (rebuilt by the replay on open).
+    logs: Vec<LogEntry>,
 }
 
 /// In-process L1. Clones made with [`RevmL1::with_sender`] share the chain.
@@ -114,7 +120,20 @@ impl RevmL1 {
             log,
             verified: Vec::new(),
             committed: Vec::new(),
+            logs: Vec::new(),
         };
+        // Genesis: anvil's dev accounts are funded, so transactions can carry ETH (gas is free
+        // here: the gas price is 0, so balances change nothing the rollup does).
+        let dev_balance = U256::from(DEV_BALANCE_ETH) * U256::from(10u64).pow(U256::from(18));
+        for who in DEV_ACCOUNTS {
+            inner.db.insert_account_info(
+                who.parse().expect("valid dev address"),
+                AccountInfo {
+                    balance: dev_balance,
+                    ..Default::default()
+                },
+            );
+        }
 
         // The deployment this configuration asks for.
         let deployer = cfg.sequencer;
@@ -146,7 +165,7 @@ impl RevmL1 {
             inner.replay(rec)?;
         }
         for code in deploys.into_iter().skip(n_deployed) {
-            let out = inner.execute(deployer, None, code, None)?;
+            let out = inner.execute(deployer, None, U256::ZERO, code, None)?;
             if !out.is_success() {
                 return Err(L1Error::Evm(format!(
                     "deployment reverted: {:?}",
@@ -204,14 +223,83 @@ impl RevmL1 {
     }
 
     fn send(&self, data: Vec<u8>) -> Result<TxOutcome> {
+        self.transact(self.rollup, data, U256::ZERO)
+    }
+
+    /// Sends a transaction from this handle's sender to any contract, with `value` wei, in a
+    /// new block (pre-flight checked unless [`RevmL1::with_preflight`] turned it off).
+    pub fn transact(&self, to: Address, data: Vec<u8>, value: U256) -> Result<TxOutcome> {
         let mut inner = self.lock();
         if self.preflight
-            && let Err(revert) = inner.call(self.sender, self.rollup, data.clone())?
+            && let Err(revert) = inner.call_value(self.sender, to, value, data.clone())?
         {
             return Err(L1Error::Reverted(revert));
         }
-        inner.execute(self.sender, Some(self.rollup), data, None)
+        inner.execute(self.sender, Some(to), value, data, None)
     }
+
+    /// Deploys `code` (creation code, constructor arguments appended) from this handle's
+    /// sender; returns the new contract's address. A deployment that reverts is
+    /// `Err(Reverted)` and is not recorded.
+    pub fn deploy(&self, code: Vec<u8>) -> Result<Address> {
+        let mut inner = self.lock();
+        let address = self.sender.create(inner.nonce(self.sender));
+        let out = inner.execute_if_success(self.sender, None, code)?;
+        debug_assert!(out.is_success());
+        Ok(address)
+    }
+
+    /// `eth_call` of any contract against the next block: its output, or
+    /// `Err(Reverted)`. Changes nothing.
+    pub fn call(&self, to: Address, data: Vec<u8>) -> Result<Vec<u8>> {
+        match self.lock().call(self.sender, to, data)? {
+            Ok(out) => Ok(out),
+            Err(revert) => Err(L1Error::Reverted(revert)),
+        }
+    }
+
+    /// The logs `address` emitted in blocks `from..=to`, oldest first.
+    pub fn logs(&self, address: Address, from: u64, to: u64) -> Vec<LogEntry> {
+        let inner = self.lock();
+        let start = inner.logs.partition_point(|l| l.block < from);
+        inner.logs[start..]
+            .iter()
+            .take_while(|l| l.block <= to)
+            .filter(|l| l.address == address)
+            .cloned()
+            .collect()
+    }
+
+    /// Balance of `who` in wei.
+    pub fn balance(&self, who: Address) -> U256 {
+        match self.lock().db.basic(who) {
+            Ok(Some(info)) => info.balance,
+            _ => U256::ZERO,
+        }
+    }
+
+    /// Number and timestamp of the last block (the next one is [`BLOCK_TIME`] later).
+    pub fn head(&self) -> BlockHead {
+        let number = self.lock().block;
+        BlockHead {
+            number,
+            timestamp: block_timestamp(number),
+        }
+    }
+
+    /// Moves the chain's clock at least `secs` ahead by skipping empty blocks
+    /// (`ceil(secs / BLOCK_TIME)` of them), as a chain does while nobody sends anything.
+    /// The skip is durable once a later transaction is logged (its block number carries it);
+    /// returns the new last block.
+    pub fn advance_time(&self, secs: u64) -> u64 {
+        let mut inner = self.lock();
+        inner.block += secs.div_ceil(BLOCK_TIME);
+        inner.block
+    }
+}
+
+fn block_timestamp(number: u64) -> u64 {
+    GENESIS_TIMESTAMP + BLOCK_TIME * number
 }
 
 fn evm_err<E: std::fmt::Debug>(e: EVMError<E>) -> L1Error {
@@ -234,7 +322,7 @@ impl Inner {
     fn evm(&mut self, number: u64) -> Evm<'_> {
         let block = BlockEnv {
             number: U256::from(number),
-            timestamp: U256::from(GENESIS_TIMESTAMP + BLOCK_TIME * number),
+            timestamp: U256::from(block_timestamp(number)),
             gas_limit: BLOCK_GAS_LIMIT,
             ..Default::default()
         };
@@ -258,6 +346,7 @@ impl Inner {
         &self,
         caller: Address,
         to: Option<Address>,
+        value: U256,
         data: Vec<u8>,
         nonce: u64,
     ) -> Result<TxEnv> {
@@ -267,6 +356,7 @@ impl Inner {
                 Some(to) => TxKind::Call(to),
                 None => TxKind::Create,
             })
+            .value(value)
             .data(Bytes::from(data))
             .gas_limit(TX_GAS_LIMIT)
             .nonce(nonce)
@@ -282,18 +372,44 @@ impl Inner {
         to: Address,
         data: Vec<u8>,
     ) -> Result<Result<Vec<u8>, Revert>> {
-        Ok(self.simulate(caller, to, data)?.map(|(out, _gas)| out))
+        self.call_value(caller, to, U256::ZERO, data)
+    }
+
+    fn call_value(
+        &mut self,
+        caller: Address,
+        to: Address,
+        value: U256,
+        data: Vec<u8>,
+    ) -> Result<Result<Vec<u8>, Revert>> {
+        Ok(self
+            .simulate(caller, Some(to), value, data)?
+            .map(|(out, _gas)| out))
+    }
+
+    /// Executes (a deployment when `to` is `None`) only if a simulation of it succeeds.
+    fn execute_if_success(
+        &mut self,
+        caller: Address,
+        to: Option<Address>,
+        data: Vec<u8>,
+    ) -> Result<TxOutcome> {
+        if let Err(revert) = self.simulate(caller, to, U256::ZERO, data.clone())? {
+            return Err(L1Error::Reverted(revert));
+        }
+        self.execute(caller, to, U256::ZERO, data, None)
     }
 
     /// Executes without committing: (output, gas used) or the revert.
     fn simulate(
         &mut self,
         caller: Address,
-        to: Address,
+        to: Option<Address>,
+        value: U256,
         data: Vec<u8>,
     ) -> Result<Result<(Vec<u8>, u64), Revert>> {
         let nonce = self.nonce(caller);
-        let tx = self.tx_env(caller, Some(to), data, nonce)?;
+        let tx = self.tx_env(caller, to, value, data, nonce)?;
         let res = self.evm(self.block + 1).transact(tx).map_err(evm_err)?;
         let gas = res.result.tx_gas_used();
         Ok(match revert_of(&res.result) {
@@ -311,12 +427,20 @@ impl Inner {
         &mut self,
         caller: Address,
         to: Option<Address>,
+        value: U256,
         data: Vec<u8>,
         expect: Option<&LogRecord>,
     ) -> Result<TxOutcome> {
+        // Blocks skipped by `advance_time` before this transaction: the logged block number
+        // says how many.
+        if let Some(rec) = expect
+            && rec.block > self.block + 1
+        {
+            self.block = rec.block - 1;
+        }
         let block = self.block + 1;
         let nonce = self.nonce(caller);
-        let tx = self.tx_env(caller, to, data.clone(), nonce)?;
+        let tx = self.tx_env(caller, to, value, data.clone(), nonce)?;
         let res = self.evm(block).transact(tx).map_err(evm_err)?;
         let gas_used = res.result.tx_gas_used();
         let revert = revert_of(&res.result);
@@ -326,6 +450,7 @@ impl Inner {
             nonce,
             gas_limit: TX_GAS_LIMIT,
             to,
+            value,
             data,
             success: revert.is_none(),
             gas_used,
@@ -357,7 +482,15 @@ impl Inner {
         self.db.commit(res.state);
         self.block = block;
         let hash = tx_hash(&rec);
-        for log in res.result.logs() {
+        for (index, log) in res.result.logs().iter().enumerate() {
+            self.logs.push(LogEntry {
+                address: log.address,
+                topics: log.topics().to_vec(),
+                data: log.data.data.to_vec(),
+                block,
+                tx_hash: hash,
+                log_index: index as u64,
+            });
             if let Some((first, last)) = contracts::batches_verified(log.topics()) {
                 self.verified.push(VerifiedRange {
                     first,
@@ -387,7 +520,7 @@ impl Inner {
     }
 
     fn replay(&mut self, rec: LogRecord) -> Result<()> {
-        self.execute(rec.caller, rec.to, rec.data.clone(), Some(&rec))
+        self.execute(rec.caller, rec.to, rec.value, rec.data.clone(), Some(&rec))
             .map(|_| ())
     }
 }
@@ -402,6 +535,10 @@ fn tx_hash(rec: &LogRecord) -> [u8; 32] {
     buf.extend_from_slice(rec.to.unwrap_or_default().as_slice());
     buf.extend_from_slice(&rec.gas_limit.to_be_bytes());
     buf.extend_from_slice(&rec.data);
+    // Appended only when ETH moves, so the hashes of value-less transactions stay as they were.
+    if !rec.value.is_zero() {
+        buf.extend_from_slice(&rec.value.to_be_bytes::<32>());
+    }
     keccak256(&buf).0
 }
 
@@ -446,7 +583,9 @@ impl L1 for RevmL1 {
         proofs: &[Vec<Vec<u8>>],
     ) -> Result<Result<u64, Revert>> {
         let data = contracts::verify_calldata(first, proofs);
-        let res = self.lock().simulate(self.sender, self.rollup, data)?;
+        let res = self
+            .lock()
+            .simulate(self.sender, Some(self.rollup), U256::ZERO, data)?;
         Ok(res.map(|(_, gas)| gas))
     }
 

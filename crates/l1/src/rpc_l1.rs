@@ -3,11 +3,12 @@
 
 use crate::contracts::{self, View};
 use crate::{
-    CommittedBatch, L1, L1Error, Result, Revert, TxOutcome, TxStatus, VerifiedRange, VerifierKind,
+    BlockHead, CommittedBatch, L1, L1Error, LogEntry, Result, Revert, TxOutcome, TxStatus,
+    VerifiedRange, VerifierKind,
 };
 use alloy::eips::BlockId;
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
-use alloy::primitives::{Address, B256, Bytes};
+use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::types::{Filter, TransactionReceipt, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
@@ -254,8 +255,17 @@ impl RpcL1 {
         to: Option<Address>,
         data: Vec<u8>,
     ) -> Result<(TxOutcome, Option<Address>)> {
+        self.send_value(to, data, U256::ZERO).await
+    }
+
+    async fn send_value(
+        &self,
+        to: Option<Address>,
+        data: Vec<u8>,
+        value: U256,
+    ) -> Result<(TxOutcome, Option<Address>)> {
         let _serial = self.send_lock.lock().await;
-        let base = self.request(to, data);
+        let base = self.request(to, data).with_value(value);
         let gas = match self.cfg.fixed_gas_limit {
             Some(g) => g,
             None => {
@@ -438,7 +448,9 @@ pub async fn deploy_rollup_with(
 }
 
 impl RpcL1 {
-    async fn deploy(&self, code: Vec<u8>) -> Result<Address> {
+    /// Deploys `code` (creation code, constructor arguments appended) from this client's
+    /// signer; returns the new contract's address.
+    pub async fn deploy(&self, code: Vec<u8>) -> Result<Address> {
         let (out, addr) = self.send(None, code).await?;
         match (out.status, addr) {
             (TxStatus::Success, Some(a)) => Ok(a),
@@ -559,6 +571,84 @@ impl L1 for RpcL1 {
 }
 
 impl RpcL1 {
+    /// Chain id the node reported.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// Sends a transaction to any contract with `value` wei, with the same fee, bump,
+    /// pre-flight and receipt handling as the rollup's transactions.
+    pub async fn transact(&self, to: Address, data: Vec<u8>, value: U256) -> Result<TxOutcome> {
+        Ok(self.send_value(Some(to), data, value).await?.0)
+    }
+
+    /// `eth_call` of any contract from this client's signer: its output, or `Err(Reverted)`.
+    pub async fn call(&self, to: Address, data: Vec<u8>) -> Result<Vec<u8>> {
+        let tx = self.request(Some(to), data);
+        let out = self
+            .rpc("eth_call", self.provider.call(tx).into_future())
+            .await?;
+        Ok(out.to_vec())
+    }
+
+    /// Number and timestamp of the node's latest block.
+    pub async fn head(&self) -> Result<BlockHead> {
+        let block = self
+            .rpc(
+                "eth_getBlockByNumber",
+                self.provider
+                    .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+                    .into_future(),
+            )
+            .await?
+            .ok_or_else(|| L1Error::Rpc("eth_getBlockByNumber: no latest block".into()))?;
+        Ok(BlockHead {
+            number: block.header.number,
+            timestamp: block.header.timestamp,
+        })
+    }
+
+    /// Balance of `who` in wei at the latest block.
+    pub async fn balance(&self, who: Address) -> Result<U256> {
+        self.rpc(
+            "eth_getBalance",
+            self.provider.get_balance(who).into_future(),
+        )
+        .await
+    }
+
+    /// Number of the node's latest block.
+    pub async fn block_number(&self) -> Result<u64> {
+        self.rpc(
+            "eth_blockNumber",
+            self.provider.get_block_number().into_future(),
+        )
+        .await
+    }
+
+    /// The logs `address` emitted in blocks `from..=to`, in chain order. The node's own
+    /// refusal of a range (too many blocks or results) comes back as its error, unchanged.
+    pub async fn logs(&self, address: Address, from: u64, to: u64) -> Result<Vec<LogEntry>> {
+        let filter = Filter::new().address(address).from_block(from).to_block(to);
+        let logs = self
+            .rpc("eth_getLogs", self.provider.get_logs(&filter).into_future())
+            .await?;
+        logs.into_iter()
+            .filter(|l| !l.removed)
+            .map(|l| {
+                let missing = |what| L1Error::Rpc(format!("eth_getLogs: a log without {what}"));
+                Ok(LogEntry {
+                    address: l.address(),
+                    topics: l.topics().to_vec(),
+                    data: l.data().data.to_vec(),
+                    block: l.block_number.ok_or_else(|| missing("block number"))?,
+                    tx_hash: l.transaction_hash.ok_or_else(|| missing("transaction"))?.0,
+                    log_index: l.log_index.ok_or_else(|| missing("log index"))?,
+                })
+            })
+            .collect()
+    }
+
     /// The rollup's logs with event `signature` in the last `log_lookback_blocks` blocks.
     async fn rollup_logs(&self, signature: B256) -> Result<Vec<alloy::rpc::types::Log>> {
         let latest = self

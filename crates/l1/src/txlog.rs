@@ -5,9 +5,13 @@
 //! fsynced before its state is committed in memory. On open, a torn last record (short, or
 //! with a bad checksum and nothing after it) is dropped and truncated away; a bad record
 //! followed by more data is corruption and an error.
+//!
+//! The target byte of a record is 0 (create) or 1 (call); a transaction that carries ETH uses
+//! 2 (create) or 3 (call) followed by the 32-byte big-endian value, so logs written before
+//! value transfers existed read the same.
 
 use crate::{L1Error, Result};
-use alloy::primitives::{Address, keccak256};
+use alloy::primitives::{Address, U256, keccak256};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -26,6 +30,8 @@ pub(crate) struct LogRecord {
     pub gas_limit: u64,
     /// `None`: contract creation.
     pub to: Option<Address>,
+    /// Wei sent with the transaction.
+    pub value: U256,
     pub data: Vec<u8>,
     pub success: bool,
     pub gas_used: u64,
@@ -38,12 +44,16 @@ impl LogRecord {
         out.extend_from_slice(self.caller.as_slice());
         out.extend_from_slice(&self.nonce.to_le_bytes());
         out.extend_from_slice(&self.gas_limit.to_le_bytes());
+        let with_value = if self.value.is_zero() { 0 } else { 2 };
         match self.to {
-            None => out.push(0),
+            None => out.push(with_value),
             Some(to) => {
-                out.push(1);
+                out.push(with_value + 1);
                 out.extend_from_slice(to.as_slice());
             }
+        }
+        if !self.value.is_zero() {
+            out.extend_from_slice(&self.value.to_be_bytes::<32>());
         }
         out.push(self.success as u8);
         out.extend_from_slice(&self.gas_used.to_le_bytes());
@@ -65,10 +75,20 @@ impl LogRecord {
         let caller = Address::from_slice(take(&mut b, 20)?);
         let nonce = u64le(take(&mut b, 8)?);
         let gas_limit = u64le(take(&mut b, 8)?);
-        let to = match take(&mut b, 1)?[0] {
-            0 => None,
-            1 => Some(Address::from_slice(take(&mut b, 20)?)),
+        let tag = take(&mut b, 1)?[0];
+        let to = match tag {
+            0 | 2 => None,
+            1 | 3 => Some(Address::from_slice(take(&mut b, 20)?)),
             _ => return None,
+        };
+        let value = if tag >= 2 {
+            let v = U256::from_be_slice(take(&mut b, 32)?);
+            if v.is_zero() {
+                return None; // a zero value is written without one
+            }
+            v
+        } else {
+            U256::ZERO
         };
         let success = match take(&mut b, 1)?[0] {
             0 => false,
@@ -82,6 +102,7 @@ impl LogRecord {
             nonce,
             gas_limit,
             to,
+            value,
             data: b.to_vec(),
             success,
             gas_used,
@@ -226,10 +247,33 @@ mod tests {
             } else {
                 Some(Address::repeat_byte(9))
             },
+            // Some records carry ETH (a call or a create with value).
+            value: if i % 3 == 2 {
+                U256::from(i) << 70
+            } else {
+                U256::ZERO
+            },
             data: vec![i as u8; 40 + i as usize],
             success: i.is_multiple_of(2),
             gas_used: 21_000 + i,
         }
+    }
+
+    #[test]
+    fn records_with_and_without_value_decode_as_written() {
+        for to in [None, Some(Address::repeat_byte(9))] {
+            for value in [U256::ZERO, U256::from(1), U256::MAX] {
+                let r = LogRecord {
+                    to,
+                    value,
+                    ..rec(3)
+                };
+                assert_eq!(LogRecord::decode(&r.encode()), Some(r));
+            }
+        }
+        // Without value the encoding is the one written before value transfers existed.
+        assert_eq!(rec(1).encode()[44], 1);
+        assert_eq!(rec(0).encode()[44], 0);
     }
 
     #[test]
