@@ -1,5 +1,5 @@
 //! Several rollups on one proving cluster, as an operator runs it: one coordinator started
-//! with `--chains 1:3,7:1`, four prover processes, and two rollups submitting their batches
+//! as the README shows (`--chains 1:3,7:1`), four prover processes, and two rollups submitting their batches
 //! through the client API (a gRPC client that knows only the server). Both chains number
 //! their batches from 1 and get the same numbers; each is proven and kept apart.
 //!
@@ -10,7 +10,8 @@
 
 mod common;
 
-use common::procs::{Proc, listening_addr, prover_with, tail};
+use common::procs::{Proc, listening_addr, logged_addr, prover_with, tail};
+use common::readme::{command, flag, recipe};
 use proofmill_proto::v1::admin_service_client::AdminServiceClient;
 use proofmill_proto::v1::client_service_client::ClientServiceClient;
 use proofmill_proto::v1::submit_batch_request::Part;
@@ -41,6 +42,16 @@ fn devnet_batch(n: u64) -> (Vec<u8>, Vec<u8>) {
 
 type Client = ClientServiceClient<tonic::transport::Channel>;
 
+/// The exporter's text at `addr`.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    text
+}
+
 async fn submit(c: &mut Client, chain: u64, n: u64) -> Result<SubmitBatchResponse, tonic::Status> {
     let (input, public) = devnet_batch(n);
     let header = SubmitHeader {
@@ -70,25 +81,24 @@ fn two_chains_share_four_provers_three_to_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().display().to_string();
     let db = format!("sqlite://{path}/c.db?mode=rwc");
-    let args: Vec<String> = [
-        "coordinator",
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
-        &db,
-        "--blobs",
-        &format!("file://{path}/blobs"),
-        "--proof-types",
-        "exec",
-        "--l1",
-        "none",
-        "--chain-id",
-        "1",
-        "--chains",
-        "1:3,7:1",
-    ]
-    .map(String::from)
-    .to_vec();
+    // The README's command as written, plus where this test keeps its data and ports.
+    let mut args = command(&recipe("### Several rollups on one cluster"), "coordinator");
+    assert_eq!(flag(&args, "--chains"), "1:3,7:1");
+    args.extend(
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db,
+            "--blobs",
+            &format!("file://{path}/blobs"),
+            "--l1",
+            "none",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ]
+        .map(String::from),
+    );
     let mut coord = Proc::spawn(
         "coordinator",
         &args,
@@ -100,6 +110,7 @@ fn two_chains_share_four_provers_three_to_one() {
         "http://{}",
         listening_addr(&mut coord, Duration::from_secs(60))
     );
+    let metrics = logged_addr(&mut coord, "metrics listening", 0, Duration::from_secs(60));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut c = None;
@@ -182,6 +193,19 @@ fn two_chains_share_four_provers_three_to_one() {
         row7.split_whitespace().collect::<Vec<_>>()[..4] == ["7", "1", "40", "40"],
         "{row7}"
     );
+    // The split as the metrics tell it: every task started, per chain.
+    let text = scrape(&metrics);
+    for (chain, at_least) in [(1, HEAVY), (7, LIGHT)] {
+        let series = format!("proofmill_chain_tasks_started_total{{chain=\"{chain}\"}}");
+        let value: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .unwrap_or_else(|| panic!("no {series}:\n{text}"))
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(value >= at_least as f64, "{series} {value}");
+    }
     drop(provers);
     drop(coord);
 

@@ -32,9 +32,12 @@ pub const KIND: &str = "kind";
 pub const SOURCE: &str = "source";
 pub const PROVER: &str = "prover";
 pub const ENDPOINT: &str = "endpoint";
+pub const CHAIN: &str = "chain";
 
 // Coordinator: jobs.
 pub const JOBS: &str = "proofmill_jobs";
+pub const CHAIN_JOBS: &str = "proofmill_chain_jobs";
+pub const CHAIN_TASKS_STARTED_TOTAL: &str = "proofmill_chain_tasks_started_total";
 pub const OLDEST_QUEUED_JOB_AGE_SECONDS: &str = "proofmill_oldest_queued_job_age_seconds";
 pub const JOBS_CLOSED_TOTAL: &str = "proofmill_jobs_closed_total";
 pub const ATTEMPTS_ENDED_TOTAL: &str = "proofmill_attempts_ended_total";
@@ -92,6 +95,18 @@ pub const ALL: &[Metric] = &[
         kind: Gauge,
         labels: &[PROOF_TYPE, STATE],
         help: "Open jobs by proof type and state (queued, leased), from the scheduler's memory.",
+    },
+    Metric {
+        name: CHAIN_JOBS,
+        kind: Gauge,
+        labels: &[CHAIN, STATE],
+        help: "Open jobs by chain (the rollups sharing the cluster) and state (queued, leased).",
+    },
+    Metric {
+        name: CHAIN_TASKS_STARTED_TOTAL,
+        kind: Counter,
+        labels: &[CHAIN],
+        help: "Tasks handed to provers by chain (leases and backup copies): how the fleet is shared between chains (--chains weights).",
     },
     Metric {
         name: OLDEST_QUEUED_JOB_AGE_SECONDS,

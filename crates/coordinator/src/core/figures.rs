@@ -17,6 +17,8 @@ pub(super) const REFRESH: std::time::Duration = std::time::Duration::from_secs(1
 #[derive(Default)]
 pub(super) struct Figures {
     types: BTreeSet<ProofType>,
+    /// Chains with jobs seen, so one with none left reads 0.
+    chains: BTreeSet<proofmill_types::ChainId>,
     /// `--metrics-per-prover`: prove times also by prover name.
     pub per_prover: bool,
 }
@@ -33,6 +35,7 @@ impl Core {
     pub(super) fn refresh_gauges(&mut self) {
         let now = now_ms();
         let mut jobs: BTreeMap<ProofType, JobFigures> = BTreeMap::new();
+        let mut by_chain: BTreeMap<proofmill_types::ChainId, (u64, u64)> = BTreeMap::new();
         {
             let cache = self.batches.read().expect("batch cache lock");
             for j in self.scheduler.open_jobs() {
@@ -40,8 +43,10 @@ impl Core {
                     Some(f) => f,
                     None => jobs.entry(j.key.proof_type.clone()).or_default(),
                 };
+                let chain = by_chain.entry(j.key.chain).or_default();
                 match j.state {
                     JobState::Queued => {
+                        chain.0 += 1;
                         f.queued += 1;
                         let sealed = cache
                             .get(&j.key.batch_id())
@@ -49,9 +54,20 @@ impl Core {
                         f.oldest_sealed_at =
                             Some(f.oldest_sealed_at.map_or(sealed, |o| o.min(sealed)));
                     }
-                    JobState::Leased => f.leased += 1,
+                    JobState::Leased => {
+                        chain.1 += 1;
+                        f.leased += 1;
+                    }
                     _ => {}
                 }
+            }
+        }
+        self.figures.chains.extend(by_chain.keys().copied());
+        for chain in &self.figures.chains {
+            let (queued, leased) = by_chain.get(chain).copied().unwrap_or_default();
+            for (state, n) in [(JobState::Queued, queued), (JobState::Leased, leased)] {
+                metrics::gauge!(names::CHAIN_JOBS, names::CHAIN => chain.to_string(), names::STATE => state.as_str())
+                    .set(n as f64);
             }
         }
         let fleet = self.scheduler.fleet_by_type();
@@ -94,6 +110,8 @@ impl Core {
                 .increment(1);
             }
             Effect::AttemptStarted { key, lease, backup } => {
+                metrics::counter!(names::CHAIN_TASKS_STARTED_TOTAL, names::CHAIN => key.chain.to_string())
+                    .increment(1);
                 // The job's first lease: the time its batch waited for a prover.
                 let first = !backup
                     && self
