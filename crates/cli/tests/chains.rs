@@ -153,6 +153,7 @@ fn two_chains_share_four_provers_three_to_one() {
         .collect();
     let status = rt.block_on(async {
         let mut admin = AdminServiceClient::connect(url.clone()).await.unwrap();
+        let mut last = None;
         for _ in 0..1200 {
             let s = admin
                 .system_status(SystemStatusRequest {})
@@ -168,11 +169,14 @@ fn two_chains_share_four_provers_three_to_one() {
             if proven(1) == Some(HEAVY) && proven(7) == Some(LIGHT) {
                 return s;
             }
+            last = Some(s);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let provers: Vec<String> = provers.iter().map(|p| tail(&p.log())).collect();
         panic!(
-            "not every batch of both chains was proven:\n{}",
-            tail(&coord.log())
+            "not every batch of both chains was proven; last status {last:?}\n{}\nprovers:\n{}",
+            tail(&coord.log()),
+            provers.join("\n---\n")
         );
     });
     let weights: Vec<(u64, u32)> = status
