@@ -227,7 +227,11 @@ pub fn apply_event(row: &mut ProofRequest, event: &MarketEvent, now_ms: Millis) 
             changed |= advance(row, S::RequestSentToL1);
         }
         MarketEvent::Acknowledged { accepted, .. } => {
-            let target = if *accepted { S::Acknowledged } else { S::Refused };
+            let target = if *accepted {
+                S::Acknowledged
+            } else {
+                S::Refused
+            };
             changed |= advance(row, target);
         }
         MarketEvent::Proven { .. } => changed |= advance(row, S::ReceivedProof),
@@ -433,7 +437,8 @@ pub fn apply_outcome(
                     ValidationStatus::Invalid
                 };
                 if !valid {
-                    row.fallback_reason.get_or_insert(FallbackReason::InvalidProof);
+                    row.fallback_reason
+                        .get_or_insert(FallbackReason::InvalidProof);
                 }
             }
             if let Some(url) = proof_url {
@@ -461,7 +466,10 @@ pub fn apply_outcome(
             row.fallbacked = true;
         }
         Outcome::Closed { .. } => {
-            if !matches!(row.status, S::RequestSentToL1 | S::Acknowledged | S::TimedOut) {
+            if !matches!(
+                row.status,
+                S::RequestSentToL1 | S::Acknowledged | S::TimedOut
+            ) {
                 return Err(unexpected(row, "closed"));
             }
             advance(row, S::TimedOut);

@@ -130,12 +130,12 @@ mod tests {
         let offered: Vec<u64> = (1..=12).filter(|b| quarter.offers(*b)).collect();
         assert_eq!(offered, vec![3, 7, 11]);
         assert!(!ProvingMode::Mixed { share_ppm: 0 }.offers(5));
-        assert!(
-            (0..50).all(|b| ProvingMode::Mixed {
-                share_ppm: 1_000_000
+        assert!((0..50).all(|b| {
+            ProvingMode::Mixed {
+                share_ppm: 1_000_000,
             }
-            .offers(b))
-        );
+            .offers(b)
+        }));
     }
 
     proptest! {

@@ -334,7 +334,10 @@ fn run(s: &Scenario) -> (ProofRequest, Model, Vec<Action>, Vec<FallbackReason>) 
             decided.push(action.clone());
         }
         if let Action::SendValidation { valid: true, .. } = action {
-            assert!(!row.fallbacked, "validation true for a batch that fell back");
+            assert!(
+                !row.fallbacked,
+                "validation true for a batch that fell back"
+            );
         }
         if let Some(outcome) = m.perform(&action, s.no_network) {
             if let Outcome::FellBack { reason } = outcome {

@@ -67,7 +67,10 @@ impl ProofRequestStatus {
     /// Whether the request is over on L1: nothing more happens to it there.
     pub fn is_closed(self) -> bool {
         use ProofRequestStatus::*;
-        matches!(self, ValidationResultSentToL1 | Refused | TimedOut | NotSent)
+        matches!(
+            self,
+            ValidationResultSentToL1 | Refused | TimedOut | NotSent
+        )
     }
 }
 
@@ -360,7 +363,8 @@ impl<'a> Row<'a> {
 
 fn decode(row: &impl RowExt) -> Result<ProofRequest> {
     let (chain, batch) = (row.u64("chain")?, row.u64("batch")?);
-    let corrupt = |what: String| StoreError::Corrupt(format!("proof request {chain}:{batch}: {what}"));
+    let corrupt =
+        |what: String| StoreError::Corrupt(format!("proof request {chain}:{batch}: {what}"));
     let status = row.text("status")?;
     let status = ProofRequestStatus::parse(&status)
         .ok_or_else(|| corrupt(format!("unknown status {status:?}")))?;
@@ -551,14 +555,13 @@ where
         let Ok(chain) = i64::try_from(chain) else {
             return Ok(None);
         };
-        let row = sqlx::query(
-            "SELECT last_block FROM market_cursors WHERE market = $1 AND chain = $2",
-        )
-        .bind(market)
-        .bind(chain)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(|e| self.db_err("market_cursor", e))?;
+        let row =
+            sqlx::query("SELECT last_block FROM market_cursors WHERE market = $1 AND chain = $2")
+                .bind(market)
+                .bind(chain)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| self.db_err("market_cursor", e))?;
         row.map(|r| r.u64("last_block")).transpose()
     }
 }

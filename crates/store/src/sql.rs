@@ -23,8 +23,8 @@ use crate::codec::{
     decode_proof, is_unreachable, to_i64,
 };
 use crate::dialect::{Dialect, Query};
-use crate::rows::{self, JOB_COLUMNS, KEY_COLUMNS, PROOF_COLUMNS, TYPE_COLUMNS};
 use crate::market::ProofRequests;
+use crate::rows::{self, JOB_COLUMNS, KEY_COLUMNS, PROOF_COLUMNS, TYPE_COLUMNS};
 use crate::{attempts, commits, legacy};
 use async_trait::async_trait;
 use proofmill_types::{

@@ -8,8 +8,8 @@ mod common;
 
 use common::*;
 use proofmill_store::{
-    FallbackReason, LeaseClaim, MarketCursor, ProofRequest, ProofRequestFilter,
-    ProofRequestStatus, ProofRequests, StoreError, ValidationStatus,
+    FallbackReason, LeaseClaim, MarketCursor, ProofRequest, ProofRequestFilter, ProofRequestStatus,
+    ProofRequests, StoreError, ValidationStatus,
 };
 
 store_test!(
@@ -111,7 +111,9 @@ async fn rows_and_the_cursor_are_written_together(store: Arc<dyn Store>, _: &str
     assert_eq!(t.market_cursor(MARKET, 8).await.unwrap(), None);
     assert_eq!(t.market_cursor("0x01", 7).await.unwrap(), None);
     // The cursor alone moves; rows alone leave it.
-    t.update_proof_requests(&[], Some(&cursor(41))).await.unwrap();
+    t.update_proof_requests(&[], Some(&cursor(41)))
+        .await
+        .unwrap();
     t.update_proof_requests(&[ready(7, 3)], None).await.unwrap();
     assert_eq!(t.market_cursor(MARKET, 7).await.unwrap(), Some(41));
 
@@ -243,7 +245,9 @@ async fn rows_are_listed_by_chain_status_and_openness(store: Arc<dyn Store>, _: 
         fallbacked: true,
         ..invalid
     };
-    t.update_proof_requests(&[invalid_done], None).await.unwrap();
+    t.update_proof_requests(&[invalid_done], None)
+        .await
+        .unwrap();
     assert_eq!(
         list(ProofRequestFilter {
             chain: Some(8),
