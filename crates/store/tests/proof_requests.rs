@@ -135,11 +135,11 @@ async fn rows_and_the_cursor_are_written_together(store: Arc<dyn Store>, _: &str
     assert_eq!(t.market_cursor(MARKET, 7).await.unwrap(), Some(41));
     // An unstorable cursor is refused the same way.
     let err = t
-        .update_proof_requests(&[acked.clone()], Some(&cursor(u64::MAX)))
+        .update_proof_requests(std::slice::from_ref(&acked), Some(&cursor(u64::MAX)))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Unstorable(_)), "{err}");
-    t.update_proof_requests(&[acked.clone()], Some(&cursor(50)))
+    t.update_proof_requests(std::slice::from_ref(&acked), Some(&cursor(50)))
         .await
         .unwrap();
     assert_eq!(t.proof_request(7, 1).await.unwrap(), Some(acked));
@@ -351,7 +351,7 @@ async fn a_fenced_handle_writes_no_proof_request(store: Arc<dyn Store>, url: &st
     assert_eq!(t2.proof_request(7, 1).await.unwrap(), Some(ready(7, 1)));
     assert_eq!(t2.proof_request(7, 2).await.unwrap(), None);
     assert_eq!(t2.market_cursor(MARKET, 7).await.unwrap(), None);
-    t2.update_proof_requests(&[sent.clone()], Some(&cursor))
+    t2.update_proof_requests(std::slice::from_ref(&sent), Some(&cursor))
         .await
         .unwrap();
     assert_eq!(t2.proof_request(7, 1).await.unwrap(), Some(sent));
