@@ -14,7 +14,7 @@
 //! watcher's last processed block), not the wall clock nor the head. A network's
 //! acknowledgement or proof is accepted by the contract up to its deadline inclusive, so once
 //! a processed block is past the deadline with no such event seen, none can come: falling back
-//! then is never premature (zkSync's manager fell back on its own clock, #4771).
+//! then is never premature (zkSync's manager once fell back prematurely, #4771).
 //!
 //! Fallback goes first, closing second: when a network misses a deadline the batch is handed
 //! to the own provers at once ([`Action::FallBack`]) and only then is the request closed on

@@ -526,6 +526,10 @@ proptest! {
                         _ => MarketEvent::TimedOut { at: at(4), id: id(), network: network() },
                     };
                     apply_event(&mut row, &e, ms);
+                    // The same event again (a replay) changes nothing more.
+                    let mut replayed = row.clone();
+                    prop_assert!(!apply_event(&mut replayed, &e, ms + 1));
+                    prop_assert_eq!(&replayed, &row);
                     // Another request's event changes nothing.
                     let mut other = row.clone();
                     let mut e2 = e.clone();
