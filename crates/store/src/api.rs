@@ -4,6 +4,7 @@ use proofmill_types::{
     Millis, ProofRecord, ProofType, ProverId,
 };
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -320,6 +321,12 @@ pub trait Store: Send + Sync + 'static {
     /// `sqlite:///path/file.db`); never a password.
     fn endpoint(&self) -> String {
         "store".into()
+    }
+
+    /// The proof manager's table in this store ([`ProofRequests`](crate::ProofRequests)),
+    /// written through this handle and so fenced with it; `None` for a store without one.
+    fn proof_requests(self: Arc<Self>) -> Option<Arc<dyn crate::ProofRequests>> {
+        None
     }
 
     /// Whether the store answers now, within about a second: for health checks. The error

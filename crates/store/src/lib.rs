@@ -1,7 +1,8 @@
 //! Durable state of a coordinator.
 //!
 //! [`Store`] keeps batches, jobs (with their leases), proof records and the records of L1
-//! settlement and commit transactions ([`VerifyRecord`], [`CommitRecord`]); [`Blobs`] keeps the bytes (batch inputs,
+//! settlement and commit transactions ([`VerifyRecord`], [`CommitRecord`]) and, through
+//! [`ProofRequests`], the proof manager's requests to the proof market; [`Blobs`] keeps the bytes (batch inputs,
 //! proofs). The scheduler owns job state in memory and the store mirrors
 //! it: every transition is written as a [`Change`] through [`Store::apply`] *before* its
 //! effect is sent to a prover, so a coordinator killed at any moment restarts from the store
@@ -25,6 +26,7 @@ mod codec;
 mod commits;
 mod dialect;
 mod legacy;
+mod market;
 mod migrate;
 mod postgres;
 mod rows;
@@ -33,6 +35,10 @@ mod sqlite;
 
 pub use api::*;
 pub use blobs::{Blobs, get_url, parse_blob_url, validate_key};
+pub use market::{
+    FallbackReason, MarketCursor, ProofRequest, ProofRequestFilter, ProofRequestStatus,
+    ProofRequests, ValidationStatus,
+};
 
 use sql::SqlStore;
 use std::sync::Arc;

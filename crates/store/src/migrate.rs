@@ -79,6 +79,11 @@ pub(crate) fn sqlite() -> Migrator {
             "chains",
             include_str!("../migrations/sqlite/0012_chains.sql"),
         ),
+        (
+            13,
+            "proof_requests",
+            include_str!("../migrations/sqlite/0013_proof_requests.sql"),
+        ),
     ])
 }
 
@@ -138,6 +143,11 @@ pub(crate) fn postgres() -> Migrator {
             12,
             "chains",
             include_str!("../migrations/postgres/0012_chains.sql"),
+        ),
+        (
+            13,
+            "proof_requests",
+            include_str!("../migrations/postgres/0013_proof_requests.sql"),
         ),
     ])
 }

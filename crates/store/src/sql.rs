@@ -23,6 +23,7 @@ use crate::codec::{
     decode_proof, is_unreachable, to_i64,
 };
 use crate::dialect::{Dialect, Query};
+use crate::market::ProofRequests;
 use crate::rows::{self, JOB_COLUMNS, KEY_COLUMNS, PROOF_COLUMNS, TYPE_COLUMNS};
 use crate::{attempts, commits, legacy};
 use async_trait::async_trait;
@@ -30,11 +31,12 @@ use proofmill_types::{
     Attempt, Batch, BatchNumber, ChainId, Job, JobKey, Millis, ProofRecord, ProofType, ProverId,
 };
 use sqlx::{AssertSqlSafe, Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(crate) struct SqlStore<D: Dialect> {
     write: Pool<D::Db>,
-    read: Pool<D::Db>,
+    pub(crate) read: Pool<D::Db>,
     dialect: D,
     /// [`Store::apply`]'s statements, built once from the dialect's row sources.
     apply_sql: ApplySql,
@@ -462,6 +464,9 @@ where
     for<'a> &'a str: Encode<'a, D::Db> + Type<D::Db>,
     for<'a> &'a [u8]: Encode<'a, D::Db> + Type<D::Db>,
     for<'a> bool: Encode<'a, D::Db> + Type<D::Db>,
+    // The proof manager's table (`proof_requests`) has nullable columns.
+    for<'a> Option<i64>: Encode<'a, D::Db> + Type<D::Db>,
+    for<'a> Option<&'a str>: Encode<'a, D::Db> + Type<D::Db>,
     <D::Db as Database>::Arguments: IntoArguments<D::Db>,
 {
     async fn insert_batch(&self, batch: &Batch, now: Millis) -> Result<bool> {
@@ -1130,6 +1135,10 @@ where
 
     fn endpoint(&self) -> String {
         self.endpoint.clone()
+    }
+
+    fn proof_requests(self: Arc<Self>) -> Option<Arc<dyn ProofRequests>> {
+        Some(self)
     }
 
     /// `SELECT 1` within [`Dialect::PROBE_TIMEOUT`]; if that gets no answer, the dialect
