@@ -367,15 +367,16 @@ async fn pull_mode_survives_kill_9_right_after_the_core_hands_a_batch_out() {
         |c| c.confirmed.len() == N as usize,
     )
     .await;
-    let c = core.lock().unwrap();
-    assert_eq!(c.confirmed, (1..=N).collect::<BTreeSet<_>>());
-    assert!(
-        c.submissions.iter().all(|(_, ok, _)| *ok),
-        "{:?}",
-        c.submissions
-    );
-    eprintln!("submissions (batch, accepted, repeat): {:?}", c.submissions);
-    drop(c);
+    {
+        let c = core.lock().unwrap();
+        assert_eq!(c.confirmed, (1..=N).collect::<BTreeSet<_>>());
+        assert!(
+            c.submissions.iter().all(|(_, ok, _)| *ok),
+            "{:?}",
+            c.submissions
+        );
+        eprintln!("submissions (batch, accepted, repeat): {:?}", c.submissions);
+    }
     coord.signal("TERM");
     let until = Instant::now() + Duration::from_secs(30);
     while coord.is_alive() && Instant::now() < until {

@@ -61,6 +61,29 @@ struct Site {
 }
 
 impl Site {
+    /// Prover `p1` (one slot, JSON logs) given the comma list `coordinators`.
+    fn prover(&self, coordinators: &str) -> Proc {
+        let args: Vec<String> = [
+            "prover",
+            "--coordinators",
+            coordinators,
+            "--name",
+            "p1",
+            "--capacity",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Proc::spawn(
+            "prover",
+            &args,
+            self.dir.path(),
+            self.dir.path().join("prover.log"),
+            &json_logs(),
+        )
+    }
+
     fn coordinator(&self, name: &'static str, port: u16, log: &str) -> Proc {
         let args: Vec<String> = [
             "coordinator",
@@ -145,25 +168,7 @@ async fn active_and_standby(db_url: impl FnOnce(&std::path::Path) -> String, han
         "{text}"
     );
 
-    let prover_args: Vec<String> = [
-        "prover",
-        "--coordinators",
-        &format!("{url_a},{url_b}"),
-        "--name",
-        "p1",
-        "--capacity",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut prover = Proc::spawn(
-        "prover",
-        &prover_args,
-        site.dir.path(),
-        site.dir.path().join("prover.log"),
-        &json_logs(),
-    );
+    let mut prover = site.prover(&format!("{url_a},{url_b}"));
 
     // While a is active, b hands it no work: every task is proven once.
     wait_status(&url_a, "a proving", Duration::from_secs(60), |s| {
@@ -334,25 +339,7 @@ async fn deposed_while_serving_closes_its_prover_streams() {
     })
     .await;
     // Given only a's URL: it has nowhere else to go.
-    let args: Vec<String> = [
-        "prover",
-        "--coordinators",
-        &url_a,
-        "--name",
-        "p1",
-        "--capacity",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut prover = Proc::spawn(
-        "prover",
-        &args,
-        site.dir.path(),
-        site.dir.path().join("prover.log"),
-        &json_logs(),
-    );
+    let mut prover = site.prover(&url_a);
     let before = proven(
         &wait_status(&url_a, "a proving", Duration::from_secs(60), |s| {
             proven(s) >= 3

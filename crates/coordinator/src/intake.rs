@@ -83,8 +83,6 @@ pub struct Intake {
 /// What a submission must meet.
 #[derive(Clone)]
 pub(crate) struct IntakeRules {
-    /// Proof types every batch needs (a submission may name a subset).
-    pub required: Vec<ProofType>,
     pub max_input_bytes: u64,
     /// [`crate::CoordinatorConfig::intake_window`].
     pub intake_window: u64,

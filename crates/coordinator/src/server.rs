@@ -195,7 +195,6 @@ impl Coordinator {
             pauses: pauses.clone(),
             backends: verifiers,
             rules: IntakeRules {
-                required: config.required_types(),
                 max_input_bytes: config.max_input_bytes,
                 intake_window: config.intake_window,
                 chain_id: config.chain_id,

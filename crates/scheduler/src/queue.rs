@@ -107,10 +107,10 @@ impl ReadyQueue {
     }
 
     /// Chains with ready jobs of this version among these proof types.
-    pub fn chains_ready<'a>(
+    pub fn chains_ready(
         &self,
         version: &str,
-        proof_types: &'a BTreeSet<ProofType>,
+        proof_types: &BTreeSet<ProofType>,
     ) -> BTreeSet<ChainId> {
         self.ready
             .keys()

@@ -208,130 +208,39 @@ impl WithDigest for Batch {
     }
 }
 
-/// The migrations up to 0011, as a proofmill before chains ran them.
+/// The migrations before 0012, as a proofmill before chains ran them: read from the
+/// migration files themselves, so the list is the store's own.
 fn before_chains(dialect: &str) -> sqlx::migrate::Migrator {
     use sqlx::SqlSafeStr as _;
     use sqlx::migrate::{Migration, MigrationType, Migrator};
-    let files: Vec<(i64, &str, &'static str)> = match dialect {
-        "sqlite" => vec![
-            (
-                1,
-                "init",
-                include_str!("../migrations/sqlite/0001_init.sql"),
-            ),
-            (
-                2,
-                "token_high",
-                include_str!("../migrations/sqlite/0002_token_high.sql"),
-            ),
-            (
-                3,
-                "cordons",
-                include_str!("../migrations/sqlite/0003_cordons.sql"),
-            ),
-            (
-                4,
-                "cordon_reason",
-                include_str!("../migrations/sqlite/0004_cordon_reason.sql"),
-            ),
-            (
-                6,
-                "coordinator_lease",
-                include_str!("../migrations/sqlite/0006_coordinator_lease.sql"),
-            ),
-            (
-                7,
-                "public_values",
-                include_str!("../migrations/sqlite/0007_public_values.sql"),
-            ),
-            (
-                8,
-                "settlements",
-                include_str!("../migrations/sqlite/0008_settlements.sql"),
-            ),
-            (
-                9,
-                "attempts",
-                include_str!("../migrations/sqlite/0009_attempts.sql"),
-            ),
-            (
-                10,
-                "controls",
-                include_str!("../migrations/sqlite/0010_controls.sql"),
-            ),
-            (
-                11,
-                "commit_records",
-                include_str!("../migrations/sqlite/0011_commit_records.sql"),
-            ),
-        ],
-        _ => vec![
-            (
-                1,
-                "init",
-                include_str!("../migrations/postgres/0001_init.sql"),
-            ),
-            (
-                2,
-                "token_high",
-                include_str!("../migrations/postgres/0002_token_high.sql"),
-            ),
-            (
-                3,
-                "cordons",
-                include_str!("../migrations/postgres/0003_cordons.sql"),
-            ),
-            (
-                4,
-                "cordon_reason",
-                include_str!("../migrations/postgres/0004_cordon_reason.sql"),
-            ),
-            (
-                6,
-                "coordinator_lease",
-                include_str!("../migrations/postgres/0006_coordinator_lease.sql"),
-            ),
-            (
-                7,
-                "public_values",
-                include_str!("../migrations/postgres/0007_public_values.sql"),
-            ),
-            (
-                8,
-                "settlements",
-                include_str!("../migrations/postgres/0008_settlements.sql"),
-            ),
-            (
-                9,
-                "attempts",
-                include_str!("../migrations/postgres/0009_attempts.sql"),
-            ),
-            (
-                10,
-                "controls",
-                include_str!("../migrations/postgres/0010_controls.sql"),
-            ),
-            (
-                11,
-                "commit_records",
-                include_str!("../migrations/postgres/0011_commit_records.sql"),
-            ),
-        ],
-    };
-    Migrator::with_migrations(
-        files
-            .into_iter()
-            .map(|(v, name, sql)| {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dialect);
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let migrations = files
+        .iter()
+        .filter_map(|path| {
+            let stem = path.file_stem()?.to_str()?;
+            let (version, name) = stem.split_once('_')?;
+            let version: i64 = version.parse().ok()?;
+            (version < 12).then(|| {
+                let sql = std::fs::read_to_string(path).unwrap();
                 Migration::new(
-                    v,
-                    name.into(),
+                    version,
+                    name.to_string().into(),
                     MigrationType::Simple,
-                    sql.into_sql_str(),
+                    AssertSqlSafe(sql).into_sql_str(),
                     false,
                 )
             })
-            .collect(),
-    )
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(migrations.len(), 10, "{files:?}");
+    Migrator::with_migrations(migrations)
 }
 
 /// Rows as a store before chains held them: a batch proven with its attempt, one queued.
