@@ -282,7 +282,7 @@ where
             .await
             .map_err(|e| {
                 let what = if replace { "update" } else { "insert" };
-                self.db_err(&format!("batch {}: {what}", batch_name(batch)), e)
+                self.db_err(&format!("batch {}: {what}", batch.id()), e)
             })?;
         Ok(D::rows_affected(&done))
     }
@@ -472,7 +472,7 @@ where
     async fn insert_batch(&self, batch: &Batch, now: Millis) -> Result<bool> {
         let (id, now) = Self::batch_numbers(batch, now)?;
         let required = codec::unique_types(&batch.required);
-        let name = batch_name(batch);
+        let name = batch.id();
         let ctx = |what: &str| format!("insert_batch {name}: {what}");
         let mut tx = self.begin_write(&format!("insert_batch {name}")).await?;
         let inserted = self.write_batch(&mut tx, batch, &required, false).await?;
@@ -1053,7 +1053,7 @@ where
     async fn replace_batch(&self, batch: &Batch, now: Millis) -> Result<()> {
         let (id, now) = Self::batch_numbers(batch, now)?;
         let required = codec::unique_types(&batch.required);
-        let name = batch_name(batch);
+        let name = batch.id();
         let ctx = |what: &str| format!("replace_batch {name}: {what}");
         let mut tx = self.begin_write(&format!("replace_batch {name}")).await?;
         // The batch row locked first: a concurrent replace of the same batch waits here.
@@ -1159,14 +1159,5 @@ where
                 self.endpoint
             ))),
         }
-    }
-}
-
-/// A batch as messages name it: its number, after its chain when not the default one (the
-/// form of [`JobKey`]'s text).
-fn batch_name(batch: &Batch) -> String {
-    match batch.chain {
-        proofmill_types::DEFAULT_CHAIN => batch.number.to_string(),
-        chain => format!("{chain}:{}", batch.number),
     }
 }
