@@ -193,6 +193,26 @@ async fn wait_core(
     );
 }
 
+/// Pull-mode flags of the kill -9 tests: the core at `core_url`, asked often, retried soon.
+fn restart_flags(core_url: &str) -> [String; 6] {
+    [
+        "--core-api-url",
+        core_url,
+        "--core-api-poll-interval",
+        "100",
+        "--core-api-max-backoff",
+        "300",
+    ]
+    .map(String::from)
+}
+
+/// A free loopback address, kept across a coordinator's restarts so that its prover
+/// reconnects and keeps its leases.
+fn restart_address() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
 /// The accepted submissions, in the order the core got them.
 fn accepted(core: &Shared) -> Vec<u64> {
     let c = core.lock().unwrap();
@@ -267,19 +287,9 @@ async fn pull_mode_loses_nothing_and_keeps_order_across_kill_9() {
         ..Default::default()
     }));
     let core_url = serve_pull_core(core.clone()).await;
-    let flags = [
-        "--core-api-url",
-        core_url.as_str(),
-        "--core-api-poll-interval",
-        "100",
-        "--core-api-max-backoff",
-        "300",
-    ];
-    // One address across the restart, so the prover reconnects and keeps its leases.
-    let listen = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let flags = restart_flags(&core_url);
+    let flags = flags.each_ref().map(String::as_str);
+    let listen = restart_address();
     let (mut coord, url) = coordinator_at(dir.path(), &listen, &flags);
     let _prover = prover(dir.path(), "p1", &url);
     // Batches 1-4 confirmed; 5 proven, sent, and refused by the core: unconfirmed.
@@ -333,18 +343,9 @@ async fn pull_mode_survives_kill_9_right_after_the_core_hands_a_batch_out() {
         ..Default::default()
     }));
     let core_url = serve_pull_core(core.clone()).await;
-    let flags = [
-        "--core-api-url",
-        core_url.as_str(),
-        "--core-api-poll-interval",
-        "100",
-        "--core-api-max-backoff",
-        "300",
-    ];
-    let listen = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let flags = restart_flags(&core_url);
+    let flags = flags.each_ref().map(String::as_str);
+    let listen = restart_address();
     let (mut coord, url) = coordinator_at(dir.path(), &listen, &flags);
     let _prover = prover(dir.path(), "p1", &url);
     for k in 1..=3u64 {
