@@ -287,6 +287,14 @@ impl RevmL1 {
         }
     }
 
+    /// Number and timestamp of block `number`, if the chain has it.
+    pub fn block(&self, number: u64) -> Option<BlockHead> {
+        (number <= self.lock().block).then(|| BlockHead {
+            number,
+            timestamp: block_timestamp(number),
+        })
+    }
+
     /// Moves the chain's clock at least `secs` ahead by skipping empty blocks
     /// (`ceil(secs / BLOCK_TIME)` of them), as a chain does while nobody sends anything.
     /// The skip is durable once a later transaction is logged (its block number carries it);

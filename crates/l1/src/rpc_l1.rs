@@ -608,6 +608,22 @@ impl RpcL1 {
         })
     }
 
+    /// Number and timestamp of block `number`; `None` if the node has no such block yet.
+    pub async fn block(&self, number: u64) -> Result<Option<BlockHead>> {
+        let block = self
+            .rpc(
+                "eth_getBlockByNumber",
+                self.provider
+                    .get_block_by_number(alloy::eips::BlockNumberOrTag::Number(number))
+                    .into_future(),
+            )
+            .await?;
+        Ok(block.map(|b| BlockHead {
+            number: b.header.number,
+            timestamp: b.header.timestamp,
+        }))
+    }
+
     /// Balance of `who` in wei at the latest block.
     pub async fn balance(&self, who: Address) -> Result<U256> {
         self.rpc(

@@ -28,6 +28,8 @@ pub trait ChainAccess: Send + Sync {
     /// The logs `address` emitted in blocks `from..=to`, in chain order.
     async fn logs(&self, address: Address, from: u64, to: u64) -> L1Result<Vec<LogEntry>>;
     async fn head(&self) -> L1Result<BlockHead>;
+    /// Block `number`; `None` if the chain has no such block yet.
+    async fn block(&self, number: u64) -> L1Result<Option<BlockHead>>;
     async fn balance(&self, who: Address) -> L1Result<U256>;
 }
 
@@ -54,6 +56,9 @@ impl ChainAccess for RpcL1 {
     async fn balance(&self, who: Address) -> L1Result<U256> {
         RpcL1::balance(self, who).await
     }
+    async fn block(&self, number: u64) -> L1Result<Option<BlockHead>> {
+        RpcL1::block(self, number).await
+    }
 }
 
 #[async_trait]
@@ -78,6 +83,9 @@ impl ChainAccess for RevmL1 {
     }
     async fn balance(&self, who: Address) -> L1Result<U256> {
         Ok(RevmL1::balance(self, who))
+    }
+    async fn block(&self, number: u64) -> L1Result<Option<BlockHead>> {
+        Ok(RevmL1::block(self, number))
     }
 }
 
@@ -176,6 +184,14 @@ impl RevmMarket {
 impl<A: ChainAccess> MarketEvents for MarketClient<A> {
     async fn head(&self) -> Result<BlockHead> {
         Ok(self.chain.head().await?)
+    }
+
+    async fn block(&self, number: u64) -> Result<BlockHead> {
+        self.chain.block(number).await?.ok_or_else(|| {
+            MarketError::L1(proofmill_l1::L1Error::Transient(format!(
+                "block {number} is not on the node yet"
+            )))
+        })
     }
 
     async fn events(&self, from_block: u64, to_block: u64) -> Result<Vec<MarketEvent>> {

@@ -149,6 +149,8 @@ pub struct MarketTx {
 pub trait MarketEvents: Send + Sync {
     /// The chain's latest block.
     async fn head(&self) -> Result<BlockHead>;
+    /// Block `number` (its timestamp: the chain's time once that block is processed).
+    async fn block(&self, number: u64) -> Result<BlockHead>;
     /// The market's events in blocks `from_block..=to_block`, in chain order. A node that
     /// refuses the range (too many blocks or results) is [`MarketError::RangeTooLarge`].
     async fn events(&self, from_block: u64, to_block: u64) -> Result<Vec<MarketEvent>>;

@@ -37,6 +37,10 @@ pub struct WatchBatch {
     pub events: Vec<MarketEvent>,
     /// The last block read (the `last_processed` given when nothing new is confirmed).
     pub last_processed: u64,
+    /// That block's timestamp: the chain's time as far as these events go (a deadline at or
+    /// before it has passed with every event before it seen). 0 for block 0 of a chain
+    /// the watcher never read.
+    pub last_processed_at: u64,
     /// Whether `last_processed` is the newest confirmed block: poll again later, not at once.
     pub caught_up: bool,
 }
@@ -75,6 +79,14 @@ impl MarketWatcher {
     /// processed block, which the caller persists once it has handled them. A node refusing
     /// a range gets the range halved and asked again, down to one block; a single block it
     /// still refuses, and any other error, is returned.
+    /// The timestamp of block `number` (0 for block 0: nothing was read yet).
+    async fn time_of(&self, number: u64) -> Result<u64> {
+        match number {
+            0 => Ok(0),
+            n => Ok(self.source.block(n).await?.timestamp),
+        }
+    }
+
     pub async fn poll(&mut self, last_processed: u64) -> Result<WatchBatch> {
         let head = self.source.head().await?.number;
         let confirmed = head.saturating_sub(self.cfg.confirmations);
@@ -82,6 +94,7 @@ impl MarketWatcher {
             return Ok(WatchBatch {
                 events: Vec::new(),
                 last_processed,
+                last_processed_at: self.time_of(last_processed).await?,
                 caught_up: true,
             });
         }
@@ -93,6 +106,7 @@ impl MarketWatcher {
                     return Ok(WatchBatch {
                         events,
                         last_processed: to,
+                        last_processed_at: self.time_of(to).await?,
                         caught_up: to == confirmed,
                     });
                 }
@@ -158,9 +172,15 @@ mod tests {
     #[async_trait]
     impl MarketEvents for FakeNode {
         async fn head(&self) -> Result<BlockHead> {
+            let number = *self.head.lock().unwrap();
+            self.block(number).await
+        }
+
+        /// Twelve seconds a block.
+        async fn block(&self, number: u64) -> Result<BlockHead> {
             Ok(BlockHead {
-                number: *self.head.lock().unwrap(),
-                timestamp: 0,
+                number,
+                timestamp: 1_000 + 12 * number,
             })
         }
 
@@ -229,11 +249,13 @@ mod tests {
         // Nothing new confirmed: nothing read, the position stays.
         let batch = w.poll(398).await.unwrap();
         assert_eq!((batch.events.len(), batch.last_processed), (0, 398));
+        assert_eq!(batch.last_processed_at, 1_000 + 12 * 398);
         assert!(batch.caught_up);
-        // Three more blocks: the one now 2 deep is read.
+        // Three more blocks: the one now 2 deep is read, with its time (not the head's).
         *node.head.lock().unwrap() = 403;
         let batch = w.poll(398).await.unwrap();
         assert_eq!(batch.last_processed, 401);
+        assert_eq!(batch.last_processed_at, 1_000 + 12 * 401);
         assert!(batch.caught_up);
     }
 

@@ -645,6 +645,14 @@ async fn watcher(m: Market) {
     let batch = w.poll(last).await.unwrap();
     assert!(batch.caught_up);
     assert_eq!(batch.last_processed, claim_tx.block);
+    // The chain's time as far as the events go: that block's, not the head's.
+    let block = m.stranger.block(claim_tx.block).await.unwrap();
+    let now = m.stranger.head().await.unwrap();
+    assert_eq!(batch.last_processed_at, block.timestamp, "{name}");
+    assert!(
+        block.timestamp > 0 && block.timestamp <= now.timestamp,
+        "{name}: {block:?} {now:?}"
+    );
     assert_eq!(kind(&batch.events[0]), unconfirmed, "{name}");
     assert!(
         matches!(

@@ -310,6 +310,9 @@ impl ChainAccess for RangeLimited {
     async fn head(&self) -> Result<BlockHead, L1Error> {
         self.inner.head().await
     }
+    async fn block(&self, number: u64) -> Result<Option<BlockHead>, L1Error> {
+        self.inner.block(number).await
+    }
     async fn balance(&self, who: Address) -> Result<U256, L1Error> {
         self.inner.balance(who).await
     }
