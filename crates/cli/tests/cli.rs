@@ -143,6 +143,43 @@ fn bad_assignment_policy_lists_the_valid_ones() {
     );
 }
 
+/// A `--chains` list the coordinator cannot serve is refused with the reason before it
+/// listens or opens its store: a malformed entry and a weight of 0 when the flag is parsed,
+/// an unknown proof type and a chain listed twice against the other options.
+#[test]
+fn bad_chains_are_refused_with_the_reason_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    for (chains, reason) in [
+        ("seven", "expected ID[:WEIGHT[:TYPE+TYPE...]]"),
+        ("7:0", "the weight must be a whole number of at least 1"),
+        (
+            "7:1:nope",
+            "--chains: chain 7: proof type nope is not one of the coordinator's (exec)",
+        ),
+        ("7,7:2", "--chains: chain 7 is listed twice"),
+    ] {
+        let (out, stderr) = run(proofmill().current_dir(dir.path()).args([
+            "coordinator",
+            "--proof-types",
+            "exec",
+            "--l1",
+            "none",
+            "--listen",
+            "127.0.0.1:0",
+            "--chains",
+            chains,
+        ]));
+        assert!(!out.status.success(), "{chains}: {stderr}");
+        assert!(stderr.contains(reason), "{chains}: {stderr}");
+        assert!(
+            !stderr.contains("coordinator listening"),
+            "{chains}: {stderr}"
+        );
+    }
+    // Nothing was created: the store is opened after the check.
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+}
+
 /// `bench makespan` runs every policy over the documented workload and ends with one
 /// `policy=<name> makespan_ratio=<float>` line each; the ratio is over a lower bound, so it
 /// is never below 1.

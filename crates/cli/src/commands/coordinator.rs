@@ -346,6 +346,12 @@ pub async fn run_with(
              takes its batches from one"
         );
     }
+    // Checked before anything listens: a chain list the coordinator would refuse at start.
+    let config = coordinator_config(&args, backends.all.clone());
+    config
+        .chain_types()
+        .and_then(|_| config.chain_shares())
+        .map_err(|e| anyhow::anyhow!("--chains: {e}"))?;
     let security = Security::load(&args)?;
     security.check_exposure(args.listen, args.insecure)?;
     if let Some(admin) = args.admin_listen {
