@@ -2,6 +2,7 @@
 //! mid-run and restarted, and a prover frozen mid-task. SQLite and Postgres both.
 
 use proofmill_store::open_store;
+use proofmill_types::DEFAULT_CHAIN;
 use proofmill_types::{JobKey, JobState, ProofType};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -264,7 +265,7 @@ async fn coordinator_kill9_mid_run(db: Db) {
     let mut prev_root = None;
     for n in 1..=BATCHES {
         let batch = store
-            .batch(proofmill_types::DEFAULT_CHAIN, n)
+            .batch(DEFAULT_CHAIN, n)
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("batch {n} missing"));
@@ -276,7 +277,7 @@ async fn coordinator_kill9_mid_run(db: Db) {
             );
         }
         prev_root = Some(common::transition(&batch).new_state_root);
-        let key = JobKey::new(proofmill_types::DEFAULT_CHAIN, n, exec_type.clone());
+        let key = JobKey::new(DEFAULT_CHAIN, n, exec_type.clone());
         let job = store.job(&key).await.unwrap().unwrap();
         assert_eq!(job.state, JobState::Proven);
         let proof = store
@@ -343,11 +344,7 @@ async fn frozen_prover_loses_its_lease(db: Db) {
     // Give the thawed prover time to finish and try to deliver its stale result.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let store = open_store(&site.db_url).await.unwrap();
-    let key = JobKey::new(
-        proofmill_types::DEFAULT_CHAIN,
-        1,
-        ProofType::new("exec").unwrap(),
-    );
+    let key = JobKey::new(DEFAULT_CHAIN, 1, ProofType::new("exec").unwrap());
     let proof = store.proof(&key).await.unwrap().unwrap();
     assert_eq!(proof.prover_name, "b", "the late result never overwrote");
     let job = store.job(&key).await.unwrap().unwrap();
@@ -444,11 +441,7 @@ async fn sigterm_drains_and_status_reports(db: Db) {
     let code = wait_exit(&mut coord.child, Duration::from_secs(60));
     assert_eq!(code, Some(0), "coordinator exits cleanly after draining");
     let store = open_store(&site.db_url).await.unwrap();
-    let key = JobKey::new(
-        proofmill_types::DEFAULT_CHAIN,
-        1,
-        ProofType::new("exec").unwrap(),
-    );
+    let key = JobKey::new(DEFAULT_CHAIN, 1, ProofType::new("exec").unwrap());
     assert_eq!(
         store.job(&key).await.unwrap().unwrap().state,
         JobState::Proven,

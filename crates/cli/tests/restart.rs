@@ -6,6 +6,7 @@
 use proofmill_proto::v1::admin_service_client::AdminServiceClient;
 use proofmill_proto::v1::{HealthCheckRequest, SystemStatusResponse};
 use proofmill_store::{Blobs, Store, open_store};
+use proofmill_types::DEFAULT_CHAIN;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -214,7 +215,7 @@ async fn assert_one_chain(store: &Arc<dyn Store>, last: u64) {
     let mut prev = None;
     for n in 1..=last {
         let b = store
-            .batch(proofmill_types::DEFAULT_CHAIN, n)
+            .batch(DEFAULT_CHAIN, n)
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("batch {n} missing"));
@@ -244,7 +245,7 @@ async fn restart_rebuilds_in_the_background(db: Db) {
     .await;
     c.kill9();
     let last = store
-        .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
+        .last_sealed_batch(DEFAULT_CHAIN)
         .await
         .unwrap()
         .unwrap();
@@ -328,7 +329,7 @@ async fn restart_rebuilds_in_the_background(db: Db) {
 
     // 3. A crash between a snapshot's blob and its pointer leaves an unlisted blob: ignored.
     let last = store
-        .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
+        .last_sealed_batch(DEFAULT_CHAIN)
         .await
         .unwrap()
         .unwrap();
@@ -356,7 +357,7 @@ async fn restart_rebuilds_in_the_background(db: Db) {
     // A clean stop snapshots the last sealed batch.
     assert_eq!(c.term(), Some(0));
     let last = store
-        .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
+        .last_sealed_batch(DEFAULT_CHAIN)
         .await
         .unwrap()
         .unwrap();
@@ -396,10 +397,7 @@ async fn failed_rebuild_stops_the_coordinator(db: Db) {
     })
     .await;
     c.kill9();
-    let last = store
-        .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
-        .await
-        .unwrap();
+    let last = store.last_sealed_batch(DEFAULT_CHAIN).await.unwrap();
     let log = site.log("c1.log");
     let args: Vec<String> = [
         "coordinator",
@@ -434,13 +432,7 @@ async fn failed_rebuild_stops_the_coordinator(db: Db) {
         "{text}"
     );
     assert!(text.contains("rebuilding the devnet"), "{text}");
-    assert_eq!(
-        store
-            .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        last
-    );
+    assert_eq!(store.last_sealed_batch(DEFAULT_CHAIN).await.unwrap(), last);
 }
 
 /// `bench restart` at a small N, in this (debug) build: the line it ends with.

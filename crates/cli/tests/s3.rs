@@ -7,6 +7,7 @@ mod common;
 use common::admin::wait_status;
 use common::procs::{Proc, listening_addr};
 use proofmill_store::open_store;
+use proofmill_types::DEFAULT_CHAIN;
 use proofmill_types::{JobKey, ProofType};
 use std::time::Duration;
 
@@ -138,7 +139,7 @@ fn coordinator_and_blob_access_prover_on_s3() {
     let store = rt.block_on(open_store(&db)).unwrap();
     for n in 1..=BATCHES {
         let batch = rt
-            .block_on(store.batch(proofmill_types::DEFAULT_CHAIN, n))
+            .block_on(store.batch(DEFAULT_CHAIN, n))
             .unwrap()
             .expect("batch stored");
         assert!(
@@ -152,11 +153,7 @@ fn coordinator_and_blob_access_prover_on_s3() {
             "batch {n} input"
         );
         let proof = |t: &str| {
-            let key = JobKey::new(
-                proofmill_types::DEFAULT_CHAIN,
-                n,
-                ProofType::new(t).unwrap(),
-            );
+            let key = JobKey::new(DEFAULT_CHAIN, n, ProofType::new(t).unwrap());
             rt.block_on(store.proof(&key))
                 .unwrap()
                 .unwrap_or_else(|| panic!("no {t} proof of batch {n}"))

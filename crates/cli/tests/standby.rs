@@ -12,6 +12,7 @@ use proofmill_proto::v1::{
     ProversListRequest, SystemStatusResponse, admin_service_client::AdminServiceClient,
 };
 use proofmill_store::open_store;
+use proofmill_types::DEFAULT_CHAIN;
 use proofmill_types::{JobKey, JobState, ProofType};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -282,11 +283,7 @@ async fn check_store(db: &str, last: u64) {
     let exec = ProofType::new("exec").unwrap();
     let mut prev_root = None;
     for n in 1..=last {
-        let batch = store
-            .batch(proofmill_types::DEFAULT_CHAIN, n)
-            .await
-            .unwrap()
-            .unwrap();
+        let batch = store.batch(DEFAULT_CHAIN, n).await.unwrap().unwrap();
         if let Some(prev) = prev_root {
             assert_eq!(
                 common::transition(&batch).old_state_root,
@@ -295,7 +292,7 @@ async fn check_store(db: &str, last: u64) {
             );
         }
         prev_root = Some(common::transition(&batch).new_state_root);
-        let key = JobKey::new(proofmill_types::DEFAULT_CHAIN, n, exec.clone());
+        let key = JobKey::new(DEFAULT_CHAIN, n, exec.clone());
         let job = store.job(&key).await.unwrap().unwrap();
         assert_eq!(job.state, JobState::Proven, "batch {n}");
         assert!(store.proof(&key).await.unwrap().is_some(), "proof of {n}");

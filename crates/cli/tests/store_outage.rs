@@ -8,6 +8,7 @@ use proofmill_proto::v1::admin_service_client::AdminServiceClient;
 use proofmill_proto::v1::{HealthCheckRequest, HealthCheckResponse};
 use proofmill_store::open_store;
 use proofmill_testkit::TestPostgres;
+use proofmill_types::DEFAULT_CHAIN;
 use proofmill_types::{JobKey, JobState, ProofType};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -267,16 +268,12 @@ async fn postgres_outage_is_visible_and_loses_nothing() {
     let exec_type = ProofType::new("exec").unwrap();
     let mut prev_root = None;
     for n in 1..=BATCHES {
-        let batch = store
-            .batch(proofmill_types::DEFAULT_CHAIN, n)
-            .await
-            .unwrap()
-            .unwrap();
+        let batch = store.batch(DEFAULT_CHAIN, n).await.unwrap().unwrap();
         if let Some(prev) = prev_root {
             assert_eq!(common::transition(&batch).old_state_root, prev, "batch {n}");
         }
         prev_root = Some(common::transition(&batch).new_state_root);
-        let key = JobKey::new(proofmill_types::DEFAULT_CHAIN, n, exec_type.clone());
+        let key = JobKey::new(DEFAULT_CHAIN, n, exec_type.clone());
         assert_eq!(
             store.job(&key).await.unwrap().unwrap().state,
             JobState::Proven

@@ -7,6 +7,7 @@ use proofmill_proto::v1::{
     LaunchProofRequest, ProversListRequest, RetryJobRequest, SystemStatusRequest,
     coordinator_message::Kind as Out,
 };
+use proofmill_types::DEFAULT_CHAIN;
 use proofmill_types::ProverId;
 use support::*;
 
@@ -215,7 +216,7 @@ async fn concurrent_submissions(db: Db) {
     let env = Env::new(db, "intake_race");
     let c = start(&env, fast_config()).await;
     let batch = |number: u64, input: Vec<u8>| NewBatch {
-        chain: proofmill_types::DEFAULT_CHAIN,
+        chain: DEFAULT_CHAIN,
         number,
         version: "v1".into(),
         input: input.into(),
@@ -240,7 +241,7 @@ async fn concurrent_submissions(db: Db) {
     let blobs = proofmill_store::Blobs::from_url(&env.blobs_url).unwrap();
     for n in std::iter::once(5).chain(10..40) {
         let stored = store
-            .batch(proofmill_types::DEFAULT_CHAIN, n)
+            .batch(DEFAULT_CHAIN, n)
             .await
             .unwrap()
             .expect("batch stored");

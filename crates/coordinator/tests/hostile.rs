@@ -7,16 +7,13 @@ use proofmill_proto::v1::{
     DataChunk, ErrorCode, HeartbeatAck, Reconnect, RunningTask, TaskResult,
     coordinator_message::Kind as Out, prover_message::Kind as In, task_result::Outcome,
 };
+use proofmill_types::DEFAULT_CHAIN;
 use proofmill_types::{JobKey, ProofType};
 use std::time::Duration;
 use support::*;
 
 fn key(b: u64, t: &str) -> JobKey {
-    JobKey::new(
-        proofmill_types::DEFAULT_CHAIN,
-        b,
-        ProofType::new(t).unwrap(),
-    )
+    JobKey::new(DEFAULT_CHAIN, b, ProofType::new(t).unwrap())
 }
 
 fn running(n: usize) -> Vec<RunningTask> {
@@ -238,7 +235,7 @@ async fn a_provers_message_limit_is_respected(db: Db) {
 
     let input = input_for(1, 20_000, 0);
     let nb = proofmill_coordinator::NewBatch {
-        chain: proofmill_types::DEFAULT_CHAIN,
+        chain: DEFAULT_CHAIN,
         number: 1,
         version: "v1".into(),
         input: input.clone().into(),

@@ -8,6 +8,7 @@ use proofmill_proto::v1::{
     TaskResult, coordinator_message::Kind as Out, prover_message::Kind as In, task_result::Outcome,
 };
 use proofmill_store::{Blobs, StoreError, open_store};
+use proofmill_types::DEFAULT_CHAIN;
 use proofmill_types::{JobKey, JobState, ProofType};
 use std::time::Duration;
 use support::*;
@@ -83,11 +84,7 @@ async fn a_deposed_coordinator_writes_nothing(db: Db) {
     while let Some(msg) = prover.next(Duration::from_secs(1)).await {
         assert!(!matches!(msg, Out::ResultAck(_)), "acknowledged: {msg:?}");
     }
-    let key = JobKey::new(
-        proofmill_types::DEFAULT_CHAIN,
-        1,
-        ProofType::new("exec").unwrap(),
-    );
+    let key = JobKey::new(DEFAULT_CHAIN, 1, ProofType::new("exec").unwrap());
     let job = store_b.job(&key).await.unwrap().unwrap();
     assert_ne!(job.state, JobState::Proven);
     assert!(store_b.proof(&key).await.unwrap().is_none());
@@ -95,7 +92,7 @@ async fn a_deposed_coordinator_writes_nothing(db: Db) {
     // A batch given to it is refused with the reason, and not stored.
     let refused = coord
         .submit_batch(NewBatch {
-            chain: proofmill_types::DEFAULT_CHAIN,
+            chain: DEFAULT_CHAIN,
             number: 2,
             version: "v1".into(),
             input: input_for(2, 0, 0).into(),
@@ -112,10 +109,7 @@ async fn a_deposed_coordinator_writes_nothing(db: Db) {
         "{refused:?}"
     );
     assert_eq!(
-        store_b
-            .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
+        store_b.last_sealed_batch(DEFAULT_CHAIN).await.unwrap(),
         Some(1)
     );
     server.stop().await.unwrap();

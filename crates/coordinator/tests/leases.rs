@@ -9,6 +9,7 @@ use proofmill_proto::v1::{
     ChunkedProof, DataChunk, ErrorCode, TaskResult, coordinator_message::Kind as Out,
     execute_task::Input, prover_message::Kind as In, task_result::Outcome,
 };
+use proofmill_types::DEFAULT_CHAIN;
 use proofmill_types::{JobKey, ProofType, PublicValues};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,11 +17,7 @@ use std::time::Duration;
 use support::*;
 
 fn key(b: u64) -> JobKey {
-    JobKey::new(
-        proofmill_types::DEFAULT_CHAIN,
-        b,
-        ProofType::new("exec").unwrap(),
-    )
+    JobKey::new(DEFAULT_CHAIN, b, ProofType::new("exec").unwrap())
 }
 
 /// Liveness of 100 ms × 5: far shorter than the transfers below.
@@ -33,7 +30,7 @@ fn short_liveness() -> proofmill_coordinator::CoordinatorConfig {
 
 async fn submit_input(c: &Running, n: u64, input: Vec<u8>) {
     let nb = NewBatch {
-        chain: proofmill_types::DEFAULT_CHAIN,
+        chain: DEFAULT_CHAIN,
         number: n,
         version: "v1".into(),
         input: input.into(),

@@ -4,6 +4,7 @@ use common::*;
 use proofmill_scheduler::{
     Effect, Failure, ResultCheck, Scheduler, SchedulerConfig, SchedulerError,
 };
+use proofmill_types::DEFAULT_CHAIN;
 use proofmill_types::{AttemptOutcome, FencingToken, JobKey, JobState};
 
 fn sched() -> Scheduler {
@@ -32,14 +33,8 @@ fn provers_of_different_types_work_the_same_batch() {
     s.add_jobs([job(1, "exec", "v1"), job(1, "stark", "v1")], 0);
     let d1 = dispatches(&s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap());
     let d2 = dispatches(&s.register(pid("b"), info(&["stark"], 1, "v1"), 0).unwrap());
-    assert_eq!(
-        d1[0].1.key,
-        JobKey::new(proofmill_types::DEFAULT_CHAIN, 1, pt("exec"))
-    );
-    assert_eq!(
-        d2[0].1.key,
-        JobKey::new(proofmill_types::DEFAULT_CHAIN, 1, pt("stark"))
-    );
+    assert_eq!(d1[0].1.key, JobKey::new(DEFAULT_CHAIN, 1, pt("exec")));
+    assert_eq!(d2[0].1.key, JobKey::new(DEFAULT_CHAIN, 1, pt("stark")));
 }
 
 #[test]
@@ -91,7 +86,7 @@ fn silent_prover_loses_lease_and_its_late_result_is_fenced() {
     assert!(new_token > old_token);
     assert_eq!(d[0].1.lost_attempts, 1);
     // a wakes up and submits: fenced off, nothing changes.
-    let key = JobKey::new(proofmill_types::DEFAULT_CHAIN, 1, pt("exec"));
+    let key = JobKey::new(DEFAULT_CHAIN, 1, pt("exec"));
     assert!(matches!(
         s.check_result(&pid("a"), &key, old_token),
         ResultCheck::Stale { .. }
@@ -151,7 +146,7 @@ fn failures_back_off_then_fail_after_max_attempts() {
     let mut s = Scheduler::new(cfg, 0);
     s.add_jobs([job(1, "exec", "v1")], 0);
     let mut effects = s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap();
-    let key = JobKey::new(proofmill_types::DEFAULT_CHAIN, 1, pt("exec"));
+    let key = JobKey::new(DEFAULT_CHAIN, 1, pt("exec"));
     let mut now = 0;
     for attempt in 1..=3u32 {
         let d = dispatches(&effects);
@@ -293,10 +288,7 @@ fn ghost_leases_expire_if_the_prover_never_returns() {
 fn heartbeat_cancels_tasks_the_prover_should_not_run() {
     let mut s = sched();
     s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap();
-    let bogus = (
-        JobKey::new(proofmill_types::DEFAULT_CHAIN, 9, pt("exec")),
-        FencingToken(77),
-    );
+    let bogus = (JobKey::new(DEFAULT_CHAIN, 9, pt("exec")), FencingToken(77));
     let effects = s.heartbeat(&pid("a"), &[bogus], 1);
     assert!(matches!(
         &effects[..],
@@ -358,10 +350,7 @@ fn paused_dispatch_holds_jobs_and_a_resume_dispatches_them() {
     // Resumed: the queued job goes out at once.
     let resumed = dispatches(&s.pause_dispatch(false, 101));
     assert_eq!(resumed.len(), 1);
-    assert_eq!(
-        resumed[0].1.key,
-        JobKey::new(proofmill_types::DEFAULT_CHAIN, 2, pt("exec"))
-    );
+    assert_eq!(resumed[0].1.key, JobKey::new(DEFAULT_CHAIN, 2, pt("exec")));
     assert!(!s.is_dispatch_paused());
 }
 
@@ -370,7 +359,7 @@ fn cancel_job_tells_the_owner() {
     let mut s = sched();
     s.add_jobs([job(1, "exec", "v1")], 0);
     s.register(pid("a"), info(&["exec"], 1, "v1"), 0).unwrap();
-    let key = JobKey::new(proofmill_types::DEFAULT_CHAIN, 1, pt("exec"));
+    let key = JobKey::new(DEFAULT_CHAIN, 1, pt("exec"));
     let effects = s.cancel_job(&key, "operator", 5).unwrap();
     assert!(matches!(&effects[0], Effect::Persist(j) if j.state == JobState::Cancelled));
     assert!(matches!(&effects[1], Effect::Cancel { prover, .. } if *prover == pid("a")));
@@ -396,14 +385,8 @@ fn restarted_with_orphans() -> Scheduler {
 #[test]
 fn restart_gives_back_tasks_sent_before_their_lease_was_durable() {
     let mut s = restarted_with_orphans();
-    let orphan = (
-        JobKey::new(proofmill_types::DEFAULT_CHAIN, 1, pt("exec")),
-        FencingToken(42),
-    );
-    let stale = (
-        JobKey::new(proofmill_types::DEFAULT_CHAIN, 2, pt("exec")),
-        FencingToken(7),
-    );
+    let orphan = (JobKey::new(DEFAULT_CHAIN, 1, pt("exec")), FencingToken(42));
+    let stale = (JobKey::new(DEFAULT_CHAIN, 2, pt("exec")), FencingToken(7));
     let effects = s.reconnect(
         pid("a"),
         info(&["exec"], 2, "v1"),
@@ -441,21 +424,12 @@ fn restart_gives_back_tasks_sent_before_their_lease_was_durable() {
 fn orphan_tasks_are_cancelled_when_the_job_went_elsewhere_or_does_not_fit() {
     let mut s = restarted_with_orphans();
     let d = dispatches(&s.register(pid("b"), info(&["exec"], 1, "v1"), 10).unwrap());
-    assert_eq!(
-        d[0].1.key,
-        JobKey::new(proofmill_types::DEFAULT_CHAIN, 1, pt("exec"))
-    );
+    assert_eq!(d[0].1.key, JobKey::new(DEFAULT_CHAIN, 1, pt("exec")));
     // `a` comes back later with its orphan of job 1 (now leased to `b`) and one of job 3,
     // whose version it does not run.
     let late = [
-        (
-            JobKey::new(proofmill_types::DEFAULT_CHAIN, 1, pt("exec")),
-            FencingToken(12),
-        ),
-        (
-            JobKey::new(proofmill_types::DEFAULT_CHAIN, 3, pt("exec")),
-            FencingToken(13),
-        ),
+        (JobKey::new(DEFAULT_CHAIN, 1, pt("exec")), FencingToken(12)),
+        (JobKey::new(DEFAULT_CHAIN, 3, pt("exec")), FencingToken(13)),
     ];
     let effects = s.reconnect(pid("a"), info(&["exec"], 2, "v1"), &late, 20);
     for (key, token) in &late {
@@ -473,7 +447,7 @@ fn orphan_tasks_are_cancelled_when_the_job_went_elsewhere_or_does_not_fit() {
 #[test]
 fn an_orphan_is_not_taken_back_once_this_run_leased_its_job() {
     let mut s = restarted_with_orphans();
-    let key = JobKey::new(proofmill_types::DEFAULT_CHAIN, 1, pt("exec"));
+    let key = JobKey::new(DEFAULT_CHAIN, 1, pt("exec"));
     // This run leases job 1 itself, above the window, and the lease fails: queued again.
     let d = dispatches(&s.register(pid("b"), info(&["exec"], 1, "v1"), 10).unwrap());
     assert_eq!(d[0].1.key, key);

@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use proofmill_store::StoreError;
+use proofmill_types::DEFAULT_CHAIN;
 use std::time::Instant;
 
 store_test!(
@@ -211,13 +212,7 @@ async fn values_above_i64_max_rejected(store: Arc<dyn Store>, _: &str) {
             .await
             .is_err()
     );
-    assert_eq!(
-        store
-            .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.last_sealed_batch(DEFAULT_CHAIN).await.unwrap(), None);
 
     insert_all(&*store, [1], &["exec"]).await;
     let before = store.job(&key(1, "exec")).await.unwrap();
@@ -311,10 +306,7 @@ async fn apply_throughput(store: Arc<dyn Store>, backend: &str) {
         setup.as_secs_f64() * 1e3,
     );
     assert_eq!(
-        store
-            .last_proven_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
+        store.last_proven_batch(DEFAULT_CHAIN).await.unwrap(),
         Some(PER_CALL * CALLS)
     );
     assert_eq!(store.max_fencing_token().await.unwrap(), token);
@@ -354,10 +346,7 @@ async fn apply_throughput(store: Arc<dyn Store>, backend: &str) {
         1.0 / per_call
     );
     assert_eq!(
-        store
-            .last_proven_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
+        store.last_proven_batch(DEFAULT_CHAIN).await.unwrap(),
         Some(last + singles)
     );
 }

@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use proofmill_types::DEFAULT_CHAIN;
 use proofmill_types::{Attempt, AttemptOutcome, FencingToken, ProverId};
 
 store_test!(
@@ -75,7 +76,7 @@ async fn attempts_start_end_and_read_back(store: Arc<dyn Store>, _: &str) {
         .await
         .unwrap();
     let of_a = store
-        .attempts(proofmill_types::DEFAULT_CHAIN, 1, Some(&pt("exec")), 100)
+        .attempts(DEFAULT_CHAIN, 1, Some(&pt("exec")), 100)
         .await
         .unwrap();
     let tokens: Vec<u64> = of_a.iter().map(|t| t.token.0).collect();
@@ -93,16 +94,13 @@ async fn attempts_start_end_and_read_back(store: Arc<dyn Store>, _: &str) {
         (of_a[2].backup, of_a[2].outcome, of_a[2].prove_ms),
         (true, Some(AttemptOutcome::Proven), Some(42))
     );
-    let of_batch = store
-        .attempts(proofmill_types::DEFAULT_CHAIN, 1, None, 100)
-        .await
-        .unwrap();
+    let of_batch = store.attempts(DEFAULT_CHAIN, 1, None, 100).await.unwrap();
     assert_eq!(of_batch.len(), 4, "both jobs of batch 1, not batch 2");
     let running = of_batch.iter().find(|t| t.token.0 == 2).unwrap();
     assert_eq!((running.ended_at, running.outcome), (None, None));
     assert_eq!(
         store
-            .attempts(proofmill_types::DEFAULT_CHAIN, 1, None, 2)
+            .attempts(DEFAULT_CHAIN, 1, None, 2)
             .await
             .unwrap()
             .len(),
@@ -111,14 +109,14 @@ async fn attempts_start_end_and_read_back(store: Arc<dyn Store>, _: &str) {
     );
     assert!(
         store
-            .attempts(proofmill_types::DEFAULT_CHAIN, 9, None, 10)
+            .attempts(DEFAULT_CHAIN, 9, None, 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
         store
-            .attempts(proofmill_types::DEFAULT_CHAIN, u64::MAX, None, 10)
+            .attempts(DEFAULT_CHAIN, u64::MAX, None, 10)
             .await
             .unwrap()
             .is_empty()
@@ -145,10 +143,7 @@ async fn an_attempt_ends_once_and_unknown_ends_change_nothing(store: Arc<dyn Sto
         .apply(&[ended(7, 6, AttemptOutcome::Proven, "too late")])
         .await
         .unwrap();
-    let all = store
-        .attempts(proofmill_types::DEFAULT_CHAIN, 1, None, 10)
-        .await
-        .unwrap();
+    let all = store.attempts(DEFAULT_CHAIN, 1, None, 10).await.unwrap();
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(
         (
@@ -177,7 +172,7 @@ async fn old_ended_attempts_are_pruned_running_ones_kept(store: Arc<dyn Store>, 
     // Ended before 350: tokens 1, 2, 3; at most 2 per call, oldest first.
     assert_eq!(store.prune_attempts(350, 2).await.unwrap(), 2);
     let left: Vec<u64> = store
-        .attempts(proofmill_types::DEFAULT_CHAIN, 1, None, 10)
+        .attempts(DEFAULT_CHAIN, 1, None, 10)
         .await
         .unwrap()
         .iter()
@@ -186,10 +181,7 @@ async fn old_ended_attempts_are_pruned_running_ones_kept(store: Arc<dyn Store>, 
     assert_eq!(left, vec![3, 4, 5]);
     assert_eq!(store.prune_attempts(350, 100).await.unwrap(), 1);
     assert_eq!(store.prune_attempts(u64::MAX, 100).await.unwrap(), 1);
-    let left = store
-        .attempts(proofmill_types::DEFAULT_CHAIN, 1, None, 10)
-        .await
-        .unwrap();
+    let left = store.attempts(DEFAULT_CHAIN, 1, None, 10).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(
         (left[0].token.0, left[0].ended_at),
@@ -210,7 +202,7 @@ async fn an_attempt_is_written_with_its_lease_or_not_at_all(store: Arc<dyn Store
     assert!(err.is_err());
     assert!(
         store
-            .attempts(proofmill_types::DEFAULT_CHAIN, 1, None, 10)
+            .attempts(DEFAULT_CHAIN, 1, None, 10)
             .await
             .unwrap()
             .is_empty()

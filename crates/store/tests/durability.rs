@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use proofmill_store::{StoreError, open_store};
+use proofmill_types::DEFAULT_CHAIN;
 
 #[tokio::test]
 async fn sqlite_reopen_sees_committed_data() {
@@ -32,10 +33,7 @@ async fn sqlite_reopen_sees_committed_data() {
     ] {
         let store = open_store(&url).await.unwrap();
         assert_eq!(
-            store
-                .batch(proofmill_types::DEFAULT_CHAIN, 1)
-                .await
-                .unwrap(),
+            store.batch(DEFAULT_CHAIN, 1).await.unwrap(),
             Some(batch(1, &["exec"]))
         );
         assert_eq!(
@@ -43,10 +41,7 @@ async fn sqlite_reopen_sees_committed_data() {
             Some(proof(key(1, "exec"), 3))
         );
         assert_eq!(
-            store
-                .last_proven_batch(proofmill_types::DEFAULT_CHAIN)
-                .await
-                .unwrap(),
+            store.last_proven_batch(DEFAULT_CHAIN).await.unwrap(),
             Some(1)
         );
         assert_eq!(
@@ -150,10 +145,7 @@ async fn postgres_reopen_sees_committed_data() {
         .await
         .unwrap();
     assert_eq!(
-        store
-            .batch(proofmill_types::DEFAULT_CHAIN, 1)
-            .await
-            .unwrap(),
+        store.batch(DEFAULT_CHAIN, 1).await.unwrap(),
         Some(batch(1, &["exec"]))
     );
     assert_eq!(store.get_meta("k").await.unwrap().as_deref(), Some("v"));

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use proofmill_store::{LeaseClaim, StoreError};
+use proofmill_types::DEFAULT_CHAIN;
 use std::time::Duration;
 
 fn claim(holder: &str, ttl_ms: u64) -> LeaseClaim {
@@ -153,18 +154,10 @@ async fn a_deposed_coordinator_cannot_write(url: &str) {
     other.input_digest = digest(99);
     fenced(a.replace_batch(&other, 6).await, "replace_batch");
     assert_eq!(
-        b.batch(proofmill_types::DEFAULT_CHAIN, 1)
-            .await
-            .unwrap()
-            .unwrap(),
+        b.batch(DEFAULT_CHAIN, 1).await.unwrap().unwrap(),
         batch(1, &["exec"])
     );
-    assert_eq!(
-        b.last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        Some(1)
-    );
+    assert_eq!(b.last_sealed_batch(DEFAULT_CHAIN).await.unwrap(), Some(1));
     assert_eq!(
         b.job(&key(1, "exec")).await.unwrap().unwrap().state,
         JobState::Queued

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use proofmill_store::{JobFilter, StoreError};
+use proofmill_types::DEFAULT_CHAIN;
 use proofmill_types::PublicValues;
 use std::sync::Arc;
 
@@ -29,36 +30,15 @@ store_test!(
 // Tests
 
 async fn insert_batch_idempotent_and_conflict(store: Arc<dyn Store>, _: &str) {
-    assert_eq!(
-        store
-            .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.last_sealed_batch(DEFAULT_CHAIN).await.unwrap(), None);
     let b = batch(42, &["exec", "groth16"]);
     assert!(store.insert_batch(&b, 100).await.unwrap());
     assert_eq!(
-        store
-            .batch(proofmill_types::DEFAULT_CHAIN, 42)
-            .await
-            .unwrap(),
+        store.batch(DEFAULT_CHAIN, 42).await.unwrap(),
         Some(b.clone())
     );
-    assert_eq!(
-        store
-            .batch(proofmill_types::DEFAULT_CHAIN, 43)
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .batch(proofmill_types::DEFAULT_CHAIN, u64::MAX)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.batch(DEFAULT_CHAIN, 43).await.unwrap(), None);
+    assert_eq!(store.batch(DEFAULT_CHAIN, u64::MAX).await.unwrap(), None);
 
     // Same content again (even with another `now`): no-op.
     assert!(!store.insert_batch(&b, 999).await.unwrap());
@@ -84,20 +64,11 @@ async fn insert_batch_idempotent_and_conflict(store: Arc<dyn Store>, _: &str) {
         store.insert_batch(&other_root, 100).await,
         Err(StoreError::BatchConflict(42))
     ));
-    assert_eq!(
-        store
-            .batch(proofmill_types::DEFAULT_CHAIN, 42)
-            .await
-            .unwrap(),
-        Some(b)
-    );
+    assert_eq!(store.batch(DEFAULT_CHAIN, 42).await.unwrap(), Some(b));
 
     assert!(store.insert_batch(&batch(7, &["exec"]), 1).await.unwrap());
     assert_eq!(
-        store
-            .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
+        store.last_sealed_batch(DEFAULT_CHAIN).await.unwrap(),
         Some(42)
     );
 }
@@ -115,7 +86,7 @@ async fn jobs_created_per_required_type(store: Arc<dyn Store>, _: &str) {
     assert_eq!(store.job(&key(3, "other")).await.unwrap(), None);
     assert_eq!(
         store
-            .batch(proofmill_types::DEFAULT_CHAIN, 4)
+            .batch(DEFAULT_CHAIN, 4)
             .await
             .unwrap()
             .unwrap()
@@ -280,35 +251,15 @@ async fn job_counts_per_type_and_state(store: Arc<dyn Store>, _: &str) {
 
 async fn last_proven_batch_gaps_and_partial(store: Arc<dyn Store>, _: &str) {
     let s = &*store;
-    assert_eq!(
-        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.last_proven_batch(DEFAULT_CHAIN).await.unwrap(), None);
     // The first stored batch (5) is the start; nothing proven yet.
     insert_all(s, 5..=7, &["exec", "groth16"]).await;
-    assert_eq!(
-        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.last_proven_batch(DEFAULT_CHAIN).await.unwrap(), None);
     // Partially proven first batch: still none.
     set_states(s, &[(5, "exec", JobState::Proven)]).await;
-    assert_eq!(
-        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.last_proven_batch(DEFAULT_CHAIN).await.unwrap(), None);
     set_states(s, &[(5, "groth16", JobState::Proven)]).await;
-    assert_eq!(
-        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        Some(5)
-    );
+    assert_eq!(s.last_proven_batch(DEFAULT_CHAIN).await.unwrap(), Some(5));
     // 7 proven but 6 not: stops at 5.
     set_states(
         s,
@@ -318,12 +269,7 @@ async fn last_proven_batch_gaps_and_partial(store: Arc<dyn Store>, _: &str) {
         ],
     )
     .await;
-    assert_eq!(
-        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        Some(5)
-    );
+    assert_eq!(s.last_proven_batch(DEFAULT_CHAIN).await.unwrap(), Some(5));
     // A failed job is not proven.
     set_states(
         s,
@@ -333,19 +279,9 @@ async fn last_proven_batch_gaps_and_partial(store: Arc<dyn Store>, _: &str) {
         ],
     )
     .await;
-    assert_eq!(
-        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        Some(5)
-    );
+    assert_eq!(s.last_proven_batch(DEFAULT_CHAIN).await.unwrap(), Some(5));
     set_states(s, &[(6, "groth16", JobState::Proven)]).await;
-    assert_eq!(
-        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        Some(7)
-    );
+    assert_eq!(s.last_proven_batch(DEFAULT_CHAIN).await.unwrap(), Some(7));
     // A gap (8 missing) stops it even when later batches are proven.
     insert_all(s, [9, 10], &["exec"]).await;
     set_states(
@@ -356,52 +292,22 @@ async fn last_proven_batch_gaps_and_partial(store: Arc<dyn Store>, _: &str) {
         ],
     )
     .await;
-    assert_eq!(
-        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        Some(7)
-    );
+    assert_eq!(s.last_proven_batch(DEFAULT_CHAIN).await.unwrap(), Some(7));
     insert_all(s, [8], &["exec"]).await;
-    assert_eq!(
-        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        Some(7)
-    );
+    assert_eq!(s.last_proven_batch(DEFAULT_CHAIN).await.unwrap(), Some(7));
     set_states(s, &[(8, "exec", JobState::Proven)]).await;
-    assert_eq!(
-        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        Some(10)
-    );
+    assert_eq!(s.last_proven_batch(DEFAULT_CHAIN).await.unwrap(), Some(10));
     // A batch without required proofs counts as proven; an open job after it stops there.
     insert_all(s, [11], &[]).await;
     insert_all(s, [12], &["exec"]).await;
-    assert_eq!(
-        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        Some(11)
-    );
+    assert_eq!(s.last_proven_batch(DEFAULT_CHAIN).await.unwrap(), Some(11));
     // A gap after a proven run with an open job beyond it.
     insert_all(s, [14], &["exec"]).await;
     set_states(s, &[(12, "exec", JobState::Proven)]).await;
-    assert_eq!(
-        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        Some(12)
-    );
+    assert_eq!(s.last_proven_batch(DEFAULT_CHAIN).await.unwrap(), Some(12));
     // Re-opening an early job (L1 rejected its proof) moves it back.
     set_states(s, &[(6, "exec", JobState::Queued)]).await;
-    assert_eq!(
-        s.last_proven_batch(proofmill_types::DEFAULT_CHAIN)
-            .await
-            .unwrap(),
-        Some(5)
-    );
+    assert_eq!(s.last_proven_batch(DEFAULT_CHAIN).await.unwrap(), Some(5));
 }
 
 async fn max_fencing_token_over_jobs_and_proofs(store: Arc<dyn Store>, _: &str) {
@@ -625,10 +531,7 @@ async fn replace_batch_starts_its_jobs_over(store: Arc<dyn Store>, _: &str) {
         Err(StoreError::BatchOpen(3))
     ));
     assert_eq!(
-        s.batch(proofmill_types::DEFAULT_CHAIN, 3)
-            .await
-            .unwrap()
-            .unwrap(),
+        s.batch(DEFAULT_CHAIN, 3).await.unwrap().unwrap(),
         batch(3, &["exec", "groth16"])
     );
     // One proof type proven with a lease token, the other cancelled: replaced, the proof
@@ -645,13 +548,7 @@ async fn replace_batch_starts_its_jobs_over(store: Arc<dyn Store>, _: &str) {
         .await
         .unwrap();
     s.replace_batch(&new, 5).await.unwrap();
-    assert_eq!(
-        s.batch(proofmill_types::DEFAULT_CHAIN, 3)
-            .await
-            .unwrap()
-            .unwrap(),
-        new
-    );
+    assert_eq!(s.batch(DEFAULT_CHAIN, 3).await.unwrap().unwrap(), new);
     assert_eq!(s.proof(&key(3, "exec")).await.unwrap(), None);
     for t in ["exec", "groth16"] {
         let j = s.job(&key(3, t)).await.unwrap().unwrap();
@@ -675,59 +572,33 @@ async fn replace_batch_starts_its_jobs_over(store: Arc<dyn Store>, _: &str) {
         s.replace_batch(&batch(3, &["exec"]), 6).await,
         Err(StoreError::BatchProven(3))
     ));
-    assert_eq!(
-        s.batch(proofmill_types::DEFAULT_CHAIN, 3)
-            .await
-            .unwrap()
-            .unwrap(),
-        new
-    );
+    assert_eq!(s.batch(DEFAULT_CHAIN, 3).await.unwrap().unwrap(), new);
 }
 
 async fn batch_gaps_between_lowest_and_highest(store: Arc<dyn Store>, _: &str) {
     let s = &*store;
-    assert_eq!(
-        s.batch_gaps(proofmill_types::DEFAULT_CHAIN, 0, 10)
-            .await
-            .unwrap(),
-        vec![]
-    );
+    assert_eq!(s.batch_gaps(DEFAULT_CHAIN, 0, 10).await.unwrap(), vec![]);
     insert_all(s, [4, 5, 8, 12, 13], &["exec"]).await;
     assert_eq!(
-        s.batch_gaps(proofmill_types::DEFAULT_CHAIN, 0, 10)
-            .await
-            .unwrap(),
+        s.batch_gaps(DEFAULT_CHAIN, 0, 10).await.unwrap(),
         vec![(6, 7), (9, 11)]
     );
     assert_eq!(
-        s.batch_gaps(proofmill_types::DEFAULT_CHAIN, 0, 1)
-            .await
-            .unwrap(),
+        s.batch_gaps(DEFAULT_CHAIN, 0, 1).await.unwrap(),
         vec![(6, 7)]
     );
     assert_eq!(
-        s.batch_gaps(proofmill_types::DEFAULT_CHAIN, 5, 10)
-            .await
-            .unwrap(),
+        s.batch_gaps(DEFAULT_CHAIN, 5, 10).await.unwrap(),
         vec![(6, 7), (9, 11)]
     );
     assert_eq!(
-        s.batch_gaps(proofmill_types::DEFAULT_CHAIN, 6, 10)
-            .await
-            .unwrap(),
+        s.batch_gaps(DEFAULT_CHAIN, 6, 10).await.unwrap(),
         vec![(9, 11)]
     );
-    assert_eq!(
-        s.batch_gaps(proofmill_types::DEFAULT_CHAIN, 13, 10)
-            .await
-            .unwrap(),
-        vec![]
-    );
+    assert_eq!(s.batch_gaps(DEFAULT_CHAIN, 13, 10).await.unwrap(), vec![]);
     insert_all(s, [6, 7], &["exec"]).await;
     assert_eq!(
-        s.batch_gaps(proofmill_types::DEFAULT_CHAIN, 0, 10)
-            .await
-            .unwrap(),
+        s.batch_gaps(DEFAULT_CHAIN, 0, 10).await.unwrap(),
         vec![(9, 11)]
     );
 }

@@ -10,6 +10,7 @@ use proofmill_proto::v1::SystemStatusRequest;
 use proofmill_proto::v1::admin_service_client::AdminServiceClient;
 use proofmill_store::{Blobs, Store, open_store};
 use proofmill_testkit::{TestAnvil, TestPostgres};
+use proofmill_types::DEFAULT_CHAIN;
 use proofmill_types::{Digest, JobKey, ProofType};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -540,7 +541,7 @@ pub fn run(cfg: &Config) -> Report {
         }
     });
     let sealed_at_chaos_end = rt
-        .block_on(store.last_sealed_batch(proofmill_types::DEFAULT_CHAIN))
+        .block_on(store.last_sealed_batch(DEFAULT_CHAIN))
         .expect("reading the last sealed batch")
         .unwrap_or(0);
     println!(
@@ -739,7 +740,7 @@ async fn gather_store(
 ) -> History {
     let blobs = Blobs::from_url(&format!("file://{}/blobs", dir.display())).unwrap();
     let last_sealed = store
-        .last_sealed_batch(proofmill_types::DEFAULT_CHAIN)
+        .last_sealed_batch(DEFAULT_CHAIN)
         .await
         .unwrap_or_else(|e| panic!("reading {db}: {e}"))
         .unwrap_or(0);
@@ -750,7 +751,7 @@ async fn gather_store(
     };
     for n in 1..=last_sealed {
         let Some(batch) = store
-            .batch(proofmill_types::DEFAULT_CHAIN, n)
+            .batch(DEFAULT_CHAIN, n)
             .await
             .expect("reading a batch")
         else {
@@ -758,7 +759,7 @@ async fn gather_store(
         };
         let required: Vec<String> = batch.required.iter().map(ProofType::to_string).collect();
         for pt in &batch.required {
-            let key = JobKey::new(proofmill_types::DEFAULT_CHAIN, n, pt.clone());
+            let key = JobKey::new(DEFAULT_CHAIN, n, pt.clone());
             let Some(job) = store.job(&key).await.expect("reading a job") else {
                 continue;
             };
@@ -786,7 +787,7 @@ async fn gather_store(
                 }
             };
             let committed = store
-                .attempts(proofmill_types::DEFAULT_CHAIN, n, Some(pt), 1000)
+                .attempts(DEFAULT_CHAIN, n, Some(pt), 1000)
                 .await
                 .expect("reading attempts")
                 .iter()

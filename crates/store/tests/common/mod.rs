@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub use proofmill_store::{Change, Store, open_store};
+use proofmill_types::DEFAULT_CHAIN;
 pub use proofmill_types::{
     Batch, Digest, FencingToken, Job, JobKey, JobState, Lease, ProofRecord, ProofType, ProverId,
     PublicValues,
@@ -13,7 +14,7 @@ pub fn pt(name: &str) -> ProofType {
 }
 
 pub fn key(batch: u64, t: &str) -> JobKey {
-    JobKey::new(proofmill_types::DEFAULT_CHAIN, batch, pt(t))
+    JobKey::new(DEFAULT_CHAIN, batch, pt(t))
 }
 
 pub fn digest(seed: u64) -> Digest {
@@ -22,7 +23,7 @@ pub fn digest(seed: u64) -> Digest {
 
 pub fn batch(number: u64, required: &[&str]) -> Batch {
     Batch {
-        chain: proofmill_types::DEFAULT_CHAIN,
+        chain: DEFAULT_CHAIN,
         number,
         version: "v1".into(),
         input_key: format!("inputs/{number:012}.bin"),
