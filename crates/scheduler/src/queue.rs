@@ -106,6 +106,28 @@ impl ReadyQueue {
         best
     }
 
+    /// The one chain with ready jobs of this version among these proof types, when only one
+    /// has any (the common case: no fleet to share); `Err(())` when several do.
+    pub fn only_chain_ready(
+        &self,
+        version: &str,
+        proof_types: &BTreeSet<ProofType>,
+    ) -> Result<Option<ChainId>, ()> {
+        let mut found = None;
+        for (c, _, _) in self
+            .ready
+            .keys()
+            .filter(|(_, v, t)| v == version && proof_types.contains(t))
+        {
+            match found {
+                None => found = Some(*c),
+                Some(f) if f != *c => return Err(()),
+                Some(_) => {}
+            }
+        }
+        Ok(found)
+    }
+
     /// Chains with ready jobs of this version among these proof types.
     pub fn chains_ready(
         &self,

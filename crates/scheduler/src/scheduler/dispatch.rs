@@ -119,10 +119,11 @@ impl<'a> Dispatch<'a> {
                     .peek_oldest_where(chain, version, types, |key| !s.passes_over(prover, key))
             }
         };
-        let chains = s.queue.chains_ready(version, &p.info.proof_types);
-        if chains.len() <= 1 {
-            return oldest(*chains.first()?);
+        // One chain with work (the common case): nothing to share, nothing to allocate.
+        if let Ok(only) = s.queue.only_chain_ready(version, &p.info.proof_types) {
+            return oldest(only?);
         }
+        let chains = s.queue.chains_ready(version, &p.info.proof_types);
         let mut by_turn: Vec<_> = chains.into_iter().map(|c| self.turn(c)).collect();
         by_turn.sort_unstable();
         by_turn.into_iter().find_map(|(_, c)| oldest(c))
