@@ -11,11 +11,13 @@
 //! * [`MarketEvents`] and [`MarketWatcher`]: the contract's events, typed ([`MarketEvent`]),
 //!   read from a last processed block after N confirmations, with the block range halved when
 //!   the node refuses a large query.
+//! * [`MarketInputs`]: what a request's inputs URL points at (a batch's statement and input).
 
 mod client;
 mod contract;
 mod error;
 mod event;
+mod inputs;
 mod watcher;
 
 use async_trait::async_trait;
@@ -25,6 +27,7 @@ pub use client::{ChainAccess, MarketClient, RevmMarket, RpcMarket, deploy_market
 pub use contract::ProofMarket;
 pub use error::{MarketError, MarketRevert, Result, is_range_refusal};
 pub use event::{LogPosition, MarketEvent};
+pub use inputs::{InputsError, MarketInputs};
 pub use proofmill_l1::{BlockHead, RevmL1, RpcConfig, RpcL1};
 pub use watcher::{MarketWatcher, WatchBatch, WatcherConfig};
 
