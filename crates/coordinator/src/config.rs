@@ -1,6 +1,6 @@
 use proofmill_backend::{Backend, Backends};
 use proofmill_scheduler::{ChainShares, SchedulerConfig};
-use proofmill_types::{ChainId, ProofType};
+use proofmill_types::{BatchNumber, ChainId, ProofType, ProvingMode};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -75,6 +75,25 @@ pub struct CoordinatorConfig {
     pub attempt_retention_days: u32,
     /// Prove-time metrics also by prover name (one series per prover: for small fleets).
     pub metrics_per_prover: bool,
+    /// The own chain's batches offered to a proof market: their jobs of this proof type are
+    /// created held, for the proof manager ([`crate::MarketPort`]) to hand to a proving
+    /// network or, on fallback, to the own provers. `None`: every job is the own provers'.
+    pub market_hold: Option<MarketHold>,
+}
+
+/// Which of the own chain's jobs wait for a proof market ([`CoordinatorConfig::market_hold`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarketHold {
+    pub mode: ProvingMode,
+    /// The proof type a network proves (one of the own chain's).
+    pub proof_type: ProofType,
+}
+
+impl MarketHold {
+    /// Whether the own chain's batch `number` has its `proof_type` job held.
+    pub fn holds(&self, number: BatchNumber) -> bool {
+        self.mode.offers(number)
+    }
 }
 
 impl Default for CoordinatorConfig {
@@ -106,6 +125,7 @@ impl Default for CoordinatorConfig {
             input_fetch_dirs: Vec::new(),
             attempt_retention_days: 30,
             metrics_per_prover: false,
+            market_hold: None,
         }
     }
 }

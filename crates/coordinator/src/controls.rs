@@ -32,9 +32,10 @@ impl JobControls {
         match job.state {
             JobState::Proven => return Err(proven(key)),
             JobState::Cancelled => return Ok(false),
-            JobState::Queued | JobState::Leased | JobState::Failed => {}
+            JobState::Queued | JobState::Leased | JobState::Failed | JobState::Held => {}
         }
-        let closed = if job.state == JobState::Failed {
+        // Failed and held jobs are not the scheduler's: the store's row is what is closed.
+        let closed = if matches!(job.state, JobState::Failed | JobState::Held) {
             vec![job]
         } else {
             Vec::new()

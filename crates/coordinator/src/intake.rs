@@ -11,7 +11,9 @@ use crate::now_ms;
 use crate::standing::Standing;
 
 pub(crate) mod claims;
+mod held;
 use bytes::Bytes;
+pub use held::Delivered;
 use proofmill_backend::Backend;
 use proofmill_store::{Blobs, Store};
 use proofmill_types::{
@@ -91,6 +93,22 @@ pub(crate) struct IntakeRules {
     /// Every chain taken, this coordinator's own included, with the proof types its
     /// batches need ([`crate::CoordinatorConfig::chains`]).
     pub chains: Arc<BTreeMap<ChainId, Vec<ProofType>>>,
+    /// [`crate::CoordinatorConfig::market_hold`].
+    pub market_hold: Option<crate::MarketHold>,
+}
+
+impl IntakeRules {
+    /// The proof types of the new batch `id` whose jobs start held for the proof market.
+    fn held_types(&self, id: BatchId, required: &[ProofType]) -> Vec<ProofType> {
+        match &self.market_hold {
+            Some(h) if id.chain == self.chain_id && h.holds(id.number) => required
+                .iter()
+                .filter(|t| **t == h.proof_type)
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl Intake {
@@ -408,15 +426,20 @@ impl Intake {
             created_at: now,
         };
         self.blobs.put(&batch.input_key, nb.input.clone()).await?;
-        if !self.store.insert_batch(&batch, now).await? {
+        let held = self.rules.held_types(id, &required);
+        if !self.store.insert_batch_holding(&batch, &held, now).await? {
             return Ok(false);
         }
         self.inputs.insert(id, nb.input);
+        // Held jobs are not the scheduler's until the market falls back.
         let jobs: Vec<Job> = required
             .into_iter()
+            .filter(|pt| !held.contains(pt))
             .map(|pt| Job::new_queued(id.job(pt), batch.version.clone(), now))
             .collect();
-        self.core.add_batches(vec![Arc::new(batch)], jobs).await?;
+        if !jobs.is_empty() {
+            self.core.add_batches(vec![Arc::new(batch)], jobs).await?;
+        }
         self.events.publish(Event::BatchesTaken {
             chain: id.chain,
             first: id.number,
@@ -479,9 +502,10 @@ impl Intake {
         jobs: Vec<Job>,
         reason: &str,
     ) -> Result<usize, CoordinatorError> {
+        // Failed and held jobs are not the scheduler's: their store rows are closed.
         let closed = jobs
             .into_iter()
-            .filter(|j| j.state == JobState::Failed)
+            .filter(|j| matches!(j.state, JobState::Failed | JobState::Held))
             .collect();
         self.core
             .cancel_jobs(id, None, closed, reason.to_string())

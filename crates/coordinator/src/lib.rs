@@ -41,6 +41,7 @@ mod intake;
 mod leadership;
 mod limits;
 mod listener;
+mod market_port;
 mod messages;
 mod outbox;
 mod partial;
@@ -71,16 +72,18 @@ pub use auth::{
     TokenHash, new_token,
 };
 pub use client::FAILURE_REASON_HEADER;
-pub use config::{ChainSpec, CoordinatorConfig};
+pub use config::{ChainSpec, CoordinatorConfig, MarketHold};
 pub use error::CoordinatorError;
 pub use http::{
     AdminApi, AdminHttp, ConnectionLimits, IDLE_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS,
     MAX_IN_FLIGHT,
 };
+pub use intake::Delivered;
 pub use intake::{Intake, NewBatch};
 pub use leadership::{Candidate, Leadership, LeaseCheck, LeaseSettings, default_url};
 pub use limits::InFlight;
 pub use listener::{LISTEN_BACKLOG, Listener, listen};
+pub use market_port::MarketPort;
 pub use pauses::{Component, Pause, PauseWatch, Pauses};
 pub use proofmill_store::VerifyRecord;
 pub use server::{Coordinator, Serving};

@@ -159,7 +159,7 @@ impl Results {
     }
 
     /// Verifies a proof against the batch's public values and stores its bytes.
-    async fn check_proof(
+    pub(crate) async fn check_proof(
         &self,
         key: &JobKey,
         token: FencingToken,

@@ -23,7 +23,7 @@ use proofmill_proto::v1::prover_service_server::{ProverService, ProverServiceSer
 use proofmill_proto::v1::{CoordinatorMessage, ProverMessage};
 use proofmill_scheduler::{ProverView, Scheduler, SchedulerConfig};
 use proofmill_store::{Blobs, Store};
-use proofmill_types::ProverId;
+use proofmill_types::{ProofType, ProverId};
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
@@ -79,6 +79,19 @@ impl Coordinator {
         let fetch = crate::client::fetch::InputFetch::new(&config.input_fetch_dirs)
             .map_err(CoordinatorError::Config)?;
         let chains = Arc::new(config.chain_types().map_err(CoordinatorError::Config)?);
+        if let Some(hold) = &config.market_hold
+            && !chains[&config.chain_id].contains(&hold.proof_type)
+        {
+            return Err(CoordinatorError::Config(format!(
+                "the proof market's proof type {} is not one of the own chain's ({})",
+                hold.proof_type,
+                chains[&config.chain_id]
+                    .iter()
+                    .map(ProofType::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let scheduler_shares = config.chain_shares().map_err(CoordinatorError::Config)?;
         let scheduler_config = SchedulerConfig {
             chain_shares: scheduler_shares.clone(),
@@ -199,6 +212,7 @@ impl Coordinator {
                 intake_window: config.intake_window,
                 chain_id: config.chain_id,
                 chains,
+                market_hold: config.market_hold.clone(),
             },
             events: events.clone(),
         };
@@ -209,7 +223,7 @@ impl Coordinator {
             lock: Default::default(),
             events: events.clone(),
         };
-        Ok(Coordinator {
+        let coord = Coordinator {
             config: Arc::new(config),
             store,
             blobs,
@@ -226,7 +240,31 @@ impl Coordinator {
             steps: SettlementSteps::default(),
             fetch,
             submissions: Arc::new(tokio::sync::Semaphore::new(crate::client::MAX_SUBMISSIONS)),
-        })
+        };
+        coord.release_unoffered().await?;
+        Ok(coord)
+    }
+
+    /// Without a proof market ([`CoordinatorConfig::market_hold`] off), jobs held for one
+    /// by an earlier run would wait forever: they go to the own provers.
+    async fn release_unoffered(&self) -> Result<(), CoordinatorError> {
+        if self.config.market_hold.is_some() {
+            return Ok(());
+        }
+        let held = self
+            .store
+            .jobs(&proofmill_store::JobFilter {
+                state: Some(proofmill_types::JobState::Held),
+                ..Default::default()
+            })
+            .await?;
+        let batches: BTreeSet<proofmill_types::BatchId> =
+            held.iter().map(|j| j.key.batch_id()).collect();
+        for id in batches {
+            tracing::warn!(batch = %id, "held for a proof market, but none is configured: released to the own provers");
+            self.intake.release_held(id).await?;
+        }
+        Ok(())
     }
 
     /// What `StatusInfo` tells beside what the coordinator knows itself (set once, at
@@ -266,6 +304,18 @@ impl Coordinator {
             steps: self.steps.clone(),
             chain_id: self.config.chain_id,
         }
+    }
+
+    /// What the rollup's proof manager gets of this coordinator; `None` without
+    /// [`CoordinatorConfig::market_hold`].
+    pub fn market_port(&self) -> Option<crate::MarketPort> {
+        let hold = self.config.market_hold.as_ref()?;
+        Some(crate::MarketPort {
+            intake: self.intake.clone(),
+            results: self.sessions.results.clone(),
+            standing: self.standing.clone(),
+            proof_type: hold.proof_type.clone(),
+        })
     }
 
     /// Which components are paused now.

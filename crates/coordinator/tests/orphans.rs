@@ -48,8 +48,13 @@ use proofmill_types::ChainId;
 
 #[async_trait]
 impl Store for StallingStore {
-    async fn insert_batch(&self, batch: &Batch, now: Millis) -> Result<bool> {
-        self.inner.insert_batch(batch, now).await
+    async fn insert_batch_holding(
+        &self,
+        batch: &Batch,
+        held: &[proofmill_types::ProofType],
+        now: Millis,
+    ) -> Result<bool> {
+        self.inner.insert_batch_holding(batch, held, now).await
     }
     async fn batch(&self, chain: ChainId, number: BatchNumber) -> Result<Option<Batch>> {
         self.inner.batch(chain, number).await

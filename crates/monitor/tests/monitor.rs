@@ -50,6 +50,7 @@ fn fixture() -> Snapshot {
             proven: 40,
             failed: 0,
             cancelled: 0,
+            held: 0,
         },
     );
     Snapshot {

@@ -8,15 +8,20 @@
 //!   proof, send the validation result, fall back to the own provers, close a timed-out
 //!   request), and what came of it back in ([`apply_outcome`]). No IO; time is an input.
 //!
-//! The driver (the readiness checker publishing inputs, the sender, the watcher loop) is
-//! built on these with `proofmill_market::MarketL1`, `proofmill_market::MarketWatcher` and
-//! `proofmill_store::ProofRequests`.
+//! * [`ProofManager`]: the driver, a component of the rollup's coordinator: the readiness
+//!   checker publishing held batches' inputs ([`inputs_key`]), the sender and the watcher loop,
+//!   over `proofmill_market::MarketL1`, the coordinator's `MarketPort` and
+//!   `proofmill_store::ProofRequests`.
 
+mod driver;
 pub mod machine;
-mod mode;
+mod readiness;
 
+pub use driver::{DriverConfig, DriverError, ProofManager, Round, proof_key};
 pub use machine::{
     Action, ManagerConfig, Outcome, UnexpectedOutcome, apply_event, apply_outcome, next_action,
     request_id,
 };
-pub use mode::{ModeError, ProvingMode};
+/// Which batches go to the market: shared with the coordinator, which holds their jobs.
+pub use proofmill_types::{ModeError, ProvingMode};
+pub use readiness::inputs_key;

@@ -187,7 +187,19 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts a batch and one `queued` job per required proof type, atomically.
     /// Idempotent: returns `Ok(false)` when the same batch (same input digest and public
     /// values) exists already, and [`StoreError::BatchConflict`] when a different one does.
-    async fn insert_batch(&self, batch: &Batch, now: Millis) -> Result<bool>;
+    async fn insert_batch(&self, batch: &Batch, now: Millis) -> Result<bool> {
+        self.insert_batch_holding(batch, &[], now).await
+    }
+
+    /// [`Store::insert_batch`] with the jobs of the proof types in `held` (those of
+    /// `batch.required`) created `held` instead of `queued`: offered to a proving network, not
+    /// to the own provers (see [`proofmill_types::JobState::Held`]).
+    async fn insert_batch_holding(
+        &self,
+        batch: &Batch,
+        held: &[ProofType],
+        now: Millis,
+    ) -> Result<bool>;
 
     async fn batch(&self, chain: ChainId, number: BatchNumber) -> Result<Option<Batch>>;
 

@@ -84,6 +84,11 @@ pub(crate) fn sqlite() -> Migrator {
             "proof_requests",
             include_str!("../migrations/sqlite/0013_proof_requests.sql"),
         ),
+        (
+            14,
+            "held_jobs",
+            include_str!("../migrations/sqlite/0014_held_jobs.sql"),
+        ),
     ])
 }
 
@@ -148,6 +153,11 @@ pub(crate) fn postgres() -> Migrator {
             13,
             "proof_requests",
             include_str!("../migrations/postgres/0013_proof_requests.sql"),
+        ),
+        (
+            14,
+            "held_jobs",
+            include_str!("../migrations/postgres/0014_held_jobs.sql"),
         ),
     ])
 }

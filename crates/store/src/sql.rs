@@ -28,7 +28,8 @@ use crate::rows::{self, JOB_COLUMNS, KEY_COLUMNS, PROOF_COLUMNS, TYPE_COLUMNS};
 use crate::{attempts, commits, legacy};
 use async_trait::async_trait;
 use proofmill_types::{
-    Attempt, Batch, BatchNumber, ChainId, Job, JobKey, Millis, ProofRecord, ProofType, ProverId,
+    Attempt, Batch, BatchNumber, ChainId, Job, JobKey, JobState, Millis, ProofRecord, ProofType,
+    ProverId,
 };
 use sqlx::{AssertSqlSafe, Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 use std::sync::Arc;
@@ -287,20 +288,26 @@ where
         Ok(D::rows_affected(&done))
     }
 
-    /// One `queued` job per proof type of a new (or replaced) batch.
-    async fn insert_queued_jobs(
+    /// One job in `state` (`queued`, or `held`) per proof type of a new (or replaced) batch.
+    async fn insert_jobs(
         &self,
         tx: &mut <D::Db as Database>::Connection,
         (chain, number): (i64, i64),
-        required: &[ProofType],
+        types: &[ProofType],
+        state: JobState,
         version: &str,
         now: i64,
     ) -> sqlx::Result<()> {
-        let types: Vec<&str> = required.iter().map(ProofType::as_str).collect();
+        if types.is_empty() {
+            return Ok(());
+        }
+        let types: Vec<&str> = types.iter().map(ProofType::as_str).collect();
+        // The state is one of the enum's own names, never input.
         let sql = format!(
             "INSERT INTO jobs (chain, batch, proof_type, state, version, failed_attempts, \
              lost_attempts, not_before, updated_at) \
-             SELECT $4, $1, v.proof_type, 'queued', $2, 0, 0, 0, $3 FROM {} AS v",
+             SELECT $4, $1, v.proof_type, '{}', $2, 0, 0, 0, $3 FROM {} AS v",
+            state.as_str(),
             D::row_source(TYPE_COLUMNS, 5)
         );
         let query = sqlx::query(AssertSqlSafe(sql))
@@ -469,9 +476,16 @@ where
     for<'a> Option<&'a str>: Encode<'a, D::Db> + Type<D::Db>,
     <D::Db as Database>::Arguments: IntoArguments<D::Db>,
 {
-    async fn insert_batch(&self, batch: &Batch, now: Millis) -> Result<bool> {
+    async fn insert_batch_holding(
+        &self,
+        batch: &Batch,
+        held: &[ProofType],
+        now: Millis,
+    ) -> Result<bool> {
         let (id, now) = Self::batch_numbers(batch, now)?;
         let required = codec::unique_types(&batch.required);
+        let (held, queued): (Vec<ProofType>, Vec<ProofType>) =
+            required.iter().cloned().partition(|t| held.contains(t));
         let name = batch.id();
         let ctx = |what: &str| format!("insert_batch {name}: {what}");
         let mut tx = self.begin_write(&format!("insert_batch {name}")).await?;
@@ -492,9 +506,11 @@ where
                 Err(StoreError::BatchConflict(batch.number))
             };
         }
-        self.insert_queued_jobs(&mut tx, id, &required, &batch.version, now)
-            .await
-            .map_err(|e| self.db_err(&ctx("insert jobs"), e))?;
+        for (types, state) in [(&queued, JobState::Queued), (&held, JobState::Held)] {
+            self.insert_jobs(&mut tx, id, types, state, &batch.version, now)
+                .await
+                .map_err(|e| self.db_err(&ctx("insert jobs"), e))?;
+        }
         self.commit(tx, &ctx("insert")).await?;
         Ok(true)
     }
@@ -542,6 +558,7 @@ where
              (SELECT MIN(b) FROM (\
                SELECT MIN(batch) AS b FROM jobs WHERE state = 'queued' AND chain = $1 \
                UNION ALL SELECT MIN(batch) FROM jobs WHERE state = 'leased' AND chain = $1 \
+               UNION ALL SELECT MIN(batch) FROM jobs WHERE state = 'held' AND chain = $1 \
                UNION ALL SELECT MIN(batch) FROM jobs WHERE state = 'failed' AND chain = $1 \
                UNION ALL SELECT MIN(batch) FROM jobs \
                WHERE state = 'cancelled' AND chain = $1) AS o) AS open",
@@ -1092,9 +1109,16 @@ where
                 .map_err(|e| self.db_err(&ctx("clearing jobs"), e))?;
         }
         self.write_batch(&mut tx, batch, &required, true).await?;
-        self.insert_queued_jobs(&mut tx, id, &required, &batch.version, now)
-            .await
-            .map_err(|e| self.db_err(&ctx("insert jobs"), e))?;
+        self.insert_jobs(
+            &mut tx,
+            id,
+            &required,
+            JobState::Queued,
+            &batch.version,
+            now,
+        )
+        .await
+        .map_err(|e| self.db_err(&ctx("insert jobs"), e))?;
         self.commit(tx, &ctx("replace")).await
     }
 

@@ -40,7 +40,9 @@ impl fmt::Debug for JobKey {
 }
 
 /// `queued → leased → proven | failed | cancelled`; `failed` and `cancelled` may be requeued
-/// by an admin. Leases that are lost go back to `queued`.
+/// by an admin. Leases that are lost go back to `queued`. A job of a batch offered to a
+/// proving network starts `held`: the own provers do not see it until the market falls back
+/// (`held → queued`) or the network's proof is accepted (`held → proven`).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
@@ -49,10 +51,12 @@ pub enum JobState {
     Proven,
     Failed,
     Cancelled,
+    Held,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 5] = [
+    pub const ALL: [JobState; 6] = [
+        JobState::Held,
         JobState::Queued,
         JobState::Leased,
         JobState::Proven,
@@ -67,6 +71,7 @@ impl JobState {
             JobState::Proven => "proven",
             JobState::Failed => "failed",
             JobState::Cancelled => "cancelled",
+            JobState::Held => "held",
         }
     }
 
@@ -117,9 +122,14 @@ pub struct Job {
 
 impl Job {
     pub fn new_queued(key: JobKey, version: String, now: Millis) -> Self {
+        Job::new(key, JobState::Queued, version, now)
+    }
+
+    /// A new job in `state` (`queued`, or `held` for the proof market), never leased.
+    pub fn new(key: JobKey, state: JobState, version: String, now: Millis) -> Self {
         Job {
             key,
-            state: JobState::Queued,
+            state,
             version,
             failed_attempts: 0,
             lost_attempts: 0,

@@ -7,11 +7,13 @@ mod attempt;
 mod batch;
 mod ids;
 mod job;
+mod proving_mode;
 
 pub use attempt::{Attempt, AttemptOutcome};
 pub use batch::{Batch, BatchId, Digest, PublicValues};
 pub use ids::{FencingToken, IdError, ProofType, ProverId, TaskId};
 pub use job::{Job, JobKey, JobState, Lease, ProofRecord};
+pub use proving_mode::{ModeError, ProvingMode};
 
 /// Milliseconds since the Unix epoch. Time is always an input, never read inside libraries.
 pub type Millis = u64;

@@ -195,6 +195,7 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
                 "proven": c.proven,
                 "failed": c.failed,
                 "cancelled": c.cancelled,
+                "held": c.held,
             });
             (t.to_string(), counts)
         })
@@ -260,7 +261,7 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
             "last_proven_batch": c.last_proven_batch,
             "jobs": c.jobs.iter().map(|(t, n)| (t.clone(), json!({
                 "queued": n.queued, "leased": n.leased, "proven": n.proven,
-                "failed": n.failed, "cancelled": n.cancelled,
+                "failed": n.failed, "cancelled": n.cancelled, "held": n.held,
             }))).collect::<serde_json::Map<_, _>>(),
         })).collect::<Vec<_>>(),
     })
@@ -375,17 +376,30 @@ pub fn render(status: &SystemStatusResponse) -> String {
             "FAILED",
             "CANCELLED",
         ])];
+        // Only a rollup that offers batches to a proof market has held jobs.
+        let held = jobs.iter().any(|(_, c)| c.held > 0);
+        if held {
+            rows[0].push("HELD".into());
+        }
         for (t, c) in &jobs {
-            rows.push(vec![
+            let mut r = vec![
                 t.to_string(),
                 c.queued.to_string(),
                 c.leased.to_string(),
                 c.proven.to_string(),
                 c.failed.to_string(),
                 c.cancelled.to_string(),
-            ]);
+            ];
+            if held {
+                r.push(c.held.to_string());
+            }
+            rows.push(r);
         }
-        table(&mut out, &rows, &[false, true, true, true, true, true]);
+        table(
+            &mut out,
+            &rows,
+            &[false, true, true, true, true, true, true],
+        );
     }
 
     let provers: Vec<&ProverInfo> = connected(status).collect();
@@ -496,6 +510,7 @@ mod tests {
                 proven: 10,
                 failed: 0,
                 cancelled: 3,
+                held: 0,
             },
         );
         SystemStatusResponse {
@@ -566,8 +581,8 @@ mod tests {
             "required_proof_types": ["exec", "audit"],
             "draining": false,
             "jobs": {
-                "audit": {"queued": 0, "leased": 0, "proven": 0, "failed": 0, "cancelled": 0},
-                "exec": {"queued": 2, "leased": 1, "proven": 10, "failed": 0, "cancelled": 3},
+                "audit": {"queued": 0, "leased": 0, "proven": 0, "failed": 0, "cancelled": 0, "held": 0},
+                "exec": {"queued": 2, "leased": 1, "proven": 10, "failed": 0, "cancelled": 3, "held": 0},
             },
             "provers": [{
                 "id": "p-1",

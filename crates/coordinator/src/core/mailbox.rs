@@ -7,7 +7,9 @@ use crate::error::CoordinatorError;
 use crate::outbox::Outbox;
 use crate::verdict::Verdict;
 use proofmill_scheduler::{ProverView, ResultCheck, SchedulerError};
-use proofmill_types::{Batch, BatchId, FencingToken, Job, JobKey, ProofType, ProverId};
+use proofmill_types::{
+    Batch, BatchId, FencingToken, Job, JobKey, ProofRecord, ProofType, ProverId,
+};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -121,6 +123,21 @@ pub(super) enum CoreMsg {
     /// Queued jobs per (version, proof type): count and batch range, for status warnings.
     Backlog {
         reply: oneshot::Sender<Vec<Backlog>>,
+    },
+    /// The proof market fell back on a batch: its held jobs (as the store has them) go to
+    /// the own provers.
+    ReleaseHeld {
+        batch: Arc<Batch>,
+        held: Vec<Job>,
+        reply: oneshot::Sender<usize>,
+        durable: oneshot::Sender<()>,
+    },
+    /// A proving network's checked proof completes a held job.
+    MarketProof {
+        job: Job,
+        record: ProofRecord,
+        reply: oneshot::Sender<bool>,
+        durable: oneshot::Sender<()>,
     },
 }
 
@@ -349,6 +366,38 @@ impl CoreHandle {
     /// Queued jobs per (version, proof type).
     pub async fn backlog(&self) -> Result<Vec<Backlog>, CoordinatorError> {
         self.ask(|reply| CoreMsg::Backlog { reply }).await
+    }
+
+    /// Queues `held` (the batch's held jobs, read from the store) for the own provers;
+    /// returns how many, once that is durable. A job the core has open already is left be.
+    pub async fn release_held(
+        &self,
+        batch: Arc<Batch>,
+        held: Vec<Job>,
+    ) -> Result<usize, CoordinatorError> {
+        self.ask_durable(|reply, durable| CoreMsg::ReleaseHeld {
+            batch,
+            held,
+            reply,
+            durable,
+        })
+        .await
+    }
+
+    /// Completes the held `job` with a proving network's checked proof; returns once that
+    /// is durable. `false` (nothing written): the job went to the own provers meanwhile.
+    pub async fn market_proof(
+        &self,
+        job: Job,
+        record: ProofRecord,
+    ) -> Result<bool, CoordinatorError> {
+        self.ask_durable(|reply, durable| CoreMsg::MarketProof {
+            job,
+            record,
+            reply,
+            durable,
+        })
+        .await
     }
 }
 

@@ -13,6 +13,8 @@ pub struct JobCountsView {
     pub proven: u64,
     pub failed: u64,
     pub cancelled: u64,
+    /// Offered to a proving network, not yet the own provers'.
+    pub held: u64,
 }
 
 /// What `proofmill status` shows.
@@ -120,6 +122,7 @@ pub(crate) fn job_counts(
                 JobState::Proven => c.proven = n,
                 JobState::Failed => c.failed = n,
                 JobState::Cancelled => c.cancelled = n,
+                JobState::Held => c.held = n,
             }
         }
     }
@@ -134,6 +137,7 @@ impl From<JobCountsView> for proofmill_proto::v1::JobCounts {
             proven: c.proven,
             failed: c.failed,
             cancelled: c.cancelled,
+            held: c.held,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! with `--market-ratio` for `mixed`). The choice depends on the batch number alone, so it is
 //! the same after a restart and on every replica.
 
-use proofmill_types::BatchNumber;
+use crate::BatchNumber;
 
 /// Parts of a million: the unit of [`ProvingMode::Mixed`]'s share.
 const MILLION: u64 = 1_000_000;
