@@ -14,6 +14,7 @@ store_test!(
     insert_batch_idempotent_and_conflict,
     jobs_created_per_required_type,
     open_jobs_are_queued_and_leased,
+    held_jobs_wait_outside_the_open_ones,
     jobs_filter_and_limit,
     job_counts_per_type_and_state,
     last_proven_batch_gaps_and_partial,
@@ -119,6 +120,40 @@ async fn open_jobs_are_queued_and_leased(store: Arc<dyn Store>, _: &str) {
     assert_eq!(keys, vec![key(2, "groth16"), key(3, "groth16")]);
     assert_eq!(open[0].state, JobState::Queued);
     assert_eq!(open[1], leased(key(3, "groth16"), 8, 50));
+}
+
+/// A batch offered to a proof market: its held job is not open (the scheduler never loads
+/// it), keeps the batch unproven, is counted and listed as held, and moves on by `apply`.
+async fn held_jobs_wait_outside_the_open_ones(store: Arc<dyn Store>, _: &str) {
+    let exec = proofmill_types::ProofType::new("exec").unwrap();
+    let b = batch(1, &["exec", "groth16"]);
+    assert!(
+        store
+            .insert_batch_holding(&b, std::slice::from_ref(&exec), 100)
+            .await
+            .unwrap()
+    );
+    let held = store.job(&key(1, "exec")).await.unwrap().unwrap();
+    assert_eq!(held.state, JobState::Held);
+    let open = store.open_jobs().await.unwrap();
+    assert_eq!(
+        open.iter().map(|j| j.key.clone()).collect::<Vec<_>>(),
+        vec![key(1, "groth16")]
+    );
+    set_states(&*store, &[(1, "groth16", JobState::Proven)]).await;
+    assert_eq!(store.last_proven_batch(DEFAULT_CHAIN).await.unwrap(), None);
+    let counts = store.job_counts(Some(DEFAULT_CHAIN)).await.unwrap();
+    assert_eq!(counts[&exec][&JobState::Held], 1);
+    let listed = store
+        .jobs(&JobFilter {
+            state: Some(JobState::Held),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![held]);
+    set_states(&*store, &[(1, "exec", JobState::Proven)]).await;
+    assert_eq!(store.last_proven_batch(DEFAULT_CHAIN).await.unwrap(), Some(1));
 }
 
 async fn jobs_filter_and_limit(store: Arc<dyn Store>, _: &str) {
