@@ -18,6 +18,7 @@ mod admin;
 mod bench;
 mod client;
 mod job;
+mod market;
 mod parse;
 pub use admin::{
     AdminAccess, BatchCancelArgs, BatchReplaceArgs, ClientTlsArgs, CommitNowArgs, CordonArgs,
@@ -29,6 +30,7 @@ pub use bench::{
 };
 pub use client::{BatchRef, ProofCommand, ProofGetArgs, ProofWaitArgs, SubmitArgs};
 pub use job::{JobCancelArgs, JobCommand, JobRetryArgs, JobShowArgs};
+pub use market::{MarketArgs, MarketDeployArgs, MarketNetworkArgs};
 use parse::*;
 
 /// Proof type with the backend that proves/verifies it: `name` or `name:backend`.
@@ -252,6 +254,11 @@ pub struct DevnetNodeArgs {
 pub enum L1Command {
     /// Deploy the rollup contract (with one verifier per proof type); prints its address.
     Deploy(L1DeployArgs),
+    /// Deploy a ProofMarket contract (the signer is its admin); prints its address.
+    DeployMarket(MarketDeployArgs),
+    /// Register a proving network on a ProofMarket, or change whether it takes requests
+    /// (the signer must be the market's admin).
+    MarketNetwork(MarketNetworkArgs),
 }
 
 /// Where the coordinator settles.
@@ -502,6 +509,8 @@ pub struct CoordinatorArgs {
     /// only for fleets small enough to chart one by one.
     #[arg(long, env = "PROOFMILL_METRICS_PER_PROVER", value_parser = BoolishValueParser::new())]
     pub metrics_per_prover: bool,
+    #[command(flatten)]
+    pub market: MarketArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -649,6 +658,9 @@ impl Cli {
                 check_accounts(a.accounts, a.tree_depth)?;
                 check_unique_types("--proof-types", &a.proof_types)?;
             }
+            Command::L1 {
+                command: L1Command::DeployMarket(_) | L1Command::MarketNetwork(_),
+            } => {}
             Command::Status(_)
             | Command::Watch(_)
             | Command::Monitor(_)
@@ -794,6 +806,10 @@ fn finish_coordinator(a: &mut CoordinatorArgs, cwd: &Path) -> anyhow::Result<()>
     }
     if a.l1 == L1Mode::Rpc && a.rpc.l1_key_file.is_none() && a.rpc.l1_key.is_none() {
         bail!("--l1 rpc needs a signer key: --l1-key-file or PROOFMILL_L1_KEY");
+    }
+    a.market.check(a.l1 == L1Mode::Rpc)?;
+    if let Some(b) = a.market.market_blobs.take() {
+        a.market.market_blobs = Some(absolute_blobs_url(&b, cwd)?);
     }
     Ok(())
 }

@@ -47,6 +47,7 @@ pub fn coordinator_config(a: &CoordinatorArgs, backends: Backends) -> Coordinato
         max_input_bytes: a.max_input_bytes,
         attempt_retention_days: a.attempt_retention_days,
         metrics_per_prover: a.metrics_per_prover,
+        market_hold: super::proof_manager::market_hold(a),
         ..CoordinatorConfig::default()
     }
 }
@@ -594,6 +595,7 @@ async fn run_active(
         }
         None => None,
     };
+    let proof_manager = super::proof_manager::start(args, &coord).await?;
     let signal = tokio::select! {
         signal = signal => signal,
         why = leadership.lost() => {
@@ -623,6 +625,9 @@ async fn run_active(
         .await?;
     server.stop().await?;
     drop(settlement);
+    if let Some(pm) = proof_manager {
+        pm.abort();
+    }
     if let Err(e) = leadership.release().await {
         tracing::warn!(error = %e, "cannot release the coordinator lease; a standby takes over when it expires");
     }

@@ -12,6 +12,7 @@ pub mod l1;
 pub mod monitor;
 pub mod pause;
 pub mod proof;
+pub mod proof_manager;
 pub mod prover;
 pub mod status;
 pub mod token;
@@ -95,6 +96,12 @@ async fn dispatch(command: Command, effective: &Effective) -> anyhow::Result<()>
         Command::L1 {
             command: L1Command::Deploy(args),
         } => l1::deploy(args).await,
+        Command::L1 {
+            command: L1Command::DeployMarket(args),
+        } => proof_manager::deploy_market(args).await,
+        Command::L1 {
+            command: L1Command::MarketNetwork(args),
+        } => proof_manager::market_network(args).await,
         Command::Devnet {
             command: DevnetCommand::Node(args),
         } => devnet_node::run(args, effective.about_config()).await,
