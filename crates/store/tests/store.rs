@@ -153,7 +153,10 @@ async fn held_jobs_wait_outside_the_open_ones(store: Arc<dyn Store>, _: &str) {
         .unwrap();
     assert_eq!(listed, vec![held]);
     set_states(&*store, &[(1, "exec", JobState::Proven)]).await;
-    assert_eq!(store.last_proven_batch(DEFAULT_CHAIN).await.unwrap(), Some(1));
+    assert_eq!(
+        store.last_proven_batch(DEFAULT_CHAIN).await.unwrap(),
+        Some(1)
+    );
 }
 
 async fn jobs_filter_and_limit(store: Arc<dyn Store>, _: &str) {

@@ -55,7 +55,11 @@ pub struct MarketArgs {
     #[arg(long, env = "PROOFMILL_MARKET_PROOF_TYPE", value_parser = parse_non_empty)]
     pub market_proof_type: Option<String>,
     /// Escrow of each request in wei: the most a network earns for a proof.
-    #[arg(long, env = "PROOFMILL_MARKET_MAX_REWARD", default_value_t = 1_000_000_000_000_000)]
+    #[arg(
+        long,
+        env = "PROOFMILL_MARKET_MAX_REWARD",
+        default_value_t = 1_000_000_000_000_000
+    )]
     pub market_max_reward: u128,
     /// Seconds a network has, from the request, to post its proof (at most the market's
     /// longest).

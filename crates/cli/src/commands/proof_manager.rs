@@ -104,7 +104,10 @@ pub async fn deploy_market(a: MarketDeployArgs) -> anyhow::Result<()> {
         .context("connecting to the L1 node")?;
     let settings = proofmill_market::MarketSettings {
         admin: proofmill_l1::L1::sender(&l1),
-        submitter: a.market_submitter.parse().context("bad --market-submitter")?,
+        submitter: a
+            .market_submitter
+            .parse()
+            .context("bad --market-submitter")?,
         ack_timeout: a.market_ack_timeout,
         max_timeout_after: a.market_max_proof_timeout,
     };

@@ -1,0 +1,311 @@
+//! A rollup that buys its proofs on the proof market, run as an operator runs it: anvil, the
+//! rollup and market contracts deployed with `proofmill l1 deploy` and `l1 deploy-market`,
+//! a network registered with `l1 market-network`, then a devnet coordinator with
+//! `--l1 rpc --proving-mode network` and one own prover, as processes. The test plays the
+//! proving network over JSON-RPC: it proves batch 1 (with the exec backend, from the inputs
+//! it fetched at the request's URL), posts garbage for batch 2 and never answers batch 3.
+//! The coordinator is killed with -9 after its requests went out and started again.
+//!
+//! Then: every batch is verified on L1; batch 1 with the network's proof (validated, the
+//! reward paid once), batches 2 and 3 by the own prover after the fallback; each request
+//! was sent once, and the silent one was closed.
+
+mod common;
+
+use common::procs::{Proc, listening_addr, prover, tail};
+use common::proofmill;
+use proofmill_backend::{Backend, ProveRequest};
+use proofmill_l1::{DEV_ACCOUNTS, RpcConfig};
+use proofmill_market::{
+    Address, MarketEvent, MarketEvents, MarketInputs, MarketL1, RequestId, RpcMarket, U256,
+};
+use proofmill_testkit::TestAnvil;
+use proofmill_types::PublicValues;
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Anvil's well-known dev keys 0, 1 and 3 (DEV ONLY): deployer and sequencer, the market's
+/// submitter, the proving network.
+const KEY_DEPLOYER: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const KEY_SUBMITTER: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const KEY_NETWORK: &str = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
+const ACK_TIMEOUT: u64 = 8;
+const REWARD: u64 = 1_000;
+
+fn run(dir: &Path, args: &[&str]) -> String {
+    let out = proofmill().args(args).current_dir(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "proofmill {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// One JSON-RPC call over plain HTTP (`evm_mine`: anvil mines only on transactions).
+fn rpc(url: &str, method: &str) {
+    let addr = url.strip_prefix("http://").unwrap();
+    let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":[]}}"#);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    assert!(reply.contains("\"result\""), "{method}: {reply}");
+}
+
+fn status(dir: &Path, url: &str) -> serde_json::Value {
+    let out = proofmill()
+        .args(["status", "--json", "--coordinator", url])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// The proof the exec backend makes from the inputs at a request's `file://` URL, after
+/// checking them against the request's digest.
+fn prove_from(url: &str, digest: &[u8; 32]) -> (u64, Vec<u8>) {
+    let bytes = std::fs::read(url.strip_prefix("file://").unwrap()).unwrap();
+    assert_eq!(&MarketInputs::digest_of(&bytes), digest);
+    let inputs = MarketInputs::decode(&bytes).unwrap();
+    let proof = proofmill_devnet::ExecBackend
+        .prove(&ProveRequest {
+            batch: inputs.batch,
+            input: &inputs.input,
+            expected: &PublicValues::new(inputs.public_values.clone()),
+        })
+        .unwrap();
+    (inputs.batch, proof)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollup_buys_proofs_and_falls_back_to_its_own_prover_across_a_kill_9() {
+    let anvil = TestAnvil::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let url = anvil.url.as_str();
+    let rollup = run(
+        dir,
+        &[
+            "l1",
+            "deploy",
+            "--l1-rpc-url",
+            url,
+            "--l1-key",
+            KEY_DEPLOYER,
+        ],
+    );
+    let market = run(
+        dir,
+        &[
+            "l1",
+            "deploy-market",
+            "--l1-rpc-url",
+            url,
+            "--l1-key",
+            KEY_DEPLOYER,
+            "--market-submitter",
+            DEV_ACCOUNTS[1],
+            "--market-ack-timeout",
+            &ACK_TIMEOUT.to_string(),
+        ],
+    );
+    run(
+        dir,
+        &[
+            "l1",
+            "market-network",
+            "--l1-rpc-url",
+            url,
+            "--l1-key",
+            KEY_DEPLOYER,
+            "--market-address",
+            &market,
+            "--network-address",
+            DEV_ACCOUNTS[3],
+        ],
+    );
+    let coordinator_args: Vec<String> = [
+        "coordinator",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        "data",
+        "--devnet",
+        "--proof-types",
+        "exec",
+        "--max-batches",
+        "3",
+        "--batch-interval",
+        "300",
+        "--send-interval",
+        "500",
+        "--l1",
+        "rpc",
+        "--l1-rpc-url",
+        url,
+        "--l1-key",
+        KEY_DEPLOYER,
+        "--l1-rollup-address",
+        &rollup,
+        "--proving-mode",
+        "network",
+        "--market-address",
+        &market,
+        "--market-key",
+        KEY_SUBMITTER,
+        "--market-blobs",
+        "public",
+        "--market-max-reward",
+        &REWARD.to_string(),
+        "--market-confirmations",
+        "0",
+        "--market-poll-interval",
+        "200",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let log = dir.join("coordinator.log");
+    let mut coord = Proc::spawn_appending("coordinator", &coordinator_args, dir, log.clone(), &[]);
+    let coord_url = format!(
+        "http://{}",
+        listening_addr(&mut coord, Duration::from_secs(60))
+    );
+    let mut own = prover(dir, "own", &coord_url);
+
+    let network = RpcMarket::connect(
+        url,
+        KEY_NETWORK,
+        market.parse::<Address>().unwrap(),
+        RpcConfig {
+            poll_interval: Duration::from_millis(10),
+            ..RpcConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let me = network.sender();
+
+    // All three requests out, to this network (the only one).
+    let until = Instant::now() + Duration::from_secs(120);
+    let requests = loop {
+        let seen: Vec<(u64, String, [u8; 32])> = all_events(&network)
+            .await
+            .into_iter()
+            .filter_map(|e| match e {
+                MarketEvent::Submitted {
+                    id,
+                    network: n,
+                    inputs_url,
+                    inputs_digest,
+                    ..
+                } if n == me => Some((id.batch, inputs_url, inputs_digest)),
+                _ => None,
+            })
+            .collect();
+        if seen.len() == 3 {
+            break seen;
+        }
+        assert!(
+            Instant::now() < until,
+            "requests {seen:?}\n{}",
+            tail(&coord.log())
+        );
+        coord.check_alive();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Held for the market: the own prover proved nothing.
+    let v = status(dir, &coord_url);
+    assert_eq!(v["jobs"]["exec"]["held"], 3, "{v}");
+    assert_eq!(v["jobs"]["exec"]["proven"], 0, "{v}");
+
+    // Killed with its requests out; the network answers while it is down.
+    assert!(coord.kill9());
+    let id = |b: u64| RequestId::new(proofmill_coordinator::DEFAULT_CHAIN_ID, b);
+    for (batch, inputs_url, digest) in &requests {
+        match batch {
+            1 => {
+                let (b, proof) = prove_from(inputs_url, digest);
+                assert_eq!(b, 1);
+                network.acknowledge(id(1), true).await.unwrap();
+                network
+                    .submit_proof(id(1), &proof, U256::from(REWARD / 2))
+                    .await
+                    .unwrap();
+            }
+            2 => {
+                network.acknowledge(id(2), true).await.unwrap();
+                network
+                    .submit_proof(id(2), b"garbage", U256::from(1u64))
+                    .await
+                    .unwrap();
+            }
+            _ => {} // 3: silence.
+        }
+    }
+    // Where the prover keeps looking for it.
+    let mut coordinator_args = coordinator_args;
+    coordinator_args[2] = coord_url.trim_start_matches("http://").to_string();
+    let mut coord = Proc::spawn_appending("coordinator", &coordinator_args, dir, log, &[]);
+
+    let until = Instant::now() + Duration::from_secs(180);
+    loop {
+        coord.check_alive();
+        own.check_alive();
+        // Chain time passes only with blocks.
+        rpc(url, "evm_mine");
+        let v = status(dir, &coord_url);
+        if v["last_verified_batch"].as_u64() == Some(3) {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "not settled: {v}\n{}",
+            tail(&coord.log())
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // What the market saw: each request once, batch 1 valid, batch 2 invalid, batch 3
+    // closed for silence.
+    let mut submitted = Vec::new();
+    let mut validations = Vec::new();
+    let mut timed_out = Vec::new();
+    for e in all_events(&network).await {
+        match e {
+            MarketEvent::Submitted { id, .. } => submitted.push(id.batch),
+            MarketEvent::ValidationResult { id, valid, .. } => validations.push((id.batch, valid)),
+            MarketEvent::TimedOut { id, .. } => timed_out.push(id.batch),
+            _ => {}
+        }
+    }
+    submitted.sort();
+    assert_eq!(submitted, vec![1, 2, 3]);
+    validations.sort();
+    assert_eq!(validations, vec![(1, true), (2, false)]);
+    assert_eq!(timed_out, vec![3]);
+    let log = coord.log();
+    assert!(
+        log.contains("proof from a proving network accepted"),
+        "{}",
+        tail(&log)
+    );
+    // Paid once, for batch 1.
+    assert_eq!(network.earned(me).await.unwrap(), U256::from(REWARD / 2));
+    network.claim_reward().await.unwrap();
+    assert_eq!(network.earned(me).await.unwrap(), U256::ZERO);
+    assert!(network.claim_reward().await.is_err());
+}
+
+/// Every market event so far.
+async fn all_events(network: &RpcMarket) -> Vec<MarketEvent> {
+    let head = network.head().await.unwrap().number;
+    network.events(0, head).await.unwrap()
+}
