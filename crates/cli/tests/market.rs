@@ -263,6 +263,12 @@ async fn a_rollup_buys_proofs_and_falls_back_to_its_own_prover_across_a_kill_9()
         rpc(url, "evm_mine");
         let v = status(dir, &coord_url);
         if v["last_verified_batch"].as_u64() == Some(3) {
+            // What status tells of the market (a request may still be closing).
+            let m = &v["market"];
+            assert_eq!(m["mode"], "network", "{v}");
+            assert_eq!(m["proof_type"], "exec", "{v}");
+            assert_eq!(m["proven_by_network"], 1, "{v}");
+            assert_eq!(m["fell_back"], 2, "{v}");
             break;
         }
         assert!(

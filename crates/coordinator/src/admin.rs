@@ -355,7 +355,16 @@ impl AdminService for AdminSvc {
                 jobs: c.jobs.into_iter().map(|(pt, c)| (pt, c.into())).collect(),
             })
             .collect();
+        let market = s.market.map(|m| proofmill_proto::v1::MarketStatus {
+            mode: m.mode,
+            share_ppm: m.share_ppm,
+            proof_type: m.proof_type,
+            requests: m.requests.into_iter().collect(),
+            fell_back: m.fell_back,
+            proven_by_network: m.proven_by_network,
+        });
         Ok(Response::new(SystemStatusResponse {
+            market,
             chains,
             chain_id: self.status.chain_id,
             last_sealed_batch: s.last_sealed_batch,

@@ -196,6 +196,7 @@ impl Coordinator {
             intake_window: config.intake_window,
             pauses: pauses.clone(),
             source_error: source_error.clone(),
+            market_hold: config.market_hold.clone(),
         };
         let intake = Intake {
             store: store.clone(),

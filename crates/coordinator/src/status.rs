@@ -43,6 +43,8 @@ pub(crate) struct StatusSource {
     pub pauses: crate::Pauses,
     /// What the batch source last reported failing (live).
     pub source_error: Arc<crate::warnings::SourceError>,
+    /// [`crate::CoordinatorConfig::market_hold`].
+    pub market_hold: Option<crate::MarketHold>,
 }
 
 impl StatusSource {
@@ -116,7 +118,36 @@ impl StatusSource {
             intake_window: self.intake_window,
             paused: self.pauses.all(),
             chains: Vec::new(),
+            market: None,
         }
+    }
+
+    /// The own chain's proof market requests, counted.
+    async fn market(&self) -> Result<Option<view::MarketView>, CoordinatorError> {
+        let Some(hold) = &self.market_hold else {
+            return Ok(None);
+        };
+        let Some(table) = self.store.clone().proof_requests() else {
+            return Ok(None);
+        };
+        let counts = table.proof_request_counts(self.chain_id).await?;
+        let share_ppm = match hold.mode {
+            proofmill_types::ProvingMode::Cluster => 0,
+            proofmill_types::ProvingMode::Network => 1_000_000,
+            proofmill_types::ProvingMode::Mixed { share_ppm } => share_ppm,
+        };
+        Ok(Some(view::MarketView {
+            mode: hold.mode.name().to_string(),
+            share_ppm,
+            proof_type: hold.proof_type.to_string(),
+            requests: counts
+                .by_status
+                .into_iter()
+                .map(|(s, n)| (s.as_str().to_string(), n))
+                .collect(),
+            fell_back: counts.fell_back,
+            proven_by_network: counts.proven_by_network,
+        }))
     }
 
     /// One chain's figures, read from the store.
@@ -169,6 +200,7 @@ impl StatusSource {
             intake_window: self.intake_window,
             paused: self.pauses.all(),
             chains,
+            market: self.market().await?,
         })
     }
 

@@ -36,8 +36,8 @@ mod sqlite;
 pub use api::*;
 pub use blobs::{Blobs, get_url, parse_blob_url, validate_key};
 pub use market::{
-    FallbackReason, MarketCursor, ProofRequest, ProofRequestFilter, ProofRequestStatus,
-    ProofRequests, ValidationStatus,
+    FallbackReason, MarketCursor, ProofRequest, ProofRequestCounts, ProofRequestFilter,
+    ProofRequestStatus, ProofRequests, ValidationStatus,
 };
 
 use sql::SqlStore;

@@ -241,6 +241,16 @@ pub struct MarketCursor {
     pub last_block: u64,
 }
 
+/// A chain's requests counted ([`ProofRequests::proof_request_counts`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProofRequestCounts {
+    pub by_status: std::collections::BTreeMap<ProofRequestStatus, u64>,
+    /// Handed to the own provers.
+    pub fell_back: u64,
+    /// Closed with a valid proof from a network.
+    pub proven_by_network: u64,
+}
+
 /// Which rows [`ProofRequests::list_proof_requests`] returns, ordered by (chain, batch).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProofRequestFilter {
@@ -279,6 +289,10 @@ pub trait ProofRequests: Send + Sync {
         rows: &[ProofRequest],
         cursor: Option<&MarketCursor>,
     ) -> Result<()>;
+
+    /// How many of `chain`'s requests are in each status, and how many fell back or were
+    /// proven by a network (for status).
+    async fn proof_request_counts(&self, chain: ChainId) -> Result<ProofRequestCounts>;
 
     /// The last processed block recorded for `market` and `chain`.
     async fn market_cursor(&self, market: &str, chain: ChainId) -> Result<Option<u64>>;
@@ -549,6 +563,36 @@ where
                 .map_err(|e| self.db_err(&format!("{what}: market cursor"), e))?;
         }
         self.commit(tx, what).await
+    }
+
+    async fn proof_request_counts(&self, chain: ChainId) -> Result<ProofRequestCounts> {
+        let mut counts = ProofRequestCounts::default();
+        let Ok(chain) = i64::try_from(chain) else {
+            return Ok(counts);
+        };
+        let rows = sqlx::query(
+            "SELECT status, fallbacked, validation_status, COUNT(*) AS n FROM proof_requests \
+             WHERE chain = $1 GROUP BY status, fallbacked, validation_status",
+        )
+        .bind(chain)
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| self.db_err("proof_request_counts", e))?;
+        for row in &rows {
+            let status = row.text("status")?;
+            let status = ProofRequestStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("proof request status {status:?}")))?;
+            let n = row.u64("n")?;
+            *counts.by_status.entry(status).or_default() += n;
+            if row.i64("fallbacked")? != 0 {
+                counts.fell_back += n;
+            } else if status == ProofRequestStatus::ValidationResultSentToL1
+                && row.text("validation_status")? == ValidationStatus::Valid.as_str()
+            {
+                counts.proven_by_network += n;
+            }
+        }
+        Ok(counts)
     }
 
     async fn market_cursor(&self, market: &str, chain: ChainId) -> Result<Option<u64>> {

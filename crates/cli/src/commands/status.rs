@@ -252,6 +252,14 @@ pub fn status_json(status: &SystemStatusResponse) -> Value {
             "reason": (!p.reason.is_empty()).then_some(&p.reason),
             "since_ms": p.since_ms,
         })).collect::<Vec<_>>(),
+        "market": status.market.as_ref().map(|m| json!({
+            "mode": m.mode,
+            "share_ppm": m.share_ppm,
+            "proof_type": m.proof_type,
+            "requests": m.requests.iter().collect::<std::collections::BTreeMap<_, _>>(),
+            "fell_back": m.fell_back,
+            "proven_by_network": m.proven_by_network,
+        })),
         "chain_id": status.chain_id,
         "chains": status.chains.iter().map(|c| json!({
             "chain_id": c.chain_id,
@@ -340,6 +348,22 @@ pub fn render(status: &SystemStatusResponse) -> String {
             &rows,
             &[false, true, true, true, true, true, true, true],
         );
+    }
+    if let Some(m) = &status.market {
+        let share = match m.mode.as_str() {
+            "mixed" => format!(", {:.1} % of batches", f64::from(m.share_ppm) / 1e4),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "\nproof market: {}{share}, proof type {}: {} proven by networks, {} fell back to the own provers",
+            m.mode, m.proof_type, m.proven_by_network, m.fell_back
+        );
+        let mut requests: Vec<_> = m.requests.iter().collect();
+        requests.sort();
+        for (s, n) in requests {
+            let _ = writeln!(out, "  {s:<30}{n}");
+        }
     }
     if !status.paused.is_empty() {
         let _ = writeln!(out, "\npaused (`proofmill resume --component NAME`):");
@@ -613,6 +637,7 @@ mod tests {
             "active_url": null,
             "lease_epoch": null,
             "paused": [],
+            "market": null,
             "chain_id": 0,
             "chains": [],
         });
@@ -632,7 +657,7 @@ mod tests {
                 "from_memory": false, "store_error": null, "as_of_ms": null,
                 "warnings": [], "intake_window": 0,
                 "standby": false, "active_url": null, "lease_epoch": null, "paused": [],
-                "chain_id": 0, "chains": [],
+                "market": null, "chain_id": 0, "chains": [],
             })
         );
 

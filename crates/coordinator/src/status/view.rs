@@ -41,6 +41,24 @@ pub struct StatusView {
     /// Every chain proven here, in id order, the own chain included (whose figures are also
     /// the ones above).
     pub chains: Vec<ChainView>,
+    /// The proof market's requests for the own chain; `None` without a market.
+    pub market: Option<MarketView>,
+}
+
+/// The proof market as the own chain uses it ([`crate::CoordinatorConfig::market_hold`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarketView {
+    /// `cluster`, `network` or `mixed`.
+    pub mode: String,
+    /// The share of batches offered, parts per million.
+    pub share_ppm: u32,
+    pub proof_type: String,
+    /// Requests per status (the store's names).
+    pub requests: BTreeMap<String, u64>,
+    /// Handed to the own provers after a network did not deliver.
+    pub fell_back: u64,
+    /// Proven by a network (valid proof, validated on L1).
+    pub proven_by_network: u64,
 }
 
 /// One chain's figures: its own batch numbering, settlement progress and jobs.
