@@ -21,6 +21,7 @@ use proofmill_market::{
 use proofmill_store::{
     Blobs, MarketCursor, ProofRequest, ProofRequestFilter, ProofRequests, StoreError,
 };
+use proofmill_telemetry::names;
 use proofmill_types::{BatchNumber, Millis};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -86,6 +87,21 @@ pub fn proof_key(chain: u64, batch: BatchNumber) -> String {
     format!("market-proofs/chain-{chain}/{batch:012}.bin")
 }
 
+/// Counts a market transaction the manager sent: mined (`Ok`) with its gas, or refused.
+fn count_tx(kind: &'static str, r: &Result<proofmill_market::MarketTx, MarketError>) {
+    let outcome = match r {
+        Ok(tx) => {
+            metrics::histogram!(names::MARKET_TRANSACTION_GAS, names::KIND => kind)
+                .record(tx.gas_used as f64);
+            "success"
+        }
+        Err(e) if e.refusal().is_some() => "refused",
+        Err(_) => return,
+    };
+    metrics::counter!(names::MARKET_TRANSACTIONS_TOTAL, names::KIND => kind, names::OUTCOME => outcome)
+        .increment(1);
+}
+
 fn now_ms() -> Millis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -145,7 +161,10 @@ impl ProofManager {
                         tracing::debug!(?r, "proof manager round")
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "proof manager round stopped; retrying"),
+                    Err(e) => {
+                        metrics::counter!(names::MARKET_ERRORS_TOTAL).increment(1);
+                        tracing::warn!(error = %e, "proof manager round stopped; retrying")
+                    }
                 }
             }
             tokio::select! {
@@ -275,7 +294,9 @@ impl ProofManager {
         Ok(Some(match action {
             Action::Wait => return Ok(None),
             Action::SendRequest { id, params, escrow } => {
-                match self.market.submit_proof_request(*id, params, *escrow).await {
+                let sent = self.market.submit_proof_request(*id, params, *escrow).await;
+                count_tx("request", &sent);
+                match sent {
                     Ok(tx) => {
                         tracing::info!(
                             batch = row.batch,
@@ -329,6 +350,9 @@ impl ProofManager {
                         false
                     }
                 };
+                let outcome = if valid { "valid" } else { "invalid" };
+                metrics::counter!(names::MARKET_PROOFS_CHECKED_TOTAL, names::OUTCOME => outcome)
+                    .increment(1);
                 if valid {
                     tracing::info!(batch = row.batch, %network, outcome = ?delivered, "a network's proof checked");
                 }
@@ -338,7 +362,9 @@ impl ProofManager {
                 }
             }
             Action::SendValidation { id, valid } => {
-                match self.market.submit_validation_result(*id, *valid).await {
+                let sent = self.market.submit_validation_result(*id, *valid).await;
+                count_tx("validation", &sent);
+                match sent {
                     Ok(tx) => Outcome::ValidationSent {
                         valid: *valid,
                         tx_hash: tx.tx_hash,
@@ -355,6 +381,8 @@ impl ProofManager {
             }
             Action::FallBack { id, reason } => {
                 let released = self.port.release(id.batch).await?;
+                metrics::counter!(names::MARKET_FALLBACKS_TOTAL, names::REASON => reason.as_str())
+                    .increment(1);
                 tracing::warn!(
                     batch = id.batch,
                     reason = reason.as_str(),

@@ -77,6 +77,12 @@ pub const GATEWAY_BATCHES_TAKEN_TOTAL: &str = "proofmill_gateway_batches_taken_t
 pub const GATEWAY_BATCHES_REFUSED_TOTAL: &str = "proofmill_gateway_batches_refused_total";
 pub const GATEWAY_PROOFS_SUBMITTED_TOTAL: &str = "proofmill_gateway_proofs_submitted_total";
 pub const GATEWAY_SUBMIT_LAG_SECONDS: &str = "proofmill_gateway_submit_lag_seconds";
+// Coordinator: the proof manager (proof market, rollup side).
+pub const MARKET_TRANSACTIONS_TOTAL: &str = "proofmill_market_transactions_total";
+pub const MARKET_TRANSACTION_GAS: &str = "proofmill_market_transaction_gas";
+pub const MARKET_PROOFS_CHECKED_TOTAL: &str = "proofmill_market_proofs_checked_total";
+pub const MARKET_FALLBACKS_TOTAL: &str = "proofmill_market_fallbacks_total";
+pub const MARKET_ERRORS_TOTAL: &str = "proofmill_market_errors_total";
 // Prover.
 pub const PROVER_TASKS_RUNNING: &str = "proofmill_prover_tasks_running";
 pub const PROVER_PROVE_DURATION_SECONDS: &str = "proofmill_prover_prove_duration_seconds";
@@ -299,6 +305,36 @@ pub const ALL: &[Metric] = &[
         kind: Histogram,
         labels: &[],
         help: "Pull mode: from a batch's last proof accepted to the core's \"Success\" for it.",
+    },
+    Metric {
+        name: MARKET_TRANSACTIONS_TOTAL,
+        kind: Counter,
+        labels: &[KIND, OUTCOME],
+        help: "Proof market transactions the proof manager sent (request, validation, close) by outcome: success, refused.",
+    },
+    Metric {
+        name: MARKET_TRANSACTION_GAS,
+        kind: Histogram,
+        labels: &[KIND],
+        help: "Gas used per proof market transaction (request, validation, close).",
+    },
+    Metric {
+        name: MARKET_PROOFS_CHECKED_TOTAL,
+        kind: Counter,
+        labels: &[OUTCOME],
+        help: "Proofs posted by proving networks, checked locally: valid or invalid.",
+    },
+    Metric {
+        name: MARKET_FALLBACKS_TOTAL,
+        kind: Counter,
+        labels: &[REASON],
+        help: "Batches handed to the own provers by the proof manager, by reason: not_acknowledged, refused, not_proven, invalid_proof, not_sent.",
+    },
+    Metric {
+        name: MARKET_ERRORS_TOTAL,
+        kind: Counter,
+        labels: &[],
+        help: "Proof manager rounds stopped by an error (RPC, store, coordinator); the next round tries again.",
     },
     Metric {
         name: PROVER_TASKS_RUNNING,
