@@ -25,7 +25,8 @@ pub use admin::{
     MonitorArgs, PauseArgs, ResumeArgs, SettleNowArgs, StatusArgs, WatchArgs,
 };
 pub use bench::{
-    BenchDispatchArgs, BenchFleetArgs, BenchGatewayArgs, BenchMakespanArgs, BenchProveArgs,
+    BenchDispatchArgs, BenchFleetArgs, BenchGatewayArgs, BenchMakespanArgs, BenchMarketArgs,
+    BenchProveArgs,
     BenchRestartArgs, BenchSettleArgs, BenchSimProversArgs, BenchStore, SettleProofs,
 };
 pub use client::{BatchRef, ProofCommand, ProofGetArgs, ProofWaitArgs, SubmitArgs};
@@ -180,6 +181,11 @@ pub enum BenchCommand {
     /// Measure batches through the core API's pull mode (an in-process rollup core, a
     /// coordinator with the gateway and exec provers): sealed to proof back at the core.
     Gateway(BenchGatewayArgs),
+    /// The proof market's L1 cost per batch and the fallback's reaction time: the rollup's
+    /// proof manager, a proving network and the own fleet in this process, on the embedded
+    /// L1. Ends with `batches=<int> l1_txs_per_batch=<float> gas_per_batch=<int>
+    /// fallback_s=<float>`.
+    Market(BenchMarketArgs),
     /// The simulated provers of `bench dispatch` and `bench fleet`, run by them in a process
     /// of their own.
     #[command(hide = true)]

@@ -164,3 +164,20 @@ pub struct BenchSimProversArgs {
     #[arg(long, env = "PROOFMILL_RATE", value_parser = clap::value_parser!(u32).range(1..))]
     pub rate: Option<u32>,
 }
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchMarketArgs {
+    /// Batches a proving network proves for the rollup (the L1 cost is per batch of these).
+    #[arg(long, env = "PROOFMILL_BATCHES", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batches: u64,
+    /// Batches then offered to a network that never answers (each timed from its silence to
+    /// its proof by the own fleet; the median is reported).
+    #[arg(long, env = "PROOFMILL_SILENT_BATCHES", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    pub silent_batches: u64,
+    /// The proof manager's and the network's pause between rounds, ms.
+    #[arg(long, env = "PROOFMILL_POLL_INTERVAL", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub poll_interval: u64,
+    /// Give up after this many seconds.
+    #[arg(long, env = "PROOFMILL_TIMEOUT_S", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_s: u64,
+}

@@ -9,6 +9,7 @@ pub mod devnet_node;
 pub mod gateway;
 pub mod job;
 pub mod l1;
+pub mod market_local;
 pub mod monitor;
 pub mod pause;
 pub mod proof;
@@ -93,6 +94,9 @@ async fn dispatch(command: Command, effective: &Effective) -> anyhow::Result<()>
         Command::Bench {
             command: BenchCommand::SimProvers(args),
         } => bench::sim_provers(args).await,
+        Command::Bench {
+            command: BenchCommand::Market(args),
+        } => bench::market(args).await,
         Command::L1 {
             command: L1Command::Deploy(args),
         } => l1::deploy(args).await,

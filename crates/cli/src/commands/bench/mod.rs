@@ -4,6 +4,7 @@
 mod dispatch;
 mod fleet;
 mod gateway;
+mod market;
 mod jobs;
 mod lag;
 mod makespan;
@@ -17,6 +18,7 @@ mod store;
 pub use dispatch::dispatch;
 pub use fleet::fleet;
 pub use gateway::gateway;
+pub use market::market;
 pub use makespan::makespan;
 pub use prove::prove;
 pub use restart::restart;
