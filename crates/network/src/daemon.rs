@@ -368,17 +368,24 @@ impl Inner {
                 break;
             }
             let Some(entry) = self.entry(id) else { break };
-            let step = if !reconciled {
-                let s = self.reconcile(&entry).await;
-                reconciled = matches!(s, Step::Next);
-                s
-            } else {
+            let step = async {
+                if !reconciled {
+                    let s = self.reconcile(&entry).await;
+                    reconciled = matches!(s, Step::Next);
+                    return s;
+                }
                 match entry.status {
                     Status::Seen => self.admit(&entry, ack_timeout, &mut work).await,
                     Status::Accepted => self.hand_over(&entry, &mut work).await,
                     Status::Proving => self.prove_and_post(&entry, &mut work).await,
                     _ => Step::Done,
                 }
+            };
+            // A step may wait long (a long poll, a transaction): shutdown does not wait for
+            // it. What it sent and did not record, the next start reads back from L1.
+            let step = tokio::select! {
+                s = step => s,
+                () = shutdown.begun() => break,
             };
             match step {
                 Step::Next => backoff.reset(),
