@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod job;
 pub mod l1;
 pub mod monitor;
+pub mod network;
 pub mod pause;
 pub mod proof;
 pub mod prover;
@@ -45,6 +46,7 @@ async fn dispatch(command: Command, effective: &Effective) -> anyhow::Result<()>
         Command::SettleNow(args) => pause::settle_now(args).await,
         Command::CommitNow(args) => pause::commit_now(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Network(args) => network::run(args).await,
         Command::Token { command } => token::run(command),
         Command::Job {
             command: JobCommand::Show(args),
