@@ -29,8 +29,6 @@ use std::time::{Duration, Instant};
 /// Seconds kept before the acknowledgement deadline for the acknowledgement itself (two L1
 /// blocks): work before it (fetching, handing over) stops there.
 const ACK_MARGIN_SECS: u64 = 24;
-/// Longest single `WaitProof` long poll.
-const WAIT_STEP: Duration = Duration::from_secs(30);
 
 /// Everything the daemon is told.
 #[derive(Clone, Debug)]
@@ -51,6 +49,9 @@ pub struct NetworkConfig {
     pub state_dir: PathBuf,
     /// Longest wait between retries after an error.
     pub max_backoff: Duration,
+    /// Longest single wait for a proof at the coordinator (a long poll; the deadline is
+    /// checked between two).
+    pub wait_step: Duration,
 }
 
 impl NetworkConfig {
@@ -65,6 +66,7 @@ impl NetworkConfig {
             fetch: FetchConfig::default(),
             state_dir: state_dir.into(),
             max_backoff: Duration::from_secs(30),
+            wait_step: Duration::from_secs(30),
         }
     }
 }
@@ -566,8 +568,7 @@ impl Inner {
             .cfg
             .admission
             .protocol_versions
-            .iter()
-            .any(|v| *v == inputs.program_version)
+            .contains(&inputs.program_version)
         {
             return Err(Refusal::UnknownVersion(inputs.program_version.clone()));
         }
@@ -678,7 +679,7 @@ impl Inner {
                 self.give_up(id, "not proven in time").await;
                 return Step::Done;
             }
-            let wait = Duration::from_secs(last - now).min(WAIT_STEP);
+            let wait = Duration::from_secs(last - now).min(self.cfg.wait_step);
             match self
                 .prover
                 .wait(id.chain_id, id.batch, &proof_type, wait)

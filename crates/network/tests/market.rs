@@ -16,6 +16,8 @@ use proofmill_market::{
 use proofmill_network::{
     CoordinatorAccess, CoordinatorProver, Network, NetworkConfig, NetworkState, Shutdown, Status,
 };
+use proofmill_proto::v1::client_service_client::ClientServiceClient;
+use proofmill_proto::v1::{BatchPhase, GetBatchRequest};
 use proofmill_prover::{Prover, ProverConfig};
 use proofmill_store::{Blobs, open_store};
 use proofmill_types::{ProofType, PublicValues};
@@ -151,6 +153,7 @@ impl World {
         cfg.admission.safety_factor_percent = 200;
         cfg.fetch.file_dirs = vec![self.inputs_dir()];
         cfg.from_block = Some(1);
+        cfg.wait_step = Duration::from_millis(300);
         cfg
     }
 
@@ -178,12 +181,17 @@ impl World {
     /// The next devnet batch, its inputs envelope written to the inputs directory: its
     /// number, URL and the envelope's digest.
     fn next_batch(&mut self) -> (u64, String, [u8; 32]) {
+        self.next_batch_of("exec")
+    }
+
+    /// [`World::next_batch`] asking for a proof of `proof_type`.
+    fn next_batch_of(&mut self, proof_type: &str) -> (u64, String, [u8; 32]) {
         let batch = self.devnet.produce_batch();
         let inputs = MarketInputs {
             chain_id: CHAIN,
             batch: batch.number,
             program_version: VERSION.into(),
-            proof_type: "exec".into(),
+            proof_type: proof_type.into(),
             public_values: batch.transition.to_public_values().as_bytes().to_vec(),
             input: batch.input.clone(),
         };
@@ -404,12 +412,16 @@ async fn requests_it_cannot_serve_are_refused_with_the_reason() {
     let (lost, _, digest) = w.next_batch();
     let missing = url_of(&w.inputs_dir().join("nowhere.bin"));
     w.request(lost, &missing, digest, eth(1), 1_200).await;
+    // A proof type its coordinator does not prove.
+    let (alien, url, digest) = w.next_batch_of("groth16");
+    w.request(alien, &url, digest, eth(1), 1_200).await;
 
     for (batch, reason) in [
         (cheap, "under the minimum"),
         (rushed, "left to the deadline"),
         (forged, "SHA-256"),
         (lost, "not a file under"),
+        (alien, "the coordinator refuses them"),
     ] {
         w.until_status(batch, RequestStatus::Refused).await;
         let e = w.until_entry(batch, Status::Refused).await;
@@ -419,7 +431,7 @@ async fn requests_it_cannot_serve_are_refused_with_the_reason() {
     }
     stop(shutdown, task).await;
     // Nothing reached the coordinator, nothing was posted.
-    for batch in [cheap, rushed, forged, lost] {
+    for batch in [cheap, rushed, forged, lost, alien] {
         assert!(
             w.coordinator
                 .store()
@@ -439,7 +451,7 @@ async fn requests_it_cannot_serve_are_refused_with_the_reason() {
                 ..
             }
         )),
-        4
+        5
     );
     assert_eq!(
         count(&events, |e| matches!(e, MarketEvent::Proven { .. })),
@@ -500,5 +512,52 @@ async fn a_restart_after_the_acknowledgement_proves_and_posts_once() {
         })
         .unwrap();
     ExecBackend.verify(&w.public_values(n), &proof).unwrap();
+    w.stop().await;
+}
+
+/// With room for one request, a second is refused; the first, accepted but never proven (no
+/// prover), is given up once the last moment to post it passed on the chain's clock, and
+/// never posted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_capacity_a_request_is_refused_and_one_not_proven_in_time_is_given_up() {
+    let mut w = World::new().await;
+    let mut cfg = w.config();
+    cfg.admission.max_in_flight = 1;
+    let (shutdown, task) = w.start_network(cfg);
+    let (first, url, digest) = w.next_batch();
+    w.request(first, &url, digest, eth(1), 1_200).await;
+    w.until_entry(first, Status::Proving).await;
+    let (second, url, digest) = w.next_batch();
+    w.request(second, &url, digest, eth(1), 1_200).await;
+    let e = w.until_entry(second, Status::Refused).await;
+    assert!(e.reason.unwrap().contains("at capacity"));
+    assert_eq!(w.status(second).await, RequestStatus::Refused);
+
+    // Past the deadline less the margin (60 s): not posted, given up.
+    w.network.chain().advance_time(1_200 - 30);
+    let e = w.until_entry(first, Status::GivenUp).await;
+    assert!(e.reason.unwrap().contains("not proven in time"));
+    assert_eq!(w.status(first).await, RequestStatus::Committed);
+    // It was handed over, and its coordinator was told to stop proving it.
+    let mut client = ClientServiceClient::connect(w.coordinator_url.clone())
+        .await
+        .unwrap();
+    let state = client
+        .get_batch(GetBatchRequest {
+            chain_id: CHAIN,
+            batch_number: first,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state.phase, BatchPhase::BatchCancelled as i32, "{state:?}");
+    w.start_prover();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop(shutdown, task).await;
+    let events = w.events().await;
+    assert_eq!(
+        count(&events, |e| matches!(e, MarketEvent::Proven { .. })),
+        0
+    );
     w.stop().await;
 }

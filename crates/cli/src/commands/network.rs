@@ -66,6 +66,7 @@ pub async fn run(a: NetworkArgs) -> anyhow::Result<()> {
         },
         state_dir: a.state_dir.clone(),
         max_backoff: Duration::from_millis(a.max_backoff),
+        ..NetworkConfig::new(&a.state_dir)
     };
     let client: Arc<dyn MarketL1> = Arc::new(client);
     let network = Network::new(client, Arc::new(prover), cfg)?;
