@@ -524,6 +524,8 @@ impl Inner {
                             e.ack_tx = Some(tx);
                             e.proof_type = work.inputs.as_ref().map(|i| i.proof_type.clone());
                         });
+                        // The coordinator holds them now (and they are fetched again if not).
+                        work.inputs = None;
                         Step::Next
                     }
                     Err(refusal) => {
@@ -618,9 +620,7 @@ impl Inner {
         let id = entry.id();
         match self.ensure_handed_over(entry, work).await {
             Ok(()) => {
-                self.advance(id, Status::Proving, |e| {
-                    e.proof_type = work.inputs.as_ref().map(|i| i.proof_type.clone())
-                });
+                self.advance(id, Status::Proving, |_| {});
                 Step::Next
             }
             Err(step) => step,
@@ -646,6 +646,14 @@ impl Inner {
         match self.prover.submit(inputs).await {
             Ok(()) => {
                 work.proving_since = Some(Instant::now());
+                let proof_type = inputs.proof_type.clone();
+                let _ = self.update(|s| {
+                    if let Some(e) = s.requests.get_mut(&id) {
+                        e.proof_type = Some(proof_type);
+                    }
+                });
+                // The coordinator holds them now (and they are fetched again if not).
+                work.inputs = None;
                 Ok(())
             }
             Err(ProveError::Transient(e)) => Err(Step::Retry(format!("handing over: {e}"))),

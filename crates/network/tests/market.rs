@@ -78,17 +78,8 @@ impl World {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("inputs")).unwrap();
-        let store = open_store(&format!("sqlite://{}/c.db?mode=rwc", dir.path().display()))
-            .await
-            .unwrap();
-        let blobs = Blobs::from_url(&format!("file://{}/blobs", dir.path().display())).unwrap();
-        let mut cfg = CoordinatorConfig::default()
-            .prove_with(ProofType::new("exec").unwrap(), Arc::new(ExecBackend));
-        cfg.scheduler.heartbeat_interval_ms = 200;
-        let coordinator = Coordinator::start(cfg, store, blobs).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let coordinator_url = format!("http://{}", listener.local_addr().unwrap());
-        let serving = coordinator.spawn_serve(listener);
+        let (coordinator, serving, coordinator_url) =
+            start_coordinator(&dir.path().join("c1")).await;
         World {
             submitter: RevmMarket::new(l1.with_sender(account(1)), market),
             network: Arc::new(RevmMarket::new(l1.with_sender(account(2)), market)),
@@ -281,6 +272,18 @@ impl World {
         self.submitter.events(1, head).await.unwrap()
     }
 
+    /// Another coordinator takes this one's place, with none of its data (a network whose
+    /// coordinator lost its store).
+    async fn replace_coordinator(&mut self) {
+        let (c, serving, url) = start_coordinator(&self.dir.path().join("c2")).await;
+        let old = std::mem::replace(&mut self.coordinator, c);
+        let _ = old.flush().await;
+        if let Some(s) = self.serving.replace(serving) {
+            let _ = s.stop().await;
+        }
+        self.coordinator_url = url;
+    }
+
     async fn stop(mut self) {
         if let Some((tx, task)) = self.prover.take() {
             let _ = tx.send(());
@@ -291,6 +294,23 @@ impl World {
             let _ = s.stop().await;
         }
     }
+}
+
+/// A coordinator proving `exec` with its data in `dir`, serving on a free port.
+async fn start_coordinator(dir: &Path) -> (Coordinator, Serving, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let store = open_store(&format!("sqlite://{}/c.db?mode=rwc", dir.display()))
+        .await
+        .unwrap();
+    let blobs = Blobs::from_url(&format!("file://{}/blobs", dir.display())).unwrap();
+    let mut cfg = CoordinatorConfig::default()
+        .prove_with(ProofType::new("exec").unwrap(), Arc::new(ExecBackend));
+    cfg.scheduler.heartbeat_interval_ms = 200;
+    let coordinator = Coordinator::start(cfg, store, blobs).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let serving = coordinator.spawn_serve(listener);
+    (coordinator, serving, url)
 }
 
 fn url_of(p: &Path) -> String {
@@ -559,5 +579,54 @@ async fn at_capacity_a_request_is_refused_and_one_not_proven_in_time_is_given_up
         count(&events, |e| matches!(e, MarketEvent::Proven { .. })),
         0
     );
+    w.stop().await;
+}
+
+/// Stopped after it acknowledged, the daemon starts again against a coordinator that does not
+/// hold the batch: it fetches the inputs again, hands them over, proves and posts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_against_a_coordinator_without_the_batch_fetches_it_again() {
+    let mut w = World::new().await;
+    let (shutdown, task) = w.start_network(w.config());
+    let (n, url, digest) = w.next_batch();
+    w.request(n, &url, digest, eth(1), 1_200).await;
+    w.until_entry(n, Status::Proving).await;
+    stop(shutdown, task).await;
+    w.replace_coordinator().await;
+    assert!(
+        w.coordinator
+            .store()
+            .batch(CHAIN, n)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    w.start_prover();
+    let (shutdown, task) = w.start_network(w.config());
+    w.until_status(n, RequestStatus::Proven).await;
+    w.until_entry(n, Status::ProofPosted).await;
+    stop(shutdown, task).await;
+    assert!(
+        w.coordinator
+            .store()
+            .batch(CHAIN, n)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let events = w.events().await;
+    assert_eq!(
+        count(&events, |e| matches!(e, MarketEvent::Acknowledged { .. })),
+        1
+    );
+    let proofs: Vec<Vec<u8>> = events
+        .iter()
+        .filter_map(|e| match e {
+            MarketEvent::Proven { proof, .. } => Some(proof.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(proofs.len(), 1);
+    ExecBackend.verify(&w.public_values(n), &proofs[0]).unwrap();
     w.stop().await;
 }
