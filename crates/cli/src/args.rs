@@ -19,6 +19,7 @@ mod bench;
 mod client;
 mod job;
 mod market;
+mod network;
 mod parse;
 pub use admin::{
     AdminAccess, BatchCancelArgs, BatchReplaceArgs, ClientTlsArgs, CommitNowArgs, CordonArgs,
@@ -32,6 +33,7 @@ pub use bench::{
 pub use client::{BatchRef, ProofCommand, ProofGetArgs, ProofWaitArgs, SubmitArgs};
 pub use job::{JobCancelArgs, JobCommand, JobRetryArgs, JobShowArgs};
 pub use market::{MarketArgs, MarketDeployArgs, MarketNetworkArgs};
+pub use network::NetworkArgs;
 use parse::*;
 
 /// Proof type with the backend that proves/verifies it: `name` or `name:backend`.
@@ -140,6 +142,10 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Run a proving network on the proof market: take the requests the market assigns to
+    /// this network's address that it can finish, prove them with its own coordinator, post
+    /// the proofs and claim the rewards.
+    Network(NetworkArgs),
     /// Run a self-contained devnet demo: coordinator, provers and batches in one process.
     Demo(DemoArgs),
     /// L1 contract management.
@@ -657,6 +663,15 @@ impl Cli {
             Command::Prover(a) => {
                 a.data_dir = absolute(&cwd, &a.data_dir);
                 check_unique_types("--backend", &a.backend)?;
+            }
+            Command::Network(a) => {
+                a.state_dir = absolute(&cwd, &a.state_dir);
+                for d in &mut a.inputs_file_dirs {
+                    *d = absolute(&cwd, d);
+                }
+                if a.network_key.is_none() && a.network_key_file.is_none() {
+                    bail!("no network key: use --network-key-file or PROOFMILL_NETWORK_KEY");
+                }
             }
             Command::L1 {
                 command: L1Command::Deploy(a),

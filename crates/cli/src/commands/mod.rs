@@ -11,6 +11,7 @@ pub mod job;
 pub mod l1;
 pub mod market_local;
 pub mod monitor;
+pub mod network;
 pub mod pause;
 pub mod proof;
 pub mod proof_manager;
@@ -47,6 +48,7 @@ async fn dispatch(command: Command, effective: &Effective) -> anyhow::Result<()>
         Command::SettleNow(args) => pause::settle_now(args).await,
         Command::CommitNow(args) => pause::commit_now(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Network(args) => network::run(args).await,
         Command::Token { command } => token::run(command),
         Command::Job {
             command: JobCommand::Show(args),

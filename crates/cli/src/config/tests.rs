@@ -777,3 +777,91 @@ fn core_api_options_come_from_file_env_or_flag() {
     let err = parse(["proofmill", "coordinator", "--core-api-url", "ftp://a"]).unwrap_err();
     assert!(format!("{err:#}").contains("http://"), "{err:#}");
 }
+
+/// `network`: every option from the config file lands in its field; a flag wins over the
+/// file; the defaults; `--l1-rpc` is the same option as `--l1-rpc-url`; no key is an error.
+#[test]
+fn network_options_come_from_file_or_flag() {
+    let inputs = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "l1_rpc_url = \"http://l1:8545\"\nmarket_address = \"0x{}\"\nnetwork_key = \"0xabc\"\n\
+         coordinator = \"http://c:3900\"\nadmin_token = \"tk\"\nstate_dir = \"/var/net\"\n\
+         min_reward = \"1000000000000000000000\"\nask_reward = \"5\"\nmax_in_flight = 9\n\
+         expected_prove_secs = 45\nsafety_factor_percent = 150\ndeadline_margin_secs = 20\n\
+         protocol_versions = [\"v1\", \"v2\"]\nconfirmations = 3\nmax_block_range = 500\n\
+         from_block = 77\npoll_interval = 250\ninputs_file_dirs = [\"{}\"]\n\
+         fetch_max_bytes = 4096\nfetch_timeout = 5000\nmax_backoff = 7000",
+        "ab".repeat(20),
+        inputs.path().display()
+    );
+    let cli = parse_with(&toml, &["network", "--max-in-flight", "2"]).unwrap();
+    let Sub::Network(n) = cli.command else {
+        panic!()
+    };
+    assert_eq!(n.l1_rpc_url, "http://l1:8545");
+    assert_eq!(n.market_address, format!("0x{}", "ab".repeat(20)));
+    assert_eq!(n.key().unwrap(), "0xabc");
+    assert_eq!(n.coordinator, "http://c:3900");
+    assert_eq!(n.access.admin_token.as_deref(), Some("tk"));
+    assert_eq!(n.state_dir, PathBuf::from("/var/net"));
+    assert_eq!(n.min_reward.to_string(), "1000000000000000000000");
+    assert_eq!(n.ask_reward.map(|r| r.to_string()), Some("5".into()));
+    assert_eq!(n.max_in_flight, 2, "flag over file");
+    assert_eq!(
+        (
+            n.expected_prove_secs,
+            n.safety_factor_percent,
+            n.deadline_margin_secs
+        ),
+        (45, 150, 20)
+    );
+    assert_eq!(n.protocol_versions, ["v1", "v2"]);
+    assert_eq!(
+        (n.confirmations, n.max_block_range, n.from_block),
+        (3, 500, Some(77))
+    );
+    assert_eq!(n.poll_interval, 250);
+    assert_eq!(n.inputs_file_dirs, [inputs.path().to_path_buf()]);
+    assert_eq!(
+        (n.fetch_max_bytes, n.fetch_timeout, n.max_backoff),
+        (4096, 5000, 7000)
+    );
+
+    let address = format!("0x{}", "12".repeat(20));
+    let args = [
+        "proofmill",
+        "network",
+        "--l1-rpc",
+        "http://l1:8545",
+        "--market-address",
+        &address,
+        "--network-key",
+        "0x1",
+    ];
+    let Sub::Network(n) = parse(args).unwrap().command else {
+        panic!()
+    };
+    assert_eq!(n.l1_rpc_url, "http://l1:8545");
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(n.state_dir, cwd.join("proofmill-network"));
+    assert_eq!(n.coordinator, "http://127.0.0.1:3900");
+    assert_eq!((n.min_reward.to_string(), n.ask_reward), ("0".into(), None));
+    assert_eq!((n.max_in_flight, n.expected_prove_secs), (4, 60));
+    assert_eq!((n.safety_factor_percent, n.deadline_margin_secs), (200, 60));
+    assert_eq!(n.protocol_versions, ["devnet-v1"]);
+    assert_eq!(
+        (n.confirmations, n.max_block_range, n.from_block),
+        (2, 10_000, None)
+    );
+    assert_eq!((n.poll_interval, n.fetch_max_bytes), (2_000, 256 << 20));
+    assert!(n.inputs_file_dirs.is_empty());
+
+    let err = parse(&args[..6]).unwrap_err();
+    assert!(format!("{err:#}").contains("network key"), "{err:#}");
+    let err = parse_with("min_reward = 5", &args[1..]).unwrap_err();
+    assert!(format!("{err:#}").contains("min_reward"), "{err:#}");
+    let mut bad = args.to_vec();
+    bad.extend(["--min-reward", "lots"]);
+    let err = parse(bad).unwrap_err();
+    assert!(format!("{err:#}").contains("wei"), "{err:#}");
+}
