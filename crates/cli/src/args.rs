@@ -27,8 +27,8 @@ pub use admin::{
 };
 pub use bench::{
     BenchDispatchArgs, BenchFleetArgs, BenchGatewayArgs, BenchMakespanArgs, BenchMarketArgs,
-    BenchProveArgs,
-    BenchRestartArgs, BenchSettleArgs, BenchSimProversArgs, BenchStore, SettleProofs,
+    BenchProveArgs, BenchRestartArgs, BenchSettleArgs, BenchSimProversArgs, BenchStore,
+    SettleProofs,
 };
 pub use client::{BatchRef, ProofCommand, ProofGetArgs, ProofWaitArgs, SubmitArgs};
 pub use job::{JobCancelArgs, JobCommand, JobRetryArgs, JobShowArgs};

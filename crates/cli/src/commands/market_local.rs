@@ -31,7 +31,12 @@ pub fn account(i: usize) -> Address {
 
 /// Deploys a market on `l1` with the dev accounts' roles and registers `networks`; returns
 /// its address.
-pub async fn deploy(l1: &RevmL1, ack_timeout: u64, max_timeout_after: u64, networks: &[usize]) -> anyhow::Result<Address> {
+pub async fn deploy(
+    l1: &RevmL1,
+    ack_timeout: u64,
+    max_timeout_after: u64,
+    networks: &[usize],
+) -> anyhow::Result<Address> {
     let settings = MarketSettings {
         admin: account(ADMIN),
         submitter: account(SUBMITTER),
@@ -134,6 +139,8 @@ pub struct LocalNetworkSpec<'a> {
     pub backend: Arc<dyn Backend>,
     /// Smallest reward it takes (a network that wants more than the escrow refuses all).
     pub min_reward: proofmill_market::U256,
+    /// Requests it takes at once (more are refused).
+    pub max_in_flight: usize,
     pub poll_interval: Duration,
 }
 
@@ -144,8 +151,10 @@ impl LocalNetwork {
         market: Address,
         spec: LocalNetworkSpec<'_>,
     ) -> anyhow::Result<LocalNetwork> {
-        let client: Arc<dyn MarketL1> =
-            Arc::new(RevmMarket::new(l1.with_sender(account(spec.account)), market));
+        let client: Arc<dyn MarketL1> = Arc::new(RevmMarket::new(
+            l1.with_sender(account(spec.account)),
+            market,
+        ));
         LocalNetwork::start_with(client, spec).await
     }
 
@@ -180,6 +189,7 @@ impl LocalNetwork {
         let mut cfg = NetworkConfig::new(spec.dir.join("state"));
         cfg.admission = AdmissionConfig {
             min_reward: spec.min_reward,
+            max_in_flight: spec.max_in_flight,
             protocol_versions: vec![spec.version.to_string()],
             ..AdmissionConfig::default()
         };

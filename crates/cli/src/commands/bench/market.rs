@@ -164,8 +164,14 @@ pub async fn market(a: BenchMarketArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let l1 = RevmL1::open(None, RevmConfig::dev(Default::default()))?;
     let market = market_local::deploy(&l1, ACK_TIMEOUT, TIMEOUT_AFTER, &NETWORKS).await?;
-    let (honest, silent) = (market_local::account(NETWORKS[0]), market_local::account(NETWORKS[1]));
-    let admin = RevmMarket::new(l1.with_sender(market_local::account(market_local::ADMIN)), market);
+    let (honest, silent) = (
+        market_local::account(NETWORKS[0]),
+        market_local::account(NETWORKS[1]),
+    );
+    let admin = RevmMarket::new(
+        l1.with_sender(market_local::account(market_local::ADMIN)),
+        market,
+    );
     admin.update_preferred_network(Some(honest)).await?;
     let ledger: Ledger = Default::default();
     let metered = |who: usize| -> Arc<dyn MarketL1> {
@@ -220,6 +226,7 @@ pub async fn market(a: BenchMarketArgs) -> anyhow::Result<()> {
             proof_type: &exec,
             backend: backend.clone(),
             min_reward: U256::ZERO,
+            max_in_flight: a.batches as usize,
             poll_interval: poll,
         },
     )
@@ -255,7 +262,10 @@ pub async fn market(a: BenchMarketArgs) -> anyhow::Result<()> {
     for b in &sealed[..a.batches as usize] {
         rollup.coord.submit_batch(submit(b)).await?;
     }
-    let table = store.clone().proof_requests().context("no proof request table")?;
+    let table = store
+        .clone()
+        .proof_requests()
+        .context("no proof request table")?;
     loop {
         let counts = table.proof_request_counts(DEFAULT_CHAIN).await?;
         let earned = admin.earned(honest).await?;
@@ -267,7 +277,12 @@ pub async fn market(a: BenchMarketArgs) -> anyhow::Result<()> {
             bail!("the network's batches fell back: {counts:?}");
         }
         if Instant::now() > deadline {
-            bail!("the network proved {} of {} batches in {} s", counts.proven_by_network, a.batches, a.timeout_s);
+            bail!(
+                "the network proved {} of {} batches in {} s",
+                counts.proven_by_network,
+                a.batches,
+                a.timeout_s
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
