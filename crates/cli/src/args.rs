@@ -618,6 +618,12 @@ pub struct DemoArgs {
     /// printed at startup). Off when unset.
     #[arg(long, env = "PROOFMILL_METRICS_LISTEN", value_parser = parse_listen_addr)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Buy the proofs on a proof market: a ProofMarket contract on the embedded L1, and two
+    /// proving networks in this process, each with its own coordinator and prover. One proves
+    /// what it is assigned; the other asks more than the escrow and refuses, so its batches
+    /// fall back to the demo's own provers.
+    #[arg(long, env = "PROOFMILL_MARKET", value_parser = BoolishValueParser::new())]
+    pub market: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -3,17 +3,21 @@
 //! Running it again on the same data directory resumes: nothing is sealed or proven twice.
 
 use super::coordinator;
+use super::market_local::{self, LocalNetwork, LocalNetworkSpec, NETWORKS};
 use crate::args::DemoArgs;
 use crate::backends::{BackendContext, devnet_shape};
 use anyhow::{Context as _, bail};
-use proofmill_coordinator::{AdminHttp, CoordinatorConfig, StatusView};
+use proofmill_coordinator::{AdminHttp, CoordinatorConfig, MarketHold, StatusView};
 use proofmill_devnet::DevnetConfig;
 use proofmill_devnet_node::{DEFAULT_SNAPSHOT_EVERY, DevnetSource, DevnetSourceConfig};
 use proofmill_prover::{Prover, ProverConfig};
 use proofmill_settlement::SettlementConfig;
+use proofmill_types::ProvingMode;
 use std::time::{Duration, Instant};
 
 const VERSION: &str = "devnet-v1";
+/// Escrow of each demo request, wei.
+const MAX_REWARD: u64 = 1_000_000_000_000_000;
 /// Without progress for this long the demo gives up and says where it stood.
 const STALL: Duration = Duration::from_secs(120);
 
@@ -43,6 +47,10 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     let mut config = CoordinatorConfig {
         proof_types: a.proof_types.clone(),
         backends: built.all.clone(),
+        market_hold: a.market.then(|| MarketHold {
+            mode: ProvingMode::Network,
+            proof_type: a.proof_types[0].0.clone(),
+        }),
         ..CoordinatorConfig::default()
     };
     config.scheduler.heartbeat_interval_ms = 1_000;
@@ -78,7 +86,9 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     };
     // Settlement on the embedded L1, its transaction log in the data dir.
     let l1_state = a.data_dir.join("l1.log");
-    let l1 = super::l1::open_embedded(&l1_state, devnet_cfg, &a.proof_types, &built)?;
+    let revm = super::l1::open_embedded_revm(&l1_state, devnet_cfg, &a.proof_types, &built)?;
+    let l1: std::sync::Arc<dyn proofmill_l1::L1> =
+        std::sync::Arc::new(revm.with_sender(proofmill_l1::L1::sender(&revm)));
     let before = coord.status().await?;
     let types: Vec<String> = a.proof_types.iter().map(|(t, _)| t.to_string()).collect();
     println!(
@@ -117,6 +127,10 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
 
+    let market = match a.market {
+        true => Some(DemoMarket::start(&a, &coord, &revm, &built).await?),
+        false => None,
+    };
     let (prover_stop, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut provers = Vec::new();
     for i in 0..a.provers {
@@ -161,6 +175,10 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     };
     let elapsed = started.elapsed();
     settlement.stop();
+    let market_summary = match market {
+        Some(m) => Some(m.stop(&revm).await?),
+        None => None,
+    };
 
     source.stop().await;
     coord.drain("demo finished").await?;
@@ -217,8 +235,151 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
             tx.gas_used / k
         );
     }
+    if let (Some(summary), Some(m)) = (market_summary, &status.market) {
+        println!(
+            "  proof market: {} batches proven by networks, {} fell back to the own provers",
+            m.proven_by_network, m.fell_back
+        );
+        println!("{summary}");
+    }
     println!("  state: {db}");
     Ok(())
+}
+
+/// `--market`: the proof market on the demo's embedded L1, the rollup's proof manager, and
+/// two proving networks in this process.
+struct DemoMarket {
+    address: proofmill_market::Address,
+    manager: tokio::task::JoinHandle<()>,
+    networks: Vec<(String, LocalNetwork)>,
+}
+
+/// Where a run's market address is kept, so a rerun on the same data uses the same market.
+const MARKET_META: &str = "demo.market_address";
+
+impl DemoMarket {
+    async fn start(
+        a: &DemoArgs,
+        coord: &proofmill_coordinator::Coordinator,
+        l1: &proofmill_l1::RevmL1,
+        built: &crate::backends::Built,
+    ) -> anyhow::Result<DemoMarket> {
+        let store = coord.store();
+        let address = match store.get_meta(MARKET_META).await? {
+            Some(a) => a.parse().context("the stored market address")?,
+            None => {
+                let m = market_local::deploy(l1, 3_600, 86_400, &NETWORKS).await?;
+                store.set_meta(MARKET_META, &m.to_string()).await?;
+                m
+            }
+        };
+        let proof_type = &a.proof_types[0].0;
+        let backend = built
+            .for_prover(&a.proof_types[..1])?
+            .into_iter()
+            .next()
+            .map(|(_, b)| b)
+            .context("a backend for the market's proof type")?;
+        let inputs_dir = a.data_dir.join("market-inputs");
+        let max_reward = proofmill_market::U256::from(MAX_REWARD);
+        let manager = market_local::start_manager(
+            coord,
+            l1,
+            address,
+            &inputs_dir,
+            (VERSION, max_reward, 86_400),
+            Duration::from_millis(200),
+        )
+        .await?;
+        let mut networks = Vec::new();
+        // The second asks more than the escrow: it refuses all it is assigned.
+        for (i, (name, min_reward)) in [("network-a", 0), ("network-b", MAX_REWARD + 1)]
+            .into_iter()
+            .enumerate()
+        {
+            let n = LocalNetwork::start(
+                l1,
+                address,
+                LocalNetworkSpec {
+                    account: NETWORKS[i],
+                    dir: a.data_dir.join(name),
+                    inputs_dir: &inputs_dir,
+                    version: VERSION,
+                    proof_type,
+                    backend: backend.clone(),
+                    min_reward: proofmill_market::U256::from(min_reward),
+                    max_in_flight: 64,
+                    poll_interval: Duration::from_millis(200),
+                },
+            )
+            .await?;
+            networks.push((name.to_string(), n));
+        }
+        println!(
+            "proof market at {address} on the embedded L1: every batch offered; network-a ({}) proves, network-b ({}) refuses (its minimum reward is over the escrow of {MAX_REWARD} wei)",
+            networks[0].1.address, networks[1].1.address
+        );
+        Ok(DemoMarket {
+            address,
+            manager,
+            networks,
+        })
+    }
+
+    /// Stops the networks and the proof manager; returns what each network earned and
+    /// claimed, as lines.
+    async fn stop(self, l1: &proofmill_l1::RevmL1) -> anyhow::Result<String> {
+        use proofmill_market::MarketL1 as _;
+        let reader = proofmill_market::RevmMarket::new(
+            l1.with_sender(market_local::account(0)),
+            self.address,
+        );
+        // The networks claim what validations earned them: give the last claim a moment.
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < until {
+            let mut unclaimed = false;
+            for (_, n) in &self.networks {
+                unclaimed |= !reader.earned(n.address).await?.is_zero();
+            }
+            if !unclaimed {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        use proofmill_market::MarketEvents as _;
+        let head = reader.head().await?.number;
+        let events = reader.events(0, head).await?;
+        let mut lines = Vec::new();
+        for (name, n) in self.networks {
+            let mut claimed = proofmill_market::U256::ZERO;
+            let (mut proofs, mut refused) = (0, 0);
+            for e in &events {
+                match e {
+                    proofmill_market::MarketEvent::RewardClaimed {
+                        network, amount, ..
+                    } if *network == n.address => claimed += *amount,
+                    proofmill_market::MarketEvent::Proven { network, .. }
+                        if *network == n.address =>
+                    {
+                        proofs += 1
+                    }
+                    proofmill_market::MarketEvent::Acknowledged {
+                        network,
+                        accepted: false,
+                        ..
+                    } if *network == n.address => refused += 1,
+                    _ => {}
+                }
+            }
+            let unclaimed = reader.earned(n.address).await?;
+            lines.push(format!(
+                "  {name}: {proofs} proofs posted, {refused} requests refused, {claimed} wei claimed, {unclaimed} wei unclaimed"
+            ));
+            n.stop().await;
+        }
+        self.manager.abort();
+        Ok(lines.join("\n"))
+    }
 }
 
 fn progress_line(s: &StatusView, target: u64) -> String {
@@ -226,8 +387,12 @@ fn progress_line(s: &StatusView, target: u64) -> String {
         .jobs
         .iter()
         .map(|(pt, c)| {
+            let held = match c.held {
+                0 => String::new(),
+                n => format!(", {n} held for the market"),
+            };
             format!(
-                "{pt}: {} proven, {} running, {} queued",
+                "{pt}: {} proven, {} running, {} queued{held}",
                 c.proven, c.leased, c.queued
             )
         })

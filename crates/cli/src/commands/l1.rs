@@ -66,6 +66,17 @@ pub fn open_embedded(
     specs: &[ProofTypeSpec],
     built: &Built,
 ) -> anyhow::Result<Arc<dyn L1>> {
+    Ok(Arc::new(open_embedded_revm(state, devnet, specs, built)?))
+}
+
+/// [`open_embedded`] as the EVM itself, for more contracts on the same chain (the demo's
+/// proof market).
+pub fn open_embedded_revm(
+    state: &Path,
+    devnet: DevnetConfig,
+    specs: &[ProofTypeSpec],
+    built: &Built,
+) -> anyhow::Result<RevmL1> {
     let (proof_types, verifier_kinds) = rollup_verifiers(specs, built, "--l1 embedded")?;
     if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -76,9 +87,8 @@ pub fn open_embedded(
         verifier_kinds,
         ..RevmConfig::dev(genesis)
     };
-    let l1 = RevmL1::open(Some(state), cfg)
-        .with_context(|| format!("opening the embedded L1 at {}", state.display()))?;
-    Ok(Arc::new(l1))
+    RevmL1::open(Some(state), cfg)
+        .with_context(|| format!("opening the embedded L1 at {}", state.display()))
 }
 
 /// Settlement on the embedded L1 whose state is `state`, for the store at `db`. Its start
