@@ -262,3 +262,72 @@ fn bench_fleet_registers_every_prover_and_runs_jobs() {
     assert!(num(1).is_finite(), "{line}");
     assert!(num(2) > 0.0 && num(3) > 0.0, "{line}");
 }
+
+/// `demo --market`: every batch offered on the embedded L1's proof market; network-a proves
+/// its half (real groth16 proofs, settled on L1) and claims its rewards, network-b refuses its
+/// half, which the demo's own provers prove. A second run on the same data resumes with the
+/// same market and proves nothing again.
+#[test]
+fn demo_buys_proofs_on_the_market_and_falls_back_for_a_refusing_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = demo(dir.path(), &["--market"]);
+    assert!(
+        first.contains("done: batches 1..=3 proven and verified on L1 (3 proven this run)"),
+        "{first}"
+    );
+    assert!(first.contains("proof market at 0x"), "{first}");
+    assert!(
+        first
+            .contains("proof market: 2 batches proven by networks, 1 fell back to the own provers"),
+        "{first}"
+    );
+    assert!(
+        first.contains("network-a: proofs posted: 2, requests refused: 0, claimed: 2000000000000000 wei, unclaimed: 0 wei"),
+        "{first}"
+    );
+    assert!(
+        first.contains("network-b: proofs posted: 0, requests refused: 1, claimed: 0 wei"),
+        "{first}"
+    );
+    let market = |out: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("proof market at "))
+            .and_then(|l| l.split_whitespace().next())
+            .map(str::to_string)
+    };
+    let second = demo(dir.path(), &["--market"]);
+    assert_eq!(market(&first), market(&second), "{second}");
+    assert!(second.contains("(0 proven this run)"), "{second}");
+    assert!(
+        second
+            .contains("proof market: 2 batches proven by networks, 1 fell back to the own provers"),
+        "{second}"
+    );
+}
+
+#[test]
+fn bench_market_prints_its_summary() {
+    let line = last_line_of(&[
+        "bench",
+        "market",
+        "--batches",
+        "4",
+        "--silent-batches",
+        "1",
+        "--poll-interval",
+        "50",
+    ]);
+    let f = fields(&line);
+    let names: Vec<&str> = f.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        ["batches", "l1_txs_per_batch", "gas_per_batch", "fallback_s"],
+        "{line}"
+    );
+    assert_eq!(f[0].1, "4");
+    // Per batch at least its request, acknowledgement, proof and validation.
+    let txs: f64 = f[1].1.parse().unwrap();
+    assert!(txs >= 4.0, "{line}");
+    assert!(f[2].1.parse::<u64>().unwrap() > 21_000 * 4, "{line}");
+    assert!(f[3].1.parse::<f64>().unwrap() > 0.0, "{line}");
+}

@@ -373,7 +373,7 @@ impl DemoMarket {
             }
             let unclaimed = reader.earned(n.address).await?;
             lines.push(format!(
-                "  {name}: {proofs} proofs posted, {refused} requests refused, {claimed} wei claimed, {unclaimed} wei unclaimed"
+                "  {name}: proofs posted: {proofs}, requests refused: {refused}, claimed: {claimed} wei, unclaimed: {unclaimed} wei"
             ));
             n.stop().await;
         }

@@ -60,6 +60,8 @@ pub async fn deploy(
 pub struct LocalCluster {
     pub coord: Coordinator,
     pub url: String,
+    /// Renewed while held: dropped, the coordinator would soon stand down.
+    _lease: proofmill_coordinator::Leadership,
     server: Serving,
     stop: tokio::sync::watch::Sender<bool>,
     provers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -79,7 +81,7 @@ impl LocalCluster {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let db = format!("sqlite://{}/proofmill.db?mode=rwc", dir.display());
         let blobs = format!("file://{}/blobs", dir.display());
-        let (coord, _lease) = coordinator::open(&db, &blobs, config).await?;
+        let (coord, lease) = coordinator::open(&db, &blobs, config).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let server = coord.spawn_serve(listener);
@@ -102,6 +104,7 @@ impl LocalCluster {
         Ok(LocalCluster {
             coord,
             url,
+            _lease: lease,
             server,
             stop,
             provers: tasks,
