@@ -182,4 +182,8 @@ pub struct MarketNetworkArgs {
     /// Whether it takes requests (false: it gets no new ones).
     #[arg(long, env = "PROOFMILL_ACTIVE", default_value = "true", value_parser = BoolishValueParser::new())]
     pub active: bool,
+    /// Also make it the preferred network (every request goes to it while it is active);
+    /// `--preferred false` goes back to round-robin.
+    #[arg(long, env = "PROOFMILL_PREFERRED", value_parser = BoolishValueParser::new())]
+    pub preferred: Option<bool>,
 }

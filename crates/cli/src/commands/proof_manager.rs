@@ -139,5 +139,15 @@ pub async fn market_network(a: MarketNetworkArgs) -> anyhow::Result<()> {
         if a.active { "active" } else { "inactive" },
         tx.block
     );
+    if let Some(preferred) = a.preferred {
+        let tx = admin
+            .update_preferred_network(preferred.then_some(network))
+            .await
+            .context("setting the preferred network")?;
+        match preferred {
+            true => println!("network {network} preferred (block {})", tx.block),
+            false => println!("no preferred network: round-robin (block {})", tx.block),
+        }
+    }
     Ok(())
 }
