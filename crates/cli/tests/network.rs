@@ -1,11 +1,10 @@
-//! `proofmill network` as an operator runs it (the README's command): its own process against
-//! anvil (the real
-//! `ProofMarket` bytecode), with its own `proofmill coordinator` and `proofmill prover`
-//! processes; the test plays the rollup over JSON-RPC (deploys the market, registers the
-//! network, posts a request whose inputs are a real devnet batch in a `file://` directory,
-//! validates the proof with the exec backend). The network is killed with SIGKILL after it
-//! acknowledged (before any prover runs, so before any proof), started again on the same
-//! state directory, and the proof is posted once and the reward claimed once.
+//! `proofmill network` as an operator runs it (the README's command): its own process
+//! against anvil (the real `ProofMarket` bytecode), with its own `proofmill coordinator` and
+//! `proofmill prover` processes; the test plays the rollup over JSON-RPC (deploys the market,
+//! registers the network, posts a request whose inputs are a real devnet batch in a `file://`
+//! directory, validates the proof with the exec backend). The network is killed with SIGKILL
+//! after it acknowledged (before any prover runs, so before any proof), started again on the
+//! same state directory, and the proof is posted once and the reward claimed once.
 
 mod common;
 
