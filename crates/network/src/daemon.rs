@@ -78,6 +78,9 @@ pub enum NetworkError {
     State(#[from] StateError),
     #[error("{0}")]
     Config(String),
+    /// A state change could not be saved: going on could act twice after a restart.
+    #[error("the network's state could not be saved: {0}")]
+    Unsaved(String),
 }
 
 /// The proving network's daemon (see the module documentation).
@@ -173,10 +176,14 @@ impl Network {
                 break Ok(());
             }
             if let Some(fatal) = inner.shared.lock().unwrap().fatal.clone() {
-                break Err(NetworkError::Config(fatal));
+                break Err(NetworkError::Unsaved(fatal));
             }
             let mut pause = inner.cfg.poll_interval;
-            match watcher.poll(cursor).await {
+            let polled = tokio::select! {
+                p = watcher.poll(cursor) => p,
+                () = shutdown.begun() => break Ok(()),
+            };
+            match polled {
                 Ok(batch) => {
                     if let Err(e) = inner.apply_events(&batch.events, batch.last_processed) {
                         break Err(e.into());
@@ -365,11 +372,17 @@ impl Inner {
         let mut work = Work::default();
         let mut backoff = Backoff::new(self.cfg.max_backoff);
         let mut reconciled = false;
+        let mut was_proving = false;
         loop {
             if shutdown.is_begun() {
                 break;
             }
             let Some(entry) = self.entry(id) else { break };
+            if entry.status == Status::Closed && was_proving {
+                // Timed out on L1 while proving: nobody will take the proof.
+                self.cancel(id, "the request timed out on L1").await;
+            }
+            was_proving = matches!(entry.status, Status::Accepted | Status::Proving);
             let step = async {
                 if !reconciled {
                     let s = self.reconcile(&entry).await;
@@ -513,7 +526,20 @@ impl Inner {
         };
         let accept = decision.is_ok();
         let result = self.market.acknowledge(id, accept).await;
+        let step = self.acknowledged(id, result, decision, work).await;
+        // Only now: an accepted request holds its place as `proving` from here on.
         self.shared.lock().unwrap().reserved.remove(&id);
+        step
+    }
+
+    /// Records the acknowledgement's outcome.
+    async fn acknowledged(
+        &self,
+        id: RequestId,
+        result: Result<proofmill_market::MarketTx, MarketError>,
+        decision: Result<(), Refusal>,
+        work: &mut Work,
+    ) -> Step {
         match result {
             Ok(tx) => {
                 let tx = hex_hash(&tx.tx_hash);
@@ -546,7 +572,14 @@ impl Inner {
                 self.finish(id, Status::Closed, "the acknowledgement came too late");
                 Step::Done
             }
-            Err(e) => Step::Retry(format!("acknowledging: {e}")),
+            Err(e) => {
+                if decision.is_ok() && !e.is_transient() {
+                    // Refused by L1: the coordinator need not prove it (handed over again if
+                    // L1 says it is ours after all).
+                    self.cancel(id, "the acknowledgement was refused").await;
+                }
+                Step::Retry(format!("acknowledging: {e}"))
+            }
         }
     }
 
