@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 /// Seconds kept before the acknowledgement deadline for the acknowledgement itself (two L1
 /// blocks): work before it (fetching, handing over) stops there.
 const ACK_MARGIN_SECS: u64 = 24;
+/// Requests being admitted (read, checked, acknowledged) at once, beyond the accepted ones.
+const MAX_ADMITTING: usize = 32;
 
 /// Everything the daemon is told.
 #[derive(Clone, Debug)]
@@ -200,7 +202,13 @@ impl Network {
                 }
             }
             tasks.retain(|_, t| !t.is_finished());
+            // Accepted requests first; new ones (each refused or accepted in a few calls)
+            // a bounded number at a time, however many arrive at once.
+            let cap = inner.cfg.admission.max_in_flight + MAX_ADMITTING;
             for id in inner.open_requests() {
+                if tasks.len() >= cap {
+                    break;
+                }
                 if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(id) {
                     let (inner, shutdown) = (inner.clone(), shutdown.clone());
                     slot.insert(tokio::spawn(async move {
@@ -330,12 +338,14 @@ impl Inner {
         let Some(state) = shared.state.as_ref() else {
             return Vec::new();
         };
-        state
+        let mut open: Vec<&Entry> = state
             .requests
             .values()
             .filter(|e| matches!(e.status, Status::Seen | Status::Accepted | Status::Proving))
-            .map(|e| e.id())
-            .collect()
+            .collect();
+        // Accepted ones first, then the new ones by deadline.
+        open.sort_by_key(|e| (e.status == Status::Seen, e.deadline));
+        open.into_iter().map(Entry::id).collect()
     }
 
     /// Takes in the events of a block range and its cursor, in one write.
