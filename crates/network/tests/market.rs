@@ -17,7 +17,8 @@ use proofmill_market::{
     RevmMarket, U256, WatcherConfig, deploy_market,
 };
 use proofmill_network::{
-    CoordinatorAccess, CoordinatorProver, Network, NetworkConfig, NetworkState, Shutdown, Status,
+    CoordinatorAccess, CoordinatorProver, Network, NetworkConfig, NetworkState, ProofService,
+    ProofState, ProveError, Shutdown, Status,
 };
 use proofmill_proto::v1::client_service_client::ClientServiceClient;
 use proofmill_proto::v1::{BatchPhase, GetBatchRequest};
@@ -171,13 +172,29 @@ impl World {
         Shutdown,
         tokio::task::JoinHandle<Result<(), proofmill_network::NetworkError>>,
     ) {
-        let prover = CoordinatorProver::new(&CoordinatorAccess {
+        self.start_network_with(market, Arc::new(self.prover_client()), cfg)
+    }
+
+    fn prover_client(&self) -> CoordinatorProver {
+        CoordinatorProver::new(&CoordinatorAccess {
             url: self.coordinator_url.clone(),
             token: None,
             tls: Default::default(),
         })
-        .unwrap();
-        let net = Network::new(market, Arc::new(prover), cfg).unwrap();
+        .unwrap()
+    }
+
+    /// [`World::start_network`] reaching L1 through `market` and proving with `prover`.
+    fn start_network_with(
+        &self,
+        market: Arc<dyn MarketL1>,
+        prover: Arc<dyn ProofService>,
+        cfg: NetworkConfig,
+    ) -> (
+        Shutdown,
+        tokio::task::JoinHandle<Result<(), proofmill_network::NetworkError>>,
+    ) {
+        let net = Network::new(market, prover, cfg).unwrap();
         assert_eq!(net.address(), account(2));
         let shutdown = Shutdown::default();
         let task = tokio::spawn(net.run(shutdown.clone()));
@@ -646,7 +663,7 @@ async fn a_restart_against_a_coordinator_without_the_batch_fetches_it_again() {
     w.stop().await;
 }
 
-/// The network's L1 access, failing the way a node does: every fifth read with a transport
+/// The network's L1 access, failing the way a node does: one read in five with a transport
 /// error, and the first acknowledgement, proof and claim each *after* it was mined (the
 /// receipt lost), so the daemon must find out from L1 what it did.
 struct Flaky {
@@ -802,9 +819,49 @@ impl MarketL1 for Flaky {
     }
 }
 
-/// Through a node that drops every fifth read and loses the receipts of the first
-/// acknowledgement, proof and claim, two requests are still each acknowledged once, proven
-/// and posted once, and the reward is claimed once.
+/// The coordinator's client API failing every other call (unreachable, overloaded).
+struct FlakyProver {
+    inner: CoordinatorProver,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl FlakyProver {
+    fn fail(&self, what: &str) -> Result<(), ProveError> {
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match n % 2 {
+            0 => Err(ProveError::Transient(format!("{what}: Unavailable (test)"))),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl ProofService for FlakyProver {
+    async fn submit(&self, inputs: &MarketInputs) -> Result<(), ProveError> {
+        self.fail("SubmitBatch")?;
+        self.inner.submit(inputs).await
+    }
+    async fn wait(
+        &self,
+        chain_id: u64,
+        batch: u64,
+        proof_type: &str,
+        wait: Duration,
+    ) -> Result<ProofState, ProveError> {
+        self.fail("WaitProof")?;
+        self.inner.wait(chain_id, batch, proof_type, wait).await
+    }
+    async fn cancel(&self, chain_id: u64, batch: u64, reason: &str) -> Result<(), ProveError> {
+        self.inner.cancel(chain_id, batch, reason).await
+    }
+}
+
+/// Through a node that drops one read in five and loses the receipts of the first
+/// acknowledgement, proof and claim, and a coordinator failing every other call, two
+/// requests are still each acknowledged once, proven and posted once, and the reward is
+/// claimed once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l1_errors_and_lost_receipts_are_retried_without_acting_twice() {
     let _ = tracing_subscriber::fmt()
@@ -814,7 +871,11 @@ async fn l1_errors_and_lost_receipts_are_retried_without_acting_twice() {
     let mut w = World::new().await;
     w.start_prover();
     let flaky = Arc::new(Flaky::new(w.network.clone()));
-    let (shutdown, task) = w.start_network_on(flaky.clone(), w.config());
+    let prover = Arc::new(FlakyProver {
+        inner: w.prover_client(),
+        calls: Default::default(),
+    });
+    let (shutdown, task) = w.start_network_with(flaky.clone(), prover.clone(), w.config());
     let mut batches = Vec::new();
     for _ in 0..2 {
         let (n, url, digest) = w.next_batch();
@@ -843,6 +904,7 @@ async fn l1_errors_and_lost_receipts_are_retried_without_acting_twice() {
         3,
         "every receipt kind was lost once"
     );
+    assert!(prover.calls.load(std::sync::atomic::Ordering::Relaxed) >= 4);
     let events = w.events().await;
     assert_eq!(
         count(&events, |e| matches!(e, MarketEvent::Acknowledged { .. })),
