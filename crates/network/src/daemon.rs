@@ -1009,3 +1009,85 @@ fn apply_event(s: &mut NetworkState, event: &MarketEvent) {
 pub fn hex_hash(h: &[u8; 32]) -> String {
     format!("0x{}", hex::encode(h))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proofmill_market::LogPosition;
+
+    fn at(block: u64) -> LogPosition {
+        LogPosition {
+            block,
+            log_index: 0,
+            tx_hash: [block as u8; 32],
+        }
+    }
+
+    fn submitted(batch: u64) -> MarketEvent {
+        MarketEvent::Submitted {
+            at: at(1),
+            id: RequestId::new(7, batch),
+            network: Address::repeat_byte(2),
+            protocol_version: "v1".into(),
+            inputs_url: "https://x/1".into(),
+            inputs_digest: [3; 32],
+            deadline: 1_000,
+            max_reward: U256::from(50),
+        }
+    }
+
+    /// Events read again (a crash before the cursor was saved) never move a request back,
+    /// and a request the state does not know is not made up from a later event.
+    #[test]
+    fn events_only_move_a_request_forward() {
+        let mut s = NetworkState::new(Address::ZERO, Address::repeat_byte(2), 0);
+        let id = RequestId::new(7, 1);
+        apply_event(&mut s, &submitted(1));
+        assert_eq!(s.requests[&id].status, Status::Seen);
+        assert_eq!(s.requests[&id].max_reward(), U256::from(50));
+        assert_eq!(s.requests[&id].digest(), Some([3; 32]));
+        let proven = MarketEvent::Proven {
+            at: at(5),
+            id,
+            network: Address::repeat_byte(2),
+            proof: vec![1],
+            requested_reward: U256::from(40),
+        };
+        apply_event(&mut s, &proven);
+        assert_eq!(s.requests[&id].status, Status::ProofPosted);
+        assert_eq!(s.requests[&id].proof_tx, Some(hex_hash(&[5; 32])));
+        let validated = MarketEvent::ValidationResult {
+            at: at(6),
+            id,
+            network: Address::repeat_byte(2),
+            valid: true,
+            reward: U256::from(40),
+        };
+        apply_event(&mut s, &validated);
+        assert_eq!(s.requests[&id].status, Status::Validated);
+        assert_eq!(s.requests[&id].earned.as_deref(), Some("40"));
+        // The same range read again: nothing changes.
+        let before = s.clone();
+        for e in [submitted(1), proven.clone(), validated] {
+            apply_event(&mut s, &e);
+        }
+        assert_eq!(s, before);
+        // A time-out of a finished or unknown request changes nothing either.
+        s.requests.get_mut(&id).unwrap().status = Status::Claimed;
+        let before = s.clone();
+        for batch in [1, 2] {
+            apply_event(
+                &mut s,
+                &MarketEvent::TimedOut {
+                    at: at(9),
+                    id: RequestId::new(7, batch),
+                    network: Address::repeat_byte(2),
+                },
+            );
+        }
+        assert_eq!(s, before);
+        assert_eq!(rank(Status::Seen), 0);
+        assert!(rank(Status::Proving) < rank(Status::ProofPosted));
+        assert!(rank(Status::Validated) < rank(Status::Claimed));
+    }
+}
