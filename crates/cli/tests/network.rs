@@ -1,14 +1,15 @@
-//! `proofmill network` as an operator runs it: its own process against anvil (the real
-//! `ProofMarket` bytecode), with its own `proofmill coordinator` and `proofmill prover`
-//! processes; the test plays the rollup over JSON-RPC (deploys the market, registers the
-//! network, posts a request whose inputs are a real devnet batch in a `file://` directory,
-//! validates the proof with the exec backend). The network is killed with SIGKILL after it
-//! acknowledged (before any prover runs, so before any proof), started again on the same
-//! state directory, and the proof is posted once and the reward claimed once.
+//! `proofmill network` as an operator runs it (the README's command): its own process
+//! against anvil (the real `ProofMarket` bytecode), with its own `proofmill coordinator` and
+//! `proofmill prover` processes; the test plays the rollup over JSON-RPC (deploys the market,
+//! registers the network, posts a request whose inputs are a real devnet batch in a `file://`
+//! directory, validates the proof with the exec backend). The network is killed with SIGKILL
+//! after it acknowledged (before any prover runs, so before any proof), started again on the
+//! same state directory, and the proof is posted once and the reward claimed once.
 
 mod common;
 
 use common::procs::{Proc, listening_addr, prover, tail};
+use common::readme::{command, recipe, set_flag};
 use proofmill_backend::Backend as _;
 use proofmill_devnet::{Devnet, DevnetConfig, ExecBackend};
 use proofmill_l1::{DEV_ACCOUNTS, RpcConfig, RpcL1};
@@ -27,6 +28,7 @@ const DEV_KEYS: [&str; 3] = [
     "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
 ];
 const CHAIN: u64 = 1;
+const README_SECTION: &str = "### Proof market: a proving network";
 
 fn account(i: usize) -> Address {
     DEV_ACCOUNTS[i].parse().unwrap()
@@ -46,32 +48,27 @@ fn network_proc(
     coordinator: &str,
     from_block: u64,
 ) -> Proc {
-    let args: Vec<String> = [
-        "network",
-        "--l1-rpc-url",
-        anvil,
-        "--market-address",
-        &market.to_string(),
-        "--coordinator",
-        coordinator,
-        "--state-dir",
-        "state",
-        "--inputs-file-dirs",
-        "inputs",
-        "--confirmations",
-        "0",
-        "--from-block",
-        &from_block.to_string(),
-        "--poll-interval",
-        "200",
-        "--expected-prove-secs",
-        "10",
-        "--max-backoff",
-        "1000",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    // The README's command as written, with this test's addresses and directories, plus
+    // what makes it quick on a dev chain that mines on demand.
+    let mut args = command(&recipe(README_SECTION), "network");
+    set_flag(&mut args, "--l1-rpc-url", anvil);
+    set_flag(&mut args, "--market-address", &market.to_string());
+    set_flag(&mut args, "--coordinator", coordinator);
+    set_flag(&mut args, "--state-dir", "state");
+    set_flag(&mut args, "--inputs-file-dirs", "inputs");
+    args.extend(
+        [
+            "--confirmations",
+            "0",
+            "--from-block",
+            &from_block.to_string(),
+            "--poll-interval",
+            "200",
+            "--max-backoff",
+            "1000",
+        ]
+        .map(String::from),
+    );
     Proc::spawn_appending(
         "network",
         &args,

@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 /// Seconds kept before the acknowledgement deadline for the acknowledgement itself (two L1
 /// blocks): work before it (fetching, handing over) stops there.
 const ACK_MARGIN_SECS: u64 = 24;
+/// Requests being admitted (read, checked, acknowledged) at once, beyond the accepted ones.
+const MAX_ADMITTING: usize = 32;
 
 /// Everything the daemon is told.
 #[derive(Clone, Debug)]
@@ -78,6 +80,9 @@ pub enum NetworkError {
     State(#[from] StateError),
     #[error("{0}")]
     Config(String),
+    /// A state change could not be saved: going on could act twice after a restart.
+    #[error("the network's state could not be saved: {0}")]
+    Unsaved(String),
 }
 
 /// The proving network's daemon (see the module documentation).
@@ -173,10 +178,14 @@ impl Network {
                 break Ok(());
             }
             if let Some(fatal) = inner.shared.lock().unwrap().fatal.clone() {
-                break Err(NetworkError::Config(fatal));
+                break Err(NetworkError::Unsaved(fatal));
             }
             let mut pause = inner.cfg.poll_interval;
-            match watcher.poll(cursor).await {
+            let polled = tokio::select! {
+                p = watcher.poll(cursor) => p,
+                () = shutdown.begun() => break Ok(()),
+            };
+            match polled {
                 Ok(batch) => {
                     if let Err(e) = inner.apply_events(&batch.events, batch.last_processed) {
                         break Err(e.into());
@@ -193,7 +202,13 @@ impl Network {
                 }
             }
             tasks.retain(|_, t| !t.is_finished());
+            // Accepted requests first; new ones (each refused or accepted in a few calls)
+            // a bounded number at a time, however many arrive at once.
+            let cap = inner.cfg.admission.max_in_flight + MAX_ADMITTING;
             for id in inner.open_requests() {
+                if tasks.len() >= cap {
+                    break;
+                }
                 if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(id) {
                     let (inner, shutdown) = (inner.clone(), shutdown.clone());
                     slot.insert(tokio::spawn(async move {
@@ -323,12 +338,14 @@ impl Inner {
         let Some(state) = shared.state.as_ref() else {
             return Vec::new();
         };
-        state
+        let mut open: Vec<&Entry> = state
             .requests
             .values()
             .filter(|e| matches!(e.status, Status::Seen | Status::Accepted | Status::Proving))
-            .map(|e| e.id())
-            .collect()
+            .collect();
+        // Accepted ones first, then the new ones by deadline.
+        open.sort_by_key(|e| (e.status == Status::Seen, e.deadline));
+        open.into_iter().map(Entry::id).collect()
     }
 
     /// Takes in the events of a block range and its cursor, in one write.
@@ -365,11 +382,17 @@ impl Inner {
         let mut work = Work::default();
         let mut backoff = Backoff::new(self.cfg.max_backoff);
         let mut reconciled = false;
+        let mut was_proving = false;
         loop {
             if shutdown.is_begun() {
                 break;
             }
             let Some(entry) = self.entry(id) else { break };
+            if entry.status == Status::Closed && was_proving {
+                // Timed out on L1 while proving: nobody will take the proof.
+                self.cancel(id, "the request timed out on L1").await;
+            }
+            was_proving = matches!(entry.status, Status::Accepted | Status::Proving);
             let step = async {
                 if !reconciled {
                     let s = self.reconcile(&entry).await;
@@ -513,7 +536,20 @@ impl Inner {
         };
         let accept = decision.is_ok();
         let result = self.market.acknowledge(id, accept).await;
+        let step = self.acknowledged(id, result, decision, work).await;
+        // Only now: an accepted request holds its place as `proving` from here on.
         self.shared.lock().unwrap().reserved.remove(&id);
+        step
+    }
+
+    /// Records the acknowledgement's outcome.
+    async fn acknowledged(
+        &self,
+        id: RequestId,
+        result: Result<proofmill_market::MarketTx, MarketError>,
+        decision: Result<(), Refusal>,
+        work: &mut Work,
+    ) -> Step {
         match result {
             Ok(tx) => {
                 let tx = hex_hash(&tx.tx_hash);
@@ -546,7 +582,14 @@ impl Inner {
                 self.finish(id, Status::Closed, "the acknowledgement came too late");
                 Step::Done
             }
-            Err(e) => Step::Retry(format!("acknowledging: {e}")),
+            Err(e) => {
+                if decision.is_ok() && !e.is_transient() {
+                    // Refused by L1: the coordinator need not prove it (handed over again if
+                    // L1 says it is ours after all).
+                    self.cancel(id, "the acknowledgement was refused").await;
+                }
+                Step::Retry(format!("acknowledging: {e}"))
+            }
         }
     }
 
@@ -965,4 +1008,86 @@ fn apply_event(s: &mut NetworkState, event: &MarketEvent) {
 /// A transaction hash as `0x…` hex.
 pub fn hex_hash(h: &[u8; 32]) -> String {
     format!("0x{}", hex::encode(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proofmill_market::LogPosition;
+
+    fn at(block: u64) -> LogPosition {
+        LogPosition {
+            block,
+            log_index: 0,
+            tx_hash: [block as u8; 32],
+        }
+    }
+
+    fn submitted(batch: u64) -> MarketEvent {
+        MarketEvent::Submitted {
+            at: at(1),
+            id: RequestId::new(7, batch),
+            network: Address::repeat_byte(2),
+            protocol_version: "v1".into(),
+            inputs_url: "https://x/1".into(),
+            inputs_digest: [3; 32],
+            deadline: 1_000,
+            max_reward: U256::from(50),
+        }
+    }
+
+    /// Events read again (a crash before the cursor was saved) never move a request back,
+    /// and a request the state does not know is not made up from a later event.
+    #[test]
+    fn events_only_move_a_request_forward() {
+        let mut s = NetworkState::new(Address::ZERO, Address::repeat_byte(2), 0);
+        let id = RequestId::new(7, 1);
+        apply_event(&mut s, &submitted(1));
+        assert_eq!(s.requests[&id].status, Status::Seen);
+        assert_eq!(s.requests[&id].max_reward(), U256::from(50));
+        assert_eq!(s.requests[&id].digest(), Some([3; 32]));
+        let proven = MarketEvent::Proven {
+            at: at(5),
+            id,
+            network: Address::repeat_byte(2),
+            proof: vec![1],
+            requested_reward: U256::from(40),
+        };
+        apply_event(&mut s, &proven);
+        assert_eq!(s.requests[&id].status, Status::ProofPosted);
+        assert_eq!(s.requests[&id].proof_tx, Some(hex_hash(&[5; 32])));
+        let validated = MarketEvent::ValidationResult {
+            at: at(6),
+            id,
+            network: Address::repeat_byte(2),
+            valid: true,
+            reward: U256::from(40),
+        };
+        apply_event(&mut s, &validated);
+        assert_eq!(s.requests[&id].status, Status::Validated);
+        assert_eq!(s.requests[&id].earned.as_deref(), Some("40"));
+        // The same range read again: nothing changes.
+        let before = s.clone();
+        for e in [submitted(1), proven.clone(), validated] {
+            apply_event(&mut s, &e);
+        }
+        assert_eq!(s, before);
+        // A time-out of a finished or unknown request changes nothing either.
+        s.requests.get_mut(&id).unwrap().status = Status::Claimed;
+        let before = s.clone();
+        for batch in [1, 2] {
+            apply_event(
+                &mut s,
+                &MarketEvent::TimedOut {
+                    at: at(9),
+                    id: RequestId::new(7, batch),
+                    network: Address::repeat_byte(2),
+                },
+            );
+        }
+        assert_eq!(s, before);
+        assert_eq!(rank(Status::Seen), 0);
+        assert!(rank(Status::Proving) < rank(Status::ProofPosted));
+        assert!(rank(Status::Validated) < rank(Status::Claimed));
+    }
 }

@@ -5,16 +5,20 @@
 //! reward under the minimum, a deadline too close, inputs whose digest is not the request's,
 //! and a daemon stopped after acknowledging and started again on the same state directory.
 
+use async_trait::async_trait;
 use proofmill_backend::Backend as _;
 use proofmill_coordinator::{Coordinator, CoordinatorConfig, Serving};
 use proofmill_devnet::{Devnet, DevnetConfig, ExecBackend, SealedBatch};
+use proofmill_l1::L1Error;
 use proofmill_l1::{DEV_ACCOUNTS, RevmConfig, RevmL1};
 use proofmill_market::{
-    Address, MarketEvent, MarketEvents as _, MarketInputs, MarketL1, MarketSettings, RequestId,
-    RequestParams, RequestStatus, RevmMarket, U256, WatcherConfig, deploy_market,
+    Address, BlockHead, MarketError, MarketEvent, MarketEvents as _, MarketInputs, MarketL1,
+    MarketSettings, MarketTx, ProvingNetwork, Request, RequestId, RequestParams, RequestStatus,
+    RevmMarket, U256, WatcherConfig, deploy_market,
 };
 use proofmill_network::{
-    CoordinatorAccess, CoordinatorProver, Network, NetworkConfig, NetworkState, Shutdown, Status,
+    CoordinatorAccess, CoordinatorProver, Network, NetworkConfig, NetworkState, ProofService,
+    ProofState, ProveError, Shutdown, Status,
 };
 use proofmill_proto::v1::client_service_client::ClientServiceClient;
 use proofmill_proto::v1::{BatchPhase, GetBatchRequest};
@@ -156,13 +160,41 @@ impl World {
         Shutdown,
         tokio::task::JoinHandle<Result<(), proofmill_network::NetworkError>>,
     ) {
-        let prover = CoordinatorProver::new(&CoordinatorAccess {
+        self.start_network_on(self.network.clone(), cfg)
+    }
+
+    /// [`World::start_network`] reaching L1 through `market`.
+    fn start_network_on(
+        &self,
+        market: Arc<dyn MarketL1>,
+        cfg: NetworkConfig,
+    ) -> (
+        Shutdown,
+        tokio::task::JoinHandle<Result<(), proofmill_network::NetworkError>>,
+    ) {
+        self.start_network_with(market, Arc::new(self.prover_client()), cfg)
+    }
+
+    fn prover_client(&self) -> CoordinatorProver {
+        CoordinatorProver::new(&CoordinatorAccess {
             url: self.coordinator_url.clone(),
             token: None,
             tls: Default::default(),
         })
-        .unwrap();
-        let net = Network::new(self.network.clone(), Arc::new(prover), cfg).unwrap();
+        .unwrap()
+    }
+
+    /// [`World::start_network`] reaching L1 through `market` and proving with `prover`.
+    fn start_network_with(
+        &self,
+        market: Arc<dyn MarketL1>,
+        prover: Arc<dyn ProofService>,
+        cfg: NetworkConfig,
+    ) -> (
+        Shutdown,
+        tokio::task::JoinHandle<Result<(), proofmill_network::NetworkError>>,
+    ) {
+        let net = Network::new(market, prover, cfg).unwrap();
         assert_eq!(net.address(), account(2));
         let shutdown = Shutdown::default();
         let task = tokio::spawn(net.run(shutdown.clone()));
@@ -628,5 +660,273 @@ async fn a_restart_against_a_coordinator_without_the_batch_fetches_it_again() {
         .collect();
     assert_eq!(proofs.len(), 1);
     ExecBackend.verify(&w.public_values(n), &proofs[0]).unwrap();
+    w.stop().await;
+}
+
+/// The network's L1 access, failing the way a node does: one read in five with a transport
+/// error, and the first acknowledgement, proof and claim each *after* it was mined (the
+/// receipt lost), so the daemon must find out from L1 what it did.
+struct Flaky {
+    inner: Arc<RevmMarket>,
+    calls: std::sync::atomic::AtomicU64,
+    lost: std::sync::Mutex<std::collections::HashSet<&'static str>>,
+    failures: std::sync::atomic::AtomicU64,
+}
+
+impl Flaky {
+    fn new(inner: Arc<RevmMarket>) -> Flaky {
+        Flaky {
+            inner,
+            calls: Default::default(),
+            lost: Default::default(),
+            failures: Default::default(),
+        }
+    }
+
+    fn transient(&self, what: &str) -> MarketError {
+        self.failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        MarketError::L1(L1Error::Transient(format!(
+            "{what}: connection reset (test)"
+        )))
+    }
+
+    /// One read in five fails, at pseudo-random (a fixed period could line up with a
+    /// caller's pattern of reads and fail the same one each time).
+    fn read(&self, what: &str) -> Result<(), MarketError> {
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // splitmix64
+        let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        match (z ^ (z >> 31)) % 5 {
+            0 => Err(self.transient(what)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The first call of `what` is mined, then its receipt is lost.
+    fn sent(
+        &self,
+        what: &'static str,
+        r: Result<MarketTx, MarketError>,
+    ) -> Result<MarketTx, MarketError> {
+        let tx = r?;
+        if self.lost.lock().unwrap().insert(what) {
+            return Err(self.transient(what));
+        }
+        Ok(tx)
+    }
+}
+
+#[async_trait]
+impl proofmill_market::MarketEvents for Flaky {
+    async fn head(&self) -> proofmill_market::Result<BlockHead> {
+        self.read("head")?;
+        self.inner.head().await
+    }
+    async fn block(&self, number: u64) -> proofmill_market::Result<BlockHead> {
+        self.read("block")?;
+        self.inner.block(number).await
+    }
+    async fn events(&self, from: u64, to: u64) -> proofmill_market::Result<Vec<MarketEvent>> {
+        self.read("events")?;
+        self.inner.events(from, to).await
+    }
+}
+
+#[async_trait]
+impl MarketL1 for Flaky {
+    fn market_address(&self) -> Address {
+        self.inner.market_address()
+    }
+    fn sender(&self) -> Address {
+        self.inner.sender()
+    }
+    async fn submit_proof_request(
+        &self,
+        id: RequestId,
+        params: &RequestParams,
+        value: U256,
+    ) -> proofmill_market::Result<MarketTx> {
+        self.inner.submit_proof_request(id, params, value).await
+    }
+    async fn submit_validation_result(
+        &self,
+        id: RequestId,
+        valid: bool,
+    ) -> proofmill_market::Result<MarketTx> {
+        self.inner.submit_validation_result(id, valid).await
+    }
+    async fn acknowledge(&self, id: RequestId, accept: bool) -> proofmill_market::Result<MarketTx> {
+        self.sent("acknowledge", self.inner.acknowledge(id, accept).await)
+    }
+    async fn submit_proof(
+        &self,
+        id: RequestId,
+        proof: &[u8],
+        reward: U256,
+    ) -> proofmill_market::Result<MarketTx> {
+        self.sent(
+            "submit_proof",
+            self.inner.submit_proof(id, proof, reward).await,
+        )
+    }
+    async fn claim_reward(&self) -> proofmill_market::Result<MarketTx> {
+        self.sent("claim_reward", self.inner.claim_reward().await)
+    }
+    async fn close_timed_out_request(&self, id: RequestId) -> proofmill_market::Result<MarketTx> {
+        self.inner.close_timed_out_request(id).await
+    }
+    async fn update_proving_network(
+        &self,
+        network: Address,
+        active: bool,
+    ) -> proofmill_market::Result<MarketTx> {
+        self.inner.update_proving_network(network, active).await
+    }
+    async fn update_preferred_network(
+        &self,
+        network: Option<Address>,
+    ) -> proofmill_market::Result<MarketTx> {
+        self.inner.update_preferred_network(network).await
+    }
+    async fn request(&self, id: RequestId) -> proofmill_market::Result<Option<Request>> {
+        self.read("request")?;
+        self.inner.request(id).await
+    }
+    async fn earned(&self, network: Address) -> proofmill_market::Result<U256> {
+        self.read("earned")?;
+        self.inner.earned(network).await
+    }
+    async fn next_network(&self) -> proofmill_market::Result<Address> {
+        self.inner.next_network().await
+    }
+    async fn proving_networks(&self) -> proofmill_market::Result<Vec<ProvingNetwork>> {
+        self.inner.proving_networks().await
+    }
+    async fn preferred_network(&self) -> proofmill_market::Result<Option<Address>> {
+        self.inner.preferred_network().await
+    }
+    async fn settings(&self) -> proofmill_market::Result<MarketSettings> {
+        self.read("settings")?;
+        self.inner.settings().await
+    }
+    async fn balance(&self, who: Address) -> proofmill_market::Result<U256> {
+        self.inner.balance(who).await
+    }
+}
+
+/// The coordinator's client API failing every other call (unreachable, overloaded).
+struct FlakyProver {
+    inner: CoordinatorProver,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl FlakyProver {
+    fn fail(&self, what: &str) -> Result<(), ProveError> {
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match n % 2 {
+            0 => Err(ProveError::Transient(format!("{what}: Unavailable (test)"))),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl ProofService for FlakyProver {
+    async fn submit(&self, inputs: &MarketInputs) -> Result<(), ProveError> {
+        self.fail("SubmitBatch")?;
+        self.inner.submit(inputs).await
+    }
+    async fn wait(
+        &self,
+        chain_id: u64,
+        batch: u64,
+        proof_type: &str,
+        wait: Duration,
+    ) -> Result<ProofState, ProveError> {
+        self.fail("WaitProof")?;
+        self.inner.wait(chain_id, batch, proof_type, wait).await
+    }
+    async fn cancel(&self, chain_id: u64, batch: u64, reason: &str) -> Result<(), ProveError> {
+        self.inner.cancel(chain_id, batch, reason).await
+    }
+}
+
+/// Through a node that drops one read in five and loses the receipts of the first
+/// acknowledgement, proof and claim, and a coordinator failing every other call, two
+/// requests are still each acknowledged once, proven and posted once, and the reward is
+/// claimed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_errors_and_lost_receipts_are_retried_without_acting_twice() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut w = World::new().await;
+    w.start_prover();
+    let flaky = Arc::new(Flaky::new(w.network.clone()));
+    let prover = Arc::new(FlakyProver {
+        inner: w.prover_client(),
+        calls: Default::default(),
+    });
+    let (shutdown, task) = w.start_network_with(flaky.clone(), prover.clone(), w.config());
+    let mut batches = Vec::new();
+    for _ in 0..2 {
+        let (n, url, digest) = w.next_batch();
+        w.request(n, &url, digest, eth(1), 1_200).await;
+        batches.push(n);
+    }
+    for n in &batches {
+        w.until_status(*n, RequestStatus::Proven).await;
+        w.until_entry(*n, Status::ProofPosted).await;
+        w.submitter
+            .submit_validation_result(id(*n), true)
+            .await
+            .unwrap();
+    }
+    for n in &batches {
+        w.until_entry(*n, Status::Claimed).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stop(shutdown, task).await;
+    assert!(
+        flaky.failures.load(std::sync::atomic::Ordering::Relaxed) >= 6,
+        "the node failed calls"
+    );
+    assert_eq!(
+        flaky.lost.lock().unwrap().len(),
+        3,
+        "every receipt kind was lost once"
+    );
+    assert!(prover.calls.load(std::sync::atomic::Ordering::Relaxed) >= 4);
+    let events = w.events().await;
+    assert_eq!(
+        count(&events, |e| matches!(e, MarketEvent::Acknowledged { .. })),
+        2
+    );
+    assert_eq!(
+        count(&events, |e| matches!(e, MarketEvent::Proven { .. })),
+        2
+    );
+    let claimed: Vec<U256> = events
+        .iter()
+        .filter_map(|e| match e {
+            MarketEvent::RewardClaimed { amount, .. } => Some(*amount),
+            _ => None,
+        })
+        .collect();
+    // One claim or two (a validation may land between them), paying both rewards once.
+    assert_eq!(
+        claimed.iter().fold(U256::ZERO, |a, b| a + *b),
+        eth(2),
+        "{claimed:?}"
+    );
+    assert_eq!(w.network.earned(account(2)).await.unwrap(), U256::ZERO);
     w.stop().await;
 }
