@@ -9,7 +9,7 @@
 mod common;
 
 use common::procs::{Proc, listening_addr, prover, tail};
-use common::readme::{command, recipe, set_flag};
+use common::readme::{command, flag, recipe, set_flag};
 use proofmill_backend::Backend as _;
 use proofmill_devnet::{Devnet, DevnetConfig, ExecBackend};
 use proofmill_l1::{DEV_ACCOUNTS, RpcConfig, RpcL1};
@@ -69,13 +69,9 @@ fn network_proc(
         ]
         .map(String::from),
     );
-    Proc::spawn_appending(
-        "network",
-        &args,
-        dir,
-        dir.join("network.log"),
-        &[("PROOFMILL_NETWORK_KEY", DEV_KEYS[2])],
-    )
+    // The key file the README's command names.
+    std::fs::write(dir.join(flag(&args, "--network-key-file")), DEV_KEYS[2]).unwrap();
+    Proc::spawn_appending("network", &args, dir, dir.join("network.log"), &[])
 }
 
 /// Waits until `f` holds, checking that `p` stays alive.

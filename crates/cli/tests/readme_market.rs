@@ -121,6 +121,9 @@ async fn the_readmes_market_recipes_buy_proofs_from_a_network_process() {
     run(cwd, &register);
     let network_address = flag(&register, "--network-address");
 
+    // The network first: a new state directory reads the market from the head on. It reads
+    // inputs where the rollup will publish them.
+    std::fs::create_dir_all(cwd.join("public")).unwrap();
     // The network's cluster and daemon.
     let mut net_coord_args = command(&network_recipe, "coordinator");
     set_flag(&mut net_coord_args, "--listen", "127.0.0.1:0");
@@ -149,7 +152,8 @@ async fn the_readmes_market_recipes_buy_proofs_from_a_network_process() {
     set_flag(&mut network_args, "--market-address", &market);
     set_flag(&mut network_args, "--coordinator", &net_url);
     let network_log = cwd.join("network.log");
-    let mut network = Proc::spawn_appending("network", &network_args, cwd, network_log.clone(), &[]);
+    let mut network =
+        Proc::spawn_appending("network", &network_args, cwd, network_log.clone(), &[]);
 
     // The rollup.
     let mut coord_args = command(&rollup_recipe, "coordinator");
@@ -164,7 +168,13 @@ async fn the_readmes_market_recipes_buy_proofs_from_a_network_process() {
     );
     let mut prover_args = command(&rollup_recipe, "prover");
     set_flag(&mut prover_args, "--coordinators", &coord_url);
-    let mut prover = Proc::spawn("rollup prover", &prover_args, cwd, cwd.join("prover.log"), &[]);
+    let mut prover = Proc::spawn(
+        "rollup prover",
+        &prover_args,
+        cwd,
+        cwd.join("prover.log"),
+        &[],
+    );
 
     let reader = RpcMarket::connect(
         &anvil.url,
@@ -198,7 +208,8 @@ async fn the_readmes_market_recipes_buy_proofs_from_a_network_process() {
                 .any(|e| matches!(e, MarketEvent::Acknowledged { network, .. } if *network == me))
         {
             assert!(network.kill9());
-            network = Proc::spawn_appending("network", &network_args, cwd, network_log.clone(), &[]);
+            network =
+                Proc::spawn_appending("network", &network_args, cwd, network_log.clone(), &[]);
             killed = true;
         }
         network.check_alive();
