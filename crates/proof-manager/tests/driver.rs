@@ -61,6 +61,10 @@ struct World {
 
 impl World {
     async fn new() -> World {
+        World::with_mode(ProvingMode::Network).await
+    }
+
+    async fn with_mode(mode: ProvingMode) -> World {
         let dir = tempfile::tempdir().unwrap();
         let l1 = RevmL1::open(None, RevmConfig::dev(Default::default())).unwrap();
         let settings = MarketSettings {
@@ -84,7 +88,7 @@ impl World {
             CoordinatorConfig::default().prove_with(exec(), Arc::new(SimBackend::new()));
         config.scheduler.heartbeat_interval_ms = 200;
         config.market_hold = Some(MarketHold {
-            mode: ProvingMode::Network,
+            mode,
             proof_type: exec(),
         });
         let coord = Coordinator::start(config, store.clone(), blobs)
@@ -400,5 +404,62 @@ async fn without_a_market_held_jobs_go_to_the_own_provers() {
         .unwrap()
         .unwrap();
     assert_eq!(job.state, JobState::Queued);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_that_acknowledges_and_never_proves_is_fallen_back_on_at_its_deadline() {
+    let w = World::new().await;
+    w.submit(1).await;
+    let mut m = w.manager().await;
+    m.round().await.unwrap();
+    let network = w.n1.request(id(1)).await.unwrap().unwrap().network;
+    w.network(network).acknowledge(id(1), true).await.unwrap();
+    m.round().await.unwrap();
+    assert_eq!(w.row(1).await.status, ProofRequestStatus::Acknowledged);
+    // Before the deadline: still the network's.
+    w.l1.advance_time(TIMEOUT_AFTER / 2);
+    m.round().await.unwrap();
+    assert_eq!(w.job(1).await.state, JobState::Held);
+    w.l1.advance_time(TIMEOUT_AFTER);
+    m.round().await.unwrap();
+    m.round().await.unwrap();
+    let row = w.row(1).await;
+    assert!(row.fallbacked);
+    assert_eq!(row.fallback_reason, Some(FallbackReason::NotProven));
+    assert_eq!(row.status, ProofRequestStatus::TimedOut);
+    w.wait_proven(1).await;
+    // Too late now: the market refuses its proof.
+    assert!(
+        w.network(network)
+            .submit_proof(id(1), &public(1), U256::from(1u64))
+            .await
+            .is_err()
+    );
+    w.stop().await;
+}
+
+/// `mixed` with a share of one half: every other batch is held and offered, the others go
+/// to the own prover at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_mode_offers_its_share_and_proves_the_rest_at_once() {
+    let w = World::with_mode(ProvingMode::Mixed { share_ppm: 500_000 }).await;
+    for n in 1..=6 {
+        w.submit(n).await;
+    }
+    let mode = ProvingMode::Mixed { share_ppm: 500_000 };
+    let offered: Vec<u64> = (1..=6).filter(|n| mode.offers(*n)).collect();
+    assert_eq!(offered.len(), 3);
+    for n in 1..=6 {
+        if offered.contains(&n) {
+            assert_eq!(w.job(n).await.state, JobState::Held, "batch {n}");
+        } else {
+            w.wait_proven(n).await;
+        }
+    }
+    let mut m = w.manager().await;
+    m.round().await.unwrap();
+    let (requests, _) = w.sent().await;
+    assert_eq!(requests, offered);
     w.stop().await;
 }
