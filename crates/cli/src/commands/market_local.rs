@@ -219,9 +219,8 @@ impl LocalNetwork {
 
     pub async fn stop(self) {
         self.shutdown.begin();
-        match tokio::time::timeout(Duration::from_secs(10), self.task).await {
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "proving network stopped"),
-            Ok(_) | Err(_) => {}
+        if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(10), self.task).await {
+            tracing::warn!(error = %e, "proving network stopped");
         }
         self.cluster.stop("the network stopped").await;
     }
