@@ -39,8 +39,8 @@ const VERSION: &str = "bench";
 const ACK_TIMEOUT: u64 = 100_000;
 const TIMEOUT_AFTER: u64 = 200_000;
 
-/// Every market transaction mined, as (sender, gas).
-type Ledger = Arc<Mutex<Vec<(Address, u64)>>>;
+/// Every market transaction mined, as (kind, gas).
+type Ledger = Arc<Mutex<Vec<(&'static str, u64)>>>;
 
 /// A market client that writes every transaction it gets mined into a ledger.
 struct Metered {
@@ -49,12 +49,16 @@ struct Metered {
 }
 
 impl Metered {
-    fn record(&self, r: proofmill_market::Result<MarketTx>) -> proofmill_market::Result<MarketTx> {
+    fn record(
+        &self,
+        kind: &'static str,
+        r: proofmill_market::Result<MarketTx>,
+    ) -> proofmill_market::Result<MarketTx> {
         if let Ok(tx) = &r {
             self.ledger
                 .lock()
                 .expect("ledger lock")
-                .push((self.inner.sender(), tx.gas_used));
+                .push((kind, tx.gas_used));
         }
         r
     }
@@ -87,17 +91,17 @@ impl MarketL1 for Metered {
         params: &RequestParams,
         value: U256,
     ) -> proofmill_market::Result<MarketTx> {
-        self.record(self.inner.submit_proof_request(id, params, value).await)
+        self.record("request", self.inner.submit_proof_request(id, params, value).await)
     }
     async fn submit_validation_result(
         &self,
         id: RequestId,
         valid: bool,
     ) -> proofmill_market::Result<MarketTx> {
-        self.record(self.inner.submit_validation_result(id, valid).await)
+        self.record("validation", self.inner.submit_validation_result(id, valid).await)
     }
     async fn acknowledge(&self, id: RequestId, accept: bool) -> proofmill_market::Result<MarketTx> {
-        self.record(self.inner.acknowledge(id, accept).await)
+        self.record("acknowledge", self.inner.acknowledge(id, accept).await)
     }
     async fn submit_proof(
         &self,
@@ -105,13 +109,13 @@ impl MarketL1 for Metered {
         proof: &[u8],
         requested_reward: U256,
     ) -> proofmill_market::Result<MarketTx> {
-        self.record(self.inner.submit_proof(id, proof, requested_reward).await)
+        self.record("proof", self.inner.submit_proof(id, proof, requested_reward).await)
     }
     async fn claim_reward(&self) -> proofmill_market::Result<MarketTx> {
-        self.record(self.inner.claim_reward().await)
+        self.record("claim", self.inner.claim_reward().await)
     }
     async fn close_timed_out_request(&self, id: RequestId) -> proofmill_market::Result<MarketTx> {
-        self.record(self.inner.close_timed_out_request(id).await)
+        self.record("close", self.inner.close_timed_out_request(id).await)
     }
     async fn update_proving_network(
         &self,
@@ -286,9 +290,15 @@ pub async fn market(a: BenchMarketArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (txs, gas) = {
+    let (txs, gas, by_kind) = {
         let ledger = ledger.lock().expect("ledger lock");
-        (ledger.len(), ledger.iter().map(|(_, g)| *g).sum::<u64>())
+        let mut by_kind: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+        for (kind, g) in ledger.iter() {
+            let e = by_kind.entry(kind).or_default();
+            e.0 += 1;
+            e.1 += g;
+        }
+        (ledger.len(), ledger.iter().map(|(_, g)| *g).sum::<u64>(), by_kind)
     };
     for n in 1..=a.batches {
         if !proven(n).await {
@@ -333,9 +343,15 @@ pub async fn market(a: BenchMarketArgs) -> anyhow::Result<()> {
     fallbacks.sort_by(f64::total_cmp);
     let fallback_s = fallbacks[fallbacks.len() / 2];
     let n = a.batches as f64;
+    let kinds: Vec<String> = by_kind
+        .iter()
+        .map(|(k, (n, g))| format!("{k} {n}x{}", g / n))
+        .collect();
     println!(
-        "market: {txs} transactions for {} batches (requests, acknowledgements, proofs, validations, one claim), {gas} gas; fallbacks {:?} s",
-        a.batches, fallbacks
+        "market: {txs} transactions for {} batches, {gas} gas (kind count x mean gas: {}); fallbacks {:?} s",
+        a.batches,
+        kinds.join(", "),
+        fallbacks
     );
     println!(
         "batches={} l1_txs_per_batch={:.2} gas_per_batch={} fallback_s={:.3}",
