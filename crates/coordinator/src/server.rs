@@ -53,7 +53,7 @@ pub struct Coordinator {
     pausing: Pausing,
     steps: SettlementSteps,
     /// Reads the inputs clients name by URL.
-    fetch: crate::client::fetch::InputFetch,
+    fetch: proofmill_store::UrlFetch,
     /// The client API's submissions in progress ([`crate::client::MAX_SUBMISSIONS`]).
     submissions: Arc<tokio::sync::Semaphore>,
 }
@@ -76,8 +76,12 @@ impl Coordinator {
                 config.proof_memory_bytes, config.max_proof_bytes
             )));
         }
-        let fetch = crate::client::fetch::InputFetch::new(&config.input_fetch_dirs)
-            .map_err(CoordinatorError::Config)?;
+        let fetch = proofmill_store::UrlFetch::new(
+            &config.input_fetch_dirs,
+            proofmill_store::FETCH_TIMEOUT,
+            "--input-fetch-dirs",
+        )
+        .map_err(CoordinatorError::Config)?;
         let chains = Arc::new(config.chain_types().map_err(CoordinatorError::Config)?);
         if let Some(hold) = &config.market_hold
             && !chains[&config.chain_id].contains(&hold.proof_type)

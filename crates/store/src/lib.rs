@@ -22,6 +22,7 @@
 mod api;
 mod attempts;
 mod blobs;
+mod capped;
 mod codec;
 mod commits;
 mod dialect;
@@ -32,13 +33,16 @@ mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
+mod url_fetch;
 
 pub use api::*;
 pub use blobs::{Blobs, get_url, parse_blob_url, validate_key};
+pub use capped::Capped;
 pub use market::{
     FallbackReason, MarketCursor, ProofRequest, ProofRequestCounts, ProofRequestFilter,
     ProofRequestStatus, ProofRequests, ValidationStatus,
 };
+pub use url_fetch::{FETCH_TIMEOUT, FetchError, UrlFetch};
 
 use sql::SqlStore;
 use std::sync::Arc;

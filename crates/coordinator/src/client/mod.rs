@@ -8,18 +8,16 @@
 //! moment it goes over, streamed or fetched): intake needs it whole, for the backends'
 //! checks and the dispatch cache.
 
-mod capped;
-pub(crate) mod fetch;
 pub(crate) mod state;
 
 use crate::error::CoordinatorError;
 use crate::events::{Event, EventBus, Next};
 use crate::intake::{Intake, NewBatch};
 use crate::standing::Standing;
-use fetch::{FetchError, InputFetch};
 use proofmill_proto::v1::client_service_server::ClientService;
 use proofmill_proto::v1::submit_batch_request::Part;
 use proofmill_proto::v1::*;
+use proofmill_store::{Capped, FetchError, UrlFetch};
 use proofmill_types::{BatchId, Digest, ProofType, PublicValues};
 use sha2::{Digest as _, Sha256};
 use std::pin::Pin;
@@ -98,7 +96,7 @@ pub(crate) struct ClientSvc {
     pub intake: Intake,
     pub events: EventBus,
     pub standing: Standing,
-    pub fetch: InputFetch,
+    pub fetch: UrlFetch,
     /// [`MAX_SUBMISSIONS`] permits, shared by every transport.
     pub submissions: std::sync::Arc<tokio::sync::Semaphore>,
 }
@@ -186,7 +184,7 @@ impl ClientSvc {
         stream: &mut Streaming<SubmitBatchRequest>,
     ) -> Result<bytes::Bytes, Status> {
         let max = self.intake.max_input_bytes();
-        let mut data = capped::Capped::new(max);
+        let mut data = Capped::new(max);
         while let Some(message) = stream.message().await? {
             match message.part {
                 Some(Part::Chunk(chunk)) => {

@@ -91,14 +91,20 @@ impl MarketL1 for Metered {
         params: &RequestParams,
         value: U256,
     ) -> proofmill_market::Result<MarketTx> {
-        self.record("request", self.inner.submit_proof_request(id, params, value).await)
+        self.record(
+            "request",
+            self.inner.submit_proof_request(id, params, value).await,
+        )
     }
     async fn submit_validation_result(
         &self,
         id: RequestId,
         valid: bool,
     ) -> proofmill_market::Result<MarketTx> {
-        self.record("validation", self.inner.submit_validation_result(id, valid).await)
+        self.record(
+            "validation",
+            self.inner.submit_validation_result(id, valid).await,
+        )
     }
     async fn acknowledge(&self, id: RequestId, accept: bool) -> proofmill_market::Result<MarketTx> {
         self.record("acknowledge", self.inner.acknowledge(id, accept).await)
@@ -109,7 +115,10 @@ impl MarketL1 for Metered {
         proof: &[u8],
         requested_reward: U256,
     ) -> proofmill_market::Result<MarketTx> {
-        self.record("proof", self.inner.submit_proof(id, proof, requested_reward).await)
+        self.record(
+            "proof",
+            self.inner.submit_proof(id, proof, requested_reward).await,
+        )
     }
     async fn claim_reward(&self) -> proofmill_market::Result<MarketTx> {
         self.record("claim", self.inner.claim_reward().await)
@@ -298,7 +307,11 @@ pub async fn market(a: BenchMarketArgs) -> anyhow::Result<()> {
             e.0 += 1;
             e.1 += g;
         }
-        (ledger.len(), ledger.iter().map(|(_, g)| *g).sum::<u64>(), by_kind)
+        (
+            ledger.len(),
+            ledger.iter().map(|(_, g)| *g).sum::<u64>(),
+            by_kind,
+        )
     };
     for n in 1..=a.batches {
         if !proven(n).await {

@@ -1,76 +1,96 @@
-//! Batch inputs a client names by URL: read with a size cap that holds while the bytes come
-//! in (a larger input is never held in full), and from where the operator allows only.
+//! Bytes named by URL (a batch input a client names, a proof request's inputs a proving
+//! network fetches): read with a size cap that holds while the bytes come in (a larger body
+//! is never held in full), and from where the operator allows only.
 //!
 //! `http(s)://` through reqwest with a timeout; `s3://` and `gs://` through the blob store's
-//! object stores (credentials from the environment, as `--blobs` takes them); `file://` only
-//! under the directories of `--input-fetch-dirs` (none by default), the path resolved
-//! (symlinks, `..`) before it is checked, so a remote client cannot read the coordinator's
-//! own files.
+//! object stores (credentials from the environment, as the blob store takes them); `file://`
+//! only under the allowed directories (none by default), the path resolved (symlinks, `..`)
+//! before it is checked, so a remote party cannot make the process read its own files.
 
-use super::capped::Capped;
+use crate::capped::Capped;
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncReadExt as _;
 
-/// Longest a URL fetch takes, connection to last byte.
-pub(crate) const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest a URL fetch takes by default, connection to last byte.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why an input could not be fetched.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub(crate) enum FetchError {
-    /// Nothing readable there: refused, not found, timed out, cut short.
+/// Why a URL could not be fetched.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FetchError {
+    /// Nothing readable there now: refused, not found, timed out, cut short.
     #[error("{0}")]
     Unreachable(String),
     /// Larger than the cap.
     #[error("the input at {url} is larger than {max} bytes")]
     TooLarge { url: String, max: u64 },
-    /// A URL this coordinator does not read (scheme, directory, malformed).
+    /// A URL this process does not read (scheme, directory, malformed).
     #[error("{0}")]
     Refused(String),
 }
 
-/// Fetches inputs by URL (cheap to clone).
+/// Fetches by URL (cheap to clone).
 #[derive(Clone)]
-pub(crate) struct InputFetch {
+pub struct UrlFetch {
     /// Directories `file://` URLs may point into, resolved.
     dirs: Vec<PathBuf>,
     http: Option<reqwest::Client>,
+    /// The option that names `dirs`, for the refusals' reasons.
+    dirs_flag: &'static str,
 }
 
-impl InputFetch {
-    /// `dirs`: where `file://` URLs may point (resolved now: each must exist).
-    pub(crate) fn new(dirs: &[PathBuf]) -> Result<InputFetch, String> {
+impl std::fmt::Debug for UrlFetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UrlFetch")
+            .field("dirs", &self.dirs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UrlFetch {
+    /// `dirs`: where `file://` URLs may point (resolved now: each must exist), given by the
+    /// option `dirs_flag`; `timeout`: of a whole http(s) fetch.
+    pub fn new(
+        dirs: &[PathBuf],
+        timeout: Duration,
+        dirs_flag: &'static str,
+    ) -> Result<UrlFetch, String> {
         let dirs = dirs
             .iter()
             .map(|d| {
                 std::fs::canonicalize(d)
-                    .map_err(|e| format!("input fetch directory {}: {e}", d.display()))
+                    .map_err(|e| format!("{dirs_flag} directory {}: {e}", d.display()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         // rustls with ring, as the blob store and the L1 client install it.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // Without a client, http(s):// URLs are refused with the reason (see `http`).
         let http = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(timeout)
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .build()
-            .map_err(|e| tracing::warn!(error = %e, "no HTTP client: http(s):// inputs refused"))
             .ok();
-        Ok(InputFetch { dirs, http })
+        Ok(UrlFetch {
+            dirs,
+            http,
+            dirs_flag,
+        })
     }
 
-    /// The input at `url`, at most `max` bytes.
-    pub(crate) async fn fetch(&self, url: &str, max: u64) -> Result<Bytes, FetchError> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| FetchError::Refused(format!("input URL {url:?}: {e}")))?;
+    /// The bytes at `url`, at most `max` of them.
+    pub async fn fetch(&self, url: &str, max: u64) -> Result<Bytes, FetchError> {
+        let parsed =
+            url::Url::parse(url).map_err(|e| FetchError::Refused(format!("URL {url:?}: {e}")))?;
         match parsed.scheme() {
             "http" | "https" => self.http(url, max).await,
             "file" => self.file(url, &parsed, max).await,
             "s3" | "gs" => cloud(url, max).await,
             other => Err(FetchError::Refused(format!(
-                "input URL scheme {other:?} is not fetched: use http(s)://, s3://, gs:// or \
-                 file:// (under --input-fetch-dirs)"
+                "URL scheme {other:?} is not fetched: use http(s)://, s3://, gs:// or file:// \
+                 (under {})",
+                self.dirs_flag
             ))),
         }
     }
@@ -78,7 +98,7 @@ impl InputFetch {
     async fn http(&self, url: &str, max: u64) -> Result<Bytes, FetchError> {
         let Some(client) = &self.http else {
             return Err(FetchError::Refused(
-                "this coordinator has no HTTP client".into(),
+                "no HTTP client could be made here: http(s):// URLs are refused".into(),
             ));
         };
         let unreachable =
@@ -106,11 +126,10 @@ impl InputFetch {
 
     async fn file(&self, url: &str, parsed: &url::Url, max: u64) -> Result<Bytes, FetchError> {
         if self.dirs.is_empty() {
-            return Err(FetchError::Refused(
-                "file:// inputs are refused: this coordinator allows no directory \
-                 (--input-fetch-dirs)"
-                    .into(),
-            ));
+            return Err(FetchError::Refused(format!(
+                "file:// URLs are refused: no directory is allowed ({})",
+                self.dirs_flag
+            )));
         }
         let path = parsed
             .to_file_path()
@@ -120,8 +139,8 @@ impl InputFetch {
         let resolved = tokio::fs::canonicalize(&path).await.ok();
         let Some(resolved) = resolved.filter(|p| self.allowed(p)) else {
             return Err(FetchError::Refused(format!(
-                "{url}: not a file under the directories this coordinator reads inputs from \
-                 (--input-fetch-dirs)"
+                "{url}: not a file under the directories read from ({})",
+                self.dirs_flag
             )));
         };
         let unreachable =
@@ -171,8 +190,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 async fn cloud(url: &str, max: u64) -> Result<Bytes, FetchError> {
-    let (blobs, key) = proofmill_store::parse_blob_url(url)
-        .map_err(|e| FetchError::Refused(format!("input URL {url}: {e}")))?;
+    let (blobs, key) =
+        crate::parse_blob_url(url).map_err(|e| FetchError::Refused(format!("URL {url}: {e}")))?;
     match blobs.get_at_most(&key, max).await {
         Ok(Ok(data)) => Ok(data),
         Ok(Err(_size)) => Err(FetchError::TooLarge {
@@ -196,13 +215,14 @@ mod tests {
         std::os::unix::fs::symlink(other.path().join("secret"), allowed.path().join("link"))
             .unwrap();
         let url = |p: &Path| url::Url::from_file_path(p).unwrap().to_string();
-        let none = InputFetch::new(&[]).unwrap();
+        let none = UrlFetch::new(&[], FETCH_TIMEOUT, "--dirs").unwrap();
         let inside = url(&allowed.path().join("in.bin"));
         assert!(matches!(
             none.fetch(&inside, 100).await,
             Err(FetchError::Refused(_))
         ));
-        let fetch = InputFetch::new(&[allowed.path().to_path_buf()]).unwrap();
+        let fetch =
+            UrlFetch::new(&[allowed.path().to_path_buf()], FETCH_TIMEOUT, "--dirs").unwrap();
         assert_eq!(&fetch.fetch(&inside, 100).await.unwrap()[..], b"input");
         assert!(matches!(
             fetch.fetch(&inside, 4).await,
@@ -279,7 +299,7 @@ mod tests {
     #[tokio::test]
     async fn http_inputs_are_capped_while_they_stream() {
         let base = server(b"0123456789");
-        let fetch = InputFetch::new(&[]).unwrap();
+        let fetch = UrlFetch::new(&[], FETCH_TIMEOUT, "--dirs").unwrap();
         for path in ["sized", "chunked"] {
             let url = format!("{base}/{path}");
             assert_eq!(

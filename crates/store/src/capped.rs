@@ -1,17 +1,18 @@
-//! A batch input taken in piece by piece (streamed by a client, or downloaded), under a cap.
+//! Bytes taken in piece by piece (a batch input streamed by a client, a download), under a
+//! cap.
 
 use bytes::Bytes;
 
 /// An input taken in piece by piece, never holding more than `max` bytes: it grows by
 /// doubling as a `Vec` would, but never past the cap (a 64 MiB input under a 64 MiB cap
 /// takes 64 MiB, not the 128 MiB plain doubling may reserve).
-pub(crate) struct Capped {
+pub struct Capped {
     data: Vec<u8>,
     max: u64,
 }
 
 impl Capped {
-    pub(crate) fn new(max: u64) -> Capped {
+    pub fn new(max: u64) -> Capped {
         Capped {
             data: Vec::new(),
             max,
@@ -19,7 +20,7 @@ impl Capped {
     }
 
     /// Appends `piece`; `Err(())` (and nothing appended) when the input would pass the cap.
-    pub(crate) fn push(&mut self, piece: &[u8]) -> Result<(), ()> {
+    pub fn push(&mut self, piece: &[u8]) -> Result<(), ()> {
         let needed = self.data.len() + piece.len();
         if needed as u64 > self.max {
             return Err(());
@@ -34,7 +35,7 @@ impl Capped {
         Ok(())
     }
 
-    pub(crate) fn into_bytes(self) -> Bytes {
+    pub fn into_bytes(self) -> Bytes {
         self.data.into()
     }
 }
