@@ -21,7 +21,6 @@ use proofmill_market::{
 };
 use proofmill_testkit::TestAnvil;
 use proofmill_types::PublicValues;
-use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -41,22 +40,6 @@ fn run(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// One JSON-RPC call over plain HTTP (`evm_mine`: anvil mines only on transactions).
-fn rpc(url: &str, method: &str) {
-    let addr = url.strip_prefix("http://").unwrap();
-    let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":[]}}"#);
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut reply = String::new();
-    let _ = s.read_to_string(&mut reply);
-    assert!(reply.contains("\"result\""), "{method}: {reply}");
 }
 
 fn status(dir: &Path, url: &str) -> serde_json::Value {
@@ -260,7 +243,7 @@ async fn a_rollup_buys_proofs_and_falls_back_to_its_own_prover_across_a_kill_9()
         coord.check_alive();
         own.check_alive();
         // Chain time passes only with blocks.
-        rpc(url, "evm_mine");
+        common::evm_mine(url);
         let v = status(dir, &coord_url);
         if v["last_verified_batch"].as_u64() == Some(3) {
             // What status tells of the market (a request may still be closing).

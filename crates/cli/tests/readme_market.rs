@@ -16,7 +16,6 @@ use common::proofmill;
 use common::readme::{flag, recipe, set_flag};
 use proofmill_market::{Address, MarketEvent, MarketEvents, MarketL1, RpcConfig, RpcMarket};
 use proofmill_testkit::TestAnvil;
-use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -71,21 +70,6 @@ fn on_anvil(args: &mut [String], url: &str) {
             set_flag(args, flag, url);
         }
     }
-}
-
-/// `evm_mine` (anvil mines only on transactions; confirmations need blocks on top).
-fn mine(url: &str) {
-    let addr = url.strip_prefix("http://").unwrap();
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"evm_mine","params":[]}"#;
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut reply = String::new();
-    let _ = s.read_to_string(&mut reply);
 }
 
 fn status(cwd: &Path, url: &str) -> serde_json::Value {
@@ -195,7 +179,7 @@ async fn the_readmes_market_recipes_buy_proofs_from_a_network_process() {
         for p in [&mut coord, &mut prover, &mut net_coord, &mut net_prover] {
             p.check_alive();
         }
-        mine(&anvil.url);
+        common::evm_mine(&anvil.url);
         let seen = events().await;
         let posted = seen
             .iter()

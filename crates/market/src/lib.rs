@@ -31,6 +31,17 @@ pub use inputs::{InputsError, MarketInputs};
 pub use proofmill_l1::{BlockHead, RevmL1, RpcConfig, RpcL1};
 pub use watcher::{MarketWatcher, WatchBatch, WatcherConfig};
 
+/// `0x` and the lowercase hex of a 32-byte hash (a transaction's, a digest), as the rollup's
+/// and the networks' records keep them.
+pub fn hex_hash(hash: &[u8; 32]) -> String {
+    let mut s = String::with_capacity(66);
+    s.push_str("0x");
+    for b in hash {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
 /// A proof request's key: the rollup's chain id and the batch number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId {

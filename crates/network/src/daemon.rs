@@ -19,7 +19,7 @@ use crate::state::{Entry, NetworkState, StateError, Status, now_ms};
 use crate::{Backoff, Shutdown};
 use proofmill_market::{
     Address, MarketError, MarketEvent, MarketInputs, MarketL1, MarketRevert, MarketWatcher,
-    RequestId, RequestStatus, U256, WatcherConfig,
+    RequestId, RequestStatus, U256, WatcherConfig, hex_hash,
 };
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -1003,11 +1003,6 @@ fn apply_event(s: &mut NetworkState, event: &MarketEvent) {
         | MarketEvent::NetworkUpdated { .. }
         | MarketEvent::PreferredNetworkUpdated { .. } => {}
     }
-}
-
-/// A transaction hash as `0x…` hex.
-pub fn hex_hash(h: &[u8; 32]) -> String {
-    format!("0x{}", hex::encode(h))
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ mod prove;
 mod state;
 
 pub use admission::{AdmissionConfig, Offer, ProveTimes, RECENT_PROVE_TIMES, Refusal};
-pub use daemon::{Network, NetworkConfig, NetworkError, hex_hash};
+pub use daemon::{Network, NetworkConfig, NetworkError};
 pub use fetch::{FetchConfig, FetchError, InputsFetcher};
 pub use prove::{CoordinatorAccess, CoordinatorProver, ProofService, ProofState, ProveError};
 pub use state::{Entry, KEEP_FINISHED, NetworkState, STATE_FILE, StateError, Status};

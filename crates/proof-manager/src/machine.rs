@@ -22,7 +22,7 @@
 //! first too, then answered with validation `false`.
 
 use proofmill_market::{
-    Address, MarketEvent, Request, RequestId, RequestParams, RequestStatus, U256,
+    Address, MarketEvent, Request, RequestId, RequestParams, RequestStatus, U256, hex_hash,
 };
 use proofmill_store::{FallbackReason, ProofRequest, ProofRequestStatus, ValidationStatus};
 use proofmill_types::Millis;
@@ -129,16 +129,6 @@ pub struct UnexpectedOutcome {
 /// The request id of a row.
 pub fn request_id(row: &ProofRequest) -> RequestId {
     RequestId::new(row.chain, row.batch)
-}
-
-/// `0x` hex of a hash, as the store keeps it.
-pub fn hex_hash(hash: &[u8; 32]) -> String {
-    let mut s = String::with_capacity(66);
-    s.push_str("0x");
-    for b in hash {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
 }
 
 /// An address as the store keeps it (checksummed `0x` hex).

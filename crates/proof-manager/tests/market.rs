@@ -409,7 +409,7 @@ async fn two_networks_take_turns_and_are_paid_once() {
         events
             .iter()
             .find(|e| e.request_id() == Some(id(1)) && want(e))
-            .map(|e| proofmill_proof_manager::machine::hex_hash(&e.at().tx_hash))
+            .map(|e| proofmill_market::hex_hash(&e.at().tx_hash))
     };
     let row = m.row(1).await;
     assert_eq!(

@@ -3,6 +3,11 @@
 
 use bytes::Bytes;
 
+/// The bytes would pass the cap of a [`Capped`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("over the size cap")]
+pub struct OverCap;
+
 /// An input taken in piece by piece, never holding more than `max` bytes: it grows by
 /// doubling as a `Vec` would, but never past the cap (a 64 MiB input under a 64 MiB cap
 /// takes 64 MiB, not the 128 MiB plain doubling may reserve).
@@ -19,11 +24,11 @@ impl Capped {
         }
     }
 
-    /// Appends `piece`; `Err(())` (and nothing appended) when the input would pass the cap.
-    pub fn push(&mut self, piece: &[u8]) -> Result<(), ()> {
+    /// Appends `piece`; [`OverCap`] (and nothing appended) when the bytes would pass the cap.
+    pub fn push(&mut self, piece: &[u8]) -> Result<(), OverCap> {
         let needed = self.data.len() + piece.len();
         if needed as u64 > self.max {
-            return Err(());
+            return Err(OverCap);
         }
         if needed > self.data.capacity() {
             let target = needed
@@ -50,7 +55,7 @@ mod tests {
         for _ in 0..3 {
             c.push(b"abc").unwrap();
         }
-        assert_eq!(c.push(b"de"), Err(()), "11 bytes");
+        assert_eq!(c.push(b"de"), Err(OverCap), "11 bytes");
         c.push(b"d").unwrap();
         assert!(c.data.capacity() <= 10, "{}", c.data.capacity());
         assert_eq!(&c.into_bytes()[..], b"abcabcabcd");

@@ -37,7 +37,7 @@ mod url_fetch;
 
 pub use api::*;
 pub use blobs::{Blobs, get_url, parse_blob_url, validate_key};
-pub use capped::Capped;
+pub use capped::{Capped, OverCap};
 pub use market::{
     FallbackReason, MarketCursor, ProofRequest, ProofRequestCounts, ProofRequestFilter,
     ProofRequestStatus, ProofRequests, ValidationStatus,

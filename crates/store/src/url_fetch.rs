@@ -119,7 +119,8 @@ impl UrlFetch {
         }
         let mut data = Capped::new(max);
         while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-            data.push(&chunk).map_err(|()| too_large())?;
+            data.push(&chunk)
+                .map_err(|_: crate::capped::OverCap| too_large())?;
         }
         Ok(data.into_bytes())
     }

@@ -34,3 +34,22 @@ pub fn transition(batch: &proofmill_types::Batch) -> proofmill_devnet::StateTran
     proofmill_devnet::StateTransition::from_public_values(&batch.public_values)
         .expect("a devnet batch's public values")
 }
+
+/// Mines one block on an anvil at `url` (`evm_mine`: anvil mines only on transactions, and
+/// confirmations and deadlines need blocks).
+#[allow(dead_code)] // only the L1 tests mine
+pub fn evm_mine(url: &str) {
+    use std::io::{Read as _, Write as _};
+    let addr = url.strip_prefix("http://").expect("an http:// node URL");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"evm_mine","params":[]}"#;
+    let mut s = std::net::TcpStream::connect(addr).expect("connecting to anvil");
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("writing to anvil");
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    assert!(reply.contains("\"result\""), "evm_mine: {reply}");
+}

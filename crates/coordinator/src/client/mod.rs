@@ -188,7 +188,7 @@ impl ClientSvc {
         while let Some(message) = stream.message().await? {
             match message.part {
                 Some(Part::Chunk(chunk)) => {
-                    data.push(&chunk).map_err(|()| {
+                    data.push(&chunk).map_err(|_: proofmill_store::OverCap| {
                         failed(
                             tonic::Code::ResourceExhausted,
                             FailureReason::InputTooLarge,
