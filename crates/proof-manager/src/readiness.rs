@@ -32,20 +32,19 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// Publishes every held batch without a row yet (`rowed`: the batches that have one);
-    /// returns the new rows, stored.
+    /// Publishes the held batches without a row yet, up to [`PER_ROUND`] of them (`rowed`:
+    /// the batches with an open row); returns the new rows, stored.
     pub async fn publish_new(
         &self,
         rowed: &BTreeSet<BatchNumber>,
         now: Millis,
     ) -> Result<Vec<ProofRequest>, DriverError> {
         let mut rows = Vec::new();
-        let held = self.port.held_batches(0, 0).await?;
-        for batch in held
-            .into_iter()
-            .filter(|b| !rowed.contains(b))
-            .take(PER_ROUND as usize)
-        {
+        // Batches are published in order and a failure ends the round, so a held batch
+        // without a row comes after every open row's.
+        let from = rowed.last().map_or(0, |b| b + 1);
+        let held = self.port.held_batches(from, PER_ROUND).await?;
+        for batch in held {
             if let Some(existing) = self
                 .table
                 .proof_request(self.port.chain_id(), batch)
