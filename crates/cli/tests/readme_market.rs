@@ -6,8 +6,9 @@
 //! deployed addresses, and writes the key files they name (anvil's dev keys).
 //!
 //! Then: batches are verified on L1 with the network's proofs, validated, and the network
-//! claims what it earned; and `kill -9` of the network process mid-flow loses nothing (it
-//! starts again from its state directory and posts nothing twice).
+//! claims what it earned, the request made before the network first started included; and
+//! `kill -9` of the network process mid-flow loses nothing (it starts again from its state
+//! directory and posts nothing twice).
 
 mod common;
 
@@ -105,9 +106,57 @@ async fn the_readmes_market_recipes_buy_proofs_from_a_network_process() {
     run(cwd, &register);
     let network_address = flag(&register, "--network-address");
 
-    // The network first: a new state directory reads the market from the head on. It reads
-    // inputs where the rollup will publish them.
-    std::fs::create_dir_all(cwd.join("public")).unwrap();
+    // The rollup.
+    let mut coord_args = command(&rollup_recipe, "coordinator");
+    on_anvil(&mut coord_args, &anvil.url);
+    set_flag(&mut coord_args, "--listen", "127.0.0.1:0");
+    set_flag(&mut coord_args, "--l1-rollup-address", &rollup);
+    set_flag(&mut coord_args, "--market-address", &market);
+    let mut coord = Proc::spawn("rollup", &coord_args, cwd, cwd.join("rollup.log"), &[]);
+    let coord_url = format!(
+        "http://{}",
+        logged_addr(&mut coord, "coordinator listening", 0, WITHIN)
+    );
+    let mut prover_args = command(&rollup_recipe, "prover");
+    set_flag(&mut prover_args, "--coordinators", &coord_url);
+    let mut prover = Proc::spawn(
+        "rollup prover",
+        &prover_args,
+        cwd,
+        cwd.join("prover.log"),
+        &[],
+    );
+
+    let reader = RpcMarket::connect(
+        &anvil.url,
+        KEYS[0].1,
+        market.parse::<Address>().unwrap(),
+        RpcConfig::default(),
+    )
+    .await
+    .unwrap();
+    // The network starts once the rollup's first request is on L1: a new state directory
+    // reads from the start of the market's last acknowledgement window, so it takes that
+    // request too.
+    let until = Instant::now() + WITHIN;
+    loop {
+        let head = reader.head().await.unwrap().number;
+        let events = reader.events(0, head).await.unwrap();
+        if events
+            .iter()
+            .any(|e| matches!(e, MarketEvent::Submitted { .. }))
+        {
+            break;
+        }
+        coord.check_alive();
+        assert!(
+            Instant::now() < until,
+            "no request:\n{}",
+            tail(&coord.log())
+        );
+        common::evm_mine(&anvil.url);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // The network's cluster and daemon.
     let mut net_coord_args = command(&network_recipe, "coordinator");
     set_flag(&mut net_coord_args, "--listen", "127.0.0.1:0");
@@ -139,35 +188,6 @@ async fn the_readmes_market_recipes_buy_proofs_from_a_network_process() {
     let mut network =
         Proc::spawn_appending("network", &network_args, cwd, network_log.clone(), &[]);
 
-    // The rollup.
-    let mut coord_args = command(&rollup_recipe, "coordinator");
-    on_anvil(&mut coord_args, &anvil.url);
-    set_flag(&mut coord_args, "--listen", "127.0.0.1:0");
-    set_flag(&mut coord_args, "--l1-rollup-address", &rollup);
-    set_flag(&mut coord_args, "--market-address", &market);
-    let mut coord = Proc::spawn("rollup", &coord_args, cwd, cwd.join("rollup.log"), &[]);
-    let coord_url = format!(
-        "http://{}",
-        logged_addr(&mut coord, "coordinator listening", 0, WITHIN)
-    );
-    let mut prover_args = command(&rollup_recipe, "prover");
-    set_flag(&mut prover_args, "--coordinators", &coord_url);
-    let mut prover = Proc::spawn(
-        "rollup prover",
-        &prover_args,
-        cwd,
-        cwd.join("prover.log"),
-        &[],
-    );
-
-    let reader = RpcMarket::connect(
-        &anvil.url,
-        KEYS[0].1,
-        market.parse::<Address>().unwrap(),
-        RpcConfig::default(),
-    )
-    .await
-    .unwrap();
     let me: Address = network_address.parse().unwrap();
     let events = || async {
         let head = reader.head().await.unwrap().number;
@@ -216,6 +236,8 @@ async fn the_readmes_market_recipes_buy_proofs_from_a_network_process() {
             proven.sort();
             proven.dedup();
             assert_eq!(proven.len(), n, "a proof posted twice: {seen:?}");
+            // Batch 1 was offered before the network first started.
+            assert_eq!(proven.first(), Some(&1), "{seen:?}");
             assert!(posted >= 2);
             break;
         }

@@ -42,7 +42,8 @@ pub struct NetworkConfig {
     /// The prove time expected before any was measured, seconds.
     pub expected_prove_secs: u64,
     pub watcher: WatcherConfig,
-    /// The first block read when the state directory is new (default: the head then).
+    /// The first block read when the state directory is new (default: the first block of
+    /// the market's last acknowledgement timeout).
     pub from_block: Option<u64>,
     /// Between polls of the market's events once caught up.
     pub poll_interval: Duration,
@@ -246,10 +247,20 @@ impl Inner {
             let read = async {
                 let settings = self.market.settings().await?;
                 let head = self.market.head().await?;
-                Ok::<_, MarketError>((settings, head))
+                // A new state directory without --from-block reads from the first block of
+                // the last acknowledgement window: a request assigned before the first start
+                // that can still be acknowledged is seen.
+                let window_start = match (&loaded, self.cfg.from_block) {
+                    (None, None) => {
+                        let since = head.timestamp.saturating_sub(settings.ack_timeout);
+                        first_block_since(self.market.as_ref(), since, head.number).await?
+                    }
+                    _ => head.number,
+                };
+                Ok::<_, MarketError>((settings, head, window_start))
             };
             match read.await {
-                Ok((settings, head)) => {
+                Ok((settings, head, window_start)) => {
                     self.clock
                         .lock()
                         .unwrap()
@@ -267,7 +278,7 @@ impl Inner {
                         None => {
                             let cursor = match self.cfg.from_block {
                                 Some(b) => b.saturating_sub(1),
-                                None => head.number,
+                                None => window_start.saturating_sub(1),
                             };
                             let s = NetworkState::new(market, self.me, cursor);
                             s.save(dir)?;
@@ -1003,6 +1014,25 @@ fn apply_event(s: &mut NetworkState, event: &MarketEvent) {
         | MarketEvent::NetworkUpdated { .. }
         | MarketEvent::PreferredNetworkUpdated { .. } => {}
     }
+}
+
+/// The first block stamped at `since` or later, at most `head` (a binary search over the
+/// blocks' timestamps, which never decrease).
+async fn first_block_since(
+    market: &dyn MarketL1,
+    since: u64,
+    head: u64,
+) -> Result<u64, MarketError> {
+    let (mut lo, mut hi) = (0u64, head);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if market.block(mid).await?.timestamp >= since {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(lo)
 }
 
 #[cfg(test)]

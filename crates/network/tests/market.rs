@@ -446,6 +446,22 @@ async fn a_request_is_accepted_proven_posted_validated_and_paid_once() {
     w.stop().await;
 }
 
+/// A new state directory without `from_block` reads from the start of the last
+/// acknowledgement window: a request assigned before the daemon's first start is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_made_before_the_first_start_is_taken() {
+    let mut w = World::new().await;
+    w.start_prover();
+    let (n, url, digest) = w.next_batch();
+    w.request(n, &url, digest, eth(1), 1_200).await;
+    let mut cfg = w.config();
+    cfg.from_block = None;
+    let (shutdown, task) = w.start_network(cfg);
+    w.until_status(n, RequestStatus::Proven).await;
+    stop(shutdown, task).await;
+    w.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_it_cannot_serve_are_refused_with_the_reason() {
     let mut w = World::new().await;

@@ -75,8 +75,9 @@ pub struct NetworkArgs {
     /// Blocks per `eth_getLogs` query at most (halved while the node refuses a range).
     #[arg(long, env = "PROOFMILL_MAX_BLOCK_RANGE", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_block_range: u64,
-    /// First block read when the state directory is new (default: the head then); a state
-    /// directory's own cursor wins.
+    /// First block read when the state directory is new (default: the first block of the
+    /// market's last acknowledgement timeout, so requests assigned before the first start
+    /// that can still be acknowledged are seen); a state directory's own cursor wins.
     #[arg(long, env = "PROOFMILL_FROM_BLOCK")]
     pub from_block: Option<u64>,
     /// Between polls of the market's events, ms.
