@@ -737,6 +737,46 @@ mod tests {
         );
     }
 
+    /// With a proof market: its section, and a HELD column in the jobs table.
+    #[test]
+    fn market_rendering() {
+        let mut s = sample();
+        s.jobs.get_mut("exec").unwrap().held = 4;
+        s.market = Some(proofmill_proto::v1::MarketStatus {
+            mode: "mixed".into(),
+            share_ppm: 250_000,
+            proof_type: "exec".into(),
+            requests: [
+                ("acknowledged".to_string(), 4),
+                ("validation_result_sent_to_l1".to_string(), 7),
+            ]
+            .into(),
+            fell_back: 2,
+            proven_by_network: 5,
+        });
+        let text = render(&s);
+        assert!(
+            text.contains(
+                "proof market: mixed, 25.0 % of batches, proof type exec: 5 proven by networks, 2 fell back to the own provers"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  acknowledged                  4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  validation_result_sent_to_l1  7\n"),
+            "{text}"
+        );
+        assert!(text.contains("CANCELLED  HELD"), "{text}");
+        let json = status_json(&s);
+        assert_eq!(json["market"]["share_ppm"], 250_000);
+        assert_eq!(json["market"]["requests"]["acknowledged"], 4);
+        assert_eq!(json["jobs"]["exec"]["held"], 4);
+        assert!(!render(&sample()).contains("HELD"));
+    }
+
     #[test]
     fn human_rendering() {
         let text = render(&sample());
