@@ -87,7 +87,7 @@ fn number(n: Option<u64>) -> String {
 fn render_chain(model: &Model, frame: &mut Frame, area: Rect) {
     let s = model.status();
     let bold = Style::new().add_modifier(Modifier::BOLD);
-    let figures = Line::from(vec![
+    let mut figures = vec![
         Span::raw("sealed "),
         Span::styled(number(s.last_sealed_batch), bold),
         Span::raw("   proven "),
@@ -96,7 +96,16 @@ fn render_chain(model: &Model, frame: &mut Frame, area: Rect) {
         Span::styled(number(s.last_committed_batch), bold),
         Span::raw("   verified "),
         Span::styled(number(s.last_verified_batch), bold),
-    ]);
+    ];
+    // A rollup that buys proofs: what the market proved, what fell back, what waits for it.
+    if let Some(m) = &s.market {
+        let held: u64 = s.jobs.values().map(|c| c.held).sum();
+        figures.push(Span::raw(format!(
+            "   market ({}): {} by networks, {} fell back, {held} held",
+            m.mode, m.proven_by_network, m.fell_back
+        )));
+    }
+    let figures = Line::from(figures);
     let verify_tx = Line::raw(match &s.last_verify_tx {
         Some(t) => format!(
             "last verify tx {} (batches {}..={}, gas {})",

@@ -554,3 +554,28 @@ fn a_large_fleet_scrolls_and_a_small_terminal_does_not_panic() {
         screen(&m, w, h);
     }
 }
+
+/// A rollup buying proofs: the chain panel says what the market proved, what fell back and
+/// what is held for it.
+#[test]
+fn the_chain_panel_shows_the_proof_market() {
+    let mut snapshot = fixture();
+    snapshot.status.jobs.get_mut("exec").unwrap().held = 3;
+    snapshot.status.market = Some(proofmill_proto::v1::MarketStatus {
+        mode: "network".into(),
+        share_ppm: 1_000_000,
+        proof_type: "exec".into(),
+        fell_back: 2,
+        proven_by_network: 7,
+        ..Default::default()
+    });
+    let mut m = Model::new("http://127.0.0.1:3900");
+    m.tick(NOW);
+    m.apply_snapshot(snapshot);
+    let s = screen(&m, 160, 40);
+    assert!(
+        s.contains("market (network): 7 by networks, 2 fell back, 3 held"),
+        "{s}"
+    );
+    assert!(!screen(&model(), 160, 40).contains("market ("));
+}
