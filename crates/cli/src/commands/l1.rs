@@ -1,6 +1,9 @@
 //! `proofmill l1 deploy`, `proofmill bench settle`, and opening the coordinator's L1.
 
-use crate::args::{CoordinatorArgs, DEFAULT_DATA_DIR, L1DeployArgs, L1Mode, ProofTypeSpec};
+use crate::args::{
+    CoordinatorArgs, DEFAULT_DATA_DIR, L1DeployArgs, L1Mode, MarketDeployArgs, MarketNetworkArgs,
+    ProofTypeSpec,
+};
 use crate::backends::{BackendContext, Built};
 use anyhow::{Context as _, bail};
 use proofmill_devnet::DevnetConfig;
@@ -172,5 +175,68 @@ pub async fn deploy(a: L1DeployArgs) -> anyhow::Result<()> {
         .await
         .context("deploying the rollup")?;
     println!("{rollup}");
+    Ok(())
+}
+
+/// `proofmill l1 deploy-market`: prints the market's address.
+pub async fn deploy_market(a: MarketDeployArgs) -> anyhow::Result<()> {
+    let url = a
+        .rpc
+        .l1_rpc_url
+        .as_deref()
+        .context("l1 deploy-market needs --l1-rpc-url")?;
+    let key = a.rpc.key()?;
+    let l1 = RpcL1::new(url, &key, Address::ZERO, RpcConfig::default())
+        .await
+        .context("connecting to the L1 node")?;
+    let settings = proofmill_market::MarketSettings {
+        admin: L1::sender(&l1),
+        submitter: a
+            .market_submitter
+            .parse()
+            .context("bad --market-submitter")?,
+        ack_timeout: a.market_ack_timeout,
+        max_timeout_after: a.market_max_proof_timeout,
+    };
+    let market = proofmill_market::deploy_market(&l1, &settings)
+        .await
+        .context("deploying the proof market")?;
+    println!("{market}");
+    Ok(())
+}
+
+/// `proofmill l1 market-network`.
+pub async fn market_network(a: MarketNetworkArgs) -> anyhow::Result<()> {
+    use proofmill_market::MarketL1 as _;
+    let url = a
+        .rpc
+        .l1_rpc_url
+        .as_deref()
+        .context("l1 market-network needs --l1-rpc-url")?;
+    let market: Address = a.market_address.parse().context("bad --market-address")?;
+    let network: Address = a.network_address.parse().context("bad --network-address")?;
+    let admin =
+        proofmill_market::RpcMarket::connect(url, &a.rpc.key()?, market, RpcConfig::default())
+            .await
+            .context("connecting to the market's node")?;
+    let tx = admin
+        .update_proving_network(network, a.active)
+        .await
+        .context("updating the proving network")?;
+    println!(
+        "network {network} {} (block {})",
+        if a.active { "active" } else { "inactive" },
+        tx.block
+    );
+    if let Some(preferred) = a.preferred {
+        let tx = admin
+            .update_preferred_network(preferred.then_some(network))
+            .await
+            .context("setting the preferred network")?;
+        match preferred {
+            true => println!("network {network} preferred (block {})", tx.block),
+            false => println!("no preferred network: round-robin (block {})", tx.block),
+        }
+    }
     Ok(())
 }

@@ -104,10 +104,10 @@ async fn dispatch(command: Command, effective: &Effective) -> anyhow::Result<()>
         } => l1::deploy(args).await,
         Command::L1 {
             command: L1Command::DeployMarket(args),
-        } => proof_manager::deploy_market(args).await,
+        } => l1::deploy_market(args).await,
         Command::L1 {
             command: L1Command::MarketNetwork(args),
-        } => proof_manager::market_network(args).await,
+        } => l1::market_network(args).await,
         Command::Devnet {
             command: DevnetCommand::Node(args),
         } => devnet_node::run(args, effective.about_config()).await,

@@ -2,7 +2,7 @@
 //! the held batches offered on the `ProofMarket` contract, their inputs published to
 //! `--market-blobs`, and the fallback to the own provers.
 
-use crate::args::{CoordinatorArgs, MarketDeployArgs, MarketNetworkArgs};
+use crate::args::CoordinatorArgs;
 use anyhow::Context as _;
 use proofmill_coordinator::{Coordinator, MarketHold};
 use proofmill_market::{Address, MarketL1, RpcConfig, RpcMarket, U256, WatcherConfig};
@@ -89,65 +89,4 @@ pub async fn start(
 fn same_key(a: &str, b: &str) -> bool {
     let norm = |k: &str| k.trim().trim_start_matches("0x").to_ascii_lowercase();
     norm(a) == norm(b)
-}
-
-/// `proofmill l1 deploy-market`: prints the market's address.
-pub async fn deploy_market(a: MarketDeployArgs) -> anyhow::Result<()> {
-    let url = a
-        .rpc
-        .l1_rpc_url
-        .as_deref()
-        .context("l1 deploy-market needs --l1-rpc-url")?;
-    let key = a.rpc.key()?;
-    let l1 = proofmill_l1::RpcL1::new(url, &key, Address::ZERO, RpcConfig::default())
-        .await
-        .context("connecting to the L1 node")?;
-    let settings = proofmill_market::MarketSettings {
-        admin: proofmill_l1::L1::sender(&l1),
-        submitter: a
-            .market_submitter
-            .parse()
-            .context("bad --market-submitter")?,
-        ack_timeout: a.market_ack_timeout,
-        max_timeout_after: a.market_max_proof_timeout,
-    };
-    let market = proofmill_market::deploy_market(&l1, &settings)
-        .await
-        .context("deploying the proof market")?;
-    println!("{market}");
-    Ok(())
-}
-
-/// `proofmill l1 market-network`.
-pub async fn market_network(a: MarketNetworkArgs) -> anyhow::Result<()> {
-    let url = a
-        .rpc
-        .l1_rpc_url
-        .as_deref()
-        .context("l1 market-network needs --l1-rpc-url")?;
-    let market: Address = a.market_address.parse().context("bad --market-address")?;
-    let network: Address = a.network_address.parse().context("bad --network-address")?;
-    let admin = RpcMarket::connect(url, &a.rpc.key()?, market, RpcConfig::default())
-        .await
-        .context("connecting to the market's node")?;
-    let tx = admin
-        .update_proving_network(network, a.active)
-        .await
-        .context("updating the proving network")?;
-    println!(
-        "network {network} {} (block {})",
-        if a.active { "active" } else { "inactive" },
-        tx.block
-    );
-    if let Some(preferred) = a.preferred {
-        let tx = admin
-            .update_preferred_network(preferred.then_some(network))
-            .await
-            .context("setting the preferred network")?;
-        match preferred {
-            true => println!("network {network} preferred (block {})", tx.block),
-            false => println!("no preferred network: round-robin (block {})", tx.block),
-        }
-    }
-    Ok(())
 }
