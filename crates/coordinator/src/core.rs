@@ -5,6 +5,7 @@
 
 mod figures;
 mod mailbox;
+mod market;
 mod result;
 
 pub(crate) use figures::count_rejected;
@@ -431,46 +432,13 @@ impl Core {
                 reply,
                 durable,
             } => {
-                // Open here means released to the own provers: the network's proof is not used.
-                let taken = self.scheduler.job(&job.key).is_none();
-                if taken {
-                    tracing::info!(job = %job.key, by = %record.prover_name, "proof from a proving network accepted");
-                    self.persist(PersistJob {
-                        changes: vec![Change::Job(job), Change::Proof(record)],
-                        ..Default::default()
-                    });
-                }
-                let _ = reply.send(taken);
+                let _ = reply.send(self.market_proof(job, record));
                 self.persist(PersistJob {
                     flushed: vec![durable],
                     ..Default::default()
                 });
             }
         }
-    }
-
-    /// See [`CoreMsg::ReleaseHeld`]; returns how many jobs were queued.
-    fn release_held(&mut self, batch: Arc<Batch>, held: Vec<Job>, now: u64) -> usize {
-        let jobs: Vec<Job> = held
-            .into_iter()
-            .filter(|j| {
-                j.state == proofmill_types::JobState::Held && self.scheduler.job(&j.key).is_none()
-            })
-            .map(|mut j| {
-                j.state = proofmill_types::JobState::Queued;
-                j.updated_at = now;
-                j
-            })
-            .collect();
-        if jobs.is_empty() {
-            return 0;
-        }
-        tracing::info!(batch = %batch.id(), jobs = jobs.len(), "held jobs released to the own provers");
-        let n = jobs.len();
-        let changes = jobs.iter().cloned().map(Change::Job).collect();
-        let effects = self.add(vec![batch], jobs);
-        self.run_effects(effects, changes, Vec::new());
-        n
     }
 
     /// Queues a closed job again, after `changes` (which go to the store first).
