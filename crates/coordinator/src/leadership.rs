@@ -244,9 +244,9 @@ impl Drop for Leadership {
 }
 
 /// The runtime lease renewals run on: one worker thread of its own, shared by every lease of
-/// the process and never shut down. Never shut down, because a store connection a renewal
-/// opens (a pool grows on demand) stays registered with the runtime that opened it, and the
-/// coordinator's runtime keeps using it. Falls back to the caller's runtime if the OS refuses
+/// the process and never shut down. Never shut down, because the store's connection for
+/// renewals is opened by the first renewal and stays registered with this runtime (the
+/// store's handle outlives any one lease). Falls back to the caller's runtime if the OS refuses
 /// a thread (renewals then wait behind the coordinator's work, as they did before).
 fn renewal_runtime() -> tokio::runtime::Handle {
     static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =

@@ -13,7 +13,10 @@ use proofmill_types::{JobKey, JobState, ProofType};
 use std::time::Duration;
 use support::*;
 
-on_both_stores!(a_deposed_coordinator_writes_nothing);
+on_both_stores!(
+    a_deposed_coordinator_writes_nothing,
+    a_blocked_runtime_does_not_starve_the_lease_renewal
+);
 
 async fn a_deposed_coordinator_writes_nothing(db: Db) {
     let env = Env::new(db, "deposed");
@@ -116,13 +119,12 @@ async fn a_deposed_coordinator_writes_nothing(db: Db) {
 }
 
 /// A coordinator whose runtime is busy (a fleet of thousands connecting at once) renews its
-/// lease all the same: the renewal has a runtime of its own. Here every thread of the test's
-/// runtime is blocked, not merely busy, for several lease lifetimes. SQLite only: its
-/// connections are served by threads of their own, whereas a Postgres connection the
-/// blocked runtime opened waits for that runtime to poll its socket.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_blocked_runtime_does_not_starve_the_lease_renewal() {
-    let env = Env::new(Db::Sqlite, "busy");
+/// lease all the same: the renewal has a runtime and a store connection of its own. Here
+/// every thread of the test's runtime is blocked, not merely busy, for several lease
+/// lifetimes, one of them right after a write: the writer connection that write used goes
+/// back to its pool only through a task on that blocked thread.
+async fn a_blocked_runtime_does_not_starve_the_lease_renewal(db: Db) {
+    let env = Env::new(db, "busy");
     // Long enough that a loaded machine (2 cores shared with builds) still runs the
     // renewal thread within one lifetime; the block below lasts three.
     let ttl = Duration::from_millis(3000);
@@ -134,12 +136,18 @@ async fn a_blocked_runtime_does_not_starve_the_lease_renewal() {
     let mut candidate = Candidate::new(store.clone(), &settings);
     let lease = candidate.acquire().await;
     let check = lease.check();
-
     let blocked_for = ttl * 3;
     let started = std::time::Instant::now();
-    let blockers: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(async move { std::thread::sleep(blocked_for) }))
-        .collect();
+    // A task spawned by a worker waits in that worker's own slot, which no other worker
+    // takes: the writer's return stays behind the block that follows the write.
+    let writer = store.clone();
+    let blockers = vec![
+        tokio::spawn(async move {
+            writer.set_meta("blocked", "yes").await.unwrap();
+            std::thread::sleep(blocked_for)
+        }),
+        tokio::spawn(async move { std::thread::sleep(blocked_for) }),
+    ];
     // This thread too (it drives the test's future) checks without yielding. The lease taken
     // before the block covers one lifetime; held again later in the block, it was renewed
     // while every runtime thread was blocked. A renewal late under load (the 2 cores run the

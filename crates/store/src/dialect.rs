@@ -21,6 +21,9 @@ pub(crate) struct Opened<D: Dialect> {
     pub write: Pool<D::Db>,
     /// Reads (SQLite: `query_only` connections beside the writer; Postgres: the same pool).
     pub read: Pool<D::Db>,
+    /// Lease renewals: one connection of their own, opened by the first renewal on the
+    /// runtime it runs on (`SqlStore::renew_lease`).
+    pub lease: Pool<D::Db>,
     /// Where the data lives, never with a password.
     pub endpoint: String,
 }

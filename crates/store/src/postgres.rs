@@ -77,10 +77,19 @@ impl Dialect for Postgres {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migrating {endpoint}: {e}")))?;
+        // Opened by the first renewal, so its socket belongs to the renewals' runtime.
+        let lease = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy_with(options.clone());
         Ok(Opened {
             dialect: Postgres { options },
             write: pool.clone(),
             read: pool,
+            lease,
             endpoint,
         })
     }

@@ -38,6 +38,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) struct SqlStore<D: Dialect> {
     write: Pool<D::Db>,
     pub(crate) read: Pool<D::Db>,
+    /// Lease renewals only. A connection goes back to its pool through a task spawned on the
+    /// runtime that drops it, so on the write pool a renewal could wait for a busy (or
+    /// blocked) coordinator runtime to return the single writer; this pool's connection is
+    /// opened, used and returned on the renewals' own runtime.
+    lease: Pool<D::Db>,
     dialect: D,
     /// [`Store::apply`]'s statements, built once from the dialect's row sources.
     apply_sql: ApplySql,
@@ -157,6 +162,7 @@ where
         let store = SqlStore {
             write: opened.write,
             read: opened.read,
+            lease: opened.lease,
             dialect: opened.dialect,
             apply_sql: ApplySql::new::<D>(),
             endpoint: opened.endpoint,
@@ -1042,7 +1048,7 @@ where
         )))
         .bind(to_i64(epoch, "lease epoch")?)
         .bind(to_i64(ttl_ms, "lease ttl")?)
-        .execute(&self.write)
+        .execute(&self.lease)
         .await
         .map_err(|e| self.db_err("renew_lease", e))?;
         self.dialect.committed();

@@ -88,7 +88,7 @@ impl Dialect for Sqlite {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(writer_options)
+            .connect_with(writer_options.clone())
             .await
             .map_err(|e| db_err(&format!("opening {url}"), e))?;
         crate::migrate::sqlite()
@@ -96,6 +96,19 @@ impl Dialect for Sqlite {
             .await
             .map_err(|e| StoreError::Database(format!("migrating {url}: {e}")))?;
         let commits = Arc::new(AtomicU64::new(0));
+        let lease = if memory {
+            // One in-memory database per connection: everything shares the writer.
+            write.clone()
+        } else {
+            // A second writer for renewals only: `BEGIN IMMEDIATE` elsewhere and the busy
+            // timeout make the two take turns, as two coordinators on one file do.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_lazy_with(writer_options)
+        };
         let (read, checkpointer) = if memory {
             (write.clone(), None)
         } else {
@@ -120,6 +133,7 @@ impl Dialect for Sqlite {
             },
             write,
             read,
+            lease,
             endpoint,
         })
     }
