@@ -9,10 +9,15 @@
 //! Then: every batch is verified on L1; batch 1 with the network's proof (validated, the
 //! reward paid once), batches 2 and 3 by the own prover after the fallback; each request
 //! was sent once, and the silent one was closed.
+//!
+//! And the same proof manager in a devnet node, whose batches an outside cluster proves over
+//! the core API: in mixed mode the offered batch is the network's, the rest the cluster's.
 
 mod common;
 
-use common::procs::{Proc, listening_addr, prover, tail};
+use common::core_api::{next_batch, prove};
+use common::http::post;
+use common::procs::{Proc, listening_addr, logged_addr, prover, tail};
 use common::proofmill;
 use proofmill_backend::{Backend, ProveRequest};
 use proofmill_l1::{DEV_ACCOUNTS, RpcConfig};
@@ -67,12 +72,9 @@ fn prove_from(url: &str, digest: &[u8; 32]) -> (u64, Vec<u8>) {
     (inputs.batch, proof)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollup_buys_proofs_and_falls_back_to_its_own_prover_across_a_kill_9() {
-    let anvil = TestAnvil::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let url = anvil.url.as_str();
+/// `l1 deploy`, `l1 deploy-market` (submitter: dev account 1) and `l1 market-network` (dev
+/// account 3), as an operator runs them: the rollup's and the market's addresses.
+fn deploy(dir: &Path, url: &str) -> (String, String) {
     let rollup = run(
         dir,
         &[
@@ -114,6 +116,16 @@ async fn a_rollup_buys_proofs_and_falls_back_to_its_own_prover_across_a_kill_9()
             DEV_ACCOUNTS[3],
         ],
     );
+    (rollup, market)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollup_buys_proofs_and_falls_back_to_its_own_prover_across_a_kill_9() {
+    let anvil = TestAnvil::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let url = anvil.url.as_str();
+    let (rollup, market) = deploy(dir, url);
     let coordinator_args: Vec<String> = [
         "coordinator",
         "--listen",
@@ -163,17 +175,7 @@ async fn a_rollup_buys_proofs_and_falls_back_to_its_own_prover_across_a_kill_9()
     );
     let mut own = prover(dir, "own", &coord_url);
 
-    let network = RpcMarket::connect(
-        url,
-        KEY_NETWORK,
-        market.parse::<Address>().unwrap(),
-        RpcConfig {
-            poll_interval: Duration::from_millis(10),
-            ..RpcConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let network = network_client(url, &market).await;
     let me = network.sender();
 
     // All three requests out, to this network (the only one).
@@ -291,6 +293,179 @@ async fn a_rollup_buys_proofs_and_falls_back_to_its_own_prover_across_a_kill_9()
     network.claim_reward().await.unwrap();
     assert_eq!(network.earned(me).await.unwrap(), U256::ZERO);
     assert!(network.claim_reward().await.is_err());
+}
+
+/// The proof manager in a devnet node (`proofmill devnet node`: no provers of its own, its
+/// batches handed to an outside cluster over the core API), mixed mode with ratio 0.5: batch
+/// 1 is offered on the market and proven by the network (played by the test over JSON-RPC),
+/// batch 2 goes to the cluster (played by the test over the core API). The cluster is never
+/// handed batch 1; both are verified on L1 and the network is paid for batch 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_devnet_node_buys_the_offered_batches_and_hands_the_rest_to_its_cluster() {
+    let anvil = TestAnvil::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let url = anvil.url.as_str();
+    let (rollup, market) = deploy(dir, url);
+    let args: Vec<String> = [
+        "devnet",
+        "node",
+        "--listen",
+        "127.0.0.1:0",
+        "--handoff-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        "node",
+        "--proof-types",
+        "exec",
+        "--max-batches",
+        "2",
+        "--batch-interval",
+        "300",
+        "--send-interval",
+        "500",
+        "--l1",
+        "rpc",
+        "--l1-rpc-url",
+        url,
+        "--l1-key",
+        KEY_DEPLOYER,
+        "--l1-rollup-address",
+        &rollup,
+        "--proving-mode",
+        "mixed",
+        "--market-ratio",
+        "0.5",
+        "--market-address",
+        &market,
+        "--market-key",
+        KEY_SUBMITTER,
+        "--market-blobs",
+        "public",
+        "--market-max-reward",
+        &REWARD.to_string(),
+        "--market-confirmations",
+        "0",
+        "--market-poll-interval",
+        "200",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let json_logs = [("RUST_LOG", "info"), ("PROOFMILL_LOG_FORMAT", "json")];
+    let log = dir.join("node.log");
+    let mut node = Proc::spawn_appending("node", &args, dir, log, &json_logs);
+    let node_url = format!(
+        "http://{}",
+        logged_addr(
+            &mut node,
+            "coordinator listening",
+            0,
+            Duration::from_secs(60)
+        )
+    );
+    let core = logged_addr(
+        &mut node,
+        "core API (pull) listening",
+        0,
+        Duration::from_secs(60),
+    );
+
+    // The cluster's first batch is 2: batch 1 is held for the market.
+    let data = tokio::task::block_in_place(|| next_batch(&core));
+    let (batch, body) = prove(&data);
+    assert_eq!(batch, 2, "{data}");
+    let v = status(dir, &node_url);
+    assert_eq!(v["jobs"]["exec"]["held"], 1, "{v}");
+    assert_eq!(v["market"]["mode"], "mixed", "{v}");
+    let reply = post(&core, "/submit_proof/2", body);
+    assert_eq!(reply.body, serde_json::json!("Success"), "{reply:?}");
+
+    // The network answers batch 1's request (the only one) with a proof of its inputs.
+    let network = network_client(url, &market).await;
+    let me = network.sender();
+    let until = Instant::now() + Duration::from_secs(120);
+    let (inputs_url, digest) = loop {
+        let offered: Vec<_> = all_events(&network)
+            .await
+            .into_iter()
+            .filter_map(|e| match e {
+                MarketEvent::Submitted {
+                    id,
+                    network: n,
+                    inputs_url,
+                    inputs_digest,
+                    ..
+                } if n == me => Some((id.batch, inputs_url, inputs_digest)),
+                _ => None,
+            })
+            .collect();
+        if let Some((b, inputs_url, digest)) = offered.first() {
+            assert_eq!((*b, offered.len()), (1, 1), "{offered:?}");
+            break (inputs_url.clone(), *digest);
+        }
+        assert!(Instant::now() < until, "no request\n{}", tail(&node.log()));
+        node.check_alive();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let id = RequestId::new(proofmill_coordinator::DEFAULT_CHAIN_ID, 1);
+    let (b, proof) = prove_from(&inputs_url, &digest);
+    assert_eq!(b, 1);
+    network.acknowledge(id, true).await.unwrap();
+    network
+        .submit_proof(id, &proof, U256::from(REWARD / 2))
+        .await
+        .unwrap();
+
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        node.check_alive();
+        common::evm_mine(url);
+        let v = status(dir, &node_url);
+        if v["last_verified_batch"].as_u64() == Some(2) {
+            assert_eq!(v["market"]["proven_by_network"], 1, "{v}");
+            assert_eq!(v["market"]["fell_back"], 0, "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "not settled: {v}\n{}",
+            tail(&node.log())
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Nothing more for the cluster: batch 1 was never its.
+    let reply = post(&core, "/proof_generation_data", serde_json::json!({}));
+    assert_eq!(
+        reply.body,
+        serde_json::json!({"Success": null}),
+        "{reply:?}"
+    );
+    let validations: Vec<_> = all_events(&network)
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            MarketEvent::ValidationResult { id, valid, .. } => Some((id.batch, valid)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(validations, vec![(1, true)]);
+    assert_eq!(network.earned(me).await.unwrap(), U256::from(REWARD / 2));
+}
+
+/// The proving network's client of the market (dev account 3), as the test plays it.
+async fn network_client(url: &str, market: &str) -> RpcMarket {
+    RpcMarket::connect(
+        url,
+        KEY_NETWORK,
+        market.parse::<Address>().unwrap(),
+        RpcConfig {
+            poll_interval: Duration::from_millis(10),
+            ..RpcConfig::default()
+        },
+    )
+    .await
+    .unwrap()
 }
 
 /// Every market event so far.

@@ -3,6 +3,7 @@
 use std::process::Command;
 
 pub mod admin;
+pub mod core_api;
 pub mod http;
 pub mod pki;
 pub mod procs;
