@@ -15,7 +15,7 @@ use common::admin::wait_status;
 use common::core_api::{next_batch, prove};
 use common::http::post;
 use common::procs::{Proc, logged_addr, prover};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 
