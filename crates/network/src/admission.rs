@@ -1,7 +1,9 @@
 //! Which requests the network takes: only those it can finish (as Boundless's broker admits
 //! only orders it can fulfil). A request is refused when the network is at capacity, the
 //! reward is under its minimum, the deadline leaves less time than its estimated prove time
-//! with a safety factor and a margin, or it does not serve the protocol version.
+//! with a safety factor and a margin, it does not serve the protocol version, or the rollup
+//! has too many of the network's proofs still unvalidated (a rollup that never validates gets
+//! no more work, and the network's state stays bounded).
 
 use proofmill_market::U256;
 use std::collections::VecDeque;
@@ -20,6 +22,9 @@ pub struct AdmissionConfig {
     pub deadline_margin_secs: u64,
     /// Protocol versions the network's provers serve.
     pub protocol_versions: Vec<String>,
+    /// Proofs posted for one rollup (chain) and not validated by it yet, at most; that
+    /// rollup's further requests are refused until it validates.
+    pub max_awaiting_validation: usize,
 }
 
 impl Default for AdmissionConfig {
@@ -30,6 +35,7 @@ impl Default for AdmissionConfig {
             safety_factor_percent: 200,
             deadline_margin_secs: 60,
             protocol_versions: vec!["devnet-v1".into()],
+            max_awaiting_validation: 64,
         }
     }
 }
@@ -47,6 +53,14 @@ pub enum Refusal {
         needed: u64,
         estimate: u64,
     },
+    #[error(
+        "{waiting} of this network's proofs for chain {chain_id} await the rollup's validation (at most {max})"
+    )]
+    ValidationBacklog {
+        chain_id: u64,
+        waiting: usize,
+        max: usize,
+    },
     #[error("protocol version {0:?} is not served here")]
     UnknownVersion(String),
     /// The inputs could not be fetched or are not what the request says.
@@ -57,6 +71,9 @@ pub enum Refusal {
 /// What admission looks at in a request.
 #[derive(Clone, Debug)]
 pub struct Offer<'a> {
+    pub chain_id: u64,
+    /// This network's proofs for the same chain that wait for the rollup's validation.
+    pub awaiting_validation: usize,
     pub protocol_version: &'a str,
     pub max_reward: U256,
     /// Chain time.
@@ -100,6 +117,13 @@ impl AdmissionConfig {
                 left,
                 needed,
                 estimate: estimate_secs,
+            });
+        }
+        if offer.awaiting_validation >= self.max_awaiting_validation {
+            return Err(Refusal::ValidationBacklog {
+                chain_id: offer.chain_id,
+                waiting: offer.awaiting_validation,
+                max: self.max_awaiting_validation,
             });
         }
         if in_flight >= self.max_in_flight {
@@ -172,11 +196,14 @@ mod tests {
             safety_factor_percent: 150,
             deadline_margin_secs: 30,
             protocol_versions: vec!["v1".into(), "v2".into()],
+            max_awaiting_validation: 3,
         }
     }
 
     fn offer(version: &str, reward: u64, deadline: u64) -> Offer<'_> {
         Offer {
+            chain_id: 7,
+            awaiting_validation: 2,
             protocol_version: version,
             max_reward: U256::from(reward),
             deadline,
@@ -218,6 +245,19 @@ mod tests {
             Err(Refusal::AtCapacity {
                 in_flight: 2,
                 max: 2
+            })
+        );
+        // One more proof left unvalidated by chain 7: its requests wait for its validations.
+        let backlog = Offer {
+            awaiting_validation: 3,
+            ..offer("v1", 100, 5_000)
+        };
+        assert_eq!(
+            c.decide(&backlog, 1_000, 0, 40),
+            Err(Refusal::ValidationBacklog {
+                chain_id: 7,
+                waiting: 3,
+                max: 3
             })
         );
     }

@@ -270,6 +270,14 @@ impl NetworkState {
             .count()
     }
 
+    /// This network's proofs for `chain_id` waiting for the rollup's validation.
+    pub fn awaiting_validation(&self, chain_id: u64) -> usize {
+        self.requests
+            .values()
+            .filter(|e| e.chain_id == chain_id && e.status == Status::ProofPosted)
+            .count()
+    }
+
     /// Drops the oldest finished requests beyond `keep`.
     pub fn prune(&mut self, keep: usize) {
         let mut finished: Vec<(u64, RequestId)> = self

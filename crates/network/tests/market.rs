@@ -528,6 +528,41 @@ async fn requests_it_cannot_serve_are_refused_with_the_reason() {
     w.stop().await;
 }
 
+/// A rollup that leaves the network's proofs unvalidated gets no more work from it until it
+/// validates them (so a rollup that never does cannot grow the network's state either).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollup_that_does_not_validate_gets_no_more_work_until_it_does() {
+    let mut w = World::new().await;
+    w.start_prover();
+    let mut cfg = w.config();
+    cfg.admission.max_awaiting_validation = 1;
+    let (shutdown, task) = w.start_network(cfg);
+    let (first, url, digest) = w.next_batch();
+    w.request(first, &url, digest, eth(1), 1_200).await;
+    w.until_entry(first, Status::ProofPosted).await;
+
+    let (second, url, digest) = w.next_batch();
+    w.request(second, &url, digest, eth(1), 1_200).await;
+    w.until_status(second, RequestStatus::Refused).await;
+    let why = w.until_entry(second, Status::Refused).await.reason;
+    let expected = format!("1 of this network's proofs for chain {CHAIN} await");
+    assert!(
+        why.as_deref().is_some_and(|r| r.contains(&expected)),
+        "{why:?}"
+    );
+
+    w.submitter
+        .submit_validation_result(id(first), true)
+        .await
+        .unwrap();
+    w.until_entry(first, Status::Claimed).await;
+    let (third, url, digest) = w.next_batch();
+    w.request(third, &url, digest, eth(1), 1_200).await;
+    w.until_entry(third, Status::ProofPosted).await;
+    stop(shutdown, task).await;
+    w.stop().await;
+}
+
 /// Stopped after it acknowledged (no prover yet, so no proof), the daemon starts again on the
 /// same state directory: it takes the request up where it was and posts its proof once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

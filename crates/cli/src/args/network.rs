@@ -54,6 +54,10 @@ pub struct NetworkArgs {
     /// Requests accepted and not yet posted at once; more are refused.
     #[arg(long, env = "PROOFMILL_MAX_IN_FLIGHT", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_in_flight: u64,
+    /// Proofs posted for one rollup and not validated by it yet, at most: that rollup's
+    /// further requests are refused until it validates.
+    #[arg(long, env = "PROOFMILL_MAX_AWAITING_VALIDATION", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_awaiting_validation: u64,
     /// Prove time expected until some are measured (then: the median of the recent ones),
     /// seconds.
     #[arg(long, env = "PROOFMILL_EXPECTED_PROVE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]

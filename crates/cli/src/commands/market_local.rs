@@ -193,6 +193,8 @@ impl LocalNetwork {
         cfg.admission = AdmissionConfig {
             min_reward: spec.min_reward,
             max_in_flight: spec.max_in_flight,
+            // A rollup here validates within a round; a long run must not wait on that.
+            max_awaiting_validation: spec.max_in_flight.max(64),
             protocol_versions: vec![spec.version.to_string()],
             ..AdmissionConfig::default()
         };

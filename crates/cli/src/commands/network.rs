@@ -50,6 +50,7 @@ pub async fn run(a: NetworkArgs) -> anyhow::Result<()> {
             safety_factor_percent: a.safety_factor_percent,
             deadline_margin_secs: a.deadline_margin_secs,
             protocol_versions: a.protocol_versions.clone(),
+            max_awaiting_validation: a.max_awaiting_validation as usize,
         },
         ask_reward: a.ask_reward,
         expected_prove_secs: a.expected_prove_secs,

@@ -153,7 +153,13 @@ impl Inner {
             let estimate = shared.times.estimate();
             let held = shared.state.as_ref().map_or(0, NetworkState::in_flight)
                 + shared.reserved.iter().filter(|r| **r != id).count();
+            let awaiting_validation = shared
+                .state
+                .as_ref()
+                .map_or(0, |s| s.awaiting_validation(id.chain_id));
             let offer = Offer {
+                chain_id: id.chain_id,
+                awaiting_validation,
                 protocol_version: &entry.protocol_version,
                 max_reward: entry.max_reward(),
                 deadline: entry.deadline,
