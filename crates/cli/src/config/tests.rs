@@ -787,7 +787,8 @@ fn network_options_come_from_file_or_flag() {
         "l1_rpc_url = \"http://l1:8545\"\nmarket_address = \"0x{}\"\nnetwork_key = \"0xabc\"\n\
          coordinator = \"http://c:3900\"\nadmin_token = \"tk\"\nstate_dir = \"/var/net\"\n\
          min_reward = \"1000000000000000000000\"\nask_reward = \"5\"\nmax_in_flight = 9\n\
-         max_awaiting_validation = 12\nexpected_prove_secs = 45\nsafety_factor_percent = 150\ndeadline_margin_secs = 20\n\
+         max_awaiting_validation = 12\nexpected_prove_secs = 45\nsafety_factor_percent = 150\n\
+         deadline_margin_secs = 20\n\
          protocol_versions = [\"v1\", \"v2\"]\nconfirmations = 3\nmax_block_range = 500\n\
          from_block = 77\npoll_interval = 250\ninputs_file_dirs = [\"{}\"]\n\
          fetch_max_bytes = 4096\nfetch_timeout = 5000\nmax_backoff = 7000",
