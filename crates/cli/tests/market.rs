@@ -192,20 +192,7 @@ async fn a_rollup_buys_proofs_and_falls_back_to_its_own_prover_across_a_kill_9()
     // All three requests out, to this network (the only one).
     let until = Instant::now() + Duration::from_secs(120);
     let requests = loop {
-        let seen: Vec<(u64, String, [u8; 32])> = all_events(&network)
-            .await
-            .into_iter()
-            .filter_map(|e| match e {
-                MarketEvent::Submitted {
-                    id,
-                    network: n,
-                    inputs_url,
-                    inputs_digest,
-                    ..
-                } if n == me => Some((id.batch, inputs_url, inputs_digest)),
-                _ => None,
-            })
-            .collect();
+        let seen = requests_to(&network).await;
         if seen.len() == 3 {
             break seen;
         }
@@ -378,20 +365,7 @@ async fn a_devnet_node_buys_the_offered_batches_and_hands_the_rest_to_its_cluste
     let me = network.sender();
     let until = Instant::now() + Duration::from_secs(120);
     let (inputs_url, digest) = loop {
-        let offered: Vec<_> = all_events(&network)
-            .await
-            .into_iter()
-            .filter_map(|e| match e {
-                MarketEvent::Submitted {
-                    id,
-                    network: n,
-                    inputs_url,
-                    inputs_digest,
-                    ..
-                } if n == me => Some((id.batch, inputs_url, inputs_digest)),
-                _ => None,
-            })
-            .collect();
+        let offered = requests_to(&network).await;
         if let Some((b, inputs_url, digest)) = offered.first() {
             assert_eq!((*b, offered.len()), (1, 1), "{offered:?}");
             break (inputs_url.clone(), *digest);
@@ -458,6 +432,25 @@ async fn network_client(url: &str, market: &str) -> RpcMarket {
     )
     .await
     .unwrap()
+}
+
+/// The requests assigned to the network so far: batch, inputs URL and digest.
+async fn requests_to(network: &RpcMarket) -> Vec<(u64, String, [u8; 32])> {
+    let me = network.sender();
+    all_events(network)
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            MarketEvent::Submitted {
+                id,
+                network: n,
+                inputs_url,
+                inputs_digest,
+                ..
+            } if n == me => Some((id.batch, inputs_url, inputs_digest)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Every market event so far.
