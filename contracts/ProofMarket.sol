@@ -9,10 +9,12 @@ pragma solidity ^0.8.24;
 /// the active networks in turn (round-robin by request count). The network acknowledges
 /// (accepts or refuses) within `ackTimeout`, then posts the proof before the deadline with
 /// the reward it asks (at most the maximum). The submitter checks the proof off-chain and
-/// posts the validation result: a valid proof earns the network its reward, claimable once
-/// with `claimReward`; everything not earned goes back to the submitter (refused, timed out,
-/// invalid, or the part of the maximum not asked for). Every transition emits an event and
-/// every refusal is a custom error.
+/// posts the validation result within `validationTimeout` of the proof: a valid proof earns
+/// the network its reward, claimable once with `claimReward`. A proof the submitter leaves
+/// unanswered past that window earns the reward too (`closeUnvalidatedRequest`): a rollup
+/// cannot keep a network's pay by staying silent. Everything not earned goes back to the
+/// submitter (refused, timed out, invalid, or the part of the maximum not asked for). Every
+/// transition emits an event and every refusal is a custom error.
 contract ProofMarket {
     enum Status {
         None,
@@ -22,7 +24,9 @@ contract ProofMarket {
         Proven,
         Validated,
         ValidationFailed,
-        TimedOut
+        TimedOut,
+        /// Not validated within `validationTimeout` of the proof: the network earned its reward.
+        ValidationTimedOut
     }
 
     struct RequestId {
@@ -47,6 +51,8 @@ contract ProofMarket {
         Status status;
         uint64 submittedAt;
         uint64 deadline;
+        /// Chain time by which the submitter must answer the posted proof (0 before one).
+        uint64 validationDeadline;
         uint256 maxReward;
         /// What the network asked when it posted its proof.
         uint256 reward;
@@ -64,6 +70,7 @@ contract ProofMarket {
     error AlreadyValidated(uint64 chainId, uint64 batchNumber);
     error AcknowledgementTooLate(uint64 chainId, uint64 batchNumber, uint64 ackDeadline);
     error ProofTooLate(uint64 chainId, uint64 batchNumber, uint64 deadline);
+    error ValidationTooLate(uint64 chainId, uint64 batchNumber, uint64 validationDeadline);
     error NotTimedOut(uint64 chainId, uint64 batchNumber);
     error RewardOverCap(uint256 requested, uint256 maxReward);
     error EscrowMismatch(uint256 sent, uint256 maxReward);
@@ -96,6 +103,9 @@ contract ProofMarket {
         uint64 indexed chainId, uint64 indexed batchNumber, address indexed network, bool valid, uint256 reward
     );
     event ProofRequestTimedOut(uint64 indexed chainId, uint64 indexed batchNumber, address indexed network);
+    event ProofValidationTimedOut(
+        uint64 indexed chainId, uint64 indexed batchNumber, address indexed network, uint256 reward
+    );
     event RewardClaimed(address indexed network, uint256 amount);
 
     address public immutable admin;
@@ -104,6 +114,8 @@ contract ProofMarket {
     uint64 public immutable ackTimeout;
     /// Longest `timeoutAfter` a request may ask.
     uint64 public immutable maxTimeoutAfter;
+    /// Seconds the submitter has to post the validation result of a proof.
+    uint64 public immutable validationTimeout;
 
     address[] private networkList;
     mapping(address => bool) public registered;
@@ -113,14 +125,24 @@ contract ProofMarket {
     mapping(address => uint256) public earned;
     mapping(bytes32 => Request) private requests;
 
-    constructor(address admin_, address submitter_, uint64 ackTimeout_, uint64 maxTimeoutAfter_) {
-        if (admin_ == address(0) || submitter_ == address(0) || ackTimeout_ == 0 || maxTimeoutAfter_ == 0) {
+    constructor(
+        address admin_,
+        address submitter_,
+        uint64 ackTimeout_,
+        uint64 maxTimeoutAfter_,
+        uint64 validationTimeout_
+    ) {
+        if (
+            admin_ == address(0) || submitter_ == address(0) || ackTimeout_ == 0 || maxTimeoutAfter_ == 0
+                || validationTimeout_ == 0
+        ) {
             revert BadConfig();
         }
         admin = admin_;
         submitter = submitter_;
         ackTimeout = ackTimeout_;
         maxTimeoutAfter = maxTimeoutAfter_;
+        validationTimeout = validationTimeout_;
     }
 
     modifier onlyAdmin() {
@@ -198,6 +220,7 @@ contract ProofMarket {
             status: Status.PendingAcknowledgement,
             submittedAt: uint64(block.timestamp),
             deadline: deadline,
+            validationDeadline: 0,
             maxReward: params.maxReward,
             reward: 0,
             inputsDigest: params.inputsDigest,
@@ -233,13 +256,17 @@ contract ProofMarket {
     function submitProof(RequestId calldata id, bytes calldata proof, uint256 requestedReward) external {
         Request storage r = load(id);
         if (msg.sender != r.network) revert NotAssignedNetwork(msg.sender, r.network);
-        if (r.status == Status.Proven || r.status == Status.Validated || r.status == Status.ValidationFailed) {
+        if (
+            r.status == Status.Proven || r.status == Status.Validated || r.status == Status.ValidationFailed
+                || r.status == Status.ValidationTimedOut
+        ) {
             revert ProofAlreadySubmitted(id.chainId, id.batchNumber);
         }
         if (r.status != Status.Committed) revert WrongStatus(id.chainId, id.batchNumber, r.status);
         if (block.timestamp > r.deadline) revert ProofTooLate(id.chainId, id.batchNumber, r.deadline);
         if (requestedReward > r.maxReward) revert RewardOverCap(requestedReward, r.maxReward);
         r.status = Status.Proven;
+        r.validationDeadline = uint64(block.timestamp) + validationTimeout;
         r.reward = requestedReward;
         r.proofHash = keccak256(proof);
         emit ProofRequestProven(id.chainId, id.batchNumber, r.network, proof, requestedReward);
@@ -247,10 +274,10 @@ contract ProofMarket {
 
     function submitProofValidationResult(RequestId calldata id, bool valid) external onlySubmitter {
         Request storage r = load(id);
-        if (r.status == Status.Validated || r.status == Status.ValidationFailed) {
-            revert AlreadyValidated(id.chainId, id.batchNumber);
+        requireProven(id, r);
+        if (block.timestamp > r.validationDeadline) {
+            revert ValidationTooLate(id.chainId, id.batchNumber, r.validationDeadline);
         }
-        if (r.status != Status.Proven) revert WrongStatus(id.chainId, id.batchNumber, r.status);
         uint256 reward = valid ? r.reward : 0;
         r.status = valid ? Status.Validated : Status.ValidationFailed;
         earned[r.network] += reward;
@@ -269,6 +296,26 @@ contract ProofMarket {
         r.status = Status.TimedOut;
         emit ProofRequestTimedOut(id.chainId, id.batchNumber, r.network);
         refund(r.maxReward);
+    }
+
+    /// Closes a proven request the submitter did not answer within `validationTimeout`: the
+    /// network earns the reward it asked, the rest of the escrow goes back. Anyone may call it.
+    function closeUnvalidatedRequest(RequestId calldata id) external {
+        Request storage r = load(id);
+        requireProven(id, r);
+        if (block.timestamp <= r.validationDeadline) revert NotTimedOut(id.chainId, id.batchNumber);
+        r.status = Status.ValidationTimedOut;
+        earned[r.network] += r.reward;
+        emit ProofValidationTimedOut(id.chainId, id.batchNumber, r.network, r.reward);
+        refund(r.maxReward - r.reward);
+    }
+
+    /// A proof is posted and not answered yet.
+    function requireProven(RequestId calldata id, Request storage r) private view {
+        if (r.status == Status.Validated || r.status == Status.ValidationFailed || r.status == Status.ValidationTimedOut) {
+            revert AlreadyValidated(id.chainId, id.batchNumber);
+        }
+        if (r.status != Status.Proven) revert WrongStatus(id.chainId, id.batchNumber, r.status);
     }
 
     /// Pays the caller every reward its validated proofs earned, once.

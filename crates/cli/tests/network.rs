@@ -113,6 +113,7 @@ async fn the_network_process_survives_kill_9_and_posts_and_claims_once() {
         submitter: account(1),
         ack_timeout: 600,
         max_timeout_after: 3_600,
+        validation_timeout: 3_600,
     };
     let market = deploy_market(&deployer, &settings).await.unwrap();
     let admin = RpcMarket::connect(&anvil.url, DEV_KEYS[0], market, fast())

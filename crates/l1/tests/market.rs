@@ -22,6 +22,8 @@ use ProofMarket::{ProofMarketErrors as E, RequestId, RequestParams};
 
 const ACK_TIMEOUT: u64 = 60;
 const MAX_TIMEOUT_AFTER: u64 = 3_600;
+/// Long enough that no proof here is closed unanswered (that path: `proofmill-market`'s tests).
+const VALIDATION_TIMEOUT: u64 = 86_400;
 
 struct Market {
     evm: Evm,
@@ -66,6 +68,7 @@ impl Market {
                 submitter_: submitter,
                 ackTimeout_: ACK_TIMEOUT,
                 maxTimeoutAfter_: MAX_TIMEOUT_AFTER,
+                validationTimeout_: VALIDATION_TIMEOUT,
             }
             .abi_encode(),
         );

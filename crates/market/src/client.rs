@@ -290,6 +290,11 @@ impl<A: ChainAccess> MarketL1 for MarketClient<A> {
         self.send(call, U256::ZERO).await
     }
 
+    async fn close_unvalidated_request(&self, id: RequestId) -> Result<MarketTx> {
+        let call = ProofMarket::closeUnvalidatedRequestCall { id: id.into() };
+        self.send(call, U256::ZERO).await
+    }
+
     async fn update_proving_network(&self, network: Address, active: bool) -> Result<MarketTx> {
         let call = ProofMarket::updateProvingNetworkCall {
             network,
@@ -342,6 +347,7 @@ impl<A: ChainAccess> MarketL1 for MarketClient<A> {
             submitter: self.view(ProofMarket::submitterCall {}).await?,
             ack_timeout: self.view(ProofMarket::ackTimeoutCall {}).await?,
             max_timeout_after: self.view(ProofMarket::maxTimeoutAfterCall {}).await?,
+            validation_timeout: self.view(ProofMarket::validationTimeoutCall {}).await?,
         })
     }
 

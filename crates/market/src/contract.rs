@@ -43,6 +43,7 @@ pub(crate) fn deploy_code(settings: &MarketSettings) -> Vec<u8> {
             submitter_: settings.submitter,
             ackTimeout_: settings.ack_timeout,
             maxTimeoutAfter_: settings.max_timeout_after,
+            validationTimeout_: settings.validation_timeout,
         }
         .abi_encode(),
     );
@@ -66,6 +67,7 @@ pub(crate) fn request_of(r: ProofMarket::Request) -> Option<Request> {
         status: RequestStatus::from_code(r.status)?,
         submitted_at: r.submittedAt,
         deadline: r.deadline,
+        validation_deadline: r.validationDeadline,
         max_reward: r.maxReward,
         reward: r.reward,
         inputs_digest: r.inputsDigest.0,

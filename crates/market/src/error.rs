@@ -36,6 +36,11 @@ pub enum MarketRevert {
     AcknowledgementTooLate { id: RequestId, ack_deadline: u64 },
     #[error("ProofTooLate({id}, deadline {deadline})")]
     ProofTooLate { id: RequestId, deadline: u64 },
+    #[error("ValidationTooLate({id}, validation deadline {validation_deadline})")]
+    ValidationTooLate {
+        id: RequestId,
+        validation_deadline: u64,
+    },
     #[error("NotTimedOut({0})")]
     NotTimedOut(RequestId),
     #[error("RewardOverCap(requested {requested}, max {max_reward})")]
@@ -98,6 +103,10 @@ impl MarketRevert {
             Ok(E::ProofTooLate(e)) => R::ProofTooLate {
                 id: id_of(e.chainId, e.batchNumber),
                 deadline: e.deadline,
+            },
+            Ok(E::ValidationTooLate(e)) => R::ValidationTooLate {
+                id: id_of(e.chainId, e.batchNumber),
+                validation_deadline: e.validationDeadline,
             },
             Ok(E::NotTimedOut(e)) => R::NotTimedOut(id_of(e.chainId, e.batchNumber)),
             Ok(E::RewardOverCap(e)) => R::RewardOverCap {

@@ -59,6 +59,14 @@ pub enum MarketEvent {
         id: RequestId,
         network: Address,
     },
+    /// `ProofValidationTimedOut`: the submitter did not answer the proof within the market's
+    /// validation timeout; the network earned `reward` wei.
+    ValidationTimedOut {
+        at: LogPosition,
+        id: RequestId,
+        network: Address,
+        reward: U256,
+    },
     /// `RewardClaimed`: `network` was paid `amount` wei.
     RewardClaimed {
         at: LogPosition,
@@ -87,6 +95,7 @@ impl MarketEvent {
             | Proven { at, .. }
             | ValidationResult { at, .. }
             | TimedOut { at, .. }
+            | ValidationTimedOut { at, .. }
             | RewardClaimed { at, .. }
             | NetworkUpdated { at, .. }
             | PreferredNetworkUpdated { at, .. } => at,
@@ -101,7 +110,8 @@ impl MarketEvent {
             | Acknowledged { id, .. }
             | Proven { id, .. }
             | ValidationResult { id, .. }
-            | TimedOut { id, .. } => Some(*id),
+            | TimedOut { id, .. }
+            | ValidationTimedOut { id, .. } => Some(*id),
             RewardClaimed { .. } | NetworkUpdated { .. } | PreferredNetworkUpdated { .. } => None,
         }
     }
@@ -115,6 +125,7 @@ impl MarketEvent {
             | Proven { network, .. }
             | ValidationResult { network, .. }
             | TimedOut { network, .. }
+            | ValidationTimedOut { network, .. }
             | RewardClaimed { network, .. }
             | NetworkUpdated { network, .. } => Some(*network),
             PreferredNetworkUpdated { network, .. } => *network,
@@ -164,6 +175,12 @@ impl MarketEvent {
                 at,
                 id: id_of(e.chainId, e.batchNumber),
                 network: e.network,
+            },
+            E::ProofValidationTimedOut(e) => MarketEvent::ValidationTimedOut {
+                at,
+                id: id_of(e.chainId, e.batchNumber),
+                network: e.network,
+                reward: e.reward,
             },
             E::RewardClaimed(e) => MarketEvent::RewardClaimed {
                 at,

@@ -92,6 +92,9 @@ pub enum RequestStatus {
     ValidationFailed,
     /// Closed after the acknowledgement timeout or the deadline passed (escrow returned).
     TimedOut,
+    /// The submitter did not answer the proof within the validation timeout: the network
+    /// earned its reward.
+    ValidationTimedOut,
     /// A status this client does not know (a newer contract).
     Unknown(u8),
 }
@@ -109,6 +112,7 @@ impl RequestStatus {
             5 => Validated,
             6 => ValidationFailed,
             7 => TimedOut,
+            8 => ValidationTimedOut,
             other => Unknown(other),
         })
     }
@@ -124,6 +128,8 @@ pub struct Request {
     pub submitted_at: u64,
     /// Chain time by which the proof must be posted.
     pub deadline: u64,
+    /// Chain time by which the submitter must answer the posted proof (0 before one).
+    pub validation_deadline: u64,
     pub max_reward: U256,
     /// What the network asked when it posted its proof (0 before).
     pub reward: U256,
@@ -141,6 +147,9 @@ pub struct MarketSettings {
     pub ack_timeout: u64,
     /// Longest `timeout_after` a request may ask.
     pub max_timeout_after: u64,
+    /// Seconds the submitter has to answer a posted proof; after that anyone may close the
+    /// request and the network earns its reward.
+    pub validation_timeout: u64,
 }
 
 /// A registered proving network.
@@ -209,6 +218,9 @@ pub trait MarketL1: MarketEvents {
     /// Closes a request not acknowledged in time or not proven by its deadline; its escrow
     /// goes back to the submitter (`closeTimedOutRequest`).
     async fn close_timed_out_request(&self, id: RequestId) -> Result<MarketTx>;
+    /// Closes a proven request the submitter did not answer within the validation timeout:
+    /// the network earns its reward (`closeUnvalidatedRequest`).
+    async fn close_unvalidated_request(&self, id: RequestId) -> Result<MarketTx>;
 
     // The admin.
 

@@ -522,21 +522,110 @@ async fn wrong_callers(m: Market) {
         other => panic!("{}: expected a mined refusal, got {other:?}", m.name()),
     }
 
-    // A deployment the constructor refuses.
-    let bad = MarketSettings {
+    // Deployments the constructor refuses.
+    let no_ack = MarketSettings {
         ack_timeout: 0,
         ..settings()
     };
-    let res = match &m.chain {
-        Chain::Revm(l1) => deploy_market(&l1.with_sender(account(0)), &bad).await,
-        Chain::Anvil { anvil, .. } => {
-            let l1 = proofmill_l1::RpcL1::new(&anvil.url, DEV_KEYS[0], m.address, fast_cfg())
-                .await
-                .unwrap();
-            deploy_market(&l1, &bad).await
-        }
+    let no_validation = MarketSettings {
+        validation_timeout: 0,
+        ..settings()
     };
-    assert_eq!(refused(res), MarketRevert::BadConfig);
+    for bad in [no_ack, no_validation] {
+        let res = match &m.chain {
+            Chain::Revm(l1) => deploy_market(&l1.with_sender(account(0)), &bad).await,
+            Chain::Anvil { anvil, .. } => {
+                let l1 = proofmill_l1::RpcL1::new(&anvil.url, DEV_KEYS[0], m.address, fast_cfg())
+                    .await
+                    .unwrap();
+                deploy_market(&l1, &bad).await
+            }
+        };
+        assert_eq!(refused(res), MarketRevert::BadConfig, "{bad:?}");
+    }
+}
+
+/// A rollup that leaves a proof unanswered cannot keep the network's pay: past the
+/// validation timeout its verdict is refused, anyone may close the request, and the network
+/// earns what it asked (the rest of the escrow goes back). In time, the verdict still counts.
+async fn unvalidated(m: Market) {
+    let name = m.name();
+    m.register_networks().await;
+    for batch in [1, 2, 3] {
+        mined(
+            m.submitter
+                .submit_proof_request(id(batch), &params(eth(2), 1200), eth(2))
+                .await,
+        );
+    }
+    // Round-robin: batches 1 and 3 go to n1, batch 2 to n2.
+    for (n, batch) in [(&m.n1, 1), (&m.n2, 2), (&m.n1, 3)] {
+        mined(n.acknowledge(id(batch), true).await);
+    }
+    assert_eq!(
+        refused(m.stranger.close_unvalidated_request(id(3)).await),
+        MarketRevert::WrongStatus {
+            id: id(3),
+            status: Some(RequestStatus::Committed)
+        },
+        "{name}: no proof yet"
+    );
+    assert_eq!(
+        refused(m.stranger.close_unvalidated_request(id(9)).await),
+        MarketRevert::UnknownRequest(id(9))
+    );
+    mined(m.n1.submit_proof(id(1), &[1; 32], eth(1)).await);
+    mined(m.n2.submit_proof(id(2), &[2; 32], eth(1)).await);
+    let r1 = m.n1.request(id(1)).await.unwrap().unwrap();
+    let posted = m.n1.head().await.unwrap().timestamp;
+    assert!(
+        r1.validation_deadline >= posted && r1.validation_deadline <= posted + VALIDATION_TIMEOUT,
+        "{name}: {r1:?} (head at {posted})"
+    );
+    assert_eq!(
+        refused(m.stranger.close_unvalidated_request(id(1)).await),
+        MarketRevert::NotTimedOut(id(1)),
+        "{name}: within the window"
+    );
+    mined(m.submitter.submit_validation_result(id(2), true).await);
+
+    m.advance(VALIDATION_TIMEOUT + 1).await;
+    assert_eq!(
+        refused(m.submitter.submit_validation_result(id(1), false).await),
+        MarketRevert::ValidationTooLate {
+            id: id(1),
+            validation_deadline: r1.validation_deadline
+        },
+        "{name}"
+    );
+    let escrow_before = escrow(&m).await;
+    mined(m.stranger.close_unvalidated_request(id(1)).await);
+    assert_eq!(status(&m, 1).await, RequestStatus::ValidationTimedOut);
+    assert!(matches!(
+        all_events(&m).await.last(),
+        Some(MarketEvent::ValidationTimedOut { id: i, network, reward, .. })
+            if *i == id(1) && *network == account(2) && *reward == eth(1)
+    ));
+    assert_eq!(
+        escrow(&m).await,
+        escrow_before - eth(1),
+        "{name}: what n1 did not ask went back"
+    );
+    assert_eq!(m.n1.earned(account(2)).await.unwrap(), eth(1));
+    // Once closed it stays closed, for everyone.
+    for res in [
+        m.stranger.close_unvalidated_request(id(1)).await,
+        m.submitter.submit_validation_result(id(1), true).await,
+        m.stranger.close_unvalidated_request(id(2)).await,
+    ] {
+        assert!(matches!(refused(res), MarketRevert::AlreadyValidated(_)));
+    }
+    assert_eq!(
+        refused(m.n1.submit_proof(id(1), &[1; 32], eth(1)).await),
+        MarketRevert::ProofAlreadySubmitted(id(1))
+    );
+    mined(m.n1.claim_reward().await);
+    assert_eq!(m.n1.earned(account(2)).await.unwrap(), U256::ZERO);
 }
 
 /// Drives a market through every kind of event: (the events it expects, in order, as
@@ -544,7 +633,7 @@ async fn wrong_callers(m: Market) {
 async fn busy_market(m: &Market) -> Vec<(&'static str, Option<u64>)> {
     let mut want = vec![("NetworkUpdated", None), ("NetworkUpdated", None)];
     m.register_networks().await;
-    for batch in 1..=4 {
+    for batch in 1..=5 {
         mined(
             m.submitter
                 .submit_proof_request(id(batch), &params(eth(1), 1200), eth(1))
@@ -552,32 +641,43 @@ async fn busy_market(m: &Market) -> Vec<(&'static str, Option<u64>)> {
         );
         want.push(("Submitted", Some(batch)));
     }
-    // 1 (n1): proven valid; 2 (n2): refused; 3 (n1): proven invalid; 4 (n2): never answered.
+    // 1 (n1): proven valid; 2 (n2): refused; 3 (n1): proven invalid; 4 (n2): never answered;
+    // 5 (n1): proven, its proof never answered.
     mined(m.n1.acknowledge(id(1), true).await);
     mined(m.n2.acknowledge(id(2), false).await);
     mined(m.n1.acknowledge(id(3), true).await);
+    mined(m.n1.acknowledge(id(5), true).await);
     want.extend([
         ("Acknowledged", Some(1)),
         ("Acknowledged", Some(2)),
         ("Acknowledged", Some(3)),
+        ("Acknowledged", Some(5)),
     ]);
     mined(
         m.n1.submit_proof(id(1), &[1; 40], eth(1) / U256::from(2))
             .await,
     );
     mined(m.n1.submit_proof(id(3), &[3; 40], eth(1)).await);
+    mined(m.n1.submit_proof(id(5), &[5; 40], eth(1)).await);
     mined(m.submitter.submit_validation_result(id(1), true).await);
     mined(m.submitter.submit_validation_result(id(3), false).await);
     want.extend([
         ("Proven", Some(1)),
         ("Proven", Some(3)),
+        ("Proven", Some(5)),
         ("ValidationResult", Some(1)),
         ("ValidationResult", Some(3)),
     ]);
-    m.advance(ACK_TIMEOUT + 1).await;
+    // Past both the acknowledgement and the validation windows.
+    m.advance(ACK_TIMEOUT.max(VALIDATION_TIMEOUT) + 1).await;
     mined(m.stranger.close_timed_out_request(id(4)).await);
+    mined(m.stranger.close_unvalidated_request(id(5)).await);
     mined(m.admin.update_preferred_network(Some(account(3))).await);
-    want.extend([("TimedOut", Some(4)), ("PreferredNetworkUpdated", None)]);
+    want.extend([
+        ("TimedOut", Some(4)),
+        ("ValidationTimedOut", Some(5)),
+        ("PreferredNetworkUpdated", None),
+    ]);
     want
 }
 
@@ -588,6 +688,7 @@ fn kind(e: &MarketEvent) -> (&'static str, Option<u64>) {
         MarketEvent::Proven { .. } => "Proven",
         MarketEvent::ValidationResult { .. } => "ValidationResult",
         MarketEvent::TimedOut { .. } => "TimedOut",
+        MarketEvent::ValidationTimedOut { .. } => "ValidationTimedOut",
         MarketEvent::RewardClaimed { .. } => "RewardClaimed",
         MarketEvent::NetworkUpdated { .. } => "NetworkUpdated",
         MarketEvent::PreferredNetworkUpdated { .. } => "PreferredNetworkUpdated",
@@ -674,6 +775,7 @@ on_both_chains!(
     late_ack_and_proof_on_anvil
 );
 on_both_chains!(wrong_callers, wrong_callers_on_revm, wrong_callers_on_anvil);
+on_both_chains!(unvalidated, unvalidated_on_revm, unvalidated_on_anvil);
 on_both_chains!(watcher, watcher_on_revm, watcher_on_anvil);
 
 /// The embedded L1's transaction log replays the market: escrow moved by value transfers and

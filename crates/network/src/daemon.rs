@@ -21,8 +21,8 @@ use crate::prove::ProofService;
 use crate::state::{Entry, NetworkState, StateError, Status, now_ms};
 use crate::{Backoff, Shutdown};
 use proofmill_market::{
-    Address, MarketError, MarketEvent, MarketL1, MarketRevert, MarketWatcher, RequestId, U256,
-    WatcherConfig, hex_hash,
+    Address, MarketError, MarketEvent, MarketL1, MarketRevert, MarketWatcher, RequestId,
+    RequestStatus, U256, WatcherConfig, hex_hash,
 };
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -215,6 +215,7 @@ impl Network {
                     }));
                 }
             }
+            inner.close_unvalidated().await;
             inner.claim().await;
             inner.prune();
             tokio::select! {
@@ -383,6 +384,80 @@ impl Inner {
                 Some(t) => Ok(t),
                 None => Err(format!("reading the chain's head: {e}")),
             },
+        }
+    }
+
+    /// Closes the requests whose posted proof the rollup left unanswered past the market's
+    /// validation timeout: the contract then pays the network what it asked, as if validated.
+    /// A rollup cannot keep a network's pay by staying silent. Each proof's validation
+    /// deadline is read from L1 once; a close the contract refuses (too early by the node's
+    /// clock, or validated meanwhile: its event comes) is tried again next round or dropped.
+    async fn close_unvalidated(&self) {
+        let posted: Vec<(RequestId, Option<u64>)> = {
+            let shared = self.shared.lock().unwrap();
+            let Some(state) = shared.state.as_ref() else {
+                return;
+            };
+            state
+                .requests
+                .values()
+                .filter(|e| e.status == Status::ProofPosted)
+                .map(|e| (e.id(), e.validation_deadline))
+                .collect()
+        };
+        if posted.is_empty() {
+            return;
+        }
+        let now = match self.now().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the chain's time failed");
+                return;
+            }
+        };
+        for (id, due) in posted {
+            let due = match due {
+                Some(due) => due,
+                None => match self.market.request(id).await {
+                    Ok(Some(r)) if r.status == RequestStatus::Proven => {
+                        let due = r.validation_deadline;
+                        let saved = self.update(|s| {
+                            if let Some(e) = s.requests.get_mut(&id) {
+                                e.validation_deadline = Some(due);
+                            }
+                        });
+                        if saved.is_err() {
+                            return;
+                        }
+                        due
+                    }
+                    // Answered or closed meanwhile: its event moves the request on.
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::warn!(request = %id, error = %e, "reading the request failed");
+                        continue;
+                    }
+                },
+            };
+            if now <= due {
+                continue;
+            }
+            match self.market.close_unvalidated_request(id).await {
+                Ok(tx) => {
+                    let tx = hex_hash(&tx.tx_hash);
+                    tracing::warn!(request = %id, tx = %tx, validation_deadline = due, "the rollup did not answer the proof in time: closed, the reward is earned");
+                    self.advance(id, Status::Validated, |e| {
+                        e.earned = e.requested_reward.clone();
+                        e.reason = Some("not validated in time: earned by default".into());
+                    });
+                }
+                Err(MarketError::Refused { revert, .. }) => {
+                    tracing::info!(request = %id, refusal = %revert, "closing the unanswered proof was refused");
+                }
+                Err(e) => {
+                    tracing::warn!(request = %id, error = %e, "closing the unanswered proof failed");
+                }
+            }
         }
     }
 

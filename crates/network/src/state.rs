@@ -34,9 +34,11 @@ pub enum Status {
     Accepted,
     /// Handed to the network's coordinator.
     Proving,
-    /// The proof is posted on L1; waiting for the rollup's validation.
+    /// The proof is posted on L1; waiting for the rollup's validation (or for its window to
+    /// pass: then the network closes the request and earns the reward by default).
     ProofPosted,
-    /// Validated: the reward is earned, not claimed yet.
+    /// Validated, or left unanswered past the market's validation timeout: the reward is
+    /// earned, not claimed yet.
     Validated,
     /// Validated and the reward claimed (finished).
     Claimed,
@@ -94,6 +96,9 @@ pub struct Entry {
     /// What the network asked when it posted the proof, wei.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_reward: Option<String>,
+    /// Chain time by which the rollup must answer the posted proof, once read from L1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_deadline: Option<u64>,
     /// What the validation earned, wei.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub earned: Option<String>,
@@ -317,6 +322,7 @@ mod tests {
             proof_tx: None,
             claim_tx: None,
             requested_reward: None,
+            validation_deadline: None,
             earned: None,
             reason: None,
             updated_at_ms: at,

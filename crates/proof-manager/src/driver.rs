@@ -370,7 +370,10 @@ impl ProofManager {
                         tx_hash: tx.tx_hash,
                     },
                     Err(e) => match e.refusal() {
-                        Some(MarketRevert::AlreadyValidated(_)) => Outcome::AlreadyValidated,
+                        Some(
+                            MarketRevert::AlreadyValidated(_)
+                            | MarketRevert::ValidationTooLate { .. },
+                        ) => Outcome::AlreadyValidated,
                         Some(_) => Outcome::Found(self.market.request(*id).await?),
                         None => {
                             transient(&e, "sending the validation result");

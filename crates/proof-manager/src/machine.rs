@@ -20,6 +20,10 @@
 //! to the own provers at once ([`Action::FallBack`]) and only then is the request closed on
 //! L1 to get the escrow back ([`Action::CloseTimedOut`]). An invalid proof is fallen back on
 //! first too, then answered with validation `false`.
+//!
+//! A proof left unanswered past the market's validation timeout (the manager was down) is
+//! paid to its network by default; the manager still checks it and uses it if valid, and
+//! the row closes with its own verdict and no validation transaction.
 
 use proofmill_market::{
     Address, MarketEvent, Request, RequestId, RequestParams, RequestStatus, U256, hex_hash,
@@ -106,7 +110,8 @@ pub enum Outcome {
         valid: bool,
         tx_hash: [u8; 32],
     },
-    /// A validation result was on L1 already.
+    /// A validation result was on L1 already, or the validation window closed (the contract
+    /// refused a late verdict: the network is paid by default). The row keeps its own verdict.
     AlreadyValidated,
     /// The batch is with the own provers.
     FellBack {
@@ -238,6 +243,7 @@ pub fn apply_event(row: &mut ProofRequest, event: &MarketEvent, now_ms: Millis) 
             }
         }
         MarketEvent::TimedOut { .. } => changed |= advance(row, S::TimedOut),
+        MarketEvent::ValidationTimedOut { .. } => changed |= validation_window_closed(row),
         MarketEvent::RewardClaimed { .. }
         | MarketEvent::NetworkUpdated { .. }
         | MarketEvent::PreferredNetworkUpdated { .. } => {}
@@ -246,6 +252,17 @@ pub fn apply_event(row: &mut ProofRequest, event: &MarketEvent, now_ms: Millis) 
         row.updated_at = now_ms;
     }
     changed
+}
+
+/// The request was closed unanswered (the network was paid by default): a proof the row
+/// has a verdict on is done with (a valid one is the batch's proof, an invalid one falls
+/// back); one not checked yet stays to be checked, then its verdict is refused as late.
+fn validation_window_closed(row: &mut ProofRequest) -> bool {
+    if row.status == S::ReceivedProof && row.validation_status != ValidationStatus::None {
+        advance(row, S::ValidationResultSentToL1)
+    } else {
+        advance(row, S::ReceivedProof)
+    }
 }
 
 /// Records the validation result on L1 for the row: what was sent is what counts.
@@ -411,6 +428,9 @@ pub fn apply_outcome(
                 }
                 RequestStatus::TimedOut => {
                     advance(row, S::TimedOut);
+                }
+                RequestStatus::ValidationTimedOut => {
+                    validation_window_closed(row);
                 }
                 RequestStatus::Unknown(_) => {}
             }

@@ -7,7 +7,8 @@
 //! claimed once); an invalid proof gets validation false and the batch falls back to the own
 //! prover; a refusal and a network that never acknowledges fall back too (the latter's
 //! request closed, its escrow back); a manager stopped mid-flow and started again sends
-//! nothing twice.
+//! nothing twice; one down past the validation window still checks and uses the proofs the
+//! networks were paid for by default.
 
 use proofmill_coordinator::{Coordinator, CoordinatorConfig, MarketHold, NewBatch};
 use proofmill_l1::{DEV_ACCOUNTS, RevmConfig, RevmL1};
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 const ACK_TIMEOUT: u64 = 600;
 const TIMEOUT_AFTER: u64 = 1_200;
+const VALIDATION_TIMEOUT: u64 = 86_400;
 const VERSION: &str = "v1";
 
 fn account(i: usize) -> Address {
@@ -72,6 +74,7 @@ impl World {
             submitter: account(1),
             ack_timeout: ACK_TIMEOUT,
             max_timeout_after: 3_600,
+            validation_timeout: VALIDATION_TIMEOUT,
         };
         let market = deploy_market(&l1.with_sender(account(0)), &settings)
             .await
@@ -382,6 +385,63 @@ async fn a_manager_started_again_sends_nothing_twice() {
     let (requests, validations) = w.sent().await;
     assert_eq!(requests, vec![1, 2]);
     assert_eq!(validations, vec![(1, true)]);
+    w.stop().await;
+}
+
+/// The manager is down while three proofs arrive and for the whole validation window. The
+/// networks close two of the requests and are paid by default; the third stays open. Started
+/// again, the manager still checks all three: the valid proofs become batches 1 and 3's
+/// proofs (no fallback), the invalid one sends batch 2 to the own prover. It sends no
+/// verdict: the contract refuses batch 3's as late, which closes its row too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_left_unanswered_past_the_validation_window_are_still_checked_and_used() {
+    let w = World::new().await;
+    for n in 1..=3 {
+        w.submit(n).await;
+    }
+    let mut first = w.manager().await;
+    first.round().await.unwrap();
+    drop(first);
+    for (n, proof) in [(1, public(1)), (2, b"garbage".to_vec()), (3, public(3))] {
+        let network = w.n1.request(id(n)).await.unwrap().unwrap().network;
+        let net = w.network(network);
+        net.acknowledge(id(n), true).await.unwrap();
+        net.submit_proof(id(n), &proof, U256::from(5u64))
+            .await
+            .unwrap();
+    }
+    w.l1.advance_time(VALIDATION_TIMEOUT + 1);
+    for n in [1, 2] {
+        w.n1.close_unvalidated_request(id(n)).await.unwrap();
+        let r = w.n1.request(id(n)).await.unwrap().unwrap();
+        assert_eq!(r.status, RequestStatus::ValidationTimedOut);
+    }
+
+    let mut second = w.manager().await;
+    for _ in 0..4 {
+        second.round().await.unwrap();
+    }
+    for n in [1, 3] {
+        let row = w.row(n).await;
+        assert_eq!(row.status, ProofRequestStatus::ValidationResultSentToL1);
+        assert_eq!(row.validation_status, ValidationStatus::Valid);
+        assert!(
+            !row.fallbacked && row.validation_tx_hash.is_none(),
+            "{row:?}"
+        );
+        assert_eq!(w.job(n).await.state, JobState::Proven);
+    }
+    let open = w.n1.request(id(3)).await.unwrap().unwrap();
+    assert_eq!(open.status, RequestStatus::Proven, "nobody closed it yet");
+    let row = w.row(2).await;
+    assert_eq!(row.status, ProofRequestStatus::ValidationResultSentToL1);
+    assert_eq!(row.validation_status, ValidationStatus::Invalid);
+    assert!(row.fallbacked, "{row:?}");
+    assert_eq!(row.fallback_reason, Some(FallbackReason::InvalidProof));
+    w.wait_proven(2).await;
+    let (requests, validations) = w.sent().await;
+    assert_eq!(requests, vec![1, 2, 3]);
+    assert!(validations.is_empty(), "{validations:?}");
     w.stop().await;
 }
 

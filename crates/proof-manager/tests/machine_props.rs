@@ -3,8 +3,9 @@
 //! * Against a model of the `ProofMarket` contract and a proving network with random behavior
 //!   (accepts, refuses or stays silent, proves in time, late, never, or wrongly), with the
 //!   watcher lagging by random confirmations, random time steps, and crashes that lose an
-//!   action's outcome or everything since the last write: every request ends done (validated
-//!   valid, or fallen back with the right reason), no transaction succeeds twice, nothing is
+//!   action's outcome or everything since the last write, and a validation window the
+//!   manager may miss (the network then closes the request and is paid by default): every
+//!   request ends done (validated valid, or fallen back with the right reason), no transaction succeeds twice, nothing is
 //!   decided twice for one state without a crash, a batch is never both fallen back and
 //!   validated valid, and an invalid proof always gets validation `false` and a fallback.
 //! * Against an adversarial world that sends this request's events in any order, repeated,
@@ -75,6 +76,8 @@ struct Scenario {
     no_network: bool,
     ack: Ack,
     prove: Prove,
+    /// The market's validation timeout, seconds: short ones are often missed.
+    validation_timeout: u64,
     /// Per step: seconds the chain moves on, the watcher's lag in blocks, crash kind.
     steps: Vec<(u64, u64, u8)>,
 }
@@ -91,18 +94,23 @@ fn scenario(crashes: bool) -> impl Strategy<Value = Scenario> {
         Just(Prove::Never),
     ];
     let crash = if crashes { 0u8..6 } else { 0u8..1 };
+    let validation_timeout = prop_oneof![Just(24u64), Just(120), Just(100_000)];
     (
         proptest::bool::weighted(0.1),
         ack,
         prove,
+        validation_timeout,
         proptest::collection::vec((0u64..240, 0u64..4, crash), 400),
     )
-        .prop_map(|(no_network, ack, prove, steps)| Scenario {
-            no_network,
-            ack,
-            prove,
-            steps,
-        })
+        .prop_map(
+            |(no_network, ack, prove, validation_timeout, steps)| Scenario {
+                no_network,
+                ack,
+                prove,
+                validation_timeout,
+                steps,
+            },
+        )
 }
 
 /// The contract, reduced to one request, with a log of blocks.
@@ -111,6 +119,7 @@ struct Model {
     time: u64,
     request: Option<Request>,
     proof_valid: Option<bool>,
+    validation_timeout: u64,
     events: Vec<MarketEvent>,
     posted_requests: u32,
     posted_validations: Vec<bool>,
@@ -146,6 +155,7 @@ impl Model {
             status: RequestStatus::PendingAcknowledgement,
             submitted_at: now,
             deadline,
+            validation_deadline: 0,
             max_reward: U256::from(1_000u64),
             reward: U256::ZERO,
             inputs_digest: [0; 32],
@@ -194,8 +204,10 @@ impl Model {
             (RequestStatus::Committed, _, Prove::Valid { after } | Prove::Invalid { after })
                 if next_time >= r.submitted_at + after && next_time <= r.deadline =>
             {
-                let (_, tx) = self.mine();
-                self.request.as_mut().unwrap().status = RequestStatus::Proven;
+                let (now, tx) = self.mine();
+                let req = self.request.as_mut().unwrap();
+                req.status = RequestStatus::Proven;
+                req.validation_deadline = now + self.validation_timeout;
                 self.proof_valid = Some(matches!(s.prove, Prove::Valid { .. }));
                 self.events.push(MarketEvent::Proven {
                     at: self.at(tx),
@@ -203,6 +215,17 @@ impl Model {
                     network: network(),
                     proof: vec![1, 2, 3],
                     requested_reward: U256::from(10u64),
+                });
+            }
+            // Unanswered past the window: the network closes it at once and is paid.
+            (RequestStatus::Proven, _, _) if next_time > r.validation_deadline => {
+                let (_, tx) = self.mine();
+                self.request.as_mut().unwrap().status = RequestStatus::ValidationTimedOut;
+                self.events.push(MarketEvent::ValidationTimedOut {
+                    at: self.at(tx),
+                    id: id(),
+                    network: network(),
+                    reward: U256::from(10u64),
                 });
             }
             _ => {}
@@ -232,7 +255,12 @@ impl Model {
             }),
             Action::SendValidation { valid, .. } => {
                 let r = self.request.clone().expect("validating a request");
+                let next_time = (self.head() + 1) * BLOCK_TIME;
                 match r.status {
+                    // Refused as `ValidationTooLate`, which the driver takes as this.
+                    RequestStatus::Proven if next_time > r.validation_deadline => {
+                        Some(Outcome::AlreadyValidated)
+                    }
                     RequestStatus::Proven => {
                         let (_, tx) = self.mine();
                         let req = self.request.as_mut().unwrap();
@@ -254,9 +282,9 @@ impl Model {
                             tx_hash: tx,
                         })
                     }
-                    RequestStatus::Validated | RequestStatus::ValidationFailed => {
-                        Some(Outcome::AlreadyValidated)
-                    }
+                    RequestStatus::Validated
+                    | RequestStatus::ValidationFailed
+                    | RequestStatus::ValidationTimedOut => Some(Outcome::AlreadyValidated),
                     other => panic!("validation sent for a request in {other:?}"),
                 }
             }
@@ -304,6 +332,7 @@ fn run(s: &Scenario) -> (ProofRequest, Model, Vec<Action>, Vec<FallbackReason>) 
         time: 10 * BLOCK_TIME,
         request: None,
         proof_valid: None,
+        validation_timeout: s.validation_timeout,
         events: Vec::new(),
         posted_requests: 0,
         posted_validations: Vec::new(),
@@ -405,13 +434,19 @@ fn check(s: &Scenario, crashes: bool) -> Result<(), TestCaseError> {
     let validated_valid = m.posted_validations == [true];
     prop_assert!(!validated_valid || fell_back.is_empty(), "{ctx}");
     prop_assert_eq!(row.fallbacked, !fell_back.is_empty(), "{}", ctx);
+    let final_status = m.request.as_ref().map(|r| r.status);
+    let unanswered = final_status == Some(RequestStatus::ValidationTimedOut);
+    if unanswered {
+        prop_assert!(m.posted_validations.is_empty(), "{ctx}");
+    }
     if m.proof_valid == Some(false) {
-        prop_assert_eq!(&m.posted_validations, &vec![false], "{}", ctx);
+        if !unanswered {
+            prop_assert_eq!(&m.posted_validations, &vec![false], "{}", ctx);
+        }
         prop_assert!(row.fallbacked, "{ctx}");
         prop_assert_eq!(row.fallback_reason, Some(FallbackReason::InvalidProof));
     }
     // Each story ends as it should, with the right reason.
-    let final_status = m.request.as_ref().map(|r| r.status);
     let want = match final_status {
         None => {
             prop_assert!(s.no_network, "{ctx}");
@@ -425,6 +460,16 @@ fn check(s: &Scenario, crashes: bool) -> Result<(), TestCaseError> {
         Some(RequestStatus::Refused) => {
             (ProofRequestStatus::Refused, Some(FallbackReason::Refused))
         }
+        // Paid by default; the manager still used a valid proof and fell back on an invalid one.
+        Some(RequestStatus::ValidationTimedOut) if m.proof_valid == Some(true) => {
+            prop_assert_eq!(row.validation_status, ValidationStatus::Valid, "{}", ctx);
+            prop_assert!(!row.fallbacked, "{ctx}");
+            (ProofRequestStatus::ValidationResultSentToL1, None)
+        }
+        Some(RequestStatus::ValidationTimedOut) => (
+            ProofRequestStatus::ValidationResultSentToL1,
+            Some(FallbackReason::InvalidProof),
+        ),
         Some(RequestStatus::TimedOut) => {
             let accepted = m
                 .events
@@ -476,8 +521,8 @@ enum Move {
 
 fn moves() -> impl Strategy<Value = Vec<Move>> {
     let one = prop_oneof![
-        (0u8..4, any::<bool>()).prop_map(|(k, b)| Move::Event(k, b)),
-        (0u8..4, any::<bool>()).prop_map(|(n, b)| Move::Answer(n, b)),
+        (0u8..5, any::<bool>()).prop_map(|(k, b)| Move::Event(k, b)),
+        (0u8..7, any::<bool>()).prop_map(|(n, b)| Move::Answer(n, b)),
         (0u64..2_000).prop_map(Move::Time),
     ];
     proptest::collection::vec(one, 0..120)
@@ -486,12 +531,13 @@ fn moves() -> impl Strategy<Value = Vec<Move>> {
 /// A status L1 may show for the request: validated only as the manager sent it.
 fn l1_status(n: u8, sent: Option<bool>) -> RequestStatus {
     use RequestStatus::*;
-    match (n % 6, sent) {
+    match (n % 7, sent) {
         (0, _) => PendingAcknowledgement,
         (1, _) => Committed,
         (2, _) => Refused,
         (3, _) => Proven,
         (4, _) => TimedOut,
+        (6, None) => ValidationTimedOut,
         (_, Some(true)) => Validated,
         (_, Some(false)) => ValidationFailed,
         (_, None) => Proven,
@@ -523,7 +569,10 @@ proptest! {
                         2 => MarketEvent::Proven {
                             at: at(3), id: id(), network: network(), proof: vec![], requested_reward: U256::ZERO,
                         },
-                        _ => MarketEvent::TimedOut { at: at(4), id: id(), network: network() },
+                        3 => MarketEvent::TimedOut { at: at(4), id: id(), network: network() },
+                        _ => MarketEvent::ValidationTimedOut {
+                            at: at(6), id: id(), network: network(), reward: U256::ZERO,
+                        },
                     };
                     apply_event(&mut row, &e, ms);
                     // The same event again (a replay) changes nothing more.
@@ -545,7 +594,7 @@ proptest! {
                     }
                     let request = |status| Request {
                         network: network(), status, submitted_at: now, deadline: now + TIMEOUT_AFTER,
-                        max_reward: U256::ZERO, reward: U256::ZERO, inputs_digest: [0; 32], proof_hash: [0; 32],
+                        validation_deadline: now + TIMEOUT_AFTER, max_reward: U256::ZERO, reward: U256::ZERO, inputs_digest: [0; 32], proof_hash: [0; 32],
                     };
                     let outcome = match (&action, n % 3) {
                         (Action::Wait, _) => None,
@@ -563,9 +612,11 @@ proptest! {
                             apply_event(&mut row, &e, ms);
                             Some(Outcome::ValidationSent { valid: *valid, tx_hash: [5; 32] })
                         }
-                        (Action::SendValidation { valid, .. }, _) => {
+                        (Action::SendValidation { valid, .. }, 1) => {
                             Some(Outcome::ValidationSent { valid: *valid, tx_hash: [5; 32] })
                         }
+                        // Refused: validated already, or too late.
+                        (Action::SendValidation { .. }, _) => Some(Outcome::AlreadyValidated),
                         (Action::FallBack { reason, .. }, _) => Some(Outcome::FellBack { reason: *reason }),
                         (Action::CloseTimedOut(_), 0) => Some(Outcome::Closed { tx_hash: [6; 32] }),
                         (Action::CloseTimedOut(_), _) => Some(Outcome::Found(Some(request(l1_status(n, sent))))),
@@ -629,4 +680,18 @@ fn the_scenarios_reach_every_ending() {
         assert!(endings.contains_key(w), "{w} never reached: {endings:?}");
     }
     assert_eq!(endings.len(), want.len(), "{endings:?}");
+    // Proofs left unanswered past the window, valid and invalid, are among them.
+    let mut unanswered = std::collections::BTreeSet::new();
+    for _ in 0..300 {
+        let s = scenario(true).new_tree(&mut runner).unwrap().current();
+        let (_, m, _, _) = run(&s);
+        if m.request.as_ref().map(|r| r.status) == Some(RequestStatus::ValidationTimedOut) {
+            unanswered.insert(m.proof_valid);
+        }
+    }
+    assert_eq!(
+        unanswered,
+        [Some(false), Some(true)].into(),
+        "the validation window is never missed"
+    );
 }

@@ -61,6 +61,7 @@ impl Chain {
             submitter: account(1),
             ack_timeout: ACK_TIMEOUT,
             max_timeout_after: 3_600,
+            validation_timeout: 86_400,
         };
         let market = deploy_market(&l1.with_sender(account(0)), &settings)
             .await

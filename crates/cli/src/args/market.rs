@@ -165,6 +165,10 @@ pub struct MarketDeployArgs {
     /// The longest proof timeout a request may ask, seconds.
     #[arg(long, env = "PROOFMILL_MARKET_MAX_PROOF_TIMEOUT", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
     pub market_max_proof_timeout: u64,
+    /// Seconds the rollup has to answer a posted proof with its validation result; after
+    /// that anyone may close the request and the network earns the reward it asked.
+    #[arg(long, env = "PROOFMILL_MARKET_VALIDATION_TIMEOUT", default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub market_validation_timeout: u64,
 }
 
 /// `proofmill l1 market-network`.

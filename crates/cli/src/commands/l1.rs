@@ -197,6 +197,7 @@ pub async fn deploy_market(a: MarketDeployArgs) -> anyhow::Result<()> {
             .context("bad --market-submitter")?,
         ack_timeout: a.market_ack_timeout,
         max_timeout_after: a.market_max_proof_timeout,
+        validation_timeout: a.market_validation_timeout,
     };
     let market = proofmill_market::deploy_market(&l1, &settings)
         .await

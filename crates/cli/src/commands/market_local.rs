@@ -29,6 +29,9 @@ pub fn account(i: usize) -> Address {
     DEV_ACCOUNTS[i].parse().expect("a dev account")
 }
 
+/// Seconds the local rollup has to answer a network's proof (it answers within a round).
+const VALIDATION_TIMEOUT: u64 = 3_600;
+
 /// Deploys a market on `l1` with the dev accounts' roles and registers `networks`; returns
 /// its address.
 pub async fn deploy(
@@ -42,6 +45,7 @@ pub async fn deploy(
         submitter: account(SUBMITTER),
         ack_timeout,
         max_timeout_after,
+        validation_timeout: VALIDATION_TIMEOUT,
     };
     let market = proofmill_market::deploy_market(&l1.with_sender(account(ADMIN)), &settings)
         .await

@@ -30,6 +30,7 @@ pub const DEV_KEYS: [&str; 5] = [
 
 pub const ACK_TIMEOUT: u64 = 600;
 pub const MAX_TIMEOUT_AFTER: u64 = 3_600;
+pub const VALIDATION_TIMEOUT: u64 = 1_800;
 /// The rollup's chain id in request ids.
 pub const CHAIN: u64 = 7;
 
@@ -62,6 +63,7 @@ pub fn settings() -> MarketSettings {
         submitter: account(1),
         ack_timeout: ACK_TIMEOUT,
         max_timeout_after: MAX_TIMEOUT_AFTER,
+        validation_timeout: VALIDATION_TIMEOUT,
     }
 }
 

@@ -61,6 +61,7 @@ pub(super) fn apply_event(s: &mut NetworkState, event: &MarketEvent) {
                     proof_tx: None,
                     claim_tx: None,
                     requested_reward: None,
+                    validation_deadline: None,
                     earned: None,
                     reason: None,
                     updated_at_ms: now,
@@ -89,6 +90,10 @@ pub(super) fn apply_event(s: &mut NetworkState, event: &MarketEvent) {
                 });
             }
         }
+        MarketEvent::ValidationTimedOut { id, reward, .. } => set(id, Status::Validated, &|e| {
+            e.earned = Some(reward.to_string());
+            e.reason = Some("not validated in time: earned by default".into());
+        }),
         MarketEvent::TimedOut { id, .. } => set(id, Status::Closed, &|e| {
             e.reason = Some("timed out on L1".into())
         }),

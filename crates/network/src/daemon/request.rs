@@ -114,7 +114,15 @@ impl Inner {
             RequestStatus::TimedOut => self.finish(id, Status::Closed, "timed out on L1"),
             RequestStatus::Proven => {
                 self.advance(id, Status::ProofPosted, |e| {
-                    e.requested_reward = Some(r.reward.to_string())
+                    e.requested_reward = Some(r.reward.to_string());
+                    e.validation_deadline = Some(r.validation_deadline);
+                });
+            }
+            RequestStatus::ValidationTimedOut => {
+                self.advance(id, Status::Validated, |e| {
+                    e.requested_reward = Some(r.reward.to_string());
+                    e.earned = Some(r.reward.to_string());
+                    e.reason = Some("not validated in time: earned by default".into());
                 });
             }
             RequestStatus::Validated => {

@@ -130,6 +130,9 @@ impl MarketL1 for Flaky {
     async fn close_timed_out_request(&self, id: RequestId) -> proofmill_market::Result<MarketTx> {
         self.inner.close_timed_out_request(id).await
     }
+    async fn close_unvalidated_request(&self, id: RequestId) -> proofmill_market::Result<MarketTx> {
+        self.inner.close_unvalidated_request(id).await
+    }
     async fn update_proving_network(
         &self,
         network: Address,

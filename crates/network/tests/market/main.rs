@@ -217,6 +217,72 @@ async fn a_rollup_that_does_not_validate_gets_no_more_work_until_it_does() {
     w.stop().await;
 }
 
+/// A rollup that never answers a proof does not keep the network's pay: once the market's
+/// validation timeout has passed, the network closes the request, is paid what it asked (and
+/// claims it once), the rollup's late verdict is refused, and the rollup gets work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proof_left_unanswered_is_paid_once_the_validation_timeout_passes() {
+    let mut w = World::new().await;
+    w.start_prover();
+    let mut cfg = w.config();
+    cfg.admission.max_awaiting_validation = 1;
+    let (shutdown, task) = w.start_network(cfg);
+    let (first, url, digest) = w.next_batch();
+    w.request(first, &url, digest, eth(1), 1_200).await;
+    w.until_entry(first, Status::ProofPosted).await;
+    // Within the window the network waits for the verdict.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(w.status(first).await, RequestStatus::Proven);
+    let due = w.submitter.request(id(first)).await.unwrap().unwrap();
+    assert!(due.validation_deadline > 0, "{due:?}");
+
+    w.network.chain().advance_time(VALIDATION_TIMEOUT + 1);
+    let entry = w.until_entry(first, Status::Claimed).await;
+    assert_eq!(w.status(first).await, RequestStatus::ValidationTimedOut);
+    assert_eq!(entry.earned, Some(eth(1).to_string()), "{entry:?}");
+    assert_eq!(entry.validation_deadline, Some(due.validation_deadline));
+    let late = w.submitter.submit_validation_result(id(first), false).await;
+    assert!(
+        matches!(
+            late,
+            Err(proofmill_market::MarketError::Refused {
+                revert: proofmill_market::MarketRevert::AlreadyValidated(_),
+                ..
+            })
+        ),
+        "{late:?}"
+    );
+    let events = w.events().await;
+    assert_eq!(
+        count(
+            &events,
+            |e| matches!(e, MarketEvent::ValidationTimedOut { reward, .. } if *reward == eth(1))
+        ),
+        1
+    );
+    assert_eq!(
+        count(&events, |e| matches!(
+            e,
+            MarketEvent::ValidationResult { .. }
+        )),
+        0
+    );
+    assert_eq!(
+        count(
+            &events,
+            |e| matches!(e, MarketEvent::RewardClaimed { amount, .. } if *amount == eth(1))
+        ),
+        1
+    );
+
+    // No longer awaiting a verdict, so the rollup's next request is taken.
+    let (second, url, digest) = w.next_batch();
+    w.request(second, &url, digest, eth(1), 1_200).await;
+    w.until_entry(second, Status::ProofPosted).await;
+    stop(shutdown, task).await;
+    w.stop().await;
+}
+
 /// Stopped after it acknowledged (no prover yet, so no proof), the daemon starts again on the
 /// same state directory: it takes the request up where it was and posts its proof once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

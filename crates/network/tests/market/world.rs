@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 pub const VERSION: &str = "devnet-v1";
 pub const CHAIN: u64 = proofmill_types::DEFAULT_CHAIN;
 pub const ACK_TIMEOUT: u64 = 600;
+/// Seconds the rollup has to answer a posted proof before the network may close it.
+pub const VALIDATION_TIMEOUT: u64 = 3_600;
 
 pub fn account(i: usize) -> Address {
     DEV_ACCOUNTS[i].parse().unwrap()
@@ -61,6 +63,7 @@ impl World {
             submitter: account(1),
             ack_timeout: ACK_TIMEOUT,
             max_timeout_after: 3_600,
+            validation_timeout: VALIDATION_TIMEOUT,
         };
         let market = deploy_market(&l1.with_sender(account(0)), &settings)
             .await
