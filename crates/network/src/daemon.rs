@@ -358,6 +358,20 @@ impl Inner {
         open.into_iter().map(Entry::id).collect()
     }
 
+    /// What `f` takes of each request in `status`, now.
+    fn requests_in<T>(&self, status: Status, f: impl Fn(&Entry) -> T) -> Vec<T> {
+        let shared = self.shared.lock().unwrap();
+        let Some(state) = shared.state.as_ref() else {
+            return Vec::new();
+        };
+        state
+            .requests
+            .values()
+            .filter(|e| e.status == status)
+            .map(f)
+            .collect()
+    }
+
     /// Takes in the events of a block range and its cursor, in one write.
     fn apply_events(&self, events: &[MarketEvent], cursor: u64) -> Result<(), StateError> {
         let me = self.me;
@@ -393,18 +407,7 @@ impl Inner {
     /// deadline is read from L1 once; a close the contract refuses (too early by the node's
     /// clock, or validated meanwhile: its event comes) is tried again next round or dropped.
     async fn close_unvalidated(&self) {
-        let posted: Vec<(RequestId, Option<u64>)> = {
-            let shared = self.shared.lock().unwrap();
-            let Some(state) = shared.state.as_ref() else {
-                return;
-            };
-            state
-                .requests
-                .values()
-                .filter(|e| e.status == Status::ProofPosted)
-                .map(|e| (e.id(), e.validation_deadline))
-                .collect()
-        };
+        let posted = self.requests_in(Status::ProofPosted, |e| (e.id(), e.validation_deadline));
         if posted.is_empty() {
             return;
         }
@@ -464,18 +467,7 @@ impl Inner {
     /// Claims what validated proofs earned: once per earning (the contract pays everything
     /// earned at once, and only once).
     async fn claim(&self) {
-        let validated: Vec<RequestId> = {
-            let shared = self.shared.lock().unwrap();
-            let Some(state) = shared.state.as_ref() else {
-                return;
-            };
-            state
-                .requests
-                .values()
-                .filter(|e| e.status == Status::Validated)
-                .map(|e| e.id())
-                .collect()
-        };
+        let validated = self.requests_in(Status::Validated, Entry::id);
         if validated.is_empty() {
             return;
         }

@@ -191,9 +191,7 @@ async fn a_rollup_that_does_not_validate_gets_no_more_work_until_it_does() {
     let mut cfg = w.config();
     cfg.admission.max_awaiting_validation = 1;
     let (shutdown, task) = w.start_network(cfg);
-    let (first, url, digest) = w.next_batch();
-    w.request(first, &url, digest, eth(1), 1_200).await;
-    w.until_entry(first, Status::ProofPosted).await;
+    let first = w.request_next_until_posted().await;
 
     let (second, url, digest) = w.next_batch();
     w.request(second, &url, digest, eth(1), 1_200).await;
@@ -210,9 +208,7 @@ async fn a_rollup_that_does_not_validate_gets_no_more_work_until_it_does() {
         .await
         .unwrap();
     w.until_entry(first, Status::Claimed).await;
-    let (third, url, digest) = w.next_batch();
-    w.request(third, &url, digest, eth(1), 1_200).await;
-    w.until_entry(third, Status::ProofPosted).await;
+    w.request_next_until_posted().await;
     stop(shutdown, task).await;
     w.stop().await;
 }
@@ -227,9 +223,7 @@ async fn a_proof_left_unanswered_is_paid_once_the_validation_timeout_passes() {
     let mut cfg = w.config();
     cfg.admission.max_awaiting_validation = 1;
     let (shutdown, task) = w.start_network(cfg);
-    let (first, url, digest) = w.next_batch();
-    w.request(first, &url, digest, eth(1), 1_200).await;
-    w.until_entry(first, Status::ProofPosted).await;
+    let first = w.request_next_until_posted().await;
     // Within the window the network waits for the verdict.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(w.status(first).await, RequestStatus::Proven);
@@ -276,9 +270,7 @@ async fn a_proof_left_unanswered_is_paid_once_the_validation_timeout_passes() {
     );
 
     // No longer awaiting a verdict, so the rollup's next request is taken.
-    let (second, url, digest) = w.next_batch();
-    w.request(second, &url, digest, eth(1), 1_200).await;
-    w.until_entry(second, Status::ProofPosted).await;
+    w.request_next_until_posted().await;
     stop(shutdown, task).await;
     w.stop().await;
 }

@@ -194,6 +194,15 @@ impl World {
         (shutdown, task)
     }
 
+    /// Requests the next devnet batch (1 ETH, 1,200 s) and waits until the network has posted
+    /// its proof; its number.
+    pub async fn request_next_until_posted(&mut self) -> u64 {
+        let (n, url, digest) = self.next_batch();
+        self.request(n, &url, digest, eth(1), 1_200).await;
+        self.until_entry(n, Status::ProofPosted).await;
+        n
+    }
+
     /// The next devnet batch, its inputs envelope written to the inputs directory: its
     /// number, URL and the envelope's digest.
     pub fn next_batch(&mut self) -> (u64, String, [u8; 32]) {
