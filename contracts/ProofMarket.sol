@@ -312,7 +312,10 @@ contract ProofMarket {
 
     /// A proof is posted and not answered yet.
     function requireProven(RequestId calldata id, Request storage r) private view {
-        if (r.status == Status.Validated || r.status == Status.ValidationFailed || r.status == Status.ValidationTimedOut) {
+        if (
+            r.status == Status.Validated || r.status == Status.ValidationFailed
+                || r.status == Status.ValidationTimedOut
+        ) {
             revert AlreadyValidated(id.chainId, id.batchNumber);
         }
         if (r.status != Status.Proven) revert WrongStatus(id.chainId, id.batchNumber, r.status);

@@ -18,7 +18,7 @@ use crate::admission::{AdmissionConfig, ProveTimes};
 use crate::clock::ChainClock;
 use crate::fetch::{FetchConfig, InputsFetcher};
 use crate::prove::ProofService;
-use crate::state::{Entry, NetworkState, StateError, Status, now_ms};
+use crate::state::{EARNED_BY_DEFAULT, Entry, NetworkState, StateError, Status, now_ms};
 use crate::{Backoff, Shutdown};
 use proofmill_market::{
     Address, MarketError, MarketEvent, MarketL1, MarketRevert, MarketWatcher, RequestId,
@@ -451,7 +451,7 @@ impl Inner {
                     tracing::warn!(request = %id, tx = %tx, validation_deadline = due, "the rollup did not answer the proof in time: closed, the reward is earned");
                     self.advance(id, Status::Validated, |e| {
                         e.earned = e.requested_reward.clone();
-                        e.reason = Some("not validated in time: earned by default".into());
+                        e.reason = Some(EARNED_BY_DEFAULT.into());
                     });
                 }
                 Err(MarketError::Refused { revert, .. }) => {

@@ -20,6 +20,8 @@ pub const STATE_FILE: &str = "network-state.json";
 const FORMAT: u32 = 1;
 /// Finished requests kept (for the operator to look at); older ones are pruned.
 pub const KEEP_FINISHED: usize = 1_000;
+/// The reason kept with a reward earned because the rollup did not answer the proof in time.
+pub const EARNED_BY_DEFAULT: &str = "not validated in time: earned by default";
 
 /// Where a request is, from this network's side. Every status after `Seen` was reached on L1
 /// (or, for `Proving`, at the network's coordinator) before it was written.
@@ -102,7 +104,7 @@ pub struct Entry {
     /// What the validation earned, wei.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub earned: Option<String>,
-    /// Why it was refused, given up or closed.
+    /// Why it was refused, given up or closed, or earned without a validation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Wall clock of the last change, ms since the epoch (pruning order).

@@ -1,6 +1,6 @@
 //! What the market's events do to the network's state: a request only moves forward.
 
-use crate::state::{Entry, NetworkState, Status, now_ms};
+use crate::state::{EARNED_BY_DEFAULT, Entry, NetworkState, Status, now_ms};
 use proofmill_market::{MarketEvent, RequestId, hex_hash};
 
 /// The order of statuses: a request only moves up.
@@ -92,7 +92,7 @@ pub(super) fn apply_event(s: &mut NetworkState, event: &MarketEvent) {
         }
         MarketEvent::ValidationTimedOut { id, reward, .. } => set(id, Status::Validated, &|e| {
             e.earned = Some(reward.to_string());
-            e.reason = Some("not validated in time: earned by default".into());
+            e.reason = Some(EARNED_BY_DEFAULT.into());
         }),
         MarketEvent::TimedOut { id, .. } => set(id, Status::Closed, &|e| {
             e.reason = Some("timed out on L1".into())

@@ -6,7 +6,7 @@ use super::{ACK_MARGIN_SECS, Inner};
 use crate::admission::{Offer, Refusal};
 use crate::fetch::FetchError;
 use crate::prove::{ProofState, ProveError};
-use crate::state::{Entry, NetworkState, Status};
+use crate::state::{EARNED_BY_DEFAULT, Entry, NetworkState, Status};
 use crate::{Backoff, Shutdown};
 use proofmill_market::{
     MarketError, MarketInputs, MarketRevert, RequestId, RequestStatus, hex_hash,
@@ -122,7 +122,7 @@ impl Inner {
                 self.advance(id, Status::Validated, |e| {
                     e.requested_reward = Some(r.reward.to_string());
                     e.earned = Some(r.reward.to_string());
-                    e.reason = Some("not validated in time: earned by default".into());
+                    e.reason = Some(EARNED_BY_DEFAULT.into());
                 });
             }
             RequestStatus::Validated => {
