@@ -4,10 +4,13 @@
 //! registers the network, posts a request whose inputs are a real devnet batch in a `file://`
 //! directory, validates the proof with the exec backend). The network is killed with SIGKILL
 //! after it acknowledged (before any prover runs, so before any proof), started again on the
-//! same state directory, and the proof is posted once and the reward claimed once.
+//! same state directory, and the proof is posted once and the reward claimed once. Then the
+//! rollup leaves a second proof unanswered: once the market's validation timeout has passed
+//! on the chain's clock, the network closes that request and claims what it asked.
 
 mod common;
 
+use common::evm_advance;
 use common::procs::{Proc, listening_addr, prover, tail};
 use common::readme::{command, flag, recipe, set_flag};
 use proofmill_backend::Backend as _;
@@ -98,7 +101,7 @@ async fn all_events(s: &RpcMarket, from: u64) -> Vec<MarketEvent> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_network_process_survives_kill_9_and_posts_and_claims_once() {
+async fn the_network_process_survives_kill_9_and_is_paid_once_even_when_left_unanswered() {
     let anvil = TestAnvil::start();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -154,41 +157,14 @@ async fn the_network_process_survives_kill_9_and_posts_and_claims_once() {
     let mut net = network_proc(root, &anvil.url, market, &coord_url, from_block);
 
     // A real devnet batch, its inputs envelope published in the inputs directory.
-    let batch = Devnet::new(DevnetConfig {
+    let mut devnet = Devnet::new(DevnetConfig {
         depth: 8,
         batch_size: 4,
         ..DevnetConfig::default()
     })
-    .unwrap()
-    .produce_batch();
-    let public = batch.transition.to_public_values();
-    let envelope = MarketInputs {
-        chain_id: CHAIN,
-        batch: batch.number,
-        program_version: "devnet-v1".into(),
-        proof_type: "exec".into(),
-        public_values: public.as_bytes().to_vec(),
-        input: batch.input.clone(),
-    }
-    .encode()
     .unwrap();
-    let path = root.join("inputs").join("batch-1.bin");
-    std::fs::write(&path, &envelope).unwrap();
-    let id = RequestId::new(CHAIN, batch.number);
     let reward = U256::from(10u64).pow(U256::from(17));
-    let params = RequestParams {
-        protocol_version: "devnet-v1".into(),
-        inputs_url: url::Url::from_file_path(std::fs::canonicalize(&path).unwrap())
-            .unwrap()
-            .to_string(),
-        inputs_digest: MarketInputs::digest_of(&envelope),
-        timeout_after: 1_800,
-        max_reward: reward,
-    };
-    submitter
-        .submit_proof_request(id, &params, reward)
-        .await
-        .unwrap();
+    let (id, public) = request_next(&mut devnet, root, &submitter, reward).await;
 
     let status = || async { submitter.request(id).await.ok().flatten().map(|r| r.status) };
     until(&mut net, "acknowledged", || async {
@@ -250,4 +226,103 @@ async fn the_network_process_survives_kill_9_and_posts_and_claims_once() {
         serde_json::from_slice(&std::fs::read(root.join("state/network-state.json")).unwrap())
             .unwrap();
     assert_eq!(state["requests"][0]["status"], "claimed", "{state}");
+
+    // The rollup never answers the next proof. Past the validation timeout the network
+    // closes the request and is paid what it asked.
+    let (second, _) = request_next(&mut devnet, root, &submitter, reward).await;
+    until(&mut net, "second proven", || async {
+        submitter
+            .request(second)
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.status)
+            == Some(RequestStatus::Proven)
+    })
+    .await;
+    evm_advance(&anvil.url, settings.validation_timeout + 1);
+    until(&mut net, "second claimed", || async {
+        let events = all_events(&submitter, from_block).await;
+        events
+            .iter()
+            .filter(|e| matches!(e, MarketEvent::RewardClaimed { .. }))
+            .count()
+            == 2
+    })
+    .await;
+    let all = all_events(&submitter, from_block).await;
+    assert!(
+        all.iter().any(|e| matches!(
+            e,
+            MarketEvent::ValidationTimedOut { id, reward: r, .. } if *id == second && *r == reward
+        )),
+        "{all:?}"
+    );
+    assert!(
+        !all.iter()
+            .any(|e| matches!(e, MarketEvent::ValidationResult { id, .. } if *id == second))
+    );
+    assert_eq!(
+        submitter.request(second).await.unwrap().unwrap().status,
+        RequestStatus::ValidationTimedOut
+    );
+    let late = submitter.submit_validation_result(second, false).await;
+    assert!(late.is_err(), "a verdict after the window: {late:?}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("state/network-state.json")).unwrap())
+            .unwrap();
+    let entry = state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["batch"] == second.batch)
+        .unwrap_or_else(|| panic!("{state}"));
+    assert_eq!(entry["status"], "claimed", "{state}");
+    assert!(
+        entry["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not validated in time")),
+        "{state}"
+    );
+}
+
+/// Seals the devnet's next batch, publishes its inputs envelope in the inputs directory and
+/// requests its proof on the market: its request id and public values.
+async fn request_next(
+    devnet: &mut Devnet,
+    root: &Path,
+    submitter: &RpcMarket,
+    reward: U256,
+) -> (RequestId, proofmill_types::PublicValues) {
+    let batch = devnet.produce_batch();
+    let public = batch.transition.to_public_values();
+    let envelope = MarketInputs {
+        chain_id: CHAIN,
+        batch: batch.number,
+        program_version: "devnet-v1".into(),
+        proof_type: "exec".into(),
+        public_values: public.as_bytes().to_vec(),
+        input: batch.input.clone(),
+    }
+    .encode()
+    .unwrap();
+    let path = root
+        .join("inputs")
+        .join(format!("batch-{}.bin", batch.number));
+    std::fs::write(&path, &envelope).unwrap();
+    let id = RequestId::new(CHAIN, batch.number);
+    let params = RequestParams {
+        protocol_version: "devnet-v1".into(),
+        inputs_url: url::Url::from_file_path(std::fs::canonicalize(&path).unwrap())
+            .unwrap()
+            .to_string(),
+        inputs_digest: MarketInputs::digest_of(&envelope),
+        timeout_after: 1_800,
+        max_reward: reward,
+    };
+    submitter
+        .submit_proof_request(id, &params, reward)
+        .await
+        .unwrap();
+    (id, public)
 }

@@ -40,9 +40,22 @@ pub fn transition(batch: &proofmill_types::Batch) -> proofmill_devnet::StateTran
 /// confirmations and deadlines need blocks).
 #[allow(dead_code)] // only the L1 tests mine
 pub fn evm_mine(url: &str) {
+    anvil_call(url, "evm_mine", "[]");
+}
+
+/// Moves an anvil's clock `secs` ahead and mines a block stamped with it.
+#[allow(dead_code)] // only the market's tests move the clock
+pub fn evm_advance(url: &str, secs: u64) {
+    anvil_call(url, "evm_increaseTime", &format!("[{secs}]"));
+    evm_mine(url);
+}
+
+/// One JSON-RPC call to an anvil at `url`, over a plain socket; panics unless it succeeds.
+#[allow(dead_code)]
+fn anvil_call(url: &str, method: &str, params: &str) {
     use std::io::{Read as _, Write as _};
     let addr = url.strip_prefix("http://").expect("an http:// node URL");
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"evm_mine","params":[]}"#;
+    let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{params}}}"#);
     let mut s = std::net::TcpStream::connect(addr).expect("connecting to anvil");
     write!(
         s,
@@ -52,5 +65,5 @@ pub fn evm_mine(url: &str) {
     .expect("writing to anvil");
     let mut reply = String::new();
     let _ = s.read_to_string(&mut reply);
-    assert!(reply.contains("\"result\""), "evm_mine: {reply}");
+    assert!(reply.contains("\"result\""), "{method}: {reply}");
 }
