@@ -182,15 +182,26 @@ async fn requests_it_cannot_serve_are_refused_with_the_reason() {
     w.stop().await;
 }
 
-/// A rollup that leaves the network's proofs unvalidated gets no more work from it until it
-/// validates them (so a rollup that never does cannot grow the network's state either).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollup_that_does_not_validate_gets_no_more_work_until_it_does() {
+/// A world with its prover, and the network started taking at most one unvalidated proof
+/// per rollup.
+async fn one_unvalidated_proof_per_rollup() -> (
+    World,
+    proofmill_network::Shutdown,
+    tokio::task::JoinHandle<Result<(), proofmill_network::NetworkError>>,
+) {
     let mut w = World::new().await;
     w.start_prover();
     let mut cfg = w.config();
     cfg.admission.max_awaiting_validation = 1;
     let (shutdown, task) = w.start_network(cfg);
+    (w, shutdown, task)
+}
+
+/// A rollup that leaves the network's proofs unvalidated gets no more work from it until it
+/// validates them (so a rollup that never does cannot grow the network's state either).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollup_that_does_not_validate_gets_no_more_work_until_it_does() {
+    let (mut w, shutdown, task) = one_unvalidated_proof_per_rollup().await;
     let first = w.request_next_until_posted().await;
 
     let (second, url, digest) = w.next_batch();
@@ -218,11 +229,7 @@ async fn a_rollup_that_does_not_validate_gets_no_more_work_until_it_does() {
 /// claims it once), the rollup's late verdict is refused, and the rollup gets work again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proof_left_unanswered_is_paid_once_the_validation_timeout_passes() {
-    let mut w = World::new().await;
-    w.start_prover();
-    let mut cfg = w.config();
-    cfg.admission.max_awaiting_validation = 1;
-    let (shutdown, task) = w.start_network(cfg);
+    let (mut w, shutdown, task) = one_unvalidated_proof_per_rollup().await;
     let first = w.request_next_until_posted().await;
     // Within the window the network waits for the verdict.
     tokio::time::sleep(Duration::from_millis(800)).await;
